@@ -1,0 +1,59 @@
+"""Command line: ``kronos-assets run`` runs the main job; ``kronos-assets check`` validates the configuration."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+from kronos_assets.settings import PROFILES, ConfigError
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="kronos-assets", description=__doc__)
+    parser.add_argument("--profile", choices=PROFILES, help="profile to use (default: $KRONOS_PROFILE or demo)")
+    parser.add_argument("--home", help="project home: warehouse, publish folder, Dagster runs ($KRONOS_HOME)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="fetch candles, forecast, score and publish every configured series once")
+    run.add_argument("--backfill-bars", type=int, default=48,
+                     help="also forecast and score this many past bars (rolling origin) so the track record is not empty")
+    sub.add_parser("check", help="load and validate the configuration and the Dagster definitions")
+    args = parser.parse_args(argv)
+    if args.profile:
+        os.environ["KRONOS_PROFILE"] = args.profile
+    if args.home:
+        os.environ["KRONOS_HOME"] = args.home
+
+    from kronos_assets.settings import load_settings
+
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return 2
+    if args.command == "check":
+        import dagster as dg
+
+        from kronos_assets.defs.factory import build_definitions
+
+        dg.Definitions.validate_loadable(build_definitions(settings))
+        print(f"profile {settings.profile}: {len(settings.symbols)} symbols x {len(settings.timeframes)} timeframes OK")
+        return 0
+
+    from kronos_assets.main_job import run_main_job
+
+    t0 = time.perf_counter()
+    print(f"profile {settings.profile} ({settings.description}); home {settings.home}")
+    try:
+        result = run_main_job(settings, backfill_bars=args.backfill_bars)
+    except RuntimeError as exc:
+        print(f"main job failed: {exc}", file=sys.stderr)
+        return 1
+    print(f"{result.runs} runs in {time.perf_counter() - t0:.1f} s")
+    print(f"dashboard: {result.dashboard}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

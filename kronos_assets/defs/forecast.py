@@ -1,0 +1,129 @@
+"""Forecast: per symbol and bar, every configured forecaster's full sample paths, summaries and provenance."""
+
+from datetime import datetime
+
+import dagster as dg
+import polars as pl
+
+from kronos_assets.defs.ingest import clean_candles_key
+from kronos_assets.defs.partitions import BAR_FMT, bar_partitions, times_by_symbol
+from kronos_assets.forecasting.interface import ForecastRequest, request_seed, run_forecaster
+from kronos_assets.forecasting.registry import ForecasterRegistry
+from kronos_assets.market.timeframes import timeframe_delta
+from kronos_assets.records import forecast_frames
+from kronos_assets.settings import Settings, TimeframeSettings
+from kronos_assets.warehouse import Warehouse
+
+FORECAST_TABLES = ("forecasts", "forecast_steps", "forecast_paths")
+HISTORY_COLUMNS = ["ts", "open", "high", "low", "close", "volume", "amount", "exchange"]
+
+
+def forecasts_key(tf: str) -> dg.AssetKey:
+    return dg.AssetKey(f"forecasts_{tf}")
+
+
+def candles_mapping(start_offset: int) -> dg.MultiPartitionMapping:
+    """symbol x bar -> symbol x day: the days holding bars [k + start_offset bars, k]."""
+    return dg.MultiPartitionMapping(
+        {
+            "symbol": dg.DimensionPartitionMapping("symbol", dg.IdentityPartitionMapping()),
+            "day": dg.DimensionPartitionMapping(
+                "bar",
+                dg.TimeWindowPartitionMapping(start_offset=start_offset, end_offset=0,
+                                              allow_nonexistent_upstream_partitions=True),
+            ),
+        }
+    )
+
+
+def build_requests(
+    candles: pl.DataFrame, symbol: str, tf: TimeframeSettings, bars: list[datetime], model: str, base_seed: int
+) -> tuple[list[ForecastRequest], dict[str, str]]:
+    """One request per bar whose history is complete up to that bar; the others are returned with the reason."""
+    step = timeframe_delta(tf.name)
+    ts = candles["ts"]
+    requests, skipped = [], {}
+    min_bars = max(32, tf.horizon + 2)
+    for bar in bars:
+        origin = bar + step
+        hi = ts.search_sorted(origin, side="left")  # bars opening before the origin: all closed at or before it
+        lo = max(0, hi - tf.history_bars)
+        history = candles.slice(lo, hi - lo)
+        if history.height == 0 or history["ts"][-1] != bar:
+            last = history["ts"][-1] if history.height else None
+            skipped[bar.strftime(BAR_FMT)] = f"bar {bar} is not in clean candles (newest before it: {last})"
+            continue
+        if history.height < min_bars:
+            skipped[bar.strftime(BAR_FMT)] = f"only {history.height} bars of history (< {min_bars})"
+            continue
+        requests.append(
+            ForecastRequest(
+                symbol=symbol,
+                timeframe=tf.name,
+                origin=origin,
+                history=history,
+                future_ts=[origin + i * step for i in range(tf.horizon)],
+                seed=request_seed(base_seed, symbol, tf.name, origin, model),
+            )
+        )
+    return requests, skipped
+
+
+def build_forecasts(settings: Settings, tf: TimeframeSettings) -> dg.AssetsDefinition:
+    step = timeframe_delta(tf.name)
+    sampling = settings.sampling_for(tf.name)
+
+    @dg.asset(
+        key=forecasts_key(tf.name),
+        partitions_def=bar_partitions(settings, tf),
+        ins={"clean": dg.AssetIn(clean_candles_key(tf.name), partition_mapping=candles_mapping(-tf.history_bars),
+                                 dagster_type=dg.Nothing)},
+        backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=168),
+        group_name="forecast",
+        kinds={"pytorch", "duckdb"},
+        pool="duckdb_write",
+        owners=["team:ml"],
+        description=(
+            f"{tf.horizon}-bar forecasts made when each {tf.name} bar closes, by {', '.join(settings.forecasters)}: "
+            f"{sampling.n_paths} full sample paths each (OHLCV + amount), quantiles, mean and median paths, P(up), "
+            "P(volatility amplification) and provenance. A forecast sees only bars closed at or before its origin."
+        ),
+    )
+    def forecasts(context: dg.AssetExecutionContext, warehouse: dg.ResourceParam[Warehouse],
+                  forecasters: dg.ResourceParam[ForecasterRegistry]) -> dg.MaterializeResult:
+        by_symbol = times_by_symbol(context.partition_keys, "bar", BAR_FMT)
+        written, skipped_all = 0, {}
+        for symbol, bars in by_symbol.items():
+            # Read everything this symbol's bars need at once, then release the warehouse before computing.
+            candles = warehouse.query(
+                "SELECT * FROM clean_candles WHERE symbol = ? AND timeframe = ? AND ts >= ? AND ts < ? ORDER BY ts",
+                [symbol, tf.name, bars[0] - tf.history_bars * step, bars[-1] + step],
+            ).select(HISTORY_COLUMNS)
+            results = []
+            for name in settings.forecasters:
+                requests, skipped = build_requests(candles, symbol, tf, bars, name, sampling.seed)
+                skipped_all.update({f"{symbol} {k}": v for k, v in skipped.items()})
+                results += run_forecaster(forecasters.get(name), requests, sampling)
+            frames = forecast_frames(results, sampling)
+            warehouse.replace_many(
+                {t: frames[t] for t in FORECAST_TABLES},
+                "symbol = ? AND timeframe = ? AND origin IN (SELECT unnest(?::TIMESTAMPTZ[]))",
+                [symbol, tf.name, [b + step for b in bars]],
+            )
+            written += frames["forecasts"].height
+        if not written and skipped_all:
+            raise dg.Failure(
+                description=f"no forecast could be made: {next(iter(skipped_all.values()))}",
+                metadata={"skipped": dg.MetadataValue.json(skipped_all)},
+            )
+        return dg.MaterializeResult(
+            metadata={
+                "forecasts": written,
+                "models": ", ".join(settings.forecasters),
+                "n_paths": sampling.n_paths,
+                "horizon": tf.horizon,
+                "skipped": dg.MetadataValue.json(skipped_all) if skipped_all else "none",
+            }
+        )
+
+    return forecasts

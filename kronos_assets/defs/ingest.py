@@ -1,0 +1,179 @@
+"""Ingest: raw candles from the market source, clean candles with features (SQL in DuckDB + polars), checks."""
+
+from datetime import datetime, timedelta, timezone
+
+import dagster as dg
+import polars as pl
+
+from kronos_assets.market.schema import validate_candles
+from kronos_assets.market.source import CandleSource
+from kronos_assets.market.timeframes import timeframe_delta, timeframe_seconds
+from kronos_assets.settings import Settings, TimeframeSettings
+from kronos_assets.defs.partitions import DAY_FMT, contiguous, day_partitions, times_by_symbol
+from kronos_assets.warehouse import Warehouse, read_sql
+
+# The day-partitioned write covers whole days: [first day, last day + 1).
+ONE_DAY = timedelta(days=1)
+CANDLE_WHERE = "symbol = ? AND timeframe = ? AND ts >= ? AND ts < ?"
+
+
+def raw_candles_key(tf: str) -> dg.AssetKey:
+    return dg.AssetKey(f"raw_candles_{tf}")
+
+
+def clean_candles_key(tf: str) -> dg.AssetKey:
+    return dg.AssetKey(f"clean_candles_{tf}")
+
+
+def build_ingest(settings: Settings, tf: TimeframeSettings) -> tuple[list[dg.AssetsDefinition], list]:
+    partitions = day_partitions(settings, tf)
+    policy = dg.BackfillPolicy.multi_run(max_partitions_per_run=31)
+
+    @dg.asset(
+        key=raw_candles_key(tf.name),
+        partitions_def=partitions,
+        backfill_policy=policy,
+        group_name="ingest",
+        kinds={"duckdb", "polars"},
+        pool="duckdb_write",
+        owners=["team:data"],
+        description=(
+            f"Closed {tf.name} candles per symbol and UTC day as the market source served them "
+            f"({'the synthetic demo market' if settings.synthetic else 'ccxt, with the exchange fallback chain'}). "
+            "The bar still forming is never stored; re-running a day replaces exactly that day's rows."
+        ),
+    )
+    def raw_candles(context: dg.AssetExecutionContext, market: dg.ResourceParam[CandleSource],
+                    warehouse: dg.ResourceParam[Warehouse]) -> dg.MaterializeResult:
+        now = datetime.now(timezone.utc)
+        total, exchanges, newest = 0, set(), None
+        for symbol, start, end in _day_spans(context):
+            frame = validate_candles(market.fetch(symbol, tf.name, start, end, now), f"{market.name} {symbol} {tf.name}")
+            rows = frame.with_columns(symbol=pl.lit(symbol), timeframe=pl.lit(tf.name))
+            # Fetch first, then replace the whole window in one transaction: a failed fetch stores nothing.
+            warehouse.replace("raw_candles", rows, CANDLE_WHERE, [symbol, tf.name, start, end])
+            total += rows.height
+            exchanges |= set(rows["exchange"].unique().to_list())
+            if rows.height:
+                newest = max(newest or rows["ts"][-1], rows["ts"][-1])
+            context.log.info(f"{symbol} {tf.name}: {rows.height} candles for {start:%Y-%m-%d}..{end:%Y-%m-%d}")
+        return dg.MaterializeResult(
+            metadata={
+                "rows": total,
+                "exchanges": ", ".join(sorted(exchanges)) or "none",
+                "newest_bar": str(newest) if newest else "none",
+                "fetched_at": now.isoformat(timespec="seconds"),
+            }
+        )
+
+    @dg.asset(
+        key=clean_candles_key(tf.name),
+        deps=[raw_candles_key(tf.name)],
+        partitions_def=partitions,
+        backfill_policy=policy,
+        group_name="ingest",
+        kinds={"duckdb", "sql", "polars"},
+        pool="duckdb_write",
+        owners=["team:data"],
+        description=(
+            f"Validated {tf.name} candles with features (log return, log range, 24-bar realised volatility, volume "
+            "z-score, bars missing before each bar), computed by dbt_free_sql/clean_candles.sql in DuckDB."
+        ),
+    )
+    def clean_candles(context: dg.AssetExecutionContext, warehouse: dg.ResourceParam[Warehouse]) -> dg.MaterializeResult:
+        sql = read_sql("clean_candles.sql")
+        bar = timeframe_delta(tf.name)
+        total, gaps, dropped = 0, 0, 0
+        for symbol, start, end in _day_spans(context):
+            params = {"symbol": symbol, "timeframe": tf.name, "start": start, "end": end,
+                      "lookback": start - 24 * bar, "bar_seconds": timeframe_seconds(tf.name)}
+            clean = warehouse.query(sql, params)
+            raw_n = warehouse.query(f"SELECT count(*) AS n FROM raw_candles WHERE {CANDLE_WHERE}",
+                                    [symbol, tf.name, start, end])["n"][0]
+            dropped += raw_n - clean.height
+            # polars re-checks what the SQL produced before it is stored: the schema contract of every candle frame.
+            validate_candles(clean.select("ts", "open", "high", "low", "close", "volume", "amount", "exchange"),
+                             f"clean_candles {symbol} {tf.name}")
+            warehouse.replace("clean_candles", clean, CANDLE_WHERE, [symbol, tf.name, start, end])
+            total += clean.height
+            gaps += int((clean["bars_missing_before"] > 0).sum()) if clean.height else 0
+        return dg.MaterializeResult(metadata={"rows": total, "gaps": gaps, "invalid_rows_dropped": int(dropped)})
+
+    checks = build_candle_checks(settings, tf)
+    return [raw_candles, clean_candles], checks
+
+
+def build_candle_checks(settings: Settings, tf: TimeframeSettings) -> list[dg.AssetChecksDefinition]:
+    raw_key, clean_key = raw_candles_key(tf.name), clean_candles_key(tf.name)
+    bar_s = timeframe_seconds(tf.name)
+
+    @dg.asset_check(asset=raw_key, name="ohlc_consistent", blocking=True,
+                    description="Every stored bar has positive prices, high >= max(open, close), low <= min(open, close).")
+    def ohlc_consistent(warehouse: dg.ResourceParam[Warehouse]) -> dg.AssetCheckResult:
+        bad = warehouse.query(
+            "SELECT symbol, ts FROM raw_candles WHERE timeframe = ? AND (least(open, high, low, close) <= 0 "
+            "OR high < greatest(open, close) OR low > least(open, close) OR volume < 0) ORDER BY ts LIMIT 20",
+            [tf.name],
+        )
+        return dg.AssetCheckResult(passed=bad.height == 0, metadata={"bad_rows": bad.height,
+                                   "examples": dg.MetadataValue.md(_md(bad)) if bad.height else "none"})
+
+    @dg.asset_check(asset=raw_key, name="no_duplicate_bars", blocking=True,
+                    description="No (symbol, bar) is stored twice.")
+    def no_duplicates(warehouse: dg.ResourceParam[Warehouse]) -> dg.AssetCheckResult:
+        dup = warehouse.query(
+            "SELECT symbol, ts, count(*) AS n FROM raw_candles WHERE timeframe = ? GROUP BY ALL HAVING n > 1 LIMIT 20",
+            [tf.name],
+        )
+        return dg.AssetCheckResult(passed=dup.height == 0, metadata={"duplicates": dup.height})
+
+    @dg.asset_check(asset=clean_key, name="gaps_reported",
+                    description="Lists the ranges of missing bars (never filled); warns when there are any.")
+    def gaps(warehouse: dg.ResourceParam[Warehouse]) -> dg.AssetCheckResult:
+        found = warehouse.query(
+            "SELECT symbol, ts - to_seconds(CAST(bars_missing_before + 1 AS BIGINT) * ?) + to_seconds(?) AS gap_start, "
+            "ts AS gap_end, bars_missing_before AS bars FROM clean_candles "
+            "WHERE timeframe = ? AND bars_missing_before > 0 ORDER BY ts DESC LIMIT 50",
+            [bar_s, bar_s, tf.name],
+        )
+        return dg.AssetCheckResult(
+            passed=found.height == 0,
+            severity=dg.AssetCheckSeverity.WARN,
+            metadata={"gaps": found.height, "ranges": dg.MetadataValue.md(_md(found)) if found.height else "none"},
+        )
+
+    @dg.asset_check(asset=clean_key, name="fresh",
+                    description="The newest clean bar of every symbol closed less than two bars ago.")
+    def fresh(warehouse: dg.ResourceParam[Warehouse]) -> dg.AssetCheckResult:
+        now = datetime.now(timezone.utc)
+        newest = warehouse.query(
+            "SELECT symbol, max(ts) AS newest FROM clean_candles WHERE timeframe = ? GROUP BY symbol ORDER BY symbol",
+            [tf.name],
+        )
+        lag = {r["symbol"]: (now - r["newest"]).total_seconds() / bar_s - 1 for r in newest.iter_rows(named=True)}
+        stale = {s: round(v, 1) for s, v in lag.items() if v > 2}
+        missing = sorted(set(settings.symbols) - set(lag))
+        return dg.AssetCheckResult(
+            passed=not stale and not missing,
+            severity=dg.AssetCheckSeverity.WARN,
+            metadata={"bars_behind": dg.MetadataValue.json({s: round(v, 1) for s, v in lag.items()}),
+                      "symbols_without_candles": ", ".join(missing) or "none"},
+        )
+
+    return [ohlc_consistent, no_duplicates, gaps, fresh]
+
+
+def _day_spans(context: dg.AssetExecutionContext) -> list[tuple[str, datetime, datetime]]:
+    """The run's partitions as (symbol, start, end) windows of consecutive days."""
+    return [
+        (symbol, start, end)
+        for symbol, days in times_by_symbol(context.partition_keys, "day", DAY_FMT).items()
+        for start, end in contiguous(days, ONE_DAY)
+    ]
+
+
+def _md(df: pl.DataFrame) -> str:
+    cols = df.columns
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in df.iter_rows()]
+    return "\n".join(lines)

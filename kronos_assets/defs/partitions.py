@@ -1,0 +1,88 @@
+"""Partitions: symbol x day for candles, symbol x bar for forecasts, evaluations and publishing."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import datetime, timedelta, timezone
+from typing import Iterable
+
+import dagster as dg
+
+from kronos_assets.market.timeframes import timeframe_seconds
+from kronos_assets.settings import Settings, TimeframeSettings, symbol_from_key, symbol_key
+
+BAR_FMT = "%Y-%m-%d-%H:%M"
+DAY_FMT = "%Y-%m-%d"
+
+
+def _bar_cron(timeframe: str) -> str:
+    secs = timeframe_seconds(timeframe)
+    if secs < 3600:
+        return f"*/{secs // 60} * * * *"
+    if secs < 86400:
+        return "0 * * * *" if secs == 3600 else f"0 */{secs // 3600} * * *"
+    return "0 0 * * *"
+
+
+def symbols_partitions(settings: Settings) -> dg.StaticPartitionsDefinition:
+    return dg.StaticPartitionsDefinition([symbol_key(s) for s in settings.symbols])
+
+
+def day_partitions(settings: Settings, tf: TimeframeSettings) -> dg.MultiPartitionsDefinition:
+    """Candles: one partition per symbol and UTC day; the current day exists and is refreshed through the day."""
+    return dg.MultiPartitionsDefinition(
+        {
+            "symbol": symbols_partitions(settings),
+            "day": dg.DailyPartitionsDefinition(start_date=tf.start.isoformat(), end_offset=1, timezone="UTC"),
+        }
+    )
+
+
+def bar_partitions(settings: Settings, tf: TimeframeSettings) -> dg.MultiPartitionsDefinition:
+    """One partition per symbol and closed bar. Bar key k is the bar opening at k; its forecast origin is k + 1 bar."""
+    return dg.MultiPartitionsDefinition(
+        {
+            "symbol": symbols_partitions(settings),
+            "bar": dg.TimeWindowPartitionsDefinition(
+                cron_schedule=_bar_cron(tf.name),
+                start=datetime(tf.start.year, tf.start.month, tf.start.day),
+                fmt=BAR_FMT,
+                timezone="UTC",
+            ),
+        }
+    )
+
+
+def parse_time(key: str, fmt: str) -> datetime:
+    return datetime.strptime(key, fmt).replace(tzinfo=timezone.utc)
+
+
+def times_by_symbol(keys: Iterable[dg.MultiPartitionKey | str], dim: str, fmt: str) -> dict[str, list[datetime]]:
+    """Group a run's partition keys by symbol (ccxt form), with the times of the other dimension sorted."""
+    out: dict[str, list[datetime]] = defaultdict(list)
+    for key in keys:
+        if not isinstance(key, dg.MultiPartitionKey):
+            dims = dict(zip(sorted([dim, "symbol"]), str(key).split("|")))
+        else:
+            dims = key.keys_by_dimension
+        out[symbol_from_key(dims["symbol"])].append(parse_time(dims[dim], fmt))
+    return {s: sorted(v) for s, v in sorted(out.items())}
+
+
+def bar_key(symbol: str, bar: datetime) -> dg.MultiPartitionKey:
+    return dg.MultiPartitionKey({"symbol": symbol_key(symbol), "bar": bar.strftime(BAR_FMT)})
+
+
+def day_key(symbol: str, day: datetime) -> dg.MultiPartitionKey:
+    return dg.MultiPartitionKey({"symbol": symbol_key(symbol), "day": day.strftime(DAY_FMT)})
+
+
+def contiguous(times: list[datetime], step: timedelta) -> list[tuple[datetime, datetime]]:
+    """Sorted times as half-open [start, end) windows of consecutive steps."""
+    spans: list[tuple[datetime, datetime]] = []
+    for t in times:
+        if spans and spans[-1][1] == t:
+            spans[-1] = (spans[-1][0], t + step)
+        else:
+            spans.append((t, t + step))
+    return spans

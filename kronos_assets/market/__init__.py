@@ -1,0 +1,1 @@
+"""Market data: the candle schema, timeframes, and the sources that produce candles."""

@@ -1,0 +1,57 @@
+"""Timeframes the project supports, with their length and their Dagster cadence."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+# Seconds per bar. Every timeframe divides a UTC day evenly, so day partitions hold whole bars.
+TIMEFRAME_SECONDS: dict[str, int] = {
+    "15m": 15 * 60,
+    "30m": 30 * 60,
+    "1h": 3600,
+    "2h": 2 * 3600,
+    "4h": 4 * 3600,
+    "6h": 6 * 3600,
+    "12h": 12 * 3600,
+    "1d": 86400,
+}
+
+
+class UnknownTimeframeError(ValueError):
+    pass
+
+
+def timeframe_seconds(timeframe: str) -> int:
+    try:
+        return TIMEFRAME_SECONDS[timeframe]
+    except KeyError:
+        known = ", ".join(TIMEFRAME_SECONDS)
+        raise UnknownTimeframeError(f"unknown timeframe {timeframe!r}; known: {known}") from None
+
+
+def timeframe_delta(timeframe: str) -> timedelta:
+    return timedelta(seconds=timeframe_seconds(timeframe))
+
+
+def floor_time(ts: datetime, timeframe: str) -> datetime:
+    """The open time of the bar that contains ``ts`` (UTC)."""
+    secs = timeframe_seconds(timeframe)
+    epoch = int(ts.timestamp())
+    return datetime.fromtimestamp(epoch - epoch % secs, tz=timezone.utc)
+
+
+def last_closed_bar_open(now: datetime, timeframe: str) -> datetime:
+    """Open time of the newest bar that has fully closed at ``now``."""
+    return floor_time(now, timeframe) - timeframe_delta(timeframe)
+
+
+def cron_for(timeframe: str, minute: int = 5) -> str:
+    """Cron of the schedule for a timeframe: a few minutes after each bar closes."""
+    secs = timeframe_seconds(timeframe)
+    if secs < 3600:
+        step = secs // 60
+        return f"{minute % step}-59/{step} * * * *"
+    if secs < 86400:
+        hours = secs // 3600
+        return f"{minute} * * * *" if hours == 1 else f"{minute} */{hours} * * *"
+    return f"{minute} 0 * * *"

@@ -1,0 +1,116 @@
+"""Rows of the warehouse's forecast and evaluation tables, built from forecasts and read back for publishing.
+
+Dagster-free: the assets call these with data they read and write through warehouse.Warehouse.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta
+from typing import Any, Sequence
+
+import numpy as np
+import polars as pl
+
+from kronos_assets.forecasting.interface import CLOSE, PATH_FIELDS, VOLUME, Forecast, Sampling
+from kronos_assets.forecasting.summary import QUANTILE_LEVELS, summarise
+from kronos_assets.metrics import score_paths
+from kronos_assets.warehouse import Warehouse
+
+Q_COLS = tuple(f"q{round(q * 100):02d}" for q in QUANTILE_LEVELS)
+TS = pl.Datetime("us", "UTC")
+
+
+def forecast_frames(forecasts: Sequence[Forecast], sampling: Sampling) -> dict[str, pl.DataFrame]:
+    """Rows for forecasts, forecast_steps and forecast_paths."""
+    heads, steps, paths = [], [], []
+    for fc in forecasts:
+        req = fc.request
+        hist = req.history
+        close = hist["close"].to_numpy()
+        s = summarise(fc.paths[..., CLOSE], fc.paths[..., VOLUME], close)
+        key = {"symbol": req.symbol, "timeframe": req.timeframe, "origin": req.origin, "model": fc.model}
+        exchanges = sorted(set(hist["exchange"].to_list()))
+        heads.append(
+            key
+            | {
+                "n_paths": fc.paths.shape[0],
+                "horizon": fc.paths.shape[1],
+                "last_close": float(close[-1]),
+                "p_up": s.p_up,
+                "p_vol_amp": s.p_vol_amp,
+                "recent_vol": s.recent_vol,
+                "data_start": hist["ts"][0],
+                "data_end": hist["ts"][-1],
+                "exchange": ",".join(exchanges),
+                "seed": req.seed,
+                "sampling": json.dumps(sampling.as_dict(), sort_keys=True),
+                "provenance": json.dumps(fc.provenance, sort_keys=True, default=str),
+            }
+        )
+        for i, ts in enumerate(req.future_ts):
+            steps.append(
+                key
+                | {"step": i + 1, "ts": ts}
+                | {q: float(s.quantiles[j, i]) for j, q in enumerate(Q_COLS)}
+                | {
+                    "mean_close": float(s.mean_close[i]),
+                    "median_close": float(s.median_close[i]),
+                    "mean_volume": float(s.mean_volume[i]),
+                    "median_volume": float(s.median_volume[i]),
+                }
+            )
+        for p in range(fc.paths.shape[0]):
+            paths.append(key | {"path": p} | {f: fc.paths[p, :, j].tolist() for j, f in enumerate(PATH_FIELDS)})
+    key_schema = {"symbol": pl.Utf8, "timeframe": pl.Utf8, "origin": TS, "model": pl.Utf8}
+    return {
+        "forecasts": pl.DataFrame(heads, schema_overrides=key_schema | {"data_start": TS, "data_end": TS}),
+        "forecast_steps": pl.DataFrame(steps, schema_overrides=key_schema | {"ts": TS}),
+        "forecast_paths": pl.DataFrame(
+            paths, schema_overrides=key_schema | {f: pl.List(pl.Float64) for f in PATH_FIELDS}
+        ),
+    }
+
+
+def load_close_paths(wh: Warehouse, symbol: str, timeframe: str, origins: Sequence[datetime]) -> pl.DataFrame:
+    """Heads of the forecasts at the given origins with their close paths as an (n_paths, H) array column."""
+    if not origins:
+        return pl.DataFrame()
+    return wh.query(
+        """
+        SELECT f.origin, f.model, f.horizon, f.last_close, f.p_up, f.p_vol_amp, f.recent_vol,
+               list(p.close ORDER BY p.path) AS close_paths
+        FROM forecasts f JOIN forecast_paths p USING (symbol, timeframe, origin, model)
+        WHERE f.symbol = ? AND f.timeframe = ? AND f.origin IN (SELECT unnest(?::TIMESTAMPTZ[]))
+        GROUP BY ALL ORDER BY f.origin, f.model
+        """,
+        [symbol, timeframe, list(origins)],
+    )
+
+
+def evaluation_rows(
+    head: dict[str, Any], realised: pl.DataFrame, symbol: str, timeframe: str, bar: timedelta, scored_bar: datetime
+) -> list[dict[str, Any]]:
+    """Score one stored forecast against the realised closes of its horizon (all of which must be present)."""
+    horizon = head["horizon"]
+    origin = head["origin"]
+    want = [origin + i * bar for i in range(horizon)]
+    got = dict(zip(realised["ts"].to_list(), realised["close"].to_list()))
+    missing = [t for t in want if t not in got]
+    if missing:
+        raise ValueError(
+            f"{symbol} {timeframe} forecast at {origin}: {len(missing)} of {horizon} horizon bars not realised "
+            f"(first missing {missing[0]}); it is scored once every bar of its horizon has closed"
+        )
+    close_paths = np.asarray(head["close_paths"], dtype=np.float64)
+    rows = score_paths(
+        close_paths,
+        np.array([got[t] for t in want]),
+        head["last_close"],
+        QUANTILE_LEVELS,
+        p_vol_amp=head["p_vol_amp"],
+        recent_vol=head["recent_vol"],
+    )
+    base = {"symbol": symbol, "timeframe": timeframe, "origin": origin, "model": head["model"], "horizon": horizon,
+            "scored_bar": scored_bar}
+    return [base | r | {"ts": want[r["step"] - 1]} for r in rows]
