@@ -20,14 +20,22 @@ stepped AS (
     FROM src
     WINDOW w AS (ORDER BY ts)
 ),
+windows AS (
+    -- Aggregating each bar's own 24-value list (not a sliding window) makes a bar's features depend only on its
+    -- 24 bars, bit for bit, whatever range a run covers: re-materialising a day leaves exactly the same rows.
+    SELECT *,
+        list(log_return) OVER last24 AS returns24,
+        list(ln(volume + 1e-12)) OVER last24 AS log_volumes24
+    FROM stepped
+    WINDOW last24 AS (ORDER BY ts ROWS BETWEEN 23 PRECEDING AND CURRENT ROW)
+),
 featured AS (
     SELECT *,
         ln(high / low) AS log_range,
-        stddev_samp(log_return) OVER (ORDER BY ts ROWS BETWEEN 23 PRECEDING AND CURRENT ROW) AS realised_vol,
-        (ln(volume + 1e-12) - avg(ln(volume + 1e-12)) OVER last24)
-            / nullif(stddev_samp(ln(volume + 1e-12)) OVER last24, 0) AS volume_z
-    FROM stepped
-    WINDOW last24 AS (ORDER BY ts ROWS BETWEEN 23 PRECEDING AND CURRENT ROW)
+        list_aggregate(returns24, 'stddev_samp') AS realised_vol,
+        (ln(volume + 1e-12) - list_aggregate(log_volumes24, 'avg'))
+            / nullif(list_aggregate(log_volumes24, 'stddev_samp'), 0) AS volume_z
+    FROM windows
 )
 SELECT symbol, timeframe, ts, open, high, low, close, volume,
        coalesce(amount, volume * (open + high + low + close) / 4) AS amount,

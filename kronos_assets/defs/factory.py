@@ -10,7 +10,7 @@ from kronos_assets.defs.automation import build_automation
 from kronos_assets.defs.evaluate import build_evaluations
 from kronos_assets.defs.forecast import build_forecasts
 from kronos_assets.defs.ingest import build_ingest
-from kronos_assets.defs.partitions import bar_partitions, day_partitions
+from kronos_assets.defs.partitions import bar_partitions
 from kronos_assets.defs.publish import build_published
 from kronos_assets.defs.resources import build_resources
 from kronos_assets.settings import Settings, TimeframeSettings
@@ -32,13 +32,11 @@ def build_timeframe(settings: Settings, tf: TimeframeSettings) -> dg.Definitions
     candles_job = dg.define_asset_job(
         candles_job_name(tf.name),
         selection=dg.AssetSelection.assets(raw, clean),
-        partitions_def=day_partitions(settings, tf),
         description=f"Fetch and clean {tf.name} candles for a symbol and day (or a range of days).",
     )
     forecast_job = dg.define_asset_job(
         forecast_job_name(tf.name),
         selection=dg.AssetSelection.assets(forecasts, evaluations, published),
-        partitions_def=bar_partitions(settings, tf),
         description=(f"Forecast, score and publish {tf.name} bars; over a range of past bars it is a rolling-origin "
                      "backtest run by the same code as live."),
     )

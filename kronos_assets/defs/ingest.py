@@ -86,7 +86,8 @@ def build_ingest(settings: Settings, tf: TimeframeSettings) -> tuple[list[dg.Ass
         total, gaps, dropped = 0, 0, 0
         for symbol, start, end in _day_spans(context):
             params = {"symbol": symbol, "timeframe": tf.name, "start": start, "end": end,
-                      "lookback": start - 24 * bar, "bar_seconds": timeframe_seconds(tf.name)}
+                      # 24-bar windows of log returns need 25 earlier bars to match a longer run's values exactly
+                      "lookback": start - 25 * bar, "bar_seconds": timeframe_seconds(tf.name)}
             clean = warehouse.query(sql, params)
             raw_n = warehouse.query(f"SELECT count(*) AS n FROM raw_candles WHERE {CANDLE_WHERE}",
                                     [symbol, tf.name, start, end])["n"][0]

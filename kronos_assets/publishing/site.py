@@ -55,7 +55,7 @@ def series_artifacts(snapshot: dict[str, Any], history: Iterable[dict[str, Any]]
     ]
     out.append(Artifact(f"{prefix}/latest.json", _json(snapshot), JSON, LATEST_CACHE))
     depth = prefix.count("/") + 1
-    page = fan_chart(snapshot).to_html(include_plotlyjs="../" * depth + PLOTLY_JS_KEY, full_html=True)
+    page = fan_chart(snapshot).to_html(include_plotlyjs="../" * depth + PLOTLY_JS_KEY, full_html=True, div_id="chart")
     out.append(Artifact(f"{prefix}/chart.html", page.encode(), HTML, LATEST_CACHE))
     return out
 
