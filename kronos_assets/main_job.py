@@ -31,11 +31,25 @@ class MainJobResult:
     runs: int
 
 
+# One DuckDB writer and one publisher at a time: runs queue for a slot instead of fighting over the file lock.
+LOCAL_INSTANCE_YAML = """\
+concurrency:
+  pools:
+    default_limit: 1
+telemetry:
+  enabled: false
+"""
+
+
 def instance_for(settings: Settings) -> dg.DagsterInstance:
+    """$DAGSTER_HOME's instance when set, else one under the project home (``DAGSTER_HOME=<home>/dagster dg dev``
+    shows its runs)."""
     if os.environ.get("DAGSTER_HOME"):
         return dg.DagsterInstance.get()
     path = settings.home / "dagster"
     path.mkdir(parents=True, exist_ok=True)
+    if not (path / "dagster.yaml").exists():
+        (path / "dagster.yaml").write_text(LOCAL_INSTANCE_YAML)
     return dg.DagsterInstance.local_temp(tempdir=str(path))
 
 

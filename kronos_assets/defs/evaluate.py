@@ -10,7 +10,7 @@ import polars as pl
 
 from kronos_assets.defs.forecast import candles_mapping, forecasts_key
 from kronos_assets.defs.ingest import clean_candles_key
-from kronos_assets.defs.partitions import BAR_FMT, bar_partitions, times_by_symbol
+from kronos_assets.defs.partitions import BAR_FMT, MARKETS, Family, bar_partitions, times_by_symbol
 from kronos_assets.market.timeframes import timeframe_delta
 from kronos_assets.records import evaluation_rows, load_close_paths
 from kronos_assets.settings import Settings, TimeframeSettings
@@ -19,11 +19,11 @@ from kronos_assets.warehouse import Warehouse
 TS = pl.Datetime("us", "UTC")
 
 
-def evaluations_key(tf: str) -> dg.AssetKey:
-    return dg.AssetKey(f"evaluations_{tf}")
+def evaluations_key(tf: str, family: Family = MARKETS) -> dg.AssetKey:
+    return family.asset_key("evaluations", tf)
 
 
-def build_evaluations(settings: Settings, tf: TimeframeSettings) -> dg.AssetsDefinition:
+def build_evaluations(settings: Settings, tf: TimeframeSettings, family: Family = MARKETS) -> dg.AssetsDefinition:
     step = timeframe_delta(tf.name)
     h = tf.horizon
     forecast_mapping = dg.MultiPartitionMapping(
@@ -37,11 +37,12 @@ def build_evaluations(settings: Settings, tf: TimeframeSettings) -> dg.AssetsDef
     )
 
     @dg.asset(
-        key=evaluations_key(tf.name),
-        partitions_def=bar_partitions(settings, tf),
+        key=evaluations_key(tf.name, family),
+        partitions_def=bar_partitions(settings, tf, family),
         ins={
-            "forecasts": dg.AssetIn(forecasts_key(tf.name), partition_mapping=forecast_mapping, dagster_type=dg.Nothing),
-            "realised": dg.AssetIn(clean_candles_key(tf.name), partition_mapping=candles_mapping(-(h - 1)),
+            "forecasts": dg.AssetIn(forecasts_key(tf.name, family), partition_mapping=forecast_mapping,
+                                    dagster_type=dg.Nothing),
+            "realised": dg.AssetIn(clean_candles_key(tf.name, family), partition_mapping=candles_mapping(-(h - 1)),
                                    dagster_type=dg.Nothing),
         },
         backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=168),
@@ -58,7 +59,7 @@ def build_evaluations(settings: Settings, tf: TimeframeSettings) -> dg.AssetsDef
     )
     def evaluations(context: dg.AssetExecutionContext, warehouse: dg.ResourceParam[Warehouse]) -> dg.MaterializeResult:
         scored, missing_forecasts = 0, []
-        for symbol, bars in times_by_symbol(context.partition_keys, "bar", BAR_FMT).items():
+        for symbol, bars in times_by_symbol(context.partition_keys, "bar", BAR_FMT, family).items():
             origins = [k - (h - 1) * step for k in bars]
             heads = load_close_paths(warehouse, symbol, tf.name, origins)
             realised = warehouse.query(

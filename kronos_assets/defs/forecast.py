@@ -6,7 +6,7 @@ import dagster as dg
 import polars as pl
 
 from kronos_assets.defs.ingest import clean_candles_key
-from kronos_assets.defs.partitions import BAR_FMT, bar_partitions, times_by_symbol
+from kronos_assets.defs.partitions import BAR_FMT, MARKETS, Family, bar_partitions, times_by_symbol
 from kronos_assets.forecasting.interface import ForecastRequest, request_seed, run_forecaster
 from kronos_assets.forecasting.registry import ForecasterRegistry
 from kronos_assets.market.timeframes import timeframe_delta
@@ -18,8 +18,8 @@ FORECAST_TABLES = ("forecasts", "forecast_steps", "forecast_paths")
 HISTORY_COLUMNS = ["ts", "open", "high", "low", "close", "volume", "amount", "exchange"]
 
 
-def forecasts_key(tf: str) -> dg.AssetKey:
-    return dg.AssetKey(f"forecasts_{tf}")
+def forecasts_key(tf: str, family: Family = MARKETS) -> dg.AssetKey:
+    return family.asset_key("forecasts", tf)
 
 
 def candles_mapping(start_offset: int) -> dg.MultiPartitionMapping:
@@ -69,14 +69,14 @@ def build_requests(
     return requests, skipped
 
 
-def build_forecasts(settings: Settings, tf: TimeframeSettings) -> dg.AssetsDefinition:
+def build_forecasts(settings: Settings, tf: TimeframeSettings, family: Family = MARKETS) -> dg.AssetsDefinition:
     step = timeframe_delta(tf.name)
     sampling = settings.sampling_for(tf.name)
 
     @dg.asset(
-        key=forecasts_key(tf.name),
-        partitions_def=bar_partitions(settings, tf),
-        ins={"clean": dg.AssetIn(clean_candles_key(tf.name), partition_mapping=candles_mapping(-tf.history_bars),
+        key=forecasts_key(tf.name, family),
+        partitions_def=bar_partitions(settings, tf, family),
+        ins={"clean": dg.AssetIn(clean_candles_key(tf.name, family), partition_mapping=candles_mapping(-tf.history_bars),
                                  dagster_type=dg.Nothing)},
         backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=168),
         group_name="forecast",
@@ -91,7 +91,7 @@ def build_forecasts(settings: Settings, tf: TimeframeSettings) -> dg.AssetsDefin
     )
     def forecasts(context: dg.AssetExecutionContext, warehouse: dg.ResourceParam[Warehouse],
                   forecasters: dg.ResourceParam[ForecasterRegistry]) -> dg.MaterializeResult:
-        by_symbol = times_by_symbol(context.partition_keys, "bar", BAR_FMT)
+        by_symbol = times_by_symbol(context.partition_keys, "bar", BAR_FMT, family)
         written, skipped_all = 0, {}
         for symbol, bars in by_symbol.items():
             # Read everything this symbol's bars need at once, then release the warehouse before computing.

@@ -9,7 +9,7 @@ from kronos_assets.market.schema import validate_candles
 from kronos_assets.market.source import CandleSource
 from kronos_assets.market.timeframes import timeframe_delta, timeframe_seconds
 from kronos_assets.settings import Settings, TimeframeSettings
-from kronos_assets.defs.partitions import DAY_FMT, contiguous, day_partitions, times_by_symbol
+from kronos_assets.defs.partitions import DAY_FMT, MARKETS, Family, contiguous, day_partitions, times_by_symbol
 from kronos_assets.warehouse import Warehouse, read_sql
 
 # The day-partitioned write covers whole days: [first day, last day + 1).
@@ -17,38 +17,49 @@ ONE_DAY = timedelta(days=1)
 CANDLE_WHERE = "symbol = ? AND timeframe = ? AND ts >= ? AND ts < ?"
 
 
-def raw_candles_key(tf: str) -> dg.AssetKey:
-    return dg.AssetKey(f"raw_candles_{tf}")
+def raw_candles_key(tf: str, family: Family = MARKETS) -> dg.AssetKey:
+    return family.asset_key("raw_candles", tf)
 
 
-def clean_candles_key(tf: str) -> dg.AssetKey:
-    return dg.AssetKey(f"clean_candles_{tf}")
+def clean_candles_key(tf: str, family: Family = MARKETS) -> dg.AssetKey:
+    return family.asset_key("clean_candles", tf)
 
 
-def build_ingest(settings: Settings, tf: TimeframeSettings) -> tuple[list[dg.AssetsDefinition], list]:
-    partitions = day_partitions(settings, tf)
+def _source_description(settings: Settings, family: Family) -> str:
+    if family is not MARKETS:
+        return "users' candle files dropped into the uploads folder (one dynamic partition per file)"
+    return "the synthetic demo market" if settings.synthetic else "ccxt, with the exchange fallback chain"
+
+
+def build_ingest(settings: Settings, tf: TimeframeSettings, family: Family = MARKETS) -> tuple[list, list]:
+    partitions = day_partitions(settings, tf, family)
     policy = dg.BackfillPolicy.multi_run(max_partitions_per_run=31)
 
     @dg.asset(
-        key=raw_candles_key(tf.name),
+        key=raw_candles_key(tf.name, family),
         partitions_def=partitions,
         backfill_policy=policy,
+        required_resource_keys={family.market_resource, "warehouse"},
         group_name="ingest",
         kinds={"duckdb", "polars"},
         pool="duckdb_write",
         owners=["team:data"],
         description=(
-            f"Closed {tf.name} candles per symbol and UTC day as the market source served them "
-            f"({'the synthetic demo market' if settings.synthetic else 'ccxt, with the exchange fallback chain'}). "
+            f"Closed {tf.name} candles per market and UTC day as the source served them "
+            f"({_source_description(settings, family)}). "
             "The bar still forming is never stored; re-running a day replaces exactly that day's rows."
         ),
     )
-    def raw_candles(context: dg.AssetExecutionContext, market: dg.ResourceParam[CandleSource],
-                    warehouse: dg.ResourceParam[Warehouse]) -> dg.MaterializeResult:
+    def raw_candles(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+        market: CandleSource = getattr(context.resources, family.market_resource)
+        warehouse: Warehouse = context.resources.warehouse
         now = datetime.now(timezone.utc)
-        total, exchanges, newest = 0, set(), None
-        for symbol, start, end in _day_spans(context):
+        total, exchanges, newest, reports = 0, set(), None, {}
+        for symbol, start, end in _day_spans(context, family):
             frame = validate_candles(market.fetch(symbol, tf.name, start, end, now), f"{market.name} {symbol} {tf.name}")
+            report = getattr(market, "fetch_report", lambda: None)()
+            if report is not None:  # live sources say which exchange served what, and which bars are missing
+                reports[f"{symbol} {start:%Y-%m-%d}"] = report.to_metadata()
             rows = frame.with_columns(symbol=pl.lit(symbol), timeframe=pl.lit(tf.name))
             # Fetch first, then replace the whole window in one transaction: a failed fetch stores nothing.
             warehouse.replace("raw_candles", rows, CANDLE_WHERE, [symbol, tf.name, start, end])
@@ -63,12 +74,13 @@ def build_ingest(settings: Settings, tf: TimeframeSettings) -> tuple[list[dg.Ass
                 "exchanges": ", ".join(sorted(exchanges)) or "none",
                 "newest_bar": str(newest) if newest else "none",
                 "fetched_at": now.isoformat(timespec="seconds"),
+                **({"fetch_reports": dg.MetadataValue.json(reports)} if reports else {}),
             }
         )
 
     @dg.asset(
-        key=clean_candles_key(tf.name),
-        deps=[raw_candles_key(tf.name)],
+        key=clean_candles_key(tf.name, family),
+        deps=[raw_candles_key(tf.name, family)],
         partitions_def=partitions,
         backfill_policy=policy,
         group_name="ingest",
@@ -84,7 +96,7 @@ def build_ingest(settings: Settings, tf: TimeframeSettings) -> tuple[list[dg.Ass
         sql = read_sql("clean_candles.sql")
         bar = timeframe_delta(tf.name)
         total, gaps, dropped = 0, 0, 0
-        for symbol, start, end in _day_spans(context):
+        for symbol, start, end in _day_spans(context, family):
             params = {"symbol": symbol, "timeframe": tf.name, "start": start, "end": end,
                       # 24-bar windows of log returns need 25 earlier bars to match a longer run's values exactly
                       "lookback": start - 25 * bar, "bar_seconds": timeframe_seconds(tf.name)}
@@ -100,21 +112,24 @@ def build_ingest(settings: Settings, tf: TimeframeSettings) -> tuple[list[dg.Ass
             gaps += int((clean["bars_missing_before"] > 0).sum()) if clean.height else 0
         return dg.MaterializeResult(metadata={"rows": total, "gaps": gaps, "invalid_rows_dropped": int(dropped)})
 
-    checks = build_candle_checks(settings, tf)
+    checks = build_candle_checks(settings, tf, family)
     return [raw_candles, clean_candles], checks
 
 
-def build_candle_checks(settings: Settings, tf: TimeframeSettings) -> list[dg.AssetChecksDefinition]:
-    raw_key, clean_key = raw_candles_key(tf.name), clean_candles_key(tf.name)
+def build_candle_checks(settings: Settings, tf: TimeframeSettings, family: Family = MARKETS) -> list:
+    raw_key, clean_key = raw_candles_key(tf.name, family), clean_candles_key(tf.name, family)
     bar_s = timeframe_seconds(tf.name)
+    # Configured symbols and uploaded markets share the tables; each family's checks look at its own markets.
+    scope = f"symbol {'IN' if family is MARKETS else 'NOT IN'} (SELECT unnest(?::VARCHAR[]))"
+    symbols = list(settings.symbols)
 
     @dg.asset_check(asset=raw_key, name="ohlc_consistent", blocking=True,
                     description="Every stored bar has positive prices, high >= max(open, close), low <= min(open, close).")
     def ohlc_consistent(warehouse: dg.ResourceParam[Warehouse]) -> dg.AssetCheckResult:
         bad = warehouse.query(
-            "SELECT symbol, ts FROM raw_candles WHERE timeframe = ? AND (least(open, high, low, close) <= 0 "
+            f"SELECT symbol, ts FROM raw_candles WHERE timeframe = ? AND {scope} AND (least(open, high, low, close) <= 0 "
             "OR high < greatest(open, close) OR low > least(open, close) OR volume < 0) ORDER BY ts LIMIT 20",
-            [tf.name],
+            [tf.name, symbols],
         )
         return dg.AssetCheckResult(passed=bad.height == 0, metadata={"bad_rows": bad.height,
                                    "examples": dg.MetadataValue.md(_md(bad)) if bad.height else "none"})
@@ -123,8 +138,9 @@ def build_candle_checks(settings: Settings, tf: TimeframeSettings) -> list[dg.As
                     description="No (symbol, bar) is stored twice.")
     def no_duplicates(warehouse: dg.ResourceParam[Warehouse]) -> dg.AssetCheckResult:
         dup = warehouse.query(
-            "SELECT symbol, ts, count(*) AS n FROM raw_candles WHERE timeframe = ? GROUP BY ALL HAVING n > 1 LIMIT 20",
-            [tf.name],
+            f"SELECT symbol, ts, count(*) AS n FROM raw_candles WHERE timeframe = ? AND {scope} "
+            "GROUP BY ALL HAVING n > 1 LIMIT 20",
+            [tf.name, symbols],
         )
         return dg.AssetCheckResult(passed=dup.height == 0, metadata={"duplicates": dup.height})
 
@@ -134,8 +150,8 @@ def build_candle_checks(settings: Settings, tf: TimeframeSettings) -> list[dg.As
         found = warehouse.query(
             "SELECT symbol, ts - to_seconds(CAST(bars_missing_before + 1 AS BIGINT) * ?) + to_seconds(?) AS gap_start, "
             "ts AS gap_end, bars_missing_before AS bars FROM clean_candles "
-            "WHERE timeframe = ? AND bars_missing_before > 0 ORDER BY ts DESC LIMIT 50",
-            [bar_s, bar_s, tf.name],
+            f"WHERE timeframe = ? AND {scope} AND bars_missing_before > 0 ORDER BY ts DESC LIMIT 50",
+            [bar_s, bar_s, tf.name, symbols],
         )
         return dg.AssetCheckResult(
             passed=found.height == 0,
@@ -148,12 +164,13 @@ def build_candle_checks(settings: Settings, tf: TimeframeSettings) -> list[dg.As
     def fresh(warehouse: dg.ResourceParam[Warehouse]) -> dg.AssetCheckResult:
         now = datetime.now(timezone.utc)
         newest = warehouse.query(
-            "SELECT symbol, max(ts) AS newest FROM clean_candles WHERE timeframe = ? GROUP BY symbol ORDER BY symbol",
-            [tf.name],
+            f"SELECT symbol, max(ts) AS newest FROM clean_candles WHERE timeframe = ? AND {scope} "
+            "GROUP BY symbol ORDER BY symbol",
+            [tf.name, symbols],
         )
         lag = {r["symbol"]: (now - r["newest"]).total_seconds() / bar_s - 1 for r in newest.iter_rows(named=True)}
         stale = {s: round(v, 1) for s, v in lag.items() if v > 2}
-        missing = sorted(set(settings.symbols) - set(lag))
+        missing = sorted(set(settings.symbols) - set(lag)) if family is MARKETS else []
         return dg.AssetCheckResult(
             passed=not stale and not missing,
             severity=dg.AssetCheckSeverity.WARN,
@@ -164,11 +181,11 @@ def build_candle_checks(settings: Settings, tf: TimeframeSettings) -> list[dg.As
     return [ohlc_consistent, no_duplicates, gaps, fresh]
 
 
-def _day_spans(context: dg.AssetExecutionContext) -> list[tuple[str, datetime, datetime]]:
+def _day_spans(context: dg.AssetExecutionContext, family: Family) -> list[tuple[str, datetime, datetime]]:
     """The run's partitions as (symbol, start, end) windows of consecutive days."""
     return [
         (symbol, start, end)
-        for symbol, days in times_by_symbol(context.partition_keys, "day", DAY_FMT).items()
+        for symbol, days in times_by_symbol(context.partition_keys, "day", DAY_FMT, family).items()
         for start, end in contiguous(days, ONE_DAY)
     ]
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Iterable
 
@@ -24,25 +25,54 @@ def _bar_cron(timeframe: str) -> str:
     return "0 0 * * *"
 
 
-def symbols_partitions(settings: Settings) -> dg.StaticPartitionsDefinition:
+@dataclass(frozen=True)
+class Family:
+    """A set of markets that runs through the same graph: the configured symbols, or the users' uploaded files."""
+
+    name: str
+    suffix: str  # in asset, job and schedule names
+    market_resource: str  # resource that serves its candles
+
+    def asset_key(self, stage: str, timeframe: str) -> dg.AssetKey:
+        return dg.AssetKey(f"{stage}{self.suffix}_{timeframe}")
+
+    def symbol(self, partition_key: str) -> str:
+        """The market a partition key stands for: BTC-USDT -> BTC/USDT; uploaded markets keep their name."""
+        return symbol_from_key(partition_key) if self is MARKETS else partition_key
+
+    def partition_key(self, symbol: str) -> str:
+        return symbol_key(symbol) if self is MARKETS else symbol
+
+
+MARKETS = Family("markets", "", "market")
+UPLOADS = Family("uploads", "_uploads", "uploads")
+
+
+def uploads_partitions_name(timeframe: str) -> str:
+    return f"uploaded_markets_{timeframe}"
+
+
+def symbols_partitions(settings: Settings, tf: TimeframeSettings, family: Family = MARKETS) -> dg.PartitionsDefinition:
+    if family is UPLOADS:
+        return dg.DynamicPartitionsDefinition(name=uploads_partitions_name(tf.name))
     return dg.StaticPartitionsDefinition([symbol_key(s) for s in settings.symbols])
 
 
-def day_partitions(settings: Settings, tf: TimeframeSettings) -> dg.MultiPartitionsDefinition:
+def day_partitions(settings: Settings, tf: TimeframeSettings, family: Family = MARKETS) -> dg.MultiPartitionsDefinition:
     """Candles: one partition per symbol and UTC day; the current day exists and is refreshed through the day."""
     return dg.MultiPartitionsDefinition(
         {
-            "symbol": symbols_partitions(settings),
+            "symbol": symbols_partitions(settings, tf, family),
             "day": dg.DailyPartitionsDefinition(start_date=tf.start.isoformat(), end_offset=1, timezone="UTC"),
         }
     )
 
 
-def bar_partitions(settings: Settings, tf: TimeframeSettings) -> dg.MultiPartitionsDefinition:
+def bar_partitions(settings: Settings, tf: TimeframeSettings, family: Family = MARKETS) -> dg.MultiPartitionsDefinition:
     """One partition per symbol and closed bar. Bar key k is the bar opening at k; its forecast origin is k + 1 bar."""
     return dg.MultiPartitionsDefinition(
         {
-            "symbol": symbols_partitions(settings),
+            "symbol": symbols_partitions(settings, tf, family),
             "bar": dg.TimeWindowPartitionsDefinition(
                 cron_schedule=_bar_cron(tf.name),
                 start=datetime(tf.start.year, tf.start.month, tf.start.day),
@@ -57,24 +87,25 @@ def parse_time(key: str, fmt: str) -> datetime:
     return datetime.strptime(key, fmt).replace(tzinfo=timezone.utc)
 
 
-def times_by_symbol(keys: Iterable[dg.MultiPartitionKey | str], dim: str, fmt: str) -> dict[str, list[datetime]]:
-    """Group a run's partition keys by symbol (ccxt form), with the times of the other dimension sorted."""
+def times_by_symbol(keys: Iterable[dg.MultiPartitionKey | str], dim: str, fmt: str,
+                    family: Family = MARKETS) -> dict[str, list[datetime]]:
+    """Group a run's partition keys by market (ccxt form for symbols), with the times of the other dimension sorted."""
     out: dict[str, list[datetime]] = defaultdict(list)
     for key in keys:
         if not isinstance(key, dg.MultiPartitionKey):
             dims = dict(zip(sorted([dim, "symbol"]), str(key).split("|")))
         else:
             dims = key.keys_by_dimension
-        out[symbol_from_key(dims["symbol"])].append(parse_time(dims[dim], fmt))
+        out[family.symbol(dims["symbol"])].append(parse_time(dims[dim], fmt))
     return {s: sorted(v) for s, v in sorted(out.items())}
 
 
-def bar_key(symbol: str, bar: datetime) -> dg.MultiPartitionKey:
-    return dg.MultiPartitionKey({"symbol": symbol_key(symbol), "bar": bar.strftime(BAR_FMT)})
+def bar_key(symbol: str, bar: datetime, family: Family = MARKETS) -> dg.MultiPartitionKey:
+    return dg.MultiPartitionKey({"symbol": family.partition_key(symbol), "bar": bar.strftime(BAR_FMT)})
 
 
-def day_key(symbol: str, day: datetime) -> dg.MultiPartitionKey:
-    return dg.MultiPartitionKey({"symbol": symbol_key(symbol), "day": day.strftime(DAY_FMT)})
+def day_key(symbol: str, day: datetime, family: Family = MARKETS) -> dg.MultiPartitionKey:
+    return dg.MultiPartitionKey({"symbol": family.partition_key(symbol), "day": day.strftime(DAY_FMT)})
 
 
 def contiguous(times: list[datetime], step: timedelta) -> list[tuple[datetime, datetime]]:
