@@ -17,12 +17,9 @@ from typing import Any, Callable
 import dagster as dg
 
 from kronos_assets.defs.factory import build_definitions, candles_job_name, forecast_job_name
-from kronos_assets.defs.partitions import bar_key, day_key
+from kronos_assets.defs.partitions import RANGE_END, RANGE_START, bar_key, day_key
 from kronos_assets.market.timeframes import last_closed_bar_open, timeframe_delta
 from kronos_assets.settings import Settings
-
-RANGE_START = "dagster/asset_partition_range_start"
-RANGE_END = "dagster/asset_partition_range_end"
 
 
 @dataclass

@@ -83,6 +83,11 @@ class Settings:
     def publish_dir(self) -> Path:
         return self.home / "publish"
 
+    @property
+    def uploads_dir(self) -> Path:
+        """Folder watched for users' candle files ($KRONOS_UPLOADS_DIR, else <home>/uploads)."""
+        return Path(os.environ.get("KRONOS_UPLOADS_DIR", self.home / "uploads")).expanduser().resolve()
+
     def timeframe(self, name: str) -> TimeframeSettings:
         for tf in self.timeframes:
             if tf.name == name:

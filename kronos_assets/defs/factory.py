@@ -6,55 +6,64 @@ from typing import Any
 
 import dagster as dg
 
-from kronos_assets.defs.automation import build_automation
+from kronos_assets.defs.automation import build_candles_schedule, build_forecast_sensor
 from kronos_assets.defs.evaluate import build_evaluations
 from kronos_assets.defs.forecast import build_forecasts
 from kronos_assets.defs.ingest import build_ingest
-from kronos_assets.defs.partitions import bar_partitions
+from kronos_assets.defs.partitions import MARKETS, UPLOADS, Family
 from kronos_assets.defs.publish import build_published
 from kronos_assets.defs.resources import build_resources
+from kronos_assets.defs.uploads import build_uploads_sensor
 from kronos_assets.settings import Settings, TimeframeSettings
 
 
-def candles_job_name(tf: str) -> str:
-    return f"candles_{tf}"
+def candles_job_name(tf: str, family: Family = MARKETS) -> str:
+    return f"candles{family.suffix}_{tf}"
 
 
-def forecast_job_name(tf: str) -> str:
-    return f"forecast_{tf}"
+def forecast_job_name(tf: str, family: Family = MARKETS) -> str:
+    return f"forecast{family.suffix}_{tf}"
 
 
-def build_timeframe(settings: Settings, tf: TimeframeSettings) -> dg.Definitions:
-    (raw, clean), checks = build_ingest(settings, tf)
-    forecasts = build_forecasts(settings, tf)
-    evaluations = build_evaluations(settings, tf)
-    published = build_published(settings, tf)
+def build_timeframe(settings: Settings, tf: TimeframeSettings, family: Family = MARKETS) -> tuple[dg.Definitions, Any]:
+    """One timeframe's family of assets, checks, jobs and automation; returns them and the candles job."""
+    (raw, clean), checks = build_ingest(settings, tf, family)
+    forecasts = build_forecasts(settings, tf, family)
+    evaluations = build_evaluations(settings, tf, family)
+    downstream = [forecasts, evaluations]
+    if family is MARKETS:
+        downstream.append(build_published(settings, tf))
+    what = "uploaded markets'" if family is UPLOADS else ""
     candles_job = dg.define_asset_job(
-        candles_job_name(tf.name),
+        candles_job_name(tf.name, family),
         selection=dg.AssetSelection.assets(raw, clean),
-        description=f"Fetch and clean {tf.name} candles for a symbol and day (or a range of days).",
+        description=f"Fetch and clean {what} {tf.name} candles for a market and day (or a range of days).",
     )
     forecast_job = dg.define_asset_job(
-        forecast_job_name(tf.name),
-        selection=dg.AssetSelection.assets(forecasts, evaluations, published),
-        description=(f"Forecast, score and publish {tf.name} bars; over a range of past bars it is a rolling-origin "
-                     "backtest run by the same code as live."),
+        forecast_job_name(tf.name, family),
+        selection=dg.AssetSelection.assets(*downstream),
+        description=(f"Forecast, score and publish {what} {tf.name} bars; over a range of past bars it is a "
+                     "rolling-origin backtest run by the same code as live."),
     )
-    schedule, sensor = build_automation(settings, tf, candles_job, forecast_job)
-    return dg.Definitions(
-        assets=[raw, clean, forecasts, evaluations, published],
+    schedules = [build_candles_schedule(settings, tf, candles_job)] if family is MARKETS else []
+    defs = dg.Definitions(
+        assets=[raw, clean, *downstream],
         asset_checks=checks,
         jobs=[candles_job, forecast_job],
-        schedules=[schedule],
-        sensors=[sensor],
+        schedules=schedules,
+        sensors=[build_forecast_sensor(tf, candles_job, forecast_job, family)],
     )
+    return defs, candles_job
 
 
 def build_definitions(settings: Settings, resources: dict[str, Any] | None = None) -> dg.Definitions:
-    families = [build_timeframe(settings, tf) for tf in settings.timeframes]
+    families = [build_timeframe(settings, tf, MARKETS)[0] for tf in settings.timeframes]
+    uploads = {tf.name: build_timeframe(settings, tf, UPLOADS) for tf in settings.timeframes}
     return dg.Definitions.merge(
         *families,
+        *(d for d, _ in uploads.values()),
         dg.Definitions(
+            sensors=[build_uploads_sensor(settings, {tf: job for tf, (_, job) in uploads.items()})],
             resources=resources if resources is not None else build_resources(settings),
             # Steps are short and share the model in memory: one process per run beats a process per step.
             executor=dg.in_process_executor,

@@ -13,6 +13,9 @@ from kronos_assets.market.timeframes import timeframe_seconds
 from kronos_assets.settings import Settings, TimeframeSettings, symbol_from_key, symbol_key
 
 BAR_FMT = "%Y-%m-%d-%H:%M"
+# Run tags that make one run cover a range of partitions (what a backfill policy does).
+RANGE_START = "dagster/asset_partition_range_start"
+RANGE_END = "dagster/asset_partition_range_end"
 DAY_FMT = "%Y-%m-%d"
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from kronos_assets.forecasting.registry import ForecasterRegistry
+from kronos_assets.market.files import FileSource
 from kronos_assets.market.synthetic import SyntheticMarket
 from kronos_assets.publishing.store import LocalStore
 from kronos_assets.settings import Settings
@@ -29,6 +30,7 @@ def build_resources(settings: Settings) -> dict[str, Any]:
     return {
         "warehouse": Warehouse(settings.warehouse_path),
         "market": market_source(settings),
+        "uploads": FileSource(settings.uploads_dir),
         "forecasters": ForecasterRegistry(),
         "store": publishing_store(settings),
     }

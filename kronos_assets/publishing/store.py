@@ -1,5 +1,9 @@
 """Where published artifacts go. A store takes whole objects with their content type and cache policy.
 
+Two back ends share one interface (``Store``): the local folder (``LocalStore``) and an S3 bucket such as
+Cloudflare R2 (``S3Store``, in ``kronos_assets.publishing.r2``). Both are idempotent: putting an object whose
+bytes, content type and cache policy are already stored changes nothing (no write, not even an mtime).
+
 The local folder writes each file atomically (temporary file + rename), so a reader never sees half a file.
 """
 
@@ -9,11 +13,34 @@ import hashlib
 import os
 import tempfile
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Protocol
 
+# Cache lifetimes. Latest files (fixed names that change at every publish) are revalidated after a minute;
+# history and versioned copies never change once written; the manifest is always revalidated.
 LATEST_CACHE = "public, max-age=60, must-revalidate"
 IMMUTABLE_CACHE = "public, max-age=31536000, immutable"
+MANIFEST_CACHE = "no-cache"
+
+CONTENT_TYPES = {
+    ".json": "application/json",
+    ".html": "text/html; charset=utf-8",
+    ".js": "text/javascript; charset=utf-8",
+    ".png": "image/png",
+    ".parquet": "application/vnd.apache.parquet",
+    ".css": "text/css; charset=utf-8",
+    ".txt": "text/plain; charset=utf-8",
+}
+
+
+def content_type_for(key: str) -> str:
+    """The Content-Type of a key, from its extension; unknown extensions are an error, never a guess."""
+    ext = os.path.splitext(key)[1].lower()
+    try:
+        return CONTENT_TYPES[ext]
+    except KeyError:
+        raise ValueError(f"no content type known for {key!r}; add its extension to CONTENT_TYPES") from None
 
 
 @dataclass(frozen=True)
@@ -23,7 +50,11 @@ class Artifact:
     content_type: str
     cache_control: str
 
-    @property
+    @classmethod
+    def of(cls, key: str, body: bytes, cache_control: str) -> "Artifact":
+        return cls(check_key(key), body, content_type_for(key), cache_control)
+
+    @cached_property
     def sha256(self) -> str:
         return hashlib.sha256(self.body).hexdigest()
 
@@ -33,12 +64,14 @@ class Store(Protocol):
 
     def get(self, key: str) -> bytes | None: ...
 
+    def delete(self, key: str) -> None: ...
+
     def location(self, key: str) -> str: ...
 
 
 def check_key(key: str) -> str:
     parts = key.split("/")
-    if not key or key.startswith("/") or any(p in ("", ".", "..") for p in parts):
+    if not key or key.startswith("/") or "\\" in key or any(p in ("", ".", "..") for p in parts):
         raise ValueError(f"bad artifact key {key!r}")
     return key
 
@@ -46,6 +79,9 @@ def check_key(key: str) -> str:
 class LocalStore:
     def __init__(self, root: str | Path):
         self.root = Path(root)
+
+    def __repr__(self) -> str:
+        return f"LocalStore({str(self.root)!r})"
 
     def _path(self, key: str) -> Path:
         return self.root / check_key(key)
@@ -68,6 +104,9 @@ class LocalStore:
     def get(self, key: str) -> bytes | None:
         path = self._path(key)
         return path.read_bytes() if path.is_file() else None
+
+    def delete(self, key: str) -> None:
+        self._path(key).unlink(missing_ok=True)
 
     def location(self, key: str) -> str:
         return str(self._path(key))

@@ -1,0 +1,86 @@
+"""KronosForecaster: the Forecaster protocol on top of kronos.KronosPredictor.
+
+Requests are forecast one at a time, each with a generator seeded by its own ``seed``: a request's paths are
+then bitwise the same whether it runs alone or in a batch (batching rows across requests would let BLAS
+blocking and RNG interleaving leak between them).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from ..kronos.config import DEFAULT_MODEL_REPO
+from ..kronos.errors import KronosInputError
+from ..kronos.generate import DEFAULT_CONTEXT_POLICY, ContextPolicy, Mode
+from ..kronos.predictor import KronosPredictor
+from ..kronos.sampling import SamplingParams
+from .interface import ForecastRequest, Sampling
+
+
+def default_name(model_source: str | os.PathLike[str]) -> str:
+    base = Path(str(model_source)).name.lower()
+    return base if base.startswith("kronos") else f"kronos-{base}"
+
+
+class KronosForecaster:
+    def __init__(
+        self,
+        model: str | os.PathLike[str] = DEFAULT_MODEL_REPO,
+        tokenizer: str | os.PathLike[str] | None = None,
+        *,
+        model_revision: str | None = None,
+        tokenizer_revision: str | None = None,
+        device: str | torch.device | None = None,
+        max_context: int = 512,
+        context_policy: ContextPolicy = DEFAULT_CONTEXT_POLICY,
+        cache_dir: str | os.PathLike[str] | None = None,
+        local_files_only: bool = False,
+        name: str | None = None,
+        mode: Mode = "fast",
+    ) -> None:
+        """Load the model and its tokenizer (hub repo ids at revisions, pinned ones by default, or folders).
+
+        ``device`` None/"auto" picks cuda, then mps, then cpu. ``context_policy`` decides what happens when
+        history + horizon exceed ``max_context`` (see kronos.generate): "trim" (default, fast) or "exact".
+        """
+        predictor = KronosPredictor.from_pretrained(
+            model, tokenizer, model_revision=model_revision, tokenizer_revision=tokenizer_revision,
+            cache_dir=cache_dir, local_files_only=local_files_only, device=device, max_context=max_context,
+            context_policy=context_policy,
+        )  # fmt: skip
+        self._init(predictor, name or default_name(model), mode)
+
+    def _init(self, predictor: KronosPredictor, name: str, mode: Mode) -> None:
+        self.predictor = predictor
+        self.name = name
+        self.mode: Mode = mode
+
+    @classmethod
+    def from_predictor(cls, predictor: KronosPredictor, name: str = "kronos", mode: Mode = "fast") -> "KronosForecaster":
+        self = cls.__new__(cls)
+        self._init(predictor, name, mode)
+        return self
+
+    def forecast_batch(self, requests: Sequence[ForecastRequest], sampling: Sampling) -> list[np.ndarray]:
+        params = SamplingParams(sampling.temperature, sampling.top_k, sampling.top_p)
+        prepared = []
+        for req in requests:  # validate every request before any compute
+            label = f"{req.symbol} {req.timeframe} @ {req.origin.isoformat()}"
+            if len(req.future_ts) != sampling.horizon:
+                raise KronosInputError(f"{label}: {len(req.future_ts)} future timestamps for horizon {sampling.horizon}")
+            series = self.predictor.prepare(req.history, req.future_ts, name=label)
+            self.predictor.generation_config(series.horizon, sampling.n_paths, params, self.mode)
+            prepared.append((req, series))
+        return [
+            self.predictor.sample(series, n_paths=sampling.n_paths, seed=req.seed, sampling=params, mode=self.mode).paths
+            for req, series in prepared
+        ]
+
+    def provenance(self) -> dict[str, Any]:
+        return {"name": self.name, "implementation": "kronos_assets.kronos", "mode": self.mode,
+                **self.predictor.provenance()}  # fmt: skip

@@ -1,0 +1,236 @@
+"""Configs of the tokenizer and the predictor, their config.json format, and the released checkpoints.
+
+config.json holds the constructor arguments, written like the hub mixin writes them (sorted keys, 2-space
+indent, no trailing newline) so that a config we save hashes exactly like the published one.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, fields
+from typing import Any, Literal, Mapping
+
+from .errors import CheckpointError
+
+Kind = Literal["tokenizer", "model"]
+
+
+@dataclass(frozen=True)
+class TokenizerConfig:
+    d_in: int = 6
+    d_model: int = 256
+    n_heads: int = 4
+    ff_dim: int = 512
+    n_enc_layers: int = 4
+    n_dec_layers: int = 4
+    ffn_dropout_p: float = 0.0
+    attn_dropout_p: float = 0.0
+    resid_dropout_p: float = 0.0
+    s1_bits: int = 10
+    s2_bits: int = 10
+    beta: float = 0.05
+    gamma0: float = 1.0
+    gamma: float = 1.1
+    zeta: float = 0.05
+    group_size: int = 4
+
+    kind = "tokenizer"
+
+    def __post_init__(self) -> None:
+        _check_heads(self.d_model, self.n_heads, "tokenizer")
+        if self.s1_bits != self.s2_bits:
+            # The official decode masks both halves with codebook_dim // 2 bits; unequal halves never worked.
+            raise CheckpointError(f"tokenizer config: s1_bits ({self.s1_bits}) must equal s2_bits ({self.s2_bits})")
+        if self.n_enc_layers < 1 or self.n_dec_layers < 1:
+            raise CheckpointError("tokenizer config: n_enc_layers and n_dec_layers must be >= 1")
+
+    @property
+    def codebook_dim(self) -> int:
+        return self.s1_bits + self.s2_bits
+
+    @property
+    def n_encoder_blocks(self) -> int:
+        return self.n_enc_layers - 1  # the official off-by-one: n_enc_layers=4 builds 3 blocks
+
+    @property
+    def n_decoder_blocks(self) -> int:
+        return self.n_dec_layers - 1
+
+    def to_json(self) -> str:
+        return _dump(self)
+
+
+@dataclass(frozen=True)
+class KronosConfig:
+    d_model: int = 256
+    n_layers: int = 4
+    n_heads: int = 4
+    ff_dim: int = 512
+    s1_bits: int = 10
+    s2_bits: int = 10
+    ffn_dropout_p: float = 0.0
+    attn_dropout_p: float = 0.0
+    resid_dropout_p: float = 0.0
+    token_dropout_p: float = 0.0
+    learn_te: bool = True
+
+    kind = "model"
+
+    def __post_init__(self) -> None:
+        _check_heads(self.d_model, self.n_heads, "model")
+        if self.d_model % (2 * DEP_HEADS):
+            raise CheckpointError(f"model config: d_model {self.d_model} must split into {DEP_HEADS} even heads")
+        if not self.learn_te:
+            # Fixed sinusoid time tables exist in the original code but no released checkpoint uses them.
+            raise CheckpointError("model config: learn_te=false (fixed time embeddings) is not supported")
+
+    @property
+    def head_dim(self) -> int:
+        return self.d_model // self.n_heads
+
+    def to_json(self) -> str:
+        return _dump(self)
+
+
+# The dependency layer's head count is hard-coded in the original, whatever n_heads says.
+DEP_HEADS = 4
+AnyConfig = TokenizerConfig | KronosConfig
+
+
+def _check_heads(d_model: int, n_heads: int, what: str) -> None:
+    if n_heads < 1 or d_model % n_heads or (d_model // n_heads) % 2:
+        raise CheckpointError(f"{what} config: d_model {d_model} must split into {n_heads} heads of even size")
+
+
+def _dump(cfg: AnyConfig) -> str:
+    return json.dumps(asdict(cfg), sort_keys=True, indent=2)
+
+
+def config_from_dict(data: Mapping[str, Any], expected: Kind | None = None) -> AnyConfig:
+    """Build the right config from a config.json dict; raises CheckpointError naming missing/unknown keys."""
+    kind: Kind = "tokenizer" if "n_enc_layers" in data or "d_in" in data else "model"
+    if expected is not None and kind != expected:
+        raise CheckpointError(f"config.json describes a {kind}, but a {expected} was expected")
+    cls = TokenizerConfig if kind == "tokenizer" else KronosConfig
+    names = {f.name for f in fields(cls)}
+    missing = sorted(names - set(data))
+    unknown = sorted(set(data) - names)
+    if missing or unknown:
+        raise CheckpointError(f"{kind} config.json: missing keys {missing}, unknown keys {unknown}")
+    try:
+        return cls(**{k: data[k] for k in names})
+    except TypeError as exc:  # pragma: no cover - dataclass arg errors
+        raise CheckpointError(f"{kind} config.json: {exc}") from exc
+
+
+def config_from_json(text: str, expected: Kind | None = None) -> AnyConfig:
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise CheckpointError(f"config.json is not valid JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise CheckpointError("config.json must hold a JSON object")
+    return config_from_dict(data, expected)
+
+
+# The five released configs (spec §2).
+TOKENIZER_BASE = TokenizerConfig(group_size=4)
+TOKENIZER_2K = TokenizerConfig(group_size=5)
+KRONOS_MINI = KronosConfig(
+    d_model=256, n_layers=4, n_heads=4, ff_dim=512,
+    ffn_dropout_p=0.2, attn_dropout_p=0.0, resid_dropout_p=0.2, token_dropout_p=0.0,
+)  # fmt: skip
+KRONOS_SMALL = KronosConfig(
+    d_model=512, n_layers=8, n_heads=8, ff_dim=1024,
+    ffn_dropout_p=0.25, attn_dropout_p=0.1, resid_dropout_p=0.25, token_dropout_p=0.1,
+)  # fmt: skip
+KRONOS_BASE = KronosConfig(
+    d_model=832, n_layers=12, n_heads=16, ff_dim=2048,
+    ffn_dropout_p=0.2, attn_dropout_p=0.0, resid_dropout_p=0.2, token_dropout_p=0.0,
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class OfficialFile:
+    size: int
+    sha256: str
+
+
+@dataclass(frozen=True)
+class OfficialCheckpoint:
+    repo_id: str
+    revision: str
+    config: AnyConfig
+    files: Mapping[str, OfficialFile]
+    tokenizer_repo: str | None = None  # the tokenizer a predictor was released with
+    context_length: int | None = None  # README "context length" (= max_context the authors use)
+
+
+OFFICIAL: dict[str, OfficialCheckpoint] = {
+    c.repo_id: c
+    for c in (
+        OfficialCheckpoint(
+            "NeoQuasar/Kronos-mini",
+            "f4e68697d9d5aed55cef5c96aabc3376bcad9f81",
+            KRONOS_MINI,
+            {
+                "model.safetensors": OfficialFile(
+                    16_440_776, "a7d5f37e2e9fbd9891f7d7d4f72574512dd1f704fee14223e0a8cd0fbf54197c"
+                ),
+                "config.json": OfficialFile(225, "70daca2cb11e3a979dd6b8ac12ee08e2aace877acf28f5b8dfb4fe5609736201"),
+            },
+            tokenizer_repo="NeoQuasar/Kronos-Tokenizer-2k",
+            context_length=2048,
+        ),
+        OfficialCheckpoint(
+            "NeoQuasar/Kronos-small",
+            "901c26c1332695a2a8f243eb2f37243a37bea320",
+            KRONOS_SMALL,
+            {
+                "model.safetensors": OfficialFile(
+                    98_980_656, "b082dfcbd8e8c142a725c8bbb99781802f38fec81210e13479effb32b3c3e020"
+                ),
+                "config.json": OfficialFile(228, "5e0f6a605d5f81b5c9b559fe5cf716a1acb041c744e6f41bd05b097b7a685396"),
+            },
+            tokenizer_repo="NeoQuasar/Kronos-Tokenizer-base",
+            context_length=512,
+        ),
+        OfficialCheckpoint(
+            "NeoQuasar/Kronos-base",
+            "2b554741eca47781b64468546e77fef3e85130e6",
+            KRONOS_BASE,
+            {
+                "model.safetensors": OfficialFile(
+                    409_264_008, "abff193acab6db1a0368e9773e75799d11403b6d054ee6d5f0a11aeabc5f4b83"
+                ),
+                "config.json": OfficialFile(228, "77ebc3038b647709b92be002f801d72e1a385f4c8c2c5aa1cc6cf21fcfe44eb2"),
+            },
+            tokenizer_repo="NeoQuasar/Kronos-Tokenizer-base",
+            context_length=512,
+        ),
+        OfficialCheckpoint(
+            "NeoQuasar/Kronos-Tokenizer-2k",
+            "26966d0035065a0cae0ebad7af8ece35bc1fb51c",
+            TOKENIZER_2K,
+            {
+                "model.safetensors": OfficialFile(
+                    15_842_376, "b97ec46b3b72160509e289183eaf7bdf5f0dac5bb9b49522f6d46638a99a8717"
+                ),
+                "config.json": OfficialFile(301, "0b30a443affb03e05a876a083857de9164f899feb7b4d261da02c485c9a3e3b6"),
+            },
+        ),
+        OfficialCheckpoint(
+            "NeoQuasar/Kronos-Tokenizer-base",
+            "0e0117387f39004a9016484a186a908917e22426",
+            TOKENIZER_BASE,
+            {
+                "model.safetensors": OfficialFile(
+                    15_842_368, "59d85f6af76a2c3b8240ea06cb21db4213b4eeca053f246b23e29cf832fc6bee"
+                ),
+                "config.json": OfficialFile(301, "2366e7ccfec76cbc19cf3c4c1b9c5d901be336ca1e83f2d2292c9bff381b77a2"),
+            },
+        ),
+    )
+}
+
+DEFAULT_MODEL_REPO = "NeoQuasar/Kronos-mini"  # the live demo's model (with Tokenizer-2k)

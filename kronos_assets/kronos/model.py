@@ -1,0 +1,167 @@
+"""Kronos: the decoder-only predictor over (s1, s2) token pairs with its dependency layer (spec §5).
+
+Two ways to run it: ``context``/``s2_logits`` recompute a whole window like the original (reference mode), and
+``prefill``/``extend``/``s2_logits_cached`` keep keys/values of the main blocks and of the dependency layer so
+each new token costs one position (fast mode).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .config import DEP_HEADS, KronosConfig
+from .layers import KVCache, RMSNorm, RotaryEmbedding, TransformerBlock, cached_attention, make_caches, prefill_stack
+
+# Time feature order of a stamp row, and table sizes (day and month are 1-based, row 0 unused).
+STAMP_FIELDS = ("minute", "hour", "weekday", "day", "month")
+_STAMP_SIZES = (60, 24, 7, 32, 13)
+
+
+class HierarchicalEmbedding(nn.Module):
+    def __init__(self, vocab_s1: int, vocab_s2: int, d_model: int) -> None:
+        super().__init__()
+        self.d_model = d_model
+        self.emb_s1 = nn.Embedding(vocab_s1, d_model)
+        self.emb_s2 = nn.Embedding(vocab_s2, d_model)
+        self.fusion_proj = nn.Linear(2 * d_model, d_model)
+
+    def forward(self, s1: Tensor, s2: Tensor) -> Tensor:
+        scale = math.sqrt(self.d_model)
+        return self.fusion_proj(torch.cat((self.emb_s1(s1) * scale, self.emb_s2(s2) * scale), dim=-1))
+
+
+class TemporalEmbedding(nn.Module):
+    def __init__(self, d_model: int) -> None:
+        super().__init__()
+        for name, size in zip(STAMP_FIELDS, _STAMP_SIZES):
+            self.add_module(f"{name}_embed", nn.Embedding(size, d_model))
+
+    def forward(self, stamp: Tensor) -> Tensor:
+        stamp = stamp.long()
+        out = self.minute_embed(stamp[..., 0])
+        out = out + self.hour_embed(stamp[..., 1])
+        out = out + self.weekday_embed(stamp[..., 2])
+        out = out + self.day_embed(stamp[..., 3])
+        return out + self.month_embed(stamp[..., 4])
+
+
+class CrossAttention(nn.Module):
+    """The dependency layer's attention: 4 heads, non-causal at inference.
+
+    Its query has length 1 at inference, so RoPE (computed for the query length) rotates nothing; the buffer is
+    kept only because the checkpoints store it.
+    """
+
+    def __init__(self, d_model: int, n_heads: int) -> None:
+        super().__init__()
+        self.n_heads = n_heads
+        self.head_dim = d_model // n_heads
+        self.q_proj = nn.Linear(d_model, d_model)
+        self.k_proj = nn.Linear(d_model, d_model)
+        self.v_proj = nn.Linear(d_model, d_model)
+        self.out_proj = nn.Linear(d_model, d_model)
+        self.rotary = RotaryEmbedding(self.head_dim)
+
+    def split(self, x: Tensor) -> Tensor:
+        b, t, _ = x.shape
+        return x.view(b, t, self.n_heads, self.head_dim).transpose(1, 2)
+
+    def merge(self, x: Tensor) -> Tensor:
+        b, _, t, _ = x.shape
+        return x.transpose(1, 2).reshape(b, t, self.n_heads * self.head_dim)
+
+
+class DependencyAwareLayer(nn.Module):
+    def __init__(self, d_model: int) -> None:
+        super().__init__()
+        self.cross_attn = CrossAttention(d_model, DEP_HEADS)
+        self.norm = RMSNorm(d_model)
+
+
+class DualHead(nn.Module):
+    def __init__(self, vocab_s1: int, vocab_s2: int, d_model: int) -> None:
+        super().__init__()
+        self.proj_s1 = nn.Linear(d_model, vocab_s1)
+        self.proj_s2 = nn.Linear(d_model, vocab_s2)
+
+
+@dataclass
+class DecodeState:
+    """Caches of one series being extended by R sample paths."""
+
+    layers: list[KVCache]
+    dep: KVCache  # keys/values of the dependency layer over the normed context
+    last: Tensor  # normed hidden state of the newest position, [1 or R, d]
+
+
+class Kronos(nn.Module):
+    def __init__(self, config: KronosConfig) -> None:
+        super().__init__()
+        c = config
+        self.config = c
+        v1, v2 = 2**c.s1_bits, 2**c.s2_bits
+        self.embedding = HierarchicalEmbedding(v1, v2, c.d_model)
+        self.time_emb = TemporalEmbedding(c.d_model)
+        self.transformer = nn.ModuleList(TransformerBlock(c.d_model, c.n_heads, c.ff_dim) for _ in range(c.n_layers))
+        self.norm = RMSNorm(c.d_model)
+        self.dep_layer = DependencyAwareLayer(c.d_model)
+        self.head = DualHead(v1, v2, c.d_model)
+
+    def embed(self, s1: Tensor, s2: Tensor, stamp: Tensor) -> Tensor:
+        return self.embedding(s1, s2) + self.time_emb(stamp)
+
+    def s1_logits(self, h: Tensor) -> Tensor:
+        return self.head.proj_s1(h)
+
+    def _s2_from_attention(self, attn: Tensor, last: Tensor) -> Tensor:
+        dep = self.dep_layer
+        a = dep.cross_attn.out_proj(dep.cross_attn.merge(attn))[:, 0]
+        return self.head.proj_s2(dep.norm(last + a))
+
+    # -- reference: recompute the window -------------------------------------------------------------------
+    def context(self, s1: Tensor, s2: Tensor, stamp: Tensor) -> Tensor:
+        """Normed context [R, W, d] of a window (positions from 0), recomputed from scratch."""
+        x = self.embed(s1, s2, stamp)
+        for block in self.transformer:
+            x = block(x)
+        return self.norm(x)
+
+    def s2_logits(self, context: Tensor, s1: Tensor) -> Tensor:
+        """s2 logits [R, V] of the last position given sampled s1 [R]: one raw emb_s1 query over all of context."""
+        ca = self.dep_layer.cross_attn
+        q = ca.split(ca.q_proj(self.embedding.emb_s1(s1).unsqueeze(1)))
+        k, v = ca.split(ca.k_proj(context)), ca.split(ca.v_proj(context))
+        return self._s2_from_attention(F.scaled_dot_product_attention(q, k, v), context[:, -1])
+
+    # -- fast: prefill once, then extend ---------------------------------------------------------------------
+    def prefill(self, s1: Tensor, s2: Tensor, stamp: Tensor, rows: int, capacity: int) -> DecodeState:
+        """Encode one series' window [P] once; its caches are then shared by ``rows`` paths of up to
+        ``capacity`` further tokens each."""
+        x, kvs = prefill_stack(self.transformer, self.embed(s1, s2, stamp).unsqueeze(0))
+        ctx = self.norm(x)
+        ca = self.dep_layer.cross_attn
+        dk = ca.split(ca.k_proj(ctx))[0].contiguous()
+        dv = ca.split(ca.v_proj(ctx))[0].contiguous()
+        layers = make_caches(kvs, self.transformer, rows, capacity, ctx)
+        dep = KVCache.allocate(dk, dv, rows, capacity, ca.n_heads, ca.head_dim, ctx)
+        return DecodeState(layers, dep, ctx[:, -1])
+
+    def extend(self, state: DecodeState, s1: Tensor, s2: Tensor, stamp: Tensor) -> None:
+        """Append tokens [R, T] (stamps [1 or R, T, 5]) to every row; updates ``state.last`` to [R, d]."""
+        x = self.embed(s1, s2, stamp)
+        for block, cache in zip(self.transformer, state.layers):
+            x = block.forward_cached(x, cache)
+        ctx = self.norm(x)
+        ca = self.dep_layer.cross_attn
+        state.dep.append(ca.split(ca.k_proj(ctx)), ca.split(ca.v_proj(ctx)))
+        state.last = ctx[:, -1]
+
+    def s2_logits_cached(self, state: DecodeState, s1: Tensor) -> Tensor:
+        ca = self.dep_layer.cross_attn
+        q = ca.split(ca.q_proj(self.embedding.emb_s1(s1).unsqueeze(1)))
+        return self._s2_from_attention(cached_attention(q, state.dep, causal=False), state.last)

@@ -1,0 +1,53 @@
+"""Token sampling (spec §6): temperature, then top-k OR top-p, then one multinomial draw per row.
+
+Reproducibility rests on the RNG calls: every AR step issues exactly one ``torch.multinomial`` over an [S, V]
+matrix for s1 and one for s2, from the request's own generator, in both the fast and the reference mode.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from .errors import SamplingSettingsError
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    temperature: float = 1.0
+    top_k: int = 0
+    top_p: float = 0.9
+
+    def __post_init__(self) -> None:
+        if not self.temperature > 0:
+            raise SamplingSettingsError(f"temperature must be > 0, got {self.temperature}")
+        if self.top_k < 0:
+            raise SamplingSettingsError(f"top_k must be >= 0 (0 disables it), got {self.top_k}")
+        if not 0 < self.top_p <= 1:
+            raise SamplingSettingsError(f"top_p must be in (0, 1], got {self.top_p}")
+
+
+def filter_logits(logits: Tensor, top_k: int = 0, top_p: float = 1.0) -> Tensor:
+    """Mask logits [..., V] with -inf. top_k > 0 wins and top_p is then ignored, as in the original."""
+    if top_k > 0:
+        k = min(top_k, logits.shape[-1])
+        kth = torch.topk(logits, k, dim=-1).values[..., -1:]
+        return logits.masked_fill(logits < kth, float("-inf"))  # ties with the k-th value are kept
+    if top_p < 1.0:
+        sorted_logits, order = torch.sort(logits, dim=-1, descending=True)
+        cum = torch.softmax(sorted_logits, dim=-1).cumsum(dim=-1)
+        drop = cum > top_p
+        # Shift right so the first token that crosses top_p is kept; the top token is always kept.
+        drop[..., 1:] = drop[..., :-1].clone()
+        drop[..., 0] = False
+        return logits.masked_fill(drop.scatter(-1, order, drop), float("-inf"))
+    return logits
+
+
+def sample_tokens(logits: Tensor, params: SamplingParams, generator: torch.Generator | None) -> Tensor:
+    """One token per row of logits [S, V] -> int64 [S]."""
+    scaled = filter_logits(logits / params.temperature, params.top_k, params.top_p)
+    probs = torch.softmax(scaled, dim=-1)
+    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)

@@ -1,0 +1,121 @@
+"""KronosTokenizer: a causal Transformer autoencoder with Binary Spherical Quantization (spec §4).
+
+Each normalised bar (6 features) becomes two 10-bit ids: s1 from quantiser dims 0-9 and s2 from dims 10-19,
+both LSB-first. Only the inference half is implemented (no training losses).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .config import TokenizerConfig
+from .layers import TransformerBlock, make_caches, prefill_stack
+
+
+class BinarySphericalQuantizer(nn.Module):
+    """Parameter-free; holds only the two int64 basis buffers the checkpoints carry (used by training metrics)."""
+
+    def __init__(self, codebook_dim: int, group_size: int) -> None:
+        super().__init__()
+        self.codebook_dim, self.group_size = codebook_dim, group_size
+        self.register_buffer("basis", _msb_first_powers(codebook_dim))
+        self.register_buffer("group_basis", _msb_first_powers(group_size))
+
+    def reset_buffers(self) -> None:
+        device = self.basis.device
+        self.basis = _msb_first_powers(self.codebook_dim).to(device)
+        self.group_basis = _msb_first_powers(self.group_size).to(device)
+
+
+def _msb_first_powers(n: int) -> torch.Tensor:
+    return 2 ** torch.arange(n - 1, -1, -1, dtype=torch.int64)
+
+
+class _QuantizerHolder(nn.Module):
+    # Exists only so the buffers are named ``tokenizer.bsq.*`` as in the official state_dict.
+    def __init__(self, codebook_dim: int, group_size: int) -> None:
+        super().__init__()
+        self.bsq = BinarySphericalQuantizer(codebook_dim, group_size)
+
+
+class KronosTokenizer(nn.Module):
+    def __init__(self, config: TokenizerConfig) -> None:
+        super().__init__()
+        c = config
+        self.config = c
+        self.embed = nn.Linear(c.d_in, c.d_model)
+        self.encoder = nn.ModuleList(
+            TransformerBlock(c.d_model, c.n_heads, c.ff_dim) for _ in range(c.n_encoder_blocks)
+        )
+        self.quant_embed = nn.Linear(c.d_model, c.codebook_dim)
+        self.tokenizer = _QuantizerHolder(c.codebook_dim, c.group_size)
+        self.post_quant_embed_pre = nn.Linear(c.s1_bits, c.d_model)
+        self.post_quant_embed = nn.Linear(c.codebook_dim, c.d_model)
+        self.decoder = nn.ModuleList(
+            TransformerBlock(c.d_model, c.n_heads, c.ff_dim) for _ in range(c.n_decoder_blocks)
+        )
+        self.head = nn.Linear(c.d_model, c.d_in)
+        self.q_scale = 1.0 / (c.codebook_dim**0.5)
+        self.register_buffer("_bit_weights", self._lsb_first_powers(), persistent=False)
+
+    def _lsb_first_powers(self) -> Tensor:
+        return 2 ** torch.arange(self.config.s1_bits, dtype=torch.int64)
+
+    def reset_buffers(self) -> None:
+        self._bit_weights = self._lsb_first_powers().to(self._bit_weights.device)
+
+    # -- ids <-> codes -----------------------------------------------------------------------------------------
+    def _bits_to_ids(self, bits: Tensor) -> Tensor:
+        return (bits.to(torch.int64) * self._bit_weights).sum(-1)
+
+    def _ids_to_code(self, ids: Tensor) -> Tensor:
+        bits = (ids.unsqueeze(-1) >> torch.arange(self.config.s1_bits, device=ids.device)) & 1
+        return (bits.to(torch.float32) * 2 - 1) * self.q_scale
+
+    def ids_to_code(self, s1: Tensor, s2: Tensor) -> Tensor:
+        """The 20-dim quantised vector (±1/√20) the decoder reads: s1 bits first, then s2 bits, LSB-first."""
+        return torch.cat((self._ids_to_code(s1), self._ids_to_code(s2)), dim=-1)
+
+    # -- encode ------------------------------------------------------------------------------------------------
+    def encode(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """x [B, T, 6] normalised bars -> (s1, s2) int64 [B, T]. Causal: row t depends on bars 0..t."""
+        z = self.embed(x)
+        for block in self.encoder:
+            z = block(z)
+        z = F.normalize(self.quant_embed(z), dim=-1)  # cannot change a sign; kept for exact zero handling
+        bits = z > 0  # sign quantisation, exact 0 -> -1 -> bit 0
+        k = self.config.s1_bits
+        return self._bits_to_ids(bits[..., :k]), self._bits_to_ids(bits[..., k:])
+
+    # -- decode ------------------------------------------------------------------------------------------------
+    def _decode_hidden(self, h: Tensor) -> Tensor:
+        for block in self.decoder:
+            h = block(h)
+        return self.head(h)
+
+    def decode(self, s1: Tensor, s2: Tensor) -> Tensor:
+        """(s1, s2) [B, T] -> bars [B, T, 6] in normalised space, one causal pass (positions from 0)."""
+        return self._decode_hidden(self.post_quant_embed(self.ids_to_code(s1, s2)))
+
+    def decode_coarse(self, s1: Tensor) -> Tensor:
+        """s1-only reconstruction of the training forward (§4.4): scale 1/√20, through post_quant_embed_pre."""
+        return self._decode_hidden(self.post_quant_embed_pre(self._ids_to_code(s1)))
+
+    def decode_continuation(self, prefix: tuple[Tensor, Tensor] | None, s1: Tensor, s2: Tensor) -> Tensor:
+        """Decode rows that share a prefix: prefix ids [P] (one series), continuations [R, T] -> bars [R, T, 6].
+
+        Equals rows P.. of ``decode`` on cat(prefix, continuation) for each row, but decodes the shared
+        prefix once instead of once per row (the prefix rows themselves are not needed).
+        """
+        rows, t = s1.shape
+        kvs = None
+        if prefix is not None and prefix[0].numel():
+            h0 = self.post_quant_embed(self.ids_to_code(prefix[0], prefix[1])).unsqueeze(0)
+            _, kvs = prefill_stack(self.decoder, h0)
+        h = self.post_quant_embed(self.ids_to_code(s1, s2))
+        caches = make_caches(kvs, self.decoder, rows, t, h)
+        for block, cache in zip(self.decoder, caches):
+            h = block.forward_cached(h, cache)
+        return self.head(h)
