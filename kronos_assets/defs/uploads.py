@@ -38,9 +38,8 @@ def build_uploads_sensor(settings: Settings, candles_jobs: dict[str, object]) ->
     )
     def uploaded_candles(context: dg.SensorEvaluationContext) -> dg.SensorResult:
         seen: dict[str, str] = json.loads(context.cursor) if context.cursor else {}
-        scan = scan_folder(settings.uploads_dir) if settings.uploads_dir.is_dir() else None
-        if scan is None:
-            return dg.SensorResult(skip_reason=f"uploads folder {settings.uploads_dir} does not exist")
+        settings.uploads_dir.mkdir(parents=True, exist_ok=True)  # so users find where to drop files
+        scan = scan_folder(settings.uploads_dir)
         runs, adds, problems = [], {}, [f"{name}: {why}" for name, why in scan.skipped]
         for market, path in sorted(scan.files.items())[:MAX_FILES_PER_TICK]:
             digest = _digest(path)
