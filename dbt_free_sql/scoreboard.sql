@@ -1,11 +1,17 @@
--- Track record per symbol, timeframe and model at the horizon's last step, over all realised forecasts,
--- with the skill of each model against the random walk with volatility (1 - score / baseline score) on the
--- forecasts both have scored.
-WITH last_step AS (
-    SELECT * FROM evaluations WHERE step = horizon AND timeframe = $timeframe
+-- Track record per symbol, timeframe, model and horizon step, over rolling 7/30/90-day windows of forecast
+-- origins ending at $as_of, and over all time; with skill against the random walk with volatility on the
+-- forecasts both have scored (1 - score / baseline score: positive means better than the baseline).
+WITH windows(window_name, days) AS (
+    VALUES ('7d', 7), ('30d', 30), ('90d', 90), ('all', NULL)
+),
+scored AS (
+    SELECT w.window_name, e.*
+    FROM evaluations e CROSS JOIN windows w
+    WHERE e.timeframe = $timeframe
+      AND (w.days IS NULL OR e.origin > $as_of - to_days(CAST(w.days AS INTEGER)))
 ),
 per_model AS (
-    SELECT symbol, timeframe, model,
+    SELECT symbol, timeframe, model, window_name, step, any_value(horizon) AS horizon,
         count(*)                 AS n_forecasts,
         min(origin)              AS first_origin,
         max(origin)              AS last_origin,
@@ -18,21 +24,24 @@ per_model AS (
         avg(covered_50)          AS coverage_50,
         avg(covered_80)          AS coverage_80,
         avg(covered_90)          AS coverage_90,
+        avg(width_50)            AS width_50,
         avg(width_80)            AS width_80,
+        avg(width_90)            AS width_90,
         avg(brier_up)            AS brier_up,
         avg(brier_vol_amp)       AS brier_vol_amp
-    FROM last_step
-    GROUP BY ALL
+    FROM scored
+    GROUP BY symbol, timeframe, model, window_name, step
 ),
 paired AS (
-    SELECT m.symbol, m.timeframe, m.model,
-        1 - avg(m.crps) / nullif(avg(b.crps), 0)         AS crps_skill_vs_rw_vol,
-        1 - avg(m.abs_error) / nullif(avg(b.abs_error), 0) AS mae_skill_vs_rw_vol
-    FROM last_step m
-    JOIN last_step b USING (symbol, timeframe, origin)
-    WHERE b.model = 'random_walk_vol'
+    SELECT m.symbol, m.timeframe, m.model, m.window_name, m.step,
+        1 - avg(m.crps) / nullif(avg(b.crps), 0)            AS crps_skill_vs_rw_vol,
+        1 - avg(m.abs_error) / nullif(avg(b.abs_error), 0)  AS mae_skill_vs_rw_vol,
+        1 - avg(m.brier_up) / nullif(avg(b.brier_up), 0)    AS brier_skill_vs_rw_vol
+    FROM scored m
+    JOIN scored b ON b.symbol = m.symbol AND b.timeframe = m.timeframe AND b.window_name = m.window_name
+                 AND b.step = m.step AND b.origin = m.origin AND b.model = 'random_walk_vol'
     GROUP BY ALL
 )
-SELECT per_model.*, paired.crps_skill_vs_rw_vol, paired.mae_skill_vs_rw_vol
-FROM per_model LEFT JOIN paired USING (symbol, timeframe, model)
-ORDER BY symbol, timeframe, model
+SELECT per_model.*, paired.crps_skill_vs_rw_vol, paired.mae_skill_vs_rw_vol, paired.brier_skill_vs_rw_vol
+FROM per_model LEFT JOIN paired USING (symbol, timeframe, model, window_name, step)
+ORDER BY symbol, timeframe, model, window_name, step

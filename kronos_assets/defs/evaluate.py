@@ -14,6 +14,7 @@ from kronos_assets.defs.partitions import BAR_FMT, MARKETS, Family, bar_partitio
 from kronos_assets.market.timeframes import timeframe_delta
 from kronos_assets.records import evaluation_rows, load_close_paths
 from kronos_assets.settings import Settings, TimeframeSettings
+from kronos_assets.track_record import track_record
 from kronos_assets.warehouse import Warehouse
 
 TS = pl.Datetime("us", "UTC")
@@ -100,3 +101,74 @@ def build_evaluations(settings: Settings, tf: TimeframeSettings, family: Family 
         )
 
     return evaluations
+
+
+def track_record_key(tf: str) -> dg.AssetKey:
+    return dg.AssetKey(f"track_record_{tf}")
+
+
+def _md_table(rows: list[dict], cols: list[str]) -> str:
+    def fmt(v):
+        return "–" if v is None else f"{v:.4g}" if isinstance(v, float) else str(v)
+
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    lines += ["| " + " | ".join(fmt(r.get(c)) for c in cols) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def build_track_record(settings: Settings, tf: TimeframeSettings) -> tuple[dg.AssetsDefinition, dg.AssetChecksDefinition]:
+    key = track_record_key(tf.name)
+
+    @dg.asset(
+        key=key,
+        deps=[evaluations_key(tf.name)],
+        automation_condition=dg.AutomationCondition.eager(),
+        group_name="evaluate",
+        kinds={"duckdb", "sql"},
+        owners=["team:ml"],
+        description=(
+            f"The {tf.name} track record: scoreboards per symbol, model and horizon step over rolling 7/30/90-day "
+            "windows and all time, skill against the random walk with volatility, Diebold-Mariano tests, the "
+            "reliability of P(up) and the PIT histogram (dbt_free_sql/scoreboard.sql, loss_pairs.sql, "
+            "reliability.sql, pit_histogram.sql)."
+        ),
+    )
+    def track_record_asset(warehouse: dg.ResourceParam[Warehouse]) -> dg.MaterializeResult:
+        record = track_record(warehouse, tf.name)
+        horizon_all = [r for r in record["scoreboard"] if r["window_name"] == "all" and r["step"] == r["horizon"]]
+        cols = ["symbol", "model", "n_forecasts", "mae", "mape", "direction_hit_rate", "crps", "coverage_80",
+                "brier_up", "crps_skill_vs_rw_vol"]
+        skills = {f"crps_skill_30d/{r['symbol']}/{r['model']}": r["crps_skill_vs_rw_vol"]
+                  for r in record["scoreboard"]
+                  if r["window_name"] == "30d" and r["step"] == r["horizon"] and r["crps_skill_vs_rw_vol"] is not None}
+        return dg.MaterializeResult(
+            metadata={
+                "as_of": record["as_of"] or "no scored forecast yet",
+                "scoreboard_all_time": dg.MetadataValue.md(_md_table(horizon_all, cols)),
+                "diebold_mariano": dg.MetadataValue.md(_md_table(
+                    record["dm_tests"], ["symbol", "model", "window_name", "n", "statistic", "p_value", "verdict"])),
+                "reliability_p_up": dg.MetadataValue.md(_md_table(
+                    record["reliability"], ["symbol", "model", "lower", "upper", "n", "mean_forecast",
+                                            "observed_frequency"])),
+                "pit_histogram": dg.MetadataValue.md(_md_table(record["pit_histogram"], ["symbol", "model", "bin", "n"])),
+                # Numbers plot over materialisations in the UI: the skill's history at a glance.
+                **{k: dg.MetadataValue.float(float(v)) for k, v in skills.items()},
+            }
+        )
+
+    @dg.asset_check(asset=key, name="primary_model_not_worse_than_baseline_30d",
+                    description=(f"Warns when {settings.primary_model} has a worse 30-day CRPS than the random walk "
+                                 "with volatility at the horizon's last step, for any symbol."))
+    def not_worse(warehouse: dg.ResourceParam[Warehouse]) -> dg.AssetCheckResult:
+        record = track_record(warehouse, tf.name)
+        rows = [r for r in record["scoreboard"] if r["window_name"] == "30d" and r["step"] == r["horizon"]
+                and r["model"] == settings.primary_model and r["crps_skill_vs_rw_vol"] is not None]
+        worse = {r["symbol"]: round(r["crps_skill_vs_rw_vol"], 4) for r in rows if r["crps_skill_vs_rw_vol"] < 0}
+        return dg.AssetCheckResult(
+            passed=not worse,
+            severity=dg.AssetCheckSeverity.WARN,
+            metadata={"crps_skill_30d": dg.MetadataValue.json({r["symbol"]: r["crps_skill_vs_rw_vol"] for r in rows}),
+                      "worse_than_baseline": ", ".join(worse) or "none"},
+        )
+
+    return track_record_asset, not_worse

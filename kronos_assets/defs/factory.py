@@ -7,7 +7,7 @@ from typing import Any
 import dagster as dg
 
 from kronos_assets.defs.automation import build_candles_schedule, build_forecast_sensor
-from kronos_assets.defs.evaluate import build_evaluations
+from kronos_assets.defs.evaluate import build_evaluations, build_track_record
 from kronos_assets.defs.forecast import build_forecasts
 from kronos_assets.defs.ingest import build_ingest
 from kronos_assets.defs.partitions import MARKETS, UPLOADS, Family
@@ -46,8 +46,12 @@ def build_timeframe(settings: Settings, tf: TimeframeSettings, family: Family = 
                      "rolling-origin backtest run by the same code as live."),
     )
     schedules = [build_candles_schedule(settings, tf, candles_job)] if family is MARKETS else []
+    extra_assets = []
+    if family is MARKETS:
+        record, record_check = build_track_record(settings, tf)
+        extra_assets, checks = [record], [*checks, record_check]
     defs = dg.Definitions(
-        assets=[raw, clean, *downstream],
+        assets=[raw, clean, *downstream, *extra_assets],
         asset_checks=checks,
         jobs=[candles_job, forecast_job],
         schedules=schedules,
