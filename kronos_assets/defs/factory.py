@@ -10,6 +10,7 @@ from kronos_assets.defs.automation import build_candles_schedule, build_forecast
 from kronos_assets.defs.evaluate import build_evaluations, build_track_record
 from kronos_assets.defs.forecast import build_forecasts
 from kronos_assets.defs.ingest import build_ingest
+from kronos_assets.defs.operations import build_failure_sensor, build_forecast_checks, freshness_policy
 from kronos_assets.defs.partitions import MARKETS, UPLOADS, Family
 from kronos_assets.defs.publish import build_published
 from kronos_assets.defs.resources import build_resources
@@ -49,7 +50,7 @@ def build_timeframe(settings: Settings, tf: TimeframeSettings, family: Family = 
     extra_assets = []
     if family is MARKETS:
         record, record_check = build_track_record(settings, tf)
-        extra_assets, checks = [record], [*checks, record_check]
+        extra_assets, checks = [record], [*checks, record_check, *build_forecast_checks(settings, tf)]
     defs = dg.Definitions(
         assets=[raw, clean, *downstream, *extra_assets],
         asset_checks=checks,
@@ -63,13 +64,20 @@ def build_timeframe(settings: Settings, tf: TimeframeSettings, family: Family = 
 def build_definitions(settings: Settings, resources: dict[str, Any] | None = None) -> dg.Definitions:
     families = [build_timeframe(settings, tf, MARKETS)[0] for tf in settings.timeframes]
     uploads = {tf.name: build_timeframe(settings, tf, UPLOADS) for tf in settings.timeframes}
-    return dg.Definitions.merge(
+    defs = dg.Definitions.merge(
         *families,
         *(d for d, _ in uploads.values()),
         dg.Definitions(
-            sensors=[build_uploads_sensor(settings, {tf: job for tf, (_, job) in uploads.items()})],
+            sensors=[build_uploads_sensor(settings, {tf: job for tf, (_, job) in uploads.items()}),
+                     build_failure_sensor(settings)],
             resources=resources if resources is not None else build_resources(settings),
             # Steps are short and share the model in memory: one process per run beats a process per step.
             executor=dg.in_process_executor,
         ),
     )
+    for tf in settings.timeframes:  # what people watch: candles, forecasts and the published site stay fresh
+        policy = freshness_policy(tf)
+        watched = [f"clean_candles_{tf.name}", f"forecasts_{tf.name}", f"published_{tf.name}"]
+        defs = defs.map_resolved_asset_specs(func=lambda spec, p=policy: dg.apply_freshness_policy(spec, p),
+                                             selection=watched)
+    return defs

@@ -73,10 +73,12 @@ def test_backfill_policies_put_many_partitions_in_one_run(tmp_path):
         assert policy.max_partitions_per_run == n, key
 
 
-def test_partition_counts_stay_under_dagsters_recommendation():
+def test_partition_counts_stay_under_dagsters_recommendation(tmp_path):
     from kronos_assets.settings import load_settings
 
     for profile in ("demo", "live"):
-        defs = build_definitions(load_settings(profile), resources={})
+        settings = load_settings(profile, home=tmp_path)
+        defs = build_definitions(settings, build_resources(settings))
         for asset in defs.assets:
-            assert asset.partitions_def.get_num_partitions() < 100_000, asset.key
+            if asset.partitions_def is not None and "uploads" not in asset.key.to_user_string():  # dynamic
+                assert asset.partitions_def.get_num_partitions() < 100_000, asset.key
