@@ -47,12 +47,25 @@ class ExchangeSettings:
 
 @dataclass(frozen=True)
 class ModelSettings:
+    """A Kronos checkpoint: from the hub (repo at a pinned revision) or from local folders (``local_dir`` holding
+    ``model/`` and ``tokenizer/``, each with config.json + model.safetensors)."""
+
     key: str
-    repo: str
-    revision: str
-    tokenizer_repo: str
-    tokenizer_revision: str
+    repo: str | None
+    revision: str | None
+    tokenizer_repo: str | None
+    tokenizer_revision: str | None
     max_context: int
+    local_dir: Path | None = None
+    device: str = "auto"
+
+    @property
+    def model_source(self) -> str:
+        return str(self.local_dir / "model") if self.local_dir else str(self.repo)
+
+    @property
+    def tokenizer_source(self) -> str:
+        return str(self.local_dir / "tokenizer") if self.local_dir else str(self.tokenizer_repo)
 
 
 @dataclass(frozen=True)
@@ -203,13 +216,31 @@ def _load_models(r: _Reader) -> tuple[dict[str, ModelSettings], Sampling]:
             raise r.fail(f"models.{key}", "must be a mapping")
         if key in BASELINES:
             raise r.fail(f"models.{key}", "name is reserved for a baseline forecaster")
+        device = spec.get("device", "auto")
+        if device not in ("auto", "cpu", "cuda", "mps") and not str(device).startswith("cuda:"):
+            raise r.fail(f"{where}device", f"unknown device {device!r}; use auto, cpu, cuda, cuda:N or mps")
+        if "local_dir" in spec:
+            local = (REPO_ROOT / r.get(spec, "local_dir", where, str)).resolve()
+            for part in ("model", "tokenizer"):
+                for name in ("config.json", "model.safetensors"):
+                    if not (local / part / name).is_file():
+                        raise r.fail(f"{where}local_dir", f"{local / part / name} not found")
+            models[key] = ModelSettings(key, None, None, None, None, _positive_int(r, spec, "max_context", where),
+                                        local_dir=local, device=device)
+            continue
+        revision = r.get(spec, "revision", where, str)
+        tok_revision = r.get(spec, "tokenizer_revision", where, str)
+        for name, rev in (("revision", revision), ("tokenizer_revision", tok_revision)):
+            if not re.fullmatch(r"[0-9a-f]{40}", rev):
+                raise r.fail(f"{where}{name}", f"pin a 40-hex commit hash, not {rev!r}")
         models[key] = ModelSettings(
             key=key,
             repo=r.get(spec, "repo", where, str),
-            revision=r.get(spec, "revision", where, str),
+            revision=revision,
             tokenizer_repo=r.get(spec, "tokenizer_repo", where, str),
-            tokenizer_revision=r.get(spec, "tokenizer_revision", where, str),
+            tokenizer_revision=tok_revision,
             max_context=_positive_int(r, spec, "max_context", where),
+            device=device,
         )
     s = r.get(r.data, "sampling", "", dict)
     temperature = r.get(s, "temperature", "sampling.", (int, float))

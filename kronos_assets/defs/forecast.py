@@ -7,6 +7,7 @@ import dagster as dg
 import polars as pl
 
 from kronos_assets.defs.ingest import clean_candles_key
+from kronos_assets.defs.model import kronos_models, weights_key
 from kronos_assets.defs.partitions import BAR_FMT, MARKETS, Family, bar_partitions, times_by_symbol
 from kronos_assets.forecasting.interface import ForecastRequest, request_seed, run_forecaster
 from kronos_assets.forecasting.registry import ForecasterRegistry
@@ -80,6 +81,7 @@ def build_forecasts(settings: Settings, tf: TimeframeSettings, family: Family = 
         partitions_def=bar_partitions(settings, tf, family),
         ins={"clean": dg.AssetIn(clean_candles_key(tf.name, family), partition_mapping=candles_mapping(-tf.history_bars),
                                  dagster_type=dg.Nothing)},
+        deps=[weights_key(m.key) for m in kronos_models(settings)],
         backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=168),
         group_name="forecast",
         kinds={"pytorch", "duckdb"},

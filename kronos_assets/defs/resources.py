@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+import os
+from typing import Any, Callable
 
 from kronos_assets.forecasting.registry import ForecasterRegistry
 from kronos_assets.market.files import FileSource
 from kronos_assets.market.synthetic import SyntheticMarket
-from kronos_assets.publishing.store import LocalStore
-from kronos_assets.settings import Settings
+from kronos_assets.publishing.backend import open_store
+from kronos_assets.publishing.r2 import R2ConfigError
+from kronos_assets.settings import ConfigError, Settings
 from kronos_assets.warehouse import Warehouse
 
 SYNTHETIC_SEED = 7
@@ -23,7 +25,27 @@ def market_source(settings: Settings) -> Any:
 
 
 def publishing_store(settings: Settings) -> Any:
-    return LocalStore(settings.publish_dir)
+    """The local folder, or the R2 bucket when the profile's publish.backend and the R2_* variables say so."""
+    try:
+        return open_store(settings.publish_backend, settings.publish_dir)
+    except R2ConfigError as exc:
+        profile_file = settings.config_dir / "profiles" / f"{settings.profile}.yaml"
+        raise ConfigError(f"{profile_file}: {exc}") from None
+
+
+def kronos_factory(model: ModelSettings) -> Callable[[], Any]:
+    """Loads a Kronos checkpoint when a run first asks for it; the registry keeps it for the process."""
+
+    def build() -> Any:
+        from kronos_assets.forecasting.kronos_forecaster import KronosForecaster
+
+        return KronosForecaster(
+            model.model_source, model.tokenizer_source, model_revision=model.revision,
+            tokenizer_revision=model.tokenizer_revision, device=None if model.device == "auto" else model.device,
+            max_context=model.max_context, cache_dir=os.environ.get("KRONOS_HF_CACHE"), name=model.key,
+        )
+
+    return build
 
 
 def build_resources(settings: Settings) -> dict[str, Any]:
@@ -31,6 +53,6 @@ def build_resources(settings: Settings) -> dict[str, Any]:
         "warehouse": Warehouse(settings.warehouse_path),
         "market": market_source(settings),
         "uploads": FileSource(settings.uploads_dir),
-        "forecasters": ForecasterRegistry(),
+        "forecasters": ForecasterRegistry({m.key: kronos_factory(m) for m in settings.models.values()}),
         "store": publishing_store(settings),
     }
