@@ -19,6 +19,10 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--backfill-bars", type=int, default=48,
                      help="also forecast and score this many past bars (rolling origin) so the track record is not empty")
     sub.add_parser("check", help="load and validate the configuration and the Dagster definitions")
+    health = sub.add_parser("health", help="what is configured, reachable, fresh and failing; exit 1 when anything fails")
+    health.add_argument("--network", action="store_true",
+                        help="also contact the exchanges and the R2 bucket (no network call without it)")
+    health.add_argument("--since-hours", type=float, default=24.0, help="how far back to look for failed runs")
     args = parser.parse_args(argv)
     if args.profile:
         os.environ["KRONOS_PROFILE"] = args.profile
@@ -32,6 +36,10 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
         return 2
+    if args.command == "health":
+        from kronos_assets.health import main as health_main
+
+        return health_main(settings, network=args.network, since_hours=args.since_hours)
     if args.command == "check":
         import dagster as dg
 

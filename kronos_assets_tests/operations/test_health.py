@@ -1,0 +1,169 @@
+"""``kronos-assets health`` on real homes: healthy after the main job, then stale candles, then a failed run."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from kronos_assets import cli
+from kronos_assets.defs.factory import build_definitions, candles_job_name
+from kronos_assets.defs.partitions import day_key
+from kronos_assets.defs.resources import build_resources
+from kronos_assets.health import FAIL, OK, WARN, run_health
+from kronos_assets.main_job import instance_for, run_main_job
+from kronos_assets_tests.helpers import small_settings
+
+ENV_PREFIXES = ("KRONOS_", "R2_", "DAGSTER_HOME")
+
+
+@pytest.fixture(scope="module")
+def healthy_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small home after one main-job run (2 symbols x 1h, 2 bars of backfill), runs in <home>/dagster."""
+    root = tmp_path_factory.mktemp("healthy")
+    with pytest.MonkeyPatch.context() as mp:
+        for k in [k for k in os.environ if k.startswith(ENV_PREFIXES)]:
+            mp.delenv(k)
+        run_main_job(small_settings(root), backfill_bars=2, log=lambda _: None)
+    return root
+
+
+@pytest.fixture
+def use_home(monkeypatch: pytest.MonkeyPatch):
+    """Point the CLI's environment at a root's configs and home (demo profile), nothing else inherited."""
+    for k in [k for k in os.environ if k.startswith(ENV_PREFIXES)]:
+        monkeypatch.delenv(k)
+
+    def use(root: Path):
+        monkeypatch.setenv("KRONOS_CONFIG_DIR", str(root / "configs"))
+        monkeypatch.setenv("KRONOS_HOME", str(root / "home"))
+        monkeypatch.setenv("KRONOS_PROFILE", "demo")
+        return small_settings(root)
+
+    return use
+
+
+def _copy(root: Path, dest: Path) -> Path:
+    shutil.copytree(root, dest)
+    return dest
+
+
+def _rows(out: str) -> dict[str, str]:
+    """item -> status, read from the rendered table by its header's column positions."""
+    lines = out.splitlines()
+    head = next(i for i, line in enumerate(lines) if line.startswith("SECTION"))
+    i_item, i_status, i_detail = (lines[head].index(c) for c in ("ITEM", "STATUS", "DETAIL"))
+    rows = {}
+    for line in lines[head + 2:]:
+        if not line.strip():
+            break
+        item, status = line[i_item:i_status].strip(), line[i_status:i_detail].strip()
+        if item:  # continuation lines of a wrapped detail have neither
+            rows[item] = status
+    return rows
+
+
+def test_healthy_home_after_main_job(healthy_root, use_home, capsys):
+    use_home(healthy_root)
+    code = cli.main(["health"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    rows = _rows(out)
+    for item in ("profile", "symbols", "timeframes", "forecasters", "publish", "warehouse", "publish folder",
+                 "uploads folder", "exchanges", "BTC/USDT 1h", "ETH/USDT 1h", "publication", "runs (last 24 h)",
+                 "asset checks"):
+        assert rows.get(item) in (OK, WARN), (item, out)
+    for item in ("BTC/USDT 1h", "ETH/USDT 1h", "publication", "runs (last 24 h)", "warehouse"):
+        assert rows[item] == OK, (item, out)
+    assert "FAIL" not in out
+    assert out.strip().splitlines()[-1].startswith("HEALTHY")
+    assert "BTC/USDT, ETH/USDT" in out and str(healthy_root / "home" / "publish") in out
+
+
+def test_stale_newest_candle_fails(healthy_root, use_home, tmp_path, capsys):
+    root = _copy(healthy_root, tmp_path / "stale")
+    settings = use_home(root)
+    # Ingestion stalled for BTC: its newest clean candles are five bars old, while ETH stays current.
+    cutoff = datetime.now(timezone.utc) - timedelta(hours=5)
+    con = duckdb.connect(str(settings.warehouse_path))
+    con.execute("DELETE FROM clean_candles WHERE symbol = 'BTC/USDT' AND ts >= ?", [cutoff])
+    con.close()
+    code = cli.main(["health"])
+    out = capsys.readouterr().out
+    assert code == 1, out
+    rows = _rows(out)
+    assert rows["BTC/USDT 1h"] == FAIL and rows["ETH/USDT 1h"] == OK, out
+    assert out.strip().splitlines()[-1].startswith("FAILING") and "fresh/BTC/USDT 1h" in out
+
+
+def test_failed_run_fails_until_repaired(healthy_root, use_home, tmp_path, capsys):
+    root = _copy(healthy_root, tmp_path / "failed")
+    settings = use_home(root)
+
+    class DownMarket:
+        name = "down"
+
+        def fetch(self, *args, **kwargs):
+            raise RuntimeError("exchange unreachable (simulated outage)")
+
+    day = day_key("BTC/USDT", datetime.now(timezone.utc) - timedelta(days=1))
+    instance = instance_for(settings)
+    try:
+        broken = build_definitions(settings, {**build_resources(settings), "market": DownMarket()})
+        result = broken.resolve_job_def(candles_job_name("1h")).execute_in_process(
+            instance=instance, partition_key=day, raise_on_error=False)
+        assert not result.success
+    finally:
+        instance.dispose()
+
+    code = cli.main(["health"])
+    out = capsys.readouterr().out
+    assert code == 1, out
+    assert _rows(out)["runs (last 24 h)"] == FAIL
+    assert "candles_1h" in out and result.run_id[:8] in out and "simulated outage" in out
+
+    # A later successful run of the same job and partition repairs it: reported, no longer failing.
+    instance = instance_for(settings)
+    try:
+        fixed = build_definitions(settings).resolve_job_def(candles_job_name("1h"))
+        assert fixed.execute_in_process(instance=instance, partition_key=day).success
+    finally:
+        instance.dispose()
+    report = run_health(settings)
+    runs = next(r for r in report.rows if r.item.startswith("runs"))
+    assert runs.status == WARN and "repaired" in runs.detail, runs
+    assert report.exit_code == 0, report.render()
+
+
+def test_network_probes_only_with_network_flag(tmp_path, use_home):
+    """Exchanges are contacted only with --network; then a dead exchange behind a live one is a warning."""
+    from kronos_assets.market.synthetic import SyntheticMarket
+    from kronos_assets.settings import load_settings
+    from kronos_assets_tests.fakes.fake_exchange import FakeExchange
+    from kronos_assets_tests.helpers import SMALL_MARKETS, write_configs
+    from kronos_assets_tests.operations.servers import free_port
+
+    use_home(tmp_path)
+    now = datetime.now(timezone.utc)
+    frame = SyntheticMarket(seed=7).fetch("BTC/USDT", "1h", now - timedelta(days=1), now, now)
+    with FakeExchange("binance", {"BTC/USDT": {"1h": frame}}, now) as fake:
+        dead = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+        markets = {**SMALL_MARKETS, "exchanges": [{"id": "binance", "base_url": fake.url, "options": {}},
+                                                  {"id": "okx", "base_url": dead, "options": {}}]}
+        cfg = write_configs(tmp_path, markets=markets, profile={"market": "ccxt"})
+        settings = load_settings("demo", config_dir=cfg, home=tmp_path / "home")
+
+        offline = run_health(settings)
+        row = next(r for r in offline.rows if r.item == "exchanges")
+        assert row.status == "SKIP" and "--network" in row.detail
+        assert fake.requests == []
+
+        online = run_health(settings, network=True)
+        rows = {r.item: r for r in online.rows}
+        assert rows["exchange binance"].status == OK and "BTC/USDT 1h" in rows["exchange binance"].detail
+        assert rows["exchange okx"].status == WARN and "falls back" in rows["exchange okx"].detail
+        assert fake.requests
