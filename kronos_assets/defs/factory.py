@@ -15,6 +15,7 @@ from kronos_assets.defs.operations import build_failure_sensor, build_forecast_c
 from kronos_assets.defs.partitions import MARKETS, UPLOADS, Family
 from kronos_assets.defs.publish import build_published
 from kronos_assets.defs.resources import build_resources
+from kronos_assets.defs.revisions import COMPARE_JOB, build_revision_comparison, build_revision_sensor
 from kronos_assets.defs.uploads import build_uploads_sensor
 from kronos_assets.settings import Settings, TimeframeSettings
 
@@ -65,13 +66,17 @@ def build_timeframe(settings: Settings, tf: TimeframeSettings, family: Family = 
 def build_definitions(settings: Settings, resources: dict[str, Any] | None = None) -> dg.Definitions:
     families = [build_timeframe(settings, tf, MARKETS)[0] for tf in settings.timeframes]
     uploads = {tf.name: build_timeframe(settings, tf, UPLOADS) for tf in settings.timeframes}
+    comparison = build_revision_comparison(settings)
+    compare_job = dg.define_asset_job(COMPARE_JOB, selection=[comparison],
+                                      description="Score a candidate Kronos revision next to the pinned one.")
     defs = dg.Definitions.merge(
         *families,
         *(d for d, _ in uploads.values()),
         dg.Definitions(
-            assets=[build_weights(m) for m in kronos_models(settings)],
+            assets=[*(build_weights(m) for m in kronos_models(settings)), comparison],
+            jobs=[compare_job],
             sensors=[build_uploads_sensor(settings, {tf: job for tf, (_, job) in uploads.items()}),
-                     build_failure_sensor(settings)],
+                     build_failure_sensor(settings), build_revision_sensor(settings, compare_job)],
             resources=resources if resources is not None else build_resources(settings),
             # Steps are short and share the model in memory: one process per run beats a process per step.
             executor=dg.in_process_executor,

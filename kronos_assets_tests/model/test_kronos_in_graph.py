@@ -98,3 +98,48 @@ def test_a_missing_local_checkpoint_fails_at_load(tmp_path):
 
     with pytest.raises(ConfigError, match=r"models.tiny.local_dir: .*(config.json|model.safetensors) not found"):
         _settings(tmp_path, {"local_dir": str(tmp_path / "nowhere"), "max_context": 128})
+
+
+REV_B = "fedcba9876543210fedcba9876543210fedcba98"
+
+
+def test_new_hub_revision_is_proposed_and_compared_never_switched(tmp_path, monkeypatch):
+    cache = tmp_path / "hf-cache"
+    pinned, candidate = _save_tiny(tmp_path / "a"), tmp_path / "b"
+    model_b, _ = tiny_networks(seed=1)
+    save_checkpoint(model_b, candidate / "model")
+    install_into_cache(pinned / "model", "acme/Kronos-tiny", FAKE_REV, cache_dir=cache)
+    install_into_cache(candidate / "model", "acme/Kronos-tiny", REV_B, cache_dir=cache, ref=None)
+    install_into_cache(pinned / "tokenizer", "acme/Kronos-Tokenizer-tiny", FAKE_REV, cache_dir=cache)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("KRONOS_HF_CACHE", str(cache))
+    spec = {"repo": "acme/Kronos-tiny", "revision": FAKE_REV, "tokenizer_repo": "acme/Kronos-Tokenizer-tiny",
+            "tokenizer_revision": FAKE_REV, "max_context": 128, "device": "cpu"}
+    settings = _settings(tmp_path, spec)
+    defs = build_definitions(settings, build_resources(settings))
+    instance = dg.DagsterInstance.ephemeral()
+
+    import huggingface_hub
+
+    heads = {"acme/Kronos-tiny": REV_B, "acme/Kronos-Tokenizer-tiny": FAKE_REV}
+    monkeypatch.setattr(huggingface_hub.HfApi, "model_info",
+                        lambda self, repo, revision=None: type("Info", (), {"sha": heads[repo]})())
+    sensor = defs.resolve_sensor_def("kronos_hub_revisions")
+    ctx = dg.build_sensor_context(instance=instance, repository_def=defs.get_repository_def())
+    (req,) = sensor.evaluate_tick(ctx).run_requests
+    cfg = req.run_config["ops"]["model_revision_comparison"]["config"]
+    assert cfg == {"model": "tiny", "candidate_model_revision": REV_B}
+    again = sensor.evaluate_tick(dg.build_sensor_context(instance=instance, cursor=ctx.cursor,
+                                                         repository_def=defs.get_repository_def()))
+    assert not again.run_requests  # proposed once
+
+    defs.resolve_job_def("candles_1h").execute_in_process(instance=instance, tags={
+        "dagster/asset_partition_range_start": f"{(D - timedelta(days=3)):%Y-%m-%d}|BTC-USDT",
+        "dagster/asset_partition_range_end": f"{D:%Y-%m-%d}|BTC-USDT"})
+    cfg["origins"] = 4
+    result = defs.resolve_job_def("compare_model_revision").execute_in_process(
+        instance=instance, run_config={"ops": {"model_revision_comparison": {"config": cfg}}})
+    meta = result.get_asset_materialization_events()[0].materialization.metadata
+    assert meta["candidate"].value == f"acme/Kronos-tiny@{REV_B}" and meta["pinned"].value.endswith(FAKE_REV)
+    assert "| pinned | 4 |" in meta["scores_at_horizon_end"].value and "| candidate | 4 |" in meta["scores_at_horizon_end"].value
+    assert settings.models["tiny"].revision == FAKE_REV  # the pin is untouched
