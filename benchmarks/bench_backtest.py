@@ -1,0 +1,159 @@
+"""Rolling-origin backtest on real Binance candles, run through the Dagster graph exactly as a backfill runs it.
+
+    .venv/bin/python benchmarks/bench_backtest.py --model-dir PATH [--start 2025-01-01 --end 2025-06-30]
+    .venv/bin/python benchmarks/bench_backtest.py --baselines-only --days 14     # a quick look
+
+Every hour of the range is a forecast origin (horizon 24, 30 paths, 480 bars of history) for BTC/USDT and
+ETH/USDT, by the baselines and, with --model-dir, by a Kronos checkpoint folder (model/ + tokenizer/). Candles
+come from ../shared/data/candles (never copied into the repository). Forecast runs cover 168 bars each, as the
+backfill policy does. Reports wall time, peak memory, the share of time Dagster spends outside the steps, and the
+scoreboard at the horizon's last step. Results: benchmarks/results/backtest.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import sys
+import tempfile
+import time
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+
+import polars as pl
+import yaml
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+SHARED = Path(os.environ.get("KRONOS_SHARED_DIR", REPO.parent / "shared")) / "data" / "candles"
+FILES = {"BTC/USDT": "binance_BTCUSDT_1h_20200920_20250919.csv.gz",
+         "ETH/USDT": "binance_ETHUSDT_1h_20200920_20250919.csv.gz"}
+UTC = timezone.utc
+
+
+class RealCandles:
+    """CandleSource over the shared Binance files."""
+
+    name = "binance-files"
+
+    def __init__(self):
+        self.frames = {}
+        for symbol, name in FILES.items():
+            df = pl.read_csv(SHARED / name)
+            self.frames[symbol] = df.select(
+                pl.col("timestamp").str.to_datetime("%Y-%m-%dT%H:%M:%SZ", time_zone="UTC").dt.cast_time_unit("us")
+                .alias("ts"), "open", "high", "low", "close", "volume",
+                (pl.col("volume") * (pl.col("open") + pl.col("high") + pl.col("low") + pl.col("close")) / 4)
+                .alias("amount"), pl.lit("binance").alias("exchange"))
+
+    def fetch(self, symbol, timeframe, start, end, now):
+        assert timeframe == "1h"
+        df = self.frames[symbol]
+        return df.filter((pl.col("ts") >= start) & (pl.col("ts") < end) & (pl.col("ts") + timedelta(hours=1) <= now))
+
+
+def write_config(root: Path, model_dir: str | None, start: date) -> Path:
+    cfg = root / "configs"
+    (cfg / "profiles").mkdir(parents=True)
+    (cfg / "markets.yaml").write_text(yaml.safe_dump({
+        "symbols": list(FILES), "exchanges": [{"id": "binance"}],
+        "timeframes": {"1h": {"start": (start - timedelta(days=40)).isoformat(), "history_bars": 480, "horizon": 24}}}))
+    models = yaml.safe_load((REPO / "configs" / "models.yaml").read_text())
+    forecasters = ["random_walk", "random_walk_vol"]
+    if model_dir:
+        models["models"]["kronos-bench"] = {"local_dir": str(Path(model_dir).resolve()), "max_context": 512,
+                                            "device": "cpu"}
+        forecasters.append("kronos-bench")
+    models["sampling"]["n_paths"] = 30
+    (cfg / "models.yaml").write_text(yaml.safe_dump(models))
+    (cfg / "profiles" / "live.yaml").write_text(yaml.safe_dump({
+        "description": "backtest on real candles", "market": "ccxt", "symbols": list(FILES), "timeframes": ["1h"],
+        "forecasters": forecasters, "primary_model": forecasters[-1], "publish": {"backend": "local"}}))
+    return cfg
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--model-dir")
+    p.add_argument("--start", default="2025-01-01")
+    p.add_argument("--end", default="2025-06-30")
+    p.add_argument("--days", type=int, help="only the first N days of the range")
+    p.add_argument("--baselines-only", action="store_true")
+    args = p.parse_args()
+    if not SHARED.is_dir():
+        sys.exit(f"real candles not found in {SHARED}")
+    import dagster as dg
+
+    from kronos_assets.defs.factory import build_definitions
+    from kronos_assets.defs.partitions import RANGE_END, RANGE_START, bar_key, day_key
+    from kronos_assets.defs.resources import build_resources
+    from kronos_assets.settings import load_settings
+    from kronos_assets.track_record import track_record
+
+    start = date.fromisoformat(args.start)
+    end = date.fromisoformat(args.end)
+    if args.days:
+        end = min(end, start + timedelta(days=args.days - 1))
+    root = Path(tempfile.mkdtemp(prefix="kronos-backtest-"))
+    cfg = write_config(root, None if args.baselines_only else args.model_dir, start)
+    settings = load_settings("live", config_dir=cfg, home=root / "home")
+    resources = build_resources(settings) | {"market": RealCandles()}
+    defs = build_definitions(settings, resources)
+    instance = dg.DagsterInstance.ephemeral()
+    first_bar = datetime(start.year, start.month, start.day, tzinfo=UTC)
+    last_bar = datetime(end.year, end.month, end.day, 23, tzinfo=UTC)
+    t0 = time.perf_counter()
+    for symbol in FILES:
+        defs.resolve_job_def("candles_1h").execute_in_process(instance=instance, tags={
+            RANGE_START: str(day_key(symbol, first_bar - timedelta(days=21))),
+            RANGE_END: str(day_key(symbol, last_bar + timedelta(days=2)))})
+    t_candles = time.perf_counter() - t0
+    job = defs.resolve_job_def("forecast_1h")
+    run_s = step_s = 0.0
+    runs = 0
+    t1 = time.perf_counter()
+    for symbol in FILES:
+        bar = first_bar
+        while bar <= last_bar:
+            chunk_end = min(bar + timedelta(hours=167), last_bar)
+            r0 = time.perf_counter()
+            result = job.execute_in_process(instance=instance, tags={
+                RANGE_START: str(bar_key(symbol, bar)), RANGE_END: str(bar_key(symbol, chunk_end))})
+            run_s += time.perf_counter() - r0
+            runs += 1
+            starts = {}
+            for entry in instance.all_logs(result.run_id):
+                e = entry.dagster_event
+                if e and e.event_type_value == "STEP_START":
+                    starts[e.step_key] = entry.timestamp
+                elif e and e.event_type_value == "STEP_SUCCESS":
+                    step_s += entry.timestamp - starts[e.step_key]
+            print(f"{symbol} {bar:%Y-%m-%d %H:%M}..{chunk_end:%m-%d %H:%M}: {time.perf_counter() - r0:.1f} s",
+                  flush=True)
+            bar = chunk_end + timedelta(hours=1)
+    t_forecast = time.perf_counter() - t1
+    record = track_record(resources["warehouse"], "1h")
+    board = [r for r in record["scoreboard"] if r["window_name"] == "all" and r["step"] == r["horizon"]]
+    origins = int(((last_bar - first_bar) / timedelta(hours=1)) + 1)
+    out = {
+        "range": [args.start, end.isoformat()], "origins_per_symbol": origins, "symbols": list(FILES),
+        "models": list(settings.forecasters), "candles_wall_s": round(t_candles, 1),
+        "forecast_wall_s": round(t_forecast, 1), "runs": runs,
+        "dagster_share_of_forecast_runs": round(1 - step_s / run_s, 4) if run_s else None,
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "scoreboard_horizon_end": board, "dm_tests": record["dm_tests"],
+    }
+    (HERE / "results").mkdir(exist_ok=True)
+    (HERE / "results" / "backtest.json").write_text(json.dumps(out, indent=1, default=str))
+    cols = ["symbol", "model", "n_forecasts", "mae", "mape", "direction_hit_rate", "crps", "coverage_80", "brier_up",
+            "crps_skill_vs_rw_vol"]
+    print(json.dumps({k: v for k, v in out.items() if k not in ("scoreboard_horizon_end", "dm_tests")}, indent=1))
+    print(pl.DataFrame(board).select(cols))
+    print(pl.DataFrame(record["dm_tests"]).filter(pl.col("window_name") == "all")
+          .select("symbol", "model", "n", "statistic", "p_value", "verdict"))
+
+
+if __name__ == "__main__":
+    main()
