@@ -1,7 +1,12 @@
-"""Publish: per-series JSON, charts, the dashboard and the scoreboard, with a manifest written last."""
+"""Publish: per-series JSON, Parquet paths, charts, the dashboard and the scoreboard, with a manifest written last.
+
+The store is the local folder or the R2 bucket (``kronos_assets.defs.resources.publishing_store``); the asset
+does not know which.
+"""
 
 import json
 from datetime import datetime
+from typing import Any
 
 import dagster as dg
 
@@ -9,8 +14,8 @@ from kronos_assets.defs.evaluate import evaluations_key
 from kronos_assets.defs.forecast import forecasts_key
 from kronos_assets.defs.partitions import BAR_FMT, bar_partitions, times_by_symbol
 from kronos_assets.market.timeframes import timeframe_delta
-from kronos_assets.publishing.site import publish_site, series_prefix
-from kronos_assets.publishing.snapshots import forecast_records, scoreboard, series_snapshot
+from kronos_assets.publishing.site import SeriesUpdate, publish_site, series_keys
+from kronos_assets.publishing.snapshots import forecast_records, path_matrices, scoreboard, series_snapshot
 from kronos_assets.publishing.store import Store
 from kronos_assets.settings import Settings, TimeframeSettings
 from kronos_assets.warehouse import Warehouse
@@ -20,64 +25,134 @@ def published_key(tf: str) -> dg.AssetKey:
     return dg.AssetKey(f"published_{tf}")
 
 
-def build_published(settings: Settings, tf: TimeframeSettings) -> dg.AssetsDefinition:
-    step = timeframe_delta(tf.name)
+class NothingToPublish(Exception):
+    pass
 
+
+def publish_bars(
+    settings: Settings,
+    warehouse: Warehouse,
+    store: Store,
+    bars_by_symbol: dict[str, list[datetime]],
+    timeframe: str,
+    log: Any = None,
+):
+    """Publish the forecasts of the given bars (origin = bar + 1 bar) of one timeframe; returns the report.
+
+    Each series gets its history and paths for these origins; its latest files move to the newest origin unless
+    a newer one is already published (a backfill of old bars never rolls ``latest`` back).
+    """
+    series = [(s, t.name) for t in settings.timeframes for s in settings.symbols]
+    series += [(s, timeframe) for s in bars_by_symbol if (s, timeframe) not in series]
+    stored = {key: _stored_latest(store, *key) for key in series}  # before the warehouse is opened
+    with warehouse.connect() as con:  # every read on one connection, closed before the uploads
+        updates, all_snaps, board = _gather(settings, _Connection(con), stored, bars_by_symbol, timeframe, log)
+    generated_at = datetime.fromisoformat(max(s["origin"] for s in all_snaps))
+    return publish_site(store, updates, all_snaps, board, settings.synthetic, settings.profile, generated_at)
+
+
+class _Connection:
+    """The ``query`` of a Warehouse on a connection already open."""
+
+    def __init__(self, con: Any):
+        self.con = con
+
+    def query(self, sql: str, params: Any = None) -> Any:
+        return self.con.execute(sql, params or []).pl()
+
+
+def _gather(settings: Settings, warehouse: Any, stored: dict[tuple[str, str], dict[str, Any] | None],
+            bars_by_symbol: dict[str, list[datetime]], timeframe: str,
+            log: Any) -> tuple[list[SeriesUpdate], list[dict[str, Any]], list[dict[str, Any]]]:
+    step = timeframe_delta(timeframe)
+    updates, current = [], {}
+    boards = {timeframe: scoreboard(warehouse, timeframe)}
+    for symbol, bars in bars_by_symbol.items():
+        origins = [b + step for b in bars]
+        history = forecast_records(warehouse, symbol, timeframe, origins)
+        if not history:
+            raise NothingToPublish(f"{symbol} {timeframe}: no forecasts stored for these bars to publish")
+        newest = max(h["origin"] for h in history)
+        published = stored.get((symbol, timeframe))
+        snap = None
+        if published is None or published.get("origin", "") <= newest:
+            snap = series_snapshot(warehouse, symbol, timeframe, datetime.fromisoformat(newest), step,
+                                   settings.primary_model, settings.synthetic)
+            if snap is None:
+                raise NothingToPublish(f"{symbol} {timeframe}: no {settings.primary_model} forecast at {newest}")
+            current[(symbol, timeframe)] = snap
+        elif log is not None:
+            log.info(f"{symbol} {timeframe}: latest stays at {published['origin']} (newer than {newest})")
+        paths = path_matrices(warehouse, symbol, timeframe, [datetime.fromisoformat(h["origin"]) for h in history])
+        board = [r for r in boards[timeframe] if r["symbol"] == symbol]
+        updates.append(SeriesUpdate(symbol, timeframe, history, paths, snap, board))
+    # The dashboard shows every configured series: the ones published now and the latest of the others.
+    all_snaps = []
+    for t in settings.timeframes:
+        for symbol in settings.symbols:
+            snap = current.get((symbol, t.name)) or stored.get((symbol, t.name))
+            if snap:
+                all_snaps.append(snap)
+    board = [row for t in settings.timeframes
+             for row in (boards[t.name] if t.name in boards else scoreboard(warehouse, t.name))]
+    return updates, all_snaps, board
+
+
+def build_published(settings: Settings, tf: TimeframeSettings) -> dg.AssetsDefinition:
     @dg.asset(
         key=published_key(tf.name),
         partitions_def=bar_partitions(settings, tf),
         deps=[forecasts_key(tf.name), evaluations_key(tf.name)],
         backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=168),
         group_name="publish",
-        kinds={"s3", "plotly", "html"},
+        kinds={"s3", "plotly", "html", "parquet"},
         pool="publish",
         owners=["team:data"],
         description=(
-            f"The {tf.name} series as published: latest forecast JSON, one immutable JSON per origin, an interactive "
-            "chart, the dashboard and the scoreboard, then the manifest (written last, so readers never see a "
-            "half-published state)."
+            f"The {tf.name} series as published (local folder or R2 bucket): latest forecast JSON, one immutable "
+            "JSON and one Parquet of every model's sample paths per origin, an interactive chart and its PNG, the "
+            "scoreboard and the dashboard, then the manifest (written last, so readers never see a half-published "
+            "state)."
         ),
     )
     def published(context: dg.AssetExecutionContext, warehouse: dg.ResourceParam[Warehouse],
                   store: dg.ResourceParam[Store]) -> dg.MaterializeResult:
-        series, newest = [], None
-        for symbol, bars in times_by_symbol(context.partition_keys, "bar", BAR_FMT).items():
-            origins = [b + step for b in bars]
-            history = forecast_records(warehouse, symbol, tf.name, origins)
-            if not history:
-                raise dg.Failure(description=f"{symbol} {tf.name}: no forecasts stored for these bars to publish")
-            latest = max(h["origin"] for h in history)
-            snap = series_snapshot(warehouse, symbol, tf.name, datetime.fromisoformat(latest), step,
-                                   settings.primary_model, settings.synthetic)
-            if snap is None:
-                raise dg.Failure(description=f"{symbol} {tf.name}: no {settings.primary_model} forecast at {latest}")
-            series.append((snap, history))
-            newest = max(newest or latest, latest)
-        # The dashboard shows every configured series: the ones published now and the latest of the others.
-        current = {(s["symbol"], s["timeframe"]): s for s, _ in series}
-        all_snaps = []
-        for t in settings.timeframes:
-            for symbol in settings.symbols:
-                snap = current.get((symbol, t.name)) or _stored_latest(store, symbol, t.name)
-                if snap:
-                    all_snaps.append(snap)
-        board = [row for t in settings.timeframes for row in scoreboard(warehouse, t.name)]
-        manifest = publish_site(store, series, all_snaps, board, settings.synthetic, settings.profile,
-                                now=datetime.fromisoformat(max(s["origin"] for s in all_snaps)))
+        bars = times_by_symbol(context.partition_keys, "bar", BAR_FMT)
+        try:
+            report = publish_bars(settings, warehouse, store, bars, tf.name, context.log)
+        except NothingToPublish as exc:
+            raise dg.Failure(description=str(exc)) from None
+        if report.changed_immutable:
+            context.log.warning(
+                f"{len(report.changed_immutable)} immutable object(s) were recomputed with different content and "
+                f"replaced, e.g. {report.changed_immutable[0]}"
+            )
         index = store.location("index.html")
+        links = {
+            f"{symbol} chart": _link(store.location(series_keys(symbol, tf.name)["chart.html"])) for symbol in bars
+        }
         return dg.MaterializeResult(
             metadata={
-                "dashboard": dg.MetadataValue.path(index) if "://" not in index else dg.MetadataValue.url(index),
-                "series": ", ".join(f"{s['symbol']} {s['timeframe']}" for s, _ in series),
-                "origins_published": sum(len(h) for _, h in series),
-                "objects_in_manifest": len(manifest["objects"]),
-                "newest_origin": newest,
+                "dashboard": _link(index),
+                **links,
+                "series": ", ".join(f"{s} {tf.name}" for s in bars),
+                "origins_published": sum(len(v) for v in bars.values()),
+                "objects_in_manifest": len(report.manifest["objects"]),
+                "objects_written": len(report.written),
+                "objects_unchanged": len(report.skipped),
+                "manifest_written": report.manifest_written,
+                "generated_at": report.manifest.get("generated_at"),
             }
         )
 
     return published
 
 
-def _stored_latest(store: Store, symbol: str, timeframe: str):
-    body = store.get(f"{series_prefix(symbol, timeframe)}/latest.json")
+def _link(location: str) -> dg.MetadataValue:
+    return dg.MetadataValue.url(location) if "://" in location else dg.MetadataValue.path(location)
+
+
+def _stored_latest(store: Store, symbol: str, timeframe: str) -> dict[str, Any] | None:
+    body = store.get(series_keys(symbol, timeframe)["latest.json"])
     return json.loads(body) if body else None
+

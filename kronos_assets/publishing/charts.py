@@ -1,12 +1,35 @@
-"""Plotly figures of a series: recent candles, the forecast fan (median and 50/80/90 % bands), past forecasts."""
+"""Charts of a series: recent candles, the forecast fan (median and 50/80/90 % bands), past forecasts.
+
+Two renderings of the same chart: an interactive Plotly figure (chart.html and the dashboard) and a PNG for
+places that cannot run JavaScript (previews, e-mail, chat). The PNG is drawn with matplotlib's Agg renderer
+rather than Plotly's kaleido: kaleido needs a Chrome at publish time (downloaded from the internet, or a system
+package on every machine that publishes), while Agg is a pip wheel, works offline, is fast, and gives the same
+bytes for the same data and library versions (it embeds no timestamp), so re-publishing changes nothing.
+"""
 
 from __future__ import annotations
 
+import io
+from datetime import datetime
 from typing import Any
 
 import plotly.graph_objects as go
 
 BANDS = ((0.05, 0.95, "90 %", 0.12), (0.1, 0.9, "80 %", 0.2), (0.25, 0.75, "50 %", 0.3))
+UP, DOWN, FAN, MEDIAN, PAST = "#26a69a", "#ef5350", "255,152,0", "#e65100", "#5e35b1"
+PHONE_BARS = 36
+
+
+def _band_keys(lo: float, hi: float) -> tuple[str, str]:
+    return f"q{round(lo * 100):02d}", f"q{round(hi * 100):02d}"
+
+
+def chart_title(snapshot: dict[str, Any], mark_synthetic: bool = True) -> str:
+    when = snapshot["origin"][:16].replace("T", " ")
+    title = f"{snapshot['symbol']} {snapshot['timeframe']} · forecast at {when} UTC"
+    if mark_synthetic and snapshot.get("synthetic"):
+        title += " · SYNTHETIC demo market"
+    return title
 
 
 def fan_chart(snapshot: dict[str, Any]) -> go.Figure:
@@ -23,19 +46,23 @@ def fan_chart(snapshot: dict[str, Any]) -> go.Figure:
             low=[c["low"] for c in candles],
             close=[c["close"] for c in candles],
             name="history",
-            increasing_line_color="#26a69a",
-            decreasing_line_color="#ef5350",
+            increasing_line_color=UP,
+            decreasing_line_color=DOWN,
         )
     )
-    anchor_ts, anchor = candles[-1]["ts"], candles[-1]["close"]
+    if candles:
+        anchor_ts, anchor = candles[-1]["ts"], candles[-1]["close"]
+    else:
+        anchor_ts, anchor = snapshot["last_bar"], primary["last_close"]
     for lo, hi, label, alpha in BANDS:
-        lo_key, hi_key = f"q{round(lo * 100):02d}", f"q{round(hi * 100):02d}"
+        lo_key, hi_key = _band_keys(lo, hi)
         fig.add_trace(
             go.Scatter(
                 x=[anchor_ts, *ts, *reversed(ts), anchor_ts],
                 y=[anchor, *[s[hi_key] for s in steps], *[s[lo_key] for s in reversed(steps)], anchor],
+                mode="lines",
                 fill="toself",
-                fillcolor=f"rgba(255,152,0,{alpha})",
+                fillcolor=f"rgba({FAN},{alpha})",
                 line={"width": 0},
                 name=f"{label} band",
                 hoverinfo="skip",
@@ -46,8 +73,11 @@ def fan_chart(snapshot: dict[str, Any]) -> go.Figure:
             x=[anchor_ts, *ts],
             y=[anchor, *[s["q50"] for s in steps]],
             mode="lines",
-            line={"color": "#e65100", "width": 2},
+            line={"color": MEDIAN, "width": 2},
             name=f"median ({snapshot['primary_model']})",
+            customdata=[[None, None], *[[s["q10"], s["q90"]] for s in steps]],
+            hovertemplate=("%{x}<br>median %{y:,.6~g}<br>80 %: %{customdata[0]:,.6~g} – %{customdata[1]:,.6~g}"
+                           "<extra></extra>"),
         )
     )
     past = snapshot.get("past", [])
@@ -57,21 +87,93 @@ def fan_chart(snapshot: dict[str, Any]) -> go.Figure:
                 x=[p["ts"] for p in past],
                 y=[p["median"] for p in past],
                 mode="markers",
-                marker={"color": "#7e57c2", "size": 5, "symbol": "diamond"},
-                name=f"past forecasts (+{primary['horizon']} bars)",
-                customdata=[[p["origin"], p["realised"]] for p in past],
-                hovertemplate="forecast from %{customdata[0]}<br>median %{y:.4g}<br>realised %{customdata[1]:.4g}",
+                marker={"color": PAST, "size": 6, "symbol": "diamond-open"},
+                name=f"past forecasts (+{primary['horizon']} bars) vs what happened",
+                customdata=[[p["origin"], p["realised"], 100 * (p["median"] / p["realised"] - 1)] for p in past],
+                hovertemplate=("forecast from %{customdata[0]}<br>median %{y:,.6~g}<br>realised %{customdata[1]:,.6~g}"
+                               "<br>error %{customdata[2]:+.2f} %<extra></extra>"),
             )
         )
-    title = f"{snapshot['symbol']} {snapshot['timeframe']}"
-    if snapshot.get("synthetic"):
-        title += " — SYNTHETIC demo market"
+    fig.add_vline(x=snapshot["origin"], line={"color": "#9e9e9e", "width": 1, "dash": "dot"})
+    # A narrow screen shows only the last PHONE_BARS candles and the forecast (the dashboard's script reads this).
+    recent = candles[-PHONE_BARS:]
+    if recent and steps:
+        lows = [c["low"] for c in recent] + [s["q05"] for s in steps]
+        highs = [c["high"] for c in recent] + [s["q95"] for s in steps]
+        pad = 0.05 * (max(highs) - min(lows) or abs(max(highs)) or 1.0)
+        fig.update_layout(meta={"phone_xrange": [recent[0]["ts"], steps[-1]["ts"]],
+                                "phone_yrange": [min(lows) - pad, max(highs) + pad]})
     fig.update_layout(
-        title=title,
+        title={"text": chart_title(snapshot), "font": {"size": 14}},
         xaxis_rangeslider_visible=False,
-        margin={"l": 40, "r": 10, "t": 40, "b": 30},
-        legend={"orientation": "h", "y": -0.15},
+        margin={"l": 50, "r": 10, "t": 40, "b": 30},
+        legend={"orientation": "h", "y": -0.12, "font": {"size": 11}},
         template="plotly_white",
+        hovermode="closest",
         height=420,
+        yaxis={"title": {"text": snapshot["symbol"].split("/")[-1]}, "tickformat": ",.6~g"},
     )
     return fig
+
+
+def _t(iso: str) -> datetime:
+    return datetime.fromisoformat(iso).replace(tzinfo=None)  # all times are UTC; matplotlib wants naive here
+
+
+def fan_chart_png(snapshot: dict[str, Any], width_px: int = 1000, height_px: int = 480) -> bytes:
+    """The fan chart as a PNG, drawn with matplotlib (Agg): same elements as the interactive chart."""
+    import matplotlib.dates as mdates
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import StrMethodFormatter
+
+    dpi = 100
+    fig = Figure(figsize=(width_px / dpi, height_px / dpi), dpi=dpi)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    candles = snapshot["candles"]
+    primary = snapshot["forecasts"][snapshot["primary_model"]]
+    steps = primary["steps"]
+    bar_days = snapshot.get("bar_seconds", 3600) / 86400
+    for rising, color in ((True, UP), (False, DOWN)):  # one collection per colour: wicks, then bodies
+        group = [c for c in candles if (c["close"] >= c["open"]) == rising]
+        if not group:
+            continue
+        xs = [mdates.date2num(_t(c["ts"])) + bar_days / 2 for c in group]
+        ax.vlines(xs, [c["low"] for c in group], [c["high"] for c in group], color=color, linewidth=0.8)
+        ax.bar(xs, [max(abs(c["close"] - c["open"]), 1e-12) for c in group], width=bar_days * 0.7,
+               bottom=[min(c["open"], c["close"]) for c in group], color=color, linewidth=0)
+    if candles:
+        anchor_x, anchor = mdates.date2num(_t(candles[-1]["ts"])) + bar_days / 2, candles[-1]["close"]
+    else:
+        anchor_x, anchor = mdates.date2num(_t(snapshot["last_bar"])) + bar_days / 2, primary["last_close"]
+    xs = [anchor_x, *[mdates.date2num(_t(s["ts"])) + bar_days / 2 for s in steps]]
+    for lo, hi, label, alpha in BANDS:
+        lo_key, hi_key = _band_keys(lo, hi)
+        ax.fill_between(xs, [anchor, *[s[lo_key] for s in steps]], [anchor, *[s[hi_key] for s in steps]],
+                        color=tuple(int(v) / 255 for v in FAN.split(",")), alpha=alpha + 0.05, linewidth=0,
+                        label=f"{label} band")
+    ax.plot(xs, [anchor, *[s["q50"] for s in steps]], color=MEDIAN, linewidth=2,
+            label=f"median ({snapshot['primary_model']})")
+    past = snapshot.get("past", [])
+    if past:
+        ax.scatter([mdates.date2num(_t(p["ts"])) + bar_days / 2 for p in past], [p["median"] for p in past],
+                   marker="D", s=14, facecolors="none", edgecolors=PAST, linewidths=1,
+                   label=f"past forecasts (+{primary['horizon']} bars)")
+    ax.axvline(mdates.date2num(_t(snapshot["origin"])), color="#9e9e9e", linewidth=1, linestyle=":")
+    ax.set_title(chart_title(snapshot, mark_synthetic=False), fontsize=11, loc="left", pad=18)
+    ax.yaxis.set_major_formatter(StrMethodFormatter("{x:,.6g}"))
+    ax.xaxis.set_major_locator(mdates.AutoDateLocator(minticks=4, maxticks=9))
+    ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(ax.xaxis.get_major_locator()))
+    ax.grid(True, color="#eeeeee", linewidth=0.8)
+    ax.set_axisbelow(True)
+    for side in ("top", "right"):
+        ax.spines[side].set_visible(False)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.1), fontsize=8, frameon=False, ncol=5)
+    if snapshot.get("synthetic"):
+        fig.text(0.995, 0.995, "SYNTHETIC MARKET — demo, not real prices", ha="right", va="top", fontsize=9,
+                 color="#b71c1c", weight="bold")
+    fig.subplots_adjust(left=0.08, right=0.985, bottom=0.17, top=0.9)  # fixed margins: one draw, not two
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi, metadata={"Software": None})
+    return buf.getvalue()

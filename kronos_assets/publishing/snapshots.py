@@ -3,13 +3,24 @@
 from __future__ import annotations
 
 import json
+import math
 from datetime import datetime, timedelta
 from typing import Any
 
+import numpy as np
+import polars as pl
+
+from kronos_assets.settings import BASELINES
 from kronos_assets.warehouse import Warehouse, read_sql
 
 CHART_BARS = 96
 PAST_FORECASTS = 72
+# A track record is shown as a number only once it covers this many non-overlapping horizons: forecasts made
+# one bar apart with a 24-bar horizon share 23 of their 24 bars, so 24 of them are about one observation.
+MIN_INDEPENDENT = 10
+CALIBRATION_BINS = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
+MIN_BIN = 10  # forecasts in a probability bin before its hit rate is shown
+PATH_COLUMNS = ("open", "high", "low", "close", "volume", "amount")
 
 
 def _iso(v: Any) -> Any:
@@ -66,14 +77,128 @@ def series_snapshot(
         "AND step = horizon AND ts < ? ORDER BY origin DESC LIMIT ?",
         [symbol, timeframe, primary_model, origin, PAST_FORECASTS],
     ).reverse()
+    horizon = records[0]["forecasts"][primary_model]["horizon"]
     return records[0] | {
         "primary_model": primary_model,
         "synthetic": synthetic,
+        "bar_seconds": int(bar.total_seconds()),
         "last_bar": _iso(origin - bar),
         "candles": _rows(candles),
         "past": _rows(past),
+        "track_record": track_record(wh, symbol, timeframe, primary_model, origin, bar, horizon),
     }
 
 
+def independent_count(origins: list[datetime], span: timedelta) -> int:
+    """How many of the (sorted) origins are at least ``span`` apart, greedily: non-overlapping horizons."""
+    n, last = 0, None
+    for o in origins:
+        if last is None or o - last >= span:
+            n, last = n + 1, o
+    return n
+
+
+def _f(x: Any) -> float | None:
+    return None if x is None or (isinstance(x, float) and not math.isfinite(x)) else float(x)
+
+
+def track_record(wh: Warehouse, symbol: str, timeframe: str, model: str, origin: datetime, bar: timedelta,
+                 horizon: int) -> dict[str, Any]:
+    """What was known at ``origin`` about the model's forecasts of this series (scored before the origin).
+
+    The P(up) calibration (Brier score and hit rate per probability bin), the Brier score of P(volatility
+    amplification), and the CRPS skill against each baseline on the origins both scored, with a standard error
+    that counts non-overlapping horizons, not forecasts. ``enough`` says whether the numbers mean anything yet.
+    """
+    df = wh.query(
+        "SELECT e.origin, e.model, e.crps, e.p_up, e.brier_up, e.brier_vol_amp, "
+        "CAST(e.realised > f.last_close AS INTEGER) AS up "
+        "FROM evaluations e JOIN forecasts f USING (symbol, timeframe, origin, model) "
+        "WHERE e.symbol = ? AND e.timeframe = ? AND e.step = e.horizon AND e.scored_bar < ? "
+        "ORDER BY e.origin, e.model",
+        [symbol, timeframe, origin],
+    )
+    span = horizon * bar
+    mine = df.filter(pl.col("model") == model)
+    origins = mine["origin"].to_list()
+    n_ind = independent_count(origins, span)
+    out: dict[str, Any] = {
+        "model": model,
+        "scored_before": _iso(origin),
+        "n": mine.height,
+        "n_independent": n_ind,
+        "min_independent": MIN_INDEPENDENT,
+        "enough": n_ind >= MIN_INDEPENDENT,
+        "first_origin": _iso(origins[0]) if origins else None,
+        "last_origin": _iso(origins[-1]) if origins else None,
+    }
+    if mine.height:
+        p, up = mine["p_up"].to_numpy(), mine["up"].to_numpy()
+        vol = mine["brier_vol_amp"].drop_nulls()
+        out |= {
+            "brier_up": _f(mine["brier_up"].mean()),
+            "brier_up_coin_flip": 0.25,
+            "mean_p_up": _f(p.mean()),
+            "up_rate": _f(up.mean()),
+            "brier_vol_amp": _f(vol.mean()) if vol.len() else None,
+        }
+        bins = []
+        for lo, hi in zip(CALIBRATION_BINS[:-1], CALIBRATION_BINS[1:]):
+            sel = (p >= lo) & ((p < hi) if hi < 1 else (p <= hi))
+            k = int(sel.sum())
+            bins.append({"from": lo, "to": hi, "n": k, "mean_p_up": _f(p[sel].mean()) if k else None,
+                         "up_rate": _f(up[sel].mean()) if k else None})
+        out["calibration"] = bins
+    skills = {}
+    for base in BASELINES:
+        if base == model:
+            continue
+        pair = mine.select("origin", "crps").join(
+            df.filter(pl.col("model") == base).select("origin", pl.col("crps").alias("base_crps")), on="origin"
+        )
+        if pair.height == 0:
+            continue
+        m, b = pair["crps"].to_numpy(), pair["base_crps"].to_numpy()
+        k = independent_count(pair["origin"].to_list(), span)
+        base_mean = float(b.mean())
+        skill = 1 - float(m.mean()) / base_mean if base_mean > 0 else None
+        se = (float(np.std(b - m, ddof=1)) / math.sqrt(k) / base_mean
+              if pair.height > 1 and k > 0 and base_mean > 0 else None)
+        skills[base] = {"n": pair.height, "n_independent": k, "enough": k >= MIN_INDEPENDENT,
+                        "crps_skill": _f(skill), "crps_skill_se": _f(se)}
+    out["skill"] = skills
+    return out
+
+
+def path_matrices(wh: Warehouse, symbol: str, timeframe: str, origins: list[datetime]) -> dict[str, pl.DataFrame]:
+    """Every model's sample paths per origin (ISO string), long form: one row per model, path and step."""
+    df = wh.query(
+        "WITH p AS (SELECT origin, model, path, unnest(generate_series(1, len(close))) AS step, "
+        + ", ".join(f"unnest({c}) AS {c}" for c in PATH_COLUMNS)
+        + " FROM forecast_paths WHERE symbol = $symbol AND timeframe = $timeframe "
+        "AND origin IN (SELECT unnest($origins::TIMESTAMPTZ[]))) "
+        "SELECT p.origin, p.model, CAST(p.path AS INTEGER) AS path, CAST(p.step AS INTEGER) AS step, s.ts, "
+        + ", ".join(f"p.{c}" for c in PATH_COLUMNS)
+        + " FROM p LEFT JOIN forecast_steps s ON s.symbol = $symbol AND s.timeframe = $timeframe "
+        "AND s.origin = p.origin AND s.model = p.model AND s.step = p.step "
+        "ORDER BY p.origin, p.model, p.path, p.step",
+        {"symbol": symbol, "timeframe": timeframe, "origins": origins},
+    )
+    out = {}
+    for (o,), part in df.partition_by("origin", as_dict=True, maintain_order=True).items():
+        out[_iso(o)] = part.drop("origin").with_columns(
+            pl.lit(symbol).alias("symbol"), pl.lit(timeframe).alias("timeframe"), pl.lit(o).alias("origin")
+        ).select("symbol", "timeframe", "origin", "model", "path", "step", "ts", *PATH_COLUMNS)
+    return out
+
+
 def scoreboard(wh: Warehouse, timeframe: str) -> list[dict[str, Any]]:
-    return _rows(wh.query(read_sql("scoreboard.sql"), {"timeframe": timeframe}))
+    """All-time scores at the horizon's last step, per symbol and model (the rolling windows, per-step scores,
+    DM tests, reliability and PIT are in track_record.track_record)."""
+    from kronos_assets.track_record import newest_scored_origin
+
+    as_of = newest_scored_origin(wh, timeframe)
+    if as_of is None:
+        return []
+    rows = _rows(wh.query(read_sql("scoreboard.sql"), {"timeframe": timeframe, "as_of": as_of}))
+    return [r for r in rows if r["window_name"] == "all" and r["step"] == r["horizon"]]

@@ -1,0 +1,37 @@
+"""Which store a profile publishes to: ``publish.backend`` in the profile, and the R2 variables.
+
+    local  the folder <home>/publish (default)
+    r2     the bucket; an error naming the missing R2_* variables when they are not all set
+    auto   the bucket when any R2_* variable is set (and then all required ones must be), else the folder
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Mapping
+
+from kronos_assets.publishing.r2 import R2ConfigError, S3Store, r2_requested
+from kronos_assets.publishing.store import LocalStore, Store
+
+
+def resolve_backend(backend: str, environ: Mapping[str, str] | None = None) -> str:
+    """``local`` or ``r2`` for a configured backend (local, r2 or auto)."""
+    environ = os.environ if environ is None else environ
+    if backend == "local":
+        return "local"
+    if backend == "r2" or (backend == "auto" and r2_requested(environ)):
+        return "r2"
+    if backend == "auto":
+        return "local"
+    raise ValueError(f"unknown publish backend {backend!r}")
+
+
+def open_store(backend: str, local_dir: str | Path, environ: Mapping[str, str] | None = None) -> Store:
+    environ = os.environ if environ is None else environ
+    if resolve_backend(backend, environ) == "local":
+        return LocalStore(local_dir)
+    try:
+        return S3Store.from_env(environ)
+    except R2ConfigError as exc:
+        raise R2ConfigError(f"publish.backend: {backend}: {exc}") from None
