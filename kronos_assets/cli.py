@@ -55,6 +55,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"profile {settings.profile} ({settings.description}); home {settings.home}")
     try:
         result = run_main_job(settings, backfill_bars=args.backfill_bars)
+    except ConfigError as exc:  # e.g. R2 chosen but its variables missing
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return 2
     except RuntimeError as exc:
         print(f"main job failed: {exc}", file=sys.stderr)
         return 1

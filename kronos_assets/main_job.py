@@ -11,20 +11,20 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any, Callable
 
 import dagster as dg
 
 from kronos_assets.defs.factory import build_definitions, candles_job_name, forecast_job_name
 from kronos_assets.defs.partitions import RANGE_END, RANGE_START, bar_key, day_key
+from kronos_assets.defs.resources import build_resources
 from kronos_assets.market.timeframes import last_closed_bar_open, timeframe_delta
 from kronos_assets.settings import Settings
 
 
 @dataclass
 class MainJobResult:
-    dashboard: Path
+    dashboard: str  # a local path, or the bucket's URL of index.html
     runs: int
 
 
@@ -59,6 +59,7 @@ def run_main_job(
     log: Callable[[str], None] = print,
 ) -> MainJobResult:
     now = now or datetime.now(timezone.utc)
+    resources = resources if resources is not None else build_resources(settings)
     defs = build_definitions(settings, resources)
     instance = instance or instance_for(settings)
     runs = 0
@@ -75,7 +76,7 @@ def run_main_job(
             log(f"{symbol} {tf.name}: forecast, score and publish {backfill_bars} bars up to {newest:%Y-%m-%d %H:%M}")
             _run(forecast, instance, bar_key(symbol, first), bar_key(symbol, newest))
             runs += 2
-    return MainJobResult(dashboard=settings.publish_dir / "index.html", runs=runs)
+    return MainJobResult(dashboard=resources["store"].location("index.html"), runs=runs)
 
 
 def _run(job: dg.JobDefinition, instance: dg.DagsterInstance, start: dg.MultiPartitionKey,
