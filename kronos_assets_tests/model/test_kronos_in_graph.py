@@ -28,6 +28,14 @@ def _settings(tmp_path, model_spec):
     return load_settings("demo", config_dir=cfg, home=tmp_path / "home")
 
 
+def _offline(monkeypatch):
+    """HF_HUB_OFFLINE=1, also for the huggingface_hub already imported (it reads the variable at import)."""
+    import huggingface_hub.constants
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+
+
 def _save_tiny(folder):
     model, tokenizer = tiny_networks()
     save_checkpoint(model, folder / "model")
@@ -75,7 +83,7 @@ def test_weights_from_an_offline_hub_cache_and_a_clear_error_without_it(tmp_path
     cache = tmp_path / "hf-cache"
     install_into_cache(folder / "model", "acme/Kronos-tiny", FAKE_REV, cache_dir=cache)
     install_into_cache(folder / "tokenizer", "acme/Kronos-Tokenizer-tiny", FAKE_REV, cache_dir=cache)
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    _offline(monkeypatch)
     monkeypatch.setenv("KRONOS_HF_CACHE", str(cache))
     spec = {"repo": "acme/Kronos-tiny", "revision": FAKE_REV, "tokenizer_repo": "acme/Kronos-Tokenizer-tiny",
             "tokenizer_revision": FAKE_REV, "max_context": 128, "device": "cpu"}
@@ -111,7 +119,7 @@ def test_new_hub_revision_is_proposed_and_compared_never_switched(tmp_path, monk
     install_into_cache(pinned / "model", "acme/Kronos-tiny", FAKE_REV, cache_dir=cache)
     install_into_cache(candidate / "model", "acme/Kronos-tiny", REV_B, cache_dir=cache, ref=None)
     install_into_cache(pinned / "tokenizer", "acme/Kronos-Tokenizer-tiny", FAKE_REV, cache_dir=cache)
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    _offline(monkeypatch)
     monkeypatch.setenv("KRONOS_HF_CACHE", str(cache))
     spec = {"repo": "acme/Kronos-tiny", "revision": FAKE_REV, "tokenizer_repo": "acme/Kronos-Tokenizer-tiny",
             "tokenizer_revision": FAKE_REV, "max_context": 128, "device": "cpu"}
