@@ -42,16 +42,18 @@ class KronosForecaster:
         local_files_only: bool = False,
         name: str | None = None,
         mode: Mode = "fast",
+        num_threads: int | None = None,
     ) -> None:
         """Load the model and its tokenizer (hub repo ids at revisions, pinned ones by default, or folders).
 
         ``device`` None/"auto" picks cuda, then mps, then cpu. ``context_policy`` decides what happens when
         history + horizon exceed ``max_context`` (see kronos.generate): "trim" (default, fast) or "exact".
+        ``num_threads`` caps torch threads while sampling (None: unchanged; 1 is best on a busy shared CPU).
         """
         predictor = KronosPredictor.from_pretrained(
             model, tokenizer, model_revision=model_revision, tokenizer_revision=tokenizer_revision,
             cache_dir=cache_dir, local_files_only=local_files_only, device=device, max_context=max_context,
-            context_policy=context_policy,
+            context_policy=context_policy, num_threads=num_threads,
         )  # fmt: skip
         self._init(predictor, name or default_name(model), mode)
 
@@ -61,7 +63,7 @@ class KronosForecaster:
         self.mode: Mode = mode
 
     @classmethod
-    def from_predictor(cls, predictor: KronosPredictor, name: str = "kronos", mode: Mode = "fast") -> "KronosForecaster":
+    def from_predictor(cls, predictor: KronosPredictor, name: str = "kronos", mode: Mode = "fast") -> KronosForecaster:
         self = cls.__new__(cls)
         self._init(predictor, name, mode)
         return self
@@ -72,14 +74,14 @@ class KronosForecaster:
         for req in requests:  # validate every request before any compute
             label = f"{req.symbol} {req.timeframe} @ {req.origin.isoformat()}"
             if len(req.future_ts) != sampling.horizon:
-                raise KronosInputError(f"{label}: {len(req.future_ts)} future timestamps for horizon {sampling.horizon}")
+                n = len(req.future_ts)
+                raise KronosInputError(f"{label}: {n} future timestamps for horizon {sampling.horizon}")
             series = self.predictor.prepare(req.history, req.future_ts, name=label)
             self.predictor.generation_config(series.horizon, sampling.n_paths, params, self.mode)
             prepared.append((req, series))
-        return [
-            self.predictor.sample(series, n_paths=sampling.n_paths, seed=req.seed, sampling=params, mode=self.mode).paths
-            for req, series in prepared
-        ]
+        n = sampling.n_paths
+        return [self.predictor.sample(s, n_paths=n, seed=req.seed, sampling=params, mode=self.mode).paths
+                for req, s in prepared]  # fmt: skip
 
     def provenance(self) -> dict[str, Any]:
         return {"name": self.name, "implementation": "kronos_assets.kronos", "mode": self.mode,

@@ -40,7 +40,8 @@ def read_candles_csv(path: str | Path, time_column: str | None = None) -> pl.Dat
     df = df.rename({c: c.strip().lower() for c in df.columns})
     col = time_column.lower() if time_column else next((c for c in TIME_COLUMNS if c in df.columns), None)
     if col is None or col not in df.columns:
-        raise MissingColumnsError(f"{path}: no time column (looked for {time_column or TIME_COLUMNS}); use --time-column")
+        looked = time_column or ", ".join(TIME_COLUMNS)
+        raise MissingColumnsError(f"{path}: no time column (looked for {looked}); name it with --time-column")
     s = df[col]
     if s.dtype == pl.String:
         try:
@@ -124,13 +125,19 @@ def _download(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    official = ", ".join(f"{k} ({v.revision[:8]})" for k, v in OFFICIAL.items())
+    official = "\n".join(f"  {k} @ {v.revision}" for k, v in OFFICIAL.items())
     p = argparse.ArgumentParser(
         prog="kronos-forecast",
-        description="Sample Kronos forecast paths for a CSV of candles (subcommand 'forecast', the default), or "
-        "pre-download and verify checkpoints into the Hugging Face cache ('download').",
-        epilog=f"Official checkpoints and pinned revisions: {official}. Offline use: set HF_HUB_OFFLINE=1 "
-        "(or --offline) after 'kronos-forecast download REPO'.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Sample Kronos forecast paths for a CSV of candles (subcommand 'forecast', the default), or\n"
+        "pre-download and verify checkpoints into the Hugging Face cache ('download').\n"
+        "Run 'kronos-forecast forecast --help' for every forecasting option.",
+        epilog="examples:\n"
+        "  kronos-forecast candles.csv --horizon 24 --paths 30 --seed 1 -o forecast.json\n"
+        "  kronos-forecast candles.csv --model ./ckpt/model --tokenizer ./ckpt/tokenizer --device cpu\n"
+        "  kronos-forecast download NeoQuasar/Kronos-mini NeoQuasar/Kronos-Tokenizer-2k\n"
+        "  HF_HUB_OFFLINE=1 kronos-forecast candles.csv   # from the cache only\n\n"
+        f"official checkpoints (default revisions):\n{official}",
     )
     sub = p.add_subparsers(dest="command")
     f = sub.add_parser(
@@ -193,7 +200,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         return int(args.run(args))
-    except (KronosError, FileNotFoundError) as exc:
+    except (KronosError, ValueError, OSError, pl.exceptions.PolarsError) as exc:  # bad input, not a bug
         print(f"kronos-forecast: error: {exc}", file=sys.stderr)
         return 2
 

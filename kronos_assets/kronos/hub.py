@@ -181,7 +181,7 @@ def _check_header(module: nn.Module, weights: Path, config: AnyConfig) -> int:
             found = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
     except Exception as exc:  # safetensors raises its own error types for a damaged header
         raise CheckpointError(f"{weights} is not a readable safetensors file: {exc}") from exc
-    problems = [f"{k}: file {found[k]} vs config {shp}" for k, shp in expected.items() if k in found and found[k] != shp]
+    problems = [f"{k}: file {found[k]} vs config {s}" for k, s in expected.items() if k in found and found[k] != s]
     problems += [f"{k}: missing from the file" for k in sorted(params - set(found))]
     problems += [f"{k}: not part of this model" for k in sorted(set(found) - set(expected))]
     if problems:
@@ -261,8 +261,8 @@ def predownload(
     """
     rev = revision or default_revision(repo_id)
     try:
-        folder = Path(snapshot_download(repo_id, revision=rev, cache_dir=cache_dir,
-                                        allow_patterns=list(CHECKPOINT_FILES), local_files_only=local_files_only))  # fmt: skip
+        folder = Path(snapshot_download(repo_id, revision=rev, cache_dir=cache_dir, local_files_only=local_files_only,
+                                        allow_patterns=list(CHECKPOINT_FILES)))  # fmt: skip
     except _HUB_MISSING as exc:
         raise _not_available(repo_id, rev, cache_dir, exc) from exc
     missing = [n for n in CHECKPOINT_FILES if not (folder / n).is_file()]

@@ -7,10 +7,11 @@ Unlike the original predictor it returns every sample path (not only their mean)
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cached_property
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import polars as pl
@@ -151,8 +152,9 @@ def prepare_series(frame: pl.DataFrame, future_ts: Sequence[datetime] | np.ndarr
     xn = np.ascontiguousarray(np.clip((x - mean) / (std + np.float32(NORM_EPS)), -clip, clip), dtype=np.float32)
     if len(future_ts) == 0:
         raise KronosInputError(f"{name}: no future timestamps (the horizon must be >= 1)")
-    fut_series = future_ts if isinstance(future_ts, pl.Series) else pl.Series("future_ts", future_ts if isinstance(future_ts, np.ndarray) else list(future_ts))
-    fut = _wall_clock(fut_series, f"{name} future_ts")
+    if not isinstance(future_ts, pl.Series):
+        future_ts = pl.Series("future_ts", future_ts if isinstance(future_ts, np.ndarray) else list(future_ts))
+    fut = _wall_clock(future_ts, f"{name} future_ts")
     _check_increasing(fut, f"{name} future_ts")
     if fut[0] <= ts[-1]:
         raise TimestampOrderError(f"{name}: first future timestamp {fut[0]} is not after the last bar {ts[-1]}")
@@ -209,12 +211,28 @@ class PathForecast:
         return out
 
 
+@contextmanager
+def _torch_threads(n: int | None) -> Iterator[None]:
+    if n is None:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 class KronosPredictor:
     def __init__(self, model: Kronos, tokenizer: KronosTokenizer, *, device: str | torch.device | None = None,
                  max_context: int = 512, clip: float = 5.0,
                  context_policy: ContextPolicy = DEFAULT_CONTEXT_POLICY,
-                 model_info: CheckpointInfo | None = None,
-                 tokenizer_info: CheckpointInfo | None = None) -> None:  # fmt: skip
+                 model_info: CheckpointInfo | None = None, tokenizer_info: CheckpointInfo | None = None,
+                 num_threads: int | None = None) -> None:  # fmt: skip
+        """``num_threads``: torch intra-op threads while sampling (None: leave torch's setting). Generation runs
+        thousands of small ops; on a CPU shared with other processes one thread is often faster than several,
+        whose OpenMP barriers stall whenever a core is taken (see benchmarks/bench_kronos.py)."""
         if model.config.s1_bits != tokenizer.config.s1_bits or model.config.s2_bits != tokenizer.config.s2_bits:
             raise KronosInputError(
                 f"tokenizer ids ({tokenizer.config.s1_bits}+{tokenizer.config.s2_bits} bits) do not fit the model "
@@ -229,6 +247,7 @@ class KronosPredictor:
         self.context_policy: ContextPolicy = context_policy
         self.model_info = model_info
         self.tokenizer_info = tokenizer_info
+        self.num_threads = num_threads
         GenerationConfig(horizon=1, max_context=max_context, context_policy=context_policy)  # validate early
 
     @classmethod
@@ -267,7 +286,7 @@ class KronosPredictor:
         x_stamp = torch.from_numpy(series.x_stamp).to(dev)
         y_stamp = torch.from_numpy(series.y_stamp).to(dev)
         generator = torch.Generator(device=dev).manual_seed(int(seed))
-        with torch.inference_mode():
+        with torch.inference_mode(), _torch_threads(self.num_threads):
             s1, s2 = self.tokenizer.encode(x)  # the whole history, as the original; truncation is on tokens
             out = generate(self.model, self.tokenizer, s1[0], s2[0], x_stamp, y_stamp, cfg, generator)
         paths = series.denormalise(out.bars.float().cpu().numpy())
@@ -320,4 +339,5 @@ class KronosPredictor:
             "context_policy": self.context_policy,
             "clip": self.clip,
             "device": self.device.type,
+            "num_threads": self.num_threads,
         }
