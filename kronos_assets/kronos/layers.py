@@ -142,8 +142,9 @@ def cached_attention(q: Tensor, cache: KVCache, causal: bool) -> Tensor:
     return out
 
 
-class SelfAttention(nn.Module):
-    """Causal multi-head self-attention with RoPE; q/k/v/out projections carry biases."""
+class AttentionProjections(nn.Module):
+    """The parameters every Kronos attention shares (state-dict names q_proj/k_proj/v_proj/out_proj/rotary, all
+    projections with biases) and the head split/merge around them."""
 
     def __init__(self, d_model: int, n_heads: int) -> None:
         super().__init__()
@@ -155,16 +156,20 @@ class SelfAttention(nn.Module):
         self.out_proj = nn.Linear(d_model, d_model)
         self.rotary = RotaryEmbedding(self.head_dim)
 
-    def _split(self, x: Tensor) -> Tensor:
+    def split(self, x: Tensor) -> Tensor:
         b, t, _ = x.shape
         return x.view(b, t, self.n_heads, self.head_dim).transpose(1, 2)
 
-    def _merge(self, x: Tensor) -> Tensor:
+    def merge(self, x: Tensor) -> Tensor:
         b, _, t, _ = x.shape
         return x.transpose(1, 2).reshape(b, t, self.n_heads * self.head_dim)
 
+
+class SelfAttention(AttentionProjections):
+    """Causal multi-head self-attention with RoPE."""
+
     def _qkv(self, x: Tensor, start: int) -> tuple[Tensor, Tensor, Tensor]:
-        q, k, v = self._split(self.q_proj(x)), self._split(self.k_proj(x)), self._split(self.v_proj(x))
+        q, k, v = self.split(self.q_proj(x)), self.split(self.k_proj(x)), self.split(self.v_proj(x))
         cos, sin = self.rotary.cos_sin(start, x.shape[1])
         return RotaryEmbedding.apply(q, cos, sin), RotaryEmbedding.apply(k, cos, sin), v
 
@@ -172,13 +177,13 @@ class SelfAttention(nn.Module):
         """Full causal pass over a window starting at position 0; also returns (k, v) for a cache."""
         q, k, v = self._qkv(x, 0)
         out = F.scaled_dot_product_attention(q, k, v, is_causal=True)
-        return self.out_proj(self._merge(out)), k, v
+        return self.out_proj(self.merge(out)), k, v
 
     def forward_cached(self, x: Tensor, cache: KVCache) -> Tensor:
         """Extend each row by x [R, T, d]; the new tokens attend to the cache and causally to each other."""
         q, k, v = self._qkv(x, cache.position)
         cache.append(k, v)
-        return self.out_proj(self._merge(cached_attention(q, cache, causal=True)))
+        return self.out_proj(self.merge(cached_attention(q, cache, causal=True)))
 
 
 class TransformerBlock(nn.Module):

@@ -15,7 +15,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .config import DEP_HEADS, KronosConfig
-from .layers import KVCache, RMSNorm, RotaryEmbedding, TransformerBlock, cached_attention, make_caches, prefill_stack
+from .layers import (AttentionProjections, KVCache, RMSNorm, TransformerBlock, cached_attention, make_caches,
+                     prefill_stack)
 
 # Time feature order of a stamp row, and table sizes (day and month are 1-based, row 0 unused).
 STAMP_FIELDS = ("minute", "hour", "weekday", "day", "month")
@@ -50,30 +51,12 @@ class TemporalEmbedding(nn.Module):
         return out + self.month_embed(stamp[..., 4])
 
 
-class CrossAttention(nn.Module):
+class CrossAttention(AttentionProjections):
     """The dependency layer's attention: 4 heads, non-causal at inference.
 
     Its query has length 1 at inference, so RoPE (computed for the query length) rotates nothing; the buffer is
     kept only because the checkpoints store it.
     """
-
-    def __init__(self, d_model: int, n_heads: int) -> None:
-        super().__init__()
-        self.n_heads = n_heads
-        self.head_dim = d_model // n_heads
-        self.q_proj = nn.Linear(d_model, d_model)
-        self.k_proj = nn.Linear(d_model, d_model)
-        self.v_proj = nn.Linear(d_model, d_model)
-        self.out_proj = nn.Linear(d_model, d_model)
-        self.rotary = RotaryEmbedding(self.head_dim)
-
-    def split(self, x: Tensor) -> Tensor:
-        b, t, _ = x.shape
-        return x.view(b, t, self.n_heads, self.head_dim).transpose(1, 2)
-
-    def merge(self, x: Tensor) -> Tensor:
-        b, _, t, _ = x.shape
-        return x.transpose(1, 2).reshape(b, t, self.n_heads * self.head_dim)
 
 
 class DependencyAwareLayer(nn.Module):
