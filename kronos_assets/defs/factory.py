@@ -16,6 +16,7 @@ from kronos_assets.defs.partitions import MARKETS, UPLOADS, Family
 from kronos_assets.defs.publish import build_published
 from kronos_assets.defs.resources import build_resources
 from kronos_assets.defs.revisions import COMPARE_JOB, build_revision_comparison, build_revision_sensor
+from kronos_assets.defs.training import build_training_assets
 from kronos_assets.defs.uploads import build_uploads_sensor
 from kronos_assets.settings import Settings, TimeframeSettings
 
@@ -73,7 +74,7 @@ def build_definitions(settings: Settings, resources: dict[str, Any] | None = Non
         *families,
         *(d for d, _ in uploads.values()),
         dg.Definitions(
-            assets=[*(build_weights(m) for m in kronos_models(settings)), comparison],
+            assets=[*(build_weights(m) for m in kronos_models(settings)), comparison, *build_training_assets(settings)],
             jobs=[compare_job],
             sensors=[build_uploads_sensor(settings, {tf: job for tf, (_, job) in uploads.items()}),
                      build_failure_sensor(settings), build_revision_sensor(settings, compare_job)],
