@@ -10,6 +10,10 @@ Cases:
      median wall time over repeats, peak RSS growth, and whether both modes drew the same tokens.
   B. Kronos-small + Tokenizer-base, 400 history bars, horizon 120, 1 path, max_context 512 (the window slides
      for the last 8 steps): fast mode with the "trim" and the "exact" context policy (+ one reference run).
+  C. Kronos-mini, 64 requests (rolling origins one bar apart) of 480 bars, horizon 24, 30 paths: seconds per
+     request one at a time (``sample``, 1 thread) vs batched (``sample_many``: groups of batch_size, on 1 and on
+     all usable CPUs as workers), in the same run; whether a request's batched paths equal its paths when it runs
+     alone through ``sample_many`` (bitwise), and how many tokens differ from the unpadded one-at-a-time run.
 Achieved GFLOP/s (FLOPs counted by torch's FlopCounterMode, causal attention counted at half) is compared with a
 plain float32 torch.mm on the same machine. Threads: torch uses one intra-op thread per usable CPU (--threads);
 the fast runs are repeated with 1 thread because their many small ops suffer from OpenMP barriers when other
@@ -228,12 +232,65 @@ def case_small(repeats: int, with_reference: bool) -> dict[str, Any]:
     return out
 
 
+def case_batched(n_requests: int, batch_size: int) -> dict[str, Any]:
+    pred = predictor(KRONOS_MINI, TOKENIZER_2K, "trim")
+    pred.batch_size = batch_size
+    df, source = candles(480 + n_requests - 1)
+    reqs = []
+    for i in range(n_requests):
+        hist = df.slice(i, 480)
+        reqs.append(pred.prepare(hist, [hist["ts"][-1] + timedelta(hours=h + 1) for h in range(24)]))
+    seeds = list(range(100, 100 + n_requests))
+    usable = pred.workers
+
+    def one_at_a_time() -> list[Any]:
+        return [pred.sample(r, n_paths=30, seed=s, sampling=SAMPLING, keep_tokens=True) for r, s in zip(reqs, seeds)]
+
+    def batched(workers: int) -> Callable[[], list[Any]]:
+        def run() -> list[Any]:
+            pred.workers = workers
+            return pred.sample_many(reqs, seeds, n_paths=30, sampling=SAMPLING, keep_tokens=True)
+        return run
+
+    pred.sample_many(reqs[:1], seeds[:1], n_paths=30, sampling=SAMPLING)  # warm-up
+    with torch_threads(1):
+        single, single_out = timed(one_at_a_time, 1, flops="none")
+    runs = {f"batched_{w}_workers": timed(batched(w), 1, flops="none") for w in sorted({1, usable})}
+    out = runs[f"batched_{usable}_workers"][1]
+    # Bitwise: a request alone (its group padded with copies) against the same request inside the 64.
+    alone_equal = []
+    for i in (0, n_requests // 2 + 3):
+        alone = pred.sample_many([reqs[i]], [seeds[i]], n_paths=30, sampling=SAMPLING)[0]
+        alone_equal.append(bool(np.array_equal(alone.paths, out[i].paths)))
+    workers_equal = all(np.array_equal(a.paths, b.paths) for a, b in zip(out, runs["batched_1_workers"][1]))
+    # Tokens against the unpadded one-at-a-time run (batch of one: other GEMM shapes, so rounding may differ).
+    diff = [int((a.generated.s1 != b.generated.s1).sum() + (a.generated.s2 != b.generated.s2).sum())
+            for a, b in zip(out, single_out)]  # fmt: skip
+    n_tokens = 2 * n_requests * 30 * 24
+    per_req = {name: t.median / n_requests for name, (t, _) in runs.items()}
+    result: dict[str, Any] = {
+        "case": f"mini: {n_requests} requests x 480 history, horizon 24, 30 paths, max_context 512, "
+                f"batch_size {batch_size}", "data": source,
+        "one_at_a_time_1_thread": single.as_dict(), "s_per_request_one_at_a_time": single.median / n_requests,
+        **{name: t.as_dict() for name, (t, _) in runs.items()},
+        **{f"s_per_request_{name}": v for name, v in per_req.items()},
+        "speedup_vs_one_at_a_time": {name: single.median / n_requests / v for name, v in per_req.items()},
+        "alone_equals_batched_bitwise": alone_equal, "workers_1_equals_workers_n_bitwise": workers_equal,
+        "tokens_differing_from_unpadded_single": sum(diff), "tokens_total": n_tokens,
+        "requests_with_differing_tokens": sum(d > 0 for d in diff),
+    }  # fmt: skip
+    return result
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--repeats", type=int, default=3, help="timed repeats of the reference runs (fast: >= 5)")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: the CPUs this process may use)")
     p.add_argument("--skip-small-reference", action="store_true", help="skip the slow Kronos-small reference run")
     p.add_argument("--fast-only", action="store_true", help="skip every reference run (e.g. to compare threads)")
+    p.add_argument("--batched-requests", type=int, default=64, help="requests of case C (0 skips it)")
+    p.add_argument("--batch-size", type=int, default=8, help="batch_size of case C")
+    p.add_argument("--only-batched", action="store_true", help="run case C only")
     p.add_argument("--out", type=Path, default=ROOT / "results")
     args = p.parse_args(argv)
 
@@ -243,8 +300,17 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_interop_threads(1)
     load_before = os.getloadavg()
     mm = matmul_gflops()
+    if args.only_batched:
+        batched = case_batched(args.batched_requests, args.batch_size)
+        print(json.dumps(batched, indent=1))
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "bench_kronos_batched.json").write_text(json.dumps(
+            {"when": datetime.now(timezone.utc).isoformat(timespec="seconds"), "load_average_before": load_before[0],
+             "load_average_after": os.getloadavg()[0], "matmul_1024_gflop_per_s": mm, "batched": batched}, indent=1))
+        return 0
     mini = case_mini(args.repeats, not args.fast_only)
     small = case_small(args.repeats, not (args.skip_small_reference or args.fast_only))
+    batched = case_batched(args.batched_requests, args.batch_size) if args.batched_requests else None
     mm_after = matmul_gflops()
     result = {
         "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -253,6 +319,7 @@ def main(argv: list[str] | None = None) -> int:
         # 1-minute load averages: other processes on the machine inflate wall times (compare cpu_s).
         "load_average_before": load_before[0], "load_average_after": os.getloadavg()[0],
         "matmul_1024_gflop_per_s": mm, "matmul_1024_gflop_per_s_after": mm_after, "mini": mini, "small": small,
+        "batched": batched,
     }
     rows = [("mini fast", mini["fast"]), ("mini fast, 1 thread", mini["fast_1_thread"]),
             ("mini reference", mini.get("reference")),
@@ -278,6 +345,12 @@ def main(argv: list[str] | None = None) -> int:
               f"identical tokens: {mini['tokens_identical']}")
     if "speedup_exact_vs_reference" in small:
         print(f"small speed-up fast(exact) vs reference: {small['speedup_exact_vs_reference']:.1f}x")
+    if batched:
+        per = ", ".join(f"{k.removeprefix('s_per_request_')} {v:.3f}" for k, v in batched.items()
+                        if k.startswith("s_per_request_"))  # fmt: skip
+        print(f"mini, {args.batched_requests} requests, s per request: {per}; alone == batched bitwise: "
+              f"{batched['alone_equals_batched_bitwise']}; tokens differing from unpadded single runs: "
+              f"{batched['tokens_differing_from_unpadded_single']}/{batched['tokens_total']}")
     args.out.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     for name in ("bench_kronos.json", f"bench_kronos_{stamp}.json"):

@@ -1,8 +1,9 @@
 """KronosForecaster: the Forecaster protocol on top of kronos.KronosPredictor.
 
-Requests are forecast one at a time, each with a generator seeded by its own ``seed``: a request's paths are
-then bitwise the same whether it runs alone or in a batch (batching rows across requests would let BLAS
-blocking and RNG interleaving leak between them).
+Requests are generated together (KronosPredictor.sample_many): requests with the same history length form
+model batches of exactly ``batch_size`` (padded), each request draws its noise from a generator seeded by its own
+``seed``, so a request's paths are bitwise the same whether it runs alone or in any batch, in the live run and
+in a backtest alike.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import torch
 from ..kronos.config import DEFAULT_MODEL_REPO
 from ..kronos.errors import KronosInputError
 from ..kronos.generate import DEFAULT_CONTEXT_POLICY, ContextPolicy, Mode
-from ..kronos.predictor import KronosPredictor
+from ..kronos.predictor import DEFAULT_BATCH_SIZE, KronosPredictor
 from ..kronos.sampling import SamplingParams
 from .interface import ForecastRequest, Sampling
 
@@ -43,17 +44,21 @@ class KronosForecaster:
         name: str | None = None,
         mode: Mode = "fast",
         num_threads: int | None = None,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        workers: int | None = None,
     ) -> None:
         """Load the model and its tokenizer (hub repo ids at revisions, pinned ones by default, or folders).
 
         ``device`` None/"auto" picks cuda, then mps, then cpu. ``context_policy`` decides what happens when
         history + horizon exceed ``max_context`` (see kronos.generate): "trim" (default, fast) or "exact".
-        ``num_threads`` caps torch threads while sampling (None: unchanged; 1 is best on a busy shared CPU).
+        ``num_threads`` caps torch threads while sampling with one worker (None: unchanged). ``batch_size``
+        (requests per model batch, always padded to it) and ``workers`` (batches at once, one thread each; None:
+        the usable CPUs): see KronosPredictor.
         """
         predictor = KronosPredictor.from_pretrained(
             model, tokenizer, model_revision=model_revision, tokenizer_revision=tokenizer_revision,
             cache_dir=cache_dir, local_files_only=local_files_only, device=device, max_context=max_context,
-            context_policy=context_policy, num_threads=num_threads,
+            context_policy=context_policy, num_threads=num_threads, batch_size=batch_size, workers=workers,
         )  # fmt: skip
         self._init(predictor, name or default_name(model), mode)
 
@@ -79,9 +84,9 @@ class KronosForecaster:
             series = self.predictor.prepare(req.history, req.future_ts, name=label)
             self.predictor.generation_config(series.horizon, sampling.n_paths, params, self.mode)
             prepared.append((req, series))
-        n = sampling.n_paths
-        return [self.predictor.sample(s, n_paths=n, seed=req.seed, sampling=params, mode=self.mode).paths
-                for req, s in prepared]  # fmt: skip
+        out = self.predictor.sample_many([s for _, s in prepared], [req.seed for req, _ in prepared],
+                                         n_paths=sampling.n_paths, sampling=params, mode=self.mode)  # fmt: skip
+        return [f.paths for f in out]
 
     def provenance(self) -> dict[str, Any]:
         return {"name": self.name, "implementation": "kronos_assets.kronos", "mode": self.mode,

@@ -16,6 +16,14 @@ Context policies once history + horizon exceed max_context:
   * "trim" (default): keep only the last max_context - horizon history tokens, so the window never slides and
     every step stays one cached position. Identical to "exact" when history + horizon <= max_context; otherwise
     the first steps see fewer history bars (the oldest ones, which the sliding window drops anyway by the end).
+
+``generate_batch`` is fast mode for G series of equal history length at once (G x S rows): one prefill over
+[G, L], one decode step over all rows, one tokenizer decode. Each series keeps its own history cache, shared by
+its S rows, and draws its sampling noise from its own generator (``sampling.sample_tokens_grouped``), so its
+tokens do not depend on the other series in the batch as long as the float results of a row do not depend on the
+other rows. The GEMM shapes do depend on G, so callers that need bitwise batch-independence keep G fixed
+(``KronosPredictor.sample_many`` pads every group to its ``batch_size``). With G = 1 it computes exactly what
+``generate`` does in fast mode.
 """
 
 from __future__ import annotations
@@ -23,12 +31,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+import math
+from typing import Sequence
+
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from .errors import HorizonTooLongError
 from .model import Kronos
-from .sampling import SamplingParams, sample_tokens
+from .sampling import SamplingParams, sample_tokens, sample_tokens_grouped
 from .tokenizer import KronosTokenizer
 
 ContextPolicy = Literal["trim", "exact"]
@@ -149,3 +160,231 @@ def _generate_fast(model: Kronos, tokenizer: KronosTokenizer, hist_s1: Tensor, h
     prefix = (hist_s1[L - keep :], hist_s2[L - keep :]) if keep else None
     bars = tokenizer.decode_continuation(prefix, gen1, gen2)
     return Generated(gen1, gen2, bars)
+
+
+# -- many series at once -------------------------------------------------------------------------------------
+@dataclass
+class _GroupCache:
+    """Keys/values of one attention layer for G series x S rows (row r belongs to series r // S).
+
+    ``prefix_*`` [G, heads, P, hd] hold each series' history window, shared by its S rows; ``own_*``
+    [G, heads, S, capacity, hd] the rows' generated tokens, laid out so that a series' rows sit next to each other
+    per head: both attention parts then read and write [G*heads, S*T, .] blocks without permuted copies.
+    """
+
+    prefix_k: Tensor | None
+    prefix_v: Tensor | None
+    own_k: Tensor
+    own_v: Tensor
+    length: int = 0
+
+    @classmethod
+    def allocate(cls, prefix: tuple[Tensor, Tensor] | None, series: int, paths: int, capacity: int, heads: int,
+                 head_dim: int, like: Tensor) -> "_GroupCache":  # fmt: skip
+        own = like.new_empty((series, heads, paths, capacity, head_dim))
+        pk, pv = prefix if prefix is not None else (None, None)
+        return cls(pk, pv, own, torch.empty_like(own))
+
+    @property
+    def prefix_len(self) -> int:
+        return 0 if self.prefix_k is None else self.prefix_k.shape[2]
+
+    @property
+    def position(self) -> int:
+        return self.prefix_len + self.length
+
+    def append(self, k: Tensor, v: Tensor) -> None:
+        """k, v [G, heads, S, T, hd]."""
+        t = k.shape[3]
+        if self.length + t > self.own_k.shape[3]:
+            raise RuntimeError(f"KV cache overflow: {self.length}+{t} > {self.own_k.shape[3]}")
+        self.own_k[:, :, :, self.length : self.length + t] = k
+        self.own_v[:, :, :, self.length : self.length + t] = v
+        self.length += t
+
+
+def _by_series(x: Tensor, series: int) -> Tensor:
+    """[G*S, H, T, hd] (rows series-major) -> [G, H, S, T, hd]."""
+    rows, heads, t, hd = x.shape
+    return x.view(series, rows // series, heads, t, hd).transpose(1, 2)
+
+
+def _group_attention(q: Tensor, cache: _GroupCache, causal: bool) -> Tensor:
+    """layers.cached_attention for G series: q [G, H, S, T, hd] over each series' prefix (one
+    [S*T, hd] x [hd, P] GEMM per series and head, batched over G*H) and each row's first ``length`` own keys
+    (causally among the last T when ``causal``). Returns [G, H, S, T, hd]."""
+    g, heads, s, t, hd = q.shape
+    n, p = cache.length, cache.prefix_len
+    gh = g * heads
+    # Scaling the (small) queries instead of the scores saves a pass over [G*H, S*T, P+n]; for head sizes that are
+    # powers of 4 (Kronos: 64) the scale is a power of two and both orders give the same bits.
+    qf = (q * (1.0 / math.sqrt(hd))).reshape(gh, s * t, hd)
+    parts: list[Tensor] = []
+    if p:
+        assert cache.prefix_k is not None
+        parts.append(torch.bmm(qf, cache.prefix_k.reshape(gh, p, hd).transpose(1, 2)))  # [GH, S*T, P]
+    if n:
+        own_k = cache.own_k[:, :, :, :n].reshape(gh * s, n, hd)
+        s_own = torch.bmm(qf.view(gh * s, t, hd), own_k.transpose(1, 2))  # [GHS, T, n]
+        if causal and t > 1:
+            q_pos = torch.arange(n - t, n, device=q.device)[:, None]
+            k_pos = torch.arange(n, device=q.device)[None, :]
+            s_own = s_own.masked_fill(k_pos > q_pos, float("-inf"))
+        parts.append(s_own.view(gh, s * t, n))
+    scores = parts[0] if len(parts) == 1 else torch.cat(parts, dim=-1)
+    probs = torch.softmax(scores, dim=-1)
+    out = None
+    if n:
+        own_v = cache.own_v[:, :, :, :n].reshape(gh * s, n, hd)
+        out = torch.bmm(probs[..., p:].reshape(gh * s, t, n), own_v).view(gh, s * t, hd)
+    if p:
+        assert cache.prefix_v is not None
+        o = torch.bmm(probs[..., :p], cache.prefix_v.reshape(gh, p, hd))
+        out = o if out is None else out + o
+    assert out is not None
+    return out.view(g, heads, s, t, hd)
+
+
+def _merge_rows(x: Tensor) -> Tensor:
+    """[G, H, S, T, hd] -> [G*S, T, H*hd] (AttentionProjections.merge of the rows)."""
+    g, heads, s, t, hd = x.shape
+    return x.permute(0, 2, 3, 1, 4).reshape(g * s, t, heads * hd)
+
+
+def _block_cached(block: nn.Module, x: Tensor, cache: _GroupCache) -> Tensor:
+    """TransformerBlock.forward_cached over a _GroupCache: x [G*S, T, d]."""
+    attn = block.self_attn
+    g = cache.own_k.shape[0]
+    q, k, v = attn._qkv(block.norm1(x), cache.position)
+    cache.append(_by_series(k, g), _by_series(v, g))
+    x = x + attn.out_proj(_merge_rows(_group_attention(_by_series(q, g).contiguous(), cache, causal=True)))
+    return x + block.ffn(block.norm2(x))
+
+
+def _prefill_blocks(blocks: nn.ModuleList, x: Tensor) -> tuple[Tensor, list[tuple[Tensor, Tensor]]]:
+    """Full causal pass of windows [G, P, d]; each layer's keys/values [G, H, P, hd]."""
+    kvs = []
+    for block in blocks:
+        x, k, v = block.forward_kv(x)
+        kvs.append((k.contiguous(), v.contiguous()))
+    return x, kvs
+
+
+def _caches(blocks: nn.ModuleList, kvs: list[tuple[Tensor, Tensor]] | None, series: int, paths: int,
+            capacity: int, like: Tensor) -> list[_GroupCache]:  # fmt: skip
+    return [
+        _GroupCache.allocate(kvs[i] if kvs else None, series, paths, capacity, b.self_attn.n_heads,
+                             b.self_attn.head_dim, like)  # fmt: skip
+        for i, b in enumerate(blocks)
+    ]
+
+
+@dataclass
+class _GroupState:
+    layers: list[_GroupCache]
+    dep: _GroupCache
+    last: Tensor  # normed hidden state of the newest position: [G, d] after a prefill, [G*S, d] after a step
+
+
+def _group_prefill(model: Kronos, s1: Tensor, s2: Tensor, stamp: Tensor, paths: int, capacity: int) -> _GroupState:
+    """Kronos.prefill for G windows [G, P] at once, each shared by its ``paths`` rows."""
+    x, kvs = _prefill_blocks(model.transformer, model.embed(s1, s2, stamp))
+    ctx = model.norm(x)
+    ca = model.dep_layer.cross_attn
+    dep_kv = (ca.split(ca.k_proj(ctx)).contiguous(), ca.split(ca.v_proj(ctx)).contiguous())
+    g = s1.shape[0]
+    layers = _caches(model.transformer, kvs, g, paths, capacity, ctx)
+    dep = _GroupCache.allocate(dep_kv, g, paths, capacity, ca.n_heads, ca.head_dim, ctx)
+    return _GroupState(layers, dep, ctx[:, -1])
+
+
+def _group_extend(model: Kronos, state: _GroupState, s1: Tensor, s2: Tensor, stamp: Tensor) -> None:
+    """Kronos.extend: append tokens [G*S, T] (stamps [G*S, T, 5]) to every row."""
+    x = model.embed(s1, s2, stamp)
+    for block, cache in zip(model.transformer, state.layers):
+        x = _block_cached(block, x, cache)
+    ctx = model.norm(x)
+    ca = model.dep_layer.cross_attn
+    g = state.dep.own_k.shape[0]
+    state.dep.append(_by_series(ca.split(ca.k_proj(ctx)), g), _by_series(ca.split(ca.v_proj(ctx)), g))
+    state.last = ctx[:, -1]
+
+
+def _group_s2_logits(model: Kronos, state: _GroupState, s1: Tensor) -> Tensor:
+    ca = model.dep_layer.cross_attn
+    g = state.dep.own_k.shape[0]
+    q = _by_series(ca.split(ca.q_proj(model.embedding.emb_s1(s1).unsqueeze(1))), g).contiguous()
+    last = state.last
+    if last.shape[0] != s1.shape[0]:  # right after a prefill: one state per series, shared by its rows
+        last = last.repeat_interleave(s1.shape[0] // g, dim=0)
+    attn = _merge_rows(_group_attention(q, state.dep, causal=False))  # [G*S, 1, d]
+    dep = model.dep_layer
+    return model.head.proj_s2(dep.norm(last + dep.cross_attn.out_proj(attn)[:, 0]))
+
+
+def _group_decode(tokenizer: KronosTokenizer, prefix: tuple[Tensor, Tensor] | None, s1: Tensor, s2: Tensor,
+                  series: int) -> Tensor:  # fmt: skip
+    """KronosTokenizer.decode_continuation for G prefixes [G, P] and their rows [G*S, T] -> bars [G*S, T, 6]."""
+    rows, t = s1.shape
+    kvs = None
+    if prefix is not None and prefix[0].shape[1]:
+        _, kvs = _prefill_blocks(tokenizer.decoder, tokenizer.post_quant_embed(tokenizer.ids_to_code(*prefix)))
+    h = tokenizer.post_quant_embed(tokenizer.ids_to_code(s1, s2))
+    for block, cache in zip(tokenizer.decoder, _caches(tokenizer.decoder, kvs, series, rows // series, t, h)):
+        h = _block_cached(block, h, cache)
+    return tokenizer.head(h)
+
+
+@torch.inference_mode()
+def generate_batch(
+    model: Kronos,
+    tokenizer: KronosTokenizer,
+    hist_s1: Tensor,
+    hist_s2: Tensor,
+    x_stamp: Tensor,
+    y_stamp: Tensor,
+    cfg: GenerationConfig,
+    generators: Sequence[torch.Generator | None],
+) -> list[Generated]:
+    """Fast-mode ``generate`` for G series of one history length: tokens [G, L], x_stamp [G, L, 5], y_stamp
+    [G, H, 5]; one generator per series. A None generator marks a padding series: it draws no noise (its rows
+    take the most probable token) and its result is returned but meant to be dropped."""
+    if cfg.mode != "fast":
+        raise ValueError("generate_batch runs fast mode only; use generate() per series for the reference mode")
+    G = hist_s1.shape[0]
+    if len(generators) != G:
+        raise ValueError(f"{len(generators)} generators for {G} series")
+    if cfg.context_policy == "trim":
+        keep = min(hist_s1.shape[1], cfg.max_context - cfg.horizon)
+        hist_s1, hist_s2, x_stamp = hist_s1[:, -keep:], hist_s2[:, -keep:], x_stamp[:, -keep:]
+    L, H, S, C = hist_s1.shape[1], cfg.horizon, cfg.n_paths, cfg.max_context
+    R = G * S
+    gen1 = hist_s1.new_zeros((R, H))
+    gen2 = hist_s2.new_zeros((R, H))
+    row_stamp = y_stamp.repeat_interleave(S, dim=0)  # [R, H, 5]
+    gens = list(generators)
+    state: _GroupState | None = None
+    for i in range(H):
+        n = L + i
+        if i == 0:
+            p = min(L, C)
+            state = _group_prefill(model, hist_s1[:, L - p :], hist_s2[:, L - p :], x_stamp[:, L - p :], S, H)
+        elif n <= C:
+            assert state is not None
+            _group_extend(model, state, gen1[:, i - 1 : i], gen2[:, i - 1 : i], row_stamp[:, i - 1 : i])
+        else:  # the window slid ("exact" policy): re-run it, history part per series, then the rows
+            start = n - C
+            state = _group_prefill(model, hist_s1[:, start:], hist_s2[:, start:], x_stamp[:, start:], S, i)
+            _group_extend(model, state, gen1[:, :i], gen2[:, :i], row_stamp[:, :i])
+        assert state is not None
+        logits = model.s1_logits(state.last)
+        if logits.shape[0] != R:
+            logits = logits.repeat_interleave(S, dim=0)
+        s1 = sample_tokens_grouped(logits, cfg.sampling, gens)
+        s2 = sample_tokens_grouped(_group_s2_logits(model, state, s1), cfg.sampling, gens)
+        gen1[:, i], gen2[:, i] = s1, s2
+    keep = min(L + H, C) - H
+    prefix = (hist_s1[:, L - keep :], hist_s2[:, L - keep :]) if keep else None
+    bars = _group_decode(tokenizer, prefix, gen1, gen2, G)
+    return [Generated(gen1[j * S : (j + 1) * S], gen2[j * S : (j + 1) * S], bars[j * S : (j + 1) * S])
+            for j in range(G)]  # fmt: skip

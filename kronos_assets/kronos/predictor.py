@@ -2,11 +2,19 @@
 
 Unlike the original predictor it returns every sample path (not only their mean), takes one seed per series
 (a series' paths never depend on the other series in the call), and accepts series of different lengths.
+
+Many series are generated together (``sample_many``): series with the same history length and horizon form
+groups of exactly ``batch_size`` (the last one padded with copies whose results are dropped), each group is one
+model batch (generate.generate_batch), and groups run on ``workers`` threads of one intra-op thread each. Every
+tensor shape then depends only on the series' own length, horizon and n_paths and on ``batch_size``, never on how
+many or which other series share the call, and each series draws from its own seeded generator: a series' paths
+are bitwise the same alone or in any batch (kronos_assets_tests/kronos/test_batched.py).
 """
 
 from __future__ import annotations
 
 import os
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -19,7 +27,8 @@ import torch
 
 from ..forecasting.summary import PathSummary, summarise
 from .errors import KronosInputError, MissingColumnsError, NonFiniteInputError, TimestampOrderError
-from .generate import DEFAULT_CONTEXT_POLICY, ContextPolicy, GenerationConfig, Generated, Mode, generate
+from .generate import (DEFAULT_CONTEXT_POLICY, ContextPolicy, GenerationConfig, Generated, Mode, generate,
+                       generate_batch)  # fmt: skip
 from .hub import CheckpointInfo, load_model, load_tokenizer
 from .model import Kronos
 from .sampling import SamplingParams
@@ -29,6 +38,7 @@ PRICE_COLUMNS = ("open", "high", "low", "close")
 FEATURES = ("open", "high", "low", "close", "volume", "amount")
 CLOSE, VOLUME = FEATURES.index("close"), FEATURES.index("volume")
 NORM_EPS = 1e-5
+DEFAULT_BATCH_SIZE = 8  # series per model batch; see KronosPredictor
 
 
 def resolve_device(device: str | torch.device | None = None) -> torch.device:
@@ -211,6 +221,10 @@ class PathForecast:
         return out
 
 
+def _usable_cpus() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
 @contextmanager
 def _torch_threads(n: int | None) -> Iterator[None]:
     if n is None:
@@ -229,10 +243,24 @@ class KronosPredictor:
                  max_context: int = 512, clip: float = 5.0,
                  context_policy: ContextPolicy = DEFAULT_CONTEXT_POLICY,
                  model_info: CheckpointInfo | None = None, tokenizer_info: CheckpointInfo | None = None,
-                 num_threads: int | None = None) -> None:  # fmt: skip
-        """``num_threads``: torch intra-op threads while sampling (None: leave torch's setting). Generation runs
-        thousands of small ops; on a CPU shared with other processes one thread is often faster than several,
-        whose OpenMP barriers stall whenever a core is taken (see benchmarks/bench_kronos.py)."""
+                 num_threads: int | None = None, batch_size: int = DEFAULT_BATCH_SIZE,
+                 workers: int | None = None) -> None:  # fmt: skip
+        """``num_threads``: torch intra-op threads while ``sample`` runs one series (None: leave torch's setting).
+        ``sample_many`` (so ``predict_paths``, ``forecast`` and KronosForecaster) always runs one intra-op thread
+        per worker on CPU. Generation runs thousands of small ops; on a CPU shared with other processes one thread
+        is often faster than several, whose OpenMP barriers stall whenever a core is taken (measured: 2 intra-op
+        threads on 2 cores with one core busy elsewhere, 6-15 s per Kronos-mini request instead of 0.4-0.6 s).
+
+        ``batch_size``: series per model batch in ``sample_many`` (and so ``predict_paths``/``forecast``). Groups
+        are always padded to this size, so that a series' paths never depend on the rest of the call; a lone
+        series then costs a whole batch (Kronos-mini, 480 bars, 30 paths, CPU: about 8 x 0.4 s). 8 is about
+        as fast per series as 64 on CPU (larger groups spill out of cache). 1 generates series one at a time.
+        Changing it may change float rounding, hence paths: keep it fixed where forecasts must agree.
+
+        ``workers``: groups generated at once on threads of one intra-op thread each (None: the usable CPUs on
+        a CPU device, 1 elsewhere). Results do not depend on it. On CPU this uses every core without OpenMP
+        barriers inside the many small ops, which on a busy machine make 2 intra-op threads many times slower.
+        """
         if model.config.s1_bits != tokenizer.config.s1_bits or model.config.s2_bits != tokenizer.config.s2_bits:
             raise KronosInputError(
                 f"tokenizer ids ({tokenizer.config.s1_bits}+{tokenizer.config.s2_bits} bits) do not fit the model "
@@ -248,6 +276,14 @@ class KronosPredictor:
         self.model_info = model_info
         self.tokenizer_info = tokenizer_info
         self.num_threads = num_threads
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if workers is not None and workers < 1:
+            raise ValueError(f"workers must be >= 1, got {workers}")
+        self.batch_size = batch_size
+        if workers is None:
+            workers = _usable_cpus() if self.device.type == "cpu" else 1
+        self.workers = workers
         GenerationConfig(horizon=1, max_context=max_context, context_policy=context_policy)  # validate early
 
     @classmethod
@@ -279,7 +315,10 @@ class KronosPredictor:
 
     def sample(self, series: PreparedSeries, *, n_paths: int, seed: int, sampling: SamplingParams = SamplingParams(),
                mode: Mode = "fast", keep_tokens: bool = False) -> PathForecast:  # fmt: skip
-        """All n_paths de-normalised paths of one prepared series; the seed alone fixes them (per device type)."""
+        """All n_paths de-normalised paths of one prepared series; the seed alone fixes them (per device type).
+
+        One series on its own (a batch of one, never padded): equals ``sample_many`` with batch_size 1, and
+        ``sample_many`` with another batch_size up to float rounding."""
         cfg = self.generation_config(series.horizon, n_paths, sampling, mode)
         dev = self.device
         x = torch.from_numpy(series.x).to(dev).unsqueeze(0)
@@ -291,6 +330,54 @@ class KronosPredictor:
             out = generate(self.model, self.tokenizer, s1[0], s2[0], x_stamp, y_stamp, cfg, generator)
         paths = series.denormalise(out.bars.float().cpu().numpy())
         return PathForecast(paths, series.future_ts, series.history_close, int(seed), out if keep_tokens else None)
+
+    def sample_many(self, series: Sequence[PreparedSeries], seeds: Sequence[int], *, n_paths: int,
+                    sampling: SamplingParams = SamplingParams(), mode: Mode = "fast",
+                    keep_tokens: bool = False) -> list[PathForecast]:  # fmt: skip
+        """``sample`` for many series, batched (see the module docstring): series i is fixed by series[i] and
+        seeds[i] alone. The reference mode runs them one at a time."""
+        if len(seeds) != len(series):
+            raise KronosInputError(f"{len(seeds)} seeds for {len(series)} series")
+        cfgs = [self.generation_config(s.horizon, n_paths, sampling, mode) for s in series]  # validate all first
+        if mode != "fast":
+            return [self.sample(s, n_paths=n_paths, seed=int(seed), sampling=sampling, mode=mode,
+                                keep_tokens=keep_tokens) for s, seed in zip(series, seeds)]  # fmt: skip
+        by_shape: dict[tuple[int, int], list[int]] = {}
+        for i, s in enumerate(series):
+            by_shape.setdefault((len(s.x), s.horizon), []).append(i)
+        b = self.batch_size
+        chunks = [idx[j : j + b] for idx in by_shape.values() for j in range(0, len(idx), b)]
+        dev = self.device
+
+        def run(chunk: list[int]) -> list[tuple[int, Generated]]:
+            slots = chunk + [chunk[0]] * (b - len(chunk))  # padding: copies of the first, drawing no noise
+            gens = [torch.Generator(device=dev).manual_seed(int(seeds[i])) for i in chunk] + [None] * (b - len(chunk))
+            x = torch.from_numpy(np.stack([series[i].x for i in slots])).to(dev)
+            x_stamp = torch.from_numpy(np.stack([series[i].x_stamp for i in slots])).to(dev)
+            y_stamp = torch.from_numpy(np.stack([series[i].y_stamp for i in slots])).to(dev)
+            with torch.inference_mode():  # thread-local: entered in the worker
+                s1, s2 = self.tokenizer.encode(x)
+                outs = generate_batch(self.model, self.tokenizer, s1, s2, x_stamp, y_stamp, cfgs[chunk[0]], gens)
+            return list(zip(chunk, outs))
+
+        workers = min(self.workers, len(chunks))
+        results: dict[int, Generated] = {}
+        # On CPU one intra-op thread per worker, however many groups there are (worker threads start with torch's
+        # global setting): the kernels, hence the bits, are then the same for a lone series and a large call.
+        with _torch_threads(1 if dev.type == "cpu" else self.num_threads):
+            if workers > 1:
+                with ThreadPoolExecutor(workers, thread_name_prefix="kronos") as pool:
+                    done = list(pool.map(run, chunks))
+            else:
+                done = [run(c) for c in chunks]
+        for part in done:
+            results.update(part)
+        out = []
+        for i, s in enumerate(series):
+            g = results[i]
+            paths = s.denormalise(g.bars.float().cpu().numpy())
+            out.append(PathForecast(paths, s.future_ts, s.history_close, int(seeds[i]), g if keep_tokens else None))
+        return out
 
     def predict_paths(self, frames: Sequence[pl.DataFrame],
                       future_ts: Sequence[Sequence[datetime] | np.ndarray | pl.Series], *, n_paths: int = 30,
@@ -307,10 +394,7 @@ class KronosPredictor:
         sampling = SamplingParams(temperature, top_k, top_p)
         prepared = [self.prepare(f, t, time_column=time_column, name=f"series {i}")
                     for i, (f, t) in enumerate(zip(frames, future_ts))]  # fmt: skip
-        for p in prepared:  # fail before spending compute on any series
-            self.generation_config(p.horizon, n_paths, sampling, mode)
-        return [self.sample(p, n_paths=n_paths, seed=s, sampling=sampling, mode=mode)
-                for p, s in zip(prepared, seed_list)]  # fmt: skip
+        return self.sample_many(prepared, seed_list, n_paths=n_paths, sampling=sampling, mode=mode)
 
     def forecast(self, frame: pl.DataFrame, future_ts: Sequence[datetime] | np.ndarray | pl.Series,
                  **kwargs: Any) -> PathForecast:  # fmt: skip
@@ -340,4 +424,5 @@ class KronosPredictor:
             "clip": self.clip,
             "device": self.device.type,
             "num_threads": self.num_threads,
+            "batch_size": self.batch_size,
         }

@@ -2,11 +2,17 @@
 
 Reproducibility rests on the RNG calls: every AR step issues exactly one ``torch.multinomial`` over an [S, V]
 matrix for s1 and one for s2, from the request's own generator, in both the fast and the reference mode.
+
+``sample_tokens_grouped`` samples many requests' rows at once with the same draws: torch.multinomial with one
+sample per row is "q ~ Exp(1) of the probabilities' shape from the generator, then argmax(p / q)" (the Gumbel-max
+trick), so filling each request's block of q from that request's generator and taking one batched argmax gives
+bitwise the tokens each request would draw alone (tested in kronos_assets_tests/kronos/test_batched.py).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -60,3 +66,19 @@ def sample_tokens(logits: Tensor, params: SamplingParams, generator: torch.Gener
     scaled = filter_logits(logits / params.temperature, params.top_k, params.top_p)
     probs = torch.softmax(scaled, dim=-1)
     return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+
+
+def sample_tokens_grouped(logits: Tensor, params: SamplingParams,
+                          generators: Sequence[torch.Generator | None]) -> Tensor:  # fmt: skip
+    """One token per row of logits [G*S, V] -> int64 [G*S]; block j (rows j*S..) draws from generators[j].
+
+    Equals ``sample_tokens`` on each block alone with its generator (same RNG consumption); a None generator
+    draws nothing and takes the most probable token (padding rows)."""
+    probs = torch.softmax(filter_logits(logits / params.temperature, params.top_k, params.top_p), dim=-1)
+    q = torch.empty_like(probs)
+    for block, gen in zip(q.view(len(generators), -1, q.shape[-1]), generators):
+        if gen is None:
+            block.fill_(1.0)
+        else:
+            block.exponential_(1, generator=gen)
+    return torch.argmax(probs / q, dim=-1)
