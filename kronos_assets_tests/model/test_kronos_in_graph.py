@@ -18,6 +18,9 @@ from kronos_assets_tests.helpers import write_configs
 from kronos_assets_tests.kronos.conftest import tiny_networks
 
 FAKE_REV = "0123456789abcdef0123456789abcdef01234567"
+# A hub-hosted tiny model pinned at FAKE_REV, served from a pre-filled cache.
+HUB_SPEC = {"repo": "acme/Kronos-tiny", "revision": FAKE_REV, "tokenizer_repo": "acme/Kronos-Tokenizer-tiny",
+            "tokenizer_revision": FAKE_REV, "max_context": 128, "device": "cpu"}
 
 
 def _settings(tmp_path, model_spec):
@@ -85,9 +88,7 @@ def test_weights_from_an_offline_hub_cache_and_a_clear_error_without_it(tmp_path
     install_into_cache(folder / "tokenizer", "acme/Kronos-Tokenizer-tiny", FAKE_REV, cache_dir=cache)
     _offline(monkeypatch)
     monkeypatch.setenv("KRONOS_HF_CACHE", str(cache))
-    spec = {"repo": "acme/Kronos-tiny", "revision": FAKE_REV, "tokenizer_repo": "acme/Kronos-Tokenizer-tiny",
-            "tokenizer_revision": FAKE_REV, "max_context": 128, "device": "cpu"}
-    settings = _settings(tmp_path, spec)
+    settings = _settings(tmp_path, HUB_SPEC)
     defs = build_definitions(settings, build_resources(settings))
     ok = _materialize_weights(defs, dg.DagsterInstance.ephemeral())
     assert ok.success
@@ -121,9 +122,7 @@ def test_new_hub_revision_is_proposed_and_compared_never_switched(tmp_path, monk
     install_into_cache(pinned / "tokenizer", "acme/Kronos-Tokenizer-tiny", FAKE_REV, cache_dir=cache)
     _offline(monkeypatch)
     monkeypatch.setenv("KRONOS_HF_CACHE", str(cache))
-    spec = {"repo": "acme/Kronos-tiny", "revision": FAKE_REV, "tokenizer_repo": "acme/Kronos-Tokenizer-tiny",
-            "tokenizer_revision": FAKE_REV, "max_context": 128, "device": "cpu"}
-    settings = _settings(tmp_path, spec)
+    settings = _settings(tmp_path, HUB_SPEC)
     defs = build_definitions(settings, build_resources(settings))
     instance = dg.DagsterInstance.ephemeral()
 
