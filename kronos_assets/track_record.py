@@ -9,18 +9,10 @@ from typing import Any
 
 
 from kronos_assets.metrics import diebold_mariano
-from kronos_assets.warehouse import Warehouse, read_sql
+from kronos_assets.warehouse import Warehouse, json_rows, read_sql
 
 DM_WINDOWS = {"30d": 30, "all": None}
 MIN_DM_PAIRS = 30  # fewer realised forecasts say nothing either way
-
-
-def _iso(v: Any) -> Any:
-    return v.isoformat() if isinstance(v, datetime) else v
-
-
-def _rows(df) -> list[dict[str, Any]]:
-    return [{k: _iso(v) for k, v in r.items()} for r in df.iter_rows(named=True)]
 
 
 def newest_scored_origin(wh: Warehouse, timeframe: str) -> datetime | None:
@@ -61,8 +53,8 @@ def track_record(wh: Warehouse, timeframe: str, as_of: datetime | None = None) -
     return {
         "timeframe": timeframe,
         "as_of": as_of.isoformat(),
-        "scoreboard": _rows(wh.query(read_sql("scoreboard.sql"), params | {"as_of": as_of})),
+        "scoreboard": json_rows(wh.query(read_sql("scoreboard.sql"), params | {"as_of": as_of})),
         "dm_tests": dm_tests(wh, timeframe, as_of),
-        "reliability": _rows(wh.query(read_sql("reliability.sql"), params)),
-        "pit_histogram": _rows(wh.query(read_sql("pit_histogram.sql"), params)),
+        "reliability": json_rows(wh.query(read_sql("reliability.sql"), params)),
+        "pit_histogram": json_rows(wh.query(read_sql("pit_histogram.sql"), params)),
     }

@@ -12,6 +12,7 @@ import os
 import random
 import time
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
@@ -19,6 +20,11 @@ import duckdb
 import polars as pl
 
 SQL_DIR = Path(os.environ.get("KRONOS_SQL_DIR", Path(__file__).resolve().parent.parent / "dbt_free_sql"))
+
+
+def json_rows(df: pl.DataFrame) -> list[dict[str, Any]]:
+    """Rows of a query result as dicts, timestamps as ISO strings: ready for JSON and metadata."""
+    return [{k: v.isoformat() if isinstance(v, datetime) else v for k, v in r.items()} for r in df.iter_rows(named=True)]
 
 
 def read_sql(name: str) -> str:

@@ -10,6 +10,7 @@ import polars as pl
 
 from kronos_assets.defs.forecast import candles_mapping, forecasts_key
 from kronos_assets.defs.ingest import clean_candles_key
+from kronos_assets.defs.metadata import md_table
 from kronos_assets.defs.partitions import BAR_FMT, MARKETS, Family, bar_partitions, times_by_symbol
 from kronos_assets.market.timeframes import timeframe_delta
 from kronos_assets.records import evaluation_rows, load_close_paths
@@ -107,15 +108,6 @@ def track_record_key(tf: str) -> dg.AssetKey:
     return dg.AssetKey(f"track_record_{tf}")
 
 
-def _md_table(rows: list[dict], cols: list[str]) -> str:
-    def fmt(v):
-        return "–" if v is None else f"{v:.4g}" if isinstance(v, float) else str(v)
-
-    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    lines += ["| " + " | ".join(fmt(r.get(c)) for c in cols) + " |" for r in rows]
-    return "\n".join(lines)
-
-
 def build_track_record(settings: Settings, tf: TimeframeSettings) -> tuple[dg.AssetsDefinition, dg.AssetChecksDefinition]:
     key = track_record_key(tf.name)
 
@@ -144,13 +136,13 @@ def build_track_record(settings: Settings, tf: TimeframeSettings) -> tuple[dg.As
         return dg.MaterializeResult(
             metadata={
                 "as_of": record["as_of"] or "no scored forecast yet",
-                "scoreboard_all_time": dg.MetadataValue.md(_md_table(horizon_all, cols)),
-                "diebold_mariano": dg.MetadataValue.md(_md_table(
+                "scoreboard_all_time": dg.MetadataValue.md(md_table(horizon_all, cols)),
+                "diebold_mariano": dg.MetadataValue.md(md_table(
                     record["dm_tests"], ["symbol", "model", "window_name", "n", "statistic", "p_value", "verdict"])),
-                "reliability_p_up": dg.MetadataValue.md(_md_table(
+                "reliability_p_up": dg.MetadataValue.md(md_table(
                     record["reliability"], ["symbol", "model", "lower", "upper", "n", "mean_forecast",
                                             "observed_frequency"])),
-                "pit_histogram": dg.MetadataValue.md(_md_table(record["pit_histogram"], ["symbol", "model", "bin", "n"])),
+                "pit_histogram": dg.MetadataValue.md(md_table(record["pit_histogram"], ["symbol", "model", "bin", "n"])),
                 # Numbers plot over materialisations in the UI: the skill's history at a glance.
                 **{k: dg.MetadataValue.float(float(v)) for k, v in skills.items()},
             }

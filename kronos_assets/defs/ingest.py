@@ -9,6 +9,7 @@ from kronos_assets.market.schema import validate_candles
 from kronos_assets.market.source import CandleSource
 from kronos_assets.market.timeframes import timeframe_delta, timeframe_seconds
 from kronos_assets.settings import Settings, TimeframeSettings
+from kronos_assets.defs.metadata import md_table
 from kronos_assets.defs.partitions import DAY_FMT, MARKETS, Family, contiguous, day_partitions, times_by_symbol
 from kronos_assets.warehouse import Warehouse, read_sql
 
@@ -132,7 +133,7 @@ def build_candle_checks(settings: Settings, tf: TimeframeSettings, family: Famil
             [tf.name, symbols],
         )
         return dg.AssetCheckResult(passed=bad.height == 0, metadata={"bad_rows": bad.height,
-                                   "examples": dg.MetadataValue.md(_md(bad)) if bad.height else "none"})
+                                   "examples": dg.MetadataValue.md(md_table(bad)) if bad.height else "none"})
 
     @dg.asset_check(asset=raw_key, name="no_duplicate_bars", blocking=True,
                     description="No (symbol, bar) is stored twice.")
@@ -156,7 +157,7 @@ def build_candle_checks(settings: Settings, tf: TimeframeSettings, family: Famil
         return dg.AssetCheckResult(
             passed=found.height == 0,
             severity=dg.AssetCheckSeverity.WARN,
-            metadata={"gaps": found.height, "ranges": dg.MetadataValue.md(_md(found)) if found.height else "none"},
+            metadata={"gaps": found.height, "ranges": dg.MetadataValue.md(md_table(found)) if found.height else "none"},
         )
 
     @dg.asset_check(asset=clean_key, name="fresh",
@@ -189,9 +190,3 @@ def _day_spans(context: dg.AssetExecutionContext, family: Family) -> list[tuple[
         for start, end in contiguous(days, ONE_DAY)
     ]
 
-
-def _md(df: pl.DataFrame) -> str:
-    cols = df.columns
-    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in df.iter_rows()]
-    return "\n".join(lines)

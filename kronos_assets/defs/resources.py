@@ -10,7 +10,7 @@ from kronos_assets.market.files import FileSource
 from kronos_assets.market.synthetic import SyntheticMarket
 from kronos_assets.publishing.backend import open_store
 from kronos_assets.publishing.r2 import R2ConfigError
-from kronos_assets.settings import ConfigError, Settings
+from kronos_assets.settings import ConfigError, ModelSettings, Settings
 from kronos_assets.warehouse import Warehouse
 
 SYNTHETIC_SEED = 7

@@ -9,8 +9,9 @@ import numpy as np
 import polars as pl
 
 from kronos_assets.defs.forecast import HISTORY_COLUMNS, build_requests
+from kronos_assets.defs.metadata import md_table
 from kronos_assets.forecasting.interface import run_forecaster
-from kronos_assets.market.timeframes import last_closed_bar_open, timeframe_delta
+from kronos_assets.market.timeframes import timeframe_delta
 from kronos_assets.metrics import score_paths
 from kronos_assets.settings import ModelSettings, Settings
 from kronos_assets.warehouse import Warehouse
@@ -88,19 +89,13 @@ def build_revision_comparison(settings: Settings) -> dg.AssetsDefinition:
             "model": config.model,
             "pinned": f"{pinned.repo}@{pinned.revision}",
             "candidate": f"{candidate.repo}@{candidate.revision}",
-            "scores_at_horizon_end": dg.MetadataValue.md(_md(table)),
+            "scores_at_horizon_end": dg.MetadataValue.md(md_table(table)),
             "candidate_has_lower_crps": better,
             "next_step": ("review, then pin the candidate in configs/models.yaml" if better
                           else "keep the pinned revision"),
         })
 
     return model_revision_comparison
-
-
-def _md(df: pl.DataFrame) -> str:
-    head = "| " + " | ".join(df.columns) + " |\n|" + "---|" * len(df.columns)
-    rows = ["| " + " | ".join(f"{v:.5g}" if isinstance(v, float) else str(v) for v in r) + " |" for r in df.iter_rows()]
-    return "\n".join([head, *rows])
 
 
 def build_revision_sensor(settings: Settings, job) -> dg.SensorDefinition:

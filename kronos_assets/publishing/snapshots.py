@@ -11,7 +11,7 @@ import numpy as np
 import polars as pl
 
 from kronos_assets.settings import BASELINES
-from kronos_assets.warehouse import Warehouse, read_sql
+from kronos_assets.warehouse import Warehouse, json_rows, read_sql
 
 CHART_BARS = 96
 PAST_FORECASTS = 72
@@ -27,10 +27,6 @@ def _iso(v: Any) -> Any:
     return v.isoformat() if isinstance(v, datetime) else v
 
 
-def _rows(df) -> list[dict[str, Any]]:
-    return [{k: _iso(v) for k, v in r.items()} for r in df.iter_rows(named=True)]
-
-
 def forecast_records(wh: Warehouse, symbol: str, timeframe: str, origins: list[datetime]) -> list[dict[str, Any]]:
     """One record per origin with every model's summary, per-step quantiles, sampling and provenance."""
     heads = wh.query(
@@ -44,10 +40,10 @@ def forecast_records(wh: Warehouse, symbol: str, timeframe: str, origins: list[d
         [symbol, timeframe, origins],
     )
     by_key: dict[tuple, list] = {}
-    for s in _rows(steps.drop("symbol", "timeframe")):
+    for s in json_rows(steps.drop("symbol", "timeframe")):
         by_key.setdefault((s.pop("origin"), s.pop("model")), []).append(s)
     records: dict[str, dict[str, Any]] = {}
-    for h in _rows(heads):
+    for h in json_rows(heads):
         rec = records.setdefault(h["origin"], {"symbol": symbol, "timeframe": timeframe, "origin": h["origin"],
                                                "forecasts": {}})
         model = h["model"]
@@ -83,8 +79,8 @@ def series_snapshot(
         "synthetic": synthetic,
         "bar_seconds": int(bar.total_seconds()),
         "last_bar": _iso(origin - bar),
-        "candles": _rows(candles),
-        "past": _rows(past),
+        "candles": json_rows(candles),
+        "past": json_rows(past),
         "track_record": track_record(wh, symbol, timeframe, primary_model, origin, bar, horizon),
     }
 
@@ -200,5 +196,5 @@ def scoreboard(wh: Warehouse, timeframe: str) -> list[dict[str, Any]]:
     as_of = newest_scored_origin(wh, timeframe)
     if as_of is None:
         return []
-    rows = _rows(wh.query(read_sql("scoreboard.sql"), {"timeframe": timeframe, "as_of": as_of}))
+    rows = json_rows(wh.query(read_sql("scoreboard.sql"), {"timeframe": timeframe, "as_of": as_of}))
     return [r for r in rows if r["window_name"] == "all" and r["step"] == r["horizon"]]
