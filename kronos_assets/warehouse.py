@@ -1,7 +1,9 @@
 """The DuckDB warehouse: one file, short-lived connections, atomic partition writes.
 
 Every write replaces one partition's rows in a single transaction (DELETE the slice, INSERT the new rows), so a
-re-run leaves exactly the same rows and a crash leaves the previous rows intact. Connections are opened per call
+re-run leaves exactly the same rows and a crash leaves the previous rows intact. Raw candles are the exception:
+``merge`` replaces only the rows that came back (by key) and keeps the others, because an exchange answer that
+lacks a stored closed bar must never remove it. Connections are opened per call
 and closed at once: nothing holds the file while a model computes. DuckDB lets one process hold a file at a time,
 so opening retries with backoff while another process (another run) has it.
 """
@@ -75,6 +77,34 @@ class Warehouse:
         """Atomically replace the rows of ``table`` matching ``where`` by ``frame``; returns rows inserted."""
         return self.replace_many({table: frame}, where, params)[table]
 
+    def merge(self, table: str, frame: pl.DataFrame, keys: Sequence[str]) -> int:
+        """In one transaction, replace the rows of ``table`` whose ``keys`` match a row of ``frame`` and insert
+        the rest of ``frame``; rows of ``table`` without a counterpart in ``frame`` stay. Returns rows written."""
+        if frame.height == 0:
+            return 0
+        with self.connect() as con:
+            data = self._arrow_for(con, table, frame)
+            on = " AND ".join(f"t.{k} = i.{k}" for k in keys)
+            con.execute("BEGIN TRANSACTION")
+            try:
+                con.register("_incoming", data)
+                con.execute(f"DELETE FROM {table} t USING _incoming i WHERE {on}")
+                con.execute(f"INSERT INTO {table} SELECT * FROM _incoming")
+                con.unregister("_incoming")
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+        return frame.height
+
+    @staticmethod
+    def _arrow_for(con: duckdb.DuckDBPyConnection, table: str, frame: pl.DataFrame) -> Any:
+        cols = [r[0] for r in con.execute(f"DESCRIBE {table}").fetchall()]
+        missing = [c for c in cols if c not in frame.columns]
+        if missing:
+            raise ValueError(f"rows for {table} lack columns {missing}")
+        return frame.select(cols).to_arrow()
+
     def replace_many(
         self,
         frames: dict[str, pl.DataFrame],
@@ -91,11 +121,7 @@ class Warehouse:
             for table, frame in frames.items():
                 if frame.height == 0:
                     continue  # nothing to insert: the partition becomes empty
-                cols = [r[0] for r in con.execute(f"DESCRIBE {table}").fetchall()]
-                missing = [c for c in cols if c not in frame.columns]
-                if missing:
-                    raise ValueError(f"rows for {table} lack columns {missing}")
-                arrows[table] = frame.select(cols).to_arrow()
+                arrows[table] = self._arrow_for(con, table, frame)
             con.execute("BEGIN TRANSACTION")
             try:
                 for table in frames:

@@ -3,10 +3,10 @@
 from datetime import datetime, timedelta, timezone
 
 import dagster as dg
-import polars as pl
 
 from kronos_assets.market.schema import validate_candles
 from kronos_assets.market.source import CandleSource
+from kronos_assets.market.store import CANDLE_WHERE, ingest_window
 from kronos_assets.market.timeframes import timeframe_delta, timeframe_seconds
 from kronos_assets.settings import Settings, TimeframeSettings
 from kronos_assets.defs.metadata import md_table
@@ -15,7 +15,6 @@ from kronos_assets.warehouse import Warehouse, read_sql
 
 # The day-partitioned write covers whole days: [first day, last day + 1).
 ONE_DAY = timedelta(days=1)
-CANDLE_WHERE = "symbol = ? AND timeframe = ? AND ts >= ? AND ts < ?"
 
 
 def raw_candles_key(tf: str, family: Family = MARKETS) -> dg.AssetKey:
@@ -48,32 +47,35 @@ def build_ingest(settings: Settings, tf: TimeframeSettings, family: Family = MAR
         description=(
             f"Closed {tf.name} candles per market and UTC day as the source served them "
             f"({_source_description(settings, family)}). "
-            "The bar still forming is never stored; re-running a day replaces exactly that day's rows."
+            "The bar still forming is never stored. A re-run merges by open time: a bar that came back replaces "
+            "its stored copy, a stored bar that did not come back stays; bars still missing are in the metadata."
         ),
     )
     def raw_candles(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
         market: CandleSource = getattr(context.resources, family.market_resource)
         warehouse: Warehouse = context.resources.warehouse
         now = datetime.now(timezone.utc)
-        total, exchanges, newest, reports = 0, set(), None, {}
+        fetched, missing, exchanges, reports, windows = 0, 0, set(), {}, {}
         for symbol, start, end in _day_spans(context, family):
-            frame = validate_candles(market.fetch(symbol, tf.name, start, end, now), f"{market.name} {symbol} {tf.name}")
+            # Fetch first, then merge by open time in one transaction: a failed fetch stores nothing, and a
+            # stored closed bar the answer lacks stays (reported below as missing if it never existed).
+            stored = ingest_window(market, warehouse, symbol, tf.name, start, end, now)
             report = getattr(market, "fetch_report", lambda: None)()
+            label = f"{symbol} {start:%Y-%m-%d}"
             if report is not None:  # live sources say which exchange served what, and which bars are missing
-                reports[f"{symbol} {start:%Y-%m-%d}"] = report.to_metadata()
-            rows = frame.with_columns(symbol=pl.lit(symbol), timeframe=pl.lit(tf.name))
-            # Fetch first, then replace the whole window in one transaction: a failed fetch stores nothing.
-            warehouse.replace("raw_candles", rows, CANDLE_WHERE, [symbol, tf.name, start, end])
-            total += rows.height
-            exchanges |= set(rows["exchange"].unique().to_list())
-            if rows.height:
-                newest = max(newest or rows["ts"][-1], rows["ts"][-1])
-            context.log.info(f"{symbol} {tf.name}: {rows.height} candles for {start:%Y-%m-%d}..{end:%Y-%m-%d}")
+                reports[label] = report.to_metadata()
+                exchanges |= set(report.exchanges_used)
+            windows[label] = stored.to_metadata()
+            fetched += stored.fetched
+            missing += stored.missing_bars
+            context.log.info(f"{symbol} {tf.name} {start:%Y-%m-%d}..{end:%Y-%m-%d}: {stored.fetched} candles fetched, "
+                             f"{stored.stored_before} -> {stored.stored_after} stored, {stored.missing_bars} missing")
         return dg.MaterializeResult(
             metadata={
-                "rows": total,
-                "exchanges": ", ".join(sorted(exchanges)) or "none",
-                "newest_bar": str(newest) if newest else "none",
+                "rows": fetched,
+                "missing_bars": missing,
+                "windows": dg.MetadataValue.json(windows),
+                "exchanges": ", ".join(sorted(exchanges)) or ("none" if reports else market.name),
                 "fetched_at": now.isoformat(timespec="seconds"),
                 **({"fetch_reports": dg.MetadataValue.json(reports)} if reports else {}),
             }
@@ -145,6 +147,35 @@ def build_candle_checks(settings: Settings, tf: TimeframeSettings, family: Famil
         )
         return dg.AssetCheckResult(passed=dup.height == 0, metadata={"duplicates": dup.height})
 
+    @dg.asset_check(asset=raw_key, name="stored_days_complete",
+                    description="Every stored day holds the bars that should exist by now (between the market's first "
+                    "bar and the last closed one; for uploads, the file's last bar); warns naming the days short.")
+    def stored_days_complete(warehouse: dg.ResourceParam[Warehouse]) -> dg.AssetCheckResult:
+        now = datetime.now(timezone.utc)
+        days = warehouse.query(
+            "SELECT symbol, date_trunc('day', ts) AS day, count(*) AS stored, min(min(ts)) OVER w AS first, "
+            f"max(max(ts)) OVER w AS last FROM raw_candles WHERE timeframe = ? AND {scope} "
+            "GROUP BY ALL WINDOW w AS (PARTITION BY symbol)",
+            [tf.name, symbols],
+        )
+        short = []
+        closed_end = (now.timestamp() // bar_s) * bar_s  # open time of the bar still forming
+        for r in days.iter_rows(named=True):
+            day = r["day"].timestamp()
+            lo = max(day, r["first"].timestamp())
+            hi = min(day + 86400, closed_end if family is MARKETS else r["last"].timestamp() + bar_s)
+            expected = max(0, int(-(-(hi - lo) // bar_s)))
+            if r["stored"] < expected:
+                short.append({"symbol": r["symbol"], "day": f"{r['day']:%Y-%m-%d}", "stored": r["stored"],
+                              "expected": expected, "missing": expected - r["stored"]})
+        short.sort(key=lambda x: (x["day"], x["symbol"]), reverse=True)
+        return dg.AssetCheckResult(
+            passed=not short,
+            severity=dg.AssetCheckSeverity.WARN,
+            metadata={"days_short": len(short), "missing_bars": sum(x["missing"] for x in short),
+                      "days": dg.MetadataValue.md(md_table(short[:50])) if short else "none"},
+        )
+
     @dg.asset_check(asset=clean_key, name="gaps_reported",
                     description="Lists the ranges of missing bars (never filled); warns when there are any.")
     def gaps(warehouse: dg.ResourceParam[Warehouse]) -> dg.AssetCheckResult:
@@ -179,7 +210,7 @@ def build_candle_checks(settings: Settings, tf: TimeframeSettings, family: Famil
                       "symbols_without_candles": ", ".join(missing) or "none"},
         )
 
-    return [ohlc_consistent, no_duplicates, gaps, fresh]
+    return [ohlc_consistent, no_duplicates, stored_days_complete, gaps, fresh]
 
 
 def _day_spans(context: dg.AssetExecutionContext, family: Family) -> list[tuple[str, datetime, datetime]]:

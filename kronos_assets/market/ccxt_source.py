@@ -9,14 +9,19 @@ How one ``fetch(symbol, timeframe, start, end, now)`` runs:
   and every bar records who served it in the ``exchange`` column. Rows outside the request window (overlapping
   pages, the forming bar) and repeated rows are dropped. A window that comes back short at its tail moves the
   next window's start to just after the last bar received, so a page cap smaller than asked costs no bars.
-* Faults per request: 429/418 wait ``Retry-After`` (or the backoff) and retry; 5xx, 408, timeouts and connection
-  resets back off exponentially and retry; after ``max_retries`` retries the window goes to the next exchange.
+* Every HTTP request has a wall-clock deadline (``request_deadline_s``, default 30 s) covering connect, headers
+  and body; the whole fetch has one too (``fetch_deadline_s``), past which it raises ``FetchError``.
+* Faults per request: 429/418 wait ``Retry-After`` (or the backoff) and retry; 5xx, 408, timeouts (the request
+  deadline included), connection resets and bodies that are not JSON (a connection cut mid-body) back off
+  exponentially and retry; after ``max_retries`` retries the window goes to the next exchange.
   A Retry-After longer than ``max_retry_after_s`` (a ban), a bad symbol, a non-spot market, 451 and other 4xx
   give the exchange up for the rest of this fetch, and so do two windows in a row with retries exhausted.
-  When no exchange can serve a window, ``FetchError`` is raised: a fetch never returns a partial window
-  silently.
-* A malformed payload (non-JSON, wrong shape, unparsable numbers, broken OHLC, off-grid times) raises
-  ``MalformedPayloadError`` naming the exchange and the request URL.
+  When no exchange can serve a window, ``FetchError`` is raised naming each exchange with its cause: a fetch
+  never returns a partial window silently.
+* A malformed payload is a fault of that exchange, handed to the next one: a body of the wrong shape (an error
+  object without ``code`` is quoted), a kline row without the exact field count and types of that exchange's
+  format, unparsable numbers, broken OHLC, off-grid times, two different rows for one open time, and a page
+  that does not advance (bars before the requested start, or only bars outside the requested window).
 * Missing bars are re-requested (each gap from every exchange of the chain, at most ``max_gap_requests``
   requests per fetch); what stays missing is reported in ``FetchReport.gaps``, never filled.
 * ``amount`` is the quote-asset volume where the raw kline row has it (Binance field 7, OKX volCcyQuote,
@@ -28,6 +33,7 @@ Not thread-safe: one ``CcxtSource`` per thread (ccxt clients are not thread-safe
 from __future__ import annotations
 
 import copy
+import json
 import math
 import re
 import time
@@ -38,6 +44,7 @@ from typing import Any, Callable, Iterable, Mapping
 import ccxt
 import polars as pl
 
+from kronos_assets.market import deadline
 from kronos_assets.market.gaps import Gap, dt_to_ms, find_gaps, ms_to_dt
 from kronos_assets.market.retry import Fault, RetryPolicy, classify, parse_retry_after
 from kronos_assets.market.schema import CANDLE_SCHEMA, validate_candles
@@ -101,6 +108,8 @@ class CcxtSourceConfig:
     max_retry_after_s: float = 120.0
     max_gap_requests: int = 10
     enable_rate_limit: bool = True  # ccxt's client-side throttle
+    request_deadline_s: float = 30.0  # wall clock per HTTP request: connect + headers + body
+    fetch_deadline_s: float = 600.0  # wall clock per fetch call (one partition window), retries and waits included
 
     @classmethod
     def from_mapping(cls, value: "CcxtSourceConfig | Mapping[str, Any]") -> "CcxtSourceConfig":
@@ -122,6 +131,8 @@ class CcxtSourceConfig:
                 raise ValueError(f"ccxt source: page_limit of {ex.id} must be positive")
         if self.max_retries < 0 or self.max_gap_requests < 0:
             raise ValueError("ccxt source: max_retries and max_gap_requests must be >= 0")
+        if not (self.request_deadline_s > 0 and self.fetch_deadline_s > 0):
+            raise ValueError("ccxt source: request_deadline_s and fetch_deadline_s must be positive")
 
     @property
     def retry_policy(self) -> RetryPolicy:
@@ -224,34 +235,106 @@ class _RawRowError(Exception):
     pass
 
 
-def _container_problem(exchange_id: str, body: Any) -> str | None:
-    """Why the parsed JSON body of a kline response has the wrong shape, or None when it looks right."""
-    if body is None:
-        return "the body is not JSON"
+class _PayloadFault(Exception):
+    """A 2xx kline answer that is not what the exchange's API promises. ``transient``: the body is not JSON at
+    all (a cut connection, a proxy page): worth a retry. Otherwise the next exchange is asked."""
+
+    def __init__(self, problem: str, transient: bool):
+        super().__init__(problem)
+        self.transient = transient
+
+
+# Each exchange's raw kline row, field by field: "ms" integer open/close time (OKX/Bybit: as a digit string),
+# "num" a decimal string, "int" an integer count, "flag" "0"/"1", "any" not read.
+KLINE_ROWS: dict[str, tuple[tuple[str, str], ...]] = {
+    "binance": (("open time", "ms"), ("open", "num"), ("high", "num"), ("low", "num"), ("close", "num"),
+                ("volume", "num"), ("close time", "ms"), ("quote volume", "num"), ("trades", "int"),
+                ("taker base volume", "num"), ("taker quote volume", "num"), ("ignore", "any")),
+    "okx": (("ts", "ms"), ("open", "num"), ("high", "num"), ("low", "num"), ("close", "num"), ("vol", "num"),
+            ("volCcy", "num"), ("volCcyQuote", "num"), ("confirm", "flag")),
+    "bybit": (("startTime", "ms"), ("open", "num"), ("high", "num"), ("low", "num"), ("close", "num"),
+              ("volume", "num"), ("turnover", "num")),
+}
+# Path endings of each exchange's kline endpoints: their answers are checked before ccxt reads them.
+KLINE_PATHS: dict[str, tuple[str, ...]] = {"binance": ("/klines",), "okx": ("/candles", "/history-candles"),
+                                           "bybit": ("/kline",)}
+_DECIMAL = re.compile(r"^-?\d+(\.\d+)?([eE][-+]?\d+)?$")
+
+
+def _quote(body: Any, limit: int = 160) -> str:
+    text = body if isinstance(body, str) else repr(body)
+    return repr(text if len(text) <= limit else text[: limit - 3] + "...")
+
+
+def _field_problem(kind: str, x: Any) -> str | None:
+    if kind == "ms":
+        ok = (isinstance(x, int) and not isinstance(x, bool)) or (isinstance(x, str) and x.isdigit())
+        return None if ok else "an integer time"
+    if kind == "num":
+        return None if isinstance(x, str) and _DECIMAL.match(x) else "a decimal string"
+    if kind == "int":
+        return None if isinstance(x, int) and not isinstance(x, bool) else "an integer"
+    if kind == "flag":
+        return None if x in ("0", "1") else '"0" or "1"'
+    return None
+
+
+def _kline_rows(exchange_id: str, body: Any) -> list | None:
+    """The rows of a parsed kline answer, or None when the answer does not have the exchange's shape."""
     if exchange_id == "binance":
-        return None if isinstance(body, list) else f"expected a JSON array of klines, got {type(body).__name__}"
+        return body if isinstance(body, list) else None
     if exchange_id == "okx":
-        if isinstance(body, dict) and isinstance(body.get("data"), list):
-            return None
-        return "expected an object with a 'data' array"
+        return body["data"] if isinstance(body, dict) and isinstance(body.get("data"), list) else None
     if exchange_id == "bybit":
         result = body.get("result") if isinstance(body, dict) else None
-        if isinstance(result, dict) and isinstance(result.get("list"), list):
-            return None
-        return "expected an object with 'result.list'"
-    return None
+        return result["list"] if isinstance(result, dict) and isinstance(result.get("list"), list) else None
+    return [] if body is not None else None
+
+
+def check_kline_answer(exchange_id: str, body: Any) -> None:
+    """Raise ``_PayloadFault`` unless ``body`` (ccxt's parsed answer: JSON, or the raw text when it was not
+    JSON) is a kline answer of ``exchange_id`` whose every row has that format's exact field count and types."""
+    if not isinstance(body, (list, dict)):
+        raise _PayloadFault(f"the body is not JSON: {_quote(body)}", transient=True)
+    rows = _kline_rows(exchange_id, body)
+    if rows is None:
+        shape = {"binance": "a JSON array of klines", "okx": "an object with a 'data' array",
+                 "bybit": "an object with 'result.list'"}.get(exchange_id, "klines")
+        raise _PayloadFault(f"expected {shape}, got {_quote(json_text(body))}", transient=False)
+    spec = KLINE_ROWS.get(exchange_id)
+    if spec is None:
+        return
+    for i, row in enumerate(rows):
+        if not isinstance(row, list) or len(row) != len(spec):
+            n = f"{len(row)} fields" if isinstance(row, list) else type(row).__name__
+            raise _PayloadFault(f"kline row {i + 1} has {n}, {exchange_id} kline rows have {len(spec)}: "
+                                f"{_quote(json_text(row))}", transient=False)
+        for (name, kind), x in zip(spec, row):
+            want = _field_problem(kind, x)
+            if want:
+                raise _PayloadFault(f"kline row {i + 1}: {name} is {x!r}, expected {want}", transient=False)
+
+
+def json_text(value: Any) -> str:
+    try:
+        return json.dumps(value, separators=(",", ":"))
+    except (TypeError, ValueError):
+        return repr(value)
 
 
 def _make_client_class(base: type) -> type:
     """A subclass of a ccxt exchange class that counts requests, remembers the last status, URL and headers,
-    keeps the quote volume of each raw kline row and refuses rows that are not kline rows."""
+    checks every kline answer before ccxt reads it and keeps the quote volume of each raw kline row."""
 
     def fetch(self, url, method="GET", headers=None, body=None):
         self._k_requests += 1
         self._k_status = None
         self._k_headers = None
         self._k_url = f"{method} {url}"
-        return base.fetch(self, url, method, headers, body)
+        result = base.fetch(self, url, method, headers, body)
+        if url.split("?", 1)[0].endswith(KLINE_PATHS.get(self.id, ("/klines", "/candles", "/kline"))):
+            check_kline_answer(self.id, result)
+        return result
 
     def on_rest_response(self, code, reason, url, method, response_headers, response_body, request_headers,
                          request_body):
@@ -321,6 +404,7 @@ class _Exchange:
         self.client.enableLastJsonResponse = True
         if cfg.base_url:
             self.client.urls["api"] = _rebase_urls(self.client.urls["api"], cfg.base_url)
+        self.adapter = deadline.install(self.client, source_cfg.request_deadline_s)
         self.page_limit = cfg.page_limit or DEFAULT_PAGE_LIMIT.get(cfg.id, FALLBACK_PAGE_LIMIT)
         self.markets_loaded = False
 
@@ -408,7 +492,7 @@ class CcxtSource:
         stop_ms = max(stop_ms, start_ms)
         report = FetchReport(symbol, timeframe, ms_to_dt(start_ms), ms_to_dt(stop_ms), now)
         self.last_report = report
-        run = _Run(self, report, symbol, timeframe, step)
+        run = _Run(self, report, symbol, timeframe, step, time.monotonic() + self.config.fetch_deadline_s)
         try:
             run.main_pass(start_ms, stop_ms)
             run.refill_gaps(start_ms, stop_ms)
@@ -430,8 +514,11 @@ class CcxtSource:
 class _Run:
     """State of one fetch call."""
 
-    def __init__(self, source: CcxtSource, report: FetchReport, symbol: str, timeframe: str, step: int):
+    def __init__(self, source: CcxtSource, report: FetchReport, symbol: str, timeframe: str, step: int,
+                 deadline_at: float):
         self.source = source
+        self.deadline_at = deadline_at  # time.monotonic() by which the whole fetch ends
+        self.causes: dict[str, str] = {}  # exchange -> why it last failed a window
         self.policy = source.policy
         self.report = report
         self.symbol = symbol
@@ -442,6 +529,7 @@ class _Run:
         self.rows: dict[int, tuple] = {}  # ts -> (o, h, l, c, v, amount, exchange)
         self.requests_at_start = {e.id: e.requests for e in source._exchanges}
         for e in source._exchanges:
+            e.adapter.cap = deadline_at
             report.requests_by_exchange.setdefault(e.id, 0)
             report.rows_by_exchange.setdefault(e.id, 0)
 
@@ -450,14 +538,12 @@ class _Run:
     def main_pass(self, start_ms: int, stop_ms: int) -> None:
         cursor = start_ms
         while cursor < stop_ms:
-            errors: list[str] = []
             served = False
             for ex in self._chain():
                 w_end = min(stop_ms, cursor + ex.page_limit * self.step)
                 try:
                     page = self._request(ex, cursor, w_end, kind="page")
                 except _GiveUp as exc:
-                    errors.append(str(exc))
                     self._give_up(ex, exc, cursor)
                     continue
                 self.exhausted[ex.id] = 0
@@ -467,7 +553,7 @@ class _Run:
                 cursor = w_end if last is None or last + self.step >= w_end else last + self.step
                 break
             if not served:
-                tried = "; ".join(errors) or "every exchange of the chain was given up earlier in this fetch"
+                tried = "; ".join(f"{e.id}: {self.causes.get(e.id, 'not asked')}" for e in self.source._exchanges)
                 raise FetchError(
                     f"{self.symbol} {self.timeframe}: no exchange could serve bars from "
                     f"{ms_to_dt(cursor):%Y-%m-%d %H:%M} UTC: {tried}",
@@ -499,6 +585,7 @@ class _Run:
     def finish(self) -> None:
         r = self.report
         for e in self.source._exchanges:
+            e.adapter.cap = None
             r.requests_by_exchange[e.id] = e.requests - self.requests_at_start[e.id]
         r.requests = sum(r.requests_by_exchange.values())
         r.rows = len(self.rows)
@@ -528,6 +615,10 @@ class _Run:
 
     def _give_up(self, ex: _Exchange, exc: _GiveUp, at_ms: int) -> None:
         when = f"{ms_to_dt(at_ms):%Y-%m-%d %H:%M}"
+        cause = str(exc)
+        for prefix in (f"{ex.id}: ", f"{ex.id} "):  # the message names the exchange once
+            cause = cause[len(prefix):] if cause.startswith(prefix) else cause
+        self.causes[ex.id] = cause
         if not exc.disable:
             self.exhausted[ex.id] = self.exhausted.get(ex.id, 0) + 1
             if self.exhausted[ex.id] >= EXHAUSTED_WINDOWS_TO_DISABLE:
@@ -560,7 +651,10 @@ class _Run:
                                          params={"until": w_end - 1})
 
         raw = self._with_retries(ex, call, what=f"{kind} {ms_to_dt(w_start):%Y-%m-%d %H:%M}")
-        return self._check_page(ex, raw, w_start, w_end)
+        try:
+            return self._check_page(ex, raw, w_start, w_end)
+        except MalformedPayloadError as exc:
+            raise _GiveUp(str(exc), disable=False) from exc
 
     def _ensure_markets(self, ex: _Exchange) -> None:
         if not ex.markets_loaded:
@@ -575,52 +669,81 @@ class _Run:
     def _with_retries(self, ex: _Exchange, call: Callable[[], Any], what: str) -> Any:
         retry = 0
         while True:
+            self._check_deadline(what)
             try:
-                result = call()
-            except _RawRowError as exc:
-                raise MalformedPayloadError(ex.id, ex.last_request, str(exc), self.report) from exc
+                return call()
+            except (_RawRowError, MalformedPayloadError) as exc:
+                raise _GiveUp(str(MalformedPayloadError(ex.id, ex.last_request, str(exc))), disable=False) from exc
+            except _PayloadFault as exc:
+                if not exc.transient:
+                    raise _GiveUp(str(MalformedPayloadError(ex.id, ex.last_request, str(exc))), disable=False) \
+                        from exc
+                fault, desc = Fault.TRANSIENT, str(MalformedPayloadError(ex.id, ex.last_request, str(exc)))
             except Exception as exc:  # noqa: BLE001 - classified below
                 status = ex.client._k_status
                 fault = classify(exc, status)
                 desc = f"{ex.id} {what}: {type(exc).__name__}" + (f" (HTTP {status})" if status else "")
                 if fault is Fault.MALFORMED:
-                    raise MalformedPayloadError(ex.id, ex.last_request, f"{type(exc).__name__}: {exc}",
-                                                self.report) from exc
+                    raise _GiveUp(str(MalformedPayloadError(ex.id, ex.last_request, f"{type(exc).__name__}: {exc}")),
+                                  disable=False) from exc
                 if fault is Fault.PERMANENT:
                     raise _GiveUp(f"{desc}: {_short(exc)}", disable=True) from exc
-                if fault is Fault.RATE_LIMIT:
-                    retry_after = parse_retry_after(ex.client._k_headers)
-                    if retry_after is not None and retry_after > self.policy.max_retry_after_s:
-                        raise _GiveUp(f"{desc}: Retry-After {retry_after:g}s exceeds "
-                                      f"{self.policy.max_retry_after_s:g}s", disable=True) from exc
-                    wait = self.policy.rate_limit_wait(retry_after, retry)
-                else:
-                    wait = self.policy.backoff(retry)
-                if retry >= self.policy.max_retries:
-                    raise _GiveUp(f"{desc}: still failing after {retry} retries", disable=False) from exc
-                retry += 1
-                self.report.retries += 1
-                self.report.events.append(f"{desc}: retry {retry} in {wait:g}s")
-                self.source._sleep(wait)
-                continue
-            if what != "markets":
-                problem = _container_problem(ex.id, ex.client.last_json_response)
-                if problem:
-                    raise MalformedPayloadError(ex.id, ex.last_request, problem, self.report)
-            return result
+            if fault is Fault.RATE_LIMIT:
+                retry_after = parse_retry_after(ex.client._k_headers)
+                if retry_after is not None and retry_after > self.policy.max_retry_after_s:
+                    raise _GiveUp(f"{desc}: Retry-After {retry_after:g}s exceeds "
+                                  f"{self.policy.max_retry_after_s:g}s", disable=True)
+                wait = self.policy.rate_limit_wait(retry_after, retry)
+            else:
+                wait = self.policy.backoff(retry)
+            if retry >= self.policy.max_retries:
+                raise _GiveUp(f"{desc}: still failing after {retry} retries", disable=False)
+            retry += 1
+            self.report.retries += 1
+            self.report.events.append(f"{desc}: retry {retry} in {wait:g}s")
+            self.source._sleep(min(wait, max(0.0, self.deadline_at - time.monotonic())))
+
+    def _check_deadline(self, what: str) -> None:
+        if time.monotonic() >= self.deadline_at:
+            raise FetchError(
+                f"{self.symbol} {self.timeframe}: the fetch ran past its {self.source.config.fetch_deadline_s:g}s "
+                f"deadline before {what}; exchanges: "
+                + ("; ".join(f"{k}: {v}" for k, v in self.causes.items()) or "no failures recorded"),
+                self.report,
+            )
 
     def _check_page(self, ex: _Exchange, raw: Any, w_start: int, w_end: int) -> list[list]:
+        """The rows of ``[w_start, w_end)`` in an answer, or MalformedPayloadError when the answer is broken, holds
+        two different rows for one open time, or does not advance (bars before the start asked for, or bars
+        only outside the window: an exchange that ignores the cursor would otherwise end the data silently)."""
+        def bad(problem: str) -> MalformedPayloadError:
+            return MalformedPayloadError(ex.id, ex.last_request, problem, self.report)
+
         if not isinstance(raw, list):
-            raise MalformedPayloadError(ex.id, ex.last_request, f"ccxt returned {type(raw).__name__}", self.report)
+            raise bad(f"ccxt returned {type(raw).__name__}")
         out: dict[int, list] = {}
         for row in raw:
             problem = _row_problem(row, self.step)
             if problem:
-                raise MalformedPayloadError(ex.id, ex.last_request, problem, self.report)
+                raise bad(problem)
             ts = row[0]
-            if w_start <= ts < w_end and ts not in out:
+            if ts < w_start:
+                raise bad(f"pagination does not advance: asked for bars from {ms_to_dt(w_start):%Y-%m-%d %H:%M}, "
+                          f"got one opening {ms_to_dt(ts):%Y-%m-%d %H:%M}")
+            if ts in out and out[ts] != row:
+                raise bad(f"two different rows for the bar opening {ms_to_dt(ts):%Y-%m-%d %H:%M} UTC: "
+                          f"{_ohlcv(out[ts])} and {_ohlcv(row)}")
+            if ts < w_end:
                 out[ts] = row
+        if raw and not out:
+            raise bad(f"pagination does not advance: asked for bars of [{ms_to_dt(w_start):%Y-%m-%d %H:%M}, "
+                      f"{ms_to_dt(w_end):%Y-%m-%d %H:%M}), got only bars outside it, the first opening "
+                      f"{ms_to_dt(raw[0][0]):%Y-%m-%d %H:%M}")
         return [out[t] for t in sorted(out)]
+
+
+def _ohlcv(row: list) -> str:
+    return "open {} high {} low {} close {} volume {}".format(*row[1:6])
 
 
 def _row_problem(row: Any, step: int) -> str | None:

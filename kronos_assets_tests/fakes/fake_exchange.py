@@ -11,7 +11,11 @@
 * The clock: bars opening after ``now`` do not exist; the bar containing ``now`` is served as forming (Binance:
   close=open, a quarter of the volume; OKX: the same with confirm "0"). ``now=None`` serves every bar as closed.
 * Faults (``add_fault``): an HTTP status with headers/body, a delay, a dropped connection or a replacement
-  body, for the n-th..m-th request of an endpoint. ``extra_bars`` returns bars beyond ``endTime``/``after``
+  body, for the n-th..m-th request of an endpoint; and the misbehaviours of real exchanges: pagination that
+  never advances (``stuck``: the newest bar whatever the start), a maintenance gap (``gap``), an empty answer
+  (``empty``), a bogus first copy of a bar (``conflict``), 11-field Binance rows (``short_rows``), a body
+  trickled a byte at a time (``trickle``, ``endless`` for one that never ends) and a connection cut mid-body
+  without Content-Length (``cut``). ``extra_bars`` returns bars beyond ``endTime``/``after``
   (overlapping pages); ``repeat_rows`` repeats every row (duplicates within a page).
 * ``requests`` logs every request: (endpoint, params, status).
 
@@ -48,7 +52,12 @@ class Fault:
 
     endpoint: "klines" (Binance klines / OKX candles), "markets" (exchangeInfo / instruments) or "*".
     action:   "status" (send ``status`` with ``headers`` and ``body``), "delay" (sleep ``delay_s``, then answer
-              normally), "reset" (close the connection without an answer), "body" (200 with ``body``).
+              normally), "reset" (close the connection without an answer), "body" (200 with ``body``),
+              "stuck" (the newest bar, whatever start was asked), "gap" (the normal answer without the bars of
+              ``[gap[0], gap[1])``), "empty" (a 200 without bars), "conflict" (a bogus copy of the bar opening at
+              ``at`` sent before the real one), "short_rows" (Binance rows without the close time: 11 fields),
+              "trickle" (the normal body, one byte every ``delay_s``; ``endless``: spaces until the client
+              leaves), "cut" (no Content-Length, half the normal body, then the connection is closed).
     times:    None: every matching request from then on.
     """
 
@@ -58,6 +67,9 @@ class Fault:
     headers: dict[str, str] = field(default_factory=dict)
     body: str | bytes | None = None
     delay_s: float = 0.0
+    gap: tuple[datetime, datetime] | None = None
+    at: datetime | None = None
+    endless: bool = False
     after: int = 0
     times: int | None = 1
     seen: int = 0
@@ -110,6 +122,7 @@ class FakeExchange:
         self.faults: list[Fault] = []
         self.requests: list[tuple[str, dict[str, str], int]] = []
         self._lock = threading.Lock()
+        self._closing = threading.Event()  # ends trickling handlers when the fake closes
         self._series: dict[tuple[str, str], _Series] = {}
         for symbol, by_tf in markets.items():
             for tf, frame in by_tf.items():
@@ -142,6 +155,7 @@ class FakeExchange:
         return [r for r in self.requests if r[0] == "klines"]
 
     def close(self) -> None:
+        self._closing.set()
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(timeout=5)
@@ -265,6 +279,32 @@ class FakeExchange:
             return 200, {"code": "0", "msg": "", "data": out}
         return 404, {"code": "50000", "msg": f"unknown path {path}", "data": []}
 
+    def _misbehave(self, fault: Fault, payload: Any) -> Any:
+        """The normal kline answer ``payload`` changed the way ``fault`` says."""
+        okx = self.dialect == "okx"
+        rows = payload["data"] if okx else payload
+        if not isinstance(rows, list):
+            return payload
+        ts = (lambda r: int(r[0]))
+        if fault.action == "gap" and fault.gap is not None:
+            lo, hi = (int(t.timestamp() * 1000) for t in fault.gap)
+            rows = [r for r in rows if not lo <= ts(r) < hi]
+        elif fault.action == "empty":
+            rows = []
+        elif fault.action == "conflict" and fault.at is not None:
+            at = int(fault.at.timestamp() * 1000)
+            out = []
+            for r in rows:
+                if ts(r) == at:
+                    bogus = list(r)
+                    bogus[2] = bogus[4] = _fmt(float(r[2]) * 1.5)  # high and close 50% up: still a valid bar
+                    out.append(bogus)
+                out.append(r)
+            rows = out
+        elif fault.action == "short_rows" and not okx:
+            rows = [r[:6] + r[7:] for r in rows]
+        return {**payload, "data": rows} if okx else rows
+
     def _now(self) -> int:
         return self.now_ms if self.now_ms is not None else int(time.time() * 1000)
 
@@ -328,11 +368,47 @@ def _make_handler(fake: FakeExchange) -> type[BaseHTTPRequestHandler]:
                     self._send(status, body, fault.headers)
                     return
                 handler = fake.binance if fake.dialect == "binance" else fake.okx
+                if fault is not None and fault.action == "stuck":
+                    q = {k: v for k, v in q.items() if k not in ("startTime", "endTime", "after", "before")}
+                    q["limit"] = "1"
                 status, payload = handler(path, q)
+                if fault is not None and status == 200:
+                    payload = fake._misbehave(fault, payload)
                 fake.requests.append((endpoint, q, status))
-                self._send(status, json.dumps(payload, separators=(",", ":")), {})
+                body = json.dumps(payload, separators=(",", ":"))
+                if fault is not None and fault.action == "trickle":
+                    self._trickle(body.encode(), fault)
+                elif fault is not None and fault.action == "cut":
+                    self._cut(body.encode())
+                else:
+                    self._send(status, body, {})
             except (BrokenPipeError, ConnectionResetError, OSError):
                 self.close_connection = True
+
+        def _trickle(self, data: bytes, fault: Fault) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json;charset=UTF-8")
+            self.send_header("Content-Length", str(len(data)) if not fault.endless else str(1 << 40))
+            self.end_headers()
+            self.close_connection = True
+            k = 0
+            while not fake._closing.is_set():
+                self.wfile.write(data[k:k + 1] if not fault.endless else b" ")
+                self.wfile.flush()
+                k += 1
+                if not fault.endless and k >= len(data):
+                    return
+                fake._closing.wait(fault.delay_s)
+
+        def _cut(self, data: bytes) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json;charset=UTF-8")
+            self.send_header("Connection", "close")
+            self.end_headers()
+            self.wfile.write(data[: max(1, len(data) // 2)])
+            self.wfile.flush()
+            self.close_connection = True
+            self.connection.shutdown(socket.SHUT_RDWR)
 
         def _send(self, status: int, body: str | bytes, headers: Mapping[str, str]) -> None:
             data = body.encode() if isinstance(body, str) else body
