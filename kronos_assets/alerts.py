@@ -1,31 +1,112 @@
-"""Alerts: a failed run is recorded in <home>/alerts.jsonl and posted as JSON to a webhook when one is set.
+"""Alerts: each failed run is recorded once in ``alerts.jsonl`` and posted as JSON to a webhook when one is set.
 
-The webhook address comes from KRONOS_ALERT_WEBHOOK only and is never logged (it often carries a token).
+Exactly once per run: the record is keyed by run id, so the failure sensor, ``kronos-assets run`` and a sensor
+tick re-evaluated after a timeout can all report the same run and only the first counts. Posting is separate
+and retried: an alert is pending until a POST succeeds (``alerts_posted.jsonl`` lists the run ids delivered),
+every delivery round has a short overall deadline, and a failed POST is tried again on the next round, never
+recorded twice. The webhook address comes from KRONOS_ALERT_WEBHOOK only and is never logged (it often
+carries a token).
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 WEBHOOK_ENV = "KRONOS_ALERT_WEBHOOK"
+ALERTS_FILE, POSTED_FILE = "alerts.jsonl", "alerts_posted.jsonl"
+POST_TIMEOUT_S = 3.0  # one POST
+ROUND_DEADLINE_S = 8.0  # all POSTs of one delivery round (a sensor tick, the end of `kronos-assets run`)
 
 
-def record_alert(home: Path, alert: dict[str, Any]) -> Path:
-    path = home / "alerts.jsonl"
-    path.parent.mkdir(parents=True, exist_ok=True)
+@contextmanager
+def _locked(folder: Path) -> Iterator[None]:
+    """One writer at a time across processes (the daemon's sensor and the CLI may report the same run)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with (folder / ".alerts.lock").open("a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _read_lines(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    out = []
+    for line in path.read_text().splitlines():
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue  # a line cut by a crash mid-append: the complete ones still count
+    return out
+
+
+def _append(path: Path, record: dict[str, Any]) -> None:
     with path.open("a") as fh:
-        fh.write(json.dumps(alert, sort_keys=True, default=str) + "\n")
-    return path
+        fh.write(json.dumps(record, sort_keys=True, default=str) + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
 
 
-def post_webhook(alert: dict[str, Any], url: str | None = None, attempts: int = 3, timeout_s: float = 10.0) -> str:
+def recorded_alerts(folder: Path) -> list[dict[str, Any]]:
+    return _read_lines(folder / ALERTS_FILE)
+
+
+def record_alert(folder: Path, alert: dict[str, Any]) -> bool:
+    """Appends the alert unless its run id is already recorded; True when it was new."""
+    with _locked(folder):
+        if any(a.get("run_id") == alert["run_id"] for a in recorded_alerts(folder)):
+            return False
+        _append(folder / ALERTS_FILE, alert)
+        return True
+
+
+def pending_alerts(folder: Path) -> list[dict[str, Any]]:
+    posted = {p.get("run_id") for p in _read_lines(folder / POSTED_FILE)}
+    return [a for a in recorded_alerts(folder) if a.get("run_id") not in posted]
+
+
+def deliver_pending(folder: Path, url: str | None = None, deadline_s: float = ROUND_DEADLINE_S,
+                    timeout_s: float = POST_TIMEOUT_S) -> str:
+    """POSTs every pending alert once, within ``deadline_s`` in all; what fails stays pending for the next
+    round. Returns a summary safe to log (host only)."""
+    url = url or os.environ.get(WEBHOOK_ENV)
+    if not url:
+        return "no webhook configured"
+    host = urlsplit(url).hostname or "?"
+    end = time.monotonic() + deadline_s
+    sent, failed = 0, []
+    with _locked(folder):  # two rounds at once would post the same alert twice
+        for alert in pending_alerts(folder):
+            left = end - time.monotonic()
+            if left <= 0.2:
+                failed.append("deadline reached")
+                break
+            try:
+                post_webhook(alert, url, attempts=1, timeout_s=min(timeout_s, left))
+            except RuntimeError as exc:
+                failed.append(str(exc))
+                break  # the webhook is down: don't spend the round's deadline on each alert
+            _append(folder / POSTED_FILE, {"run_id": alert["run_id"], "posted_at": time.time()})
+            sent += 1
+    left_over = len(pending_alerts(folder))
+    summary = f"webhook at {host}: {sent} posted"
+    return summary + (f", {left_over} pending for the next round ({failed[0]})" if left_over else "")
+
+
+def post_webhook(alert: dict[str, Any], url: str | None = None, attempts: int = 1,
+                 timeout_s: float = POST_TIMEOUT_S) -> str:
     """POST the alert; returns a description safe to log (host only). Raises after the last failed attempt."""
     url = url or os.environ.get(WEBHOOK_ENV)
     if not url:
@@ -37,8 +118,9 @@ def post_webhook(alert: dict[str, Any], url: str | None = None, attempts: int = 
         try:
             with urllib.request.urlopen(req, timeout=timeout_s) as resp:
                 return f"posted to {host} (HTTP {resp.status})"
-        except (urllib.error.URLError, TimeoutError) as exc:
+        except (urllib.error.URLError, TimeoutError, OSError) as exc:
             if attempt == attempts:
-                raise RuntimeError(f"webhook at {host} failed after {attempts} attempts: {type(exc).__name__}") from None
+                raise RuntimeError(f"webhook at {host} failed after {attempts} attempt(s): "
+                                   f"{type(exc).__name__}") from None
             time.sleep(0.5 * attempt)
     raise AssertionError("unreachable")

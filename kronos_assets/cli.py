@@ -10,14 +10,37 @@ import time
 from kronos_assets.settings import PROFILES, ConfigError
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0, got {text}")
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="kronos-assets", description=__doc__)
     parser.add_argument("--profile", choices=PROFILES, help="profile to use (default: $KRONOS_PROFILE or demo)")
     parser.add_argument("--home", help="project home: warehouse, publish folder, Dagster runs ($KRONOS_HOME)")
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="fetch candles, forecast, score and publish every configured series once")
-    run.add_argument("--backfill-bars", type=int, default=48,
+    run.add_argument("--backfill-bars", type=_positive_int, default=48,
                      help="also forecast and score this many past bars (rolling origin) so the track record is not empty")
+    run.add_argument("--pool-wait-s", type=_positive_float, default=None,
+                     help="give up on a run that waits longer than this for the warehouse or publish slot "
+                          "(default $KRONOS_POOL_WAIT_S or 300)")
     sub.add_parser("check", help="load and validate the configuration and the Dagster definitions")
     health = sub.add_parser("health", help="what is configured, reachable, fresh and failing; exit 1 when anything fails")
     health.add_argument("--network", action="store_true",
@@ -49,16 +72,19 @@ def main(argv: list[str] | None = None) -> int:
         print(f"profile {settings.profile}: {len(settings.symbols)} symbols x {len(settings.timeframes)} timeframes OK")
         return 0
 
-    from kronos_assets.main_job import run_main_job
+    from kronos_assets.main_job import POOL_WAIT_S, MainJobFailed, run_main_job
 
     t0 = time.perf_counter()
-    print(f"profile {settings.profile} ({settings.description}); home {settings.home}")
+    print(f"profile {settings.profile} ({settings.description}); data in {settings.profile_home}")
+    dagster_home = os.environ.get("DAGSTER_HOME")
+    print(f"full Dagster log: {settings.log_path if not dagster_home else 'in the instance at ' + dagster_home}")
     try:
-        result = run_main_job(settings, backfill_bars=args.backfill_bars)
+        result = run_main_job(settings, backfill_bars=args.backfill_bars, pool_wait_s=args.pool_wait_s or POOL_WAIT_S)
     except ConfigError as exc:  # e.g. R2 chosen but its variables missing
         print(f"configuration error: {exc}", file=sys.stderr)
         return 2
-    except RuntimeError as exc:
+    except MainJobFailed as exc:
+        sys.stdout.flush()
         print(f"main job failed: {exc}", file=sys.stderr)
         return 1
     print(f"{result.runs} runs in {time.perf_counter() - t0:.1f} s")

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from kronos_assets.market.timeframes import timeframe_delta
-from kronos_assets.settings import BASELINES, ConfigError, Settings
+from kronos_assets.settings import BASELINES, ConfigError, ModelSettings, Settings
 
 OK, WARN, FAIL, SKIP, INFO = "OK", "WARN", "FAIL", "SKIP", "INFO"
 SECTIONS = ("configured", "reachable", "fresh", "failing")
@@ -160,6 +160,15 @@ def _publish_target(settings: Settings) -> tuple[str, str, Any]:
     return OK, f"{settings.publish_backend} -> R2 {where}", cfg
 
 
+def model_source(m: ModelSettings) -> str:
+    """Where a model's weights come from, for every source kind: a local folder or a hub repo at a revision."""
+    if m.local_dir is not None:
+        return f"local folder {m.local_dir}"
+    if m.revision:
+        return f"{m.repo}@{m.revision[:12]}"
+    return f"{m.repo} (no pinned revision)"
+
+
 def configured(settings: Settings) -> list[Row]:
     s = settings
     rows = [Row("configured", "profile", OK, f"{s.profile}: {s.description} (configs in {s.config_dir})")]
@@ -176,16 +185,16 @@ def configured(settings: Settings) -> list[Row]:
         if name in BASELINES:
             models.append(f"{name} (baseline)")
         else:
-            m = s.models[name]
-            models.append(f"{name} ({m.repo}@{m.revision[:12]})")
+            models.append(f"{name} ({model_source(s.models[name])})")
     rows.append(Row("configured", "forecasters", OK, f"{', '.join(models)}; primary {s.primary_model}"))
     status, detail, _ = _publish_target(s)
     rows.append(Row("configured", "publish", status, detail))
-    rows.append(Row("configured", "home", OK, f"{s.home} (warehouse {s.warehouse_path.name}, uploads {s.uploads_dir})"))
+    rows.append(Row("configured", "home", OK, f"{s.home}; this profile's data in {s.profile_home} (warehouse "
+                    f"{s.warehouse_path.name}, uploads {s.uploads_dir})"))
     if os.environ.get("DAGSTER_HOME"):
         rows.append(Row("configured", "dagster instance", OK, f"$DAGSTER_HOME = {os.environ['DAGSTER_HOME']}"))
     else:
-        rows.append(Row("configured", "dagster instance", OK, f"{s.home / 'dagster'} (set DAGSTER_HOME for another)"))
+        rows.append(Row("configured", "dagster instance", OK, f"{s.dagster_home} (set DAGSTER_HOME for another)"))
     return rows
 
 
@@ -402,10 +411,10 @@ def publication_row(settings: Settings, store: Any, now: datetime, why_not: str 
 
 def open_instance(settings: Settings) -> tuple[Any, Row]:
     """The Dagster instance of ``instance_for(settings)`` (or $DAGSTER_HOME's); None when none exists yet."""
-    if not os.environ.get("DAGSTER_HOME") and not (settings.home / "dagster").is_dir():
+    if not os.environ.get("DAGSTER_HOME") and not settings.dagster_home.is_dir():
         return None, Row("reachable", "dagster instance", OK,
-                         f"none yet at {settings.home / 'dagster'}: no run recorded")
-    from kronos_assets.main_job import instance_for
+                         f"none yet at {settings.dagster_home}: no run recorded")
+    from kronos_assets.local_instance import instance_for
 
     try:
         instance = instance_for(settings)
@@ -413,7 +422,7 @@ def open_instance(settings: Settings) -> tuple[Any, Row]:
         instance.get_runs_count()
     except Exception as exc:
         return None, Row("reachable", "dagster instance", FAIL, f"cannot open: {_short(exc)}")
-    where = os.environ.get("DAGSTER_HOME") or str(settings.home / "dagster")
+    where = os.environ.get("DAGSTER_HOME") or str(settings.dagster_home)
     return instance, Row("reachable", "dagster instance", OK, f"{where} ({kind} storage)")
 
 
@@ -422,36 +431,11 @@ def _run_partitions(tags: dict[str, str]) -> dict[str, str]:
     return {k: tags[k] for k in keys if k in tags}
 
 
-def _run_label(run: Any) -> str:
-    p = _run_partitions(run.tags)
-    if "dagster/partition" in p:
-        return f"{run.job_name} [{p['dagster/partition']}]"
-    if "dagster/asset_partition_range_start" in p:
-        return f"{run.job_name} [{p['dagster/asset_partition_range_start']}..{p.get('dagster/asset_partition_range_end')}]"
-    return run.job_name
-
-
-def _run_error(instance: Any, run_id: str) -> str:
-    from dagster import DagsterEventType
-
-    try:
-        for entry in instance.all_logs(run_id, of_type={DagsterEventType.STEP_FAILURE, DagsterEventType.RUN_FAILURE}):
-            ev = entry.dagster_event
-            data = getattr(ev, "step_failure_data", None) if ev.event_type == DagsterEventType.STEP_FAILURE else None
-            if data is not None and data.error is not None:
-                err = data.error
-                while err.cause is not None and err.message.startswith("dagster._core.errors"):
-                    err = err.cause  # the user code's exception, not Dagster's wrapper
-                return f"{ev.step_key}: {_short(err.message, 120)}"
-            if ev.message:
-                return _short(ev.message, 120)
-    except Exception:
-        pass
-    return "no error message recorded"
-
-
 def failed_runs(instance: Any, now: datetime, since_hours: float) -> Row:
     import dagster as dg
+
+    from kronos_assets.failures import run_cause
+    from kronos_assets.runs import run_label
 
     since = now - timedelta(hours=since_hours)
     records = instance.get_run_records(
@@ -465,11 +449,11 @@ def failed_runs(instance: Any, now: datetime, since_hours: float) -> Row:
             filters=dg.RunsFilter(job_name=run.job_name, statuses=[dg.DagsterRunStatus.SUCCESS],
                                   tags=_run_partitions(run.tags), created_after=rec.create_timestamp),
             limit=1)
-        label = f"{_run_label(run)} run {run.run_id[:8]} at {_fmt_time(rec.create_timestamp)}"
+        label = f"{run_label(run)} run {run.run_id[:8]} at {_fmt_time(rec.create_timestamp)}"
         if later:
             repaired.append(f"{label} (repaired by {later[0].dagster_run.run_id[:8]})")
         else:
-            open_.append(f"{label}: {_run_error(instance, run.run_id)}")
+            open_.append(f"{label}: {run_cause(instance, run.run_id)}")
     if open_:
         detail = f"{len(open_)} failed: " + _listing(open_)
         if repaired:
@@ -593,6 +577,8 @@ def run_health(settings: Settings, network: bool = False, since_hours: float = 2
         wh.close()
     rows.append(publication_row(settings, store, now, why_not))
 
+    from kronos_assets.health_runs import in_flight_runs, pool_slots
+
     if instance is None:
         why = "no Dagster instance yet" if inst_row.status == OK else "Dagster instance not reachable"
         rows.append(Row("failing", f"runs (last {since_hours:g} h)", SKIP if inst_row.status == OK else FAIL, why))
@@ -600,6 +586,8 @@ def run_health(settings: Settings, network: bool = False, since_hours: float = 2
         try:
             for item, fn in ((f"runs (last {since_hours:g} h)", lambda: [failed_runs(instance, now, since_hours)]),
                              ("asset checks", lambda: [failed_checks(settings, instance)]),
+                             ("runs in flight", lambda: [in_flight_runs(instance, now)]),
+                             ("pool slots", lambda: [pool_slots(instance)]),
                              ("dagster daemon", lambda: [r for r in [daemon_row(instance, now)] if r])):
                 rows += guarded("failing", item, fn) or []
         finally:

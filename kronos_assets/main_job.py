@@ -2,13 +2,18 @@
 
 For each timeframe and symbol it refreshes the candle days a forecast needs, then forecasts, scores and publishes
 the newest closed bar and the ``backfill_bars`` before it (a short rolling-origin backtest, so a fresh install
-has a track record to show at once). Runs are recorded in a Dagster instance under the project home, so
-``dagster dev`` shows them.
+has a track record to show at once). Runs are recorded in the profile's Dagster instance (``dagster dev`` shows
+them); their full event log goes to a file, the terminal gets one line per step of the job.
+
+Unattended: runs left STARTED by a process that died are failed and their pool slots freed first; a wait for a
+pool slot is bounded; every failed run is alerted once; a failure raises ``MainJobFailed`` whose message is
+the cause in one line.
 """
 
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Callable
@@ -18,8 +23,22 @@ import dagster as dg
 from kronos_assets.defs.factory import build_definitions, candles_job_name, forecast_job_name
 from kronos_assets.defs.partitions import RANGE_END, RANGE_START, bar_key, day_key
 from kronos_assets.defs.resources import build_resources
+from kronos_assets.failures import alert_failed_runs, run_cause
+from kronos_assets.local_instance import instance_for
 from kronos_assets.market.timeframes import last_closed_bar_open, timeframe_delta
+from kronos_assets.publishing.store import LocalStore
+from kronos_assets.runs import bounded_pool_waits, held_slots, process_tags, reap_dead_runs
 from kronos_assets.settings import Settings
+
+__all__ = ["MainJobFailed", "MainJobResult", "instance_for", "run_main_job"]
+
+POOL_WAIT_S = float(os.environ.get("KRONOS_POOL_WAIT_S", 300))
+# The terminal gets our progress lines; Dagster's event log goes to the instance's log file.
+QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
+
+
+class MainJobFailed(RuntimeError):
+    """A run of the main job failed; the message is what failed and why, in one line."""
 
 
 @dataclass
@@ -28,26 +47,41 @@ class MainJobResult:
     runs: int
 
 
-# One DuckDB writer and one publisher at a time: runs queue for a slot instead of fighting over the file lock.
-LOCAL_INSTANCE_YAML = """\
-concurrency:
-  pools:
-    default_limit: 1
-telemetry:
-  enabled: false
-"""
+@dataclass
+class _Runner:
+    settings: Settings
+    instance: dg.DagsterInstance
+    log: Callable[[str], None]
+    total: int
+    done: int = 0
+
+    def run(self, job: dg.JobDefinition, what: str, start: dg.MultiPartitionKey, end: dg.MultiPartitionKey) -> None:
+        self.done += 1
+        self.log(f"[{self.done}/{self.total}] {what}")
+        t0 = time.perf_counter()
+        result = job.execute_in_process(instance=self.instance, run_config=QUIET, raise_on_error=False,
+                                        tags={RANGE_START: str(start), RANGE_END: str(end), **process_tags()})
+        if not result.success:
+            outcome = alert_failed_runs(self.instance, [result.run_id], self.settings.profile_home,
+                                        self.settings.profile)
+            self.log(f"      failed after {time.perf_counter() - t0:.1f} s (run {result.run_id}); alert recorded, "
+                     f"{outcome}")
+            raise MainJobFailed(f"{what}: {run_cause(self.instance, result.run_id)}")
+        self.log(f"      done in {time.perf_counter() - t0:.1f} s")
 
 
-def instance_for(settings: Settings) -> dg.DagsterInstance:
-    """$DAGSTER_HOME's instance when set, else one under the project home (``DAGSTER_HOME=<home>/dagster dg dev``
-    shows its runs)."""
-    if os.environ.get("DAGSTER_HOME"):
-        return dg.DagsterInstance.get()
-    path = settings.home / "dagster"
-    path.mkdir(parents=True, exist_ok=True)
-    if not (path / "dagster.yaml").exists():
-        (path / "dagster.yaml").write_text(LOCAL_INSTANCE_YAML)
-    return dg.DagsterInstance.local_temp(tempdir=str(path))
+def recover(settings: Settings, instance: dg.DagsterInstance, store: Any, log: Callable[[str], None]) -> None:
+    """Fails runs whose process died (and alerts them), frees their slots, and removes stray publish
+    temporaries once no run holds the publish slot."""
+    reaped = reap_dead_runs(instance)
+    for message in reaped.values():
+        log(f"recovered: {message}")
+    if reaped:
+        alert_failed_runs(instance, list(reaped), settings.profile_home, settings.profile)
+    if isinstance(store, LocalStore) and "publish" not in held_slots(instance):
+        stray = store.remove_stray_temporaries()
+        if stray:
+            log(f"recovered: removed {len(stray)} unfinished temporary file(s) from {store.root}")
 
 
 def run_main_job(
@@ -57,32 +91,25 @@ def run_main_job(
     instance: dg.DagsterInstance | None = None,
     resources: dict[str, Any] | None = None,
     log: Callable[[str], None] = print,
+    pool_wait_s: float = POOL_WAIT_S,
 ) -> MainJobResult:
     now = now or datetime.now(timezone.utc)
     resources = resources if resources is not None else build_resources(settings)
     defs = build_definitions(settings, resources)
     instance = instance or instance_for(settings)
-    runs = 0
-    for tf in settings.timeframes:
-        step = timeframe_delta(tf.name)
-        newest = last_closed_bar_open(now, tf.name)
-        first = newest - (backfill_bars - 1) * step
-        candles_from = first - tf.history_bars * step
-        candles = defs.resolve_job_def(candles_job_name(tf.name))
-        forecast = defs.resolve_job_def(forecast_job_name(tf.name))
-        for symbol in settings.symbols:
-            log(f"{symbol} {tf.name}: candles {candles_from:%Y-%m-%d}..{newest:%Y-%m-%d}")
-            _run(candles, instance, day_key(symbol, candles_from), day_key(symbol, newest))
-            log(f"{symbol} {tf.name}: forecast, score and publish {backfill_bars} bars up to {newest:%Y-%m-%d %H:%M}")
-            _run(forecast, instance, bar_key(symbol, first), bar_key(symbol, newest))
-            runs += 2
-    return MainJobResult(dashboard=resources["store"].location("index.html"), runs=runs)
-
-
-def _run(job: dg.JobDefinition, instance: dg.DagsterInstance, start: dg.MultiPartitionKey,
-         end: dg.MultiPartitionKey) -> None:
-    result = job.execute_in_process(instance=instance, tags={RANGE_START: str(start), RANGE_END: str(end)},
-                                    raise_on_error=False)
-    if not result.success:
-        failures = [e.message for e in result.all_events if e.is_failure]
-        raise RuntimeError(f"run {result.run_id} of {job.name} ({start}..{end}) failed: " + " | ".join(failures[:3]))
+    recover(settings, instance, resources["store"], log)
+    runner = _Runner(settings, instance, log, total=2 * len(settings.timeframes) * len(settings.symbols))
+    with bounded_pool_waits(instance, pool_wait_s, on_reap=lambda m: log(f"recovered: {m}")):
+        for tf in settings.timeframes:
+            step = timeframe_delta(tf.name)
+            newest = last_closed_bar_open(now, tf.name)
+            first = newest - (backfill_bars - 1) * step
+            candles_from = first - tf.history_bars * step
+            candles = defs.resolve_job_def(candles_job_name(tf.name))
+            forecast = defs.resolve_job_def(forecast_job_name(tf.name))
+            for symbol in settings.symbols:
+                runner.run(candles, f"{symbol} {tf.name}: candles {candles_from:%Y-%m-%d}..{newest:%Y-%m-%d}",
+                           day_key(symbol, candles_from), day_key(symbol, newest))
+                runner.run(forecast, f"{symbol} {tf.name}: forecast, score and publish {backfill_bars} bars up to "
+                                     f"{newest:%Y-%m-%d %H:%M}", bar_key(symbol, first), bar_key(symbol, newest))
+    return MainJobResult(dashboard=resources["store"].location("index.html"), runs=runner.done)

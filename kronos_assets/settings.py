@@ -83,23 +83,40 @@ class Settings:
     publish_backend: str
     home: Path
     config_dir: Path
+    uploads_publish: bool = False  # profile's uploads.publish: uploaded markets' scores in the public files
 
     @property
     def synthetic(self) -> bool:
         return self.market == "synthetic"
 
     @property
+    def profile_home(self) -> Path:
+        """Everything a profile stores lives here (<home>/<profile>): demo and live never share a warehouse,
+        a Dagster instance or a publish folder."""
+        return self.home / self.profile
+
+    @property
     def warehouse_path(self) -> Path:
-        return self.home / "warehouse.duckdb"
+        return self.profile_home / "warehouse.duckdb"
 
     @property
     def publish_dir(self) -> Path:
-        return self.home / "publish"
+        return self.profile_home / "publish"
+
+    @property
+    def dagster_home(self) -> Path:
+        """The local Dagster instance `kronos-assets run` records runs in (DAGSTER_HOME for `dg dev`)."""
+        return self.profile_home / "dagster"
+
+    @property
+    def log_path(self) -> Path:
+        """Dagster's full event log of every run on the local instance."""
+        return self.profile_home / "logs" / "dagster.log"
 
     @property
     def uploads_dir(self) -> Path:
-        """Folder watched for users' candle files ($KRONOS_UPLOADS_DIR, else <home>/uploads)."""
-        return Path(os.environ.get("KRONOS_UPLOADS_DIR", self.home / "uploads")).expanduser().resolve()
+        """Folder watched for users' candle files ($KRONOS_UPLOADS_DIR, else <home>/<profile>/uploads)."""
+        return Path(os.environ.get("KRONOS_UPLOADS_DIR", self.profile_home / "uploads")).expanduser().resolve()
 
     def timeframe(self, name: str) -> TimeframeSettings:
         for tf in self.timeframes:
@@ -302,6 +319,8 @@ def load_settings(
     backend = p.get(publish, "backend", "publish.", str)
     if backend not in PUBLISH_BACKENDS:
         raise p.fail("publish.backend", f"unknown backend {backend!r}; choose one of {', '.join(PUBLISH_BACKENDS)}")
+    uploads = p.get(p.data, "uploads", "", dict) if "uploads" in p.data else {}
+    uploads_publish = p.get(uploads, "publish", "uploads.", bool) if "publish" in uploads else False
 
     return Settings(
         profile=profile,
@@ -317,4 +336,5 @@ def load_settings(
         publish_backend=backend,
         home=home,
         config_dir=config_dir,
+        uploads_publish=uploads_publish,
     )

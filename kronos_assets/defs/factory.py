@@ -11,7 +11,8 @@ from kronos_assets.defs.evaluate import build_evaluations, build_track_record
 from kronos_assets.defs.forecast import build_forecasts
 from kronos_assets.defs.ingest import build_ingest
 from kronos_assets.defs.model import build_weights, kronos_models
-from kronos_assets.defs.operations import build_failure_sensor, build_forecast_checks, freshness_policy
+from kronos_assets.defs.operations import (build_failure_sensor, build_forecast_checks, build_recovery_sensor,
+                                            freshness_policy)
 from kronos_assets.defs.partitions import MARKETS, UPLOADS, Family
 from kronos_assets.defs.publish import build_published
 from kronos_assets.defs.resources import build_resources
@@ -77,7 +78,8 @@ def build_definitions(settings: Settings, resources: dict[str, Any] | None = Non
             assets=[*(build_weights(m) for m in kronos_models(settings)), comparison, *build_training_assets(settings)],
             jobs=[compare_job],
             sensors=[build_uploads_sensor(settings, {tf: job for tf, (_, job) in uploads.items()}),
-                     build_failure_sensor(settings), build_revision_sensor(settings, compare_job)],
+                     build_failure_sensor(settings), build_recovery_sensor(settings),
+                     build_revision_sensor(settings, compare_job)],
             resources=resources if resources is not None else build_resources(settings),
             # Steps are short and share the model in memory: one process per run beats a process per step.
             executor=dg.in_process_executor,

@@ -1,14 +1,16 @@
-"""Operations: forecast sanity checks, freshness policies, and the run-failure alert sensor."""
+"""Operations: forecast sanity checks, freshness policies, run-failure alerts and recovery of dead runs."""
 
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 
 import dagster as dg
 import numpy as np
 
-from kronos_assets.alerts import post_webhook, record_alert
+from kronos_assets.alerts import ALERTS_FILE, deliver_pending, pending_alerts, record_alert
 from kronos_assets.defs.forecast import forecasts_key
 from kronos_assets.market.timeframes import timeframe_delta
+from kronos_assets.failures import failure_alert
 from kronos_assets.records import Q_COLS
+from kronos_assets.runs import reap_dead_runs
 from kronos_assets.settings import Settings, TimeframeSettings
 from kronos_assets.warehouse import Warehouse
 
@@ -66,34 +68,44 @@ def freshness_policy(tf: TimeframeSettings) -> dg.FreshnessPolicy:
                                           warn_window=2 * bar + timedelta(minutes=15))
 
 
-def _step_error(event: dg.DagsterEvent) -> str:
-    data = event.step_failure_data
-    if data.user_failure_data is not None and data.user_failure_data.description:
-        return f"{event.step_key}: {data.user_failure_data.description}"
-    return f"{event.step_key}: {data.error.message.strip() if data.error else 'failed'}"
-
-
 def build_failure_sensor(settings: Settings) -> dg.SensorDefinition:
+    folder = settings.profile_home
+
     @dg.run_failure_sensor(
         name="alert_on_run_failure",
         default_status=dg.DefaultSensorStatus.RUNNING,
-        description=(f"Records every failed run in {settings.home / 'alerts.jsonl'} and posts it as JSON to the "
-                     "webhook in KRONOS_ALERT_WEBHOOK when set."),
+        description=(f"Records every failed run once (by run id) in {folder / ALERTS_FILE} with its cause in one "
+                     "line, and posts it as JSON to the webhook in KRONOS_ALERT_WEBHOOK when set (short deadline; "
+                     "a failed post is retried by deliver_alerts)."),
     )
     def alert_on_run_failure(context: dg.RunFailureSensorContext) -> None:
         run = context.dagster_run
-        alert = {
-            "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "run_id": run.run_id,
-            "job": run.job_name,
-            "partition": run.tags.get("dagster/partition")
-            or f"{run.tags.get('dagster/asset_partition_range_start', '')}..{run.tags.get('dagster/asset_partition_range_end', '')}",
-            "error": context.failure_event.message,
-            "step_errors": [_step_error(ev) for ev in context.get_step_failure_events()],
-            "summary": f"kronos_assets: run of {run.job_name} failed ({run.run_id[:8]})",
-        }
-        path = record_alert(settings.home, alert)
-        outcome = post_webhook(alert)
-        context.log.info(f"alert for run {run.run_id} recorded in {path}; {outcome}")
+        new = record_alert(folder, failure_alert(context.instance, run, settings.profile))
+        outcome = deliver_pending(folder)
+        context.log.info(f"alert for run {run.run_id} {'recorded' if new else 'already recorded'} in "
+                         f"{folder / ALERTS_FILE}; {outcome}")
 
     return alert_on_run_failure
+
+
+def build_recovery_sensor(settings: Settings) -> dg.SensorDefinition:
+    """With the daemon running, nobody has to start `kronos-assets run` for a dead run to be failed and its slots
+    freed, nor for a webhook that was down to get its pending alerts."""
+    folder = settings.profile_home
+
+    @dg.sensor(name="recover_dead_runs_and_deliver_alerts", minimum_interval_seconds=60,
+               default_status=dg.DefaultSensorStatus.RUNNING,
+               description=("Fails runs whose process died (freeing their pool slots) and re-posts alerts whose "
+                            "webhook call failed."))
+    def recover(context: dg.SensorEvaluationContext) -> dg.SkipReason:
+        reaped = reap_dead_runs(context.instance)
+        for message in reaped.values():
+            context.log.warning(message)
+        for run_id in reaped:
+            run = context.instance.get_run_by_id(run_id)
+            if run is not None and run.status == dg.DagsterRunStatus.FAILURE:
+                record_alert(folder, failure_alert(context.instance, run, settings.profile))
+        outcome = deliver_pending(folder) if pending_alerts(folder) else "no alert pending"
+        return dg.SkipReason(f"{len(reaped)} dead run(s) recovered; {outcome}")
+
+    return recover

@@ -101,6 +101,16 @@ class LocalStore:
             Path(tmp).unlink(missing_ok=True)
             raise
 
+    def remove_stray_temporaries(self) -> list[Path]:
+        """Deletes the ``.tmp-*`` files a killed writer left behind. Call it only while nothing publishes (the
+        caller holds, or has checked, the publish pool): a live writer's temporary file looks the same."""
+        if not self.root.is_dir():
+            return []
+        stray = [p for p in self.root.rglob(".tmp-*") if p.is_file()]
+        for path in stray:
+            path.unlink(missing_ok=True)
+        return stray
+
     def get(self, key: str) -> bytes | None:
         path = self._path(key)
         return path.read_bytes() if path.is_file() else None

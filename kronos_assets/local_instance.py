@@ -1,0 +1,72 @@
+"""The local Dagster instance of a profile: <home>/<profile>/dagster, with the settings unattended runs need."""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+
+import dagster as dg
+
+from kronos_assets.settings import Settings
+
+MARKER = "# Written by kronos-assets"
+
+# One DuckDB writer and one publisher at a time (pools), runs watched by the daemon when one runs
+# (`DAGSTER_HOME=<home>/<profile>/dagster dg dev`): a run that never starts is failed, slots of ended runs are
+# freed; sensors in threads so a slow webhook never delays the others; the full event log in a file, not on
+# the terminal.
+INSTANCE_YAML = """\
+{marker} for profile {profile}; it is rewritten when it differs. Use your own instance with DAGSTER_HOME.
+concurrency:
+  pools:
+    default_limit: 1
+run_monitoring:
+  enabled: true
+  start_timeout_seconds: 180
+  cancel_timeout_seconds: 180
+  poll_interval_seconds: 30
+  free_slots_after_run_end_seconds: 30
+sensors:
+  use_threads: true
+  num_workers: 4
+python_logs:
+  dagster_handler_config:
+    handlers:
+      kronos_file:
+        class: logging.FileHandler
+        level: DEBUG
+        filename: {log}
+        formatter: kronos
+    formatters:
+      kronos:
+        format: "%(asctime)s %(levelname)s %(message)s"
+telemetry:
+  enabled: false
+"""
+
+
+# The file handler above is the documented python_logs setting; Dagster flags it beta on every run.
+warnings.filterwarnings("ignore", message="Handling yaml-defined logging configuration", category=dg.BetaWarning)
+
+
+def instance_yaml(settings: Settings) -> str:
+    return INSTANCE_YAML.format(marker=MARKER, profile=settings.profile, log=json.dumps(str(settings.log_path)))
+
+
+def instance_for(settings: Settings) -> dg.DagsterInstance:
+    """$DAGSTER_HOME's instance when set, else the profile's own under the project home. Our dagster.yaml is
+    kept up to date; one a person wrote (without the marker line) is left alone."""
+    if os.environ.get("DAGSTER_HOME"):
+        return dg.DagsterInstance.get()
+    path = settings.dagster_home
+    path.mkdir(parents=True, exist_ok=True)
+    settings.log_path.parent.mkdir(parents=True, exist_ok=True)
+    yaml_path = path / "dagster.yaml"
+    wanted = instance_yaml(settings)
+    current = yaml_path.read_text() if yaml_path.exists() else None
+    if current is None or (current.startswith(MARKER) and current != wanted):
+        tmp = yaml_path.with_suffix(".yaml.tmp")
+        tmp.write_text(wanted)
+        os.replace(tmp, yaml_path)
+    return dg.DagsterInstance.local_temp(tempdir=str(path))

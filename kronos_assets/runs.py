@@ -1,0 +1,200 @@
+"""Runs that outlive their process: find them, fail them, free their pool slots; and bounded waits for a slot.
+
+A run whose process was killed (``kill -9``, out of memory, a full disk under Dagster's own SQLite) stays
+STARTED in the instance and keeps the ``duckdb_write`` / ``publish`` pool slots its steps claimed, so every
+later run would wait for them forever. ``kronos-assets run`` tags its runs with the process that executes them
+(host, pid and the pid's start time, so a recycled pid is not mistaken for the run); daemon-launched runs
+record their pid in Dagster's "Started process for run (pid: N)" event. ``reap_dead_runs`` fails the runs
+whose process is gone from this host and frees their slots; ``bounded_pool_waits`` turns an endless wait for a
+slot into a failure naming the run that holds it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import dagster as dg
+
+HOST_TAG, PID_TAG, PID_START_TAG = "kronos/host", "kronos/pid", "kronos/pid_start"
+LIVE_STATUSES = [dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.CANCELING]
+_STARTED_PROCESS = re.compile(r"Started process for run \(pid: (\d+)\)")
+
+
+class PoolWaitTimeout(RuntimeError):
+    """A step waited longer than allowed for a pool slot; the message names the run holding it."""
+
+
+def _pid_start(pid: int) -> str | None:
+    """The process's start time in clock ticks since boot (field 22 of /proc/<pid>/stat); None when absent."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[1].split()[19]  # fields after the command name, which may hold spaces
+
+
+def process_tags() -> dict[str, str]:
+    """Run tags naming this process, so a later run can tell whether it is still alive."""
+    pid = os.getpid()
+    return {HOST_TAG: socket.gethostname(), PID_TAG: str(pid), PID_START_TAG: _pid_start(pid) or ""}
+
+
+@dataclass(frozen=True)
+class RunProcess:
+    host: str | None  # None: unknown, assumed this host (a local instance only)
+    pid: int
+    start: str | None
+
+    def alive(self) -> bool:
+        if self.host not in (None, socket.gethostname()):
+            return True  # another machine's process: not ours to judge
+        try:
+            os.kill(self.pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            pass  # exists, owned by someone else
+        if self.start and Path("/proc").is_dir():
+            return _pid_start(self.pid) == self.start  # a recycled pid is another process
+        return True
+
+    def __str__(self) -> str:
+        return f"pid {self.pid}" + (f" on {self.host}" if self.host else "")
+
+
+def run_process(instance: dg.DagsterInstance, run: dg.DagsterRun, local: bool) -> RunProcess | None:
+    """The process executing ``run``: from our tags, else (on a local instance) Dagster's launch event."""
+    tags = run.tags
+    if tags.get(PID_TAG, "").isdigit():
+        return RunProcess(tags.get(HOST_TAG), int(tags[PID_TAG]), tags.get(PID_START_TAG) or None)
+    if not local:
+        return None
+    for entry in instance.all_logs(run.run_id, of_type=dg.DagsterEventType.ENGINE_EVENT):
+        found = _STARTED_PROCESS.search(entry.message or "")
+        if found:
+            return RunProcess(None, int(found.group(1)), None)
+    return None
+
+
+def is_local(instance: dg.DagsterInstance) -> bool:
+    """SQLite storage: every run of this instance ran on this machine."""
+    return type(instance.run_storage).__name__.startswith("Sqlite")
+
+
+def run_label(run: dg.DagsterRun) -> str:
+    tags = run.tags
+    if "dagster/partition" in tags:
+        return f"{run.job_name} [{tags['dagster/partition']}]"
+    if "dagster/asset_partition_range_start" in tags:
+        return (f"{run.job_name} [{tags['dagster/asset_partition_range_start']}.."
+                f"{tags.get('dagster/asset_partition_range_end')}]")
+    return run.job_name
+
+
+@dataclass(frozen=True)
+class StaleRun:
+    run: dg.DagsterRun
+    process: RunProcess
+
+    @property
+    def message(self) -> str:
+        return (f"run {self.run.run_id} of {run_label(self.run)} was {self.run.status.value} but its process "
+                f"({self.process}) is gone (killed or crashed): marked failed and its pool slots freed")
+
+
+def dead_runs(instance: dg.DagsterInstance) -> list[StaleRun]:
+    """Runs still STARTING/STARTED/CANCELING whose process no longer exists on this host."""
+    local = is_local(instance)
+    found = []
+    for rec in instance.get_run_records(filters=dg.RunsFilter(statuses=LIVE_STATUSES)):
+        proc = run_process(instance, rec.dagster_run, local)
+        if proc is not None and not proc.alive():
+            found.append(StaleRun(rec.dagster_run, proc))
+    return found
+
+
+def held_slots(instance: dg.DagsterInstance) -> dict[str, list[tuple[str, str]]]:
+    """Pool -> [(run id, step key)] of the slots claimed now."""
+    storage = instance.event_log_storage
+    if not storage.supports_global_concurrency_limits:
+        return {}
+    pools = storage.get_concurrency_keys()
+    return {pool: [(s.run_id, s.step_key) for s in info.claimed_slots]
+            for pool, info in storage.get_concurrency_infos(list(pools)).items() if info.claimed_slots}
+
+
+def reap_dead_runs(instance: dg.DagsterInstance) -> dict[str, str]:
+    """Fails the runs whose process died and frees every slot held by a run that is no longer in flight.
+    Returns run id -> what was done, for each run handled (empty when nothing was stale)."""
+    messages: dict[str, str] = {}
+    storage = instance.event_log_storage
+    for stale in dead_runs(instance):
+        instance.report_run_failed(stale.run, stale.message)
+        if storage.supports_global_concurrency_limits:
+            storage.free_concurrency_slots_for_run(stale.run.run_id)
+        messages[stale.run.run_id] = stale.message
+    if not storage.supports_global_concurrency_limits:
+        return messages
+    for run_id in storage.get_concurrency_run_ids():
+        run = instance.get_run_by_id(run_id)
+        if run is None or run.is_finished:
+            storage.free_concurrency_slots_for_run(run_id)
+            if run is not None and run_id not in messages:
+                messages[run_id] = (f"run {run_id} of {run_label(run)} had ended ({run.status.value}) still "
+                                    "holding pool slots: freed")
+    return messages
+
+
+def describe_holders(instance: dg.DagsterInstance, pool: str) -> str:
+    holders = instance.event_log_storage.get_concurrency_info(pool).claimed_slots
+    if not holders:
+        return "no run holds it now"
+    parts = []
+    for slot in holders:
+        run = instance.get_run_by_id(slot.run_id)
+        what = f"{run_label(run)}, {run.status.value}" if run else "unknown run"
+        parts.append(f"run {slot.run_id} ({what}, step {slot.step_key})")
+    return "held by " + "; ".join(parts)
+
+
+@contextmanager
+def bounded_pool_waits(instance: dg.DagsterInstance, limit_s: float,
+                       on_reap: Callable[[str], Any] = lambda _m: None) -> Iterator[None]:
+    """While inside, a step of a run in this process that waits longer than ``limit_s`` for a pool slot fails
+    the run with ``PoolWaitTimeout`` naming the holder. Dagster polls ``claim_concurrency_slot`` (every 1 to
+    15 s) and has no limit of its own, so the check wraps that call. A holder whose process died is reaped at
+    once instead of waited for."""
+    storage = instance.event_log_storage
+    original = storage.claim_concurrency_slot
+    refused_since: dict[tuple[str, str], float] = {}
+
+    def claim(concurrency_key: str, run_id: str, step_key: str, priority: int | None = None) -> Any:
+        status = original(concurrency_key, run_id, step_key, priority)
+        if status.is_claimed:
+            refused_since.pop((run_id, step_key), None)
+            return status
+        for message in reap_dead_runs(instance).values():
+            on_reap(message)
+            status = original(concurrency_key, run_id, step_key, priority)
+            if status.is_claimed:
+                refused_since.pop((run_id, step_key), None)
+                return status
+        waited = time.monotonic() - refused_since.setdefault((run_id, step_key), time.monotonic())
+        if waited > limit_s:
+            raise PoolWaitTimeout(f"step {step_key} waited {waited:.0f} s (limit {limit_s:g} s) for a "
+                                  f"'{concurrency_key}' pool slot, {describe_holders(instance, concurrency_key)}")
+        return status
+
+    storage.claim_concurrency_slot = claim  # an instance attribute: shadows the method for this object only
+    try:
+        yield
+    finally:
+        del storage.claim_concurrency_slot
