@@ -683,6 +683,8 @@ class _Run:
                 status = ex.client._k_status
                 fault = classify(exc, status)
                 desc = f"{ex.id} {what}: {type(exc).__name__}" + (f" (HTTP {status})" if status else "")
+                if status is not None and 200 <= status < 300:  # an error in a 2xx body: say what the body was
+                    desc += f" {_quote(ex.client.last_http_response)}"
                 if fault is Fault.MALFORMED:
                     raise _GiveUp(str(MalformedPayloadError(ex.id, ex.last_request, f"{type(exc).__name__}: {exc}")),
                                   disable=False) from exc
