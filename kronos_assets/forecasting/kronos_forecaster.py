@@ -1,9 +1,11 @@
 """KronosForecaster: the Forecaster protocol on top of kronos.KronosPredictor.
 
-Requests are generated together (KronosPredictor.sample_many): requests with the same history length form
-model batches of exactly ``batch_size`` (padded), each request draws its noise from a generator seeded by its own
-``seed``, so a request's paths are bitwise the same whether it runs alone or in any batch, in the live run and
-in a backtest alike.
+Requests are generated together (KronosPredictor.sample_many): requests with the same history length form model
+batches of at most ``batch_size`` (never padded: a lone live request costs what a direct call costs, a backtest
+keeps batched throughput), and each request draws its noise from a generator seeded by its own ``seed``. So a
+request draws the same tokens whether it runs alone or in any batch, in the live run and in a backtest alike; its
+paths agree within float rounding (bitwise when the batch size is the same). Each request is normalised on, and
+forecast from, its own last ``history_window`` bars only.
 """
 
 from __future__ import annotations
@@ -50,10 +52,10 @@ class KronosForecaster:
         """Load the model and its tokenizer (hub repo ids at revisions, pinned ones by default, or folders).
 
         ``device`` None/"auto" picks cuda, then mps, then cpu. ``context_policy`` decides what happens when
-        history + horizon exceed ``max_context`` (see kronos.generate): "trim" (default, fast) or "exact".
-        ``num_threads`` caps torch threads while sampling with one worker (None: unchanged). ``batch_size``
-        (requests per model batch, always padded to it) and ``workers`` (batches at once, one thread each; None:
-        the usable CPUs): see KronosPredictor.
+        history + horizon exceed ``max_context`` (see kronos.generate): "exact" (default, the model's own
+        sliding window) or "trim" (a speed option). ``num_threads``: torch threads when all requests fit one batch
+        (None: unchanged). ``batch_size`` (most requests per model batch) and ``workers`` (batches at once, one
+        thread each; None: the usable CPUs): see KronosPredictor.
         """
         predictor = KronosPredictor.from_pretrained(
             model, tokenizer, model_revision=model_revision, tokenizer_revision=tokenizer_revision,

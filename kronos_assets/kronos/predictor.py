@@ -3,12 +3,18 @@
 Unlike the original predictor it returns every sample path (not only their mean), takes one seed per series
 (a series' paths never depend on the other series in the call), and accepts series of different lengths.
 
+The model only ever sees, and is normalised on, the history window it forecasts from: ``prepare`` keeps the last
+``history_window(horizon)`` bars (max_context with the "exact" policy, max_context - horizon with "trim") before
+validating and normalising, so a long frame gives exactly the forecast of its last window (the original normalises
+over every row it is given, so a 30,000-bar file shifted the statistics far from the bars the model sees).
+
 Many series are generated together (``sample_many``): series with the same history length and horizon form
-groups of exactly ``batch_size`` (the last one padded with copies whose results are dropped), each group is one
-model batch (generate.generate_batch), and groups run on ``workers`` threads of one intra-op thread each. Every
-tensor shape then depends only on the series' own length, horizon and n_paths and on ``batch_size``, never on how
-many or which other series share the call, and each series draws from its own seeded generator: a series' paths
-are bitwise the same alone or in any batch (kronos_assets_tests/kronos/test_batched.py).
+groups of at most ``batch_size`` (never padded), each group is one model batch (generate.generate_batch). A lone
+group runs in the calling thread with the predictor's threads, so a lone request costs what ``sample`` costs;
+several groups run on ``workers`` threads of one intra-op thread each. Each series draws from its own seeded
+generator, so it draws the same tokens alone or in any batch; its paths then agree within float rounding (the
+GEMM shapes, hence the rounding, depend on the group size), bitwise when the group size is the same
+(kronos_assets_tests/kronos/test_batched.py).
 """
 
 from __future__ import annotations
@@ -38,7 +44,7 @@ PRICE_COLUMNS = ("open", "high", "low", "close")
 FEATURES = ("open", "high", "low", "close", "volume", "amount")
 CLOSE, VOLUME = FEATURES.index("close"), FEATURES.index("volume")
 NORM_EPS = 1e-5
-DEFAULT_BATCH_SIZE = 8  # series per model batch; see KronosPredictor
+DEFAULT_BATCH_SIZE = 8  # most series per model batch; see KronosPredictor
 
 
 def resolve_device(device: str | torch.device | None = None) -> torch.device:
@@ -124,8 +130,10 @@ def _column(frame: pl.DataFrame, col: str) -> np.ndarray | None:
 
 
 def prepare_series(frame: pl.DataFrame, future_ts: Sequence[datetime] | np.ndarray | pl.Series, *,
-                   time_column: str = "ts", clip: float = 5.0, name: str = "series") -> PreparedSeries:  # fmt: skip
-    """Validate candles and build the model input (spec §8 steps 1-5).
+                   time_column: str = "ts", clip: float = 5.0, name: str = "series",
+                   max_history: int | None = None) -> PreparedSeries:  # fmt: skip
+    """Validate candles and build the model input (spec §8 steps 1-5) from the last ``max_history`` bars (all
+    when None): those bars alone are validated and give the normalisation statistics.
 
     Missing or all-null volume -> volume = amount = 0; missing or null amount -> volume x mean(OHLC) for those
     rows (the original fills only a missing column; a null amount is how our candle frames say "not given").
@@ -137,6 +145,10 @@ def prepare_series(frame: pl.DataFrame, future_ts: Sequence[datetime] | np.ndarr
         raise MissingColumnsError(f"{name}: missing columns {missing} (have {frame.columns})")
     if frame.height == 0:
         raise KronosInputError(f"{name}: the history is empty")
+    if max_history is not None:
+        if max_history < 1:
+            raise KronosInputError(f"{name}: max_history must be >= 1, got {max_history}")
+        frame = frame.tail(max_history)
     ts = _wall_clock(frame[time_column], f"{name} history")
     _check_increasing(ts, f"{name} history")
     cols: dict[str, np.ndarray] = {c: frame[c].cast(pl.Float64).to_numpy() for c in PRICE_COLUMNS}
@@ -245,21 +257,18 @@ class KronosPredictor:
                  model_info: CheckpointInfo | None = None, tokenizer_info: CheckpointInfo | None = None,
                  num_threads: int | None = None, batch_size: int = DEFAULT_BATCH_SIZE,
                  workers: int | None = None) -> None:  # fmt: skip
-        """``num_threads``: torch intra-op threads while ``sample`` runs one series (None: leave torch's setting).
-        ``sample_many`` (so ``predict_paths``, ``forecast`` and KronosForecaster) always runs one intra-op thread
-        per worker on CPU. Generation runs thousands of small ops; on a CPU shared with other processes one thread
-        is often faster than several, whose OpenMP barriers stall whenever a core is taken (measured: 2 intra-op
-        threads on 2 cores with one core busy elsewhere, 6-15 s per Kronos-mini request instead of 0.4-0.6 s).
+        """``num_threads``: torch intra-op threads while one model batch runs in the calling thread (``sample``,
+        and ``sample_many`` when all its series fit one batch: a lone request); None leaves torch's setting.
+        When ``sample_many`` has several batches (a backtest) they run on ``workers`` threads of one intra-op
+        thread each (None: the usable CPUs on a CPU device, 1 elsewhere): on a CPU shared with other processes
+        OpenMP barriers in thousands of small ops make several intra-op threads per batch many times slower.
 
-        ``batch_size``: series per model batch in ``sample_many`` (and so ``predict_paths``/``forecast``). Groups
-        are always padded to this size, so that a series' paths never depend on the rest of the call; a lone
-        series then costs a whole batch (Kronos-mini, 480 bars, 30 paths, CPU: about 8 x 0.4 s). 8 is about
-        as fast per series as 64 on CPU (larger groups spill out of cache). 1 generates series one at a time.
-        Changing it may change float rounding, hence paths: keep it fixed where forecasts must agree.
+        ``batch_size``: most series per model batch in ``sample_many``. Batches are not padded, so a lone series
+        costs one series; a series draws the same tokens in a batch of any size, and its paths agree within
+        float rounding (bitwise for equal batch sizes). 8 is about as fast per series as 64 on CPU.
 
-        ``workers``: groups generated at once on threads of one intra-op thread each (None: the usable CPUs on
-        a CPU device, 1 elsewhere). Results do not depend on it. On CPU this uses every core without OpenMP
-        barriers inside the many small ops, which on a busy machine make 2 intra-op threads many times slower.
+        ``context_policy``: "exact" (default) reproduces the original model's sliding window; "trim" is a speed
+        option that keeps max_context - horizon history bars so the window never slides (generate.py).
         """
         if model.config.s1_bits != tokenizer.config.s1_bits or model.config.s2_bits != tokenizer.config.s2_bits:
             raise KronosInputError(
@@ -305,9 +314,16 @@ class KronosPredictor:
         t = load_tokenizer(tokenizer, revision=tokenizer_revision, **opts)
         return cls(m.module, t.module, model_info=m.info, tokenizer_info=t.info, **kwargs)  # type: ignore[arg-type]
 
+    def history_window(self, horizon: int) -> int:
+        """History bars the model sees for a forecast of ``horizon`` bars: max_context ("exact": tokens older
+        than that never enter the window) or max_context - horizon ("trim")."""
+        return self.max_context if self.context_policy == "exact" else max(self.max_context - horizon, 1)
+
     def prepare(self, frame: pl.DataFrame, future_ts: Sequence[datetime] | np.ndarray | pl.Series, *,
                 time_column: str = "ts", name: str = "series") -> PreparedSeries:  # fmt: skip
-        return prepare_series(frame, future_ts, time_column=time_column, clip=self.clip, name=name)
+        """Validate and normalise the last ``history_window(horizon)`` bars of ``frame`` (and nothing older)."""
+        return prepare_series(frame, future_ts, time_column=time_column, clip=self.clip, name=name,
+                              max_history=self.history_window(len(future_ts)))  # fmt: skip
 
     def generation_config(self, horizon: int, n_paths: int, sampling: SamplingParams, mode: Mode) -> GenerationConfig:
         return GenerationConfig(horizon=horizon, n_paths=n_paths, sampling=sampling, max_context=self.max_context,
@@ -317,8 +333,7 @@ class KronosPredictor:
                mode: Mode = "fast", keep_tokens: bool = False) -> PathForecast:  # fmt: skip
         """All n_paths de-normalised paths of one prepared series; the seed alone fixes them (per device type).
 
-        One series on its own (a batch of one, never padded): equals ``sample_many`` with batch_size 1, and
-        ``sample_many`` with another batch_size up to float rounding."""
+        One series on its own: bitwise what ``sample_many`` gives for this series alone (a batch of one)."""
         cfg = self.generation_config(series.horizon, n_paths, sampling, mode)
         dev = self.device
         x = torch.from_numpy(series.x).to(dev).unsqueeze(0)
@@ -350,11 +365,10 @@ class KronosPredictor:
         dev = self.device
 
         def run(chunk: list[int]) -> list[tuple[int, Generated]]:
-            slots = chunk + [chunk[0]] * (b - len(chunk))  # padding: copies of the first, drawing no noise
-            gens = [torch.Generator(device=dev).manual_seed(int(seeds[i])) for i in chunk] + [None] * (b - len(chunk))
-            x = torch.from_numpy(np.stack([series[i].x for i in slots])).to(dev)
-            x_stamp = torch.from_numpy(np.stack([series[i].x_stamp for i in slots])).to(dev)
-            y_stamp = torch.from_numpy(np.stack([series[i].y_stamp for i in slots])).to(dev)
+            gens = [torch.Generator(device=dev).manual_seed(int(seeds[i])) for i in chunk]
+            x = torch.from_numpy(np.stack([series[i].x for i in chunk])).to(dev)
+            x_stamp = torch.from_numpy(np.stack([series[i].x_stamp for i in chunk])).to(dev)
+            y_stamp = torch.from_numpy(np.stack([series[i].y_stamp for i in chunk])).to(dev)
             with torch.inference_mode():  # thread-local: entered in the worker
                 s1, s2 = self.tokenizer.encode(x)
                 outs = generate_batch(self.model, self.tokenizer, s1, s2, x_stamp, y_stamp, cfgs[chunk[0]], gens)
@@ -362,13 +376,13 @@ class KronosPredictor:
 
         workers = min(self.workers, len(chunks))
         results: dict[int, Generated] = {}
-        # On CPU one intra-op thread per worker, however many groups there are (worker threads start with torch's
-        # global setting): the kernels, hence the bits, are then the same for a lone series and a large call.
-        with _torch_threads(1 if dev.type == "cpu" else self.num_threads):
-            if workers > 1:
+        if workers > 1:
+            # One intra-op thread per worker (worker threads start with torch's global setting).
+            with _torch_threads(1 if dev.type == "cpu" else self.num_threads):
                 with ThreadPoolExecutor(workers, thread_name_prefix="kronos") as pool:
                     done = list(pool.map(run, chunks))
-            else:
+        else:  # a lone batch (the live request, the CLI): the same threads as ``sample``
+            with _torch_threads(self.num_threads):
                 done = [run(c) for c in chunks]
         for part in done:
             results.update(part)
@@ -382,8 +396,8 @@ class KronosPredictor:
     def predict_paths(self, frames: Sequence[pl.DataFrame],
                       future_ts: Sequence[Sequence[datetime] | np.ndarray | pl.Series], *, n_paths: int = 30,
                       temperature: float = 1.0, top_k: int = 0, top_p: float = 0.9,
-                      seeds: int | Sequence[int] = 0, mode: Mode = "fast",
-                      time_column: str = "ts") -> list[PathForecast]:  # fmt: skip
+                      seeds: int | Sequence[int] = 0, mode: Mode = "fast", time_column: str = "ts",
+                      keep_tokens: bool = False) -> list[PathForecast]:  # fmt: skip
         """Forecast several series (any history lengths). Each gets its own generator: an int seed seeds every
         series alike; a sequence gives one seed per series."""
         if len(frames) != len(future_ts):
@@ -394,7 +408,8 @@ class KronosPredictor:
         sampling = SamplingParams(temperature, top_k, top_p)
         prepared = [self.prepare(f, t, time_column=time_column, name=f"series {i}")
                     for i, (f, t) in enumerate(zip(frames, future_ts))]  # fmt: skip
-        return self.sample_many(prepared, seed_list, n_paths=n_paths, sampling=sampling, mode=mode)
+        return self.sample_many(prepared, seed_list, n_paths=n_paths, sampling=sampling, mode=mode,
+                                keep_tokens=keep_tokens)  # fmt: skip
 
     def forecast(self, frame: pl.DataFrame, future_ts: Sequence[datetime] | np.ndarray | pl.Series,
                  **kwargs: Any) -> PathForecast:  # fmt: skip

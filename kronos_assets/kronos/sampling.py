@@ -72,13 +72,10 @@ def sample_tokens_grouped(logits: Tensor, params: SamplingParams,
                           generators: Sequence[torch.Generator | None]) -> Tensor:  # fmt: skip
     """One token per row of logits [G*S, V] -> int64 [G*S]; block j (rows j*S..) draws from generators[j].
 
-    Equals ``sample_tokens`` on each block alone with its generator (same RNG consumption); a None generator
-    draws nothing and takes the most probable token (padding rows)."""
+    Equals ``sample_tokens`` on each block alone with its generator (same RNG consumption); None draws from
+    torch's default generator, as ``sample_tokens`` does."""
     probs = torch.softmax(filter_logits(logits / params.temperature, params.top_k, params.top_p), dim=-1)
     q = torch.empty_like(probs)
     for block, gen in zip(q.view(len(generators), -1, q.shape[-1]), generators):
-        if gen is None:
-            block.fill_(1.0)
-        else:
-            block.exponential_(1, generator=gen)
+        block.exponential_(1, generator=gen)
     return torch.argmax(probs / q, dim=-1)

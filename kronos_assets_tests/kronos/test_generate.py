@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+
 import pytest
 import torch
 
@@ -11,6 +13,7 @@ from kronos_assets.kronos.model import Kronos
 from kronos_assets.kronos.sampling import SamplingParams
 from kronos_assets.kronos.tokenizer import KronosTokenizer
 
+gen_module = importlib.import_module("kronos_assets.kronos.generate")  # the package re-exports a function of that name
 SAMPLING = SamplingParams(temperature=1.0, top_k=0, top_p=0.9)
 
 
@@ -60,12 +63,12 @@ def test_trim_policy_never_slides(networks: tuple, monkeypatch: pytest.MonkeyPat
     model, tok = networks
     hist = _history(tok, 40, 8)
     calls = []
-    real_prefill = Kronos.prefill
-    def counting_prefill(self, *a, **k):  # type: ignore[no-untyped-def]
-        calls.append(a[0].shape[0])
-        return real_prefill(self, *a, **k)
+    real_prefill = gen_module._group_prefill
+    def counting_prefill(model, s1, *a, **k):  # type: ignore[no-untyped-def]
+        calls.append(s1.shape[1])
+        return real_prefill(model, s1, *a, **k)
 
-    monkeypatch.setattr(Kronos, "prefill", counting_prefill)
+    monkeypatch.setattr(gen_module, "_group_prefill", counting_prefill)
     trim = _run(networks, hist, 0, horizon=8, n_paths=3, max_context=32, context_policy="trim")
     assert calls == [24]  # one prefill of max_context - horizon history tokens
     calls.clear()

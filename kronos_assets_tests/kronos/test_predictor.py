@@ -22,7 +22,7 @@ from kronos_assets.kronos.errors import (
 from kronos_assets.kronos.model import Kronos
 from kronos_assets.kronos.predictor import KronosPredictor, prepare_series, resolve_device, time_features
 
-from .conftest import candles, future
+from .conftest import START, candles, future
 
 
 def test_normalisation_uses_population_std_over_all_rows_and_clips() -> None:
@@ -106,7 +106,25 @@ def test_bad_inputs_raise_value_errors_naming_the_problem(  # type: ignore[no-un
 def test_horizon_longer_than_the_context_allows(predictor: KronosPredictor) -> None:
     df = candles(40)
     with pytest.raises(HorizonTooLongError, match="max_context 64"):
-        predictor.forecast(df, future(df, 64), n_paths=1)  # trim needs >= 1 history token in the window
+        predictor.forecast(df, future(df, 65), n_paths=1)  # the final decode window must hold the horizon
+
+
+@pytest.mark.parametrize("policy,window", [("exact", 64), ("trim", 58)])
+def test_a_long_history_is_cut_before_it_is_normalised(networks: tuple, policy: str, window: int) -> None:
+    """The model sees, and is normalised on, only the window it forecasts from: a long frame whose old bars sit
+    at a far other price level gives bitwise the forecast of its last window."""
+    model, tokenizer = networks
+    pred = KronosPredictor(model, tokenizer, device="cpu", max_context=64, context_policy=policy)  # type: ignore[arg-type]
+    recent = candles(window, seed=4, start=START + timedelta(hours=500))
+    old = candles(500, seed=5).with_columns(pl.col("open", "high", "low", "close") * 10)
+    long = pl.concat([old, recent])
+    assert pred.history_window(6) == window
+    a = pred.forecast(long, future(long, 6), n_paths=3, seeds=2)
+    b = pred.forecast(recent, future(recent, 6), n_paths=3, seeds=2)
+    np.testing.assert_array_equal(a.paths, b.paths)
+    np.testing.assert_array_equal(a.history_close, recent["close"].to_numpy())
+    stats_of_all = prepare_series(long, future(long, 6))  # what normalising the whole frame would give
+    assert not np.allclose(stats_of_all.mean, pred.prepare(long, future(long, 6)).mean)
 
 
 def test_seed_fixes_the_paths(predictor: KronosPredictor) -> None:
