@@ -153,9 +153,10 @@ def build_candle_checks(settings: Settings, tf: TimeframeSettings, family: Famil
     def stored_days_complete(warehouse: dg.ResourceParam[Warehouse]) -> dg.AssetCheckResult:
         now = datetime.now(timezone.utc)
         days = warehouse.query(
-            "SELECT symbol, date_trunc('day', ts) AS day, count(*) AS stored, min(min(ts)) OVER w AS first, "
-            f"max(max(ts)) OVER w AS last FROM raw_candles WHERE timeframe = ? AND {scope} "
-            "GROUP BY ALL WINDOW w AS (PARTITION BY symbol)",
+            "WITH d AS (SELECT symbol, date_trunc('day', ts) AS day, count(*) AS stored, min(ts) AS lo, max(ts) AS hi "
+            f"FROM raw_candles WHERE timeframe = ? AND {scope} GROUP BY symbol, day) "
+            "SELECT symbol, day, stored, min(lo) OVER w AS first, max(hi) OVER w AS last FROM d "
+            "WINDOW w AS (PARTITION BY symbol)",
             [tf.name, symbols],
         )
         short = []

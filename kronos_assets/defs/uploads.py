@@ -1,31 +1,86 @@
 """Users' own candles: a sensor watches the uploads folder and turns each valid file into a market (a dynamic
-partition of the uploads family) that runs through the same graph as the configured symbols."""
+partition of the uploads family) that runs through the same graph as the configured symbols.
 
-import hashlib
+A file is taken only once it is stable: its size and modification time are the same at ``uploads.stable_looks``
+consecutive looks (sensor ticks, at least 30 s apart; default 2), so a file still being written is left for a
+later tick. Writing elsewhere and renaming into the folder works too (the renamed file is taken a tick later).
+Every tick stats every file (cheap) and reads at most MAX_FILES_PER_TICK changed ones, continuing next tick after
+the last one read, so every file gets its turn. Only regular files are opened; reading is bounded by the
+``uploads.max_file_mb`` and ``uploads.max_decompressed_mb`` limits.
+"""
+
 import json
+import os
+from dataclasses import dataclass, field
 from datetime import datetime, time, timezone
+from typing import Any
 
 import dagster as dg
 
 from kronos_assets.defs.automation import BAR_TAG, SYMBOL_TAG
 from kronos_assets.defs.partitions import BAR_FMT, RANGE_END, RANGE_START, UPLOADS, day_key, uploads_partitions_name
-from kronos_assets.market.files import CandleFileError, load_candle_file, scan_folder
+from kronos_assets.market.files import MB, CandleFileError, ReadLimits, file_digest, load_candle_file, scan_folder
 from kronos_assets.settings import Settings
 
 MAX_FILES_PER_TICK = 20
 
 
-def _digest(path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+def read_limits(settings: Settings) -> ReadLimits:
+    return ReadLimits(int(settings.upload_max_file_mb * MB), int(settings.upload_max_decompressed_mb * MB))
+
+
+@dataclass
+class UploadsCursor:
+    """What the sensor remembers between ticks (JSON in the sensor cursor).
+
+    taken: market -> [size, mtime_ns, sha256] of the version last read (a bad file is reported once, and again
+           only when it changes); looks: market -> [size, mtime_ns, equal looks so far]; after: the market read
+           last, where the next tick continues."""
+
+    taken: dict[str, list[Any]] = field(default_factory=dict)
+    looks: dict[str, list[int]] = field(default_factory=dict)
+    after: str = ""
+
+    @classmethod
+    def load(cls, text: str | None) -> "UploadsCursor":
+        data = json.loads(text) if text else {}
+        if data and "taken" not in data:  # the earlier form: market -> sha256
+            return cls(taken={m: [None, None, d] for m, d in data.items()})
+        return cls(data.get("taken", {}), data.get("looks", {}), data.get("after", ""))
+
+    def dump(self) -> str:
+        return json.dumps({"taken": self.taken, "looks": self.looks, "after": self.after}, sort_keys=True)
+
+
+def due_files(cursor: UploadsCursor, files: dict[str, os.PathLike[str]], stable_looks: int) -> list[str]:
+    """Markets whose file changed since it was last taken and has been stable for ``stable_looks`` looks,
+    starting after ``cursor.after`` (round robin). Updates the looks; forgets files that left the folder."""
+    for gone in set(cursor.taken) - set(files):
+        del cursor.taken[gone]
+    for gone in set(cursor.looks) - set(files):
+        del cursor.looks[gone]
+    names = sorted(files)
+    start = next((i for i, m in enumerate(names) if m > cursor.after), 0)
+    due = []
+    for market in names[start:] + names[:start]:
+        st = os.stat(files[market])
+        sig = [st.st_size, st.st_mtime_ns]
+        taken = cursor.taken.get(market)
+        if taken is not None and taken[:2] == sig:
+            cursor.looks.pop(market, None)
+            continue
+        look = cursor.looks.get(market)
+        count = look[2] + 1 if look is not None and look[:2] == sig else 1
+        cursor.looks[market] = [*sig, count]
+        if count >= stable_looks:
+            due.append(market)
+    return due
 
 
 def build_uploads_sensor(settings: Settings, candles_jobs: dict[str, object]) -> dg.SensorDefinition:
     """``candles_jobs``: the uploads family's candles job per enabled timeframe."""
     starts = {tf.name: datetime.combine(tf.start, time(), tzinfo=timezone.utc) for tf in settings.timeframes}
+    limits = read_limits(settings)
 
     @dg.sensor(
         name="uploaded_candles",
@@ -33,21 +88,32 @@ def build_uploads_sensor(settings: Settings, candles_jobs: dict[str, object]) ->
         minimum_interval_seconds=30,
         default_status=dg.DefaultSensorStatus.RUNNING,
         description=(f"Watches {settings.uploads_dir} for CSV, Parquet or Feather candle files. Each valid file becomes "
-                     "a market of the uploads family (timeframe inferred) and is ingested, forecast and published; an "
-                     "invalid one is reported with the reason and left alone."),
+                     "a market of the uploads family (timeframe inferred) and is ingested and forecast (published only "
+                     "when the profile's uploads.publish says so); an invalid one "
+                     "is reported with the reason and left alone. A file is taken once its size and modification "
+                     f"time are unchanged across {settings.upload_stable_looks} looks (ticks)."),
     )
     def uploaded_candles(context: dg.SensorEvaluationContext) -> dg.SensorResult:
-        seen: dict[str, str] = json.loads(context.cursor) if context.cursor else {}
+        cursor = UploadsCursor.load(context.cursor)
         settings.uploads_dir.mkdir(parents=True, exist_ok=True)  # so users find where to drop files
         scan = scan_folder(settings.uploads_dir)
         runs, adds, problems = [], {}, [f"{name}: {why}" for name, why in scan.skipped]
-        for market, path in sorted(scan.files.items())[:MAX_FILES_PER_TICK]:
-            digest = _digest(path)
-            if seen.get(market) == digest:
-                continue
-            seen[market] = digest  # a bad file is reported once, and again only when it changes
+        due = due_files(cursor, scan.files, settings.upload_stable_looks)
+        for market in due[:MAX_FILES_PER_TICK]:
+            path = scan.files[market]
+            size, mtime_ns, _ = cursor.looks.pop(market)
+            cursor.after = market
             try:
-                upload = load_candle_file(path)
+                digest = file_digest(path)
+            except (OSError, CandleFileError) as exc:
+                problems.append(f"{path.name}: {exc}")
+                continue
+            unchanged = cursor.taken.get(market, [None, None, None])[2] == digest
+            cursor.taken[market] = [size, mtime_ns, digest]
+            if unchanged:  # touched, not changed
+                continue
+            try:
+                upload = load_candle_file(path, limits=limits)
             except CandleFileError as exc:
                 problems.append(str(exc))
                 continue
@@ -77,13 +143,16 @@ def build_uploads_sensor(settings: Settings, candles_jobs: dict[str, object]) ->
             )
         for p in problems:
             context.log.warning(f"upload refused: {p}")
-        context.update_cursor(json.dumps(seen, sort_keys=True))
+        waiting = sorted(m for m, look in cursor.looks.items() if look[2] < settings.upload_stable_looks)
+        context.update_cursor(cursor.dump())
         return dg.SensorResult(
             run_requests=runs,
             dynamic_partitions_requests=[
                 dg.DynamicPartitionsDefinition(name=name).build_add_request(markets) for name, markets in adds.items()
             ],
-            skip_reason=None if runs else ("; ".join(problems) or "no new or changed files"),
+            skip_reason=None if runs else ("; ".join(problems + [f"{m}: waiting until its size and modification "
+                                                                 "time stop changing" for m in waiting])
+                                           or "no new or changed files"),
         )
 
     return uploaded_candles

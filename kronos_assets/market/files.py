@@ -7,19 +7,28 @@
 * ``market_name_from_filename(name)``: a safe market name (a Dagster dynamic partition key).
 * ``resolve_in_folder(folder, name)``: the file inside the watched folder; ``PathEscapeError`` for ``..``,
   absolute paths and symlinks that lead out of it.
-* ``scan_folder(folder)``: the usable files by market name, and what was skipped and why.
+* ``scan_folder(folder)``: the usable files by market name, and what was skipped and why (only regular files
+  are ever opened: a FIFO, socket or device is reported and skipped).
+* ``ReadLimits``: reading is bounded: a file larger than ``max_file_bytes``, or whose content decompresses to
+  more than ``max_decompressed_bytes`` (gzip CSV, Parquet pages, compressed Feather), is refused as
+  ``too_large`` before that much memory is used.
 * ``FileSource(folder)``: CandleSource over a watched folder; ``symbol`` is the market name.
 
 Accepted columns (case-insensitive): a timestamp named timestamp/ts/time/date/open_time (the first present in
 that order) holding epoch seconds/ms/us/ns (by magnitude), ISO-8601 strings (naive = UTC; offsets converted) or
 datetimes; open, high, low, close required; volume and amount optional (missing volume is 0.0 as Kronos does,
-missing amount is null; ``profile.has_volume`` / ``has_amount`` say which). Other columns are ignored.
+missing amount is null; ``profile.has_volume`` / ``has_amount`` say which). Other columns are ignored. Price and
+volume columns must hold numbers (text that parses as a number is fine); booleans are refused.
 """
 
 from __future__ import annotations
 
+import gzip
+import hashlib
+import io
 import os
 import re
+import stat
 import unicodedata
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -45,8 +54,17 @@ PROBLEMS = (
     "unsupported_format", "unreadable", "empty", "missing_columns", "ambiguous_columns", "unparsable_timestamp",
     "not_a_number", "missing_values", "unsorted", "duplicate_timestamp", "non_positive_price", "high_below_low",
     "high_below_open_close", "low_above_open_close", "negative_volume", "unknown_timeframe", "off_grid",
-    "timeframe_mismatch",
+    "timeframe_mismatch", "not_a_regular_file", "too_large",
 )
+MB = 1 << 20
+
+
+@dataclass(frozen=True)
+class ReadLimits:
+    """How much one candle file may cost to read: its size on disk and its size once decompressed."""
+
+    max_file_bytes: int = 64 * MB
+    max_decompressed_bytes: int = 256 * MB
 
 
 class CandleFileError(CandleError):
@@ -75,21 +93,101 @@ def _suffix_kind(path: Path) -> str | None:
     return None
 
 
-def _read_raw(path: Path) -> pl.DataFrame:
+def open_regular(path: str | os.PathLike[str]) -> io.BufferedReader:
+    """``path`` opened for reading, or CandleFileError (not_a_regular_file) for a FIFO, socket or device.
+
+    Opened non-blocking, so a FIFO cannot hang the caller even if it replaced a file since the folder scan."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise CandleFileError(path, "not_a_regular_file", f"not a regular file ({_file_kind(mode)}); skipped unread")
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _file_kind(mode: int) -> str:
+    for test, name in ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISDIR, "a folder")):
+        if test(mode):
+            return name
+    return "not a plain file"
+
+
+def file_digest(path: str | os.PathLike[str]) -> str:
+    """SHA-256 of a regular file, read in 1 MiB chunks."""
+    h = hashlib.sha256()
+    with open_regular(path) as fh:
+        for chunk in iter(lambda: fh.read(MB), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _too_large(path: Path, what: str, limit: int) -> CandleFileError:
+    return CandleFileError(path, "too_large", f"{what} exceeds the {limit / MB:g} MB limit (uploads.max_* settings)")
+
+
+def _bounded_bytes(path: Path, fh: io.BufferedReader, limits: ReadLimits) -> bytes:
+    """The file's bytes, gunzipped when they are gzip, never holding more than the decompressed limit."""
+    head = fh.read(2)
+    fh.seek(0)
+    stream: io.BufferedIOBase = gzip.GzipFile(fileobj=fh) if head == b"\x1f\x8b" else fh  # type: ignore[assignment]
+    out = bytearray()
+    while chunk := stream.read(MB):
+        out += chunk
+        if len(out) > limits.max_decompressed_bytes:
+            raise _too_large(path, "the decompressed content", limits.max_decompressed_bytes)
+    return bytes(out)
+
+
+def _read_raw(path: Path, limits: ReadLimits = ReadLimits()) -> pl.DataFrame:
     kind = _suffix_kind(path)
     if kind is None:
         raise CandleFileError(path, "unsupported_format",
                               f"unsupported file type; use one of {', '.join(SUPPORTED_SUFFIXES)}")
-    try:
-        if kind == "csv":
-            return pl.read_csv(path, infer_schema=False)  # every column as text: conversion errors name the row
-        if kind == "parquet":
-            return pl.read_parquet(path)
-        return pl.read_ipc(path)
-    except CandleFileError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - any reader failure is an unreadable file
-        raise CandleFileError(path, "unreadable", f"cannot read as {kind}: {str(exc).splitlines()[0][:200]}") from exc
+    with open_regular(path) as fh:
+        size = os.fstat(fh.fileno()).st_size
+        if size > limits.max_file_bytes:
+            raise _too_large(path, f"the file ({size / MB:.1f} MB)", limits.max_file_bytes)
+        try:
+            if kind == "csv":
+                data = _bounded_bytes(path, fh, limits)
+                # every column as text: conversion errors name the row
+                return pl.read_csv(io.BytesIO(data), infer_schema=False) if data.strip() else pl.DataFrame()
+            table = _read_arrow(path, fh, kind, limits)
+            return pl.from_arrow(table)  # type: ignore[return-value]
+        except CandleFileError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - any reader failure is an unreadable file
+            raise CandleFileError(path, "unreadable", f"cannot read as {kind}: {str(exc).splitlines()[0][:200]}") from exc
+
+
+def _read_arrow(path: Path, fh: io.BufferedReader, kind: str, limits: ReadLimits) -> object:
+    """A Parquet or Feather file as an Arrow table, refused before reading when its content is too large."""
+    import pyarrow as pa
+    import pyarrow.ipc as ipc
+    import pyarrow.parquet as pq
+
+    limit = limits.max_decompressed_bytes
+    if kind == "parquet":
+        pf = pq.ParquetFile(fh)
+        meta = pf.metadata
+        size = sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
+        if size > limit:
+            raise _too_large(path, f"the uncompressed content ({size / MB:.1f} MB)", limit)
+        return pf.read()
+    reader = ipc.open_file(fh)
+    batches, size = [], 0
+    for i in range(reader.num_record_batches):
+        batch = reader.get_batch(i)
+        size += batch.nbytes
+        if size > limit:
+            raise _too_large(path, "the uncompressed content", limit)
+        batches.append(batch)
+    return pa.Table.from_batches(batches, schema=reader.schema)
 
 
 def _pick_columns(path: Path, df: pl.DataFrame) -> dict[str, str]:
@@ -186,7 +284,7 @@ def _to_float(path: Path, col: str, s: pl.Series) -> pl.Series:
         if bad.len():
             raise CandleFileError(path, "not_a_number", f"row {bad[0] + 1}: {col} {s[bad[0]]!r} is not a number")
         return out
-    if s.dtype.is_numeric() or s.dtype == pl.Boolean:
+    if s.dtype.is_numeric():  # not Boolean: true/false are not prices
         return s.cast(pl.Float64)
     raise CandleFileError(path, "not_a_number", f"column {col!r} has type {s.dtype}, not numbers")
 
@@ -196,10 +294,14 @@ def _first(mask: pl.Series) -> int | None:
     return int(idx[0]) if idx.len() else None
 
 
-def read_candle_file(path: str | os.PathLike[str], *, exchange: str | None = None) -> pl.DataFrame:
+def read_candle_file(path: str | os.PathLike[str], *, exchange: str | None = None,
+                     limits: ReadLimits = ReadLimits()) -> pl.DataFrame:
     """The candles of one file as a validated candle frame (``exchange`` defaults to ``file:<market name>``)."""
     path = Path(path)
-    raw = _read_raw(path)
+    return _candles(path, _read_raw(path, limits), exchange)
+
+
+def _candles(path: Path, raw: pl.DataFrame, exchange: str | None) -> pl.DataFrame:
     cols = _pick_columns(path, raw)
     if raw.height == 0:
         raise CandleFileError(path, "empty", "the file has no rows")
@@ -361,22 +463,16 @@ class CandleFile:
     profile: CandleProfile
 
 
-def load_candle_file(path: str | os.PathLike[str], timeframe: str | None = None) -> CandleFile:
-    """Read, validate and profile one file (the timeframe is inferred unless given)."""
+def load_candle_file(path: str | os.PathLike[str], timeframe: str | None = None,
+                     limits: ReadLimits = ReadLimits()) -> CandleFile:
+    """Read (bounded by ``limits``), validate and profile one file (the timeframe is inferred unless given)."""
     path = Path(path)
     market = market_name_from_filename(path.name)
-    candles = read_candle_file(path, exchange=f"file:{market}")
-    has_volume = "volume" in {c.strip().lower() for c in _peek_columns(path)}
+    raw = _read_raw(path, limits)
+    has_volume = "volume" in {c.strip().lower() for c in raw.columns}
+    candles = _candles(path, raw, f"file:{market}")
+    del raw
     return CandleFile(path, market, candles, profile_candles(candles, timeframe, path=path, has_volume=has_volume))
-
-
-def _peek_columns(path: Path) -> list[str]:
-    kind = _suffix_kind(path)
-    if kind == "csv":
-        return pl.read_csv(path, n_rows=0, infer_schema=False).columns
-    if kind == "parquet":
-        return list(pl.read_parquet_schema(path))
-    return list(pl.read_ipc_schema(path))
 
 
 # --------------------------------------------------------------------------------------------------- names, paths
@@ -443,8 +539,8 @@ class FolderScan:
 
 
 def scan_folder(folder: str | os.PathLike[str]) -> FolderScan:
-    """Candle files directly inside ``folder`` by market name. Hidden files, other types, links out of the
-    folder and names that collide (both files) are skipped with the reason."""
+    """Candle files directly inside ``folder`` by market name. Hidden files, other types, anything but a regular
+    file, links out of the folder and names that collide (both files) are skipped with the reason."""
     root = Path(folder)
     found: dict[str, list[tuple[str, Path]]] = {}
     skipped: list[tuple[str, str]] = []
@@ -458,8 +554,12 @@ def scan_folder(folder: str | os.PathLike[str]) -> FolderScan:
         try:
             path = resolve_in_folder(root, entry)
             market = market_name_from_filename(entry)
+            mode = os.stat(path).st_mode  # stat never opens: a FIFO cannot block it
         except (PathEscapeError, ValueError, OSError) as exc:
             skipped.append((entry, str(exc)))
+            continue
+        if not stat.S_ISREG(mode):
+            skipped.append((entry, f"not a regular file ({_file_kind(mode)}); skipped unread"))
             continue
         found.setdefault(market, []).append((entry, path))
     files: dict[str, Path] = {}
@@ -477,8 +577,9 @@ class FileSource:
 
     name = "file"
 
-    def __init__(self, folder: str | os.PathLike[str]):
+    def __init__(self, folder: str | os.PathLike[str], limits: ReadLimits = ReadLimits()):
         self.folder = Path(folder)
+        self.limits = limits
         self._cache: dict[Path, tuple[tuple[float, int], CandleFile]] = {}
 
     def load(self, market: str) -> CandleFile:
@@ -492,7 +593,7 @@ class FileSource:
         key = (st.st_mtime, st.st_size)
         cached = self._cache.get(path)
         if cached is None or cached[0] != key:
-            cached = (key, load_candle_file(path))
+            cached = (key, load_candle_file(path, limits=self.limits))
             self._cache[path] = cached
         return cached[1]
 

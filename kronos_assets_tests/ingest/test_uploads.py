@@ -36,7 +36,9 @@ def test_an_uploaded_file_becomes_a_market_and_is_forecast(tmp_path, monkeypatch
     instance = dg.DagsterInstance.ephemeral()
     source = _write_upload(settings.uploads_dir)
 
-    result = _tick(defs, instance)
+    first = _tick(defs, instance)  # the first look: the file may still be being written
+    assert not first.run_requests and "my-coin_1h: waiting until its size and modification time" in first.skip_message
+    result = _tick(defs, instance, first.cursor)
     assert len(result.run_requests) == 1
     req = result.run_requests[0]
     assert req.job_name == "candles_uploads_1h"
@@ -66,6 +68,7 @@ def test_a_bad_file_is_reported_and_nothing_runs(tmp_path):
     settings.uploads_dir.mkdir(parents=True)
     (settings.uploads_dir / "broken.csv").write_text("timestamp,open,high,low,close\n2025-01-01T00:00:00Z,1,0.5,0.9,1\n"
                                                       "2025-01-01T01:00:00Z,1,2,0.9,1\n")
-    result = _tick(defs, dg.DagsterInstance.ephemeral())
+    instance = dg.DagsterInstance.ephemeral()
+    result = _tick(defs, instance, _tick(defs, instance).cursor)
     assert not result.run_requests
     assert "broken.csv" in result.skip_message and "high" in result.skip_message
