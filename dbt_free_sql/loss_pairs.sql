@@ -1,9 +1,26 @@
--- Per model and the random walk with volatility: CRPS at the horizon's last step for every origin both scored,
--- in origin order, over the window ending at $as_of ($days NULL = all time). Input of the Diebold-Mariano test.
-SELECT m.symbol, m.timeframe, m.model, m.horizon, m.origin, m.crps AS loss_model, b.crps AS loss_baseline
-FROM evaluations m
-JOIN evaluations b ON b.symbol = m.symbol AND b.timeframe = m.timeframe AND b.origin = m.origin
-                  AND b.step = m.step AND b.model = 'random_walk_vol'
-WHERE m.timeframe = $timeframe AND m.step = m.horizon AND m.model <> 'random_walk_vol'
-  AND ($days IS NULL OR m.origin > $as_of - to_days(CAST($days AS INTEGER)))
+-- Per series and model, at the horizon's last step, in origin order: the losses the published verdicts compare.
+-- CRPS against the random walk with volatility's on the same origin (NULL where it has none), the absolute error
+-- of the median against that of the last price (what the plain random walk forecasts), and the Brier score of
+-- P(up) (a coin flip scores 0.25). Forecasts scored before $scored_before (NULL: all), with origins in the
+-- $days-day window ending at the newest of them ($days NULL: all time). Input of the Diebold-Mariano tests.
+WITH scored AS (
+    SELECT * FROM evaluations
+    WHERE timeframe = $timeframe AND step = horizon
+      AND ($scored_before IS NULL OR scored_bar < $scored_before)
+),
+newest AS (SELECT max(origin) AS as_of FROM scored)
+SELECT m.symbol, m.timeframe, m.model, m.horizon, m.origin,
+    m.crps                          AS crps_model,
+    b.crps                          AS crps_baseline,
+    m.abs_error                     AS abs_error_model,
+    abs(m.realised - f.last_close)  AS abs_error_last_price,
+    m.abs_error / f.last_close      AS rel_error_model,
+    abs(m.realised - f.last_close) / f.last_close AS rel_error_last_price,
+    m.brier_up                      AS brier_model,
+    m.width_90 = 0                  AS point_forecast  -- every path the same: no probability of anything
+FROM scored m
+JOIN forecasts f USING (symbol, timeframe, origin, model)
+LEFT JOIN scored b ON b.symbol = m.symbol AND b.origin = m.origin AND b.model = 'random_walk_vol'
+CROSS JOIN newest
+WHERE $days IS NULL OR m.origin > newest.as_of - to_days(CAST($days AS INTEGER))
 ORDER BY m.symbol, m.model, m.origin

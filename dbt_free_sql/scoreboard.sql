@@ -1,12 +1,17 @@
 -- Track record per symbol, timeframe, model and horizon step, over rolling 7/30/90-day windows of forecast
 -- origins ending at $as_of, and over all time; with skill against the random walk with volatility on the
 -- forecasts both have scored (1 - score / baseline score: positive means better than the baseline).
+-- A model that forecasts no move (median = last close every time) makes no direction call, and one whose paths
+-- are all the same (a point forecast) gives no probabilities: those scores are NULL ("n/a"), not a flattering
+-- 0 % hit rate or an inflated Brier score. expected_coverage_* is what a perfectly calibrated forecaster's band
+-- covers with the stored path count N: the bands are numpy's linear sample quantiles, whose expected coverage of
+-- a new draw is nominal * (N - 1) / (N + 1) (exact at order statistics; 0.748 for the 80 % band of 30 paths).
 WITH windows(window_name, days) AS (
     VALUES ('7d', 7), ('30d', 30), ('90d', 90), ('all', NULL)
 ),
 scored AS (
-    SELECT w.window_name, e.*
-    FROM evaluations e CROSS JOIN windows w
+    SELECT w.window_name, e.*, f.n_paths, f.last_close
+    FROM evaluations e JOIN forecasts f USING (symbol, timeframe, origin, model) CROSS JOIN windows w
     WHERE e.timeframe = $timeframe
       AND (w.days IS NULL OR e.origin > $as_of - to_days(CAST(w.days AS INTEGER)))
 ),
@@ -18,17 +23,23 @@ per_model AS (
         avg(abs_error)           AS mae,
         sqrt(avg(sq_error))      AS rmse,
         avg(ape)                 AS mape,
-        avg(direction_hit)       AS direction_hit_rate,
+        CASE WHEN bool_and(median = last_close) THEN NULL ELSE avg(direction_hit) END AS direction_hit_rate,
         avg(crps)                AS crps,
         avg(pinball)             AS pinball,
         avg(covered_50)          AS coverage_50,
         avg(covered_80)          AS coverage_80,
         avg(covered_90)          AS coverage_90,
+        CASE WHEN bool_and(width_90 = 0) THEN NULL ELSE avg(0.5 * (n_paths - 1) / (n_paths + 1)) END
+                                 AS expected_coverage_50,
+        CASE WHEN bool_and(width_90 = 0) THEN NULL ELSE avg(0.8 * (n_paths - 1) / (n_paths + 1)) END
+                                 AS expected_coverage_80,
+        CASE WHEN bool_and(width_90 = 0) THEN NULL ELSE avg(0.9 * (n_paths - 1) / (n_paths + 1)) END
+                                 AS expected_coverage_90,
         avg(width_50)            AS width_50,
         avg(width_80)            AS width_80,
         avg(width_90)            AS width_90,
-        avg(brier_up)            AS brier_up,
-        avg(brier_vol_amp)       AS brier_vol_amp
+        CASE WHEN bool_and(width_90 = 0) THEN NULL ELSE avg(brier_up) END      AS brier_up,
+        CASE WHEN bool_and(width_90 = 0) THEN NULL ELSE avg(brier_vol_amp) END AS brier_vol_amp
     FROM scored
     GROUP BY symbol, timeframe, model, window_name, step
 ),
@@ -36,7 +47,8 @@ paired AS (
     SELECT m.symbol, m.timeframe, m.model, m.window_name, m.step,
         1 - avg(m.crps) / nullif(avg(b.crps), 0)            AS crps_skill_vs_rw_vol,
         1 - avg(m.abs_error) / nullif(avg(b.abs_error), 0)  AS mae_skill_vs_rw_vol,
-        1 - avg(m.brier_up) / nullif(avg(b.brier_up), 0)    AS brier_skill_vs_rw_vol
+        CASE WHEN bool_and(m.width_90 = 0) THEN NULL
+             ELSE 1 - avg(m.brier_up) / nullif(avg(b.brier_up), 0) END AS brier_skill_vs_rw_vol
     FROM scored m
     JOIN scored b ON b.symbol = m.symbol AND b.timeframe = m.timeframe AND b.window_name = m.window_name
                  AND b.step = m.step AND b.origin = m.origin AND b.model = 'random_walk_vol'

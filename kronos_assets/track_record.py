@@ -1,60 +1,162 @@
-"""The track record of a timeframe: scoreboards, Diebold-Mariano tests against the random walk with volatility,
-the reliability of P(up) and the PIT histogram. SQL in dbt_free_sql/ does the aggregation; the DM p-values
-need a t distribution, so they are computed here from the loss pairs the SQL selects."""
+"""The track record of a timeframe: scoreboards, verdicts (who wins, by how much, and whether the difference is
+significant), the reliability of P(up) and the PIT histogram. SQL in dbt_free_sql/ does the aggregation; the
+Diebold-Mariano tests need a t distribution, so they are computed here from the losses the SQL selects.
+
+A verdict compares a model, on the same origins, with three references:
+
+* CRPS against the random walk with volatility (the baseline a probabilistic forecast has to beat);
+* the absolute error of its median against that of the last price (what the plain random walk forecasts);
+* the Brier score of its P(up) against a coin flip (0.25).
+"""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
 
+import numpy as np
+import polars as pl
 
-from kronos_assets.metrics import diebold_mariano
+from kronos_assets.metrics import MIN_INDEPENDENT_HORIZONS, TooFewHorizons, diebold_mariano
 from kronos_assets.warehouse import Warehouse, json_rows, read_sql
 
 DM_WINDOWS = {"30d": 30, "all": None}
-MIN_DM_PAIRS = 30  # fewer realised forecasts say nothing either way
+VERDICT_WINDOW = "30d"  # what the dashboard, latest.json and scoreboard.json say in words
+SIGNIFICANCE = 0.05
+COIN_FLIP_BRIER = 0.25
+BASELINE = "random_walk_vol"
+NAMES = {"random_walk": "random walk", "random_walk_vol": "random walk with volatility"}
+# (measure, model's loss column, reference's loss column or a constant, reference's name)
+MEASURES = (
+    ("crps", "crps_model", "crps_baseline", NAMES[BASELINE]),
+    ("point_error", "rel_error_model", "rel_error_last_price", "the last price"),
+    ("p_up", "brier_model", COIN_FLIP_BRIER, "a coin flip"),
+)
 
 
 def newest_scored_origin(wh: Warehouse, timeframe: str) -> datetime | None:
     return wh.query("SELECT max(origin) AS t FROM evaluations WHERE timeframe = ?", [timeframe])["t"][0]
 
 
-def dm_tests(wh: Warehouse, timeframe: str, as_of: datetime) -> list[dict[str, Any]]:
-    """One test per symbol, model and window: is the model's CRPS different from the baseline's?"""
+def _compare(grp: pl.DataFrame, loss: str, reference: str | float, horizon: int) -> dict[str, Any] | None:
+    """Mean losses of the model and the reference on the rows both have, and the DM test of their difference."""
+    if isinstance(reference, str):
+        grp = grp.filter(pl.col(reference).is_not_null())
+        ref = grp[reference].to_numpy()
+    else:
+        ref = np.full(grp.height, reference)
+    if grp.height == 0:
+        return None
+    own = grp[loss].to_numpy()
+    out: dict[str, Any] = {"n": grp.height, "model": float(own.mean()), "reference": float(ref.mean())}
+    out["relative"] = out["model"] / out["reference"] - 1 if out["reference"] > 0 else None
+    try:
+        test = diebold_mariano(own, ref, horizon)
+    except TooFewHorizons as exc:
+        return out | {"n_independent": grp.height // horizon, "statistic": None, "p_value": None, "df": None,
+                      "significant": False, "winner": None, "verdict": "too few independent horizons",
+                      "why": str(exc)}
+    significant = test.p_value < SIGNIFICANCE
+    winner = "model" if test.statistic < 0 else "reference" if test.statistic > 0 else None
+    return out | {"n_independent": test.n_independent, "statistic": test.statistic, "p_value": test.p_value,
+                  "df": test.df, "significant": significant, "winner": winner,
+                  "verdict": ("better than" if winner == "model" else "worse than") + " the reference"
+                  if significant else "no significant difference"}
+
+
+def verdicts(wh: Any, timeframe: str, days: int | None = 30, scored_before: datetime | None = None,
+             symbols: list[str] | None = None) -> list[dict[str, Any]]:
+    """One verdict per symbol and model over the ``days`` window (None: all time) of origins ending at the newest
+    forecast scored before ``scored_before`` (None: all), each with its plain-words ``sentence``."""
+    pairs = wh.query(read_sql("loss_pairs.sql"),
+                     {"timeframe": timeframe, "days": days, "scored_before": scored_before})
+    if symbols is not None:
+        pairs = pairs.filter(pl.col("symbol").is_in(symbols))
     out = []
-    for window, days in DM_WINDOWS.items():
-        pairs = wh.query(read_sql("loss_pairs.sql"), {"timeframe": timeframe, "as_of": as_of, "days": days})
-        for (symbol, model), grp in pairs.group_by(["symbol", "model"], maintain_order=True):
-            n, horizon = grp.height, int(grp["horizon"][0])
-            row = {"symbol": symbol, "timeframe": timeframe, "model": model, "window_name": window, "n": n,
-                   "mean_loss_difference": float((grp["loss_model"] - grp["loss_baseline"]).mean())}
-            try:
-                if n < MIN_DM_PAIRS:
-                    raise ValueError(f"only {n} paired forecasts (< {MIN_DM_PAIRS})")
-                stat, p = diebold_mariano(grp["loss_model"].to_numpy(), grp["loss_baseline"].to_numpy(), horizon)
-                better = stat < 0 and p < 0.05
-                worse = stat > 0 and p < 0.05
-                row |= {"statistic": float(stat), "p_value": float(p),
-                        "verdict": "better than baseline" if better else "worse than baseline" if worse
-                        else "no significant difference"}
-            except ValueError as exc:
-                row |= {"statistic": None, "p_value": None, "verdict": f"not tested: {exc}"}
-            out.append(row)
+    for (symbol, model), grp in pairs.group_by(["symbol", "model"], maintain_order=True):
+        horizon = int(grp["horizon"][0])
+        row: dict[str, Any] = {
+            "symbol": symbol, "timeframe": timeframe, "model": model, "horizon": horizon,
+            "window_days": days, "n": grp.height, "n_independent": grp.height // horizon,
+            "min_independent": MIN_INDEPENDENT_HORIZONS,
+            "first_origin": grp["origin"][0].isoformat(), "last_origin": grp["origin"][-1].isoformat(),
+        }
+        point = bool(grp["point_forecast"].all())  # no P(up): a point forecast says nothing about the odds
+        for measure, loss, reference, ref_name in MEASURES:
+            if (measure == "crps" and model == BASELINE) or (measure == "p_up" and point):
+                row[measure] = None
+            else:
+                row[measure] = _compare(grp, loss, reference, horizon)
+                if row[measure] is not None:
+                    row[measure]["reference_name"] = ref_name
+        row["sentence"] = verdict_sentence(row)
+        out.append(row)
     return out
 
 
-def track_record(wh: Warehouse, timeframe: str, as_of: datetime | None = None) -> dict[str, Any]:
-    """Everything the scoreboard shows for one timeframe, as JSON-ready rows."""
+def _significance(c: dict[str, Any]) -> str:
+    return (f"significant, p = {c['p_value']:.2g}" if c["significant"]
+            else f"within noise, p = {c['p_value']:.2f}")
+
+
+def verdict_sentence(v: dict[str, Any]) -> str:
+    """Who wins on CRPS, point error and P(up), by how much, over which window, and whether it is significant."""
+    model, h = v["model"], v["horizon"]
+    span = f"{v['first_origin'][:16].replace('T', ' ')} – {v['last_origin'][:16].replace('T', ' ')} UTC"
+    window = "the last 30 days" if v["window_days"] == 30 else f"the last {v['window_days']} days" \
+        if v["window_days"] else "all time"
+    if v["n_independent"] < v["min_independent"]:
+        return (f"Too few independent horizons for a verdict on {model}: its {v['n']} scored forecasts "
+                f"({span}) span {v['n_independent']} non-overlapping {h}-bar horizons; a verdict needs "
+                f"{v['min_independent']}.")
+    parts = []
+    crps = v.get("crps")
+    if crps and crps["relative"] is not None:
+        side = "better" if crps["relative"] < 0 else "worse"
+        parts.append(f"{model} was {100 * abs(crps['relative']):.1f} % {side} than the {crps['reference_name']} "
+                     f"on CRPS ({_significance(crps)})")
+    else:
+        parts.append(f"{model} is itself the CRPS reference")
+    point = v.get("point_error")
+    if point and point["relative"] is not None:
+        side = "closer to the outcome" if point["relative"] < 0 else "further off"
+        parts.append(f"its median was {100 * abs(point['relative']):.1f} % {side} than the last price "
+                     f"({_significance(point)})")
+    p_up = v.get("p_up")
+    if p_up is None:
+        parts.append("it makes no P(up) forecast (n/a)")
+    else:
+        side = "better" if p_up["model"] < COIN_FLIP_BRIER else "worse"
+        parts.append(f"its P(up) did {side} than a coin flip (Brier {p_up['model']:.3f} vs 0.250; "
+                     f"{_significance(p_up)})")
+    head = (f"Over {window} ({v['n']} forecasts, {span}, ≈{v['n_independent']} independent {h}-bar horizons), ")
+    return head + ", ".join(parts[:-1]) + ", and " + parts[-1] + "."
+
+
+def dm_table(rows: list[dict[str, Any]], window_name: str) -> list[dict[str, Any]]:
+    """The verdicts as one flat row per comparison (for tables and the benchmarks)."""
+    return [{"symbol": v["symbol"], "timeframe": v["timeframe"], "model": v["model"], "window_name": window_name,
+             "measure": m, "reference": c["reference_name"], "n": c["n"], "n_independent": c["n_independent"],
+             "statistic": c["statistic"], "p_value": c["p_value"], "verdict": c["verdict"]}
+            for v in rows for m, *_ in MEASURES if (c := v.get(m))]
+
+
+def track_record(wh: Warehouse, timeframe: str, as_of: datetime | None = None,
+                 symbols: list[str] | None = None) -> dict[str, Any]:
+    """Everything the scoreboard shows for one timeframe, as JSON-ready rows (``symbols``: only these)."""
     as_of = as_of or newest_scored_origin(wh, timeframe)
     if as_of is None:
-        return {"timeframe": timeframe, "as_of": None, "scoreboard": [], "dm_tests": [], "reliability": [],
-                "pit_histogram": []}
+        return {"timeframe": timeframe, "as_of": None, "scoreboard": [], "verdicts": [], "dm_tests": [],
+                "reliability": [], "pit_histogram": []}
     params = {"timeframe": timeframe}
+    keep = (lambda rows: rows) if symbols is None else (lambda rows: [r for r in rows if r["symbol"] in symbols])
+    by_window = {w: verdicts(wh, timeframe, days, symbols=symbols) for w, days in DM_WINDOWS.items()}
     return {
         "timeframe": timeframe,
         "as_of": as_of.isoformat(),
-        "scoreboard": json_rows(wh.query(read_sql("scoreboard.sql"), params | {"as_of": as_of})),
-        "dm_tests": dm_tests(wh, timeframe, as_of),
-        "reliability": json_rows(wh.query(read_sql("reliability.sql"), params)),
-        "pit_histogram": json_rows(wh.query(read_sql("pit_histogram.sql"), params)),
+        "scoreboard": keep(json_rows(wh.query(read_sql("scoreboard.sql"), params | {"as_of": as_of}))),
+        "verdicts": by_window[VERDICT_WINDOW],
+        "dm_tests": [row for w, rows in by_window.items() for row in dm_table(rows, w)],
+        "reliability": keep(json_rows(wh.query(read_sql("reliability.sql"), params))),
+        "pit_histogram": keep(json_rows(wh.query(read_sql("pit_histogram.sql"), params))),
     }

@@ -78,8 +78,12 @@ def build_evaluations(settings: Settings, tf: TimeframeSettings, family: Family 
             by_origin = {o: [] for o in origins}
             for head in heads.iter_rows(named=True):
                 by_origin[head["origin"]].append(head)
+            # Origins before the first stored forecast were never forecast (the series' backtest starts later):
+            # nothing is missing there. A hole after it is a forecast that should exist, worth a warning.
+            first = warehouse.query("SELECT min(origin) AS o FROM forecasts WHERE symbol = ? AND timeframe = ?",
+                                    [symbol, tf.name])["o"][0]
             for k, origin in zip(bars, origins):
-                if not by_origin[origin]:
+                if not by_origin[origin] and (first is None or origin >= first):
                     missing_forecasts.append(f"{symbol} {origin:%Y-%m-%d %H:%M}")
                 for head in by_origin[origin]:
                     rows += evaluation_rows(head, realised, symbol, tf.name, step, k)
@@ -120,7 +124,9 @@ def build_track_record(settings: Settings, tf: TimeframeSettings) -> tuple[dg.As
         owners=["team:ml"],
         description=(
             f"The {tf.name} track record: scoreboards per symbol, model and horizon step over rolling 7/30/90-day "
-            "windows and all time, skill against the random walk with volatility, Diebold-Mariano tests, the "
+            "windows and all time, skill against the random walk with volatility, verdicts in words (CRPS vs the "
+            "random walk with volatility, point error vs the last price, P(up) vs a coin flip, each with a "
+            "Diebold-Mariano test), the "
             "reliability of P(up) and the PIT histogram (dbt_free_sql/scoreboard.sql, loss_pairs.sql, "
             "reliability.sql, pit_histogram.sql)."
         ),
@@ -137,8 +143,11 @@ def build_track_record(settings: Settings, tf: TimeframeSettings) -> tuple[dg.As
             metadata={
                 "as_of": record["as_of"] or "no scored forecast yet",
                 "scoreboard_all_time": dg.MetadataValue.md(md_table(horizon_all, cols)),
+                "verdicts": dg.MetadataValue.md("\n\n".join(
+                    f"**{v['symbol']} {v['model']}**: {v['sentence']}" for v in record["verdicts"]) or "none yet"),
                 "diebold_mariano": dg.MetadataValue.md(md_table(
-                    record["dm_tests"], ["symbol", "model", "window_name", "n", "statistic", "p_value", "verdict"])),
+                    record["dm_tests"], ["symbol", "model", "window_name", "n", "measure", "reference", "n_independent",
+                                         "statistic", "p_value", "verdict"])),
                 "reliability_p_up": dg.MetadataValue.md(md_table(
                     record["reliability"], ["symbol", "model", "lower", "upper", "n", "mean_forecast",
                                             "observed_frequency"])),

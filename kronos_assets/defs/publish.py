@@ -18,6 +18,7 @@ from kronos_assets.publishing.site import SeriesUpdate, publish_site, series_key
 from kronos_assets.publishing.snapshots import forecast_records, path_matrices, scoreboard, series_snapshot
 from kronos_assets.publishing.store import Store
 from kronos_assets.settings import Settings, TimeframeSettings
+from kronos_assets.track_record import DM_WINDOWS, VERDICT_WINDOW, verdicts
 from kronos_assets.warehouse import Warehouse
 
 
@@ -27,6 +28,12 @@ def published_key(tf: str) -> dg.AssetKey:
 
 class NothingToPublish(Exception):
     pass
+
+
+def public_symbols(settings: Settings) -> list[str] | None:
+    """The series whose scores may appear in public files: the configured markets; uploaded markets are private
+    unless the profile sets ``uploads.publish`` (None: every series in the warehouse)."""
+    return None if settings.uploads_publish else list(settings.symbols)
 
 
 def publish_bars(
@@ -46,9 +53,13 @@ def publish_bars(
     series += [(s, timeframe) for s in bars_by_symbol if (s, timeframe) not in series]
     stored = {key: _stored_latest(store, *key) for key in series}  # before the warehouse is opened
     with warehouse.connect() as con:  # every read on one connection, closed before the uploads
-        updates, all_snaps, board = _gather(settings, _Connection(con), stored, bars_by_symbol, timeframe, log)
+        con = _Connection(con)
+        updates, all_snaps, board = _gather(settings, con, stored, bars_by_symbol, timeframe, log)
+        judged = [v for t in settings.timeframes
+                  for v in verdicts(con, t.name, DM_WINDOWS[VERDICT_WINDOW], symbols=public_symbols(settings))]
     generated_at = datetime.fromisoformat(max(s["origin"] for s in all_snaps))
-    return publish_site(store, updates, all_snaps, board, settings.synthetic, settings.profile, generated_at)
+    return publish_site(store, updates, all_snaps, board, settings.synthetic, settings.profile, generated_at,
+                        judged)
 
 
 class _Connection:
@@ -66,7 +77,8 @@ def _gather(settings: Settings, warehouse: Any, stored: dict[tuple[str, str], di
             log: Any) -> tuple[list[SeriesUpdate], list[dict[str, Any]], list[dict[str, Any]]]:
     step = timeframe_delta(timeframe)
     updates, current = [], {}
-    boards = {timeframe: scoreboard(warehouse, timeframe)}
+    public = public_symbols(settings)
+    boards = {timeframe: scoreboard(warehouse, timeframe, public)}
     for symbol, bars in bars_by_symbol.items():
         origins = [b + step for b in bars]
         history = forecast_records(warehouse, symbol, timeframe, origins)
@@ -94,7 +106,7 @@ def _gather(settings: Settings, warehouse: Any, stored: dict[tuple[str, str], di
             if snap:
                 all_snaps.append(snap)
     board = [row for t in settings.timeframes
-             for row in (boards[t.name] if t.name in boards else scoreboard(warehouse, t.name))]
+             for row in (boards[t.name] if t.name in boards else scoreboard(warehouse, t.name, public))]
     return updates, all_snaps, board
 
 

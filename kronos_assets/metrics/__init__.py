@@ -4,6 +4,9 @@ numpy/scipy only; knows nothing of Dagster.
 """
 
 from kronos_assets.metrics.compare import (
+    MIN_INDEPENDENT_HORIZONS,
+    DMResult,
+    TooFewHorizons,
     diebold_mariano,
     mae,
     mape,
@@ -25,6 +28,9 @@ from kronos_assets.metrics.scores import (
 )
 
 __all__ = [
+    "DMResult",
+    "MIN_INDEPENDENT_HORIZONS",
+    "TooFewHorizons",
     "INTERVALS",
     "QUANTILE_LEVELS",
     "ROW_KEYS",

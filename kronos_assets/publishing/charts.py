@@ -177,3 +177,57 @@ def fan_chart_png(snapshot: dict[str, Any], width_px: int = 1000, height_px: int
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi, metadata={"Software": None})
     return buf.getvalue()
+
+
+def _small_layout(fig: go.Figure, title: str, x_title: str, y_title: str) -> go.Figure:
+    fig.update_layout(
+        title={"text": title, "font": {"size": 13}},
+        margin={"l": 50, "r": 10, "t": 36, "b": 40},
+        template="plotly_white",
+        height=280,
+        meta={"height": 280},  # the dashboard's drawChart keeps this height on every screen
+        showlegend=False,
+        xaxis={"title": {"text": x_title}},
+        yaxis={"title": {"text": y_title}},
+    )
+    return fig
+
+
+def reliability_chart(track_record: dict[str, Any]) -> go.Figure:
+    """Reliability of P(up): per probability bin, the share of forecasts that did go up against the mean P(up)
+    said, labelled with the bin's count; a calibrated forecaster lies on the diagonal."""
+    bins = [b for b in track_record.get("calibration", []) if b["n"]]
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", line={"color": "#9e9e9e", "dash": "dot"},
+                             name="calibrated", hoverinfo="skip"))
+    fig.add_trace(go.Scatter(
+        x=[b["mean_p_up"] for b in bins], y=[b["up_rate"] for b in bins], mode="markers+lines+text",
+        marker={"color": MEDIAN, "size": [8 + min(b["n"], 200) ** 0.5 for b in bins]},
+        line={"color": MEDIAN, "width": 1}, text=[f"n={b['n']}" for b in bins], textposition="top center",
+        textfont={"size": 10}, name="observed",
+        customdata=[[f"{100 * b['from']:.0f}–{100 * b['to']:.0f} %", b["n"]] for b in bins],
+        hovertemplate="P(up) %{customdata[0]}: said %{x:.0%}, rose %{y:.0%} of %{customdata[1]}<extra></extra>",
+    ))
+    n = sum(b["n"] for b in bins)
+    fig = _small_layout(fig, f"Reliability of P(up) ({n} forecasts)", "P(up) forecast", "share that rose")
+    fig.update_xaxes(range=[0, 1], tickformat=".0%")
+    fig.update_yaxes(range=[-0.05, 1.1], tickformat=".0%")
+    return fig
+
+
+def pit_chart(track_record: dict[str, Any]) -> go.Figure:
+    """PIT histogram at the horizon: flat for a calibrated forecaster, U-shaped when its bands are too narrow,
+    hump-shaped when too wide; the dotted line is the flat count."""
+    counts = track_record.get("pit_histogram") or []
+    k = len(counts) or 1
+    fig = go.Figure()
+    fig.add_trace(go.Bar(x=[(i + 0.5) / k for i in range(len(counts))], y=counts, width=0.9 / k,
+                         marker={"color": "rgba(94,53,177,0.7)"}, name="PIT",
+                         hovertemplate="PIT %{x:.2f}: %{y} forecasts<extra></extra>"))
+    total = sum(counts)
+    if total:
+        fig.add_hline(y=total / k, line={"color": "#9e9e9e", "dash": "dot"})
+    fig = _small_layout(fig, f"PIT histogram ({total} forecasts)", "where the outcome fell among the paths",
+                        "forecasts")
+    fig.update_xaxes(range=[0, 1])
+    return fig

@@ -41,7 +41,7 @@ import plotly
 import plotly.io as pio
 import polars as pl
 
-from kronos_assets.publishing.charts import fan_chart, fan_chart_png
+from kronos_assets.publishing.charts import fan_chart, fan_chart_png, pit_chart, reliability_chart
 from kronos_assets.publishing.snapshots import MIN_BIN, MIN_INDEPENDENT
 from kronos_assets.publishing.store import (
     IMMUTABLE_CACHE,
@@ -164,7 +164,7 @@ def series_plan(update: SeriesUpdate, plan: SitePlan) -> None:
     plan.add_latest(keys["scoreboard.json"], _json({
         "symbol": snap["symbol"], "timeframe": snap["timeframe"], "as_of": snap["origin"],
         "synthetic": snap.get("synthetic", False), "track_record": snap.get("track_record"),
-        "rows": update.scoreboard,
+        "verdict": snap.get("verdict"), "rows": update.scoreboard,
     }))
     plan.add_latest(keys["latest.json"], _json(latest_document(snap)))
 
@@ -175,14 +175,18 @@ SCORE_COLUMNS = (  # (column, header, format, header tooltip)
     ("model", "model", None, ""),
     ("n_forecasts", "scored", None, "forecasts scored, and about how many non-overlapping horizons they cover"),
     ("mape", "MAPE", "percent_units", "mean absolute % error of the median at the horizon"),
-    ("direction_hit_rate", "direction", "pct", "share of forecasts whose median moved the right way"),
+    ("direction_hit_rate", "direction", "pct",
+     "share of forecasts whose median moved the right way (n/a: the model never forecasts a move)"),
     ("crps", "CRPS", "num", "continuous ranked probability score on log returns (lower is better)"),
-    ("coverage_80", "80 % band", "pct", "share of outcomes inside the 80 % band (should be near 80 %)"),
-    ("brier_up", "Brier P(up)", "num", "Brier score of P(up): 0 is perfect, 0.25 a coin flip"),
+    ("coverage_80", "80 % band (expected)", "coverage",
+     "share of outcomes inside the 80 % band, and in brackets what a perfectly calibrated forecaster's band "
+     "covers with the stored number of sample paths N: 80 % x (N-1)/(N+1), 74.8 % for 30 paths"),
+    ("brier_up", "Brier P(up)", "num",
+     "Brier score of P(up): 0 is perfect, 0.25 a coin flip (n/a: a point forecast gives no probability)"),
     ("crps_skill_vs_rw_vol", "skill vs RW+vol", "signed_pct",
      "1 - CRPS / CRPS of the random walk with volatility on the same origins (positive is better)"),
 )
-BASELINE_NAMES = {"random_walk": "random walk", "random_walk_vol": "random walk with volatility"}
+NA_COLUMNS = ("direction_hit_rate", "brier_up")  # NULL there: the model does not forecast it
 
 
 def _pct(x: float | None, signed: bool = False) -> str:
@@ -232,22 +236,20 @@ def _p_up_note(p: float, tr: dict[str, Any]) -> tuple[str, bool]:
 
 
 def _skill_card(snap: dict[str, Any]) -> str:
-    tr = snap.get("track_record") or {}
-    skills = tr.get("skill", {})
-    base = "random_walk_vol" if "random_walk_vol" in skills else ("random_walk" if "random_walk" in skills else None)
-    label = "Skill vs random walk (CRPS)"
-    if base is None:
-        return _card(label, "not yet scored", "no baseline scored on the same origins yet", muted=True)
-    s = skills[base]
-    label = f"Skill vs {BASELINE_NAMES.get(base, base)} (CRPS)"
-    own = " (the model is itself a baseline)" if snap["primary_model"] in BASELINE_NAMES else ""
-    if not s["enough"] or s["crps_skill"] is None:
-        return _card(label, "not yet scored", _not_yet(tr, s["n"], s["n_independent"]) + own, muted=True)
-    skill, se = s["crps_skill"], s["crps_skill_se"]
-    value = f"{100 * skill:+.1f} %" + (f" ± {200 * se:.1f}" if se is not None else "")
-    verdict = ("within noise of the baseline" if se is None or abs(skill) < 2 * se
-               else ("better than the baseline" if skill > 0 else "worse than the baseline"))
-    return _card(label, value, f"{verdict}; ±2 s.e. over ≈{s['n_independent']} independent horizons" + own,
+    """CRPS skill against the random walk with volatility over the verdict's window, with the DM test's word."""
+    verdict = snap.get("verdict") or {}
+    label = "Skill vs random walk with volatility (CRPS, 30 days)"
+    if not verdict:
+        return _card(label, "not yet scored", "no forecast scored yet", muted=True)
+    c = verdict.get("crps")
+    if c is None:
+        return _card(label, "–", "the model is itself this baseline", muted=True)
+    if c["p_value"] is None or c["relative"] is None:
+        return _card(label, "not yet scored", _not_yet({}, c["n"], c["n_independent"]), muted=True)
+    word = ({"model": "better than", "reference": "worse than"}[c["winner"]] + " the baseline (significant, "
+            f"p = {c['p_value']:.2g})" if c["significant"] else f"within noise of the baseline (p = {c['p_value']:.2f})")
+    return _card(label, f"{-100 * c['relative']:+.1f} %",
+                 f"{word}; Diebold–Mariano test over ≈{c['n_independent']} independent horizons",
                  title="1 − CRPS(model) / CRPS(baseline) on the origins both scored; positive is better")
 
 
@@ -262,7 +264,9 @@ def _table(board: list[dict[str, Any]], horizon: int, bar_seconds: int) -> str:
         cells = []
         for col, _, kind, _ in SCORE_COLUMNS:
             v = r.get(col)
-            if col == "model":
+            if col in NA_COLUMNS and v is None:
+                txt = "n/a"
+            elif col == "model":
                 txt = str(v) + (" · too few to judge" if early else "")
             elif col == "n_forecasts":
                 txt = f"{v} (≈{k} indep.)"
@@ -272,6 +276,9 @@ def _table(board: list[dict[str, Any]], horizon: int, bar_seconds: int) -> str:
                 txt = "–"
             elif kind == "pct":
                 txt = _pct(v)
+            elif kind == "coverage":
+                expected = r.get("expected_coverage_80")
+                txt = _pct(v) + (f" ({_pct(expected)})" if expected is not None else " (n/a)")
             elif kind == "percent_units":
                 txt = f"{v:.2f} %"
             elif kind == "signed_pct":
@@ -291,6 +298,18 @@ def _independent_approx(row: dict[str, Any], horizon: int, bar_seconds: int) -> 
         return 0
     span = (datetime.fromisoformat(row["last_origin"]) - datetime.fromisoformat(row["first_origin"])).total_seconds()
     return min(int(row["n_forecasts"]), int(span // (horizon * bar_seconds)) + 1)
+
+
+def _verdict_paragraph(snap: dict[str, Any]) -> str:
+    verdict = snap.get("verdict")
+    if verdict is None:
+        h = snap["forecasts"][snap["primary_model"]]["horizon"]
+        text, cls = (f"No forecast of {snap['primary_model']} scored yet: a forecast is scored once its {h} bars "
+                     "have passed."), "verdict pending"
+    else:
+        enough = verdict["n_independent"] >= verdict["min_independent"]
+        text, cls = verdict["sentence"], "verdict" if enough else "verdict pending"
+    return f'<p class="{cls}">{html.escape(text)}</p>'
 
 
 def _script_json(obj: Any) -> str:
@@ -326,15 +345,22 @@ def _series_section(snap: dict[str, Any], board: list[dict[str, Any]], idx: int)
                            ("latest JSON", keys["latest.json"]), ("sample paths (Parquet)", doc["paths"]),
                            ("scoreboard JSON", keys["scoreboard.json"]))
     )
+    calibration = "".join(
+        f'<div class="chart calib" id="chart-{idx}-{name}"></div>'
+        f"<script>drawChart(\"chart-{idx}-{name}\", {_script_json(pio.to_json(fig(tr), validate=False))});</script>"
+        for name, fig in (("reliability", reliability_chart), ("pit", pit_chart))
+    ) if tr.get("n") else ""
     return f"""
 <section class="series" data-origin="{html.escape(snap['origin'])}" data-bar-seconds="{bar_seconds}">
   <h2>{html.escape(snap['symbol'])} · {html.escape(snap['timeframe'])}
       <span class="sub">forecast at {html.escape(snap['origin'][:16].replace('T', ' '))} UTC by
       {html.escape(snap['primary_model'])} · <span class="fresh"></span></span></h2>
+  {_verdict_paragraph(snap)}
   <div class="cards">{cards}</div>
   <div class="chart" id="chart-{idx}"></div>
   <script>drawChart("chart-{idx}", {_script_json(fig_json)});</script>
   <p class="links">{links}</p>
+  <div class="calibration">{calibration}</div>
   <details{' open' if idx == 0 else ''}><summary>Scoreboard: every model on {html.escape(snap['symbol'])}
   {html.escape(snap['timeframe'])}, scored at the {h}th bar</summary>{_table(board, h, bar_seconds)}</details>
 </section>"""
@@ -357,6 +383,10 @@ h1 { font-size: 22px; margin: 12px 0 4px; } h2 { font-size: 18px; margin: 0 0 8p
 .note { font-size: 11px; color: #777; }
 .sub { font-size: 13px; color: #777; font-weight: 400; }
 .chart { width: 100%; min-height: 320px; margin-top: 8px; }
+.calibration { display: grid; grid-template-columns: repeat(auto-fit, minmax(300px, 1fr)); gap: 8px; }
+.chart.calib { min-height: 280px; min-width: 0; }
+.verdict { font-size: 15px; background: #f5f5f5; border-left: 4px solid #1565c0; padding: 8px 10px; margin: 6px 0 10px; }
+.verdict.pending { border-left-color: #9e9e9e; color: #555; }
 .links { font-size: 13px; } a { color: #1565c0; }
 summary { cursor: pointer; font-size: 14px; margin: 6px 0; }
 .table-wrap { overflow-x: auto; } table { border-collapse: collapse; font-size: 12px; width: 100%; }
@@ -370,8 +400,9 @@ footer { font-size: 12px; color: #777; margin-top: 24px; }
 DASHBOARD_JS_HEAD = """
 function drawChart(id, fig) {
   var el = document.getElementById(id), small = window.innerWidth < 600;
-  var layout = Object.assign({}, fig.layout, {autosize: true, height: small ? 340 : 420});
-  if (small) {  // a phone: the section heading names the series; the legend and the tool bar take too much room
+  var fixed = (fig.layout.meta || {}).height;  // the small calibration charts keep their own height
+  var layout = Object.assign({}, fig.layout, {autosize: true, height: fixed || (small ? 340 : 420)});
+  if (small && !fixed) {  // a phone: the section heading names the series; the legend and the tool bar take too much room
     layout.margin = {l: 45, r: 6, t: 10, b: 20};
     layout.showlegend = false;
     layout.title = {text: ""};
@@ -432,12 +463,16 @@ def dashboard_html(snapshots: list[dict[str, Any]], scoreboard: list[dict[str, A
 <p class="updated">Last update: newest forecast at <time datetime="{html.escape(generated_at)}">{when} UTC</time>
 (<span id="age"></span>) <span id="freshness" class="badge"></span></p>
 <p class="note">Every forecast is scored once its horizon has passed, next to a random walk and a random walk with
-historical volatility. A track record is shown as a number only once it covers {MIN_INDEPENDENT} non-overlapping
-horizons: forecasts made a bar apart share most of their future, so they count as far fewer independent tests.</p>
+historical volatility. A track record is shown as a number, and judged, only once it covers {MIN_INDEPENDENT}
+non-overlapping horizons: forecasts made a bar apart share most of their future, so they count as far fewer
+independent tests. Each series starts with one sentence that says who wins and whether it is significant.</p>
 {''.join(sections) or '<p>No forecasts published yet.</p>'}
 <footer>Scores at the horizon's last bar; CRPS on log returns; skill = 1 − CRPS / CRPS of the baseline on the same
-origins (positive means better than the baseline), with ±2 standard errors counted over independent horizons.
-Brier scores: 0 is perfect, 0.25 is a coin flip. Files: <a href="scoreboard.json">scoreboard.json</a> ·
+origins (positive means better than the baseline). "Significant" means a Diebold–Mariano test on the paired losses
+rejects equal accuracy at 5 %; its variance estimate (equal-weighted cosines, one degree of freedom per two
+independent horizons, Student t) keeps that 5 % honest for overlapping forecasts (benchmarks/bench_dm_size.py).
+Point error: the median's absolute error relative to the last price's. Brier scores: 0 is perfect, 0.25 is a
+coin flip; n/a where a model makes no such forecast. Files: <a href="scoreboard.json">scoreboard.json</a> ·
 <a href="manifest.json">manifest.json</a>.</footer>
 <script>{DASHBOARD_JS_TAIL}</script>
 </body></html>"""
@@ -481,6 +516,7 @@ def publish_site(
     synthetic: bool,
     profile: str,
     generated_at: datetime,
+    verdicts: list[dict[str, Any]] = (),
 ) -> PublishReport:
     """Publish the given series' artifacts, the dashboard and the scoreboard, then the manifest, in that order.
 
@@ -494,7 +530,8 @@ def publish_site(
     plan.immutable.append(Artifact.of(PLOTLY_JS_KEY, js.read_bytes(), IMMUTABLE_CACHE))
     for update in updates:
         series_plan(update, plan)
-    plan.add_latest("scoreboard.json", _json({"generated_at": generated, "synthetic": synthetic, "rows": scoreboard}))
+    plan.add_latest("scoreboard.json", _json({"generated_at": generated, "synthetic": synthetic, "rows": scoreboard,
+                                              "verdicts": list(verdicts)}))
     plan.add_latest("index.html", dashboard_html(all_snapshots, scoreboard, generated, synthetic).encode())
 
     previous = _read_manifest(store)

@@ -7,17 +7,21 @@ import math
 from datetime import datetime, timedelta
 from typing import Any
 
-import numpy as np
 import polars as pl
 
+from kronos_assets.metrics import MIN_INDEPENDENT_HORIZONS, pit_histogram
 from kronos_assets.settings import BASELINES
+from kronos_assets.track_record import newest_scored_origin, verdicts
 from kronos_assets.warehouse import Warehouse, json_rows, read_sql
 
 CHART_BARS = 96
 PAST_FORECASTS = 72
 # A track record is shown as a number only once it covers this many non-overlapping horizons: forecasts made
-# one bar apart with a 24-bar horizon share 23 of their 24 bars, so 24 of them are about one observation.
-MIN_INDEPENDENT = 10
+# one bar apart with a 24-bar horizon share 23 of their 24 bars, so 24 of them are about one observation. The
+# same minimum as the Diebold-Mariano test's (kronos_assets.metrics.compare), so a number and its verdict
+# appear together.
+MIN_INDEPENDENT = MIN_INDEPENDENT_HORIZONS
+PIT_BINS = 10
 CALIBRATION_BINS = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
 MIN_BIN = 10  # forecasts in a probability bin before its hit rate is shown
 PATH_COLUMNS = ("open", "high", "low", "close", "volume", "amount")
@@ -74,6 +78,8 @@ def series_snapshot(
         [symbol, timeframe, primary_model, origin, PAST_FORECASTS],
     ).reverse()
     horizon = records[0]["forecasts"][primary_model]["horizon"]
+    verdict = [v for v in verdicts(wh, timeframe, 30, scored_before=origin, symbols=[symbol])
+               if v["model"] == primary_model]
     return records[0] | {
         "primary_model": primary_model,
         "synthetic": synthetic,
@@ -82,6 +88,7 @@ def series_snapshot(
         "candles": json_rows(candles),
         "past": json_rows(past),
         "track_record": track_record(wh, symbol, timeframe, primary_model, origin, bar, horizon),
+        "verdict": verdict[0] if verdict else None,
     }
 
 
@@ -102,12 +109,13 @@ def track_record(wh: Warehouse, symbol: str, timeframe: str, model: str, origin:
                  horizon: int) -> dict[str, Any]:
     """What was known at ``origin`` about the model's forecasts of this series (scored before the origin).
 
-    The P(up) calibration (Brier score and hit rate per probability bin), the Brier score of P(volatility
-    amplification), and the CRPS skill against each baseline on the origins both scored, with a standard error
-    that counts non-overlapping horizons, not forecasts. ``enough`` says whether the numbers mean anything yet.
+    The P(up) calibration (Brier score and hit rate per probability bin), the PIT histogram, the Brier score of
+    P(volatility amplification), and the CRPS skill against each baseline on the origins both scored, with the
+    count of non-overlapping horizons behind it. ``enough`` says whether the numbers mean anything yet; whether a
+    difference is significant is the verdict's (``kronos_assets.track_record.verdicts``).
     """
     df = wh.query(
-        "SELECT e.origin, e.model, e.crps, e.p_up, e.brier_up, e.brier_vol_amp, "
+        "SELECT e.origin, e.model, e.crps, e.p_up, e.brier_up, e.brier_vol_amp, e.pit, "
         "CAST(e.realised > f.last_close AS INTEGER) AS up "
         "FROM evaluations e JOIN forecasts f USING (symbol, timeframe, origin, model) "
         "WHERE e.symbol = ? AND e.timeframe = ? AND e.step = e.horizon AND e.scored_bar < ? "
@@ -145,6 +153,7 @@ def track_record(wh: Warehouse, symbol: str, timeframe: str, model: str, origin:
             bins.append({"from": lo, "to": hi, "n": k, "mean_p_up": _f(p[sel].mean()) if k else None,
                          "up_rate": _f(up[sel].mean()) if k else None})
         out["calibration"] = bins
+        out["pit_histogram"] = pit_histogram(mine["pit"].to_numpy(), PIT_BINS).tolist()
     skills = {}
     for base in BASELINES:
         if base == model:
@@ -158,10 +167,8 @@ def track_record(wh: Warehouse, symbol: str, timeframe: str, model: str, origin:
         k = independent_count(pair["origin"].to_list(), span)
         base_mean = float(b.mean())
         skill = 1 - float(m.mean()) / base_mean if base_mean > 0 else None
-        se = (float(np.std(b - m, ddof=1)) / math.sqrt(k) / base_mean
-              if pair.height > 1 and k > 0 and base_mean > 0 else None)
         skills[base] = {"n": pair.height, "n_independent": k, "enough": k >= MIN_INDEPENDENT,
-                        "crps_skill": _f(skill), "crps_skill_se": _f(se)}
+                        "crps_skill": _f(skill)}
     out["skill"] = skills
     return out
 
@@ -188,13 +195,12 @@ def path_matrices(wh: Warehouse, symbol: str, timeframe: str, origins: list[date
     return out
 
 
-def scoreboard(wh: Warehouse, timeframe: str) -> list[dict[str, Any]]:
-    """All-time scores at the horizon's last step, per symbol and model (the rolling windows, per-step scores,
-    DM tests, reliability and PIT are in track_record.track_record)."""
-    from kronos_assets.track_record import newest_scored_origin
-
+def scoreboard(wh: Warehouse, timeframe: str, symbols: list[str] | None = None) -> list[dict[str, Any]]:
+    """All-time scores at the horizon's last step, per symbol (only ``symbols`` unless None) and model (the rolling windows,
+    per-step scores, reliability and PIT are in track_record.track_record)."""
     as_of = newest_scored_origin(wh, timeframe)
     if as_of is None:
         return []
     rows = json_rows(wh.query(read_sql("scoreboard.sql"), {"timeframe": timeframe, "as_of": as_of}))
-    return [r for r in rows if r["window_name"] == "all" and r["step"] == r["horizon"]]
+    return [r for r in rows if r["window_name"] == "all" and r["step"] == r["horizon"]
+            and (symbols is None or r["symbol"] in symbols)]

@@ -103,22 +103,30 @@ def test_dashboard_says_not_yet_scored_until_the_record_means_something(site_dat
     btc = json.loads((site_data.publish_dir / "series/BTC-USDT/1h/latest.json").read_text())
     assert not eth["track_record"]["enough"] and btc["track_record"]["enough"]
     assert btc["track_record"]["n_independent"] >= MIN_INDEPENDENT
-    # ETH: too few independent horizons; every track-record card says so and shows no number.
+    # ETH: too few independent horizons; every track-record card says so and shows no number, and the sentence
+    # at the top says why there is no verdict.
     cards = sections[ETH].split('<div class="chart"')[0]
-    assert cards.count("not yet scored") >= 3
-    assert "Brier" not in cards and "±" not in cards
-    # BTC: enough; the skill card shows the skill with its uncertainty, the P(up) card its calibration.
+    assert cards.count("not yet scored") >= 2 and "the model is itself this baseline" in cards
+    assert "Brier" not in cards and "p =" not in cards
+    assert '<p class="verdict pending">Too few independent horizons for a verdict' in cards
+    # BTC: enough; a verdict, the P(up) card shows its calibration, and the reliability and PIT charts follow the
+    # fan chart (the skill card's verdict: test_verdicts).
     cards = sections[BTC].split('<div class="chart"')[0]
-    assert "not yet scored" not in cards and "±" in cards and "Brier" in cards
+    assert "not yet scored" not in cards and "Brier" in cards and "±" not in cards
+    assert '<p class="verdict">Over the last 30 days (60 forecasts' in cards
+    assert 'id="chart-0-reliability"' in sections[BTC] and 'id="chart-0-pit"' in sections[BTC]
     assert "SYNTHETIC MARKET" in index and 'id="demo-banner"' in index
     assert 'src="assets/plotly-' in index and "cdn" not in index.lower()  # plotly.js beside the page
     # The same numbers with a short record: shown as not scored, the skill value hidden.
-    short = btc | {"track_record": btc["track_record"] | {
+    short_verdict = btc["verdict"] | {"n": 12, "n_independent": 2, "sentence": "Too few independent horizons.",
+                                      "crps": btc["verdict"]["crps"] and btc["verdict"]["crps"] | {
+                                          "n": 12, "n_independent": 2, "p_value": None}}
+    short = btc | {"verdict": short_verdict, "track_record": btc["track_record"] | {
         "enough": False, "n": 12, "n_independent": 2,
         "skill": {k: v | {"enough": False, "n_independent": 2} for k, v in btc["track_record"]["skill"].items()}}}
     html_short = _series_section(short, [], 0).split('<div class="chart"')[0]
     skill = btc["track_record"]["skill"]["random_walk"]["crps_skill"]
-    assert f"{100 * skill:+.1f} %" not in html_short and html_short.count("not yet scored") >= 3
+    assert f"{100 * skill:+.1f} %" not in html_short and html_short.count("not yet scored") >= 2
     assert "12 scored ≈ 2 independent horizons; needs 10" in html_short
     # A demo banner only on the demo profile.
     assert "SYNTHETIC MARKET" not in dashboard_html([btc | {"synthetic": False}], [], btc["origin"], False)
