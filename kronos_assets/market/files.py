@@ -64,7 +64,7 @@ class ReadLimits:
     """How much one candle file may cost to read: its size on disk and its size once decompressed."""
 
     max_file_bytes: int = 64 * MB
-    max_decompressed_bytes: int = 256 * MB
+    max_decompressed_bytes: int = 64 * MB
 
 
 class CandleFileError(CandleError):
@@ -130,17 +130,19 @@ def _too_large(path: Path, what: str, limit: int) -> CandleFileError:
     return CandleFileError(path, "too_large", f"{what} exceeds the {limit / MB:g} MB limit (uploads.max_* settings)")
 
 
-def _bounded_bytes(path: Path, fh: io.BufferedReader, limits: ReadLimits) -> bytes:
-    """The file's bytes, gunzipped when they are gzip, never holding more than the decompressed limit."""
+def _check_decompressed(path: Path, fh: io.BufferedReader, limits: ReadLimits) -> None:
+    """Refuse a gzip file whose content is larger than the limit, counting it in 1 MiB chunks (never held)."""
     head = fh.read(2)
     fh.seek(0)
-    stream: io.BufferedIOBase = gzip.GzipFile(fileobj=fh) if head == b"\x1f\x8b" else fh  # type: ignore[assignment]
-    out = bytearray()
-    while chunk := stream.read(MB):
-        out += chunk
-        if len(out) > limits.max_decompressed_bytes:
-            raise _too_large(path, "the decompressed content", limits.max_decompressed_bytes)
-    return bytes(out)
+    if head != b"\x1f\x8b":
+        return
+    size = 0
+    with gzip.GzipFile(fileobj=fh) as stream:
+        while chunk := stream.read(MB):
+            size += len(chunk)
+            if size > limits.max_decompressed_bytes:
+                raise _too_large(path, "the decompressed content", limits.max_decompressed_bytes)
+    fh.seek(0)
 
 
 def _read_raw(path: Path, limits: ReadLimits = ReadLimits()) -> pl.DataFrame:
@@ -154,9 +156,10 @@ def _read_raw(path: Path, limits: ReadLimits = ReadLimits()) -> pl.DataFrame:
             raise _too_large(path, f"the file ({size / MB:.1f} MB)", limits.max_file_bytes)
         try:
             if kind == "csv":
-                data = _bounded_bytes(path, fh, limits)
+                _check_decompressed(path, fh, limits)
+                data = fh.read()  # from the descriptor checked above (at most max_file_bytes)
                 # every column as text: conversion errors name the row
-                return pl.read_csv(io.BytesIO(data), infer_schema=False) if data.strip() else pl.DataFrame()
+                return pl.read_csv(data, infer_schema=False) if data.strip() else pl.DataFrame()
             table = _read_arrow(path, fh, kind, limits)
             return pl.from_arrow(table)  # type: ignore[return-value]
         except CandleFileError:
