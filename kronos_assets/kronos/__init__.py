@@ -6,34 +6,39 @@ Dagster-free. Entry points:
   * ``KronosPredictor`` — candles in, all sample paths + summaries out (fast KV-cached or reference mode).
 """
 
-from .config import OFFICIAL, KronosConfig, TokenizerConfig
-from .errors import (
-    CheckpointError,
-    CheckpointShapeError,
-    ChecksumMismatchError,
-    HorizonTooLongError,
-    KronosError,
-    KronosInputError,
-    MissingColumnsError,
-    NonFiniteInputError,
-    TimestampOrderError,
-    WeightsNotAvailableError,
-)
-from .generate import GenerationConfig, generate
-from .hub import (
-    CheckpointInfo,
-    LoadedCheckpoint,
-    install_into_cache,
-    load_checkpoint,
-    load_model,
-    load_tokenizer,
-    predownload,
-    save_checkpoint,
-)
-from .model import Kronos
-from .predictor import KronosPredictor, PathForecast, prepare_series
-from .sampling import SamplingParams
-from .tokenizer import KronosTokenizer
+from __future__ import annotations
+
+import importlib
+import os
+from typing import Any
+
+# Before torch loads OpenMP: idle OpenMP threads sleep instead of spinning. Generation runs thousands of small
+# ops; with spinning threads, 2 intra-op threads on 2 cores that other processes share made a Kronos-mini
+# request 5-20x slower (measured 2-7 s instead of 0.35 s at load 3.5); sleeping threads keep it at 0.35 s.
+# Only a default: a value the user set wins. It has no effect if torch was imported before this package.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+# Names -> submodule, imported on first use: ``kronos-forecast --help`` and the config module load without torch.
+_WHERE = {
+    **dict.fromkeys(("OFFICIAL", "KronosConfig", "TokenizerConfig"), "config"),
+    **dict.fromkeys(("CheckpointError", "CheckpointShapeError", "ChecksumMismatchError", "HorizonTooLongError",
+                     "KronosError", "KronosInputError", "MissingColumnsError", "NonFiniteInputError",
+                     "TimestampOrderError", "WeightsNotAvailableError"), "errors"),  # fmt: skip
+    "GenerationConfig": "generate",
+    **dict.fromkeys(("CheckpointInfo", "LoadedCheckpoint", "install_into_cache", "load_checkpoint", "load_model",
+                     "load_tokenizer", "predownload", "save_checkpoint"), "hub"),  # fmt: skip
+    "Kronos": "model",
+    **dict.fromkeys(("KronosPredictor", "PathForecast", "prepare_series"), "predictor"),
+    "SamplingParams": "sampling",
+    "KronosTokenizer": "tokenizer",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f".{_WHERE[name]}", __name__), name)
+
 
 __all__ = [
     "OFFICIAL",
@@ -57,7 +62,6 @@ __all__ = [
     "TimestampOrderError",
     "TokenizerConfig",
     "WeightsNotAvailableError",
-    "generate",
     "install_into_cache",
     "load_checkpoint",
     "load_model",

@@ -7,12 +7,19 @@ indent, no trailing newline) so that a config we save hashes exactly like the pu
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, fields
+from pathlib import Path
 from typing import Any, Literal, Mapping
 
 from .errors import CheckpointError
 
 Kind = Literal["tokenizer", "model"]
+ContextPolicy = Literal["exact", "trim"]
+Mode = Literal["fast", "reference"]
+CONTEXT_POLICIES: tuple[str, ...] = ("exact", "trim")
+DEFAULT_CONTEXT_POLICY: ContextPolicy = "exact"  # the model's own sliding window; "trim" only when asked for
+MODES: tuple[str, ...] = ("fast", "reference")
 
 
 @dataclass(frozen=True)
@@ -106,31 +113,114 @@ def _dump(cfg: AnyConfig) -> str:
     return json.dumps(asdict(cfg), sort_keys=True, indent=2)
 
 
-def config_from_dict(data: Mapping[str, Any], expected: Kind | None = None) -> AnyConfig:
-    """Build the right config from a config.json dict; raises CheckpointError naming missing/unknown keys."""
+# Sane bounds of the size fields (well above Kronos-large), checked before any module is built: a config.json
+# with n_layers 1000000 would otherwise build for minutes and many GB.
+SIZE_BOUNDS: dict[str, tuple[int, int]] = {
+    "d_in": (6, 6), "d_model": (2, 8192), "n_heads": (1, 256), "ff_dim": (1, 65536), "n_layers": (1, 128),
+    "n_enc_layers": (2, 64), "n_dec_layers": (2, 64), "s1_bits": (1, 16), "s2_bits": (1, 16),
+    "group_size": (1, 20),
+}  # fmt: skip
+
+
+def _check_fields(cls: type, data: Mapping[str, Any], where: str) -> None:
+    """Types and bounds of every field, each error naming the file and the field."""
+    for f in fields(cls):
+        v = data[f.name]
+        if f.type in ("int", int):
+            if isinstance(v, bool) or not isinstance(v, int):
+                raise CheckpointError(f"{where}: field {f.name!r} must be a whole number, got {v!r}")
+            lo, hi = SIZE_BOUNDS[f.name]
+            if not lo <= v <= hi:
+                raise CheckpointError(f"{where}: field {f.name!r} = {v} is outside the sane range {lo}..{hi}")
+        elif f.type in ("float", float):
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
+                raise CheckpointError(f"{where}: field {f.name!r} must be a finite number >= 0, got {v!r}")
+            if f.name.endswith("dropout_p") and v >= 1:
+                raise CheckpointError(f"{where}: field {f.name!r} = {v} must be below 1")
+        elif f.type in ("bool", bool) and not isinstance(v, bool):
+            raise CheckpointError(f"{where}: field {f.name!r} must be true or false, got {v!r}")
+
+
+def config_from_dict(data: Mapping[str, Any], expected: Kind | None = None,
+                     source: str = "config.json") -> AnyConfig:  # fmt: skip
+    """Build the right config from a config.json dict; raises CheckpointError naming ``source`` and the
+    missing, unknown, mistyped or out-of-range field."""
     kind: Kind = "tokenizer" if "n_enc_layers" in data or "d_in" in data else "model"
     if expected is not None and kind != expected:
-        raise CheckpointError(f"config.json describes a {kind}, but a {expected} was expected")
+        raise CheckpointError(f"{source} describes a {kind}, but a {expected} was expected")
     cls = TokenizerConfig if kind == "tokenizer" else KronosConfig
     names = {f.name for f in fields(cls)}
     missing = sorted(names - set(data))
     unknown = sorted(set(data) - names)
     if missing or unknown:
-        raise CheckpointError(f"{kind} config.json: missing keys {missing}, unknown keys {unknown}")
+        raise CheckpointError(f"{source} ({kind}): missing keys {missing}, unknown keys {unknown}")
+    _check_fields(cls, data, f"{source} ({kind})")
     try:
         return cls(**{k: data[k] for k in names})
-    except TypeError as exc:  # pragma: no cover - dataclass arg errors
-        raise CheckpointError(f"{kind} config.json: {exc}") from exc
+    except CheckpointError as exc:
+        raise CheckpointError(f"{source}: {exc}") from exc
 
 
-def config_from_json(text: str, expected: Kind | None = None) -> AnyConfig:
+def config_from_json(text: str, expected: Kind | None = None, source: str = "config.json") -> AnyConfig:
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise CheckpointError(f"config.json is not valid JSON: {exc}") from exc
+        raise CheckpointError(f"{source} is not valid JSON: {exc}") from exc
     if not isinstance(data, dict):
-        raise CheckpointError("config.json must hold a JSON object")
-    return config_from_dict(data, expected)
+        raise CheckpointError(f"{source} must hold a JSON object")
+    return config_from_dict(data, expected, source)
+
+
+def _header_sizes(c: AnyConfig) -> list[tuple[str, str, int, int]]:
+    """(field, tensor key, dim, size the config implies) for the sizes a config fixes."""
+    if isinstance(c, KronosConfig):
+        return [("d_model", "norm.weight", 0, c.d_model), ("ff_dim", "transformer.0.ffn.w1.weight", 0, c.ff_dim),
+                ("s1_bits", "embedding.emb_s1.weight", 0, 2**c.s1_bits),
+                ("s2_bits", "embedding.emb_s2.weight", 0, 2**c.s2_bits)]  # fmt: skip
+    return [("d_model", "embed.weight", 0, c.d_model), ("d_in", "embed.weight", 1, c.d_in),
+            ("ff_dim", "encoder.0.ffn.w1.weight", 0, c.ff_dim),
+            ("s1_bits + s2_bits", "quant_embed.weight", 0, c.s1_bits + c.s2_bits),
+            ("group_size", "tokenizer.bsq.group_basis", 0, c.group_size)]  # fmt: skip
+
+
+def _block_counts(c: AnyConfig) -> list[tuple[str, str, int]]:
+    """(field, key prefix, blocks the config implies): n_*_layers - 1 blocks in the tokenizer (spec §4.1)."""
+    if isinstance(c, KronosConfig):
+        return [("n_layers", "transformer.", c.n_layers)]
+    return [("n_enc_layers", "encoder.", c.n_encoder_blocks), ("n_dec_layers", "decoder.", c.n_decoder_blocks)]
+
+
+def header_mismatches(config: AnyConfig, shapes: Mapping[str, tuple[int, ...]]) -> list[str]:
+    """What ``config`` says against the tensor shapes of a weight file's header, one line per field."""
+    out = []
+    for name, prefix, want in _block_counts(config):
+        found = {k[len(prefix):].split(".", 1)[0] for k in shapes if k.startswith(prefix)}
+        n = sum(1 for i in found if i.isdigit())
+        if n != want:
+            out.append(f"{name} = {getattr(config, name)} implies {want} {prefix.rstrip('.')} blocks, the file "
+                       f"holds {n}")  # fmt: skip
+    for name, key, dim, want in _header_sizes(config):
+        shape = shapes.get(key)
+        if shape is not None and (len(shape) <= dim or shape[dim] != want):
+            out.append(f"{name} implies size {want} for {key}, the file has shape {list(shape)}")
+    return out
+
+
+@dataclass(frozen=True)
+class NamedCheckpoint:
+    """A checkpoint shipped with the package, selectable by a short name (``kronos-forecast --model demo``)."""
+
+    model: Path
+    tokenizer: Path
+    max_context: int
+    about: str
+
+
+_SHIPPED = Path(__file__).resolve().parents[1] / "checkpoints"
+NAMED_CHECKPOINTS: dict[str, NamedCheckpoint] = {
+    "demo": NamedCheckpoint(_SHIPPED / "demo" / "model", _SHIPPED / "demo" / "tokenizer", 504,
+                            "tiny Kronos trained on the synthetic demo market; works offline, not for trading"),
+}  # fmt: skip
 
 
 # The five released configs (spec §2).

@@ -27,25 +27,19 @@ decoded bars, depend on G.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal
-
 import math
+from dataclasses import dataclass
 from typing import Sequence
 
 import torch
 from torch import Tensor, nn
 
+from .config import CONTEXT_POLICIES, DEFAULT_CONTEXT_POLICY, MODES, ContextPolicy, Mode  # noqa: F401 (re-exported)
 from .errors import HorizonTooLongError
 from .model import Kronos
 from .sampling import SamplingParams, sample_tokens, sample_tokens_grouped
 from .tokenizer import KronosTokenizer
 
-ContextPolicy = Literal["exact", "trim"]
-Mode = Literal["fast", "reference"]
-CONTEXT_POLICIES: tuple[str, ...] = ("exact", "trim")
-DEFAULT_CONTEXT_POLICY: ContextPolicy = "exact"  # the model's own semantics; "trim" only when asked for
-MODES: tuple[str, ...] = ("fast", "reference")
 
 
 @dataclass(frozen=True)

@@ -7,20 +7,24 @@ revision (spec §1) are checked against the published sha256 before use.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+import re
 import shutil
+import socket
+import threading
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import torch
 from huggingface_hub import hf_hub_download, snapshot_download
 from huggingface_hub import errors as hf_errors
-from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from .config import OFFICIAL, AnyConfig, Kind, KronosConfig, TokenizerConfig, config_from_json
+from .config import OFFICIAL, AnyConfig, Kind, KronosConfig, TokenizerConfig, config_from_json, header_mismatches
 from .errors import CheckpointError, CheckpointShapeError, ChecksumMismatchError, WeightsNotAvailableError
 from .model import Kronos
 from .tokenizer import KronosTokenizer
@@ -118,12 +122,12 @@ def _not_available(repo_id: str, revision: str, cache_dir: str | os.PathLike[str
 
     where = cache_dir or constants.HF_HUB_CACHE
     offline = " (HF_HUB_OFFLINE is set)" if constants.HF_HUB_OFFLINE else ""
-    return WeightsNotAvailableError(
-        f"Kronos checkpoint {repo_id} at revision {revision} is not in the Hugging Face cache {where} and "
-        f"could not be fetched from the hub{offline}: {type(exc).__name__}: {exc}\n"
-        f"Pre-download it where the hub is reachable (into the same cache) with:\n"
+    return WeightsNotAvailableError(  # the cause comes last: the line a user reads first
+        f"Pre-download it where the hub is reachable, into the same cache, then run with HF_HUB_OFFLINE=1:\n"
         f"  {download_command(repo_id, revision)}\n"
-        f"or\n  hf download {repo_id} {' '.join(CHECKPOINT_FILES)} --revision {revision}"
+        f"  (or: hf download {repo_id} {' '.join(CHECKPOINT_FILES)} --revision {revision})\n"
+        f"Kronos checkpoint {repo_id} at revision {revision} is not in the Hugging Face cache {where} and "
+        f"could not be fetched from the hub{offline}: {type(exc).__name__}: {exc}"
     )
 
 
@@ -137,17 +141,62 @@ _HUB_MISSING = (
 )
 
 
+HUB_PROBE_TIMEOUT_S = 3.0
+_PROXY_VARS = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy")
+_COMMIT = re.compile(r"^[0-9a-f]{40}$")
+
+
+def hub_unreachable(timeout: float = HUB_PROBE_TIMEOUT_S) -> str | None:
+    """Why the hub endpoint cannot be reached (one TCP connection, name lookup included, within ``timeout``), or
+    None. huggingface_hub itself retries an unreachable hub 5 times with backoff (about 25 s) before it gives up."""
+    from huggingface_hub import constants
+
+    if any(os.environ.get(v) for v in _PROXY_VARS):
+        return None  # only the proxy knows; leave it to huggingface_hub
+    url = urlsplit(constants.ENDPOINT)
+    host, port = url.hostname or "", url.port or (443 if url.scheme == "https" else 80)
+    outcome: list[str | None] = []
+
+    def probe() -> None:
+        try:
+            socket.create_connection((host, port), timeout=timeout).close()
+            outcome.append(None)
+        except OSError as exc:
+            outcome.append(f"{type(exc).__name__}: {exc}")
+
+    worker = threading.Thread(target=probe, daemon=True, name="hub-probe")  # the name lookup has no timeout
+    worker.start()
+    worker.join(timeout)
+    reason = outcome[0] if outcome else f"no connection within {timeout:g} s"
+    return None if reason is None else f"cannot reach the hub at {constants.ENDPOINT} ({reason})"
+
+
+def _offline(local_files_only: bool) -> bool:
+    from huggingface_hub import constants
+
+    return local_files_only or bool(constants.HF_HUB_OFFLINE)
+
+
 def _fetch_files(repo_id: str, revision: str, cache_dir: str | os.PathLike[str] | None,
                  local_files_only: bool) -> Path:  # fmt: skip
+    def fetch(cache_only: bool) -> Path:
+        paths = [Path(hf_hub_download(repo_id, name, revision=revision, cache_dir=cache_dir,
+                                      local_files_only=cache_only)) for name in CHECKPOINT_FILES]  # fmt: skip
+        return paths[0].parent  # snapshots/<commit>/
+
     try:
-        paths = [
-            Path(hf_hub_download(repo_id, name, revision=revision, cache_dir=cache_dir,
-                                 local_files_only=local_files_only))
-            for name in CHECKPOINT_FILES
-        ]  # fmt: skip
+        if not _offline(local_files_only):
+            if _COMMIT.match(revision):  # a commit never changes: a cached copy needs no network
+                try:
+                    return fetch(cache_only=True)
+                except _HUB_MISSING:
+                    pass
+            reason = hub_unreachable()
+            if reason:
+                raise _not_available(repo_id, revision, cache_dir, ConnectionError(reason))
+        return fetch(cache_only=local_files_only)
     except _HUB_MISSING as exc:
         raise _not_available(repo_id, revision, cache_dir, exc) from exc
-    return paths[0].parent  # snapshots/<commit>/
 
 
 def _resolve(source: str | os.PathLike[str], revision: str | None, cache_dir: str | os.PathLike[str] | None,
@@ -168,19 +217,39 @@ def _resolve(source: str | os.PathLike[str], revision: str | None, cache_dir: st
 
 
 # -- reading -------------------------------------------------------------------------------------------------
-def _read_config(folder: Path, kind: Kind | None) -> AnyConfig:
-    return config_from_json((folder / CONFIG_NAME).read_text(), kind)
+MAX_HEADER_BYTES = 100_000_000  # the safetensors format's own limit
 
 
-def _check_header(module: nn.Module, weights: Path, config: AnyConfig) -> int:
+def read_header_shapes(weights: Path) -> dict[str, tuple[int, ...]]:
+    """Tensor name -> shape from a safetensors file's JSON header alone (no tensor data is read)."""
+    try:
+        with open(weights, "rb") as fh:
+            raw = fh.read(8)
+            n = int.from_bytes(raw, "little") if len(raw) == 8 else -1
+            if not 0 < n <= min(MAX_HEADER_BYTES, weights.stat().st_size - 8):
+                raise ValueError(f"header length {n} does not fit the file ({weights.stat().st_size} bytes)")
+            header = json.loads(fh.read(n))
+        return {k: tuple(int(d) for d in v["shape"]) for k, v in header.items() if k != "__metadata__"}
+    except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
+        raise CheckpointError(f"{weights} is not a readable safetensors file: {exc}") from exc
+
+
+def _read_config(folder: Path, kind: Kind | None) -> tuple[AnyConfig, dict[str, tuple[int, ...]]]:
+    """config.json, checked for types and sane bounds, then against the weight file's tensor shapes, before any
+    module is built (a config.json with n_layers 1000000 would otherwise build for minutes)."""
+    path = folder / CONFIG_NAME
+    config = config_from_json(path.read_text(), kind, source=str(path))
+    shapes = read_header_shapes(folder / WEIGHTS_NAME)
+    problems = header_mismatches(config, shapes)
+    if problems:
+        raise CheckpointShapeError(f"{path} does not match {folder / WEIGHTS_NAME}: " + "; ".join(problems[:6]))
+    return config, shapes
+
+
+def _check_header(module: nn.Module, weights: Path, config: AnyConfig, found: dict[str, tuple[int, ...]]) -> int:
     """Compare tensor names/shapes in the file header with the module; returns the learned parameter count."""
     expected = {k: tuple(v.shape) for k, v in module.state_dict().items()}
     params = {k for k, _ in module.named_parameters()}
-    try:
-        with safe_open(str(weights), framework="pt") as f:
-            found = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
-    except Exception as exc:  # safetensors raises its own error types for a damaged header
-        raise CheckpointError(f"{weights} is not a readable safetensors file: {exc}") from exc
     problems = [f"{k}: file {found[k]} vs config {s}" for k, s in expected.items() if k in found and found[k] != s]
     problems += [f"{k}: missing from the file" for k in sorted(params - set(found))]
     problems += [f"{k}: not part of this model" for k in sorted(set(found) - set(expected))]
@@ -216,15 +285,12 @@ def load_checkpoint(
     folder, repo_id, resolved = _resolve(source, revision, cache_dir, local_files_only)
     if repo_id is not None and resolved is not None:
         _verify_official(repo_id, resolved, folder)
-    config = _read_config(folder, kind)
-    with torch.device("meta"):  # no random init: every weight comes from the file
-        module = build_module(config)
+    config, shapes = _read_config(folder, kind)
+    # Built on the CPU: the config was bounded and checked against the file above, and random init of even
+    # Kronos-base costs less than torch's first use of the meta device (1.4 s).
+    module = build_module(config)
     weights = folder / WEIGHTS_NAME
-    params = _check_header(module, weights, config)
-    module = module.to_empty(device="cpu")
-    for sub in module.modules():  # buffers are functions of the config; the file may or may not carry them
-        if hasattr(sub, "reset_buffers"):
-            sub.reset_buffers()
+    params = _check_header(module, weights, config, shapes)
     state = load_file(str(weights), device="cpu")
     own = module.state_dict()
     for k, v in state.items():
@@ -260,6 +326,9 @@ def predownload(
     raises WeightsNotAvailableError naming the repo, the revision and the command to run.
     """
     rev = revision or default_revision(repo_id)
+    reason = None if _offline(local_files_only) else hub_unreachable()
+    if reason:
+        raise _not_available(repo_id, rev, cache_dir, ConnectionError(reason))
     try:
         folder = Path(snapshot_download(repo_id, revision=rev, cache_dir=cache_dir, local_files_only=local_files_only,
                                         allow_patterns=list(CHECKPOINT_FILES)))  # fmt: skip
@@ -269,10 +338,8 @@ def predownload(
     if missing:
         raise _not_available(repo_id, rev, cache_dir, FileNotFoundError(f"{missing} missing in {folder}"))
     _verify_official(repo_id, folder.name, folder)
-    config = _read_config(folder, kind)
-    with torch.device("meta"):
-        module = build_module(config)
-    params = _check_header(module, folder / WEIGHTS_NAME, config)
+    config, shapes = _read_config(folder, kind)
+    params = _check_header(build_module(config), folder / WEIGHTS_NAME, config, shapes)
     return _info(config.kind, repo_id, repo_id, folder.name, folder, params, config)  # type: ignore[arg-type]
 
 

@@ -52,9 +52,6 @@ class RotaryEmbedding(nn.Module):
         self.head_dim = head_dim
         self.register_buffer("inv_freq", rope_inv_freq(head_dim))  # persistent: it is in the checkpoints
 
-    def reset_buffers(self) -> None:
-        self.inv_freq = rope_inv_freq(self.head_dim).to(self.inv_freq.device)
-
     def cos_sin(self, start: int, length: int) -> tuple[Tensor, Tensor]:
         # An elementwise outer product of float32 positions, so any slice equals the full-window table bitwise.
         t = torch.arange(start, start + length, device=self.inv_freq.device, dtype=self.inv_freq.dtype)

@@ -25,6 +25,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cached_property
+from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 import numpy as np
@@ -300,14 +301,19 @@ class KronosPredictor:
                         model_revision: str | None = None, tokenizer_revision: str | None = None,
                         cache_dir: str | os.PathLike[str] | None = None, local_files_only: bool = False,
                         **kwargs: Any) -> "KronosPredictor":  # fmt: skip
-        """Load both networks from folders or hub repo ids. ``tokenizer`` defaults to the one an official model
-        was released with."""
-        from .config import OFFICIAL
+        """Load both networks from folders, hub repo ids or a shipped checkpoint's name (config.NAMED_CHECKPOINTS,
+        e.g. "demo"). ``tokenizer`` defaults to the one an official or shipped model comes with."""
+        from .config import NAMED_CHECKPOINTS, OFFICIAL
 
+        named = NAMED_CHECKPOINTS.get(str(model)) if not Path(model).is_dir() else None
+        if named is not None:
+            model, tokenizer = named.model, tokenizer or named.tokenizer
         if tokenizer is None:
             official = OFFICIAL.get(str(model))
             if official is None or official.tokenizer_repo is None:
-                raise KronosInputError(f"no tokenizer given, and {model} is not an official model with a known pair")
+                known = ", ".join(NAMED_CHECKPOINTS)
+                raise KronosInputError(f"no tokenizer given, and {model} is neither an official model with a known "
+                                       f"pair nor a shipped checkpoint ({known})")  # fmt: skip
             tokenizer = official.tokenizer_repo
         opts = {"cache_dir": cache_dir, "local_files_only": local_files_only}
         m = load_model(model, revision=model_revision, **opts)

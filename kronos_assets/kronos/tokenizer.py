@@ -23,11 +23,6 @@ class BinarySphericalQuantizer(nn.Module):
         self.register_buffer("basis", _msb_first_powers(codebook_dim))
         self.register_buffer("group_basis", _msb_first_powers(group_size))
 
-    def reset_buffers(self) -> None:
-        device = self.basis.device
-        self.basis = _msb_first_powers(self.codebook_dim).to(device)
-        self.group_basis = _msb_first_powers(self.group_size).to(device)
-
 
 def _msb_first_powers(n: int) -> torch.Tensor:
     return 2 ** torch.arange(n - 1, -1, -1, dtype=torch.int64)
@@ -62,9 +57,6 @@ class KronosTokenizer(nn.Module):
 
     def _lsb_first_powers(self) -> Tensor:
         return 2 ** torch.arange(self.config.s1_bits, dtype=torch.int64)
-
-    def reset_buffers(self) -> None:
-        self._bit_weights = self._lsb_first_powers().to(self._bit_weights.device)
 
     # -- ids <-> codes -----------------------------------------------------------------------------------------
     def _bits_to_ids(self, bits: Tensor) -> Tensor:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
+from datetime import timedelta
 from pathlib import Path
 
 import huggingface_hub
@@ -81,12 +83,101 @@ def test_cli_errors_and_help(csv: Path, tmp_path: Path, checkpoints: dict[str, P
     bad = tmp_path / "bad.csv"
     pl.read_csv(csv).drop("close").write_csv(bad)
     assert main([str(bad), "--model", str(checkpoints["model"]), "--tokenizer", str(checkpoints["tokenizer"])]) == 2
-    assert "missing columns ['close']" in capsys.readouterr().err
+    assert "missing columns close" in capsys.readouterr().err
     help_text = subprocess.run([sys.executable, "-m", "kronos_assets.kronos.cli", "forecast", "--help"],
                                capture_output=True, text=True, check=True).stdout  # fmt: skip
     for flag in ("--horizon", "--paths", "--temperature", "--top-k", "--top-p", "--seed", "--context-policy",
-                 "--max-context", "--device", "--model-revision", "trim"):  # fmt: skip
+                 "--max-context", "--device", "--model-revision", "trim", "demo"):  # fmt: skip
         assert flag in help_text
+    assert "--history" in help_text and "488 with the defaults" in " ".join(help_text.split())
+
+
+HEAVY = ("torch", "numpy", "polars", "huggingface_hub", "safetensors")
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["forecast", "--help"], ["x.csv", "--horizon", "0"],
+                                  ["x.csv", "--paths", "many"], ["x.csv", "--context-policy", "nope"]])  # fmt: skip
+def test_help_and_argument_errors_are_immediate(argv: list[str]) -> None:
+    """Parsing needs no heavy library: help and argument errors print before torch & co. would load."""
+    code = ("import sys, time; t = time.perf_counter(); from kronos_assets.kronos.cli import main\n"
+            "try:\n    main(sys.argv[1:])\nexcept SystemExit as e:\n    code = e.code\n"
+            f"loaded = [m for m in {HEAVY!r} if m in sys.modules]\n"
+            "print(code, loaded, time.perf_counter() - t, file=sys.stderr)")  # fmt: skip
+    t = time.perf_counter()
+    run = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, timeout=60)
+    elapsed = time.perf_counter() - t
+    exit_code, loaded = run.stderr.strip().splitlines()[-1].split(" ", 2)[:2]
+    assert loaded == "[]", run.stderr
+    assert exit_code == ("0" if "--help" in argv else "2"), run.stderr
+    assert elapsed < 1.5, f"{argv}: {elapsed:.2f} s"
+
+
+def _write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize("name,text,extra,want", [
+    ("semi.csv", "timestamp;open;high;low;close\n2024-01-01T00:00:00Z;1;2;0.5;1.5\n", [],
+     ["row 1", "separated by semicolons", "comma-separated"]),
+    ("header.csv", "timestamp,open,high,low,close,volume\n", ["--interval", "1h"], ["header.csv", "no rows"]),
+    ("lowhigh.csv", "timestamp,open,high,low,close\n2024-01-01T00:00:00Z,1,2,0.5,1.5\n"
+                    "2024-01-01T01:00:00Z,1,1.1,1.3,1.05\n", [], ["row 2", "high is below low"]),
+    ("negative.csv", "timestamp,open,high,low,close\n2024-01-01T00:00:00Z,1,2,0.5,1.5\n"
+                     "2024-01-01T01:00:00Z,-1,2,-2,1\n", [], ["row 2", "zero or negative"]),
+    ("one.csv", "timestamp,open,high,low,close\n2024-01-01T00:00:00Z,1,2,0.5,1.5\n", [], ["--interval"]),
+])  # fmt: skip
+def test_bad_files_get_one_clear_line(tmp_path: Path, checkpoints: dict[str, Path], capsys: pytest.CaptureFixture[str],
+                                      name: str, text: str, extra: list[str], want: list[str]) -> None:  # fmt: skip
+    path = _write(tmp_path / name, text)
+    argv = [str(path), "--model", str(checkpoints["model"]), "--tokenizer", str(checkpoints["tokenizer"]), *extra]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("kronos-forecast: error:"), err
+    for w in want:
+        assert w in err, err
+
+
+def test_a_long_file_forecasts_like_its_last_history_bars(tmp_path: Path, checkpoints: dict[str, Path]) -> None:
+    """The default history (max_context - horizon = 58 here) is cut before anything else; the old bars, at a far
+    other price level, change nothing: the JSON paths are bitwise those of a file holding only the last 58."""
+    old = candles(400, seed=8).with_columns(pl.col("open", "high", "low", "close") * 20)
+    recent = candles(58, seed=9, start=old["ts"][-1] + timedelta(hours=1))
+    for name, df in (("long.csv", pl.concat([old, recent])), ("short.csv", recent)):
+        df.drop("exchange").with_columns(pl.col("ts").dt.strftime("%Y-%m-%dT%H:%M:%SZ")).write_csv(tmp_path / name)
+    long = _forecast(tmp_path / "long.csv", tmp_path / "long.json", checkpoints)
+    short = _forecast(tmp_path / "short.csv", tmp_path / "short.json", checkpoints)
+    assert long["paths"] == short["paths"] and long["summary"] == short["summary"]
+    assert long["input"]["rows_in_file"] == 458 and long["input"]["rows"] == 58
+    explicit = _forecast(tmp_path / "long.csv", tmp_path / "h.json", checkpoints, "--history", "30")
+    assert explicit["input"]["rows"] == 30 and explicit["paths"] != long["paths"]
+
+
+def test_shipped_demo_checkpoint_by_name_offline(csv: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    out = tmp_path / "demo.json"
+    assert main([str(csv), "--model", "demo", "--paths", "3", "--horizon", "4", "-o", str(out), "--no-paths"]) == 0
+    doc = json.loads(out.read_text())
+    assert doc["provenance"]["model_path"].endswith("checkpoints/demo/model")
+    assert doc["provenance"]["tokenizer_path"].endswith("checkpoints/demo/tokenizer")
+    assert doc["provenance"]["max_context"] == 504 and doc["provenance"]["context_policy"] == "exact"
+
+
+@pytest.mark.parametrize("endpoint", ["http://127.0.0.1:9", "https://kronos-test.invalid"])
+def test_an_unreachable_hub_fails_in_seconds_saying_how_to_predownload(
+    csv: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], endpoint: str
+) -> None:
+    monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", endpoint)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    for var in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(var, raising=False)
+    t = time.perf_counter()
+    assert main([str(csv), "--model", "acme/not-cached", "--tokenizer", "acme/not-cached-tok",
+                 "--cache-dir", str(tmp_path / "hub")]) == 2  # fmt: skip
+    assert time.perf_counter() - t < 5
+    err = capsys.readouterr().err
+    assert "acme/not-cached" in err and "cannot reach the hub" in err
+    assert "kronos-forecast download acme/not-cached --revision main" in err and "HF_HUB_OFFLINE=1" in err
 
 
 def test_read_candles_csv_epoch_and_naive_times(tmp_path: Path) -> None:

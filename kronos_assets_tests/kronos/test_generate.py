@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import importlib
-
 import pytest
 import torch
 
 from kronos_assets.kronos.errors import HorizonTooLongError
+from kronos_assets.kronos import generate as gen_module
 from kronos_assets.kronos.generate import GenerationConfig, generate
 from kronos_assets.kronos.model import Kronos
 from kronos_assets.kronos.sampling import SamplingParams
 from kronos_assets.kronos.tokenizer import KronosTokenizer
 
-gen_module = importlib.import_module("kronos_assets.kronos.generate")  # the package re-exports a function of that name
 SAMPLING = SamplingParams(temperature=1.0, top_k=0, top_p=0.9)
 
 

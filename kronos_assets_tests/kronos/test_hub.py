@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 from pathlib import Path
 
 import huggingface_hub
@@ -11,6 +12,7 @@ import pytest
 import torch
 
 from kronos_assets.kronos import config as kconfig
+from kronos_assets.kronos import hub
 from kronos_assets.kronos.config import OFFICIAL, OfficialCheckpoint, OfficialFile
 from kronos_assets.kronos.errors import (
     CheckpointError,
@@ -122,3 +124,52 @@ def test_missing_files_and_no_pickle(tmp_path: Path) -> None:
         load_checkpoint(folder)
     with pytest.raises(WeightsNotAvailableError, match="neither"):
         load_checkpoint(tmp_path / "nope")
+
+
+def _with_config(src: Path, dst: Path, **changes: object) -> Path:
+    shutil.copytree(src, dst)
+    cfg = json.loads((dst / "config.json").read_text())
+    (dst / "config.json").write_text(json.dumps({**cfg, **changes}))
+    return dst
+
+
+@pytest.mark.parametrize("kind,changes,error,match", [
+    ("model", {"n_layers": 1_000_000}, CheckpointError, r"'n_layers' = 1000000 is outside the sane range 1\.\.128"),
+    ("model", {"n_layers": 3}, CheckpointShapeError, "n_layers = 3 implies 3 transformer blocks, the file holds 2"),
+    ("model", {"d_model": 32.5}, CheckpointError, "'d_model' must be a whole number, got 32.5"),
+    ("model", {"ff_dim": -64}, CheckpointError, "'ff_dim' = -64 is outside"),
+    ("model", {"n_heads": True}, CheckpointError, "'n_heads' must be a whole number"),
+    ("model", {"s1_bits": 8}, CheckpointShapeError, r"s1_bits implies size 256 for embedding\.emb_s1\.weight"),
+    ("model", {"resid_dropout_p": "0.1"}, CheckpointError, "'resid_dropout_p' must be a finite number"),
+    ("tokenizer", {"n_dec_layers": 5}, CheckpointShapeError, "n_dec_layers = 5 implies 4 decoder blocks"),
+    ("tokenizer", {"group_size": 2}, CheckpointShapeError, r"group_size implies size 2 for tokenizer\.bsq"),
+    ("tokenizer", {"d_in": 7}, CheckpointError, "'d_in' = 7 is outside the sane range 6..6"),
+])  # fmt: skip
+def test_configs_are_checked_against_bounds_and_the_weight_header_before_building(
+    checkpoints: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kind: str,
+    changes: dict[str, object], error: type[Exception], match: str,
+) -> None:  # fmt: skip
+    folder = _with_config(checkpoints[kind], tmp_path / "ck", **changes)
+    built: list[object] = []
+    monkeypatch.setattr(hub, "build_module", lambda config: built.append(config))
+    t = time.perf_counter()
+    for load in (lambda: load_checkpoint(folder), lambda: predownload_folder(folder)):
+        with pytest.raises(error, match=match) as exc:
+            load()
+        assert str(folder / "config.json") in str(exc.value) and type(exc.value).__name__ != "TypeError"
+    assert built == [] and time.perf_counter() - t < 2  # nothing was built
+
+
+def predownload_folder(folder: Path) -> object:
+    """The config check of ``predownload`` (hub cache snapshot) is the same as the folder load's."""
+    return hub._read_config(folder, None)
+
+
+def test_a_damaged_weight_header_is_a_checkpoint_error(checkpoints: dict[str, Path], tmp_path: Path) -> None:
+    folder = tmp_path / "ck"
+    shutil.copytree(checkpoints["model"], folder)
+    weights = folder / "model.safetensors"
+    for raw in (b"\x00" * 4, (10**12).to_bytes(8, "little") + b"{}", (12).to_bytes(8, "little") + b"not json at"):
+        weights.write_bytes(raw)
+        with pytest.raises(CheckpointError, match="not a readable safetensors file"):
+            load_checkpoint(folder)
