@@ -53,8 +53,15 @@ def _read_lines(path: Path) -> list[dict[str, Any]]:
 
 
 def _append(path: Path, record: dict[str, Any]) -> None:
-    with path.open("a") as fh:
-        fh.write(json.dumps(record, sort_keys=True, default=str) + "\n")
+    with path.open("a+b") as fh:
+        fh.seek(0, os.SEEK_END)
+        if fh.tell():
+            fh.seek(-1, os.SEEK_END)
+            cut = fh.read(1) != b"\n"  # a line cut by a crash: start on a fresh line, never glued to it
+            fh.seek(0, os.SEEK_END)
+            if cut:
+                fh.write(b"\n")
+        fh.write((json.dumps(record, sort_keys=True, default=str) + "\n").encode())
         fh.flush()
         os.fsync(fh.fileno())
 

@@ -6,6 +6,7 @@ import argparse
 import os
 import sys
 import time
+from datetime import datetime, timezone
 
 from kronos_assets.settings import PROFILES, ConfigError
 
@@ -30,6 +31,14 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _utc_time(text: str) -> datetime:
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an ISO 8601 time like 2026-11-21T10:05, got {text!r}") from None
+    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="kronos-assets", description=__doc__)
     parser.add_argument("--profile", choices=PROFILES, help="profile to use (default: $KRONOS_PROFILE or demo)")
@@ -38,6 +47,8 @@ def main(argv: list[str] | None = None) -> int:
     run = sub.add_parser("run", help="fetch candles, forecast, score and publish every configured series once")
     run.add_argument("--backfill-bars", type=_positive_int, default=48,
                      help="also forecast and score this many past bars (rolling origin) so the track record is not empty")
+    run.add_argument("--now", type=_utc_time, default=None,
+                     help="run as if it were this UTC time (ISO 8601), e.g. to reproduce a run; default: now")
     run.add_argument("--pool-wait-s", type=_positive_float, default=None,
                      help="give up on a run that waits longer than this for the warehouse or publish slot "
                           "(default $KRONOS_POOL_WAIT_S or 300)")
@@ -79,7 +90,8 @@ def main(argv: list[str] | None = None) -> int:
     dagster_home = os.environ.get("DAGSTER_HOME")
     print(f"full Dagster log: {settings.log_path if not dagster_home else 'in the instance at ' + dagster_home}")
     try:
-        result = run_main_job(settings, backfill_bars=args.backfill_bars, pool_wait_s=args.pool_wait_s or POOL_WAIT_S)
+        result = run_main_job(settings, backfill_bars=args.backfill_bars, now=args.now,
+                              pool_wait_s=args.pool_wait_s or POOL_WAIT_S)
     except ConfigError as exc:  # e.g. R2 chosen but its variables missing
         print(f"configuration error: {exc}", file=sys.stderr)
         return 2

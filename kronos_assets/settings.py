@@ -6,6 +6,8 @@ error names the file and the field, and is raised when the code location loads, 
 
 from __future__ import annotations
 
+import difflib
+import math
 import os
 import re
 from dataclasses import dataclass, field, replace
@@ -84,6 +86,13 @@ class Settings:
     home: Path
     config_dir: Path
     uploads_publish: bool = False  # profile's uploads.publish: uploaded markets' scores in the public files
+    # profile's uploads.*: bounded reading of users' files, and how many equal looks make a file stable
+    upload_max_file_mb: float = 64.0
+    upload_max_decompressed_mb: float = 64.0
+    upload_stable_looks: int = 2
+    # markets.yaml fetch.*: wall-clock deadlines of one exchange request and of the whole fetch of a partition
+    request_deadline_s: float = 30.0
+    fetch_deadline_s: float = 600.0
 
     @property
     def synthetic(self) -> bool:
@@ -137,6 +146,71 @@ def symbol_from_key(key: str) -> str:
     return key.replace("-", "/", 1)
 
 
+class _Mapping(dict):
+    """A YAML mapping that remembers which keys the parser asked for. Whatever the parser never asked for is an
+    unknown key (a typo, or a setting this version does not have): the set of valid keys is the parser itself,
+    so a field added to the parser is known without a list to keep in step."""
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.asked: set[Any] = set()
+        self.opaque = False  # passed on as it is (ccxt options): its keys are someone else's to check
+
+    def __getitem__(self, key: Any) -> Any:
+        self.asked.add(key)
+        return super().__getitem__(key)
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        self.asked.add(key)
+        return super().get(key, default)
+
+    def __contains__(self, key: object) -> bool:
+        self.asked.add(key)
+        return super().__contains__(key)
+
+    def _all(self) -> None:
+        self.asked.update(super().keys())
+
+    def keys(self):  # type: ignore[override]
+        self._all()
+        return super().keys()
+
+    def items(self):  # type: ignore[override]
+        self._all()
+        return super().items()
+
+    def values(self):  # type: ignore[override]
+        self._all()
+        return super().values()
+
+    def __iter__(self):  # type: ignore[override]
+        self._all()
+        return super().__iter__()
+
+
+class _Loader(yaml.SafeLoader):
+    """Safe YAML whose mappings are ``_Mapping``s and where a key written twice is an error, not 'last wins'."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> _Mapping:  # type: ignore[override]
+        seen: dict[Any, Any] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} written twice (first at line {seen[key].line + 1})", key_node.start_mark)
+            seen[key] = key_node.start_mark
+        return _Mapping(super().construct_mapping(node, deep=True))
+
+
+_Loader.add_constructor("tag:yaml.org,2002:map", lambda loader, node: loader.construct_mapping(node))
+
+
+def _opaque(value: Any) -> Any:
+    if isinstance(value, _Mapping):
+        value.opaque = True
+    return value
+
+
 class _Reader:
     """Reads one YAML file and reports problems as '<file>: <field>: <problem>'."""
 
@@ -145,9 +219,9 @@ class _Reader:
         if not path.is_file():
             raise ConfigError(f"{path}: file not found")
         try:
-            self.data = yaml.safe_load(path.read_text()) or {}
+            self.data = yaml.load(path.read_text(), Loader=_Loader) or _Mapping()  # noqa: S506 (a SafeLoader)
         except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+            raise ConfigError(f"{path}: not valid YAML: {' '.join(str(exc).split())}") from None
         if not isinstance(self.data, dict):
             raise ConfigError(f"{path}: top level must be a mapping")
 
@@ -156,23 +230,75 @@ class _Reader:
 
     def get(self, mapping: dict[str, Any], key: str, where: str, kind: type | tuple[type, ...]) -> Any:
         if key not in mapping:
-            raise self.fail(f"{where}{key}", "missing")
+            stray = [k for k in mapping if isinstance(k, str) and k not in getattr(mapping, "asked", ())] \
+                if isinstance(mapping, _Mapping) else []
+            near = difflib.get_close_matches(key, [k for k in map(str, mapping) if k != key], n=1, cutoff=0.6)
+            hint = f" (is {near[0]!r} a misspelling of it?)" if near and (not stray or near[0] in stray) else ""
+            raise self.fail(f"{where}{key}", "missing" + hint)
         value = mapping[key]
-        if not isinstance(value, kind):
-            raise self.fail(f"{where}{key}", f"expected {_kind_name(kind)}, got {type(value).__name__}")
+        if not isinstance(value, kind) or (isinstance(value, bool) and bool not in _kinds(kind)):
+            raise self.fail(f"{where}{key}", f"expected {_kind_name(kind)}, got {type(value).__name__} {value!r}")
         return value
+
+    def check_unknown(self) -> None:
+        """Every key of the file must have been asked for by the parser; the first one that was not is an error
+        naming the field and the nearest valid key."""
+        self._walk(self.data, "")
+
+    def _walk(self, node: Any, where: str) -> None:
+        if isinstance(node, _Mapping):
+            if node.opaque:
+                return
+            known = [str(k) for k in node.asked]
+            for key in list(dict.keys(node)):
+                if key not in node.asked:
+                    near = difflib.get_close_matches(str(key), known, n=1, cutoff=0.6)
+                    hint = f"did you mean {near[0]!r}?" if near else f"valid here: {', '.join(sorted(known))}"
+                    raise self.fail(f"{where}{key}", f"unknown key; {hint}")
+                self._walk(dict.__getitem__(node, key), f"{where}{key}.")
+        elif isinstance(node, list):
+            for i, item in enumerate(node):
+                self._walk(item, f"{where.rstrip('.')}[{i}].")
+
+
+def _kinds(kind: type | tuple[type, ...]) -> tuple[type, ...]:
+    return kind if isinstance(kind, tuple) else (kind,)
 
 
 def _kind_name(kind: type | tuple[type, ...]) -> str:
-    kinds = kind if isinstance(kind, tuple) else (kind,)
-    return " or ".join(k.__name__ for k in kinds)
+    return " or ".join({"int": "a whole number", "float": "a number", "str": "text", "dict": "a mapping",
+                        "list": "a list"}.get(k.__name__, k.__name__) for k in _kinds(kind))
+
+
+def _whole(r: _Reader, mapping: dict[str, Any], key: str, where: str, minimum: int) -> int:
+    """A whole number >= minimum; 2.5, 1e3, true or -1 are errors that say what is expected."""
+    if key not in mapping:
+        r.get(mapping, key, where, int)  # raises 'missing' with its hint
+    value = mapping[key]
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise r.fail(f"{where}{key}", f"must be a whole number >= {minimum}, got {value!r}")
+    return value
 
 
 def _positive_int(r: _Reader, mapping: dict[str, Any], key: str, where: str) -> int:
-    value = r.get(mapping, key, where, int)
-    if isinstance(value, bool) or value <= 0:
-        raise r.fail(f"{where}{key}", f"must be a positive integer, got {value!r}")
-    return value
+    return _whole(r, mapping, key, where, 1)
+
+
+def _optional_positive(r: _Reader, mapping: dict[str, Any], key: str, where: str, default: float) -> float:
+    if key not in mapping:
+        return default
+    value = r.get(mapping, key, where, (int, float))
+    if not (math.isfinite(value) and value > 0):
+        raise r.fail(f"{where}{key}", f"must be a number > 0, got {value!r}")
+    return float(value)
+
+
+def _no_duplicates(r: _Reader, items: list[Any], where: str, what: str) -> None:
+    seen: set[Any] = set()
+    for i, item in enumerate(items):
+        if item in seen:
+            raise r.fail(f"{where}[{i}]", f"lists {what} {item!r} twice")
+        seen.add(item)
 
 
 def _check_symbols(r: _Reader, symbols: Any, where: str) -> tuple[str, ...]:
@@ -217,12 +343,25 @@ def _load_markets(r: _Reader, today: date) -> tuple[tuple[str, ...], dict[str, T
         base_url = ex.get("base_url")
         if not isinstance(options, dict):
             raise r.fail(f"{where}options", "must be a mapping of ccxt options")
+        _opaque(options)
         if base_url is not None and not (isinstance(base_url, str) and re.match(r"^https?://", base_url)):
             raise r.fail(f"{where}base_url", f"must be an http(s) URL or null, got {base_url!r}")
         exchanges.append(ExchangeSettings(r.get(ex, "id", where, str), base_url, options))
     if not exchanges:
         raise r.fail("exchanges", "needs at least one exchange")
+    _no_duplicates(r, [e.id for e in exchanges], "exchanges", "exchange")
     return symbols, timeframes, tuple(exchanges)
+
+
+def _check_exchange_ids(r: _Reader, exchanges: tuple[ExchangeSettings, ...]) -> None:
+    """Only for profiles that use ccxt: importing it takes a second or two."""
+    import ccxt
+
+    for i, ex in enumerate(exchanges):
+        if ex.id not in ccxt.exchanges:
+            near = difflib.get_close_matches(ex.id, ccxt.exchanges, n=1)
+            raise r.fail(f"exchanges[{i}].id", f"unknown exchange {ex.id!r}"
+                         + (f"; did you mean {near[0]!r}?" if near else "; see ccxt.exchanges for the ids"))
 
 
 def _load_models(r: _Reader) -> tuple[dict[str, ModelSettings], Sampling]:
@@ -262,20 +401,17 @@ def _load_models(r: _Reader) -> tuple[dict[str, ModelSettings], Sampling]:
     s = r.get(r.data, "sampling", "", dict)
     temperature = r.get(s, "temperature", "sampling.", (int, float))
     top_p = r.get(s, "top_p", "sampling.", (int, float))
-    top_k = r.get(s, "top_k", "sampling.", int)
-    if temperature <= 0:
-        raise r.fail("sampling.temperature", "must be > 0")
+    if not (math.isfinite(temperature) and temperature > 0):
+        raise r.fail("sampling.temperature", f"must be a finite number > 0, got {temperature!r}")
     if not 0 < top_p <= 1:
-        raise r.fail("sampling.top_p", "must be in (0, 1]")
-    if top_k < 0:
-        raise r.fail("sampling.top_k", "must be >= 0 (0 disables top-k)")
+        raise r.fail("sampling.top_p", f"must be in (0, 1], got {top_p!r}")
     sampling = Sampling(
         n_paths=_positive_int(r, s, "n_paths", "sampling."),
         horizon=1,
         temperature=float(temperature),
         top_p=float(top_p),
-        top_k=top_k,
-        seed=r.get(s, "seed", "sampling.", int),
+        top_k=_whole(r, s, "top_k", "sampling.", 0),  # 0 disables top-k
+        seed=_whole(r, s, "seed", "sampling.", 0),
     )
     return models, sampling
 
@@ -305,10 +441,12 @@ def load_settings(
     if "symbols" in p.data:
         symbols = _check_symbols(p, p.data["symbols"], "symbols")
     tf_names = p.get(p.data, "timeframes", "", list)
+    _no_duplicates(p, tf_names, "timeframes", "timeframe")
     for i, name in enumerate(tf_names):
         if name not in all_tfs:
             raise p.fail(f"timeframes[{i}]", f"{name!r} is not defined in {markets.path}")
     forecasters = p.get(p.data, "forecasters", "", list)
+    _no_duplicates(p, forecasters, "forecasters", "forecaster")
     for i, name in enumerate(forecasters):
         if name not in BASELINES and name not in models:
             raise p.fail(f"forecasters[{i}]", f"unknown forecaster {name!r}: not a baseline nor in {models_r.path}")
@@ -321,8 +459,14 @@ def load_settings(
         raise p.fail("publish.backend", f"unknown backend {backend!r}; choose one of {', '.join(PUBLISH_BACKENDS)}")
     uploads = p.get(p.data, "uploads", "", dict) if "uploads" in p.data else {}
     uploads_publish = p.get(uploads, "publish", "uploads.", bool) if "publish" in uploads else False
+    limits = {k: _optional_positive(p, uploads, k, "uploads.", d)
+              for k, d in (("max_file_mb", 64.0), ("max_decompressed_mb", 64.0))}
+    stable_looks = _whole(p, uploads, "stable_looks", "uploads.", 1) if "stable_looks" in uploads else 2
+    fetch = markets.get(markets.data, "fetch", "", dict) if "fetch" in markets.data else {}
+    deadlines = {k: _optional_positive(markets, fetch, k, "fetch.", d)
+                 for k, d in (("request_deadline_s", 30.0), ("fetch_deadline_s", 600.0))}
 
-    return Settings(
+    settings = Settings(
         profile=profile,
         description=str(p.data.get("description", profile)),
         market=market,
@@ -337,4 +481,13 @@ def load_settings(
         home=home,
         config_dir=config_dir,
         uploads_publish=uploads_publish,
+        upload_max_file_mb=limits["max_file_mb"],
+        upload_max_decompressed_mb=limits["max_decompressed_mb"],
+        upload_stable_looks=stable_looks,
+        **deadlines,
     )
+    if market == "ccxt":
+        _check_exchange_ids(markets, exchanges)
+    for reader in (markets, models_r, p):  # after every field was read, wherever it is parsed above
+        reader.check_unknown()
+    return settings

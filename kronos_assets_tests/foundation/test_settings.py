@@ -45,7 +45,17 @@ def test_small_config_values(tmp_path):
     assert s.symbols == ("BTC/USDT", "ETH/USDT")
     assert s.timeframe("1h").horizon == 6
     assert s.sampling_for("1h").horizon == 6 and s.sampling_for("1h").n_paths == 30
-    assert s.warehouse_path == (tmp_path / "home" / "warehouse.duckdb").resolve()
+    assert s.warehouse_path == (tmp_path / "home" / "demo" / "warehouse.duckdb").resolve()
+
+
+def test_each_profile_keeps_its_own_data_under_the_home(tmp_path):
+    demo = _load(tmp_path)
+    live = _load(tmp_path, name="live", profile={"market": "ccxt"})
+    home = (tmp_path / "home").resolve()
+    for s in (demo, live):
+        for path in (s.warehouse_path, s.publish_dir, s.dagster_home, s.log_path, s.uploads_dir):
+            assert path.is_relative_to(home / s.profile), path
+    assert demo.warehouse_path != live.warehouse_path and demo.dagster_home != live.dagster_home
 
 
 @pytest.mark.parametrize(
@@ -57,7 +67,16 @@ def test_small_config_values(tmp_path):
         (_markets(**{"timeframes.1h.start": "2027-01-01"}), "timeframes.1h.start", "in the future"),
         (_markets(**{"timeframes.1h.horizon": None}), "timeframes.1h.horizon", "missing"),
         (_markets(symbols=None), "symbols", "missing"),
-        (_markets(**{"timeframes.1h.history_bars": -3}), "timeframes.1h.history_bars", "positive integer"),
+        (_markets(**{"timeframes.1h.history_bars": -3}), "timeframes.1h.history_bars", "whole number >= 1, got -3"),
+        (_markets(**{"timeframes.1h.history_bars": 64.5}), "timeframes.1h.history_bars", "whole number >= 1, got 64.5"),
+        (_markets(**{"timeframes.1h.horizon": True}), "timeframes.1h.horizon", "whole number >= 1, got True"),
+        (_markets(**{"timeframes.1h.horizon": None, "timeframes.1h.horizn": 6}), "timeframes.1h.horizon", "missing (is 'horizn' a misspelling"),
+        (_markets(**{"timeframes.1h.horizon_bars": 6}), "timeframes.1h.horizon_bars", "unknown key; did you mean 'horizon'"),
+        (_markets(**{"symbol": ["BTC/USDT"]}), "symbol", "unknown key; did you mean 'symbols'"),
+        (_markets(exchanges=[{"id": "binance", "base_url": None, "option": {}}]), "exchanges[0].option",
+         "did you mean 'options'"),
+        (_markets(exchanges=[{"id": "binance", "base_url": None}, {"id": "binance", "base_url": None}]),
+         "exchanges[1]", "lists exchange 'binance' twice"),
         (_markets(**{"timeframes.1h.start": "first of May"}), "timeframes.1h.start", "not a date"),
         (_markets(exchanges=[{"id": "binance", "base_url": "ftp://x"}]), "exchanges[0].base_url", "http(s) URL"),
     ],
@@ -77,6 +96,11 @@ def test_bad_markets_name_file_and_field(tmp_path, markets, field, problem):
         ({"primary_model": "kronos-mini"}, "primary_model", "must be one of"),
         ({"market": "carrier-pigeon"}, "market", "unknown source"),
         ({"publish": {"backend": "ftp"}}, "publish.backend", "unknown backend"),
+        ({"forecasters": ["random_walk", "random_walk_vol", "random_walk"]}, "forecasters[2]",
+         "lists forecaster 'random_walk' twice"),
+        ({"timeframes": ["1h", "1h"]}, "timeframes[1]", "lists timeframe '1h' twice"),
+        ({"publish": {"backend": "local", "folder": "x"}}, "publish.folder", "unknown key; valid here: backend"),
+        ({"primary_modle": "random_walk"}, "primary_modle", "did you mean 'primary_model'"),
     ],
 )
 def test_bad_profile_names_file_and_field(tmp_path, profile, field, problem):
@@ -100,3 +124,57 @@ def test_definitions_fail_at_load_on_bad_config(tmp_path, monkeypatch):
 
     with pytest.raises(ConfigError, match=r"markets.yaml: symbols\[1\]"):
         defs()
+
+
+def _models(tmp_path, text):
+    cfg = write_configs(tmp_path)
+    (cfg / "models.yaml").write_text(text)
+    return cfg
+
+
+@pytest.mark.parametrize(
+    "text, field, problem",
+    [
+        ("models: {}\nsampling: {n_paths: 30, temperature: 1.0, top_p: 0.9, top_k: 0, seed: 1, n_path: 3}\n",
+         "sampling.n_path", "did you mean 'n_paths'"),
+        ("models: {}\nsampling: {n_paths: 30.0, temperature: 1.0, top_p: 0.9, top_k: 0, seed: 1}\n",
+         "sampling.n_paths", "whole number >= 1, got 30.0"),
+        ("models: {}\nsampling: {n_paths: 30, temperature: .nan, top_p: 0.9, top_k: 0, seed: 1}\n",
+         "sampling.temperature", "finite number > 0"),
+        ("models: {}\nsampling: {n_paths: 30, temperature: 1.0, top_p: 0.9, top_k: -1, seed: 1}\n",
+         "sampling.top_k", "whole number >= 0, got -1"),
+        ("models:\n  m: {local_dir: kronos_assets/checkpoints/demo, max_context: 504, devce: cpu}\n"
+         "sampling: {n_paths: 30, temperature: 1.0, top_p: 0.9, top_k: 0, seed: 1}\n",
+         "models.m.devce", "did you mean 'device'"),
+        ("models:\n  m: {local_dir: kronos_assets/checkpoints/demo, max_context: -5}\n"
+         "sampling: {n_paths: 30, temperature: 1.0, top_p: 0.9, top_k: 0, seed: 1}\n",
+         "models.m.max_context", "whole number >= 1, got -5"),
+    ],
+)
+def test_bad_models_name_file_field_and_nearest_key(tmp_path, text, field, problem):
+    with pytest.raises(ConfigError) as err:
+        load_settings("demo", config_dir=_models(tmp_path, text), home=tmp_path / "home", today=date(2026, 11, 21))
+    msg = str(err.value)
+    assert "models.yaml" in msg and f"{field}:" in msg and problem in msg, msg
+
+
+def test_a_key_written_twice_is_an_error(tmp_path):
+    cfg = write_configs(tmp_path)
+    path = cfg / "profiles" / "demo.yaml"
+    path.write_text(path.read_text() + "market: ccxt\n")
+    with pytest.raises(ConfigError, match=r"demo.yaml: not valid YAML: .*'market' written twice"):
+        load_settings("demo", config_dir=cfg, home=tmp_path / "home")
+
+
+def test_unknown_exchange_id_names_file_and_field(tmp_path):
+    markets = _markets(exchanges=[{"id": "binance", "base_url": None}, {"id": "binanse", "base_url": None}])
+    with pytest.raises(ConfigError) as err:
+        _load(tmp_path, markets=markets, name="live", profile={"market": "ccxt"})
+    msg = str(err.value)
+    assert "markets.yaml: exchanges[1].id: unknown exchange 'binanse'" in msg and "binance" in msg, msg
+
+
+def test_ccxt_options_are_passed_on_unchecked(tmp_path):
+    markets = _markets(exchanges=[{"id": "binance", "base_url": None, "options": {"defaultType": "spot"}}])
+    s = _load(tmp_path, markets=markets, name="live", profile={"market": "ccxt"})
+    assert s.exchanges[0].options == {"defaultType": "spot"}

@@ -23,7 +23,7 @@ ENV_PREFIXES = ("KRONOS_", "R2_", "DAGSTER_HOME")
 
 @pytest.fixture(scope="module")
 def healthy_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A small home after one main-job run (2 symbols x 1h, 2 bars of backfill), runs in <home>/dagster."""
+    """A small home after one main-job run (2 symbols x 1h, 2 bars of backfill), runs in <home>/demo/dagster."""
     root = tmp_path_factory.mktemp("healthy")
     with pytest.MonkeyPatch.context() as mp:
         for k in [k for k in os.environ if k.startswith(ENV_PREFIXES)]:
@@ -81,7 +81,8 @@ def test_healthy_home_after_main_job(healthy_root, use_home, capsys):
         assert rows[item] == OK, (item, out)
     assert "FAIL" not in out
     assert out.strip().splitlines()[-1].startswith("HEALTHY")
-    assert "BTC/USDT, ETH/USDT" in out and str(healthy_root / "home" / "publish") in out
+    assert "BTC/USDT, ETH/USDT" in out and str(healthy_root / "home" / "demo" / "publish") in out
+    assert rows["runs in flight"] == OK and rows["pool slots"] == OK, out
 
 
 def test_stale_newest_candle_fails(healthy_root, use_home, tmp_path, capsys):
@@ -167,3 +168,64 @@ def test_network_probes_only_with_network_flag(tmp_path, use_home):
         assert rows["exchange binance"].status == OK and "BTC/USDT 1h" in rows["exchange binance"].detail
         assert rows["exchange okx"].status == WARN and "falls back" in rows["exchange okx"].detail
         assert fake.requests
+
+
+@pytest.mark.parametrize("profile, model_row", [
+    ("demo", "kronos-demo (local folder "), ("live", "kronos-mini (NeoQuasar/Kronos-mini@f4e68697d9d5)")])
+def test_health_works_on_every_shipped_profile(tmp_path, monkeypatch, capsys, profile, model_row):
+    """The repository's own configs, a fresh home: every row renders (nothing run yet, so freshness fails)."""
+    for k in [k for k in os.environ if k.startswith(ENV_PREFIXES)]:
+        monkeypatch.delenv(k)
+    code = cli.main(["--profile", profile, "--home", str(tmp_path), "health"])
+    out = capsys.readouterr().out
+    assert code == 1 and "could not check" not in out and "Traceback" not in out, out
+    assert model_row in " ".join(out.split()), out
+    assert f"kronos-assets health: profile {profile}" in out and str(tmp_path / profile) in out
+    assert out.strip().splitlines()[-1].startswith("FAILING")
+
+
+def test_model_sources_of_every_kind_are_described():
+    from kronos_assets.health import model_source
+    from kronos_assets.settings import ModelSettings
+
+    local = ModelSettings("m", None, None, None, None, 512, local_dir=Path("/models/m"))
+    hub = ModelSettings("h", "org/K", "a" * 40, "org/T", "b" * 40, 512)
+    unpinned = ModelSettings("u", "org/K", None, "org/T", None, 512)
+    assert model_source(local) == "local folder /models/m"
+    assert model_source(hub) == "org/K@aaaaaaaaaaaa"
+    assert model_source(unpinned) == "org/K (no pinned revision)"
+
+
+def test_health_shows_dead_runs_and_the_slots_they_hold(healthy_root, use_home, tmp_path):
+    import subprocess
+
+    from kronos_assets_tests.operations.test_recovery import _holder
+
+    root = _copy(healthy_root, tmp_path / "dead")
+    settings = use_home(root)
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    instance = instance_for(settings)
+    try:
+        dead = _holder(instance, gone.pid)
+        live = _holder(instance, os.getpid(), pool="publish")
+    finally:
+        instance.dispose()
+    report = run_health(settings)
+    rows = {r.item: r for r in report.rows}
+    assert rows["runs in flight"].status == FAIL and dead[:8] in rows["runs in flight"].detail
+    assert f"pid {gone.pid}" in rows["runs in flight"].detail and "is gone" in rows["runs in flight"].detail
+    slots = rows["pool slots"]
+    assert slots.status == FAIL and f"duckdb_write held by candles_1h run {dead[:8]}" in slots.detail, slots
+    assert report.exit_code == 1
+
+    instance = instance_for(settings)
+    try:
+        from kronos_assets.runs import reap_dead_runs
+
+        assert list(reap_dead_runs(instance)) == [dead]
+    finally:
+        instance.dispose()
+    rows = {r.item: r for r in run_health(settings).rows}
+    assert rows["pool slots"].status == OK and f"publish held by candles_1h run {live[:8]}" in rows["pool slots"].detail
+    assert rows["runs in flight"].status == OK and "1 running" in rows["runs in flight"].detail

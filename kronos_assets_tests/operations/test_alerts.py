@@ -1,0 +1,172 @@
+"""Alerts: once per failed run however it was launched, the cause in one line, a webhook that hangs or fails
+costs a bounded time and is retried later without duplicates."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from datetime import datetime, timezone
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from kronos_assets.alerts import POSTED_FILE, deliver_pending, pending_alerts, recorded_alerts
+from kronos_assets.defs.factory import build_definitions, candles_job_name
+from kronos_assets.defs.partitions import day_key
+from kronos_assets.defs.resources import build_resources
+from kronos_assets.failures import alert_failed_runs
+from kronos_assets.local_instance import instance_for
+from kronos_assets_tests.helpers import small_settings
+
+
+class Webhook:
+    """A loopback webhook whose behaviour the test switches: ok, fail (HTTP 500) or hang."""
+
+    def __init__(self) -> None:
+        self.mode = "ok"
+        self.posts: list[dict] = []
+        hook = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                if hook.mode == "hang":
+                    time.sleep(20)
+                    return
+                if hook.mode == "fail":
+                    self.send_response(500)
+                    self.end_headers()
+                    return
+                hook.posts.append(body)
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_port}/hooks/secret-token"
+
+    def close(self) -> None:
+        self.server.shutdown()
+
+
+@pytest.fixture
+def hook(monkeypatch):
+    w = Webhook()
+    monkeypatch.setenv("KRONOS_ALERT_WEBHOOK", w.url)
+    yield w
+    w.close()
+
+
+class DownMarket:
+    name = "down"
+
+    def fetch(self, *args, **kwargs):
+        raise RuntimeError("binance, okx, bybit unreachable after 4 tries each (simulated)")
+
+
+def _failed_run(tmp_path: Path):
+    settings = small_settings(tmp_path)
+    instance = instance_for(settings)
+    defs = build_definitions(settings, {**build_resources(settings), "market": DownMarket()})
+    day = day_key("BTC/USDT", datetime(2026, 11, 20, tzinfo=timezone.utc))
+    result = defs.resolve_job_def(candles_job_name("1h")).execute_in_process(
+        instance=instance, partition_key=day, raise_on_error=False)
+    assert not result.success
+    return settings, instance, defs, result
+
+
+def _sensor(defs, instance, result) -> None:
+    sensor = defs.resolve_sensor_def("alert_on_run_failure")
+    ctx = dg.build_run_status_sensor_context(
+        sensor_name=sensor.name, dagster_instance=instance, dagster_run=result.dagster_run,
+        dagster_event=result.get_run_failure_event()).for_run_failure()
+    sensor(ctx)
+
+
+def test_a_failed_run_is_alerted_once_with_its_cause_however_reported(tmp_path, hook):
+    settings, instance, defs, result = _failed_run(tmp_path)
+    try:
+        folder = settings.profile_home
+        alert_failed_runs(instance, [result.run_id], folder, settings.profile)  # what `kronos-assets run` does
+        _sensor(defs, instance, result)  # the daemon's sensor sees the same run
+        _sensor(defs, instance, result)  # a tick evaluated again after a timeout
+    finally:
+        instance.dispose()
+    (alert,) = recorded_alerts(folder)
+    assert alert["run_id"] == result.run_id and alert["profile"] == "demo"
+    assert alert["cause"] == ("raw_candles_1h: RuntimeError: binance, okx, bybit unreachable after 4 tries each "
+                              "(simulated)")
+    assert "\n" not in alert["cause"]
+    assert len(hook.posts) == 1 and hook.posts[0]["alert"]["run_id"] == result.run_id
+    assert "unreachable" in hook.posts[0]["text"] and pending_alerts(folder) == []
+
+
+def test_a_hanging_webhook_costs_seconds_and_is_retried_once_it_answers(tmp_path, hook):
+    settings, instance, defs, result = _failed_run(tmp_path)
+    folder = settings.profile_home
+    try:
+        hook.mode = "hang"
+        t0 = time.monotonic()
+        _sensor(defs, instance, result)
+        assert time.monotonic() - t0 < 6  # the POST deadline (3 s), not the webhook's 20 s
+        assert [a["run_id"] for a in pending_alerts(folder)] == [result.run_id]
+
+        hook.mode = "fail"
+        recover = defs.resolve_sensor_def("recover_dead_runs_and_deliver_alerts")
+        skip = recover(dg.build_sensor_context(instance=instance))
+        assert "1 pending" in skip.skip_message and "secret-token" not in skip.skip_message
+        assert hook.posts == []
+
+        hook.mode = "ok"
+        recover(dg.build_sensor_context(instance=instance))
+        recover(dg.build_sensor_context(instance=instance))  # nothing pending: nothing posted again
+        _sensor(defs, instance, result)
+    finally:
+        instance.dispose()
+    assert [p["alert"]["run_id"] for p in hook.posts] == [result.run_id]
+    assert len(recorded_alerts(folder)) == 1
+    assert len((folder / POSTED_FILE).read_text().splitlines()) == 1
+
+
+def test_a_round_of_deliveries_has_one_deadline_for_all_alerts(tmp_path, hook):
+    from kronos_assets.alerts import record_alert
+
+    for i in range(5):
+        record_alert(tmp_path, {"run_id": f"run-{i}", "summary": "x"})
+    hook.mode = "hang"
+    t0 = time.monotonic()
+    outcome = deliver_pending(tmp_path, deadline_s=2.0, timeout_s=1.0)
+    assert time.monotonic() - t0 < 4 and "5 pending" in outcome
+    hook.mode = "ok"
+    assert "5 posted" in deliver_pending(tmp_path)
+    assert sorted(p["alert"]["run_id"] for p in hook.posts) == [f"run-{i}" for i in range(5)]
+
+
+def test_cut_alert_lines_do_not_hide_the_others(tmp_path):
+    from kronos_assets.alerts import ALERTS_FILE, record_alert
+
+    record_alert(tmp_path, {"run_id": "a"})
+    with (tmp_path / ALERTS_FILE).open("a") as fh:
+        fh.write('{"run_id": "b", "summ')  # a crash mid-append
+    assert record_alert(tmp_path, {"run_id": "c"})
+    assert [a["run_id"] for a in recorded_alerts(tmp_path)] == ["a", "c"]
+    assert not record_alert(tmp_path, {"run_id": "a"}) and not record_alert(tmp_path, {"run_id": "c"})
+
+
+def test_the_local_instance_monitors_runs_and_runs_sensors_in_threads(tmp_path):
+    """Sensors in threads: a slow alert tick never delays the others; monitoring frees slots of ended runs."""
+    settings = small_settings(tmp_path)
+    instance = instance_for(settings)
+    try:
+        assert instance.get_settings("sensors").get("use_threads") is True
+        assert instance.run_monitoring_enabled
+        assert instance.run_monitoring_settings.get("free_slots_after_run_end_seconds")
+    finally:
+        instance.dispose()

@@ -1,0 +1,177 @@
+"""Fault injection: ``kill -9`` of ``kronos-assets run`` at each stage, a run holding a pool slot, a dead holder.
+
+After a kill the next plain run must finish (bounded) with no manual step and leave the same warehouse rows and
+published files as a run that was never interrupted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import pytest
+
+from kronos_assets.alerts import recorded_alerts
+from kronos_assets.local_instance import instance_for
+from kronos_assets.main_job import MainJobFailed, run_main_job
+from kronos_assets.runs import HOST_TAG, PID_START_TAG, PID_TAG, _pid_start, reap_dead_runs
+from kronos_assets.settings import load_settings
+from kronos_assets_tests.helpers import write_configs
+
+NOW = "2026-11-20T10:05"  # a fixed clock: every run computes the same bars
+RUN_LIMIT_S = 240  # one small main-job run takes 15-45 s on a busy 2-core machine
+ENV_PREFIXES = ("KRONOS_", "R2_", "DAGSTER_HOME")
+
+
+def _env(root: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIXES)}
+    env.update(KRONOS_CONFIG_DIR=str(root / "configs"), KRONOS_HOME=str(root / "home"), KRONOS_PROFILE="demo")
+    return env
+
+
+def _config(root: Path) -> Path:
+    write_configs(root, profile={"symbols": ["BTC/USDT"]})
+    return root
+
+
+def _cli(root: Path) -> list[str]:
+    return [sys.executable, "-m", "kronos_assets.cli", "run", "--backfill-bars", "3", "--now", NOW]
+
+
+def _run(root: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(_cli(root), env=_env(root), capture_output=True, text=True, timeout=RUN_LIMIT_S)
+
+
+def snapshot(home: Path) -> tuple[dict, dict]:
+    """Every warehouse table's rows (sorted) and every published file's sha256."""
+    con = duckdb.connect(str(home / "demo" / "warehouse.duckdb"), read_only=True)
+    try:
+        tables = {t: sorted(map(repr, con.execute(f"SELECT * FROM {t}").fetchall()))
+                  for (t,) in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
+    finally:
+        con.close()
+    publish = home / "demo" / "publish"
+    files = {str(p.relative_to(publish)): hashlib.sha256(p.read_bytes()).hexdigest()
+             for p in publish.rglob("*") if p.is_file()}
+    return tables, files
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, dict]:
+    root = _config(tmp_path_factory.mktemp("uninterrupted"))
+    done = _run(root)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return snapshot(root / "home")
+
+
+def _kill_at(root: Path, step: str, delay_s: float) -> None:
+    """Starts the main job and kill -9s it once the Dagster log shows ``step`` starting (plus ``delay_s``)."""
+    log = root / "home" / "demo" / "logs" / "dagster.log"
+    proc = subprocess.Popen(_cli(root), env=_env(root), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + RUN_LIMIT_S
+    try:
+        while f"- {step} - STEP_START" not in (log.read_text() if log.exists() else ""):
+            assert proc.poll() is None, f"the run ended before {step} started"
+            assert time.monotonic() < deadline, f"{step} never started"
+            time.sleep(0.05)
+        time.sleep(delay_s)
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+@pytest.mark.parametrize("step, delay_s", [("raw_candles_1h", 0.3), ("forecasts_1h", 0.5), ("published_1h", 0.2)])
+def test_kill_9_at_each_stage_then_a_plain_rerun_finishes_with_the_same_data(tmp_path, uninterrupted, step, delay_s):
+    root = _config(tmp_path)
+    _kill_at(root, step, delay_s)
+    settings = load_settings("demo", config_dir=root / "configs", home=root / "home")
+    instance = instance_for(settings)
+    stuck = instance.get_runs(dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED]))
+    instance.dispose()
+    assert len(stuck) == 1, "the killed run should be left STARTED, as Dagster leaves it"
+
+    t0 = time.monotonic()
+    rerun = _run(root)
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    assert time.monotonic() - t0 < RUN_LIMIT_S
+    assert f"recovered: run {stuck[0].run_id}" in rerun.stdout and "is gone (killed or crashed)" in rerun.stdout
+
+    instance = instance_for(settings)
+    try:
+        killed = instance.get_run_by_id(stuck[0].run_id)
+        assert killed.status == dg.DagsterRunStatus.FAILURE
+        assert not instance.event_log_storage.get_concurrency_run_ids() or all(
+            instance.get_run_by_id(r).status == dg.DagsterRunStatus.SUCCESS
+            for r in instance.event_log_storage.get_concurrency_run_ids())
+    finally:
+        instance.dispose()
+    alerts = recorded_alerts(root / "home" / "demo")
+    assert [a["run_id"] for a in alerts] == [stuck[0].run_id] and "is gone" in alerts[0]["cause"]
+    assert not list((root / "home" / "demo" / "publish").rglob(".tmp-*"))
+    assert snapshot(root / "home") == uninterrupted
+
+
+def _holder(instance: dg.DagsterInstance, pid: int, pool: str = "duckdb_write") -> str:
+    """A STARTED run of process ``pid`` holding a slot of ``pool``, as a run in another process would."""
+    run_id = str(uuid.uuid4())
+    instance.add_run(dg.DagsterRun(job_name="candles_1h", run_id=run_id, status=dg.DagsterRunStatus.STARTED,
+                                   tags={HOST_TAG: os.uname().nodename, PID_TAG: str(pid),
+                                         PID_START_TAG: _pid_start(pid) or ""}))
+    storage = instance.event_log_storage
+    storage.initialize_concurrency_limit_to_default(pool)
+    assert storage.claim_concurrency_slot(pool, run_id, "raw_candles_1h").is_claimed
+    return run_id
+
+
+def test_a_wait_for_a_pool_slot_is_bounded_and_names_the_holder(tmp_path):
+    root = _config(tmp_path)
+    settings = load_settings("demo", config_dir=root / "configs", home=root / "home")
+    sleeper = subprocess.Popen(["sleep", "300"])
+    instance = instance_for(settings)
+    try:
+        holder = _holder(instance, sleeper.pid)
+        t0 = time.monotonic()
+        with pytest.raises(MainJobFailed) as err:
+            run_main_job(settings, backfill_bars=2, instance=instance, log=lambda _m: None, pool_wait_s=3)
+        assert time.monotonic() - t0 < 60
+        assert holder in str(err.value) and "'duckdb_write' pool slot" in str(err.value)
+        assert instance.get_run_by_id(holder).status == dg.DagsterRunStatus.STARTED  # alive: left alone
+
+        # The holder dies: the next run fails it, frees its slot and goes through.
+        os.kill(sleeper.pid, signal.SIGKILL)
+        sleeper.wait()
+        messages = []
+        run_main_job(settings, backfill_bars=2, instance=instance, log=messages.append, pool_wait_s=3)
+        assert instance.get_run_by_id(holder).status == dg.DagsterRunStatus.FAILURE
+        assert any(holder in m and f"pid {sleeper.pid}" in m for m in messages), messages
+    finally:
+        if sleeper.poll() is None:
+            sleeper.kill()
+        instance.dispose()
+
+
+def test_reaper_fails_dead_runs_frees_their_slots_and_spares_live_ones(tmp_path):
+    root = _config(tmp_path)
+    settings = load_settings("demo", config_dir=root / "configs", home=root / "home")
+    dead_proc = subprocess.Popen(["true"])
+    dead_proc.wait()
+    instance = instance_for(settings)
+    try:
+        live = _holder(instance, os.getpid(), pool="publish")
+        dead = _holder(instance, dead_proc.pid)
+        reaped = reap_dead_runs(instance)
+        assert list(reaped) == [dead] and f"pid {dead_proc.pid}" in reaped[dead]
+        assert instance.get_run_by_id(dead).status == dg.DagsterRunStatus.FAILURE
+        assert instance.get_run_by_id(live).status == dg.DagsterRunStatus.STARTED
+        assert instance.event_log_storage.get_concurrency_run_ids() == {live}
+        assert reap_dead_runs(instance) == {}  # nothing left to do: idempotent
+    finally:
+        instance.dispose()
