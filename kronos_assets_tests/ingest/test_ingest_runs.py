@@ -1,0 +1,102 @@
+"""The live profile's candles job against the misbehaving loopback exchange: run outcome, metadata, the
+stored-day check, and the stored rows before and after."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta, timezone
+
+import dagster as dg
+import pytest
+
+from kronos_assets.defs.factory import build_definitions
+from kronos_assets.defs.partitions import day_key
+from kronos_assets.defs.resources import build_resources
+from kronos_assets.main_job import RANGE_END, RANGE_START
+from kronos_assets.settings import load_settings
+from kronos_assets_tests.conftest import real_candles
+from kronos_assets_tests.fakes.fake_exchange import FakeExchange
+from kronos_assets_tests.helpers import SMALL_MARKETS, write_configs
+
+UTC = timezone.utc
+DAY = datetime(2024, 7, 1, tzinfo=UTC)
+H = timedelta(hours=1)
+
+
+@pytest.fixture(scope="module")
+def eth():
+    return real_candles("binance_ETHUSDT_1h_20240101_20260331.csv.gz")
+
+
+class Live:
+    def __init__(self, tmp_path, fake: FakeExchange):
+        markets = {**SMALL_MARKETS, "symbols": ["ETH/USDT"],
+                   "exchanges": [{"id": "binance", "base_url": fake.url, "options": {}}],
+                   "fetch": {"request_deadline_s": 2, "fetch_deadline_s": 30}}
+        cfg = write_configs(tmp_path, markets=markets, profile={"market": "ccxt", "symbols": ["ETH/USDT"]})
+        self.settings = load_settings("demo", config_dir=cfg, home=tmp_path / "home", today=date(2026, 11, 21))
+        self.resources = build_resources(self.settings)
+        self.defs = build_definitions(self.settings, self.resources)
+        self.instance = dg.DagsterInstance.ephemeral()
+        self.wh = self.resources["warehouse"]
+
+    def run(self, day: datetime) -> dg.ExecuteInProcessResult:
+        key = str(day_key("ETH/USDT", day))
+        return self.defs.resolve_job_def("candles_1h").execute_in_process(
+            instance=self.instance, tags={RANGE_START: key, RANGE_END: key}, raise_on_error=False)
+
+    def stored(self):
+        return self.wh.query("SELECT ts, open, high, low, close, volume, amount, exchange FROM raw_candles ORDER BY ts")
+
+
+def raw_metadata(result: dg.ExecuteInProcessResult) -> dict:
+    (mat,) = [e.materialization for e in result.get_asset_materialization_events()
+              if e.materialization.asset_key == dg.AssetKey("raw_candles_1h")]
+    return {k: v.value for k, v in mat.metadata.items()}
+
+
+def check(result: dg.ExecuteInProcessResult, name: str):
+    return next(e for e in result.get_asset_check_evaluations() if e.check_name == name)
+
+
+def failure(result: dg.ExecuteInProcessResult) -> str:
+    """The step failure's message and those of its causes: what the user reads in the run's log."""
+    error, parts = next(e for e in result.all_events if e.is_step_failure).step_failure_data.error, []
+    while error is not None:
+        parts.append(error.message)
+        error = error.cause
+    return " <- ".join(parts)
+
+
+def test_live_candles_job_under_exchange_faults(tmp_path, eth):
+    with FakeExchange("binance", {"ETH/USDT": {"1h": eth}}, None) as fake:
+        live = Live(tmp_path, fake)
+        assert live.settings.request_deadline_s == 2 and live.resources["market"].config.request_deadline_s == 2
+        ok = live.run(DAY)
+        assert ok.success and raw_metadata(ok)["missing_bars"] == 0 and check(ok, "stored_days_complete").passed
+        before = live.stored()
+        assert before.height == 24
+
+        fake.add_fault(action="stuck", times=None)  # pagination that never advances: a failed run, not a green one
+        stuck = live.run(DAY)
+        assert not stuck.success and "pagination does not advance" in failure(stuck)
+        assert live.stored().equals(before)
+
+        fake.clear_faults()
+        fake.add_fault(action="empty", times=None)  # an empty answer: green, nothing removed, the shortfall said
+        empty = live.run(DAY)
+        meta = raw_metadata(empty)
+        assert empty.success and live.stored().equals(before)
+        assert meta["rows"] == 0 and meta["missing_bars"] == 0
+        assert meta["fetch_reports"][f"ETH/USDT {DAY:%Y-%m-%d}"]["missing_bars"] == 24
+        assert meta["windows"][f"ETH/USDT {DAY:%Y-%m-%d}"]["stored_after"] == 24
+
+        fake.clear_faults()
+        nxt = DAY + timedelta(days=1)
+        fake.add_fault(action="gap", gap=(nxt + 18 * H, nxt + 24 * H), times=None)  # a new day missing its end
+        short = live.run(nxt)
+        assert short.success and raw_metadata(short)["missing_bars"] == 6
+        verdict = check(short, "stored_days_complete")
+        assert not verdict.passed and verdict.severity == dg.AssetCheckSeverity.WARN
+        assert verdict.metadata["missing_bars"].value == 6 and "| ETH/USDT | 2024-07-02 | 18 | 24 | 6 |" in \
+            verdict.metadata["days"].value
+        assert live.stored().height == 24 + 18
