@@ -89,8 +89,8 @@ def test_failed_run_is_recorded_and_posted_to_the_webhook(env, monkeypatch):
         server.shutdown()
     (posted,) = _Hook.received
     assert posted["alert"]["run_id"] == failed.run_id and "forecast_1h" in posted["text"]
-    line = json.loads((env.settings.home / "alerts.jsonl").read_text().splitlines()[-1])
-    assert line["run_id"] == failed.run_id and "no forecast could be made" in " ".join(line["step_errors"])
+    line = json.loads((env.settings.profile_home / "alerts.jsonl").read_text().splitlines()[-1])
+    assert line["run_id"] == failed.run_id and "no forecast could be made" in line["cause"]
 
 
 def test_webhook_failure_is_reported_without_the_address():
