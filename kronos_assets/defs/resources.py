@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from typing import Any, Callable
 
+from kronos_assets.defs.uploads import read_limits
 from kronos_assets.forecasting.registry import ForecasterRegistry
 from kronos_assets.market.files import FileSource
 from kronos_assets.market.synthetic import SyntheticMarket
@@ -21,7 +22,8 @@ def market_source(settings: Settings) -> Any:
         return SyntheticMarket(seed=SYNTHETIC_SEED)
     from kronos_assets.market.ccxt_source import CcxtSource  # imported lazily: ccxt is slow to import
 
-    return CcxtSource.from_settings(settings.exchanges)
+    return CcxtSource.from_settings(settings.exchanges, request_deadline_s=settings.request_deadline_s,
+                                    fetch_deadline_s=settings.fetch_deadline_s)
 
 
 def publishing_store(settings: Settings) -> Any:
@@ -52,7 +54,7 @@ def build_resources(settings: Settings) -> dict[str, Any]:
     return {
         "warehouse": Warehouse(settings.warehouse_path),
         "market": market_source(settings),
-        "uploads": FileSource(settings.uploads_dir),
+        "uploads": FileSource(settings.uploads_dir, read_limits(settings)),
         "forecasters": ForecasterRegistry({m.key: kronos_factory(m) for m in settings.models.values()}),
         "store": publishing_store(settings),
     }
