@@ -136,9 +136,10 @@ def load_frames(run: RunSettings, *, source: str | None = None, warehouse: Any =
         return frames_from_synthetic(d.symbols, d.timeframe, d.train_start, d.heldout_end, seed=d.synthetic_seed)
     if src == "warehouse":
         if warehouse is None:
+            from kronos_assets.settings import load_settings
             from kronos_assets.warehouse import Warehouse
 
-            warehouse = Warehouse(default_home() / "warehouse.duckdb")
+            warehouse = Warehouse(load_settings(home=default_home()).warehouse_path)  # the profile's own warehouse
         return frames_from_warehouse(warehouse, d.symbols, d.timeframe, d.train_start, d.heldout_end)
     if src == "csv":
         files = {s: (Path(p) if Path(p).is_absolute() else REPO_ROOT / p) for s, p in d.files.items()}

@@ -31,10 +31,15 @@ def test_readme_main_command_publishes_a_dashboard(tmp_path):
     last = proc.stdout.strip().splitlines()[-1]
     assert last.startswith("dashboard: ")
     index = Path(last.removeprefix("dashboard: "))
-    assert index == tmp_path / "home" / "publish" / "index.html" and index.is_file()
+    assert index == tmp_path / "home" / "demo" / "publish" / "index.html" and index.is_file()
     manifest = json.loads((index.parent / "manifest.json").read_text())
     assert manifest["profile"] == "demo" and manifest["synthetic"] is True
     board = json.loads((index.parent / "scoreboard.json").read_text())["rows"]
     assert {r["symbol"] for r in board} == {"BTC/USDT", "ETH/USDT"}
     assert all(r["n_forecasts"] > 0 for r in board)
-    assert (tmp_path / "home" / "dagster").is_dir()  # runs recorded for the UI
+    assert (tmp_path / "home" / "demo" / "dagster").is_dir()  # runs recorded for the UI
+    # A short progress view, not Dagster's event log: that goes to a file the output names.
+    log = tmp_path / "home" / "demo" / "logs" / "dagster.log"
+    assert f"full Dagster log: {log}" in proc.stdout and "STEP_SUCCESS" in log.read_text()
+    assert len(proc.stdout.splitlines()) < 30 and proc.stderr.strip() == "", proc.stderr[-3000:]
+    assert " WARNING " not in log.read_text()  # nothing a user would have to act on

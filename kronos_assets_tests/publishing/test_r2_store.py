@@ -263,8 +263,8 @@ def test_transient_errors_are_retried(s3_server, bucket, monkeypatch):
 def test_r2_variables_switch_the_job_from_the_folder_to_the_bucket(site_data, s3_server, bucket, tmp_path):
     """The same job, with publish.backend auto: R2_* set -> the bucket, and the local folder stays untouched."""
     home = tmp_path / "home"
-    home.mkdir()
-    shutil.copy(site_data.settings.warehouse_path, home / "warehouse.duckdb")
+    (home / "demo").mkdir(parents=True)
+    shutil.copy(site_data.settings.warehouse_path, home / "demo" / "warehouse.duckdb")
     cfg = write_configs(tmp_path, profile={"publish": {"backend": "auto"}})
     settings = load_settings("demo", config_dir=cfg, home=home, today=date(2026, 11, 21))
     assert isinstance(build_resources(settings)["store"], S3Store)
