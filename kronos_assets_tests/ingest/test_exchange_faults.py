@@ -74,9 +74,12 @@ def test_pagination_that_never_advances_falls_back_to_the_next_exchange(eth, wh)
     before = store_good_day(wh, eth)
     with fakes({"ETH/USDT": eth}, NOW) as (fb, fo):
         fb.add_fault(action="stuck", times=None)
-        res = ingest_window(source_for(fb, fo), wh, "ETH/USDT", "1h", DAY, NEXT, NOW)
+        src = source_for(fb, fo)
+        res = ingest_window(src, wh, "ETH/USDT", "1h", DAY, NEXT, NOW)
     after = stored(wh)
     assert res.stored_before == res.stored_after == res.fetched == 24 and res.missing_bars == 0
+    (event,) = [e for e in src.fetch_report().events if "binance failed this window" in e]
+    assert "pagination does not advance" in event and src.fetch_report().gap_requests == 0
     assert after.drop("exchange").equals(before.drop("exchange")) and set(after["exchange"]) == {"okx"}
 
 
