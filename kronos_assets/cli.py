@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
 import time
+import traceback
 from datetime import datetime, timezone
 
-from kronos_assets.settings import PROFILES, ConfigError
+from kronos_assets.settings import PROFILES, ConfigError, Settings
 
 
 def _positive_int(text: str) -> int:
@@ -37,6 +39,20 @@ def _utc_time(text: str) -> datetime:
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected an ISO 8601 time like 2026-11-21T10:05, got {text!r}") from None
     return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+
+
+def crash_cause(exc: BaseException, settings: Settings) -> str:
+    """One line: the exception, and a full disk when that is why (SQLite says only 'disk I/O error')."""
+    text = " ".join(f"{type(exc).__name__}: {exc}".split("\n")[0].split())
+    for folder in (settings.dagster_home, settings.profile_home):
+        try:
+            free = shutil.disk_usage(folder).free
+        except OSError:
+            continue
+        if free < 1_000_000:
+            return (f"{text} -- the disk holding {folder} is full ({free // 1024} KiB free); free space and run "
+                    "again: the interrupted run is failed and its slots freed then")
+    return text
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -98,6 +114,11 @@ def main(argv: list[str] | None = None) -> int:
     except MainJobFailed as exc:
         sys.stdout.flush()
         print(f"main job failed: {exc}", file=sys.stderr)
+        return 1
+    except Exception as exc:  # not a failed run but a crash (e.g. Dagster's storage unwritable): trace, then cause
+        sys.stdout.flush()
+        traceback.print_exc()
+        print(f"main job failed: {crash_cause(exc, settings)}", file=sys.stderr)
         return 1
     print(f"{result.runs} runs in {time.perf_counter() - t0:.1f} s")
     print(f"dashboard: {result.dashboard}")

@@ -175,3 +175,49 @@ def test_reaper_fails_dead_runs_frees_their_slots_and_spares_live_ones(tmp_path)
         assert reap_dead_runs(instance) == {}  # nothing left to do: idempotent
     finally:
         instance.dispose()
+
+
+@pytest.fixture
+def small_dagster_disk(tmp_path: Path):
+    """The profile's Dagster storage on a 16 MB tmpfs (root only: mount)."""
+    root = _config(tmp_path)
+    storage = root / "home" / "demo" / "dagster"
+    storage.mkdir(parents=True)
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(storage)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here (needs root): {mounted.stderr.decode().strip()}")
+    yield root, storage
+    subprocess.run(["umount", "-l", str(storage)], check=False)
+
+
+def test_a_full_disk_under_dagster_storage_ends_the_run_with_the_cause_and_the_next_run_recovers(small_dagster_disk):
+    root, storage = small_dagster_disk
+    log = root / "home" / "demo" / "logs" / "dagster.log"
+    proc = subprocess.Popen(_cli(root), env=_env(root), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + RUN_LIMIT_S
+    while "- forecasts_1h - STEP_START" not in (log.read_text() if log.exists() else ""):
+        assert proc.poll() is None and time.monotonic() < deadline, "forecasting never started"
+        time.sleep(0.05)
+    filler = storage / "filler"
+    with filler.open("wb") as fh:  # fill the disk: Dagster's next SQLite write fails
+        try:
+            while True:
+                fh.write(b"\0" * (1 << 20))
+        except OSError:
+            pass
+    out, err = proc.communicate(timeout=RUN_LIMIT_S)
+    assert proc.returncode == 1, out + err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("main job failed: OperationalError") and "is full" in last and str(storage) in last, last
+
+    filler.unlink()  # space again: a plain re-run fails the interrupted run and finishes
+    rerun = _run(root)
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    assert "recovered: run" in rerun.stdout and "is gone (killed or crashed)" in rerun.stdout
+    settings = load_settings("demo", config_dir=root / "configs", home=root / "home")
+    instance = instance_for(settings)
+    try:
+        assert not instance.get_runs(dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED]))
+        assert len(instance.get_runs(dg.RunsFilter(statuses=[dg.DagsterRunStatus.FAILURE]))) == 1
+    finally:
+        instance.dispose()
