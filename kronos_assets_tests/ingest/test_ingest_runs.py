@@ -100,3 +100,30 @@ def test_live_candles_job_under_exchange_faults(tmp_path, eth):
         assert verdict.metadata["missing_bars"].value == 6 and "| ETH/USDT | 2024-07-02 | 18 | 24 | 6 |" in \
             verdict.metadata["days"].value
         assert live.stored().height == 24 + 18
+
+
+@pytest.mark.parametrize("where,section,value,message", [
+    ("markets", "fetch", {"request_deadline_s": 0}, "fetch.request_deadline_s: must be a number > 0, got 0"),
+    ("markets", "fetch", {"fetch_deadline_s": "10m"}, "fetch.fetch_deadline_s: expected"),
+    ("profile", "uploads", {"max_decompressed_mb": -1}, "uploads.max_decompressed_mb: must be a number > 0"),
+    ("profile", "uploads", {"stable_looks": 0}, "uploads.stable_looks: must be a whole number >= 1, got 0"),
+])
+def test_reliability_settings_are_validated(tmp_path, where, section, value, message):
+    from kronos_assets.settings import ConfigError
+
+    markets = {**SMALL_MARKETS, section: value} if where == "markets" else None
+    cfg = write_configs(tmp_path, markets=markets, profile={section: value} if where == "profile" else None)
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
+        load_settings("demo", config_dir=cfg, home=tmp_path / "home", today=date(2026, 11, 21))
+
+
+def test_reliability_settings_reach_the_readers(tmp_path):
+    from kronos_assets.defs.uploads import read_limits
+    from kronos_assets.market.files import ReadLimits
+
+    cfg = write_configs(tmp_path, markets={**SMALL_MARKETS, "fetch": {"request_deadline_s": 7.5}},
+                        profile={"uploads": {"max_file_mb": 2, "max_decompressed_mb": 3, "stable_looks": 3}})
+    settings = load_settings("demo", config_dir=cfg, home=tmp_path / "home", today=date(2026, 11, 21))
+    assert (settings.request_deadline_s, settings.fetch_deadline_s) == (7.5, 600.0)
+    assert read_limits(settings) == ReadLimits(2 << 20, 3 << 20)
+    assert settings.upload_stable_looks == 3 and build_resources(settings)["uploads"].limits.max_file_bytes == 2 << 20
