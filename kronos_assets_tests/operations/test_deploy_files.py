@@ -108,7 +108,8 @@ def test_k8s_values_repeat_dagster_yaml(tmp_path):
     }
     daemon = values["dagsterDaemon"]
     assert daemon["runCoordinator"]["type"] == "QueuedRunCoordinator"
-    for key in ("enabled", "start_timeout_seconds", "cancel_timeout_seconds", "poll_interval_seconds"):
+    for key in ("enabled", "start_timeout_seconds", "cancel_timeout_seconds", "poll_interval_seconds",
+                "free_slots_after_run_end_seconds"):
         assert daemon["runMonitoring"][_camel(key)] == base["run_monitoring"][key]
     assert daemon["runRetries"] == {"enabled": True, "maxRetries": base["run_retries"]["max_retries"]}
     assert values["postgresql"]["postgresqlScheme"] == base["storage"]["postgres"]["postgres_db"]["scheme"]
