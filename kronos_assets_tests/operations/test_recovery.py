@@ -221,3 +221,29 @@ def test_a_full_disk_under_dagster_storage_ends_the_run_with_the_cause_and_the_n
         assert len(instance.get_runs(dg.RunsFilter(statuses=[dg.DagsterRunStatus.FAILURE]))) == 1
     finally:
         instance.dispose()
+
+
+def test_stray_publish_temporaries_are_removed_only_when_nobody_publishes(tmp_path):
+    from kronos_assets.main_job import recover
+    from kronos_assets.publishing.store import LocalStore
+
+    root = _config(tmp_path)
+    settings = load_settings("demo", config_dir=root / "configs", home=root / "home")
+    store = LocalStore(settings.publish_dir)
+    stray = settings.publish_dir / "series" / "BTC-USDT" / "1h" / ".tmp-k3j2"
+    stray.parent.mkdir(parents=True)
+    stray.write_bytes(b"half a file")
+    kept = settings.publish_dir / "index.html"
+    kept.write_text("published")
+    instance = instance_for(settings)
+    try:
+        publisher = _holder(instance, os.getpid(), pool="publish")  # a live run is publishing: hands off
+        recover(settings, instance, store, log=lambda _m: None)
+        assert stray.exists()
+        instance.event_log_storage.free_concurrency_slots_for_run(publisher)
+        messages: list[str] = []
+        recover(settings, instance, store, log=messages.append)
+        assert not stray.exists() and kept.read_text() == "published"
+        assert any("removed 1 unfinished temporary file" in m for m in messages), messages
+    finally:
+        instance.dispose()
