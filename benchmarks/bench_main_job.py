@@ -1,8 +1,10 @@
-"""Wall time and peak memory of the README main job (demo) and of a 7-day hourly backfill with the baselines,
-and Dagster's own overhead per partition in that backfill.
+"""Wall time and peak memory of the README main job (demo), of the README's first-verdict run
+(``--backfill-bars 264``: enough scored forecasts for a verdict), and of a 7-day hourly backfill with the
+baselines, and Dagster's own overhead per partition in that backfill.
 
     .venv/bin/python benchmarks/bench_main_job.py            # all scenarios, prints a table
     .venv/bin/python benchmarks/bench_main_job.py --quick    # skips the 168 one-partition runs
+    .venv/bin/python benchmarks/bench_main_job.py --only main_job_first_verdict
 
 Each scenario runs in its own process (fresh imports, its own peak RSS) against a fresh temporary home.
 Results are also written to benchmarks/results/main_job.json.
@@ -24,6 +26,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 BACKFILL_END = datetime(2025, 6, 30, 23, tzinfo=timezone.utc)  # newest bar of the 7-day backfill
 BARS = 7 * 24
+FIRST_VERDICT_BARS = 264  # 241 scored 24-bar forecasts: 10 independent horizons, the verdicts' minimum
 
 
 def _scenario(name: str) -> dict:
@@ -36,9 +39,16 @@ def _scenario(name: str) -> dict:
 
     settings = load_settings("demo")
     t0 = time.perf_counter()
-    if name == "main_job":
-        run_main_job(settings, log=lambda _: None)
-        return {"wall_s": time.perf_counter() - t0}
+    if name in ("main_job", "main_job_first_verdict"):
+        bars = FIRST_VERDICT_BARS if name == "main_job_first_verdict" else 48
+        result = run_main_job(settings, backfill_bars=bars, log=lambda _: None)
+        wall = time.perf_counter() - t0
+        verdicts = {}
+        for symbol in settings.symbols:
+            latest = Path(result.dashboard).parent / "series" / symbol.replace("/", "-") / "1h" / "latest.json"
+            v = json.loads(latest.read_text()).get("verdict") or {}
+            verdicts[symbol] = {"n_independent": v.get("n_independent"), "sentence": v.get("sentence")}
+        return {"backfill_bars": bars, "wall_s": wall, "verdicts": verdicts}
 
     from kronos_assets.defs.factory import build_definitions
 
@@ -89,16 +99,19 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--child")
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--only", help="run one scenario")
     args = parser.parse_args()
     if args.child:
         res = _scenario(args.child)
         res["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         print(json.dumps(res))
         return
-    names = ["main_job", "backfill_batched"] + ([] if args.quick else ["backfill_one_run_per_partition"])
-    results = {n: _child(n) for n in names}
-    b = results["backfill_batched"]
-    b["dagster_overhead_s_per_partition"] = (b["forecast_wall_s"] - b["step_compute_s"]) / BARS
+    names = ["main_job", "main_job_first_verdict", "backfill_batched"] + (
+        [] if args.quick else ["backfill_one_run_per_partition"])
+    results = {n: _child(n) for n in ([args.only] if args.only else names)}
+    if "backfill_batched" in results:
+        b = results["backfill_batched"]
+        b["dagster_overhead_s_per_partition"] = (b["forecast_wall_s"] - b["step_compute_s"]) / BARS
     if "backfill_one_run_per_partition" in results:
         u = results["backfill_one_run_per_partition"]
         u["dagster_overhead_s_per_partition"] = (u["forecast_wall_s"] - u["step_compute_s"]) / BARS
@@ -107,7 +120,8 @@ def main() -> None:
     for n, r in results.items():
         print(n, json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in r.items()}))
     (HERE / "results").mkdir(exist_ok=True)
-    (HERE / "results" / "main_job.json").write_text(json.dumps(results, indent=1))
+    (HERE / "results" / ("main_job.json" if not args.only else f"main_job_{args.only}.json")).write_text(
+        json.dumps(results, indent=1))
 
 
 if __name__ == "__main__":

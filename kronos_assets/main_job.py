@@ -20,6 +20,7 @@ from typing import Any, Callable
 
 import dagster as dg
 
+from kronos_assets.defs.evaluate import track_record_key
 from kronos_assets.defs.factory import build_definitions, candles_job_name, forecast_job_name
 from kronos_assets.defs.partitions import RANGE_END, RANGE_START, bar_key, day_key
 from kronos_assets.defs.resources import build_resources
@@ -55,12 +56,14 @@ class _Runner:
     total: int
     done: int = 0
 
-    def run(self, job: dg.JobDefinition, what: str, start: dg.MultiPartitionKey, end: dg.MultiPartitionKey) -> None:
+    def run(self, job: dg.JobDefinition, what: str, start: dg.MultiPartitionKey | None = None,
+            end: dg.MultiPartitionKey | None = None) -> None:
         self.done += 1
         self.log(f"[{self.done}/{self.total}] {what}")
         t0 = time.perf_counter()
         result = job.execute_in_process(instance=self.instance, run_config=QUIET, raise_on_error=False,
-                                        tags={RANGE_START: str(start), RANGE_END: str(end), **process_tags()})
+                                        tags={**({RANGE_START: str(start), RANGE_END: str(end)} if start else {}),
+                                              **process_tags()})
         if not result.success:
             outcome = alert_failed_runs(self.instance, [result.run_id], self.settings.profile_home,
                                         self.settings.profile)
@@ -95,10 +98,13 @@ def run_main_job(
 ) -> MainJobResult:
     now = now or datetime.now(timezone.utc)
     resources = resources if resources is not None else build_resources(settings)
-    defs = build_definitions(settings, resources)
+    # Each timeframe's track record (scoreboards, verdicts, calibration) is materialised once its series are scored.
+    records = {tf.name: dg.define_asset_job(f"{track_record_key(tf.name).path[-1]}_job",
+                                            selection=[track_record_key(tf.name)]) for tf in settings.timeframes}
+    defs = dg.Definitions.merge(build_definitions(settings, resources), dg.Definitions(jobs=list(records.values())))
     instance = instance or instance_for(settings)
     recover(settings, instance, resources["store"], log)
-    runner = _Runner(settings, instance, log, total=2 * len(settings.timeframes) * len(settings.symbols))
+    runner = _Runner(settings, instance, log, total=(2 * len(settings.symbols) + 1) * len(settings.timeframes))
     with bounded_pool_waits(instance, pool_wait_s, on_reap=lambda m: log(f"recovered: {m}")):
         for tf in settings.timeframes:
             step = timeframe_delta(tf.name)
@@ -112,4 +118,5 @@ def run_main_job(
                            day_key(symbol, candles_from), day_key(symbol, newest))
                 runner.run(forecast, f"{symbol} {tf.name}: forecast, score and publish {backfill_bars} bars up to "
                                      f"{newest:%Y-%m-%d %H:%M}", bar_key(symbol, first), bar_key(symbol, newest))
+            runner.run(defs.resolve_job_def(records[tf.name].name), f"{tf.name}: track record and verdicts")
     return MainJobResult(dashboard=resources["store"].location("index.html"), runs=runner.done)

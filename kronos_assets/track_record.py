@@ -106,9 +106,10 @@ def verdict_sentence(v: dict[str, Any]) -> str:
     window = "the last 30 days" if v["window_days"] == 30 else f"the last {v['window_days']} days" \
         if v["window_days"] else "all time"
     if v["n_independent"] < v["min_independent"]:
-        return (f"Too few independent horizons for a verdict on {model}: its {v['n']} scored forecasts "
-                f"({span}) span {v['n_independent']} non-overlapping {h}-bar horizons; a verdict needs "
-                f"{v['min_independent']}.")
+        k = v["n_independent"]
+        return (f"Too few independent horizons for a verdict on {model}: its {v['n']} scored forecasts ({span}) "
+                f"span {k} non-overlapping {h}-bar horizon{'' if k == 1 else 's'}; a verdict needs "
+                f"{v['min_independent']}, about {v['min_independent'] * h - v['n']} more scored bars.")
     parts = []
     crps = v.get("crps")
     if crps and crps["relative"] is not None:

@@ -345,11 +345,11 @@ def _series_section(snap: dict[str, Any], board: list[dict[str, Any]], idx: int)
                            ("latest JSON", keys["latest.json"]), ("sample paths (Parquet)", doc["paths"]),
                            ("scoreboard JSON", keys["scoreboard.json"]))
     )
-    calibration = "".join(
-        f'<div class="chart calib" id="chart-{idx}-{name}"></div>'
-        f"<script>drawChart(\"chart-{idx}-{name}\", {_script_json(pio.to_json(fig(tr), validate=False))});</script>"
-        for name, fig in (("reliability", reliability_chart), ("pit", pit_chart))
-    ) if tr.get("n") else ""
+    small = (("reliability", reliability_chart), ("pit", pit_chart)) if tr.get("n") else ()
+    # Both boxes first, then the drawing: a chart drawn before its neighbour exists would take the whole row.
+    calibration = "".join(f'<div class="chart calib" id="chart-{idx}-{name}"></div>' for name, _ in small) + "".join(
+        f'<script>drawChart("chart-{idx}-{name}", {_script_json(pio.to_json(fig(tr), validate=False))});</script>'
+        for name, fig in small)
     return f"""
 <section class="series" data-origin="{html.escape(snap['origin'])}" data-bar-seconds="{bar_seconds}">
   <h2>{html.escape(snap['symbol'])} · {html.escape(snap['timeframe'])}

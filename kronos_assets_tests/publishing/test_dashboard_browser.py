@@ -1,10 +1,14 @@
-"""The dashboard in headless Chromium, from the published folder and from the bucket: no console errors, every
-chart drawn, readable on a phone. Screenshots are saved for people to look at (pytest's tmp dir and
-benchmarks/results/dashboard.png, git-ignored)."""
+"""The dashboard in headless Chromium, from the published folder, from the bucket and after the README's command:
+no console errors, every chart drawn, the verdicts on top, readable on a phone. Screenshots are saved for people
+to look at (pytest's tmp dir and benchmarks/results/dashboard*.png, git-ignored)."""
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
+import subprocess
+import sys
 import threading
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -17,6 +21,7 @@ from kronos_assets.defs.publish import publish_bars
 from kronos_assets.publishing.r2 import S3Store
 from kronos_assets.publishing.site import series_keys
 from kronos_assets.settings import REPO_ROOT
+from kronos_assets_tests.foundation.test_readme_main import _readme_main_command
 from kronos_assets_tests.publishing.cdp import Browser, find_chromium
 
 CHROMIUM = find_chromium()
@@ -55,7 +60,7 @@ def test_dashboard_from_the_published_folder(site_data, browser, tmp_path):
     assert browser.evaluate("document.getElementById('age').textContent").endswith("ago")
     fresh = browser.evaluate("[...document.querySelectorAll('.fresh')].map(e => e.textContent)")
     assert len(fresh) == 2 and all(f.startswith("stale") for f in fresh)  # the test data are from 2025
-    assert browser.evaluate("document.body.innerText").count("not yet scored") >= 3  # ETH's short record
+    assert browser.evaluate("document.body.innerText").count("not yet scored") >= 2  # ETH's short record
     shot = tmp_path / "dashboard.png"
     browser.screenshot(shot)
     assert shot.stat().st_size > 50_000
@@ -132,3 +137,45 @@ def test_dashboard_from_the_bucket_alone(site_data, s3_server, bucket, browser):
         browser.open(f"{base}/{series_keys('BTC/USDT', '1h')['chart.html']}",
                      "document.querySelector('#chart svg.main-svg')")
         assert browser.errors() == []
+
+
+@pytest.fixture(scope="module")
+def readme_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The README's main command, run as a user runs it in a fresh home; the published folder."""
+    home = tmp_path_factory.mktemp("readme") / "home"
+    cmd = _readme_main_command()
+    env = os.environ | {"KRONOS_HOME": str(home)}
+    for var in ("KRONOS_PROFILE", "DAGSTER_HOME"):
+        env.pop(var, None)
+    proc = subprocess.run([str(Path(sys.executable).parent / "kronos-assets"), *cmd.split()[1:]], cwd=REPO_ROOT,
+                          env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return Path(proc.stdout.strip().splitlines()[-1].removeprefix("dashboard: ")).parent
+
+
+def test_dashboard_after_the_readme_command(readme_site, browser, tmp_path):
+    browser.events.clear()
+    browser.set_viewport(1200, 900)
+    browser.open((readme_site / "index.html").as_uri(), CHARTS_DRAWN)
+    browser.pump(0.3)
+    assert browser.errors() == []
+    # Each series opens with its verdict, word for word the one in its latest.json.
+    shown = browser.evaluate("[...document.querySelectorAll('section.series')].map(s => "
+                             "[s.querySelector('h2').firstChild.textContent.trim(), "
+                             "s.firstElementChild.nextElementSibling.innerText])")
+    assert len(shown) == 2
+    for heading, sentence in shown:
+        symbol = heading.split(" · ")[0]
+        latest = json.loads((readme_site / series_keys(symbol, "1h")["latest.json"]).read_text())
+        assert sentence == latest["verdict"]["sentence"]
+        assert sentence.startswith(("Over the last 30 days", "Too few independent horizons"))
+    # The calibration charts are drawn, each inside its own box.
+    assert browser.evaluate("[...document.querySelectorAll('.chart.calib')].filter(d => "
+                            "d.querySelector('svg.main-svg')).length") == 4
+    assert browser.evaluate("[...document.querySelectorAll('.chart.calib')].every(d => "
+                            "d.querySelector('svg.main-svg').getBoundingClientRect().width "
+                            "<= d.getBoundingClientRect().width + 1)")
+    shot = tmp_path / "dashboard-readme.png"
+    browser.screenshot(shot)
+    assert shot.stat().st_size > 50_000
+    _keep(shot, "dashboard-readme.png")
