@@ -28,16 +28,19 @@ decoded bars, depend on G.
 from __future__ import annotations
 
 import math
+import weakref
 from dataclasses import dataclass
 from typing import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .config import CONTEXT_POLICIES, DEFAULT_CONTEXT_POLICY, MODES, ContextPolicy, Mode  # noqa: F401 (re-exported)
 from .errors import HorizonTooLongError
+from .layers import RotaryEmbedding
 from .model import Kronos
-from .sampling import SamplingParams, sample_tokens, sample_tokens_grouped
+from .sampling import NoiseStream, SamplingParams, draw_noise, sample_tokens, sample_with_noise
 from .tokenizer import KronosTokenizer
 
 
@@ -221,14 +224,55 @@ def _merge_rows(x: Tensor) -> Tensor:
     return x.permute(0, 2, 3, 1, 4).reshape(g * s, t, heads * hd)
 
 
-def _block_cached(block: nn.Module, x: Tensor, cache: _GroupCache) -> Tensor:
-    """TransformerBlock.forward_cached over a _GroupCache: x [G*S, T, d]."""
+# Per-step projections of a few rows are small GEMMs whose cost is mostly per call: q/k/v, w1/w3 and the
+# dependency layer's k/v each run as one GEMM over weights concatenated once (and again only when a weight
+# changes in place, e.g. between training steps: keyed on the tensors' version counters).
+_FUSED: "weakref.WeakKeyDictionary[nn.Module, tuple[tuple[int, ...], Tensor, Tensor | None]]" = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _fused(linears: Sequence[nn.Linear]) -> tuple[Tensor, Tensor | None]:
+    params = [p for lin in linears for p in (lin.weight, lin.bias) if p is not None]
+    stamp = tuple(x for p in params for x in (p.data_ptr(), p._version))
+    hit = _FUSED.get(linears[0])
+    if hit is not None and hit[0] == stamp:
+        return hit[1], hit[2]
+    w = torch.cat([lin.weight for lin in linears])
+    b = torch.cat([lin.bias for lin in linears]) if all(lin.bias is not None for lin in linears) else None
+    _FUSED[linears[0]] = (stamp, w, b)
+    return w, b
+
+
+def _linear_split(x: Tensor, linears: Sequence[nn.Linear]) -> tuple[Tensor, ...]:
+    w, b = _fused(linears)
+    return F.linear(x, w, b).split([lin.out_features for lin in linears], dim=-1)
+
+
+def _rms(norm: nn.Module, x: Tensor) -> Tensor:
+    """RMSNorm as one op (bitwise the module's chain of seven on CPU; the reference mode keeps the module)."""
+    return F.rms_norm(x, norm.weight.shape, norm.weight, norm.eps)
+
+
+def _block_cached(block: nn.Module, x: Tensor, cache: _GroupCache, rope: tuple[Tensor, Tensor]) -> Tensor:
+    """TransformerBlock.forward_cached over a _GroupCache: x [G*S, T, d]; ``rope`` = (cos, sin) of the T new
+    positions (the same for every block of a stack, so computed once per step)."""
     attn = block.self_attn
     g = cache.own_k.shape[0]
-    q, k, v = attn._qkv(block.norm1(x), cache.position)
+    q, k, v = (attn.split(t) for t in _linear_split(_rms(block.norm1, x), (attn.q_proj, attn.k_proj, attn.v_proj)))
+    q, k = RotaryEmbedding.apply(q, *rope), RotaryEmbedding.apply(k, *rope)
     cache.append(_by_series(k, g), _by_series(v, g))
     x = x + attn.out_proj(_merge_rows(_group_attention(_by_series(q, g).contiguous(), cache, causal=True)))
-    return x + block.ffn(block.norm2(x))
+    ffn = block.ffn
+    gate, up = _linear_split(_rms(block.norm2, x), (ffn.w1, ffn.w3))
+    return x + ffn.w2(F.silu(gate) * up)
+
+
+def _run_cached(blocks: nn.ModuleList, x: Tensor, caches: Sequence[_GroupCache]) -> Tensor:
+    rope = blocks[0].self_attn.rotary.cos_sin(caches[0].position, x.shape[1])
+    for block, cache in zip(blocks, caches):
+        x = _block_cached(block, x, cache, rope)
+    return x
 
 
 def _prefill_blocks(blocks: nn.ModuleList, x: Tensor) -> tuple[Tensor, list[tuple[Tensor, Tensor]]]:
@@ -270,13 +314,11 @@ def _group_prefill(model: Kronos, s1: Tensor, s2: Tensor, stamp: Tensor, paths: 
 
 def _group_extend(model: Kronos, state: _GroupState, s1: Tensor, s2: Tensor, stamp: Tensor) -> None:
     """Kronos.extend: append tokens [G*S, T] (stamps [G*S, T, 5]) to every row."""
-    x = model.embed(s1, s2, stamp)
-    for block, cache in zip(model.transformer, state.layers):
-        x = _block_cached(block, x, cache)
-    ctx = model.norm(x)
+    ctx = _rms(model.norm, _run_cached(model.transformer, model.embed(s1, s2, stamp), state.layers))
     ca = model.dep_layer.cross_attn
     g = state.dep.own_k.shape[0]
-    state.dep.append(_by_series(ca.split(ca.k_proj(ctx)), g), _by_series(ca.split(ca.v_proj(ctx)), g))
+    k, v = _linear_split(ctx, (ca.k_proj, ca.v_proj))
+    state.dep.append(_by_series(ca.split(k), g), _by_series(ca.split(v), g))
     state.last = ctx[:, -1]
 
 
@@ -289,7 +331,7 @@ def _group_s2_logits(model: Kronos, state: _GroupState, s1: Tensor) -> Tensor:
         last = last.repeat_interleave(s1.shape[0] // g, dim=0)
     attn = _merge_rows(_group_attention(q, state.dep, causal=False))  # [G*S, 1, d]
     dep = model.dep_layer
-    return model.head.proj_s2(dep.norm(last + dep.cross_attn.out_proj(attn)[:, 0]))
+    return model.head.proj_s2(_rms(dep.norm, last + dep.cross_attn.out_proj(attn)[:, 0]))
 
 
 def _group_decode(tokenizer: KronosTokenizer, prefix: tuple[Tensor, Tensor] | None, s1: Tensor, s2: Tensor,
@@ -300,9 +342,8 @@ def _group_decode(tokenizer: KronosTokenizer, prefix: tuple[Tensor, Tensor] | No
     if prefix is not None and prefix[0].shape[1]:
         _, kvs = _prefill_blocks(tokenizer.decoder, tokenizer.post_quant_embed(tokenizer.ids_to_code(*prefix)))
     h = tokenizer.post_quant_embed(tokenizer.ids_to_code(s1, s2))
-    for block, cache in zip(tokenizer.decoder, _caches(tokenizer.decoder, kvs, series, rows // series, t, h)):
-        h = _block_cached(block, h, cache)
-    return tokenizer.head(h)
+    caches = _caches(tokenizer.decoder, kvs, series, rows // series, t, h)
+    return tokenizer.head(_run_cached(tokenizer.decoder, h, caches))
 
 
 @torch.inference_mode()
@@ -331,27 +372,39 @@ def generate_batch(
     gen1 = hist_s1.new_zeros((R, H))
     gen2 = hist_s2.new_zeros((R, H))
     row_stamp = y_stamp.repeat_interleave(S, dim=0)  # [R, H, 5]
-    gens = list(generators)
+    # CPU: draw the sampling noise ahead on another thread (NoiseStream); two draws per step, s1 then s2.
+    vocab = model.head.proj_s1.out_features
+    ahead = hist_s1.device.type == "cpu" and model.head.proj_s2.out_features == vocab
+    noise = NoiseStream(generators, S, vocab, 2 * H, model.head.proj_s1.weight) if ahead else None
+
+    def next_noise(logits: Tensor) -> Tensor:
+        return noise.next() if noise is not None else draw_noise(generators, S, logits.shape[-1], logits)
+
     state: _GroupState | None = None
-    for i in range(H):
-        n = L + i
-        if i == 0:
-            p = min(L, C)
-            state = _group_prefill(model, hist_s1[:, L - p :], hist_s2[:, L - p :], x_stamp[:, L - p :], S, H)
-        elif n <= C:
+    try:
+        for i in range(H):
+            n = L + i
+            if i == 0:
+                p = min(L, C)
+                state = _group_prefill(model, hist_s1[:, L - p :], hist_s2[:, L - p :], x_stamp[:, L - p :], S, H)
+            elif n <= C:
+                assert state is not None
+                _group_extend(model, state, gen1[:, i - 1 : i], gen2[:, i - 1 : i], row_stamp[:, i - 1 : i])
+            else:  # the window slid ("exact" policy): re-run it, history part per series, then the rows
+                start = n - C
+                state = _group_prefill(model, hist_s1[:, start:], hist_s2[:, start:], x_stamp[:, start:], S, i)
+                _group_extend(model, state, gen1[:, :i], gen2[:, :i], row_stamp[:, :i])
             assert state is not None
-            _group_extend(model, state, gen1[:, i - 1 : i], gen2[:, i - 1 : i], row_stamp[:, i - 1 : i])
-        else:  # the window slid ("exact" policy): re-run it, history part per series, then the rows
-            start = n - C
-            state = _group_prefill(model, hist_s1[:, start:], hist_s2[:, start:], x_stamp[:, start:], S, i)
-            _group_extend(model, state, gen1[:, :i], gen2[:, :i], row_stamp[:, :i])
-        assert state is not None
-        logits = model.s1_logits(state.last)
-        if logits.shape[0] != R:
-            logits = logits.repeat_interleave(S, dim=0)
-        s1 = sample_tokens_grouped(logits, cfg.sampling, gens)
-        s2 = sample_tokens_grouped(_group_s2_logits(model, state, s1), cfg.sampling, gens)
-        gen1[:, i], gen2[:, i] = s1, s2
+            logits = model.s1_logits(state.last)
+            if logits.shape[0] != R:
+                logits = logits.repeat_interleave(S, dim=0)
+            s1 = sample_with_noise(logits, cfg.sampling, next_noise(logits))
+            s2_logits = _group_s2_logits(model, state, s1)
+            s2 = sample_with_noise(s2_logits, cfg.sampling, next_noise(s2_logits))
+            gen1[:, i], gen2[:, i] = s1, s2
+    finally:
+        if noise is not None:
+            noise.close()
     keep = min(L + H, C) - H
     prefix = (hist_s1[:, L - keep :], hist_s2[:, L - keep :]) if keep else None
     bars = _group_decode(tokenizer, prefix, gen1, gen2, G)

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from kronos_assets.kronos.errors import SamplingSettingsError
-from kronos_assets.kronos.sampling import SamplingParams, filter_logits, sample_tokens
+from kronos_assets.kronos.sampling import NoiseStream, SamplingParams, draw_noise, filter_logits, sample_tokens
 
 INF = float("-inf")
 
@@ -75,3 +75,22 @@ def test_top_p_equals_the_spec_algorithm_on_random_logits(scale: float) -> None:
     logits = torch.randn(64, 1024, generator=g) * scale
     for top_p in (0.05, 0.5, 0.9, 0.99):
         assert torch.equal(filter_logits(logits, 0, top_p), _spec_top_p(logits, top_p))
+
+
+def test_noise_drawn_ahead_on_a_thread_is_the_inline_noise() -> None:
+    like = torch.empty(0)
+    inline_gens = [torch.Generator().manual_seed(s) for s in (1, 2)]
+    inline = [draw_noise(inline_gens, 3, 64, like) for _ in range(7)]
+    with NoiseStream([torch.Generator().manual_seed(s) for s in (1, 2)], 3, 64, 7, like, ahead=2) as stream:
+        ahead = [stream.next() for _ in range(7)]
+    assert all(torch.equal(a, b) for a, b in zip(inline, ahead))
+    # a stream abandoned half-way stops its thread; a consumer past the end waits only until its deadline
+    stream = NoiseStream([torch.Generator()], 1, 8, 100, like, ahead=1, timeout_s=0.2)
+    stream.next()
+    stream.close()
+    assert not stream._thread.is_alive()
+    short = NoiseStream([torch.Generator()], 1, 8, 1, like, timeout_s=0.2)
+    short.next()
+    with pytest.raises(RuntimeError, match="no sampling noise within 0.2 s"):
+        short.next()
+    short.close()
