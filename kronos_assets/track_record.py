@@ -109,7 +109,8 @@ def verdict_sentence(v: dict[str, Any]) -> str:
         k = v["n_independent"]
         return (f"Too few independent horizons for a verdict on {model}: its {v['n']} scored forecasts ({span}) "
                 f"span {k} non-overlapping {h}-bar horizon{'' if k == 1 else 's'}; a verdict needs "
-                f"{v['min_independent']}, about {v['min_independent'] * h - v['n']} more scored bars.")
+                f"{v['min_independent']}, about {v['min_independent'] * h - v['n']} more scored forecasts "
+                "(one a bar).")
     parts = []
     crps = v.get("crps")
     if crps and crps["relative"] is not None:

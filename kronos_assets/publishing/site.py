@@ -246,8 +246,11 @@ def _skill_card(snap: dict[str, Any]) -> str:
         return _card(label, "–", "the model is itself this baseline", muted=True)
     if c["p_value"] is None or c["relative"] is None:
         return _card(label, "not yet scored", _not_yet({}, c["n"], c["n_independent"]), muted=True)
-    word = ({"model": "better than", "reference": "worse than"}[c["winner"]] + " the baseline (significant, "
-            f"p = {c['p_value']:.2g})" if c["significant"] else f"within noise of the baseline (p = {c['p_value']:.2f})")
+    if c["significant"]:
+        side = {"model": "better than", "reference": "worse than"}[c["winner"]]
+        word = f"{side} the baseline (significant, p = {c['p_value']:.2g})"
+    else:
+        word = f"within noise of the baseline (p = {c['p_value']:.2f})"
     return _card(label, f"{-100 * c['relative']:+.1f} %",
                  f"{word}; Diebold–Mariano test over ≈{c['n_independent']} independent horizons",
                  title="1 − CRPS(model) / CRPS(baseline) on the origins both scored; positive is better")
@@ -385,7 +388,8 @@ h1 { font-size: 22px; margin: 12px 0 4px; } h2 { font-size: 18px; margin: 0 0 8p
 .chart { width: 100%; min-height: 320px; margin-top: 8px; }
 .calibration { display: grid; grid-template-columns: repeat(auto-fit, minmax(300px, 1fr)); gap: 8px; }
 .chart.calib { min-height: 280px; min-width: 0; }
-.verdict { font-size: 15px; background: #f5f5f5; border-left: 4px solid #1565c0; padding: 8px 10px; margin: 6px 0 10px; }
+.verdict { font-size: 15px; background: #f5f5f5; border-left: 4px solid #1565c0; padding: 8px 10px;
+           margin: 6px 0 10px; }
 .verdict.pending { border-left-color: #9e9e9e; color: #555; }
 .links { font-size: 13px; } a { color: #1565c0; }
 summary { cursor: pointer; font-size: 14px; margin: 6px 0; }
@@ -402,7 +406,7 @@ function drawChart(id, fig) {
   var el = document.getElementById(id), small = window.innerWidth < 600;
   var fixed = (fig.layout.meta || {}).height;  // the small calibration charts keep their own height
   var layout = Object.assign({}, fig.layout, {autosize: true, height: fixed || (small ? 340 : 420)});
-  if (small && !fixed) {  // a phone: the section heading names the series; the legend and the tool bar take too much room
+  if (small && !fixed) {  // a phone: the heading names the series; the legend and the tool bar take too much room
     layout.margin = {l: 45, r: 6, t: 10, b: 20};
     layout.showlegend = false;
     layout.title = {text: ""};

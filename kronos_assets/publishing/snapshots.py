@@ -196,8 +196,8 @@ def path_matrices(wh: Warehouse, symbol: str, timeframe: str, origins: list[date
 
 
 def scoreboard(wh: Warehouse, timeframe: str, symbols: list[str] | None = None) -> list[dict[str, Any]]:
-    """All-time scores at the horizon's last step, per symbol (only ``symbols`` unless None) and model (the rolling windows,
-    per-step scores, reliability and PIT are in track_record.track_record)."""
+    """All-time scores at the horizon's last step, per symbol (only ``symbols`` unless None) and model (the
+    rolling windows, per-step scores, reliability and PIT are in track_record.track_record)."""
     as_of = newest_scored_origin(wh, timeframe)
     if as_of is None:
         return []
