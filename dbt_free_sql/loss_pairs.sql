@@ -1,19 +1,17 @@
 -- Per series and model, at the horizon's last step, in origin order: the losses the published verdicts compare.
 -- CRPS against the random walk with volatility's on the same origin (NULL where it has none), the absolute error
--- of the median against that of the last price (what the plain random walk forecasts), and the Brier score of
+-- of the median relative to the last close against that of the last price (what the plain random walk forecasts), and the Brier score of
 -- P(up) (a coin flip scores 0.25). Forecasts scored before $scored_before (NULL: all), with origins in the
--- $days-day window ending at the newest of them ($days NULL: all time). Input of the Diebold-Mariano tests.
+-- $days-day window ending at the series' newest of them ($days NULL: all time). Input of the Diebold-Mariano tests.
 WITH scored AS (
     SELECT * FROM evaluations
     WHERE timeframe = $timeframe AND step = horizon
       AND ($scored_before IS NULL OR scored_bar < $scored_before)
 ),
-newest AS (SELECT max(origin) AS as_of FROM scored)
+newest AS (SELECT symbol, max(origin) AS as_of FROM scored GROUP BY symbol)
 SELECT m.symbol, m.timeframe, m.model, m.horizon, m.origin,
     m.crps                          AS crps_model,
     b.crps                          AS crps_baseline,
-    m.abs_error                     AS abs_error_model,
-    abs(m.realised - f.last_close)  AS abs_error_last_price,
     m.abs_error / f.last_close      AS rel_error_model,
     abs(m.realised - f.last_close) / f.last_close AS rel_error_last_price,
     m.brier_up                      AS brier_model,
@@ -21,6 +19,6 @@ SELECT m.symbol, m.timeframe, m.model, m.horizon, m.origin,
 FROM scored m
 JOIN forecasts f USING (symbol, timeframe, origin, model)
 LEFT JOIN scored b ON b.symbol = m.symbol AND b.origin = m.origin AND b.model = 'random_walk_vol'
-CROSS JOIN newest
+JOIN newest ON newest.symbol = m.symbol
 WHERE $days IS NULL OR m.origin > newest.as_of - to_days(CAST($days AS INTEGER))
 ORDER BY m.symbol, m.model, m.origin

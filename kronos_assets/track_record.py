@@ -143,22 +143,21 @@ def dm_table(rows: list[dict[str, Any]], window_name: str) -> list[dict[str, Any
             for v in rows for m, *_ in MEASURES if (c := v.get(m))]
 
 
-def track_record(wh: Warehouse, timeframe: str, as_of: datetime | None = None,
-                 symbols: list[str] | None = None) -> dict[str, Any]:
-    """Everything the scoreboard shows for one timeframe, as JSON-ready rows (``symbols``: only these)."""
+def track_record(wh: Warehouse, timeframe: str, as_of: datetime | None = None) -> dict[str, Any]:
+    """Everything the scoreboard shows for one timeframe (uploaded markets included: this is the private view
+    in Dagster), as JSON-ready rows."""
     as_of = as_of or newest_scored_origin(wh, timeframe)
     if as_of is None:
         return {"timeframe": timeframe, "as_of": None, "scoreboard": [], "verdicts": [], "dm_tests": [],
                 "reliability": [], "pit_histogram": []}
     params = {"timeframe": timeframe}
-    keep = (lambda rows: rows) if symbols is None else (lambda rows: [r for r in rows if r["symbol"] in symbols])
-    by_window = {w: verdicts(wh, timeframe, days, symbols=symbols) for w, days in DM_WINDOWS.items()}
+    by_window = {w: verdicts(wh, timeframe, days) for w, days in DM_WINDOWS.items()}
     return {
         "timeframe": timeframe,
         "as_of": as_of.isoformat(),
-        "scoreboard": keep(json_rows(wh.query(read_sql("scoreboard.sql"), params | {"as_of": as_of}))),
+        "scoreboard": json_rows(wh.query(read_sql("scoreboard.sql"), params | {"as_of": as_of})),
         "verdicts": by_window[VERDICT_WINDOW],
         "dm_tests": [row for w, rows in by_window.items() for row in dm_table(rows, w)],
-        "reliability": keep(json_rows(wh.query(read_sql("reliability.sql"), params))),
-        "pit_histogram": keep(json_rows(wh.query(read_sql("pit_histogram.sql"), params))),
+        "reliability": json_rows(wh.query(read_sql("reliability.sql"), params)),
+        "pit_histogram": json_rows(wh.query(read_sql("pit_histogram.sql"), params)),
     }
