@@ -31,6 +31,7 @@ from __future__ import annotations
 import html
 import io
 import json
+import math
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -180,7 +181,8 @@ SCORE_COLUMNS = (  # (column, header, format, header tooltip)
     ("crps", "CRPS", "num", "continuous ranked probability score on log returns (lower is better)"),
     ("coverage_80", "80 % band (expected)", "coverage",
      "share of outcomes inside the 80 % band, and in brackets what a perfectly calibrated forecaster's band "
-     "covers with the stored number of sample paths N: 80 % x (N-1)/(N+1), 74.8 % for 30 paths"),
+     "covers with the stored number of sample paths N: 80 % x (N-1)/(N+1), 74.8 % for 30 paths; 'too narrow' or "
+     "'too wide' when more than 2 standard errors away, counted over independent horizons"),
     ("brier_up", "Brier P(up)", "num",
      "Brier score of P(up): 0 is perfect, 0.25 a coin flip (n/a: a point forecast gives no probability)"),
     ("crps_skill_vs_rw_vol", "skill vs RW+vol", "signed_pct",
@@ -282,6 +284,7 @@ def _table(board: list[dict[str, Any]], horizon: int, bar_seconds: int) -> str:
             elif kind == "coverage":
                 expected = r.get("expected_coverage_80")
                 txt = _pct(v) + (f" ({_pct(expected)})" if expected is not None else " (n/a)")
+                txt += "" if early or expected is None else coverage_judgement(v, expected, k)
             elif kind == "percent_units":
                 txt = f"{v:.2f} %"
             elif kind == "signed_pct":
@@ -294,6 +297,16 @@ def _table(board: list[dict[str, Any]], horizon: int, bar_seconds: int) -> str:
         rows.append(f'<tr class="{"early" if early else ""}">' + "".join(cells) + "</tr>")
     return (f'<div class="table-wrap"><table><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
             "</div>")
+
+
+def coverage_judgement(observed: float, expected: float, n_independent: int) -> str:
+    """' · too narrow' / ' · too wide' when the observed coverage is more than two standard errors from what a
+    calibrated forecaster with this path count covers, counting independent horizons (not overlapping
+    forecasts) as the sample; '' when within that."""
+    se = math.sqrt(expected * (1 - expected) / n_independent)
+    if observed < expected - 2 * se:
+        return " · too narrow"
+    return " · too wide" if observed > expected + 2 * se else ""
 
 
 def _independent_approx(row: dict[str, Any], horizon: int, bar_seconds: int) -> int:

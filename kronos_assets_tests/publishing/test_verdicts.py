@@ -134,6 +134,11 @@ def test_published_verdict_matches_the_warehouse_and_flips_when_the_model_loses(
     section = _section(index, BTC)
     assert section.index('class="verdict"') < section.index('class="cards"')
     assert html.escape(sentence) in section
+    row = next(r for r in section.split("<table>")[1].split("<tr")[1:] if f"<td>{model}</td>" in r)
+    if side == "worse":  # its tight band around the wrong price never covers: judged against the expected 74.8 %
+        assert " % (74.8 %) · too narrow</td>" in row
+    else:
+        assert "too narrow" not in row and "too wide" not in row
     card = {"better": "better than the baseline (significant", "worse": "worse than the baseline (significant"}[side]
     assert card in section and "Diebold–Mariano test over ≈10 independent horizons" in section
     assert any(v["symbol"] == BTC and v["model"] == model and v["sentence"] == sentence for v in board["verdicts"])
