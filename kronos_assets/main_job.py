@@ -24,6 +24,7 @@ from kronos_assets.defs.evaluate import track_record_key
 from kronos_assets.defs.factory import build_definitions, candles_job_name, forecast_job_name
 from kronos_assets.defs.partitions import RANGE_END, RANGE_START, bar_key, day_key
 from kronos_assets.defs.resources import build_resources
+from kronos_assets.alerts import pending_alerts
 from kronos_assets.failures import alert_failed_runs, run_cause
 from kronos_assets.local_instance import instance_for
 from kronos_assets.market.timeframes import last_closed_bar_open, timeframe_delta
@@ -74,13 +75,13 @@ class _Runner:
 
 
 def recover(settings: Settings, instance: dg.DagsterInstance, store: Any, log: Callable[[str], None]) -> None:
-    """Fails runs whose process died (and alerts them), frees their slots, and removes stray publish
-    temporaries once no run holds the publish slot."""
+    """Fails runs whose process died (and alerts them), frees their slots, retries alerts not yet delivered, and
+    removes stray publish temporaries once no run holds the publish slot."""
     reaped = reap_dead_runs(instance)
     for message in reaped.values():
         log(f"recovered: {message}")
-    if reaped:
-        alert_failed_runs(instance, list(reaped), settings.profile_home, settings.profile)
+    if reaped or pending_alerts(settings.profile_home):  # also alerts whose webhook post failed last time
+        log(f"alerts: {alert_failed_runs(instance, list(reaped), settings.profile_home, settings.profile)}")
     if isinstance(store, LocalStore) and "publish" not in held_slots(instance):
         stray = store.remove_stray_temporaries()
         if stray:

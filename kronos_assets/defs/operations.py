@@ -74,6 +74,9 @@ def build_failure_sensor(settings: Settings) -> dg.SensorDefinition:
     @dg.run_failure_sensor(
         name="alert_on_run_failure",
         default_status=dg.DefaultSensorStatus.RUNNING,
+        # Every run of the instance, also those `kronos-assets run` executes in its own process: they have no
+        # code-location origin, and the default (this location's runs only) would never see them.
+        monitor_all_code_locations=True,
         description=(f"Records every failed run once (by run id) in {folder / ALERTS_FILE} with its cause in one "
                      "line, and posts it as JSON to the webhook in KRONOS_ALERT_WEBHOOK when set (short deadline; "
                      "a failed post is retried by deliver_alerts)."),

@@ -170,3 +170,98 @@ def test_the_local_instance_monitors_runs_and_runs_sensors_in_threads(tmp_path):
         assert instance.run_monitoring_settings.get("free_slots_after_run_end_seconds")
     finally:
         instance.dispose()
+
+
+def _ticks(dagster_home: Path) -> dict[str, list[tuple[float, float | None]]]:
+    """Sensor name -> [(start, end)] of its ticks, read from the instance's SQLite schedule storage."""
+    import sqlite3
+
+    db = dagster_home / "schedules" / "schedules.db"
+    if not db.exists():
+        return {}
+    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
+    try:
+        rows = con.execute("SELECT tick_body FROM job_ticks ORDER BY timestamp").fetchall()
+    except sqlite3.OperationalError:  # tables not created yet
+        return {}
+    finally:
+        con.close()
+    out: dict[str, list[tuple[float, float | None]]] = {}
+    for (body,) in rows:
+        data = json.loads(body)
+        data = data.get("tick_data", data)
+        out.setdefault(data["job_name"], []).append((data["timestamp"], data.get("end_timestamp")))
+    return out
+
+
+def test_with_the_daemon_running_a_hanging_then_failing_webhook_delays_nothing_and_duplicates_nothing(tmp_path):
+    import shutil
+
+    from kronos_assets.settings import REPO_ROOT
+    from kronos_assets_tests.operations.servers import VENV_BIN, background, kronos_env, wait_until
+
+    hook = Webhook()
+    hook.mode = "hang"
+    settings = small_settings(tmp_path)
+    instance_for(settings).dispose()  # writes the profile's dagster.yaml, as `kronos-assets run` does
+    shutil.copy(REPO_ROOT / "workspace.yaml", tmp_path / "workspace.yaml")
+    env = kronos_env(tmp_path, settings.dagster_home, {"KRONOS_ALERT_WEBHOOK": hook.url})
+    log = tmp_path / "daemon.log"
+    folder = settings.profile_home
+    try:
+        with background([str(VENV_BIN / "dagster-daemon"), "run", "-w", "workspace.yaml"], env, tmp_path, log) as d:
+            # The failure sensor's first tick sets its cursor: failures after it are what it reports.
+            wait_until(lambda: "alert_on_run_failure" in _ticks(settings.dagster_home), 240, "first sensor tick",
+                       proc=d, log=log)
+            failed = []
+            for day in (18, 19, 20):
+                instance = instance_for(settings)
+                try:
+                    defs = build_definitions(settings, {**build_resources(settings), "market": DownMarket()})
+                    result = defs.resolve_job_def(candles_job_name("1h")).execute_in_process(
+                        instance=instance, raise_on_error=False,
+                        partition_key=day_key("BTC/USDT", datetime(2026, 11, day, tzinfo=timezone.utc)))
+                    failed.append(result.run_id)
+                finally:
+                    instance.dispose()
+            wait_until(lambda: len(recorded_alerts(folder)) == 3, 180, "three alerts recorded", proc=d, log=log)
+            hang_until = time.time() + 70  # long enough for another tick of every 30 s sensor
+            while time.time() < hang_until:
+                time.sleep(2)
+            assert hook.posts == [] and len(pending_alerts(folder)) == 3
+            hook.mode = "fail"
+            time.sleep(35)
+            hook.mode = "ok"
+            wait_until(lambda: not pending_alerts(folder), 180, "pending alerts delivered", proc=d, log=log)
+            ticks = _ticks(settings.dagster_home)
+    finally:
+        hook.close()
+    assert sorted(a["run_id"] for a in recorded_alerts(folder)) == sorted(failed)  # once each
+    assert sorted(p["alert"]["run_id"] for p in hook.posts) == sorted(failed)  # posted once each, none twice
+    for start, end in ticks["alert_on_run_failure"]:
+        assert end is None or end - start < 15, ticks["alert_on_run_failure"]  # 3 s per POST, 8 s per round
+    # Another sensor kept its 30 s cadence while the webhook hung (sensors run in threads).
+    uploads = [start for start, _ in ticks["uploaded_candles"]]
+    gaps = [b - a for a, b in zip(uploads, uploads[1:])]
+    assert gaps and max(gaps) < 50, gaps
+
+
+def test_the_next_kronos_assets_run_retries_alerts_whose_post_failed(tmp_path, hook):
+    from kronos_assets.alerts import record_alert
+    from kronos_assets.main_job import recover
+    from kronos_assets.publishing.store import LocalStore
+
+    settings = small_settings(tmp_path)
+    record_alert(settings.profile_home, {"run_id": "r1", "summary": "x", "cause": "c"})
+    hook.mode = "fail"
+    assert "1 pending" in deliver_pending(settings.profile_home)
+    hook.mode = "ok"
+    instance = instance_for(settings)
+    messages: list[str] = []
+    try:
+        recover(settings, instance, LocalStore(settings.publish_dir), log=messages.append)
+        recover(settings, instance, LocalStore(settings.publish_dir), log=messages.append)
+    finally:
+        instance.dispose()
+    assert [p["alert"]["run_id"] for p in hook.posts] == ["r1"] and pending_alerts(settings.profile_home) == []
+    assert messages == ["alerts: webhook at 127.0.0.1: 1 posted"], messages
