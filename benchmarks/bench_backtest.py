@@ -2,12 +2,19 @@
 
     .venv/bin/python benchmarks/bench_backtest.py --model-dir PATH [--start 2025-01-01 --end 2025-06-30]
     .venv/bin/python benchmarks/bench_backtest.py --baselines-only --days 14     # a quick look
+    .venv/bin/python benchmarks/bench_backtest.py --kronos-mini-random --symbols BTC/USDT --hours 168 \
+        --extrapolate-origins 4344   # issue 14's half-year target, measured on a slice and extrapolated
 
 Every hour of the range is a forecast origin (horizon 24, 30 paths, 480 bars of history) for BTC/USDT and
 ETH/USDT, by the baselines and, with --model-dir, by a Kronos checkpoint folder (model/ + tokenizer/). Candles
 come from ../shared/data/candles (never copied into the repository). Forecast runs cover 168 bars each, as the
 backfill policy does. Reports wall time, peak memory, the share of time Dagster spends outside the steps, and the
 scoreboard at the horizon's last step. Results: benchmarks/results/backtest.json.
+
+--kronos-mini-random saves a Kronos-mini + Tokenizer-2k pair with random weights (seed 0) and backtests it: the
+speed of a Kronos-mini-sized model without downloading weights. --hours N keeps the first N origins of the range;
+--extrapolate-origins M scales the measured candle and forecast wall times linearly to M origins per symbol (an
+extrapolation, printed as such: a full slice of 168 origins is one forecast run, the unit the backfill repeats).
 """
 
 from __future__ import annotations
@@ -54,11 +61,11 @@ class RealCandles:
         return df.filter((pl.col("ts") >= start) & (pl.col("ts") < end) & (pl.col("ts") + timedelta(hours=1) <= now))
 
 
-def write_config(root: Path, model_dir: str | None, start: date) -> Path:
+def write_config(root: Path, model_dir: str | None, start: date, files: dict[str, str]) -> Path:
     cfg = root / "configs"
     (cfg / "profiles").mkdir(parents=True)
     (cfg / "markets.yaml").write_text(yaml.safe_dump({
-        "symbols": list(FILES), "exchanges": [{"id": "binance"}],
+        "symbols": list(files), "exchanges": [{"id": "binance"}],
         "timeframes": {"1h": {"start": (start - timedelta(days=40)).isoformat(), "history_bars": 480, "horizon": 24}}}))
     models = yaml.safe_load((REPO / "configs" / "models.yaml").read_text())
     forecasters = ["random_walk", "random_walk_vol"]
@@ -69,14 +76,33 @@ def write_config(root: Path, model_dir: str | None, start: date) -> Path:
     models["sampling"]["n_paths"] = 30
     (cfg / "models.yaml").write_text(yaml.safe_dump(models))
     (cfg / "profiles" / "live.yaml").write_text(yaml.safe_dump({
-        "description": "backtest on real candles", "market": "ccxt", "symbols": list(FILES), "timeframes": ["1h"],
+        "description": "backtest on real candles", "market": "ccxt", "symbols": list(files), "timeframes": ["1h"],
         "forecasters": forecasters, "primary_model": forecasters[-1], "publish": {"backend": "local"}}))
     return cfg
+
+
+def random_kronos_mini(folder: Path) -> Path:
+    """A Kronos-mini + Tokenizer-2k checkpoint folder with random weights (seed 0): speed only."""
+    import torch
+
+    from kronos_assets.kronos.config import KRONOS_MINI, TOKENIZER_2K
+    from kronos_assets.kronos.hub import save_checkpoint
+    from kronos_assets.kronos.model import Kronos
+    from kronos_assets.kronos.tokenizer import KronosTokenizer
+
+    torch.manual_seed(0)
+    save_checkpoint(Kronos(KRONOS_MINI), folder / "model")
+    save_checkpoint(KronosTokenizer(TOKENIZER_2K), folder / "tokenizer")
+    return folder
 
 
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--model-dir")
+    p.add_argument("--kronos-mini-random", action="store_true", help="a random-weight Kronos-mini as the model")
+    p.add_argument("--symbols", nargs="+", choices=list(FILES), default=list(FILES))
+    p.add_argument("--hours", type=int, help="only the first N origins (hours) of the range")
+    p.add_argument("--extrapolate-origins", type=int, help="scale the measured times to this many origins")
     p.add_argument("--start", default="2025-01-01")
     p.add_argument("--end", default="2025-06-30")
     p.add_argument("--days", type=int, help="only the first N days of the range")
@@ -97,15 +123,19 @@ def main() -> None:
     if args.days:
         end = min(end, start + timedelta(days=args.days - 1))
     root = Path(tempfile.mkdtemp(prefix="kronos-backtest-"))
-    cfg = write_config(root, None if args.baselines_only else args.model_dir, start)
+    symbols = {s: FILES[s] for s in args.symbols}
+    model_dir = str(random_kronos_mini(root / "kronos-mini-random")) if args.kronos_mini_random else args.model_dir
+    cfg = write_config(root, None if args.baselines_only else model_dir, start, symbols)
     settings = load_settings("live", config_dir=cfg, home=root / "home")
     resources = build_resources(settings) | {"market": RealCandles()}
     defs = build_definitions(settings, resources)
     instance = dg.DagsterInstance.ephemeral()
     first_bar = datetime(start.year, start.month, start.day, tzinfo=UTC)
     last_bar = datetime(end.year, end.month, end.day, 23, tzinfo=UTC)
+    if args.hours:
+        last_bar = min(last_bar, first_bar + timedelta(hours=args.hours - 1))
     t0 = time.perf_counter()
-    for symbol in FILES:
+    for symbol in symbols:
         defs.resolve_job_def("candles_1h").execute_in_process(instance=instance, tags={
             RANGE_START: str(day_key(symbol, first_bar - timedelta(days=21))),
             RANGE_END: str(day_key(symbol, last_bar + timedelta(days=2)))})
@@ -114,7 +144,7 @@ def main() -> None:
     run_s = step_s = 0.0
     runs = 0
     t1 = time.perf_counter()
-    for symbol in FILES:
+    for symbol in symbols:
         bar = first_bar
         while bar <= last_bar:
             chunk_end = min(bar + timedelta(hours=167), last_bar)
@@ -138,13 +168,22 @@ def main() -> None:
     board = [r for r in record["scoreboard"] if r["window_name"] == "all" and r["step"] == r["horizon"]]
     origins = int(((last_bar - first_bar) / timedelta(hours=1)) + 1)
     out = {
-        "range": [args.start, end.isoformat()], "origins_per_symbol": origins, "symbols": list(FILES),
+        "range": [first_bar.isoformat(), last_bar.isoformat()], "origins_per_symbol": origins,
+        "symbols": list(symbols), "load_average": os.getloadavg()[0],
         "models": list(settings.forecasters), "candles_wall_s": round(t_candles, 1),
         "forecast_wall_s": round(t_forecast, 1), "runs": runs,
         "dagster_share_of_forecast_runs": round(1 - step_s / run_s, 4) if run_s else None,
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "scoreboard_horizon_end": board, "dm_tests": record["dm_tests"],
     }
+    if args.extrapolate_origins:
+        scale = args.extrapolate_origins / origins
+        out["extrapolated"] = {
+            "origins_per_symbol": args.extrapolate_origins, "scale": round(scale, 2),
+            "candles_wall_s": round(t_candles * scale, 1), "forecast_wall_s": round(t_forecast * scale, 1),
+            "total_min": round((t_candles + t_forecast) * scale / 60, 1),
+            "how": f"measured {origins} origins per symbol; wall times scaled linearly by {scale:.2f}",
+        }
     (HERE / "results").mkdir(exist_ok=True)
     (HERE / "results" / "backtest.json").write_text(json.dumps(out, indent=1, default=str))
     cols = ["symbol", "model", "n_forecasts", "mae", "mape", "direction_hit_rate", "crps", "coverage_80", "brier_up",

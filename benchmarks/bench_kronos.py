@@ -1,24 +1,26 @@
-"""Benchmark Kronos generation on CPU: fast (KV-cached) vs reference (full recompute) mode.
+"""Benchmark Kronos generation on CPU: fast (KV-cached) vs reference (full recompute) mode, and the pipeline.
 
-    python benchmarks/bench_kronos.py [--repeats 3] [--skip-small-reference] [--threads N]
+    python benchmarks/bench_kronos.py [--repeats 3] [--skip-small-reference] [--threads 2]
 
 Random weights (speed does not depend on their values), real BTCUSDT 1h candles from ../shared/data/candles when
 present (synthetic bars otherwise). Prints a table and writes benchmarks/results/bench_kronos[_<time>].json.
+Targets (issue 14, 2 threads): A fast <= 0.25 s; B fast "exact" <= 2.0 s; D pipeline/direct <= 1.2.
 
-Cases:
+Cases (context policy "exact", the default, unless named):
   A. Kronos-mini + Tokenizer-2k, 480 history bars, horizon 24, 30 paths, max_context 512: fast vs reference,
      median wall time over repeats, peak RSS growth, and whether both modes drew the same tokens.
   B. Kronos-small + Tokenizer-base, 400 history bars, horizon 120, 1 path, max_context 512 (the window slides
-     for the last 8 steps): fast mode with the "trim" and the "exact" context policy (+ one reference run).
+     for the last 8 steps): fast mode with the "exact" and the "trim" context policy (+ one reference run).
   C. Kronos-mini, 64 requests (rolling origins one bar apart) of 480 bars, horizon 24, 30 paths: seconds per
-     request one at a time (``sample``, 1 thread) vs batched (``sample_many``: groups of batch_size, on 1 and on
-     all usable CPUs as workers), in the same run; whether a request's batched paths equal its paths when it runs
-     alone through ``sample_many`` (bitwise), and how many tokens differ from the unpadded one-at-a-time run.
+     request one at a time (``sample``) vs batched (``sample_many``: groups of batch_size on all usable CPUs as
+     workers), in the same run; whether a request draws the same tokens alone as in the batch, and its paths'
+     largest relative difference (float rounding: the batch size changes the GEMM shapes).
+  D. A lone request through the forecasting pipeline (KronosForecaster.forecast_batch, as the hourly live run
+     and the CLI) against the direct call (``KronosPredictor.sample``) on the same prepared input, interleaved;
+     the ratio of their medians and whether the paths are bitwise equal.
 Achieved GFLOP/s (FLOPs counted by torch's FlopCounterMode, causal attention counted at half) is compared with a
-plain float32 torch.mm on the same machine. Threads: torch uses one intra-op thread per usable CPU (--threads);
-the fast runs are repeated with 1 thread because their many small ops suffer from OpenMP barriers when other
-processes share the cores. Wall and process-CPU times and the load average are recorded: on a shared machine
-compare CPU times.
+plain float32 torch.mm on the same machine. The machine may be shared: wall and process-CPU times and the load
+average are recorded, and every target is shown next to the reference mode timed in the same run.
 """
 
 from __future__ import annotations
@@ -31,17 +33,19 @@ import statistics
 import sys
 import threading
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
+import kronos_assets.kronos  # noqa: F401  (first: it sets OMP_WAIT_POLICY before torch loads OpenMP)
 import numpy as np
 import polars as pl
 import torch
 from torch.utils import flop_counter
 
+from kronos_assets.forecasting.interface import ForecastRequest, Sampling
+from kronos_assets.forecasting.kronos_forecaster import KronosForecaster
 from kronos_assets.kronos.config import KRONOS_MINI, KRONOS_SMALL, TOKENIZER_2K, TOKENIZER_BASE
 from kronos_assets.kronos.model import Kronos
 from kronos_assets.kronos.predictor import KronosPredictor, PreparedSeries
@@ -109,16 +113,6 @@ def matmul_gflops(n: int = 1024, repeats: int = 20) -> float:
     for _ in range(repeats):
         a @ b
     return 2 * n**3 * repeats / (time.perf_counter() - t) / 1e9
-
-
-@contextmanager
-def torch_threads(n: int) -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 @dataclass
@@ -189,7 +183,7 @@ def series(pred: KronosPredictor, history: int, horizon: int) -> tuple[PreparedS
 
 # -- cases ---------------------------------------------------------------------------------------------------
 def case_mini(repeats: int, with_reference: bool) -> dict[str, Any]:
-    pred = predictor(KRONOS_MINI, TOKENIZER_2K, "trim")
+    pred = predictor(KRONOS_MINI, TOKENIZER_2K, "exact")
     s, source = series(pred, 480, 24)
 
     def run(mode: str) -> Any:
@@ -197,34 +191,30 @@ def case_mini(repeats: int, with_reference: bool) -> dict[str, Any]:
 
     run("fast")  # warm-up
     fast, f_out = timed(lambda: run("fast"), max(repeats, 5))
-    with torch_threads(1):  # the per-step ops are small: one thread avoids OpenMP barriers on a busy machine
-        fast1 = timed(lambda: run("fast"), max(repeats, 5), flops="none")[0].as_dict()
     if not with_reference:
         return {"case": "mini: 480 history, horizon 24, 30 paths, max_context 512", "data": source,
-                "fast": fast.as_dict(), "fast_1_thread": fast1}  # fmt: skip
+                "fast": fast.as_dict()}  # fmt: skip
     ref, r_out = timed(lambda: run("reference"), repeats, flops="inline")
     fg, rg = f_out.generated, r_out.generated
     same = bool(torch.equal(fg.s1, rg.s1) and torch.equal(fg.s2, rg.s2))
     return {
         "case": "mini: 480 history, horizon 24, 30 paths, max_context 512", "data": source,
-        "fast": fast.as_dict(), "fast_1_thread": fast1, "reference": ref.as_dict(),
+        "fast": fast.as_dict(), "reference": ref.as_dict(),
         "speedup_median": ref.median / fast.median,
         "speedup_median_cpu": statistics.median(ref.cpu_times) / statistics.median(fast.cpu_times),
-        "speedup_median_1_thread": ref.median / fast1["median_s"],
-        "tokens_identical": same, "max_rel_diff_paths": float((np.abs(f_out.paths - r_out.paths) / np.abs(r_out.paths).clip(1e-9)).max()),
+        "tokens_identical": same,
+        "max_rel_diff_paths": float((np.abs(f_out.paths - r_out.paths) / np.abs(r_out.paths).clip(1e-9)).max()),
     }  # fmt: skip
 
 
 def case_small(repeats: int, with_reference: bool) -> dict[str, Any]:
     out: dict[str, Any] = {"case": "small: 400 history, horizon 120, 1 path, max_context 512"}
-    for policy in ("trim", "exact"):
+    for policy in ("exact", "trim"):
         pred = predictor(KRONOS_SMALL, TOKENIZER_BASE, policy)
         s, out["data"] = series(pred, 400, 120)
         run = lambda: pred.sample(s, n_paths=1, seed=7, sampling=SAMPLING, mode="fast")  # noqa: E731
         run()
         out[f"fast_{policy}"] = timed(run, max(repeats, 3))[0].as_dict()
-        with torch_threads(1):
-            out[f"fast_{policy}_1_thread"] = timed(run, max(repeats, 3), flops="none")[0].as_dict()
         if policy == "exact" and with_reference:
             ref = lambda: pred.sample(s, n_paths=1, seed=7, sampling=SAMPLING, mode="reference")  # noqa: E731
             out["reference_exact"] = timed(ref, 1, flops="inline")[0].as_dict()
@@ -233,7 +223,7 @@ def case_small(repeats: int, with_reference: bool) -> dict[str, Any]:
 
 
 def case_batched(n_requests: int, batch_size: int) -> dict[str, Any]:
-    pred = predictor(KRONOS_MINI, TOKENIZER_2K, "trim")
+    pred = predictor(KRONOS_MINI, TOKENIZER_2K, "exact")
     pred.batch_size = batch_size
     df, source = candles(480 + n_requests - 1)
     reqs = []
@@ -241,51 +231,59 @@ def case_batched(n_requests: int, batch_size: int) -> dict[str, Any]:
         hist = df.slice(i, 480)
         reqs.append(pred.prepare(hist, [hist["ts"][-1] + timedelta(hours=h + 1) for h in range(24)]))
     seeds = list(range(100, 100 + n_requests))
-    usable = pred.workers
 
     def one_at_a_time() -> list[Any]:
         return [pred.sample(r, n_paths=30, seed=s, sampling=SAMPLING, keep_tokens=True) for r, s in zip(reqs, seeds)]
 
-    def batched(workers: int) -> Callable[[], list[Any]]:
-        def run() -> list[Any]:
-            pred.workers = workers
-            return pred.sample_many(reqs, seeds, n_paths=30, sampling=SAMPLING, keep_tokens=True)
-        return run
+    def batched() -> list[Any]:
+        return pred.sample_many(reqs, seeds, n_paths=30, sampling=SAMPLING, keep_tokens=True)
 
     pred.sample_many(reqs[:1], seeds[:1], n_paths=30, sampling=SAMPLING)  # warm-up
-    with torch_threads(1):
-        single, single_out = timed(one_at_a_time, 1, flops="none")
-    runs = {f"batched_{w}_workers": timed(batched(w), 1, flops="none") for w in sorted({1, usable})}
-    out = runs[f"batched_{usable}_workers"][1]
-    # Bitwise: a request alone (its group padded with copies) against the same request inside the 64.
-    alone_equal = []
-    for i in (0, n_requests // 2 + 3):
-        alone = pred.sample_many([reqs[i]], [seeds[i]], n_paths=30, sampling=SAMPLING)[0]
-        alone_equal.append(bool(np.array_equal(alone.paths, out[i].paths)))
-    workers_equal = all(np.array_equal(a.paths, b.paths) for a, b in zip(out, runs["batched_1_workers"][1]))
-    # Tokens against the unpadded one-at-a-time run (batch of one: other GEMM shapes, so rounding may differ).
+    single, single_out = timed(one_at_a_time, 1, flops="none")
+    batch, out = timed(batched, 1, flops="none")
     diff = [int((a.generated.s1 != b.generated.s1).sum() + (a.generated.s2 != b.generated.s2).sum())
             for a, b in zip(out, single_out)]  # fmt: skip
-    n_tokens = 2 * n_requests * 30 * 24
-    per_req = {name: t.median / n_requests for name, (t, _) in runs.items()}
-    result: dict[str, Any] = {
+    rel = max(float((np.abs(a.paths - b.paths) / np.abs(b.paths).clip(1e-9)).max()) for a, b in zip(out, single_out))
+    return {
         "case": f"mini: {n_requests} requests x 480 history, horizon 24, 30 paths, max_context 512, "
-                f"batch_size {batch_size}", "data": source,
-        "one_at_a_time_1_thread": single.as_dict(), "s_per_request_one_at_a_time": single.median / n_requests,
-        **{name: t.as_dict() for name, (t, _) in runs.items()},
-        **{f"s_per_request_{name}": v for name, v in per_req.items()},
-        "speedup_vs_one_at_a_time": {name: single.median / n_requests / v for name, v in per_req.items()},
-        "alone_equals_batched_bitwise": alone_equal, "workers_1_equals_workers_n_bitwise": workers_equal,
-        "tokens_differing_from_unpadded_single": sum(diff), "tokens_total": n_tokens,
-        "requests_with_differing_tokens": sum(d > 0 for d in diff),
+                f"batch_size {batch_size}, {pred.workers} workers", "data": source,
+        "one_at_a_time": single.as_dict(), "s_per_request_one_at_a_time": single.median / n_requests,
+        "batched": batch.as_dict(), "s_per_request_batched": batch.median / n_requests,
+        "speedup_batched_vs_one_at_a_time": single.median / batch.median,
+        "tokens_differing_alone_vs_batched": sum(diff), "tokens_total": 2 * n_requests * 30 * 24,
+        "max_rel_diff_paths_alone_vs_batched": rel,
     }  # fmt: skip
-    return result
+
+
+def case_lone_request(repeats: int) -> dict[str, Any]:
+    """The hourly live request through KronosForecaster against the direct call, interleaved."""
+    pred = predictor(KRONOS_MINI, TOKENIZER_2K, "exact")
+    df, source = candles(480)
+    fut = [df["ts"][-1] + timedelta(hours=h + 1) for h in range(24)]
+    req = ForecastRequest("BTC/USDT", "1h", fut[0], df, fut, seed=7)
+    sampling = Sampling(n_paths=30, horizon=24, temperature=1.0, top_p=0.9, top_k=0)
+    forecaster = KronosForecaster.from_predictor(pred, "kronos-mini")
+    series = pred.prepare(df, fut)
+    direct = lambda: pred.sample(series, n_paths=30, seed=7, sampling=SAMPLING).paths  # noqa: E731
+    pipeline = lambda: forecaster.forecast_batch([req], sampling)[0]  # noqa: E731
+    a, b = direct(), pipeline()  # warm-up, and the same paths?
+    times: dict[str, list[float]] = {"direct": [], "pipeline": []}
+    for _ in range(max(repeats, 7)):
+        for name, fn in (("direct", direct), ("pipeline", pipeline)):
+            t = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t)
+    med = {k: statistics.median(v) for k, v in times.items()}
+    return {"case": "mini: one request (480 history, horizon 24, 30 paths) through KronosForecaster vs sample()",
+            "data": source, "wall_s": times, "median_s": med,
+            "ratio_pipeline_to_direct": med["pipeline"] / med["direct"],
+            "paths_bitwise_equal": bool(np.array_equal(a, b))}  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--repeats", type=int, default=3, help="timed repeats of the reference runs (fast: >= 5)")
-    p.add_argument("--threads", type=int, default=None, help="torch threads (default: the CPUs this process may use)")
+    p.add_argument("--threads", type=int, default=2, help="torch intra-op threads (default %(default)s)")
     p.add_argument("--skip-small-reference", action="store_true", help="skip the slow Kronos-small reference run")
     p.add_argument("--fast-only", action="store_true", help="skip every reference run (e.g. to compare threads)")
     p.add_argument("--batched-requests", type=int, default=64, help="requests of case C (0 skips it)")
@@ -294,39 +292,32 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=ROOT / "results")
     args = p.parse_args(argv)
 
-    # One intra-op thread per usable core; no inter-op pool (the model runs one op at a time).
-    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    torch.set_num_threads(args.threads or usable)
-    torch.set_num_interop_threads(1)
+    torch.set_num_threads(args.threads)
+    torch.set_num_interop_threads(1)  # no inter-op pool: the model runs one op at a time
     load_before = os.getloadavg()
     mm = matmul_gflops()
     if args.only_batched:
         batched = case_batched(args.batched_requests, args.batch_size)
         print(json.dumps(batched, indent=1))
-        args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / "bench_kronos_batched.json").write_text(json.dumps(
-            {"when": datetime.now(timezone.utc).isoformat(timespec="seconds"), "load_average_before": load_before[0],
-             "load_average_after": os.getloadavg()[0], "matmul_1024_gflop_per_s": mm, "batched": batched}, indent=1))
         return 0
     mini = case_mini(args.repeats, not args.fast_only)
     small = case_small(args.repeats, not (args.skip_small_reference or args.fast_only))
+    lone = case_lone_request(args.repeats)
     batched = case_batched(args.batched_requests, args.batch_size) if args.batched_requests else None
     mm_after = matmul_gflops()
     result = {
         "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "machine": {"cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
-                    "python": sys.version.split()[0], "platform": platform.platform()},  # fmt: skip
+                    "python": sys.version.split()[0], "platform": platform.platform(),
+                    "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY")},  # fmt: skip
         # 1-minute load averages: other processes on the machine inflate wall times (compare cpu_s).
         "load_average_before": load_before[0], "load_average_after": os.getloadavg()[0],
         "matmul_1024_gflop_per_s": mm, "matmul_1024_gflop_per_s_after": mm_after, "mini": mini, "small": small,
-        "batched": batched,
+        "lone_request": lone, "batched": batched,
     }
-    rows = [("mini fast", mini["fast"]), ("mini fast, 1 thread", mini["fast_1_thread"]),
-            ("mini reference", mini.get("reference")),
-            ("small fast trim", small["fast_trim"]), ("small fast trim, 1 thread", small["fast_trim_1_thread"]),
-            ("small fast exact", small["fast_exact"]), ("small fast exact, 1 thread", small["fast_exact_1_thread"])]
-    if "reference_exact" in small:
-        rows.append(("small reference exact", small["reference_exact"]))
+    rows = [("A mini fast", mini["fast"]), ("A mini reference", mini.get("reference")),
+            ("B small fast exact", small["fast_exact"]), ("B small fast trim", small["fast_trim"]),
+            ("B small reference exact", small.get("reference_exact"))]  # fmt: skip
     print(f"{'run':27} {'median s':>9} {'cpu s':>7} {'runs (wall s)':>22} {'peak MiB':>9} {'GFLOP':>8} "
           f"{'GFLOP/s':>8} {'of mm':>6}")  # fmt: skip
     for name, r in rows:
@@ -340,17 +331,19 @@ def main(argv: list[str] | None = None) -> int:
     print(f"torch.mm 1024x1024 float32: {mm:.1f} GFLOP/s before, {mm_after:.1f} after, on "
           f"{torch.get_num_threads()} threads; load average {load_before[0]:.2f} -> {os.getloadavg()[0]:.2f}")
     if "speedup_median" in mini:
-        print(f"mini speed-up fast vs reference (median wall): {mini['speedup_median']:.1f}x; "
-              f"(CPU time: {mini['speedup_median_cpu']:.1f}x; fast at 1 thread: {mini['speedup_median_1_thread']:.1f}x); "
-              f"identical tokens: {mini['tokens_identical']}")
-    if "speedup_exact_vs_reference" in small:
-        print(f"small speed-up fast(exact) vs reference: {small['speedup_exact_vs_reference']:.1f}x")
+        print(f"A: fast {mini['fast']['median_s']:.3f} s (target <= 0.25) vs reference "
+              f"{mini['reference']['median_s']:.2f} s in the same run: {mini['speedup_median']:.1f}x; identical "
+              f"tokens: {mini['tokens_identical']}")
+    print(f"B: fast exact {small['fast_exact']['median_s']:.2f} s (target <= 2.0)"
+          + (f" vs reference {small['reference_exact']['median_s']:.1f} s" if "reference_exact" in small else ""))
+    print(f"D: lone request through KronosForecaster {lone['median_s']['pipeline']:.3f} s vs direct "
+          f"{lone['median_s']['direct']:.3f} s: {lone['ratio_pipeline_to_direct']:.2f}x (target <= 1.2); "
+          f"paths bitwise equal: {lone['paths_bitwise_equal']}")
     if batched:
-        per = ", ".join(f"{k.removeprefix('s_per_request_')} {v:.3f}" for k, v in batched.items()
-                        if k.startswith("s_per_request_"))  # fmt: skip
-        print(f"mini, {args.batched_requests} requests, s per request: {per}; alone == batched bitwise: "
-              f"{batched['alone_equals_batched_bitwise']}; tokens differing from unpadded single runs: "
-              f"{batched['tokens_differing_from_unpadded_single']}/{batched['tokens_total']}")
+        print(f"C: {args.batched_requests} requests, s per request: one at a time "
+              f"{batched['s_per_request_one_at_a_time']:.3f}, batched {batched['s_per_request_batched']:.3f}; "
+              f"tokens differing alone vs batched: {batched['tokens_differing_alone_vs_batched']}/"
+              f"{batched['tokens_total']}, paths max rel diff {batched['max_rel_diff_paths_alone_vs_batched']:.1e}")
     args.out.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     for name in ("bench_kronos.json", f"bench_kronos_{stamp}.json"):

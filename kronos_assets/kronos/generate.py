@@ -183,7 +183,7 @@ def _by_series(x: Tensor, series: int) -> Tensor:
 
 
 def _group_attention(q: Tensor, cache: _GroupCache, causal: bool) -> Tensor:
-    """layers.cached_attention for G series: q [G, H, S, T, hd] over each series' prefix (one
+    """Attention for G series: q [G, H, S, T, hd] over each series' prefix (one
     [S*T, hd] x [hd, P] GEMM per series and head, batched over G*H) and each row's first ``length`` own keys
     (causally among the last T when ``causal``). Returns [G, H, S, T, hd]."""
     g, heads, s, t, hd = q.shape
@@ -255,7 +255,7 @@ def _rms(norm: nn.Module, x: Tensor) -> Tensor:
 
 
 def _block_cached(block: nn.Module, x: Tensor, cache: _GroupCache, rope: tuple[Tensor, Tensor]) -> Tensor:
-    """TransformerBlock.forward_cached over a _GroupCache: x [G*S, T, d]; ``rope`` = (cos, sin) of the T new
+    """A TransformerBlock extending its rows by x [G*S, T, d] over a _GroupCache; ``rope`` = (cos, sin) of the T new
     positions (the same for every block of a stack, so computed once per step)."""
     attn = block.self_attn
     g = cache.own_k.shape[0]
@@ -301,7 +301,8 @@ class _GroupState:
 
 
 def _group_prefill(model: Kronos, s1: Tensor, s2: Tensor, stamp: Tensor, paths: int, capacity: int) -> _GroupState:
-    """Kronos.prefill for G windows [G, P] at once, each shared by its ``paths`` rows."""
+    """Run G windows [G, P] (positions from 0) once; their caches are then shared by ``paths`` rows each, with
+    room for ``capacity`` more tokens per row."""
     x, kvs = _prefill_blocks(model.transformer, model.embed(s1, s2, stamp))
     ctx = model.norm(x)
     ca = model.dep_layer.cross_attn
@@ -313,7 +314,7 @@ def _group_prefill(model: Kronos, s1: Tensor, s2: Tensor, stamp: Tensor, paths: 
 
 
 def _group_extend(model: Kronos, state: _GroupState, s1: Tensor, s2: Tensor, stamp: Tensor) -> None:
-    """Kronos.extend: append tokens [G*S, T] (stamps [G*S, T, 5]) to every row."""
+    """Append tokens [G*S, T] (stamps [G*S, T, 5]) to every row; ``state.last`` becomes [G*S, d]."""
     ctx = _rms(model.norm, _run_cached(model.transformer, model.embed(s1, s2, stamp), state.layers))
     ca = model.dep_layer.cross_attn
     g = state.dep.own_k.shape[0]
@@ -336,7 +337,8 @@ def _group_s2_logits(model: Kronos, state: _GroupState, s1: Tensor) -> Tensor:
 
 def _group_decode(tokenizer: KronosTokenizer, prefix: tuple[Tensor, Tensor] | None, s1: Tensor, s2: Tensor,
                   series: int) -> Tensor:  # fmt: skip
-    """KronosTokenizer.decode_continuation for G prefixes [G, P] and their rows [G*S, T] -> bars [G*S, T, 6]."""
+    """Tokenizer decode of G prefixes [G, P] shared by their rows [G*S, T] -> the rows' bars [G*S, T, 6]: equals
+    rows P.. of ``KronosTokenizer.decode`` on each row's cat(prefix, row), decoding each prefix once."""
     rows, t = s1.shape
     kvs = None
     if prefix is not None and prefix[0].shape[1]:

@@ -1,13 +1,10 @@
-"""Building blocks shared by the tokenizer and the predictor (spec §3), with a KV cache for fast generation.
+"""Building blocks shared by the tokenizer and the predictor (spec §3); generate.py holds the KV-cached fast path.
 
 Module and parameter names mirror the official state_dict (Appendix A). Dropout is left out entirely: the
 modules are inference-only and dropout is the identity in eval mode.
 """
 
 from __future__ import annotations
-
-import math
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -66,79 +63,6 @@ class RotaryEmbedding(nn.Module):
         return x * cos + rotated * sin
 
 
-@dataclass
-class KVCache:
-    """Keys/values of one attention layer: a prefix shared by every row, then each row's own continuation.
-
-    The shared prefix ([H, P, hd]) is the history window, computed once per series; the rows ([R, H, cap, hd]) are
-    the sample paths. Keeping the prefix unexpanded saves R copies and lets one GEMM serve all rows.
-    """
-
-    shared_k: Tensor | None
-    shared_v: Tensor | None
-    own_k: Tensor
-    own_v: Tensor
-    length: int = 0
-
-    @classmethod
-    def allocate(cls, shared_k: Tensor | None, shared_v: Tensor | None, rows: int, capacity: int,
-                 heads: int, head_dim: int, like: Tensor) -> "KVCache":  # fmt: skip
-        own = like.new_empty((rows, heads, capacity, head_dim))
-        return cls(shared_k, shared_v, own, torch.empty_like(own))
-
-    @property
-    def prefix_len(self) -> int:
-        return 0 if self.shared_k is None else self.shared_k.shape[1]
-
-    @property
-    def position(self) -> int:
-        """Window position of the next token to append."""
-        return self.prefix_len + self.length
-
-    def append(self, k: Tensor, v: Tensor) -> None:
-        t = k.shape[2]
-        if self.length + t > self.own_k.shape[2]:
-            raise RuntimeError(f"KV cache overflow: {self.length}+{t} > {self.own_k.shape[2]}")
-        self.own_k[:, :, self.length : self.length + t] = k
-        self.own_v[:, :, self.length : self.length + t] = v
-        self.length += t
-
-
-def cached_attention(q: Tensor, cache: KVCache, causal: bool) -> Tensor:
-    """Attention of q [R, H, T, hd] over the shared prefix and the first ``cache.length`` own keys.
-
-    With causal=True the T queries are the last T own positions and see only own keys up to themselves.
-    """
-    rows, heads, t, hd = q.shape
-    scale = 1.0 / math.sqrt(hd)
-    n = cache.length
-    parts: list[Tensor] = []
-    p = cache.prefix_len
-    if p:
-        # Fold rows into the query axis: one [H, R*T, hd] x [H, hd, P] GEMM instead of R broadcast copies.
-        qf = q.permute(1, 0, 2, 3).reshape(heads, rows * t, hd)
-        s_shared = torch.bmm(qf, cache.shared_k.transpose(1, 2)).view(heads, rows, t, p).permute(1, 0, 2, 3)
-        parts.append(s_shared)
-    if n:
-        s_own = torch.matmul(q, cache.own_k[:, :, :n].transpose(-1, -2))
-        if causal and t > 1:
-            q_pos = torch.arange(n - t, n, device=q.device)[:, None]
-            k_pos = torch.arange(n, device=q.device)[None, :]
-            s_own = s_own.masked_fill(k_pos > q_pos, float("-inf"))
-        parts.append(s_own)
-    scores = (parts[0] if len(parts) == 1 else torch.cat(parts, dim=-1)) * scale
-    probs = torch.softmax(scores, dim=-1)
-    out = None
-    if n:
-        out = torch.matmul(probs[..., p:], cache.own_v[:, :, :n])
-    if p:
-        pf = probs[..., :p].permute(1, 0, 2, 3).reshape(heads, rows * t, p)
-        o_shared = torch.bmm(pf, cache.shared_v).view(heads, rows, t, hd).permute(1, 0, 2, 3)
-        out = o_shared if out is None else out + o_shared
-    assert out is not None
-    return out
-
-
 class AttentionProjections(nn.Module):
     """The parameters every Kronos attention shares (state-dict names q_proj/k_proj/v_proj/out_proj/rotary, all
     projections with biases) and the head split/merge around them."""
@@ -176,12 +100,6 @@ class SelfAttention(AttentionProjections):
         out = F.scaled_dot_product_attention(q, k, v, is_causal=True)
         return self.out_proj(self.merge(out)), k, v
 
-    def forward_cached(self, x: Tensor, cache: KVCache) -> Tensor:
-        """Extend each row by x [R, T, d]; the new tokens attend to the cache and causally to each other."""
-        q, k, v = self._qkv(x, cache.position)
-        cache.append(k, v)
-        return self.out_proj(self.merge(cached_attention(q, cache, causal=True)))
-
 
 class TransformerBlock(nn.Module):
     """Pre-norm block: x + Attn(RMSNorm(x)), then x + FFN(RMSNorm(x))."""
@@ -200,26 +118,3 @@ class TransformerBlock(nn.Module):
         a, k, v = self.self_attn(self.norm1(x))
         x = x + a
         return x + self.ffn(self.norm2(x)), k, v
-
-    def forward_cached(self, x: Tensor, cache: KVCache) -> Tensor:
-        x = x + self.self_attn.forward_cached(self.norm1(x), cache)
-        return x + self.ffn(self.norm2(x))
-
-
-def prefill_stack(blocks: nn.ModuleList, x: Tensor) -> tuple[Tensor, list[tuple[Tensor, Tensor]]]:
-    """Run a single-row window [1, P, d] through the blocks, keeping each layer's keys/values ([H, P, hd])."""
-    kvs = []
-    for block in blocks:
-        x, k, v = block.forward_kv(x)
-        kvs.append((k[0].contiguous(), v[0].contiguous()))
-    return x, kvs
-
-
-def make_caches(kvs: list[tuple[Tensor, Tensor]] | None, blocks: nn.ModuleList, rows: int, capacity: int,
-                like: Tensor) -> list[KVCache]:  # fmt: skip
-    caches = []
-    for i, block in enumerate(blocks):
-        attn = block.self_attn
-        sk, sv = kvs[i] if kvs else (None, None)
-        caches.append(KVCache.allocate(sk, sv, rows, capacity, attn.n_heads, attn.head_dim, like))
-    return caches

@@ -1,22 +1,19 @@
 """Kronos: the decoder-only predictor over (s1, s2) token pairs with its dependency layer (spec §5).
 
-Two ways to run it: ``context``/``s2_logits`` recompute a whole window like the original (reference mode), and
-``prefill``/``extend``/``s2_logits_cached`` keep keys/values of the main blocks and of the dependency layer so
-each new token costs one position (fast mode).
+``context``/``s2_logits`` recompute a whole window like the original (reference mode); generate.py's fast mode
+keeps keys/values of the main blocks and of the dependency layer so each new token costs one position.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .config import DEP_HEADS, KronosConfig
-from .layers import (AttentionProjections, KVCache, RMSNorm, TransformerBlock, cached_attention, make_caches,
-                     prefill_stack)
+from .layers import AttentionProjections, RMSNorm, TransformerBlock
 
 # Time feature order of a stamp row, and table sizes (day and month are 1-based, row 0 unused).
 STAMP_FIELDS = ("minute", "hour", "weekday", "day", "month")
@@ -73,15 +70,6 @@ class DualHead(nn.Module):
         self.proj_s2 = nn.Linear(d_model, vocab_s2)
 
 
-@dataclass
-class DecodeState:
-    """Caches of one series being extended by R sample paths."""
-
-    layers: list[KVCache]
-    dep: KVCache  # keys/values of the dependency layer over the normed context
-    last: Tensor  # normed hidden state of the newest position, [1 or R, d]
-
-
 class Kronos(nn.Module):
     def __init__(self, config: KronosConfig) -> None:
         super().__init__()
@@ -120,31 +108,3 @@ class Kronos(nn.Module):
         q = ca.split(ca.q_proj(self.embedding.emb_s1(s1).unsqueeze(1)))
         k, v = ca.split(ca.k_proj(context)), ca.split(ca.v_proj(context))
         return self._s2_from_attention(F.scaled_dot_product_attention(q, k, v), context[:, -1])
-
-    # -- fast: prefill once, then extend ---------------------------------------------------------------------
-    def prefill(self, s1: Tensor, s2: Tensor, stamp: Tensor, rows: int, capacity: int) -> DecodeState:
-        """Encode one series' window [P] once; its caches are then shared by ``rows`` paths of up to
-        ``capacity`` further tokens each."""
-        x, kvs = prefill_stack(self.transformer, self.embed(s1, s2, stamp).unsqueeze(0))
-        ctx = self.norm(x)
-        ca = self.dep_layer.cross_attn
-        dk = ca.split(ca.k_proj(ctx))[0].contiguous()
-        dv = ca.split(ca.v_proj(ctx))[0].contiguous()
-        layers = make_caches(kvs, self.transformer, rows, capacity, ctx)
-        dep = KVCache.allocate(dk, dv, rows, capacity, ca.n_heads, ca.head_dim, ctx)
-        return DecodeState(layers, dep, ctx[:, -1])
-
-    def extend(self, state: DecodeState, s1: Tensor, s2: Tensor, stamp: Tensor) -> None:
-        """Append tokens [R, T] (stamps [1 or R, T, 5]) to every row; updates ``state.last`` to [R, d]."""
-        x = self.embed(s1, s2, stamp)
-        for block, cache in zip(self.transformer, state.layers):
-            x = block.forward_cached(x, cache)
-        ctx = self.norm(x)
-        ca = self.dep_layer.cross_attn
-        state.dep.append(ca.split(ca.k_proj(ctx)), ca.split(ca.v_proj(ctx)))
-        state.last = ctx[:, -1]
-
-    def s2_logits_cached(self, state: DecodeState, s1: Tensor) -> Tensor:
-        ca = self.dep_layer.cross_attn
-        q = ca.split(ca.q_proj(self.embedding.emb_s1(s1).unsqueeze(1)))
-        return self._s2_from_attention(cached_attention(q, state.dep, causal=False), state.last)

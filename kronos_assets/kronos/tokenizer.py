@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .config import TokenizerConfig
-from .layers import TransformerBlock, make_caches, prefill_stack
+from .layers import TransformerBlock
 
 
 class BinarySphericalQuantizer(nn.Module):
@@ -94,20 +94,3 @@ class KronosTokenizer(nn.Module):
     def decode_coarse(self, s1: Tensor) -> Tensor:
         """s1-only reconstruction of the training forward (§4.4): scale 1/√20, through post_quant_embed_pre."""
         return self._decode_hidden(self.post_quant_embed_pre(self._ids_to_code(s1)))
-
-    def decode_continuation(self, prefix: tuple[Tensor, Tensor] | None, s1: Tensor, s2: Tensor) -> Tensor:
-        """Decode rows that share a prefix: prefix ids [P] (one series), continuations [R, T] -> bars [R, T, 6].
-
-        Equals rows P.. of ``decode`` on cat(prefix, continuation) for each row, but decodes the shared
-        prefix once instead of once per row (the prefix rows themselves are not needed).
-        """
-        rows, t = s1.shape
-        kvs = None
-        if prefix is not None and prefix[0].numel():
-            h0 = self.post_quant_embed(self.ids_to_code(prefix[0], prefix[1])).unsqueeze(0)
-            _, kvs = prefill_stack(self.decoder, h0)
-        h = self.post_quant_embed(self.ids_to_code(s1, s2))
-        caches = make_caches(kvs, self.decoder, rows, t, h)
-        for block, cache in zip(self.decoder, caches):
-            h = block.forward_cached(h, cache)
-        return self.head(h)

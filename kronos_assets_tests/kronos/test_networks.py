@@ -7,6 +7,7 @@ import math
 import torch
 import torch.nn.functional as F
 
+from kronos_assets.kronos.generate import _group_decode, _group_extend, _group_prefill, _group_s2_logits
 from kronos_assets.kronos.layers import RMSNorm, RotaryEmbedding
 from kronos_assets.kronos.model import Kronos
 from kronos_assets.kronos.tokenizer import KronosTokenizer
@@ -51,7 +52,8 @@ def test_decode_is_causal_and_continuation_decodes_only_new_rows() -> None:
     prefix = torch.randint(0, 1024, (2, 11), generator=g)
     cont = torch.randint(0, 1024, (2, 4, 5), generator=g)
     full = tok.decode(*(torch.cat([prefix[i].expand(4, -1), cont[i]], 1) for i in (0, 1)))
-    part = tok.decode_continuation((prefix[0], prefix[1]), cont[0], cont[1])
+    with torch.inference_mode():  # the fast path's decode: the shared prefix once, then each row's tokens
+        part = _group_decode(tok, (prefix[:1], prefix[1:]), cont[0], cont[1], 1)
     torch.testing.assert_close(part, full[:, 11:], rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(tok.decode(prefix[:1], prefix[1:])[0], full[0, :11])  # earlier rows ignore later ones
 
@@ -118,22 +120,26 @@ def test_dependency_layer_formula() -> None:
 
 
 def test_prefill_and_extend_match_the_full_window() -> None:
+    """The fast path's caches (generate.py) against a full recompute: one window shared by 4 rows, extended by
+    one token and then by a chunk of two."""
     model, _ = tiny_networks(5)
     hist1, hist2, hist_stamp = _window(12, seed=1)
     new1, new2, new_stamp = _window(3, rows=4, seed=2)
-    state = model.prefill(hist1[0], hist2[0], hist_stamp[0], rows=4, capacity=3)
-    whole = model.context(hist1, hist2, hist_stamp)
-    torch.testing.assert_close(model.s1_logits(state.last)[0], model.s1_logits(whole)[0, -1])
-    model.extend(state, new1[:, :1], new2[:, :1], new_stamp[:1, :1])  # one token (stamps shared by rows)
-    model.extend(state, new1[:, 1:], new2[:, 1:], new_stamp[:1, 1:])  # a chunk of two
-    full = model.context(
-        torch.cat([hist1.expand(4, -1), new1], 1), torch.cat([hist2.expand(4, -1), new2], 1),
-        torch.cat([hist_stamp, new_stamp[:1]], 1),
-    )  # fmt: skip
-    torch.testing.assert_close(state.last, full[:, -1], rtol=1e-5, atol=1e-5)
-    picked = torch.tensor([1, 2, 3, 4])
-    cached = model.s2_logits_cached(state, picked)
-    torch.testing.assert_close(cached, model.s2_logits(full, picked), rtol=1e-5, atol=1e-5)
+    rows_stamp = new_stamp[:1].expand(4, -1, -1)
+    with torch.inference_mode():
+        state = _group_prefill(model, hist1, hist2, hist_stamp, paths=4, capacity=3)
+        whole = model.context(hist1, hist2, hist_stamp)
+        torch.testing.assert_close(model.s1_logits(state.last)[0], model.s1_logits(whole)[0, -1])
+        _group_extend(model, state, new1[:, :1], new2[:, :1], rows_stamp[:, :1])
+        _group_extend(model, state, new1[:, 1:], new2[:, 1:], rows_stamp[:, 1:])
+        full = model.context(
+            torch.cat([hist1.expand(4, -1), new1], 1), torch.cat([hist2.expand(4, -1), new2], 1),
+            torch.cat([hist_stamp, new_stamp[:1]], 1),
+        )  # fmt: skip
+        torch.testing.assert_close(state.last, full[:, -1], rtol=1e-5, atol=1e-5)
+        picked = torch.tensor([1, 2, 3, 4])
+        cached = _group_s2_logits(model, state, picked)
+        torch.testing.assert_close(cached, model.s2_logits(full, picked), rtol=1e-5, atol=1e-5)
 
 
 def test_attention_is_causal_with_positions_from_window_start() -> None:
