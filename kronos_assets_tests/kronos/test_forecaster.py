@@ -12,6 +12,7 @@ from kronos_assets.forecasting.interface import ForecastRequest, Sampling, run_f
 from kronos_assets.forecasting.kronos_forecaster import KronosForecaster
 from kronos_assets.kronos.errors import KronosInputError
 from kronos_assets.kronos.hub import sha256_file
+from kronos_assets.kronos.sampling import SamplingParams
 
 from .conftest import candles, future
 
@@ -53,3 +54,35 @@ def test_provenance(forecaster: KronosForecaster, checkpoints: dict[str, Path]) 
 def test_horizon_mismatch_is_rejected_before_any_compute(forecaster: KronosForecaster) -> None:
     with pytest.raises(KronosInputError, match="future timestamps for horizon 8"):
         forecaster.forecast_batch([_request(40, 1)], Sampling(n_paths=2, horizon=8))
+
+
+def test_a_lone_request_is_one_unpadded_batch_in_the_calling_thread(checkpoints: dict[str, Path],
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    """The hourly live request costs what a direct call costs: a batch of one, in the caller's thread with the
+    predictor's threads; a backtest's many requests still run in batches of batch_size on worker threads."""
+    import threading
+
+    import torch
+
+    from kronos_assets.kronos import predictor as predictor_module
+
+    fc = KronosForecaster(checkpoints["model"], checkpoints["tokenizer"], device="cpu", max_context=48,
+                          num_threads=2, batch_size=4, workers=2)  # fmt: skip
+    calls: list[tuple[int, bool, int]] = []
+    real = predictor_module.generate_batch
+
+    def spy(model, tok, s1, *args, **kwargs):  # type: ignore[no-untyped-def]
+        calls.append((s1.shape[0], threading.current_thread() is threading.main_thread(), torch.get_num_threads()))
+        return real(model, tok, s1, *args, **kwargs)
+
+    monkeypatch.setattr(predictor_module, "generate_batch", spy)
+    sampling = Sampling(n_paths=3, horizon=4)
+    lone = fc.forecast_batch([_request(40, 1, horizon=4)], sampling)[0]
+    assert calls == [(1, True, 2)]
+    direct = fc.predictor.sample(fc.predictor.prepare(_request(40, 1, horizon=4).history,
+                                                      _request(40, 1, horizon=4).future_ts),
+                                 n_paths=3, seed=1, sampling=SamplingParams())  # fmt: skip
+    np.testing.assert_array_equal(lone, direct.paths)  # the same computation as the direct call
+    calls.clear()
+    fc.forecast_batch([_request(40, i, horizon=4, data_seed=i) for i in range(10)], sampling)
+    assert sorted(c[0] for c in calls) == [2, 4, 4] and not any(c[1] for c in calls) and {c[2] for c in calls} == {1}
