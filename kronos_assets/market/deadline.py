@@ -27,42 +27,50 @@ _local = threading.local()  # the watch of the request this thread is sending
 
 class _Watch:
     def __init__(self) -> None:
-        self.conns: list[Any] = []
+        self.socks: list[socket.socket] = []
         self.expired = False
         self._lock = threading.Lock()
 
-    def add(self, conn: Any) -> None:
+    def add(self, sock: socket.socket | None) -> None:
+        if sock is None:
+            return
         with self._lock:
-            self.conns.append(conn)
+            self.socks.append(sock)
             expired = self.expired
         if expired:
-            _shut(conn)
+            _shut(sock)
 
     def expire(self) -> None:
         with self._lock:
             self.expired = True
-            conns = list(self.conns)
-        for conn in conns:
-            _shut(conn)
+            socks = list(self.socks)
+        for sock in socks:
+            _shut(sock)
 
 
-def _shut(conn: Any) -> None:
-    sock = getattr(conn, "sock", None)
-    if sock is not None:
-        try:
-            sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
+def _shut(sock: socket.socket) -> None:
+    try:
+        sock.shutdown(socket.SHUT_RDWR)  # a blocked recv returns at once; the socket object stays valid
+    except OSError:
+        pass
 
 
 class _Registering:
-    """Mixin: a connection that tells the current watch about itself before each request it sends."""
+    """Mixin: a connection that gives the current watch its socket: a reused one as a request starts, a new one
+    as soon as it is connected. The socket itself is kept: http.client drops ``conn.sock`` when an answer will
+    close the connection, while its body is still being read from that socket."""
 
     def request(self, *args: Any, **kwargs: Any) -> Any:
         watch = getattr(_local, "watch", None)
         if watch is not None:
-            watch.add(self)
+            watch.add(getattr(self, "sock", None))
         return super().request(*args, **kwargs)  # type: ignore[misc]
+
+    def connect(self) -> None:
+        super().connect()  # type: ignore[misc]
+        watch = getattr(_local, "watch", None)
+        if watch is not None:
+            watch.add(getattr(self, "sock", None))
 
 
 class _HTTPConnection(_Registering, HTTPConnection):

@@ -30,6 +30,7 @@ import os
 import re
 import stat
 import unicodedata
+import zlib
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
@@ -130,18 +131,31 @@ def _too_large(path: Path, what: str, limit: int) -> CandleFileError:
     return CandleFileError(path, "too_large", f"{what} exceeds the {limit / MB:g} MB limit (uploads.max_* settings)")
 
 
+GZIP_MAGIC, ZSTD_MAGIC = b"\x1f\x8b", b"\x28\xb5\x2f\xfd"
+ZLIB_HEADERS = (b"\x78\x01", b"\x78\x5e", b"\x78\x9c", b"\x78\xda")
+
+
 def _check_decompressed(path: Path, fh: io.BufferedReader, limits: ReadLimits) -> None:
-    """Refuse a gzip file whose content is larger than the limit, counting it in 1 MiB chunks (never held)."""
-    head = fh.read(2)
+    """Refuse compressed content (polars would inflate gzip, zlib or zstd in memory) that is larger than the
+    limit, counting it in 1 MiB chunks that are never held; zstd, which the standard library cannot count, is
+    refused outright."""
+    head = fh.read(4)
     fh.seek(0)
-    if head != b"\x1f\x8b":
-        return
-    size = 0
-    with gzip.GzipFile(fileobj=fh) as stream:
-        while chunk := stream.read(MB):
-            size += len(chunk)
-            if size > limits.max_decompressed_bytes:
-                raise _too_large(path, "the decompressed content", limits.max_decompressed_bytes)
+    if head == ZSTD_MAGIC:
+        raise CandleFileError(path, "unsupported_format", "zstd-compressed content; compress it with gzip instead")
+    size, limit = 0, limits.max_decompressed_bytes
+    if head[:2] == GZIP_MAGIC:
+        with gzip.GzipFile(fileobj=fh) as stream:
+            while chunk := stream.read(MB):
+                size += len(chunk)
+                if size > limit:
+                    raise _too_large(path, "the decompressed content", limit)
+    elif head[:2] in ZLIB_HEADERS:
+        inflate = zlib.decompressobj()
+        while not inflate.eof and (src := inflate.unconsumed_tail or fh.read(MB)):
+            size += len(inflate.decompress(src, MB))
+            if size > limit:
+                raise _too_large(path, "the decompressed content", limit)
     fh.seek(0)
 
 

@@ -20,6 +20,7 @@ from kronos_assets_tests.conftest import real_candles
 from kronos_assets_tests.fakes.fake_exchange import FakeExchange, utc
 from kronos_assets_tests.market import assert_same_candles, fakes, source_for, window
 
+pytestmark = pytest.mark.timeout(120)  # a regression that hangs fails instead of stalling the suite
 H = timedelta(hours=1)
 DAY = utc(2024, 7, 1)
 NEXT = DAY + timedelta(days=1)

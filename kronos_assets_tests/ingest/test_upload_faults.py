@@ -136,6 +136,14 @@ def test_size_limits_are_reported(tmp_path):
     with pytest.raises(CandleFileError, match="the uncompressed content .* exceeds the 0.015625 MB limit"):
         load_candle_file(pq, limits=ReadLimits(max_decompressed_bytes=MB // 64))
     assert load_candle_file(gz).profile.rows == 30 * 24  # within the default limits
+    deflated = tmp_path / "deflated_1h.csv"  # zlib content: polars would inflate it too
+    deflated.write_bytes(zlib.compress(path.read_bytes()))
+    with pytest.raises(CandleFileError, match="the decompressed content exceeds the 0.0625 MB limit"):
+        load_candle_file(deflated, limits=ReadLimits(max_decompressed_bytes=MB // 16))
+    assert load_candle_file(deflated).profile.rows == 30 * 24
+    (tmp_path / "zstd_1h.csv").write_bytes(b"\x28\xb5\x2f\xfd" + bytes(64))
+    with pytest.raises(CandleFileError, match="zstd-compressed content; compress it with gzip instead"):
+        load_candle_file(tmp_path / "zstd_1h.csv")
 
 
 def gzip_bomb(path, gz_mb: float = 6.6) -> int:
