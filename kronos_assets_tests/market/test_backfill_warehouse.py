@@ -3,49 +3,22 @@
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from pathlib import Path
 
 import polars as pl
 import pytest
 
-from kronos_assets import warehouse as wh_mod
 from kronos_assets.market.ccxt_source import CcxtSource, FetchError
+from kronos_assets.market.store import ingest_window
 from kronos_assets.warehouse import Warehouse
 from kronos_assets_tests.conftest import real_candles
 from kronos_assets_tests.fakes.fake_exchange import FakeExchange, utc
 from kronos_assets_tests.market import assert_same_candles, source_for, window
 
-RAW_CANDLES_DDL = """
-CREATE TABLE IF NOT EXISTS raw_candles (
-    symbol VARCHAR NOT NULL, timeframe VARCHAR NOT NULL, ts TIMESTAMPTZ NOT NULL,
-    open DOUBLE NOT NULL, high DOUBLE NOT NULL, low DOUBLE NOT NULL, close DOUBLE NOT NULL,
-    volume DOUBLE NOT NULL, amount DOUBLE, exchange VARCHAR NOT NULL, fetched_at TIMESTAMPTZ
-);
-"""
-
-
-def warehouse_with_raw_candles(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Warehouse:
-    """The project's warehouse; its own schema.sql when that defines raw_candles, else a minimal one."""
-    schema = wh_mod.SQL_DIR / "schema.sql"
-    if not (schema.is_file() and "raw_candles" in schema.read_text()):
-        sql_dir = tmp_path / "sql"
-        sql_dir.mkdir()
-        (sql_dir / "schema.sql").write_text(RAW_CANDLES_DDL)
-        monkeypatch.setattr(wh_mod, "SQL_DIR", sql_dir)
-    return Warehouse(tmp_path / "warehouse.duckdb", lock_timeout_s=5)
-
 
 def ingest(source: CcxtSource, wh: Warehouse, symbol: str, timeframe: str, start: datetime, end: datetime,
            now: datetime) -> int:
-    """Fetch the window and replace its rows in raw_candles in one transaction (nothing is written on error)."""
-    candles = source.fetch(symbol, timeframe, start, end, now)
-    rows = candles.with_columns(
-        pl.lit(symbol).alias("symbol"),
-        pl.lit(timeframe).alias("timeframe"),
-        pl.lit(now).cast(pl.Datetime("us", "UTC")).alias("fetched_at"),
-    )
-    return wh.replace("raw_candles", rows, "symbol = ? AND timeframe = ? AND ts >= ? AND ts < ?",
-                      [symbol, timeframe, start, end])
+    """The raw_candles asset's path: fetch the window, then merge it in one transaction (nothing on error)."""
+    return ingest_window(source, wh, symbol, timeframe, start, end, now).fetched
 
 
 def stored(wh: Warehouse, symbol: str) -> pl.DataFrame:
@@ -54,9 +27,9 @@ def stored(wh: Warehouse, symbol: str) -> pl.DataFrame:
     return df.with_columns(pl.col("ms").cast(pl.Datetime("ms", "UTC")).dt.cast_time_unit("us").alias("ts"))
 
 
-def test_failure_mid_backfill_keeps_previous_rows_and_rerun_completes(tmp_path, monkeypatch):
+def test_failure_mid_backfill_keeps_previous_rows_and_rerun_completes(tmp_path):
     btc = real_candles("binance_BTCUSDT_1h_20220101_20251202.csv.gz")  # has the 2023-03-24 13:00 gap
-    wh = warehouse_with_raw_candles(tmp_path, monkeypatch)
+    wh = Warehouse(tmp_path / "warehouse.duckdb", lock_timeout_s=5)
     now = utc(2023, 6, 1)
     start, end = utc(2023, 3, 1), utc(2023, 5, 1)
     with FakeExchange("binance", {"BTC/USDT": {"1h": btc}}, now) as fb:
