@@ -14,6 +14,7 @@ import polars as pl
 import pytest
 
 from kronos_assets.market.ccxt_source import FetchError
+from kronos_assets.market.schema import CandleError
 from kronos_assets.market.store import ingest_window
 from kronos_assets.warehouse import Warehouse
 from kronos_assets_tests.conftest import real_candles
@@ -213,4 +214,36 @@ def test_an_error_body_without_code_is_quoted(eth, wh, body):
         fb.add_fault(action="body", body=body, times=None)
         msg = fails(source_for(fb), wh)
     assert f"'{body}'" in msg
+    assert stored(wh).equals(before)
+
+
+# ---------------------------------------------------------------------------------------- the write itself
+
+
+def test_a_merge_that_fails_midway_leaves_the_stored_rows(eth, wh):
+    before = store_good_day(wh, eth)
+    rows = window(eth, DAY, NEXT).with_columns(symbol=pl.lit("ETH/USDT"), timeframe=pl.lit("1h"),
+                                                exchange=pl.lit("okx"), amount=pl.lit(None, pl.Float64))
+    bad = rows.with_columns(pl.when(pl.col("ts") == DAY + 20 * H).then(None).otherwise(pl.col("close")).alias("close"))
+    with pytest.raises(Exception, match="NOT NULL"):  # the DELETE ran, the INSERT failed: all rolled back
+        wh.merge("raw_candles", bad, ("symbol", "timeframe", "ts"))
+    assert stored(wh).equals(before)
+
+
+class Liar:
+    """A source that breaks its promise: it returns the bar still forming."""
+
+    name = "liar"
+
+    def __init__(self, frame: pl.DataFrame):
+        self.frame = frame
+
+    def fetch(self, symbol, timeframe, start, end, now):
+        return window(self.frame, start, end).with_columns(amount=pl.lit(None, pl.Float64), exchange=pl.lit("liar"))
+
+
+def test_bars_outside_the_closed_window_are_refused_before_writing(eth, wh):
+    before = store_good_day(wh, eth, TODAY_NOW)
+    with pytest.raises(CandleError, match="fall outside the closed bars of \\[2024-07-01 00:00, 2024-07-02 00:00\\)"):
+        ingest_window(Liar(eth), wh, "ETH/USDT", "1h", DAY, NEXT, TODAY_NOW)
     assert stored(wh).equals(before)
