@@ -110,7 +110,7 @@ def verdict_sentence(v: dict[str, Any]) -> str:
         return (f"Too few independent horizons for a verdict on {model}: its {v['n']} scored forecasts ({span}) "
                 f"span {k} non-overlapping {h}-bar horizon{'' if k == 1 else 's'}; a verdict needs "
                 f"{v['min_independent']}, about {v['min_independent'] * h - v['n']} more scored forecasts "
-                "(one a bar).")
+                "(one per bar).")
     parts = []
     crps = v.get("crps")
     if crps and crps["relative"] is not None:
