@@ -18,7 +18,9 @@ from kronos_assets.market.timeframes import timeframe_delta
 from kronos_assets.metrics import diebold_mariano
 from kronos_assets.publishing.store import LocalStore
 from kronos_assets.records import evaluation_rows, load_close_paths
+from kronos_assets.settings import ConfigError
 from kronos_assets.warehouse import Warehouse
+from kronos_assets_tests.helpers import small_settings
 
 BTC = "BTC/USDT"
 HOUR = timeframe_delta("1h")
@@ -181,3 +183,10 @@ def test_uploaded_markets_stay_out_of_public_files_unless_published(copy):
     publish_bars(opened, wh, store, {BTC: [wh.query("SELECT max(origin) AS o FROM forecasts")["o"][0] - HOUR]}, "1h")
     board = json.loads(store.get("scoreboard.json"))
     assert "my-upload" in {r["symbol"] for r in board["rows"]} | {v["symbol"] for v in board["verdicts"]}
+
+
+def test_uploads_publish_setting(tmp_path):
+    assert small_settings(tmp_path / "a").uploads_publish is False  # private by default
+    assert small_settings(tmp_path / "b", uploads={"publish": True}).uploads_publish is True
+    with pytest.raises(ConfigError, match=r"uploads\.publish.*expected bool"):
+        small_settings(tmp_path / "c", uploads={"publish": "yes"})
