@@ -392,6 +392,10 @@ def generate_batch(
             elif n <= C:
                 assert state is not None
                 _group_extend(model, state, gen1[:, i - 1 : i], gen2[:, i - 1 : i], row_stamp[:, i - 1 : i])
+            elif S == 1:  # the window slid, one path per series: nothing to share, one causal pass over it
+                start = n - C
+                cat = lambda h, g: torch.cat((h[:, start:], g[:, :i]), dim=1)  # noqa: E731
+                state = _group_prefill(model, cat(hist_s1, gen1), cat(hist_s2, gen2), cat(x_stamp, row_stamp), S, 0)
             else:  # the window slid ("exact" policy): re-run it, history part per series, then the rows
                 start = n - C
                 state = _group_prefill(model, hist_s1[:, start:], hist_s2[:, start:], x_stamp[:, start:], S, i)
