@@ -109,7 +109,7 @@ class CcxtSourceConfig:
     max_gap_requests: int = 10
     enable_rate_limit: bool = True  # ccxt's client-side throttle
     request_deadline_s: float = 30.0  # wall clock per HTTP request: connect + headers + body
-    fetch_deadline_s: float = 600.0  # wall clock per fetch call (one partition window), retries and waits included
+    fetch_deadline_s: float = 600.0  # wall clock per fetch call (a run's consecutive day partitions), waits included
 
     @classmethod
     def from_mapping(cls, value: "CcxtSourceConfig | Mapping[str, Any]") -> "CcxtSourceConfig":

@@ -20,7 +20,7 @@ class Fault(enum.Enum):
     RATE_LIMIT = "rate_limit"  # 429/418: wait Retry-After (bounded), then retry the same exchange
     TRANSIENT = "transient"  # 5xx, 408, timeouts, connection resets: back off, retry the same exchange
     PERMANENT = "permanent"  # bad symbol, 451, other 4xx: this exchange cannot serve the request; next exchange
-    MALFORMED = "malformed"  # a 2xx whose body is not what the exchange's API promises: raise
+    MALFORMED = "malformed"  # a 2xx whose body is not what the exchange's API promises: next exchange
 
 
 @dataclass(frozen=True)
