@@ -19,7 +19,7 @@ import pytest
 from kronos_assets.defs.factory import build_definitions
 from kronos_assets.defs.resources import build_resources
 from kronos_assets.defs.uploads import MAX_FILES_PER_TICK
-from kronos_assets.market.files import MB, CandleFileError, ReadLimits, load_candle_file
+from kronos_assets.market.files import MB, CandleFileError, ReadLimits, file_digest, load_candle_file
 from kronos_assets.market.synthetic import SyntheticMarket
 from kronos_assets_tests.helpers import small_settings
 
@@ -197,3 +197,15 @@ def test_memory_stays_bounded_for_a_6_6_mb_gzip(tmp_path):
     assert peak - base < 300, (peak, base)
     print(f"{real.stat().st_size / MB:.1f} MB csv.gz, {df.height} rows: peak RSS above the interpreter "
           f"{peak - base:.0f} MB")
+
+
+def test_a_cursor_of_the_earlier_form_does_not_rerun_unchanged_files(env):
+    settings = env[0]
+    path = settings.uploads_dir / "old_1h.csv"
+    path.write_text(csv_text(candles()))
+    old_cursor = json.dumps({"old_1h": file_digest(path)})  # market -> sha256, as the sensor kept it before
+    first = tick(env, old_cursor)
+    second = tick(env, first.cursor)
+    assert not first.run_requests and not second.run_requests
+    path.write_text(csv_text(candles(days=4)))  # a real change is taken after two looks
+    assert len(tick(env, tick(env, second.cursor).cursor).run_requests) == 1
