@@ -38,7 +38,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Callable
 
-import kronos_assets.kronos  # noqa: F401  (first: it sets OMP_WAIT_POLICY before torch loads OpenMP)
+import kronos_assets  # noqa: F401  (first: it sets OMP_WAIT_POLICY before torch loads OpenMP)
 import numpy as np
 import polars as pl
 import torch

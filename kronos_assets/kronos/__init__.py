@@ -9,14 +9,7 @@ Dagster-free. Entry points:
 from __future__ import annotations
 
 import importlib
-import os
 from typing import Any
-
-# Before torch loads OpenMP: idle OpenMP threads sleep instead of spinning. Generation runs thousands of small
-# ops; with spinning threads, 2 intra-op threads on 2 cores that other processes share made a Kronos-mini
-# request 5-20x slower (measured 2-7 s instead of 0.35 s at load 3.5); sleeping threads keep it at 0.35 s.
-# Only a default: a value the user set wins. It has no effect if torch was imported before this package.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 # Names -> submodule, imported on first use: ``kronos-forecast --help`` and the config module load without torch.
 _WHERE = {
