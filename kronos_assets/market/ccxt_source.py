@@ -244,15 +244,15 @@ class _PayloadFault(Exception):
         self.transient = transient
 
 
-# Each exchange's raw kline row, field by field: "ms" integer open/close time (OKX/Bybit: as a digit string),
-# "num" a decimal string, "int" an integer count, "flag" "0"/"1", "any" not read.
+# Each exchange's raw kline row, field by field: "ms" an integer time in ms, "ms_text" the same as a digit
+# string, "num" a decimal string, "int" an integer count, "flag" "0"/"1", "any" not read.
 KLINE_ROWS: dict[str, tuple[tuple[str, str], ...]] = {
     "binance": (("open time", "ms"), ("open", "num"), ("high", "num"), ("low", "num"), ("close", "num"),
                 ("volume", "num"), ("close time", "ms"), ("quote volume", "num"), ("trades", "int"),
                 ("taker base volume", "num"), ("taker quote volume", "num"), ("ignore", "any")),
-    "okx": (("ts", "ms"), ("open", "num"), ("high", "num"), ("low", "num"), ("close", "num"), ("vol", "num"),
+    "okx": (("ts", "ms_text"), ("open", "num"), ("high", "num"), ("low", "num"), ("close", "num"), ("vol", "num"),
             ("volCcy", "num"), ("volCcyQuote", "num"), ("confirm", "flag")),
-    "bybit": (("startTime", "ms"), ("open", "num"), ("high", "num"), ("low", "num"), ("close", "num"),
+    "bybit": (("startTime", "ms_text"), ("open", "num"), ("high", "num"), ("low", "num"), ("close", "num"),
               ("volume", "num"), ("turnover", "num")),
 }
 # Path endings of each exchange's kline endpoints: their answers are checked before ccxt reads them.
@@ -268,8 +268,9 @@ def _quote(body: Any, limit: int = 160) -> str:
 
 def _field_problem(kind: str, x: Any) -> str | None:
     if kind == "ms":
-        ok = (isinstance(x, int) and not isinstance(x, bool)) or (isinstance(x, str) and x.isdigit())
-        return None if ok else "an integer time"
+        return None if isinstance(x, int) and not isinstance(x, bool) else "an integer time in ms"
+    if kind == "ms_text":
+        return None if isinstance(x, str) and x.isdigit() else "a time in ms as a digit string"
     if kind == "num":
         return None if isinstance(x, str) and _DECIMAL.match(x) else "a decimal string"
     if kind == "int":

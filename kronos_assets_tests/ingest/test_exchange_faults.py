@@ -7,6 +7,7 @@ replaced by an answer that lacks it.
 
 from __future__ import annotations
 
+import json
 import time
 from datetime import datetime, timedelta
 
@@ -142,6 +143,23 @@ def test_eleven_field_kline_rows_are_refused_before_reading(eth, wh):
         ingest_window(source_for(fb, fo), wh, "ETH/USDT", "1h", DAY, NEXT, NOW)
     assert "kline row 1 has 11 fields, binance kline rows have 12" in msg
     assert_same_candles(stored(wh), window(eth, DAY, NEXT), exchange="okx")  # no trade count as quote volume
+
+
+@pytest.mark.parametrize("row,problem", [
+    ([1719792000000, "1", "2", "1", "1.5", "10", "1719795599999", "15", 1, "0", "0", "0"],
+     "close time is '1719795599999', expected an integer time in ms"),
+    ([1719792000000, "1", "2", "1", "1.5", "10", 1719795599999, "15", "1", "0", "0", "0"],
+     "trades is '1', expected an integer"),
+    ([1719792000000, 1, "2", "1", "1.5", "10", 1719795599999, "15", 1, "0", "0", "0"],
+     "open is 1, expected a decimal string"),
+])
+def test_kline_fields_of_the_wrong_type_are_refused(eth, wh, row, problem):
+    before = store_good_day(wh, eth)
+    with FakeExchange("binance", {"ETH/USDT": {"1h": eth}}, NOW) as fb:
+        fb.add_fault(action="body", body=json.dumps([row]), times=None)
+        msg = fails(source_for(fb), wh)
+    assert f"kline row 1: {problem}" in msg
+    assert stored(wh).equals(before)
 
 
 # ---------------------------------------------------------------------------------------- hang
