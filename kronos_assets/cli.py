@@ -103,6 +103,10 @@ def main(argv: list[str] | None = None) -> int:
 
     t0 = time.perf_counter()
     print(f"profile {settings.profile} ({settings.description}); data in {settings.profile_home}")
+    legacy = [settings.home / n for n in ("warehouse.duckdb", "publish", "dagster") if (settings.home / n).exists()]
+    if legacy:  # the layout before per-profile folders: nothing reads it any more
+        print(f"note: {', '.join(p.name for p in legacy)} in {settings.home} predate per-profile folders and are "
+              f"not used; move them into {settings.profile_home} to keep them, or delete them")
     dagster_home = os.environ.get("DAGSTER_HOME")
     print(f"full Dagster log: {settings.log_path if not dagster_home else 'in the instance at ' + dagster_home}")
     try:
