@@ -29,7 +29,8 @@ import polars as pl  # noqa: E402
 
 from requests.adapters import HTTPAdapter  # noqa: E402
 
-from kronos_assets.market.ccxt_source import DEFAULT_PAGE_LIMIT, CcxtSource  # noqa: E402
+from kronos_assets.market.ccxt_source import CcxtSource  # noqa: E402
+from kronos_assets.market.dialects import dialect_for  # noqa: E402
 from kronos_assets.market.store import ingest_window  # noqa: E402
 from kronos_assets.warehouse import Warehouse  # noqa: E402
 from kronos_assets_tests.conftest import SHARED_CANDLES  # noqa: E402
@@ -61,7 +62,7 @@ def main() -> None:
     start = datetime.fromisoformat(args.start).replace(tzinfo=timezone.utc)
     end = start + timedelta(days=args.days)
     now = end + timedelta(hours=6, minutes=30)
-    limit = DEFAULT_PAGE_LIMIT[args.dialect]
+    limit = dialect_for(args.dialect).page_limit
     window_bars = (end - start) // timedelta(hours=1)
     runs = []
     with tempfile.TemporaryDirectory() as tmp, FakeExchange(args.dialect, {args.symbol: {"1h": candles}}, now) as fake:

@@ -11,6 +11,9 @@ How one ``fetch(symbol, timeframe, start, end, now)`` runs:
   next window's start to just after the last bar received, so a page cap smaller than asked costs no bars.
 * Every HTTP request has a wall-clock deadline (``request_deadline_s``, default 30 s) covering connect, headers
   and body; the whole fetch has one too (``fetch_deadline_s``), past which it raises ``FetchError``.
+* Module map: exchange dialects in ``market.dialects``, answer and row checks in ``market.payloads``, one
+  ccxt client in ``market.ccxt_client``, fault classes in ``market.retry``, config and report in
+  ``market.fetch_config`` / ``market.fetch_report``; this module walks the window.
 * Faults per request: 429/418 wait ``Retry-After`` (or the backoff) and retry; 5xx, 408, timeouts (the request
   deadline included), connection resets and bodies that are not JSON (a connection cut mid-body) back off
   exponentially and retry; after ``max_retries`` retries the window goes to the next exchange.
@@ -32,395 +35,28 @@ Not thread-safe: one ``CcxtSource`` per thread (ccxt clients are not thread-safe
 
 from __future__ import annotations
 
-import copy
-import json
-import math
-import re
 import time
-from dataclasses import dataclass, field, fields
 from datetime import datetime, timezone
+from dataclasses import fields
 from typing import Any, Callable, Iterable, Mapping
 
-import ccxt
 import polars as pl
 
-from kronos_assets.market import deadline
-from kronos_assets.market.gaps import Gap, dt_to_ms, find_gaps, ms_to_dt
-from kronos_assets.market.retry import Fault, RetryPolicy, classify, parse_retry_after
+from kronos_assets.market.ccxt_client import ExchangeClient
+from kronos_assets.market.fetch_config import CcxtSourceConfig, ExchangeConfig
+from kronos_assets.market.fetch_report import FetchError, FetchReport, FetchResult, MalformedPayloadError
+from kronos_assets.market.gaps import dt_to_ms, find_gaps, ms_to_dt
+from kronos_assets.market.payloads import PageProblem, PayloadFault, RawRowError, page_rows, quote, short
+from kronos_assets.market.retry import Fault, classify, parse_retry_after
 from kronos_assets.market.schema import CANDLE_SCHEMA, validate_candles
 from kronos_assets.market.timeframes import timeframe_seconds
 
-# Largest page each exchange's spot kline endpoint serves (OKX history-candles: 100).
-DEFAULT_PAGE_LIMIT: dict[str, int] = {"binance": 1000, "okx": 100, "bybit": 1000}
-FALLBACK_PAGE_LIMIT = 500
-# Index of the quote-asset volume in a raw kline row, per exchange (list of candidates, first present wins).
-QUOTE_VOLUME_INDEX: dict[str, tuple[int, ...]] = {"binance": (7,), "okx": (7, 6), "bybit": (6,)}
+__all__ = ["CcxtSource", "CcxtSourceConfig", "ExchangeConfig", "FetchError", "FetchReport", "FetchResult",
+           "MalformedPayloadError"]
+
 # An exchange that fails this many request windows in a row, retries exhausted each time, is given up for the
 # rest of the fetch (a dead exchange must not cost a full backoff on every window).
 EXHAUSTED_WINDOWS_TO_DISABLE = 2
-# ccxt options that restrict market loading to spot and skip signed currency/margin lookups.
-SPOT_OPTIONS: dict[str, Any] = {"fetchMarkets": {"types": ["spot"]}, "fetchCurrencies": False, "fetchMargins": False}
-
-
-# --------------------------------------------------------------------------------------------------- config
-
-
-@dataclass
-class ExchangeConfig:
-    """One exchange of the chain.
-
-    id:         ccxt exchange id ("binance", "okx", "bybit", ...).
-    base_url:   replaces scheme and host of every API URL of the exchange (paths kept), e.g.
-                "http://127.0.0.1:8080"; None keeps ccxt's URLs.
-    options:    ccxt ``options``, deep-merged over SPOT_OPTIONS (yours win).
-    config:     other ccxt constructor settings (apiKey, secret, proxies, enableRateLimit, rateLimit, ...).
-    page_limit: bars per request; default DEFAULT_PAGE_LIMIT[id] or 500.
-    """
-
-    id: str
-    base_url: str | None = None
-    options: dict[str, Any] = field(default_factory=dict)
-    config: dict[str, Any] = field(default_factory=dict)
-    page_limit: int | None = None
-
-    @classmethod
-    def from_mapping(cls, value: "ExchangeConfig | Mapping[str, Any] | str") -> "ExchangeConfig":
-        if isinstance(value, ExchangeConfig):
-            return value
-        if isinstance(value, str):
-            return cls(id=value)
-        _reject_unknown(cls, value, "exchange")
-        data = dict(value)
-        data["options"] = dict(data.get("options") or {})
-        data["config"] = dict(data.get("config") or {})
-        return cls(**data)
-
-
-@dataclass
-class CcxtSourceConfig:
-    """The live source: the exchange chain (tried in order) and the fault policy shared by all exchanges."""
-
-    exchanges: list[ExchangeConfig]
-    timeout_ms: int = 10_000
-    max_retries: int = 4
-    backoff_s: float = 0.5
-    backoff_max_s: float = 30.0
-    max_retry_after_s: float = 120.0
-    max_gap_requests: int = 10
-    enable_rate_limit: bool = True  # ccxt's client-side throttle
-    request_deadline_s: float = 30.0  # wall clock per HTTP request: connect + headers + body
-    fetch_deadline_s: float = 600.0  # wall clock per fetch call (a run's consecutive day partitions), waits included
-
-    @classmethod
-    def from_mapping(cls, value: "CcxtSourceConfig | Mapping[str, Any]") -> "CcxtSourceConfig":
-        if isinstance(value, CcxtSourceConfig):
-            return value
-        _reject_unknown(cls, value, "ccxt source")
-        data = dict(value)
-        data["exchanges"] = [ExchangeConfig.from_mapping(e) for e in data.get("exchanges") or []]
-        return cls(**data)
-
-    def __post_init__(self) -> None:
-        self.exchanges = [ExchangeConfig.from_mapping(e) for e in self.exchanges]
-        if not self.exchanges:
-            raise ValueError("ccxt source: at least one exchange is required")
-        for ex in self.exchanges:
-            if not hasattr(ccxt, ex.id) or ex.id not in ccxt.exchanges:
-                raise ValueError(f"ccxt source: unknown ccxt exchange id {ex.id!r}")
-            if ex.page_limit is not None and ex.page_limit < 1:
-                raise ValueError(f"ccxt source: page_limit of {ex.id} must be positive")
-        if self.max_retries < 0 or self.max_gap_requests < 0:
-            raise ValueError("ccxt source: max_retries and max_gap_requests must be >= 0")
-        if not (self.request_deadline_s > 0 and self.fetch_deadline_s > 0):
-            raise ValueError("ccxt source: request_deadline_s and fetch_deadline_s must be positive")
-
-    @property
-    def retry_policy(self) -> RetryPolicy:
-        return RetryPolicy(self.max_retries, self.backoff_s, self.backoff_max_s, self.max_retry_after_s)
-
-
-def _reject_unknown(cls: type, value: Mapping[str, Any], what: str) -> None:
-    known = {f.name for f in fields(cls)}
-    unknown = sorted(set(value) - known)
-    if unknown:
-        raise ValueError(f"{what} config: unknown keys {unknown}; known: {sorted(known)}")
-
-
-# --------------------------------------------------------------------------------------------------- results
-
-
-@dataclass
-class FetchReport:
-    """What one fetch did. ``gaps`` are the bars still missing, as half-open ranges of open times."""
-
-    symbol: str
-    timeframe: str
-    start: datetime
-    end: datetime  # effective end: min(requested end, open time of the forming bar)
-    now: datetime
-    rows: int = 0
-    requests: int = 0  # every HTTP request made (markets, pages, retries, gap re-requests)
-    page_requests: int = 0  # OHLCV requests of the main pass, retries excluded
-    gap_requests: int = 0  # OHLCV requests spent re-requesting gaps, retries excluded
-    retries: int = 0
-    requests_by_exchange: dict[str, int] = field(default_factory=dict)
-    rows_by_exchange: dict[str, int] = field(default_factory=dict)
-    gaps: list[Gap] = field(default_factory=list)
-    gaps_refilled: int = 0  # bars recovered by gap re-requests
-    events: list[str] = field(default_factory=list)  # retries, fallbacks, give-ups, in order
-
-    @property
-    def exchanges_used(self) -> list[str]:
-        return [k for k, v in self.rows_by_exchange.items() if v]
-
-    @property
-    def missing_bars(self) -> int:
-        return sum(g.bars for g in self.gaps)
-
-    @property
-    def complete(self) -> bool:
-        return not self.gaps
-
-    def gap_ranges(self) -> list[tuple[datetime, datetime]]:
-        return [g.as_tuple() for g in self.gaps]
-
-    def to_metadata(self) -> dict[str, Any]:
-        """Plain JSON-able summary (for asset/check metadata)."""
-        return {
-            "symbol": self.symbol,
-            "timeframe": self.timeframe,
-            "start": self.start.isoformat(),
-            "end": self.end.isoformat(),
-            "rows": self.rows,
-            "requests": self.requests,
-            "page_requests": self.page_requests,
-            "gap_requests": self.gap_requests,
-            "retries": self.retries,
-            "requests_by_exchange": dict(self.requests_by_exchange),
-            "rows_by_exchange": dict(self.rows_by_exchange),
-            "missing_bars": self.missing_bars,
-            "gaps": [[g.start.isoformat(), g.end.isoformat(), g.bars] for g in self.gaps],
-            "events": list(self.events[-50:]),
-        }
-
-
-@dataclass
-class FetchResult:
-    candles: pl.DataFrame
-    report: FetchReport
-
-
-class FetchError(RuntimeError):
-    """No exchange of the chain could serve a request window; ``report`` tells what was tried."""
-
-    def __init__(self, message: str, report: FetchReport | None = None):
-        super().__init__(message)
-        self.report = report
-
-
-class MalformedPayloadError(FetchError):
-    """An exchange answered 2xx with a body that is not what its API promises."""
-
-    def __init__(self, exchange: str, request: str, problem: str, report: FetchReport | None = None):
-        super().__init__(f"{exchange}: malformed payload for {request}: {problem}", report)
-        self.exchange = exchange
-        self.request = request
-        self.problem = problem
-
-
-# --------------------------------------------------------------------------------------------------- ccxt glue
-
-
-class _RawRowError(Exception):
-    pass
-
-
-class _PayloadFault(Exception):
-    """A 2xx kline answer that is not what the exchange's API promises. ``transient``: the body is not JSON at
-    all (a cut connection, a proxy page): worth a retry. Otherwise the next exchange is asked."""
-
-    def __init__(self, problem: str, transient: bool):
-        super().__init__(problem)
-        self.transient = transient
-
-
-# Each exchange's raw kline row, field by field: "ms" an integer time in ms, "ms_text" the same as a digit
-# string, "num" a decimal string, "int" an integer count, "flag" "0"/"1", "any" not read.
-KLINE_ROWS: dict[str, tuple[tuple[str, str], ...]] = {
-    "binance": (("open time", "ms"), ("open", "num"), ("high", "num"), ("low", "num"), ("close", "num"),
-                ("volume", "num"), ("close time", "ms"), ("quote volume", "num"), ("trades", "int"),
-                ("taker base volume", "num"), ("taker quote volume", "num"), ("ignore", "any")),
-    "okx": (("ts", "ms_text"), ("open", "num"), ("high", "num"), ("low", "num"), ("close", "num"), ("vol", "num"),
-            ("volCcy", "num"), ("volCcyQuote", "num"), ("confirm", "flag")),
-    "bybit": (("startTime", "ms_text"), ("open", "num"), ("high", "num"), ("low", "num"), ("close", "num"),
-              ("volume", "num"), ("turnover", "num")),
-}
-# Path endings of each exchange's kline endpoints: their answers are checked before ccxt reads them.
-KLINE_PATHS: dict[str, tuple[str, ...]] = {"binance": ("/klines",), "okx": ("/candles", "/history-candles"),
-                                           "bybit": ("/kline",)}
-_DECIMAL = re.compile(r"^-?\d+(\.\d+)?([eE][-+]?\d+)?$")
-
-
-def _quote(body: Any, limit: int = 160) -> str:
-    text = body if isinstance(body, str) else repr(body)
-    return repr(text if len(text) <= limit else text[: limit - 3] + "...")
-
-
-def _field_problem(kind: str, x: Any) -> str | None:
-    if kind == "ms":
-        return None if isinstance(x, int) and not isinstance(x, bool) else "an integer time in ms"
-    if kind == "ms_text":
-        return None if isinstance(x, str) and x.isdigit() else "a time in ms as a digit string"
-    if kind == "num":
-        return None if isinstance(x, str) and _DECIMAL.match(x) else "a decimal string"
-    if kind == "int":
-        return None if isinstance(x, int) and not isinstance(x, bool) else "an integer"
-    if kind == "flag":
-        return None if x in ("0", "1") else '"0" or "1"'
-    return None
-
-
-def _kline_rows(exchange_id: str, body: Any) -> list | None:
-    """The rows of a parsed kline answer, or None when the answer does not have the exchange's shape."""
-    if exchange_id == "binance":
-        return body if isinstance(body, list) else None
-    if exchange_id == "okx":
-        return body["data"] if isinstance(body, dict) and isinstance(body.get("data"), list) else None
-    if exchange_id == "bybit":
-        result = body.get("result") if isinstance(body, dict) else None
-        return result["list"] if isinstance(result, dict) and isinstance(result.get("list"), list) else None
-    return [] if body is not None else None
-
-
-def check_kline_answer(exchange_id: str, body: Any) -> None:
-    """Raise ``_PayloadFault`` unless ``body`` (ccxt's parsed answer: JSON, or the raw text when it was not
-    JSON) is a kline answer of ``exchange_id`` whose every row has that format's exact field count and types."""
-    if not isinstance(body, (list, dict)):
-        raise _PayloadFault(f"the body is not JSON: {_quote(body)}", transient=True)
-    rows = _kline_rows(exchange_id, body)
-    if rows is None:
-        shape = {"binance": "a JSON array of klines", "okx": "an object with a 'data' array",
-                 "bybit": "an object with 'result.list'"}.get(exchange_id, "klines")
-        raise _PayloadFault(f"expected {shape}, got {_quote(json_text(body))}", transient=False)
-    spec = KLINE_ROWS.get(exchange_id)
-    if spec is None:
-        return
-    for i, row in enumerate(rows):
-        if not isinstance(row, list) or len(row) != len(spec):
-            n = f"{len(row)} fields" if isinstance(row, list) else type(row).__name__
-            raise _PayloadFault(f"kline row {i + 1} has {n}, {exchange_id} kline rows have {len(spec)}: "
-                                f"{_quote(json_text(row))}", transient=False)
-        for (name, kind), x in zip(spec, row):
-            want = _field_problem(kind, x)
-            if want:
-                raise _PayloadFault(f"kline row {i + 1}: {name} is {x!r}, expected {want}", transient=False)
-
-
-def json_text(value: Any) -> str:
-    try:
-        return json.dumps(value, separators=(",", ":"))
-    except (TypeError, ValueError):
-        return repr(value)
-
-
-def _make_client_class(base: type) -> type:
-    """A subclass of a ccxt exchange class that counts requests, remembers the last status, URL and headers,
-    checks every kline answer before ccxt reads it and keeps the quote volume of each raw kline row."""
-
-    def fetch(self, url, method="GET", headers=None, body=None):
-        self._k_requests += 1
-        self._k_status = None
-        self._k_headers = None
-        self._k_url = f"{method} {url}"
-        result = base.fetch(self, url, method, headers, body)
-        if url.split("?", 1)[0].endswith(KLINE_PATHS.get(self.id, ("/klines", "/candles", "/kline"))):
-            check_kline_answer(self.id, result)
-        return result
-
-    def on_rest_response(self, code, reason, url, method, response_headers, response_body, request_headers,
-                         request_body):
-        self._k_status = int(code) if code is not None else None
-        self._k_headers = dict(response_headers or {})
-        return base.on_rest_response(self, code, reason, url, method, response_headers, response_body,
-                                     request_headers, request_body)
-
-    def parse_ohlcv(self, ohlcv, market=None):
-        if not isinstance(ohlcv, (list, tuple)) or len(ohlcv) < 6:
-            raise _RawRowError(f"kline row {str(ohlcv)[:80]!r} is not an array of at least 6 fields")
-        row = list(base.parse_ohlcv(self, ohlcv, market))[:6]
-        amount = None
-        for idx in QUOTE_VOLUME_INDEX.get(self.id, ()):
-            if len(ohlcv) > idx and ohlcv[idx] not in (None, ""):
-                try:
-                    amount = float(ohlcv[idx])
-                except (TypeError, ValueError):
-                    raise _RawRowError(f"quote volume {ohlcv[idx]!r} is not a number") from None
-                break
-        return row + [amount]
-
-    return type(
-        f"Kronos_{base.__name__}",
-        (base,),
-        {"fetch": fetch, "on_rest_response": on_rest_response, "parse_ohlcv": parse_ohlcv,
-         "_k_requests": 0, "_k_status": None, "_k_headers": None, "_k_url": None},
-    )
-
-
-_HOST = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://[^/]*")
-
-
-def _rebase_urls(urls: Any, base_url: str) -> Any:
-    """Every URL string under ``urls`` with its scheme and host replaced by ``base_url`` (paths kept)."""
-    base_url = base_url.rstrip("/")
-    if isinstance(urls, str):
-        return _HOST.sub(lambda _m: base_url, urls, count=1) if _HOST.match(urls) else urls
-    if isinstance(urls, dict):
-        return {k: _rebase_urls(v, base_url) for k, v in urls.items()}
-    if isinstance(urls, list):
-        return [_rebase_urls(v, base_url) for v in urls]
-    return urls
-
-
-def _deep_merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
-    out = copy.deepcopy(base)
-    for k, v in over.items():
-        if isinstance(v, Mapping) and isinstance(out.get(k), dict):
-            out[k] = _deep_merge(out[k], v)
-        else:
-            out[k] = copy.deepcopy(v)
-    return out
-
-
-class _Exchange:
-    """One ccxt client of the chain and its per-source state."""
-
-    def __init__(self, cfg: ExchangeConfig, source_cfg: CcxtSourceConfig):
-        self.cfg = cfg
-        self.id = cfg.id
-        klass = _make_client_class(getattr(ccxt, cfg.id))
-        settings: dict[str, Any] = {"timeout": source_cfg.timeout_ms, "enableRateLimit": source_cfg.enable_rate_limit}
-        settings.update(copy.deepcopy(cfg.config))
-        settings["options"] = _deep_merge(SPOT_OPTIONS, cfg.options)
-        self.client = klass(settings)
-        self.client.enableLastJsonResponse = True
-        if cfg.base_url:
-            self.client.urls["api"] = _rebase_urls(self.client.urls["api"], cfg.base_url)
-        self.adapter = deadline.install(self.client, source_cfg.request_deadline_s)
-        self.page_limit = cfg.page_limit or DEFAULT_PAGE_LIMIT.get(cfg.id, FALLBACK_PAGE_LIMIT)
-        self.markets_loaded = False
-
-    @property
-    def requests(self) -> int:
-        return self.client._k_requests
-
-    @property
-    def last_request(self) -> str:
-        return self.client._k_url or f"{self.id} (no request sent)"
-
-    def close(self) -> None:
-        session = getattr(self.client, "session", None)
-        if session is not None:
-            session.close()
 
 
 class _GiveUp(Exception):
@@ -448,7 +84,7 @@ class CcxtSource:
         self.config = CcxtSourceConfig.from_mapping(config)
         self.policy = self.config.retry_policy
         self._sleep = sleep
-        self._exchanges = [_Exchange(e, self.config) for e in self.config.exchanges]
+        self._exchanges = [ExchangeClient(e, self.config) for e in self.config.exchanges]
         self.last_report: FetchReport | None = None
 
     @classmethod
@@ -611,10 +247,10 @@ class _Run:
 
     # -- helpers -----------------------------------------------------------------------------------------------
 
-    def _chain(self) -> Iterable[_Exchange]:
+    def _chain(self) -> Iterable[ExchangeClient]:
         return [e for e in self.source._exchanges if e.id not in self.disabled]
 
-    def _give_up(self, ex: _Exchange, exc: _GiveUp, at_ms: int) -> None:
+    def _give_up(self, ex: ExchangeClient, exc: _GiveUp, at_ms: int) -> None:
         when = f"{ms_to_dt(at_ms):%Y-%m-%d %H:%M}"
         cause = str(exc)
         for prefix in (f"{ex.id}: ", f"{ex.id} "):  # the message names the exchange once
@@ -638,7 +274,7 @@ class _Run:
                 n += 1
         self.report.rows_by_exchange[exchange] = self.report.rows_by_exchange.get(exchange, 0) + n
 
-    def _request(self, ex: _Exchange, w_start: int, w_end: int, kind: str) -> list[list]:
+    def _request(self, ex: ExchangeClient, w_start: int, w_end: int, kind: str) -> list[list]:
         """Bars of ``[w_start, w_end)`` from ``ex``, retried per the policy; ``_GiveUp`` when ex can't serve."""
         self._ensure_markets(ex)
         n = (w_end - w_start) // self.step
@@ -657,7 +293,7 @@ class _Run:
         except MalformedPayloadError as exc:
             raise _GiveUp(str(exc), disable=False) from exc
 
-    def _ensure_markets(self, ex: _Exchange) -> None:
+    def _ensure_markets(self, ex: ExchangeClient) -> None:
         if not ex.markets_loaded:
             self._with_retries(ex, lambda: ex.client.load_markets(), what="markets")
             ex.markets_loaded = True
@@ -667,32 +303,32 @@ class _Run:
         if not market.get("spot"):
             raise _GiveUp(f"{ex.id}: {self.symbol!r} is not a spot market", disable=True)
 
-    def _with_retries(self, ex: _Exchange, call: Callable[[], Any], what: str) -> Any:
+    def _with_retries(self, ex: ExchangeClient, call: Callable[[], Any], what: str) -> Any:
         retry = 0
         while True:
             self._check_deadline(what)
             try:
                 return call()
-            except (_RawRowError, MalformedPayloadError) as exc:
+            except (RawRowError, MalformedPayloadError) as exc:
                 raise _GiveUp(str(MalformedPayloadError(ex.id, ex.last_request, str(exc))), disable=False) from exc
-            except _PayloadFault as exc:
+            except PayloadFault as exc:
                 if not exc.transient:
                     raise _GiveUp(str(MalformedPayloadError(ex.id, ex.last_request, str(exc))), disable=False) \
                         from exc
                 fault, desc = Fault.TRANSIENT, str(MalformedPayloadError(ex.id, ex.last_request, str(exc)))
             except Exception as exc:  # noqa: BLE001 - classified below
-                status = ex.client._k_status
+                status = ex.status
                 fault = classify(exc, status)
                 desc = f"{ex.id} {what}: {type(exc).__name__}" + (f" (HTTP {status})" if status else "")
                 if status is not None and 200 <= status < 300:  # an error in a 2xx body: say what the body was
-                    desc += f" {_quote(ex.client.last_http_response)}"
+                    desc += f" {quote(ex.client.last_http_response)}"
                 if fault is Fault.MALFORMED:
                     raise _GiveUp(str(MalformedPayloadError(ex.id, ex.last_request, f"{type(exc).__name__}: {exc}")),
                                   disable=False) from exc
                 if fault is Fault.PERMANENT:
-                    raise _GiveUp(f"{desc}: {_short(exc)}", disable=True) from exc
+                    raise _GiveUp(f"{desc}: {short(exc)}", disable=True) from exc
             if fault is Fault.RATE_LIMIT:
-                retry_after = parse_retry_after(ex.client._k_headers)
+                retry_after = parse_retry_after(ex.headers)
                 if retry_after is not None and retry_after > self.policy.max_retry_after_s:
                     raise _GiveUp(f"{desc}: Retry-After {retry_after:g}s exceeds "
                                   f"{self.policy.max_retry_after_s:g}s", disable=True)
@@ -715,60 +351,8 @@ class _Run:
                 self.report,
             )
 
-    def _check_page(self, ex: _Exchange, raw: Any, w_start: int, w_end: int) -> list[list]:
-        """The rows of ``[w_start, w_end)`` in an answer, or MalformedPayloadError when the answer is broken, holds
-        two different rows for one open time, or does not advance (bars before the start asked for, or bars
-        only outside the window: an exchange that ignores the cursor would otherwise end the data silently)."""
-        def bad(problem: str) -> MalformedPayloadError:
-            return MalformedPayloadError(ex.id, ex.last_request, problem, self.report)
-
-        if not isinstance(raw, list):
-            raise bad(f"ccxt returned {type(raw).__name__}")
-        out: dict[int, list] = {}
-        for row in raw:
-            problem = _row_problem(row, self.step)
-            if problem:
-                raise bad(problem)
-            ts = row[0]
-            if ts < w_start:
-                raise bad(f"pagination does not advance: asked for bars from {ms_to_dt(w_start):%Y-%m-%d %H:%M}, "
-                          f"got one opening {ms_to_dt(ts):%Y-%m-%d %H:%M}")
-            if ts in out and out[ts] != row:
-                raise bad(f"two different rows for the bar opening {ms_to_dt(ts):%Y-%m-%d %H:%M} UTC: "
-                          f"{_ohlcv(out[ts])} and {_ohlcv(row)}")
-            if ts < w_end:
-                out[ts] = row
-        if raw and not out:
-            raise bad(f"pagination does not advance: asked for bars of [{ms_to_dt(w_start):%Y-%m-%d %H:%M}, "
-                      f"{ms_to_dt(w_end):%Y-%m-%d %H:%M}), got only bars outside it, the first opening "
-                      f"{ms_to_dt(raw[0][0]):%Y-%m-%d %H:%M}")
-        return [out[t] for t in sorted(out)]
-
-
-def _ohlcv(row: list) -> str:
-    return "open {} high {} low {} close {} volume {}".format(*row[1:6])
-
-
-def _row_problem(row: Any, step: int) -> str | None:
-    if not isinstance(row, list) or len(row) != 7:
-        return f"unexpected parsed row {row!r}"
-    ts, o, h, l, c, v, a = row
-    if not isinstance(ts, int) or isinstance(ts, bool):
-        return f"row {row[:6]!r}: timestamp is not an integer"
-    if ts % step:
-        return f"row at {ts}: open time is not on the {step // 1000}s grid"
-    for name, x in (("open", o), ("high", h), ("low", l), ("close", c), ("volume", v)):
-        if not isinstance(x, (int, float)) or isinstance(x, bool) or not math.isfinite(x):
-            return f"row at {ms_to_dt(ts):%Y-%m-%d %H:%M}: {name} is {x!r}"
-    if a is not None and (not math.isfinite(a) or a < 0):
-        return f"row at {ms_to_dt(ts):%Y-%m-%d %H:%M}: quote volume is {a!r}"
-    if min(o, h, l, c) <= 0 or v < 0:
-        return f"row at {ms_to_dt(ts):%Y-%m-%d %H:%M}: non-positive price or negative volume"
-    if h < max(o, c, l) or l > min(o, c):
-        return f"row at {ms_to_dt(ts):%Y-%m-%d %H:%M}: high/low do not bound open/close"
-    return None
-
-
-def _short(exc: BaseException, limit: int = 200) -> str:
-    text = str(exc).replace("\n", " ")
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+    def _check_page(self, ex: ExchangeClient, raw: Any, w_start: int, w_end: int) -> list[list]:
+        try:
+            return page_rows(raw, self.step, w_start, w_end)
+        except PageProblem as exc:
+            raise MalformedPayloadError(ex.id, ex.last_request, str(exc), self.report) from exc

@@ -3,7 +3,7 @@
 A candle frame is a polars DataFrame with these columns, sorted by ``ts`` with unique ``ts``:
 
     ts        Datetime(us, UTC)  bar open time
-    open, high, low, close      Float64, > 0, low <= min(open, close), high >= max(open, close)
+    open, high, low, close      Float64, the OHLC rule of market.rules (> 0, low <= min(open, close) ...)
     volume    Float64 >= 0       base-asset volume
     amount    Float64 >= 0       quote-asset volume (null when a source does not give it)
     exchange  Utf8               who served the bar ("synthetic", "binance", "file:<name>", ...)
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import polars as pl
 
-PRICE_COLUMNS = ("open", "high", "low", "close")
+from kronos_assets.market.rules import PRICE_COLUMNS, VOLUME_COLUMNS, ohlc_violation_exprs
 CANDLE_SCHEMA: dict[str, pl.DataType] = {
     "ts": pl.Datetime("us", "UTC"),
     "open": pl.Float64,
@@ -53,14 +53,11 @@ def validate_candles(df: pl.DataFrame, source: str) -> pl.DataFrame:
         s = df[col]
         if s.null_count() or s.is_nan().any() or s.is_infinite().any():
             raise CandleError(f"{source}: column {col!r} has missing or non-finite values")
-    bad = df.filter(pl.min_horizontal(*PRICE_COLUMNS) <= 0)
-    if bad.height:
-        raise CandleError(f"{source}: non-positive price at {bad['ts'][0]}")
-    bad = df.filter(
-        (pl.col("high") < pl.max_horizontal("open", "close")) | (pl.col("low") > pl.min_horizontal("open", "close"))
-    )
-    if bad.height:
-        raise CandleError(f"{source}: high below open/close or low above open/close at {bad['ts'][0]}")
-    if (df["volume"] < 0).any():
-        raise CandleError(f"{source}: negative volume")
+    for _, violates, text in ohlc_violation_exprs():
+        bad = df.filter(violates)
+        if bad.height:
+            raise CandleError(f"{source}: {text} at {bad['ts'][0]}")
+    for col in VOLUME_COLUMNS:
+        if (df[col] < 0).any():
+            raise CandleError(f"{source}: negative {col}")
     return df

@@ -1,0 +1,63 @@
+"""What differs between exchanges: one ``Dialect`` entry per exchange, registered in ``DIALECTS``.
+
+Adding an exchange that ccxt supports is one entry here: its page size, the path endings of its kline
+endpoints, how to find the rows in a kline answer, the exact fields of one raw row, where the quote volume is,
+and any ccxt options it needs to load spot markets in one request. An exchange without an entry still works
+through ``GENERIC`` (ccxt parses its rows; the raw answer is only checked to be JSON).
+
+Field kinds of a raw row: "ms" an integer time in ms, "ms_text" the same as a digit string, "num" a decimal
+string, "int" an integer count, "flag" "0"/"1", "any" not read.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+
+def _list(body: Any) -> list | None:
+    return body if isinstance(body, list) else None
+
+
+def _path(*keys: str) -> Callable[[Any], list | None]:
+    """Rows found under ``body[k1][k2]...``, None when a level is missing or the rows are not a list."""
+    def rows(body: Any) -> list | None:
+        for k in keys:
+            body = body.get(k) if isinstance(body, dict) else None
+        return body if isinstance(body, list) else None
+    return rows
+
+
+@dataclass(frozen=True)
+class Dialect:
+    id: str  # the ccxt exchange id
+    page_limit: int  # largest page its spot kline endpoint serves
+    kline_paths: tuple[str, ...]  # path endings of its kline endpoints: their answers are checked before ccxt
+    shape: str  # what a kline answer looks like, for error messages
+    rows: Callable[[Any], list | None]  # the rows of a parsed kline answer; None: not that shape
+    fields: tuple[tuple[str, str], ...] | None = None  # (name, kind) of each raw row field; None: unchecked
+    quote_volume: tuple[int, ...] = ()  # candidate indices of the quote volume in a raw row, first present wins
+    options: dict[str, Any] = field(default_factory=dict)  # ccxt options it needs (under the user's own)
+
+
+DIALECTS: dict[str, Dialect] = {d.id: d for d in (
+    Dialect("binance", 1000, ("/klines",), "a JSON array of klines", _list,
+            (("open time", "ms"), ("open", "num"), ("high", "num"), ("low", "num"), ("close", "num"),
+             ("volume", "num"), ("close time", "ms"), ("quote volume", "num"), ("trades", "int"),
+             ("taker base volume", "num"), ("taker quote volume", "num"), ("ignore", "any")),
+            quote_volume=(7,)),
+    Dialect("okx", 100, ("/candles", "/history-candles"), "an object with a 'data' array", _path("data"),
+            (("ts", "ms_text"), ("open", "num"), ("high", "num"), ("low", "num"), ("close", "num"),
+             ("vol", "num"), ("volCcy", "num"), ("volCcyQuote", "num"), ("confirm", "flag")),
+            quote_volume=(7, 6)),
+    Dialect("bybit", 1000, ("/kline",), "an object with 'result.list'", _path("result", "list"),
+            (("startTime", "ms_text"), ("open", "num"), ("high", "num"), ("low", "num"), ("close", "num"),
+             ("volume", "num"), ("turnover", "num")),
+            quote_volume=(6,)),
+)}
+GENERIC = Dialect("*", 500, ("/klines", "/candles", "/kline"), "klines",
+                  lambda body: [] if body is not None else None)
+
+
+def dialect_for(exchange_id: str) -> Dialect:
+    return DIALECTS.get(exchange_id, GENERIC)
