@@ -4,6 +4,7 @@ from datetime import datetime, timedelta, timezone
 
 import dagster as dg
 
+from kronos_assets.market.rules import NEGATIVE_VOLUME_SQL, OHLC_INVALID_SQL, freshness
 from kronos_assets.market.schema import validate_candles
 from kronos_assets.market.source import CandleSource
 from kronos_assets.market.store import CANDLE_WHERE, ingest_window
@@ -130,8 +131,8 @@ def build_candle_checks(settings: Settings, tf: TimeframeSettings, family: Famil
                     description="Every stored bar has positive prices, high >= max(open, close), low <= min(open, close).")
     def ohlc_consistent(warehouse: dg.ResourceParam[Warehouse]) -> dg.AssetCheckResult:
         bad = warehouse.query(
-            f"SELECT symbol, ts FROM raw_candles WHERE timeframe = ? AND {scope} AND (least(open, high, low, close) <= 0 "
-            "OR high < greatest(open, close) OR low > least(open, close) OR volume < 0) ORDER BY ts LIMIT 20",
+            f"SELECT symbol, ts FROM raw_candles WHERE timeframe = ? AND {scope} "
+            f"AND ({OHLC_INVALID_SQL} OR {NEGATIVE_VOLUME_SQL}) ORDER BY ts LIMIT 20",
             [tf.name, symbols],
         )
         return dg.AssetCheckResult(passed=bad.height == 0, metadata={"bad_rows": bad.height,
@@ -193,7 +194,8 @@ def build_candle_checks(settings: Settings, tf: TimeframeSettings, family: Famil
         )
 
     @dg.asset_check(asset=clean_key, name="fresh",
-                    description="The newest clean bar of every symbol closed less than two bars ago.")
+                    description="The newest clean bar of every symbol is fresh by market.rules (closed at most two "
+                    "bars plus the schedule's slack ago).")
     def fresh(warehouse: dg.ResourceParam[Warehouse]) -> dg.AssetCheckResult:
         now = datetime.now(timezone.utc)
         newest = warehouse.query(
@@ -201,8 +203,10 @@ def build_candle_checks(settings: Settings, tf: TimeframeSettings, family: Famil
             "GROUP BY symbol ORDER BY symbol",
             [tf.name, symbols],
         )
-        lag = {r["symbol"]: (now - r["newest"]).total_seconds() / bar_s - 1 for r in newest.iter_rows(named=True)}
-        stale = {s: round(v, 1) for s, v in lag.items() if v > 2}
+        step = timeframe_delta(tf.name)
+        ages = {r["symbol"]: now - (r["newest"] + step) for r in newest.iter_rows(named=True)}  # since it closed
+        lag = {s: age / step for s, age in ages.items()}
+        stale = {s for s, age in ages.items() if freshness(age, step) != "OK"}
         missing = sorted(set(settings.symbols) - set(lag)) if family is MARKETS else []
         return dg.AssetCheckResult(
             passed=not stale and not missing,

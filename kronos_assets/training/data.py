@@ -21,6 +21,7 @@ import polars as pl
 import torch
 
 from kronos_assets.kronos.predictor import FEATURES, NORM_EPS, PRICE_COLUMNS, time_features
+from kronos_assets.market.rules import volume_and_amount
 from kronos_assets.market.timeframes import timeframe_seconds
 
 
@@ -100,8 +101,8 @@ class Series:
 
 
 def series_from_frame(name: str, frame: pl.DataFrame, timeframe: str) -> Series:
-    """Features of a candle frame: volume missing -> volume = amount = 0; amount missing or null -> volume x mean
-    OHLC (the predictor's rule, so training sees what inference sees)."""
+    """Features of a candle frame; volume and amount by the rule of market.rules (missing volume -> both 0,
+    missing or null amount -> volume x mean OHLC), so training sees what inference sees."""
     missing = [c for c in ("ts", *PRICE_COLUMNS) if c not in frame.columns]
     if missing:
         raise TrainingDataError(f"{name}: missing columns {missing} (have {frame.columns})")
@@ -115,12 +116,7 @@ def series_from_frame(name: str, frame: pl.DataFrame, timeframe: str) -> Series:
     cols = {c: frame[c].cast(pl.Float64).to_numpy() for c in PRICE_COLUMNS}
     vol = frame["volume"].cast(pl.Float64).to_numpy() if "volume" in frame.columns else None
     amt = frame["amount"].cast(pl.Float64).to_numpy() if "amount" in frame.columns else None
-    if vol is None or np.isnan(vol).all():
-        cols["volume"] = cols["amount"] = np.zeros(len(ts))
-    else:
-        cols["volume"] = vol
-        derived = vol * np.mean([cols[c] for c in PRICE_COLUMNS], axis=0)
-        cols["amount"] = derived if amt is None else np.where(np.isnan(amt), derived, amt)
+    cols["volume"], cols["amount"] = volume_and_amount(cols, vol, amt)
     x = np.stack([cols[c] for c in FEATURES], axis=1)
     if not np.isfinite(x).all():
         bad = int((~np.isfinite(x)).any(axis=1).sum())
