@@ -19,7 +19,7 @@ import pytest
 
 from kronos_assets.defs.publish import publish_bars
 from kronos_assets.publishing.r2 import S3Store
-from kronos_assets.publishing.site import series_keys
+from kronos_assets.publishing.keys import series_keys
 from kronos_assets.settings import REPO_ROOT
 from kronos_assets_tests.foundation.test_readme_main import _readme_main_command
 from kronos_assets_tests.publishing.cdp import Browser, find_chromium

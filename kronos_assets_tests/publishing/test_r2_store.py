@@ -22,7 +22,7 @@ from kronos_assets.defs.publish import publish_bars
 from kronos_assets.defs.resources import build_resources
 from kronos_assets.main_job import RANGE_END, RANGE_START
 from kronos_assets.publishing.r2 import S3Store
-from kronos_assets.publishing.site import MANIFEST_KEY, PLOTLY_JS_KEY, series_prefix
+from kronos_assets.publishing.keys import MANIFEST_KEY, PLOTLY_JS_KEY, series_prefix
 from kronos_assets.publishing.store import (
     IMMUTABLE_CACHE,
     LATEST_CACHE,

@@ -1,0 +1,142 @@
+"""What the dashboard shows, as data: one view per series (cards, charts, links, scoreboard) built from its
+snapshot and scoreboard rows. The words come from ``sentences``, the markup from the templates."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import plotly.io as pio
+
+from kronos_assets.publishing.charts import fan_chart, pit_chart, reliability_chart
+from kronos_assets.publishing.keys import paths_key, series_keys
+from kronos_assets.publishing.sentences import (
+    SCORE_COLUMNS,
+    dm_word,
+    not_yet,
+    p_up_note,
+    pct,
+    price,
+    score_cells,
+    utc_minute,
+    verdict_sentence,
+    vol_note,
+)
+from kronos_assets.publishing.snapshots import MIN_INDEPENDENT
+
+
+@dataclass(frozen=True)
+class Card:
+    label: str
+    value: str
+    note: str = ""
+    muted: bool = False  # a number not yet worth reading: greyed out
+    title: str = ""  # tooltip
+
+
+@dataclass(frozen=True)
+class Chart:
+    id: str  # the element the figure is drawn into
+    figure_json: str  # plotly's JSON of the figure
+
+
+@dataclass(frozen=True)
+class ScoreRow:
+    cells: list[str]
+    early: bool  # fewer than MIN_INDEPENDENT independent horizons: greyed out
+
+
+@dataclass(frozen=True)
+class SeriesView:
+    index: int  # position on the page; the first one's scoreboard is open
+    symbol: str
+    timeframe: str
+    origin: str
+    primary_model: str
+    bar_seconds: int
+    horizon: int
+    verdict: str
+    verdict_pending: bool
+    cards: list[Card]
+    chart: Chart
+    links: list[tuple[str, str]]  # (text, href relative to the site root)
+    calibration: list[Chart]
+    score_header: list[tuple[str, str]]  # (header, tooltip)
+    score_rows: list[ScoreRow]
+
+    @property
+    def origin_text(self) -> str:
+        return utc_minute(self.origin)
+
+
+def skill_card(snap: dict[str, Any]) -> Card:
+    """CRPS skill against the random walk with volatility over the verdict's window, with the DM test's word."""
+    verdict = snap.get("verdict") or {}
+    label = "Skill vs random walk with volatility (CRPS, 30 days)"
+    if not verdict:
+        return Card(label, "not yet scored", "no forecast scored yet", muted=True)
+    c = verdict.get("crps")
+    if c is None:
+        return Card(label, "–", "the model is itself this baseline", muted=True)
+    if c["p_value"] is None or c["relative"] is None:
+        return Card(label, "not yet scored", not_yet({}, c["n"], c["n_independent"]), muted=True)
+    return Card(label, f"{-100 * c['relative']:+.1f} %",
+                f"{dm_word(c)}; Diebold–Mariano test over ≈{c['n_independent']} independent horizons",
+                title="1 − CRPS(model) / CRPS(baseline) on the origins both scored; positive is better")
+
+
+def forecast_cards(snap: dict[str, Any]) -> list[Card]:
+    primary = snap["forecasts"][snap["primary_model"]]
+    tr = snap.get("track_record") or {}
+    last, end, h = primary["last_close"], primary["steps"][-1], primary["horizon"]
+    p_note, p_muted = p_up_note(primary["p_up"], tr)
+    return [
+        Card("Last price", price(last), f"close of the {utc_minute(snap['last_bar'])} UTC bar"),
+        Card(f"P(up) in {h} bars", pct(primary["p_up"]), p_note,
+             title="share of sample paths closing above the last price at the horizon"),
+        Card(f"P(volatility amplification), {h} bars", pct(primary["p_vol_amp"]), vol_note(tr),
+             title=f"share of sample paths more volatile over the next {h} bars than the last {h} bars were"),
+        Card(f"Expected move in {h} bars (median)", f"{100 * (end['q50'] / last - 1):+.2f} %",
+             f"80 % range {100 * (end['q10'] / last - 1):+.2f} % … {100 * (end['q90'] / last - 1):+.2f} %"),
+        skill_card(snap),
+    ]
+
+
+def independent_approx(row: dict[str, Any], horizon: int, bar_seconds: int) -> int:
+    """About how many non-overlapping horizons a scoreboard row's forecasts span."""
+    if not row.get("n_forecasts") or not row.get("first_origin"):
+        return 0
+    span = (datetime.fromisoformat(row["last_origin"]) - datetime.fromisoformat(row["first_origin"])).total_seconds()
+    return min(int(row["n_forecasts"]), int(span // (horizon * bar_seconds)) + 1)
+
+
+def score_rows(board: list[dict[str, Any]], horizon: int, bar_seconds: int) -> list[ScoreRow]:
+    rows = []
+    for r in board:
+        k = independent_approx(r, horizon, bar_seconds)
+        rows.append(ScoreRow(score_cells(r, k), k < MIN_INDEPENDENT))
+    return rows
+
+
+def series_view(snap: dict[str, Any], board: list[dict[str, Any]], index: int) -> SeriesView:
+    primary = snap["forecasts"][snap["primary_model"]]
+    tr = snap.get("track_record") or {}
+    h, bar_seconds = primary["horizon"], snap.get("bar_seconds", 3600)
+    verdict, pending = verdict_sentence(snap)
+    keys = series_keys(snap["symbol"], snap["timeframe"])
+    paths = paths_key(snap["symbol"], snap["timeframe"], snap["origin"])
+    links = [("interactive chart", keys["chart.html"]), ("PNG", keys["chart.png"]),
+             ("latest JSON", keys["latest.json"]), ("sample paths (Parquet)", paths),
+             ("scoreboard JSON", keys["scoreboard.json"])]
+    small = (("reliability", reliability_chart), ("pit", pit_chart)) if tr.get("n") else ()
+    return SeriesView(
+        index=index, symbol=snap["symbol"], timeframe=snap["timeframe"], origin=snap["origin"],
+        primary_model=snap["primary_model"], bar_seconds=bar_seconds, horizon=h,
+        verdict=verdict, verdict_pending=pending, cards=forecast_cards(snap),
+        chart=Chart(f"chart-{index}", pio.to_json(fan_chart(snap), validate=False)),
+        links=links,
+        calibration=[Chart(f"chart-{index}-{name}", pio.to_json(fig(tr), validate=False)) for name, fig in small],
+        score_header=[(label, tip) for _, label, _, tip in SCORE_COLUMNS],
+        score_rows=score_rows(board, h, bar_seconds),
+    )

@@ -1,0 +1,62 @@
+"""The HTML pages: the dashboard and each series' chart page, rendered from the Jinja2 templates in templates/
+with autoescaping on (every value a template prints is HTML-escaped unless it is markup made here)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jinja2
+from markupsafe import Markup
+
+from kronos_assets.publishing.charts import fan_chart
+from kronos_assets.publishing.keys import PLOTLY_JS_KEY, series_prefix
+from kronos_assets.publishing.page_model import SeriesView, series_view
+from kronos_assets.publishing.sentences import DEMO_BANNER, utc_minute
+from kronos_assets.publishing.snapshots import MIN_INDEPENDENT
+
+
+def script_json(encoded: str) -> Markup:
+    """JSON text made safe inside a <script> element: '</' could end the element early."""
+    if not isinstance(encoded, str):
+        raise TypeError(f"script_json takes JSON text, not {type(encoded).__name__}")
+    return Markup(encoded.replace("</", "<\\/"))
+
+
+_ENV = jinja2.Environment(
+    loader=jinja2.PackageLoader("kronos_assets.publishing", "templates"),
+    autoescape=True,
+    undefined=jinja2.StrictUndefined,  # a misspelt name is an error, never an empty string on the page
+)
+_ENV.filters["script_json"] = script_json
+
+
+def series_section(snap: dict[str, Any], board: list[dict[str, Any]], index: int) -> str:
+    """One series' section of the dashboard (``board``: its scoreboard rows)."""
+    return str(_macro("series.html.j2", "series_section")(series_view(snap, board, index)))
+
+
+def dashboard_html(snapshots: list[dict[str, Any]], scoreboard: list[dict[str, Any]], generated_at: str,
+                   synthetic: bool) -> str:
+    views: list[SeriesView] = []
+    for i, snap in enumerate(snapshots):
+        board = [r for r in scoreboard if r["symbol"] == snap["symbol"] and r["timeframe"] == snap["timeframe"]]
+        views.append(series_view(snap, board, i))
+    return _ENV.get_template("dashboard.html.j2").render(
+        series=views, generated_at=generated_at, generated_text=utc_minute(generated_at), synthetic=synthetic,
+        demo_banner=DEMO_BANNER, plotly_js=PLOTLY_JS_KEY, min_independent=MIN_INDEPENDENT,
+    )
+
+
+def chart_page(snapshot: dict[str, Any]) -> bytes:
+    """A series' interactive chart: plotly's page, with plotly.js from the site's assets, a title and the banner."""
+    depth = series_prefix(snapshot["symbol"], snapshot["timeframe"]).count("/") + 1
+    page = fan_chart(snapshot).to_html(include_plotlyjs="../" * depth + PLOTLY_JS_KEY, full_html=True,
+                                       div_id="chart", config={"responsive": True, "displaylogo": False})
+    head = str(_macro("chart_page.html.j2", "head")(snapshot["symbol"], snapshot["timeframe"]))
+    banner = str(_macro("chart_page.html.j2", "banner")(DEMO_BANNER)) if snapshot.get("synthetic") else ""
+    page = page.replace("<head>", "<head>" + head, 1).replace("<body>", "<body>" + banner, 1)
+    return page.encode()
+
+
+def _macro(template: str, name: str) -> Any:
+    return getattr(_ENV.get_template(template).module, name)
