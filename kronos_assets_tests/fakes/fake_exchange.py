@@ -1,4 +1,4 @@
-"""A loopback exchange speaking Binance's or OKX's spot REST format, serving given candle frames.
+"""A loopback exchange speaking Binance's, OKX's or Bybit's spot REST format, serving given candle frames.
 
     with FakeExchange("binance", {"BTC/USDT": {"1h": frame}}, now=datetime(...)) as fake:
         ccxt.binance({...}).urls["api"]["public"] = fake.url + "/api/v3"
@@ -8,6 +8,11 @@
   12-field kline rows, prices and volumes as strings. Errors as Binance sends them (-1121, -1120, -1102).
 * OKX: ``GET /api/v5/public/instruments?instType=SPOT``, ``/api/v5/market/candles`` and ``history-candles``
   (``after`` = older than, ``before`` = newer than, both exclusive; newest first; limit default 100, max 300).
+* Bybit: ``GET /v5/market/instruments-info?category=spot``, ``/v5/market/kline`` (``start``/``end`` inclusive,
+  newest first, the ``limit`` newest bars of the range; limit default 200, max 1000; 7 string fields, the last
+  the turnover), ``/v5/market/time``. Errors in the body: ``retCode`` 10001 for a bad symbol or interval.
+* A dialect is one answering method named after it plus its entry in ``ROWS_AT`` (where the rows of a kline
+  answer are) and its kline/markets path endings in ``KLINE_PATHS`` / ``MARKET_PATHS``.
 * The clock: bars opening after ``now`` do not exist; the bar containing ``now`` is served as forming (Binance:
   close=open, a quarter of the volume; OKX: the same with confirm "0"). ``now=None`` serves every bar as closed.
 * Faults (``add_fault``): an HTTP status with headers/body, a delay, a dropped connection or a replacement
@@ -42,6 +47,13 @@ BINANCE_INTERVALS = {"1m": 60, "3m": 180, "5m": 300, "15m": 900, "30m": 1800, "1
                      "4h": 14400, "6h": 21600, "8h": 28800, "12h": 43200, "1d": 86400}
 OKX_BARS = {"1m": "1m", "3m": "3m", "5m": "5m", "15m": "15m", "30m": "30m", "1H": "1h", "2H": "2h", "4H": "4h",
             "6H": "6h", "12H": "12h", "1D": "1d", "6Hutc": "6h", "12Hutc": "12h", "1Dutc": "1d"}
+BYBIT_INTERVALS = {"1": "1m", "3": "3m", "5": "5m", "15": "15m", "30": "30m", "60": "1h", "120": "2h", "240": "4h",
+                   "360": "6h", "720": "12h", "D": "1d"}
+# Per dialect: the keys under which a kline answer holds its rows ((): the answer is the list of rows).
+ROWS_AT: dict[str, tuple[str, ...]] = {"binance": (), "okx": ("data",), "bybit": ("result", "list")}
+KLINE_PATHS = ("/klines", "/candles", "/history-candles", "/kline")
+MARKET_PATHS = ("/exchangeInfo", "/instruments", "/instruments-info")
+CURSOR_PARAMS = ("startTime", "endTime", "after", "before", "start", "end")  # dropped by the "stuck" fault
 TF_SECONDS = {"1m": 60, "3m": 180, "5m": 300, "15m": 900, "30m": 1800, "1h": 3600, "2h": 7200, "4h": 14400,
               "6h": 21600, "8h": 28800, "12h": 43200, "1d": 86400}
 
@@ -112,7 +124,7 @@ class FakeExchange:
         repeat_rows: bool = False,
         extra_symbols: tuple[str, ...] = (),
     ):
-        if dialect not in ("binance", "okx"):
+        if dialect not in ROWS_AT:
             raise ValueError(f"unknown dialect {dialect!r}")
         self.dialect = dialect
         self.now_ms = None if now is None else int(now.timestamp() * 1000)
@@ -279,10 +291,44 @@ class FakeExchange:
             return 200, {"code": "0", "msg": "", "data": out}
         return 404, {"code": "50000", "msg": f"unknown path {path}", "data": []}
 
+    # -- Bybit ---------------------------------------------------------------------------------------------------
+
+    def bybit(self, path: str, q: dict[str, str]) -> tuple[int, Any]:
+        def answer(result: Any, code: int = 0, msg: str = "OK") -> tuple[int, Any]:
+            return 200, {"retCode": code, "retMsg": msg, "result": result, "retExtInfo": {}, "time": self._now()}
+
+        if path == "/v5/market/time":
+            return answer({"timeSecond": str(self._now() // 1000), "timeNano": str(self._now() * 1_000_000)})
+        if path == "/v5/market/instruments-info":
+            items = [_bybit_instrument(s) for s in self.symbols] if q.get("category") == "spot" else []
+            return answer({"category": q.get("category", ""), "list": items, "nextPageCursor": ""})
+        if path == "/v5/market/kline":
+            symbol = next((s for s in self.symbols if s.replace("/", "") == q.get("symbol")), None)
+            if symbol is None:
+                return answer({}, 10001, "Not supported symbols")
+            tf = BYBIT_INTERVALS.get(q.get("interval", ""))
+            if tf is None:
+                return answer({}, 10001, "Invalid period!")
+            if (symbol, tf) not in self._series:
+                return answer({"category": "spot", "symbol": q["symbol"], "list": []})
+            limit = min(int(q.get("limit", 200)), 1000)
+            s, i, j = self._bars(symbol, tf, int(q.get("start", -(2**62))), int(q.get("end", 2**62)))
+            i = max(i, j - limit)  # newest first: the `limit` newest bars of the range
+            j = min(len(s.ts), j + self.extra_bars)
+            out = []
+            for k in range(j - 1, i - 1, -1):
+                (o, h, lo, c, v, a), _closed = self._row(s, k)
+                out.append([str(s.ts[k]), o, h, lo, c, v, a])
+                if self.repeat_rows:
+                    out.append(out[-1])
+            return answer({"category": "spot", "symbol": q["symbol"], "list": out})
+        return 404, {"retCode": 10404, "retMsg": f"unknown path {path}", "result": {}}
+
     def _misbehave(self, fault: Fault, payload: Any) -> Any:
         """The normal kline answer ``payload`` changed the way ``fault`` says."""
-        okx = self.dialect == "okx"
-        rows = payload["data"] if okx else payload
+        rows = payload
+        for key in ROWS_AT[self.dialect]:
+            rows = rows.get(key) if isinstance(rows, dict) else None
         if not isinstance(rows, list):
             return payload
         ts = (lambda r: int(r[0]))
@@ -301,9 +347,9 @@ class FakeExchange:
                     out.append(bogus)
                 out.append(r)
             rows = out
-        elif fault.action == "short_rows" and not okx:
+        elif fault.action == "short_rows" and self.dialect == "binance":
             rows = [r[:6] + r[7:] for r in rows]
-        return {**payload, "data": rows} if okx else rows
+        return _with_rows(payload, ROWS_AT[self.dialect], rows)
 
     def _now(self) -> int:
         return self.now_ms if self.now_ms is not None else int(time.time() * 1000)
@@ -325,6 +371,22 @@ def _binance_symbol(symbol: str) -> dict[str, Any]:
         ],
         "permissions": [], "permissionSets": [["SPOT"]],
     }
+
+
+def _with_rows(payload: Any, keys: tuple[str, ...], rows: list) -> Any:
+    """``payload`` with the rows under ``keys`` replaced."""
+    if not keys:
+        return rows
+    return {**payload, keys[0]: _with_rows(payload[keys[0]], keys[1:], rows)}
+
+
+def _bybit_instrument(symbol: str) -> dict[str, Any]:
+    base, quote = symbol.split("/")
+    return {"symbol": base + quote, "baseCoin": base, "quoteCoin": quote, "innovation": "0", "status": "Trading",
+            "marginTrading": "none", "stTag": "0",
+            "lotSizeFilter": {"basePrecision": "0.00001", "quotePrecision": "0.0000001", "minOrderQty": "0.00001",
+                              "maxOrderQty": "9000000", "minOrderAmt": "5", "maxOrderAmt": "9000000"},
+            "priceFilter": {"tickSize": "0.000001"}}
 
 
 def _okx_instrument(symbol: str) -> dict[str, Any]:
@@ -367,9 +429,9 @@ def _make_handler(fake: FakeExchange) -> type[BaseHTTPRequestHandler]:
                     fake.requests.append((endpoint, q, status))
                     self._send(status, body, fault.headers)
                     return
-                handler = fake.binance if fake.dialect == "binance" else fake.okx
+                handler = getattr(fake, fake.dialect)
                 if fault is not None and fault.action == "stuck":
-                    q = {k: v for k, v in q.items() if k not in ("startTime", "endTime", "after", "before")}
+                    q = {k: v for k, v in q.items() if k not in CURSOR_PARAMS}
                     q["limit"] = "1"
                 status, payload = handler(path, q)
                 if fault is not None and status == 200:
@@ -425,9 +487,9 @@ def _make_handler(fake: FakeExchange) -> type[BaseHTTPRequestHandler]:
 
 
 def _endpoint(path: str) -> str:
-    if path.endswith("/klines") or path.endswith("/candles") or path.endswith("/history-candles"):
+    if path.endswith(KLINE_PATHS):
         return "klines"
-    if path.endswith("/exchangeInfo") or path.endswith("/instruments"):
+    if path.endswith(MARKET_PATHS):
         return "markets"
     return "other"
 
