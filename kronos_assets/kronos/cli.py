@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
+import os
 import re
 import sys
 from datetime import timedelta
@@ -135,12 +136,22 @@ def _forecast(args: argparse.Namespace) -> int:
     if args.output == "-":
         print(text)
     else:
-        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.output).write_text(text)
+        _write_atomically(Path(args.output), text)
         s = fc.summary
         print(f"wrote {args.output}: {args.paths} paths x {args.horizon} bars from the last {candles.height} of "
               f"{rows_in_file} bars, P(up)={s.p_up:.3f}, P(vol amp)={s.p_vol_amp:.3f}", file=sys.stderr)  # fmt: skip
     return 0
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    """A reader (or a crash) never sees half a file: write a sibling temporary file, then rename it over."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def _download(args: argparse.Namespace) -> int:

@@ -187,3 +187,23 @@ def test_read_candles_csv_epoch_and_naive_times(tmp_path: Path) -> None:
     assert df["ts"].dtype == pl.Datetime("us", "UTC") and str(df["ts"][0]) == "2024-03-01 00:00:00+00:00"
     p.write_text("date,open,high,low,close\n2024-03-01 00:00:00,1,2,0.5,1.5\n")
     assert read_candles_csv(p)["ts"].dtype == pl.Datetime("us", "UTC")
+
+
+def test_the_output_file_is_replaced_whole(csv: Path, tmp_path: Path, checkpoints: dict[str, Path],
+                                            monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    """A failure while writing leaves the previous forecast file intact and no temporary file behind."""
+    out = tmp_path / "f.json"
+    out.write_text('{"previous": true}')
+    real_write = Path.write_text
+
+    def failing_write(self: Path, text: str, *a: object, **k: object) -> int:
+        real_write(self, text[: len(text) // 2])
+        raise OSError("disk full")
+
+    monkeypatch.setattr(Path, "write_text", failing_write)
+    argv = [str(csv), "--model", str(checkpoints["model"]), "--tokenizer", str(checkpoints["tokenizer"]),
+            "--horizon", "3", "--paths", "2", "--max-context", "64", "-o", str(out)]  # fmt: skip
+    assert main(argv) == 2
+    monkeypatch.undo()
+    assert out.read_text() == '{"previous": true}' and [p.name for p in tmp_path.iterdir()] == ["candles.csv", "f.json"]
+    assert main(argv) == 0 and "paths" in json.loads(out.read_text())
