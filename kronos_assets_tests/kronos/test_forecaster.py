@@ -56,8 +56,9 @@ def test_horizon_mismatch_is_rejected_before_any_compute(forecaster: KronosForec
         forecaster.forecast_batch([_request(40, 1)], Sampling(n_paths=2, horizon=8))
 
 
-def test_a_lone_request_is_one_unpadded_batch_in_the_calling_thread(checkpoints: dict[str, Path],
-                                                                     monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+def test_a_lone_request_is_one_unpadded_batch_in_the_calling_thread(
+    checkpoints: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The hourly live request costs what a direct call costs: a batch of one, in the caller's thread with the
     predictor's threads; a backtest's many requests still run in batches of batch_size on worker threads."""
     import threading
@@ -79,9 +80,9 @@ def test_a_lone_request_is_one_unpadded_batch_in_the_calling_thread(checkpoints:
     sampling = Sampling(n_paths=3, horizon=4)
     lone = fc.forecast_batch([_request(40, 1, horizon=4)], sampling)[0]
     assert calls == [(1, True, 2)]
-    direct = fc.predictor.sample(fc.predictor.prepare(_request(40, 1, horizon=4).history,
-                                                      _request(40, 1, horizon=4).future_ts),
-                                 n_paths=3, seed=1, sampling=SamplingParams())  # fmt: skip
+    req = _request(40, 1, horizon=4)
+    direct = fc.predictor.sample(fc.predictor.prepare(req.history, req.future_ts), n_paths=3, seed=1,
+                                 sampling=SamplingParams())  # fmt: skip
     np.testing.assert_array_equal(lone, direct.paths)  # the same computation as the direct call
     calls.clear()
     fc.forecast_batch([_request(40, i, horizon=4, data_seed=i) for i in range(10)], sampling)
