@@ -329,10 +329,10 @@ def _bucket_row(cfg: Any, network: bool) -> tuple[Row, Any]:
     """The R2 bucket: only contacted with --network. Returns the row and the store (for the manifest) or None."""
     if not network:
         return Row("reachable", "publish bucket", SKIP, f"{cfg.bucket} not contacted (add --network)"), None
-    from kronos_assets.publishing.r2 import S3Store
+    from kronos_assets.defs.resources import r2_store
 
     try:
-        store = S3Store.from_env()
+        store = r2_store(cfg)
         store.client.head_bucket(Bucket=store.bucket)
         return Row("reachable", "publish bucket", OK, f"{cfg.bucket} at {cfg.endpoint_url} answers"), store
     except Exception as exc:

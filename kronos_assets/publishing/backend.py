@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Mapping
+from typing import Callable, Mapping
 
-from kronos_assets.publishing.r2 import R2ConfigError, S3Store, r2_requested
+from kronos_assets.publishing.r2 import R2Config, R2ConfigError, r2_config_from_env, r2_requested
 from kronos_assets.publishing.store import LocalStore, Store
 
 
@@ -27,11 +27,14 @@ def resolve_backend(backend: str, environ: Mapping[str, str] | None = None) -> s
     raise ValueError(f"unknown publish backend {backend!r}")
 
 
-def open_store(backend: str, local_dir: str | Path, environ: Mapping[str, str] | None = None) -> Store:
+def open_store(backend: str, local_dir: str | Path, open_bucket: Callable[[R2Config], Store],
+               environ: Mapping[str, str] | None = None) -> Store:
+    """The folder, or the bucket that ``open_bucket`` opens for the R2 settings read from ``environ``."""
     environ = os.environ if environ is None else environ
     if resolve_backend(backend, environ) == "local":
         return LocalStore(local_dir)
     try:
-        return S3Store.from_env(environ)
+        config = r2_config_from_env(environ)
     except R2ConfigError as exc:
         raise R2ConfigError(f"publish.backend: {backend}: {exc}") from None
+    return open_bucket(config)

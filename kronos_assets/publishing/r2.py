@@ -1,4 +1,4 @@
-"""The bucket back end: Cloudflare R2 (or any S3-compatible store) through dagster-aws's ``S3Resource``.
+"""The bucket back end: Cloudflare R2 (or any S3-compatible store) through a boto3 S3 client.
 
 Configuration comes from environment variables only, the ones users of the predecessor system already set:
 
@@ -10,12 +10,14 @@ Configuration comes from environment variables only, the ones users of the prede
     R2_ENDPOINT_URL       optional: another S3-compatible endpoint (MinIO, a local test server); replaces
                           R2_ACCOUNT_ID
 
-The credentials are handed to ``S3Resource`` as ``EnvVar``s and resolved only when the first object is written,
-so they appear in no configuration, repr or log. R2 wants region ``auto``, and, with boto3 >= 1.36, checksums only
-where an operation requires them (AWS_REQUEST_CHECKSUM_CALCULATION / AWS_RESPONSE_CHECKSUM_VALIDATION =
-when_required: S3Resource exposes no botocore Config, so these variables are the knob; they are set, unless the
-user set them, only while the client is built). Transient errors (5xx, throttling, dropped connections) are
-retried by botocore's standard retry mode with ``max_attempts`` attempts and exponential backoff.
+The store does not build its client: the caller hands it a factory (the Dagster layer builds the client through
+dagster-aws's ``S3Resource`` with the credentials as ``EnvVar``s: ``kronos_assets.defs.resources.r2_store``),
+called when the first object is written, so credentials are resolved at run time and appear in no configuration,
+repr or log. The client should use region ``auto`` and retry transient errors (5xx, throttling, dropped
+connections) with botocore's standard mode, ``MAX_ATTEMPTS`` attempts. R2 wants, with boto3 >= 1.36, checksums
+only where an operation requires them (AWS_REQUEST_CHECKSUM_CALCULATION / AWS_RESPONSE_CHECKSUM_VALIDATION =
+when_required: S3Resource exposes no botocore Config, so these variables are the knob); the store sets them,
+unless the user set them, only while the factory runs.
 """
 
 from __future__ import annotations
@@ -25,11 +27,9 @@ import re
 import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
-import dagster as dg
 from botocore.exceptions import ClientError
-from dagster_aws.s3 import S3Resource
 
 from kronos_assets.publishing.store import Artifact, check_key
 from kronos_assets.settings import ConfigError
@@ -109,17 +109,6 @@ def r2_config_from_env(environ: Mapping[str, str] | None = None) -> R2Config:
     )
 
 
-def r2_resource(config: R2Config, max_attempts: int = MAX_ATTEMPTS) -> S3Resource:
-    """dagster-aws's S3 resource for the bucket: custom endpoint, region ``auto``, credentials as EnvVars."""
-    return S3Resource(
-        endpoint_url=config.endpoint_url,
-        region_name="auto",
-        aws_access_key_id=dg.EnvVar(KEY_ID_VAR),
-        aws_secret_access_key=dg.EnvVar(SECRET_VAR),
-        max_attempts=max_attempts,
-    )
-
-
 @contextmanager
 def r2_checksum_env() -> Iterator[None]:
     """Checksums only where required (what R2 accepts), unless the user chose otherwise; restored afterwards."""
@@ -145,22 +134,21 @@ def _is_missing(exc: ClientError) -> bool:
 
 
 class S3Store:
-    """A bucket as a publishing store. Objects carry Content-Type, Cache-Control and their sha256 as metadata."""
+    """A bucket as a publishing store. Objects carry Content-Type, Cache-Control and their sha256 as metadata.
 
-    def __init__(self, resource: S3Resource, bucket: str, public_base: str | None = None):
-        self.resource = resource
+    ``connect`` builds the boto3 S3 client; it is called once, at first use, under ``r2_checksum_env``."""
+
+    def __init__(self, connect: Callable[[], Any], bucket: str, public_base: str | None = None,
+                 endpoint_url: str | None = None):
+        self._connect = connect
         self.bucket = bucket
         self.public_base = public_base.rstrip("/") if public_base else None
+        self.endpoint_url = endpoint_url  # for repr and messages only: the client has its own
         self._client: Any = None
         self._lock = threading.Lock()
 
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> "S3Store":
-        config = r2_config_from_env(environ)
-        return cls(r2_resource(config), config.bucket, config.public_base)
-
-    def __repr__(self) -> str:  # never the resource: its resolved form holds the secret
-        return f"S3Store(endpoint={self.resource.endpoint_url!r}, bucket={self.bucket!r})"
+    def __repr__(self) -> str:  # never the client or its factory: they hold the secret
+        return f"S3Store(endpoint={self.endpoint_url!r}, bucket={self.bucket!r})"
 
     @property
     def client(self) -> Any:
@@ -168,7 +156,7 @@ class S3Store:
         with self._lock:
             if self._client is None:
                 with r2_checksum_env():
-                    self._client = self.resource.process_config_and_initialize().get_client()
+                    self._client = self._connect()
             return self._client
 
     def _head(self, key: str) -> dict[str, Any] | None:

@@ -19,8 +19,9 @@ import pytest
 from kronos_assets.defs.factory import build_definitions
 from kronos_assets.defs.partitions import bar_key, day_key
 from kronos_assets.defs.publish import publish_bars
-from kronos_assets.defs.resources import build_resources
+from kronos_assets.defs.resources import build_resources, r2_store
 from kronos_assets.main_job import RANGE_END, RANGE_START
+from kronos_assets.publishing.r2 import S3Store, r2_config_from_env
 from kronos_assets.publishing.store import Artifact
 from kronos_assets.settings import Settings
 from kronos_assets.warehouse import Warehouse
@@ -114,6 +115,11 @@ def set_r2_env(monkeypatch: pytest.MonkeyPatch, endpoint: str, bucket: str) -> N
     monkeypatch.setenv("R2_SECRET_ACCESS_KEY", R2_TEST_SECRET)
     monkeypatch.setenv("R2_BUCKET", bucket)
     monkeypatch.setenv("R2_PUBLIC_BASE", f"https://{bucket}.pub.example.test")
+
+
+def env_bucket_store() -> S3Store:
+    """The bucket the R2_* variables name, opened as the code location opens it (S3Resource's client)."""
+    return r2_store(r2_config_from_env())
 
 
 @pytest.fixture

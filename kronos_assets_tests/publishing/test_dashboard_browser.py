@@ -18,11 +18,11 @@ from typing import Iterator
 import pytest
 
 from kronos_assets.defs.publish import publish_bars
-from kronos_assets.publishing.r2 import S3Store
 from kronos_assets.publishing.keys import series_keys
 from kronos_assets.settings import REPO_ROOT
 from kronos_assets_tests.foundation.test_readme_main import _readme_main_command
 from kronos_assets_tests.publishing.cdp import Browser, find_chromium
+from kronos_assets_tests.publishing.conftest import env_bucket_store
 
 CHROMIUM = find_chromium()
 pytestmark = pytest.mark.skipif(
@@ -122,7 +122,7 @@ def public_bucket(s3, bucket: str) -> Iterator[str]:
 
 
 def test_dashboard_from_the_bucket_alone(site_data, s3_server, bucket, browser):
-    store = S3Store.from_env()
+    store = env_bucket_store()
     for symbol, bars in site_data.bars.items():
         publish_bars(site_data.settings, site_data.warehouse, store, {symbol: bars[-1:]}, "1h")
     browser.events.clear()

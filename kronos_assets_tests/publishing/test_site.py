@@ -10,8 +10,9 @@ import re
 import pytest
 
 from kronos_assets.defs.publish import publish_bars
+from kronos_assets.defs.resources import r2_resource, r2_store
 from kronos_assets.publishing.backend import open_store, resolve_backend
-from kronos_assets.publishing.r2 import CHECKSUM_VARS, R2ConfigError, S3Store, r2_config_from_env
+from kronos_assets.publishing.r2 import CHECKSUM_VARS, R2ConfigError, r2_config_from_env
 from kronos_assets.publishing.keys import MANIFEST_KEY, is_versioned, series_keys, series_prefix, versioned_key
 from kronos_assets.publishing.pages import dashboard_html, series_section
 from kronos_assets.publishing.snapshots import MIN_INDEPENDENT, independent_count
@@ -39,12 +40,16 @@ def test_backend_selection_from_profile_and_environment(tmp_path):
     assert resolve_backend("local", FULL) == "local"
     assert resolve_backend("auto", {}) == "local" and resolve_backend("auto", {"R2_BUCKET": " "}) == "local"
     assert resolve_backend("auto", FULL) == "r2" and resolve_backend("r2", {}) == "r2"
-    assert isinstance(open_store("auto", tmp_path, {}), LocalStore)
+    opened = []  # the bucket opener sees the settings read from the variables it was given
+    assert isinstance(open_store("auto", tmp_path, opened.append, {}), LocalStore) and opened == []
+    open_store("auto", tmp_path, opened.append, FULL)
+    assert opened == [r2_config_from_env(FULL)]
     with pytest.raises(ConfigError) as err:  # auto with some variables set: a clear error, not a silent fallback
-        open_store("auto", tmp_path, {"R2_BUCKET": "kronos-site"})
+        open_store("auto", tmp_path, opened.append, {"R2_BUCKET": "kronos-site"})
     assert all(v in str(err.value) for v in ("R2_ACCOUNT_ID", "R2_ACCESS_KEY_ID", "R2_SECRET_ACCESS_KEY"))
     with pytest.raises(R2ConfigError) as err:
-        open_store("r2", tmp_path, {})
+        open_store("r2", tmp_path, opened.append, {})
+    assert len(opened) == 1
     assert "R2_BUCKET" in str(err.value) and "R2_ENDPOINT_URL" in str(err.value)
     cfg = r2_config_from_env(FULL)
     assert cfg.endpoint_url == "https://0123abcd.r2.cloudflarestorage.com" and cfg.public_base == FULL["R2_PUBLIC_BASE"]
@@ -61,8 +66,9 @@ def test_r2_client_region_checksums_and_secret_handling(monkeypatch):
         monkeypatch.setenv(k, v)
     for k in CHECKSUM_VARS:
         monkeypatch.delenv(k, raising=False)
-    store = S3Store.from_env()
-    assert FULL["R2_SECRET_ACCESS_KEY"] not in repr(store) + repr(store.resource) + str(store.resource.model_dump())
+    store = r2_store(r2_config_from_env())
+    resource = r2_resource(r2_config_from_env())
+    assert FULL["R2_SECRET_ACCESS_KEY"] not in repr(store) + repr(resource) + str(resource.model_dump())
     client = store.client  # built here, offline: no request is sent
     assert client.meta.region_name == "auto"
     assert client.meta.endpoint_url == "https://0123abcd.r2.cloudflarestorage.com"
@@ -71,7 +77,7 @@ def test_r2_client_region_checksums_and_secret_handling(monkeypatch):
     assert client.meta.config.retries["mode"] == "standard" and client.meta.config.retries["total_max_attempts"] > 1
     assert not any(k in os.environ for k in CHECKSUM_VARS)  # set only while the client was built
     monkeypatch.setenv("AWS_REQUEST_CHECKSUM_CALCULATION", "when_supported")  # a user's own choice is kept
-    assert S3Store.from_env().client.meta.config.request_checksum_calculation == "when_supported"
+    assert r2_store(r2_config_from_env()).client.meta.config.request_checksum_calculation == "when_supported"
 
 
 def test_independent_horizons():
