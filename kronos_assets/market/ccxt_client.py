@@ -83,7 +83,7 @@ class ExchangeClient:
     def __init__(self, cfg: ExchangeConfig, source_cfg: CcxtSourceConfig):
         self.cfg = cfg
         self.id = cfg.id
-        dialect = dialect_for(cfg.id)
+        self.dialect = dialect = dialect_for(cfg.id)
         klass = make_client_class(getattr(ccxt, cfg.id))
         settings: dict[str, Any] = {"timeout": source_cfg.timeout_ms, "enableRateLimit": source_cfg.enable_rate_limit}
         settings.update(copy.deepcopy(cfg.config))

@@ -4,11 +4,12 @@ How one ``fetch(symbol, timeframe, start, end, now)`` runs:
 
 * The window is the bars with open time in ``[start, end)`` that have closed by ``now``; the bar forming at
   ``now`` is never requested and never returned.
-* The window is walked in request windows of at most ``page_limit`` bars (Binance 1000, Bybit 1000, OKX 100 by
-  default). Each request window goes to the exchanges of the chain in order; the first that answers serves it,
-  and every bar records who served it in the ``exchange`` column. Rows outside the request window (overlapping
-  pages, the forming bar) and repeated rows are dropped. A window that comes back short at its tail moves the
-  next window's start to just after the last bar received, so a page cap smaller than asked costs no bars.
+* The window is walked in request windows of at most ``page_limit`` bars (by default its dialect's: Binance
+  1000, Bybit 1000, KuCoin 1500, OKX 100). Each request window goes to the exchanges of the chain in order; the
+  first that answers serves it, and every bar records who served it in the ``exchange`` column. Rows outside
+  the request window (overlapping pages, the forming bar) and repeated rows are dropped. A window that comes
+  back short at its tail moves the next window's start to just after the last bar received, so a page cap
+  smaller than asked costs no bars.
 * Every HTTP request has a wall-clock deadline (``request_deadline_s``, default 30 s) covering connect, headers
   and body; the whole fetch has one too (``fetch_deadline_s``), past which it raises ``FetchError``.
 * Module map: exchange dialects in ``market.dialects``, answer and row checks in ``market.payloads``, one
@@ -28,7 +29,7 @@ How one ``fetch(symbol, timeframe, start, end, now)`` runs:
 * Missing bars are re-requested (each gap from every exchange of the chain, at most ``max_gap_requests``
   requests per fetch); what stays missing is reported in ``FetchReport.gaps``, never filled.
 * ``amount`` is the quote-asset volume where the raw kline row has it (Binance field 7, OKX volCcyQuote,
-  Bybit turnover), else null.
+  Bybit and KuCoin turnover: ``Dialect.quote_volume``), else null.
 
 Not thread-safe: one ``CcxtSource`` per thread (ccxt clients are not thread-safe either).
 """
@@ -285,7 +286,7 @@ class _Run:
 
         def call() -> Any:
             return ex.client.fetch_ohlcv(self.symbol, self.timeframe, since=w_start, limit=n,
-                                         params={"until": w_end - 1})
+                                         params={"until": w_end - 1} if ex.dialect.sends_until else {})
 
         raw = self._with_retries(ex, call, what=f"{kind} {ms_to_dt(w_start):%Y-%m-%d %H:%M}")
         try:

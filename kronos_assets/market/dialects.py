@@ -5,14 +5,36 @@ endpoints, how to find the rows in a kline answer, the exact fields of one raw r
 and any ccxt options it needs to load spot markets in one request. An exchange without an entry still works
 through ``GENERIC`` (ccxt parses its rows; the raw answer is only checked to be JSON).
 
-Field kinds of a raw row: "ms" an integer time in ms, "ms_text" the same as a digit string, "num" a decimal
-string, "int" an integer count, "flag" "0"/"1", "any" not read.
+Field kinds of a raw row are in ``FIELD_KINDS`` (a new format's kind goes there too).
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any, Callable
+
+_DECIMAL = re.compile(r"^-?\d+(\.\d+)?([eE][-+]?\d+)?$")
+
+
+def _is_int(x: Any) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def _is_digits(x: Any) -> bool:
+    return isinstance(x, str) and x.isdigit()
+
+
+# kind -> (does a raw field value have it, what it should have been)
+FIELD_KINDS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "ms": (_is_int, "an integer time in ms"),
+    "ms_text": (_is_digits, "a time in ms as a digit string"),
+    "s_text": (_is_digits, "a time in seconds as a digit string"),
+    "num": (lambda x: isinstance(x, str) and bool(_DECIMAL.match(x)), "a decimal string"),
+    "int": (_is_int, "an integer"),
+    "flag": (lambda x: x in ("0", "1"), '"0" or "1"'),
+    "any": (lambda x: True, "anything"),
+}
 
 
 def _list(body: Any) -> list | None:
@@ -38,6 +60,7 @@ class Dialect:
     fields: tuple[tuple[str, str], ...] | None = None  # (name, kind) of each raw row field; None: unchecked
     quote_volume: tuple[int, ...] = ()  # candidate indices of the quote volume in a raw row, first present wins
     options: dict[str, Any] = field(default_factory=dict)  # ccxt options it needs (under the user's own)
+    sends_until: bool = True  # ccxt maps params["until"] to its end-of-window parameter (else ccxt derives one)
 
 
 DIALECTS: dict[str, Dialect] = {d.id: d for d in (
@@ -54,6 +77,11 @@ DIALECTS: dict[str, Dialect] = {d.id: d for d in (
             (("startTime", "ms_text"), ("open", "num"), ("high", "num"), ("low", "num"), ("close", "num"),
              ("volume", "num"), ("turnover", "num")),
             quote_volume=(6,)),
+    # KuCoin: times in seconds, prices in open-close-high-low order; its fee lookup would cost a second request
+    Dialect("kucoin", 1500, ("/market/candles",), "an object with a 'data' array", _path("data"),
+            (("time", "s_text"), ("open", "num"), ("close", "num"), ("high", "num"), ("low", "num"),
+             ("volume", "num"), ("turnover", "num")),
+            quote_volume=(6,), options={"fetchMarkets": {"fetchTickersFees": False}}, sends_until=False),
 )}
 GENERIC = Dialect("*", 500, ("/klines", "/candles", "/kline"), "klines",
                   lambda body: [] if body is not None else None)

@@ -7,15 +7,11 @@ Both raise with a message naming the row and the value; the caller decides whose
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
-from kronos_assets.market.dialects import dialect_for
+from kronos_assets.market.dialects import FIELD_KINDS, dialect_for
 from kronos_assets.market.gaps import ms_to_dt
 from kronos_assets.market.rules import is_finite_number, ohlc_problem
-
-_DECIMAL = re.compile(r"^-?\d+(\.\d+)?([eE][-+]?\d+)?$")
-
 
 class PayloadFault(Exception):
     """A 2xx kline answer that is not what the exchange's API promises. ``transient``: the body is not JSON at
@@ -51,20 +47,6 @@ def short(exc: BaseException, limit: int = 200) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def _field_problem(kind: str, x: Any) -> str | None:
-    if kind == "ms":
-        return None if isinstance(x, int) and not isinstance(x, bool) else "an integer time in ms"
-    if kind == "ms_text":
-        return None if isinstance(x, str) and x.isdigit() else "a time in ms as a digit string"
-    if kind == "num":
-        return None if isinstance(x, str) and _DECIMAL.match(x) else "a decimal string"
-    if kind == "int":
-        return None if isinstance(x, int) and not isinstance(x, bool) else "an integer"
-    if kind == "flag":
-        return None if x in ("0", "1") else '"0" or "1"'
-    return None
-
-
 def check_kline_answer(exchange_id: str, body: Any) -> None:
     """Raise ``PayloadFault`` unless ``body`` (ccxt's parsed answer: JSON, or the raw text when it was not
     JSON) is a kline answer of ``exchange_id`` whose every row has that format's exact field count and types."""
@@ -83,8 +65,8 @@ def check_kline_answer(exchange_id: str, body: Any) -> None:
             raise PayloadFault(f"kline row {i + 1} has {n}, {exchange_id} kline rows have {len(spec)}: "
                                f"{quote(json_text(row))}", transient=False)
         for (name, kind), x in zip(spec, row):
-            want = _field_problem(kind, x)
-            if want:
+            fits, want = FIELD_KINDS[kind]
+            if not fits(x):
                 raise PayloadFault(f"kline row {i + 1}: {name} is {x!r}, expected {want}", transient=False)
 
 

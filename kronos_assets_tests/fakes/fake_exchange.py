@@ -1,4 +1,4 @@
-"""A loopback exchange speaking Binance's, OKX's or Bybit's spot REST format, serving given candle frames.
+"""A loopback exchange speaking Binance's, OKX's, Bybit's or KuCoin's spot REST format, serving candle frames.
 
     with FakeExchange("binance", {"BTC/USDT": {"1h": frame}}, now=datetime(...)) as fake:
         ccxt.binance({...}).urls["api"]["public"] = fake.url + "/api/v3"
@@ -11,8 +11,12 @@
 * Bybit: ``GET /v5/market/instruments-info?category=spot``, ``/v5/market/kline`` (``start``/``end`` inclusive,
   newest first, the ``limit`` newest bars of the range; limit default 200, max 1000; 7 string fields, the last
   the turnover), ``/v5/market/time``. Errors in the body: ``retCode`` 10001 for a bad symbol or interval.
-* A dialect is one answering method named after it plus its entry in ``ROWS_AT`` (where the rows of a kline
-  answer are) and its kline/markets path endings in ``KLINE_PATHS`` / ``MARKET_PATHS``.
+* KuCoin: ``GET /api/v3/currencies`` (empty), ``/api/v2/symbols``, ``/api/v1/market/candles`` (``startAt``/``endAt``
+  in seconds, both inclusive, newest first, at most 1500; rows [time s, open, close, high, low, volume,
+  turnover], all strings), ``/api/v1/timestamp``. A bad symbol is HTTP 400 with code 400100.
+* A dialect is one answering method named after it plus its entry in ``FORMATS`` (where the rows of a kline
+  answer are, the time unit, the price order) and its kline/markets path endings in ``KLINE_PATHS`` /
+  ``MARKET_PATHS``.
 * The clock: bars opening after ``now`` do not exist; the bar containing ``now`` is served as forming (Binance:
   close=open, a quarter of the volume; OKX: the same with confirm "0"). ``now=None`` serves every bar as closed.
 * Faults (``add_fault``): an HTTP status with headers/body, a delay, a dropped connection or a replacement
@@ -49,11 +53,22 @@ OKX_BARS = {"1m": "1m", "3m": "3m", "5m": "5m", "15m": "15m", "30m": "30m", "1H"
             "6H": "6h", "12H": "12h", "1D": "1d", "6Hutc": "6h", "12Hutc": "12h", "1Dutc": "1d"}
 BYBIT_INTERVALS = {"1": "1m", "3": "3m", "5": "5m", "15": "15m", "30": "30m", "60": "1h", "120": "2h", "240": "4h",
                    "360": "6h", "720": "12h", "D": "1d"}
-# Per dialect: the keys under which a kline answer holds its rows ((): the answer is the list of rows).
-ROWS_AT: dict[str, tuple[str, ...]] = {"binance": (), "okx": ("data",), "bybit": ("result", "list")}
+KUCOIN_TYPES = {"1min": "1m", "3min": "3m", "5min": "5m", "15min": "15m", "30min": "30m", "1hour": "1h",
+                "2hour": "2h", "4hour": "4h", "6hour": "6h", "8hour": "8h", "12hour": "12h", "1day": "1d"}
+
+
+@dataclass(frozen=True)
+class _Format:
+    rows_at: tuple[str, ...]  # keys under which a kline answer holds its rows ((): the answer is the list)
+    time_ms: int = 1  # ms per unit of a row's time field
+    high_close: tuple[int, int] = (2, 4)  # indices of high and close in a row
+
+
+FORMATS: dict[str, _Format] = {"binance": _Format(()), "okx": _Format(("data",)), "bybit": _Format(("result", "list")),
+                               "kucoin": _Format(("data",), time_ms=1000, high_close=(3, 2))}
 KLINE_PATHS = ("/klines", "/candles", "/history-candles", "/kline")
-MARKET_PATHS = ("/exchangeInfo", "/instruments", "/instruments-info")
-CURSOR_PARAMS = ("startTime", "endTime", "after", "before", "start", "end")  # dropped by the "stuck" fault
+MARKET_PATHS = ("/exchangeInfo", "/instruments", "/instruments-info", "/symbols")
+CURSOR_PARAMS = ("startTime", "endTime", "after", "before", "start", "end", "startAt", "endAt")  # "stuck" drops them
 TF_SECONDS = {"1m": 60, "3m": 180, "5m": 300, "15m": 900, "30m": 1800, "1h": 3600, "2h": 7200, "4h": 14400,
               "6h": 21600, "8h": 28800, "12h": 43200, "1d": 86400}
 
@@ -124,7 +139,7 @@ class FakeExchange:
         repeat_rows: bool = False,
         extra_symbols: tuple[str, ...] = (),
     ):
-        if dialect not in ROWS_AT:
+        if dialect not in FORMATS:
             raise ValueError(f"unknown dialect {dialect!r}")
         self.dialect = dialect
         self.now_ms = None if now is None else int(now.timestamp() * 1000)
@@ -324,14 +339,47 @@ class FakeExchange:
             return answer({"category": "spot", "symbol": q["symbol"], "list": out})
         return 404, {"retCode": 10404, "retMsg": f"unknown path {path}", "result": {}}
 
+    # -- KuCoin --------------------------------------------------------------------------------------------------
+
+    def kucoin(self, path: str, q: dict[str, str]) -> tuple[int, Any]:
+        if path == "/api/v1/timestamp":
+            return 200, {"code": "200000", "data": self._now()}
+        if path == "/api/v3/currencies":
+            return 200, {"code": "200000", "data": []}
+        if path == "/api/v2/symbols":
+            return 200, {"code": "200000", "data": [_kucoin_symbol(s) for s in self.symbols]}
+        if path == "/api/v1/market/candles":
+            symbol = next((s for s in self.symbols if s.replace("/", "-") == q.get("symbol")), None)
+            if symbol is None:
+                return 400, {"code": "400100", "msg": "This pair is not provided at present"}
+            tf = KUCOIN_TYPES.get(q.get("type", ""))
+            if tf is None:
+                return 400, {"code": "400100", "msg": "Unsupported type"}
+            if (symbol, tf) not in self._series:
+                return 200, {"code": "200000", "data": []}
+            lo = int(q["startAt"]) * 1000 if "startAt" in q else -(2**62)
+            hi = int(q["endAt"]) * 1000 if "endAt" in q else 2**62
+            s, i, j = self._bars(symbol, tf, lo, hi)
+            i = max(i, j - 1500)  # newest first: at most the 1500 newest bars of the range
+            j = min(len(s.ts), j + self.extra_bars)
+            out = []
+            for k in range(j - 1, i - 1, -1):
+                (o, h, low, c, v, a), _closed = self._row(s, k)
+                out.append([str(s.ts[k] // 1000), o, c, h, low, v, a])
+                if self.repeat_rows:
+                    out.append(out[-1])
+            return 200, {"code": "200000", "data": out}
+        return 404, {"code": "404000", "msg": f"unknown path {path}"}
+
     def _misbehave(self, fault: Fault, payload: Any) -> Any:
         """The normal kline answer ``payload`` changed the way ``fault`` says."""
+        fmt = FORMATS[self.dialect]
         rows = payload
-        for key in ROWS_AT[self.dialect]:
+        for key in fmt.rows_at:
             rows = rows.get(key) if isinstance(rows, dict) else None
         if not isinstance(rows, list):
             return payload
-        ts = (lambda r: int(r[0]))
+        ts = (lambda r: int(r[0]) * fmt.time_ms)
         if fault.action == "gap" and fault.gap is not None:
             lo, hi = (int(t.timestamp() * 1000) for t in fault.gap)
             rows = [r for r in rows if not lo <= ts(r) < hi]
@@ -343,13 +391,14 @@ class FakeExchange:
             for r in rows:
                 if ts(r) == at:
                     bogus = list(r)
-                    bogus[2] = bogus[4] = _fmt(float(r[2]) * 1.5)  # high and close 50% up: still a valid bar
+                    hi, close = fmt.high_close
+                    bogus[hi] = bogus[close] = _fmt(float(r[hi]) * 1.5)  # high and close 50% up: still a valid bar
                     out.append(bogus)
                 out.append(r)
             rows = out
         elif fault.action == "short_rows" and self.dialect == "binance":
             rows = [r[:6] + r[7:] for r in rows]
-        return _with_rows(payload, ROWS_AT[self.dialect], rows)
+        return _with_rows(payload, fmt.rows_at, rows)
 
     def _now(self) -> int:
         return self.now_ms if self.now_ms is not None else int(time.time() * 1000)
@@ -387,6 +436,15 @@ def _bybit_instrument(symbol: str) -> dict[str, Any]:
             "lotSizeFilter": {"basePrecision": "0.00001", "quotePrecision": "0.0000001", "minOrderQty": "0.00001",
                               "maxOrderQty": "9000000", "minOrderAmt": "5", "maxOrderAmt": "9000000"},
             "priceFilter": {"tickSize": "0.000001"}}
+
+
+def _kucoin_symbol(symbol: str) -> dict[str, Any]:
+    base, quote = symbol.split("/")
+    return {"symbol": f"{base}-{quote}", "name": f"{base}-{quote}", "baseCurrency": base, "quoteCurrency": quote,
+            "feeCurrency": quote, "market": "USDS", "baseMinSize": "0.00001", "quoteMinSize": "0.1",
+            "baseMaxSize": "10000000000", "quoteMaxSize": "99999999", "baseIncrement": "0.00001",
+            "quoteIncrement": "0.000001", "priceIncrement": "0.000001", "priceLimitRate": "0.1", "minFunds": "0.1",
+            "isMarginEnabled": False, "enableTrading": True}
 
 
 def _okx_instrument(symbol: str) -> dict[str, Any]:

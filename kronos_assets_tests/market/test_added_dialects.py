@@ -31,6 +31,14 @@ ADDED: dict[str, dict[str, str]] = {
                                       "result": {"list": [["1719792000000", "2", "1", "3", "2", "10", "15"]]}}),
         "html": "<html><body>maintenance</body></html>",
     },
+    "kucoin": {
+        "envelope": '{"code":"200000","data":{"items":[]}}',
+        "short_row": json.dumps({"code": "200000", "data": [["1719792000", "2", "2", "3", "1", "10"]]}),
+        "number_time": json.dumps({"code": "200000", "data": [[1719792000, "2", "2", "3", "1", "10", "15"]]}),
+        "high_below_low": json.dumps({"code": "200000", "data": [["1719792000", "2", "2", "1", "3", "10", "15"]]}),
+        "off_grid": json.dumps({"code": "200000", "data": [["1719792001", "2", "2", "3", "1", "10", "15"]]}),
+        "html": "<html><body>maintenance</body></html>",
+    },
 }
 NOT_JSON = {"html"}
 
@@ -53,7 +61,9 @@ def test_paginates_exactly_and_never_returns_the_forming_bar(eth24, dialect):
         res = source_for(fake, page_limit=50).fetch_result("ETH/USDT", "1h", start, end, now)
     assert_same_candles(res.candles, window(eth24, start, utc(2024, 6, 3, 10)), exchange=dialect)
     assert res.report.page_requests == min_requests(start, utc(2024, 6, 3, 10), H, 50) == len(fake.kline_requests())
-    assert res.report.gaps == [] and res.report.requests == res.report.page_requests + 1  # + markets
+    assert res.report.gaps == [] and res.report.requests == len(fake.requests)  # pages + market loading
+    assert all(r[2] == 200 for r in fake.requests)
+    assert not any("until" in q for _, q, _ in fake.kline_requests())  # only parameters the exchange knows
     assert res.candles["amount"].null_count() == 0  # the quote volume of the raw row is kept
 
 
