@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import date, datetime, timedelta, timezone
 
 import dagster as dg
+import polars as pl
 import pytest
 
 from kronos_assets.defs.factory import build_definitions
@@ -127,3 +128,23 @@ def test_reliability_settings_reach_the_readers(tmp_path):
     assert (settings.request_deadline_s, settings.fetch_deadline_s) == (7.5, 600.0)
     assert read_limits(settings) == ReadLimits(2 << 20, 3 << 20)
     assert settings.upload_stable_looks == 3 and build_resources(settings)["uploads"].limits.max_file_bytes == 2 << 20
+
+
+def test_fresh_check_uses_the_shared_freshness_rule(tmp_path, eth):
+    from kronos_assets.market.rules import freshness_windows
+
+    with FakeExchange("binance", {"ETH/USDT": {"1h": eth}}, None) as fake:
+        live = Live(tmp_path, fake)
+        assert live.run(DAY).success
+    newest = live.wh.query("SELECT * FROM clean_candles ORDER BY ts DESC LIMIT 1")
+    job = dg.define_asset_job("fresh_only", selection=dg.AssetSelection.checks(
+        dg.AssetCheckKey(dg.AssetKey("clean_candles_1h"), "fresh")))
+    defs = dg.Definitions.merge(live.defs, dg.Definitions(jobs=[job]))
+    warn, _ = freshness_windows(H)  # 2 h 15 min after the newest bar closed
+    for age, fresh in ((warn - timedelta(minutes=5), True), (warn + timedelta(minutes=5), False)):
+        opened = datetime.now(UTC) - age - H
+        live.wh.replace("clean_candles", newest.with_columns(ts=pl.lit(opened).cast(newest["ts"].dtype)),
+                        "symbol = ? AND timeframe = ?", ["ETH/USDT", "1h"])
+        verdict = check(defs.resolve_job_def("fresh_only").execute_in_process(instance=live.instance), "fresh")
+        assert verdict.passed is fresh, (age, verdict.metadata)
+        assert verdict.metadata["bars_behind"].value["ETH/USDT"] == pytest.approx(age / H, abs=0.05)

@@ -116,3 +116,13 @@ def test_its_gaps_are_refilled_from_the_next_exchange(eth24, dialect):
     hours = [hole[0] + k * H for k in range(4)]
     assert_same_candles(res.candles, window(eth24, start, end), exchange={**{t: "okx" for t in hours}, "*": dialect})
     assert res.report.gaps == [] and res.report.gaps_refilled == 4
+
+
+@pytest.mark.parametrize("dialect", sorted(ADDED))
+def test_pagination_that_does_not_advance_is_handed_on(eth24, dialect):
+    start, end = utc(2024, 7, 1), utc(2024, 7, 3)
+    with fakes({"ETH/USDT": eth24}, NOW, dialects=(dialect, "okx")) as (fd, fo):
+        fd.add_fault(action="stuck", times=None)  # the newest bars whatever the window asked for
+        res = source_for(fd, fo).fetch_result("ETH/USDT", "1h", start, end, NOW)
+    assert_same_candles(res.candles, window(eth24, start, end), exchange="okx")
+    assert any(f"{dialect}: malformed payload" in e and "pagination does not advance" in e for e in res.report.events)
