@@ -1,6 +1,6 @@
 """Ingest throughput: a one-year 1h backfill of one symbol from the loopback fake exchange into a warehouse.
 
-    .venv/bin/python benchmarks/bench_ingest.py [--dialect binance|okx] [--repeat 5] [--rate-limit] [--plain-http]
+    .venv/bin/python benchmarks/bench_ingest.py [--dialect binance|okx|bybit|kucoin] [--repeat 5] [--rate-limit] [--plain-http]
 
 Measures, per run, the wall time of CcxtSource.fetch (real ccxt client over HTTP on 127.0.0.1, every request
 under its wall-clock deadline watch) and of the merge into raw_candles of a temporary DuckDB file (the first run
@@ -34,7 +34,7 @@ from kronos_assets.market.dialects import dialect_for  # noqa: E402
 from kronos_assets.market.store import ingest_window  # noqa: E402
 from kronos_assets.warehouse import Warehouse  # noqa: E402
 from kronos_assets_tests.conftest import SHARED_CANDLES  # noqa: E402
-from kronos_assets_tests.fakes.fake_exchange import FakeExchange  # noqa: E402
+from kronos_assets_tests.fakes.fake_exchange import FORMATS, FakeExchange  # noqa: E402
 
 def load(name: str) -> pl.DataFrame:
     path = SHARED_CANDLES / name
@@ -52,7 +52,7 @@ def main() -> None:
     ap.add_argument("--symbol", default="BTC/USDT")
     ap.add_argument("--start", default="2023-01-01")
     ap.add_argument("--days", type=int, default=365)
-    ap.add_argument("--dialect", choices=("binance", "okx"), default="binance")
+    ap.add_argument("--dialect", choices=sorted(FORMATS), default="binance")
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--rate-limit", action="store_true", help="keep ccxt's client-side throttle on")
     ap.add_argument("--plain-http", action="store_true", help="no wall-clock deadline watch (to measure its cost)")

@@ -5,7 +5,7 @@ How one ``fetch(symbol, timeframe, start, end, now)`` runs:
 * The window is the bars with open time in ``[start, end)`` that have closed by ``now``; the bar forming at
   ``now`` is never requested and never returned.
 * The window is walked in request windows of at most ``page_limit`` bars (by default its dialect's: Binance
-  1000, Bybit 1000, KuCoin 1500, OKX 100). Each request window goes to the exchanges of the chain in order; the
+  1000, Bybit 1000, KuCoin 1499, OKX 100). Each request window goes to the exchanges of the chain in order; the
   first that answers serves it, and every bar records who served it in the ``exchange`` column. Rows outside
   the request window (overlapping pages, the forming bar) and repeated rows are dropped. A window that comes
   back short at its tail moves the next window's start to just after the last bar received, so a page cap

@@ -77,8 +77,10 @@ DIALECTS: dict[str, Dialect] = {d.id: d for d in (
             (("startTime", "ms_text"), ("open", "num"), ("high", "num"), ("low", "num"), ("close", "num"),
              ("volume", "num"), ("turnover", "num")),
             quote_volume=(6,)),
-    # KuCoin: times in seconds, prices in open-close-high-low order; its fee lookup would cost a second request
-    Dialect("kucoin", 1500, ("/market/candles",), "an object with a 'data' array", _path("data"),
+    # KuCoin: times in seconds, prices in open-close-high-low order; its fee lookup would cost a second request.
+    # At most 1500 rows, newest first, and ccxt asks up to endAt = since + limit bars: with an inclusive endAt a
+    # 1500-bar page would lose its oldest bar, so 1499.
+    Dialect("kucoin", 1499, ("/market/candles",), "an object with a 'data' array", _path("data"),
             (("time", "s_text"), ("open", "num"), ("close", "num"), ("high", "num"), ("low", "num"),
              ("volume", "num"), ("turnover", "num")),
             quote_volume=(6,), options={"fetchMarkets": {"fetchTickersFees": False}}, sends_until=False),

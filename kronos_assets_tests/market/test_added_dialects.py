@@ -126,3 +126,15 @@ def test_pagination_that_does_not_advance_is_handed_on(eth24, dialect):
         res = source_for(fd, fo).fetch_result("ETH/USDT", "1h", start, end, NOW)
     assert_same_candles(res.candles, window(eth24, start, end), exchange="okx")
     assert any(f"{dialect}: malformed payload" in e and "pagination does not advance" in e for e in res.report.events)
+
+
+@pytest.mark.parametrize("dialect", sorted(ADDED))
+def test_default_page_limit_loses_no_bar_and_costs_the_minimum(eth24, dialect):
+    from kronos_assets.market.dialects import dialect_for
+
+    start, end = utc(2024, 1, 1), utc(2024, 6, 1)  # several full pages at the dialect's own page limit
+    with FakeExchange(dialect, {"ETH/USDT": {"1h": eth24}}, NOW) as fake:
+        res = source_for(fake).fetch_result("ETH/USDT", "1h", start, end, NOW)
+    assert_same_candles(res.candles, window(eth24, start, end), exchange=dialect)
+    assert res.report.page_requests == min_requests(start, end, H, dialect_for(dialect).page_limit)
+    assert res.report.gap_requests == 0 and res.report.gaps_refilled == 0  # no page dropped its first bar
