@@ -29,12 +29,13 @@ from kronos_assets.failures import alert_failed_runs, run_cause
 from kronos_assets.local_instance import instance_for
 from kronos_assets.market.timeframes import last_closed_bar_open, timeframe_delta
 from kronos_assets.publishing.store import LocalStore
-from kronos_assets.runs import bounded_pool_waits, held_slots, process_tags, reap_dead_runs
+from kronos_assets.runs import (DEFAULT_POOL_WAIT_S, bounded_pool_waits, held_slots, process_tags,
+                                reap_dead_runs)
 from kronos_assets.settings import Settings
 
 __all__ = ["MainJobFailed", "MainJobResult", "instance_for", "run_main_job"]
 
-POOL_WAIT_S = float(os.environ.get("KRONOS_POOL_WAIT_S", 300))
+POOL_WAIT_S = float(os.environ.get("KRONOS_POOL_WAIT_S", DEFAULT_POOL_WAIT_S))
 # The terminal gets our progress lines; Dagster's event log goes to the instance's log file.
 QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 

@@ -22,8 +22,11 @@ from pathlib import Path
 from typing import Any, Callable
 
 import dagster as dg
+from dagster._core.executor.base import Executor  # no public base class to wrap an executor with
 
 HOST_TAG, PID_TAG, PID_START_TAG = "kronos/host", "kronos/pid", "kronos/pid_start"
+POOL_WAIT_TAG = "kronos/pool_wait_s"
+DEFAULT_POOL_WAIT_S = 300.0
 LIVE_STATUSES = [dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.CANCELING]
 _STARTED_PROCESS = re.compile(r"Started process for run \(pid: (\d+)\)")
 
@@ -193,8 +196,52 @@ def bounded_pool_waits(instance: dg.DagsterInstance, limit_s: float,
                                   f"'{concurrency_key}' pool slot, {describe_holders(instance, concurrency_key)}")
         return status
 
+    previous = vars(storage).get("claim_concurrency_slot")  # an enclosing bounded_pool_waits, if any
     storage.claim_concurrency_slot = claim  # an instance attribute: shadows the method for this object only
     try:
         yield
     finally:
-        del storage.claim_concurrency_slot
+        if previous is None:
+            del storage.claim_concurrency_slot
+        else:
+            storage.claim_concurrency_slot = previous
+
+
+def pool_wait_limit(tags: dict[str, str] | Any) -> float:
+    """The run's ``kronos/pool_wait_s`` tag, else $KRONOS_POOL_WAIT_S, else 300 s."""
+    raw = tags.get(POOL_WAIT_TAG) or os.environ.get("KRONOS_POOL_WAIT_S") or DEFAULT_POOL_WAIT_S
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(f"pool wait limit {raw!r} (tag {POOL_WAIT_TAG} or KRONOS_POOL_WAIT_S) is not a number") \
+            from None
+    if not value > 0:
+        raise ValueError(f"pool wait limit must be more than 0 s, got {raw!r}")
+    return value
+
+
+class _BoundedPoolsExecutor(Executor):
+    """The in-process executor, with every wait for a pool slot bounded (``bounded_pool_waits``)."""
+
+    def __init__(self, inner: Executor):
+        self._inner = inner
+
+    @property
+    def retries(self) -> Any:
+        return self._inner.retries
+
+    @property
+    def step_dependency_config(self) -> Any:
+        return self._inner.step_dependency_config
+
+    def execute(self, plan_context: Any, execution_plan: Any) -> Iterator[Any]:
+        limit = pool_wait_limit(plan_context.dagster_run.tags)
+        with bounded_pool_waits(plan_context.instance, limit, on_reap=plan_context.log.warning):
+            yield from self._inner.execute(plan_context, execution_plan)
+
+
+@dg.executor(name="in_process", config_schema=dg.in_process_executor.config_schema)
+def in_process_bounded_pools(init_context: Any) -> Executor:
+    """What the code location's runs execute with when the daemon or the UI launches them (``execute_in_process``,
+    and so ``kronos-assets run``, substitutes its own executor and is bounded by ``run_main_job``)."""
+    return _BoundedPoolsExecutor(dg.in_process_executor.executor_creation_fn(init_context))

@@ -19,6 +19,7 @@ from kronos_assets.defs.resources import build_resources
 from kronos_assets.defs.revisions import COMPARE_JOB, build_revision_comparison, build_revision_sensor
 from kronos_assets.defs.training import build_training_assets
 from kronos_assets.defs.uploads import build_uploads_sensor
+from kronos_assets.runs import in_process_bounded_pools
 from kronos_assets.settings import Settings, TimeframeSettings
 
 
@@ -82,7 +83,8 @@ def build_definitions(settings: Settings, resources: dict[str, Any] | None = Non
                      build_revision_sensor(settings, compare_job)],
             resources=resources if resources is not None else build_resources(settings),
             # Steps are short and share the model in memory: one process per run beats a process per step.
-            executor=dg.in_process_executor,
+            # Waits for a pool slot are bounded (kronos/pool_wait_s tag or KRONOS_POOL_WAIT_S, 300 s).
+            executor=in_process_bounded_pools,
         ),
     )
     for tf in settings.timeframes:  # what people watch: candles, forecasts and the published site stay fresh

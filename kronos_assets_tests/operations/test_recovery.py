@@ -7,12 +7,14 @@ published files as a run that was never interrupted.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
 import uuid
+from datetime import datetime, timezone
 from pathlib import Path
 
 import dagster as dg
@@ -246,4 +248,35 @@ def test_stray_publish_temporaries_are_removed_only_when_nobody_publishes(tmp_pa
         assert not stray.exists() and kept.read_text() == "published"
         assert any("removed 1 unfinished temporary file" in m for m in messages), messages
     finally:
+        instance.dispose()
+
+
+def test_a_run_launched_outside_kronos_assets_run_also_bounds_its_wait_for_a_slot(tmp_path):
+    """`dagster job execute` runs with the job's own executor, as daemon-launched runs do."""
+    from kronos_assets.defs.partitions import day_key
+    from kronos_assets.runs import POOL_WAIT_TAG
+    from kronos_assets_tests.operations.servers import VENV_BIN, kronos_env
+
+    root = _config(tmp_path)
+    settings = load_settings("demo", config_dir=root / "configs", home=root / "home")
+    sleeper = subprocess.Popen(["sleep", "300"])
+    instance = instance_for(settings)
+    try:
+        holder = _holder(instance, sleeper.pid)
+        day = str(day_key("BTC/USDT", datetime(2026, 11, 19, tzinfo=timezone.utc)))
+        tags = json.dumps({"dagster/partition": day, POOL_WAIT_TAG: "3"})
+        t0 = time.monotonic()
+        done = subprocess.run([str(VENV_BIN / "dagster"), "job", "execute", "-m", "kronos_assets.definitions", "-a",
+                               "defs", "-j", "candles_1h", "--tags", tags],
+                              env=kronos_env(root, settings.dagster_home), cwd=root, capture_output=True, text=True,
+                              timeout=RUN_LIMIT_S)
+        assert time.monotonic() - t0 < RUN_LIMIT_S
+        (run,) = [r for r in instance.get_runs() if r.run_id != holder]
+        assert run.status == dg.DagsterRunStatus.FAILURE, done.stdout[-3000:] + done.stderr[-3000:]
+        from kronos_assets.failures import run_cause
+
+        cause = run_cause(instance, run.run_id)
+        assert "PoolWaitTimeout" in cause and holder in cause and "'duckdb_write' pool slot" in cause, cause
+    finally:
+        sleeper.kill()
         instance.dispose()
