@@ -1,10 +1,22 @@
-"""Building blocks shared by the tokenizer and the predictor (spec §3); generate.py holds the KV-cached fast path.
+"""Building blocks shared by the tokenizer and the predictor (spec §3), with their one forward each.
 
-Module and parameter names mirror the official state_dict (Appendix A). Dropout is left out entirely: the
-modules are inference-only and dropout is the identity in eval mode.
+Module and parameter names mirror the official state_dict (Appendix A). Dropout is left out entirely: dropout is
+the identity in eval mode, and training (training/losses.py) runs these same forwards.
+
+Every attention runs in one of two ways, chosen by the cache it is given:
+  * a window pass (no cache, or a ``KVCache`` still waiting for its prefix): causal attention over whole windows
+    [B, T, d] with positions from 0, exactly the original's computation. The reference mode and the training
+    losses run only this; the fast mode's prefill runs it once and keeps the keys/values as the cache's prefix.
+  * a cached step (a filled ``KVCache``): x [G*S, T, d] extends each of the cache's rows by T positions. Its
+    projections run as one GEMM over concatenated weights and RMSNorm as one op: per-step GEMMs of a few rows
+    cost mostly per call. The results equal the window pass's within float rounding.
 """
 
 from __future__ import annotations
+
+import math
+import weakref
+from typing import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -17,7 +29,9 @@ class RMSNorm(nn.Module):
         self.eps = eps
         self.weight = nn.Parameter(torch.ones(dim))
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, fused: bool = False) -> Tensor:
+        if fused:  # one op: bitwise the chain below on CPU; the window pass keeps the chain (the original's)
+            return F.rms_norm(x, self.weight.shape, self.weight, self.eps)
         # Normalise in float32 and cast back before the weight, as the original does.
         xf = x.float()
         y = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)
@@ -33,8 +47,9 @@ class FeedForward(nn.Module):
         self.w3 = nn.Linear(d_model, ff_dim, bias=False)
         self.w2 = nn.Linear(ff_dim, d_model, bias=False)
 
-    def forward(self, x: Tensor) -> Tensor:
-        return self.w2(F.silu(self.w1(x)) * self.w3(x))
+    def forward(self, x: Tensor, fused: bool = False) -> Tensor:
+        gate, up = fused_linear(x, (self.w1, self.w3)) if fused else (self.w1(x), self.w3(x))
+        return self.w2(F.silu(gate) * up)
 
 
 def rope_inv_freq(head_dim: int) -> Tensor:
@@ -63,6 +78,127 @@ class RotaryEmbedding(nn.Module):
         return x * cos + rotated * sin
 
 
+# -- fused projections -----------------------------------------------------------------------------------------
+# Weights concatenated once per group of Linears, and again only when a weight changes in place (between training
+# steps): keyed on the tensors' version counters.
+_FUSED: "weakref.WeakKeyDictionary[nn.Module, tuple[tuple[int, ...], Tensor, Tensor | None]]" = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def fused_linear(x: Tensor, linears: Sequence[nn.Linear]) -> tuple[Tensor, ...]:
+    """``tuple(lin(x) for lin in linears)`` as one GEMM over the concatenated weights."""
+    params = [p for lin in linears for p in (lin.weight, lin.bias) if p is not None]
+    stamp = tuple(v for p in params for v in (p.data_ptr(), p._version))
+    hit = _FUSED.get(linears[0])
+    if hit is None or hit[0] != stamp:
+        w = torch.cat([lin.weight for lin in linears])
+        b = torch.cat([lin.bias for lin in linears]) if all(lin.bias is not None for lin in linears) else None
+        hit = _FUSED[linears[0]] = (stamp, w, b)
+    return F.linear(x, hit[1], hit[2]).split([lin.out_features for lin in linears], dim=-1)
+
+
+# -- the KV cache ----------------------------------------------------------------------------------------------
+class KVCache:
+    """Keys/values of one attention layer for G series x S rows (row r belongs to series r // S).
+
+    Created empty and waiting for a prefix (``prefill=True``): the next window pass over G windows [G, P, d]
+    stores their keys/values [G, heads, P, hd] as the prefix each series' S rows share. Each later call appends
+    keys/values of T new positions per row to ``own_*`` [G, heads, S, capacity, hd], laid out so a series' rows
+    sit next to each other per head: attention then reads and writes [G*heads, S*T, .] blocks without copies.
+    With ``prefill=False`` the rows start without a prefix (positions from 0).
+    """
+
+    def __init__(self, series: int, paths: int, capacity: int, prefill: bool = True) -> None:
+        self.series, self.paths, self.capacity = series, paths, capacity
+        self.awaiting_prefix = prefill
+        self.prefix_k: Tensor | None = None
+        self.prefix_v: Tensor | None = None
+        self.own_k: Tensor | None = None
+        self.own_v: Tensor | None = None
+        self.length = 0
+
+    @property
+    def prefix_len(self) -> int:
+        return 0 if self.prefix_k is None else self.prefix_k.shape[2]
+
+    @property
+    def position(self) -> int:
+        """Position of the next token of every row."""
+        return self.prefix_len + self.length
+
+    def _allocate(self, like: Tensor) -> None:
+        _, heads, _, hd = like.shape
+        self.own_k = like.new_empty((self.series, heads, self.paths, self.capacity, hd))
+        self.own_v = torch.empty_like(self.own_k)
+
+    def store_prefix(self, k: Tensor, v: Tensor) -> None:
+        """k, v [G, heads, P, hd] of the series' windows."""
+        self.prefix_k, self.prefix_v = k.contiguous(), v.contiguous()
+        self.awaiting_prefix = False
+        self._allocate(k)
+
+    def by_series(self, x: Tensor) -> Tensor:
+        """[G*S, heads, T, hd] (rows series-major) -> [G, heads, S, T, hd]."""
+        rows, heads, t, hd = x.shape
+        return x.view(self.series, rows // self.series, heads, t, hd).transpose(1, 2)
+
+    def append(self, k: Tensor, v: Tensor) -> None:
+        """k, v [G*S, heads, T, hd] of T new positions per row."""
+        if self.own_k is None:
+            self._allocate(k)
+        assert self.own_k is not None and self.own_v is not None
+        t = k.shape[2]
+        if self.length + t > self.capacity:
+            raise RuntimeError(f"KV cache overflow: {self.length}+{t} > {self.capacity}")
+        self.own_k[:, :, :, self.length : self.length + t] = self.by_series(k)
+        self.own_v[:, :, :, self.length : self.length + t] = self.by_series(v)
+        self.length += t
+
+    def attend(self, q: Tensor, causal: bool) -> Tensor:
+        """Attention of q [G*S, heads, T, hd] over each row's series prefix (one [S*T, hd] x [hd, P] GEMM per
+        series and head, batched over G*heads) and the row's own keys (causally among the last T when ``causal``).
+        Returns [G*S, T, heads*hd] (heads merged)."""
+        assert self.own_k is not None and self.own_v is not None
+        g, s = self.series, self.paths
+        _, heads, t, hd = q.shape
+        n, p = self.length, self.prefix_len
+        gh = g * heads
+        # Scaling the (small) queries instead of the scores saves a pass over [G*H, S*T, P+n]; for head sizes that
+        # are powers of 4 (Kronos: 64) the scale is a power of two and both orders give the same bits.
+        qf = (self.by_series(q).contiguous() * (1.0 / math.sqrt(hd))).reshape(gh, s * t, hd)
+        parts: list[Tensor] = []
+        if p:
+            assert self.prefix_k is not None
+            parts.append(torch.bmm(qf, self.prefix_k.reshape(gh, p, hd).transpose(1, 2)))  # [GH, S*T, P]
+        if n:
+            own_k = self.own_k[:, :, :, :n].reshape(gh * s, n, hd)
+            s_own = torch.bmm(qf.view(gh * s, t, hd), own_k.transpose(1, 2))  # [GHS, T, n]
+            if causal and t > 1:
+                q_pos = torch.arange(n - t, n, device=q.device)[:, None]
+                k_pos = torch.arange(n, device=q.device)[None, :]
+                s_own = s_own.masked_fill(k_pos > q_pos, float("-inf"))
+            parts.append(s_own.view(gh, s * t, n))
+        scores = parts[0] if len(parts) == 1 else torch.cat(parts, dim=-1)
+        probs = torch.softmax(scores, dim=-1)
+        out = None
+        if n:
+            own_v = self.own_v[:, :, :, :n].reshape(gh * s, n, hd)
+            out = torch.bmm(probs[..., p:].reshape(gh * s, t, n), own_v).view(gh, s * t, hd)
+        if p:
+            assert self.prefix_v is not None
+            o = torch.bmm(probs[..., :p], self.prefix_v.reshape(gh, p, hd))
+            out = o if out is None else out + o
+        assert out is not None
+        return out.view(g, heads, s, t, hd).permute(0, 2, 3, 1, 4).reshape(g * s, t, heads * hd)
+
+
+def is_step(cache: KVCache | None) -> bool:
+    """Whether a forward given ``cache`` is a cached step (else a window pass)."""
+    return cache is not None and not cache.awaiting_prefix
+
+
+# -- attention and the block -----------------------------------------------------------------------------------
 class AttentionProjections(nn.Module):
     """The parameters every Kronos attention shares (state-dict names q_proj/k_proj/v_proj/out_proj/rotary, all
     projections with biases) and the head split/merge around them."""
@@ -78,10 +214,12 @@ class AttentionProjections(nn.Module):
         self.rotary = RotaryEmbedding(self.head_dim)
 
     def split(self, x: Tensor) -> Tensor:
+        """[B, T, heads*hd] -> [B, heads, T, hd]."""
         b, t, _ = x.shape
         return x.view(b, t, self.n_heads, self.head_dim).transpose(1, 2)
 
     def merge(self, x: Tensor) -> Tensor:
+        """[B, heads, T, hd] -> [B, T, heads*hd]."""
         b, _, t, _ = x.shape
         return x.transpose(1, 2).reshape(b, t, self.n_heads * self.head_dim)
 
@@ -89,16 +227,21 @@ class AttentionProjections(nn.Module):
 class SelfAttention(AttentionProjections):
     """Causal multi-head self-attention with RoPE."""
 
-    def _qkv(self, x: Tensor, start: int) -> tuple[Tensor, Tensor, Tensor]:
-        q, k, v = self.split(self.q_proj(x)), self.split(self.k_proj(x)), self.split(self.v_proj(x))
-        cos, sin = self.rotary.cos_sin(start, x.shape[1])
-        return RotaryEmbedding.apply(q, cos, sin), RotaryEmbedding.apply(k, cos, sin), v
-
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """Full causal pass over a window starting at position 0; also returns (k, v) for a cache."""
-        q, k, v = self._qkv(x, 0)
-        out = F.scaled_dot_product_attention(q, k, v, is_causal=True)
-        return self.out_proj(self.merge(out)), k, v
+    def forward(self, x: Tensor, cache: KVCache | None = None, rope: tuple[Tensor, Tensor] | None = None) -> Tensor:
+        """Window pass over x [B, T, d] (positions from 0), or a cached step of T new positions per row at
+        ``cache.position``; ``rope`` = (cos, sin) of those positions when the caller has them already."""
+        if not is_step(cache):
+            q, k, v = self.split(self.q_proj(x)), self.split(self.k_proj(x)), self.split(self.v_proj(x))
+            cos, sin = self.rotary.cos_sin(0, x.shape[1])
+            q, k = RotaryEmbedding.apply(q, cos, sin), RotaryEmbedding.apply(k, cos, sin)
+            if cache is not None:
+                cache.store_prefix(k, v)
+            return self.out_proj(self.merge(F.scaled_dot_product_attention(q, k, v, is_causal=True)))
+        assert cache is not None
+        cos, sin = rope if rope is not None else self.rotary.cos_sin(cache.position, x.shape[1])
+        q, k, v = (self.split(t) for t in fused_linear(x, (self.q_proj, self.k_proj, self.v_proj)))
+        cache.append(RotaryEmbedding.apply(k, cos, sin), v)
+        return self.out_proj(cache.attend(RotaryEmbedding.apply(q, cos, sin), causal=True))
 
 
 class TransformerBlock(nn.Module):
@@ -111,10 +254,19 @@ class TransformerBlock(nn.Module):
         self.norm2 = RMSNorm(d_model)
         self.ffn = FeedForward(d_model, ff_dim)
 
-    def forward(self, x: Tensor) -> Tensor:
-        return self.forward_kv(x)[0]
+    def forward(self, x: Tensor, cache: KVCache | None = None, rope: tuple[Tensor, Tensor] | None = None) -> Tensor:
+        step = is_step(cache)
+        x = x + self.self_attn(self.norm1(x, fused=step), cache, rope)
+        return x + self.ffn(self.norm2(x, fused=step), fused=step)
 
-    def forward_kv(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        a, k, v = self.self_attn(self.norm1(x))
-        x = x + a
-        return x + self.ffn(self.norm2(x)), k, v
+
+def run_blocks(blocks: Sequence[TransformerBlock], x: Tensor, caches: Sequence[KVCache] | None = None) -> Tensor:
+    """A stack of blocks: a window pass, or (with one cache per block) a step. A step's RoPE table is the same
+    for every block, so it is computed once."""
+    if caches is None:
+        caches = [None] * len(blocks)  # type: ignore[list-item]
+    first = caches[0]
+    rope = blocks[0].self_attn.rotary.cos_sin(first.position, x.shape[1]) if is_step(first) else None
+    for block, cache in zip(blocks, caches):
+        x = block(x, cache, rope)
+    return x

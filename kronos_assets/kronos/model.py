@@ -1,19 +1,21 @@
 """Kronos: the decoder-only predictor over (s1, s2) token pairs with its dependency layer (spec §5).
 
-``context``/``s2_logits`` recompute a whole window like the original (reference mode); generate.py's fast mode
-keeps keys/values of the main blocks and of the dependency layer so each new token costs one position.
+``context`` and ``s2_logits`` are the network's whole forward. Without caches they recompute windows like the
+original (the reference mode and the training losses); with the ``KVCache``s of a ``DecodeState`` (one per block
+and one for the dependency layer) they run the fast mode's prefill and its one-position steps (generate.py).
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .config import DEP_HEADS, KronosConfig
-from .layers import AttentionProjections, RMSNorm, TransformerBlock
+from .layers import AttentionProjections, KVCache, RMSNorm, TransformerBlock, fused_linear, is_step, run_blocks
 
 # Time feature order of a stamp row, and table sizes (day and month are 1-based, row 0 unused).
 STAMP_FIELDS = ("minute", "hour", "weekday", "day", "month")
@@ -57,10 +59,41 @@ class CrossAttention(AttentionProjections):
 
 
 class DependencyAwareLayer(nn.Module):
+    """s2's conditioning on the sampled s1: the raw ``emb_s1`` row of s1 queries the normed context (no RoPE
+    rotation), residual the context row it predicts from (spec §5.5)."""
+
     def __init__(self, d_model: int) -> None:
         super().__init__()
         self.cross_attn = CrossAttention(d_model, DEP_HEADS)
         self.norm = RMSNorm(d_model)
+
+    def remember(self, context: Tensor, cache: KVCache) -> None:
+        """Keys/values of new context rows into ``cache``: a prefill's windows [G, P, d] become its prefix, a
+        step's rows [G*S, T, d] are appended."""
+        ca = self.cross_attn
+        if is_step(cache):
+            k, v = fused_linear(context, (ca.k_proj, ca.v_proj))
+            cache.append(ca.split(k), ca.split(v))
+        else:
+            cache.store_prefix(ca.split(ca.k_proj(context)), ca.split(ca.v_proj(context)))
+
+    def forward(self, query: Tensor, residual: Tensor, context: Tensor | None = None,
+                cache: KVCache | None = None) -> Tensor:  # fmt: skip
+        """query and residual [B, Tq, d]. Query row t attends to the context up to its own position, queries
+        aligned with the context's last rows: Tq = 1 (inference) sees the whole context [B, Tk, d], Tq = Tk
+        (training, teacher forcing) is causal. With a filled ``cache`` instead of ``context`` (Tq = 1): the
+        cached rows' keys/values."""
+        ca = self.cross_attn
+        q = ca.split(ca.q_proj(query))
+        if cache is not None:
+            return self.norm(residual + ca.out_proj(cache.attend(q, causal=False)), fused=True)
+        assert context is not None
+        tq, tk = query.shape[1], context.shape[1]
+        if tq not in (1, tk):
+            raise ValueError(f"{tq} queries over {tk} context rows: need 1 or one per row")
+        k, v = ca.split(ca.k_proj(context)), ca.split(ca.v_proj(context))
+        attn = F.scaled_dot_product_attention(q, k, v, is_causal=tq > 1)
+        return self.norm(residual + ca.out_proj(ca.merge(attn)))
 
 
 class DualHead(nn.Module):
@@ -89,22 +122,51 @@ class Kronos(nn.Module):
     def s1_logits(self, h: Tensor) -> Tensor:
         return self.head.proj_s1(h)
 
-    def _s2_from_attention(self, attn: Tensor, last: Tensor) -> Tensor:
-        dep = self.dep_layer
-        a = dep.cross_attn.out_proj(dep.cross_attn.merge(attn))[:, 0]
-        return self.head.proj_s2(dep.norm(last + a))
+    def context(self, s1: Tensor, s2: Tensor, stamp: Tensor, state: DecodeState | None = None) -> Tensor:
+        """Normed context of tokens [B, T] with stamps [B, T, 5]: [B, T, d].
 
-    # -- reference: recompute the window -------------------------------------------------------------------
-    def context(self, s1: Tensor, s2: Tensor, stamp: Tensor) -> Tensor:
-        """Normed context [R, W, d] of a window (positions from 0), recomputed from scratch."""
-        x = self.embed(s1, s2, stamp)
-        for block in self.transformer:
-            x = block(x)
-        return self.norm(x)
+        Without ``state``: windows from position 0, recomputed from scratch. With a ``DecodeState`` waiting for
+        its prefix: the same pass over G windows, whose keys/values the state keeps for its rows. With a filled
+        state: T new tokens per row [G*S, T] at ``state.position``; ``state.last`` becomes the newest row."""
+        step = state is not None and is_step(state.dep)
+        x = run_blocks(self.transformer, self.embed(s1, s2, stamp), state.layers if state is not None else None)
+        ctx = self.norm(x, fused=step)
+        if state is not None:
+            self.dep_layer.remember(ctx, state.dep)
+            state.last = ctx[:, -1]
+        return ctx
 
-    def s2_logits(self, context: Tensor, s1: Tensor) -> Tensor:
-        """s2 logits [R, V] of the last position given sampled s1 [R]: one raw emb_s1 query over all of context."""
-        ca = self.dep_layer.cross_attn
-        q = ca.split(ca.q_proj(self.embedding.emb_s1(s1).unsqueeze(1)))
-        k, v = ca.split(ca.k_proj(context)), ca.split(ca.v_proj(context))
-        return self._s2_from_attention(F.scaled_dot_product_attention(q, k, v), context[:, -1])
+    def s2_logits(self, context: Tensor, s1: Tensor, state: DecodeState | None = None) -> Tensor:
+        """s2 logits given the s1 of the next token.
+
+        s1 [R]: logits [R, V] of the last position of ``context`` [R, W, d] (inference), or with ``state`` of its
+        rows' newest position (``context`` is then ignored: pass ``state.last``). s1 [B, T] with context
+        [B, T, d]: logits [B, T, V] of every position, row t conditioned on s1[:, t] (teacher forcing)."""
+        if s1.ndim == 1:
+            query = self.embedding.emb_s1(s1).unsqueeze(1)
+            if state is not None:
+                last = state.last
+                if last.shape[0] != s1.shape[0]:  # right after a prefill: one state per series, shared by its rows
+                    last = last.repeat_interleave(s1.shape[0] // last.shape[0], dim=0)
+                return self.head.proj_s2(self.dep_layer(query, last[:, None], cache=state.dep))[:, 0]
+            return self.head.proj_s2(self.dep_layer(query, context[:, -1:], context))[:, 0]
+        return self.head.proj_s2(self.dep_layer(self.embedding.emb_s1(s1), context, context))
+
+    def decode_state(self, series: int, paths: int, capacity: int) -> DecodeState:
+        """Empty caches for G series x ``paths`` rows: the next ``context`` call's windows become each series'
+        shared prefix, then each row has room for ``capacity`` more tokens."""
+        caches = [KVCache(series, paths, capacity) for _ in self.transformer]
+        return DecodeState(caches, KVCache(series, paths, capacity))
+
+
+@dataclass
+class DecodeState:
+    """The fast mode's caches: one per main block and one for the dependency layer."""
+
+    layers: list[KVCache]
+    dep: KVCache
+    last: Tensor | None = None  # normed newest context row: [G, d] after a prefill, [G*S, d] after a step
+
+    @property
+    def position(self) -> int:
+        return self.dep.position

@@ -1,17 +1,19 @@
 """KronosTokenizer: a causal Transformer autoencoder with Binary Spherical Quantization (spec §4).
 
 Each normalised bar (6 features) becomes two 10-bit ids: s1 from quantiser dims 0-9 and s2 from dims 10-19,
-both LSB-first. Only the inference half is implemented (no training losses).
+both LSB-first. The training losses (training/losses.py) run the same ``latent`` and ``decode_hidden``.
 """
 
 from __future__ import annotations
+
+from typing import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .config import TokenizerConfig
-from .layers import TransformerBlock
+from .layers import KVCache, TransformerBlock, run_blocks
 
 
 class BinarySphericalQuantizer(nn.Module):
@@ -71,26 +73,27 @@ class KronosTokenizer(nn.Module):
         return torch.cat((self._ids_to_code(s1), self._ids_to_code(s2)), dim=-1)
 
     # -- encode ------------------------------------------------------------------------------------------------
+    def latent(self, x: Tensor) -> Tensor:
+        """x [B, T, 6] normalised bars -> the unit-norm code z [B, T, codebook_dim] before quantisation."""
+        return F.normalize(self.quant_embed(run_blocks(self.encoder, self.embed(x))), dim=-1)
+
     def encode(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """x [B, T, 6] normalised bars -> (s1, s2) int64 [B, T]. Causal: row t depends on bars 0..t."""
-        z = self.embed(x)
-        for block in self.encoder:
-            z = block(z)
-        z = F.normalize(self.quant_embed(z), dim=-1)  # cannot change a sign; kept for exact zero handling
+        z = self.latent(x)  # the normalisation cannot change a sign; kept for exact zero handling
         bits = z > 0  # sign quantisation, exact 0 -> -1 -> bit 0
         k = self.config.s1_bits
         return self._bits_to_ids(bits[..., :k]), self._bits_to_ids(bits[..., k:])
 
     # -- decode ------------------------------------------------------------------------------------------------
-    def _decode_hidden(self, h: Tensor) -> Tensor:
-        for block in self.decoder:
-            h = block(h)
-        return self.head(h)
+    def decode_hidden(self, h: Tensor, caches: Sequence[KVCache] | None = None) -> Tensor:
+        """Decoder blocks and head over embedded codes h [B, T, d] -> bars [B, T, 6]: a window pass, or with one
+        ``KVCache`` per decoder block a cached pass (layers.run_blocks)."""
+        return self.head(run_blocks(self.decoder, h, caches))
 
     def decode(self, s1: Tensor, s2: Tensor) -> Tensor:
         """(s1, s2) [B, T] -> bars [B, T, 6] in normalised space, one causal pass (positions from 0)."""
-        return self._decode_hidden(self.post_quant_embed(self.ids_to_code(s1, s2)))
+        return self.decode_hidden(self.post_quant_embed(self.ids_to_code(s1, s2)))
 
     def decode_coarse(self, s1: Tensor) -> Tensor:
         """s1-only reconstruction of the training forward (§4.4): scale 1/√20, through post_quant_embed_pre."""
-        return self._decode_hidden(self.post_quant_embed_pre(self._ids_to_code(s1)))
+        return self.decode_hidden(self.post_quant_embed_pre(self._ids_to_code(s1)))

@@ -11,8 +11,9 @@ codebook entropy is the entropy of the batch-averaged joint distribution of each
 Predictor: inputs tokens[:, :-1] with their stamps, targets tokens[:, 1:]; loss = (CE_s1 + CE_s2) / 2 with the s2
 head conditioned on the true next s1 (teacher forcing). The dependency layer is trained the way inference runs it
 (spec §5.5): the raw ``emb_s1`` row of the next s1 queries the normed context of positions 0..t (causal), without
-RoPE rotation, and the residual is the context row t. Row t of the training logits therefore equals what
-``Kronos.s2_logits`` computes at inference for a window ending at t (the original trains with RoPE on the query
+RoPE rotation, and the residual is the context row t. Both run the inference modules' own forwards
+(``KronosTokenizer.latent``/``decode_hidden``, ``Kronos.context``/``s2_logits``), so row t of the training logits
+equals what ``Kronos.s2_logits`` computes at inference for a window ending at t (the original trains with RoPE on the query
 positions instead, which inference never sees).
 """
 
@@ -84,14 +85,11 @@ def soft_entropies(z: Tensor, q_scale: float, group_size: int, inv_temperature: 
 def tokenizer_losses(tok: KronosTokenizer, x: Tensor, inv_temperature: float = DEFAULT_INV_TEMPERATURE) -> TokenizerLosses:
     """Training forward of the tokenizer on normalised bars x [B, T, 6]."""
     c = tok.config
-    h = tok.embed(x)
-    for block in tok.encoder:
-        h = block(h)
-    z = F.normalize(tok.quant_embed(h), dim=-1)
+    z = tok.latent(x)
     zq = torch.where(z > 0, 1.0, -1.0).to(z.dtype) * tok.q_scale  # exact 0 -> -1, as encode()
     zhat = z + (zq - z).detach()  # straight-through
-    coarse = tok._decode_hidden(tok.post_quant_embed_pre(zhat[..., : c.s1_bits]))
-    full = tok._decode_hidden(tok.post_quant_embed(zhat))
+    coarse = tok.decode_hidden(tok.post_quant_embed_pre(zhat[..., : c.s1_bits]))
+    full = tok.decode_hidden(tok.post_quant_embed(zhat))
     recon_coarse = F.mse_loss(coarse, x)
     recon_full = F.mse_loss(full, x)
     commit = c.beta * ((zq.detach() - z) ** 2).sum(-1).mean()
@@ -102,23 +100,13 @@ def tokenizer_losses(tok: KronosTokenizer, x: Tensor, inv_temperature: float = D
     return TokenizerLosses(loss, recon_coarse, recon_full, commit, sample_entropy, codebook_entropy, bsq)
 
 
-def s2_logits_teacher_forced(model: Kronos, context: Tensor, next_s1: Tensor) -> Tensor:
-    """s2 logits [B, L, V] for every position of a window: row t attends over context[:, :t+1] with the raw
-    emb_s1 of the true next s1 as query, no RoPE, residual context[:, t] (inference semantics, spec §5.5)."""
-    ca = model.dep_layer.cross_attn
-    q = ca.split(ca.q_proj(model.embedding.emb_s1(next_s1)))
-    k, v = ca.split(ca.k_proj(context)), ca.split(ca.v_proj(context))
-    a = ca.out_proj(ca.merge(F.scaled_dot_product_attention(q, k, v, is_causal=True)))
-    return model.head.proj_s2(model.dep_layer.norm(context + a))
-
-
 def predictor_losses(model: Kronos, s1: Tensor, s2: Tensor, stamp: Tensor) -> PredictorLosses:
     """Next-token losses on token sequences s1, s2 [B, T] with stamps [B, T, 5]."""
     ctx = model.context(s1[:, :-1], s2[:, :-1], stamp[:, :-1])
     t1, t2 = s1[:, 1:], s2[:, 1:]
     logits1 = model.s1_logits(ctx)
     ce1 = F.cross_entropy(logits1.flatten(0, 1), t1.flatten())
-    logits2 = s2_logits_teacher_forced(model, ctx, t1)
+    logits2 = model.s2_logits(ctx, t1)  # teacher forcing: row t conditioned on the true next s1
     ce2 = F.cross_entropy(logits2.flatten(0, 1), t2.flatten())
     acc1 = (logits1.detach().argmax(-1) == t1).float().mean()
     return PredictorLosses((ce1 + ce2) / 2, ce1, ce2, acc1)

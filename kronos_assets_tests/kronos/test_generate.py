@@ -62,12 +62,12 @@ def test_trim_policy_never_slides(networks: tuple, monkeypatch: pytest.MonkeyPat
     model, tok = networks
     hist = _history(tok, 40, 8)
     calls = []
-    real_prefill = gen_module._group_prefill
+    real_prefill = gen_module.prefill
     def counting_prefill(model, s1, *a, **k):  # type: ignore[no-untyped-def]
         calls.append(s1.shape[1])
         return real_prefill(model, s1, *a, **k)
 
-    monkeypatch.setattr(gen_module, "_group_prefill", counting_prefill)
+    monkeypatch.setattr(gen_module, "prefill", counting_prefill)
     trim = _run(networks, hist, 0, horizon=8, n_paths=3, max_context=32, context_policy="trim")
     assert calls == [24]  # one prefill of max_context - horizon history tokens
     calls.clear()

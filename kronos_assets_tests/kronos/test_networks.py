@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import math
 
+import pytest
 import torch
 import torch.nn.functional as F
 
-from kronos_assets.kronos.generate import _group_decode, _group_extend, _group_prefill, _group_s2_logits
+from kronos_assets.kronos.generate import decode_rows, prefill
 from kronos_assets.kronos.layers import RMSNorm, RotaryEmbedding
 from kronos_assets.kronos.model import Kronos
 from kronos_assets.kronos.tokenizer import KronosTokenizer
@@ -53,7 +54,7 @@ def test_decode_is_causal_and_continuation_decodes_only_new_rows() -> None:
     cont = torch.randint(0, 1024, (2, 4, 5), generator=g)
     full = tok.decode(*(torch.cat([prefix[i].expand(4, -1), cont[i]], 1) for i in (0, 1)))
     with torch.inference_mode():  # the fast path's decode: the shared prefix once, then each row's tokens
-        part = _group_decode(tok, (prefix[:1], prefix[1:]), cont[0], cont[1], 1)
+        part = decode_rows(tok, (prefix[:1], prefix[1:]), cont[0], cont[1], 1)
     torch.testing.assert_close(part, full[:, 11:], rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(tok.decode(prefix[:1], prefix[1:])[0], full[0, :11])  # earlier rows ignore later ones
 
@@ -127,18 +128,18 @@ def test_prefill_and_extend_match_the_full_window() -> None:
     new1, new2, new_stamp = _window(3, rows=4, seed=2)
     rows_stamp = new_stamp[:1].expand(4, -1, -1)
     with torch.inference_mode():
-        state = _group_prefill(model, hist1, hist2, hist_stamp, paths=4, capacity=3)
+        state = prefill(model, hist1, hist2, hist_stamp, paths=4, capacity=3)
         whole = model.context(hist1, hist2, hist_stamp)
         torch.testing.assert_close(model.s1_logits(state.last)[0], model.s1_logits(whole)[0, -1])
-        _group_extend(model, state, new1[:, :1], new2[:, :1], rows_stamp[:, :1])
-        _group_extend(model, state, new1[:, 1:], new2[:, 1:], rows_stamp[:, 1:])
+        model.context(new1[:, :1], new2[:, :1], rows_stamp[:, :1], state)
+        model.context(new1[:, 1:], new2[:, 1:], rows_stamp[:, 1:], state)
         full = model.context(
             torch.cat([hist1.expand(4, -1), new1], 1), torch.cat([hist2.expand(4, -1), new2], 1),
             torch.cat([hist_stamp, new_stamp[:1]], 1),
         )  # fmt: skip
         torch.testing.assert_close(state.last, full[:, -1], rtol=1e-5, atol=1e-5)
         picked = torch.tensor([1, 2, 3, 4])
-        cached = _group_s2_logits(model, state, picked)
+        cached = model.s2_logits(state.last, picked, state)
         torch.testing.assert_close(cached, model.s2_logits(full, picked), rtol=1e-5, atol=1e-5)
 
 
@@ -153,3 +154,11 @@ def test_attention_is_causal_with_positions_from_window_start() -> None:
     shifted = model.context(s1[:, 1:], s2[:, 1:], stamp[:, 1:])  # drop one: positions restart at 0
     assert not torch.allclose(shifted[:, -1], a[:, -1])
     assert not F.cosine_similarity(shifted[0, -1], a[0, -1], dim=0).isnan()
+
+
+def test_dependency_layer_refuses_queries_it_cannot_align() -> None:
+    model, _ = tiny_networks(7)
+    s1, s2, stamp = _window(6)
+    ctx = model.context(s1, s2, stamp)
+    with pytest.raises(ValueError, match="3 queries over 6 context rows"):
+        model.dep_layer(ctx[:, :3], ctx[:, :3], ctx)

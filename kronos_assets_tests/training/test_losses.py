@@ -8,7 +8,7 @@ import torch
 
 from kronos_assets.kronos.model import Kronos
 from kronos_assets.kronos.tokenizer import KronosTokenizer
-from kronos_assets.training.losses import predictor_losses, s2_logits_teacher_forced, soft_entropies, tokenizer_losses
+from kronos_assets.training.losses import predictor_losses, soft_entropies, tokenizer_losses
 from kronos_assets.training.trainer import init_weights
 
 from .conftest import TINY_MODEL, TINY_TOKENIZER
@@ -31,7 +31,7 @@ def test_teacher_forced_s2_logits_equal_inference_at_every_position() -> None:
     stamp = _stamps(b, t)
     with torch.no_grad():
         ctx = model.context(s1[:, :-1], s2[:, :-1], stamp[:, :-1])
-        logits = s2_logits_teacher_forced(model, ctx, s1[:, 1:])
+        logits = model.s2_logits(ctx, s1[:, 1:])  # every position at once, as predictor_losses
         for pos in range(t - 1):
             window = model.context(s1[:, : pos + 1], s2[:, : pos + 1], stamp[:, : pos + 1])
             ref = model.s2_logits(window, s1[:, pos + 1])
