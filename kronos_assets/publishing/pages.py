@@ -30,13 +30,9 @@ _ENV = jinja2.Environment(
 _ENV.filters["script_json"] = script_json
 
 
-def series_section(snap: dict[str, Any], board: list[dict[str, Any]], index: int) -> str:
-    """One series' section of the dashboard (``board``: its scoreboard rows)."""
-    return str(_macro("series.html.j2", "series_section")(series_view(snap, board, index)))
-
-
 def dashboard_html(snapshots: list[dict[str, Any]], scoreboard: list[dict[str, Any]], generated_at: str,
                    synthetic: bool) -> str:
+    """index.html: a section per snapshot, in their order, each with its series' rows of ``scoreboard``."""
     views: list[SeriesView] = []
     for i, snap in enumerate(snapshots):
         board = [r for r in scoreboard if r["symbol"] == snap["symbol"] and r["timeframe"] == snap["timeframe"]]
@@ -52,6 +48,7 @@ def chart_page(snapshot: dict[str, Any]) -> bytes:
     depth = series_prefix(snapshot["symbol"], snapshot["timeframe"]).count("/") + 1
     page = fan_chart(snapshot).to_html(include_plotlyjs="../" * depth + PLOTLY_JS_KEY, full_html=True,
                                        div_id="chart", config={"responsive": True, "displaylogo": False})
+    # str, not Markup: '"<head>" + Markup' would escape plotly's page around it.
     head = str(_macro("chart_page.html.j2", "head")(snapshot["symbol"], snapshot["timeframe"]))
     banner = str(_macro("chart_page.html.j2", "banner")(DEMO_BANNER)) if snapshot.get("synthetic") else ""
     page = page.replace("<head>", "<head>" + head, 1).replace("<body>", "<body>" + banner, 1)

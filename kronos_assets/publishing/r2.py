@@ -43,7 +43,7 @@ ENDPOINT_VAR = "R2_ENDPOINT_URL"
 R2_VARS = (ACCOUNT_VAR, KEY_ID_VAR, SECRET_VAR, BUCKET_VAR, PUBLIC_BASE_VAR, ENDPOINT_VAR)
 CHECKSUM_VARS = ("AWS_REQUEST_CHECKSUM_CALCULATION", "AWS_RESPONSE_CHECKSUM_VALIDATION")
 SHA256_META = "sha256"  # x-amz-meta-sha256: lets a re-publish skip objects already stored
-MAX_ATTEMPTS = 5
+MAX_ATTEMPTS = 5  # per request, in botocore's standard retry mode: for whoever builds the client
 
 _URL_RE = re.compile(r"^https?://[^\s/]+(/\S*)?$")
 _env_lock = threading.Lock()

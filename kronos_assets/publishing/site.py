@@ -2,9 +2,9 @@
 
 Where each object lives, and the versioned copy of every "latest" file: ``keys``. The manifest lists every
 immutable object (history, paths, plotly.js and the versioned copies) with its sha256, size, content type and
-cache policy, and maps each latest name to its versioned copy (``aliases``). Publishing puts the immutable objects first,
-then the latest names (each after everything it links to), then the manifest, and only then deletes the
-versioned copies two publishes old. So a reader that follows the manifest always finds every object it lists,
+cache policy, and maps each latest name to its versioned copy (``aliases``). Publishing puts the immutable
+objects first, then the latest names (each after everything it links to), then the manifest, and only then
+deletes the versioned copies two publishes old. So a reader that follows the manifest always finds every object it lists,
 with the listed sha256, even while the next publish runs or after one failed half-way; a browser opening a
 latest name gets a page whose links already exist.
 

@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import json
 import re
+import tomllib
+from fnmatch import fnmatch
+from pathlib import Path
 
+from kronos_assets.publishing import pages
 from kronos_assets.publishing.pages import chart_page, dashboard_html, script_json
+from kronos_assets.settings import REPO_ROOT
 
 EVIL = "<script>alert(1)</script>"
 
@@ -46,3 +51,14 @@ def test_names_and_sentences_are_escaped_in_the_dashboard_and_chart_page(site_da
 def test_script_json_keeps_json_inside_its_script_element():
     assert script_json('{"a": "</script><b>"}') == '{"a": "<\\/script><b>"}'
     assert json.loads(str(script_json('["</x>"]'))) == ["</x>"]  # still the same JSON value
+
+
+def test_every_template_file_is_package_data():
+    """A wheel carries only what pyproject's package-data names (an editable install finds every file anyway)."""
+    package_data = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
+    patterns = package_data["kronos_assets.publishing"]
+    root = Path(pages.__file__).parent
+    files = [p.relative_to(root).as_posix() for p in (root / "templates").rglob("*") if p.is_file()]
+    assert {f.rsplit(".", 1)[-1] for f in files} >= {"j2", "css", "js"}
+    unpackaged = [f for f in files if not any(fnmatch(f, pat) and f.count("/") == pat.count("/") for pat in patterns)]
+    assert unpackaged == []

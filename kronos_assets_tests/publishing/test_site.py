@@ -14,7 +14,7 @@ from kronos_assets.defs.resources import r2_resource, r2_store
 from kronos_assets.publishing.backend import open_store, resolve_backend
 from kronos_assets.publishing.r2 import CHECKSUM_VARS, R2ConfigError, r2_config_from_env
 from kronos_assets.publishing.keys import MANIFEST_KEY, is_versioned, series_keys, series_prefix, versioned_key
-from kronos_assets.publishing.pages import dashboard_html, series_section
+from kronos_assets.publishing.pages import dashboard_html
 from kronos_assets.publishing.snapshots import MIN_INDEPENDENT, independent_count
 from kronos_assets.publishing.store import LocalStore, content_type_for
 from kronos_assets.settings import ConfigError
@@ -123,7 +123,7 @@ def test_dashboard_says_not_yet_scored_until_the_record_means_something(site_dat
     short = btc | {"verdict": short_verdict, "track_record": btc["track_record"] | {
         "enough": False, "n": 12, "n_independent": 2,
         "skill": {k: v | {"enough": False, "n_independent": 2} for k, v in btc["track_record"]["skill"].items()}}}
-    html_short = series_section(short, [], 0).split('<div class="chart"')[0]
+    html_short = _sections(dashboard_html([short], [], short["origin"], True))[BTC].split('<div class="chart"')[0]
     skill = btc["track_record"]["skill"]["random_walk"]["crps_skill"]
     assert f"{100 * skill:+.1f} %" not in html_short and html_short.count("not yet scored") >= 2
     assert "12 scored ≈ 2 independent horizons; needs 10" in html_short
