@@ -48,7 +48,8 @@ from kronos_assets.forecasting.interface import ForecastRequest, Sampling
 from kronos_assets.forecasting.kronos_forecaster import KronosForecaster
 from kronos_assets.kronos.config import KRONOS_MINI, KRONOS_SMALL, TOKENIZER_2K, TOKENIZER_BASE
 from kronos_assets.kronos.model import Kronos
-from kronos_assets.kronos.predictor import KronosPredictor, PreparedSeries
+from kronos_assets.kronos.inputs import PreparedSeries
+from kronos_assets.kronos.predictor import KronosPredictor
 from kronos_assets.kronos.sampling import SamplingParams
 from kronos_assets.kronos.tokenizer import KronosTokenizer
 

@@ -20,7 +20,8 @@ import numpy as np
 import polars as pl
 
 from kronos_assets.kronos.cli import read_candles_csv
-from kronos_assets.kronos.predictor import FEATURES, KronosPredictor
+from kronos_assets.kronos.inputs import FEATURES
+from kronos_assets.kronos.predictor import KronosPredictor
 
 # First predicted row per context length, from the spec (§9.13): greedy (top_k 1) on CPU, rtol 1e-5.
 FIRST_ROW = {

@@ -21,7 +21,8 @@ _WHERE = {
     **dict.fromkeys(("CheckpointInfo", "LoadedCheckpoint", "install_into_cache", "load_checkpoint", "load_model",
                      "load_tokenizer", "predownload", "save_checkpoint"), "hub"),  # fmt: skip
     "Kronos": "model",
-    **dict.fromkeys(("KronosPredictor", "PathForecast", "prepare_series"), "predictor"),
+    **dict.fromkeys(("KronosPredictor", "PathForecast"), "predictor"),
+    "prepare_series": "inputs",
     "SamplingParams": "sampling",
     "KronosTokenizer": "tokenizer",
 }

@@ -1,5 +1,8 @@
 """kronos-forecast: sample Kronos paths for a candle file, or pre-download checkpoints into the hub cache.
 
+The command is an application on top of the kronos library and the forecasting layer's path summaries
+(forecasting/summary.py); the library modules of kronos/ import nothing from forecasting/.
+
 Only argparse and the small config module load before the arguments are parsed: ``--help`` and argument errors
 print at once, and numpy, polars and torch are imported when there is work to do.
 """
@@ -114,6 +117,8 @@ def _forecast(args: argparse.Namespace) -> int:
     last = candles["ts"][-1]
     future = [last + step * (i + 1) for i in range(args.horizon)]
 
+    from ..forecasting.summary import summarise
+    from .inputs import CLOSE, VOLUME
     from .predictor import KronosPredictor  # torch: only once the input is known to be good
 
     predictor = KronosPredictor.from_pretrained(
@@ -132,12 +137,23 @@ def _forecast(args: argparse.Namespace) -> int:
                   "interval_seconds": step.total_seconds()},  # fmt: skip
         **fc.to_dict(include_paths=not args.no_paths),
     }
+    s = summarise(fc.paths[..., CLOSE], fc.paths[..., VOLUME], fc.history_close)
+    doc["summary"] = {
+        "quantile_levels": list(s.levels),
+        "close_quantiles": {str(lv): s.quantiles[j].tolist() for j, lv in enumerate(s.levels)},
+        "mean_close": s.mean_close.tolist(),
+        "median_close": s.median_close.tolist(),
+        "mean_volume": s.mean_volume.tolist(),
+        "median_volume": s.median_volume.tolist(),
+        "p_up": s.p_up,
+        "p_vol_amp": s.p_vol_amp,
+        "recent_vol": s.recent_vol,
+    }
     text = json.dumps(doc, indent=None if args.compact else 1)
     if args.output == "-":
         print(text)
     else:
         _write_atomically(Path(args.output), text)
-        s = fc.summary
         print(f"wrote {args.output}: {args.paths} paths x {args.horizon} bars from the last {candles.height} of "
               f"{rows_in_file} bars, P(up)={s.p_up:.3f}, P(vol amp)={s.p_vol_amp:.3f}", file=sys.stderr)  # fmt: skip
     return 0

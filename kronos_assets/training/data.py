@@ -1,7 +1,7 @@
 """Training data: candle frames -> per-series feature arrays -> windows of lookback + horizon contiguous bars.
 
 A window is normalised with statistics of its *lookback* rows only (the history a forecast would see), then clipped
-to ±clip, exactly as ``kronos.predictor.prepare_series`` normalises a history at inference: population std, float32,
+to ±clip, exactly as ``kronos.inputs.prepare_series`` normalises a history at inference: population std, float32,
 ``(x - mean) / (std + 1e-5)``. The horizon rows are scaled with the same statistics, so nothing about them leaks into
 the normalisation. Windows never span a gap in the bars.
 
@@ -20,7 +20,7 @@ import numpy as np
 import polars as pl
 import torch
 
-from kronos_assets.kronos.predictor import FEATURES, NORM_EPS, PRICE_COLUMNS, time_features
+from kronos_assets.kronos.inputs import FEATURES, NORM_EPS, PRICE_COLUMNS, time_features
 from kronos_assets.market.rules import volume_and_amount
 from kronos_assets.market.timeframes import timeframe_seconds
 

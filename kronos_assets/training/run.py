@@ -26,7 +26,7 @@ import torch
 
 from kronos_assets.kronos.hub import CheckpointInfo, load_checkpoint, save_checkpoint
 from kronos_assets.kronos.model import Kronos
-from kronos_assets.kronos.predictor import resolve_device
+from kronos_assets.kronos.runtime import resolve_device
 from kronos_assets.kronos.tokenizer import KronosTokenizer
 from kronos_assets.settings import REPO_ROOT
 from kronos_assets.training.config import RunSettings

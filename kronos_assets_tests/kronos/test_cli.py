@@ -10,9 +10,11 @@ from datetime import timedelta
 from pathlib import Path
 
 import huggingface_hub
+import numpy as np
 import polars as pl
 import pytest
 
+from kronos_assets.forecasting.summary import summarise
 from kronos_assets.kronos.cli import main, read_candles_csv
 from kronos_assets.kronos.hub import install_into_cache
 
@@ -44,6 +46,10 @@ def test_cli_forecast_writes_paths_and_summary(csv: Path, tmp_path: Path, checkp
     assert doc["timestamps"][0] == "2024-03-04T08:00:00Z" and len(doc["timestamps"]) == 6  # inferred 1h step
     assert 0 <= doc["summary"]["p_up"] <= 1 and 0 <= doc["summary"]["p_vol_amp"] <= 1
     assert len(doc["summary"]["close_quantiles"]["0.5"]) == 6
+    paths = np.array(doc["paths"])
+    want = summarise(paths[..., 3], paths[..., 4], read_candles_csv(csv)["close"].to_numpy())
+    assert doc["summary"]["p_up"] == want.p_up and doc["summary"]["p_vol_amp"] == want.p_vol_amp
+    assert doc["summary"]["close_quantiles"]["0.5"] == want.quantiles[want.levels.index(0.5)].tolist()
     assert doc["sampling"] == {"n_paths": 7, "horizon": 6, "temperature": 0.7, "top_k": 5, "top_p": 0.9,
                                "seed": 3, "mode": "fast"}  # fmt: skip
     assert doc["provenance"]["model_path"] == str(checkpoints["model"])

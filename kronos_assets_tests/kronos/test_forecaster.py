@@ -65,18 +65,18 @@ def test_a_lone_request_is_one_unpadded_batch_in_the_calling_thread(
 
     import torch
 
-    from kronos_assets.kronos import predictor as predictor_module
+    from kronos_assets.kronos import batching as batching_module
 
     fc = KronosForecaster(checkpoints["model"], checkpoints["tokenizer"], device="cpu", max_context=48,
                           num_threads=2, batch_size=4, workers=2)  # fmt: skip
     calls: list[tuple[int, bool, int]] = []
-    real = predictor_module.generate_batch
+    real = batching_module.generate_batch
 
     def spy(model, tok, s1, *args, **kwargs):  # type: ignore[no-untyped-def]
         calls.append((s1.shape[0], threading.current_thread() is threading.main_thread(), torch.get_num_threads()))
         return real(model, tok, s1, *args, **kwargs)
 
-    monkeypatch.setattr(predictor_module, "generate_batch", spy)
+    monkeypatch.setattr(batching_module, "generate_batch", spy)
     sampling = Sampling(n_paths=3, horizon=4)
     lone = fc.forecast_batch([_request(40, 1, horizon=4)], sampling)[0]
     assert calls == [(1, True, 2)]

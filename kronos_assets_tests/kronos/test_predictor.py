@@ -10,7 +10,6 @@ import polars as pl
 import pytest
 import torch
 
-from kronos_assets.forecasting.summary import summarise
 from kronos_assets.kronos.config import KronosConfig
 from kronos_assets.kronos.errors import (
     HorizonTooLongError,
@@ -20,7 +19,9 @@ from kronos_assets.kronos.errors import (
     TimestampOrderError,
 )
 from kronos_assets.kronos.model import Kronos
-from kronos_assets.kronos.predictor import KronosPredictor, prepare_series, resolve_device, time_features
+from kronos_assets.kronos.inputs import prepare_series, time_features
+from kronos_assets.kronos.predictor import KronosPredictor
+from kronos_assets.kronos.runtime import resolve_device
 
 from .conftest import START, candles, future
 
@@ -155,18 +156,16 @@ def test_reference_mode_matches_fast_mode(predictor: KronosPredictor) -> None:
     np.testing.assert_allclose(fast.paths, ref.paths, rtol=1e-4)
 
 
-def test_summary_and_json(predictor: KronosPredictor) -> None:
+def test_paths_and_json(predictor: KronosPredictor) -> None:
     df = candles(60)
     fc = predictor.forecast(df, future(df, 6), n_paths=8, seeds=3)
     np.testing.assert_allclose(fc.mean_path, fc.paths.mean(0))
     np.testing.assert_allclose(fc.median_path, np.median(fc.paths, 0))
-    want = summarise(fc.paths[..., 3], fc.paths[..., 4], df["close"].to_numpy())
-    assert fc.summary.p_up == want.p_up and fc.summary.p_vol_amp == want.p_vol_amp
-    np.testing.assert_array_equal(fc.summary.quantiles, want.quantiles)
+    np.testing.assert_array_equal(fc.history_close, df["close"].to_numpy())
     doc = json.loads(json.dumps(fc.to_dict()))
     assert len(doc["paths"]) == 8 and len(doc["paths"][0]) == 6 and len(doc["paths"][0][0]) == 6
     assert doc["timestamps"][0] == "2024-03-03T12:00:00Z"
-    assert set(doc["summary"]) >= {"close_quantiles", "p_up", "p_vol_amp", "mean_close", "median_close"}
+    assert "summary" not in doc  # summaries are the forecasting layer's (the CLI adds them)
 
 
 def test_mismatched_vocabularies_and_devices(networks: tuple) -> None:

@@ -8,7 +8,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from kronos_assets.kronos.predictor import prepare_series
+from kronos_assets.kronos.inputs import prepare_series
 from kronos_assets.training.data import TrainingDataError, WindowSet, normalise_window, series_from_frame
 
 from .conftest import gbm_candles, tiny_windows
