@@ -27,6 +27,7 @@ from dagster._core.executor.base import Executor  # no public base class to wrap
 HOST_TAG, PID_TAG, PID_START_TAG = "kronos/host", "kronos/pid", "kronos/pid_start"
 POOL_WAIT_TAG = "kronos/pool_wait_s"
 DEFAULT_POOL_WAIT_S = 300.0
+REAP_EVERY_S = 20.0  # how often a step waiting for a slot looks for dead holders
 LIVE_STATUSES = [dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.CANCELING]
 _STARTED_PROCESS = re.compile(r"Started process for run \(pid: (\d+)\)")
 
@@ -178,18 +179,29 @@ def bounded_pool_waits(instance: dg.DagsterInstance, limit_s: float,
     storage = instance.event_log_storage
     original = storage.claim_concurrency_slot
     refused_since: dict[tuple[str, str], float] = {}
+    last_reap = [0.0]
+
+    def reap() -> bool:
+        """Reaps dead holders at most every REAP_EVERY_S; a failure to reap never fails the waiting run."""
+        if time.monotonic() - last_reap[0] < REAP_EVERY_S:
+            return False
+        last_reap[0] = time.monotonic()
+        try:
+            reaped = reap_dead_runs(instance)
+        except Exception as exc:  # e.g. a busy database: the next look, or the deadline, decides
+            on_reap(f"could not check for dead runs holding pool slots: {type(exc).__name__}: {exc}")
+            return False
+        for message in reaped.values():
+            on_reap(message)
+        return bool(reaped)
 
     def claim(concurrency_key: str, run_id: str, step_key: str, priority: int | None = None) -> Any:
         status = original(concurrency_key, run_id, step_key, priority)
+        if not status.is_claimed and reap():
+            status = original(concurrency_key, run_id, step_key, priority)
         if status.is_claimed:
             refused_since.pop((run_id, step_key), None)
             return status
-        for message in reap_dead_runs(instance).values():
-            on_reap(message)
-            status = original(concurrency_key, run_id, step_key, priority)
-            if status.is_claimed:
-                refused_since.pop((run_id, step_key), None)
-                return status
         waited = time.monotonic() - refused_since.setdefault((run_id, step_key), time.monotonic())
         if waited > limit_s:
             raise PoolWaitTimeout(f"step {step_key} waited {waited:.0f} s (limit {limit_s:g} s) for a "
