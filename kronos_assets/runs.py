@@ -174,8 +174,8 @@ def bounded_pool_waits(instance: dg.DagsterInstance, limit_s: float,
                        on_reap: Callable[[str], Any] = lambda _m: None) -> Iterator[None]:
     """While inside, a step of a run in this process that waits longer than ``limit_s`` for a pool slot fails
     the run with ``PoolWaitTimeout`` naming the holder. Dagster polls ``claim_concurrency_slot`` (every 1 to
-    15 s) and has no limit of its own, so the check wraps that call. A holder whose process died is reaped at
-    once instead of waited for."""
+    15 s) and has no limit of its own, so the check wraps that call. A holder whose process died is reaped (within
+    REAP_EVERY_S) instead of waited for."""
     storage = instance.event_log_storage
     original = storage.claim_concurrency_slot
     refused_since: dict[tuple[str, str], float] = {}
