@@ -6,6 +6,7 @@ from typing import Any
 
 import dagster as dg
 
+from kronos_assets.defs.adhoc import build_adhoc
 from kronos_assets.defs.automation import build_candles_schedule, build_forecast_sensor
 from kronos_assets.defs.evaluate import build_evaluations, build_track_record
 from kronos_assets.defs.forecast import build_forecasts
@@ -72,12 +73,14 @@ def build_definitions(settings: Settings, resources: dict[str, Any] | None = Non
     comparison = build_revision_comparison(settings)
     compare_job = dg.define_asset_job(COMPARE_JOB, selection=[comparison],
                                       description="Score a candidate Kronos revision next to the pinned one.")
+    adhoc, adhoc_job = build_adhoc(settings)  # launched by hand; never touches the warehouse
     defs = dg.Definitions.merge(
         *families,
         *(d for d, _ in uploads.values()),
         dg.Definitions(
-            assets=[*(build_weights(m) for m in kronos_models(settings)), comparison, *build_training_assets(settings)],
-            jobs=[compare_job],
+            assets=[*(build_weights(m) for m in kronos_models(settings)), comparison, *build_training_assets(settings),
+                    adhoc],
+            jobs=[compare_job, adhoc_job],
             sensors=[build_uploads_sensor(settings, {tf: job for tf, (_, job) in uploads.items()}),
                      build_failure_sensor(settings), build_recovery_sensor(settings),
                      build_revision_sensor(settings, compare_job)],

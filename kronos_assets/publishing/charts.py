@@ -50,6 +50,14 @@ def fan_chart(snapshot: dict[str, Any]) -> go.Figure:
             decreasing_line_color=DOWN,
         )
     )
+    actual = snapshot.get("actual", [])  # candles after the origin (an ad-hoc forecast's held-out tail), hollow
+    if actual:
+        fig.add_trace(go.Candlestick(
+            x=[c["ts"] for c in actual], open=[c["open"] for c in actual], high=[c["high"] for c in actual],
+            low=[c["low"] for c in actual], close=[c["close"] for c in actual], name="held out (what happened)",
+            increasing={"line": {"color": UP}, "fillcolor": "rgba(0,0,0,0)"},
+            decreasing={"line": {"color": DOWN}, "fillcolor": "rgba(0,0,0,0)"},
+        ))
     if candles:
         anchor_ts, anchor = candles[-1]["ts"], candles[-1]["close"]
     else:
@@ -135,14 +143,21 @@ def fan_chart_png(snapshot: dict[str, Any], width_px: int = 1000, height_px: int
     primary = snapshot["forecasts"][snapshot["primary_model"]]
     steps = primary["steps"]
     bar_days = snapshot.get("bar_seconds", 3600) / 86400
-    for rising, color in ((True, UP), (False, DOWN)):  # one collection per colour: wicks, then bodies
-        group = [c for c in candles if (c["close"] >= c["open"]) == rising]
-        if not group:
-            continue
-        xs = [mdates.date2num(_t(c["ts"])) + bar_days / 2 for c in group]
-        ax.vlines(xs, [c["low"] for c in group], [c["high"] for c in group], color=color, linewidth=0.8)
-        ax.bar(xs, [max(abs(c["close"] - c["open"]), 1e-12) for c in group], width=bar_days * 0.7,
-               bottom=[min(c["open"], c["close"]) for c in group], color=color, linewidth=0)
+    # "actual": candles after the origin (an ad-hoc forecast's held-out tail), drawn hollow over the fan
+    for drawn, hollow in ((candles, False), (snapshot.get("actual", []), True)):
+        label = {"label": "held out (what happened)"} if hollow else {}  # named once in the legend
+        for rising, color in ((True, UP), (False, DOWN)):  # one collection per colour: wicks, then bodies
+            group = [c for c in drawn if (c["close"] >= c["open"]) == rising]
+            if not group:
+                continue
+            xs = [mdates.date2num(_t(c["ts"])) + bar_days / 2 for c in group]
+            over = {"zorder": 3} if hollow else {}
+            body = {"color": "none", "edgecolor": color, "linewidth": 0.8} if hollow else {"color": color,
+                                                                                           "linewidth": 0}
+            ax.vlines(xs, [c["low"] for c in group], [c["high"] for c in group], color=color, linewidth=0.8, **over)
+            ax.bar(xs, [max(abs(c["close"] - c["open"]), 1e-12) for c in group], width=bar_days * 0.7,
+                   bottom=[min(c["open"], c["close"]) for c in group], **body, **over, **label)
+            label = {}
     if candles:
         anchor_x, anchor = mdates.date2num(_t(candles[-1]["ts"])) + bar_days / 2, candles[-1]["close"]
     else:

@@ -1,0 +1,181 @@
+"""Ad-hoc forecasts: forecast a series from the bars before a held-out tail and score the forecast on that tail.
+
+What a person does by hand from the UI (pick candles, a model and its sampling, look at the forecast against what
+really happened), as plain functions: ``split_tail`` cuts the candles, ``forecast_and_score`` runs the chosen model
+and the random-walk baselines on the same history and scores them with ``kronos_assets.metrics``, and
+``adhoc_snapshot`` / ``adhoc_chart`` draw the fan over the held-out candles. Nothing here touches the warehouse:
+an ad-hoc forecast is not a forecast of record.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Iterable
+
+import numpy as np
+import plotly.graph_objects as go
+import polars as pl
+
+from kronos_assets.forecasting.baselines import RandomWalk, RandomWalkVol
+from kronos_assets.forecasting.interface import CLOSE, VOLUME, Forecaster, ForecastRequest, Sampling, run_forecaster
+from kronos_assets.forecasting.summary import summarise
+from kronos_assets.market.files import (CandleFile, CandleFileError, PathEscapeError, ReadLimits, load_candle_file,
+                                         resolve_in_folder)
+from kronos_assets.market.timeframes import timeframe_delta, timeframe_seconds
+from kronos_assets.metrics import mae, mape, mean_of, rmse, score_paths
+from kronos_assets.publishing.charts import fan_chart
+
+BASELINES: tuple[str, ...] = ("random_walk", "random_walk_vol")
+MIN_HISTORY = 32  # the scheduled graph's floor too (defs.forecast.build_requests)
+CHART_BARS = 120  # history candles drawn before the origin
+METRIC_KEYS = ("mae", "rmse", "mape", "crps", "coverage_50", "coverage_80", "coverage_90", "p_up", "p_up_hit")
+
+
+class AdhocConfigError(ValueError):
+    """A setting of an ad-hoc forecast that cannot work; the message names the setting and what would."""
+
+
+def nearest_name(name: str, valid: Iterable[str], what: str) -> AdhocConfigError:
+    """'unknown <what> X; did you mean Y? valid: ...' (the nearest valid name by spelling)."""
+    options = sorted(valid)
+    near = difflib.get_close_matches(name, options, n=1, cutoff=0.0)
+    hint = f"; did you mean {near[0]!r}?" if near else ""
+    return AdhocConfigError(f"unknown {what} {name!r}{hint} (valid: {', '.join(options)})")
+
+
+@dataclass(frozen=True)
+class Split:
+    history: pl.DataFrame  # the last ``lookback`` bars before the tail: all the model sees
+    tail: pl.DataFrame  # the held-out bars, never shown to any forecaster
+    future_ts: list[datetime]  # the ``horizon`` open times forecast (the tail's own, then extrapolated)
+
+
+def check_window(rows: int, lookback: int, horizon: int, holdout: int, max_context: int, source: str) -> None:
+    """Every reason the window cannot work, as one clear error (or nothing)."""
+    if lookback < MIN_HISTORY:
+        raise AdhocConfigError(f"lookback {lookback} is too short: a forecast needs at least {MIN_HISTORY} bars")
+    if lookback > max_context:
+        raise AdhocConfigError(f"lookback {lookback} is over the model's context of {max_context} bars; "
+                               f"use lookback <= {max_context}")
+    if horizon < 2 or holdout < 1:
+        raise AdhocConfigError(f"horizon must be >= 2 and holdout >= 1 (got horizon {horizon}, holdout {holdout})")
+    if horizon + holdout > rows:
+        raise AdhocConfigError(f"horizon {horizon} + holdout {holdout} = {horizon + holdout} bars is longer than "
+                               f"{source} ({rows} bars)")
+    if lookback + holdout > rows:
+        raise AdhocConfigError(f"lookback {lookback} + holdout {holdout} bars is more than {source} holds ({rows} "
+                               f"bars); use lookback <= {rows - holdout}")
+
+
+def split_tail(candles: pl.DataFrame, timeframe: str, lookback: int, horizon: int, holdout: int,
+               max_context: int, source: str = "the candles") -> Split:
+    """Hold out the last ``holdout`` bars; the history is the ``lookback`` bars just before them."""
+    candles = candles.sort("ts")
+    check_window(candles.height, lookback, horizon, holdout, max_context, source)
+    cut = candles.height - holdout
+    history, tail = candles.slice(cut - lookback, lookback), candles.slice(cut, holdout)
+    step = timeframe_delta(timeframe)
+    future = list(tail["ts"][:horizon])
+    while len(future) < horizon:
+        future.append((future[-1] if future else history["ts"][-1]) + step)
+    return Split(history, tail, future)
+
+
+@dataclass
+class ModelResult:
+    model: str
+    paths: np.ndarray  # (n_paths, horizon, 6)
+    metrics: dict[str, float]
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+
+def score(paths: np.ndarray, history: pl.DataFrame, tail: pl.DataFrame) -> dict[str, float]:
+    """The project's per-step scores over the steps the tail covers, averaged; P(up) hit at the last one."""
+    k = min(paths.shape[1], tail.height)
+    last = float(history["close"][-1])
+    rows = score_paths(paths[:, :k, CLOSE], tail["close"].to_numpy()[:k], last)
+    final = rows[-1]
+    said_up, went_up = final["p_up"] > 0.5, final["realised"] > last
+    return {
+        "mae": mae(rows), "rmse": rmse(rows), "mape": mape(rows), "crps": mean_of(rows, "crps"),
+        "coverage_50": mean_of(rows, "covered_50"), "coverage_80": mean_of(rows, "covered_80"),
+        "coverage_90": mean_of(rows, "covered_90"), "p_up": float(final["p_up"]),
+        "p_up_hit": 1.0 if said_up == went_up else 0.0, "scored_steps": float(k),
+    }
+
+
+def forecast_and_score(model: Forecaster, split: Split, sampling: Sampling, symbol: str,
+                       timeframe: str) -> list[ModelResult]:
+    """The chosen model, then the two random-walk baselines, each forecasting from the same history and seed."""
+    request = ForecastRequest(symbol=symbol, timeframe=timeframe, origin=split.future_ts[0],
+                              history=split.history, future_ts=split.future_ts, seed=sampling.seed)
+    forecasters: list[Forecaster] = [model, *(b() for b in (RandomWalk, RandomWalkVol) if b.name != model.name)]
+    out = []
+    for fc in forecasters:
+        [forecast] = run_forecaster(fc, [request], sampling)
+        out.append(ModelResult(fc.name, forecast.paths, score(forecast.paths, split.history, split.tail),
+                               forecast.provenance))
+    return out
+
+
+def _candles(frame: pl.DataFrame) -> list[dict[str, Any]]:
+    return [{"ts": r["ts"].isoformat(), **{c: float(r[c]) for c in ("open", "high", "low", "close")}}
+            for r in frame.iter_rows(named=True)]
+
+
+def adhoc_snapshot(result: ModelResult, split: Split, symbol: str, timeframe: str, synthetic: bool) -> dict[str, Any]:
+    """A snapshot the publishing charts draw (fan_chart / fan_chart_png), with the held-out tail as ``actual``."""
+    close = result.paths[..., CLOSE]
+    summary = summarise(close, result.paths[..., VOLUME], split.history["close"].to_numpy())
+    steps = [{"ts": ts.isoformat(), **{f"q{round(lv * 100):02d}": float(summary.quantiles[i, j])
+                                       for i, lv in enumerate(summary.levels)}}
+             for j, ts in enumerate(split.future_ts)]
+    return {
+        "symbol": symbol, "timeframe": timeframe, "origin": split.future_ts[0].isoformat(),
+        "synthetic": synthetic, "bar_seconds": timeframe_seconds(timeframe),
+        "last_bar": split.history["ts"][-1].isoformat(), "candles": _candles(split.history.tail(CHART_BARS)),
+        "actual": _candles(split.tail), "primary_model": result.model,
+        "forecasts": {result.model: {"steps": steps, "horizon": len(steps),
+                                     "last_close": float(split.history["close"][-1])}},
+    }
+
+
+def adhoc_chart(snapshot: dict[str, Any]) -> go.Figure:
+    """The publishing fan chart; the held-out candles (``actual``) are drawn hollow over the forecast."""
+    fig = fan_chart(snapshot)
+    fig.update_layout(title={"text": fig.layout.title.text + " · ad hoc, scored on the held-out tail"})
+    return fig
+
+
+def metrics_markdown(results: list[ModelResult]) -> str:
+    """One row per forecaster: point errors of the median, CRPS, coverage of the central bands, P(up) and its hit."""
+    head = "| model | MAE | RMSE | MAPE % | CRPS | cov 50 | cov 80 | cov 90 | P(up) | P(up) hit |"
+    lines = [head, "|" + "---|" * 10]
+    for r in results:
+        m = r.metrics
+        lines.append(f"| {r.model} | {m['mae']:.6g} | {m['rmse']:.6g} | {m['mape']:.3f} | {m['crps']:.5f} | "
+                     f"{m['coverage_50']:.0%} | {m['coverage_80']:.0%} | {m['coverage_90']:.0%} | "
+                     f"{m['p_up']:.0%} | {'yes' if m['p_up_hit'] else 'no'} |")
+    k = int(results[0].metrics["scored_steps"])
+    lines.append(f"\nScored on {k} held-out bars. CRPS is on log returns; coverage is the share of those bars inside "
+                 "the central band; P(up) hit says whether P(up) > 50 % matched the last scored bar's move.")
+    return "\n".join(lines)
+
+
+def load_market(source: Any, symbol: str, timeframe: str, bars: int, now: datetime) -> pl.DataFrame:
+    """The last ``bars`` closed bars of a market from its CandleSource (a margin of extra bars covers gaps)."""
+    step = timeframe_delta(timeframe)
+    end = datetime.fromtimestamp(now.timestamp() // step.total_seconds() * step.total_seconds(), now.tzinfo)
+    candles = source.fetch(symbol, timeframe, end - (bars + bars // 10 + 10) * step, end, now)
+    return candles.sort("ts").tail(bars)
+
+
+def load_upload(folder: str | os.PathLike[str], name: str, limits: ReadLimits = ReadLimits()) -> CandleFile:
+    """A file of the uploads folder, read and validated as the uploads sensor does; errors name the file."""
+    try:
+        return load_candle_file(resolve_in_folder(folder, name), limits=limits)
+    except (CandleFileError, PathEscapeError, OSError) as exc:
+        raise AdhocConfigError(f"file {name!r} cannot be used: {exc}") from exc
