@@ -143,7 +143,7 @@ def build_adhoc(settings: Settings) -> tuple[dg.AssetsDefinition, Any]:
         results = forecast_and_score(forecaster, split, sampling, symbol, timeframe)
         snapshot = adhoc_snapshot(results[0], split, symbol, timeframe, settings.synthetic and not config.file)
         png = fan_chart_png(snapshot)
-        folder = settings.profile_home / "adhoc" / context.run_id
+        folder = settings.profile_home / "adhoc" / context.run.run_id
         store = LocalStore(folder)
         store.put(Artifact.of("forecast.html", adhoc_chart(snapshot).to_html(include_plotlyjs=True).encode(),
                               "no-cache"))

@@ -1,0 +1,137 @@
+"""The adhoc_forecast job run in process: "Launch" with no edits works on the demo profile (the project's own
+Kronos checkpoint), the result is in the materialisation's metadata and files, the warehouse is left exactly as it
+was, and bad settings fail at run start with a message naming the cause."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import re
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import dagster as dg
+import polars as pl
+import pytest
+
+from kronos_assets.defs.adhoc import ADHOC_JOB, ADHOC_POOL
+from kronos_assets.defs.factory import build_definitions
+from kronos_assets.market.synthetic import SyntheticMarket
+from kronos_assets.settings import REPO_ROOT, load_settings
+from kronos_assets.warehouse import Warehouse
+
+pytestmark = pytest.mark.timeout(180)
+DEMO_WEIGHTS = REPO_ROOT / "kronos_assets" / "checkpoints" / "demo" / "model" / "model.safetensors"
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    """The shipped demo profile in a temporary home, its warehouse holding one day of candles."""
+    settings = load_settings("demo", home=tmp_path_factory.mktemp("adhoc") / "home")
+    defs = build_definitions(settings)
+    instance = dg.DagsterInstance.ephemeral()
+    seeded = defs.resolve_job_def("candles_1h").execute_in_process(instance=instance,
+                                                                  partition_key="2025-06-01|BTC-USDT")
+    assert seeded.success
+    return settings, defs, instance
+
+
+def warehouse_state(settings) -> dict:
+    wh = Warehouse(settings.warehouse_path)
+    tables = wh.query("SELECT table_name FROM information_schema.tables ORDER BY 1")["table_name"].to_list()
+    return {t: wh.query(f'SELECT * FROM "{t}" ORDER BY ALL').to_dicts() for t in tables}
+
+
+def run(defs, instance, config: dict | None = None) -> dg.ExecuteInProcessResult:
+    return defs.resolve_job_def(ADHOC_JOB).execute_in_process(
+        run_config={"ops": {"adhoc_forecast": {"config": config}}} if config else None,
+        instance=instance, raise_on_error=False)
+
+
+def failure(result: dg.ExecuteInProcessResult) -> str:
+    assert not result.success
+    [event] = [e for e in result.all_events if e.is_step_failure]
+    data = event.step_failure_data
+    return data.user_failure_data.description if data.user_failure_data else data.error.message
+
+
+def test_launch_with_no_edits_forecasts_scores_and_leaves_the_track_record_alone(demo):
+    settings, defs, instance = demo
+    before = warehouse_state(settings)
+    assert before["clean_candles"], "the warehouse was not seeded"
+    weights_sha = hashlib.sha256(DEMO_WEIGHTS.read_bytes()).hexdigest()
+    file_sha = hashlib.sha256(settings.warehouse_path.read_bytes()).hexdigest()
+
+    result = run(defs, instance)
+    assert result.success
+    [mat] = result.asset_materializations_for_node("adhoc_forecast")
+    md = {k: v.value for k, v in mat.metadata.items()}
+    assert warehouse_state(settings) == before
+    assert hashlib.sha256(settings.warehouse_path.read_bytes()).hexdigest() == file_sha
+
+    folder = settings.profile_home / "adhoc" / result.run_id
+    assert md["chart_png"] == str(folder / "forecast.png") and md["chart_html"] == str(folder / "forecast.html")
+    inline = re.fullmatch(r"!\[forecast\]\(data:image/png;base64,([A-Za-z0-9+/=]+)\)", md["chart"])
+    assert inline and base64.b64decode(inline.group(1)) == (folder / "forecast.png").read_bytes()
+    html = (folder / "forecast.html").read_text()
+    assert "held out (what happened)" in html and "plotly" in html.lower()
+
+    prov = md["provenance"]
+    assert prov["model"] == md["model"] == "kronos-demo" and prov["model_sha256"] == weights_sha
+    assert prov["sampling"] == {"n_paths": 30, "horizon": 24, "temperature": 1.0, "top_p": 0.9, "top_k": 0,
+                                "seed": settings.sampling.seed}
+    assert prov["source"] == {"kind": "synthetic", "symbol": "BTC/USDT", "timeframe": "1h"}
+    assert prov["history"][2] == 480 and prov["held_out"][2] == 24  # lookback = the timeframe's history_bars
+    assert pl.Series([prov["history"][1], prov["held_out"][0]]).str.to_datetime().diff()[1].total_seconds() == 3600
+    rows = [ln for ln in md["metrics"].splitlines() if ln.startswith("| ") and not ln.startswith("| model")]
+    assert [r.split("|")[1].strip() for r in rows] == ["kronos-demo", "random_walk", "random_walk_vol"]
+    assert md["scores"]["kronos-demo"]["mae"] == md["mae"] > 0 and md["scores"]["kronos-demo"]["scored_steps"] == 24
+    assert 0 <= md["coverage_90"] <= 1 and md["p_up_hit"] in (0.0, 1.0)
+
+
+def test_the_step_takes_its_own_pool_never_the_warehouse_writers(demo):
+    _, defs, _ = demo
+    node = defs.resolve_job_def(ADHOC_JOB).graph.node_named("adhoc_forecast")
+    assert node.definition.pool == ADHOC_POOL == "adhoc"
+
+
+@pytest.mark.parametrize(("config", "message"), [
+    ({"model": "kronos-dem"}, "unknown model (or checkpoint folder) 'kronos-dem'; did you mean 'kronos-demo'?"),
+    ({"lookback": 505}, "lookback 505 is over the model's context of 504 bars; use lookback <= 504"),
+    ({"symbol": "BTC/USD"}, "unknown symbol 'BTC/USD'; did you mean 'BTC/USDT'?"),
+    ({"file": "nope.csv"}, "file 'nope.csv' cannot be used"),
+])
+def test_bad_settings_fail_at_run_start_naming_the_cause(demo, config, message):
+    _, defs, instance = demo
+    assert message in failure(run(defs, instance, config))
+
+
+def test_an_uploaded_file_is_validated_and_must_be_long_enough(demo):
+    settings, defs, instance = demo
+    settings.uploads_dir.mkdir(parents=True, exist_ok=True)
+    (settings.uploads_dir / "bad.csv").write_text("timestamp,open,high,low,close\n2025-01-01T00:00:00Z,1,0.5,0.9,1\n")
+    assert re.search(r"file 'bad.csv' cannot be used: .*bad.csv", failure(run(defs, instance, {"file": "bad.csv"})))
+    start = datetime(2025, 3, 1, tzinfo=UTC)
+    candles = SyntheticMarket(seed=99).fetch("MY/COIN", "1h", start, start + timedelta(hours=100), start + timedelta(days=9))
+    candles.select(pl.col("ts").dt.strftime("%Y-%m-%dT%H:%M:%SZ").alias("timestamp"), "open", "high", "low",
+                   "close", "volume").write_csv(settings.uploads_dir / "my-coin.csv")  # 100 bars
+    short = failure(run(defs, instance, {"file": "my-coin.csv", "horizon": 60, "holdout": 41}))
+    assert "horizon 60 + holdout 41 = 101 bars is longer than file 'my-coin.csv' (100 bars)" in short
+    deep = failure(run(defs, instance, {"file": "my-coin.csv", "lookback": 90}))
+    assert "lookback 90 + holdout 24 bars is more than file 'my-coin.csv' holds (100 bars); use lookback <= 76" in deep
+
+    result = run(defs, instance, {"file": "my-coin.csv", "lookback": 64, "horizon": 8, "holdout": 12, "seed": 5})
+    assert result.success
+    [mat] = result.asset_materializations_for_node("adhoc_forecast")
+    prov = mat.metadata["provenance"].value
+    assert prov["source"] == {"kind": "file", "file": "my-coin.csv", "rows": 100,
+                              "sha256": hashlib.sha256((settings.uploads_dir / "my-coin.csv").read_bytes()).hexdigest()}
+    assert prov["history"] == [candles["ts"][24].isoformat(), candles["ts"][87].isoformat(), 64]
+    assert prov["held_out"] == [candles["ts"][88].isoformat(), candles["ts"][99].isoformat(), 12]
+    assert mat.metadata["series"].value == "my-coin 1h" and mat.metadata["scores"].value["kronos-demo"]["scored_steps"] == 8
+
+
+def test_an_unknown_device_is_refused_by_the_config_schema(demo):
+    _, defs, instance = demo
+    with pytest.raises(dg.DagsterInvalidConfigError, match="gpu"):
+        run(defs, instance, {"device": "gpu"})
