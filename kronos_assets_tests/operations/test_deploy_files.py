@@ -67,7 +67,7 @@ def test_the_pools_the_assets_use_are_the_ones_documented(tmp_path):
 
     graph = build_definitions(small_settings(tmp_path)).resolve_asset_graph()
     pools = {graph.get(k).assets_def.node_def.pool for k in graph.get_all_asset_keys()} - {None}
-    assert pools == {"duckdb_write", "publish"}
+    assert pools == {"duckdb_write", "publish", "adhoc"}
     text = (DEPLOY / "dagster.yaml").read_text()
     assert all(p in text for p in pools)
 
