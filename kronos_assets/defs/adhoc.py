@@ -1,6 +1,6 @@
 """Ad-hoc forecasts from the launchpad: a market or an uploaded file, a model and its settings, scored on a held-out tail.
 
-The job ``adhoc_forecast`` materialises one asset whose run config is typed and documented; every field has a
+The job ``adhoc_forecast_job`` materialises one asset whose run config is typed and documented; every field has a
 default taken from the profile, so "Launch" with no edits works. The chart (PNG inline, interactive HTML as a
 file), the metrics table and the provenance are the materialisation's metadata; nothing goes to the warehouse
 (an ad-hoc forecast is not a forecast of record) and the step takes the ``adhoc`` pool, never ``duckdb_write``.
@@ -29,7 +29,7 @@ from kronos_assets.publishing.charts import fan_chart_png
 from kronos_assets.publishing.store import Artifact, LocalStore
 from kronos_assets.settings import ModelSettings, Settings
 
-ADHOC_JOB = "adhoc_forecast"
+ADHOC_JOB = "adhoc_forecast_job"  # not the asset's name: a job and an op may not share one
 ADHOC_POOL = "adhoc"
 FOLDER_CONTEXT = 512  # a checkpoint folder named directly: the context of the released Kronos models
 
@@ -148,7 +148,7 @@ def build_adhoc(settings: Settings) -> tuple[dg.AssetsDefinition, Any]:
         store.put(Artifact.of("forecast.html", adhoc_chart(snapshot).to_html(include_plotlyjs=True).encode(),
                               "no-cache"))
         store.put(Artifact.of("forecast.png", png, "no-cache"))
-        first = results[0]
+        first, table = results[0], metrics_markdown(results)
         provenance = {
             "model": first.model, **{k: v if isinstance(v, (str, int, float, bool, type(None))) else str(v)
                                      for k, v in first.provenance.items()},
@@ -159,8 +159,10 @@ def build_adhoc(settings: Settings) -> tuple[dg.AssetsDefinition, Any]:
         context.log.info(f"ad-hoc {first.model} on {symbol} {timeframe}: MAE {first.metrics['mae']:.6g}, "
                          f"CRPS {first.metrics['crps']:.5f}; files in {folder}")
         return dg.MaterializeResult(metadata={
-            "chart": dg.MetadataValue.md(f"![forecast](data:image/png;base64,{base64.b64encode(png).decode()})"),
-            "metrics": dg.MetadataValue.md(metrics_markdown(results)),
+            # The UI runs no script in metadata: the chart is the PNG inline (with the table under it, one click).
+            "chart": dg.MetadataValue.md(f"![forecast](data:image/png;base64,{base64.b64encode(png).decode()})"
+                                         f"\n\n{table}"),
+            "metrics": dg.MetadataValue.md(table),
             "chart_html": dg.MetadataValue.path(str(folder / "forecast.html")),
             "chart_png": dg.MetadataValue.path(str(folder / "forecast.png")),
             "provenance": dg.MetadataValue.json(provenance),

@@ -29,6 +29,7 @@ def demo(tmp_path_factory):
     """The shipped demo profile in a temporary home, its warehouse holding one day of candles."""
     settings = load_settings("demo", home=tmp_path_factory.mktemp("adhoc") / "home")
     defs = build_definitions(settings)
+    defs.get_repository_def().load_all_definitions()  # what a code server does: names must not collide
     instance = dg.DagsterInstance.ephemeral()
     seeded = defs.resolve_job_def("candles_1h").execute_in_process(instance=instance,
                                                                   partition_key="2025-06-01|BTC-USDT")
@@ -71,7 +72,8 @@ def test_launch_with_no_edits_forecasts_scores_and_leaves_the_track_record_alone
 
     folder = settings.profile_home / "adhoc" / result.run_id
     assert md["chart_png"] == str(folder / "forecast.png") and md["chart_html"] == str(folder / "forecast.html")
-    inline = re.fullmatch(r"!\[forecast\]\(data:image/png;base64,([A-Za-z0-9+/=]+)\)", md["chart"])
+    inline = re.match(r"!\[forecast\]\(data:image/png;base64,([A-Za-z0-9+/=]+)\)\n\n", md["chart"])
+    assert md["chart"][inline.end():] == md["metrics"]
     assert inline and base64.b64decode(inline.group(1)) == (folder / "forecast.png").read_bytes()
     html = (folder / "forecast.html").read_text()
     assert "held out (what happened)" in html and "plotly" in html.lower()

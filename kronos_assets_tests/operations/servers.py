@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import pwd
 import shutil
@@ -11,10 +12,11 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Mapping
+from typing import Any, Iterator, Mapping
 
 import pytest
 
@@ -138,6 +140,17 @@ def _stop_group(proc: subprocess.Popen, grace_s: float = 15.0) -> None:
     except ProcessLookupError:
         pass
     proc.wait(5)
+
+
+def graphql(port: int, query: str, variables: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """One query to the webserver on ``port``; GraphQL errors fail the test with their text."""
+    req = urllib.request.Request(f"http://127.0.0.1:{port}/graphql",
+                                 data=json.dumps({"query": query, "variables": variables or {}}).encode(),
+                                 headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=30) as resp:
+        body = json.loads(resp.read())
+    assert "errors" not in body, body["errors"]
+    return body["data"]
 
 
 def wait_until(predicate, timeout_s: float, what: str, interval_s: float = 0.5, proc: subprocess.Popen | None = None,

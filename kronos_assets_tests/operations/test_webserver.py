@@ -3,10 +3,8 @@ every asset, the partitions, the asset checks, the schedules and the sensors the
 
 from __future__ import annotations
 
-import json
 import time
 import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +13,8 @@ import pytest
 from kronos_assets.defs.factory import build_definitions
 from kronos_assets.settings import REPO_ROOT
 from kronos_assets_tests.helpers import small_settings
-from kronos_assets_tests.operations.servers import VENV_BIN, background, free_port, kronos_env, wait_until
+from kronos_assets_tests.operations.servers import (VENV_BIN, background, free_port, graphql, kronos_env,
+                                                    wait_until)
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 
@@ -48,13 +47,7 @@ def test_webserver_serves_the_whole_location(tmp_path: Path):
     log = tmp_path / "webserver.log"
 
     def gql(query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
-        req = urllib.request.Request(f"http://127.0.0.1:{port}/graphql",
-                                     data=json.dumps({"query": query, "variables": variables or {}}).encode(),
-                                     headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(req, timeout=30) as resp:
-            body = json.loads(resp.read())
-        assert "errors" not in body, body["errors"]
-        return body["data"]
+        return graphql(port, query, variables)
 
     def loaded():
         try:

@@ -1,0 +1,169 @@
+"""The ad-hoc forecast the way a person uses it: dagster-webserver serving the demo profile, the job launched
+through the launchpad's GraphQL mutation (no edits, then edited settings, then bad ones), the run awaited, the
+materialisation's metadata read back; and in headless Chromium the run page shows the chart."""
+
+from __future__ import annotations
+
+import base64
+import json
+import shutil
+import time
+import urllib.error
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+
+from kronos_assets.defs.adhoc import ADHOC_JOB
+from kronos_assets.settings import REPO_ROOT
+from kronos_assets_tests.operations.servers import (VENV_BIN, background, free_port, graphql, kronos_env,
+                                                    wait_until)
+from kronos_assets_tests.publishing.cdp import Browser, find_chromium
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
+
+LOAD_TIMEOUT_S = 90
+RUN_TIMEOUT_S = 120
+RESULTS = REPO_ROOT / "benchmarks" / "results"
+SELECTOR = {"repositoryLocationName": "kronos_assets", "repositoryName": "__repository__", "jobName": ADHOC_JOB}
+LAUNCH = """mutation ($p: ExecutionParams!) { launchPipelineExecution(executionParams: $p) { __typename
+  ... on LaunchRunSuccess { run { runId } }
+  ... on RunConfigValidationInvalid { errors { message } }
+  ... on PythonError { message } } }"""
+RUN = """query ($id: ID!) { runOrError(runId: $id) { __typename ... on Run { status } } }"""
+FAILURE = """query ($id: ID!) { logsForRun(runId: $id) { __typename ... on EventConnection { events {
+  __typename ... on ExecutionStepFailureEvent { error { message } failureMetadata { description } } } } } }"""
+MATERIALISATION = """{ assetNodeOrError(assetKey: {path: ["adhoc_forecast"]}) { __typename
+  ... on AssetNode { assetMaterializations(limit: 5) { runId metadataEntries { label __typename
+    ... on MarkdownMetadataEntry { mdStr } ... on PathMetadataEntry { path } ... on JsonMetadataEntry { jsonString }
+    ... on FloatMetadataEntry { floatValue } ... on TextMetadataEntry { text } } } } } }"""
+
+
+class Server:
+    def __init__(self, port: int, home: Path):
+        self.port, self.home = port, home
+
+    def gql(self, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
+        return graphql(self.port, query, variables)
+
+    def launch(self, config: dict[str, Any] | None = None) -> dict[str, Any]:
+        """What the launchpad's Launch button sends: the job and the run config in its editor."""
+        run_config = {"ops": {"adhoc_forecast": {"config": config}}} if config else {}
+        params = {"selector": SELECTOR, "runConfigData": run_config, "mode": "default"}
+        return self.gql(LAUNCH, {"p": params})["launchPipelineExecution"]
+
+    def finished(self, run_id: str) -> str:
+        def done():
+            status = self.gql(RUN, {"id": run_id})["runOrError"]["status"]
+            return status if status in ("SUCCESS", "FAILURE", "CANCELED") else None
+
+        return wait_until(done, RUN_TIMEOUT_S, f"run {run_id} to finish")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """One webserver for every test here: the shipped configs (demo profile), runs launched at once."""
+    root = tmp_path_factory.mktemp("adhoc-ui")
+    shutil.copytree(REPO_ROOT / "configs", root / "configs")
+    home = root / "dagster_home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\nrun_coordinator:\n"
+                                       "  module: dagster._core.run_coordinator\n  class: DefaultRunCoordinator\n")
+    port, log = free_port(), root / "webserver.log"
+    srv = Server(port, root / "home")
+
+    def loaded():
+        try:
+            entries = srv.gql("{ workspaceOrError { ... on Workspace { locationEntries { loadStatus } } } }")
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            return None
+        entries = entries["workspaceOrError"]["locationEntries"]
+        return entries and all(e["loadStatus"] == "LOADED" for e in entries)
+
+    args = [str(VENV_BIN / "dagster-webserver"), "-h", "127.0.0.1", "-p", str(port), "-w", "workspace.yaml"]
+    with background(args, kronos_env(root, home), REPO_ROOT, log) as proc:
+        wait_until(loaded, LOAD_TIMEOUT_S, "the code location to load", proc=proc, log=log)
+        yield srv
+
+
+EDITED = {"symbol": "ETH/USDT", "model": "random_walk_vol", "horizon": 6, "holdout": 8, "lookback": 64,
+          "n_paths": 50, "seed": 1}
+
+
+@pytest.fixture(scope="module")
+def runs(server: Server) -> dict[str, str]:
+    """Three launches at once (they run side by side): no edits, as a person would on first opening the
+    launchpad; edited settings; and a misspelt model."""
+    launched = {"default": server.launch(), "edited": server.launch(EDITED),
+                "misspelt": server.launch({"model": "kronos-mimi"})}
+    for what, result in launched.items():
+        assert result["__typename"] == "LaunchRunSuccess", (what, result)
+    ids = {what: result["run"]["runId"] for what, result in launched.items()}
+    status = {what: server.finished(run_id) for what, run_id in ids.items()}
+    assert status == {"default": "SUCCESS", "edited": "SUCCESS", "misspelt": "FAILURE"}
+    return ids
+
+
+def metadata(server: Server, run_id: str) -> dict[str, Any]:
+    node = server.gql(MATERIALISATION)["assetNodeOrError"]
+    [mat] = [m for m in node["assetMaterializations"] if m["runId"] == run_id]
+    return {e["label"]: e for e in mat["metadataEntries"]}
+
+
+def test_launch_with_no_edits_then_with_settings_and_read_the_metadata(server: Server, runs: dict[str, str]):
+    entries = metadata(server, runs["default"])
+    png = server.home / "demo" / "adhoc" / runs["default"] / "forecast.png"
+    assert entries["chart_png"]["path"] == str(png)
+    chart = entries["chart"]["mdStr"]
+    assert chart.startswith("![forecast](data:image/png;base64,")
+    assert base64.b64decode(chart.split(",", 1)[1].split(")", 1)[0]) == png.read_bytes()
+    assert "| kronos-demo |" in entries["metrics"]["mdStr"] and "| random_walk_vol |" in entries["metrics"]["mdStr"]
+    prov = json.loads(entries["provenance"]["jsonString"])
+    assert prov["model"] == "kronos-demo" and prov["source"]["kind"] == "synthetic" and prov["held_out"][2] == 24
+    assert entries["mae"]["floatValue"] > 0
+
+    # Edited settings: another market, a baseline as the model, a shorter horizon and its own holdout.
+    entries = metadata(server, runs["edited"])
+    prov = json.loads(entries["provenance"]["jsonString"])
+    assert entries["series"]["text"] == "ETH/USDT 1h" and prov["model"] == "random_walk_vol"
+    assert prov["sampling"]["n_paths"] == 50 and prov["sampling"]["horizon"] == 6 and prov["held_out"][2] == 8
+    assert prov["history"][2] == 64
+
+
+def test_bad_settings_are_refused_by_the_launchpad_or_fail_naming_the_cause(server: Server, runs: dict[str, str]):
+    refused = server.launch({"device": "gpu"})
+    assert refused["__typename"] == "RunConfigValidationInvalid"
+    assert "device" in refused["errors"][0]["message"] and "gpu" in refused["errors"][0]["message"]
+
+    events = server.gql(FAILURE, {"id": runs["misspelt"]})["logsForRun"]["events"]
+    [failed] = [e for e in events if e["__typename"] == "ExecutionStepFailureEvent"]
+    assert "unknown model (or checkpoint folder) 'kronos-mimi'; did you mean 'kronos-mini'?" in (
+        failed["failureMetadata"]["description"])
+
+
+@pytest.mark.skipif(find_chromium() is None, reason="chromium is not installed (or set KRONOS_CHROMIUM)")
+def test_the_run_page_shows_the_chart(server: Server, runs: dict[str, str], tmp_path: Path):
+    browser = Browser(find_chromium(), tmp_path / "chromium-profile", timeout_s=60)
+    try:
+        browser.set_viewport(1400, 1000)
+        browser.open(f"http://127.0.0.1:{server.port}/runs/{runs['default']}",
+                     "[...document.querySelectorAll('button, a')].some(e => e.innerText === '[Show Markdown]')")
+        # The first markdown entry of the materialisation is the chart: open it as a person clicks it.
+        browser.evaluate("[...document.querySelectorAll('button, a')].find(e => e.innerText === '[Show Markdown]')"
+                         ".click()")
+        drawn = ("[...document.querySelectorAll('[role=dialog] img')].filter(i => i.src.startsWith("
+                 "'data:image/png;base64,') && i.naturalWidth > 0).map(i => [i.naturalWidth, i.naturalHeight])")
+        deadline = time.monotonic() + 30
+        while not (sizes := browser.evaluate(drawn)):
+            assert time.monotonic() < deadline, "the chart did not appear in the run page's dialog"
+            browser.pump(0.2)
+        assert sizes == [[1000, 480]]
+        assert "kronos-demo" in browser.evaluate("document.querySelector('[role=dialog] table').innerText")
+        shot = tmp_path / "adhoc-forecast.png"
+        browser.screenshot(shot, full_page=False)
+        assert shot.stat().st_size > 50_000
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        shutil.copy(shot, RESULTS / "adhoc-forecast.png")
+        assert [e for e in browser.errors() if "HTTP 4" in e or "exception" in e] == []
+    finally:
+        browser.close()
