@@ -137,3 +137,27 @@ def test_an_unknown_device_is_refused_by_the_config_schema(demo):
     _, defs, instance = demo
     with pytest.raises(dg.DagsterInvalidConfigError, match="gpu"):
         run(defs, instance, {"device": "gpu"})
+
+
+def test_a_checkpoint_folder_is_a_model_and_a_device_that_is_absent_is_named(demo, tmp_path):
+    settings, defs, instance = demo
+    folder = REPO_ROOT / "kronos_assets" / "checkpoints" / "demo"
+    result = run(defs, instance, {"model": str(folder), "lookback": 64, "horizon": 4, "device": "cpu"})
+    assert result.success
+    [mat] = result.asset_materializations_for_node("adhoc_forecast")
+    prov = mat.metadata["provenance"].value
+    assert prov["model_path"] == str(folder / "model") and prov["device"] == "cpu"
+    assert prov["model_sha256"] == hashlib.sha256(DEMO_WEIGHTS.read_bytes()).hexdigest()
+
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "config.json").write_text("{}")
+    assert f"model folder {str(tmp_path)!r} is not a Kronos checkpoint: missing {tmp_path}/model/model.safetensors" in (
+        failure(run(defs, instance, {"model": str(tmp_path)})))
+
+    import torch
+
+    cuda = run(defs, instance, {"device": "cuda", "lookback": 64, "horizon": 4})
+    if torch.cuda.is_available():
+        assert cuda.success
+    else:
+        assert "device cuda: torch sees no CUDA GPU on this machine; use auto or cpu" in failure(cuda)
