@@ -17,9 +17,8 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from ..kronos.config import DEFAULT_MODEL_REPO
+from ..kronos.config import DEFAULT_CONTEXT_POLICY, DEFAULT_MODEL_REPO, ContextPolicy, Mode
 from ..kronos.errors import KronosInputError
-from ..kronos.generate import DEFAULT_CONTEXT_POLICY, ContextPolicy, Mode
 from ..kronos.predictor import DEFAULT_BATCH_SIZE, KronosPredictor
 from ..kronos.sampling import SamplingParams
 from .interface import ForecastRequest, Sampling

@@ -35,7 +35,7 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
-from .config import CONTEXT_POLICIES, DEFAULT_CONTEXT_POLICY, MODES, ContextPolicy, Mode  # noqa: F401 (re-exported)
+from .config import CONTEXT_POLICIES, DEFAULT_CONTEXT_POLICY, MODES, ContextPolicy, Mode
 from .errors import HorizonTooLongError
 from .layers import KVCache
 from .model import DecodeState, Kronos
@@ -212,7 +212,7 @@ def generate_batch(
             if logits.shape[0] != R:
                 logits = logits.repeat_interleave(S, dim=0)
             s1 = sample_with_noise(logits, cfg.sampling, next_noise(logits))
-            s2_logits = model.s2_logits(state.last, s1, state)
+            s2_logits = model.s2_logits(state.last, s1, state.dep)
             s2 = sample_with_noise(s2_logits, cfg.sampling, next_noise(s2_logits))
             gen1[:, i], gen2[:, i] = s1, s2
     finally:

@@ -127,7 +127,7 @@ class Kronos(nn.Module):
 
         Without ``state``: windows from position 0, recomputed from scratch. With a ``DecodeState`` waiting for
         its prefix: the same pass over G windows, whose keys/values the state keeps for its rows. With a filled
-        state: T new tokens per row [G*S, T] at ``state.position``; ``state.last`` becomes the newest row."""
+        state: T new tokens per row [G*S, T] after those it holds. With a state, ``state.last`` becomes the newest row."""
         step = state is not None and is_step(state.dep)
         x = run_blocks(self.transformer, self.embed(s1, s2, stamp), state.layers if state is not None else None)
         ctx = self.norm(x, fused=step)
@@ -136,21 +136,21 @@ class Kronos(nn.Module):
             state.last = ctx[:, -1]
         return ctx
 
-    def s2_logits(self, context: Tensor, s1: Tensor, state: DecodeState | None = None) -> Tensor:
-        """s2 logits given the s1 of the next token.
-
-        s1 [R]: logits [R, V] of the last position of ``context`` [R, W, d] (inference), or with ``state`` of its
-        rows' newest position (``context`` is then ignored: pass ``state.last``). s1 [B, T] with context
-        [B, T, d]: logits [B, T, V] of every position, row t conditioned on s1[:, t] (teacher forcing)."""
-        if s1.ndim == 1:
-            query = self.embedding.emb_s1(s1).unsqueeze(1)
-            if state is not None:
-                last = state.last
-                if last.shape[0] != s1.shape[0]:  # right after a prefill: one state per series, shared by its rows
-                    last = last.repeat_interleave(s1.shape[0] // last.shape[0], dim=0)
-                return self.head.proj_s2(self.dep_layer(query, last[:, None], cache=state.dep))[:, 0]
+    def s2_logits(self, context: Tensor, s1: Tensor, cache: KVCache | None = None) -> Tensor:
+        """s2 logits given the s1 of the next token:
+          * s1 [R], context [R, W, d]: logits [R, V] of the window's last position (inference, recomputed);
+          * s1 [R], context the newest rows [R, d] (or [G, d], one per series, right after a prefill) and
+            ``cache`` the dependency layer's (``DecodeState.dep``): the same, over the cached rows (fast mode);
+          * s1 [B, T], context [B, T, d]: logits [B, T, V] of every position, row t conditioned on s1[:, t]
+            (teacher forcing, training)."""
+        if s1.ndim == 2:
+            return self.head.proj_s2(self.dep_layer(self.embedding.emb_s1(s1), context, context))
+        query = self.embedding.emb_s1(s1).unsqueeze(1)
+        if cache is None:
             return self.head.proj_s2(self.dep_layer(query, context[:, -1:], context))[:, 0]
-        return self.head.proj_s2(self.dep_layer(self.embedding.emb_s1(s1), context, context))
+        if context.shape[0] != s1.shape[0]:  # one row per series, shared by its rows
+            context = context.repeat_interleave(s1.shape[0] // context.shape[0], dim=0)
+        return self.head.proj_s2(self.dep_layer(query, context[:, None], cache=cache))[:, 0]
 
     def decode_state(self, series: int, paths: int, capacity: int) -> DecodeState:
         """Empty caches for G series x ``paths`` rows: the next ``context`` call's windows become each series'
@@ -166,7 +166,3 @@ class DecodeState:
     layers: list[KVCache]
     dep: KVCache
     last: Tensor | None = None  # normed newest context row: [G, d] after a prefill, [G*S, d] after a step
-
-    @property
-    def position(self) -> int:
-        return self.dep.position

@@ -21,7 +21,8 @@ import torch
 
 from .batching import generate_many
 from .errors import KronosInputError
-from .generate import DEFAULT_CONTEXT_POLICY, ContextPolicy, GenerationConfig, Generated, Mode, generate
+from .config import DEFAULT_CONTEXT_POLICY, ContextPolicy, Mode
+from .generate import GenerationConfig, Generated, generate
 from .hub import CheckpointInfo, load_model, load_tokenizer
 from .inputs import FEATURES, PreparedSeries, prepare_series
 from .model import Kronos

@@ -139,7 +139,7 @@ def test_prefill_and_extend_match_the_full_window() -> None:
         )  # fmt: skip
         torch.testing.assert_close(state.last, full[:, -1], rtol=1e-5, atol=1e-5)
         picked = torch.tensor([1, 2, 3, 4])
-        cached = model.s2_logits(state.last, picked, state)
+        cached = model.s2_logits(state.last, picked, state.dep)
         torch.testing.assert_close(cached, model.s2_logits(full, picked), rtol=1e-5, atol=1e-5)
 
 
