@@ -37,7 +37,6 @@ from torch import Tensor
 
 from .config import CONTEXT_POLICIES, DEFAULT_CONTEXT_POLICY, MODES, ContextPolicy, Mode
 from .errors import HorizonTooLongError
-from .layers import KVCache
 from .model import DecodeState, Kronos
 from .sampling import NoiseStream, SamplingParams, draw_noise, sample_tokens, sample_with_noise
 from .tokenizer import KronosTokenizer
@@ -148,7 +147,7 @@ def decode_rows(tokenizer: KronosTokenizer, prefix: tuple[Tensor, Tensor] | None
     rows P.. of ``KronosTokenizer.decode`` on each row's cat(prefix, row), decoding each prefix once."""
     rows, t = s1.shape
     has_prefix = prefix is not None and prefix[0].shape[1] > 0
-    caches = [KVCache(series, rows // series, t, prefill=has_prefix) for _ in tokenizer.decoder]
+    caches = tokenizer.decoder_caches(series, rows // series, t, prefill=has_prefix)
     if has_prefix:
         assert prefix is not None
         tokenizer.decode_hidden(tokenizer.post_quant_embed(tokenizer.ids_to_code(*prefix)), caches)

@@ -90,6 +90,11 @@ class KronosTokenizer(nn.Module):
         ``KVCache`` per decoder block a cached pass (layers.run_blocks)."""
         return self.head(run_blocks(self.decoder, h, caches))
 
+    def decoder_caches(self, series: int, paths: int, capacity: int, prefill: bool = True) -> list[KVCache]:
+        """One empty ``KVCache`` per decoder block for G series x ``paths`` rows of up to ``capacity`` tokens;
+        with ``prefill`` the next ``decode_hidden`` over G windows becomes each series' shared prefix."""
+        return [KVCache(series, paths, capacity, prefill) for _ in self.decoder]
+
     def decode(self, s1: Tensor, s2: Tensor) -> Tensor:
         """(s1, s2) [B, T] -> bars [B, T, 6] in normalised space, one causal pass (positions from 0)."""
         return self.decode_hidden(self.post_quant_embed(self.ids_to_code(s1, s2)))
