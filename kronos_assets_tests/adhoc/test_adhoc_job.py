@@ -161,3 +161,17 @@ def test_a_checkpoint_folder_is_a_model_and_a_device_that_is_absent_is_named(dem
         assert cuda.success
     else:
         assert "device cuda: torch sees no CUDA GPU on this machine; use auto or cpu" in failure(cuda)
+
+
+@pytest.mark.parametrize(("config", "field", "message"), [
+    ({"top_p": 1.5}, "top_p", "Input should be less than or equal to 1"),
+    ({"n_paths": 0}, "n_paths", "Input should be greater than or equal to 1"),
+    ({"temperature": 0.0}, "temperature", "Input should be greater than 0"),
+])
+def test_sampling_out_of_range_fails_at_run_start_naming_the_field(demo, config, field, message):
+    _, defs, instance = demo
+    result = run(defs, instance, config)
+    [event] = [e for e in result.all_events if e.is_step_failure]
+    cause = event.step_failure_data.error.cause.message
+    assert f"validation error for AdhocForecastConfig\n{field}\n  {message}" in cause
+    assert not result.asset_materializations_for_node("adhoc_forecast")
