@@ -1,6 +1,6 @@
 """The ad-hoc forecast the way a person uses it: dagster-webserver serving the demo profile, the job launched
-through the launchpad's GraphQL mutation (no edits, then edited settings, then bad ones), the run awaited, the
-materialisation's metadata read back; and in headless Chromium the run page shows the chart."""
+through the launchpad's GraphQL mutation (no edits, edited settings, a value the config schema refuses), the runs
+awaited, the materialisation's metadata read back; and in headless Chromium the run page shows the chart."""
 
 from __future__ import annotations
 
@@ -31,8 +31,6 @@ LAUNCH = """mutation ($p: ExecutionParams!) { launchPipelineExecution(executionP
   ... on RunConfigValidationInvalid { errors { message } }
   ... on PythonError { message } } }"""
 RUN = """query ($id: ID!) { runOrError(runId: $id) { __typename ... on Run { status } } }"""
-FAILURE = """query ($id: ID!) { logsForRun(runId: $id) { __typename ... on EventConnection { events {
-  __typename ... on ExecutionStepFailureEvent { error { message } failureMetadata { description } } } } } }"""
 MATERIALISATION = """{ assetNodeOrError(assetKey: {path: ["adhoc_forecast"]}) { __typename
   ... on AssetNode { assetMaterializations(limit: 5) { runId metadataEntries { label __typename
     ... on MarkdownMetadataEntry { mdStr } ... on PathMetadataEntry { path } ... on JsonMetadataEntry { jsonString }
@@ -92,15 +90,14 @@ EDITED = {"symbol": "ETH/USDT", "model": "random_walk_vol", "horizon": 6, "holdo
 
 @pytest.fixture(scope="module")
 def runs(server: Server) -> dict[str, str]:
-    """Three launches at once (they run side by side): no edits, as a person would on first opening the
-    launchpad; edited settings; and a misspelt model."""
-    launched = {"default": server.launch(), "edited": server.launch(EDITED),
-                "misspelt": server.launch({"model": "kronos-mimi"})}
+    """Two launches at once (they run side by side): no edits, as a person would on first opening the launchpad,
+    and edited settings. (A misspelt model fails at run start: test_adhoc_job checks the message in process.)"""
+    launched = {"default": server.launch(), "edited": server.launch(EDITED)}
     for what, result in launched.items():
         assert result["__typename"] == "LaunchRunSuccess", (what, result)
     ids = {what: result["run"]["runId"] for what, result in launched.items()}
     status = {what: server.finished(run_id) for what, run_id in ids.items()}
-    assert status == {"default": "SUCCESS", "edited": "SUCCESS", "misspelt": "FAILURE"}
+    assert status == {"default": "SUCCESS", "edited": "SUCCESS"}
     return ids
 
 
@@ -130,15 +127,11 @@ def test_launch_with_no_edits_then_with_settings_and_read_the_metadata(server: S
     assert prov["history"][2] == 64
 
 
-def test_bad_settings_are_refused_by_the_launchpad_or_fail_naming_the_cause(server: Server, runs: dict[str, str]):
+def test_a_device_outside_the_list_is_refused_by_the_launchpad(server: Server):
     refused = server.launch({"device": "gpu"})
     assert refused["__typename"] == "RunConfigValidationInvalid"
-    assert "device" in refused["errors"][0]["message"] and "gpu" in refused["errors"][0]["message"]
-
-    events = server.gql(FAILURE, {"id": runs["misspelt"]})["logsForRun"]["events"]
-    [failed] = [e for e in events if e["__typename"] == "ExecutionStepFailureEvent"]
-    assert "unknown model (or checkpoint folder) 'kronos-mimi'; did you mean 'kronos-mini'?" in (
-        failed["failureMetadata"]["description"])
+    assert refused["errors"][0]["message"] == ("Value at path root:ops:adhoc_forecast:config:device not in enum type "
+                                               "Device got gpu")
 
 
 @pytest.mark.skipif(find_chromium() is None, reason="chromium is not installed (or set KRONOS_CHROMIUM)")
