@@ -30,7 +30,9 @@ def _candles(bars: int = 300) -> pl.DataFrame:
 class Spy(RandomWalkVol):
     """The volatility random walk, remembering the newest bar it was shown."""
 
-    name = "spy"
+    def __init__(self):
+        super().__init__()
+        self.name = "spy"
 
     def forecast_batch(self, requests, sampling):
         self.seen = [r.history["ts"].max() for r in requests]
