@@ -26,23 +26,16 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
+from kronos_assets.health_rows import FAIL, INFO, OK, SKIP, WARN, Row, fmt_age, fmt_time, listing, short, worst
+from kronos_assets.forecasting.kinds import kind_of
+from kronos_assets.forecasting.kinds import kronos as kronos_kind
 from kronos_assets.market.timeframes import timeframe_delta
-from kronos_assets.settings import BASELINES, ConfigError, ModelSettings, Settings
+from kronos_assets.settings import BASELINES, ConfigError, Settings
 
-OK, WARN, FAIL, SKIP, INFO = "OK", "WARN", "FAIL", "SKIP", "INFO"
 SECTIONS = ("configured", "reachable", "fresh", "failing")
 SLACK = timedelta(minutes=15)  # the schedule runs a few minutes after each bar closes
 WARN_BARS, FAIL_BARS = 2, 3
 LOCK_WAIT_S = 5.0
-MAX_LISTED = 3
-
-
-@dataclass(frozen=True)
-class Row:
-    section: str
-    item: str
-    status: str
-    detail: str
 
 
 @dataclass
@@ -97,21 +90,6 @@ class Report:
 # ---------------------------------------------------------------------------------------------------- helpers
 
 
-def _fmt_time(ts: datetime | None) -> str:
-    return ts.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M") if ts else "none"
-
-
-def _fmt_age(age: timedelta) -> str:
-    secs = int(age.total_seconds())
-    if secs < 0:
-        return "in the future"
-    if secs < 3600:
-        return f"{secs // 60} min ago"
-    if secs < 2 * 86400:
-        return f"{secs / 3600:.1f} h ago"
-    return f"{secs / 86400:.1f} days ago"
-
-
 def freshness_status(age: timedelta, step: timedelta) -> str:
     """OK, or WARN past two bars (plus slack), or FAIL past three: the assets' freshness policy thresholds."""
     if age > FAIL_BARS * step + SLACK:
@@ -119,22 +97,6 @@ def freshness_status(age: timedelta, step: timedelta) -> str:
     if age > WARN_BARS * step + SLACK:
         return WARN
     return OK
-
-
-def _short(exc: BaseException | str, limit: int = 160) -> str:
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def _listing(items: list[str], limit: int = MAX_LISTED) -> str:
-    shown = "; ".join(items[:limit])
-    return shown + (f" (+{len(items) - limit} more)" if len(items) > limit else "")
-
-
-def _worst(statuses: Iterable[str]) -> str:
-    order = [FAIL, WARN, OK, INFO, SKIP]
-    found = set(statuses)
-    return next((s for s in order if s in found), OK)
 
 
 # ---------------------------------------------------------------------------------------------------- configured
@@ -160,13 +122,7 @@ def _publish_target(settings: Settings) -> tuple[str, str, Any]:
     return OK, f"{settings.publish_backend} -> R2 {where}", cfg
 
 
-def model_source(m: ModelSettings) -> str:
-    """Where a model's weights come from, for every source kind: a local folder or a hub repo at a revision."""
-    if m.local_dir is not None:
-        return f"local folder {m.local_dir}"
-    if m.revision:
-        return f"{m.repo}@{m.revision[:12]}"
-    return f"{m.repo} (no pinned revision)"
+model_source = kronos_kind.describe  # where a Kronos checkpoint's weights come from (folder or hub revision)
 
 
 def configured(settings: Settings) -> list[Row]:
@@ -182,10 +138,8 @@ def configured(settings: Settings) -> list[Row]:
         f"{tf.name} (from {tf.start}, history {tf.history_bars} bars, horizon {tf.horizon})" for tf in s.timeframes)))
     models = []
     for name in s.forecasters:
-        if name in BASELINES:
-            models.append(f"{name} (baseline)")
-        else:
-            models.append(f"{name} ({model_source(s.models[name])})")
+        spec = s.model_specs[name]
+        models.append(f"{name} (baseline)" if name in BASELINES else f"{name} ({kind_of(spec).describe(spec.options)})")
     rows.append(Row("configured", "forecasters", OK, f"{', '.join(models)}; primary {s.primary_model}"))
     status, detail, _ = _publish_target(s)
     rows.append(Row("configured", "publish", status, detail))
@@ -226,12 +180,12 @@ class ReadOnlyWarehouse:
                     continue
                 if "lock" in str(exc).lower():
                     self.problem = (WARN, f"{self.path} is held by another process for {LOCK_WAIT_S:.0f} s "
-                                          f"(a run writing?): {_short(exc, 120)}")
+                                          f"(a run writing?): {short(exc, 120)}")
                 else:
-                    self.problem = (FAIL, f"cannot open {self.path}: {_short(exc)}")
+                    self.problem = (FAIL, f"cannot open {self.path}: {short(exc)}")
                 return self.problem
             except Exception as exc:  # corrupt file, not a DuckDB file, permissions
-                self.problem = (FAIL, f"cannot open {self.path}: {_short(exc)}")
+                self.problem = (FAIL, f"cannot open {self.path}: {short(exc)}")
                 return self.problem
         self.con.execute("SET TimeZone = 'UTC'")
         tables = {r[0] for r in self.con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
@@ -284,11 +238,11 @@ def _uploads_row(settings: Settings) -> Row:
     try:
         scan = scan_folder(folder)
     except OSError as exc:
-        return Row("reachable", "uploads folder", FAIL, f"cannot list {folder}: {_short(exc)}")
+        return Row("reachable", "uploads folder", FAIL, f"cannot list {folder}: {short(exc)}")
     detail = f"{folder}: {len(scan.files)} candle file(s)"
     if scan.skipped:
         return Row("reachable", "uploads folder", WARN,
-                   detail + "; skipped " + _listing([f"{n}: {why}" for n, why in scan.skipped]))
+                   detail + "; skipped " + listing([f"{n}: {why}" for n, why in scan.skipped]))
     return Row("reachable", "uploads folder", OK, detail)
 
 
@@ -317,7 +271,7 @@ def _exchange_rows(settings: Settings, network: bool, now: datetime) -> list[Row
                 rows.append(Row("reachable", f"exchange {ex.id}", OK,
                                 f"served {frame.height} {symbol} {tf.name} bar(s) in {secs:.1f} s"))
         except Exception as exc:
-            rows.append(Row("reachable", f"exchange {ex.id}", FAIL, _short(exc)))
+            rows.append(Row("reachable", f"exchange {ex.id}", FAIL, short(exc)))
     if rows and all(r.status == FAIL for r in rows):
         return rows
     # One exchange down is what the fallback chain is for: degrade its row to a warning.
@@ -336,7 +290,7 @@ def _bucket_row(cfg: Any, network: bool) -> tuple[Row, Any]:
         store.client.head_bucket(Bucket=store.bucket)
         return Row("reachable", "publish bucket", OK, f"{cfg.bucket} at {cfg.endpoint_url} answers"), store
     except Exception as exc:
-        return Row("reachable", "publish bucket", FAIL, f"{cfg.bucket}: {_short(exc)}"), None
+        return Row("reachable", "publish bucket", FAIL, f"{cfg.bucket}: {short(exc)}"), None
 
 
 # ---------------------------------------------------------------------------------------------------- fresh
@@ -361,7 +315,7 @@ def fresh(settings: Settings, wh: ReadOnlyWarehouse, now: datetime) -> list[Row]
             else:
                 age = now - (bar + step)  # since the newest bar closed
                 statuses.append(freshness_status(age, step))
-                parts.append(f"candle {_fmt_time(bar)} (closed {_fmt_age(age)})")
+                parts.append(f"candle {fmt_time(bar)} (closed {fmt_age(age)})")
             origin = forecasts.get(symbol)
             if origin is None:
                 parts.append(f"no {settings.primary_model} forecast")
@@ -369,8 +323,8 @@ def fresh(settings: Settings, wh: ReadOnlyWarehouse, now: datetime) -> list[Row]
             else:
                 age = now - origin
                 statuses.append(freshness_status(age, step))
-                parts.append(f"forecast from {_fmt_time(origin)} ({_fmt_age(age)})")
-            status = _worst(statuses)
+                parts.append(f"forecast from {fmt_time(origin)} ({fmt_age(age)})")
+            status = worst(statuses)
             if status != OK:
                 parts.append(f"warns past {WARN_BARS} bars, fails past {FAIL_BARS}")
             rows.append(Row("fresh", f"{symbol} {tf.name}", status, "; ".join(parts)))
@@ -386,7 +340,7 @@ def publication_row(settings: Settings, store: Any, now: datetime, why_not: str 
     try:
         raw = store.get(MANIFEST_KEY)
     except Exception as exc:
-        return Row("fresh", "publication", FAIL, f"cannot read {MANIFEST_KEY}: {_short(exc)}")
+        return Row("fresh", "publication", FAIL, f"cannot read {MANIFEST_KEY}: {short(exc)}")
     where = store.location(MANIFEST_KEY)
     if not raw:
         return Row("fresh", "publication", FAIL, f"nothing published yet ({where} absent)")
@@ -394,14 +348,14 @@ def publication_row(settings: Settings, store: Any, now: datetime, why_not: str 
         manifest = json.loads(raw)
         generated = datetime.fromisoformat(manifest["generated_at"]).astimezone(timezone.utc)
     except Exception as exc:
-        return Row("fresh", "publication", FAIL, f"{where} unreadable: {_short(exc)}")
+        return Row("fresh", "publication", FAIL, f"{where} unreadable: {short(exc)}")
     step = min(timeframe_delta(tf.name) for tf in settings.timeframes)
     age = now - generated
     status = freshness_status(age, step)
-    detail = (f"newest origin {_fmt_time(generated)} ({_fmt_age(age)}), {len(manifest.get('objects', {}))} objects, "
+    detail = (f"newest origin {fmt_time(generated)} ({fmt_age(age)}), {len(manifest.get('objects', {}))} objects, "
               f"profile {manifest.get('profile')}; {where}")
     if manifest.get("profile") not in (None, settings.profile):
-        status = _worst([status, WARN])
+        status = worst([status, WARN])
         detail += f" (published by profile {manifest.get('profile')}, not {settings.profile})"
     return Row("fresh", "publication", status, detail)
 
@@ -421,7 +375,7 @@ def open_instance(settings: Settings) -> tuple[Any, Row]:
         kind = type(instance.run_storage).__name__.replace("RunStorage", "")
         instance.get_runs_count()
     except Exception as exc:
-        return None, Row("reachable", "dagster instance", FAIL, f"cannot open: {_short(exc)}")
+        return None, Row("reachable", "dagster instance", FAIL, f"cannot open: {short(exc)}")
     where = os.environ.get("DAGSTER_HOME") or str(settings.dagster_home)
     return instance, Row("reachable", "dagster instance", OK, f"{where} ({kind} storage)")
 
@@ -449,18 +403,18 @@ def failed_runs(instance: Any, now: datetime, since_hours: float) -> Row:
             filters=dg.RunsFilter(job_name=run.job_name, statuses=[dg.DagsterRunStatus.SUCCESS],
                                   tags=_run_partitions(run.tags), created_after=rec.create_timestamp),
             limit=1)
-        label = f"{run_label(run)} run {run.run_id[:8]} at {_fmt_time(rec.create_timestamp)}"
+        label = f"{run_label(run)} run {run.run_id[:8]} at {fmt_time(rec.create_timestamp)}"
         if later:
             repaired.append(f"{label} (repaired by {later[0].dagster_run.run_id[:8]})")
         else:
             open_.append(f"{label}: {run_cause(instance, run.run_id)}")
     if open_:
-        detail = f"{len(open_)} failed: " + _listing(open_)
+        detail = f"{len(open_)} failed: " + listing(open_)
         if repaired:
             detail += f"; {len(repaired)} more failed then succeeded on a re-run"
         return Row("failing", f"runs (last {since_hours:g} h)", FAIL, detail)
     return Row("failing", f"runs (last {since_hours:g} h)", WARN,
-               f"{len(repaired)} failed, each succeeded on a later run: " + _listing(repaired))
+               f"{len(repaired)} failed, each succeeded on a later run: " + listing(repaired))
 
 
 def _check_keys(settings: Settings) -> list[Any]:
@@ -478,20 +432,19 @@ def _check_keys(settings: Settings) -> list[Any]:
 
 def failed_checks(settings: Settings, instance: Any) -> Row:
     import dagster as dg
-    from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus as St
 
     keys = _check_keys(settings)
-    latest = instance.event_log_storage.get_latest_asset_check_execution_by_key(keys)
+    latest = {k: rec for k in keys if (rec := instance.get_latest_asset_check_evaluation_record(k)) is not None}
     errors, warns, passed, planned = [], [], 0, 0
-    for key, rec in sorted(latest.items(), key=lambda kv: kv[0].to_user_string()):
+    for key, rec in latest.items():
         name = key.to_user_string()
-        if rec.status == St.SUCCEEDED:
+        ev = rec.evaluation  # absent while the check is only planned
+        if ev is not None and ev.passed:
             passed += 1
-        elif rec.status == St.FAILED:
-            ev = rec.evaluation
-            when = _fmt_time(datetime.fromtimestamp(rec.create_timestamp, timezone.utc))
+        elif ev is not None:
+            when = fmt_time(datetime.fromtimestamp(rec.create_timestamp, timezone.utc))
             label = f"{name} (run {rec.run_id[:8]}, {when})"
-            (warns if ev is not None and ev.severity == dg.AssetCheckSeverity.WARN else errors).append(label)
+            (warns if ev.severity == dg.AssetCheckSeverity.WARN else errors).append(label)
         else:  # planned: in progress, or its run stopped before the check ran
             run = instance.get_run_by_id(rec.run_id)
             if run is None or run.is_finished:
@@ -503,10 +456,10 @@ def failed_checks(settings: Settings, instance: Any) -> Row:
     if planned:
         summary += f", {planned} did not run (their run stopped first)"
     if errors:
-        return Row("failing", "asset checks", FAIL, f"{len(errors)} failed (ERROR): " + _listing(errors)
+        return Row("failing", "asset checks", FAIL, f"{len(errors)} failed (ERROR): " + listing(errors)
                    + (f"; {len(warns)} warned" if warns else "") + f"; {summary}")
     if warns:
-        return Row("failing", "asset checks", WARN, f"{len(warns)} failed (WARN severity): " + _listing(warns)
+        return Row("failing", "asset checks", WARN, f"{len(warns)} failed (WARN severity): " + listing(warns)
                    + f"; {summary}")
     return Row("failing", "asset checks", OK, summary)
 
@@ -518,18 +471,18 @@ def daemon_row(instance: Any, now: datetime) -> Row | None:
     try:
         beats = instance.get_daemon_heartbeats()
     except Exception as exc:
-        return Row("failing", "dagster daemon", WARN, f"no heartbeat readable: {_short(exc)}")
+        return Row("failing", "dagster daemon", WARN, f"no heartbeat readable: {short(exc)}")
     if not beats:
         return Row("failing", "dagster daemon", WARN,
                    "no heartbeat ever: schedules, sensors and queued runs need `dagster-daemon run`")
     newest = max(b.timestamp for b in beats.values())
     age = now - datetime.fromtimestamp(newest, timezone.utc)
     if age > timedelta(minutes=5):
-        return Row("failing", "dagster daemon", WARN, f"last heartbeat {_fmt_age(age)}: is `dagster-daemon run` up?")
-    errors = [f"{t}: {_short(b.errors[0].message, 80)}" for t, b in beats.items() if getattr(b, "errors", None)]
+        return Row("failing", "dagster daemon", WARN, f"last heartbeat {fmt_age(age)}: is `dagster-daemon run` up?")
+    errors = [f"{t}: {short(b.errors[0].message, 80)}" for t, b in beats.items() if getattr(b, "errors", None)]
     if errors:
-        return Row("failing", "dagster daemon", WARN, "heartbeat ok, errors: " + _listing(errors))
-    return Row("failing", "dagster daemon", OK, f"{len(beats)} daemons, last heartbeat {_fmt_age(age)}")
+        return Row("failing", "dagster daemon", WARN, "heartbeat ok, errors: " + listing(errors))
+    return Row("failing", "dagster daemon", OK, f"{len(beats)} daemons, last heartbeat {fmt_age(age)}")
 
 
 # ---------------------------------------------------------------------------------------------------- all
@@ -545,7 +498,7 @@ def run_health(settings: Settings, network: bool = False, since_hours: float = 2
         try:
             return fn()
         except Exception as exc:  # a broken probe is itself a failure worth a row, never a traceback
-            rows.append(Row(section, item, FAIL, f"could not check: {_short(exc)}"))
+            rows.append(Row(section, item, FAIL, f"could not check: {short(exc)}"))
             return None
 
     wh = ReadOnlyWarehouse(settings.warehouse_path)

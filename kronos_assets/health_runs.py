@@ -6,7 +6,7 @@ from datetime import datetime, timedelta, timezone
 
 import dagster as dg
 
-from kronos_assets.health import FAIL, OK, WARN, Row, _fmt_age, _listing
+from kronos_assets.health_rows import FAIL, OK, WARN, Row, fmt_age, listing
 from kronos_assets.runs import LIVE_STATUSES, is_local, run_label, run_process
 
 STUCK_AFTER = timedelta(hours=2)  # no run of this project takes that long; a backfill of years might
@@ -30,7 +30,7 @@ def in_flight_runs(instance: dg.DagsterInstance, now: datetime) -> Row:
         run = rec.dagster_run
         status, how = _state(instance, run, local)
         since = datetime.fromtimestamp(rec.start_time or rec.create_timestamp.timestamp(), timezone.utc)
-        label = f"{run_label(run)} run {run.run_id[:8]} {run.status.value} since {_fmt_age(now - since)}, {how}"
+        label = f"{run_label(run)} run {run.run_id[:8]} {run.status.value} since {fmt_age(now - since)}, {how}"
         if status == FAIL:
             dead.append(label)
         elif now - since > STUCK_AFTER:
@@ -38,11 +38,11 @@ def in_flight_runs(instance: dg.DagsterInstance, now: datetime) -> Row:
         else:
             fine.append(label)
     if dead:
-        return Row("failing", "runs in flight", FAIL, f"{len(dead)} dead: " + _listing(dead) + f"; {FIX}")
+        return Row("failing", "runs in flight", FAIL, f"{len(dead)} dead: " + listing(dead) + f"; {FIX}")
     if stuck:
         return Row("failing", "runs in flight", WARN, f"{len(stuck)} running longer than {STUCK_AFTER}: "
-                   + _listing(stuck))
-    return Row("failing", "runs in flight", OK, f"{len(fine)} running: " + _listing(fine) if fine else "none")
+                   + listing(stuck))
+    return Row("failing", "runs in flight", OK, f"{len(fine)} running: " + listing(fine) if fine else "none")
 
 
 def pool_slots(instance: dg.DagsterInstance) -> Row:
@@ -64,8 +64,8 @@ def pool_slots(instance: dg.DagsterInstance) -> Row:
             (bad if status == FAIL else held).append(text)
     limits = ", ".join(f"{p}: {i.slot_count}" for p, i in sorted(infos.items())) or "none claimed yet"
     if bad:
-        return Row("failing", "pool slots", FAIL, f"{len(bad)} held by dead or ended runs: " + _listing(bad)
+        return Row("failing", "pool slots", FAIL, f"{len(bad)} held by dead or ended runs: " + listing(bad)
                    + f"; {FIX}")
     if held:
-        return Row("failing", "pool slots", OK, f"{len(held)} held: " + _listing(held) + f" (limits {limits})")
+        return Row("failing", "pool slots", OK, f"{len(held)} held: " + listing(held) + f" (limits {limits})")
     return Row("failing", "pool slots", OK, f"all free (limits {limits})")

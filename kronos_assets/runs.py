@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any, Callable
 
 import dagster as dg
-from dagster._core.executor.base import Executor  # no public base class to wrap an executor with
 
 HOST_TAG, PID_TAG, PID_START_TAG = "kronos/host", "kronos/pid", "kronos/pid_start"
 POOL_WAIT_TAG = "kronos/pool_wait_s"
@@ -232,10 +231,10 @@ def pool_wait_limit(tags: dict[str, str] | Any) -> float:
     return value
 
 
-class _BoundedPoolsExecutor(Executor):
+class _BoundedPoolsExecutor(dg.Executor):
     """The in-process executor, with every wait for a pool slot bounded (``bounded_pool_waits``)."""
 
-    def __init__(self, inner: Executor):
+    def __init__(self, inner: dg.Executor):
         self._inner = inner
 
     @property
@@ -253,7 +252,7 @@ class _BoundedPoolsExecutor(Executor):
 
 
 @dg.executor(name="in_process", config_schema=dg.in_process_executor.config_schema)
-def in_process_bounded_pools(init_context: Any) -> Executor:
+def in_process_bounded_pools(init_context: Any) -> dg.Executor:
     """What the code location's runs execute with when the daemon or the UI launches them (``execute_in_process``,
     and so ``kronos-assets run``, substitutes its own executor and is bounded by ``run_main_job``)."""
     return _BoundedPoolsExecutor(dg.in_process_executor.executor_creation_fn(init_context))

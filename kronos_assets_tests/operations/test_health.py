@@ -140,6 +140,30 @@ def test_failed_run_fails_until_repaired(healthy_root, use_home, tmp_path, capsy
     assert report.exit_code == 0, report.render()
 
 
+def test_failed_asset_checks_by_severity(healthy_root, use_home, tmp_path):
+    """A check whose latest evaluation failed: WARN severity warns, ERROR severity fails, each named."""
+    import dagster as dg
+
+    settings = use_home(_copy(healthy_root, tmp_path / "checks"))
+    keys = sorted(build_definitions(settings).resolve_asset_graph().asset_check_keys, key=lambda k: k.to_user_string())
+    warned, errored = keys[0], keys[1]
+
+    def fail(key: dg.AssetCheckKey, severity: dg.AssetCheckSeverity) -> object:
+        instance = instance_for(settings)
+        try:
+            instance.report_runless_asset_event(dg.AssetCheckEvaluation(
+                asset_key=key.asset_key, check_name=key.name, passed=False, severity=severity))
+        finally:
+            instance.dispose()
+        return next(r for r in run_health(settings).rows if r.item == "asset checks")
+
+    row = fail(warned, dg.AssetCheckSeverity.WARN)
+    assert row.status == WARN and "1 failed (WARN severity)" in row.detail and warned.to_user_string() in row.detail
+    row = fail(errored, dg.AssetCheckSeverity.ERROR)
+    assert row.status == FAIL and "1 failed (ERROR)" in row.detail and errored.to_user_string() in row.detail
+    assert "1 warned" in row.detail and f"{len(keys)} checks:" in row.detail, row
+
+
 def test_network_probes_only_with_network_flag(tmp_path, use_home):
     """Exchanges are contacted only with --network; then a dead exchange behind a live one is a warning."""
     from kronos_assets.market.synthetic import SyntheticMarket
