@@ -10,8 +10,8 @@
                 and asset checks whose latest evaluation failed
 
 A row is OK, WARN, FAIL, SKIP (not checked, with the reason) or INFO. The exit status is 1 when any row is FAIL.
-Freshness uses the thresholds of the assets' freshness policies: data older than two bars (plus the schedule's
-few minutes) warns, older than three fails.
+Freshness is ``market.rules.freshness``, the rule the assets' freshness policies use: data older than two bars
+(plus the schedule's few minutes) warns, older than three fails.
 """
 
 from __future__ import annotations
@@ -24,17 +24,16 @@ import time
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable
 
-from kronos_assets.health_rows import FAIL, INFO, OK, SKIP, WARN, Row, fmt_age, fmt_time, listing, short, worst
+from kronos_assets.health_rows import FAIL, OK, SKIP, WARN, Row, fmt_age, fmt_time, listing, short, worst
 from kronos_assets.forecasting.kinds import kind_of
 from kronos_assets.forecasting.kinds import kronos as kronos_kind
+from kronos_assets.market.rules import FRESH_FAIL_BARS, FRESH_WARN_BARS, freshness
 from kronos_assets.market.timeframes import timeframe_delta
 from kronos_assets.settings import BASELINES, ConfigError, Settings
 
 SECTIONS = ("configured", "reachable", "fresh", "failing")
-SLACK = timedelta(minutes=15)  # the schedule runs a few minutes after each bar closes
-WARN_BARS, FAIL_BARS = 2, 3
 LOCK_WAIT_S = 5.0
 
 
@@ -85,18 +84,6 @@ class Report:
         else:
             out.append("HEALTHY: configured, reachable, fresh, nothing failing")
         return "\n".join(out)
-
-
-# ---------------------------------------------------------------------------------------------------- helpers
-
-
-def freshness_status(age: timedelta, step: timedelta) -> str:
-    """OK, or WARN past two bars (plus slack), or FAIL past three: the assets' freshness policy thresholds."""
-    if age > FAIL_BARS * step + SLACK:
-        return FAIL
-    if age > WARN_BARS * step + SLACK:
-        return WARN
-    return OK
 
 
 # ---------------------------------------------------------------------------------------------------- configured
@@ -314,7 +301,7 @@ def fresh(settings: Settings, wh: ReadOnlyWarehouse, now: datetime) -> list[Row]
                 statuses.append(FAIL)
             else:
                 age = now - (bar + step)  # since the newest bar closed
-                statuses.append(freshness_status(age, step))
+                statuses.append(freshness(age, step))
                 parts.append(f"candle {fmt_time(bar)} (closed {fmt_age(age)})")
             origin = forecasts.get(symbol)
             if origin is None:
@@ -322,11 +309,11 @@ def fresh(settings: Settings, wh: ReadOnlyWarehouse, now: datetime) -> list[Row]
                 statuses.append(FAIL)
             else:
                 age = now - origin
-                statuses.append(freshness_status(age, step))
+                statuses.append(freshness(age, step))
                 parts.append(f"forecast from {fmt_time(origin)} ({fmt_age(age)})")
             status = worst(statuses)
             if status != OK:
-                parts.append(f"warns past {WARN_BARS} bars, fails past {FAIL_BARS}")
+                parts.append(f"warns past {FRESH_WARN_BARS} bars, fails past {FRESH_FAIL_BARS}")
             rows.append(Row("fresh", f"{symbol} {tf.name}", status, "; ".join(parts)))
     return rows
 
@@ -351,7 +338,7 @@ def publication_row(settings: Settings, store: Any, now: datetime, why_not: str 
         return Row("fresh", "publication", FAIL, f"{where} unreadable: {short(exc)}")
     step = min(timeframe_delta(tf.name) for tf in settings.timeframes)
     age = now - generated
-    status = freshness_status(age, step)
+    status = freshness(age, step)
     detail = (f"newest origin {fmt_time(generated)} ({fmt_age(age)}), {len(manifest.get('objects', {}))} objects, "
               f"profile {manifest.get('profile')}; {where}")
     if manifest.get("profile") not in (None, settings.profile):

@@ -1,12 +1,11 @@
 """Operations: forecast sanity checks, freshness policies, run-failure alerts and recovery of dead runs."""
 
-from datetime import timedelta
-
 import dagster as dg
 import numpy as np
 
 from kronos_assets.alerts import ALERTS_FILE, deliver_pending, pending_alerts, record_alert
 from kronos_assets.defs.forecast import forecasts_key
+from kronos_assets.market.rules import freshness_windows
 from kronos_assets.market.timeframes import timeframe_delta
 from kronos_assets.failures import failure_alert
 from kronos_assets.records import Q_COLS
@@ -62,10 +61,9 @@ def build_forecast_checks(settings: Settings, tf: TimeframeSettings) -> list[dg.
 
 
 def freshness_policy(tf: TimeframeSettings) -> dg.FreshnessPolicy:
-    """Warn when the newest materialisation is two bars old, fail at three (plus the schedule's few minutes)."""
-    bar = timeframe_delta(tf.name)
-    return dg.FreshnessPolicy.time_window(fail_window=3 * bar + timedelta(minutes=15),
-                                          warn_window=2 * bar + timedelta(minutes=15))
+    """The freshness rule of market.rules as Dagster's policy (warn past two bars, fail past three, plus slack)."""
+    warn, fail = freshness_windows(timeframe_delta(tf.name))
+    return dg.FreshnessPolicy.time_window(fail_window=fail, warn_window=warn)
 
 
 def build_failure_sensor(settings: Settings) -> dg.SensorDefinition:

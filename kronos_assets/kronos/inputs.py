@@ -16,9 +16,10 @@ from typing import Sequence
 import numpy as np
 import polars as pl
 
+from kronos_assets.market.rules import PRICE_COLUMNS, volume_and_amount
+
 from .errors import KronosInputError, MissingColumnsError, NonFiniteInputError, TimestampOrderError
 
-PRICE_COLUMNS = ("open", "high", "low", "close")
 FEATURES = ("open", "high", "low", "close", "volume", "amount")
 CLOSE, VOLUME = FEATURES.index("close"), FEATURES.index("volume")
 NORM_EPS = 1e-5
@@ -96,8 +97,9 @@ def prepare_series(frame: pl.DataFrame, future_ts: Sequence[datetime] | np.ndarr
     """Validate candles and build the model input (spec §8 steps 1-5) from the last ``max_history`` bars (all
     when None): those bars alone are validated and give the normalisation statistics.
 
-    Missing or all-null volume -> volume = amount = 0; missing or null amount -> volume x mean(OHLC) for those
-    rows (the original fills only a missing column; a null amount is how our candle frames say "not given").
+    Volume and amount follow ``market.rules.volume_and_amount``: missing or all-null volume -> both 0; missing or
+    null amount -> volume x mean(OHLC) for those rows (the original fills only a missing column; a null amount is
+    how our candle frames say "not given").
     """
     if not isinstance(frame, pl.DataFrame):
         raise KronosInputError(f"{name}: candles must be a polars DataFrame, got {type(frame).__name__}")
@@ -113,14 +115,7 @@ def prepare_series(frame: pl.DataFrame, future_ts: Sequence[datetime] | np.ndarr
     ts = _wall_clock(frame[time_column], f"{name} history")
     _check_increasing(ts, f"{name} history")
     cols: dict[str, np.ndarray] = {c: frame[c].cast(pl.Float64).to_numpy() for c in PRICE_COLUMNS}
-    volume = _column(frame, "volume")
-    amount = _column(frame, "amount")
-    if volume is None:
-        cols["volume"] = cols["amount"] = np.zeros(frame.height)
-    else:
-        cols["volume"] = volume
-        derived = volume * np.mean([cols[c] for c in PRICE_COLUMNS], axis=0)
-        cols["amount"] = derived if amount is None else np.where(np.isnan(amount), derived, amount)
+    cols["volume"], cols["amount"] = volume_and_amount(cols, _column(frame, "volume"), _column(frame, "amount"))
     for c in FEATURES:
         bad = ~np.isfinite(cols[c])
         if bad.any():

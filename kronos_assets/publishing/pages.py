@@ -8,6 +8,7 @@ from typing import Any
 import jinja2
 from markupsafe import Markup
 
+from kronos_assets.market.rules import FRESH_WARN_BARS, FRESHNESS_SLACK
 from kronos_assets.publishing.charts import fan_chart
 from kronos_assets.publishing.keys import PLOTLY_JS_KEY, series_prefix
 from kronos_assets.publishing.page_model import SeriesView, series_view
@@ -40,6 +41,7 @@ def dashboard_html(snapshots: list[dict[str, Any]], scoreboard: list[dict[str, A
     return _ENV.get_template("dashboard.html.j2").render(
         series=views, generated_at=generated_at, generated_text=utc_minute(generated_at), synthetic=synthetic,
         demo_banner=DEMO_BANNER, plotly_js=PLOTLY_JS_KEY, min_independent=MIN_INDEPENDENT,
+        stale_bars=FRESH_WARN_BARS, slack_seconds=int(FRESHNESS_SLACK.total_seconds()),
     )
 
 

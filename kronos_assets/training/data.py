@@ -20,8 +20,8 @@ import numpy as np
 import polars as pl
 import torch
 
-from kronos_assets.kronos.inputs import FEATURES, NORM_EPS, PRICE_COLUMNS, time_features
-from kronos_assets.market.rules import volume_and_amount
+from kronos_assets.kronos.inputs import FEATURES, NORM_EPS, time_features
+from kronos_assets.market.rules import PRICE_COLUMNS, volume_and_amount
 from kronos_assets.market.timeframes import timeframe_seconds
 
 

@@ -139,6 +139,27 @@ def test_dashboard_from_the_bucket_alone(site_data, s3_server, bucket, browser):
         assert browser.errors() == []
 
 
+def test_dashboard_staleness_follows_the_freshness_rule(site_data, browser):
+    """A series is stale once its newest forecast is older than market.rules' warn window (bars plus slack)."""
+    from datetime import datetime, timedelta, timezone
+
+    from kronos_assets.market.rules import freshness_windows
+
+    browser.open((site_data.publish_dir / "index.html").as_uri(), CHARTS_DRAWN)
+    bar = timedelta(seconds=browser.evaluate("Number(document.querySelector('section.series').dataset.barSeconds)"))
+    warn, _ = freshness_windows(bar)
+    now = datetime.now(timezone.utc)
+    # Inside the slack, then past it; the page's freshness script is run again on the edited sections.
+    origins = [(now - warn + timedelta(minutes=5)).isoformat(), (now - warn - timedelta(minutes=5)).isoformat()]
+    fresh = browser.evaluate(
+        f"(() => {{ const o = {origins!r}; const ss = [...document.querySelectorAll('section.series')];"
+        " ss.forEach((s, i) => { s.dataset.origin = o[i]; });"
+        " eval([...document.scripts].find(s => s.text.includes('section.series')).text);"
+        " return ss.map(s => s.querySelector('.fresh').textContent); })()")
+    assert fresh[0] == "up to date" and fresh[1].startswith("stale"), fresh
+    assert browser.evaluate("document.getElementById('freshness').textContent") == "some series are stale"
+
+
 @pytest.fixture(scope="module")
 def readme_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The README's main command, run as a user runs it in a fresh home; the published folder."""

@@ -7,9 +7,11 @@ function age(ms) {
   var updated = new Date(document.body.dataset.updated).getTime();
   document.getElementById("age").textContent = age(now - updated);
   var fresh = true;
+  // market.rules' freshness: a forecast is due every bar; stale past a few bars plus the schedule's slack
+  var staleBars = Number(document.body.dataset.staleBars), slackMs = 1000 * Number(document.body.dataset.slackSeconds);
   document.querySelectorAll("section.series").forEach(function (s) {
     var since = now - new Date(s.dataset.origin).getTime();
-    var late = since - 2000 * Number(s.dataset.barSeconds);  // a forecast is due every bar: stale after two
+    var late = since - (staleBars * 1000 * Number(s.dataset.barSeconds) + slackMs);
     var el = s.querySelector(".fresh");
     el.textContent = late > 0 ? "stale: newest forecast " + age(since) : "up to date";
     el.className = "fresh " + (late > 0 ? "stale" : "ok");
