@@ -8,10 +8,10 @@ from kronos_assets.market.rules import NEGATIVE_VOLUME_SQL, OHLC_INVALID_SQL, fr
 from kronos_assets.market.schema import validate_candles
 from kronos_assets.market.source import CandleSource
 from kronos_assets.market.store import CANDLE_WHERE, ingest_window
-from kronos_assets.market.timeframes import timeframe_delta, timeframe_seconds
+from kronos_assets.market.timeframes import contiguous, timeframe_delta, timeframe_seconds
 from kronos_assets.settings import Settings, TimeframeSettings
 from kronos_assets.defs.metadata import md_table
-from kronos_assets.defs.partitions import DAY_FMT, MARKETS, Family, contiguous, day_partitions, times_by_symbol
+from kronos_assets.defs.partitions import DAY_FMT, MARKETS, Family, day_partitions, times_by_symbol
 from kronos_assets.warehouse import Warehouse, read_sql
 
 # The day-partitioned write covers whole days: [first day, last day + 1).

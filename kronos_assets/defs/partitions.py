@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from typing import Iterable
 
 import dagster as dg
@@ -110,13 +110,3 @@ def bar_key(symbol: str, bar: datetime, family: Family = MARKETS) -> dg.MultiPar
 def day_key(symbol: str, day: datetime, family: Family = MARKETS) -> dg.MultiPartitionKey:
     return dg.MultiPartitionKey({"symbol": family.partition_key(symbol), "day": day.strftime(DAY_FMT)})
 
-
-def contiguous(times: list[datetime], step: timedelta) -> list[tuple[datetime, datetime]]:
-    """Sorted times as half-open [start, end) windows of consecutive steps."""
-    spans: list[tuple[datetime, datetime]] = []
-    for t in times:
-        if spans and spans[-1][1] == t:
-            spans[-1] = (spans[-1][0], t + step)
-        else:
-            spans.append((t, t + step))
-    return spans

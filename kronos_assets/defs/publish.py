@@ -1,113 +1,23 @@
 """Publish: per-series JSON, Parquet paths, charts, the dashboard and the scoreboard, with a manifest written last.
 
 The store is the local folder or the R2 bucket (``kronos_assets.defs.resources.publishing_store``); the asset
-does not know which.
+does not know which. What is published is ``publishing.bars.publish_bars``; the asset wires its partitions in.
 """
-
-import json
-from datetime import datetime
-from typing import Any
 
 import dagster as dg
 
 from kronos_assets.defs.evaluate import evaluations_key
 from kronos_assets.defs.forecast import forecasts_key
 from kronos_assets.defs.partitions import BAR_FMT, bar_partitions, times_by_symbol
-from kronos_assets.market.timeframes import timeframe_delta
-from kronos_assets.publishing.site import SeriesUpdate, publish_site, series_keys
-from kronos_assets.publishing.snapshots import forecast_records, path_matrices, scoreboard, series_snapshot
+from kronos_assets.publishing.bars import NothingToPublish, publish_bars
+from kronos_assets.publishing.site import series_keys
 from kronos_assets.publishing.store import Store
 from kronos_assets.settings import Settings, TimeframeSettings
-from kronos_assets.track_record import DM_WINDOWS, VERDICT_WINDOW, verdicts
 from kronos_assets.warehouse import Warehouse
 
 
 def published_key(tf: str) -> dg.AssetKey:
     return dg.AssetKey(f"published_{tf}")
-
-
-class NothingToPublish(Exception):
-    pass
-
-
-def public_symbols(settings: Settings) -> list[str] | None:
-    """The series whose scores may appear in public files: the configured markets; uploaded markets are private
-    unless the profile sets ``uploads.publish`` (None: every series in the warehouse)."""
-    return None if settings.uploads_publish else list(settings.symbols)
-
-
-def publish_bars(
-    settings: Settings,
-    warehouse: Warehouse,
-    store: Store,
-    bars_by_symbol: dict[str, list[datetime]],
-    timeframe: str,
-    log: Any = None,
-):
-    """Publish the forecasts of the given bars (origin = bar + 1 bar) of one timeframe; returns the report.
-
-    Each series gets its history and paths for these origins; its latest files move to the newest origin unless
-    a newer one is already published (a backfill of old bars never rolls ``latest`` back).
-    """
-    series = [(s, t.name) for t in settings.timeframes for s in settings.symbols]
-    series += [(s, timeframe) for s in bars_by_symbol if (s, timeframe) not in series]
-    stored = {key: _stored_latest(store, *key) for key in series}  # before the warehouse is opened
-    with warehouse.connect() as con:  # every read on one connection, closed before the uploads
-        con = _Connection(con)
-        updates, all_snaps, board = _gather(settings, con, stored, bars_by_symbol, timeframe, log)
-        judged = [v for t in settings.timeframes
-                  for v in verdicts(con, t.name, DM_WINDOWS[VERDICT_WINDOW], symbols=public_symbols(settings))]
-    generated_at = datetime.fromisoformat(max(s["origin"] for s in all_snaps))
-    return publish_site(store, updates, all_snaps, board, settings.synthetic, settings.profile, generated_at,
-                        judged)
-
-
-class _Connection:
-    """The ``query`` of a Warehouse on a connection already open."""
-
-    def __init__(self, con: Any):
-        self.con = con
-
-    def query(self, sql: str, params: Any = None) -> Any:
-        return self.con.execute(sql, params or []).pl()
-
-
-def _gather(settings: Settings, warehouse: Any, stored: dict[tuple[str, str], dict[str, Any] | None],
-            bars_by_symbol: dict[str, list[datetime]], timeframe: str,
-            log: Any) -> tuple[list[SeriesUpdate], list[dict[str, Any]], list[dict[str, Any]]]:
-    step = timeframe_delta(timeframe)
-    updates, current = [], {}
-    public = public_symbols(settings)
-    boards = {timeframe: scoreboard(warehouse, timeframe, public)}
-    for symbol, bars in bars_by_symbol.items():
-        origins = [b + step for b in bars]
-        history = forecast_records(warehouse, symbol, timeframe, origins)
-        if not history:
-            raise NothingToPublish(f"{symbol} {timeframe}: no forecasts stored for these bars to publish")
-        newest = max(h["origin"] for h in history)
-        published = stored.get((symbol, timeframe))
-        snap = None
-        if published is None or published.get("origin", "") <= newest:
-            snap = series_snapshot(warehouse, symbol, timeframe, datetime.fromisoformat(newest), step,
-                                   settings.primary_model, settings.synthetic)
-            if snap is None:
-                raise NothingToPublish(f"{symbol} {timeframe}: no {settings.primary_model} forecast at {newest}")
-            current[(symbol, timeframe)] = snap
-        elif log is not None:
-            log.info(f"{symbol} {timeframe}: latest stays at {published['origin']} (newer than {newest})")
-        paths = path_matrices(warehouse, symbol, timeframe, [datetime.fromisoformat(h["origin"]) for h in history])
-        board = [r for r in boards[timeframe] if r["symbol"] == symbol]
-        updates.append(SeriesUpdate(symbol, timeframe, history, paths, snap, board))
-    # The dashboard shows every configured series: the ones published now and the latest of the others.
-    all_snaps = []
-    for t in settings.timeframes:
-        for symbol in settings.symbols:
-            snap = current.get((symbol, t.name)) or stored.get((symbol, t.name))
-            if snap:
-                all_snaps.append(snap)
-    board = [row for t in settings.timeframes
-             for row in (boards[t.name] if t.name in boards else scoreboard(warehouse, t.name, public))]
-    return updates, all_snaps, board
 
 
 def build_published(settings: Settings, tf: TimeframeSettings) -> dg.AssetsDefinition:
@@ -162,9 +72,3 @@ def build_published(settings: Settings, tf: TimeframeSettings) -> dg.AssetsDefin
 
 def _link(location: str) -> dg.MetadataValue:
     return dg.MetadataValue.url(location) if "://" in location else dg.MetadataValue.path(location)
-
-
-def _stored_latest(store: Store, symbol: str, timeframe: str) -> dict[str, Any] | None:
-    body = store.get(series_keys(symbol, timeframe)["latest.json"])
-    return json.loads(body) if body else None
-

@@ -1,4 +1,4 @@
-"""Timeframes the project supports, with their length and their Dagster cadence."""
+"""Timeframes the project supports: their length, the bar a time falls in, and runs of consecutive bars."""
 
 from __future__ import annotations
 
@@ -55,3 +55,14 @@ def cron_for(timeframe: str, minute: int = 5) -> str:
         hours = secs // 3600
         return f"{minute} * * * *" if hours == 1 else f"{minute} */{hours} * * *"
     return f"{minute} 0 * * *"
+
+
+def contiguous(times: list[datetime], step: timedelta) -> list[tuple[datetime, datetime]]:
+    """Sorted times as half-open [start, end) windows of consecutive steps."""
+    spans: list[tuple[datetime, datetime]] = []
+    for t in times:
+        if spans and spans[-1][1] == t:
+            spans[-1] = (spans[-1][0], t + step)
+        else:
+            spans.append((t, t + step))
+    return spans

@@ -17,7 +17,7 @@ from typing import Iterator
 
 import pytest
 
-from kronos_assets.defs.publish import publish_bars
+from kronos_assets.publishing.bars import publish_bars
 from kronos_assets.publishing.keys import series_keys
 from kronos_assets.settings import REPO_ROOT
 from kronos_assets_tests.foundation.test_readme_main import _readme_main_command

@@ -18,7 +18,7 @@ import pytest
 
 from kronos_assets.defs.factory import build_definitions
 from kronos_assets.defs.partitions import bar_key
-from kronos_assets.defs.publish import publish_bars
+from kronos_assets.publishing.bars import publish_bars
 from kronos_assets.defs.resources import build_resources
 from kronos_assets.main_job import RANGE_END, RANGE_START
 from kronos_assets.publishing.r2 import S3Store

@@ -9,7 +9,7 @@ import re
 
 import pytest
 
-from kronos_assets.defs.publish import publish_bars
+from kronos_assets.publishing.bars import publish_bars
 from kronos_assets.defs.resources import r2_resource, r2_store
 from kronos_assets.publishing.backend import open_store, resolve_backend
 from kronos_assets.publishing.r2 import CHECKSUM_VARS, R2ConfigError, r2_config_from_env

@@ -13,7 +13,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from kronos_assets.defs.publish import publish_bars
+from kronos_assets.publishing.bars import publish_bars
 from kronos_assets.market.timeframes import timeframe_delta
 from kronos_assets.metrics import diebold_mariano
 from kronos_assets.publishing.store import LocalStore
