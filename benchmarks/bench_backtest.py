@@ -2,6 +2,8 @@
 
     .venv/bin/python benchmarks/bench_backtest.py --model-dir PATH [--start 2025-01-01 --end 2025-06-30]
     .venv/bin/python benchmarks/bench_backtest.py --baselines-only --days 14     # a quick look
+    .venv/bin/python benchmarks/bench_backtest.py --baselines-only --symbols BTC/USDT --hours 168 \
+        --out backtest_garch.json   # the GARCH fit's cost per origin next to the random walks
     .venv/bin/python benchmarks/bench_backtest.py --kronos-mini-random --symbols BTC/USDT --hours 168 \
         --extrapolate-origins 4344   # issue 14's half-year target, measured on a slice and extrapolated
 
@@ -9,7 +11,9 @@ Every hour of the range is a forecast origin (horizon 24, 30 paths, 480 bars of 
 ETH/USDT, by the baselines and, with --model-dir, by a Kronos checkpoint folder (model/ + tokenizer/). Candles
 come from ../shared/data/candles (never copied into the repository). Forecast runs cover 168 bars each, as the
 backfill policy does. Reports wall time, peak memory, the share of time Dagster spends outside the steps, and the
-scoreboard at the horizon's last step. Results: benchmarks/results/backtest.json.
+scoreboard at the horizon's last step, and each model's own seconds per origin (the forecast asset's model_seconds:
+for GARCH(1,1)-t, a fit and a simulation per origin) with the GARCH fits that fell back. Results:
+benchmarks/results/backtest.json (--out another name).
 
 --kronos-mini-random saves a Kronos-mini + Tokenizer-2k pair with random weights (seed 0) and backtests it: the
 speed of a Kronos-mini-sized model without downloading weights. --hours N keeps the first N origins of the range;
@@ -68,7 +72,7 @@ def write_config(root: Path, model_dir: str | None, start: date, files: dict[str
         "symbols": list(files), "exchanges": [{"id": "binance"}],
         "timeframes": {"1h": {"start": (start - timedelta(days=40)).isoformat(), "history_bars": 480, "horizon": 24}}}))
     models = yaml.safe_load((REPO / "configs" / "models.yaml").read_text())
-    forecasters = ["random_walk", "random_walk_vol"]
+    forecasters = ["random_walk", "random_walk_vol", "garch"]  # garch: configs/models.yaml's entry
     if model_dir:
         models["models"]["kronos-bench"] = {"local_dir": str(Path(model_dir).resolve()), "max_context": 512,
                                             "device": "cpu"}
@@ -107,6 +111,7 @@ def main() -> None:
     p.add_argument("--end", default="2025-06-30")
     p.add_argument("--days", type=int, help="only the first N days of the range")
     p.add_argument("--baselines-only", action="store_true")
+    p.add_argument("--out", default="backtest.json", help="file name under benchmarks/results/")
     args = p.parse_args()
     if not SHARED.is_dir():
         sys.exit(f"real candles not found in {SHARED}")
@@ -143,6 +148,7 @@ def main() -> None:
     job = defs.resolve_job_def("forecast_1h")
     run_s = step_s = 0.0
     runs = 0
+    model_s: dict[str, float] = {}
     t1 = time.perf_counter()
     for symbol in symbols:
         bar = first_bar
@@ -153,6 +159,10 @@ def main() -> None:
                 RANGE_START: str(bar_key(symbol, bar)), RANGE_END: str(bar_key(symbol, chunk_end))})
             run_s += time.perf_counter() - r0
             runs += 1
+            for m in result.get_asset_materialization_events():  # the forecast asset's: seconds per model
+                seconds = m.materialization.metadata.get("model_seconds")
+                for name, sec in (seconds.value.items() if seconds else ()):
+                    model_s[name] = model_s.get(name, 0.0) + sec
             starts = {}
             for entry in instance.all_logs(result.run_id):
                 e = entry.dagster_event
@@ -167,11 +177,18 @@ def main() -> None:
     record = track_record(resources["warehouse"], "1h")
     board = [r for r in record["scoreboard"] if r["window_name"] == "all" and r["step"] == r["horizon"]]
     origins = int(((last_bar - first_bar) / timedelta(hours=1)) + 1)
+    n_forecasts = resources["warehouse"].query("SELECT model, count(*) AS n, count(*) FILTER "
+                                               "(json_extract_string(provenance, '$.garch.fit') = 'failed') AS "
+                                               "fallbacks FROM forecasts GROUP BY model")
+    per_model = {r["model"]: {"seconds": round(model_s.get(r["model"], 0.0), 2), "forecasts": r["n"],
+                              "ms_per_origin": round(1000 * model_s.get(r["model"], 0.0) / r["n"], 1),
+                              **({"fit_fallbacks": r["fallbacks"]} if r["model"] == "garch" else {})}
+                 for r in n_forecasts.iter_rows(named=True)}
     out = {
         "range": [first_bar.isoformat(), last_bar.isoformat()], "origins_per_symbol": origins,
         "symbols": list(symbols), "load_average": os.getloadavg()[0],
         "models": list(settings.forecasters), "candles_wall_s": round(t_candles, 1),
-        "forecast_wall_s": round(t_forecast, 1), "runs": runs,
+        "forecast_wall_s": round(t_forecast, 1), "runs": runs, "model_time": per_model,
         "dagster_share_of_forecast_runs": round(1 - step_s / run_s, 4) if run_s else None,
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "scoreboard_horizon_end": board, "dm_tests": record["dm_tests"],
@@ -185,7 +202,7 @@ def main() -> None:
             "how": f"measured {origins} origins per symbol; wall times scaled linearly by {scale:.2f}",
         }
     (HERE / "results").mkdir(exist_ok=True)
-    (HERE / "results" / "backtest.json").write_text(json.dumps(out, indent=1, default=str))
+    (HERE / "results" / args.out).write_text(json.dumps(out, indent=1, default=str))
     cols = ["symbol", "model", "n_forecasts", "mae", "mape", "direction_hit_rate", "crps", "coverage_80", "brier_up",
             "crps_skill_vs_rw_vol"]
     print(json.dumps({k: v for k, v in out.items() if k not in ("scoreboard_horizon_end", "dm_tests")}, indent=1))

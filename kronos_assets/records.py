@@ -21,6 +21,10 @@ Q_COLS = tuple(f"q{round(q * 100):02d}" for q in QUANTILE_LEVELS)
 TS = pl.Datetime("us", "UTC")
 
 
+def _finite(x: float) -> float | None:
+    return float(x) if np.isfinite(x) else None
+
+
 def forecast_frames(forecasts: Sequence[Forecast], sampling: Sampling) -> dict[str, pl.DataFrame]:
     """Rows for forecasts, forecast_steps and forecast_paths."""
     heads, steps, paths = [], [], []
@@ -56,8 +60,8 @@ def forecast_frames(forecasts: Sequence[Forecast], sampling: Sampling) -> dict[s
                 | {
                     "mean_close": float(s.mean_close[i]),
                     "median_close": float(s.median_close[i]),
-                    "mean_volume": float(s.mean_volume[i]),
-                    "median_volume": float(s.median_volume[i]),
+                    "mean_volume": _finite(s.mean_volume[i]),  # NULL when the model does not forecast volume
+                    "median_volume": _finite(s.median_volume[i]),
                 }
             )
         for p in range(fc.paths.shape[0]):
@@ -65,7 +69,9 @@ def forecast_frames(forecasts: Sequence[Forecast], sampling: Sampling) -> dict[s
     key_schema = {"symbol": pl.Utf8, "timeframe": pl.Utf8, "origin": TS, "model": pl.Utf8}
     return {
         "forecasts": pl.DataFrame(heads, schema_overrides=key_schema | {"data_start": TS, "data_end": TS}),
-        "forecast_steps": pl.DataFrame(steps, schema_overrides=key_schema | {"ts": TS}),
+        "forecast_steps": pl.DataFrame(
+            steps, schema_overrides=key_schema | {"ts": TS, "mean_volume": pl.Float64, "median_volume": pl.Float64}
+        ),
         "forecast_paths": pl.DataFrame(
             paths, schema_overrides=key_schema | {f: pl.List(pl.Float64) for f in PATH_FIELDS}
         ),

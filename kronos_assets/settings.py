@@ -17,12 +17,15 @@ from typing import Any
 
 import yaml
 
+from kronos_assets.forecasting import kinds
 from kronos_assets.forecasting.interface import Sampling
+from kronos_assets.forecasting.kinds.kronos import KronosSettings
 from kronos_assets.market.timeframes import TIMEFRAME_SECONDS
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PROFILES = ("demo", "live")
-BASELINES = ("random_walk", "random_walk_vol")
+BASELINES = tuple(kinds.BUILTIN)  # forecasters named without a models.yaml entry
+ModelSettings = KronosSettings  # a Kronos checkpoint's settings (training bases, ad-hoc models, revisions)
 SYMBOL_RE = re.compile(r"^[A-Z0-9]{2,15}/[A-Z0-9]{2,15}$")
 MARKET_SOURCES = ("synthetic", "ccxt")
 PUBLISH_BACKENDS = ("local", "r2", "auto")
@@ -48,29 +51,6 @@ class ExchangeSettings:
 
 
 @dataclass(frozen=True)
-class ModelSettings:
-    """A Kronos checkpoint: from the hub (repo at a pinned revision) or from local folders (``local_dir`` holding
-    ``model/`` and ``tokenizer/``, each with config.json + model.safetensors)."""
-
-    key: str
-    repo: str | None
-    revision: str | None
-    tokenizer_repo: str | None
-    tokenizer_revision: str | None
-    max_context: int
-    local_dir: Path | None = None
-    device: str = "auto"
-
-    @property
-    def model_source(self) -> str:
-        return str(self.local_dir / "model") if self.local_dir else str(self.repo)
-
-    @property
-    def tokenizer_source(self) -> str:
-        return str(self.local_dir / "tokenizer") if self.local_dir else str(self.tokenizer_repo)
-
-
-@dataclass(frozen=True)
 class Settings:
     profile: str
     description: str
@@ -78,7 +58,7 @@ class Settings:
     symbols: tuple[str, ...]
     timeframes: tuple[TimeframeSettings, ...]
     exchanges: tuple[ExchangeSettings, ...]
-    models: dict[str, ModelSettings]
+    model_specs: dict[str, kinds.ModelSpec]  # every forecaster a profile may name: built-ins and models.yaml
     forecasters: tuple[str, ...]
     primary_model: str
     sampling: Sampling
@@ -93,6 +73,11 @@ class Settings:
     # markets.yaml fetch.*: wall-clock deadlines of one exchange request and of the whole fetch of a partition
     request_deadline_s: float = 30.0
     fetch_deadline_s: float = 600.0
+
+    @property
+    def models(self) -> dict[str, ModelSettings]:
+        """The Kronos checkpoints of models.yaml (what training and ad-hoc forecasts start from)."""
+        return {k: m.options for k, m in self.model_specs.items() if m.kind == "kronos"}
 
     @property
     def synthetic(self) -> bool:
@@ -272,12 +257,7 @@ def _kind_name(kind: type | tuple[type, ...]) -> str:
 
 def _whole(r: _Reader, mapping: dict[str, Any], key: str, where: str, minimum: int) -> int:
     """A whole number >= minimum; 2.5, 1e3, true or -1 are errors that say what is expected."""
-    if key not in mapping:
-        r.get(mapping, key, where, int)  # raises 'missing' with its hint
-    value = mapping[key]
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise r.fail(f"{where}{key}", f"must be a whole number >= {minimum}, got {value!r}")
-    return value
+    return kinds.Options(r, mapping, key, REPO_ROOT, where=where).whole(key, minimum)
 
 
 def _positive_int(r: _Reader, mapping: dict[str, Any], key: str, where: str) -> int:
@@ -364,40 +344,19 @@ def _check_exchange_ids(r: _Reader, exchanges: tuple[ExchangeSettings, ...]) -> 
                          + (f"; did you mean {near[0]!r}?" if near else "; see ccxt.exchanges for the ids"))
 
 
-def _load_models(r: _Reader) -> tuple[dict[str, ModelSettings], Sampling]:
-    models = {}
+def _load_models(r: _Reader) -> tuple[dict[str, kinds.ModelSpec], Sampling]:
+    specs = dict(kinds.BUILTIN)
     for key, spec in r.get(r.data, "models", "", dict).items():
-        where = f"models.{key}."
         if not isinstance(spec, dict):
             raise r.fail(f"models.{key}", "must be a mapping")
         if key in BASELINES:
             raise r.fail(f"models.{key}", "name is reserved for a baseline forecaster")
-        device = spec.get("device", "auto")
-        if device not in ("auto", "cpu", "cuda", "mps") and not str(device).startswith("cuda:"):
-            raise r.fail(f"{where}device", f"unknown device {device!r}; use auto, cpu, cuda, cuda:N or mps")
-        if "local_dir" in spec:
-            local = (REPO_ROOT / r.get(spec, "local_dir", where, str)).resolve()
-            for part in ("model", "tokenizer"):
-                for name in ("config.json", "model.safetensors"):
-                    if not (local / part / name).is_file():
-                        raise r.fail(f"{where}local_dir", f"{local / part / name} not found")
-            models[key] = ModelSettings(key, None, None, None, None, _positive_int(r, spec, "max_context", where),
-                                        local_dir=local, device=device)
-            continue
-        revision = r.get(spec, "revision", where, str)
-        tok_revision = r.get(spec, "tokenizer_revision", where, str)
-        for name, rev in (("revision", revision), ("tokenizer_revision", tok_revision)):
-            if not re.fullmatch(r"[0-9a-f]{40}", rev):
-                raise r.fail(f"{where}{name}", f"pin a 40-hex commit hash, not {rev!r}")
-        models[key] = ModelSettings(
-            key=key,
-            repo=r.get(spec, "repo", where, str),
-            revision=revision,
-            tokenizer_repo=r.get(spec, "tokenizer_repo", where, str),
-            tokenizer_revision=tok_revision,
-            max_context=_positive_int(r, spec, "max_context", where),
-            device=device,
-        )
+        kind = r.get(spec, "kind", f"models.{key}.", str) if "kind" in spec else kinds.DEFAULT_KIND
+        if kind not in kinds.KINDS:
+            near = difflib.get_close_matches(kind, kinds.KINDS, n=1, cutoff=0.6)
+            raise r.fail(f"models.{key}.kind", f"unknown kind {kind!r}; "
+                         + (f"did you mean {near[0]!r}?" if near else f"known: {', '.join(kinds.KINDS)}"))
+        specs[key] = kinds.ModelSpec(key, kind, kinds.KINDS[kind].parse(kinds.Options(r, spec, str(key), REPO_ROOT)))
     s = r.get(r.data, "sampling", "", dict)
     temperature = r.get(s, "temperature", "sampling.", (int, float))
     top_p = r.get(s, "top_p", "sampling.", (int, float))
@@ -413,7 +372,7 @@ def _load_models(r: _Reader) -> tuple[dict[str, ModelSettings], Sampling]:
         top_k=_whole(r, s, "top_k", "sampling.", 0),  # 0 disables top-k
         seed=_whole(r, s, "seed", "sampling.", 0),
     )
-    return models, sampling
+    return specs, sampling
 
 
 def load_settings(
@@ -432,7 +391,7 @@ def load_settings(
     markets = _Reader(config_dir / "markets.yaml")
     symbols, all_tfs, exchanges = _load_markets(markets, today)
     models_r = _Reader(config_dir / "models.yaml")
-    models, sampling = _load_models(models_r)
+    models, sampling = _load_models(models_r)  # built-in baselines and every models.yaml entry
 
     p = _Reader(config_dir / "profiles" / f"{profile}.yaml")
     market = p.get(p.data, "market", "", str)
@@ -448,7 +407,7 @@ def load_settings(
     forecasters = p.get(p.data, "forecasters", "", list)
     _no_duplicates(p, forecasters, "forecasters", "forecaster")
     for i, name in enumerate(forecasters):
-        if name not in BASELINES and name not in models:
+        if name not in models:
             raise p.fail(f"forecasters[{i}]", f"unknown forecaster {name!r}: not a baseline nor in {models_r.path}")
     primary = p.get(p.data, "primary_model", "", str)
     if primary not in forecasters:
@@ -473,7 +432,7 @@ def load_settings(
         symbols=symbols,
         timeframes=tuple(all_tfs[n] for n in tf_names),
         exchanges=exchanges,
-        models=models,
+        model_specs=models,
         forecasters=tuple(forecasters),
         primary_model=primary,
         sampling=sampling,

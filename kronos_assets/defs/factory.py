@@ -11,7 +11,7 @@ from kronos_assets.defs.automation import build_candles_schedule, build_forecast
 from kronos_assets.defs.evaluate import build_evaluations, build_track_record
 from kronos_assets.defs.forecast import build_forecasts
 from kronos_assets.defs.ingest import build_ingest
-from kronos_assets.defs.model import build_weights, kronos_models
+from kronos_assets.defs.model import build_weights, weighted_models
 from kronos_assets.defs.operations import (build_failure_sensor, build_forecast_checks, build_recovery_sensor,
                                             freshness_policy)
 from kronos_assets.defs.partitions import MARKETS, UPLOADS, Family
@@ -78,7 +78,7 @@ def build_definitions(settings: Settings, resources: dict[str, Any] | None = Non
         *families,
         *(d for d, _ in uploads.values()),
         dg.Definitions(
-            assets=[*(build_weights(m) for m in kronos_models(settings)), comparison, *build_training_assets(settings),
+            assets=[*(build_weights(m) for m in weighted_models(settings)), comparison, *build_training_assets(settings),
                     adhoc],
             jobs=[compare_job, adhoc_job],
             sensors=[build_uploads_sensor(settings, {tf: job for tf, (_, job) in uploads.items()}),

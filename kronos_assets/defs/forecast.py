@@ -7,7 +7,7 @@ import dagster as dg
 import polars as pl
 
 from kronos_assets.defs.ingest import clean_candles_key
-from kronos_assets.defs.model import kronos_models, weights_key
+from kronos_assets.defs.model import weighted_models, weights_key
 from kronos_assets.defs.partitions import BAR_FMT, MARKETS, Family, bar_partitions, times_by_symbol
 from kronos_assets.forecasting.interface import ForecastRequest, request_seed, run_forecaster
 from kronos_assets.forecasting.registry import ForecasterRegistry
@@ -81,7 +81,7 @@ def build_forecasts(settings: Settings, tf: TimeframeSettings, family: Family = 
         partitions_def=bar_partitions(settings, tf, family),
         ins={"clean": dg.AssetIn(clean_candles_key(tf.name, family), partition_mapping=candles_mapping(-tf.history_bars),
                                  dagster_type=dg.Nothing)},
-        deps=[weights_key(m.key) for m in kronos_models(settings)],
+        deps=[weights_key(m.key) for m in weighted_models(settings)],
         backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=168),
         group_name="forecast",
         kinds={"pytorch", "duckdb"},
@@ -89,8 +89,8 @@ def build_forecasts(settings: Settings, tf: TimeframeSettings, family: Family = 
         owners=["team:ml"],
         description=(
             f"{tf.horizon}-bar forecasts made when each {tf.name} bar closes, by {', '.join(settings.forecasters)}: "
-            f"{sampling.n_paths} full sample paths each (OHLCV + amount), quantiles, mean and median paths, P(up), "
-            "P(volatility amplification) and provenance. A forecast sees only bars closed at or before its origin."
+            f"{sampling.n_paths} sample paths each (OHLCV + amount, or the fields a model forecasts), quantiles, "
+            "mean and median paths, P(up), P(volatility amplification) and provenance. A forecast sees only bars closed at or before its origin."
         ),
     )
     def forecasts(context: dg.AssetExecutionContext, warehouse: dg.ResourceParam[Warehouse],

@@ -48,7 +48,9 @@ def build_forecast_checks(settings: Settings, tf: TimeframeSettings) -> list[dg.
             nonfinite = warehouse.query(
                 "SELECT count(*) AS n FROM forecast_paths WHERE timeframe = ? AND origin >= ? AND ("
                 "list_bool_or(list_transform(close, x -> NOT isfinite(x) OR x <= 0)) OR "
-                "list_bool_or(list_transform(volume, x -> NOT isfinite(x))))",
+                # volume: finite, or NaN throughout where the model does not forecast it (GARCH: close only)
+                "NOT (list_bool_and(list_transform(volume, x -> isfinite(x))) "
+                "OR list_bool_and(list_transform(volume, x -> isnan(x)))))",
                 [tf.name, heads["origin"].min()])["n"][0]
             if nonfinite:
                 problems.append(f"{nonfinite} paths with non-finite or non-positive values")

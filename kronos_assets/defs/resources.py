@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import os
+from functools import partial
 from typing import Any, Callable
 
 import dagster as dg
 from dagster_aws.s3 import S3Resource
 
 from kronos_assets.defs.uploads import read_limits
+from kronos_assets.forecasting.kinds import kronos as kronos_kind
 from kronos_assets.forecasting.registry import ForecasterRegistry
 from kronos_assets.market.files import FileSource
 from kronos_assets.market.synthetic import SyntheticMarket
@@ -57,18 +58,8 @@ def publishing_store(settings: Settings) -> Any:
 
 
 def kronos_factory(model: ModelSettings) -> Callable[[], Any]:
-    """Loads a Kronos checkpoint when a run first asks for it; the registry keeps it for the process."""
-
-    def build() -> Any:
-        from kronos_assets.forecasting.kronos_forecaster import KronosForecaster
-
-        return KronosForecaster(
-            model.model_source, model.tokenizer_source, model_revision=model.revision,
-            tokenizer_revision=model.tokenizer_revision, device=None if model.device == "auto" else model.device,
-            max_context=model.max_context, cache_dir=os.environ.get("KRONOS_HF_CACHE"), name=model.key,
-        )
-
-    return build
+    """Loads a Kronos checkpoint when first called (the ad-hoc forecasts build one outside a profile's models)."""
+    return partial(kronos_kind.build, model.key, model)
 
 
 def build_resources(settings: Settings) -> dict[str, Any]:
@@ -76,6 +67,6 @@ def build_resources(settings: Settings) -> dict[str, Any]:
         "warehouse": Warehouse(settings.warehouse_path),
         "market": market_source(settings),
         "uploads": FileSource(settings.uploads_dir, read_limits(settings)),
-        "forecasters": ForecasterRegistry({m.key: kronos_factory(m) for m in settings.models.values()}),
+        "forecasters": ForecasterRegistry.from_specs(settings.model_specs),
         "store": publishing_store(settings),
     }

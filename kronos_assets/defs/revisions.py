@@ -1,5 +1,5 @@
 """New model revisions on the hub are proposed, never switched to silently: a sensor notices a new commit of a
-configured Kronos repo and requests a run that scores the candidate next to the pinned revision on recent realised
+repo of a configured model whose kind has revisions (Kronos) and requests a run that scores the candidate next to the pinned revision on recent realised
 bars. Changing the pin in configs/models.yaml stays a human decision."""
 
 import json
@@ -11,9 +11,10 @@ import polars as pl
 from kronos_assets.defs.forecast import HISTORY_COLUMNS, build_requests
 from kronos_assets.defs.metadata import md_table
 from kronos_assets.forecasting.interface import run_forecaster
+from kronos_assets.forecasting.kinds import Kind, ModelSpec, kind_of
 from kronos_assets.market.timeframes import timeframe_delta
 from kronos_assets.metrics import score_paths
-from kronos_assets.settings import ModelSettings, Settings
+from kronos_assets.settings import Settings
 from kronos_assets.warehouse import Warehouse
 
 COMPARE_JOB = "compare_model_revision"
@@ -44,6 +45,12 @@ def _score(forecasts, wh: Warehouse, step) -> dict[str, float]:
                                for k in ("crps", "abs_error", "direction_hit", "covered_80", "brier_up")}}
 
 
+def _head_pin(kind: Kind, options) -> str:
+    """repo@revision of the kind's first part (Kronos: the model; its tokenizer's is in the run's log)."""
+    repo, revision = next(iter(kind.revisions(options).values()))
+    return f"{repo}@{revision}"
+
+
 def build_revision_comparison(settings: Settings) -> dg.AssetsDefinition:
     @dg.asset(
         key=dg.AssetKey("model_revision_comparison"),
@@ -56,13 +63,13 @@ def build_revision_comparison(settings: Settings) -> dg.AssetsDefinition:
     )
     def model_revision_comparison(context: dg.AssetExecutionContext, config: RevisionComparison,
                                   warehouse: dg.ResourceParam[Warehouse]) -> dg.MaterializeResult:
-        from kronos_assets.defs.resources import kronos_factory
-
-        pinned = settings.models[config.model]
-        candidate = ModelSettings(**{**pinned.__dict__,
-                                     "revision": config.candidate_model_revision or pinned.revision,
-                                     "tokenizer_revision": config.candidate_tokenizer_revision
-                                     or pinned.tokenizer_revision})
+        spec = settings.model_specs.get(config.model)
+        kind = kind_of(spec) if spec else None
+        if kind is None or kind.repin is None or kind.revisions is None or not kind.revisions(spec.options):
+            raise dg.Failure(description=f"{config.model!r} is not a configured model whose kind has revisions")
+        pinned = spec.options
+        candidate = kind.repin(pinned, {"model": config.candidate_model_revision or "",
+                                        "tokenizer": config.candidate_tokenizer_revision or ""})
         tf = settings.timeframe(config.timeframe)
         step = timeframe_delta(tf.name)
         newest = warehouse.query("SELECT max(ts) AS t FROM clean_candles WHERE timeframe = ?", [tf.name])["t"][0]
@@ -72,8 +79,8 @@ def build_revision_comparison(settings: Settings) -> dg.AssetsDefinition:
         bars = [last_origin_bar - i * step for i in reversed(range(config.origins))]
         sampling = settings.sampling_for(tf.name)
         results = {}
-        for label, spec in (("pinned", pinned), ("candidate", candidate)):
-            forecaster = kronos_factory(spec)()
+        for label, options in (("pinned", pinned), ("candidate", candidate)):
+            forecaster = kind.build(config.model, options)
             forecasts = []
             for symbol in settings.symbols:
                 candles = warehouse.query(
@@ -82,13 +89,13 @@ def build_revision_comparison(settings: Settings) -> dg.AssetsDefinition:
                 requests, _ = build_requests(candles, symbol, tf, bars, config.model, sampling.seed)
                 forecasts += run_forecaster(forecaster, requests, sampling)
             results[label] = _score(forecasts, warehouse, step)
-            context.log.info(f"{label} {spec.repo}@{spec.revision}: {results[label]}")
+            context.log.info(f"{label} {kind.describe(options)}: {results[label]}")
         table = pl.DataFrame([{"revision": k, **v} for k, v in results.items()])
         better = results["candidate"].get("crps", np.inf) < results["pinned"].get("crps", -np.inf)
         return dg.MaterializeResult(metadata={
             "model": config.model,
-            "pinned": f"{pinned.repo}@{pinned.revision}",
-            "candidate": f"{candidate.repo}@{candidate.revision}",
+            "pinned": _head_pin(kind, pinned),
+            "candidate": _head_pin(kind, candidate),
             "scores_at_horizon_end": dg.MetadataValue.md(md_table(table)),
             "candidate_has_lower_crps": better,
             "next_step": ("review, then pin the candidate in configs/models.yaml" if better
@@ -99,7 +106,12 @@ def build_revision_comparison(settings: Settings) -> dg.AssetsDefinition:
 
 
 def build_revision_sensor(settings: Settings, job) -> dg.SensorDefinition:
-    watched = [m for m in settings.models.values() if m.repo and m.key in settings.forecasters]
+    watched: list[tuple[ModelSpec, dict[str, tuple[str, str]]]] = []  # (model, part -> (repo, pinned revision))
+    for name in settings.forecasters:
+        spec = settings.model_specs[name]
+        revisions = kind_of(spec).revisions
+        if revisions and (pins := revisions(spec.options)):  # a kind with revisions; a local folder has none
+            watched.append((spec, pins))
 
     @dg.sensor(
         name="kronos_hub_revisions",
@@ -117,9 +129,9 @@ def build_revision_sensor(settings: Settings, job) -> dg.SensorDefinition:
         seen = json.loads(context.cursor) if context.cursor else {}
         requests, notes = [], []
         api = HfApi()
-        for m in watched:
+        for m, pins in watched:
             revs = {}
-            for part, repo, pinned in (("model", m.repo, m.revision), ("tokenizer", m.tokenizer_repo, m.tokenizer_revision)):
+            for part, (repo, pinned) in pins.items():
                 try:
                     head = api.model_info(repo, revision="main").sha
                 except Exception as exc:  # offline, rate-limited, repo gone: say so, try again next time

@@ -14,7 +14,7 @@ from typing import Any
 import dagster as dg
 
 from kronos_assets.defs.ingest import clean_candles_key
-from kronos_assets.defs.model import kronos_models, weights_key
+from kronos_assets.defs.model import weighted_models, weights_key
 from kronos_assets.settings import Settings
 from kronos_assets.training.config import RunSettings, load_training_config
 from kronos_assets.warehouse import Warehouse
@@ -63,7 +63,7 @@ def build_finetuned(settings: Settings, run: RunSettings) -> dg.AssetsDefinition
     out = settings.home / "checkpoints" / run.name
     state = settings.home / "training" / run.name / "state"
     deps: list[dg.AssetKey] = [clean_candles_key(d.timeframe)]
-    if run.base.kind == "model" and run.base.value in {m.key for m in kronos_models(settings)}:
+    if run.base.kind == "model" and run.base.value in {m.key for m in weighted_models(settings)}:
         deps.append(weights_key(run.base.value))
     run = replace(run, output=out)
 

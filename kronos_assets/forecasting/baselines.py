@@ -25,8 +25,9 @@ def _recent(request: ForecastRequest, column: str, n: int) -> np.ndarray:
 class RandomWalk:
     name = "random_walk"
 
-    def __init__(self, volume_window: int = 24):
+    def __init__(self, volume_window: int = 24, name: str = name):
         self.volume_window = volume_window
+        self.name = name
 
     def provenance(self) -> dict[str, Any]:
         return {"model": self.name, "kind": "baseline", "volume_window": self.volume_window}
@@ -47,8 +48,9 @@ class RandomWalk:
 class RandomWalkVol:
     name = "random_walk_vol"
 
-    def __init__(self, vol_window: int = 168):
+    def __init__(self, vol_window: int = 168, name: str = name):
         self.vol_window = vol_window
+        self.name = name
 
     def provenance(self) -> dict[str, Any]:
         return {"model": self.name, "kind": "baseline", "vol_window": self.vol_window}

@@ -1,7 +1,9 @@
 """The forecaster interface every model (baselines, Kronos) implements.
 
-A forecaster turns candle histories into full sample paths. Everything downstream (summaries, storage,
-scores, charts) works from the paths alone, so a new model plugs in by implementing ``forecast_batch``.
+A forecaster turns candle histories into sample paths of the fields it forecasts (``fields``: all of PATH_FIELDS
+unless it says otherwise; close always, since scores need it). Everything downstream (summaries, storage, scores,
+charts) works from the paths alone, so a new model plugs in by implementing ``forecast_batch`` (and is made
+configurable by a kind: forecasting/kinds/).
 """
 
 from __future__ import annotations
@@ -69,6 +71,9 @@ class Forecast:
 
 
 class Forecaster(Protocol):
+    """Optionally also ``fields`` (the PATH_FIELDS it forecasts; the others are stored as NaN) and
+    ``request_provenance(request)`` (what is particular to one request, e.g. a fit's outcome)."""
+
     name: str
 
     def forecast_batch(self, requests: Sequence[ForecastRequest], sampling: Sampling) -> list[np.ndarray]:
@@ -95,13 +100,21 @@ def run_forecaster(
     arrays = forecaster.forecast_batch(requests, sampling)
     if len(arrays) != len(requests):
         raise ValueError(f"{forecaster.name}: returned {len(arrays)} results for {len(requests)} requests")
+    fields = tuple(getattr(forecaster, "fields", PATH_FIELDS))
+    if "close" not in fields or not set(fields) <= set(PATH_FIELDS):
+        raise ValueError(f"{forecaster.name}: forecasts {fields}; it must forecast close, within {PATH_FIELDS}")
+    prices = [i for i, f in enumerate(PATH_FIELDS[:4]) if f in fields]
+    absent = [i for i, f in enumerate(PATH_FIELDS) if f not in fields]
+    per_request = getattr(forecaster, "request_provenance", None)
     out = []
     expected = (sampling.n_paths, sampling.horizon, len(PATH_FIELDS))
     for req, arr in zip(requests, arrays):
-        arr = np.asarray(arr, dtype=np.float64)
+        arr = np.array(arr, dtype=np.float64)
         if arr.shape != expected:
             raise ValueError(f"{forecaster.name}: paths for {req.symbol} have shape {arr.shape}, want {expected}")
-        if not np.isfinite(arr[..., :4]).all():
+        if not np.isfinite(arr[..., prices]).all():
             raise ValueError(f"{forecaster.name}: non-finite prices in the paths for {req.symbol} @ {req.origin}")
-        out.append(Forecast(request=req, model=forecaster.name, paths=arr, provenance=forecaster.provenance()))
+        arr[..., absent] = np.nan  # a field the model does not forecast is never a made-up number
+        provenance = forecaster.provenance() | (per_request(req) if per_request else {})
+        out.append(Forecast(request=req, model=forecaster.name, paths=arr, provenance=provenance))
     return out

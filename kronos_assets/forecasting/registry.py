@@ -2,21 +2,25 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from functools import partial
+from typing import Callable, Mapping
 
-from kronos_assets.forecasting.baselines import RandomWalk, RandomWalkVol
+from kronos_assets.forecasting import kinds
 from kronos_assets.forecasting.interface import Forecaster
-
-BASELINE_FACTORIES: dict[str, Callable[[], Forecaster]] = {
-    "random_walk": RandomWalk,
-    "random_walk_vol": RandomWalkVol,
-}
 
 
 class ForecasterRegistry:
+    """Name -> factory; the built-in baselines are always there, ``factories`` add to or replace them."""
+
     def __init__(self, factories: dict[str, Callable[[], Forecaster]] | None = None):
-        self._factories = dict(BASELINE_FACTORIES) | dict(factories or {})
+        self._factories = {name: partial(kinds.build, spec) for name, spec in kinds.BUILTIN.items()}
+        self._factories |= dict(factories or {})
         self._built: dict[str, Forecaster] = {}
+
+    @classmethod
+    def from_specs(cls, specs: Mapping[str, kinds.ModelSpec]) -> ForecasterRegistry:
+        """Every configured model, each loaded by its kind when a run first asks for it."""
+        return cls({name: partial(kinds.build, spec) for name, spec in specs.items()})
 
     def get(self, name: str) -> Forecaster:
         if name not in self._built:

@@ -149,6 +149,29 @@ def _models(tmp_path, text):
         ("models:\n  m: {local_dir: kronos_assets/checkpoints/demo, max_context: -5}\n"
          "sampling: {n_paths: 30, temperature: 1.0, top_p: 0.9, top_k: 0, seed: 1}\n",
          "models.m.max_context", "whole number >= 1, got -5"),
+        # A kind's options are validated by the kind, as strictly as the rest of the file.
+        ("models:\n  m: {kind: garh}\nsampling: {n_paths: 30, temperature: 1.0, top_p: 0.9, top_k: 0, seed: 1}\n",
+         "models.m.kind", "unknown kind 'garh'; did you mean 'garch'"),
+        ("models:\n  m: {kind: 7}\nsampling: {n_paths: 30, temperature: 1.0, top_p: 0.9, top_k: 0, seed: 1}\n",
+         "models.m.kind", "expected text, got int 7"),
+        ("models:\n  m: {kind: garch, windw: 500}\n"
+         "sampling: {n_paths: 30, temperature: 1.0, top_p: 0.9, top_k: 0, seed: 1}\n",
+         "models.m.windw", "unknown key; did you mean 'window'"),
+        ("models:\n  m: {kind: garch, window: 10}\n"
+         "sampling: {n_paths: 30, temperature: 1.0, top_p: 0.9, top_k: 0, seed: 1}\n",
+         "models.m.window", "whole number >= 50, got 10"),
+        ("models:\n  m: {kind: garch, repo: NeoQuasar/Kronos-mini}\n"
+         "sampling: {n_paths: 30, temperature: 1.0, top_p: 0.9, top_k: 0, seed: 1}\n",
+         "models.m.repo", "unknown key; valid here: "),
+        ("models:\n  m: {kind: random_walk_vol, vol_window: 1}\n"
+         "sampling: {n_paths: 30, temperature: 1.0, top_p: 0.9, top_k: 0, seed: 1}\n",
+         "models.m.vol_window", "whole number >= 2, got 1"),
+        ("models:\n  garch_vol: {kind: garch}\n  random_walk: {kind: random_walk}\n"
+         "sampling: {n_paths: 30, temperature: 1.0, top_p: 0.9, top_k: 0, seed: 1}\n",
+         "models.random_walk", "reserved for a baseline"),
+        ("models:\n  m: {repo: NeoQuasar/Kronos-mini, max_context: 512}\n"
+         "sampling: {n_paths: 30, temperature: 1.0, top_p: 0.9, top_k: 0, seed: 1}\n",
+         "models.m.revision", "missing"),
     ],
 )
 def test_bad_models_name_file_field_and_nearest_key(tmp_path, text, field, problem):
