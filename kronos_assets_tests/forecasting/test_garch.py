@@ -1,6 +1,7 @@
 """The GARCH(1,1)-t baseline: fitted past-only at each origin, seeded paths of close, a failed fit falls back."""
 
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import numpy as np
 import polars as pl
@@ -137,3 +138,20 @@ def test_the_last_bar_before_the_origin_does_matter():
     g = GarchForecaster()
     a, b = (g.forecast_batch([request(f)], SAMPLING)[0][..., CLOSE] for f in (frame, moved))
     assert not np.allclose(a, b)
+
+
+BTC_1H = Path(__file__).resolve().parents[2].parent / "shared/data/candles/binance_BTCUSDT_1h_20200920_20250919.csv.gz"
+
+
+@pytest.mark.skipif(not BTC_1H.is_file(), reason=f"real Binance candles not found at {BTC_1H}")
+def test_real_hourly_bitcoin_fits_without_falling_back():
+    """Hourly crypto often fits at alpha + beta = 1 (integrated GARCH, arch's bound): a usable fit, not a failure."""
+    df = pl.read_csv(BTC_1H)
+    start = df["timestamp"].to_list().index("2025-01-01T00:00:00Z")  # early January 2025: the boundary binds
+    closes = df["close"].to_numpy()[start - 480:start + 168]
+    g = GarchForecaster()
+    reqs = [request(candles(closes[k - 480:k])) for k in range(480, closes.size, 8)]
+    g.forecast_batch(reqs, SAMPLING)
+    fits = [g.request_provenance(r)["garch"] for r in reqs]
+    assert [f for f in fits if f["fit"] != "ok"] == []
+    assert any(abs(f["params"]["alpha"] + f["params"]["beta"] - 1) < 1e-4 for f in fits)  # the boundary is hit
