@@ -41,12 +41,10 @@ def build_evaluations(settings: Settings, tf: TimeframeSettings, family: Family 
     @dg.asset(
         key=evaluations_key(tf.name, family),
         partitions_def=bar_partitions(settings, tf, family),
-        ins={
-            "forecasts": dg.AssetIn(forecasts_key(tf.name, family), partition_mapping=forecast_mapping,
-                                    dagster_type=dg.Nothing),
-            "realised": dg.AssetIn(clean_candles_key(tf.name, family), partition_mapping=candles_mapping(-(h - 1)),
-                                   dagster_type=dg.Nothing),
-        },
+        deps=[
+            dg.AssetDep(forecasts_key(tf.name, family), partition_mapping=forecast_mapping),
+            dg.AssetDep(clean_candles_key(tf.name, family), partition_mapping=candles_mapping(-(h - 1))),
+        ],
         backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=168),
         group_name="evaluate",
         kinds={"duckdb"},
