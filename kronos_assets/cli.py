@@ -93,9 +93,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "check":
         import dagster as dg
 
-        from kronos_assets.defs.factory import build_definitions
+        from kronos_assets.definitions import code_location
 
-        dg.Definitions.validate_loadable(build_definitions(settings))
+        dg.Definitions.validate_loadable(code_location(settings))
         print(f"profile {settings.profile}: {len(settings.symbols)} symbols x {len(settings.timeframes)} timeframes OK")
         return 0
 

@@ -6,20 +6,16 @@ once its horizon has closed, and it reads realised candles no later than k.
 """
 
 import dagster as dg
-import polars as pl
 
 from kronos_assets.defs.forecast import candles_mapping, forecasts_key
 from kronos_assets.defs.ingest import clean_candles_key
 from kronos_assets.defs.metadata import md_table
 from kronos_assets.defs.partitions import BAR_FMT, MARKETS, Family, bar_partitions, times_by_symbol
 from kronos_assets.market.timeframes import timeframe_delta
-from kronos_assets.records import evaluation_rows, load_close_paths
+from kronos_assets.scoring import HorizonNotClosed, Scored, score_bars
 from kronos_assets.settings import Settings, TimeframeSettings
 from kronos_assets.track_record import track_record
 from kronos_assets.warehouse import Warehouse
-
-TS = pl.Datetime("us", "UTC")
-
 
 def evaluations_key(tf: str, family: Family = MARKETS) -> dg.AssetKey:
     return family.asset_key("evaluations", tf)
@@ -58,48 +54,19 @@ def build_evaluations(settings: Settings, tf: TimeframeSettings, family: Family 
         ),
     )
     def evaluations(context: dg.AssetExecutionContext, warehouse: dg.ResourceParam[Warehouse]) -> dg.MaterializeResult:
-        scored, missing_forecasts = 0, []
+        scored = Scored()
         for symbol, bars in times_by_symbol(context.partition_keys, "bar", BAR_FMT, family).items():
-            origins = [k - (h - 1) * step for k in bars]
-            heads = load_close_paths(warehouse, symbol, tf.name, origins)
-            realised = warehouse.query(
-                "SELECT ts, close FROM clean_candles WHERE symbol = ? AND timeframe = ? AND ts >= ? AND ts <= ? "
-                "ORDER BY ts",
-                [symbol, tf.name, origins[0], bars[-1]],
-            )
-            if realised.height == 0 or realised["ts"][-1] < bars[-1]:
-                raise dg.Failure(
-                    description=f"{symbol} {tf.name}: bar {bars[-1]} has not closed or is not in clean candles yet; "
-                    "an evaluation waits until every bar of its horizon has closed"
-                )
-            rows = []
-            by_origin = {o: [] for o in origins}
-            for head in heads.iter_rows(named=True):
-                by_origin[head["origin"]].append(head)
-            # Origins before the first stored forecast were never forecast (the series' backtest starts later):
-            # nothing is missing there. A hole after it is a forecast that should exist, worth a warning.
-            first = warehouse.query("SELECT min(origin) AS o FROM forecasts WHERE symbol = ? AND timeframe = ?",
-                                    [symbol, tf.name])["o"][0]
-            for k, origin in zip(bars, origins):
-                if not by_origin[origin] and (first is None or origin >= first):
-                    missing_forecasts.append(f"{symbol} {origin:%Y-%m-%d %H:%M}")
-                for head in by_origin[origin]:
-                    rows += evaluation_rows(head, realised, symbol, tf.name, step, k)
-            frame = pl.DataFrame(rows, schema_overrides={"origin": TS, "ts": TS, "scored_bar": TS,
-                                                         "brier_vol_amp": pl.Float64}, infer_schema_length=None)
-            warehouse.replace(
-                "evaluations", frame,
-                "symbol = ? AND timeframe = ? AND scored_bar IN (SELECT unnest(?::TIMESTAMPTZ[]))",
-                [symbol, tf.name, bars],
-            )
-            scored += len({(r["origin"], r["model"]) for r in rows})
-        if missing_forecasts:
-            context.log.warning(f"{len(missing_forecasts)} origins had no stored forecast to score, "
-                                f"e.g. {missing_forecasts[0]}")
+            try:
+                score_bars(warehouse, symbol, tf.name, step, h, bars, scored)
+            except HorizonNotClosed as exc:
+                raise dg.Failure(description=str(exc)) from None
+        if scored.missing:
+            context.log.warning(f"{len(scored.missing)} origins had no stored forecast to score, "
+                                f"e.g. {scored.missing[0]}")
         return dg.MaterializeResult(
             metadata={
-                "forecasts_scored": scored,
-                "origins_without_forecast": len(missing_forecasts),
+                "forecasts_scored": scored.forecasts,
+                "origins_without_forecast": len(scored.missing),
             }
         )
 

@@ -1,0 +1,58 @@
+"""Scoring stored forecasts once their horizon has closed: for the bars k of one series, the forecasts whose last
+horizon bar is k (made at origin k - (horizon - 1) bars) against the realised clean candles, written to the
+evaluations table in place of any earlier scores of those bars (idempotent)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+import polars as pl
+
+from kronos_assets.records import evaluation_rows, load_close_paths
+from kronos_assets.warehouse import Warehouse
+
+TS = pl.Datetime("us", "UTC")
+
+
+class HorizonNotClosed(Exception):
+    """The last bar to score is not in clean candles yet: the evaluation must wait."""
+
+
+@dataclass
+class Scored:
+    forecasts: int = 0  # (origin, model) pairs scored
+    missing: list[str] = field(default_factory=list)  # 'SYMBOL YYYY-MM-DD HH:MM' origins that should have a forecast
+
+
+def score_bars(warehouse: Warehouse, symbol: str, timeframe: str, step: timedelta, horizon: int,
+               bars: list[datetime], into: Scored) -> None:
+    """Score the forecasts ending at each of ``bars`` (sorted) of one series; counts and gaps go to ``into``."""
+    origins = [k - (horizon - 1) * step for k in bars]
+    heads = load_close_paths(warehouse, symbol, timeframe, origins)
+    realised = warehouse.query(
+        "SELECT ts, close FROM clean_candles WHERE symbol = ? AND timeframe = ? AND ts >= ? AND ts <= ? ORDER BY ts",
+        [symbol, timeframe, origins[0], bars[-1]],
+    )
+    if realised.height == 0 or realised["ts"][-1] < bars[-1]:
+        raise HorizonNotClosed(f"{symbol} {timeframe}: bar {bars[-1]} has not closed or is not in clean candles yet; "
+                               "an evaluation waits until every bar of its horizon has closed")
+    rows = []
+    by_origin = {o: [] for o in origins}
+    for head in heads.iter_rows(named=True):
+        by_origin[head["origin"]].append(head)
+    # Origins before the first stored forecast were never forecast (the series' backtest starts later): nothing is
+    # missing there. A hole after it is a forecast that should exist, worth a warning.
+    first = warehouse.query("SELECT min(origin) AS o FROM forecasts WHERE symbol = ? AND timeframe = ?",
+                            [symbol, timeframe])["o"][0]
+    for k, origin in zip(bars, origins):
+        if not by_origin[origin] and (first is None or origin >= first):
+            into.missing.append(f"{symbol} {origin:%Y-%m-%d %H:%M}")
+        for head in by_origin[origin]:
+            rows += evaluation_rows(head, realised, symbol, timeframe, step, k)
+    frame = pl.DataFrame(rows, schema_overrides={"origin": TS, "ts": TS, "scored_bar": TS,
+                                                 "brier_vol_amp": pl.Float64}, infer_schema_length=None)
+    warehouse.replace("evaluations", frame,
+                      "symbol = ? AND timeframe = ? AND scored_bar IN (SELECT unnest(?::TIMESTAMPTZ[]))",
+                      [symbol, timeframe, bars])
+    into.forecasts += len({(r["origin"], r["model"]) for r in rows})
