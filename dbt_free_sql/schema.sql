@@ -64,9 +64,7 @@ CREATE TABLE IF NOT EXISTS forecast_steps (
     mean_close DOUBLE NOT NULL, median_close DOUBLE NOT NULL,
     mean_volume DOUBLE, median_volume DOUBLE  -- NULL: the model does not forecast volume (GARCH: close only)
 );
--- Warehouses made before models without volume existed: let their volume summaries be NULL too (idempotent).
-ALTER TABLE forecast_steps ALTER COLUMN mean_volume DROP NOT NULL;
-ALTER TABLE forecast_steps ALTER COLUMN median_volume DROP NOT NULL;
+-- (warehouse.NULLABLE relaxes the NOT NULL of older files' volume summaries.)
 
 -- Every sample path in full (the probabilistic scores need them): one row per path, arrays over steps.
 CREATE TABLE IF NOT EXISTS forecast_paths (

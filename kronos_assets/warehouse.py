@@ -36,6 +36,19 @@ def read_sql(name: str) -> str:
     return path.read_text()
 
 
+# Columns made nullable after warehouses existed (models without volume, e.g. GARCH: NULL volume summaries).
+NULLABLE = (("forecast_steps", "mean_volume"), ("forecast_steps", "median_volume"))
+
+
+def _relax_not_null(con: duckdb.DuckDBPyConnection) -> None:
+    """Drops NOT NULL from NULLABLE columns of an older file, and only there: opening a current file writes nothing."""
+    for table, column in NULLABLE:
+        row = con.execute("SELECT is_nullable FROM information_schema.columns WHERE table_name = ? AND column_name = ?",
+                          [table, column]).fetchone()
+        if row and row[0] == "NO":
+            con.execute(f"ALTER TABLE {table} ALTER COLUMN {column} DROP NOT NULL")
+
+
 class Warehouse:
     def __init__(self, path: str | Path, lock_timeout_s: float = 120.0):
         self.path = Path(path)
@@ -50,6 +63,7 @@ class Warehouse:
             con.execute("SET TimeZone = 'UTC'")  # timestamps come back as UTC, whatever the machine's zone
             if not self._schema_ready:
                 con.execute(read_sql("schema.sql"))
+                _relax_not_null(con)
                 self._schema_ready = True
             yield con
         finally:

@@ -155,3 +155,32 @@ def test_real_hourly_bitcoin_fits_without_falling_back():
     fits = [g.request_provenance(r)["garch"] for r in reqs]
     assert [f for f in fits if f["fit"] != "ok"] == []
     assert any(abs(f["params"]["alpha"] + f["params"]["beta"] - 1) < 1e-4 for f in fits)  # the boundary is hit
+
+
+def test_an_older_warehouse_takes_null_volume_summaries_and_a_current_one_is_not_rewritten(tmp_path):
+    """Files made when volume summaries were NOT NULL are relaxed once, keeping their rows; opening a current file
+    leaves it byte-identical (reads never write)."""
+    import hashlib
+
+    import duckdb
+
+    from kronos_assets.warehouse import read_sql
+
+    path = tmp_path / "old.duckdb"
+    old_schema = read_sql("schema.sql").replace("mean_volume DOUBLE, median_volume DOUBLE",
+                                                "mean_volume DOUBLE NOT NULL, median_volume DOUBLE NOT NULL")
+    assert old_schema != read_sql("schema.sql")
+    with duckdb.connect(str(path)) as con:
+        con.execute(old_schema)
+        con.execute("INSERT INTO forecast_steps VALUES ('X/Y', '1h', now(), 'm', 1, now(), 1, 1, 1, 1, 1, 1, 1, "
+                    "1, 1, 5, 5)")
+    frame = candles(prices())
+    (fc,) = run_forecaster(GarchForecaster("garch"), [request(frame)], SAMPLING)
+    wh = Warehouse(path)
+    wh.replace_many(forecast_frames([fc], SAMPLING), "model = ?", ["garch"])
+    counts = wh.query("SELECT model, count(*) AS n, count(mean_volume) AS v FROM forecast_steps GROUP BY ALL ORDER BY 1")
+    assert counts.rows() == [("garch", 6, 0), ("m", 1, 1)]
+
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    Warehouse(path).query("SELECT count(*) FROM forecasts")
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == digest
