@@ -1,6 +1,6 @@
 """New model revisions on the hub are proposed, never switched to silently: a sensor notices a new commit of a
-repo of a configured model whose kind has revisions (Kronos) and requests a run that scores the candidate next to the pinned revision on recent realised
-bars. Changing the pin in configs/models.yaml stays a human decision."""
+repo of a configured model whose kind has revisions (Kronos) and requests a run that scores the candidate next to
+the pinned revision on recent realised bars. Changing the pin in configs/models.yaml stays a human decision."""
 
 import json
 

@@ -109,12 +109,14 @@ def run_forecaster(
     out = []
     expected = (sampling.n_paths, sampling.horizon, len(PATH_FIELDS))
     for req, arr in zip(requests, arrays):
-        arr = np.array(arr, dtype=np.float64)
+        arr = np.asarray(arr, dtype=np.float64)
         if arr.shape != expected:
             raise ValueError(f"{forecaster.name}: paths for {req.symbol} have shape {arr.shape}, want {expected}")
         if not np.isfinite(arr[..., prices]).all():
             raise ValueError(f"{forecaster.name}: non-finite prices in the paths for {req.symbol} @ {req.origin}")
-        arr[..., absent] = np.nan  # a field the model does not forecast is never a made-up number
+        if absent:  # a field the model does not forecast is never a made-up number
+            arr = arr.copy()
+            arr[..., absent] = np.nan
         provenance = forecaster.provenance() | (per_request(req) if per_request else {})
         out.append(Forecast(request=req, model=forecaster.name, paths=arr, provenance=provenance))
     return out

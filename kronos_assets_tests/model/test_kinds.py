@@ -107,3 +107,14 @@ def test_garch_forecasts_pass_the_sanity_check_and_reach_the_dashboard(tmp_path)
 
     latest = json.loads((s.publish_dir / "series/BTC-USDT/1h/latest.json").read_text(), parse_constant=no_nan)
     assert latest["primary_model"] == "garch" and set(latest["forecasts"]) == {"random_walk", "random_walk_vol", "garch"}
+
+
+def test_a_revision_comparison_of_a_kind_without_revisions_fails_naming_the_model(tmp_path):
+    s = _settings(tmp_path, {}, ["random_walk_vol", "garch"], primary="garch")
+    defs = build_definitions(s, build_resources(s))
+    result = defs.resolve_job_def("compare_model_revision").execute_in_process(
+        instance=dg.DagsterInstance.ephemeral(), raise_on_error=False,
+        run_config={"ops": {"model_revision_comparison": {"config": {"model": "garch"}}}})
+    (event,) = [e for e in result.all_events if e.is_step_failure]
+    assert "'garch' is not a configured model whose kind has revisions" in \
+        event.step_failure_data.user_failure_data.description

@@ -108,7 +108,7 @@ class GarchForecaster:
                 paths[..., CLOSE] = simulate(f, closes[-1], sampling.n_paths, sampling.horizon,
                                              np.random.default_rng(req.seed))
                 record: dict[str, Any] = {"fit": "ok", "params": f.as_dict(), "n_returns": closes.size - 1}
-            except Exception as exc:  # noqa: BLE001 (a third-party optimiser: whatever it raises, this origin falls back)
+            except Exception as exc:  # noqa: BLE001 (a third-party optimiser: whatever it raises, it falls back)
                 paths[..., CLOSE] = self._fallback.forecast_batch([req], sampling)[0][..., CLOSE]
                 reason = str(exc) if isinstance(exc, FitFailed) else f"{type(exc).__name__}: {exc}"
                 record = {"fit": "failed", "fallback": self._fallback.name, "reason": reason,
