@@ -8,30 +8,27 @@ file), the metrics table and the provenance are the materialisation's metadata; 
 
 
 import base64
-import dataclasses
+import json
 from datetime import datetime, timezone
 from enum import Enum
-from pathlib import Path
 from typing import Any, Optional
 
 import dagster as dg
 from pydantic import Field
 
-from kronos_assets.defs.resources import kronos_factory
 from kronos_assets.defs.uploads import read_limits
-from kronos_assets.forecasting.adhoc import (BASELINES, AdhocConfigError, adhoc_chart, adhoc_snapshot,
+from kronos_assets.forecasting import kinds
+from kronos_assets.forecasting.adhoc import (AdhocConfigError, adhoc_chart, adhoc_snapshot, context_of,
                                              forecast_and_score, load_market, load_upload, metrics_markdown,
-                                             nearest_name, split_tail)
-from kronos_assets.forecasting.baselines import RandomWalk, RandomWalkVol
+                                             nearest_name, resolve_model, split_tail, takes_device)
 from kronos_assets.forecasting.interface import Sampling
 from kronos_assets.market.files import file_digest
 from kronos_assets.publishing.charts import fan_chart_png
 from kronos_assets.publishing.store import Artifact, LocalStore
-from kronos_assets.settings import ModelSettings, Settings
+from kronos_assets.settings import Settings
 
 ADHOC_JOB = "adhoc_forecast_job"  # not the asset's name: a job and an op may not share one
 ADHOC_POOL = "adhoc"
-FOLDER_CONTEXT = 512  # a checkpoint folder named directly: the context of the released Kronos models
 
 
 class Device(Enum):
@@ -41,41 +38,12 @@ class Device(Enum):
     mps = "mps"
 
 
-def resolve_model(settings: Settings, name: str) -> ModelSettings | None:
-    """A configured Kronos model, a checkpoint folder (model/ and tokenizer/ inside), or None for a baseline."""
-    if name in BASELINES:
-        return None
-    if name in settings.models:
-        return settings.models[name]
-    folder = Path(name).expanduser()
-    if folder.is_dir():
-        missing = [str(folder / p / f) for p in ("model", "tokenizer") for f in ("config.json", "model.safetensors")
-                   if not (folder / p / f).is_file()]
-        if missing:
-            raise AdhocConfigError(f"model folder {name!r} is not a Kronos checkpoint: missing {', '.join(missing)}")
-        return ModelSettings(folder.resolve().name, None, None, None, None, FOLDER_CONTEXT,
-                             local_dir=folder.resolve())
-    raise nearest_name(name, [*BASELINES, *settings.models], "model (or checkpoint folder)")
-
-
-def build_forecaster(model: ModelSettings | None, name: str, device: Device) -> Any:
-    if model is None:
-        return RandomWalk() if name == RandomWalk.name else RandomWalkVol()
-    import torch
-
-    if device is Device.cuda and not torch.cuda.is_available():
-        raise AdhocConfigError("device cuda: torch sees no CUDA GPU on this machine; use auto or cpu")
-    if device is Device.mps and not torch.backends.mps.is_available():
-        raise AdhocConfigError("device mps: Apple's MPS is not available on this machine; use auto or cpu")
-    return kronos_factory(dataclasses.replace(model, device=device.value))()
-
-
 def build_adhoc(settings: Settings) -> tuple[dg.AssetsDefinition, Any]:
     """The asset and its job, with the launchpad's defaults taken from the profile."""
     tf = settings.timeframes[0]
-    primary = settings.models.get(settings.primary_model)
-    context = primary.max_context if primary else FOLDER_CONTEXT
-    models = ", ".join([*BASELINES, *settings.models])
+    context = context_of(settings.model_specs[settings.primary_model]) or tf.history_bars
+    models = ", ".join(settings.model_specs)
+    baselines = ", ".join(kinds.BUILTIN)
 
     class AdhocForecastConfig(dg.Config):
         symbol: str = Field(default=settings.symbols[0], description=(
@@ -88,10 +56,10 @@ def build_adhoc(settings: Settings) -> tuple[dg.AssetsDefinition, Any]:
             "validated as the uploads sensor does. Empty: use symbol and timeframe."))
         model: str = Field(default=settings.primary_model, description=(
             f"Forecaster: one of {models}, or a folder holding a Kronos checkpoint (model/ and tokenizer/). "
-            "The two random-walk baselines are always scored next to it."))
+            f"The baselines ({baselines}) are always scored next to it."))
         device: Device = Field(default=Device.auto, description="auto (cuda, then mps, then cpu), cpu, cuda or mps.")
         lookback: int = Field(default=min(tf.history_bars, context), description=(
-            "History bars the model sees, at most the model's context (kronos-mini/small 512)."))
+            "History bars the model sees, at most a Kronos model's context (kronos-mini/small 512)."))
         horizon: int = Field(default=tf.horizon, description="Bars to forecast after the last history bar.")
         holdout: Optional[int] = Field(default=None, description=(
             "Bars held out at the end and scored against the forecast; empty: the horizon."))
@@ -107,7 +75,7 @@ def build_adhoc(settings: Settings) -> tuple[dg.AssetsDefinition, Any]:
         kinds={"pytorch", "plotly"},
         owners=["team:ml"],
         description=("An ad-hoc forecast launched by hand: forecasts a market or an uploaded file from the bars "
-                     "before a held-out tail and scores it on that tail next to the random-walk baselines. Its "
+                     f"before a held-out tail and scores it on that tail next to the baselines ({baselines}). Its "
                      "chart, metrics and provenance are the metadata; it writes nothing to the track record."),
     )
     def adhoc_forecast(context: dg.AssetExecutionContext, config: AdhocForecastConfig,
@@ -118,8 +86,7 @@ def build_adhoc(settings: Settings) -> tuple[dg.AssetsDefinition, Any]:
             raise dg.Failure(description=f"ad-hoc forecast: {exc}") from None
 
     def _run(context: dg.AssetExecutionContext, config: AdhocForecastConfig, market: Any) -> dg.MaterializeResult:
-        model = resolve_model(settings, config.model)
-        max_context = model.max_context if model else 10**9
+        spec = resolve_model(settings.model_specs, config.model, config.device.value)
         holdout = config.horizon if config.holdout is None else config.holdout
         bars = config.lookback + holdout
         if config.file:
@@ -136,8 +103,8 @@ def build_adhoc(settings: Settings) -> tuple[dg.AssetsDefinition, Any]:
             candles = load_market(market, symbol, timeframe, bars, datetime.now(timezone.utc))
             source = {"kind": settings.market, "symbol": symbol, "timeframe": timeframe}
             where = f"the {bars} newest {timeframe} bars of {symbol} ({candles.height} fetched)"
-        split = split_tail(candles, timeframe, config.lookback, config.horizon, holdout, max_context, where)
-        forecaster = build_forecaster(model, config.model, config.device)
+        split = split_tail(candles, timeframe, config.lookback, config.horizon, holdout, context_of(spec), where)
+        forecaster = kinds.build(spec)
         sampling = Sampling(n_paths=config.n_paths, horizon=config.horizon, temperature=config.temperature,
                             top_p=config.top_p, top_k=settings.sampling.top_k, seed=config.seed)
         results = forecast_and_score(forecaster, split, sampling, symbol, timeframe)
@@ -150,9 +117,9 @@ def build_adhoc(settings: Settings) -> tuple[dg.AssetsDefinition, Any]:
         store.put(Artifact.of("forecast.png", png, "no-cache"))
         first, table = results[0], metrics_markdown(results)
         provenance = {
-            "model": first.model, **{k: v if isinstance(v, (str, int, float, bool, type(None))) else str(v)
-                                     for k, v in first.provenance.items()},
-            "device": config.device.value, "sampling": sampling.as_dict(), "source": source,
+            "model": first.model, "model_kind": spec.kind, **json.loads(json.dumps(first.provenance, default=str)),
+            "device": config.device.value if takes_device(spec) else None,  # None: the kind takes no device
+            "sampling": sampling.as_dict(), "source": source,
             "history": [split.history["ts"][0].isoformat(), split.history["ts"][-1].isoformat(), split.history.height],
             "held_out": [split.tail["ts"][0].isoformat(), split.tail["ts"][-1].isoformat(), split.tail.height],
         }
@@ -174,5 +141,5 @@ def build_adhoc(settings: Settings) -> tuple[dg.AssetsDefinition, Any]:
 
     job = dg.define_asset_job(ADHOC_JOB, selection=[adhoc_forecast], description=(
         "Launch from the launchpad: a market or an uploaded file, a model and its settings; the forecast is "
-        "scored on a held-out tail next to the random-walk baselines. Not a forecast of record."))
+        f"scored on a held-out tail next to the baselines ({baselines}). Not a forecast of record."))
     return adhoc_forecast, job

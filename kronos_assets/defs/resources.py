@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-from functools import partial
-from typing import Any, Callable
+from typing import Any
 
 import dagster as dg
 from dagster_aws.s3 import S3Resource
 
 from kronos_assets.defs.uploads import read_limits
-from kronos_assets.forecasting.kinds import kronos as kronos_kind
 from kronos_assets.forecasting.registry import ForecasterRegistry
 from kronos_assets.market.files import FileSource
 from kronos_assets.market.synthetic import SyntheticMarket
 from kronos_assets.publishing.backend import open_store
 from kronos_assets.publishing.r2 import KEY_ID_VAR, MAX_ATTEMPTS, SECRET_VAR, R2Config, R2ConfigError, S3Store
-from kronos_assets.settings import ConfigError, ModelSettings, Settings
+from kronos_assets.settings import ConfigError, Settings
 from kronos_assets.warehouse import Warehouse
 
 SYNTHETIC_SEED = 7
@@ -55,11 +53,6 @@ def publishing_store(settings: Settings) -> Any:
     except R2ConfigError as exc:
         profile_file = settings.config_dir / "profiles" / f"{settings.profile}.yaml"
         raise ConfigError(f"{profile_file}: {exc}") from None
-
-
-def kronos_factory(model: ModelSettings) -> Callable[[], Any]:
-    """Loads a Kronos checkpoint when first called (the ad-hoc forecasts build one outside a profile's models)."""
-    return partial(kronos_kind.build, model.key, model)
 
 
 def build_resources(settings: Settings) -> dict[str, Any]:

@@ -1,25 +1,28 @@
 """Ad-hoc forecasts: forecast a series from the bars before a held-out tail and score the forecast on that tail.
 
 What a person does by hand from the UI (pick candles, a model and its sampling, look at the forecast against what
-really happened), as plain functions: ``split_tail`` cuts the candles, ``forecast_and_score`` runs the chosen model
-and the random-walk baselines on the same history and scores them with ``kronos_assets.metrics``, and
-``adhoc_snapshot`` / ``adhoc_chart`` draw the fan over the held-out candles. Nothing here touches the warehouse:
-an ad-hoc forecast is not a forecast of record.
+really happened), as plain functions: ``resolve_model`` finds the model as the scheduled graph does (a configured
+model of any kind, ``forecasting.kinds``) or takes a Kronos checkpoint folder, ``split_tail`` cuts the candles,
+``forecast_and_score`` runs the chosen model and the built-in baselines on the same history and scores them with
+``kronos_assets.metrics``, and ``adhoc_snapshot`` / ``adhoc_chart`` draw the fan over the held-out candles.
+Nothing here touches the warehouse: an ad-hoc forecast is not a forecast of record.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import os
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Iterable
+from pathlib import Path
+from typing import Any, Iterable, Mapping
 
 import numpy as np
 import plotly.graph_objects as go
 import polars as pl
 
-from kronos_assets.forecasting.baselines import RandomWalk, RandomWalkVol
+from kronos_assets.forecasting import kinds
 from kronos_assets.forecasting.interface import CLOSE, VOLUME, Forecaster, ForecastRequest, Sampling, run_forecaster
 from kronos_assets.forecasting.summary import summarise
 from kronos_assets.market.files import (CandleFile, CandleFileError, PathEscapeError, ReadLimits, load_candle_file,
@@ -28,9 +31,9 @@ from kronos_assets.market.timeframes import timeframe_delta, timeframe_seconds
 from kronos_assets.metrics import mae, mape, mean_of, rmse, score_paths
 from kronos_assets.publishing.charts import fan_chart
 
-BASELINES: tuple[str, ...] = ("random_walk", "random_walk_vol")
 MIN_HISTORY = 32  # the scheduled graph's floor too (defs.forecast.build_requests)
 CHART_BARS = 120  # history candles drawn before the origin
+FOLDER_CONTEXT = 512  # a checkpoint folder named directly: the context of the released Kronos models
 METRIC_KEYS = ("mae", "rmse", "mape", "crps", "coverage_50", "coverage_80", "coverage_90", "p_up", "p_up_hit")
 
 
@@ -46,6 +49,65 @@ def nearest_name(name: str, valid: Iterable[str], what: str) -> AdhocConfigError
     return AdhocConfigError(f"unknown {what} {name!r}{hint} (valid: {', '.join(options)})")
 
 
+class _FolderReader:
+    """How the kronos kind reads a checkpoint folder named in the launchpad (kinds.base.FieldErrors): the entry is
+    built here, so a read is a lookup, and what the kind finds wrong names the folder."""
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def get(self, mapping: dict[str, Any], key: str, where: str, kind: type | tuple[type, ...]) -> Any:
+        return mapping[key]
+
+    def fail(self, fieldname: str, problem: str) -> AdhocConfigError:
+        return AdhocConfigError(f"model folder {self.name!r} is not a Kronos checkpoint: {problem}")
+
+
+def checkpoint_folder(name: str) -> kinds.ModelSpec:
+    """A folder holding model/ and tokenizer/, read by the kronos kind as a models.yaml ``local_dir`` entry is."""
+    folder = Path(name).expanduser().resolve()
+    entry = {"local_dir": str(folder), "max_context": FOLDER_CONTEXT}
+    kind = kinds.kronos.KIND
+    return kinds.ModelSpec(folder.name, kind.name, kind.parse(kinds.Options(_FolderReader(name), entry, folder.name,
+                                                                            folder)))
+
+
+def resolve_model(specs: Mapping[str, kinds.ModelSpec], name: str, device: str) -> kinds.ModelSpec:
+    """A model the profile configures, of any kind (``Settings.model_specs``, what the scheduled graph builds from),
+    else a Kronos checkpoint folder; a model whose options take a device is given ``device``."""
+    if name in specs:
+        spec = specs[name]
+    elif Path(name).expanduser().is_dir():
+        spec = checkpoint_folder(name)
+    else:
+        raise nearest_name(name, specs, "model (or checkpoint folder)")
+    if not takes_device(spec):
+        return spec
+    check_device(device)
+    return dataclasses.replace(spec, options=dataclasses.replace(spec.options, device=device))
+
+
+def takes_device(spec: kinds.ModelSpec) -> bool:
+    """Whether the kind's options have a ``device`` (Kronos); the others run on the CPU whatever is asked."""
+    return dataclasses.is_dataclass(spec.options) and "device" in {f.name for f in dataclasses.fields(spec.options)}
+
+
+def context_of(spec: kinds.ModelSpec) -> int | None:
+    """The most history bars the model reads (its options' ``max_context``); None: no limit."""
+    return getattr(spec.options, "max_context", None)
+
+
+def check_device(device: str) -> None:
+    if device in ("auto", "cpu"):
+        return
+    import torch  # only for a model that runs on a device
+
+    if device == "cuda" and not torch.cuda.is_available():
+        raise AdhocConfigError("device cuda: torch sees no CUDA GPU on this machine; use auto or cpu")
+    if device == "mps" and not torch.backends.mps.is_available():
+        raise AdhocConfigError("device mps: Apple's MPS is not available on this machine; use auto or cpu")
+
+
 @dataclass(frozen=True)
 class Split:
     history: pl.DataFrame  # the last ``lookback`` bars before the tail: all the model sees
@@ -53,11 +115,11 @@ class Split:
     future_ts: list[datetime]  # the ``horizon`` open times forecast (the tail's own, then extrapolated)
 
 
-def check_window(rows: int, lookback: int, horizon: int, holdout: int, max_context: int, source: str) -> None:
-    """Every reason the window cannot work, as one clear error (or nothing)."""
+def check_window(rows: int, lookback: int, horizon: int, holdout: int, max_context: int | None, source: str) -> None:
+    """Every reason the window cannot work, as one clear error (or nothing); ``max_context`` None: no limit."""
     if lookback < MIN_HISTORY:
         raise AdhocConfigError(f"lookback {lookback} is too short: a forecast needs at least {MIN_HISTORY} bars")
-    if lookback > max_context:
+    if max_context is not None and lookback > max_context:
         raise AdhocConfigError(f"lookback {lookback} is over the model's context of {max_context} bars; "
                                f"use lookback <= {max_context}")
     if horizon < 2 or holdout < 1:
@@ -71,7 +133,7 @@ def check_window(rows: int, lookback: int, horizon: int, holdout: int, max_conte
 
 
 def split_tail(candles: pl.DataFrame, timeframe: str, lookback: int, horizon: int, holdout: int,
-               max_context: int, source: str = "the candles") -> Split:
+               max_context: int | None, source: str = "the candles") -> Split:
     """Hold out the last ``holdout`` bars; the history is the ``lookback`` bars just before them."""
     candles = candles.sort("ts")
     check_window(candles.height, lookback, horizon, holdout, max_context, source)
@@ -107,12 +169,13 @@ def score(paths: np.ndarray, history: pl.DataFrame, tail: pl.DataFrame) -> dict[
     }
 
 
-def forecast_and_score(model: Forecaster, split: Split, sampling: Sampling, symbol: str,
-                       timeframe: str) -> list[ModelResult]:
-    """The chosen model, then the two random-walk baselines, each forecasting from the same history and seed."""
+def forecast_and_score(model: Forecaster, split: Split, sampling: Sampling, symbol: str, timeframe: str,
+                       baselines: Mapping[str, kinds.ModelSpec] = kinds.BUILTIN) -> list[ModelResult]:
+    """The chosen model, then each baseline (the kinds' built-in ones unless given; not the model itself again),
+    each forecasting from the same history and seed."""
     request = ForecastRequest(symbol=symbol, timeframe=timeframe, origin=split.future_ts[0],
                               history=split.history, future_ts=split.future_ts, seed=sampling.seed)
-    forecasters: list[Forecaster] = [model, *(b() for b in (RandomWalk, RandomWalkVol) if b.name != model.name)]
+    forecasters = [model, *(kinds.build(spec) for name, spec in baselines.items() if name != model.name)]
     out = []
     for fc in forecasters:
         [forecast] = run_forecaster(fc, [request], sampling)

@@ -16,6 +16,7 @@ import pytest
 
 from kronos_assets.defs.adhoc import ADHOC_JOB, ADHOC_POOL
 from kronos_assets.defs.factory import build_definitions
+from kronos_assets.forecasting import kinds
 from kronos_assets.market.synthetic import SyntheticMarket
 from kronos_assets.settings import REPO_ROOT, load_settings
 from kronos_assets.warehouse import Warehouse
@@ -91,6 +92,28 @@ def test_launch_with_no_edits_forecasts_scores_and_leaves_the_track_record_alone
     assert 0 <= md["coverage_90"] <= 1 and md["p_up_hit"] in (0.0, 1.0)
 
 
+def test_garch_a_model_of_another_kind_forecasts_ad_hoc_next_to_the_kinds_baselines(demo):
+    settings, defs, instance = demo
+    assert settings.model_specs["garch"].kind == "garch"
+    result = run(defs, instance, {"model": "garch"})
+    assert result.success
+    [mat] = result.asset_materializations_for_node("adhoc_forecast")
+    md = {k: v.value for k, v in mat.metadata.items()}
+    rows = [ln for ln in md["metrics"].splitlines() if ln.startswith("| ") and not ln.startswith("| model")]
+    assert [r.split("|")[1].strip() for r in rows] == ["garch", *kinds.BUILTIN] == ["garch", "random_walk",
+                                                                                    "random_walk_vol"]
+    prov = md["provenance"]
+    assert md["model"] == prov["model"] == "garch" and prov["model_kind"] == "garch" and prov["device"] is None
+    assert prov["garch"]["fit"] == "ok" and prov["garch"]["n_returns"] == 479  # fitted on the 480 history bars
+    garch = md["scores"]["garch"]
+    assert garch["scored_steps"] == 24 and garch["mae"] == md["mae"] > 0 and garch != md["scores"]["random_walk_vol"]
+    # GARCH has no context: a lookback over kronos-demo's 504 bars is taken.
+    deep = run(defs, instance, {"model": "garch", "lookback": 600, "horizon": 4})
+    assert deep.success
+    [mat] = deep.asset_materializations_for_node("adhoc_forecast")
+    assert mat.metadata["provenance"].value["history"][2] == 600
+
+
 def test_the_step_takes_its_own_pool_never_the_warehouse_writers(demo):
     _, defs, _ = demo
     node = defs.resolve_job_def(ADHOC_JOB).graph.node_named("adhoc_forecast")
@@ -99,6 +122,7 @@ def test_the_step_takes_its_own_pool_never_the_warehouse_writers(demo):
 
 @pytest.mark.parametrize(("config", "message"), [
     ({"model": "kronos-dem"}, "unknown model (or checkpoint folder) 'kronos-dem'; did you mean 'kronos-demo'?"),
+    ({"model": "garc"}, "unknown model (or checkpoint folder) 'garc'; did you mean 'garch'? (valid: garch, kronos-demo"),
     ({"lookback": 505}, "lookback 505 is over the model's context of 504 bars; use lookback <= 504"),
     ({"symbol": "BTC/USD"}, "unknown symbol 'BTC/USD'; did you mean 'BTC/USDT'?"),
     ({"file": "nope.csv"}, "file 'nope.csv' cannot be used"),
@@ -151,7 +175,7 @@ def test_a_checkpoint_folder_is_a_model_and_a_device_that_is_absent_is_named(dem
 
     (tmp_path / "model").mkdir()
     (tmp_path / "model" / "config.json").write_text("{}")
-    assert f"model folder {str(tmp_path)!r} is not a Kronos checkpoint: missing {tmp_path}/model/model.safetensors" in (
+    assert f"model folder {str(tmp_path)!r} is not a Kronos checkpoint: {tmp_path}/model/model.safetensors not found" in (
         failure(run(defs, instance, {"model": str(tmp_path)})))
 
     import torch

@@ -11,11 +11,13 @@ import numpy as np
 import polars as pl
 import pytest
 
-from kronos_assets.forecasting.adhoc import (AdhocConfigError, adhoc_chart, adhoc_snapshot, forecast_and_score,
-                                             load_market, load_upload, metrics_markdown, nearest_name, score,
-                                             split_tail)
+from kronos_assets.forecasting import kinds
+from kronos_assets.forecasting.adhoc import (AdhocConfigError, adhoc_chart, adhoc_snapshot, context_of,
+                                             forecast_and_score, load_market, load_upload, metrics_markdown,
+                                             nearest_name, resolve_model, score, split_tail, takes_device)
 from kronos_assets.forecasting.baselines import RandomWalkVol
 from kronos_assets.forecasting.interface import CLOSE, Sampling
+from kronos_assets.forecasting.kinds.garch import GarchSettings
 from kronos_assets.market.synthetic import SyntheticMarket
 from kronos_assets.publishing.charts import fan_chart_png
 
@@ -110,6 +112,34 @@ def test_an_unknown_name_is_answered_with_the_nearest_valid_one():
     err = nearest_name("kronos-dem", ["random_walk", "kronos-demo", "kronos-mini"], "model")
     assert "unknown model 'kronos-dem'; did you mean 'kronos-demo'?" in str(err)
     assert "valid: kronos-demo, kronos-mini, random_walk" in str(err)
+
+
+def test_a_model_resolves_through_the_kinds_as_the_scheduled_graph_builds_it():
+    specs = {**kinds.BUILTIN, "rw48": kinds.ModelSpec("rw48", "random_walk", 48),
+             "garch": kinds.ModelSpec("garch", "garch", GarchSettings(window=200))}
+    assert resolve_model(specs, "rw48", "cuda") is specs["rw48"]  # no device to set: not asked for, not checked
+    garch = kinds.build(resolve_model(specs, "garch", "cpu"))
+    assert garch.name == "garch" and garch.settings.window == 200 and context_of(specs["garch"]) is None
+    split = split_tail(_candles(300), "1h", lookback=100, horizon=6, holdout=6, max_context=None)
+    results = forecast_and_score(kinds.build(specs["rw48"]), split, Sampling(n_paths=8, horizon=6), "X", "1h")
+    assert [r.model for r in results] == ["rw48", *kinds.BUILTIN]  # the baselines beside it are the built-in kinds
+    with pytest.raises(AdhocConfigError, match=r"unknown model \(or checkpoint folder\) 'gach'; did you mean 'garch'"):
+        resolve_model(specs, "gach", "cpu")
+
+
+def test_a_checkpoint_folder_is_read_by_the_kronos_kind(tmp_path):
+    for part in ("model", "tokenizer"):
+        (tmp_path / part).mkdir()
+        for name in ("config.json", "model.safetensors"):
+            (tmp_path / part / name).write_text("{}")
+    spec = resolve_model(kinds.BUILTIN, str(tmp_path), "cpu")
+    assert (spec.key, spec.kind, spec.options.local_dir, spec.options.device) == (tmp_path.name, "kronos", tmp_path,
+                                                                                   "cpu")
+    assert takes_device(spec) and context_of(spec) == 512
+    (tmp_path / "tokenizer" / "model.safetensors").unlink()
+    with pytest.raises(AdhocConfigError, match=re.escape(f"model folder {str(tmp_path)!r} is not a Kronos checkpoint: "
+                                                         f"{tmp_path}/tokenizer/model.safetensors not found")):
+        resolve_model(kinds.BUILTIN, str(tmp_path), "cpu")
 
 
 def test_uploads_are_read_and_validated_by_the_file_reader(tmp_path):
