@@ -101,7 +101,7 @@ def run_main_job(
     now = now or datetime.now(timezone.utc)
     resources = resources if resources is not None else build_resources(settings)
     # Each timeframe's track record (scoreboards, verdicts, calibration) is materialised once its series are scored.
-    records = {tf.name: dg.define_asset_job(f"{track_record_key(tf.name).path[-1]}_job",
+    records = {tf.name: dg.define_asset_job(f"track_record_{tf.name}_job",
                                             selection=[track_record_key(tf.name)]) for tf in settings.timeframes}
     defs = dg.Definitions.merge(build_definitions(settings, resources), dg.Definitions(jobs=list(records.values())))
     instance = instance or instance_for(settings)

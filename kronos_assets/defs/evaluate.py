@@ -74,7 +74,7 @@ def build_evaluations(settings: Settings, tf: TimeframeSettings, family: Family 
 
 
 def track_record_key(tf: str) -> dg.AssetKey:
-    return dg.AssetKey(f"track_record_{tf}")
+    return dg.AssetKey([tf, "track_record"])
 
 
 def build_track_record(settings: Settings, tf: TimeframeSettings) -> tuple[dg.AssetsDefinition, dg.AssetChecksDefinition]:

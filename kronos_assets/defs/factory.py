@@ -9,13 +9,13 @@ import dagster as dg
 from kronos_assets.defs.adhoc import build_adhoc
 from kronos_assets.defs.automation import build_candles_schedule, build_forecast_sensor
 from kronos_assets.defs.evaluate import build_evaluations, build_track_record
-from kronos_assets.defs.forecast import build_forecasts
-from kronos_assets.defs.ingest import build_ingest
+from kronos_assets.defs.forecast import build_forecasts, forecasts_key
+from kronos_assets.defs.ingest import build_ingest, clean_candles_key
 from kronos_assets.defs.model import build_weights, weighted_models
 from kronos_assets.defs.operations import (build_failure_sensor, build_forecast_checks, build_recovery_sensor,
                                             freshness_policy)
 from kronos_assets.defs.partitions import MARKETS, UPLOADS, Family
-from kronos_assets.defs.publish import build_published
+from kronos_assets.defs.publish import build_published, published_key
 from kronos_assets.defs.resources import build_resources
 from kronos_assets.defs.revisions import COMPARE_JOB, build_revision_comparison, build_revision_sensor
 from kronos_assets.defs.training import build_training_assets
@@ -92,7 +92,7 @@ def build_definitions(settings: Settings, resources: dict[str, Any] | None = Non
     )
     for tf in settings.timeframes:  # what people watch: candles, forecasts and the published site stay fresh
         policy = freshness_policy(tf)
-        watched = [f"clean_candles_{tf.name}", f"forecasts_{tf.name}", f"published_{tf.name}"]
+        watched = dg.AssetSelection.assets(clean_candles_key(tf.name), forecasts_key(tf.name), published_key(tf.name))
         defs = defs.map_resolved_asset_specs(func=lambda spec, p=policy: dg.apply_freshness_policy(spec, p),
                                              selection=watched)
     return defs

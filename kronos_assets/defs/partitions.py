@@ -33,11 +33,12 @@ class Family:
     """A set of markets that runs through the same graph: the configured symbols, or the users' uploaded files."""
 
     name: str
-    suffix: str  # in asset, job and schedule names
+    suffix: str  # in asset (after the timeframe prefix), job and schedule names
     market_resource: str  # resource that serves its candles
 
     def asset_key(self, stage: str, timeframe: str) -> dg.AssetKey:
-        return dg.AssetKey(f"{stage}{self.suffix}_{timeframe}")
+        """A timeframe's assets share its key prefix: 1h/raw_candles, 1h/raw_candles_uploads."""
+        return dg.AssetKey([timeframe, f"{stage}{self.suffix}"])
 
     def symbol(self, partition_key: str) -> str:
         """The market a partition key stands for: BTC-USDT -> BTC/USDT; uploaded markets keep their name."""

@@ -17,7 +17,7 @@ from kronos_assets.warehouse import Warehouse
 
 
 def published_key(tf: str) -> dg.AssetKey:
-    return dg.AssetKey(f"published_{tf}")
+    return dg.AssetKey([tf, "published"])
 
 
 def build_published(settings: Settings, tf: TimeframeSettings) -> dg.AssetsDefinition:

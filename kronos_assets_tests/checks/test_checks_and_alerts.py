@@ -28,7 +28,7 @@ def test_forecast_sanity_check_passes_then_blocks_a_corrupt_forecast(env):
     with env.wh.connect() as con:
         con.execute("UPDATE forecast_paths SET close = list_transform(close, x -> -x) WHERE path = 3")
     sanity = dg.define_asset_job(
-        "sanity", selection=dg.AssetSelection.checks(dg.AssetCheckKey(dg.AssetKey("forecasts_1h"), "forecasts_sane")))
+        "sanity", selection=dg.AssetSelection.checks(dg.AssetCheckKey(dg.AssetKey(["1h", "forecasts"]), "forecasts_sane")))
     defs = dg.Definitions.merge(env.defs, dg.Definitions(jobs=[sanity]))
     check_only = defs.resolve_job_def("sanity").execute_in_process(instance=env.instance, raise_on_error=False)
     ev = _checks(check_only)["forecasts_sane"]
@@ -38,7 +38,7 @@ def test_forecast_sanity_check_passes_then_blocks_a_corrupt_forecast(env):
 def test_track_record_asset_reports_scores_and_warns_when_worse_than_baseline(env):
     f = D + 12 * HOUR
     _prepare_forecasts(env, "BTC/USDT", f - 40 * HOUR, f + 6 * HOUR)
-    job = dg.define_asset_job("record", selection=["track_record_1h"])
+    job = dg.define_asset_job("record", selection=[dg.AssetKey(["1h", "track_record"])])
     defs = dg.Definitions.merge(env.defs, dg.Definitions(jobs=[job]))
     result = defs.resolve_job_def("record").execute_in_process(instance=env.instance)
     (mat,) = result.get_asset_materialization_events()
@@ -51,10 +51,11 @@ def test_track_record_asset_reports_scores_and_warns_when_worse_than_baseline(en
 
 
 def test_watched_assets_carry_freshness_policies(env):
-    for key in ("clean_candles_1h", "forecasts_1h", "published_1h"):
-        spec = env.defs.resolve_assets_def(key).specs_by_key[dg.AssetKey(key)]
+    for key in (dg.AssetKey(["1h", stage]) for stage in ("clean_candles", "forecasts", "published")):
+        spec = env.defs.resolve_assets_def(key).specs_by_key[key]
         assert spec.freshness_policy is not None and spec.freshness_policy.fail_window.to_timedelta() > timedelta(hours=3)
-    assert env.defs.resolve_assets_def("raw_candles_1h").specs_by_key[dg.AssetKey("raw_candles_1h")].freshness_policy is None
+    raw = dg.AssetKey(["1h", "raw_candles"])
+    assert env.defs.resolve_assets_def(raw).specs_by_key[raw].freshness_policy is None
 
 
 class _Hook(BaseHTTPRequestHandler):

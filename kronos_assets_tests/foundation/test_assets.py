@@ -152,7 +152,7 @@ def test_evaluation_waits_for_its_horizon(env):
     k = D + timedelta(days=1) + 2 * HOUR  # a bar whose candle is not in the warehouse
     result = env.defs.resolve_job_def("forecast_1h").execute_in_process(
         instance=env.instance, partition_key=str(bar_key("BTC/USDT", k)), raise_on_error=False,
-        asset_selection=[dg.AssetKey("evaluations_1h")],
+        asset_selection=[dg.AssetKey(["1h", "evaluations"])],
     )
     assert not result.success
     failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")

@@ -68,8 +68,8 @@ def test_sensor_forecasts_the_bar_of_a_successful_scheduled_candles_run(tmp_path
 
 def test_backfill_policies_put_many_partitions_in_one_run(tmp_path):
     defs = _defs(tmp_path)
-    for key, n in (("raw_candles_1h", 31), ("forecasts_1h", 168), ("evaluations_1h", 168)):
-        policy = defs.resolve_assets_def(key).backfill_policy
+    for key, n in (("raw_candles", 31), ("forecasts", 168), ("evaluations", 168)):
+        policy = defs.resolve_assets_def(dg.AssetKey(["1h", key])).backfill_policy
         assert policy.max_partitions_per_run == n, key
 
 

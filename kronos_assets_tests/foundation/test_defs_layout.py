@@ -40,8 +40,8 @@ def test_dg_lists_every_asset_and_loads_a_scaffolded_one(project, tmp_path):
     home = tmp_path / "home"
     expected = {k.to_user_string() for k in
                 build_definitions(load_settings("demo", home=home)).resolve_asset_graph().get_all_asset_keys()}
-    families = {"raw_candles_1h", "clean_candles_1h", "forecasts_1h", "evaluations_1h", "published_1h",
-                "track_record_1h", "raw_candles_uploads_1h", "forecasts_uploads_1h", "model_revision_comparison",
+    families = {"1h/raw_candles", "1h/clean_candles", "1h/forecasts", "1h/evaluations", "1h/published",
+                "1h/track_record", "1h/raw_candles_uploads", "1h/forecasts_uploads", "model_revision_comparison",
                 "adhoc_forecast"}
     assert families <= expected, expected
 

@@ -51,7 +51,7 @@ class Live:
 
 def raw_metadata(result: dg.ExecuteInProcessResult) -> dict:
     (mat,) = [e.materialization for e in result.get_asset_materialization_events()
-              if e.materialization.asset_key == dg.AssetKey("raw_candles_1h")]
+              if e.materialization.asset_key == dg.AssetKey(["1h", "raw_candles"])]
     return {k: v.value for k, v in mat.metadata.items()}
 
 
@@ -138,7 +138,7 @@ def test_fresh_check_uses_the_shared_freshness_rule(tmp_path, eth):
         assert live.run(DAY).success
     newest = live.wh.query("SELECT * FROM clean_candles ORDER BY ts DESC LIMIT 1")
     job = dg.define_asset_job("fresh_only", selection=dg.AssetSelection.checks(
-        dg.AssetCheckKey(dg.AssetKey("clean_candles_1h"), "fresh")))
+        dg.AssetCheckKey(dg.AssetKey(["1h", "clean_candles"]), "fresh")))
     defs = dg.Definitions.merge(live.defs, dg.Definitions(jobs=[job]))
     warn, _ = freshness_windows(H)  # 2 h 15 min after the newest bar closed
     for age, fresh in ((warn - timedelta(minutes=5), True), (warn + timedelta(minutes=5), False)):

@@ -101,7 +101,7 @@ def test_a_failed_run_is_alerted_once_with_its_cause_however_reported(tmp_path, 
         instance.dispose()
     (alert,) = recorded_alerts(folder)
     assert alert["run_id"] == result.run_id and alert["profile"] == "demo"
-    assert alert["cause"] == ("raw_candles_1h: RuntimeError: binance, okx, bybit unreachable after 4 tries each "
+    assert alert["cause"] == ("1h__raw_candles: RuntimeError: binance, okx, bybit unreachable after 4 tries each "
                               "(simulated)")
     assert "\n" not in alert["cause"]
     assert len(hook.posts) == 1 and hook.posts[0]["alert"]["run_id"] == result.run_id

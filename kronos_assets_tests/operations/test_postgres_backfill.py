@@ -101,8 +101,8 @@ def test_backfill_through_postgres_queue_and_daemon(tmp_path: Path, monkeypatch:
                 statuses = {r.dagster_run.tags["dagster/partition"]: r.dagster_run.status for r in records}
                 assert statuses == {p: dg.DagsterRunStatus.SUCCESS for p in PARTITIONS}, daemon_log.read_text()[-4000:]
                 # Every partition materialised exactly once, for both assets of the job.
-                for asset in ("raw_candles_1h", "clean_candles_1h"):
-                    mats = instance.fetch_materializations(dg.AssetKey(asset), limit=100).records
+                for asset in ("raw_candles", "clean_candles"):
+                    mats = instance.fetch_materializations(dg.AssetKey(["1h", asset]), limit=100).records
                     assert Counter(m.partition_key for m in mats) == Counter(PARTITIONS), asset
                 # The queue kept at most `backfill_limit` backfill runs in flight ...
                 spans = [(r.start_time, r.end_time) for r in records]
@@ -112,7 +112,7 @@ def test_backfill_through_postgres_queue_and_daemon(tmp_path: Path, monkeypatch:
                 pool = instance.event_log_storage.get_pool_limits()
                 assert {p.name: p.limit for p in pool}.get("duckdb_write") == 1
                 writers = _step_windows(instance, [r.dagster_run.run_id for r in records],
-                                        {"raw_candles_1h", "clean_candles_1h"})
+                                        {"1h__raw_candles", "1h__clean_candles"})
                 assert len(writers) == 2 * len(PARTITIONS)
                 assert _max_overlap(writers) == 1
 

@@ -90,7 +90,7 @@ def _kill_at(root: Path, step: str, delay_s: float) -> None:
         proc.wait()
 
 
-@pytest.mark.parametrize("step, delay_s", [("raw_candles_1h", 0.3), ("forecasts_1h", 0.5), ("published_1h", 0.2)])
+@pytest.mark.parametrize("step, delay_s", [("1h__raw_candles", 0.3), ("1h__forecasts", 0.5), ("1h__published", 0.2)])
 def test_kill_9_at_each_stage_then_a_plain_rerun_finishes_with_the_same_data(tmp_path, uninterrupted, step, delay_s):
     root = _config(tmp_path)
     _kill_at(root, step, delay_s)
@@ -129,7 +129,7 @@ def _holder(instance: dg.DagsterInstance, pid: int, pool: str = "duckdb_write") 
                                          PID_START_TAG: _pid_start(pid) or ""}))
     storage = instance.event_log_storage
     storage.initialize_concurrency_limit_to_default(pool)
-    assert storage.claim_concurrency_slot(pool, run_id, "raw_candles_1h").is_claimed
+    assert storage.claim_concurrency_slot(pool, run_id, "1h__raw_candles").is_claimed
     return run_id
 
 
@@ -197,7 +197,7 @@ def test_a_full_disk_under_dagster_storage_ends_the_run_with_the_cause_and_the_n
     log = root / "home" / "demo" / "logs" / "dagster.log"
     proc = subprocess.Popen(_cli(root), env=_env(root), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + RUN_LIMIT_S
-    while "- forecasts_1h - STEP_START" not in (log.read_text() if log.exists() else ""):
+    while "- 1h__forecasts - STEP_START" not in (log.read_text() if log.exists() else ""):
         assert proc.poll() is None and time.monotonic() < deadline, "forecasting never started"
         time.sleep(0.05)
     filler = storage / "filler"

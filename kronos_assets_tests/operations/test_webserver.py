@@ -78,9 +78,9 @@ def test_webserver_serves_the_whole_location(tmp_path: Path):
         assert checks == {k.to_user_string() for k in graph.asset_check_keys}
         assert checks, "no asset checks shown"
 
-        node = gql(PARTITIONS_Q, {"key": {"path": ["raw_candles_1h"]}})["assetNodeOrError"]
+        node = gql(PARTITIONS_Q, {"key": {"path": ["1h", "raw_candles"]}})["assetNodeOrError"]
         assert node["__typename"] == "AssetNode"
-        expected = graph.get(next(k for k in graph.get_all_asset_keys() if k.to_user_string() == "raw_candles_1h")
+        expected = graph.get(next(k for k in graph.get_all_asset_keys() if k.to_user_string() == "1h/raw_candles")
                              ).partitions_def.get_partition_keys()
         assert node["partitionKeys"] == list(expected)
         assert node["partitionKeys"][:2] == ["2024-01-01|BTC-USDT", "2024-01-01|ETH-USDT"]

@@ -52,7 +52,7 @@ def run_job(defs: dg.Definitions, instance: dg.DagsterInstance, job: str, start:
             assets: list[str] | None = None) -> None:
     result = defs.resolve_job_def(job).execute_in_process(
         instance=instance, tags={RANGE_START: str(start), RANGE_END: str(end)}, raise_on_error=True,
-        asset_selection=[dg.AssetKey(a) for a in assets] if assets else None,
+        asset_selection=[dg.AssetKey.from_user_string(a) for a in assets] if assets else None,
     )
     assert result.success
 
@@ -72,7 +72,7 @@ def site_data(tmp_path_factory: pytest.TempPathFactory) -> SiteData:
         run_job(defs, instance, "candles_1h", day_key(symbol, first - timedelta(days=3)),
                 day_key(symbol, LAST_BAR + (HORIZON + 1) * HOUR))
         run_job(defs, instance, "forecast_1h", bar_key(symbol, first), bar_key(symbol, LAST_BAR),
-                assets=["forecasts_1h", "evaluations_1h"])
+                assets=["1h/forecasts", "1h/evaluations"])
         bars[symbol] = [first + i * HOUR for i in range(n)]
     warehouse = Warehouse(settings.warehouse_path)
     for symbol, symbol_bars in bars.items():

@@ -274,7 +274,7 @@ def test_r2_variables_switch_the_job_from_the_folder_to_the_bucket(site_data, s3
     first, last = site_data.bars[BTC][-2], site_data.bars[BTC][-1]
     result = defs.resolve_job_def("forecast_1h").execute_in_process(  # forecasts and scores are in the warehouse
         instance=instance, tags={RANGE_START: str(bar_key(BTC, first)), RANGE_END: str(bar_key(BTC, last))},
-        asset_selection=[dg.AssetKey("published_1h")],
+        asset_selection=[dg.AssetKey(["1h", "published"])],
     )
     assert result.success
     assert not settings.publish_dir.exists()
@@ -283,7 +283,7 @@ def test_r2_variables_switch_the_job_from_the_folder_to_the_bucket(site_data, s3
     assert_manifest_valid(objs, manifest)
     assert f"{series_prefix(BTC, '1h')}/latest.json" in manifest["aliases"]
     mats = [e.event_specific_data.materialization for e in result.all_events
-            if e.event_type_value == "ASSET_MATERIALIZATION" and e.asset_key == dg.AssetKey("published_1h")]
+            if e.event_type_value == "ASSET_MATERIALIZATION" and e.asset_key == dg.AssetKey(["1h", "published"])]
     assert mats and mats[0].metadata["dashboard"].value == f"https://{bucket}.pub.example.test/index.html"
     # The secret is in no event, log line or metadata of the run.
     logs = instance.all_logs(result.run_id)
