@@ -1,7 +1,6 @@
 """The GARCH(1,1)-t baseline: fitted past-only at each origin, seeded paths of close, a failed fit falls back."""
 
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 
 import numpy as np
 import polars as pl
@@ -14,6 +13,7 @@ from kronos_assets.forecasting.kinds.garch import GarchForecaster, GarchSettings
 from kronos_assets.records import evaluation_rows, forecast_frames, load_close_paths
 from kronos_assets.settings import TimeframeSettings
 from kronos_assets.warehouse import Warehouse
+from kronos_assets_tests.conftest import real_candles
 
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
 HOUR = timedelta(hours=1)
@@ -140,14 +140,11 @@ def test_the_last_bar_before_the_origin_does_matter():
     assert not np.allclose(a, b)
 
 
-BTC_1H = Path(__file__).resolve().parents[2].parent / "shared/data/candles/binance_BTCUSDT_1h_20200920_20250919.csv.gz"
-
-
-@pytest.mark.skipif(not BTC_1H.is_file(), reason=f"real Binance candles not found at {BTC_1H}")
 def test_real_hourly_bitcoin_fits_without_falling_back():
     """Hourly crypto often fits at alpha + beta = 1 (integrated GARCH, arch's bound): a usable fit, not a failure."""
-    df = pl.read_csv(BTC_1H)
-    start = df["timestamp"].to_list().index("2025-01-01T00:00:00Z")  # early January 2025: the boundary binds
+    df = real_candles("binance_BTCUSDT_1h_20200920_20250919.csv.gz")
+    # early January 2025: the boundary binds
+    start = df["ts"].to_list().index(datetime(2025, 1, 1, tzinfo=timezone.utc))
     closes = df["close"].to_numpy()[start - 480:start + 168]
     g = GarchForecaster()
     reqs = [request(candles(closes[k - 480:k])) for k in range(480, closes.size, 8)]
