@@ -94,6 +94,21 @@ def verdicts(wh: Any, timeframe: str, days: int | None = 30, scored_before: date
     return out
 
 
+def crps_standing(rows: list[dict[str, Any]], model: str) -> dict[str, str]:
+    """Per symbol, where ``model`` stands on CRPS against the random walk with volatility in these verdict rows:
+    "worse" only when the Diebold-Mariano test says so, never on a point estimate alone."""
+    out = {}
+    for v in rows:
+        crps = v.get("crps") if v["model"] == model else None
+        if crps is None:
+            continue
+        if crps["significant"]:
+            out[v["symbol"]] = "worse" if crps["winner"] == "reference" else "better"
+        else:
+            out[v["symbol"]] = crps["verdict"]  # "no significant difference" or "too few independent horizons"
+    return out
+
+
 def _significance(c: dict[str, Any]) -> str:
     return (f"significant, p = {c['p_value']:.2g}" if c["significant"]
             else f"within noise, p = {c['p_value']:.2f}")

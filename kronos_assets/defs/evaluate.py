@@ -14,7 +14,7 @@ from kronos_assets.defs.partitions import BAR_FMT, MARKETS, Family, bar_partitio
 from kronos_assets.market.timeframes import timeframe_delta
 from kronos_assets.scoring import HorizonNotClosed, Scored, score_bars
 from kronos_assets.settings import Settings, TimeframeSettings
-from kronos_assets.track_record import track_record
+from kronos_assets.track_record import crps_standing, track_record
 from kronos_assets.warehouse import Warehouse
 
 def evaluations_key(tf: str, family: Family = MARKETS) -> dg.AssetKey:
@@ -123,18 +123,17 @@ def build_track_record(settings: Settings, tf: TimeframeSettings) -> tuple[dg.As
         )
 
     @dg.asset_check(asset=key, name="primary_model_not_worse_than_baseline_30d",
-                    description=(f"Warns when {settings.primary_model} has a worse 30-day CRPS than the random walk "
-                                 "with volatility at the horizon's last step, for any symbol."))
+                    description=(f"Warns when {settings.primary_model}'s 30-day CRPS is significantly worse than the "
+                                 "random walk with volatility's (Diebold-Mariano at 5 %) for any symbol; a "
+                                 "difference within noise, or too few independent horizons to tell, passes."))
     def not_worse(warehouse: dg.ResourceParam[Warehouse]) -> dg.AssetCheckResult:
-        record = track_record(warehouse, tf.name)
-        rows = [r for r in record["scoreboard"] if r["window_name"] == "30d" and r["step"] == r["horizon"]
-                and r["model"] == settings.primary_model and r["crps_skill_vs_rw_vol"] is not None]
-        worse = {r["symbol"]: round(r["crps_skill_vs_rw_vol"], 4) for r in rows if r["crps_skill_vs_rw_vol"] < 0}
+        standing = crps_standing(track_record(warehouse, tf.name)["verdicts"], settings.primary_model)
+        worse = [symbol for symbol, word in standing.items() if word == "worse"]
         return dg.AssetCheckResult(
             passed=not worse,
             severity=dg.AssetCheckSeverity.WARN,
-            metadata={"crps_skill_30d": dg.MetadataValue.json({r["symbol"]: r["crps_skill_vs_rw_vol"] for r in rows}),
-                      "worse_than_baseline": ", ".join(worse) or "none"},
+            metadata={"crps_verdict_30d": dg.MetadataValue.json(standing),
+                      "significantly_worse": ", ".join(worse) or "none"},
         )
 
     return track_record_asset, not_worse

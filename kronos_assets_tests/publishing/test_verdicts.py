@@ -19,6 +19,7 @@ from kronos_assets.metrics import diebold_mariano
 from kronos_assets.publishing.store import LocalStore
 from kronos_assets.records import evaluation_rows, load_close_paths
 from kronos_assets.settings import ConfigError
+from kronos_assets.track_record import crps_standing, track_record
 from kronos_assets.warehouse import Warehouse
 from kronos_assets_tests.helpers import small_settings
 
@@ -144,6 +145,8 @@ def test_published_verdict_matches_the_warehouse_and_flips_when_the_model_loses(
     card = {"better": "better than the baseline (significant", "worse": "worse than the baseline (significant"}[side]
     assert card in section and "Diebold–Mariano test over ≈10 independent horizons" in section
     assert any(v["symbol"] == BTC and v["model"] == model and v["sentence"] == sentence for v in board["verdicts"])
+    # The track record's check warns on the same test's word, never on a point estimate alone.
+    assert crps_standing(track_record(wh, "1h")["verdicts"], model)[BTC] == side
 
 
 def test_too_few_independent_horizons_reads_so_with_no_p_value(site_data):
@@ -190,3 +193,16 @@ def test_uploads_publish_setting(tmp_path):
     assert small_settings(tmp_path / "b", uploads={"publish": True}).uploads_publish is True
     with pytest.raises(ConfigError, match=r"uploads\.publish.*expected bool"):
         small_settings(tmp_path / "c", uploads={"publish": "yes"})
+
+
+def test_the_track_record_check_reads_the_test_not_the_point_estimate():
+    """A model 30 % worse on average but within noise (or on too few horizons) is not called worse."""
+    def row(symbol: str = BTC, model: str = "m", **crps: Any) -> dict[str, Any]:
+        base = {"relative": 0.3, "significant": False, "winner": None, "verdict": "too few independent horizons"}
+        return {"symbol": symbol, "model": model, "crps": base | crps}
+
+    assert crps_standing([row()], "m") == {BTC: "too few independent horizons"}
+    assert crps_standing([row(verdict="no significant difference")], "m") == {BTC: "no significant difference"}
+    assert crps_standing([row(significant=True, winner="reference")], "m") == {BTC: "worse"}
+    assert crps_standing([row(significant=True, winner="model", relative=-0.2)], "m") == {BTC: "better"}
+    assert crps_standing([row(model="other"), {"symbol": BTC, "model": "m", "crps": None}], "m") == {}
