@@ -99,16 +99,11 @@ class Warehouse:
         with self.connect() as con:
             data = self._arrow_for(con, table, frame)
             on = " AND ".join(f"t.{k} = i.{k}" for k in keys)
-            con.execute("BEGIN TRANSACTION")
-            try:
+            with _transaction(con):
                 con.register("_incoming", data)
                 con.execute(f"DELETE FROM {table} t USING _incoming i WHERE {on}")
                 con.execute(f"INSERT INTO {table} SELECT * FROM _incoming")
                 con.unregister("_incoming")
-                con.execute("COMMIT")
-            except BaseException:
-                con.execute("ROLLBACK")
-                raise
         return frame.height
 
     @staticmethod
@@ -136,18 +131,24 @@ class Warehouse:
                 if frame.height == 0:
                     continue  # nothing to insert: the partition becomes empty
                 arrows[table] = self._arrow_for(con, table, frame)
-            con.execute("BEGIN TRANSACTION")
-            try:
+            with _transaction(con):
                 for table in frames:
                     con.execute(f"DELETE FROM {table} WHERE {where}", params or [])
                     if table not in arrows:
                         continue
-                    data = arrows[table]
-                    con.register("_incoming", data)
+                    con.register("_incoming", arrows[table])
                     con.execute(f"INSERT INTO {table} SELECT * FROM _incoming")
                     con.unregister("_incoming")
-                con.execute("COMMIT")
-            except BaseException:
-                con.execute("ROLLBACK")
-                raise
         return {t: f.height for t, f in frames.items()}
+
+
+@contextmanager
+def _transaction(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    """Everything inside commits together or, on any exception (a kill's KeyboardInterrupt too), not at all."""
+    con.execute("BEGIN TRANSACTION")
+    try:
+        yield
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
