@@ -31,6 +31,14 @@ def is_conflict(exc: BaseException) -> bool:
     return isinstance(exc, duckdb.TransactionException) and "conflict" in text
 
 
+def _cause(exc: BaseException) -> str:
+    """The useful end of an attach error: PostgreSQL's own reason when there is one (DuckDB wraps it twice)."""
+    text = " ".join(str(exc).split())
+    if "FATAL:" in text:
+        return text[text.rindex("FATAL:"):][:300]
+    return text[-300:] or type(exc).__name__
+
+
 def _q(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
@@ -43,18 +51,19 @@ def _env(name: str, what: str) -> str:
 
 
 class Lake:
-    def __init__(self, config: WarehouseConfig, extension_dir: Path):
+    def __init__(self, config: WarehouseConfig, extension_dir: Path, read_only: bool = False):
         self.config = config
         self.extension_dir = extension_dir
+        self.read_only = read_only  # never creates or changes the catalog (health)
         self._db: duckdb.DuckDBPyConnection | None = None
         self._pid = 0
         self._lock = threading.Lock()
 
     def __getstate__(self) -> dict:
-        return {"config": self.config, "extension_dir": self.extension_dir}  # a connection never travels
+        return {"config": self.config, "extension_dir": self.extension_dir, "read_only": self.read_only}  # no connection
 
     def __setstate__(self, state: dict) -> None:
-        self.__init__(state["config"], state["extension_dir"])  # type: ignore[misc]
+        self.__init__(**state)  # type: ignore[misc]
 
     def cursor(self) -> duckdb.DuckDBPyConnection:
         with self._lock:
@@ -88,11 +97,12 @@ class Lake:
                            f"SECRET {_q(_env(S3_SECRET_VAR, 'bucket secret'))}, ENDPOINT {_q(s3.endpoint)}, "
                            f"REGION {_q(s3.region)}, URL_STYLE {_q(s3.url_style)}, USE_SSL {str(s3.use_ssl).lower()}, "
                            f"SCOPE {_q(cfg.data_path)})")
-            elif "://" not in cfg.data_path:
+            elif "://" not in cfg.data_path and not self.read_only:
                 Path(cfg.data_path).mkdir(parents=True, exist_ok=True)
             target = f"ducklake:postgres:connect_timeout={cat.connect_timeout_s}"
             # The catalog's host, database, user and password come from the default postgres secret above.
-            self._attach_retrying(db, f"ATTACH {_q(target)} AS {ALIAS} (DATA_PATH {_q(cfg.data_path)})")
+            options = f"DATA_PATH {_q(cfg.data_path)}" + (", READ_ONLY" if self.read_only else "")
+            self._attach_retrying(db, f"ATTACH {_q(target)} AS {ALIAS} ({options})")
         except BaseException:
             db.close()
             raise
@@ -109,5 +119,5 @@ class Lake:
                 text = str(exc).lower()
                 racing = "already exists" in text or "duplicate key" in text or is_conflict(exc)
                 if not racing or time.monotonic() > deadline:
-                    raise WarehouseUnavailable(f"cannot attach {self.config.describe()}: {str(exc).strip()[:400]}") from exc
+                    raise WarehouseUnavailable(f"cannot attach {self.config.describe()}: {_cause(exc)}") from exc
                 time.sleep(0.1 + random.random() * 0.4)

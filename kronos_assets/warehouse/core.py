@@ -19,6 +19,7 @@ from __future__ import annotations
 import random
 import time
 from contextlib import contextmanager
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence, TypeVar
 
@@ -162,6 +163,31 @@ class Warehouse:
 
         self._retrying(f"replacing the partition {where} {list(params or [])} of {', '.join(frames)}", attempt)
         return {t: f.height for t, f in frames.items()}
+
+    def maintain(self, keep_snapshots: timedelta, keep_files: timedelta) -> dict[str, int]:
+        """DuckLake housekeeping, each step its own transaction: merge small adjacent Parquet files (every partition
+        write adds one), expire snapshots older than ``keep_snapshots`` (time travel shrinks to that window), then
+        delete the files no live snapshot reads and the orphans of killed writers, once older than ``keep_files``
+        (longer than any write takes, so an uncommitted writer's files are never taken). Returns counts."""
+        if self._lake is None:
+            raise ValueError("maintenance applies to the DuckLake back end; the embedded file needs none")
+        steps = {
+            "files_merged": "CALL ducklake_merge_adjacent_files('lake')",
+            "snapshots_expired": "CALL ducklake_expire_snapshots('lake', older_than => now() - to_seconds(?))",
+            "old_files_deleted": "CALL ducklake_cleanup_old_files('lake', older_than => now() - to_seconds(?))",
+            "orphans_deleted": "CALL ducklake_delete_orphaned_files('lake', older_than => now() - to_seconds(?))",
+        }
+        ages = {"snapshots_expired": keep_snapshots, "old_files_deleted": keep_files, "orphans_deleted": keep_files}
+        counts = {}
+        for name, sql in steps.items():
+            params = [ages[name].total_seconds()] if name in ages else []
+
+            def attempt(sql: str = sql, params: list = params) -> int:
+                with self.connect() as con:
+                    return len(con.execute(sql, params).fetchall())
+
+            counts[name] = self._retrying(f"DuckLake maintenance ({name})", attempt)
+        return counts
 
     def _retrying(self, what: str, attempt: Callable[[], T]) -> T:
         """Runs ``attempt`` (a whole transaction) again while it loses a commit race, within the config's bounds."""

@@ -97,7 +97,11 @@ def test_ecs_yaml_validates_and_repeats_dagster_yaml(tmp_path, monkeypatch):
     assert {"DAGSTER_PG_HOST", "DAGSTER_PG_DB", "KRONOS_PROFILE", "KRONOS_HOME"} <= plain
     home = next(e.split("=", 1)[1] for e in launcher["env_vars"] if e.startswith("KRONOS_HOME="))
     mounts = [m["containerPath"] for m in launcher["task_definition"]["mount_points"]]
-    assert any(home.startswith(m) for m in mounts), "the warehouse home must be on the mounted volume"
+    assert any(home.startswith(m) for m in mounts), "the home must be on the mounted volume"
+    # The warehouse is DuckLake: its credentials reach runs as secrets, and runs are not pinned to one host.
+    assert {"KRONOS_LAKE_PG_PASSWORD", "KRONOS_LAKE_S3_KEY_ID", "KRONOS_LAKE_S3_SECRET"} <= secret_names
+    assert launcher["run_task_kwargs"] == {"launchType": "FARGATE"}
+    assert all("host" not in v for v in launcher["task_definition"]["volumes"])
 
 
 def test_k8s_values_repeat_dagster_yaml(tmp_path):
@@ -121,9 +125,11 @@ def test_k8s_values_repeat_dagster_yaml(tmp_path):
     assert args[args.index("--module-name") + 1] == workspace["module_name"]
     assert args[args.index("--location-name") + 1] == workspace["location_name"]
     assert deployment["image"]["tag"] != "latest"
-    # The warehouse volume and every pod that opens it share one node.
-    run_pods = values["runLauncher"]["config"]["k8sRunLauncher"]["runK8sConfig"]["podSpecConfig"]
-    assert deployment["nodeSelector"] == run_pods["nodeSelector"]
+    # The warehouse is DuckLake: no node pinning, no ReadWriteOnce claim, its credentials from a Secret.
+    run_config = values["runLauncher"]["config"]["k8sRunLauncher"]["runK8sConfig"]
+    assert "nodeSelector" not in deployment and "nodeSelector" not in run_config.get("podSpecConfig", {})
+    assert all("persistentVolumeClaim" not in v for v in deployment["volumes"])
+    assert {"name": "kronos-lake"} in deployment["envSecrets"]
     env = {e["name"]: e["value"] for e in deployment["env"]}
     assert any(env["KRONOS_HOME"].startswith(m["mountPath"]) for m in deployment["volumeMounts"])
     assert deployment["includeConfigInLaunchedRuns"]["enabled"] is True
@@ -132,7 +138,8 @@ def test_k8s_values_repeat_dagster_yaml(tmp_path):
 def test_readme_covers_the_files_and_its_yaml_parses():
     text = (DEPLOY / "README.md").read_text()
     for name in ("dagster.yaml", "k8s-values.yaml", "ecs-dagster.yaml", "K8sRunLauncher", "EcsRunLauncher",
-                 "Secrets Manager", "SSM", "ReadWriteOnce", "MotherDuck", "postgres extension", "kronos-assets health"):
+                 "Secrets Manager", "SSM", "ReadWriteOnce", "DuckLake", "KRONOS_LAKE_PG_PASSWORD",
+                 "dagster instance concurrency set duckdb_write", "kronos-assets health"):
         assert name in text, name
     blocks = re.findall(r"```yaml\n(.*?)```", text, re.S)
     assert len(blocks) >= 2

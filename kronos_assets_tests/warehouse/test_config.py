@@ -53,3 +53,21 @@ def test_a_missing_extension_package_is_named(monkeypatch):
     with pytest.raises(extensions.ExtensionMissing,
                        match=f"pip install duckdb-extension-ducklake=={duckdb.__version__}"):
         extensions.extension_file("ducklake")
+
+
+def test_read_only_view_of_the_embedded_file(tmp_path):
+    from datetime import datetime, timezone
+
+    from kronos_assets.warehouse.readonly import ReadOnlyWarehouse
+    from kronos_assets_tests.warehouse.lake_writer import write
+
+    path = tmp_path / "warehouse.duckdb"
+    view = ReadOnlyWarehouse(path)
+    assert view.open()[0] == "WARN" and view.problem and "does not exist yet" in view.problem[1]
+    assert not path.exists()  # never created by a look
+    write(Warehouse(path), "BTC/USDT", "v", 5)
+    view = ReadOnlyWarehouse(path)
+    status, detail = view.open()
+    assert status == "OK" and "opened read-only; 6 tables" in detail, detail
+    assert view.newest("raw_candles", "ts", "1h") == {"BTC/USDT": datetime(2025, 1, 1, 4, tzinfo=timezone.utc)}
+    view.close()

@@ -153,3 +153,46 @@ def test_credentials_only_from_the_environment(lake: LakeServers, tmp_path: Path
     with pytest.raises(RuntimeError) as err:
         Warehouse(tmp_path / "wh.duckdb", config=cfg).query("SELECT 1")
     assert "password authentication failed" in str(err.value) and "wrong-password-123" not in str(err.value)
+
+
+def test_maintenance_merges_small_files_and_expires_snapshots(lake: LakeServers, tmp_path: Path):
+    from datetime import timedelta
+
+    cfg = lake.config()
+    wh = Warehouse(tmp_path / "wh.duckdb", config=cfg)
+    for i in range(4):  # four partitions, one small file each, one snapshot each
+        write(wh, f"S{i}/USDT", "v", 50)
+    before = wh.query("SELECT * FROM raw_candles ORDER BY symbol, ts")
+    files = lambda: wh.query("SELECT count(*) AS n FROM ducklake_list_files('lake', 'raw_candles')")["n"][0]  # noqa: E731
+    snapshots = lambda: wh.query("SELECT count(*) AS n FROM ducklake_snapshots('lake')")["n"][0]  # noqa: E731
+    n_files, n_snaps = files(), snapshots()
+    assert n_files == 4
+    counts = wh.maintain(keep_snapshots=timedelta(0), keep_files=timedelta(0))
+    assert files() == 1 and snapshots() < n_snaps, (counts, files(), snapshots())
+    assert counts["old_files_deleted"] >= 4
+    assert wh.query("SELECT * FROM raw_candles ORDER BY symbol, ts").equals(before)  # the same rows, fewer files
+    with pytest.raises(ValueError, match="embedded file needs none"):
+        Warehouse(tmp_path / "embedded.duckdb").maintain(timedelta(days=7), timedelta(days=1))
+
+
+def test_read_only_view_for_health(lake: LakeServers, tmp_path: Path, monkeypatch):
+    from kronos_assets.warehouse.readonly import ReadOnlyWarehouse
+
+    cfg = lake.config()
+    fresh = ReadOnlyWarehouse(tmp_path / "wh.duckdb", cfg)
+    status, detail = fresh.open()  # a catalog nobody wrote yet: reported, and left uncreated
+    fresh.close()
+    assert status in {"WARN", "FAIL"} and cfg.catalog.dbname in detail, detail
+    assert not lake.parquet_keys(cfg.data_path.removeprefix("s3://kronos-lake/"))
+    write(Warehouse(tmp_path / "wh.duckdb", config=cfg), "BTC/USDT", "v", 30)
+    view = ReadOnlyWarehouse(tmp_path / "wh.duckdb", cfg)
+    status, detail = view.open()
+    assert status == "OK" and "attached read-only; 6 tables" in detail, detail
+    assert view.newest("raw_candles", "ts", "1h") == {"BTC/USDT": candles("BTC/USDT", "v", 30)["ts"][-1]}
+    with pytest.raises(Exception, match="read-only|read only|READ_ONLY"):
+        view.con.execute("DELETE FROM raw_candles")
+    view.close()
+    monkeypatch.setenv(PG_PASSWORD_VAR, "wrong-password-456")
+    status, detail = (bad := ReadOnlyWarehouse(tmp_path / "wh.duckdb", cfg)).open()
+    assert status == "FAIL" and "password authentication failed" in detail and "wrong-password-456" not in detail
+    assert bad.newest("raw_candles", "ts", "1h") == {}
