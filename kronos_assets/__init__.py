@@ -4,7 +4,7 @@ Libraries (``market``, ``forecasting``, ``kronos``, ``metrics``, ``publishing``,
 of Dagster; ``defs`` is the thin Dagster wiring over them and ``definitions`` is the code location's entry.
 """
 
-import os
+from kronos_assets import environment
 
 __version__ = "0.1.0"
 
@@ -12,4 +12,4 @@ __version__ = "0.1.0"
 # generation runs thousands of small ops; with spinning threads, 2 intra-op threads on 2 cores shared with other
 # processes made a Kronos-mini request 10-30x slower (measured 5-19 s instead of 0.6-0.7 s at load 5.8). Only a
 # default: a value set in the environment wins. It has no effect in a process that imported torch before this.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+environment.prefer_passive_openmp()

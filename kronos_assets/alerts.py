@@ -22,7 +22,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-WEBHOOK_ENV = "KRONOS_ALERT_WEBHOOK"
+from kronos_assets import environment
+
+WEBHOOK_ENV = environment.WEBHOOK
 ALERTS_FILE, POSTED_FILE = "alerts.jsonl", "alerts_posted.jsonl"
 POST_TIMEOUT_S = 3.0  # one POST
 ROUND_DEADLINE_S = 8.0  # all POSTs of one delivery round (a sensor tick, the end of `kronos-assets run`)
@@ -88,7 +90,7 @@ def deliver_pending(folder: Path, url: str | None = None, deadline_s: float = RO
                     timeout_s: float = POST_TIMEOUT_S) -> str:
     """POSTs every pending alert once, within ``deadline_s`` in all; what fails stays pending for the next
     round. Returns a summary safe to log (host only)."""
-    url = url or os.environ.get(WEBHOOK_ENV)
+    url = url or environment.webhook_url()
     if not url:
         return "no webhook configured"
     host = urlsplit(url).hostname or "?"
@@ -115,7 +117,7 @@ def deliver_pending(folder: Path, url: str | None = None, deadline_s: float = RO
 def post_webhook(alert: dict[str, Any], url: str | None = None, attempts: int = 1,
                  timeout_s: float = POST_TIMEOUT_S) -> str:
     """POST the alert; returns a description safe to log (host only). Raises after the last failed attempt."""
-    url = url or os.environ.get(WEBHOOK_ENV)
+    url = url or environment.webhook_url()
     if not url:
         return "no webhook configured"
     host = urlsplit(url).hostname or "?"

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import sys
 import time
 import traceback
 from datetime import datetime, timezone
 
+from kronos_assets import environment
 from kronos_assets.settings import PROFILES, ConfigError, Settings
 
 
@@ -74,10 +74,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="also contact the exchanges and the R2 bucket (no network call without it)")
     health.add_argument("--since-hours", type=float, default=24.0, help="how far back to look for failed runs")
     args = parser.parse_args(argv)
-    if args.profile:
-        os.environ["KRONOS_PROFILE"] = args.profile
-    if args.home:
-        os.environ["KRONOS_HOME"] = args.home
+    environment.export(PROFILE=args.profile, HOME=args.home)
 
     from kronos_assets.settings import load_settings
 
@@ -107,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     if legacy:  # the layout before per-profile folders: nothing reads it any more
         print(f"note: {', '.join(p.name for p in legacy)} in {settings.home} predate per-profile folders and are "
               f"not used; move them into {settings.profile_home} to keep them, or delete them")
-    dagster_home = os.environ.get("DAGSTER_HOME")
+    dagster_home = environment.dagster_home()
     print(f"full Dagster log: {settings.log_path if not dagster_home else 'in the instance at ' + dagster_home}")
     try:
         result = run_main_job(settings, backfill_bars=args.backfill_bars, now=args.now,

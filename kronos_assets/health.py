@@ -26,6 +26,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Callable
 
+from kronos_assets import environment
 from kronos_assets.health_rows import FAIL, OK, SKIP, WARN, Row, fmt_age, fmt_time, listing, short, worst
 from kronos_assets.forecasting.kinds import kind_of
 from kronos_assets.forecasting.kinds import kronos as kronos_kind
@@ -132,8 +133,8 @@ def configured(settings: Settings) -> list[Row]:
     rows.append(Row("configured", "publish", status, detail))
     rows.append(Row("configured", "home", OK, f"{s.home}; this profile's data in {s.profile_home} (warehouse "
                     f"{s.warehouse_path.name}, uploads {s.uploads_dir})"))
-    if os.environ.get("DAGSTER_HOME"):
-        rows.append(Row("configured", "dagster instance", OK, f"$DAGSTER_HOME = {os.environ['DAGSTER_HOME']}"))
+    if environment.dagster_home():
+        rows.append(Row("configured", "dagster instance", OK, f"$DAGSTER_HOME = {environment.dagster_home()}"))
     else:
         rows.append(Row("configured", "dagster instance", OK, f"{s.dagster_home} (set DAGSTER_HOME for another)"))
     return rows
@@ -352,7 +353,7 @@ def publication_row(settings: Settings, store: Any, now: datetime, why_not: str 
 
 def open_instance(settings: Settings) -> tuple[Any, Row]:
     """The Dagster instance of ``instance_for(settings)`` (or $DAGSTER_HOME's); None when none exists yet."""
-    if not os.environ.get("DAGSTER_HOME") and not settings.dagster_home.is_dir():
+    if not environment.dagster_home() and not settings.dagster_home.is_dir():
         return None, Row("reachable", "dagster instance", OK,
                          f"none yet at {settings.dagster_home}: no run recorded")
     from kronos_assets.local_instance import instance_for
@@ -363,7 +364,7 @@ def open_instance(settings: Settings) -> tuple[Any, Row]:
         instance.get_runs_count()
     except Exception as exc:
         return None, Row("reachable", "dagster instance", FAIL, f"cannot open: {short(exc)}")
-    where = os.environ.get("DAGSTER_HOME") or str(settings.dagster_home)
+    where = environment.dagster_home() or str(settings.dagster_home)
     return instance, Row("reachable", "dagster instance", OK, f"{where} ({kind} storage)")
 
 
@@ -453,7 +454,7 @@ def failed_checks(settings: Settings, instance: Any) -> Row:
 
 def daemon_row(instance: Any, now: datetime) -> Row | None:
     """With $DAGSTER_HOME (a deployment), whether a daemon runs the schedules, sensors and run queue."""
-    if not os.environ.get("DAGSTER_HOME"):
+    if not environment.dagster_home():
         return None
     try:
         beats = instance.get_daemon_heartbeats()

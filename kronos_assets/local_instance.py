@@ -8,6 +8,7 @@ import warnings
 
 import dagster as dg
 
+from kronos_assets import environment
 from kronos_assets.settings import Settings
 
 MARKER = "# Written by kronos-assets"
@@ -57,7 +58,7 @@ def instance_yaml(settings: Settings) -> str:
 def instance_for(settings: Settings) -> dg.DagsterInstance:
     """$DAGSTER_HOME's instance when set, else the profile's own under the project home. Our dagster.yaml is
     kept up to date; one a person wrote (without the marker line) is left alone."""
-    if os.environ.get("DAGSTER_HOME"):
+    if environment.dagster_home():
         return dg.DagsterInstance.get()
     path = settings.dagster_home
     path.mkdir(parents=True, exist_ok=True)

@@ -12,7 +12,6 @@ the cause in one line.
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -20,6 +19,7 @@ from typing import Any, Callable
 
 import dagster as dg
 
+from kronos_assets import environment
 from kronos_assets.defs.evaluate import track_record_key
 from kronos_assets.defs.factory import build_definitions, candles_job_name, forecast_job_name
 from kronos_assets.defs.partitions import RANGE_END, RANGE_START, bar_key, day_key
@@ -35,7 +35,7 @@ from kronos_assets.settings import Settings
 
 __all__ = ["MainJobFailed", "MainJobResult", "instance_for", "run_main_job"]
 
-POOL_WAIT_S = float(os.environ.get("KRONOS_POOL_WAIT_S", DEFAULT_POOL_WAIT_S))
+POOL_WAIT_S = environment.pool_wait_s() or float(DEFAULT_POOL_WAIT_S)
 # The terminal gets our progress lines; Dagster's event log goes to the instance's log file.
 QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from kronos_assets import environment
+
 import dagster as dg
 
 HOST_TAG, PID_TAG, PID_START_TAG = "kronos/host", "kronos/pid", "kronos/pid_start"
@@ -220,7 +222,7 @@ def bounded_pool_waits(instance: dg.DagsterInstance, limit_s: float,
 
 def pool_wait_limit(tags: dict[str, str] | Any) -> float:
     """The run's ``kronos/pool_wait_s`` tag, else $KRONOS_POOL_WAIT_S, else 300 s."""
-    raw = tags.get(POOL_WAIT_TAG) or os.environ.get("KRONOS_POOL_WAIT_S") or DEFAULT_POOL_WAIT_S
+    raw = tags.get(POOL_WAIT_TAG) or environment.pool_wait_s() or DEFAULT_POOL_WAIT_S
     try:
         value = float(raw)
     except ValueError:

@@ -29,6 +29,8 @@ from .errors import CheckpointError, CheckpointShapeError, ChecksumMismatchError
 from .model import Kronos
 from .tokenizer import KronosTokenizer
 
+from kronos_assets import environment
+
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 CHECKPOINT_FILES = (CONFIG_NAME, WEIGHTS_NAME)
@@ -142,7 +144,6 @@ _HUB_MISSING = (
 
 
 HUB_PROBE_TIMEOUT_S = 3.0
-_PROXY_VARS = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy")
 _COMMIT = re.compile(r"^[0-9a-f]{40}$")
 
 
@@ -151,7 +152,7 @@ def hub_unreachable(timeout: float = HUB_PROBE_TIMEOUT_S) -> str | None:
     None. huggingface_hub itself retries an unreachable hub 5 times with backoff (about 25 s) before it gives up."""
     from huggingface_hub import constants
 
-    if any(os.environ.get(v) for v in _PROXY_VARS):
+    if environment.proxy_configured():
         return None  # only the proxy knows; leave it to huggingface_hub
     url = urlsplit(constants.ENDPOINT)
     host, port = url.hostname or "", url.port or (443 if url.scheme == "https" else 80)

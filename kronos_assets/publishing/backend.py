@@ -7,17 +7,17 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Callable, Mapping
 
+from kronos_assets import environment
 from kronos_assets.publishing.r2 import R2Config, R2ConfigError, r2_config_from_env, r2_requested
 from kronos_assets.publishing.store import LocalStore, Store
 
 
 def resolve_backend(backend: str, environ: Mapping[str, str] | None = None) -> str:
     """``local`` or ``r2`` for a configured backend (local, r2 or auto)."""
-    environ = os.environ if environ is None else environ
+    environ = environment.r2_variables() if environ is None else environ
     if backend == "local":
         return "local"
     if backend == "r2" or (backend == "auto" and r2_requested(environ)):
@@ -30,7 +30,7 @@ def resolve_backend(backend: str, environ: Mapping[str, str] | None = None) -> s
 def open_store(backend: str, local_dir: str | Path, open_bucket: Callable[[R2Config], Store],
                environ: Mapping[str, str] | None = None) -> Store:
     """The folder, or the bucket that ``open_bucket`` opens for the R2 settings read from ``environ``."""
-    environ = os.environ if environ is None else environ
+    environ = environment.r2_variables() if environ is None else environ
     if resolve_backend(backend, environ) == "local":
         return LocalStore(local_dir)
     try:

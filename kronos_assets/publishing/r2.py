@@ -22,31 +22,26 @@ unless the user set them, only while the factory runs.
 
 from __future__ import annotations
 
-import os
 import re
 import threading
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Callable, Mapping
 
 from botocore.exceptions import ClientError
 
+from kronos_assets import environment
 from kronos_assets.publishing.store import Artifact, check_key
 from kronos_assets.settings import ConfigError
 
-ACCOUNT_VAR = "R2_ACCOUNT_ID"
-KEY_ID_VAR = "R2_ACCESS_KEY_ID"
-SECRET_VAR = "R2_SECRET_ACCESS_KEY"
-BUCKET_VAR = "R2_BUCKET"
-PUBLIC_BASE_VAR = "R2_PUBLIC_BASE"
-ENDPOINT_VAR = "R2_ENDPOINT_URL"
-R2_VARS = (ACCOUNT_VAR, KEY_ID_VAR, SECRET_VAR, BUCKET_VAR, PUBLIC_BASE_VAR, ENDPOINT_VAR)
-CHECKSUM_VARS = ("AWS_REQUEST_CHECKSUM_CALCULATION", "AWS_RESPONSE_CHECKSUM_VALIDATION")
+ACCOUNT_VAR, KEY_ID_VAR, SECRET_VAR = environment.R2_ACCOUNT, environment.R2_KEY_ID, environment.R2_SECRET
+BUCKET_VAR, PUBLIC_BASE_VAR, ENDPOINT_VAR = environment.R2_BUCKET, environment.R2_PUBLIC_BASE, environment.R2_ENDPOINT
+R2_VARS = environment.R2_VARS
+CHECKSUM_VARS = environment.CHECKSUM_VARS
 SHA256_META = "sha256"  # x-amz-meta-sha256: lets a re-publish skip objects already stored
 MAX_ATTEMPTS = 5  # per request, in botocore's standard retry mode: for whoever builds the client
 
 _URL_RE = re.compile(r"^https?://[^\s/]+(/\S*)?$")
-_env_lock = threading.Lock()
 
 
 class R2ConfigError(ConfigError):
@@ -70,13 +65,13 @@ def _value(environ: Mapping[str, str], name: str) -> str:
 
 def r2_requested(environ: Mapping[str, str] | None = None) -> bool:
     """Whether any R2 variable is set (backend ``auto`` then means R2, and a missing one is an error)."""
-    environ = os.environ if environ is None else environ
+    environ = environment.r2_variables() if environ is None else environ
     return any(_value(environ, v) for v in R2_VARS)
 
 
 def r2_config_from_env(environ: Mapping[str, str] | None = None) -> R2Config:
     """The bucket settings from the environment, or an error naming every missing or malformed variable."""
-    environ = os.environ if environ is None else environ
+    environ = environment.r2_variables() if environ is None else environ
     required = [KEY_ID_VAR, SECRET_VAR, BUCKET_VAR]
     if not _value(environ, ENDPOINT_VAR):
         required.insert(0, ACCOUNT_VAR)
@@ -109,22 +104,9 @@ def r2_config_from_env(environ: Mapping[str, str] | None = None) -> R2Config:
     )
 
 
-@contextmanager
-def r2_checksum_env() -> Iterator[None]:
+def r2_checksum_env() -> AbstractContextManager[None]:
     """Checksums only where required (what R2 accepts), unless the user chose otherwise; restored afterwards."""
-    with _env_lock:
-        saved = {k: os.environ.get(k) for k in CHECKSUM_VARS}
-        for k in CHECKSUM_VARS:
-            if not saved[k]:
-                os.environ[k] = "when_required"
-        try:
-            yield
-        finally:
-            for k, v in saved.items():
-                if v is None:
-                    os.environ.pop(k, None)
-                else:
-                    os.environ[k] = v
+    return environment.defaulted(CHECKSUM_VARS, "when_required")
 
 
 def _is_missing(exc: ClientError) -> bool:

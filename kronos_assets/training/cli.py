@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import shlex
 import sys
 from pathlib import Path
 from typing import Sequence
 
+from kronos_assets import environment
 from kronos_assets.training.config import SOURCES, load_training_config
 
 
@@ -59,10 +59,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(asctime)s %(message)s",
                         datefmt="%H:%M:%S", stream=sys.stderr)  # fmt: skip
     if args.home:
-        os.environ["KRONOS_HOME"] = args.home
-    from kronos_assets.settings import REPO_ROOT, ConfigError
+        environment.export(HOME=args.home)
+    from kronos_assets.settings import ConfigError
 
-    config = Path(args.config) if args.config else Path(os.environ.get("KRONOS_CONFIG_DIR", REPO_ROOT / "configs")) / "training.yaml"
+    config = Path(args.config) if args.config else environment.config_dir() / "training.yaml"
     try:
         runs = load_training_config(config, _models())
     except ConfigError as exc:

@@ -24,6 +24,7 @@ from typing import Any, Mapping
 import polars as pl
 import torch
 
+from kronos_assets import environment
 from kronos_assets.kronos.hub import CheckpointInfo, load_checkpoint, save_checkpoint
 from kronos_assets.kronos.model import Kronos
 from kronos_assets.kronos.runtime import resolve_device
@@ -116,7 +117,7 @@ def _settings_dict(r: RunSettings) -> dict[str, Any]:
 
 
 def default_home() -> Path:
-    return Path(os.environ.get("KRONOS_HOME", REPO_ROOT / ".kronos_home")).expanduser().resolve()
+    return environment.home()
 
 
 def default_output(run: RunSettings, home: Path | None = None) -> Path:
@@ -159,7 +160,7 @@ def load_base(run: RunSettings) -> tuple[Kronos, KronosTokenizer, str]:
         if m is None:
             raise ValueError(f"run {run.name}: base {b.value!r} is not resolved against models.yaml; load the "
                              "training config with the profile's models (load_training_config(path, settings.models))")
-        cache = os.environ.get("KRONOS_HF_CACHE")
+        cache = environment.hf_cache()
         model = load_checkpoint(m.model_source, kind="model", revision=m.revision, cache_dir=cache).module
         tok = load_checkpoint(m.tokenizer_source, kind="tokenizer", revision=m.tokenizer_revision,
                               cache_dir=cache).module  # fmt: skip

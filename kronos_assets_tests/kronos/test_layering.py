@@ -1,4 +1,4 @@
-"""kronos/ is the bottom library: its modules import nothing above it but the candle rules, and training and the forecaster use only
+"""kronos/ is the bottom library: its modules import nothing above it but the candle rules and the environment, and training and the forecaster use only
 its public names."""
 
 from __future__ import annotations
@@ -19,8 +19,9 @@ LIBRARY = sorted(f"kronos_assets.kronos.{m.name}" for m in pkgutil.iter_modules(
 
 
 # The candle rules (OHLC validity, volume -> amount, freshness) have one home that every reader and the model
-# input use; it is a leaf, so kronos/ stays a library that needs nothing else of the package.
-RULES = ["kronos_assets.market", "kronos_assets.market.rules"]
+# input use, and the environment variables one module that reads them all (the package imports it first); both
+# are leaves, so kronos/ stays a library that needs nothing else of the package.
+RULES = ["kronos_assets.environment", "kronos_assets.market", "kronos_assets.market.rules"]
 
 
 def _imported_outside_kronos(modules: list[str]) -> list[str]:
