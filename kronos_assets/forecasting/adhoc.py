@@ -21,6 +21,7 @@ from typing import Any, Iterable, Mapping
 import numpy as np
 import plotly.graph_objects as go
 import polars as pl
+from pydantic import ValidationError
 
 from kronos_assets.forecasting import kinds
 from kronos_assets.forecasting.interface import CLOSE, VOLUME, Forecaster, ForecastRequest, Sampling, run_forecaster
@@ -49,27 +50,15 @@ def nearest_name(name: str, valid: Iterable[str], what: str) -> AdhocConfigError
     return AdhocConfigError(f"unknown {what} {name!r}{hint} (valid: {', '.join(options)})")
 
 
-class _FolderReader:
-    """How the kronos kind reads a checkpoint folder named in the launchpad (kinds.base.FieldErrors): the entry is
-    built here, so a read is a lookup, and what the kind finds wrong names the folder."""
-
-    def __init__(self, name: str):
-        self.name = name
-
-    def get(self, mapping: dict[str, Any], key: str, where: str, kind: type | tuple[type, ...]) -> Any:
-        return mapping[key]
-
-    def fail(self, fieldname: str, problem: str) -> AdhocConfigError:
-        return AdhocConfigError(f"model folder {self.name!r} is not a Kronos checkpoint: {problem}")
-
-
 def checkpoint_folder(name: str) -> kinds.ModelSpec:
     """A folder holding model/ and tokenizer/, read by the kronos kind as a models.yaml ``local_dir`` entry is."""
     folder = Path(name).expanduser().resolve()
     entry = {"local_dir": str(folder), "max_context": FOLDER_CONTEXT}
     kind = kinds.kronos.KIND
-    return kinds.ModelSpec(folder.name, kind.name, kind.parse(kinds.Options(_FolderReader(name), entry, folder.name,
-                                                                            folder)))
+    try:
+        return kinds.ModelSpec(folder.name, kind.name, kind.parse(folder.name, entry, folder))
+    except ValidationError as exc:
+        raise AdhocConfigError(f"model folder {name!r} is not a Kronos checkpoint: {exc.errors()[0]['msg']}") from None
 
 
 def resolve_model(specs: Mapping[str, kinds.ModelSpec], name: str, device: str) -> kinds.ModelSpec:

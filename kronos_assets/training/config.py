@@ -19,19 +19,19 @@ import hashlib
 import json
 import re
 from dataclasses import asdict, dataclass, field, fields
-from datetime import date, datetime, timezone
+from datetime import datetime
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Annotated, Any, Mapping
 
-import yaml
+from pydantic import BeforeValidator, ValidationInfo, field_validator, model_validator
 
+from kronos_assets.configuration import (Device, Moment, Number, OneOf, Schema, Whole, fail, problem, read_yaml,
+                                         unknown_key, validate)
 from kronos_assets.kronos.config import KronosConfig, TokenizerConfig
 from kronos_assets.kronos.errors import CheckpointError
-from kronos_assets.market.timeframes import TIMEFRAME_SECONDS
-from kronos_assets.settings import REPO_ROOT, SYMBOL_RE, ConfigError, ModelSettings
+from kronos_assets.settings import REPO_ROOT, ModelSettings, Symbols, TimeframeName
 
 SOURCES = ("synthetic", "warehouse", "csv")
-DEVICE_RE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 RUN_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,40}$")
 
 
@@ -120,150 +120,126 @@ class RunSettings:
         return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+# -- the file's schema (configuration.Schema: unknown keys forbidden, whole numbers and flags strict) -----------
+def _run_name(name: Any) -> str:
+    if not isinstance(name, str) or not RUN_NAME_RE.match(name):
+        raise problem("run names are lower-case letters, digits, '-' and '_' (they name folders and assets)")
+    return name
+
+
+_Empty = BeforeValidator(lambda v: {} if v is None else v)  # `key:` with nothing after it means the defaults
+
+
+class _Stage(Schema):
+    steps: Whole(0)  # type: ignore[valid-type]
+    batch_size: Whole(1)  # type: ignore[valid-type]
+    lr: Number(high=1.0)  # type: ignore[valid-type]
+    warmup: Whole(0) = 0  # type: ignore[valid-type]
+    grad_clip: Number() = 1.0  # type: ignore[valid-type]
+    min_lr_ratio: Number(low_open=False, high=1.0) = 0.1  # type: ignore[valid-type]
+
+
+class _Range(Schema):
+    """[start, end) in UTC."""
+
+    start: Moment
+    end: Moment
+
+    @field_validator("end")
+    @classmethod
+    def _after_start(cls, end: datetime, info: ValidationInfo) -> datetime:
+        start = info.data.get("start")
+        if start is not None and end <= start:
+            raise problem(f"{end.date()} must be after start {start.date()}")
+        return end
+
+
+class _Data(Schema):
+    source: OneOf(SOURCES, "source") = "warehouse"  # type: ignore[valid-type]
+    symbols: Symbols
+    timeframe: TimeframeName
+    train: _Range
+    heldout: _Range
+    lookback: Whole(2)  # type: ignore[valid-type]
+    horizon: Whole(1)  # type: ignore[valid-type]
+    files: Annotated[dict[str, str], _Empty] = {}  # source csv: symbol -> path
+    synthetic_seed: Whole(0) = 7  # type: ignore[valid-type]
+
+    @model_validator(mode="after")
+    def _consistent(self) -> _Data:
+        if self.heldout.start < self.train.end:
+            raise problem(f"{self.heldout.start} overlaps the training range (it must be >= train.end "
+                          f"{self.train.end})", at=("heldout", "start"))
+        for s in self.symbols if self.source == "csv" else ():
+            if s not in self.files:
+                raise problem(f"source csv needs a file path for {s}", at=("files",))
+        return self
+
+
+class _Eval(Schema):
+    origins_per_symbol: Whole(1) = 40  # type: ignore[valid-type]
+    history_bars: Whole(3) = 256  # type: ignore[valid-type]
+    horizon: Whole(2) = 24  # type: ignore[valid-type]
+    n_paths: Whole(2) = 30  # type: ignore[valid-type]
+    max_context: Whole(2) = 512  # type: ignore[valid-type]
+    seed: Whole(0) = 0  # type: ignore[valid-type]
+    temperature: Number() = 1.0  # type: ignore[valid-type]
+    top_p: Number(high=1.0) = 0.9  # type: ignore[valid-type]
+    top_k: Whole(0) = 0  # type: ignore[valid-type]
+
+    @model_validator(mode="after")
+    def _horizon_in_context(self) -> _Eval:
+        if self.horizon >= self.max_context:
+            raise problem(f"{self.horizon} must be below max_context {self.max_context}", at=("horizon",))
+        return self
+
+
+class _Scratch(Schema):
+    tokenizer: dict[str, Any]  # TokenizerConfig's fields (kronos/config.py checks them)
+    model: dict[str, Any]  # KronosConfig's, its s1_bits/s2_bits defaulting to the tokenizer's
+
+
+class _Run(Schema):
+    description: str = ""
+    base: str
+    scratch: _Scratch | None = None
+    data: _Data
+    tokenizer: _Stage
+    predictor: _Stage
+    evaluation: Annotated[_Eval, _Empty] = _Eval()
+    seed: Whole(0) = 0  # type: ignore[valid-type]
+    device: Device = "cpu"
+    threads: Whole(1) | None = None  # type: ignore[valid-type]
+    weight_decay: Number(low_open=False) = 0.1  # type: ignore[valid-type]
+    inv_temperature: Number() = 100.0  # type: ignore[valid-type]
+    log_every: Whole(1) = 25  # type: ignore[valid-type]
+    save_every: Whole(1) = 200  # type: ignore[valid-type]
+    val_windows: Whole(0) = 64  # type: ignore[valid-type]
+    output: str | None = None  # a folder, relative to the repository
+
+
+class TrainingFile(Schema):
+    runs: dict[Annotated[str, BeforeValidator(_run_name)], _Run]
+
+
 # -- reading -------------------------------------------------------------------------------------------------
-class _Fields:
-    def __init__(self, path: Path):
-        self.path = path
-
-    def fail(self, where: str, problem: str) -> ConfigError:
-        return ConfigError(f"{self.path}: {where}: {problem}")
-
-    def mapping(self, value: Any, where: str, allowed: set[str] | None = None) -> dict[str, Any]:
-        if not isinstance(value, dict):
-            raise self.fail(where, f"must be a mapping, got {type(value).__name__}")
-        if allowed is not None:
-            unknown = sorted(set(value) - allowed)
-            if unknown:
-                raise self.fail(f"{where}.{unknown[0]}", f"unknown field; known: {', '.join(sorted(allowed))}")
-        return value
-
-    def req(self, m: Mapping[str, Any], key: str, where: str) -> Any:
-        if key not in m:
-            raise self.fail(f"{where}.{key}", "missing")
-        return m[key]
-
-    def int_(self, m: Mapping[str, Any], key: str, where: str, default: Any = ..., minimum: int = 1) -> int:
-        v = self.req(m, key, where) if default is ... else m.get(key, default)
-        if isinstance(v, bool) or not isinstance(v, int) or v < minimum:
-            raise self.fail(f"{where}.{key}", f"must be an integer >= {minimum}, got {v!r}")
-        return v
-
-    def float_(self, m: Mapping[str, Any], key: str, where: str, default: Any = ..., lo: float = 0.0,
-               lo_open: bool = True, hi: float | None = None) -> float:  # fmt: skip
-        v = self.req(m, key, where) if default is ... else m.get(key, default)
-        if isinstance(v, bool) or not isinstance(v, (int, float)):
-            raise self.fail(f"{where}.{key}", f"must be a number, got {v!r}")
-        v = float(v)
-        if (v <= lo if lo_open else v < lo) or (hi is not None and v > hi):
-            bound = f"> {lo}" if lo_open else f">= {lo}"
-            raise self.fail(f"{where}.{key}", f"must be {bound}{'' if hi is None else f' and <= {hi}'}, got {v}")
-        return v
-
-    def when(self, m: Mapping[str, Any], key: str, where: str) -> datetime:
-        v = self.req(m, key, where)
-        if isinstance(v, datetime):
-            return v if v.tzinfo else v.replace(tzinfo=timezone.utc)
-        if isinstance(v, date):
-            return datetime(v.year, v.month, v.day, tzinfo=timezone.utc)
-        if isinstance(v, str):
-            try:
-                d = datetime.fromisoformat(v)
-            except ValueError:
-                raise self.fail(f"{where}.{key}", f"not a date or datetime (YYYY-MM-DD[THH:MM]): {v!r}") from None
-            return d if d.tzinfo else d.replace(tzinfo=timezone.utc)
-        raise self.fail(f"{where}.{key}", f"must be a date, got {type(v).__name__}")
-
-
-_STAGE_KEYS = {"steps", "batch_size", "lr", "warmup", "grad_clip", "min_lr_ratio"}
-_RUN_KEYS = {"description", "base", "scratch", "data", "tokenizer", "predictor", "evaluation", "seed", "device",
-             "threads", "weight_decay", "inv_temperature", "log_every", "save_every", "val_windows", "output"}
-_DATA_KEYS = {"source", "symbols", "timeframe", "train", "heldout", "lookback", "horizon", "files", "synthetic_seed"}
-_EVAL_KEYS = {f.name for f in fields(EvalSettings)}
-
-
-def _stage(r: _Fields, m: Any, where: str) -> StageSettings:
-    m = r.mapping(m, where, _STAGE_KEYS)
-    steps = r.int_(m, "steps", where, minimum=0)
-    return StageSettings(
-        steps=steps,
-        batch_size=r.int_(m, "batch_size", where),
-        lr=r.float_(m, "lr", where, hi=1.0),
-        warmup=r.int_(m, "warmup", where, default=0, minimum=0),
-        grad_clip=r.float_(m, "grad_clip", where, default=1.0),
-        min_lr_ratio=r.float_(m, "min_lr_ratio", where, default=0.1, lo=0.0, lo_open=False, hi=1.0),
-    )
-
-
-def _network(r: _Fields, cls: type, m: Any, where: str, extra: dict[str, Any] | None = None) -> Any:
-    m = r.mapping(m, where, {f.name for f in fields(cls)})
+def _network(path: Path, cls: type, m: dict[str, Any], where: tuple[str, ...],
+             extra: dict[str, Any] | None = None) -> Any:  # fmt: skip
+    """A network config (kronos/config.py checks its sizes) from a scratch entry; errors name file and field."""
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(m) - known)
+    if unknown:
+        raise fail(path, (*where, unknown[0]), unknown_key(unknown[0], known))
     try:
         return cls(**{**(extra or {}), **m})
     except (CheckpointError, TypeError) as exc:
-        raise r.fail(where, str(exc)) from None
+        raise fail(path, where, str(exc)) from None
 
 
-def _data(r: _Fields, m: Any, where: str) -> DataSettings:
-    m = r.mapping(m, where, _DATA_KEYS)
-    source = m.get("source", "warehouse")
-    if source not in SOURCES:
-        raise r.fail(f"{where}.source", f"unknown source {source!r}; choose one of {', '.join(SOURCES)}")
-    syms = r.req(m, "symbols", where)
-    if not isinstance(syms, list) or not syms:
-        raise r.fail(f"{where}.symbols", "must be a non-empty list of symbols like BTC/USDT")
-    for i, s in enumerate(syms):
-        if not isinstance(s, str) or not SYMBOL_RE.match(s):
-            raise r.fail(f"{where}.symbols[{i}]", f"bad symbol {s!r}: use BASE/QUOTE in capitals, e.g. BTC/USDT")
-    if len(set(syms)) != len(syms):
-        raise r.fail(f"{where}.symbols", "lists a symbol twice")
-    tf = r.req(m, "timeframe", where)
-    if tf not in TIMEFRAME_SECONDS:
-        raise r.fail(f"{where}.timeframe", f"unknown timeframe {tf!r}; known: {', '.join(TIMEFRAME_SECONDS)}")
-    train = r.mapping(r.req(m, "train", where), f"{where}.train", {"start", "end"})
-    held = r.mapping(r.req(m, "heldout", where), f"{where}.heldout", {"start", "end"})
-    ts, te = r.when(train, "start", f"{where}.train"), r.when(train, "end", f"{where}.train")
-    hs, he = r.when(held, "start", f"{where}.heldout"), r.when(held, "end", f"{where}.heldout")
-    if te <= ts:
-        raise r.fail(f"{where}.train.end", f"{te.date()} must be after train.start {ts.date()}")
-    if he <= hs:
-        raise r.fail(f"{where}.heldout.end", f"{he.date()} must be after heldout.start {hs.date()}")
-    if hs < te:
-        raise r.fail(f"{where}.heldout.start", f"{hs} overlaps the training range (it must be >= train.end {te})")
-    files = m.get("files") or {}
-    if source == "csv":
-        files = r.mapping(files, f"{where}.files")
-        for s in syms:
-            if s not in files or not isinstance(files[s], str):
-                raise r.fail(f"{where}.files", f"source csv needs a file path for {s}")
-    return DataSettings(
-        source=source, symbols=tuple(syms), timeframe=tf, train_start=ts, train_end=te, heldout_start=hs,
-        heldout_end=he, lookback=r.int_(m, "lookback", where, minimum=2), horizon=r.int_(m, "horizon", where),
-        files={str(k): str(v) for k, v in files.items()},
-        synthetic_seed=r.int_(m, "synthetic_seed", where, default=7, minimum=0),
-    )  # fmt: skip
-
-
-def _evaluation(r: _Fields, m: Any, where: str) -> EvalSettings:
-    m = r.mapping(m if m is not None else {}, where, _EVAL_KEYS)
-    d = EvalSettings()
-    ev = EvalSettings(
-        origins_per_symbol=r.int_(m, "origins_per_symbol", where, default=d.origins_per_symbol),
-        history_bars=r.int_(m, "history_bars", where, default=d.history_bars, minimum=3),
-        horizon=r.int_(m, "horizon", where, default=d.horizon, minimum=2),
-        n_paths=r.int_(m, "n_paths", where, default=d.n_paths, minimum=2),
-        max_context=r.int_(m, "max_context", where, default=d.max_context, minimum=2),
-        seed=r.int_(m, "seed", where, default=d.seed, minimum=0),
-        temperature=r.float_(m, "temperature", where, default=d.temperature),
-        top_p=r.float_(m, "top_p", where, default=d.top_p, hi=1.0),
-        top_k=r.int_(m, "top_k", where, default=d.top_k, minimum=0),
-    )
-    if ev.horizon >= ev.max_context:
-        raise r.fail(f"{where}.horizon", f"{ev.horizon} must be below max_context {ev.max_context}")
-    return ev
-
-
-def _base(r: _Fields, value: Any, where: str, models: Mapping[str, ModelSettings] | None, root: Path) -> BaseSpec:
-    if not isinstance(value, str) or not value:
-        raise r.fail(where, "must be 'scratch', a models.yaml key or a folder holding model/ and tokenizer/")
+def _base(path: Path, value: str, where: tuple[str, ...], models: Mapping[str, ModelSettings] | None,
+          root: Path) -> BaseSpec:  # fmt: skip
+    if not value:
+        raise fail(path, where, "must be 'scratch', a models.yaml key or a folder holding model/ and tokenizer/")
     if value == "scratch":
         return BaseSpec("scratch", value)
     if models is not None and value in models:
@@ -273,59 +249,44 @@ def _base(r: _Fields, value: Any, where: str, models: Mapping[str, ModelSettings
         for part in ("model", "tokenizer"):
             for name in ("config.json", "model.safetensors"):
                 if not (folder / part / name).is_file():
-                    raise r.fail(where, f"{folder / part / name} not found")
+                    raise fail(path, where, f"{folder / part / name} not found")
         return BaseSpec("folder", str(folder))
     if models is None:  # models.yaml not consulted: taken as a model key, checked when the run loads its base
         return BaseSpec("model", value)
     known = ", ".join(sorted(models)) or "none configured"
-    raise r.fail(where, f"{value!r} is not 'scratch', not a models.yaml key ({known}) and not a folder")
+    raise fail(path, where, f"{value!r} is not 'scratch', not a models.yaml key ({known}) and not a folder")
 
 
-def _run(r: _Fields, name: str, m: Any, models: Mapping[str, ModelSettings] | None, root: Path) -> RunSettings:
-    where = f"runs.{name}"
-    if not isinstance(name, str) or not RUN_NAME_RE.match(name):
-        raise r.fail(where, "run names are lower-case letters, digits, '-' and '_' (they name folders and assets)")
-    m = r.mapping(m, where, _RUN_KEYS)
-    base = _base(r, r.req(m, "base", where), f"{where}.base", models, root)
+def _run(path: Path, name: str, m: _Run, models: Mapping[str, ModelSettings] | None, root: Path) -> RunSettings:
+    where = ("runs", name)
+    base = _base(path, m.base, (*where, "base"), models, root)
     tok_cfg = model_cfg = None
     if base.kind == "scratch":
-        sc = r.mapping(r.req(m, "scratch", where), f"{where}.scratch", {"tokenizer", "model"})
-        tok_cfg = _network(r, TokenizerConfig, r.req(sc, "tokenizer", f"{where}.scratch"), f"{where}.scratch.tokenizer")
+        if m.scratch is None:
+            raise fail(path, (*where, "scratch"), "missing (base: scratch needs the networks' sizes)")
+        tok_cfg = _network(path, TokenizerConfig, m.scratch.tokenizer, (*where, "scratch", "tokenizer"))
         if tok_cfg.codebook_dim % tok_cfg.group_size:
-            raise r.fail(f"{where}.scratch.tokenizer.group_size",
-                         f"{tok_cfg.group_size} does not divide the codebook dim {tok_cfg.codebook_dim}")
-        model_cfg = _network(r, KronosConfig, r.req(sc, "model", f"{where}.scratch"), f"{where}.scratch.model",
+            raise fail(path, (*where, "scratch", "tokenizer", "group_size"),
+                       f"{tok_cfg.group_size} does not divide the codebook dim {tok_cfg.codebook_dim}")
+        model_cfg = _network(path, KronosConfig, m.scratch.model, (*where, "scratch", "model"),
                              {"s1_bits": tok_cfg.s1_bits, "s2_bits": tok_cfg.s2_bits})  # fmt: skip
         if (model_cfg.s1_bits, model_cfg.s2_bits) != (tok_cfg.s1_bits, tok_cfg.s2_bits):
-            raise r.fail(f"{where}.scratch.model.s1_bits", "must equal the tokenizer's s1_bits/s2_bits")
-    elif "scratch" in m:
-        raise r.fail(f"{where}.scratch", f"only used with base: scratch (base is {base.value!r})")
-    data = _data(r, r.req(m, "data", where), f"{where}.data")
-    ev = _evaluation(r, m.get("evaluation"), f"{where}.evaluation")
-    device = m.get("device", "cpu")
-    if not isinstance(device, str) or not DEVICE_RE.match(device):
-        raise r.fail(f"{where}.device", f"unknown device {device!r}; use auto, cpu, cuda, cuda:N or mps")
-    threads = m.get("threads")
-    if threads is not None:
-        threads = r.int_(m, "threads", where)
-    output = m.get("output")
-    if output is not None and not isinstance(output, str):
-        raise r.fail(f"{where}.output", "must be a folder path")
-    description = m.get("description", "")
-    if not isinstance(description, str):
-        raise r.fail(f"{where}.description", "must be text")
+            raise fail(path, (*where, "scratch", "model", "s1_bits"), "must equal the tokenizer's s1_bits/s2_bits")
+    elif m.scratch is not None:
+        raise fail(path, (*where, "scratch"), f"only used with base: scratch (base is {base.value!r})")
+    d, stage = m.data, (lambda s: StageSettings(**s.model_dump()))
     return RunSettings(
-        name=name, base=base, data=data,
-        tokenizer=_stage(r, r.req(m, "tokenizer", where), f"{where}.tokenizer"),
-        predictor=_stage(r, r.req(m, "predictor", where), f"{where}.predictor"),
-        evaluation=ev, scratch_tokenizer=tok_cfg, scratch_model=model_cfg, description=description,
-        seed=r.int_(m, "seed", where, default=0, minimum=0), device=device, threads=threads,
-        weight_decay=r.float_(m, "weight_decay", where, default=0.1, lo=0.0, lo_open=False),
-        inv_temperature=r.float_(m, "inv_temperature", where, default=100.0),
-        log_every=r.int_(m, "log_every", where, default=25),
-        save_every=r.int_(m, "save_every", where, default=200),
-        val_windows=r.int_(m, "val_windows", where, default=64, minimum=0),
-        output=(root / output).resolve() if output else None, source_file=r.path,
+        name=name, base=base,
+        data=DataSettings(source=d.source, symbols=d.symbols, timeframe=d.timeframe, train_start=d.train.start,
+                          train_end=d.train.end, heldout_start=d.heldout.start, heldout_end=d.heldout.end,
+                          lookback=d.lookback, horizon=d.horizon, files=dict(d.files),
+                          synthetic_seed=d.synthetic_seed),
+        tokenizer=stage(m.tokenizer), predictor=stage(m.predictor),
+        evaluation=EvalSettings(**m.evaluation.model_dump()),
+        scratch_tokenizer=tok_cfg, scratch_model=model_cfg, description=m.description, seed=m.seed, device=m.device,
+        threads=m.threads, weight_decay=m.weight_decay, inv_temperature=m.inv_temperature, log_every=m.log_every,
+        save_every=m.save_every, val_windows=m.val_windows,
+        output=(root / m.output).resolve() if m.output else None, source_file=path,
     )  # fmt: skip
 
 
@@ -336,13 +297,5 @@ def load_training_config(path: str | Path | None = None, models: Mapping[str, Mo
     nor a folder is taken as a model key unchecked (loading it then fails). Relative folders resolve against
     ``root``."""
     p = Path(path) if path else REPO_ROOT / "configs" / "training.yaml"
-    r = _Fields(p)
-    if not p.is_file():
-        raise ConfigError(f"{p}: file not found")
-    try:
-        data = yaml.safe_load(p.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{p}: not valid YAML: {exc}") from None
-    data = r.mapping(data, "top level", {"runs"})
-    runs = r.mapping(data.get("runs"), "runs")
-    return {name: _run(r, name, spec, models, root) for name, spec in runs.items()}
+    file = validate(TrainingFile, read_yaml(p), p)
+    return {name: _run(p, name, spec, models, root) for name, spec in file.runs.items()}

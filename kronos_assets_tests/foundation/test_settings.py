@@ -201,3 +201,38 @@ def test_ccxt_options_are_passed_on_unchecked(tmp_path):
     markets = _markets(exchanges=[{"id": "binance", "base_url": None, "options": {"defaultType": "spot"}}])
     s = _load(tmp_path, markets=markets, name="live", profile={"market": "ccxt"})
     assert s.exchanges[0].options == {"defaultType": "spot"}
+
+
+@pytest.mark.parametrize(
+    "profile, field, problem",
+    [
+        ({"uploads": {"publish": 1}}, "uploads.publish", "expected true or false, got int 1"),
+        ({"uploads": {"stable_looks": 2.0}}, "uploads.stable_looks", "must be a whole number >= 1, got 2.0"),
+        ({"uploads": {"max_file_mb": True}}, "uploads.max_file_mb", "must be a finite number > 0, got True"),
+        ({"publish": "local"}, "publish", "expected a mapping, got str 'local'"),
+        ({"symbols": ["ETH/USDT", "ETH/USDT"]}, "symbols[1]", "lists symbol 'ETH/USDT' twice"),
+    ],
+)
+def test_profile_types_are_strict(tmp_path, profile, field, problem):
+    with pytest.raises(ConfigError) as err:
+        _load(tmp_path, profile=profile)
+    assert f"demo.yaml: {field}: {problem}" in str(err.value), str(err.value)
+
+
+@pytest.mark.parametrize("device, ok", [("cuda:1", True), ("auto", True), ("cuda:x", False), ("gpu", False)])
+def test_one_device_rule_for_models_and_training(tmp_path, device, ok):
+    from kronos_assets.training.config import load_training_config
+    from kronos_assets_tests.training.test_config import TINY_RUN, write
+
+    models = ("models:\n  m: {local_dir: kronos_assets/checkpoints/demo, max_context: 504, device: '%s'}\n"
+              "sampling: {n_paths: 30, temperature: 1.0, top_p: 0.9, top_k: 0, seed: 1}\n" % device)
+    training = write(tmp_path, {"tiny": {**TINY_RUN, "device": device}})
+    for load, field in ((lambda: load_settings("demo", config_dir=_models(tmp_path, models), home=tmp_path / "h",
+                                               today=date(2026, 11, 21)), "models.m.device"),
+                        (lambda: load_training_config(training, {}), "runs.tiny.device")):
+        if ok:
+            load()
+        else:
+            with pytest.raises(ConfigError,
+                               match=rf"{field}: unknown device '{device}'; use auto, cpu, cuda, cuda:N or mps$"):
+                load()

@@ -3,19 +3,30 @@ profile names without a models.yaml entry; an entry of one of these kinds change
 
 from __future__ import annotations
 
+from kronos_assets.configuration import Schema, Whole
 from kronos_assets.forecasting.baselines import RandomWalk, RandomWalkVol
 from kronos_assets.forecasting.kinds.base import Kind
 
 
+class RandomWalkOptions(Schema):
+    volume_window: Whole(1) = 24  # type: ignore[valid-type]
+
+
+class RandomWalkVolOptions(Schema):
+    vol_window: Whole(2) = 168  # type: ignore[valid-type]
+
+
 RANDOM_WALK = Kind(
     "random_walk",
-    parse=lambda o: o.whole("volume_window", 1, 24),
+    schema=lambda entry: RandomWalkOptions,
+    settle=lambda key, o: o.volume_window,
     build=lambda key, window: RandomWalk(window, name=key),
     describe=lambda window: f"baseline: last close, volume the mean of {window} bars",
 )
 RANDOM_WALK_VOL = Kind(
     "random_walk_vol",
-    parse=lambda o: o.whole("vol_window", 2, 168),
+    schema=lambda entry: RandomWalkVolOptions,
+    settle=lambda key, o: o.vol_window,
     build=lambda key, window: RandomWalkVol(window, name=key),
     describe=lambda window: f"baseline: Gaussian random walk at the volatility of {window} bars",
 )

@@ -16,9 +16,10 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from kronos_assets.configuration import Schema, Whole
 from kronos_assets.forecasting.baselines import RandomWalkVol
 from kronos_assets.forecasting.interface import CLOSE, PATH_FIELDS, ForecastRequest, Sampling
-from kronos_assets.forecasting.kinds.base import Kind, Options
+from kronos_assets.forecasting.kinds.base import Kind
 
 SCALE = 100.0  # returns in percent
 MIN_RETURNS = 50  # fewer and the fit is noise: fall back
@@ -28,10 +29,9 @@ class FitFailed(ValueError):
     """The fit ran but its result is unusable (too few or constant returns, no convergence, bad parameters)."""
 
 
-@dataclass(frozen=True)
-class GarchSettings:
-    window: int = 1000  # most recent log returns each fit sees (bounds its cost)
-    fallback_vol_window: int = 168  # the random walk with volatility used when a fit fails
+class GarchSettings(Schema):
+    window: Whole(MIN_RETURNS) = 1000  # type: ignore[valid-type]  # most recent log returns each fit sees
+    fallback_vol_window: Whole(2) = 168  # type: ignore[valid-type]  # the random walk with volatility on a failed fit
 
 
 @dataclass(frozen=True)
@@ -125,10 +125,5 @@ class GarchForecaster:
                 "window": self.settings.window, "fallback_vol_window": self.settings.fallback_vol_window}
 
 
-def parse(o: Options) -> GarchSettings:
-    return GarchSettings(window=o.whole("window", MIN_RETURNS, GarchSettings.window),
-                         fallback_vol_window=o.whole("fallback_vol_window", 2, GarchSettings.fallback_vol_window))
-
-
-KIND = Kind("garch", parse, build=lambda key, s: GarchForecaster(key, s),
+KIND = Kind("garch", lambda entry: GarchSettings, build=lambda key, s: GarchForecaster(key, s),
             describe=lambda s: f"baseline: GARCH(1,1)-t refitted on the last {s.window} log returns at each origin")

@@ -5,15 +5,16 @@ and verify, and hub revisions to watch."""
 from __future__ import annotations
 
 import dataclasses
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from kronos_assets.forecasting.kinds.base import Kind, Options
+from pydantic import BeforeValidator, ValidationInfo, field_validator
 
-DEVICES = ("auto", "cpu", "cuda", "mps")
+from kronos_assets import environment
+from kronos_assets.configuration import Device, Schema, Whole, problem
+from kronos_assets.forecasting.kinds.base import Kind
 
 
 @dataclass(frozen=True)
@@ -36,24 +37,51 @@ class KronosSettings:
         return str(self.local_dir / "tokenizer") if self.local_dir else str(self.tokenizer_repo)
 
 
-def parse(o: Options) -> KronosSettings:
-    device = o.mapping.get("device", "auto")
-    if device not in DEVICES and not str(device).startswith("cuda:"):
-        raise o.fail("device", f"unknown device {device!r}; use auto, cpu, cuda, cuda:N or mps")
-    if o.has("local_dir"):
-        local = (o.root / o.text("local_dir")).resolve()
+Commit = Annotated[str, BeforeValidator(lambda v: _commit(v))]
+
+
+def _commit(value: Any) -> str:
+    if not (isinstance(value, str) and re.fullmatch(r"[0-9a-f]{40}", value)):
+        raise problem(f"pin a 40-hex commit hash, not {value!r}")
+    return value
+
+
+class HubCheckpoint(Schema):
+    """A checkpoint on the hub, model and tokenizer each at a pinned commit."""
+
+    repo: str
+    revision: Commit
+    tokenizer_repo: str
+    tokenizer_revision: Commit
+    max_context: Whole(1)  # type: ignore[valid-type]
+    device: Device = "auto"
+
+
+class LocalCheckpoint(Schema):
+    """A folder holding model/ and tokenizer/ (each config.json + model.safetensors), relative to the repository."""
+
+    local_dir: Path
+    max_context: Whole(1)  # type: ignore[valid-type]
+    device: Device = "auto"
+
+    @field_validator("local_dir", mode="before")
+    @classmethod
+    def _folder(cls, value: Any, info: ValidationInfo) -> Path:
+        if not isinstance(value, str):
+            raise problem(f"must be a folder path, got {value!r}")
+        local = (Path((info.context or {}).get("root", ".")) / value).resolve()
         for part in ("model", "tokenizer"):
             for name in ("config.json", "model.safetensors"):
                 if not (local / part / name).is_file():
-                    raise o.fail("local_dir", f"{local / part / name} not found")
-        return KronosSettings(o.key, None, None, None, None, o.whole("max_context", 1), local_dir=local, device=device)
-    revision = o.text("revision")
-    tok_revision = o.text("tokenizer_revision")
-    for name, rev in (("revision", revision), ("tokenizer_revision", tok_revision)):
-        if not re.fullmatch(r"[0-9a-f]{40}", rev):
-            raise o.fail(name, f"pin a 40-hex commit hash, not {rev!r}")
-    return KronosSettings(key=o.key, repo=o.text("repo"), revision=revision, tokenizer_repo=o.text("tokenizer_repo"),
-                          tokenizer_revision=tok_revision, max_context=o.whole("max_context", 1), device=device)
+                    raise problem(f"{local / part / name} not found")
+        return local
+
+
+def _settle(key: str, o: HubCheckpoint | LocalCheckpoint) -> KronosSettings:
+    if isinstance(o, LocalCheckpoint):
+        return KronosSettings(key, None, None, None, None, o.max_context, local_dir=o.local_dir, device=o.device)
+    return KronosSettings(key, o.repo, o.revision, o.tokenizer_repo, o.tokenizer_revision, o.max_context,
+                          device=o.device)
 
 
 def build(key: str, m: KronosSettings) -> Any:
@@ -62,7 +90,7 @@ def build(key: str, m: KronosSettings) -> Any:
     return KronosForecaster(
         m.model_source, m.tokenizer_source, model_revision=m.revision, tokenizer_revision=m.tokenizer_revision,
         device=None if m.device == "auto" else m.device, max_context=m.max_context,
-        cache_dir=os.environ.get("KRONOS_HF_CACHE"), name=key,
+        cache_dir=environment.hf_cache(), name=key,
     )
 
 
@@ -81,7 +109,7 @@ def weights(m: KronosSettings) -> dict[str, Any]:
 
     if m.local_dir:
         return {part: load_checkpoint(m.local_dir / part, kind=part).info for part in ("model", "tokenizer")}
-    cache = os.environ.get("KRONOS_HF_CACHE")  # else huggingface_hub's own (HF_HOME / HF_HUB_CACHE)
+    cache = environment.hf_cache()  # else huggingface_hub's own (HF_HOME / HF_HUB_CACHE)
     return {"model": predownload(m.repo, m.revision, kind="model", cache_dir=cache),
             "tokenizer": predownload(m.tokenizer_repo, m.tokenizer_revision, kind="tokenizer", cache_dir=cache)}
 
@@ -98,4 +126,5 @@ def repin(m: KronosSettings, revs: dict[str, str]) -> KronosSettings:
                                tokenizer_revision=revs.get("tokenizer") or m.tokenizer_revision)
 
 
-KIND = Kind("kronos", parse, build, describe, weights=weights, revisions=revisions, repin=repin)
+KIND = Kind("kronos", lambda entry: LocalCheckpoint if "local_dir" in entry else HubCheckpoint, build, describe,
+            weights=weights, revisions=revisions, repin=repin, settle=_settle)
