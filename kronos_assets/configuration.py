@@ -57,10 +57,12 @@ def Number(low: float = 0.0, *, low_open: bool = True, high: float | None = None
     """A finite number above ``low`` (or at it when not ``low_open``), at most ``high``; never a flag."""
 
     def check(value: Any) -> float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or \
-                (value <= low if low_open else value < low) or (high is not None and value > high):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise problem(f"expected a number, got {type(value).__name__} {value!r}")
+        if not math.isfinite(value) or (value <= low if low_open else value < low) or \
+                (high is not None and value > high):
             bound = (f"> {low:g}" if low_open else f">= {low:g}") + ("" if high is None else f" and <= {high:g}")
-            raise problem(f"must be a finite number {bound}, got {value!r}")
+            raise problem(f"must be a {'' if math.isfinite(value) else 'finite '}number {bound}, got {value!r}")
         return float(value)
 
     return Annotated[float, BeforeValidator(check)]
@@ -197,8 +199,12 @@ def config_error(path: Path, exc: ValidationError, schema: type[BaseModel], data
     elif kind == "config":
         message = err["msg"]
         loc = (*loc, *(err.get("ctx") or {}).get("at", ()))
-    else:
-        message = f"expected {_EXPECTED.get(kind, err['msg'].lower())}, got {type(value).__name__} {value!r}"
+    elif kind in _EXPECTED:
+        message = f"expected {_EXPECTED[kind]}, got {type(value).__name__} {value!r}"
+    elif kind == "value_error":  # a model's own check (raise ValueError in a validator)
+        message = err["msg"].removeprefix("Value error, ")
+    else:  # pydantic's constraints (Field(ge=...), Literal, ...): its words, and the value
+        message = f"{err['msg'][:1].lower()}{err['msg'][1:]}, got {value!r}"
     return fail(path, (*prefix, *loc), message)
 
 

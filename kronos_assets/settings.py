@@ -23,6 +23,7 @@ from kronos_assets.forecasting import kinds
 from kronos_assets.forecasting.interface import Sampling
 from kronos_assets.forecasting.kinds.kronos import KronosSettings
 from kronos_assets.market.timeframes import TIMEFRAME_SECONDS
+from kronos_assets.warehouse.config import WarehouseConfig
 
 REPO_ROOT = environment.REPO_ROOT
 PROFILES = ("demo", "live")
@@ -71,6 +72,7 @@ class Settings:
     # markets.yaml fetch.*: wall-clock deadlines of one exchange request and of the whole fetch of a partition
     request_deadline_s: float = 30.0
     fetch_deadline_s: float = 600.0
+    warehouse: WarehouseConfig = WarehouseConfig()  # profile's warehouse: (kronos_assets/warehouse/config.py)
 
     @property
     def models(self) -> dict[str, ModelSettings]:
@@ -243,6 +245,7 @@ class ProfileFile(Schema):
     primary_model: str
     publish: _Publish
     uploads: _Uploads = _Uploads()
+    warehouse: WarehouseConfig = WarehouseConfig()  # the embedded file unless the profile says otherwise
 
 
 # -- loading ----------------------------------------------------------------------------------------------------
@@ -336,4 +339,5 @@ def load_settings(
         upload_stable_looks=p.uploads.stable_looks,
         request_deadline_s=markets.fetch.request_deadline_s,
         fetch_deadline_s=markets.fetch.fetch_deadline_s,
+        warehouse=p.warehouse,
     )

@@ -1,6 +1,7 @@
 """Ingest: raw candles from the market source, clean candles with features (SQL in DuckDB + polars), checks."""
 
 from datetime import datetime, timedelta, timezone
+from typing import Any
 
 import dagster as dg
 
@@ -127,25 +128,23 @@ def build_candle_checks(settings: Settings, tf: TimeframeSettings, family: Famil
     scope = f"symbol {'IN' if family is MARKETS else 'NOT IN'} (SELECT unnest(?::VARCHAR[]))"
     symbols = list(settings.symbols)
 
+    def in_scope(warehouse: Warehouse, sql: str, *params: Any) -> Any:
+        """``sql`` with {where} standing for this timeframe's bars of this family's markets."""
+        return warehouse.query(sql.format(where=f"timeframe = ? AND {scope}"), [*params, tf.name, symbols])
+
     @dg.asset_check(asset=raw_key, name="ohlc_consistent", blocking=True,
                     description="Every stored bar has positive prices, high >= max(open, close), low <= min(open, close).")
     def ohlc_consistent(warehouse: dg.ResourceParam[Warehouse]) -> dg.AssetCheckResult:
-        bad = warehouse.query(
-            f"SELECT symbol, ts FROM raw_candles WHERE timeframe = ? AND {scope} "
-            f"AND ({OHLC_INVALID_SQL} OR {NEGATIVE_VOLUME_SQL}) ORDER BY ts LIMIT 20",
-            [tf.name, symbols],
-        )
+        bad = in_scope(warehouse, "SELECT symbol, ts FROM raw_candles WHERE {where} "
+                       f"AND ({OHLC_INVALID_SQL} OR {NEGATIVE_VOLUME_SQL}) ORDER BY ts LIMIT 20")
         return dg.AssetCheckResult(passed=bad.height == 0, metadata={"bad_rows": bad.height,
                                    "examples": dg.MetadataValue.md(md_table(bad)) if bad.height else "none"})
 
     @dg.asset_check(asset=raw_key, name="no_duplicate_bars", blocking=True,
                     description="No (symbol, bar) is stored twice.")
     def no_duplicates(warehouse: dg.ResourceParam[Warehouse]) -> dg.AssetCheckResult:
-        dup = warehouse.query(
-            f"SELECT symbol, ts, count(*) AS n FROM raw_candles WHERE timeframe = ? AND {scope} "
-            "GROUP BY ALL HAVING n > 1 LIMIT 20",
-            [tf.name, symbols],
-        )
+        dup = in_scope(warehouse, "SELECT symbol, ts, count(*) AS n FROM raw_candles WHERE {where} "
+                       "GROUP BY ALL HAVING n > 1 LIMIT 20")
         return dg.AssetCheckResult(passed=dup.height == 0, metadata={"duplicates": dup.height})
 
     @dg.asset_check(asset=raw_key, name="stored_days_complete",
@@ -153,13 +152,12 @@ def build_candle_checks(settings: Settings, tf: TimeframeSettings, family: Famil
                     "bar and the last closed one; for uploads, the file's last bar); warns naming the days short.")
     def stored_days_complete(warehouse: dg.ResourceParam[Warehouse]) -> dg.AssetCheckResult:
         now = datetime.now(timezone.utc)
-        days = warehouse.query(
+        days = in_scope(
+            warehouse,
             "WITH d AS (SELECT symbol, date_trunc('day', ts) AS day, count(*) AS stored, min(ts) AS lo, max(ts) AS hi "
-            f"FROM raw_candles WHERE timeframe = ? AND {scope} GROUP BY symbol, day) "
+            "FROM raw_candles WHERE {where} GROUP BY symbol, day) "
             "SELECT symbol, day, stored, min(lo) OVER w AS first, max(hi) OVER w AS last FROM d "
-            "WINDOW w AS (PARTITION BY symbol)",
-            [tf.name, symbols],
-        )
+            "WINDOW w AS (PARTITION BY symbol)")
         short = []
         closed_end = (now.timestamp() // bar_s) * bar_s  # open time of the bar still forming
         for r in days.iter_rows(named=True):
@@ -181,12 +179,11 @@ def build_candle_checks(settings: Settings, tf: TimeframeSettings, family: Famil
     @dg.asset_check(asset=clean_key, name="gaps_reported",
                     description="Lists the ranges of missing bars (never filled); warns when there are any.")
     def gaps(warehouse: dg.ResourceParam[Warehouse]) -> dg.AssetCheckResult:
-        found = warehouse.query(
+        found = in_scope(
+            warehouse,
             "SELECT symbol, ts - to_seconds(CAST(bars_missing_before + 1 AS BIGINT) * ?) + to_seconds(?) AS gap_start, "
             "ts AS gap_end, bars_missing_before AS bars FROM clean_candles "
-            f"WHERE timeframe = ? AND {scope} AND bars_missing_before > 0 ORDER BY ts DESC LIMIT 50",
-            [bar_s, bar_s, tf.name, symbols],
-        )
+            "WHERE {where} AND bars_missing_before > 0 ORDER BY ts DESC LIMIT 50", bar_s, bar_s)
         return dg.AssetCheckResult(
             passed=found.height == 0,
             severity=dg.AssetCheckSeverity.WARN,
@@ -198,11 +195,8 @@ def build_candle_checks(settings: Settings, tf: TimeframeSettings, family: Famil
                     "bars plus the schedule's slack ago).")
     def fresh(warehouse: dg.ResourceParam[Warehouse]) -> dg.AssetCheckResult:
         now = datetime.now(timezone.utc)
-        newest = warehouse.query(
-            f"SELECT symbol, max(ts) AS newest FROM clean_candles WHERE timeframe = ? AND {scope} "
-            "GROUP BY symbol ORDER BY symbol",
-            [tf.name, symbols],
-        )
+        newest = in_scope(warehouse, "SELECT symbol, max(ts) AS newest FROM clean_candles WHERE {where} "
+                          "GROUP BY symbol ORDER BY symbol")
         step = timeframe_delta(tf.name)
         ages = {r["symbol"]: now - (r["newest"] + step) for r in newest.iter_rows(named=True)}  # since it closed
         lag = {s: age / step for s, age in ages.items()}

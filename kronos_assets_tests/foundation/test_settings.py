@@ -208,9 +208,14 @@ def test_ccxt_options_are_passed_on_unchecked(tmp_path):
     [
         ({"uploads": {"publish": 1}}, "uploads.publish", "expected true or false, got int 1"),
         ({"uploads": {"stable_looks": 2.0}}, "uploads.stable_looks", "must be a whole number >= 1, got 2.0"),
-        ({"uploads": {"max_file_mb": True}}, "uploads.max_file_mb", "must be a finite number > 0, got True"),
+        ({"uploads": {"max_file_mb": True}}, "uploads.max_file_mb", "expected a number, got bool True"),
         ({"publish": "local"}, "publish", "expected a mapping, got str 'local'"),
         ({"symbols": ["ETH/USDT", "ETH/USDT"]}, "symbols[1]", "lists symbol 'ETH/USDT' twice"),
+        # The warehouse section is the warehouse's own schema, its errors in the same form.
+        ({"warehouse": {"backnd": "ducklake"}}, "warehouse.backnd", "unknown key; did you mean 'backend'?"),
+        ({"warehouse": {"backend": "ducklake"}}, "warehouse", "backend ducklake needs catalog"),
+        ({"warehouse": {"write_pool_limit": 0}}, "warehouse.write_pool_limit",
+         "input should be greater than or equal to 1, got 0"),
     ],
 )
 def test_profile_types_are_strict(tmp_path, profile, field, problem):
