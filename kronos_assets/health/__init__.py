@@ -1,0 +1,25 @@
+"""``kronos-assets health``: one screen saying what is configured, what is reachable, what is fresh and what fails.
+
+    configured  profile, market source, symbols, timeframes, forecasters and models, where it publishes,
+                the project home and the Dagster instance
+    reachable   the warehouse file (opened read-only), the publish folder or bucket, the uploads folder, the
+                Dagster instance; the exchanges and the bucket only with ``--network`` (no network call otherwise)
+    fresh       per series, the newest clean candle and the newest forecast against the timeframe; the newest
+                publication (manifest.json)
+    failing     failed runs of the last hours that no later run of the same job and partitions has repaired,
+                and asset checks whose latest evaluation failed
+
+A row is OK, WARN, FAIL, SKIP (not checked, with the reason) or INFO. The exit status is 1 when any row is FAIL.
+Freshness is ``market.rules.freshness``, the rule the assets' freshness policies use: data older than two bars
+(plus the schedule's few minutes) warns, older than three fails.
+
+One module per job: ``rows`` (the row and its formatting), ``configured``, ``reachable``, ``fresh``, ``failing``
+(the Dagster instance's runs, checks, slots and daemon) and ``report`` (all rows, rendered).
+"""
+
+from kronos_assets.health.configured import configured, model_source
+from kronos_assets.health.report import SECTIONS, Report, main, run_health
+from kronos_assets.health.rows import FAIL, INFO, OK, SKIP, WARN, Row
+
+__all__ = ["FAIL", "INFO", "OK", "SKIP", "SECTIONS", "WARN", "Report", "Row", "configured", "main", "model_source",
+           "run_health"]
