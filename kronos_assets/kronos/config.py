@@ -6,11 +6,14 @@ indent, no trailing newline) so that a config we save hashes exactly like the pu
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any, Literal, Mapping
+from typing import Annotated, Any, Literal, Mapping
+
+from pydantic import BeforeValidator, ConfigDict, TypeAdapter, ValidationError
 
 from .errors import CheckpointError
 
@@ -22,26 +25,70 @@ DEFAULT_CONTEXT_POLICY: ContextPolicy = "exact"  # the model's own sliding windo
 MODES: tuple[str, ...] = ("fast", "reference")
 
 
+# Sane bounds of the size fields (well above Kronos-large), checked before any module is built: a config.json
+# with n_layers 1000000 would otherwise build for minutes and many GB.
+SIZE_BOUNDS: dict[str, tuple[int, int]] = {
+    "d_in": (6, 6), "d_model": (2, 8192), "n_heads": (1, 256), "ff_dim": (1, 65536), "n_layers": (1, 128),
+    "n_enc_layers": (2, 64), "n_dec_layers": (2, 64), "s1_bits": (1, 16), "s2_bits": (1, 16),
+    "group_size": (1, 20),
+}  # fmt: skip
+
+
+def Size(name: str) -> Any:  # noqa: N802 (a type, used like one)
+    """A whole number within the field's SIZE_BOUNDS (a flag or 32.5 is refused)."""
+    lo, hi = SIZE_BOUNDS[name]
+
+    def check(value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"must be a whole number, got {value!r}")
+        if not lo <= value <= hi:
+            raise ValueError(f"= {value} is outside the sane range {lo}..{hi}")
+        return value
+
+    return Annotated[int, BeforeValidator(check)]
+
+
+def _rate(below_one: bool) -> Any:
+    def check(value: Any) -> float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+            raise ValueError(f"must be a finite number >= 0, got {value!r}")
+        if below_one and value >= 1:
+            raise ValueError(f"= {value} must be below 1")
+        return value  # as written: 0 stays 0, so a saved config.json hashes like the published one
+
+    return Annotated[float, BeforeValidator(check)]
+
+
+def _flag(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"must be true or false, got {value!r}")
+    return value
+
+
+Dropout, Weight, Flag = _rate(True), _rate(False), Annotated[bool, BeforeValidator(_flag)]
+
+
 @dataclass(frozen=True)
 class TokenizerConfig:
-    d_in: int = 6
-    d_model: int = 256
-    n_heads: int = 4
-    ff_dim: int = 512
-    n_enc_layers: int = 4
-    n_dec_layers: int = 4
-    ffn_dropout_p: float = 0.0
-    attn_dropout_p: float = 0.0
-    resid_dropout_p: float = 0.0
-    s1_bits: int = 10
-    s2_bits: int = 10
-    beta: float = 0.05
-    gamma0: float = 1.0
-    gamma: float = 1.1
-    zeta: float = 0.05
-    group_size: int = 4
+    d_in: Size("d_in") = 6  # type: ignore[valid-type]
+    d_model: Size("d_model") = 256  # type: ignore[valid-type]
+    n_heads: Size("n_heads") = 4  # type: ignore[valid-type]
+    ff_dim: Size("ff_dim") = 512  # type: ignore[valid-type]
+    n_enc_layers: Size("n_enc_layers") = 4  # type: ignore[valid-type]
+    n_dec_layers: Size("n_dec_layers") = 4  # type: ignore[valid-type]
+    ffn_dropout_p: Dropout = 0.0
+    attn_dropout_p: Dropout = 0.0
+    resid_dropout_p: Dropout = 0.0
+    s1_bits: Size("s1_bits") = 10  # type: ignore[valid-type]
+    s2_bits: Size("s2_bits") = 10  # type: ignore[valid-type]
+    beta: Weight = 0.05
+    gamma0: Weight = 1.0
+    gamma: Weight = 1.1
+    zeta: Weight = 0.05
+    group_size: Size("group_size") = 4  # type: ignore[valid-type]
 
     kind = "tokenizer"
+    __pydantic_config__ = ConfigDict(extra="forbid")  # read by config_from_dict (a config.json's object)
 
     def __post_init__(self) -> None:
         _check_heads(self.d_model, self.n_heads, "tokenizer")
@@ -69,19 +116,20 @@ class TokenizerConfig:
 
 @dataclass(frozen=True)
 class KronosConfig:
-    d_model: int = 256
-    n_layers: int = 4
-    n_heads: int = 4
-    ff_dim: int = 512
-    s1_bits: int = 10
-    s2_bits: int = 10
-    ffn_dropout_p: float = 0.0
-    attn_dropout_p: float = 0.0
-    resid_dropout_p: float = 0.0
-    token_dropout_p: float = 0.0
-    learn_te: bool = True
+    d_model: Size("d_model") = 256  # type: ignore[valid-type]
+    n_layers: Size("n_layers") = 4  # type: ignore[valid-type]
+    n_heads: Size("n_heads") = 4  # type: ignore[valid-type]
+    ff_dim: Size("ff_dim") = 512  # type: ignore[valid-type]
+    s1_bits: Size("s1_bits") = 10  # type: ignore[valid-type]
+    s2_bits: Size("s2_bits") = 10  # type: ignore[valid-type]
+    ffn_dropout_p: Dropout = 0.0
+    attn_dropout_p: Dropout = 0.0
+    resid_dropout_p: Dropout = 0.0
+    token_dropout_p: Dropout = 0.0
+    learn_te: Flag = True
 
     kind = "model"
+    __pydantic_config__ = ConfigDict(extra="forbid")
 
     def __post_init__(self) -> None:
         _check_heads(self.d_model, self.n_heads, "model")
@@ -113,34 +161,6 @@ def _dump(cfg: AnyConfig) -> str:
     return json.dumps(asdict(cfg), sort_keys=True, indent=2)
 
 
-# Sane bounds of the size fields (well above Kronos-large), checked before any module is built: a config.json
-# with n_layers 1000000 would otherwise build for minutes and many GB.
-SIZE_BOUNDS: dict[str, tuple[int, int]] = {
-    "d_in": (6, 6), "d_model": (2, 8192), "n_heads": (1, 256), "ff_dim": (1, 65536), "n_layers": (1, 128),
-    "n_enc_layers": (2, 64), "n_dec_layers": (2, 64), "s1_bits": (1, 16), "s2_bits": (1, 16),
-    "group_size": (1, 20),
-}  # fmt: skip
-
-
-def _check_fields(cls: type, data: Mapping[str, Any], where: str) -> None:
-    """Types and bounds of every field, each error naming the file and the field."""
-    for f in fields(cls):
-        v = data[f.name]
-        if f.type in ("int", int):
-            if isinstance(v, bool) or not isinstance(v, int):
-                raise CheckpointError(f"{where}: field {f.name!r} must be a whole number, got {v!r}")
-            lo, hi = SIZE_BOUNDS[f.name]
-            if not lo <= v <= hi:
-                raise CheckpointError(f"{where}: field {f.name!r} = {v} is outside the sane range {lo}..{hi}")
-        elif f.type in ("float", float):
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
-                raise CheckpointError(f"{where}: field {f.name!r} must be a finite number >= 0, got {v!r}")
-            if f.name.endswith("dropout_p") and v >= 1:
-                raise CheckpointError(f"{where}: field {f.name!r} = {v} must be below 1")
-        elif f.type in ("bool", bool) and not isinstance(v, bool):
-            raise CheckpointError(f"{where}: field {f.name!r} must be true or false, got {v!r}")
-
-
 def config_from_dict(data: Mapping[str, Any], expected: Kind | None = None,
                      source: str = "config.json") -> AnyConfig:  # fmt: skip
     """Build the right config from a config.json dict; raises CheckpointError naming ``source`` and the
@@ -149,16 +169,30 @@ def config_from_dict(data: Mapping[str, Any], expected: Kind | None = None,
     if expected is not None and kind != expected:
         raise CheckpointError(f"{source} describes a {kind}, but a {expected} was expected")
     cls = TokenizerConfig if kind == "tokenizer" else KronosConfig
+    return validate_config(cls, data, f"{source} ({kind})", complete=True)
+
+
+@functools.cache
+def _adapter(cls: type[AnyConfig]) -> TypeAdapter[Any]:
+    return TypeAdapter(cls)
+
+
+def validate_config(cls: type[AnyConfig], data: Mapping[str, Any], where: str, complete: bool = False) -> AnyConfig:
+    """``cls`` from ``data``, every field's type and bounds checked (its pydantic schema) before any module is
+    built; ``complete``: every field must be given (a config.json holds them all). Errors name ``where`` and the
+    field."""
     names = {f.name for f in fields(cls)}
-    missing = sorted(names - set(data))
+    missing = sorted(names - set(data)) if complete else []
     unknown = sorted(set(data) - names)
     if missing or unknown:
-        raise CheckpointError(f"{source} ({kind}): missing keys {missing}, unknown keys {unknown}")
-    _check_fields(cls, data, f"{source} ({kind})")
+        raise CheckpointError(f"{where}: missing keys {missing}, unknown keys {unknown}")
     try:
-        return cls(**{k: data[k] for k in names})
-    except CheckpointError as exc:
-        raise CheckpointError(f"{source}: {exc}") from exc
+        return _adapter(cls).validate_python(dict(data))
+    except ValidationError as exc:
+        err = exc.errors(include_url=False)[0]
+        message = err["msg"].removeprefix("Value error, ")
+        raise CheckpointError(f"{where}: field {err['loc'][0]!r} {message}" if err["loc"] else
+                              f"{where}: {message}") from None
 
 
 def config_from_json(text: str, expected: Kind | None = None, source: str = "config.json") -> AnyConfig:

@@ -25,9 +25,9 @@ from typing import Annotated, Any, Mapping
 
 from pydantic import BeforeValidator, ValidationInfo, field_validator, model_validator
 
-from kronos_assets.configuration import (Device, Moment, Number, OneOf, Schema, Whole, fail, problem, read_yaml,
-                                         unknown_key, validate)
-from kronos_assets.kronos.config import KronosConfig, TokenizerConfig
+from kronos_assets.configuration import (ConfigError, Device, Moment, Number, OneOf, Schema, Whole, fail, field_path,
+                                         problem, read_yaml, unknown_key, validate)
+from kronos_assets.kronos.config import KronosConfig, TokenizerConfig, validate_config
 from kronos_assets.kronos.errors import CheckpointError
 from kronos_assets.settings import REPO_ROOT, ModelSettings, Symbols, TimeframeName
 
@@ -225,15 +225,15 @@ class TrainingFile(Schema):
 # -- reading -------------------------------------------------------------------------------------------------
 def _network(path: Path, cls: type, m: dict[str, Any], where: tuple[str, ...],
              extra: dict[str, Any] | None = None) -> Any:  # fmt: skip
-    """A network config (kronos/config.py checks its sizes) from a scratch entry; errors name file and field."""
+    """A network config from a scratch entry, checked by its own schema (kronos/config.py: sizes in bounds)."""
     known = {f.name for f in fields(cls)}
     unknown = sorted(set(m) - known)
     if unknown:
         raise fail(path, (*where, unknown[0]), unknown_key(unknown[0], known))
     try:
-        return cls(**{**(extra or {}), **m})
-    except (CheckpointError, TypeError) as exc:
-        raise fail(path, where, str(exc)) from None
+        return validate_config(cls, {**(extra or {}), **m}, f"{path}: {field_path(where)}")
+    except CheckpointError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def _base(path: Path, value: str, where: tuple[str, ...], models: Mapping[str, ModelSettings] | None,

@@ -71,6 +71,9 @@ def _set(d: dict, dotted: str, value) -> dict:
         ("tokenizer.batch_size", KeyError, "runs.tiny.tokenizer.batch_size"),
         ("base", "no-such-model", "runs.tiny.base"),
         ("scratch.model.d_model", 30, "runs.tiny.scratch.model"),
+        ("scratch.model.d_model", 32.5, "runs.tiny.scratch.model"),  # kronos/config.py's schema: whole numbers
+        ("scratch.tokenizer.d_in", 7, "runs.tiny.scratch.tokenizer"),  # ... within the sane bounds
+        ("scratch.model.n_layrs", 3, "runs.tiny.scratch.model.n_layrs"),
         ("scratch.tokenizer.group_size", 3, "runs.tiny.scratch.tokenizer.group_size"),
         ("device", "tpu", "runs.tiny.device"),
         ("evaluation.horizon", 40, "runs.tiny.evaluation.horizon"),
