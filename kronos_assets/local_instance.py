@@ -13,10 +13,10 @@ from kronos_assets.settings import Settings
 
 MARKER = "# Written by kronos-assets"
 
-# One DuckDB writer and one publisher at a time (pools), runs watched by the daemon when one runs
-# (`DAGSTER_HOME=<home>/<profile>/dagster dg dev`): a run that never starts is failed, slots of ended runs are
-# freed; sensors in threads so a slow webhook never delays the others; the full event log in a file, not on
-# the terminal.
+# One warehouse writer (duckdb_write; DuckLake raises it, sync_write_pool) and one publisher at a time (pools), runs
+# watched by the daemon when one runs (`DAGSTER_HOME=<home>/<profile>/dagster dg dev`): a run that never starts is
+# failed, slots of ended runs are freed; sensors in threads so a slow webhook never delays the others; the full
+# event log in a file, not on the terminal.
 INSTANCE_YAML = """\
 {marker} for profile {profile}; it is rewritten when it differs. Use your own instance with DAGSTER_HOME.
 concurrency:
@@ -70,4 +70,18 @@ def instance_for(settings: Settings) -> dg.DagsterInstance:
         tmp = yaml_path.with_suffix(".yaml.tmp")
         tmp.write_text(wanted)
         os.replace(tmp, yaml_path)
-    return dg.DagsterInstance.local_temp(tempdir=str(path))
+    instance = dg.DagsterInstance.local_temp(tempdir=str(path))
+    sync_write_pool(instance, settings)
+    return instance
+
+
+WRITE_POOL = "duckdb_write"
+
+
+def sync_write_pool(instance: dg.DagsterInstance, settings: Settings) -> None:
+    """The warehouse writers' pool at the back end's limit (1 for the embedded file, write_pool_limit for DuckLake).
+    The YAML has no per-pool limit, so it is set in the instance's storage, and only when it differs."""
+    wanted = settings.warehouse.pool_limit
+    limits = {p.name: p.limit for p in instance.event_log_storage.get_pool_limits()}
+    if limits.get(WRITE_POOL, 1) != wanted:  # unset: default_limit, 1
+        instance.event_log_storage.set_concurrency_slots(WRITE_POOL, wanted)

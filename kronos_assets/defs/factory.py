@@ -11,6 +11,7 @@ from kronos_assets.defs.automation import build_candles_schedule, build_forecast
 from kronos_assets.defs.evaluate import build_evaluations, build_track_record
 from kronos_assets.defs.forecast import build_forecasts, forecasts_key
 from kronos_assets.defs.ingest import build_ingest, clean_candles_key
+from kronos_assets.defs.maintenance import build_maintenance
 from kronos_assets.defs.model import build_weights, weighted_models
 from kronos_assets.defs.operations import (build_failure_sensor, build_forecast_checks, build_recovery_sensor,
                                             freshness_policy)
@@ -77,6 +78,7 @@ def build_definitions(settings: Settings, resources: dict[str, Any] | None = Non
     defs = dg.Definitions.merge(
         *families,
         *(d for d, _ in uploads.values()),
+        build_maintenance(settings.warehouse),  # DuckLake only: compaction and snapshot expiry, scheduled
         dg.Definitions(
             assets=[*(build_weights(m) for m in weighted_models(settings)), comparison, *build_training_assets(settings),
                     adhoc],

@@ -140,7 +140,7 @@ def load_frames(run: RunSettings, *, source: str | None = None, warehouse: Any =
             from kronos_assets.settings import load_settings
             from kronos_assets.warehouse import Warehouse
 
-            warehouse = Warehouse(load_settings(home=default_home()).warehouse_path)  # the profile's own warehouse
+            warehouse = Warehouse.of(load_settings(home=default_home()))  # the profile's own warehouse
         return frames_from_warehouse(warehouse, d.symbols, d.timeframe, d.train_start, d.heldout_end)
     if src == "csv":
         files = {s: (Path(p) if Path(p).is_absolute() else REPO_ROOT / p) for s, p in d.files.items()}

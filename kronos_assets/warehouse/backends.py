@@ -60,7 +60,8 @@ class Lake:
         self._lock = threading.Lock()
 
     def __getstate__(self) -> dict:
-        return {"config": self.config, "extension_dir": self.extension_dir, "read_only": self.read_only}  # no connection
+        # a connection never travels: the unpickled copy attaches on first use
+        return {"config": self.config, "extension_dir": self.extension_dir, "read_only": self.read_only}
 
     def __setstate__(self, state: dict) -> None:
         self.__init__(**state)  # type: ignore[misc]

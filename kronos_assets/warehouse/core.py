@@ -57,7 +57,13 @@ class Warehouse:
         self.config = config or WarehouseConfig()
         self._schema_ready = False
         # DuckLake: one attached in-memory database per process, a cursor per call (extensions live beside the file).
-        self._lake = Lake(self.config, self.path.parent / "duckdb_extensions") if self.config.backend == "ducklake" else None
+        self._lake = (Lake(self.config, self.path.parent / "duckdb_extensions")
+                      if self.config.backend == "ducklake" else None)
+
+    @classmethod
+    def of(cls, settings: Any) -> "Warehouse":
+        """The warehouse a profile's settings name: its file path, and its ``warehouse:`` back end."""
+        return cls(settings.warehouse_path, config=settings.warehouse)
 
     def __repr__(self) -> str:
         return f"Warehouse({self.path if self._lake is None else self.config.describe()})"

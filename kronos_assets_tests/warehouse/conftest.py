@@ -9,7 +9,7 @@ from typing import Iterator
 
 import pytest
 
-from kronos_assets.warehouse import WarehouseConfig
+from kronos_assets.warehouse import Warehouse, WarehouseConfig
 from kronos_assets.warehouse.config import PG_PASSWORD_VAR, S3_KEY_ID_VAR, S3_SECRET_VAR
 from kronos_assets_tests.operations.servers import Postgres, postgres_server
 
@@ -54,6 +54,11 @@ class LakeServers:
                           aws_secret_access_key=S3_SECRET, region_name="us-east-1")
         pages = s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix)
         return [o["Key"] for p in pages for o in p.get("Contents", []) if o["Key"].endswith(".parquet")]
+
+
+def data_files(wh: Warehouse, table: str = "raw_candles") -> int:
+    """How many Parquet files DuckLake's catalog lists for ``table``."""
+    return wh.query(f"SELECT count(*) AS n FROM ducklake_list_files('lake', '{table}')")["n"][0]
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,6 @@
 """A writer process for the DuckLake tests: replaces one symbol's raw candles by ``rows`` bars tagged ``tag``.
 
-python -m kronos_assets_tests.warehouse.lake_writer CONFIG_JSON SYMBOL TAG ROWS HOME [--announce-commit]
+python -m kronos_assets_tests.warehouse.lake_writer CONFIG_JSON SYMBOL TAG ROWS HOME [--announce-commit] [--merge]
 With --announce-commit it prints COMMIT (flushed) right before each commit, so the test can kill -9 it there.
 """
 
@@ -29,8 +29,12 @@ def candles(symbol: str, tag: str, rows: int) -> pl.DataFrame:
     }, schema_overrides={"amount": pl.Float64, "ts": pl.Datetime("us", "UTC")})
 
 
-def write(wh: Warehouse, symbol: str, tag: str, rows: int) -> None:
-    wh.replace("raw_candles", candles(symbol, tag, rows), "symbol = ?", [symbol])
+def write(wh: Warehouse, symbol: str, tag: str, rows: int, merge: bool = False) -> None:
+    """The partition write the assets make: replace the symbol's rows, or (raw candles) merge them by bar."""
+    if merge:
+        wh.merge("raw_candles", candles(symbol, tag, rows), ["symbol", "timeframe", "ts"])
+    else:
+        wh.replace("raw_candles", candles(symbol, tag, rows), "symbol = ?", [symbol])
 
 
 def main(argv: list[str]) -> None:
@@ -45,7 +49,7 @@ def main(argv: list[str]) -> None:
 
         core._commit = announced
     wh = Warehouse(Path(argv[4]) / "warehouse.duckdb", config=config)  # the folder keeps the extensions
-    write(wh, symbol, tag, rows)
+    write(wh, symbol, tag, rows, merge="--merge" in argv)
     print("DONE", flush=True)
 
 

@@ -9,13 +9,11 @@ import sys
 import time
 from pathlib import Path
 
-import polars as pl
 import pytest
 
 from kronos_assets.warehouse import Warehouse, WarehouseConfig, WarehouseConflict, core
 from kronos_assets.warehouse.config import PG_PASSWORD_VAR
-from kronos_assets_tests.operations.servers import wait_until
-from kronos_assets_tests.warehouse.conftest import S3_SECRET, LakeServers
+from kronos_assets_tests.warehouse.conftest import S3_SECRET, LakeServers, data_files
 from kronos_assets_tests.warehouse.lake_writer import candles, write
 
 pytestmark = [pytest.mark.timeout(240)]
@@ -37,7 +35,8 @@ def _versions(wh: Warehouse) -> dict[str, tuple[int, list[str]]]:
 
 def test_same_rows_as_embedded_and_parquet_in_the_bucket(lake: LakeServers, tmp_path: Path):
     cfg = lake.config()
-    embedded, ducklake = Warehouse(tmp_path / "a" / "warehouse.duckdb"), Warehouse(tmp_path / "b" / "wh.duckdb", config=cfg)
+    embedded = Warehouse(tmp_path / "a" / "warehouse.duckdb")
+    ducklake = Warehouse(tmp_path / "b" / "wh.duckdb", config=cfg)
     for wh in (embedded, ducklake):
         write(wh, "BTC/USDT", "v1", ROWS)
         write(wh, "ETH/USDT", "v1", ROWS)
@@ -68,12 +67,25 @@ def test_two_writers_of_one_partition_leave_one_whole_version(lake: LakeServers,
     wh = Warehouse(tmp_path / "wh.duckdb", config=cfg)
     write(wh, "BTC/USDT", "old", ROWS)
     for round_ in range(1):
-        procs = [_writer(cfg, tmp_path, "BTC/USDT", f"r{round_}-{tag}", n) for tag, n in (("a", ROWS + 7), ("b", ROWS + 13))]
+        procs = [_writer(cfg, tmp_path, "BTC/USDT", f"r{round_}-{tag}", n)
+                 for tag, n in (("a", ROWS + 7), ("b", ROWS + 13))]
         outs = [p.communicate(timeout=180) for p in procs]
         assert [p.returncode for p in procs] == [0, 0], [o[1][-2000:] for o in outs]
         n, tags = _versions(wh)["BTC/USDT"]
         # exactly one writer's rows, all of them: never both, never the old, never a mix
         assert (n, tags) in {(ROWS + 7, (f"r{round_}-a",)), (ROWS + 13, (f"r{round_}-b",))}
+
+
+def test_two_merges_of_the_same_bars_store_each_bar_once(lake: LakeServers, tmp_path: Path):
+    """raw candles' write: two runs merging the same bars at once leave every bar once, from one writer."""
+    cfg = lake.config()
+    wh = Warehouse(tmp_path / "wh.duckdb", config=cfg)
+    write(wh, "BTC/USDT", "old", ROWS)
+    procs = [_writer(cfg, tmp_path, "BTC/USDT", tag, ROWS, "--merge") for tag in ("a", "b")]
+    outs = [p.communicate(timeout=180) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [o[1][-2000:] for o in outs]
+    assert _versions(wh)["BTC/USDT"] in {(ROWS, ("a",)), (ROWS, ("b",))}
+    assert wh.query("SELECT count(DISTINCT ts) AS n FROM raw_candles")["n"][0] == ROWS
 
 
 def _interfering_commit(monkeypatch: pytest.MonkeyPatch, other: Warehouse, times: int) -> list[int]:
@@ -163,12 +175,11 @@ def test_maintenance_merges_small_files_and_expires_snapshots(lake: LakeServers,
     for i in range(4):  # four partitions, one small file each, one snapshot each
         write(wh, f"S{i}/USDT", "v", 50)
     before = wh.query("SELECT * FROM raw_candles ORDER BY symbol, ts")
-    files = lambda: wh.query("SELECT count(*) AS n FROM ducklake_list_files('lake', 'raw_candles')")["n"][0]  # noqa: E731
     snapshots = lambda: wh.query("SELECT count(*) AS n FROM ducklake_snapshots('lake')")["n"][0]  # noqa: E731
-    n_files, n_snaps = files(), snapshots()
+    n_files, n_snaps = data_files(wh), snapshots()
     assert n_files == 4
     counts = wh.maintain(keep_snapshots=timedelta(0), keep_files=timedelta(0))
-    assert files() == 1 and snapshots() < n_snaps, (counts, files(), snapshots())
+    assert data_files(wh) == 1 and snapshots() < n_snaps, (counts, data_files(wh), snapshots())
     assert counts["old_files_deleted"] >= 4
     assert wh.query("SELECT * FROM raw_candles ORDER BY symbol, ts").equals(before)  # the same rows, fewer files
     with pytest.raises(ValueError, match="embedded file needs none"):

@@ -1,0 +1,40 @@
+"""A code location for the daemon test: kronos_assets' own, with the warehouse resource made to hold each raw
+candles write until as many writers (run processes) have arrived as the folder's ``expected`` file says, so that
+runs provably write at the same time however the machine staggers their start (the test raises ``expected`` for
+each wave of runs). Each write's window goes to a JSON-lines file."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+from kronos_assets.defs.resources import build_resources
+from kronos_assets.definitions import code_location
+from kronos_assets.settings import load_settings
+from kronos_assets.warehouse import Warehouse
+
+BARRIER_DIR_VAR = "KRONOS_TEST_BARRIER_DIR"
+BARRIER_WAIT_S = 180.0
+
+
+class BarrierWarehouse(Warehouse):
+    def merge(self, table, frame, keys):
+        folder = Path(os.environ[BARRIER_DIR_VAR])
+        n = int((folder / "expected").read_text())
+        (folder / f"arrived-{os.getpid()}").touch()
+        deadline = time.monotonic() + BARRIER_WAIT_S
+        while len(list(folder.glob("arrived-*"))) < n and time.monotonic() < deadline:
+            time.sleep(0.2)
+        start = time.time()
+        out = super().merge(table, frame, keys)
+        with open(folder / "writes.jsonl", "a") as f:
+            f.write(json.dumps({"pid": os.getpid(), "table": table, "start": start, "end": time.time()}) + "\n")
+        return out
+
+
+def location():
+    settings = load_settings()
+    resources = build_resources(settings)
+    return code_location(settings, {**resources, "warehouse": BarrierWarehouse.of(settings)})
