@@ -9,6 +9,8 @@ Dagster, so every library may use it. Secret values are returned to the code tha
     KRONOS_HOME                    settings, training (project home)     <repo>/.kronos_home
     KRONOS_UPLOADS_DIR             settings (watched uploads folder)     <home>/<profile>/uploads
     KRONOS_POOL_WAIT_S             main job, runs (pool wait limit, s)   300 (runs.DEFAULT_POOL_WAIT_S)
+    KRONOS_SENSOR_INTERVAL_S       defs (least s between ticks of the    each sensor's own (30, 60)
+                                     alert, recovery, uploads sensors)
     KRONOS_HF_CACHE                kronos kind, training (hub cache)     huggingface_hub's own (HF_HOME)
     KRONOS_ALERT_WEBHOOK (secret)  alerts (failure webhook URL)          none: alerts stay on disk
     DAGSTER_HOME                   CLI, health, local instance           the profile's <home>/<profile>/dagster
@@ -40,6 +42,7 @@ CONFIG_DIR = "KRONOS_CONFIG_DIR"
 HOME = "KRONOS_HOME"
 UPLOADS_DIR = "KRONOS_UPLOADS_DIR"
 POOL_WAIT = "KRONOS_POOL_WAIT_S"
+SENSOR_INTERVAL = "KRONOS_SENSOR_INTERVAL_S"
 HF_CACHE = "KRONOS_HF_CACHE"
 WEBHOOK = "KRONOS_ALERT_WEBHOOK"
 DAGSTER_HOME = "DAGSTER_HOME"
@@ -99,6 +102,17 @@ def pool_wait_s() -> float | None:
     if not value > 0:
         raise ValueError(f"{POOL_WAIT}: {raw!r} is not a number of seconds > 0")
     return value
+
+
+def sensor_interval_s(default: int) -> int:
+    """$KRONOS_SENSOR_INTERVAL_S, else ``default``: shorter ticks for tests that wait on the daemon; a value that
+    is not a whole number >= 1 is an error naming it."""
+    raw = _text(SENSOR_INTERVAL)
+    if raw is None:
+        return default
+    if not raw.isdigit() or int(raw) < 1:
+        raise ValueError(f"{SENSOR_INTERVAL}: {raw!r} is not a whole number of seconds >= 1")
+    return int(raw)
 
 
 def hf_cache() -> str | None:

@@ -3,6 +3,7 @@
 import dagster as dg
 import numpy as np
 
+from kronos_assets import environment
 from kronos_assets.alerts import ALERTS_FILE, deliver_pending, pending_alerts, record_alert
 from kronos_assets.defs.forecast import forecasts_key
 from kronos_assets.market.rules import freshness_windows
@@ -74,6 +75,7 @@ def build_failure_sensor(settings: Settings) -> dg.SensorDefinition:
     @dg.run_failure_sensor(
         name="alert_on_run_failure",
         default_status=dg.DefaultSensorStatus.RUNNING,
+        minimum_interval_seconds=environment.sensor_interval_s(30),  # Dagster's default interval
         # Every run of the instance, also those `kronos-assets run` executes in its own process: they have no
         # code-location origin, and the default (this location's runs only) would never see them.
         monitor_all_code_locations=True,
@@ -96,7 +98,7 @@ def build_recovery_sensor(settings: Settings) -> dg.SensorDefinition:
     freed, nor for a webhook that was down to get its pending alerts."""
     folder = settings.profile_home
 
-    @dg.sensor(name="recover_dead_runs_and_deliver_alerts", minimum_interval_seconds=60,
+    @dg.sensor(name="recover_dead_runs_and_deliver_alerts", minimum_interval_seconds=environment.sensor_interval_s(60),
                default_status=dg.DefaultSensorStatus.RUNNING,
                description=("Fails runs whose process died (freeing their pool slots) and re-posts alerts whose "
                             "webhook call failed."))

@@ -17,6 +17,7 @@ from typing import Any
 
 import dagster as dg
 
+from kronos_assets import environment
 from kronos_assets.defs.automation import BAR_TAG, SYMBOL_TAG
 from kronos_assets.defs.partitions import BAR_FMT, RANGE_END, RANGE_START, UPLOADS, day_key, uploads_partitions_name
 from kronos_assets.market.files import MB, CandleFileError, ReadLimits, file_digest, load_candle_file, scan_folder
@@ -85,7 +86,7 @@ def build_uploads_sensor(settings: Settings, candles_jobs: dict[str, object]) ->
     @dg.sensor(
         name="uploaded_candles",
         jobs=list(candles_jobs.values()),
-        minimum_interval_seconds=30,
+        minimum_interval_seconds=environment.sensor_interval_s(30),
         default_status=dg.DefaultSensorStatus.RUNNING,
         description=(f"Watches {settings.uploads_dir} for CSV, Parquet or Feather candle files. Each valid file becomes "
                      "a market of the uploads family (timeframe inferred) and is ingested and forecast (published only "

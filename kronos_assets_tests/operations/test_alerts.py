@@ -194,6 +194,18 @@ def _ticks(dagster_home: Path) -> dict[str, list[tuple[float, float | None]]]:
     return out
 
 
+SENSORS = ("alert_on_run_failure", "recover_dead_runs_and_deliver_alerts", "uploaded_candles")
+SENSOR_INTERVAL_S = 5  # the daemon looks at its sensors every 5 s: a shorter interval would change nothing
+
+
+def _ticked_since(dagster_home: Path, since: float, times: int) -> bool:
+    """Every sensor of SENSORS has finished ``times`` ticks that started after ``since``."""
+    ticks = _ticks(dagster_home)
+    return all(sum(start >= since and end is not None for start, end in ticks.get(name, [])) >= times
+               for name in SENSORS)
+
+
+@pytest.mark.slow
 def test_with_the_daemon_running_a_hanging_then_failing_webhook_delays_nothing_and_duplicates_nothing(tmp_path):
     import shutil
 
@@ -205,14 +217,15 @@ def test_with_the_daemon_running_a_hanging_then_failing_webhook_delays_nothing_a
     settings = small_settings(tmp_path)
     instance_for(settings).dispose()  # writes the profile's dagster.yaml, as `kronos-assets run` does
     shutil.copy(REPO_ROOT / "workspace.yaml", tmp_path / "workspace.yaml")
-    env = kronos_env(tmp_path, settings.dagster_home, {"KRONOS_ALERT_WEBHOOK": hook.url})
+    env = kronos_env(tmp_path, settings.dagster_home, {"KRONOS_ALERT_WEBHOOK": hook.url,
+                                                      "KRONOS_SENSOR_INTERVAL_S": str(SENSOR_INTERVAL_S)})
     log = tmp_path / "daemon.log"
     folder = settings.profile_home
+    home = settings.dagster_home
     try:
         with background([str(VENV_BIN / "dagster-daemon"), "run", "-w", "workspace.yaml"], env, tmp_path, log) as d:
             # The failure sensor's first tick sets its cursor: failures after it are what it reports.
-            wait_until(lambda: "alert_on_run_failure" in _ticks(settings.dagster_home), 240, "first sensor tick",
-                       proc=d, log=log)
+            wait_until(lambda: "alert_on_run_failure" in _ticks(home), 240, "first sensor tick", proc=d, log=log)
             failed = []
             for day in (18, 19, 20):
                 instance = instance_for(settings)
@@ -225,25 +238,41 @@ def test_with_the_daemon_running_a_hanging_then_failing_webhook_delays_nothing_a
                 finally:
                     instance.dispose()
             wait_until(lambda: len(recorded_alerts(folder)) == 3, 180, "three alerts recorded", proc=d, log=log)
-            hang_until = time.time() + 70  # long enough for another tick of every 30 s sensor
-            while time.time() < hang_until:
-                time.sleep(2)
+            # Every sensor ticks twice more while the webhook hangs (the recovery sensor retrying the posts).
+            hang_from = time.time()
+            wait_until(lambda: _ticked_since(home, hang_from, 2), 180, "two ticks of every sensor during the hang",
+                       proc=d, log=log)
             assert hook.posts == [] and len(pending_alerts(folder)) == 3
             hook.mode = "fail"
-            time.sleep(35)
+            fail_from = time.time()
+            wait_until(lambda: _ticked_since(home, fail_from, 1), 180, "a tick of every sensor while posts fail",
+                       proc=d, log=log)
             hook.mode = "ok"
             wait_until(lambda: not pending_alerts(folder), 180, "pending alerts delivered", proc=d, log=log)
-            ticks = _ticks(settings.dagster_home)
+            ticks = _ticks(home)
     finally:
         hook.close()
     assert sorted(a["run_id"] for a in recorded_alerts(folder)) == sorted(failed)  # once each
     assert sorted(p["alert"]["run_id"] for p in hook.posts) == sorted(failed)  # posted once each, none twice
     for start, end in ticks["alert_on_run_failure"]:
         assert end is None or end - start < 15, ticks["alert_on_run_failure"]  # 3 s per POST, 8 s per round
-    # Another sensor kept its 30 s cadence while the webhook hung (sensors run in threads).
+    # Another sensor kept its cadence while the webhook hung (sensors run in threads).
     uploads = [start for start, _ in ticks["uploaded_candles"]]
     gaps = [b - a for a, b in zip(uploads, uploads[1:])]
     assert gaps and max(gaps) < 50, gaps
+
+
+def test_a_sensor_interval_that_is_not_a_whole_number_of_seconds_names_the_variable(monkeypatch):
+    from kronos_assets import environment
+
+    monkeypatch.delenv(environment.SENSOR_INTERVAL, raising=False)
+    assert environment.sensor_interval_s(30) == 30
+    monkeypatch.setenv(environment.SENSOR_INTERVAL, "5")
+    assert environment.sensor_interval_s(30) == 5
+    for raw in ("0", "2.5", "soon", "-1"):
+        monkeypatch.setenv(environment.SENSOR_INTERVAL, raw)
+        with pytest.raises(ValueError, match=rf"^KRONOS_SENSOR_INTERVAL_S: '{raw}' is not a whole number"):
+            environment.sensor_interval_s(30)
 
 
 def test_the_next_kronos_assets_run_retries_alerts_whose_post_failed(tmp_path, hook):
