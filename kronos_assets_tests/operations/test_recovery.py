@@ -14,8 +14,10 @@ import subprocess
 import sys
 import time
 import uuid
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Iterator
 
 import dagster as dg
 import duckdb
@@ -25,7 +27,7 @@ from kronos_assets.alerts import recorded_alerts
 from kronos_assets.local_instance import instance_for
 from kronos_assets.main_job import MainJobFailed, run_main_job
 from kronos_assets.runs import HOST_TAG, PID_START_TAG, PID_TAG, _pid_start, reap_dead_runs
-from kronos_assets.settings import load_settings
+from kronos_assets.settings import Settings, load_settings
 from kronos_assets_tests.helpers import write_configs
 
 NOW = "2026-11-20T10:05"  # a fixed clock: every run computes the same bars
@@ -42,6 +44,10 @@ def _env(root: Path) -> dict[str, str]:
 def _config(root: Path) -> Path:
     write_configs(root, profile={"symbols": ["BTC/USDT"]})
     return root
+
+
+def _settings(root: Path) -> Settings:
+    return load_settings("demo", config_dir=root / "configs", home=root / "home")
 
 
 def _cli(root: Path) -> list[str]:
@@ -90,11 +96,12 @@ def _kill_at(root: Path, step: str, delay_s: float) -> None:
         proc.wait()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("step, delay_s", [("1h__raw_candles", 0.3), ("1h__forecasts", 0.5), ("1h__published", 0.2)])
 def test_kill_9_at_each_stage_then_a_plain_rerun_finishes_with_the_same_data(tmp_path, uninterrupted, step, delay_s):
     root = _config(tmp_path)
     _kill_at(root, step, delay_s)
-    settings = load_settings("demo", config_dir=root / "configs", home=root / "home")
+    settings = _settings(root)
     instance = instance_for(settings)
     stuck = instance.get_runs(dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED]))
     instance.dispose()
@@ -133,36 +140,52 @@ def _holder(instance: dg.DagsterInstance, pid: int, pool: str = "duckdb_write") 
     return run_id
 
 
-def test_a_wait_for_a_pool_slot_is_bounded_and_names_the_holder(tmp_path):
+@dataclass(frozen=True)
+class HeldSlot:
+    root: Path
+    settings: Settings
+    instance: dg.DagsterInstance
+    sleeper: subprocess.Popen  # the live process of the holder run
+    holder: str
+
+
+@pytest.fixture
+def held_slot(tmp_path: Path) -> Iterator[HeldSlot]:
+    """The duckdb_write slot held by a STARTED run of a live process (a ``sleep``)."""
     root = _config(tmp_path)
-    settings = load_settings("demo", config_dir=root / "configs", home=root / "home")
+    settings = _settings(root)
     sleeper = subprocess.Popen(["sleep", "300"])
     instance = instance_for(settings)
     try:
-        holder = _holder(instance, sleeper.pid)
-        t0 = time.monotonic()
-        with pytest.raises(MainJobFailed) as err:
-            run_main_job(settings, backfill_bars=2, instance=instance, log=lambda _m: None, pool_wait_s=3)
-        assert time.monotonic() - t0 < 60
-        assert holder in str(err.value) and "'duckdb_write' pool slot" in str(err.value)
-        assert instance.get_run_by_id(holder).status == dg.DagsterRunStatus.STARTED  # alive: left alone
-
-        # The holder dies: the next run fails it, frees its slot and goes through.
-        os.kill(sleeper.pid, signal.SIGKILL)
-        sleeper.wait()
-        messages = []
-        run_main_job(settings, backfill_bars=2, instance=instance, log=messages.append, pool_wait_s=3)
-        assert instance.get_run_by_id(holder).status == dg.DagsterRunStatus.FAILURE
-        assert any(holder in m and f"pid {sleeper.pid}" in m for m in messages), messages
+        yield HeldSlot(root, settings, instance, sleeper, _holder(instance, sleeper.pid))
     finally:
         if sleeper.poll() is None:
             sleeper.kill()
+        sleeper.wait()
         instance.dispose()
+
+
+def test_a_wait_for_a_pool_slot_is_bounded_and_names_the_holder(held_slot):
+    settings, instance, sleeper, holder = held_slot.settings, held_slot.instance, held_slot.sleeper, held_slot.holder
+    t0 = time.monotonic()
+    with pytest.raises(MainJobFailed) as err:
+        run_main_job(settings, backfill_bars=2, instance=instance, log=lambda _m: None, pool_wait_s=3)
+    assert time.monotonic() - t0 < 60
+    assert holder in str(err.value) and "'duckdb_write' pool slot" in str(err.value)
+    assert instance.get_run_by_id(holder).status == dg.DagsterRunStatus.STARTED  # alive: left alone
+
+    # The holder dies: the next run fails it, frees its slot and goes through.
+    os.kill(sleeper.pid, signal.SIGKILL)
+    sleeper.wait()
+    messages = []
+    run_main_job(settings, backfill_bars=2, instance=instance, log=messages.append, pool_wait_s=3)
+    assert instance.get_run_by_id(holder).status == dg.DagsterRunStatus.FAILURE
+    assert any(holder in m and f"pid {sleeper.pid}" in m for m in messages), messages
 
 
 def test_reaper_fails_dead_runs_frees_their_slots_and_spares_live_ones(tmp_path):
     root = _config(tmp_path)
-    settings = load_settings("demo", config_dir=root / "configs", home=root / "home")
+    settings = _settings(root)
     dead_proc = subprocess.Popen(["true"])
     dead_proc.wait()
     instance = instance_for(settings)
@@ -192,6 +215,7 @@ def small_dagster_disk(tmp_path: Path):
     subprocess.run(["umount", "-l", str(storage)], check=False)
 
 
+@pytest.mark.slow
 def test_a_full_disk_under_dagster_storage_ends_the_run_with_the_cause_and_the_next_run_recovers(small_dagster_disk):
     root, storage = small_dagster_disk
     log = root / "home" / "demo" / "logs" / "dagster.log"
@@ -216,7 +240,7 @@ def test_a_full_disk_under_dagster_storage_ends_the_run_with_the_cause_and_the_n
     rerun = _run(root)
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr
     assert "recovered: run" in rerun.stdout and "is gone (killed or crashed)" in rerun.stdout
-    settings = load_settings("demo", config_dir=root / "configs", home=root / "home")
+    settings = _settings(root)
     instance = instance_for(settings)
     try:
         assert not instance.get_runs(dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED]))
@@ -230,7 +254,7 @@ def test_stray_publish_temporaries_are_removed_only_when_nobody_publishes(tmp_pa
     from kronos_assets.publishing.store import LocalStore
 
     root = _config(tmp_path)
-    settings = load_settings("demo", config_dir=root / "configs", home=root / "home")
+    settings = _settings(root)
     store = LocalStore(settings.publish_dir)
     stray = settings.publish_dir / "series" / "BTC-USDT" / "1h" / ".tmp-k3j2"
     stray.parent.mkdir(parents=True)
@@ -251,32 +275,24 @@ def test_stray_publish_temporaries_are_removed_only_when_nobody_publishes(tmp_pa
         instance.dispose()
 
 
-def test_a_run_launched_outside_kronos_assets_run_also_bounds_its_wait_for_a_slot(tmp_path):
+@pytest.mark.slow
+def test_a_run_launched_outside_kronos_assets_run_also_bounds_its_wait_for_a_slot(held_slot):
     """`dagster job execute` runs with the job's own executor, as daemon-launched runs do."""
     from kronos_assets.defs.partitions import day_key
+    from kronos_assets.failures import run_cause
     from kronos_assets.runs import POOL_WAIT_TAG
     from kronos_assets_tests.operations.servers import VENV_BIN, kronos_env
 
-    root = _config(tmp_path)
-    settings = load_settings("demo", config_dir=root / "configs", home=root / "home")
-    sleeper = subprocess.Popen(["sleep", "300"])
-    instance = instance_for(settings)
-    try:
-        holder = _holder(instance, sleeper.pid)
-        day = str(day_key("BTC/USDT", datetime(2026, 11, 19, tzinfo=timezone.utc)))
-        tags = json.dumps({"dagster/partition": day, POOL_WAIT_TAG: "3"})
-        t0 = time.monotonic()
-        done = subprocess.run([str(VENV_BIN / "dagster"), "job", "execute", "-m", "kronos_assets.definitions", "-a",
-                               "defs", "-j", "candles_1h", "--tags", tags],
-                              env=kronos_env(root, settings.dagster_home), cwd=root, capture_output=True, text=True,
-                              timeout=RUN_LIMIT_S)
-        assert time.monotonic() - t0 < RUN_LIMIT_S
-        (run,) = [r for r in instance.get_runs() if r.run_id != holder]
-        assert run.status == dg.DagsterRunStatus.FAILURE, done.stdout[-3000:] + done.stderr[-3000:]
-        from kronos_assets.failures import run_cause
-
-        cause = run_cause(instance, run.run_id)
-        assert "PoolWaitTimeout" in cause and holder in cause and "'duckdb_write' pool slot" in cause, cause
-    finally:
-        sleeper.kill()
-        instance.dispose()
+    instance, holder = held_slot.instance, held_slot.holder
+    day = str(day_key("BTC/USDT", datetime(2026, 11, 19, tzinfo=timezone.utc)))
+    tags = json.dumps({"dagster/partition": day, POOL_WAIT_TAG: "3"})
+    t0 = time.monotonic()
+    done = subprocess.run([str(VENV_BIN / "dagster"), "job", "execute", "-m", "kronos_assets.definitions", "-a",
+                           "defs", "-j", "candles_1h", "--tags", tags],
+                          env=kronos_env(held_slot.root, held_slot.settings.dagster_home), cwd=held_slot.root,
+                          capture_output=True, text=True, timeout=RUN_LIMIT_S)
+    assert time.monotonic() - t0 < RUN_LIMIT_S
+    (run,) = [r for r in instance.get_runs() if r.run_id != holder]
+    assert run.status == dg.DagsterRunStatus.FAILURE, done.stdout[-3000:] + done.stderr[-3000:]
+    cause = run_cause(instance, run.run_id)
+    assert "PoolWaitTimeout" in cause and holder in cause and "'duckdb_write' pool slot" in cause, cause
