@@ -5,10 +5,7 @@ to look at (pytest's tmp dir and benchmarks/results/dashboard*.png, git-ignored)
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 import threading
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -20,14 +17,12 @@ import pytest
 from kronos_assets.publishing.bars import publish_bars
 from kronos_assets.publishing.keys import series_keys
 from kronos_assets.settings import REPO_ROOT
-from kronos_assets_tests.foundation.test_readme_main import _readme_main_command
 from kronos_assets_tests.publishing.cdp import Browser, find_chromium
 from kronos_assets_tests.publishing.conftest import env_bucket_store
 
 CHROMIUM = find_chromium()
-pytestmark = pytest.mark.skipif(
-    CHROMIUM is None, reason="chromium is not installed (apt-get install -y chromium, or set KRONOS_CHROMIUM)"
-)
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(
+    CHROMIUM is None, reason="chromium is not installed (apt-get install -y chromium, or set KRONOS_CHROMIUM)")]
 RESULTS = REPO_ROOT / "benchmarks" / "results"
 CHARTS_DRAWN = ("document.querySelectorAll('.chart').length > 0 && "
                 "[...document.querySelectorAll('.chart')].every(d => d.querySelector('svg.main-svg'))")
@@ -161,15 +156,9 @@ def test_dashboard_staleness_follows_the_freshness_rule(site_data, browser):
 
 
 @pytest.fixture(scope="module")
-def readme_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The README's main command, run as a user runs it in a fresh home; the published folder."""
-    home = tmp_path_factory.mktemp("readme") / "home"
-    cmd = _readme_main_command()
-    env = os.environ | {"KRONOS_HOME": str(home)}
-    for var in ("KRONOS_PROFILE", "DAGSTER_HOME"):
-        env.pop(var, None)
-    proc = subprocess.run([str(Path(sys.executable).parent / "kronos-assets"), *cmd.split()[1:]], cwd=REPO_ROOT,
-                          env=env, capture_output=True, text=True, timeout=900)
+def readme_site(readme_run) -> Path:
+    """The published folder of the README's main command (run once for the session, as a user runs it)."""
+    proc = readme_run.proc
     assert proc.returncode == 0, proc.stderr[-3000:]
     lines = proc.stdout.strip().splitlines()
     (record,) = [i for i, line in enumerate(lines) if line.endswith("1h: track record and verdicts")]
