@@ -176,10 +176,10 @@ def main() -> None:
                   flush=True)
             bar = chunk_end + timedelta(hours=1)
     t_forecast = time.perf_counter() - t1
-    record = track_record(resources["warehouse"], "1h")
+    record = track_record(resources["warehouse"].get(), "1h")
     board = [r for r in record["scoreboard"] if r["window_name"] == "all" and r["step"] == r["horizon"]]
     origins = int(((last_bar - first_bar) / timedelta(hours=1)) + 1)
-    n_forecasts = resources["warehouse"].query("SELECT model, count(*) AS n, count(*) FILTER "
+    n_forecasts = resources["warehouse"].get().query("SELECT model, count(*) AS n, count(*) FILTER "
                                                "(json_extract_string(provenance, '$.garch.fit') = 'failed') AS "
                                                "fallbacks FROM forecasts GROUP BY model")
     per_model = {r["model"]: {"seconds": round(model_s.get(r["model"], 0.0), 2), "forecasts": r["n"],

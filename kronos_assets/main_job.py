@@ -23,7 +23,7 @@ from kronos_assets import environment
 from kronos_assets.defs.evaluate import track_record_key
 from kronos_assets.defs.factory import build_definitions, candles_job_name, forecast_job_name
 from kronos_assets.defs.partitions import RANGE_END, RANGE_START, bar_key, day_key
-from kronos_assets.defs.resources import build_resources
+from kronos_assets.defs.resources import build_resources, library
 from kronos_assets.alerts import pending_alerts
 from kronos_assets.failures import alert_failed_runs, run_cause
 from kronos_assets.local_instance import instance_for
@@ -105,7 +105,8 @@ def run_main_job(
                                             selection=[track_record_key(tf.name)]) for tf in settings.timeframes}
     defs = dg.Definitions.merge(build_definitions(settings, resources), dg.Definitions(jobs=list(records.values())))
     instance = instance or instance_for(settings)
-    recover(settings, instance, resources["store"], log)
+    store = library(resources["store"])
+    recover(settings, instance, store, log)
     runner = _Runner(settings, instance, log, total=(2 * len(settings.symbols) + 1) * len(settings.timeframes))
     with bounded_pool_waits(instance, pool_wait_s, on_reap=lambda m: log(f"recovered: {m}")):
         for tf in settings.timeframes:
@@ -121,4 +122,4 @@ def run_main_job(
                 runner.run(forecast, f"{symbol} {tf.name}: forecast, score and publish {backfill_bars} bars up to "
                                      f"{newest:%Y-%m-%d %H:%M}", bar_key(symbol, first), bar_key(symbol, newest))
             runner.run(defs.resolve_job_def(records[tf.name].name), f"{tf.name}: track record and verdicts")
-    return MainJobResult(dashboard=resources["store"].location("index.html"), runs=runner.done)
+    return MainJobResult(dashboard=store.location("index.html"), runs=runner.done)

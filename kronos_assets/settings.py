@@ -260,7 +260,9 @@ def _check_exchange_ids(path: Path, exchanges: tuple[ExchangeSettings, ...]) -> 
                        + (f"; did you mean {near[0]!r}?" if near else "; see ccxt.exchanges for the ids"))
 
 
-def _load_models(path: Path) -> tuple[dict[str, kinds.ModelSpec], Sampling]:
+def load_models(path: Path) -> tuple[dict[str, kinds.ModelSpec], Sampling]:
+    """models.yaml: every forecaster a profile may name (the built-in baselines and each entry, read by its
+    kind) and the sampling settings."""
     data = read_yaml(path)
     file = validate(ModelsFile, data, path)
     specs = dict(kinds.BUILTIN)
@@ -301,7 +303,7 @@ def load_settings(
     markets_path = config_dir / "markets.yaml"
     markets = validate(MarketsFile, read_yaml(markets_path), markets_path, context={"today": today})
     models_path = config_dir / "models.yaml"
-    models, sampling = _load_models(models_path)  # built-in baselines and every models.yaml entry
+    models, sampling = load_models(models_path)  # built-in baselines and every models.yaml entry
     profile_path = config_dir / "profiles" / f"{profile}.yaml"
     p = validate(ProfileFile, read_yaml(profile_path), profile_path)
 

@@ -1,6 +1,6 @@
 """Publish: per-series JSON, Parquet paths, charts, the dashboard and the scoreboard, with a manifest written last.
 
-The store is the local folder or the R2 bucket (``kronos_assets.defs.resources.publishing_store``); the asset
+The store is the local folder or the R2 bucket (``kronos_assets.defs.resources.StoreResource``); the asset
 does not know which. What is published is ``publishing.bars.publish_bars``; the asset wires its partitions in.
 """
 

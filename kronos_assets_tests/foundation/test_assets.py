@@ -26,7 +26,7 @@ class Env:
         self.resources = build_resources(self.settings)
         self.defs = build_definitions(self.settings, self.resources)
         self.instance = dg.DagsterInstance.ephemeral()
-        self.wh = self.resources["warehouse"]
+        self.wh = self.resources["warehouse"].get()
 
     def run(self, job: str, start, end=None, raise_on_error=True):
         tags = {RANGE_START: str(start), RANGE_END: str(end or start)}
@@ -53,7 +53,7 @@ def test_raw_and_clean_candles_for_one_day(env):
     env.candles("BTC/USDT", D, D)
     raw = env.table("raw_candles", "ts")
     clean = env.table("clean_candles", "ts")
-    expected = env.resources["market"].fetch("BTC/USDT", "1h", D, D + timedelta(days=1), datetime.now(UTC))
+    expected = env.resources["market"].get().fetch("BTC/USDT", "1h", D, D + timedelta(days=1), datetime.now(UTC))
     assert raw.height == clean.height == 24
     assert raw["ts"].to_list() == expected["ts"].to_list()
     assert np.allclose(raw["close"].to_numpy(), expected["close"].to_numpy())

@@ -38,7 +38,7 @@ class Live:
         self.resources = build_resources(self.settings)
         self.defs = build_definitions(self.settings, self.resources)
         self.instance = dg.DagsterInstance.ephemeral()
-        self.wh = self.resources["warehouse"]
+        self.wh = self.resources["warehouse"].get()
 
     def run(self, day: datetime) -> dg.ExecuteInProcessResult:
         key = str(day_key("ETH/USDT", day))
@@ -71,7 +71,7 @@ def failure(result: dg.ExecuteInProcessResult) -> str:
 def test_live_candles_job_under_exchange_faults(tmp_path, eth):
     with FakeExchange("binance", {"ETH/USDT": {"1h": eth}}, None) as fake:
         live = Live(tmp_path, fake)
-        assert live.settings.request_deadline_s == 2 and live.resources["market"].config.request_deadline_s == 2
+        assert live.settings.request_deadline_s == 2 and live.resources["market"].get().config.request_deadline_s == 2
         ok = live.run(DAY)
         assert ok.success and raw_metadata(ok)["missing_bars"] == 0 and check(ok, "stored_days_complete").passed
         before = live.stored()
@@ -127,7 +127,8 @@ def test_reliability_settings_reach_the_readers(tmp_path):
     settings = load_settings("demo", config_dir=cfg, home=tmp_path / "home", today=date(2026, 11, 21))
     assert (settings.request_deadline_s, settings.fetch_deadline_s) == (7.5, 600.0)
     assert read_limits(settings) == ReadLimits(2 << 20, 3 << 20)
-    assert settings.upload_stable_looks == 3 and build_resources(settings)["uploads"].limits.max_file_bytes == 2 << 20
+    assert settings.upload_stable_looks == 3
+    assert build_resources(settings)["uploads"].get().limits.max_file_bytes == 2 << 20
 
 
 def test_fresh_check_uses_the_shared_freshness_rule(tmp_path, eth):

@@ -50,14 +50,14 @@ def test_an_uploaded_file_becomes_a_market_and_is_forecast(tmp_path, monkeypatch
 
     instance.add_dynamic_partitions(add.partitions_def_name, list(add.partition_keys))
     assert defs.resolve_job_def("candles_uploads_1h").execute_in_process(instance=instance, tags=req.tags).success
-    stored = resources["warehouse"].query("SELECT ts, close FROM clean_candles WHERE symbol = 'my-coin_1h' ORDER BY ts")
+    stored = resources["warehouse"].get().query("SELECT ts, close FROM clean_candles WHERE symbol = 'my-coin_1h' ORDER BY ts")
     assert stored.height == source.height and stored["close"].to_list() == source["close"].to_list()
 
     last_bar = datetime(2025, 3, 5, 23, tzinfo=UTC)
     ok = defs.resolve_job_def("forecast_uploads_1h").execute_in_process(
         instance=instance, partition_key=str(bar_key("my-coin_1h", last_bar, UPLOADS)))
     assert ok.success
-    fc = resources["warehouse"].query("SELECT model, origin FROM forecasts WHERE symbol = 'my-coin_1h' ORDER BY model")
+    fc = resources["warehouse"].get().query("SELECT model, origin FROM forecasts WHERE symbol = 'my-coin_1h' ORDER BY model")
     assert fc["model"].to_list() == ["random_walk", "random_walk_vol"]
     assert (fc["origin"] == last_bar + timedelta(hours=1)).all()
 

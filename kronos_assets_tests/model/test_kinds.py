@@ -39,7 +39,7 @@ def test_entries_name_their_kind_and_an_entry_without_one_is_kronos(tmp_path):
         "tiny": "kronos"}
     assert s.model_specs["garch-short"].options == GarchSettings(window=200)
     assert set(s.models) >= {"tiny", "kronos-mini"} and "garch" not in s.models  # the Kronos checkpoints only
-    registry = build_resources(s)["forecasters"]
+    registry = build_resources(s)["forecasters"].get()
     short, rw72 = registry.get("garch-short"), registry.get("rw-vol-72")
     assert isinstance(short, GarchForecaster) and short.name == "garch-short" and short.settings.window == 200
     assert isinstance(rw72, RandomWalkVol) and rw72.name == "rw-vol-72" and rw72.vol_window == 72
@@ -97,7 +97,7 @@ def test_garch_forecasts_pass_the_sanity_check_and_reach_the_dashboard(tmp_path)
     assert result.success
     (check,) = [e for e in result.get_asset_check_evaluations() if e.check_name == "forecasts_sane"]
     assert check.passed, check.metadata
-    wh = resources["warehouse"]
+    wh = resources["warehouse"].get()
     steps = wh.query("SELECT model, count(mean_volume) AS v, count(*) AS n FROM forecast_steps GROUP BY model")
     assert dict(zip(steps["model"], steps["v"])) == {"garch": 0, "random_walk": 6, "random_walk_vol": 6}
     prov = json.loads(wh.query("SELECT provenance FROM forecasts WHERE model = 'garch'")["provenance"][0])

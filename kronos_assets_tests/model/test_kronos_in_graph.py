@@ -69,7 +69,7 @@ def test_local_checkpoint_forecasts_through_the_graph(tmp_path):
         "dagster/asset_partition_range_end": f"{D:%Y-%m-%d}|BTC-USDT"})
     assert defs.resolve_job_def("forecast_1h").execute_in_process(
         instance=instance, partition_key=str(bar_key("BTC/USDT", k))).success
-    wh = resources["warehouse"]
+    wh = resources["warehouse"].get()
     head = wh.query("SELECT * FROM forecasts WHERE model = 'tiny'")
     assert head.height == 1
     prov = json.loads(head["provenance"][0])

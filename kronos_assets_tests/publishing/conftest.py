@@ -76,7 +76,7 @@ def site_data(tmp_path_factory: pytest.TempPathFactory) -> SiteData:
         bars[symbol] = [first + i * HOUR for i in range(n)]
     warehouse = Warehouse(settings.warehouse_path)
     for symbol, symbol_bars in bars.items():
-        publish_bars(settings, warehouse, resources["store"], {symbol: symbol_bars[-3:]}, "1h")
+        publish_bars(settings, warehouse, resources["store"].get(), {symbol: symbol_bars[-3:]}, "1h")
     return SiteData(settings, warehouse, bars)
 
 

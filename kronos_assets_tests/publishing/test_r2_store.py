@@ -268,7 +268,7 @@ def test_r2_variables_switch_the_job_from_the_folder_to_the_bucket(site_data, s3
     shutil.copy(site_data.settings.warehouse_path, home / "demo" / "warehouse.duckdb")
     cfg = write_configs(tmp_path, profile={"publish": {"backend": "auto"}})
     settings = load_settings("demo", config_dir=cfg, home=home, today=date(2026, 11, 21))
-    assert isinstance(build_resources(settings)["store"], S3Store)
+    assert isinstance(build_resources(settings)["store"].get(), S3Store)
     defs = build_definitions(settings)  # the resources the code location builds, nothing injected
     instance = dg.DagsterInstance.ephemeral()
     first, last = site_data.bars[BTC][-2], site_data.bars[BTC][-1]
@@ -293,10 +293,10 @@ def test_r2_variables_switch_the_job_from_the_folder_to_the_bucket(site_data, s3
 def test_local_backend_ignores_r2_variables_and_r2_backend_requires_them(site_data, bucket, tmp_path, monkeypatch):
     settings = load_settings("demo", config_dir=write_configs(tmp_path / "a"), home=tmp_path / "h",
                              today=date(2026, 11, 21))
-    assert isinstance(build_resources(settings)["store"], LocalStore)  # explicit local wins over the variables
+    assert isinstance(build_resources(settings)["store"].get(), LocalStore)  # explicit local wins over the variables
     r2 = load_settings("demo", config_dir=write_configs(tmp_path / "b", profile={"publish": {"backend": "r2"}}),
                        home=tmp_path / "h", today=date(2026, 11, 21))
-    assert isinstance(build_resources(r2)["store"], S3Store)
+    assert isinstance(build_resources(r2)["store"].get(), S3Store)
     monkeypatch.delenv("R2_SECRET_ACCESS_KEY")
     monkeypatch.delenv("R2_BUCKET")
     from kronos_assets.settings import ConfigError
