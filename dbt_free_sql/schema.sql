@@ -1,5 +1,8 @@
 -- Warehouse tables. Every table is written one partition at a time by deleting the partition's rows and
--- inserting the new ones in a single transaction (kronos_assets/warehouse.py).
+-- inserting the new ones in a single transaction (kronos_assets/warehouse/core.py). The same DDL serves both back
+-- ends: the embedded DuckDB file and DuckLake, which accepts NOT NULL but no PRIMARY KEY, UNIQUE or index, so
+-- none is declared: a partition's rows are unique because its writer replaces them whole (and merges raw candles
+-- by key), which the assets' checks verify (raw_candles' no_duplicate_bars).
 
 -- Candles as the source served them, one row per closed bar. Partition: (symbol, timeframe, UTC day of ts).
 CREATE TABLE IF NOT EXISTS raw_candles (
