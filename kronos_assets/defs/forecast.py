@@ -1,7 +1,6 @@
 """Forecast: per symbol and bar, every configured forecaster's full sample paths, summaries and provenance."""
 
 import time
-from datetime import datetime
 
 import dagster as dg
 import polars as pl
@@ -9,8 +8,9 @@ import polars as pl
 from kronos_assets.defs.ingest import clean_candles_key
 from kronos_assets.defs.model import weighted_models, weights_key
 from kronos_assets.defs.partitions import BAR_FMT, MARKETS, Family, bar_partitions, times_by_symbol
-from kronos_assets.forecasting.interface import ForecastRequest, request_seed, run_forecaster
+from kronos_assets.forecasting.interface import run_forecaster
 from kronos_assets.forecasting.registry import ForecasterRegistry
+from kronos_assets.forecasting.requests import HISTORY_COLUMNS, build_requests, history_span
 from kronos_assets.market.timeframes import timeframe_delta
 from kronos_assets.records import forecast_frames
 from kronos_assets.settings import Settings, TimeframeSettings
@@ -18,7 +18,6 @@ from kronos_assets.warehouse import Warehouse
 
 FORECAST_TABLES = ("forecasts", "forecast_steps", "forecast_paths")
 MODEL_BATCH = 64  # requests per forecaster call
-HISTORY_COLUMNS = ["ts", "open", "high", "low", "close", "volume", "amount", "exchange"]
 
 
 def forecasts_key(tf: str, family: Family = MARKETS) -> dg.AssetKey:
@@ -39,39 +38,6 @@ def candles_mapping(start_offset: int) -> dg.MultiPartitionMapping:
     )
 
 
-def build_requests(
-    candles: pl.DataFrame, symbol: str, tf: TimeframeSettings, bars: list[datetime], model: str, base_seed: int
-) -> tuple[list[ForecastRequest], dict[str, str]]:
-    """One request per bar whose history is complete up to that bar; the others are returned with the reason."""
-    step = timeframe_delta(tf.name)
-    ts = candles["ts"]
-    requests, skipped = [], {}
-    min_bars = max(32, tf.horizon + 2)
-    for bar in bars:
-        origin = bar + step
-        hi = ts.search_sorted(origin, side="left")  # bars opening before the origin: all closed at or before it
-        lo = max(0, hi - tf.history_bars)
-        history = candles.slice(lo, hi - lo)
-        if history.height == 0 or history["ts"][-1] != bar:
-            last = history["ts"][-1] if history.height else None
-            skipped[bar.strftime(BAR_FMT)] = f"bar {bar} is not in clean candles (newest before it: {last})"
-            continue
-        if history.height < min_bars:
-            skipped[bar.strftime(BAR_FMT)] = f"only {history.height} bars of history (< {min_bars})"
-            continue
-        requests.append(
-            ForecastRequest(
-                symbol=symbol,
-                timeframe=tf.name,
-                origin=origin,
-                history=history,
-                future_ts=[origin + i * step for i in range(tf.horizon)],
-                seed=request_seed(base_seed, symbol, tf.name, origin, model),
-            )
-        )
-    return requests, skipped
-
-
 def build_forecasts(settings: Settings, tf: TimeframeSettings, family: Family = MARKETS) -> dg.AssetsDefinition:
     step = timeframe_delta(tf.name)
     sampling = settings.sampling_for(tf.name)
@@ -79,9 +45,8 @@ def build_forecasts(settings: Settings, tf: TimeframeSettings, family: Family = 
     @dg.asset(
         key=forecasts_key(tf.name, family),
         partitions_def=bar_partitions(settings, tf, family),
-        ins={"clean": dg.AssetIn(clean_candles_key(tf.name, family), partition_mapping=candles_mapping(-tf.history_bars),
-                                 dagster_type=dg.Nothing)},
-        deps=[weights_key(m.key) for m in weighted_models(settings)],
+        deps=[dg.AssetDep(clean_candles_key(tf.name, family), partition_mapping=candles_mapping(-tf.history_bars)),
+              *(weights_key(m.key) for m in weighted_models(settings))],
         backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=168),
         group_name="forecast",
         kinds={"pytorch", "duckdb"},
@@ -100,7 +65,7 @@ def build_forecasts(settings: Settings, tf: TimeframeSettings, family: Family = 
         candles = {
             symbol: warehouse.query(
                 "SELECT * FROM clean_candles WHERE symbol = ? AND timeframe = ? AND ts >= ? AND ts < ? ORDER BY ts",
-                [symbol, tf.name, bars[0] - tf.history_bars * step, bars[-1] + step],
+                [symbol, tf.name, *history_span(tf, bars)],
             ).select(HISTORY_COLUMNS)
             for symbol, bars in by_symbol.items()
         }
@@ -111,7 +76,7 @@ def build_forecasts(settings: Settings, tf: TimeframeSettings, family: Family = 
             requests = []
             for symbol, bars in by_symbol.items():
                 reqs, skipped = build_requests(candles[symbol], symbol, tf, bars, name, sampling.seed)
-                skipped_all.update({f"{symbol} {k}": v for k, v in skipped.items()})
+                skipped_all.update({f"{symbol} {bar.strftime(BAR_FMT)}": why for bar, why in skipped.items()})
                 requests += reqs
             forecaster = forecasters.get(name)  # built once per process: a model loads once per run
             t0 = time.perf_counter()

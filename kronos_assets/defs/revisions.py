@@ -8,7 +8,7 @@ import dagster as dg
 import numpy as np
 import polars as pl
 
-from kronos_assets.defs.forecast import HISTORY_COLUMNS, build_requests
+from kronos_assets.forecasting.requests import HISTORY_COLUMNS, build_requests
 from kronos_assets.defs.metadata import md_table
 from kronos_assets.forecasting.interface import run_forecaster
 from kronos_assets.forecasting.kinds import Kind, ModelSpec, kind_of

@@ -25,6 +25,7 @@ from pydantic import ValidationError
 
 from kronos_assets.forecasting import kinds
 from kronos_assets.forecasting.interface import CLOSE, VOLUME, Forecaster, ForecastRequest, Sampling, run_forecaster
+from kronos_assets.forecasting.requests import MIN_HISTORY  # the scheduled forecasts' floor too
 from kronos_assets.forecasting.summary import summarise
 from kronos_assets.market.files import (CandleFile, CandleFileError, PathEscapeError, ReadLimits, load_candle_file,
                                          resolve_in_folder)
@@ -32,7 +33,6 @@ from kronos_assets.market.timeframes import timeframe_delta, timeframe_seconds
 from kronos_assets.metrics import mae, mape, mean_of, rmse, score_paths
 from kronos_assets.publishing.charts import fan_chart
 
-MIN_HISTORY = 32  # the scheduled graph's floor too (defs.forecast.build_requests)
 CHART_BARS = 120  # history candles drawn before the origin
 FOLDER_CONTEXT = 512  # a checkpoint folder named directly: the context of the released Kronos models
 METRIC_KEYS = ("mae", "rmse", "mape", "crps", "coverage_50", "coverage_80", "coverage_90", "p_up", "p_up_hit")

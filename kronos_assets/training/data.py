@@ -63,7 +63,7 @@ def frames_from_warehouse(warehouse: Any, symbols: Sequence[str], timeframe: str
 def frames_from_csv(files: Mapping[str, str | Path], start: date | datetime | None = None,
                     end: date | datetime | None = None) -> dict[str, pl.DataFrame]:  # fmt: skip
     """Candle CSVs (optionally .gz; a time column plus OHLC, volume/amount optional), cut to [start, end)."""
-    from kronos_assets.kronos.cli import read_candles_csv
+    from kronos_assets.forecasting.cli import read_candles_csv
 
     out = {}
     for sym, path in files.items():

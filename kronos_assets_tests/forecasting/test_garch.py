@@ -6,7 +6,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from kronos_assets.defs.forecast import build_requests
+from kronos_assets.forecasting.requests import build_requests
 from kronos_assets.forecasting.interface import CLOSE, PATH_FIELDS, ForecastRequest, Sampling, run_forecaster
 from kronos_assets.forecasting.kinds import garch
 from kronos_assets.forecasting.kinds.garch import GarchForecaster, GarchSettings, fit

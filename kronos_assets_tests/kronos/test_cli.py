@@ -15,7 +15,7 @@ import polars as pl
 import pytest
 
 from kronos_assets.forecasting.summary import summarise
-from kronos_assets.kronos.cli import main, read_candles_csv
+from kronos_assets.forecasting.cli import main, read_candles_csv
 from kronos_assets.kronos.hub import install_into_cache
 
 from .conftest import candles
@@ -90,7 +90,7 @@ def test_cli_errors_and_help(csv: Path, tmp_path: Path, checkpoints: dict[str, P
     pl.read_csv(csv).drop("close").write_csv(bad)
     assert main([str(bad), "--model", str(checkpoints["model"]), "--tokenizer", str(checkpoints["tokenizer"])]) == 2
     assert "missing columns close" in capsys.readouterr().err
-    help_text = subprocess.run([sys.executable, "-m", "kronos_assets.kronos.cli", "forecast", "--help"],
+    help_text = subprocess.run([sys.executable, "-m", "kronos_assets.forecasting.cli", "forecast", "--help"],
                                capture_output=True, text=True, check=True).stdout  # fmt: skip
     for flag in ("--horizon", "--paths", "--temperature", "--top-k", "--top-p", "--seed", "--context-policy",
                  "--max-context", "--device", "--model-revision", "trim", "demo"):  # fmt: skip
@@ -105,7 +105,7 @@ HEAVY = ("torch", "numpy", "polars", "huggingface_hub", "safetensors")
                                   ["x.csv", "--paths", "many"], ["x.csv", "--context-policy", "nope"]])  # fmt: skip
 def test_help_and_argument_errors_are_immediate(argv: list[str]) -> None:
     """Parsing needs no heavy library: help and argument errors print before torch & co. would load."""
-    code = ("import sys, time; t = time.perf_counter(); from kronos_assets.kronos.cli import main\n"
+    code = ("import sys, time; t = time.perf_counter(); from kronos_assets.forecasting.cli import main\n"
             "try:\n    main(sys.argv[1:])\nexcept SystemExit as e:\n    code = e.code\n"
             f"loaded = [m for m in {HEAVY!r} if m in sys.modules]\n"
             "print(code, loaded, time.perf_counter() - t, file=sys.stderr)")  # fmt: skip

@@ -14,8 +14,7 @@ import kronos_assets
 import kronos_assets.kronos as kronos_pkg
 
 ROOT = Path(kronos_assets.__file__).parent
-# The kronos-forecast command is the application on top: it adds the forecasting layer's summaries.
-LIBRARY = sorted(f"kronos_assets.kronos.{m.name}" for m in pkgutil.iter_modules(kronos_pkg.__path__) if m.name != "cli")
+LIBRARY = sorted(f"kronos_assets.kronos.{m.name}" for m in pkgutil.iter_modules(kronos_pkg.__path__))
 
 
 # The candle rules (OHLC validity, volume -> amount, freshness) have one home that every reader and the model
@@ -36,6 +35,29 @@ def test_kronos_library_modules_import_nothing_above_them() -> None:
     assert "kronos_assets.kronos.predictor" in LIBRARY and "kronos_assets.kronos.inputs" in LIBRARY
     assert _imported_outside_kronos(LIBRARY) == RULES
     assert _imported_outside_kronos(RULES[-1:]) == RULES  # the rules module imports nothing of the package
+
+
+def _package_imports(path: Path) -> set[str]:
+    """Every kronos_assets module a file imports, at the top or inside functions (lazy imports included)."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom):
+            if node.level:  # relative to kronos_assets.kronos
+                base = ["kronos_assets", "kronos"][: 3 - node.level] if node.level <= 2 else []
+                module = ".".join(base + ([node.module] if node.module else []))
+            else:
+                module = node.module or ""
+            found |= {module} | {f"{module}.{a.name}" for a in node.names}
+        elif isinstance(node, ast.Import):
+            found |= {a.name for a in node.names}
+    return {m for m in found if m.startswith("kronos_assets.")}
+
+
+def test_no_kronos_module_imports_the_layers_above_even_lazily() -> None:
+    """The kronos-forecast command (candle files, summaries) is the forecasting layer's: kronos/ has no cli."""
+    above = {f"{path.name}: {m}" for path in (ROOT / "kronos").glob("*.py") for m in _package_imports(path)
+             if not m.startswith("kronos_assets.kronos") and m.rsplit(".", 1)[0] not in RULES and m not in RULES}
+    assert above == set()
 
 
 def _private_uses(path: Path) -> list[str]:

@@ -1,7 +1,8 @@
 """kronos-forecast: sample Kronos paths for a candle file, or pre-download checkpoints into the hub cache.
 
-The command is an application on top of the kronos library and the forecasting layer's path summaries
-(forecasting/summary.py); the library modules of kronos/ import nothing from forecasting/.
+The command is an application on top of the kronos library, the candle file reader (market/files.py) and the
+forecasting layer's path summaries (forecasting/summary.py), so it lives in the forecasting layer: kronos/ imports
+nothing above it.
 
 Only argparse and the small config module load before the arguments are parsed: ``--help`` and argument errors
 print at once, and numpy, polars and torch are imported when there is work to do.
@@ -19,8 +20,8 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
-from .config import CONTEXT_POLICIES, DEFAULT_CONTEXT_POLICY, DEFAULT_MODEL_REPO, MODES, NAMED_CHECKPOINTS, OFFICIAL
-from .errors import KronosError, KronosInputError, TimestampOrderError
+from ..kronos.config import CONTEXT_POLICIES, DEFAULT_CONTEXT_POLICY, DEFAULT_MODEL_REPO, MODES, NAMED_CHECKPOINTS, OFFICIAL
+from ..kronos.errors import KronosError, KronosInputError, TimestampOrderError
 
 if TYPE_CHECKING:
     import polars as pl
@@ -117,9 +118,9 @@ def _forecast(args: argparse.Namespace) -> int:
     last = candles["ts"][-1]
     future = [last + step * (i + 1) for i in range(args.horizon)]
 
-    from ..forecasting.summary import summarise
-    from .inputs import CLOSE, VOLUME
-    from .predictor import KronosPredictor  # torch: only once the input is known to be good
+    from ..kronos.inputs import CLOSE, VOLUME
+    from ..kronos.predictor import KronosPredictor  # torch: only once the input is known to be good
+    from .summary import summarise
 
     predictor = KronosPredictor.from_pretrained(
         args.model, args.tokenizer, model_revision=args.model_revision, tokenizer_revision=args.tokenizer_revision,
@@ -171,7 +172,7 @@ def _write_atomically(path: Path, text: str) -> None:
 
 
 def _download(args: argparse.Namespace) -> int:
-    from .hub import predownload
+    from ..kronos.hub import predownload
 
     if args.revision and len(args.repos) > 1:
         raise KronosInputError("--revision applies to one repo; write REPO@REVISION for several")
