@@ -73,6 +73,7 @@ class Lake:
                 self._pid = os.getpid()
             con = self._db.cursor()
         con.execute(f"USE {ALIAS}")
+        con.execute("SET enable_progress_bar = false")  # a slow catalog round trip would draw one into run logs
         return con
 
     def close(self) -> None:
@@ -86,6 +87,7 @@ class Lake:
         assert cat is not None and cfg.data_path
         db = duckdb.connect(":memory:", config=extensions.connection_config(self.extension_dir))
         try:
+            db.execute("SET enable_progress_bar = false")
             names = ("ducklake", "postgres") + (("httpfs",) if cfg.on_s3 else ())
             extensions.load(db, names, self.extension_dir)
             db.execute(f"CREATE SECRET (TYPE postgres, HOST {_q(cat.host)}, PORT {cat.port}, "
