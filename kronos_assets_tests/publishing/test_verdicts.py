@@ -191,7 +191,7 @@ def test_uploaded_markets_stay_out_of_public_files_unless_published(copy):
 def test_uploads_publish_setting(tmp_path):
     assert small_settings(tmp_path / "a").uploads_publish is False  # private by default
     assert small_settings(tmp_path / "b", uploads={"publish": True}).uploads_publish is True
-    with pytest.raises(ConfigError, match=r"uploads\.publish.*expected bool"):
+    with pytest.raises(ConfigError, match=r"demo\.yaml: uploads\.publish: expected true or false, got str .yes.$"):
         small_settings(tmp_path / "c", uploads={"publish": "yes"})
 
 
