@@ -6,6 +6,8 @@
         --out backtest_garch.json   # the GARCH fit's cost per origin next to the random walks
     .venv/bin/python benchmarks/bench_backtest.py --kronos-mini-random --symbols BTC/USDT --hours 168 \
         --extrapolate-origins 4344   # issue 14's half-year target, measured on a slice and extrapolated
+    .venv/bin/python benchmarks/bench_backtest.py --kronos-mini-random --symbols BTC/USDT \
+        --out backtest_half_year.json   # the half year itself (2025-01-01..06-30: 4,344 origins), measured
 
 Every hour of the range is a forecast origin (horizon 24, 30 paths, 480 bars of history) for BTC/USDT and
 ETH/USDT, by the baselines and, with --model-dir, by a Kronos checkpoint folder (model/ + tokenizer/). Candles
@@ -190,7 +192,8 @@ def main() -> None:
         "range": [first_bar.isoformat(), last_bar.isoformat()], "origins_per_symbol": origins,
         "symbols": list(symbols), "load_average": os.getloadavg()[0],
         "models": list(settings.forecasters), "candles_wall_s": round(t_candles, 1),
-        "forecast_wall_s": round(t_forecast, 1), "runs": runs, "model_time": per_model,
+        "forecast_wall_s": round(t_forecast, 1), "total_min": round((t_candles + t_forecast) / 60, 1), "runs": runs,
+        "model_time": per_model,
         "dagster_share_of_forecast_runs": round(1 - step_s / run_s, 4) if run_s else None,
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "scoreboard_horizon_end": board, "dm_tests": record["dm_tests"],
@@ -208,6 +211,13 @@ def main() -> None:
     cols = ["symbol", "model", "n_forecasts", "mae", "mape", "direction_hit_rate", "crps", "coverage_80", "brier_up",
             "crps_skill_vs_rw_vol"]
     print(json.dumps({k: v for k, v in out.items() if k not in ("scoreboard_horizon_end", "dm_tests")}, indent=1))
+    models_min = ", ".join(f"{m} {v['seconds'] / 60:.1f} min" for m, v in per_model.items())
+    print(f"measured: {(t_candles + t_forecast) / 60:.1f} min for {origins} origins x {len(symbols)} symbol(s) "
+          f"(candles {t_candles / 60:.1f} min, forecast runs {t_forecast / 60:.1f} min; models {models_min}); "
+          f"load average {os.getloadavg()[0]:.1f}", flush=True)
+    if not board:  # a slice too short for any horizon to close and be scored
+        print("no scores yet: no forecast's horizon closed inside the range")
+        return
     print(pl.DataFrame(board).select(cols))
     print(pl.DataFrame(record["dm_tests"]).filter(pl.col("window_name") == "all")
           .select("symbol", "model", "n", "statistic", "p_value", "verdict"))
