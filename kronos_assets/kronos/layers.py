@@ -6,7 +6,8 @@ the identity in eval mode, and training (training/losses.py) runs these same for
 Every attention runs in one of two ways, chosen by the cache it is given:
   * a window pass (no cache, or a ``KVCache`` still waiting for its prefix): causal attention over whole windows
     [B, T, d] with positions from 0, exactly the original's computation. The reference mode and the training
-    losses run only this; the fast mode's prefill runs it once and keeps the keys/values as the cache's prefix.
+    losses run only this; the fast mode's prefill runs it once (RMSNorm as one op, bitwise the same on CPU) and
+    keeps the keys/values as the cache's prefix.
   * a cached step (a filled ``KVCache``): x [G*S, T, d] extends each of the cache's rows by T positions. Its
     projections run as one GEMM over concatenated weights and RMSNorm as one op: per-step GEMMs of a few rows
     cost mostly per call. The results equal the window pass's within float rounding.
@@ -30,7 +31,7 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim))
 
     def forward(self, x: Tensor, fused: bool = False) -> Tensor:
-        if fused:  # one op: bitwise the chain below on CPU; the window pass keeps the chain (the original's)
+        if fused:  # one op: bitwise the chain below on CPU; passes without a cache keep the chain (the original's)
             return F.rms_norm(x, self.weight.shape, self.weight, self.eps)
         # Normalise in float32 and cast back before the weight, as the original does.
         xf = x.float()
@@ -255,9 +256,11 @@ class TransformerBlock(nn.Module):
         self.ffn = FeedForward(d_model, ff_dim)
 
     def forward(self, x: Tensor, cache: KVCache | None = None, rope: tuple[Tensor, Tensor] | None = None) -> Tensor:
-        step = is_step(cache)
-        x = x + self.self_attn(self.norm1(x, fused=step), cache, rope)
-        return x + self.ffn(self.norm2(x, fused=step), fused=step)
+        # The fast mode's passes (a cache: prefill or step) take RMSNorm as one op (bitwise the chain on CPU, one
+        # parallel region instead of six); only steps fuse the projections.
+        fast, step = cache is not None, is_step(cache)
+        x = x + self.self_attn(self.norm1(x, fused=fast), cache, rope)
+        return x + self.ffn(self.norm2(x, fused=fast), fused=step)
 
 
 def run_blocks(blocks: Sequence[TransformerBlock], x: Tensor, caches: Sequence[KVCache] | None = None) -> Tensor:

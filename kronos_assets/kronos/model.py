@@ -128,9 +128,8 @@ class Kronos(nn.Module):
         Without ``state``: windows from position 0, recomputed from scratch. With a ``DecodeState`` waiting for
         its prefix: the same pass over G windows, whose keys/values the state keeps for its rows. With a filled
         state: T new tokens per row [G*S, T] after those it holds. With a state, ``state.last`` becomes the newest row."""
-        step = state is not None and is_step(state.dep)
         x = run_blocks(self.transformer, self.embed(s1, s2, stamp), state.layers if state is not None else None)
-        ctx = self.norm(x, fused=step)
+        ctx = self.norm(x, fused=state is not None)
         if state is not None:
             self.dep_layer.remember(ctx, state.dep)
             state.last = ctx[:, -1]
