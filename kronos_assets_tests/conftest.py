@@ -28,21 +28,43 @@ def real_candles(name: str) -> pl.DataFrame:
     ).drop("timestamp")
 
 
-@pytest.hookimpl(tryfirst=True)
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Under pytest-xdist's ``--dist loadgroup`` (the README's test command) every module is one group, so its
-    module fixtures (servers, daemons) start once; the modules using the session's README run are one group, so
-    the command runs once; and the groups with slow tests go first, the short ones filling in around them."""
-    if not getattr(config.option, "loadgroup", False):  # set in xdist's workers only
-        return
-    def module(item: pytest.Item) -> str:
-        return item.nodeid.split("::", 1)[0]
+# The modules using the session's README run (readme_run): one unit of work under xdist, so it runs once.
+README_RUN_MODULES = frozenset({"kronos_assets_tests/foundation/test_readme_main.py",
+                                "kronos_assets_tests/publishing/test_dashboard_browser.py"})
 
-    readme = {module(item) for item in items if "readme_run" in getattr(item, "fixturenames", ())}
-    slow = readme | {module(item) for item in items if item.get_closest_marker("slow")}
-    for item in items:
-        item.add_marker(pytest.mark.xdist_group("readme_run" if module(item) in readme else module(item)))
-    items.sort(key=lambda item: module(item) not in slow)  # stable: the order within a module stays
+
+def _module(nodeid: str) -> str:
+    return nodeid.split("::", 1)[0]
+
+
+@pytest.hookimpl(optionalhook=True)  # pytest-xdist's hook: without xdist, never called
+def pytest_xdist_make_scheduler(config: pytest.Config, log):
+    """``-n 2 --dist loadfile`` (the README's test command): each module runs whole in one process, so its module
+    fixtures (servers, daemons) start once, and the README_RUN_MODULES count as one module; modules are handed
+    out in the collection's order, which puts the slow ones first (pytest_collection_modifyitems)."""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    class ModuleScheduling(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            module = _module(nodeid)
+            return "readme_run" if module in README_RUN_MODULES else module
+
+    config.option.loadscopereorder = False  # keep the collection's order, not the most tests first
+    return ModuleScheduling(config, log)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """In an xdist worker: the modules with slow tests (servers, subprocesses, the README run) first, so the
+    short ones fill in around them; and README_RUN_MODULES must be the modules that use readme_run."""
+    if not hasattr(config, "workerinput"):
+        return
+    readme = {_module(item.nodeid) for item in items if "readme_run" in getattr(item, "fixturenames", ())}
+    if readme - README_RUN_MODULES:
+        raise pytest.UsageError(f"add {sorted(readme - README_RUN_MODULES)} to conftest.README_RUN_MODULES")
+    slow = readme | {_module(item.nodeid) for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: _module(item.nodeid) not in slow)  # stable: the order within a module stays
 
 
 @pytest.fixture
