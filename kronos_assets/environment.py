@@ -23,8 +23,10 @@ Dagster, so every library may use it. Secret values are returned to the code tha
     AWS_REQUEST_CHECKSUM_CALCULATION,  set to when_required while an R2 client is built, unless set
     AWS_RESPONSE_CHECKSUM_VALIDATION
     OMP_WAIT_POLICY, GOMP_SPINCOUNT  when both unset: GOMP_SPINCOUNT=10000, before torch loads (kronos_assets/__init__)
-
-(KRONOS_SQL_DIR, the warehouse's SQL folder, is read by the warehouse module.)
+    KRONOS_SQL_DIR                 warehouse (the SQL folder)            <repo>/dbt_free_sql
+    KRONOS_LAKE_PG_PASSWORD,       warehouse, DuckLake back end only     none: required by that back end
+    KRONOS_LAKE_S3_KEY_ID,           (catalog password; bucket keys,
+    KRONOS_LAKE_S3_SECRET (secret)   only for an s3:// data path)
 """
 
 from __future__ import annotations
@@ -52,8 +54,12 @@ R2_SECRET = "R2_SECRET_ACCESS_KEY"
 R2_BUCKET = "R2_BUCKET"
 R2_PUBLIC_BASE = "R2_PUBLIC_BASE"
 R2_ENDPOINT = "R2_ENDPOINT_URL"
+SQL_DIR = "KRONOS_SQL_DIR"
+LAKE_PG_PASSWORD = "KRONOS_LAKE_PG_PASSWORD"
+LAKE_S3_KEY_ID = "KRONOS_LAKE_S3_KEY_ID"
+LAKE_S3_SECRET = "KRONOS_LAKE_S3_SECRET"
 R2_VARS = (R2_ACCOUNT, R2_KEY_ID, R2_SECRET, R2_BUCKET, R2_PUBLIC_BASE, R2_ENDPOINT)
-SECRETS = frozenset({WEBHOOK, R2_KEY_ID, R2_SECRET})
+SECRETS = frozenset({WEBHOOK, R2_KEY_ID, R2_SECRET, LAKE_PG_PASSWORD, LAKE_S3_KEY_ID, LAKE_S3_SECRET})
 PROXY_VARS = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy")
 CHECKSUM_VARS = ("AWS_REQUEST_CHECKSUM_CALCULATION", "AWS_RESPONSE_CHECKSUM_VALIDATION")
 
@@ -136,6 +142,18 @@ def r2_variables() -> dict[str, str]:
         if value:
             out[name] = Secret(value) if name in SECRETS else value
     return out
+
+
+def sql_dir(default: Path) -> Path:
+    return Path(_text(SQL_DIR) or default)
+
+
+def lake_secret(name: str) -> Secret | None:
+    """One of the DuckLake credentials (LAKE_PG_PASSWORD, LAKE_S3_KEY_ID, LAKE_S3_SECRET), or None when unset."""
+    if name not in (LAKE_PG_PASSWORD, LAKE_S3_KEY_ID, LAKE_S3_SECRET):
+        raise ValueError(f"{name} is not a DuckLake credential variable")
+    value = os.environ.get(name)  # not stripped: a password may end in a space
+    return Secret(value) if value else None
 
 
 def proxy_configured() -> bool:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import duckdb
 
+from kronos_assets import environment
 from kronos_assets.warehouse import extensions
 from kronos_assets.warehouse.config import PG_PASSWORD_VAR, S3_KEY_ID_VAR, S3_SECRET_VAR, WarehouseConfig
 
@@ -44,7 +45,7 @@ def _q(value: str) -> str:
 
 
 def _env(name: str, what: str) -> str:
-    value = os.environ.get(name)
+    value = environment.lake_secret(name)
     if not value:
         raise WarehouseUnavailable(f"${name} is not set: the {what} of the DuckLake warehouse comes from it")
     return value

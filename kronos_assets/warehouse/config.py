@@ -8,10 +8,12 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from kronos_assets import environment
+
 # The catalog's password and the bucket's keys: read from the environment only, never stored or logged.
-PG_PASSWORD_VAR = "KRONOS_LAKE_PG_PASSWORD"
-S3_KEY_ID_VAR = "KRONOS_LAKE_S3_KEY_ID"
-S3_SECRET_VAR = "KRONOS_LAKE_S3_SECRET"
+PG_PASSWORD_VAR = environment.LAKE_PG_PASSWORD
+S3_KEY_ID_VAR = environment.LAKE_S3_KEY_ID
+S3_SECRET_VAR = environment.LAKE_S3_SECRET
 
 
 class CatalogConfig(BaseModel):

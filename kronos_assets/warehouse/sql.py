@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import os
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 
-SQL_DIR = Path(os.environ.get("KRONOS_SQL_DIR", Path(__file__).resolve().parents[2] / "dbt_free_sql"))
+from kronos_assets import environment
+
+SQL_DIR = environment.sql_dir(Path(__file__).resolve().parents[2] / "dbt_free_sql")
 
 
 def json_rows(df: pl.DataFrame) -> list[dict[str, Any]]:
