@@ -52,7 +52,7 @@ class Report:
         for section in SECTIONS:
             first = True
             for r in (r for r in self.rows if r.section == section):
-                lines = textwrap.wrap(r.detail, detail_w, break_on_hyphens=False) or [""]
+                lines = textwrap.wrap(r.detail, detail_w, break_on_hyphens=False, break_long_words=False) or [""]  # paths stay whole
                 item = r.item if len(r.item) <= w_item else r.item[: w_item - 1] + "~"
                 out.append(f"{section if first else '':<{w_sec}}  {item:<{w_item}}  {r.status:<{w_stat}}  {lines[0]}")
                 out += [" " * indent + line for line in lines[1:]]
