@@ -38,7 +38,6 @@ from torch import Tensor
 from .config import CONTEXT_POLICIES, DEFAULT_CONTEXT_POLICY, MODES, ContextPolicy, Mode
 from .errors import HorizonTooLongError
 from .model import DecodeState, Kronos
-from .runtime import torch_threads
 from .sampling import NoiseStream, SamplingParams, draw_noise, sample_tokens, sample_with_noise
 from .tokenizer import KronosTokenizer
 
@@ -133,12 +132,6 @@ def _generate_fast(model: Kronos, tokenizer: KronosTokenizer, hist_s1: Tensor, h
                           [generator])[0]  # fmt: skip
 
 
-# torch intra-op threads of a cached step on CPU. A step is ~100 ops on a few rows: split over threads, each op
-# costs an OpenMP fork/join that outweighs its work, and where idle threads sleep (OMP_WAIT_POLICY=PASSIVE) or
-# share the CPU with other processes each costs a wake-up (tens to hundreds of microseconds). The window passes
-# (prefill, the "exact" recompute, the tokenizer) keep the caller's threads: their GEMMs are large.
-STEP_THREADS = 1
-
 # -- many series at once -------------------------------------------------------------------------------------
 def prefill(model: Kronos, s1: Tensor, s2: Tensor, stamp: Tensor, paths: int, capacity: int) -> DecodeState:
     """Run G windows [G, P] (positions from 0) once; their caches are then shared by ``paths`` rows each, with
@@ -195,7 +188,6 @@ def generate_batch(
     def next_noise(logits: Tensor) -> Tensor:
         return noise.next() if noise is not None else draw_noise(generators, S, logits.shape[-1], logits)
 
-    step_threads = STEP_THREADS if hist_s1.device.type == "cpu" else None
     state: DecodeState | None = None
     try:
         for i in range(H):
@@ -205,8 +197,7 @@ def generate_batch(
                 state = prefill(model, hist_s1[:, L - p :], hist_s2[:, L - p :], x_stamp[:, L - p :], S, H)
             elif n <= C:
                 assert state is not None
-                with torch_threads(step_threads):
-                    model.context(gen1[:, i - 1 : i], gen2[:, i - 1 : i], row_stamp[:, i - 1 : i], state)
+                model.context(gen1[:, i - 1 : i], gen2[:, i - 1 : i], row_stamp[:, i - 1 : i], state)
             elif S == 1:  # the window slid, one path per series: nothing to share, one causal pass over it
                 start = n - C
                 cat = lambda h, g: torch.cat((h[:, start:], g[:, :i]), dim=1)  # noqa: E731
@@ -216,13 +207,12 @@ def generate_batch(
                 state = prefill(model, hist_s1[:, start:], hist_s2[:, start:], x_stamp[:, start:], S, i)
                 model.context(gen1[:, :i], gen2[:, :i], row_stamp[:, :i], state)
             assert state is not None and state.last is not None
-            with torch_threads(step_threads):
-                logits = model.s1_logits(state.last)
-                if logits.shape[0] != R:
-                    logits = logits.repeat_interleave(S, dim=0)
-                s1 = sample_with_noise(logits, cfg.sampling, next_noise(logits))
-                s2_logits = model.s2_logits(state.last, s1, state.dep)
-                s2 = sample_with_noise(s2_logits, cfg.sampling, next_noise(s2_logits))
+            logits = model.s1_logits(state.last, step=True)
+            if logits.shape[0] != R:
+                logits = logits.repeat_interleave(S, dim=0)
+            s1 = sample_with_noise(logits, cfg.sampling, next_noise(logits))
+            s2_logits = model.s2_logits(state.last, s1, state.dep)
+            s2 = sample_with_noise(s2_logits, cfg.sampling, next_noise(s2_logits))
             gen1[:, i], gen2[:, i] = s1, s2
     finally:
         if noise is not None:

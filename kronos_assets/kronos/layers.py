@@ -49,8 +49,10 @@ class FeedForward(nn.Module):
         self.w2 = nn.Linear(ff_dim, d_model, bias=False)
 
     def forward(self, x: Tensor, fused: bool = False) -> Tensor:
-        gate, up = fused_linear(x, (self.w1, self.w3)) if fused else (self.w1(x), self.w3(x))
-        return self.w2(F.silu(gate) * up)
+        if not fused:
+            return self.w2(F.silu(self.w1(x)) * self.w3(x))
+        gate, up = fused_linear(x, (self.w1, self.w3))
+        return step_linear(F.silu(gate) * up, self.w2)
 
 
 def rope_inv_freq(head_dim: int) -> Tensor:
@@ -80,23 +82,32 @@ class RotaryEmbedding(nn.Module):
 
 
 # -- fused projections -----------------------------------------------------------------------------------------
-# Weights concatenated once per group of Linears, and again only when a weight changes in place (between training
-# steps): keyed on the tensors' version counters.
+# A cached step multiplies a few rows by every weight. Its GEMMs take the weights concatenated per group of Linears
+# and transposed to [in, out] contiguous: on CPU, MKL runs a few-row GEMM 1.5-3x faster on that layout than on
+# nn.Linear's [out, in] (and splits it over threads, which it does not for the latter). Built once per group, and
+# again only when a weight changes in place (between training steps): keyed on the tensors' version counters.
 _FUSED: "weakref.WeakKeyDictionary[nn.Module, tuple[tuple[int, ...], Tensor, Tensor | None]]" = (
     weakref.WeakKeyDictionary()
 )
 
 
 def fused_linear(x: Tensor, linears: Sequence[nn.Linear]) -> tuple[Tensor, ...]:
-    """``tuple(lin(x) for lin in linears)`` as one GEMM over the concatenated weights."""
+    """``tuple(lin(x) for lin in linears)`` as one GEMM over the concatenated, transposed weights."""
     params = [p for lin in linears for p in (lin.weight, lin.bias) if p is not None]
     stamp = tuple(v for p in params for v in (p.data_ptr(), p._version))
     hit = _FUSED.get(linears[0])
     if hit is None or hit[0] != stamp:
-        w = torch.cat([lin.weight for lin in linears])
+        w = torch.cat([lin.weight for lin in linears]).t().contiguous()
         b = torch.cat([lin.bias for lin in linears]) if all(lin.bias is not None for lin in linears) else None
         hit = _FUSED[linears[0]] = (stamp, w, b)
-    return F.linear(x, hit[1], hit[2]).split([lin.out_features for lin in linears], dim=-1)
+    flat = x.reshape(-1, x.shape[-1])
+    y = (flat @ hit[1] if hit[2] is None else torch.addmm(hit[2], flat, hit[1])).view(*x.shape[:-1], -1)
+    return (y,) if len(linears) == 1 else y.split([lin.out_features for lin in linears], dim=-1)
+
+
+def step_linear(x: Tensor, linear: nn.Linear) -> Tensor:
+    """``linear(x)`` for a cached step's few rows (see ``fused_linear``)."""
+    return fused_linear(x, (linear,))[0]
 
 
 # -- the KV cache ----------------------------------------------------------------------------------------------
@@ -235,6 +246,8 @@ class SelfAttention(AttentionProjections):
             q, k, v = self.split(self.q_proj(x)), self.split(self.k_proj(x)), self.split(self.v_proj(x))
             cos, sin = self.rotary.cos_sin(0, x.shape[1])
             q, k = RotaryEmbedding.apply(q, cos, sin), RotaryEmbedding.apply(k, cos, sin)
+            # Contiguous heads: the CPU flash kernel runs 1.3-1.5x faster on them, with bitwise the same result.
+            q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
             if cache is not None:
                 cache.store_prefix(k, v)
             return self.out_proj(self.merge(F.scaled_dot_product_attention(q, k, v, is_causal=True)))
@@ -242,7 +255,7 @@ class SelfAttention(AttentionProjections):
         cos, sin = rope if rope is not None else self.rotary.cos_sin(cache.position, x.shape[1])
         q, k, v = (self.split(t) for t in fused_linear(x, (self.q_proj, self.k_proj, self.v_proj)))
         cache.append(RotaryEmbedding.apply(k, cos, sin), v)
-        return self.out_proj(cache.attend(RotaryEmbedding.apply(q, cos, sin), causal=True))
+        return step_linear(cache.attend(RotaryEmbedding.apply(q, cos, sin), causal=True), self.out_proj)
 
 
 class TransformerBlock(nn.Module):

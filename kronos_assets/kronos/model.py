@@ -15,7 +15,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .config import DEP_HEADS, KronosConfig
-from .layers import AttentionProjections, KVCache, RMSNorm, TransformerBlock, fused_linear, is_step, run_blocks
+from .layers import (AttentionProjections, KVCache, RMSNorm, TransformerBlock, fused_linear, is_step, run_blocks,
+                     step_linear)
 
 # Time feature order of a stamp row, and table sizes (day and month are 1-based, row 0 unused).
 STAMP_FIELDS = ("minute", "hour", "weekday", "day", "month")
@@ -84,9 +85,10 @@ class DependencyAwareLayer(nn.Module):
         (training, teacher forcing) is causal. With a filled ``cache`` instead of ``context`` (Tq = 1): the
         cached rows' keys/values."""
         ca = self.cross_attn
-        q = ca.split(ca.q_proj(query))
         if cache is not None:
-            return self.norm(residual + ca.out_proj(cache.attend(q, causal=False)), fused=True)
+            q = ca.split(step_linear(query, ca.q_proj))
+            return self.norm(residual + step_linear(cache.attend(q, causal=False), ca.out_proj), fused=True)
+        q = ca.split(ca.q_proj(query))
         assert context is not None
         tq, tk = query.shape[1], context.shape[1]
         if tq not in (1, tk):
@@ -119,8 +121,9 @@ class Kronos(nn.Module):
     def embed(self, s1: Tensor, s2: Tensor, stamp: Tensor) -> Tensor:
         return self.embedding(s1, s2) + self.time_emb(stamp)
 
-    def s1_logits(self, h: Tensor) -> Tensor:
-        return self.head.proj_s1(h)
+    def s1_logits(self, h: Tensor, step: bool = False) -> Tensor:
+        """s1 logits of context rows h [..., d]; ``step``: a cached step's few rows (``step_linear``)."""
+        return step_linear(h, self.head.proj_s1) if step else self.head.proj_s1(h)
 
     def context(self, s1: Tensor, s2: Tensor, stamp: Tensor, state: DecodeState | None = None) -> Tensor:
         """Normed context of tokens [B, T] with stamps [B, T, 5]: [B, T, d].
@@ -149,7 +152,7 @@ class Kronos(nn.Module):
             return self.head.proj_s2(self.dep_layer(query, context[:, -1:], context))[:, 0]
         if context.shape[0] != s1.shape[0]:  # one row per series, shared by its rows
             context = context.repeat_interleave(s1.shape[0] // context.shape[0], dim=0)
-        return self.head.proj_s2(self.dep_layer(query, context[:, None], cache=cache))[:, 0]
+        return step_linear(self.dep_layer(query, context[:, None], cache=cache), self.head.proj_s2)[:, 0]
 
     def decode_state(self, series: int, paths: int, capacity: int) -> DecodeState:
         """Empty caches for G series x ``paths`` rows: the next ``context`` call's windows become each series'
