@@ -180,6 +180,7 @@ def generate_batch(
     gen1 = hist_s1.new_zeros((R, H))
     gen2 = hist_s2.new_zeros((R, H))
     row_stamp = y_stamp.repeat_interleave(S, dim=0)  # [R, H, 5]
+    row_time = model.time_emb(y_stamp).repeat_interleave(S, dim=0)  # [R, H, d]: once, not once per step
     # CPU: draw the sampling noise ahead on another thread (NoiseStream); two draws per step, s1 then s2.
     vocab = model.head.proj_s1.out_features
     ahead = hist_s1.device.type == "cpu" and model.head.proj_s2.out_features == vocab
@@ -197,7 +198,8 @@ def generate_batch(
                 state = prefill(model, hist_s1[:, L - p :], hist_s2[:, L - p :], x_stamp[:, L - p :], S, H)
             elif n <= C:
                 assert state is not None
-                model.context(gen1[:, i - 1 : i], gen2[:, i - 1 : i], row_stamp[:, i - 1 : i], state)
+                model.context(gen1[:, i - 1 : i], gen2[:, i - 1 : i], row_stamp[:, i - 1 : i], state,
+                              row_time[:, i - 1 : i])  # fmt: skip
             elif S == 1:  # the window slid, one path per series: nothing to share, one causal pass over it
                 start = n - C
                 cat = lambda h, g: torch.cat((h[:, start:], g[:, :i]), dim=1)  # noqa: E731
@@ -205,7 +207,7 @@ def generate_batch(
             else:  # the window slid ("exact" policy): re-run it, history part per series, then the rows
                 start = n - C
                 state = prefill(model, hist_s1[:, start:], hist_s2[:, start:], x_stamp[:, start:], S, i)
-                model.context(gen1[:, :i], gen2[:, :i], row_stamp[:, :i], state)
+                model.context(gen1[:, :i], gen2[:, :i], row_stamp[:, :i], state, row_time[:, :i])
             assert state is not None and state.last is not None
             logits = model.s1_logits(state.last, step=True)
             if logits.shape[0] != R:

@@ -48,11 +48,14 @@ class FeedForward(nn.Module):
         self.w3 = nn.Linear(d_model, ff_dim, bias=False)
         self.w2 = nn.Linear(ff_dim, d_model, bias=False)
 
-    def forward(self, x: Tensor, fused: bool = False) -> Tensor:
-        if not fused:
-            return self.w2(F.silu(self.w1(x)) * self.w3(x))
+    def forward(self, x: Tensor) -> Tensor:
+        return self.w2(F.silu(self.w1(x)) * self.w3(x))
+
+    def step(self, x: Tensor, residual: Tensor) -> Tensor:
+        """``residual + forward(x)`` for a cached step's few rows: w1 and w3 as one GEMM, the residual added by
+        w2's GEMM (``fused_gemm``)."""
         gate, up = fused_linear(x, (self.w1, self.w3))
-        return step_linear(F.silu(gate) * up, self.w2)
+        return fused_gemm(F.silu(gate).mul_(up), (self.w2,), residual)
 
 
 def rope_inv_freq(head_dim: int) -> Tensor:
@@ -91,8 +94,8 @@ _FUSED: "weakref.WeakKeyDictionary[nn.Module, tuple[tuple[int, ...], Tensor, Ten
 )
 
 
-def fused_linear(x: Tensor, linears: Sequence[nn.Linear]) -> tuple[Tensor, ...]:
-    """``tuple(lin(x) for lin in linears)`` as one GEMM over the concatenated, transposed weights."""
+def fused_weights(linears: Sequence[nn.Linear]) -> tuple[Tensor, Tensor | None]:
+    """The group's weights concatenated and transposed, [in, sum of out] contiguous, and biases (or None)."""
     params = [p for lin in linears for p in (lin.weight, lin.bias) if p is not None]
     stamp = tuple(v for p in params for v in (p.data_ptr(), p._version))
     hit = _FUSED.get(linears[0])
@@ -100,14 +103,28 @@ def fused_linear(x: Tensor, linears: Sequence[nn.Linear]) -> tuple[Tensor, ...]:
         w = torch.cat([lin.weight for lin in linears]).t().contiguous()
         b = torch.cat([lin.bias for lin in linears]) if all(lin.bias is not None for lin in linears) else None
         hit = _FUSED[linears[0]] = (stamp, w, b)
+    return hit[1], hit[2]
+
+
+def fused_gemm(x: Tensor, linears: Sequence[nn.Linear], residual: Tensor | None = None) -> Tensor:
+    """``cat([lin(x) for lin in linears], -1)`` as one GEMM over the concatenated, transposed weights; with
+    ``residual`` (bias-free Linears) ``residual + ...``, the addition inside the GEMM."""
+    w, b = fused_weights(linears)
     flat = x.reshape(-1, x.shape[-1])
-    y = (flat @ hit[1] if hit[2] is None else torch.addmm(hit[2], flat, hit[1])).view(*x.shape[:-1], -1)
-    return (y,) if len(linears) == 1 else y.split([lin.out_features for lin in linears], dim=-1)
+    if residual is not None:
+        assert b is None
+        return torch.addmm(residual.reshape(-1, w.shape[1]), flat, w).view(residual.shape)
+    return (flat @ w if b is None else torch.addmm(b, flat, w)).view(*x.shape[:-1], -1)
+
+
+def fused_linear(x: Tensor, linears: Sequence[nn.Linear]) -> tuple[Tensor, ...]:
+    """``tuple(lin(x) for lin in linears)`` as one GEMM (``fused_gemm``)."""
+    return fused_gemm(x, linears).split([lin.out_features for lin in linears], dim=-1)
 
 
 def step_linear(x: Tensor, linear: nn.Linear) -> Tensor:
-    """``linear(x)`` for a cached step's few rows (see ``fused_linear``)."""
-    return fused_linear(x, (linear,))[0]
+    """``linear(x)`` for a cached step's few rows (see ``fused_weights``)."""
+    return fused_gemm(x, (linear,))
 
 
 # -- the KV cache ----------------------------------------------------------------------------------------------
@@ -253,9 +270,13 @@ class SelfAttention(AttentionProjections):
             return self.out_proj(self.merge(F.scaled_dot_product_attention(q, k, v, is_causal=True)))
         assert cache is not None
         cos, sin = rope if rope is not None else self.rotary.cos_sin(cache.position, x.shape[1])
-        q, k, v = (self.split(t) for t in fused_linear(x, (self.q_proj, self.k_proj, self.v_proj)))
-        cache.append(RotaryEmbedding.apply(k, cos, sin), v)
-        return step_linear(cache.attend(RotaryEmbedding.apply(q, cos, sin), causal=True), self.out_proj)
+        b, t, _ = x.shape
+        h = self.n_heads
+        qkv = fused_gemm(x, (self.q_proj, self.k_proj, self.v_proj)).view(b, t, 3 * h, self.head_dim)
+        qkv = qkv.transpose(1, 2)  # [B, 3*heads, T, hd]
+        qk = RotaryEmbedding.apply(qkv[:, : 2 * h], cos, sin)  # q and k as one tensor: half the ops
+        cache.append(qk[:, h:], qkv[:, 2 * h :])
+        return step_linear(cache.attend(qk[:, :h], causal=True), self.out_proj)
 
 
 class TransformerBlock(nn.Module):
@@ -271,9 +292,11 @@ class TransformerBlock(nn.Module):
     def forward(self, x: Tensor, cache: KVCache | None = None, rope: tuple[Tensor, Tensor] | None = None) -> Tensor:
         # The fast mode's passes (a cache: prefill or step) take RMSNorm as one op (bitwise the chain on CPU, one
         # parallel region instead of six); only steps fuse the projections.
-        fast, step = cache is not None, is_step(cache)
+        fast = cache is not None
         x = x + self.self_attn(self.norm1(x, fused=fast), cache, rope)
-        return x + self.ffn(self.norm2(x, fused=fast), fused=step)
+        if is_step(cache):
+            return self.ffn.step(self.norm2(x, fused=True), residual=x)
+        return x + self.ffn(self.norm2(x, fused=fast))
 
 
 def run_blocks(blocks: Sequence[TransformerBlock], x: Tensor, caches: Sequence[KVCache] | None = None) -> Tensor:

@@ -31,9 +31,11 @@ class HierarchicalEmbedding(nn.Module):
         self.emb_s2 = nn.Embedding(vocab_s2, d_model)
         self.fusion_proj = nn.Linear(2 * d_model, d_model)
 
-    def forward(self, s1: Tensor, s2: Tensor) -> Tensor:
+    def forward(self, s1: Tensor, s2: Tensor, step: bool = False) -> Tensor:
+        """``step``: a cached step's few rows (``step_linear``)."""
         scale = math.sqrt(self.d_model)
-        return self.fusion_proj(torch.cat((self.emb_s1(s1) * scale, self.emb_s2(s2) * scale), dim=-1))
+        both = torch.cat((self.emb_s1(s1) * scale, self.emb_s2(s2) * scale), dim=-1)
+        return step_linear(both, self.fusion_proj) if step else self.fusion_proj(both)
 
 
 class TemporalEmbedding(nn.Module):
@@ -118,20 +120,25 @@ class Kronos(nn.Module):
         self.dep_layer = DependencyAwareLayer(c.d_model)
         self.head = DualHead(v1, v2, c.d_model)
 
-    def embed(self, s1: Tensor, s2: Tensor, stamp: Tensor) -> Tensor:
-        return self.embedding(s1, s2) + self.time_emb(stamp)
+    def embed(self, s1: Tensor, s2: Tensor, stamp: Tensor, step: bool = False, time: Tensor | None = None) -> Tensor:
+        return self.embedding(s1, s2, step) + (self.time_emb(stamp) if time is None else time)
 
     def s1_logits(self, h: Tensor, step: bool = False) -> Tensor:
         """s1 logits of context rows h [..., d]; ``step``: a cached step's few rows (``step_linear``)."""
         return step_linear(h, self.head.proj_s1) if step else self.head.proj_s1(h)
 
-    def context(self, s1: Tensor, s2: Tensor, stamp: Tensor, state: DecodeState | None = None) -> Tensor:
+    def context(self, s1: Tensor, s2: Tensor, stamp: Tensor, state: DecodeState | None = None,
+                time: Tensor | None = None) -> Tensor:  # fmt: skip
         """Normed context of tokens [B, T] with stamps [B, T, 5]: [B, T, d].
 
         Without ``state``: windows from position 0, recomputed from scratch. With a ``DecodeState`` waiting for
         its prefix: the same pass over G windows, whose keys/values the state keeps for its rows. With a filled
-        state: T new tokens per row [G*S, T] after those it holds. With a state, ``state.last`` becomes the newest row."""
-        x = run_blocks(self.transformer, self.embed(s1, s2, stamp), state.layers if state is not None else None)
+        state: T new tokens per row [G*S, T] after those it holds. With a state, ``state.last`` becomes the newest
+        row. ``time``: ``time_emb(stamp)`` when the caller has it already (a step's rows: computed once for all
+        steps, bitwise the same)."""
+        step = state is not None and is_step(state.layers[0])
+        x = self.embed(s1, s2, stamp, step, time)
+        x = run_blocks(self.transformer, x, state.layers if state is not None else None)
         ctx = self.norm(x, fused=state is not None)
         if state is not None:
             self.dep_layer.remember(ctx, state.dep)

@@ -82,7 +82,8 @@ def draw_noise(generators: Sequence[torch.Generator | None], rows: int, vocab: i
 
 def sample_with_noise(logits: Tensor, params: SamplingParams, noise: Tensor) -> Tensor:
     """One token per row of logits [R, V] -> int64 [R], given the row's draw of ``draw_noise``."""
-    probs = torch.softmax(filter_logits(logits / params.temperature, params.top_k, params.top_p), dim=-1)
+    scaled = logits if params.temperature == 1.0 else logits / params.temperature  # x / 1.0 is x, bitwise
+    probs = torch.softmax(filter_logits(scaled, params.top_k, params.top_p), dim=-1)
     return torch.argmax(probs / noise, dim=-1)
 
 

@@ -27,9 +27,9 @@ def test_every_pass_runs_on_the_callers_threads(networks: tuple, max_context: in
     seen: list[tuple[int, int]] = []  # (tokens per row, threads) of every context call
     real = Kronos.context
 
-    def spy(self, s1, s2, stamp, state=None):  # type: ignore[no-untyped-def]
+    def spy(self, s1, s2, stamp, *args):  # type: ignore[no-untyped-def]
         seen.append((s1.shape[1], torch.get_num_threads()))
-        return real(self, s1, s2, stamp, state)
+        return real(self, s1, s2, stamp, *args)
 
     monkeypatch.setattr(Kronos, "context", spy)
     hist = _history(tok, 20, 8)
