@@ -9,8 +9,10 @@ Every attention runs in one of two ways, chosen by the cache it is given:
     losses run only this; the fast mode's prefill runs it once (RMSNorm as one op, bitwise the same on CPU) and
     keeps the keys/values as the cache's prefix.
   * a cached step (a filled ``KVCache``): x [G*S, T, d] extends each of the cache's rows by T positions. Its
-    projections run as one GEMM over concatenated weights and RMSNorm as one op: per-step GEMMs of a few rows
-    cost mostly per call. The results equal the window pass's within float rounding.
+    projections run as one GEMM over concatenated, transposed weights (``fused_weights``), q and k are rotated as
+    one tensor, the FFN's residual is added inside w2's GEMM and RMSNorm is one op: a step is a few rows through
+    every weight, so it costs per op and per byte of weights rather than per FLOP. The results equal the window
+    pass's within float rounding.
 """
 
 from __future__ import annotations
@@ -291,7 +293,7 @@ class TransformerBlock(nn.Module):
 
     def forward(self, x: Tensor, cache: KVCache | None = None, rope: tuple[Tensor, Tensor] | None = None) -> Tensor:
         # The fast mode's passes (a cache: prefill or step) take RMSNorm as one op (bitwise the chain on CPU, one
-        # parallel region instead of six); only steps fuse the projections.
+        # parallel region instead of six); only steps fuse the projections and the FFN's residual.
         fast = cache is not None
         x = x + self.self_attn(self.norm1(x, fused=fast), cache, rope)
         if is_step(cache):
