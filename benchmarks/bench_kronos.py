@@ -47,6 +47,7 @@ from torch.utils import flop_counter
 from kronos_assets.forecasting.interface import ForecastRequest, Sampling
 from kronos_assets.forecasting.kronos_forecaster import KronosForecaster
 from kronos_assets.kronos.config import KRONOS_MINI, KRONOS_SMALL, TOKENIZER_2K, TOKENIZER_BASE
+from kronos_assets.kronos.generate import STEP_THREADS
 from kronos_assets.kronos.model import Kronos
 from kronos_assets.kronos.inputs import PreparedSeries
 from kronos_assets.kronos.predictor import KronosPredictor
@@ -311,7 +312,7 @@ def main(argv: list[str] | None = None) -> int:
         "machine": {"cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
                     "python": sys.version.split()[0], "platform": platform.platform(),
                     "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
-                    "gomp_spincount": os.environ.get("GOMP_SPINCOUNT")},  # fmt: skip
+                    "gomp_spincount": os.environ.get("GOMP_SPINCOUNT"), "step_threads": STEP_THREADS},  # fmt: skip
         # 1-minute load averages: other processes on the machine inflate wall times (compare cpu_s).
         "load_average_before": load_before[0], "load_average_after": os.getloadavg()[0],
         "matmul_1024_gflop_per_s": mm, "matmul_1024_gflop_per_s_after": mm_after, "mini": mini, "small": small,
@@ -332,7 +333,8 @@ def main(argv: list[str] | None = None) -> int:
               f"{'' if gs is None else f'{gs / mm:.0%}':>6}")  # fmt: skip
     print(f"torch.mm 1024x1024 float32: {mm:.1f} GFLOP/s before, {mm_after:.1f} after, on "
           f"{torch.get_num_threads()} threads; load average {load_before[0]:.2f} -> {os.getloadavg()[0]:.2f}; "
-          f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')} GOMP_SPINCOUNT={os.environ.get('GOMP_SPINCOUNT')}")
+          f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')} GOMP_SPINCOUNT={os.environ.get('GOMP_SPINCOUNT')}, "
+          f"cached steps on {STEP_THREADS} thread(s)")
     if "speedup_median" in mini:
         print(f"A: fast {mini['fast']['median_s']:.3f} s (target <= 0.25) vs reference "
               f"{mini['reference']['median_s']:.2f} s in the same run: {mini['speedup_median']:.1f}x; identical "

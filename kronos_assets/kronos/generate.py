@@ -38,6 +38,7 @@ from torch import Tensor
 from .config import CONTEXT_POLICIES, DEFAULT_CONTEXT_POLICY, MODES, ContextPolicy, Mode
 from .errors import HorizonTooLongError
 from .model import DecodeState, Kronos
+from .runtime import torch_threads
 from .sampling import NoiseStream, SamplingParams, draw_noise, sample_tokens, sample_with_noise
 from .tokenizer import KronosTokenizer
 
@@ -132,6 +133,15 @@ def _generate_fast(model: Kronos, tokenizer: KronosTokenizer, hist_s1: Tensor, h
                           [generator])[0]  # fmt: skip
 
 
+# torch intra-op threads of a cached step on CPU. A step is ~100 ops on a few rows: split over threads, each op
+# costs an OpenMP fork/join, and where idle threads sleep or share the CPU with other processes, a wake-up (tens
+# of microseconds to a scheduler tick). Measured (bench_kronos B, Kronos-small, 1 path): the caller's 2 threads
+# made a quiet machine's run 5-15 % faster (a 1-row step streams 84 MB of weights; 2 threads read more of it per
+# second), but with 3 other busy processes on the 2 cores, slower than 1 thread by 1.5x (A) to over 1.2x (B, runs
+# past 12 s against 9.8 s). So steps stay on one thread; the window passes (prefill, the "exact" recompute, the
+# tokenizer) keep the caller's threads: their GEMMs are large.
+STEP_THREADS = 1
+
 # -- many series at once -------------------------------------------------------------------------------------
 def prefill(model: Kronos, s1: Tensor, s2: Tensor, stamp: Tensor, paths: int, capacity: int) -> DecodeState:
     """Run G windows [G, P] (positions from 0) once; their caches are then shared by ``paths`` rows each, with
@@ -198,8 +208,9 @@ def generate_batch(
                 state = prefill(model, hist_s1[:, L - p :], hist_s2[:, L - p :], x_stamp[:, L - p :], S, H)
             elif n <= C:
                 assert state is not None
-                model.context(gen1[:, i - 1 : i], gen2[:, i - 1 : i], row_stamp[:, i - 1 : i], state,
-                              row_time[:, i - 1 : i])  # fmt: skip
+                with torch_threads(STEP_THREADS):
+                    model.context(gen1[:, i - 1 : i], gen2[:, i - 1 : i], row_stamp[:, i - 1 : i], state,
+                                  row_time[:, i - 1 : i])  # fmt: skip
             elif S == 1:  # the window slid, one path per series: nothing to share, one causal pass over it
                 start = n - C
                 cat = lambda h, g: torch.cat((h[:, start:], g[:, :i]), dim=1)  # noqa: E731
@@ -209,12 +220,13 @@ def generate_batch(
                 state = prefill(model, hist_s1[:, start:], hist_s2[:, start:], x_stamp[:, start:], S, i)
                 model.context(gen1[:, :i], gen2[:, :i], row_stamp[:, :i], state, row_time[:, :i])
             assert state is not None and state.last is not None
-            logits = model.s1_logits(state.last, step=True)
-            if logits.shape[0] != R:
-                logits = logits.repeat_interleave(S, dim=0)
-            s1 = sample_with_noise(logits, cfg.sampling, next_noise(logits))
-            s2_logits = model.s2_logits(state.last, s1, state.dep)
-            s2 = sample_with_noise(s2_logits, cfg.sampling, next_noise(s2_logits))
+            with torch_threads(STEP_THREADS):
+                logits = model.s1_logits(state.last, step=True)
+                if logits.shape[0] != R:
+                    logits = logits.repeat_interleave(S, dim=0)
+                s1 = sample_with_noise(logits, cfg.sampling, next_noise(logits))
+                s2_logits = model.s2_logits(state.last, s1, state.dep)
+                s2 = sample_with_noise(s2_logits, cfg.sampling, next_noise(s2_logits))
             gen1[:, i], gen2[:, i] = s1, s2
     finally:
         if noise is not None:

@@ -1,6 +1,5 @@
-"""Threads: generation runs every pass on the caller's intra-op threads (cached steps included: their GEMMs on
-transposed weights split over threads) and leaves the count as it found it; OpenMP's idle threads spin a bounded
-while unless the user chose."""
+"""Threads: a cached step runs on one intra-op thread (its ~100 small ops would each pay an OpenMP fork/join),
+the window passes on the caller's threads; OpenMP's idle threads spin a bounded while unless the user chose."""
 
 from __future__ import annotations
 
@@ -12,6 +11,7 @@ import pytest
 import torch
 
 from kronos_assets import environment
+from kronos_assets.kronos import generate as gen
 from kronos_assets.kronos.generate import GenerationConfig, generate
 from kronos_assets.kronos.model import Kronos
 from kronos_assets.kronos.runtime import torch_threads
@@ -21,8 +21,8 @@ from .test_generate import _history
 
 
 @pytest.mark.parametrize("max_context", [64, 24])  # no slide; the "exact" window slides for the last steps
-def test_every_pass_runs_on_the_callers_threads(networks: tuple, max_context: int,
-                                                monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+def test_steps_run_on_one_thread_windows_on_the_callers(networks: tuple, max_context: int,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
     model, tok = networks
     seen: list[tuple[int, int]] = []  # (tokens per row, threads) of every context call
     real = Kronos.context
@@ -34,18 +34,17 @@ def test_every_pass_runs_on_the_callers_threads(networks: tuple, max_context: in
     monkeypatch.setattr(Kronos, "context", spy)
     hist = _history(tok, 20, 8)
     cfg = GenerationConfig(horizon=8, n_paths=3, sampling=SamplingParams(), max_context=max_context)
-    outs = []
-    for threads in (2, 1):
-        seen.clear()
-        with torch_threads(threads):
-            outs.append(generate(model, tok, *hist, cfg, torch.Generator().manual_seed(0)))
-            assert torch.get_num_threads() == threads  # left as found
-        assert seen[0] == (20, threads)  # the prefill
-        steps = [t for tokens, t in seen if tokens == 1]
-        assert len(steps) == (7 if max_context == 64 else 4)  # 24: 3 steps slid the window
-        assert {t for _, t in seen} == {threads}
-    # The same tokens whatever the thread count.
-    assert torch.equal(outs[0].s1, outs[1].s1) and torch.equal(outs[0].s2, outs[1].s2)
+    with torch_threads(2):
+        out = generate(model, tok, *hist, cfg, torch.Generator().manual_seed(0))
+        assert torch.get_num_threads() == 2  # restored
+    assert seen[0] == (20, 2)  # the prefill
+    steps = [threads for tokens, threads in seen if tokens == 1]
+    assert len(steps) == (7 if max_context == 64 else 4) and set(steps) == {gen.STEP_THREADS}  # 24: 3 slid
+    assert all(threads == 2 for tokens, threads in seen if tokens > 1)
+    monkeypatch.setattr(gen, "STEP_THREADS", None)  # the same tokens with the caller's threads everywhere
+    with torch_threads(2):
+        again = generate(model, tok, *hist, cfg, torch.Generator().manual_seed(0))
+    assert torch.equal(out.s1, again.s1) and torch.equal(out.s2, again.s2)
 
 
 @pytest.mark.parametrize("preset,expected", [({}, "10000"), ({"OMP_WAIT_POLICY": "PASSIVE"}, None),
