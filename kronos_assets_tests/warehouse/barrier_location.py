@@ -17,6 +17,7 @@ from kronos_assets.warehouse import Warehouse
 
 BARRIER_DIR_VAR = "KRONOS_TEST_BARRIER_DIR"
 BARRIER_WAIT_S = 180.0
+RELEASE_DELAY_S = 0.5
 
 
 class BarrierWarehouse(Warehouse):
@@ -25,8 +26,13 @@ class BarrierWarehouse(Warehouse):
         n = int((folder / "expected").read_text())
         (folder / f"arrived-{os.getpid()}").touch()
         deadline = time.monotonic() + BARRIER_WAIT_S
-        while len(list(folder.glob("arrived-*"))) < n and time.monotonic() < deadline:
-            time.sleep(0.2)
+        while len(arrived := list(folder.glob("arrived-*"))) < n and time.monotonic() < deadline:
+            time.sleep(0.02)
+        # Released together: every writer sleeps until the same moment, RELEASE_DELAY_S after the last arrival
+        # (a write takes ~0.1 s; noticing the last arrival alone would stagger the starts by the polling and
+        # scheduling delays, enough for one write to end before another began).
+        release = max(p.stat().st_mtime for p in arrived) + RELEASE_DELAY_S
+        time.sleep(max(0.0, release - time.time()))
         start = time.time()
         out = super().merge(table, frame, keys)
         with open(folder / "writes.jsonl", "a") as f:
