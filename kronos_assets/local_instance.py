@@ -10,6 +10,7 @@ import dagster as dg
 
 from kronos_assets import environment
 from kronos_assets.settings import Settings
+from kronos_assets.warehouse import WRITE_POOL
 
 MARKER = "# Written by kronos-assets"
 
@@ -74,8 +75,6 @@ def instance_for(settings: Settings) -> dg.DagsterInstance:
     sync_write_pool(instance, settings)
     return instance
 
-
-WRITE_POOL = "duckdb_write"
 
 
 def sync_write_pool(instance: dg.DagsterInstance, settings: Settings) -> None:

@@ -15,7 +15,7 @@ from kronos_assets.market.timeframes import timeframe_delta
 from kronos_assets.scoring import HorizonNotClosed, Scored, score_bars
 from kronos_assets.settings import Settings, TimeframeSettings
 from kronos_assets.track_record import crps_standing, track_record
-from kronos_assets.warehouse import Warehouse
+from kronos_assets.warehouse import WRITE_POOL, Warehouse
 
 def evaluations_key(tf: str, family: Family = MARKETS) -> dg.AssetKey:
     return family.asset_key("evaluations", tf)
@@ -44,7 +44,7 @@ def build_evaluations(settings: Settings, tf: TimeframeSettings, family: Family 
         backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=168),
         group_name="evaluate",
         kinds={"duckdb"},
-        pool="duckdb_write",
+        pool=WRITE_POOL,
         owners=["team:ml"],
         description=(
             f"Scores of every {tf.horizon}-bar {tf.name} forecast (each model and baseline) against the realised "

@@ -14,7 +14,7 @@ from kronos_assets.forecasting.requests import HISTORY_COLUMNS, build_requests, 
 from kronos_assets.market.timeframes import timeframe_delta
 from kronos_assets.records import forecast_frames
 from kronos_assets.settings import Settings, TimeframeSettings
-from kronos_assets.warehouse import Warehouse
+from kronos_assets.warehouse import WRITE_POOL, Warehouse
 
 FORECAST_TABLES = ("forecasts", "forecast_steps", "forecast_paths")
 MODEL_BATCH = 64  # requests per forecaster call
@@ -50,7 +50,7 @@ def build_forecasts(settings: Settings, tf: TimeframeSettings, family: Family = 
         backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=168),
         group_name="forecast",
         kinds={"pytorch", "duckdb"},
-        pool="duckdb_write",
+        pool=WRITE_POOL,
         owners=["team:ml"],
         description=(
             f"{tf.horizon}-bar forecasts made when each {tf.name} bar closes, by {', '.join(settings.forecasters)}: "

@@ -13,7 +13,7 @@ from kronos_assets.market.timeframes import contiguous, timeframe_delta, timefra
 from kronos_assets.settings import Settings, TimeframeSettings
 from kronos_assets.defs.metadata import md_table
 from kronos_assets.defs.partitions import DAY_FMT, MARKETS, Family, day_partitions, times_by_symbol
-from kronos_assets.warehouse import Warehouse, read_sql
+from kronos_assets.warehouse import WRITE_POOL, Warehouse, read_sql
 
 # The day-partitioned write covers whole days: [first day, last day + 1).
 ONE_DAY = timedelta(days=1)
@@ -44,7 +44,7 @@ def build_ingest(settings: Settings, tf: TimeframeSettings, family: Family = MAR
         required_resource_keys={family.market_resource, "warehouse"},
         group_name="ingest",
         kinds={"duckdb", "polars"},
-        pool="duckdb_write",
+        pool=WRITE_POOL,
         owners=["team:data"],
         description=(
             f"Closed {tf.name} candles per market and UTC day as the source served them "
@@ -90,7 +90,7 @@ def build_ingest(settings: Settings, tf: TimeframeSettings, family: Family = MAR
         backfill_policy=policy,
         group_name="ingest",
         kinds={"duckdb", "sql", "polars"},
-        pool="duckdb_write",
+        pool=WRITE_POOL,
         owners=["team:data"],
         description=(
             f"Validated {tf.name} candles with features (log return, log range, 24-bar realised volatility, volume "

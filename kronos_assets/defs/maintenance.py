@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import dagster as dg
 
-from kronos_assets.warehouse import Warehouse, WarehouseConfig
+from kronos_assets.warehouse import WRITE_POOL, Warehouse, WarehouseConfig
 
 MAINTENANCE_JOB = "warehouse_maintenance"
 # Daily, off the hour: the hourly candle runs start on the hour.
@@ -19,7 +19,7 @@ def build_maintenance(config: WarehouseConfig) -> dg.Definitions:
     if config.backend != "ducklake":
         return dg.Definitions()
 
-    @dg.op(required_resource_keys={"warehouse"}, pool="duckdb_write",
+    @dg.op(required_resource_keys={"warehouse"}, pool=WRITE_POOL,
            description="ducklake_merge_adjacent_files, ducklake_expire_snapshots (older than 7 days), "
                        "ducklake_cleanup_old_files and ducklake_delete_orphaned_files (older than 1 day).")
     def maintain_warehouse(context: dg.OpExecutionContext) -> dg.Output[dict]:

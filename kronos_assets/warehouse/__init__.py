@@ -1,7 +1,8 @@
 """The warehouse (no Dagster here): the embedded DuckDB file or DuckLake, behind one ``Warehouse`` API."""
 
-from kronos_assets.warehouse.config import WarehouseConfig
+from kronos_assets.warehouse.config import WRITE_POOL, WarehouseConfig
 from kronos_assets.warehouse.core import NULLABLE, Warehouse, WarehouseConflict
 from kronos_assets.warehouse.sql import SQL_DIR, json_rows, read_sql
 
-__all__ = ["NULLABLE", "SQL_DIR", "Warehouse", "WarehouseConfig", "WarehouseConflict", "json_rows", "read_sql"]
+__all__ = ["NULLABLE", "SQL_DIR", "WRITE_POOL", "Warehouse", "WarehouseConfig", "WarehouseConflict", "json_rows",
+           "read_sql"]

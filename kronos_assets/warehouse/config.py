@@ -15,6 +15,9 @@ PG_PASSWORD_VAR = environment.LAKE_PG_PASSWORD
 S3_KEY_ID_VAR = environment.LAKE_S3_KEY_ID
 S3_SECRET_VAR = environment.LAKE_S3_SECRET
 
+# The name of the pool every step that writes the warehouse takes (the orchestrator limits it to ``pool_limit``).
+WRITE_POOL = "duckdb_write"
+
 
 class CatalogConfig(BaseModel):
     """The PostgreSQL database holding DuckLake's catalog (it must exist); the password is $KRONOS_LAKE_PG_PASSWORD."""
@@ -78,7 +81,7 @@ class WarehouseConfig(BaseModel):
 
     @property
     def pool_limit(self) -> int:
-        """The duckdb_write pool's limit: one writer for the file, the configured count for DuckLake."""
+        """The WRITE_POOL's limit: one writer for the file, the configured count for DuckLake."""
         return 1 if self.backend == "embedded" else self.write_pool_limit
 
     def describe(self) -> str:

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from kronos_assets.local_instance import WRITE_POOL, instance_for
+from kronos_assets.local_instance import instance_for
+from kronos_assets.warehouse import WRITE_POOL
 from kronos_assets_tests.helpers import small_settings
 
 LAKE = {"backend": "ducklake", "catalog": {"host": "db", "dbname": "lake", "user": "kronos"}, "data_path": "/srv/lake"}
