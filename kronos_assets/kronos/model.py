@@ -15,8 +15,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .config import DEP_HEADS, KronosConfig
-from .layers import (AttentionProjections, KVCache, RMSNorm, TransformerBlock, fused_linear, is_step, run_blocks,
-                     step_linear)
+from .cached import (KVCache, from_heads, is_step, packed, project_heads, rms, run_blocks, step_linear, to_heads,
+                     transposed)
+from .layers import AttentionProjections, RMSNorm, TransformerBlock
 
 # Time feature order of a stamp row, and table sizes (day and month are 1-based, row 0 unused).
 STAMP_FIELDS = ("minute", "hour", "weekday", "day", "month")
@@ -74,11 +75,13 @@ class DependencyAwareLayer(nn.Module):
         """Keys/values of new context rows into ``cache``: a prefill's windows [G, P, d] become its prefix, a
         step's rows [G*S, T, d] are appended."""
         ca = self.cross_attn
-        if is_step(cache):
-            k, v = fused_linear(context, (ca.k_proj, ca.v_proj))
-            cache.append(ca.split(k), ca.split(v))
-        else:
+        if not is_step(cache):
             cache.store_prefix(ca.split(ca.k_proj(context)), ca.split(ca.v_proj(context)))
+            return
+        w, b = packed(ca, "kv", lambda: transposed([ca.k_proj, ca.v_proj]))
+        rows, t, d = context.shape
+        kv = torch.addmm(b, context.reshape(rows * t, d), w)
+        cache.append(to_heads(kv[:, :d], cache, t, ca.n_heads), to_heads(kv[:, d:], cache, t, ca.n_heads))
 
     def forward(self, query: Tensor, residual: Tensor, context: Tensor | None = None,
                 cache: KVCache | None = None) -> Tensor:  # fmt: skip
@@ -88,8 +91,11 @@ class DependencyAwareLayer(nn.Module):
         cached rows' keys/values."""
         ca = self.cross_attn
         if cache is not None:
-            q = ca.split(step_linear(query, ca.q_proj))
-            return self.norm(residual + step_linear(cache.attend(q, causal=False), ca.out_proj), fused=True)
+            d = query.shape[-1]
+            attn = from_heads(cache.attend(project_heads(query.reshape(-1, d), ca, cache, 1), causal=False))
+            w, b = packed(ca, "out", lambda: transposed([ca.out_proj]))
+            out = torch.addmm(residual.reshape(-1, d), attn, w).add_(b)  # type: ignore[arg-type]
+            return rms(out, self.norm.weight, self.norm.eps).view(residual.shape)
         q = ca.split(ca.q_proj(query))
         assert context is not None
         tq, tk = query.shape[1], context.shape[1]
@@ -139,7 +145,7 @@ class Kronos(nn.Module):
         step = state is not None and is_step(state.layers[0])
         x = self.embed(s1, s2, stamp, step, time)
         x = run_blocks(self.transformer, x, state.layers if state is not None else None)
-        ctx = self.norm(x, fused=state is not None)
+        ctx = rms(x, self.norm.weight, self.norm.eps) if step else self.norm(x, fused=state is not None)
         if state is not None:
             self.dep_layer.remember(ctx, state.dep)
             state.last = ctx[:, -1]

@@ -13,7 +13,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .config import TokenizerConfig
-from .layers import KVCache, TransformerBlock, run_blocks
+from .cached import KVCache, run_blocks
+from .layers import TransformerBlock
 
 
 class BinarySphericalQuantizer(nn.Module):
