@@ -5,7 +5,8 @@ Fast mode (``generate_batch``; ``generate`` runs it as a batch of one) is the sa
   * each series' history window is run once and its keys/values are shared by its S paths;
   * each step appends one token per path to KV caches of the main blocks and of the dependency layer, and
     projects logits for the last position only;
-  * the final tokenizer decode runs the shared history part once and only the generated rows per path.
+  * the tokenizer decode runs the shared history part once and only the generated rows per path, chunk by chunk
+    while they are generated (decoding.py).
 Both modes run the same module forwards (``Kronos.context``/``s2_logits``, ``KronosTokenizer.decode_hidden``):
 the reference mode without caches, the fast mode with a ``DecodeState`` (layers.py: window pass vs cached step).
 Both modes issue the same RNG calls (one multinomial over [S, V] for s1, one for s2, per step), so with the same
@@ -37,6 +38,7 @@ from torch import Tensor
 
 from .config import CONTEXT_POLICIES, DEFAULT_CONTEXT_POLICY, MODES, ContextPolicy, Mode
 from .errors import HorizonTooLongError
+from .decoding import RowDecoder
 from .model import DecodeState, Kronos
 from .runtime import torch_threads
 from .sampling import NoiseStream, SamplingParams, draw_noise, sample_tokens, sample_with_noise
@@ -151,19 +153,6 @@ def prefill(model: Kronos, s1: Tensor, s2: Tensor, stamp: Tensor, paths: int, ca
     return state
 
 
-def decode_rows(tokenizer: KronosTokenizer, prefix: tuple[Tensor, Tensor] | None, s1: Tensor, s2: Tensor,
-                series: int) -> Tensor:  # fmt: skip
-    """Tokenizer decode of G prefixes [G, P] shared by their rows [G*S, T] -> the rows' bars [G*S, T, 6]: equals
-    rows P.. of ``KronosTokenizer.decode`` on each row's cat(prefix, row), decoding each prefix once."""
-    rows, t = s1.shape
-    has_prefix = prefix is not None and prefix[0].shape[1] > 0
-    caches = tokenizer.decoder_caches(series, rows // series, t, prefill=has_prefix)
-    if has_prefix:
-        assert prefix is not None
-        tokenizer.decode_hidden(tokenizer.post_quant_embed(tokenizer.ids_to_code(*prefix)), caches)
-    return tokenizer.decode_hidden(tokenizer.post_quant_embed(tokenizer.ids_to_code(s1, s2)), caches)
-
-
 @torch.inference_mode()
 def generate_batch(
     model: Kronos,
@@ -199,6 +188,9 @@ def generate_batch(
     def next_noise(logits: Tensor) -> Tensor:
         return noise.next() if noise is not None else draw_noise(generators, S, logits.shape[-1], logits)
 
+    keep = min(L + H, C) - H  # history tokens in the final window, before the generated ones
+    prefix = (hist_s1[:, L - keep :], hist_s2[:, L - keep :]) if keep else None
+    decoder = RowDecoder(tokenizer, prefix, G, R, H, background=hist_s1.device.type == "cpu")
     state: DecodeState | None = None
     try:
         for i in range(H):
@@ -228,11 +220,12 @@ def generate_batch(
                 s2_logits = model.s2_logits(state.last, s1, state.dep)
                 s2 = sample_with_noise(s2_logits, cfg.sampling, next_noise(s2_logits))
             gen1[:, i], gen2[:, i] = s1, s2
+            if n + 1 <= C:  # the next step is a cached one (one thread): decode what is final meanwhile
+                decoder.feed(gen1, gen2, i + 1)
+        bars = decoder.finish(gen1, gen2)
     finally:
+        decoder.close()
         if noise is not None:
             noise.close()
-    keep = min(L + H, C) - H
-    prefix = (hist_s1[:, L - keep :], hist_s2[:, L - keep :]) if keep else None
-    bars = decode_rows(tokenizer, prefix, gen1, gen2, G)
     return [Generated(gen1[j * S : (j + 1) * S], gen2[j * S : (j + 1) * S], bars[j * S : (j + 1) * S])
             for j in range(G)]  # fmt: skip

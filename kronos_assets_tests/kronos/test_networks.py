@@ -8,7 +8,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from kronos_assets.kronos.generate import decode_rows, prefill
+from kronos_assets.kronos.decoding import decode_rows
+from kronos_assets.kronos.generate import prefill
 from kronos_assets.kronos.layers import RMSNorm, RotaryEmbedding
 from kronos_assets.kronos.model import Kronos
 from kronos_assets.kronos.tokenizer import KronosTokenizer
