@@ -50,11 +50,10 @@ class RowDecoder:
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="kronos-decode") if background else None
         self._jobs: list[Future[Tensor | None]] = []
         self._done = 0  # tokens per row handed over so far
-        if has_prefix:
-            assert prefix is not None
-            self._submit(lambda: self._prefix(*prefix))
+        # Decoded with the first chunk's hand-over, not now: the model's prefill runs on all threads meanwhile.
+        self._prefix = prefix if has_prefix else None
 
-    def _prefix(self, s1: Tensor, s2: Tensor) -> None:
+    def _decode_prefix(self, s1: Tensor, s2: Tensor) -> None:
         self._decode(s1, s2)  # only its keys/values matter: the prefix's bars are history
 
     def _decode(self, s1: Tensor, s2: Tensor) -> Tensor:
@@ -72,15 +71,18 @@ class RowDecoder:
 
     def feed(self, s1: Tensor, s2: Tensor, drawn: int) -> None:
         """Rows' tokens [G*S, >= drawn], of which the first ``drawn`` per row are final: decode full chunks."""
+        if self._prefix is not None:
+            prefix, self._prefix = self._prefix, None
+            self._submit(lambda: self._decode_prefix(*prefix))
         while drawn - self._done >= self.chunk:
             a, b = self._done, self._done + self.chunk
             part1, part2 = s1[:, a:b].clone(), s2[:, a:b].clone()  # the generator keeps writing later columns
             self._submit(lambda p1=part1, p2=part2: self._decode(p1, p2))
             self._done = b
 
-    def finish(self, s1: Tensor, s2: Tensor) -> Tensor:
-        """All rows' bars [G*S, H, 6]: the chunks decoded so far, then the rest of s1, s2 [G*S, H]."""
-        self.feed(s1, s2, self.horizon)
+    def wait(self) -> list[Tensor]:
+        """Wait until the background work handed over so far is done (before a pass that needs every thread);
+        returns the chunks' bars in order."""
         parts: list[Tensor] = []
         for job in self._jobs:
             try:
@@ -89,6 +91,12 @@ class RowDecoder:
                 raise RuntimeError(f"the background tokenizer decode stalled for {self.timeout_s:g} s") from None
             if out is not None:
                 parts.append(out)
+        return parts
+
+    def finish(self, s1: Tensor, s2: Tensor) -> Tensor:
+        """All rows' bars [G*S, H, 6]: the chunks decoded so far, then the rest of s1, s2 [G*S, H]."""
+        self.feed(s1, s2, self.horizon)
+        parts = self.wait()
         if self._done < self.horizon:
             parts.append(self._decode(s1[:, self._done :], s2[:, self._done :]))
         return parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)

@@ -204,10 +204,12 @@ def generate_batch(
                     model.context(gen1[:, i - 1 : i], gen2[:, i - 1 : i], row_stamp[:, i - 1 : i], state,
                                   row_time[:, i - 1 : i])  # fmt: skip
             elif S == 1:  # the window slid, one path per series: nothing to share, one causal pass over it
+                decoder.wait()  # window passes use every thread
                 start = n - C
                 cat = lambda h, g: torch.cat((h[:, start:], g[:, :i]), dim=1)  # noqa: E731
                 state = prefill(model, cat(hist_s1, gen1), cat(hist_s2, gen2), cat(x_stamp, row_stamp), S, 0)
             else:  # the window slid ("exact" policy): re-run it, history part per series, then the rows
+                decoder.wait()
                 start = n - C
                 state = prefill(model, hist_s1[:, start:], hist_s2[:, start:], x_stamp[:, start:], S, i)
                 model.context(gen1[:, :i], gen2[:, :i], row_stamp[:, :i], state, row_time[:, :i])

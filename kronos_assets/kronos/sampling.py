@@ -51,16 +51,27 @@ def filter_logits(logits: Tensor, top_k: int = 0, top_p: float = 1.0) -> Tensor:
         # cut are all kept (as top-k does), and it needs the sorted values only.
         sorted_logits = _sorted_descending(logits)
         cum = torch.softmax(sorted_logits, dim=-1).cumsum(dim=-1)
-        m = (cum[..., :-1] <= top_p).sum(dim=-1, keepdim=True)
-        return logits.masked_fill(logits < sorted_logits.gather(-1, m), float("-inf"))
+        # m = how many of cum[..., :-1] are <= top_p: a binary search, since cum never decreases.
+        limit = torch.full((*cum.shape[:-1], 1), top_p, dtype=cum.dtype, device=cum.device)
+        m = torch.searchsorted(cum, limit, right=True).clamp_(max=logits.shape[-1] - 1)
+        return _mask_below(logits, sorted_logits.gather(-1, m))
     return logits
 
 
 def _sorted_descending(x: Tensor) -> Tensor:
     if x.device.type == "cpu" and x.dtype == torch.float32:
-        # numpy's value-only sort is ~20x faster than torch.sort (which always tracks indices) on CPU.
-        return torch.from_numpy(np.ascontiguousarray(np.sort(x.detach().numpy(), axis=-1)[..., ::-1]))
+        # numpy's value-only sort is ~20x faster than torch.sort (which always tracks indices) on CPU; sorting
+        # the negated values and negating back is the descending order exactly.
+        return torch.from_numpy(np.sort(np.negative(x.detach().numpy()), axis=-1)).neg_()
     return torch.sort(x, dim=-1, descending=True).values
+
+
+def _mask_below(x: Tensor, threshold: Tensor) -> Tensor:
+    """x with -inf where x < threshold (masked_fill; numpy's where is ~2x faster on CPU, same values)."""
+    if x.device.type == "cpu" and x.dtype == torch.float32:
+        a = x.detach().numpy()
+        return torch.from_numpy(np.where(a < threshold.numpy(), np.float32(-np.inf), a))
+    return x.masked_fill(x < threshold, float("-inf"))
 
 
 def sample_tokens(logits: Tensor, params: SamplingParams, generator: torch.Generator | None) -> Tensor:
