@@ -4,21 +4,16 @@ Module and parameter names mirror the official state_dict (Appendix A). Dropout 
 the identity in eval mode, and training (training/losses.py) runs these same forwards.
 
 The forwards here are window passes: causal attention over whole windows [B, T, d] with positions from 0,
-exactly the original's computation. The reference mode and the training losses run only these; the fast mode's
-prefill runs them once and keeps the keys/values in a ``cached.KVCache`` (RMSNorm as one op there, bitwise the
-same on CPU). The fast mode's cached passes, a few new positions per row, run on packed weights (cached.py).
+exactly the original's computation, run by the reference mode and the training losses. The fast mode runs the
+same blocks on packed weights instead (cached.py: its prefills and its cached passes).
 """
 
 from __future__ import annotations
-
-from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-if TYPE_CHECKING:
-    from .cached import KVCache
 
 
 class RMSNorm(nn.Module):
@@ -27,9 +22,7 @@ class RMSNorm(nn.Module):
         self.eps = eps
         self.weight = nn.Parameter(torch.ones(dim))
 
-    def forward(self, x: Tensor, fused: bool = False) -> Tensor:
-        if fused:  # one op: bitwise the chain below on CPU; passes without a cache keep the chain (the original's)
-            return F.rms_norm(x, self.weight.shape, self.weight, self.eps)
+    def forward(self, x: Tensor) -> Tensor:
         # Normalise in float32 and cast back before the weight, as the original does.
         xf = x.float()
         y = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)
@@ -102,18 +95,15 @@ class AttentionProjections(nn.Module):
 
 
 class SelfAttention(AttentionProjections):
-    """Causal multi-head self-attention with RoPE (the window pass; cached passes: cached.block_step)."""
+    """Causal multi-head self-attention with RoPE."""
 
-    def forward(self, x: Tensor, cache: KVCache | None = None) -> Tensor:
-        """Window pass over x [B, T, d], positions from 0; a ``cache`` waiting for its prefix keeps the keys and
-        values."""
+    def forward(self, x: Tensor) -> Tensor:
+        """Window pass over x [B, T, d], positions from 0."""
         q, k, v = self.split(self.q_proj(x)), self.split(self.k_proj(x)), self.split(self.v_proj(x))
         cos, sin = self.rotary.cos_sin(0, x.shape[1])
         q, k = RotaryEmbedding.apply(q, cos, sin), RotaryEmbedding.apply(k, cos, sin)
         # Contiguous heads: the CPU flash kernel runs 1.3-1.5x faster on them, with bitwise the same result.
         q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
-        if cache is not None:
-            cache.store_prefix(k, v)
         return self.out_proj(self.merge(F.scaled_dot_product_attention(q, k, v, is_causal=True)))
 
 
@@ -127,9 +117,6 @@ class TransformerBlock(nn.Module):
         self.norm2 = RMSNorm(d_model)
         self.ffn = FeedForward(d_model, ff_dim)
 
-    def forward(self, x: Tensor, cache: KVCache | None = None) -> Tensor:
-        # A fast-mode prefill (a cache waiting for its prefix) takes RMSNorm as one op: bitwise the chain on CPU,
-        # one parallel region instead of six.
-        fast = cache is not None
-        x = x + self.self_attn(self.norm1(x, fused=fast), cache)
-        return x + self.ffn(self.norm2(x, fused=fast))
+    def forward(self, x: Tensor) -> Tensor:
+        x = x + self.self_attn(self.norm1(x))
+        return x + self.ffn(self.norm2(x))

@@ -32,11 +32,22 @@ class HierarchicalEmbedding(nn.Module):
         self.emb_s2 = nn.Embedding(vocab_s2, d_model)
         self.fusion_proj = nn.Linear(2 * d_model, d_model)
 
-    def forward(self, s1: Tensor, s2: Tensor, step: bool = False) -> Tensor:
-        """``step``: a cached step's few rows (``step_linear``)."""
+    def forward(self, s1: Tensor, s2: Tensor) -> Tensor:
         scale = math.sqrt(self.d_model)
         both = torch.cat((self.emb_s1(s1) * scale, self.emb_s2(s2) * scale), dim=-1)
-        return step_linear(both, self.fusion_proj) if step else self.fusion_proj(both)
+        return self.fusion_proj(both)
+
+    def fast(self, s1: Tensor, s2: Tensor) -> Tensor:
+        """``forward`` within float rounding, as two table lookups and an addition: the fusion projection is
+        linear, so each vocabulary's scaled rows are projected once (``packed``) instead of every token."""
+        t1, t2 = packed(self, "tables", self._tables)
+        return F.embedding(s1, t1).add_(F.embedding(s2, t2))
+
+    def _tables(self) -> tuple[Tensor, Tensor]:
+        d, scale = self.d_model, math.sqrt(self.d_model)
+        w = self.fusion_proj.weight
+        t1 = (self.emb_s1.weight * scale) @ w[:, :d].t()
+        return t1, torch.addmm(self.fusion_proj.bias, self.emb_s2.weight * scale, w[:, d:].t())
 
 
 class TemporalEmbedding(nn.Module):
@@ -75,13 +86,14 @@ class DependencyAwareLayer(nn.Module):
         """Keys/values of new context rows into ``cache``: a prefill's windows [G, P, d] become its prefix, a
         step's rows [G*S, T, d] are appended."""
         ca = self.cross_attn
-        if not is_step(cache):
-            cache.store_prefix(ca.split(ca.k_proj(context)), ca.split(ca.v_proj(context)))
-            return
         w, b = packed(ca, "kv", lambda: transposed([ca.k_proj, ca.v_proj]))
         rows, t, d = context.shape
-        kv = torch.addmm(b, context.reshape(rows * t, d), w)
-        cache.append(to_heads(kv[:, :d], cache, t, ca.n_heads), to_heads(kv[:, d:], cache, t, ca.n_heads))
+        kv = torch.addmm(b, context.reshape(rows * t, d), w)  # k and v as one GEMM
+        if is_step(cache):
+            cache.append(to_heads(kv[:, :d], cache, t, ca.n_heads), to_heads(kv[:, d:], cache, t, ca.n_heads))
+        else:
+            kv = kv.view(rows, t, 2, ca.n_heads, ca.head_dim)
+            cache.store_prefix(kv[:, :, 0].transpose(1, 2), kv[:, :, 1].transpose(1, 2))
 
     def forward(self, query: Tensor, residual: Tensor, context: Tensor | None = None,
                 cache: KVCache | None = None) -> Tensor:  # fmt: skip
@@ -126,8 +138,9 @@ class Kronos(nn.Module):
         self.dep_layer = DependencyAwareLayer(c.d_model)
         self.head = DualHead(v1, v2, c.d_model)
 
-    def embed(self, s1: Tensor, s2: Tensor, stamp: Tensor, step: bool = False, time: Tensor | None = None) -> Tensor:
-        return self.embedding(s1, s2, step) + (self.time_emb(stamp) if time is None else time)
+    def embed(self, s1: Tensor, s2: Tensor, stamp: Tensor, fast: bool = False, time: Tensor | None = None) -> Tensor:
+        tokens = self.embedding.fast(s1, s2) if fast else self.embedding(s1, s2)
+        return tokens.add_(self.time_emb(stamp) if time is None else time)
 
     def s1_logits(self, h: Tensor, step: bool = False) -> Tensor:
         """s1 logits of context rows h [..., d]; ``step``: a cached step's few rows (``step_linear``)."""
@@ -142,10 +155,9 @@ class Kronos(nn.Module):
         state: T new tokens per row [G*S, T] after those it holds. With a state, ``state.last`` becomes the newest
         row. ``time``: ``time_emb(stamp)`` when the caller has it already (a step's rows: computed once for all
         steps, bitwise the same)."""
-        step = state is not None and is_step(state.layers[0])
-        x = self.embed(s1, s2, stamp, step, time)
+        x = self.embed(s1, s2, stamp, state is not None, time)
         x = run_blocks(self.transformer, x, state.layers if state is not None else None)
-        ctx = rms(x, self.norm.weight, self.norm.eps) if step else self.norm(x, fused=state is not None)
+        ctx = self.norm(x) if state is None else rms(x, self.norm.weight, self.norm.eps)
         if state is not None:
             self.dep_layer.remember(ctx, state.dep)
             state.last = ctx[:, -1]
