@@ -38,6 +38,7 @@ from torch import Tensor
 
 from .config import CONTEXT_POLICIES, DEFAULT_CONTEXT_POLICY, MODES, ContextPolicy, Mode
 from .errors import HorizonTooLongError
+from .cached import weights_frozen
 from .decoding import RowDecoder
 from .model import DecodeState, Kronos
 from .runtime import torch_threads
@@ -193,38 +194,39 @@ def generate_batch(
     decoder = RowDecoder(tokenizer, prefix, G, R, H, background=hist_s1.device.type == "cpu")
     state: DecodeState | None = None
     try:
-        for i in range(H):
-            n = L + i
-            if i == 0:
-                p = min(L, C)
-                state = prefill(model, hist_s1[:, L - p :], hist_s2[:, L - p :], x_stamp[:, L - p :], S, H)
-            elif n <= C:
-                assert state is not None
+        with weights_frozen():  # nothing changes the weights during a request
+            for i in range(H):
+                n = L + i
+                if i == 0:
+                    p = min(L, C)
+                    state = prefill(model, hist_s1[:, L - p :], hist_s2[:, L - p :], x_stamp[:, L - p :], S, H)
+                elif n <= C:
+                    assert state is not None
+                    with torch_threads(STEP_THREADS):
+                        model.context(gen1[:, i - 1 : i], gen2[:, i - 1 : i], row_stamp[:, i - 1 : i], state,
+                                      row_time[:, i - 1 : i])  # fmt: skip
+                elif S == 1:  # the window slid, one path per series: nothing to share, one causal pass over it
+                    decoder.wait()  # window passes use every thread
+                    start = n - C
+                    cat = lambda h, g: torch.cat((h[:, start:], g[:, :i]), dim=1)  # noqa: E731
+                    state = prefill(model, cat(hist_s1, gen1), cat(hist_s2, gen2), cat(x_stamp, row_stamp), S, 0)
+                else:  # the window slid ("exact" policy): re-run it, history part per series, then the rows
+                    decoder.wait()
+                    start = n - C
+                    state = prefill(model, hist_s1[:, start:], hist_s2[:, start:], x_stamp[:, start:], S, i)
+                    model.context(gen1[:, :i], gen2[:, :i], row_stamp[:, :i], state, row_time[:, :i])
+                assert state is not None and state.last is not None
                 with torch_threads(STEP_THREADS):
-                    model.context(gen1[:, i - 1 : i], gen2[:, i - 1 : i], row_stamp[:, i - 1 : i], state,
-                                  row_time[:, i - 1 : i])  # fmt: skip
-            elif S == 1:  # the window slid, one path per series: nothing to share, one causal pass over it
-                decoder.wait()  # window passes use every thread
-                start = n - C
-                cat = lambda h, g: torch.cat((h[:, start:], g[:, :i]), dim=1)  # noqa: E731
-                state = prefill(model, cat(hist_s1, gen1), cat(hist_s2, gen2), cat(x_stamp, row_stamp), S, 0)
-            else:  # the window slid ("exact" policy): re-run it, history part per series, then the rows
-                decoder.wait()
-                start = n - C
-                state = prefill(model, hist_s1[:, start:], hist_s2[:, start:], x_stamp[:, start:], S, i)
-                model.context(gen1[:, :i], gen2[:, :i], row_stamp[:, :i], state, row_time[:, :i])
-            assert state is not None and state.last is not None
-            with torch_threads(STEP_THREADS):
-                logits = model.s1_logits(state.last, step=True)
-                if logits.shape[0] != R:
-                    logits = logits.repeat_interleave(S, dim=0)
-                s1 = sample_with_noise(logits, cfg.sampling, next_noise(logits))
-                s2_logits = model.s2_logits(state.last, s1, state.dep)
-                s2 = sample_with_noise(s2_logits, cfg.sampling, next_noise(s2_logits))
-            gen1[:, i], gen2[:, i] = s1, s2
-            if n + 1 <= C:  # the next step is a cached one (one thread): decode what is final meanwhile
-                decoder.feed(gen1, gen2, i + 1)
-        bars = decoder.finish(gen1, gen2)
+                    logits = model.s1_logits(state.last, step=True)
+                    if logits.shape[0] != R:
+                        logits = logits.repeat_interleave(S, dim=0)
+                    s1 = sample_with_noise(logits, cfg.sampling, next_noise(logits))
+                    s2_logits = model.s2_logits(state.last, s1, state.dep)
+                    s2 = sample_with_noise(s2_logits, cfg.sampling, next_noise(s2_logits))
+                gen1[:, i], gen2[:, i] = s1, s2
+                if n + 1 <= C:  # the next step is a cached one (one thread): decode what is final meanwhile
+                    decoder.feed(gen1, gen2, i + 1)
+            bars = decoder.finish(gen1, gen2)
     finally:
         decoder.close()
         if noise is not None:

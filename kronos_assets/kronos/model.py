@@ -15,8 +15,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .config import DEP_HEADS, KronosConfig
-from .cached import (KVCache, from_heads, is_step, packed, project_heads, rms, run_blocks, step_linear, to_heads,
-                     transposed)
+from .cached import (KVCache, from_heads, is_step, packed, project_heads, projection, rms, run_blocks, step_linear,
+                     to_heads)
 from .layers import AttentionProjections, RMSNorm, TransformerBlock
 
 # Time feature order of a stamp row, and table sizes (day and month are 1-based, row 0 unused).
@@ -86,9 +86,8 @@ class DependencyAwareLayer(nn.Module):
         """Keys/values of new context rows into ``cache``: a prefill's windows [G, P, d] become its prefix, a
         step's rows [G*S, T, d] are appended."""
         ca = self.cross_attn
-        w, b = packed(ca, "kv", lambda: transposed([ca.k_proj, ca.v_proj]))
         rows, t, d = context.shape
-        kv = torch.addmm(b, context.reshape(rows * t, d), w)  # k and v as one GEMM
+        kv = projection([ca.k_proj, ca.v_proj])(context.reshape(rows * t, d))  # k and v as one GEMM
         if is_step(cache):
             cache.append(to_heads(kv[:, :d], cache, t, ca.n_heads), to_heads(kv[:, d:], cache, t, ca.n_heads))
         else:
@@ -105,8 +104,7 @@ class DependencyAwareLayer(nn.Module):
         if cache is not None:
             d = query.shape[-1]
             attn = from_heads(cache.attend(project_heads(query.reshape(-1, d), ca, cache, 1), causal=False))
-            w, b = packed(ca, "out", lambda: transposed([ca.out_proj]))
-            out = torch.addmm(residual.reshape(-1, d), attn, w).add_(b)  # type: ignore[arg-type]
+            out = projection([ca.out_proj])(attn, residual=residual.reshape(-1, d))
             return rms(out, self.norm.weight, self.norm.eps).view(residual.shape)
         q = ca.split(ca.q_proj(query))
         assert context is not None
