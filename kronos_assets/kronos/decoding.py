@@ -12,7 +12,7 @@ within float rounding (the GEMM shapes differ).
 
 from __future__ import annotations
 
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import Callable
 
 import torch
@@ -23,6 +23,7 @@ from .tokenizer import KronosTokenizer
 
 CHUNK = 6  # tokens per row decoded at once: large enough for few passes, small enough for a short tail
 DECODE_TIMEOUT_S = 600.0  # longest wait for one background decode before the request fails
+CLOSE_WAIT_S = 5.0  # longest wait, when a request ends early, for the chunk being decoded
 
 
 def decode_rows(tokenizer: KronosTokenizer, prefix: tuple[Tensor, Tensor] | None, s1: Tensor, s2: Tensor,
@@ -102,8 +103,12 @@ class RowDecoder:
         return parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
 
     def close(self) -> None:
+        """Drop the work not started; give the chunk in progress a bounded while to end (a decode is compute
+        only, so it ends: this keeps a failed request from leaving a busy thread behind)."""
         if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            if not wait(self._jobs, timeout=min(self.timeout_s, CLOSE_WAIT_S)).not_done:
+                self._pool.shutdown(wait=True)  # idle now: its thread exits at once
 
     def __enter__(self) -> "RowDecoder":
         return self
