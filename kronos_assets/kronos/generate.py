@@ -7,9 +7,10 @@ Fast mode (``generate_batch``; ``generate`` runs it as a batch of one) is the sa
     projects logits for the last position only;
   * the tokenizer decode runs the shared history part once and only the generated rows per path, chunk by chunk
     while they are generated (decoding.py).
-Both modes run the same module forwards (``Kronos.context``/``s2_logits``, ``KronosTokenizer.decode_hidden``):
-the reference mode without caches, the fast mode with a ``DecodeState`` (layers.py: window pass vs cached step).
-Both modes issue the same RNG calls (one multinomial over [S, V] for s1, one for s2, per step), so with the same
+Both modes run through the same entry points (``Kronos.context``/``s2_logits``, ``KronosTokenizer.decode_hidden``):
+the reference mode without caches (the modules' window passes, layers.py), the fast mode with a ``DecodeState``
+(cached.py: the same blocks on packed weights, prefills and cached steps), equal within float rounding. Both
+modes issue the same RNG calls (one multinomial over [S, V] for s1, one for s2, per step), so with the same
 generator they draw the same tokens, up to float rounding ties.
 
 Context policies once history + horizon exceed max_context:
@@ -136,13 +137,15 @@ def _generate_fast(model: Kronos, tokenizer: KronosTokenizer, hist_s1: Tensor, h
                           [generator])[0]  # fmt: skip
 
 
-# torch intra-op threads of a cached step on CPU. A step is ~100 ops on a few rows: split over threads, each op
-# costs an OpenMP fork/join, and where idle threads sleep or share the CPU with other processes, a wake-up (tens
+# torch intra-op threads of a cached step on CPU. A step is ~150 small ops (all blocks, heads, sampling): split
+# over threads, each op costs an OpenMP fork/join, and where idle threads sleep or share the CPU with other processes, a wake-up (tens
 # of microseconds to a scheduler tick). Measured (bench_kronos B, Kronos-small, 1 path): the caller's 2 threads
 # made a quiet machine's run 5-15 % faster (a 1-row step streams 84 MB of weights; 2 threads read more of it per
 # second), but with 3 other busy processes on the 2 cores, slower than 1 thread by 1.5x (A) to over 1.2x (B, runs
-# past 12 s against 9.8 s). So steps stay on one thread; the window passes (prefill, the "exact" recompute, the
-# tokenizer) keep the caller's threads: their GEMMs are large.
+# past 12 s against 9.8 s). With the tokenizer decode on a background thread during the steps (decoding.py),
+# Kronos-mini's 30-path request was 1.2x slower with 2-thread steps (0.53 s against 0.43 s). And the bits of a
+# 1-row step's GEMV differ between 1 and 2 threads, so the thread count must not depend on the load. So steps stay
+# on one thread; the window passes (prefill, the "exact" recompute, the encoder) keep the caller's threads.
 STEP_THREADS = 1
 
 # -- many series at once -------------------------------------------------------------------------------------

@@ -88,7 +88,7 @@ class KronosTokenizer(nn.Module):
     # -- decode ------------------------------------------------------------------------------------------------
     def decode_hidden(self, h: Tensor, caches: Sequence[KVCache] | None = None) -> Tensor:
         """Decoder blocks and head over embedded codes h [B, T, d] -> bars [B, T, 6]: a window pass, or with one
-        ``KVCache`` per decoder block a cached pass (layers.run_blocks)."""
+        ``KVCache`` per decoder block the fast mode's passes (cached.run_blocks)."""
         return self.head(run_blocks(self.decoder, h, caches))
 
     def decoder_caches(self, series: int, paths: int, capacity: int, prefill: bool = True) -> list[KVCache]:
