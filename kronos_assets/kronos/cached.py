@@ -243,53 +243,57 @@ def from_heads(o: Tensor) -> Tensor:
 
 
 # -- the block -----------------------------------------------------------------------------------------------------
+def _block_pack(block: TransformerBlock) -> BlockPack:
+    return packed(block, "step", lambda: _pack_block(block))
+
+
+def _rotate_into(qk: Tensor, cos: Tensor, sin: Tensor, dst: Tensor) -> None:
+    """RoPE on q and k at once, qk [..., T, 2, heads, hd] -> dst (a view of that shape, head-major underneath):
+    x * cos + (x2, x1) * (-sin1, sin2) is x * cos + (-x2, x1) * sin bitwise (``rope_tables``)."""
+    t, hd = cos.shape
+    half = hd // 2
+    swapped = torch.cat((qk[..., half:], qk[..., :half]), dim=-1)
+    torch.mul(qk, cos.view(t, 1, 1, hd), out=dst)
+    dst.addcmul_(swapped, sin.view(t, 1, 1, hd))
+
+
+def _finish_block(p: BlockPack, attn: Tensor, x: Tensor) -> Tensor:
+    """The rest of a block after attention, on rows [M, d]: output projection and FFN, residuals in the GEMMs."""
+    x = p.out(attn, residual=x)
+    gu = p.w13(rms(x, p.norm2, p.eps2))
+    ff = gu.shape[1] // 2
+    return p.w2(F.silu(gu[:, :ff]).mul_(gu[:, ff:]), residual=x)
+
+
 def block_step(block: TransformerBlock, x: Tensor, cache: KVCache, cos: Tensor, sin: Tensor) -> Tensor:
-    """``block``'s forward for T new positions per row, x [G*S, T, d], extending ``cache``. cos [T, hd] and sin
-    [T, hd] with its first half negated (``rope_tables``) of those positions."""
-    p = packed(block, "step", lambda: _pack_block(block))
+    """``block``'s forward for T new positions per row, x [G*S, T, d], extending ``cache``; ``rope_tables`` of
+    those positions."""
+    p = _block_pack(block)
     rows, t, d = x.shape
     g, s, heads, hd = cache.series, cache.paths, p.heads, p.head_dim
     x2 = x.reshape(rows * t, d)
     y = p.qkv(rms(x2, p.norm1, p.eps1)).view(g, s, t, 3, heads, hd)
-    # RoPE on q and k at once: x * cos + (x2, x1) * (-sin1, sin2) is x * cos + (-x2, x1) * sin bitwise, written
-    # straight into the head-major layout attention reads.
-    half = hd // 2
-    qk = x.new_empty((2, g, heads, s, t, hd))
-    dst = qk.permute(1, 3, 4, 0, 2, 5)  # as [G, S, T, 2, heads, hd]
-    swapped = torch.cat((y[..., :2, :, half:], y[..., :2, :, :half]), dim=-1)
-    torch.mul(y[:, :, :, :2], cos.view(t, 1, 1, hd), out=dst)
-    dst.addcmul_(swapped, sin.view(t, 1, 1, hd))
+    qk = x.new_empty((2, g, heads, s, t, hd))  # rotated q and k, head-major as attention reads them
+    _rotate_into(y[:, :, :, :2], cos, sin, qk.permute(1, 3, 4, 0, 2, 5))
     cache.append(qk[1], y[:, :, :, 2].permute(0, 3, 1, 2, 4))
-    attn = from_heads(cache.attend(qk[0], causal=True))
-    x2 = p.out(attn, residual=x2)
-    gu = p.w13(rms(x2, p.norm2, p.eps2))
-    ff = gu.shape[1] // 2
-    return p.w2(F.silu(gu[:, :ff]).mul_(gu[:, ff:]), residual=x2).view(rows, t, d)
+    return _finish_block(p, from_heads(cache.attend(qk[0], causal=True)), x2).view(rows, t, d)
 
 
-def block_window(block: TransformerBlock, x: Tensor, cache: KVCache) -> Tensor:
-    """``block``'s window pass over x [B, T, d] (positions from 0) on the packed weights, for the fast mode's
-    prefills: the windows' keys and values become ``cache``'s prefix. Equals the module's forward within float
-    rounding, in fewer, larger ops (q, k, v as one GEMM; RoPE written head-major; the residuals inside the GEMMs)."""
-    p = packed(block, "step", lambda: _pack_block(block))
+def block_window(block: TransformerBlock, x: Tensor, cache: KVCache, cos: Tensor, sin: Tensor) -> Tensor:
+    """``block``'s window pass over x [B, T, d] (positions from 0; ``rope_tables`` of them) on the packed weights,
+    for the fast mode's prefills: the windows' keys and values become ``cache``'s prefix. Equals the module's
+    forward within float rounding, in fewer, larger ops."""
+    p = _block_pack(block)
     b, t, d = x.shape
     heads, hd = p.heads, p.head_dim
     x2 = x.reshape(b * t, d)
     y = p.qkv(rms(x2, p.norm1, p.eps1)).view(b, t, 3, heads, hd)
-    cos, sin = rope_tables(block, 0, t)
-    half = hd // 2
     qkv = x.new_empty((3, b, heads, t, hd))  # head-major, as attention reads them
-    dst = qkv[:2].permute(1, 3, 0, 2, 4)  # as [B, T, 2, heads, hd]
-    swapped = torch.cat((y[..., :2, :, half:], y[..., :2, :, :half]), dim=-1)
-    torch.mul(y[:, :, :2], cos.view(t, 1, 1, hd), out=dst)
-    dst.addcmul_(swapped, sin.view(t, 1, 1, hd))
+    _rotate_into(y[:, :, :2], cos, sin, qkv[:2].permute(1, 3, 0, 2, 4))
     qkv[2].copy_(y[:, :, 2].transpose(1, 2))
     cache.store_prefix(qkv[1], qkv[2])
     attn = F.scaled_dot_product_attention(qkv[0], qkv[1], qkv[2], is_causal=True, scale=1.0)  # q is pre-scaled
-    x2 = p.out(attn.transpose(1, 2).reshape(b * t, d), residual=x2)
-    gu = p.w13(rms(x2, p.norm2, p.eps2))
-    ff = gu.shape[1] // 2
-    return p.w2(F.silu(gu[:, :ff]).mul_(gu[:, ff:]), residual=x2).view(b, t, d)
+    return _finish_block(p, attn.transpose(1, 2).reshape(b * t, d), x2).view(b, t, d)
 
 
 def rope_tables(block: TransformerBlock, start: int, length: int) -> tuple[Tensor, Tensor]:
@@ -301,19 +305,17 @@ def rope_tables(block: TransformerBlock, start: int, length: int) -> tuple[Tenso
 
 def run_blocks(blocks: Sequence[TransformerBlock], x: Tensor, caches: Sequence[KVCache] | None = None) -> Tensor:
     """A stack of blocks: without caches the modules' window pass (the reference mode, training); with caches
-    waiting for their prefix the fast mode's prefill (``block_window``); with filled caches a cached pass. A
-    cached pass's RoPE table is the same for every block, so it is computed once."""
+    waiting for their prefix the fast mode's prefill (``block_window``); with filled caches a cached pass. The
+    RoPE table is the same for every block, so it is computed once."""
     if caches is None:
         for block in blocks:
             x = block(x)
         return x
-    if not is_step(caches[0]):
-        for block, cache in zip(blocks, caches):
-            x = block_window(block, x, cache)
-        return x
-    cos, sin = rope_tables(blocks[0], caches[0].position, x.shape[1])
+    window = not is_step(caches[0])
+    cos, sin = rope_tables(blocks[0], 0 if window else caches[0].position, x.shape[1])
+    run = block_window if window else block_step
     for block, cache in zip(blocks, caches):
-        x = block_step(block, x, cache, cos, sin)
+        x = run(block, x, cache, cos, sin)
     return x
 
 

@@ -34,8 +34,7 @@ class HierarchicalEmbedding(nn.Module):
 
     def forward(self, s1: Tensor, s2: Tensor) -> Tensor:
         scale = math.sqrt(self.d_model)
-        both = torch.cat((self.emb_s1(s1) * scale, self.emb_s2(s2) * scale), dim=-1)
-        return self.fusion_proj(both)
+        return self.fusion_proj(torch.cat((self.emb_s1(s1) * scale, self.emb_s2(s2) * scale), dim=-1))
 
     def fast(self, s1: Tensor, s2: Tensor) -> Tensor:
         """``forward`` within float rounding, as two table lookups and an addition: the fusion projection is

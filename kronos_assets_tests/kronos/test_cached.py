@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from kronos_assets.kronos import decoding
-from kronos_assets.kronos.cached import KVCache, block_window, projection, weights_frozen
+from kronos_assets.kronos.cached import KVCache, block_window, projection, rope_tables, weights_frozen
 from kronos_assets.kronos.decoding import RowDecoder
 from kronos_assets.kronos.generate import GenerationConfig, generate
 
@@ -23,7 +23,7 @@ def test_packed_window_pass_equals_the_modules_and_keeps_their_keys() -> None:
     x = torch.randn(2, 9, model.config.d_model, generator=torch.Generator().manual_seed(1))
     cache = KVCache(2, 3, 4)
     with torch.inference_mode():
-        fast = block_window(block, x, cache)
+        fast = block_window(block, x, cache, *rope_tables(block, 0, 9))
         want = block(x)
         att = block.self_attn
         k = att.split(att.k_proj(block.norm1(x)))
