@@ -64,7 +64,8 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--backfill-bars", type=_positive_int, default=48,
                      help="also forecast and score this many past bars (rolling origin) so the track record is not empty")
     run.add_argument("--now", type=_utc_time, default=None,
-                     help="run as if it were this UTC time (ISO 8601), e.g. to reproduce a run; default: now")
+                     help="run as if it were this UTC time (ISO 8601): no bar closing later is fetched; default: now, or "
+                          "the end of the replay data")
     run.add_argument("--pool-wait-s", type=_positive_float, default=None,
                      help="give up on a run that waits longer than this for the warehouse or publish slot "
                           "(default $KRONOS_POOL_WAIT_S or 300)")
@@ -96,10 +97,21 @@ def main(argv: list[str] | None = None) -> int:
         print(f"profile {settings.profile}: {len(settings.symbols)} symbols x {len(settings.timeframes)} timeframes OK")
         return 0
 
-    from kronos_assets.main_job import POOL_WAIT_S, MainJobFailed, run_main_job
+    from kronos_assets.defs.resources import build_resources, library
+    from kronos_assets.main_job import POOL_WAIT_S, MainJobFailed, resolve_now, run_main_job
 
     t0 = time.perf_counter()
-    print(f"profile {settings.profile} ({settings.description}); data in {settings.profile_home}")
+    try:  # the time the job works at, checked before anything is created
+        resources = build_resources(settings)
+        now = resolve_now(settings, args.now, library(resources["market"]) if settings.replay else None)
+    except ConfigError as exc:  # e.g. R2 chosen but its variables missing
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return 2
+    except MainJobFailed as exc:
+        print(f"main job refused: {exc}", file=sys.stderr)
+        return 2
+    as_of = f", as of {now:%Y-%m-%d %H:%M} UTC" if settings.replay else ""
+    print(f"profile {settings.profile} ({settings.description}{as_of}); data in {settings.profile_home}")
     legacy = [settings.home / n for n in ("warehouse.duckdb", "publish", "dagster") if (settings.home / n).exists()]
     if legacy:  # the layout before per-profile folders: nothing reads it any more
         print(f"note: {', '.join(p.name for p in legacy)} in {settings.home} predate per-profile folders and are "
@@ -107,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     dagster_home = environment.dagster_home()
     print(f"full Dagster log: {settings.log_path if not dagster_home else 'in the instance at ' + dagster_home}")
     try:
-        result = run_main_job(settings, backfill_bars=args.backfill_bars, now=args.now,
+        result = run_main_job(settings, backfill_bars=args.backfill_bars, now=now, resources=resources,
                               pool_wait_s=args.pool_wait_s or POOL_WAIT_S)
     except ConfigError as exc:  # e.g. R2 chosen but its variables missing
         print(f"configuration error: {exc}", file=sys.stderr)

@@ -26,11 +26,11 @@ from kronos_assets.market.timeframes import TIMEFRAME_SECONDS
 from kronos_assets.warehouse.config import WarehouseConfig
 
 REPO_ROOT = environment.REPO_ROOT
-PROFILES = ("demo", "live")
+PROFILES = ("demo", "live", "synthetic")
 BASELINES = tuple(kinds.BUILTIN)  # forecasters named without a models.yaml entry
 ModelSettings = KronosSettings  # a Kronos checkpoint's settings (training bases, ad-hoc models, revisions)
 SYMBOL_RE = re.compile(r"^[A-Z0-9]{2,15}/[A-Z0-9]{2,15}$")
-MARKET_SOURCES = ("synthetic", "ccxt")
+MARKET_SOURCES = ("synthetic", "ccxt", "replay")
 PUBLISH_BACKENDS = ("local", "r2", "auto")
 
 
@@ -73,6 +73,11 @@ class Settings:
     request_deadline_s: float = 30.0
     fetch_deadline_s: float = 600.0
     warehouse: WarehouseConfig = WarehouseConfig()  # profile's warehouse: (kronos_assets/warehouse/config.py)
+    # profile's replay.* (market: replay): (symbol, timeframe, file) per series, who served the candles, and how
+    # far before the data's end the replay clock of the schedules starts (market/replay.py)
+    replay_files: tuple[tuple[str, str, Path], ...] = ()
+    replay_exchange: str = "binance"
+    replay_lead_days: float = 7.0
 
     @property
     def models(self) -> dict[str, ModelSettings]:
@@ -82,6 +87,16 @@ class Settings:
     @property
     def synthetic(self) -> bool:
         return self.market == "synthetic"
+
+    @property
+    def replay(self) -> bool:
+        """Real candles replayed from files, behind a replay clock (market/replay.py)."""
+        return self.market == "replay"
+
+    @property
+    def replay_clock_file(self) -> Path:
+        """Where the replay clock of the schedules is anchored (market/replay.py); delete it to restart the walk."""
+        return self.profile_home / "replay_clock.json"
 
     @property
     def profile_home(self) -> Path:
@@ -236,9 +251,18 @@ class _Uploads(Schema):
     stable_looks: Whole(1) = 2  # type: ignore[valid-type]
 
 
+class _Replay(Schema):
+    """market: replay: one candle file per symbol and timeframe (paths relative to the repository root)."""
+
+    exchange: str = "binance"  # who served the candles, stored with each bar
+    lead_days: Number() = 7.0  # type: ignore[valid-type]
+    files: dict[str, dict[TimeframeName, str]]
+
+
 class ProfileFile(Schema):
     description: str | None = None
     market: OneOf(MARKET_SOURCES, "source")  # type: ignore[valid-type]
+    replay: _Replay | None = None  # required by market: replay
     symbols: Symbols | None = None  # else markets.yaml's
     timeframes: Annotated[list[str], _listed_once("timeframe")]
     forecasters: Annotated[list[str], _listed_once("forecaster")]
@@ -317,13 +341,15 @@ def load_settings(
     if p.primary_model not in p.forecasters:
         raise fail(profile_path, ("primary_model",), f"{p.primary_model!r} must be one of the profile's forecasters")
     exchanges = tuple(ExchangeSettings(e.id, e.base_url, e.options) for e in markets.exchanges)
+    symbols = p.symbols or markets.symbols
+    replay_files = _replay_files(profile_path, p, symbols) if p.market == "replay" else ()
     if p.market == "ccxt":
         _check_exchange_ids(markets_path, exchanges)
     return Settings(
         profile=profile,
         description=p.description or profile,
         market=p.market,
-        symbols=p.symbols or markets.symbols,
+        symbols=symbols,
         timeframes=tuple(TimeframeSettings(n, *(getattr(markets.timeframes[n], f) for f in ("start", "history_bars",
                                                                                             "horizon")))
                          for n in p.timeframes),
@@ -342,4 +368,25 @@ def load_settings(
         request_deadline_s=markets.fetch.request_deadline_s,
         fetch_deadline_s=markets.fetch.fetch_deadline_s,
         warehouse=p.warehouse,
+        replay_files=replay_files,
+        replay_exchange=p.replay.exchange if p.replay else "binance",
+        replay_lead_days=p.replay.lead_days if p.replay else 7.0,
     )
+
+
+def _replay_files(path: Path, p: ProfileFile, symbols: tuple[str, ...]) -> tuple[tuple[str, str, Path], ...]:
+    """market: replay: every configured symbol and timeframe has a file that exists."""
+    if p.replay is None:
+        raise fail(path, ("replay",), "missing: market replay needs replay.files (symbol -> timeframe -> file)")
+    out = []
+    for symbol in symbols:
+        for tf in p.timeframes:
+            name = p.replay.files.get(symbol, {}).get(tf)
+            if name is None:
+                raise fail(path, ("replay", "files", symbol, tf), "missing: every symbol and timeframe of the "
+                           "profile needs a replay file")
+            file = Path(name) if Path(name).is_absolute() else REPO_ROOT / name
+            if not file.is_file():
+                raise fail(path, ("replay", "files", symbol, tf), f"file not found: {file}")
+            out.append((symbol, tf, file))
+    return tuple(out)

@@ -11,6 +11,7 @@ from kronos_assets.market.source import CandleSource
 from kronos_assets.market.store import CANDLE_WHERE, ingest_window
 from kronos_assets.market.timeframes import contiguous, timeframe_delta, timeframe_seconds
 from kronos_assets.settings import Settings, TimeframeSettings
+from kronos_assets.defs.clock import run_now
 from kronos_assets.defs.metadata import md_table
 from kronos_assets.defs.partitions import DAY_FMT, MARKETS, Family, day_partitions, times_by_symbol
 from kronos_assets.warehouse import WRITE_POOL, Warehouse, read_sql
@@ -30,7 +31,9 @@ def clean_candles_key(tf: str, family: Family = MARKETS) -> dg.AssetKey:
 def _source_description(settings: Settings, family: Family) -> str:
     if family is not MARKETS:
         return "users' candle files dropped into the uploads folder (one dynamic partition per file)"
-    return "the synthetic demo market" if settings.synthetic else "ccxt, with the exchange fallback chain"
+    if settings.replay:
+        return "a replay of real candle files, up to the replay clock"
+    return "the synthetic market" if settings.synthetic else "ccxt, with the exchange fallback chain"
 
 
 def build_ingest(settings: Settings, tf: TimeframeSettings, family: Family = MARKETS) -> tuple[list, list]:
@@ -56,7 +59,8 @@ def build_ingest(settings: Settings, tf: TimeframeSettings, family: Family = MAR
     def raw_candles(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
         market: CandleSource = getattr(context.resources, family.market_resource)
         warehouse: Warehouse = context.resources.warehouse
-        now = datetime.now(timezone.utc)
+        # The run's time (its kronos/now tag, or the replay clock): no bar that closes after it is fetched.
+        now = run_now(context.run.tags, market)
         fetched, missing, exchanges, reports, windows = 0, 0, set(), {}, {}
         for symbol, start, end in _day_spans(context, family):
             # Fetch first, then merge by open time in one transaction: a failed fetch stores nothing, and a
@@ -78,7 +82,8 @@ def build_ingest(settings: Settings, tf: TimeframeSettings, family: Family = MAR
                 "missing_bars": missing,
                 "windows": dg.MetadataValue.json(windows),
                 "exchanges": ", ".join(sorted(exchanges)) or ("none" if reports else market.name),
-                "fetched_at": now.isoformat(timespec="seconds"),
+                "fetched_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                "as_of": now.isoformat(timespec="seconds"),
                 **({"fetch_reports": dg.MetadataValue.json(reports)} if reports else {}),
             }
         )
@@ -147,11 +152,17 @@ def build_candle_checks(settings: Settings, tf: TimeframeSettings, family: Famil
                        "GROUP BY ALL HAVING n > 1 LIMIT 20")
         return dg.AssetCheckResult(passed=dup.height == 0, metadata={"duplicates": dup.height})
 
-    @dg.asset_check(asset=raw_key, name="stored_days_complete",
+    def check_now(context: dg.AssetCheckExecutionContext) -> datetime:
+        """The run's time (market clock or kronos/now tag): what 'by now' and 'fresh' are measured against."""
+        return run_now(context.run.tags, getattr(context.resources, family.market_resource))
+
+    @dg.asset_check(asset=raw_key, name="stored_days_complete", required_resource_keys={family.market_resource,
+                                                                                        "warehouse"},
                     description="Every stored day holds the bars that should exist by now (between the market's first "
                     "bar and the last closed one; for uploads, the file's last bar); warns naming the days short.")
-    def stored_days_complete(warehouse: dg.ResourceParam[Warehouse]) -> dg.AssetCheckResult:
-        now = datetime.now(timezone.utc)
+    def stored_days_complete(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
+        warehouse: Warehouse = context.resources.warehouse
+        now = check_now(context)
         days = in_scope(
             warehouse,
             "WITH d AS (SELECT symbol, date_trunc('day', ts) AS day, count(*) AS stored, min(ts) AS lo, max(ts) AS hi "
@@ -190,11 +201,12 @@ def build_candle_checks(settings: Settings, tf: TimeframeSettings, family: Famil
             metadata={"gaps": found.height, "ranges": dg.MetadataValue.md(md_table(found)) if found.height else "none"},
         )
 
-    @dg.asset_check(asset=clean_key, name="fresh",
+    @dg.asset_check(asset=clean_key, name="fresh", required_resource_keys={family.market_resource, "warehouse"},
                     description="The newest clean bar of every symbol is fresh by market.rules (closed at most two "
                     "bars plus the schedule's slack ago).")
-    def fresh(warehouse: dg.ResourceParam[Warehouse]) -> dg.AssetCheckResult:
-        now = datetime.now(timezone.utc)
+    def fresh(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
+        warehouse: Warehouse = context.resources.warehouse
+        now = check_now(context)
         newest = in_scope(warehouse, "SELECT symbol, max(ts) AS newest FROM clean_candles WHERE {where} "
                           "GROUP BY symbol ORDER BY symbol")
         step = timeframe_delta(tf.name)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from collections import OrderedDict
+from datetime import timedelta
 from pathlib import Path
 from threading import Lock
 from typing import Any, ClassVar
@@ -21,6 +22,7 @@ from dagster_aws.s3 import S3Resource
 from kronos_assets.defs.uploads import read_limits
 from kronos_assets.forecasting.registry import ForecasterRegistry
 from kronos_assets.market.files import FileSource, ReadLimits
+from kronos_assets.market.replay import ReplayFile, ReplayMarket
 from kronos_assets.market.synthetic import SyntheticMarket
 from kronos_assets.publishing.backend import open_store
 from kronos_assets.publishing.r2 import KEY_ID_VAR, MAX_ATTEMPTS, SECRET_VAR, R2Config, R2ConfigError, S3Store
@@ -78,16 +80,25 @@ class WarehouseResource(LibraryResource):
 
 
 class MarketResource(LibraryResource):
-    """Where candles come from: the synthetic demo market, or ccxt's exchanges tried in order."""
+    """Where candles come from: the synthetic market, a replay of real candle files, or ccxt's exchanges tried
+    in order."""
 
-    source: str  # synthetic | ccxt
+    source: str  # synthetic | replay | ccxt
     exchanges: str = "[]"  # JSON list of {id, base_url, options} (ccxt options are free-form)
     request_deadline_s: float = 30.0
     fetch_deadline_s: float = 600.0
+    replay_files: str = "[]"  # JSON list of [symbol, timeframe, path] (market: replay)
+    replay_exchange: str = "binance"
+    replay_clock_file: str = ""
+    replay_lead_days: float = 7.0
 
     def build(self) -> Any:
         if self.source == "synthetic":
             return SyntheticMarket(seed=SYNTHETIC_SEED)
+        if self.source == "replay":
+            return ReplayMarket([ReplayFile(s, t, Path(f)) for s, t, f in json.loads(self.replay_files)],
+                                exchange=self.replay_exchange, clock_file=Path(self.replay_clock_file),
+                                lead=timedelta(days=self.replay_lead_days))
         from kronos_assets.market.ccxt_source import CcxtSource  # imported lazily: ccxt is slow to import
 
         return CcxtSource.from_settings(json.loads(self.exchanges), request_deadline_s=self.request_deadline_s,
@@ -158,6 +169,9 @@ def build_resources(settings: Settings) -> dict[str, LibraryResource]:
         "market": MarketResource(
             source=settings.market, request_deadline_s=settings.request_deadline_s,
             fetch_deadline_s=settings.fetch_deadline_s,
+            replay_files=json.dumps([[s, t, str(f)] for s, t, f in settings.replay_files]),
+            replay_exchange=settings.replay_exchange, replay_clock_file=str(settings.replay_clock_file),
+            replay_lead_days=settings.replay_lead_days,
             exchanges=json.dumps([{k: v for k, v in (("id", e.id), ("base_url", e.base_url), ("options", e.options))
                                    if v is not None} for e in settings.exchanges])),
         "uploads": UploadsResource(folder=str(settings.uploads_dir), max_file_bytes=limits.max_file_bytes,

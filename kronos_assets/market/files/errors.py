@@ -13,6 +13,7 @@ PROBLEMS = (
     "not_a_number", "missing_values", "unsorted", "duplicate_timestamp",
     *(name for name, _, _ in OHLC_VIOLATIONS),  # non_positive_price, high_below_low, ...
     "negative_volume", "unknown_timeframe", "off_grid", "timeframe_mismatch", "not_a_regular_file", "too_large",
+    "bar_after_now",  # a replay file (market.replay) holding a bar that closes after the wall clock
 )
 
 
