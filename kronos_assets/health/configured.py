@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from kronos_assets import environment
@@ -9,6 +10,7 @@ from kronos_assets.forecasting.kinds import kind_of
 from kronos_assets.forecasting.kinds import kronos as kronos_kind
 from kronos_assets.health.rows import FAIL, OK, Row
 from kronos_assets.settings import BASELINES, Settings
+from kronos_assets.ui import ui_command
 
 
 def publish_target(settings: Settings) -> tuple[str, str, Any]:
@@ -34,10 +36,15 @@ def publish_target(settings: Settings) -> tuple[str, str, Any]:
 model_source = kronos_kind.describe  # where a Kronos checkpoint's weights come from (folder or hub revision)
 
 
-def configured(settings: Settings) -> list[Row]:
+def configured(settings: Settings, replay_now: datetime | None = None) -> list[Row]:
     s = settings
     rows = [Row("configured", "profile", OK, f"{s.profile}: {s.description} (configs in {s.config_dir})")]
-    if s.synthetic:
+    if s.replay:
+        files = ", ".join(f"{sym} {tf} {f.name}" for sym, tf, f in s.replay_files)
+        as_of = f" as of {replay_now:%Y-%m-%d %H:%M} UTC" if replay_now else ""
+        rows.append(Row("configured", "market", OK, f"replay of real {s.replay_exchange.capitalize()} spot candles{as_of} (the "
+                        f"replay clock; files, no exchange, no network): {files}"))
+    elif s.synthetic:
         rows.append(Row("configured", "market", OK, "synthetic demo market (no exchange, no network)"))
     else:
         chain = " -> ".join(e.id + (f" ({e.base_url})" if e.base_url else "") for e in s.exchanges)
@@ -58,4 +65,5 @@ def configured(settings: Settings) -> list[Row]:
         rows.append(Row("configured", "dagster instance", OK, f"$DAGSTER_HOME = {environment.dagster_home()}"))
     else:
         rows.append(Row("configured", "dagster instance", OK, f"{s.dagster_home} (set DAGSTER_HOME for another)"))
+    rows.append(Row("configured", "ui", OK, ui_command(s.profile, s.home)))  # the exact command, copyable
     return rows

@@ -50,6 +50,8 @@ def uploads_row(settings: Settings) -> Row:
 def exchange_rows(settings: Settings, network: bool, now: datetime) -> list[Row]:
     if settings.synthetic:
         return [Row("reachable", "exchanges", OK, "none needed: the synthetic market is generated locally")]
+    if settings.replay:
+        return [Row("reachable", "exchanges", OK, "none needed: the replay market reads the candle files")]
     if not network:
         return [Row("reachable", "exchanges", SKIP,
                     f"{', '.join(e.id for e in settings.exchanges)} not contacted (add --network)")]
@@ -106,6 +108,18 @@ def open_instance(settings: Settings) -> tuple[Any, Row]:
         kind = type(instance.run_storage).__name__.replace("RunStorage", "")
         instance.get_runs_count()
     except Exception as exc:
-        return None, Row("reachable", "dagster instance", FAIL, f"cannot open: {short(exc)}")
+        return None, Row("reachable", "dagster instance", FAIL, instance_failure(settings, exc))
     where = environment.dagster_home() or str(settings.dagster_home)
     return instance, Row("reachable", "dagster instance", OK, f"{where} ({kind} storage)")
+
+
+def instance_failure(settings: Settings, exc: BaseException) -> str:
+    """Why the instance could not be opened, in one line: SQLite says only that *a* file is damaged, so the
+    instance's files are looked at to name it and the fix."""
+    from kronos_assets.instance_files import damaged_file, is_sqlite_damage
+
+    if is_sqlite_damage(exc):
+        found = damaged_file(Path(environment.dagster_home() or settings.dagster_home))
+        if found is not None:
+            return str(found)
+    return f"cannot open: {short(exc)}"

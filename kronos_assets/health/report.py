@@ -13,6 +13,7 @@ from kronos_assets.health.configured import configured, publish_target
 from kronos_assets.health.fresh import fresh, publication_row
 from kronos_assets.health.reachable import bucket_row, exchange_rows, folder_row, open_instance, uploads_row
 from kronos_assets.health.rows import FAIL, OK, SKIP, WARN, Row, short
+from kronos_assets.market.replay import ReplayMarket
 from kronos_assets.settings import Settings
 from kronos_assets.warehouse.readonly import ReadOnlyWarehouse
 
@@ -73,7 +74,14 @@ def run_health(settings: Settings, network: bool = False, since_hours: float = 2
                now: datetime | None = None) -> Report:
     """Every row of the health screen. Reads only; calls the network only when ``network`` is set."""
     now = now or datetime.now(timezone.utc)
-    rows = configured(settings)
+    # A replay is fresh against its replay clock (read, never started here), not against the wall clock.
+    try:
+        replay_now = ReplayMarket.from_settings(settings).clock_now(now, start_clock=False) if settings.replay \
+            else None
+        rows = configured(settings, replay_now)
+    except Exception as exc:  # a refused replay file: named in its row, the rest of the screen still shown
+        replay_now, rows = None, configured(settings)
+        rows.append(Row("configured", "replay data", FAIL, short(exc)))
 
     def guarded(section: str, item: str, fn: Callable[[], Any]) -> Any:
         try:
@@ -85,6 +93,8 @@ def run_health(settings: Settings, network: bool = False, since_hours: float = 2
     wh = ReadOnlyWarehouse(settings.warehouse_path, settings.warehouse, lock_wait_s=LOCK_WAIT_S)
     status, detail = wh.open()
     rows.append(Row("reachable", "warehouse", status, detail))
+    if wh.con is not None:
+        rows.append(Row("reachable", "warehouse integrity", *wh.integrity()))
     pub_status, _, r2_cfg = publish_target(settings)
     store, why_not = None, None
     if pub_status == FAIL:
@@ -106,15 +116,16 @@ def run_health(settings: Settings, network: bool = False, since_hours: float = 2
     rows.append(inst_row)
 
     try:
-        rows += fresh(settings, wh, now)
+        rows += fresh(settings, wh, replay_now or now)
     finally:
         wh.close()
-    rows.append(publication_row(settings, store, now, why_not))
+    rows.append(publication_row(settings, store, replay_now or now, why_not))
 
     if instance is None:
         why = "no Dagster instance yet" if inst_row.status == OK else "Dagster instance not reachable"
         rows.append(Row("failing", f"runs (last {since_hours:g} h)", SKIP if inst_row.status == OK else FAIL, why))
     else:
+        from kronos_assets.health.alerting import alerts_row
         from kronos_assets.health.failing import daemon_row, failed_checks, failed_runs, in_flight_runs, pool_slots
 
         try:
@@ -122,7 +133,8 @@ def run_health(settings: Settings, network: bool = False, since_hours: float = 2
                              ("asset checks", lambda: [failed_checks(settings, instance)]),
                              ("runs in flight", lambda: [in_flight_runs(instance, now)]),
                              ("pool slots", lambda: [pool_slots(instance)]),
-                             ("dagster daemon", lambda: [r for r in [daemon_row(instance, now)] if r])):
+                             ("dagster daemon", lambda: [r for r in [daemon_row(instance, now)] if r]),
+                             ("alerts", lambda: [alerts_row(settings)])):
                 rows += guarded("failing", item, fn) or []
         finally:
             instance.dispose()

@@ -83,7 +83,8 @@ def _gather(settings: Settings, warehouse: Any, stored: dict[tuple[str, str], di
         snap = None
         if published is None or published.get("origin", "") <= newest:
             snap = series_snapshot(warehouse, symbol, timeframe, datetime.fromisoformat(newest), step,
-                                   settings.primary_model, settings.synthetic)
+                                   settings.primary_model, settings.synthetic,
+                                   settings.replay_exchange.capitalize() if settings.replay else None)
             if snap is None:
                 raise NothingToPublish(f"{symbol} {timeframe}: no {settings.primary_model} forecast at {newest}")
             current[(symbol, timeframe)] = snap

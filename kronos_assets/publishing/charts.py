@@ -29,6 +29,8 @@ def chart_title(snapshot: dict[str, Any], mark_synthetic: bool = True) -> str:
     title = f"{snapshot['symbol']} {snapshot['timeframe']} · forecast at {when} UTC"
     if mark_synthetic and snapshot.get("synthetic"):
         title += " · SYNTHETIC demo market"
+    elif mark_synthetic and snapshot.get("replay"):
+        title += f" · REPLAY of real {snapshot['replay']} candles"
     return title
 
 
@@ -188,6 +190,9 @@ def fan_chart_png(snapshot: dict[str, Any], width_px: int = 1000, height_px: int
     if snapshot.get("synthetic"):
         fig.text(0.995, 0.995, "SYNTHETIC MARKET — demo, not real prices", ha="right", va="top", fontsize=9,
                  color="#b71c1c", weight="bold")
+    elif snapshot.get("replay"):
+        fig.text(0.995, 0.995, f"REPLAY of real {snapshot['replay']} candles — not live", ha="right", va="top",
+                 fontsize=9, color="#b71c1c", weight="bold")
     fig.subplots_adjust(left=0.08, right=0.985, bottom=0.17, top=0.9)  # fixed margins: one draw, not two
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi, metadata={"Software": None})

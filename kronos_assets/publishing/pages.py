@@ -12,7 +12,7 @@ from kronos_assets.market.rules import FRESH_WARN_BARS, FRESHNESS_SLACK
 from kronos_assets.publishing.charts import fan_chart
 from kronos_assets.publishing.keys import PLOTLY_JS_KEY, series_prefix
 from kronos_assets.publishing.page_model import SeriesView, series_view
-from kronos_assets.publishing.sentences import DEMO_BANNER, utc_minute
+from kronos_assets.publishing.sentences import DEMO_BANNER, market_banner, utc_minute
 from kronos_assets.publishing.snapshots import MIN_INDEPENDENT
 
 
@@ -40,7 +40,10 @@ def dashboard_html(snapshots: list[dict[str, Any]], scoreboard: list[dict[str, A
         views.append(series_view(snap, board, i))
     return _ENV.get_template("dashboard.html.j2").render(
         series=views, generated_at=generated_at, generated_text=utc_minute(generated_at), synthetic=synthetic,
-        demo_banner=DEMO_BANNER, plotly_js=PLOTLY_JS_KEY, min_independent=MIN_INDEPENDENT,
+        # synthetic, or the replay's exchange and as-of (the newest origin shown)
+        demo_banner=DEMO_BANNER if synthetic else next(
+            (market_banner(s, generated_at) for s in snapshots if s.get("replay")), None),
+        plotly_js=PLOTLY_JS_KEY, min_independent=MIN_INDEPENDENT,
         stale_bars=FRESH_WARN_BARS, slack_seconds=int(FRESHNESS_SLACK.total_seconds()),
     )
 
@@ -52,7 +55,8 @@ def chart_page(snapshot: dict[str, Any]) -> bytes:
                                        div_id="chart", config={"responsive": True, "displaylogo": False})
     # str, not Markup: '"<head>" + Markup' would escape plotly's page around it.
     head = str(_macro("chart_page.html.j2", "head")(snapshot["symbol"], snapshot["timeframe"]))
-    banner = str(_macro("chart_page.html.j2", "banner")(DEMO_BANNER)) if snapshot.get("synthetic") else ""
+    text = market_banner(snapshot)
+    banner = str(_macro("chart_page.html.j2", "banner")(text)) if text else ""
     page = page.replace("<head>", "<head>" + head, 1).replace("<body>", "<body>" + banner, 1)
     return page.encode()
 

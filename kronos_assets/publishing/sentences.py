@@ -9,6 +9,19 @@ from typing import Any
 from kronos_assets.publishing.snapshots import MIN_BIN, MIN_INDEPENDENT
 
 DEMO_BANNER = "SYNTHETIC MARKET — demo profile: these prices are generated, not real."
+REPLAY_BANNER = ("REPLAY of real {exchange} spot candles — demo profile: the market as of {as_of} UTC, replayed from "
+                 "files, not live prices.")
+
+
+def market_banner(snapshot: dict[str, Any], as_of: str | None = None) -> str | None:
+    """The banner a series (or the dashboard, ``as_of`` its newest origin) carries: synthetic or replayed prices;
+    None for a live market."""
+    if snapshot.get("synthetic"):
+        return DEMO_BANNER
+    if snapshot.get("replay"):  # the exchange whose candles are replayed
+        when = (as_of or snapshot["origin"])[:16].replace("T", " ")
+        return REPLAY_BANNER.format(exchange=snapshot["replay"], as_of=when)
+    return None
 
 SCORE_COLUMNS = (  # (column, header, format, header tooltip)
     ("model", "model", None, ""),

@@ -35,7 +35,7 @@ from kronos_assets.publishing.keys import (
     versioned_key,
 )
 from kronos_assets.publishing.pages import chart_page, dashboard_html
-from kronos_assets.publishing.sentences import DEMO_BANNER
+from kronos_assets.publishing.sentences import market_banner
 from kronos_assets.publishing.store import IMMUTABLE_CACHE, LATEST_CACHE, MANIFEST_CACHE, Artifact, Store
 
 MANIFEST_FORMAT = 2
@@ -78,7 +78,7 @@ def latest_document(snapshot: dict[str, Any]) -> dict[str, Any]:
     symbol, timeframe, origin = snapshot["symbol"], snapshot["timeframe"], snapshot["origin"]
     keys = series_keys(symbol, timeframe)
     return snapshot | {
-        "demo_banner": DEMO_BANNER if snapshot.get("synthetic") else None,
+        "demo_banner": market_banner(snapshot),
         "links": {
             "history": history_key(symbol, timeframe, origin),
             "paths": paths_key(symbol, timeframe, origin),

@@ -61,9 +61,11 @@ def forecast_records(wh: Warehouse, symbol: str, timeframe: str, origins: list[d
 
 
 def series_snapshot(
-    wh: Warehouse, symbol: str, timeframe: str, origin: datetime, bar: timedelta, primary_model: str, synthetic: bool
+    wh: Warehouse, symbol: str, timeframe: str, origin: datetime, bar: timedelta, primary_model: str, synthetic: bool,
+    replay: str | None = None,
 ) -> dict[str, Any] | None:
-    """Everything the dashboard shows for a series at one origin, or None when no forecast exists there."""
+    """Everything the dashboard shows for a series at one origin, or None when no forecast exists there.
+    ``replay`` names the exchange whose candles a replay market serves (None for a live or synthetic market)."""
     records = forecast_records(wh, symbol, timeframe, [origin])
     if not records or primary_model not in records[0]["forecasts"]:
         return None
@@ -83,6 +85,7 @@ def series_snapshot(
     return records[0] | {
         "primary_model": primary_model,
         "synthetic": synthetic,
+        "replay": replay,
         "bar_seconds": int(bar.total_seconds()),
         "last_bar": _iso(origin - bar),
         "candles": json_rows(candles),
