@@ -3,8 +3,8 @@
 Exactly once per run: the record is keyed by run id, so the failure sensor, ``kronos-assets run`` and a sensor
 tick re-evaluated after a timeout can all report the same run and only the first counts. Posting is separate
 and retried: an alert is pending until a POST succeeds (``alerts_posted.jsonl`` lists the run ids delivered),
-every delivery round has a short overall deadline, and a failed POST is tried again on the next round, never
-recorded twice. The webhook address comes from KRONOS_ALERT_WEBHOOK only and is never logged (it often
+every delivery round tries each pending alert within one short overall deadline, and a failed POST is tried again
+on the next round, never recorded twice. The webhook address comes from KRONOS_ALERT_WEBHOOK only and is never logged (it often
 carries a token).
 """
 
@@ -97,21 +97,24 @@ def deliver_pending(folder: Path, url: str | None = None, deadline_s: float = RO
     end = time.monotonic() + deadline_s
     sent, failed = 0, []
     with _locked(folder):  # two rounds at once would post the same alert twice
+        # Every pending alert gets its try, oldest first: one the webhook refuses must not hold back the others.
+        # A webhook that is down refuses each at once; one that hangs costs each POST its timeout, and the
+        # round's deadline bounds the total.
         for alert in pending_alerts(folder):
             left = end - time.monotonic()
             if left <= 0.2:
-                failed.append("deadline reached")
+                failed.append(f"the round's {deadline_s:g} s deadline reached")
                 break
             try:
                 post_webhook(alert, url, attempts=1, timeout_s=min(timeout_s, left))
             except RuntimeError as exc:
                 failed.append(str(exc))
-                break  # the webhook is down: don't spend the round's deadline on each alert
+                continue
             _append(folder / POSTED_FILE, {"run_id": alert["run_id"], "posted_at": time.time()})
             sent += 1
     left_over = len(pending_alerts(folder))
     summary = f"webhook at {host}: {sent} posted"
-    return summary + (f", {left_over} pending for the next round ({failed[0]})" if left_over else "")
+    return summary + (f", {left_over} pending for the next round ({failed[-1]})" if left_over else "")
 
 
 def post_webhook(alert: dict[str, Any], url: str | None = None, attempts: int = 1,

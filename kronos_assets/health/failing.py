@@ -125,32 +125,40 @@ def _check_keys(settings: Settings) -> list[Any]:
 def failed_checks(settings: Settings, instance: Any) -> Row:
     keys = _check_keys(settings)
     latest = {k: rec for k in keys if (rec := instance.get_latest_asset_check_evaluation_record(k)) is not None}
-    errors, warns, passed, planned = [], [], 0, 0
+    errors, warns, passed, stopped, running = [], [], 0, [], 0
     for key, rec in latest.items():
         name = key.to_user_string()
-        ev = rec.evaluation  # absent while the check is only planned
+        # While a check is only planned its record holds an AssetCheckEvaluationPlanned, which has no verdict.
+        ev = rec.evaluation if isinstance(rec.evaluation, dg.AssetCheckEvaluation) else None
+        when = fmt_time(datetime.fromtimestamp(rec.create_timestamp, timezone.utc))
+        label = f"{name} (run {rec.run_id[:8]}, {when})"
         if ev is not None and ev.passed:
             passed += 1
         elif ev is not None:
-            when = fmt_time(datetime.fromtimestamp(rec.create_timestamp, timezone.utc))
-            label = f"{name} (run {rec.run_id[:8]}, {when})"
             (warns if ev.severity == dg.AssetCheckSeverity.WARN else errors).append(label)
-        else:  # planned: in progress, or its run stopped before the check ran
+        else:  # planned: in progress, or its run stopped (killed, crashed) before the check ran
             run = instance.get_run_by_id(rec.run_id)
             if run is None or run.is_finished:
-                planned += 1
+                stopped.append(label)
+            else:
+                running += 1
     never = len(keys) - len(latest)
     summary = f"{len(keys)} checks: {passed} passed at their latest evaluation"
     if never:
         summary += f", {never} never evaluated"
-    if planned:
-        summary += f", {planned} did not run (their run stopped first)"
+    if running:
+        summary += f", {running} planned by a run in progress"
+    if stopped:
+        summary += (f", {len(stopped)} planned but not yet evaluated (their run ended before them: failed, "
+                    f"killed or crashed; the next run evaluates them): " + listing(stopped))
     if errors:
         return Row("failing", "asset checks", FAIL, f"{len(errors)} failed (ERROR): " + listing(errors)
                    + (f"; {len(warns)} warned" if warns else "") + f"; {summary}")
     if warns:
         return Row("failing", "asset checks", WARN, f"{len(warns)} failed (WARN severity): " + listing(warns)
                    + f"; {summary}")
+    if stopped:
+        return Row("failing", "asset checks", WARN, summary)
     return Row("failing", "asset checks", OK, summary)
 
 

@@ -108,18 +108,19 @@ def open_instance(settings: Settings) -> tuple[Any, Row]:
         kind = type(instance.run_storage).__name__.replace("RunStorage", "")
         instance.get_runs_count()
     except Exception as exc:
-        return None, Row("reachable", "dagster instance", FAIL, instance_failure(settings, exc))
+        why, damaged = instance_failure(settings, exc)
+        return None, Row("reachable", "dagster instance", FAIL, why, why if damaged else None)
     where = environment.dagster_home() or str(settings.dagster_home)
     return instance, Row("reachable", "dagster instance", OK, f"{where} ({kind} storage)")
 
 
-def instance_failure(settings: Settings, exc: BaseException) -> str:
-    """Why the instance could not be opened, in one line: SQLite says only that *a* file is damaged, so the
-    instance's files are looked at to name it and the fix."""
+def instance_failure(settings: Settings, exc: BaseException) -> tuple[str, bool]:
+    """Why the instance could not be opened, in one line, and whether a file of it is damaged: SQLite says only
+    that *a* file is, so the instance's files are looked at to name it and the fix."""
     from kronos_assets.instance_files import damaged_file, is_sqlite_damage
 
     if is_sqlite_damage(exc):
         found = damaged_file(Path(environment.dagster_home() or settings.dagster_home))
         if found is not None:
-            return str(found)
-    return f"cannot open: {short(exc)}"
+            return str(found), True
+    return f"cannot open: {short(exc)}", False

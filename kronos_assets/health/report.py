@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Callable
 
+from kronos_assets.health.alerting import alerts_row
 from kronos_assets.health.configured import configured, publish_target
 from kronos_assets.health.fresh import fresh, publication_row
 from kronos_assets.health.reachable import bucket_row, exchange_rows, folder_row, open_instance, uploads_row
@@ -67,6 +68,7 @@ class Report:
             out.append(f"HEALTHY with {n_warn} warning(s): " + "; ".join(f"{r.section}/{r.item}" for r in self.warnings))
         else:
             out.append("HEALTHY: configured, reachable, fresh, nothing failing")
+        out += [r.fix for r in self.failing if r.fix]  # what to do about a damaged file comes last, in full
         return "\n".join(out)
 
 
@@ -92,9 +94,10 @@ def run_health(settings: Settings, network: bool = False, since_hours: float = 2
 
     wh = ReadOnlyWarehouse(settings.warehouse_path, settings.warehouse, lock_wait_s=LOCK_WAIT_S)
     status, detail = wh.open()
-    rows.append(Row("reachable", "warehouse", status, detail))
+    rows.append(Row("reachable", "warehouse", status, detail, wh.damage))
     if wh.con is not None:
-        rows.append(Row("reachable", "warehouse integrity", *wh.integrity()))
+        status, detail = wh.integrity()
+        rows.append(Row("reachable", "warehouse integrity", status, detail, wh.damage))
     pub_status, _, r2_cfg = publish_target(settings)
     store, why_not = None, None
     if pub_status == FAIL:
@@ -125,7 +128,6 @@ def run_health(settings: Settings, network: bool = False, since_hours: float = 2
         why = "no Dagster instance yet" if inst_row.status == OK else "Dagster instance not reachable"
         rows.append(Row("failing", f"runs (last {since_hours:g} h)", SKIP if inst_row.status == OK else FAIL, why))
     else:
-        from kronos_assets.health.alerting import alerts_row
         from kronos_assets.health.failing import daemon_row, failed_checks, failed_runs, in_flight_runs, pool_slots
 
         try:
@@ -133,11 +135,11 @@ def run_health(settings: Settings, network: bool = False, since_hours: float = 2
                              ("asset checks", lambda: [failed_checks(settings, instance)]),
                              ("runs in flight", lambda: [in_flight_runs(instance, now)]),
                              ("pool slots", lambda: [pool_slots(instance)]),
-                             ("dagster daemon", lambda: [r for r in [daemon_row(instance, now)] if r]),
-                             ("alerts", lambda: [alerts_row(settings)])):
+                             ("dagster daemon", lambda: [r for r in [daemon_row(instance, now)] if r])):
                 rows += guarded("failing", item, fn) or []
         finally:
             instance.dispose()
+    rows += guarded("failing", "alerts", lambda: [alerts_row(settings)]) or []  # delivery needs no instance
     return Report(settings, now, rows)
 
 

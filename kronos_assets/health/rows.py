@@ -16,6 +16,7 @@ class Row:
     item: str
     status: str
     detail: str
+    fix: str | None = None  # a damaged file named with what to do: repeated as the screen's last line
 
 
 def fmt_time(ts: datetime | None) -> str:

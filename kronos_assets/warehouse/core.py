@@ -28,6 +28,7 @@ import polars as pl
 
 from kronos_assets.warehouse.backends import Lake, is_conflict
 from kronos_assets.warehouse.config import WarehouseConfig
+from kronos_assets.warehouse.damage import damaged, is_lock_conflict
 from kronos_assets.warehouse.sql import read_sql
 
 T = TypeVar("T")
@@ -77,6 +78,10 @@ class Warehouse:
                 self._retrying("creating the warehouse tables", lambda: self._create_schema(con))
                 self._schema_ready = True
             yield con
+        except duckdb.Error as exc:  # a damaged block may surface only when a query reads it
+            if self._lake is None and (named := damaged(self.path, exc)):
+                raise named from exc
+            raise
         finally:
             con.close()
 
@@ -100,8 +105,10 @@ class Warehouse:
         while True:
             try:
                 return duckdb.connect(str(self.path))
-            except duckdb.IOException as exc:  # another process holds the file lock
-                if "lock" not in str(exc).lower() or time.monotonic() > deadline:
+            except duckdb.Error as exc:
+                if named := damaged(self.path, exc, opening=True):  # waiting never heals it: say so at once
+                    raise named from exc
+                if not is_lock_conflict(exc) or time.monotonic() > deadline:  # another process holds the file
                     raise
                 time.sleep(delay * (1 + random.random()))
                 delay = min(delay * 2, 2.0)

@@ -15,8 +15,9 @@ import duckdb
 
 from kronos_assets.warehouse.backends import Lake, WarehouseUnavailable
 from kronos_assets.warehouse.config import WarehouseConfig
+from kronos_assets.warehouse.damage import DamagedWarehouse, damaged, is_lock_conflict
 
-OK, WARN, FAIL = "OK", "WARN", "FAIL"  # health's row statuses
+OK, WARN, FAIL, SKIP = "OK", "WARN", "FAIL", "SKIP"  # health's row statuses
 NEEDED = {"clean_candles", "forecasts"}
 
 
@@ -32,6 +33,7 @@ class ReadOnlyWarehouse:
         self.lock_wait_s = lock_wait_s
         self.con: Any = None
         self.problem: tuple[str, str] | None = None  # (status, detail) when it could not be opened
+        self.damage: str | None = None  # the file named as damaged, with what to do
         self._lake = (Lake(self.config, self.path.parent / "duckdb_extensions", read_only=True)
                       if self.config.backend == "ducklake" else None)
 
@@ -49,8 +51,11 @@ class ReadOnlyWarehouse:
             try:
                 self.con = duckdb.connect(str(self.path), read_only=True)
                 break
-            except duckdb.IOException as exc:
-                locked = "lock" in str(exc).lower()
+            except duckdb.Error as exc:
+                if named := damaged(self.path, exc, opening=True):
+                    self.damage = str(named)
+                    return FAIL, self.damage
+                locked = is_lock_conflict(exc)
                 if locked and time.monotonic() < deadline:
                     time.sleep(0.25)
                     continue
@@ -58,12 +63,44 @@ class ReadOnlyWarehouse:
                     return WARN, (f"{self.path} is held by another process for {self.lock_wait_s:.0f} s "
                                   f"(a run writing?): {_short(exc, 120)}")
                 return FAIL, f"cannot open {self.path}: {_short(exc)}"
-            except Exception as exc:  # corrupt file, not a DuckDB file, permissions
+            except Exception as exc:  # permissions, a folder where the file belongs
                 return FAIL, f"cannot open {self.path}: {_short(exc)}"
-        self.con.execute("SET TimeZone = 'UTC'")
-        tables = {r[0] for r in self.con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
+        try:
+            self.con.execute("SET TimeZone = 'UTC'")
+            tables = {r[0] for r in self.con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
+        except duckdb.Error as exc:
+            self.close()
+            named = damaged(self.path, exc, opening=True)
+            self.damage = str(named) if named else None
+            return FAIL, self.damage or f"cannot read {self.path}: {_short(exc)}"
         where = f"{self.path} ({self.path.stat().st_size / 1e6:.1f} MB) opened read-only"
         return self._tables_row(where, tables, "")
+
+    def integrity(self) -> tuple[str, str]:
+        """The file's own consistency, cheaply: its size as DuckDB accounts it (blocks used and free) and a row
+        count of every table, which reads each table's metadata; a damaged block or catalog fails here, named."""
+        if self._lake is not None:
+            return SKIP, (f"{self.config.describe()}: DuckLake keeps its own consistency in the PostgreSQL catalog "
+                          "(check it with PostgreSQL's tools)")
+        if self.con is None:
+            return SKIP, "not checked: the warehouse was not opened (see reachable/warehouse)"
+        try:
+            _, _, blocks, used, free = self.con.execute(
+                "SELECT database_name, database_size, total_blocks, used_blocks, free_blocks "
+                "FROM pragma_database_size() WHERE database_name = current_database()").fetchone()
+            tables = [r[0] for r in self.con.execute(
+                "SELECT table_name FROM duckdb_tables() WHERE database_name = current_database() "
+                "ORDER BY table_name").fetchall()]
+            counts = {t: self.con.execute(f'SELECT count(*) FROM "{t}"').fetchone()[0] for t in tables}
+        except duckdb.Error as exc:
+            named = damaged(self.path, exc, opening=True)
+            self.damage = str(named) if named else None
+            return FAIL, self.damage or f"{self.path}: consistency query failed: {_short(exc)}"
+        if used + free != blocks:
+            self.damage = str(DamagedWarehouse(self.path, f"{blocks} blocks but {used} used and {free} free"))
+            return FAIL, self.damage
+        rows = ", ".join(f"{t} {n:,}" for t, n in counts.items())
+        return OK, f"{blocks} blocks ({used} used); rows: {rows or 'no tables'}"
 
     def _open_lake(self) -> tuple[str, str]:
         assert self._lake is not None
