@@ -111,6 +111,7 @@ class DeadlineAdapter(HTTPAdapter):
         if budget <= 0:
             raise ccxt.RequestTimeout(f"{what}: not sent, the fetch deadline has passed")
         per_read = budget if not isinstance(timeout, (int, float)) else min(float(timeout), budget)
+        deadline = time.monotonic() + budget
         watch = _Watch()
         timer = threading.Timer(budget, watch.expire)
         timer.daemon = True
@@ -125,7 +126,9 @@ class DeadlineAdapter(HTTPAdapter):
                     response.close()
                     raise
             except requests.RequestException as exc:
-                if watch.expired:
+                # The per-read timeout equals the budget, so a silent server's read may time out just before the
+                # timer fires (a busy machine runs the timer late): past the deadline it is the deadline either way.
+                if watch.expired or time.monotonic() >= deadline:
                     raise ccxt.RequestTimeout(f"{what}: no complete answer within {budget:g}s") from exc
                 raise
             if watch.expired:  # the shutdown may have ended a body without Content-Length early
