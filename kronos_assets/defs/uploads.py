@@ -6,7 +6,9 @@ consecutive looks (sensor ticks, at least 30 s apart; default 2), so a file stil
 later tick. Writing elsewhere and renaming into the folder works too (the renamed file is taken a tick later).
 Every tick stats every file (cheap) and reads at most MAX_FILES_PER_TICK changed ones, continuing next tick after
 the last one read, so every file gets its turn. Only regular files are opened; reading is bounded by the
-``uploads.max_file_mb`` and ``uploads.max_decompressed_mb`` limits.
+``uploads.max_file_mb`` and ``uploads.max_decompressed_mb`` limits. A file the scan skips (a name that is not valid
+UTF-8, a FIFO, an unsupported type) is reported once while it stays, not on every tick, and never stops the rest
+of the folder; every text that leaves the sensor (log, tags, cursor, skip message) is ``printable``.
 """
 
 import json
@@ -20,7 +22,8 @@ import dagster as dg
 from kronos_assets import environment
 from kronos_assets.defs.automation import BAR_TAG, SYMBOL_TAG
 from kronos_assets.defs.partitions import BAR_FMT, RANGE_END, RANGE_START, UPLOADS, day_key, uploads_partitions_name
-from kronos_assets.market.files import MB, CandleFileError, ReadLimits, file_digest, load_candle_file, scan_folder
+from kronos_assets.market.files import (MB, CandleFileError, ReadLimits, file_digest, load_candle_file, printable,
+                                        scan_folder)
 from kronos_assets.settings import Settings
 
 MAX_FILES_PER_TICK = 20
@@ -36,21 +39,31 @@ class UploadsCursor:
 
     taken: market -> [size, mtime_ns, sha256] of the version last read (a bad file is reported once, and again
            only when it changes); looks: market -> [size, mtime_ns, equal looks so far]; after: the market read
-           last, where the next tick continues."""
+           last, where the next tick continues; reported: "name: reason" of each file the scan skips that was
+           already reported (forgotten when it leaves the folder or its reason changes)."""
 
     taken: dict[str, list[Any]] = field(default_factory=dict)
     looks: dict[str, list[int]] = field(default_factory=dict)
     after: str = ""
+    reported: list[str] = field(default_factory=list)
 
     @classmethod
     def load(cls, text: str | None) -> "UploadsCursor":
         data = json.loads(text) if text else {}
         if data and "taken" not in data:  # the earlier form: market -> sha256
             return cls(taken={m: [None, None, d] for m, d in data.items()})
-        return cls(data.get("taken", {}), data.get("looks", {}), data.get("after", ""))
+        return cls(data.get("taken", {}), data.get("looks", {}), data.get("after", ""), data.get("reported", []))
 
     def dump(self) -> str:
-        return json.dumps({"taken": self.taken, "looks": self.looks, "after": self.after}, sort_keys=True)
+        return json.dumps({"taken": self.taken, "looks": self.looks, "after": self.after,
+                           "reported": self.reported}, sort_keys=True)
+
+    def newly_skipped(self, skipped: list[tuple[str, str]]) -> list[str]:
+        """The scan's skipped files not reported before; remembers the ones present now."""
+        now = [printable(f"{name}: {why}") for name, why in skipped]
+        new = [p for p in now if p not in set(self.reported)]
+        self.reported = sorted(set(now))
+        return new
 
 
 def due_files(cursor: UploadsCursor, files: dict[str, os.PathLike[str]], stable_looks: int) -> list[str]:
@@ -64,7 +77,11 @@ def due_files(cursor: UploadsCursor, files: dict[str, os.PathLike[str]], stable_
     start = next((i for i, m in enumerate(names) if m > cursor.after), 0)
     due = []
     for market in names[start:] + names[:start]:
-        st = os.stat(files[market])
+        try:
+            st = os.stat(files[market])
+        except OSError:  # gone or unreadable since the scan: the next tick sees it as it is then
+            cursor.looks.pop(market, None)
+            continue
         sig = [st.st_size, st.st_mtime_ns]
         taken = cursor.taken.get(market)
         if taken is not None and taken[:2] == sig:
@@ -88,17 +105,19 @@ def build_uploads_sensor(settings: Settings, candles_jobs: dict[str, object]) ->
         jobs=list(candles_jobs.values()),
         minimum_interval_seconds=environment.sensor_interval_s(30),
         default_status=dg.DefaultSensorStatus.RUNNING,
-        description=(f"Watches {settings.uploads_dir} for CSV, Parquet or Feather candle files. Each valid file becomes "
-                     "a market of the uploads family (timeframe inferred) and is ingested and forecast (published only "
-                     "when the profile's uploads.publish says so); an invalid one "
-                     "is reported with the reason and left alone. A file is taken once its size and modification "
+        description=(f"Watches {printable(str(settings.uploads_dir))} for CSV, Parquet or Feather candle files. Each "
+                     "valid file becomes a market of the uploads family (timeframe inferred) and is ingested and "
+                     "forecast (published only when the profile's uploads.publish says so); an invalid one is "
+                     "reported once with the reason and left alone. A file is taken once its size and modification "
                      f"time are unchanged across {settings.upload_stable_looks} looks (ticks)."),
     )
     def uploaded_candles(context: dg.SensorEvaluationContext) -> dg.SensorResult:
         cursor = UploadsCursor.load(context.cursor)
         settings.uploads_dir.mkdir(parents=True, exist_ok=True)  # so users find where to drop files
         scan = scan_folder(settings.uploads_dir)
-        runs, adds, problems = [], {}, [f"{name}: {why}" for name, why in scan.skipped]
+        problems = cursor.newly_skipped(scan.skipped)
+        reported_earlier = len(cursor.reported) - len(problems)
+        runs, adds = [], {}
         due = due_files(cursor, scan.files, settings.upload_stable_looks)
         for market in due[:MAX_FILES_PER_TICK]:
             path = scan.files[market]
@@ -107,7 +126,7 @@ def build_uploads_sensor(settings: Settings, candles_jobs: dict[str, object]) ->
             try:
                 digest = file_digest(path)
             except (OSError, CandleFileError) as exc:
-                problems.append(f"{path.name}: {exc}")
+                problems.append(printable(f"{path.name}: {exc}"))
                 continue
             unchanged = cursor.taken.get(market, [None, None, None])[2] == digest
             cursor.taken[market] = [size, mtime_ns, digest]
@@ -116,7 +135,7 @@ def build_uploads_sensor(settings: Settings, candles_jobs: dict[str, object]) ->
             try:
                 upload = load_candle_file(path, limits=limits)
             except CandleFileError as exc:
-                problems.append(str(exc))
+                problems.append(printable(str(exc)))
                 continue
             tf = upload.profile.timeframe
             if tf not in candles_jobs:
@@ -137,7 +156,7 @@ def build_uploads_sensor(settings: Settings, candles_jobs: dict[str, object]) ->
                         RANGE_END: str(day_key(market, last, UPLOADS)),
                         BAR_TAG: last.strftime(BAR_FMT),
                         SYMBOL_TAG: market,
-                        "kronos/upload": path.name,
+                        "kronos/upload": printable(path.name),
                         "kronos/upload_profile": json.dumps(upload.profile.to_metadata(), default=str)[:4000],
                     },
                 )
@@ -145,6 +164,7 @@ def build_uploads_sensor(settings: Settings, candles_jobs: dict[str, object]) ->
         for p in problems:
             context.log.warning(f"upload refused: {p}")
         waiting = sorted(m for m, look in cursor.looks.items() if look[2] < settings.upload_stable_looks)
+        earlier = [f"{reported_earlier} skipped file(s) reported earlier"] if reported_earlier else []
         context.update_cursor(cursor.dump())
         return dg.SensorResult(
             run_requests=runs,
@@ -152,7 +172,7 @@ def build_uploads_sensor(settings: Settings, candles_jobs: dict[str, object]) ->
                 dg.DynamicPartitionsDefinition(name=name).build_add_request(markets) for name, markets in adds.items()
             ],
             skip_reason=None if runs else ("; ".join(problems + [f"{m}: waiting until its size and modification "
-                                                                 "time stop changing" for m in waiting])
+                                                                 "time stop changing" for m in waiting] + earlier)
                                            or "no new or changed files"),
         )
 

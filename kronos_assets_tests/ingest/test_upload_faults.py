@@ -209,3 +209,35 @@ def test_a_cursor_of_the_earlier_form_does_not_rerun_unchanged_files(env):
     assert not first.run_requests and not second.run_requests
     path.write_text(csv_text(candles(days=4)))  # a real change is taken after two looks
     assert len(tick(env, tick(env, second.cursor).cursor).run_requests) == 1
+
+
+def _utf8(text: str) -> str:
+    text.encode("utf-8")  # what SQLite, gRPC and log files do with it: a surrogate raises UnicodeEncodeError
+    return text
+
+
+def test_a_file_name_that_is_not_utf8_is_reported_once_and_the_rest_is_ingested(env, capfd):
+    settings = env[0]
+    fd = os.open(os.fsencode(settings.uploads_dir) + b"/bad\xff_1h.csv", os.O_WRONLY | os.O_CREAT, 0o644)
+    os.write(fd, csv_text(candles()).encode())
+    os.close(fd)
+    (settings.uploads_dir / "good_1h.csv").write_text(csv_text(candles()))
+    ticks = [tick(env)]
+    for _ in range(2):
+        ticks.append(tick(env, ticks[-1].cursor))
+
+    assert [r.tags["kronos/symbol"] for t in ticks for r in t.run_requests] == ["good_1h"]
+    why = r"bad\xff_1h.csv: the file name is not valid UTF-8; rename the file to have it read (skipped unread)"
+    assert why in ticks[0].skip_message
+    assert why not in ticks[2].skip_message and "1 skipped file(s) reported earlier" in ticks[2].skip_message
+    log = capfd.readouterr().err  # the sensor's log (Dagster's console logger)
+    assert log.count("upload refused: bad") == 1 and f"upload refused: {why}" in log
+    # Nothing the daemon stores or sends (tick, cursor, run keys, tags, partition keys, log) holds a surrogate.
+    for t in ticks:
+        _utf8(t.cursor or "")
+        _utf8(t.skip_message or "")
+        for r in t.run_requests:
+            [_utf8(s) for s in (r.run_key, *r.tags, *r.tags.values(), *(r.partition_key or "",))]
+        for request in t.dynamic_partitions_requests:
+            [_utf8(k) for k in request.partition_keys]
+    _utf8(log)

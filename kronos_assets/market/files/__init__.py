@@ -8,7 +8,8 @@
 * ``resolve_in_folder(folder, name)``: the file inside the watched folder; ``PathEscapeError`` for ``..``,
   absolute paths and symlinks that lead out of it.
 * ``scan_folder(folder)``: the usable files by market name, and what was skipped and why (only regular files
-  are ever opened: a FIFO, socket or device is reported and skipped).
+  are ever opened: a FIFO, socket or device is reported and skipped; so is a name that is not valid UTF-8).
+* ``printable(text)``: text safe for any UTF-8 writer (a file name's undecodable bytes as ``\\xNN``).
 * ``ReadLimits``: reading is bounded: a file larger than ``max_file_bytes``, or whose content decompresses to
   more than ``max_decompressed_bytes`` (gzip CSV, Parquet pages, compressed Feather), is refused as
   ``too_large`` before that much memory is used.
@@ -38,7 +39,8 @@ import polars as pl
 
 from kronos_assets.market.files.columns import OPTIONAL_COLUMNS, TIMESTAMP_COLUMNS
 from kronos_assets.market.files.errors import PROBLEMS, CandleFileError, PathEscapeError
-from kronos_assets.market.files.folder import FolderScan, market_name_from_filename, resolve_in_folder, scan_folder
+from kronos_assets.market.files.folder import (FolderScan, market_name_from_filename, printable, resolve_in_folder,
+                                               scan_folder)
 from kronos_assets.market.files.profile import CandleProfile, infer_timeframe, profile_candles
 from kronos_assets.market.files.reading import (
     MB,
@@ -54,7 +56,7 @@ from kronos_assets.market.timeframes import timeframe_seconds
 __all__ = ["MB", "OPTIONAL_COLUMNS", "PROBLEMS", "SUPPORTED_SUFFIXES", "TIMESTAMP_COLUMNS", "CandleFile",
            "CandleFileError", "CandleProfile", "FileSource", "FolderScan", "PathEscapeError", "ReadLimits",
            "file_digest", "infer_timeframe", "load_candle_file", "market_name_from_filename", "open_regular",
-           "profile_candles", "read_candle_file", "resolve_in_folder", "scan_folder"]
+           "printable", "profile_candles", "read_candle_file", "resolve_in_folder", "scan_folder"]
 
 
 def read_candle_file(path: str | os.PathLike[str], *, exchange: str | None = None,

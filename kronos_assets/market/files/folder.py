@@ -1,4 +1,8 @@
-"""The watched folder: safe market names from file names, paths that cannot escape it, and its usable files."""
+"""The watched folder: safe market names from file names, paths that cannot escape it, and its usable files.
+
+File names are bytes to the operating system; Python hands back the bytes that are not UTF-8 as lone surrogates,
+which no UTF-8 writer (a log, a database, gRPC) accepts. Such a name is skipped with its reason and shown with
+``printable`` (``bad\\xff.csv``), so nothing downstream ever sees a surrogate."""
 
 from __future__ import annotations
 
@@ -15,6 +19,25 @@ from kronos_assets.market.files.reading import SUPPORTED_SUFFIXES, file_kind, su
 MARKET_NAME_MAX = 100
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 _COMPRESSION = (".gz", ".bz2", ".xz", ".zst", ".zip")
+
+
+def is_utf8(name: str) -> bool:
+    """Whether ``name`` came from valid UTF-8 bytes (no surrogate escapes)."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def printable(text: str) -> str:
+    """``text`` safe to write anywhere as UTF-8: undecodable bytes of a file name (surrogate escapes) as ``\\xNN``."""
+    if is_utf8(text):
+        return text
+    try:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:  # a surrogate that no file name byte gives: shown as \udNNN
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def market_name_from_filename(filename: str) -> str:
@@ -76,12 +99,18 @@ class FolderScan:
 
 def scan_folder(folder: str | os.PathLike[str]) -> FolderScan:
     """Candle files directly inside ``folder`` by market name. Hidden files, other types, anything but a regular
-    file, links out of the folder and names that collide (both files) are skipped with the reason."""
+    file, links out of the folder, names that are not valid UTF-8 and names that collide (both files) are
+    skipped with the reason; skipped names are ``printable``."""
     root = Path(folder)
     found: dict[str, list[tuple[str, Path]]] = {}
     skipped: list[tuple[str, str]] = []
     for entry in sorted(os.listdir(root)):
         if entry.startswith("."):
+            continue
+        if not is_utf8(entry):
+            if not (root / entry).is_dir():
+                skipped.append((printable(entry), "the file name is not valid UTF-8; rename the file to have it "
+                                                  "read (skipped unread)"))
             continue
         if suffix_kind(Path(entry)) is None:
             if not (root / entry).is_dir():
