@@ -27,8 +27,9 @@ DEMO_WEIGHTS = REPO_ROOT / "kronos_assets" / "checkpoints" / "demo" / "model" / 
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
-    """The shipped demo profile in a temporary home, its warehouse holding one day of candles."""
-    settings = load_settings("demo", home=tmp_path_factory.mktemp("adhoc") / "home")
+    """The shipped synthetic profile (the demo on the synthetic market) in a temporary home, its warehouse holding
+    one day of candles."""
+    settings = load_settings("synthetic", home=tmp_path_factory.mktemp("adhoc") / "home")
     defs = build_definitions(settings)
     defs.get_repository_def().load_all_definitions()  # what a code server does: names must not collide
     instance = dg.DagsterInstance.ephemeral()

@@ -60,7 +60,8 @@ class Server:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """One webserver for every test here: the shipped configs (demo profile), runs launched at once."""
+    """One webserver for every test here: the shipped configs (the synthetic profile: the demo on the synthetic
+    market), runs launched at once."""
     root = tmp_path_factory.mktemp("adhoc-ui")
     shutil.copytree(REPO_ROOT / "configs", root / "configs")
     home = root / "dagster_home"
@@ -79,7 +80,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         return entries and all(e["loadStatus"] == "LOADED" for e in entries)
 
     args = [str(VENV_BIN / "dagster-webserver"), "-h", "127.0.0.1", "-p", str(port), "-w", "workspace.yaml"]
-    with background(args, kronos_env(root, home), REPO_ROOT, log) as proc:
+    with background(args, kronos_env(root, home, {"KRONOS_PROFILE": "synthetic"}), REPO_ROOT, log) as proc:
         wait_until(loaded, LOAD_TIMEOUT_S, "the code location to load", proc=proc, log=log)
         yield srv
 
@@ -109,7 +110,7 @@ def metadata(server: Server, run_id: str) -> dict[str, Any]:
 
 def test_launch_with_no_edits_then_with_settings_and_read_the_metadata(server: Server, runs: dict[str, str]):
     entries = metadata(server, runs["default"])
-    png = server.home / "demo" / "adhoc" / runs["default"] / "forecast.png"
+    png = server.home / "synthetic" / "adhoc" / runs["default"] / "forecast.png"
     assert entries["chart_png"]["path"] == str(png)
     chart = entries["chart"]["mdStr"]
     assert chart.startswith("![forecast](data:image/png;base64,")

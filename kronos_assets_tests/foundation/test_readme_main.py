@@ -13,7 +13,11 @@ def test_readme_main_command_publishes_a_dashboard(readme_run):
     index = Path(last.removeprefix("dashboard: "))
     assert index == home / "demo" / "publish" / "index.html" and index.is_file()
     manifest = json.loads((index.parent / "manifest.json").read_text())
-    assert manifest["profile"] == "demo" and manifest["synthetic"] is True
+    assert manifest["profile"] == "demo" and manifest["synthetic"] is False
+    # a replay of the shipped real candles, up to the newest close common to BTC and ETH, and it says so
+    first = proc.stdout.splitlines()[0]
+    assert "a replay of real Binance spot candles, as of 2026-04-01 00:00 UTC" in first, first
+    assert "REPLAY of real Binance spot candles" in index.read_text() and "2026-04-01 00:00" in index.read_text()
     board = json.loads((index.parent / "scoreboard.json").read_text())["rows"]
     assert {r["symbol"] for r in board} == {"BTC/USDT", "ETH/USDT"}
     assert all(r["n_forecasts"] > 0 for r in board)

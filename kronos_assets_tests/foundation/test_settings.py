@@ -26,10 +26,15 @@ def _load(tmp_path, markets=None, profile=None, name="demo"):
     return load_settings(name, config_dir=cfg, home=tmp_path / "home", today=date(2026, 11, 21))
 
 
-def test_repository_configs_load_for_both_profiles():
+def test_repository_configs_load_for_every_profile():
     demo = load_settings("demo")
     live = load_settings("live")
-    assert demo.synthetic and not live.synthetic
+    synthetic = load_settings("synthetic")
+    assert demo.replay and synthetic.synthetic and not live.synthetic and not live.replay
+    assert [(s, t, f.name) for s, t, f in demo.replay_files] == [
+        ("BTC/USDT", "1h", "binance_BTCUSDT_1h_20240101_20260620.csv.gz"),
+        ("ETH/USDT", "1h", "binance_ETHUSDT_1h_20240101_20260331.csv.gz")]
+    assert all(f.is_file() for _, _, f in demo.replay_files)
     assert demo.primary_model in demo.forecasters
     assert {tf.name for tf in live.timeframes} == {"1h", "4h", "1d"}
     assert live.models["kronos-mini"].revision == "f4e68697d9d5aed55cef5c96aabc3376bcad9f81"
