@@ -6,7 +6,7 @@ later run would wait for them forever. ``kronos-assets run`` tags its runs with 
 (host, pid and the pid's start time, so a recycled pid is not mistaken for the run); daemon-launched runs
 record their pid in Dagster's "Started process for run (pid: N)" event. ``reap_dead_runs`` fails the runs
 whose process is gone from this host and frees their slots; ``bounded_pool_waits`` turns an endless wait for a
-slot into a failure naming the run that holds it.
+slot into a failure naming the run that holds it, sleeps between looks, and ends the wait at a stop request.
 """
 
 from __future__ import annotations
@@ -29,12 +29,43 @@ HOST_TAG, PID_TAG, PID_START_TAG = "kronos/host", "kronos/pid", "kronos/pid_star
 POOL_WAIT_TAG = "kronos/pool_wait_s"
 DEFAULT_POOL_WAIT_S = 300.0
 REAP_EVERY_S = 20.0  # how often a step waiting for a slot looks for dead holders
+LOOK_EVERY_S = (0.5, 2.0)  # a refused slot is looked at again after 0.5 s, doubling up to 2 s: a stop takes <= 2 s
+STOPPING = (dg.DagsterRunStatus.CANCELING, dg.DagsterRunStatus.CANCELED)
 LIVE_STATUSES = [dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.CANCELING]
 _STARTED_PROCESS = re.compile(r"Started process for run \(pid: (\d+)\)")
 
 
 class PoolWaitTimeout(RuntimeError):
     """A step waited longer than allowed for a pool slot; the message names the run holding it."""
+
+
+class PoolWaitStopped(dg.DagsterExecutionInterruptedError):
+    """A stop request (SIGTERM/SIGINT, a termination of the run) ended a wait for a pool slot. Dagster ends an
+    interrupted run FAILURE, or CANCELED when its termination was requested, and frees its pending claims."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else "stopped"
+
+
+def _take_captured_interrupt() -> bool:
+    """Whether Dagster caught a SIGINT/SIGTERM that it holds back until a step can be interrupted (a wait for a
+    slot is not inside a step, so Dagster alone acts on it only once the wait ends). Taken: the caller raises for
+    it, so Dagster's teardown does not raise it again over the caller's message."""
+    try:
+        from dagster._utils.interrupts import pop_captured_interrupt
+    except ImportError:  # moved in a later Dagster: the run's status still ends the wait
+        return False
+    return pop_captured_interrupt()
+
+
+def stop_requested(instance: dg.DagsterInstance, run_id: str) -> str | None:
+    """Why the run waiting for a slot should stop (a signal, a termination of the run), or None."""
+    if _take_captured_interrupt():
+        return "the process was asked to stop (SIGTERM/SIGINT)"
+    run = instance.get_run_by_id(run_id)
+    if run is not None and run.status in STOPPING:
+        return f"its termination was requested (run {run.status.value})"
+    return None
 
 
 def _pid_start(pid: int) -> str | None:
@@ -176,10 +207,15 @@ def bounded_pool_waits(instance: dg.DagsterInstance, limit_s: float,
     """While inside, a step of a run in this process that waits longer than ``limit_s`` for a pool slot fails
     the run with ``PoolWaitTimeout`` naming the holder. Dagster polls ``claim_concurrency_slot`` (every 1 to
     15 s) and has no limit of its own, so the check wraps that call. A holder whose process died is reaped (within
-    REAP_EVERY_S) instead of waited for."""
+    REAP_EVERY_S) instead of waited for.
+
+    Between those calls Dagster's in-process loop never sleeps (it busy-spins a core) and holds a SIGTERM/SIGINT
+    back until the wait ends. So a refused claim sleeps here (LOOK_EVERY_S, backing off), asks Dagster to look
+    again at once (sleep_interval 0), and raises ``PoolWaitStopped`` when a stop was requested."""
     storage = instance.event_log_storage
     original = storage.claim_concurrency_slot
     refused_since: dict[tuple[str, str], float] = {}
+    next_sleep: dict[tuple[str, str], float] = {}
     last_reap = [0.0]
 
     def reap() -> bool:
@@ -200,14 +236,24 @@ def bounded_pool_waits(instance: dg.DagsterInstance, limit_s: float,
         status = original(concurrency_key, run_id, step_key, priority)
         if not status.is_claimed and reap():
             status = original(concurrency_key, run_id, step_key, priority)
+        key = (run_id, step_key)
         if status.is_claimed:
-            refused_since.pop((run_id, step_key), None)
+            refused_since.pop(key, None)
+            next_sleep.pop(key, None)
             return status
-        waited = time.monotonic() - refused_since.setdefault((run_id, step_key), time.monotonic())
+        since = refused_since.setdefault(key, time.monotonic())
+        waited = time.monotonic() - since
         if waited > limit_s:
             raise PoolWaitTimeout(f"step {step_key} waited {waited:.0f} s (limit {limit_s:g} s) for a "
                                   f"'{concurrency_key}' pool slot, {describe_holders(instance, concurrency_key)}")
-        return status
+        pause = next_sleep.get(key, LOOK_EVERY_S[0])
+        next_sleep[key] = min(2 * pause, LOOK_EVERY_S[1])
+        time.sleep(max(0.0, min(pause, since + limit_s - time.monotonic())) + 0.01)
+        why = stop_requested(instance, run_id)
+        if why is not None:
+            raise PoolWaitStopped(f"step {step_key} stopped waiting for a '{concurrency_key}' pool slot after "
+                                  f"{time.monotonic() - since:.0f} s: {why}")
+        return status.with_sleep_interval(0.0)  # we slept: Dagster may look again at once
 
     previous = vars(storage).get("claim_concurrency_slot")  # an enclosing bounded_pool_waits, if any
     storage.claim_concurrency_slot = claim  # an instance attribute: shadows the method for this object only
