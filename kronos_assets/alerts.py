@@ -30,6 +30,10 @@ POST_TIMEOUT_S = 3.0  # one POST
 ROUND_DEADLINE_S = 8.0  # all POSTs of one delivery round (a sensor tick, the end of `kronos-assets run`)
 
 
+class WebhookTimeout(RuntimeError):
+    """The webhook did not answer within the POST's timeout."""
+
+
 @contextmanager
 def _locked(folder: Path) -> Iterator[None]:
     """One writer at a time across processes (the daemon's sensor and the CLI may report the same run)."""
@@ -97,9 +101,9 @@ def deliver_pending(folder: Path, url: str | None = None, deadline_s: float = RO
     end = time.monotonic() + deadline_s
     sent, failed = 0, []
     with _locked(folder):  # two rounds at once would post the same alert twice
-        # Every pending alert gets its try, oldest first: one the webhook refuses must not hold back the others.
-        # A webhook that is down refuses each at once; one that hangs costs each POST its timeout, and the
-        # round's deadline bounds the total.
+        # Every pending alert gets its try, oldest first: one the webhook refuses (an HTTP error, a refused
+        # connection: answered at once) must not hold back the others. A webhook that does not answer in time
+        # ends the round: the next POST would wait as long, and a failure sensor runs a round per failed run.
         for alert in pending_alerts(folder):
             left = end - time.monotonic()
             if left <= 0.2:
@@ -107,6 +111,9 @@ def deliver_pending(folder: Path, url: str | None = None, deadline_s: float = RO
                 break
             try:
                 post_webhook(alert, url, attempts=1, timeout_s=min(timeout_s, left))
+            except WebhookTimeout as exc:
+                failed.append(str(exc))
+                break
             except RuntimeError as exc:
                 failed.append(str(exc))
                 continue
@@ -132,7 +139,9 @@ def post_webhook(alert: dict[str, Any], url: str | None = None, attempts: int = 
                 return f"posted to {host} (HTTP {resp.status})"
         except (urllib.error.URLError, TimeoutError, OSError) as exc:
             if attempt == attempts:
-                raise RuntimeError(f"webhook at {host} failed after {attempts} attempt(s): "
-                                   f"{type(exc).__name__}") from None
+                timed_out = isinstance(exc, TimeoutError) or isinstance(getattr(exc, "reason", None), TimeoutError)
+                raise (WebhookTimeout if timed_out else RuntimeError)(
+                    f"webhook at {host} failed after {attempts} attempt(s): "
+                    f"{'no answer in time' if timed_out else type(exc).__name__}") from None
             time.sleep(0.5 * attempt)
     raise AssertionError("unreachable")

@@ -10,6 +10,7 @@ import sys
 import time
 import traceback
 from datetime import datetime, timezone
+from pathlib import Path
 
 from kronos_assets import environment
 from kronos_assets.settings import PROFILES, ConfigError, Settings
@@ -44,7 +45,15 @@ def _utc_time(text: str) -> datetime:
 
 
 def crash_cause(exc: BaseException, settings: Settings) -> str:
-    """One line: the exception, and a full disk when that is why (SQLite says only 'disk I/O error')."""
+    """One line: the exception, and a full disk when that is why (SQLite says only 'disk I/O error'), or the
+    damaged file and what to do (SQLite says only 'file is not a database')."""
+    from kronos_assets.instance_files import damaged_file, is_sqlite_damage
+    from kronos_assets.warehouse import DamagedWarehouse
+
+    if isinstance(exc, DamagedWarehouse):
+        return str(exc)
+    if is_sqlite_damage(exc) and (found := damaged_file(Path(environment.dagster_home() or settings.dagster_home))):
+        return str(found)
     text = " ".join(f"{type(exc).__name__}: {exc}".split("\n")[0].split())
     for folder in (settings.dagster_home, settings.profile_home):
         try:
@@ -76,6 +85,14 @@ def main(argv: list[str] | None = None) -> int:
     health.add_argument("--network", action="store_true",
                         help="also contact the exchanges and the R2 bucket (no network call without it)")
     health.add_argument("--since-hours", type=float, default=24.0, help="how far back to look for failed runs")
+    backup = sub.add_parser("backup", help="a consistent copy of the warehouse and the publication, safe while runs "
+                                           "write (restore: see README)")
+    backup.add_argument("--to", type=Path, default=None,
+                        help="folder receiving the backup, one subfolder per backup (default <home>/<profile>/backups)")
+    backup.add_argument("--wait-s", type=_positive_float, default=120.0,
+                        help="how long to wait for a run writing the warehouse (default 120)")
+    restore = sub.add_parser("restore", help="put a backup folder back (the current warehouse file is moved aside)")
+    restore.add_argument("folder", type=Path, help="a folder `kronos-assets backup` printed")
     ui = sub.add_parser("ui", help="the Dagster UI (dg dev) on this profile's runs; Ctrl-C or SIGTERM stops it within 10 s")
     ui.add_argument("--port", type=_positive_int, default=None, help="webserver port (default 3000, or a free one)")
     ui.add_argument("--host", default=None, help="webserver address (default 127.0.0.1)")
@@ -109,7 +126,27 @@ def main(argv: list[str] | None = None) -> int:
         from kronos_assets.definitions import code_location
 
         dg.Definitions.validate_loadable(code_location(settings))
+        from kronos_assets.health.stored import damaged_files
+
+        damaged = damaged_files(settings)  # a damaged warehouse or run history stops every run: say so here
+        for problem in damaged:
+            print(problem, file=sys.stderr)
+        if damaged:
+            return 1
         print(f"profile {settings.profile}: {len(settings.symbols)} symbols x {len(settings.timeframes)} timeframes OK")
+        return 0
+    if args.command in ("backup", "restore"):
+        from kronos_assets.backup import BackupError, backup, restore
+        from kronos_assets.warehouse import DamagedWarehouse
+
+        try:
+            if args.command == "backup":
+                print(f"backup: {backup(settings, to=args.to, wait_s=args.wait_s).summary()}")
+            else:
+                print(restore(settings, args.folder))
+        except (BackupError, DamagedWarehouse, OSError) as exc:
+            print(f"{args.command} failed: {exc}", file=sys.stderr)
+            return 1
         return 0
 
     from kronos_assets.defs.resources import build_resources, library

@@ -12,7 +12,7 @@ import dagster as dg
 from kronos_assets.alerts import deliver_pending, record_alert
 from kronos_assets.runs import run_label
 
-MAX_CAUSE = 300
+MAX_CAUSE = 400  # room for a damaged file's path and what to do about it
 
 
 def _one_line(text: str, limit: int = MAX_CAUSE) -> str:

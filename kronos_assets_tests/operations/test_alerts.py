@@ -27,6 +27,7 @@ class Webhook:
 
     def __init__(self) -> None:
         self.mode = "ok"
+        self.refused: set[str] = set()  # run ids answered with HTTP 400 whatever the mode (a payload it rejects)
         self.posts: list[dict] = []
         hook = self
 
@@ -36,8 +37,8 @@ class Webhook:
                 if hook.mode == "hang":
                     time.sleep(20)
                     return
-                if hook.mode == "fail":
-                    self.send_response(500)
+                if hook.mode == "fail" or body["alert"].get("run_id") in hook.refused:
+                    self.send_response(400 if hook.mode != "fail" else 500)
                     self.end_headers()
                     return
                 hook.posts.append(body)
@@ -147,6 +148,22 @@ def test_a_round_of_deliveries_has_one_deadline_for_all_alerts(tmp_path, hook):
     hook.mode = "ok"
     assert "5 posted" in deliver_pending(tmp_path)
     assert sorted(p["alert"]["run_id"] for p in hook.posts) == [f"run-{i}" for i in range(5)]
+
+
+def test_a_round_tries_every_pending_alert_when_one_is_refused(tmp_path, hook):
+    """The webhook rejects the oldest alert: the others are still delivered in the same round, it stays pending."""
+    from kronos_assets.alerts import record_alert
+
+    for i in range(4):
+        record_alert(tmp_path, {"run_id": f"run-{i}", "summary": "x"})
+    hook.refused = {"run-0"}
+    outcome = deliver_pending(tmp_path)
+    assert sorted(p["alert"]["run_id"] for p in hook.posts) == ["run-1", "run-2", "run-3"], outcome
+    assert "3 posted, 1 pending" in outcome and "HTTPError" in outcome and "secret-token" not in outcome
+    assert [a["run_id"] for a in pending_alerts(tmp_path)] == ["run-0"]
+    hook.refused = set()
+    assert "1 posted" in deliver_pending(tmp_path) and pending_alerts(tmp_path) == []
+    assert len(hook.posts) == 4  # nothing posted twice
 
 
 def test_cut_alert_lines_do_not_hide_the_others(tmp_path):

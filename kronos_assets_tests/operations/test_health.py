@@ -254,3 +254,58 @@ def test_health_shows_dead_runs_and_the_slots_they_hold(healthy_root, use_home, 
     rows = {r.item: r for r in run_health(settings).rows}
     assert rows["pool slots"].status == OK and f"publish held by candles_1h run {live[:8]}" in rows["pool slots"].detail
     assert rows["runs in flight"].status == OK and "1 running" in rows["runs in flight"].detail
+
+
+def test_a_check_its_run_never_evaluated_is_named_as_planned(healthy_root, use_home, tmp_path):
+    """A run that ends before its checks (here its asset step fails; a kill leaves the same) leaves them only
+    planned: health names them as planned but not evaluated instead of failing on the planned record."""
+    settings = use_home(_copy(healthy_root, tmp_path / "planned"))
+
+    class DownMarket:
+        name = "down"
+
+        def fetch(self, *args, **kwargs):
+            raise RuntimeError("exchange unreachable (simulated outage)")
+
+    instance = instance_for(settings)
+    try:
+        broken = build_definitions(settings, {**build_resources(settings), "market": DownMarket()})
+        result = broken.resolve_job_def(candles_job_name("1h")).execute_in_process(
+            instance=instance, partition_key=day_key("BTC/USDT", datetime.now(timezone.utc) - timedelta(days=1)),
+            raise_on_error=False)
+        assert not result.success
+    finally:
+        instance.dispose()
+    row = next(r for r in run_health(settings).rows if r.item == "asset checks")
+    assert row.status == WARN and "could not check" not in row.detail, row
+    assert "planned but not yet evaluated" in row.detail and result.run_id[:8] in row.detail, row
+    assert "1h/raw_candles:" in row.detail, row
+
+
+def test_health_warns_with_the_count_of_undelivered_alerts(healthy_root, use_home, tmp_path, monkeypatch):
+    """With a webhook set, alerts it has not received are a warning with their count; delivered ones are not."""
+    from kronos_assets.alerts import deliver_pending, record_alert
+    from kronos_assets_tests.operations.test_alerts import Webhook
+
+    settings = use_home(_copy(healthy_root, tmp_path / "alerts"))
+    for run_id in ("run-a", "run-b", "run-c"):
+        record_alert(settings.profile_home, {"run_id": run_id, "summary": "x", "time": "2026-12-01T10:00:00+00:00"})
+    row = next(r for r in run_health(settings).rows if r.item == "alerts")
+    assert row.status == OK and "3 recorded" in row.detail and "no webhook" in row.detail, row
+
+    hook = Webhook()
+    try:
+        monkeypatch.setenv("KRONOS_ALERT_WEBHOOK", hook.url)
+        hook.refused = {"run-a", "run-b"}  # the webhook rejects two of them
+        deliver_pending(settings.profile_home)
+        report = run_health(settings)
+        row = next(r for r in report.rows if r.item == "alerts")
+        assert row.status == WARN and "2 of 3 not delivered" in row.detail and "run run-a" in row.detail, row
+        assert "secret-token" not in report.render() and report.exit_code == 0
+        assert report.render().splitlines()[-1].startswith("HEALTHY with") and "failing/alerts" in report.render()
+        hook.refused = set()
+        deliver_pending(settings.profile_home)
+        row = next(r for r in run_health(settings).rows if r.item == "alerts")
+        assert row.status == OK and "all delivered" in row.detail, row
+    finally:
+        hook.close()
