@@ -241,3 +241,13 @@ def test_a_file_name_that_is_not_utf8_is_reported_once_and_the_rest_is_ingested(
         for request in t.dynamic_partitions_requests:
             [_utf8(k) for k in request.partition_keys]
     _utf8(log)
+
+
+def test_a_file_gone_between_the_scan_and_its_look_is_left_for_the_next_tick(tmp_path):
+    from kronos_assets.defs.uploads import UploadsCursor, due_files
+
+    cursor = UploadsCursor(looks={"gone_1h": [10, 1, 1]})
+    (tmp_path / "kept_1h.csv").write_text("x")
+    files = {"gone_1h": tmp_path / "gone_1h.csv", "kept_1h": tmp_path / "kept_1h.csv"}  # gone: deleted meanwhile
+    assert due_files(cursor, files, stable_looks=1) == ["kept_1h"]  # was FileNotFoundError, failing the tick
+    assert "gone_1h" not in cursor.looks
