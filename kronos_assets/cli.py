@@ -104,7 +104,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = load_settings()
     except ConfigError as exc:
-        print(f"configuration error: {exc}", file=sys.stderr)
+        for line in exc.lines:  # every problem of the file, each naming the file and the field
+            print(f"configuration error: {line}", file=sys.stderr)
         return 2
     if args.command == "health":
         from kronos_assets.health import main as health_main

@@ -22,7 +22,30 @@ DEVICE_HELP = "use auto, cpu, cuda, cuda:N or mps"
 
 
 class ConfigError(ValueError):
-    """A configuration problem; the message names the file and the field."""
+    """Configuration problems, one line each (``lines``), every line naming the file and the field."""
+
+    def __init__(self, *lines: str) -> None:
+        self.lines = tuple(line for text in lines for line in str(text).splitlines() if line.strip())
+        super().__init__("\n".join(self.lines))
+
+
+class Problems:
+    """Every problem of one file, gathered so that a user fixes them in one go, not one per attempt."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.lines: list[str] = []
+
+    def add(self, where: Sequence[Any], message: str) -> None:
+        self.lines.append(str(fail(self.path, where, message)))
+
+    def add_error(self, exc: ConfigError) -> None:
+        self.lines.extend(line for line in exc.lines if line not in self.lines)
+
+    def check(self) -> None:
+        """Raises the ConfigError of every problem gathered, if any."""
+        if self.lines:
+            raise ConfigError(*self.lines)
 
 
 class Schema(BaseModel):
@@ -135,15 +158,20 @@ def no_repeats(items: Sequence[Any], what: str) -> Sequence[Any]:
 
 # -- reading a file --------------------------------------------------------------------------------------------
 class _Loader(yaml.SafeLoader):
-    """Safe YAML where a key written twice is an error, not 'last wins'."""
+    """Safe YAML where a key written twice is an error, not 'last wins'; every one is noted (``repeats``) and
+    reported with the file's other problems."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self.repeats: list[str] = []
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: dict[Any, Any] = {}
         for key_node, _ in node.value:
             key = self.construct_object(key_node, deep=True)
             if key in seen:
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"key {key!r} written twice (first at line {seen[key].line + 1})", key_node.start_mark)
+                self.repeats.append(f"key {key!r} written twice (lines {seen[key].line + 1} and "
+                                    f"{key_node.start_mark.line + 1})")
             seen[key] = key_node.start_mark
         return super().construct_mapping(node, deep=True)
 
@@ -151,27 +179,46 @@ class _Loader(yaml.SafeLoader):
 _Loader.add_constructor("tag:yaml.org,2002:map", lambda loader, node: loader.construct_mapping(node))
 
 
+class YamlMapping(dict):  # type: ignore[type-arg]
+    """A file's top-level mapping, with the keys written twice in it (``validate`` reports them with the rest)."""
+
+    repeats: tuple[str, ...] = ()
+
+
 def read_yaml(path: Path) -> dict[str, Any]:
-    """A YAML file's top-level mapping; a missing file, bad YAML or a duplicate key is a ConfigError."""
+    """A YAML file's top-level mapping; a missing file or bad YAML is a ConfigError, keys written twice are
+    kept on the mapping (``YamlMapping.repeats``) for ``validate`` to report beside the schema's problems."""
     if not path.is_file():
         raise ConfigError(f"{path}: file not found")
     try:
-        data = yaml.load(path.read_text(), Loader=_Loader) or {}  # noqa: S506 (a SafeLoader)
+        loader = _Loader(path.read_text())
+        try:
+            data = loader.get_single_data() or {}
+        finally:
+            loader.dispose()
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {' '.join(str(exc).split())}") from None
+    except (RecursionError, UnicodeDecodeError, OSError) as exc:  # nested too deep, not text, unreadable
+        raise ConfigError(f"{path}: not readable as YAML: {type(exc).__name__}: {exc}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: top level must be a mapping")
-    return data
+    out = YamlMapping(data)
+    out.repeats = tuple(f"{path}: {r}" for r in loader.repeats)
+    return out
 
 
 def validate(schema: type[BaseModel], data: Any, path: Path, prefix: tuple[Any, ...] = (),
              context: dict[str, Any] | None = None) -> Any:
-    """``schema`` validated from ``data`` (read from ``path``, found at ``prefix`` in it); the first problem is a
-    ConfigError naming the file and the field."""
+    """``schema`` validated from ``data`` (read from ``path``, found at ``prefix`` in it); its problems, every one
+    of them with the keys written twice, are one ConfigError, a line each naming the file and the field."""
+    repeats = getattr(data, "repeats", ())
     try:
-        return schema.model_validate(data, context=context)
+        out = schema.model_validate(data, context=context)
     except ValidationError as exc:
-        raise config_error(path, exc, schema, data, prefix) from None
+        raise ConfigError(*repeats, *config_error(path, exc, schema, data, prefix).lines) from None
+    if repeats:
+        raise ConfigError(*repeats)
+    return out
 
 
 def fail(path: Path, where: Sequence[Any], message: str) -> ConfigError:
@@ -188,7 +235,27 @@ def field_path(loc: Sequence[Any]) -> str:
 
 def config_error(path: Path, exc: ValidationError, schema: type[BaseModel], data: Any,
                  prefix: tuple[Any, ...] = ()) -> ConfigError:
-    err = exc.errors(include_url=False)[0]
+    """Every problem pydantic found, a line each; a misspelt key is one line (its unknown key with the nearest
+    name), not also a 'missing' line for the key it meant."""
+    errors = exc.errors(include_url=False)
+    meant = set()  # (parent location, key) that an unknown key's nearest name says was meant
+    for err in errors:
+        if err["type"] == "extra_forbidden":
+            loc = tuple(p for p in err["loc"] if p != "[key]")
+            near = difflib.get_close_matches(str(loc[-1]), sorted(_fields_at(schema, loc[:-1])), n=1, cutoff=0.6)
+            meant.update((loc[:-1], n) for n in near)
+    lines = []
+    for err in errors:
+        loc = tuple(p for p in err["loc"] if p != "[key]")
+        if err["type"] == "missing" and (loc[:-1], loc[-1]) in meant:
+            continue
+        line = str(_one_error(path, err, schema, data, prefix))
+        if line not in lines:
+            lines.append(line)
+    return ConfigError(*lines)
+
+
+def _one_error(path: Path, err: Any, schema: type[BaseModel], data: Any, prefix: tuple[Any, ...]) -> ConfigError:
     loc = tuple(p for p in err["loc"] if p != "[key]")
     value = err.get("input")
     kind = err["type"]

@@ -17,7 +17,8 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, BeforeValidator, ValidationError, ValidationInfo, field_validator
 
 from kronos_assets import environment
-from kronos_assets.configuration import (ConfigError, Day, Number, OneOf, Schema, Whole, config_error, fail, no_repeats,
+from kronos_assets.configuration import (ConfigError, Day, Number, OneOf, Problems, Schema, Whole, config_error, fail,
+                                         no_repeats,
                                          problem, read_yaml, validate)
 from kronos_assets.forecasting import kinds
 from kronos_assets.forecasting.interface import Sampling
@@ -32,6 +33,11 @@ ModelSettings = KronosSettings  # a Kronos checkpoint's settings (training bases
 SYMBOL_RE = re.compile(r"^[A-Z0-9]{2,15}/[A-Z0-9]{2,15}$")
 MARKET_SOURCES = ("synthetic", "ccxt", "replay")
 PUBLISH_BACKENDS = ("local", "r2", "auto")
+# Bounds that keep a typo from reaching a run: every forecast holds n_paths x horizon samples per series, and a
+# bar partition per step of the horizon must close before it is scored (past these: gigabytes and years).
+MAX_PATHS = 1000  # as the ad-hoc launchpad
+MAX_HORIZON = 1000
+MAX_HISTORY_BARS = 20_000
 
 
 @dataclass(frozen=True)
@@ -166,14 +172,25 @@ def _listed_once(what: str) -> Any:
     return AfterValidator(lambda items: list(no_repeats(items, what)))
 
 
+def _some(what: str) -> Any:
+    """At least one item: the graph is built per timeframe, a profile without one has nothing to run."""
+
+    def check(items: Any) -> Any:
+        if not items:
+            raise problem(f"must list at least one {what}")
+        return items
+
+    return check
+
+
 Symbols = Annotated[tuple[str, ...], BeforeValidator(_symbols)]
 TimeframeName = Annotated[str, BeforeValidator(_timeframe_name)]
 
 
 class _Timeframe(Schema):
     start: Day
-    horizon: Whole(1)  # type: ignore[valid-type]
-    history_bars: Whole(1)  # type: ignore[valid-type]
+    horizon: Whole(1, MAX_HORIZON)  # type: ignore[valid-type]
+    history_bars: Whole(1, MAX_HISTORY_BARS)  # type: ignore[valid-type]
 
     @field_validator("start")
     @classmethod
@@ -212,7 +229,7 @@ class _Fetch(Schema):
 
 class MarketsFile(Schema):
     symbols: Symbols
-    timeframes: dict[TimeframeName, _Timeframe]
+    timeframes: Annotated[dict[TimeframeName, _Timeframe], AfterValidator(_some("timeframe"))]
     exchanges: list[_Exchange]
     fetch: _Fetch = _Fetch()
 
@@ -226,7 +243,7 @@ class MarketsFile(Schema):
 
 
 class _Sampling(Schema):
-    n_paths: Whole(1)  # type: ignore[valid-type]
+    n_paths: Whole(1, MAX_PATHS)  # type: ignore[valid-type]
     temperature: Number()  # type: ignore[valid-type]
     top_p: Number(high=1.0)  # type: ignore[valid-type]
     top_k: Whole(0)  # type: ignore[valid-type]  # 0 disables top-k
@@ -264,7 +281,7 @@ class ProfileFile(Schema):
     market: OneOf(MARKET_SOURCES, "source")  # type: ignore[valid-type]
     replay: _Replay | None = None  # required by market: replay
     symbols: Symbols | None = None  # else markets.yaml's
-    timeframes: Annotated[list[str], _listed_once("timeframe")]
+    timeframes: Annotated[list[str], _listed_once("timeframe"), AfterValidator(_some("timeframe"))]
     forecasters: Annotated[list[str], _listed_once("forecaster")]
     primary_model: str
     publish: _Publish
@@ -288,24 +305,39 @@ def load_models(path: Path) -> tuple[dict[str, kinds.ModelSpec], Sampling]:
     """models.yaml: every forecaster a profile may name (the built-in baselines and each entry, read by its
     kind) and the sampling settings."""
     data = read_yaml(path)
-    file = validate(ModelsFile, data, path)
+    problems = Problems(path)
+    try:
+        file = validate(ModelsFile, data, path)
+    except ConfigError as exc:
+        problems.add_error(exc)
+        file = None
+    entries = file.models if file else data.get("models") if isinstance(data.get("models"), dict) else {}
     specs = dict(kinds.BUILTIN)
-    for key, entry in file.models.items():
+    for key, entry in entries.items():  # every entry read, so that all their problems are reported at once
         if key in BASELINES:
-            raise fail(path, ("models", key), "name is reserved for a baseline forecaster")
+            problems.add(("models", key), "name is reserved for a baseline forecaster")
+            continue
+        if not isinstance(entry, dict):
+            continue  # the schema's error says so
         entry = dict(entry)
         kind = entry.pop("kind", kinds.DEFAULT_KIND)
         if not isinstance(kind, str):
-            raise fail(path, ("models", key, "kind"), f"expected text, got {type(kind).__name__} {kind!r}")
+            problems.add(("models", key, "kind"), f"expected text, got {type(kind).__name__} {kind!r}")
+            continue
         if kind not in kinds.KINDS:
             near = difflib.get_close_matches(kind, kinds.KINDS, n=1, cutoff=0.6)
-            raise fail(path, ("models", key, "kind"), f"unknown kind {kind!r}; "
-                       + (f"did you mean {near[0]!r}?" if near else f"known: {', '.join(kinds.KINDS)}"))
+            problems.add(("models", key, "kind"), f"unknown kind {kind!r}; "
+                         + (f"did you mean {near[0]!r}?" if near else f"known: {', '.join(kinds.KINDS)}"))
+            continue
         k = kinds.KINDS[kind]
         try:
             specs[key] = kinds.ModelSpec(key, kind, k.parse(key, entry, REPO_ROOT))
         except ValidationError as exc:
-            raise config_error(path, exc, k.schema(entry), entry, ("models", key)) from None
+            problems.add_error(config_error(path, exc, k.schema(entry), entry, ("models", key)))
+        except ConfigError as exc:
+            problems.add_error(exc)
+    problems.check()
+    assert file is not None  # no problem, so the schema validated
     s = file.sampling
     return specs, Sampling(n_paths=s.n_paths, horizon=1, temperature=s.temperature, top_p=s.top_p, top_k=s.top_k,
                            seed=s.seed)
@@ -329,17 +361,27 @@ def load_settings(
     models_path = config_dir / "models.yaml"
     models, sampling = load_models(models_path)  # built-in baselines and every models.yaml entry
     profile_path = config_dir / "profiles" / f"{profile}.yaml"
-    p = validate(ProfileFile, read_yaml(profile_path), profile_path)
-
-    for i, name in enumerate(p.timeframes):
+    raw = read_yaml(profile_path)
+    problems = Problems(profile_path)  # every problem of the profile at once: the schema's and the references'
+    try:
+        p = validate(ProfileFile, raw, profile_path)
+    except ConfigError as exc:
+        problems.add_error(exc)
+    listed = {k: [v for v in raw.get(k) or () if isinstance(v, str)] if isinstance(raw.get(k), list) else []
+              for k in ("timeframes", "forecasters")}  # what the references can be checked on, valid or not
+    for i, name in enumerate(listed["timeframes"]):
         if name not in markets.timeframes:
-            raise fail(profile_path, ("timeframes", i), f"{name!r} is not defined in {markets_path}")
-    for i, name in enumerate(p.forecasters):
+            problems.add(("timeframes", i), f"{name!r} is not defined in {markets_path}")
+    for i, name in enumerate(listed["forecasters"]):
         if name not in models:
-            raise fail(profile_path, ("forecasters", i),
-                       f"unknown forecaster {name!r}: not a baseline nor in {models_path}")
-    if p.primary_model not in p.forecasters:
-        raise fail(profile_path, ("primary_model",), f"{p.primary_model!r} must be one of the profile's forecasters")
+            near = difflib.get_close_matches(name, list(models), n=1, cutoff=0.6)
+            problems.add(("forecasters", i), f"unknown forecaster {name!r}: not a baseline nor in {models_path}"
+                         + (f"; did you mean {near[0]!r}?" if near else ""))
+    primary = raw.get("primary_model")
+    if isinstance(primary, str) and listed["forecasters"] and primary not in listed["forecasters"]:
+        problems.add(("primary_model",), f"{primary!r} must be one of the profile's forecasters")
+    problems.check()
+    _check_contexts(markets_path, markets, p.timeframes, {n: models[n] for n in p.forecasters})
     exchanges = tuple(ExchangeSettings(e.id, e.base_url, e.options) for e in markets.exchanges)
     symbols = p.symbols or markets.symbols
     replay_files = _replay_files(profile_path, p, symbols) if p.market == "replay" else ()
@@ -372,6 +414,21 @@ def load_settings(
         replay_exchange=p.replay.exchange if p.replay else "binance",
         replay_lead_days=p.replay.lead_days if p.replay else 7.0,
     )
+
+
+def _check_contexts(path: Path, markets: MarketsFile, timeframes: list[str],
+                    forecasters: dict[str, kinds.ModelSpec]) -> None:
+    """A timeframe's history_bars within the context of every model the profile forecasts with (more history
+    than a model reads would fail in every forecast run, not here)."""
+    problems = Problems(path)
+    for tf in timeframes:
+        for name, spec in forecasters.items():
+            context = getattr(spec.options, "max_context", None)
+            history = markets.timeframes[tf].history_bars
+            if context is not None and history > context:
+                problems.add(("timeframes", tf, "history_bars"), f"{history} is above the context of forecaster "
+                             f"{name!r} (max_context {context} in models.yaml); use at most {context}")
+    problems.check()
 
 
 def _replay_files(path: Path, p: ProfileFile, symbols: tuple[str, ...]) -> tuple[tuple[str, str, Path], ...]:

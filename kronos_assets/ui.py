@@ -115,7 +115,7 @@ def stop_group(proc: subprocess.Popen[bytes], orderly_s: float = ORDERLY_S, term
         time.sleep(0.05)
 
 
-def supervise(cmd: Sequence[str], env: dict[str, str], cwd: Path, stop_signals: Sequence[int] = (
+def supervise(cmd: Sequence[str], env: dict[str, str] | None, cwd: Path, stop_signals: Sequence[int] = (
         signal.SIGINT, signal.SIGTERM, signal.SIGHUP)) -> int:
     """Runs ``cmd`` in a session of its own until it ends or this process is asked to stop; either way no
     process of that session outlives the return. Exit status: the child's, or 128 + the stop signal."""
@@ -147,9 +147,8 @@ def serve(settings: Settings, dg_args: Sequence[str] = ()) -> int:
 
         instance_for(settings).dispose()
     dagster_home.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, environment.DAGSTER_HOME: str(dagster_home), environment.PROFILE: settings.profile,
-           environment.HOME: str(settings.home)}
+    environment.export(DAGSTER_HOME=dagster_home, PROFILE=settings.profile, HOME=settings.home)  # dg dev inherits
     dg = Path(sys.executable).parent / "dg"
     print(f"Dagster UI for profile {settings.profile} on the instance {dagster_home}; Ctrl-C or SIGTERM stops it "
           f"within {STOP_DEADLINE_S:.0f} s", flush=True)
-    return supervise([str(dg) if dg.exists() else "dg", "dev", *dg_args], env, environment.REPO_ROOT)
+    return supervise([str(dg) if dg.exists() else "dg", "dev", *dg_args], None, environment.REPO_ROOT)

@@ -195,11 +195,16 @@ def validate_config(cls: type[AnyConfig], data: Mapping[str, Any], where: str, c
                               f"{where}: {message}") from None
 
 
-def config_from_json(text: str, expected: Kind | None = None, source: str = "config.json") -> AnyConfig:
+def config_from_json(text: str | bytes, expected: Kind | None = None, source: str = "config.json") -> AnyConfig:
+    """A config from config.json's text or bytes; anything unreadable is a CheckpointError naming ``source``."""
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise CheckpointError(f"{source} is not valid JSON: {exc}") from exc
+        raise CheckpointError(f"{source} is not valid JSON: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise CheckpointError(f"{source} is not valid JSON: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except RecursionError:  # e.g. 100,000 nested brackets: the parser's stack, not a config
+        raise CheckpointError(f"{source} is not a checkpoint config: nested too deep to read") from None
     if not isinstance(data, dict):
         raise CheckpointError(f"{source} must hold a JSON object")
     return config_from_dict(data, expected, source)

@@ -239,7 +239,7 @@ def _read_config(folder: Path, kind: Kind | None) -> tuple[AnyConfig, dict[str, 
     """config.json, checked for types and sane bounds, then against the weight file's tensor shapes, before any
     module is built (a config.json with n_layers 1000000 would otherwise build for minutes)."""
     path = folder / CONFIG_NAME
-    config = config_from_json(path.read_text(), kind, source=str(path))
+    config = config_from_json(path.read_bytes(), kind, source=str(path))  # bytes: bad UTF-8 is its error
     shapes = read_header_shapes(folder / WEIGHTS_NAME)
     problems = header_mismatches(config, shapes)
     if problems:

@@ -66,7 +66,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         runs = load_training_config(config, _models())
     except ConfigError as exc:
-        print(f"configuration error: {exc}", file=sys.stderr)
+        for line in exc.lines:  # every problem of the file, each naming the file and the field
+            print(f"configuration error: {line}", file=sys.stderr)
         return 2
     if args.list or not args.run:
         for name, r in runs.items():

@@ -163,3 +163,14 @@ def test_ui_serves_the_profile_and_stops_on_sigterm(tmp_path, inherited):
         proc.kill()
         _kill(_alive(seen | _descendants(proc.pid)))
         log.close()
+
+
+def test_health_prints_the_exact_ui_command(tmp_path):
+    from kronos_assets.health import configured
+    from kronos_assets_tests.helpers import small_settings
+
+    settings = small_settings(tmp_path)
+    rows = [r for r in configured(settings) if r.item == "ui"]
+    assert len(rows) == 1 and rows[0].status == "OK", rows
+    assert rows[0].detail == ui.ui_command("demo", tmp_path / "home")
+    assert rows[0].detail.endswith(f"kronos-assets --profile demo --home {tmp_path / 'home'} ui")
