@@ -97,7 +97,7 @@ def run_health(settings: Settings, network: bool = False, since_hours: float = 2
     rows.append(Row("reachable", "warehouse", status, detail, wh.damage))
     if wh.con is not None:
         status, detail = wh.integrity()
-        rows.append(Row("reachable", "warehouse integrity", status, detail, wh.damage))
+        rows.append(Row("reachable", "warehouse check", status, detail, wh.damage))
     pub_status, _, r2_cfg = publish_target(settings)
     store, why_not = None, None
     if pub_status == FAIL:
