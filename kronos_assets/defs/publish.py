@@ -10,6 +10,7 @@ from kronos_assets.defs.evaluate import evaluations_key
 from kronos_assets.defs.forecast import forecasts_key
 from kronos_assets.defs.partitions import BAR_FMT, bar_partitions, times_by_symbol
 from kronos_assets.publishing.bars import NothingToPublish, publish_bars
+from kronos_assets.publishing.manifest import ManifestError
 from kronos_assets.publishing.site import series_keys
 from kronos_assets.publishing.store import Store
 from kronos_assets.settings import Settings, TimeframeSettings
@@ -42,8 +43,10 @@ def build_published(settings: Settings, tf: TimeframeSettings) -> dg.AssetsDefin
         bars = times_by_symbol(context.partition_keys, "bar", BAR_FMT)
         try:
             report = publish_bars(settings, warehouse, store, bars, tf.name, context.log)
-        except NothingToPublish as exc:
+        except (NothingToPublish, ManifestError) as exc:
             raise dg.Failure(description=str(exc)) from None
+        if report.rebuilt:
+            context.log.warning(f"manifest rebuilt from the published objects: {report.rebuilt}")
         if report.changed_immutable:
             context.log.warning(
                 f"{len(report.changed_immutable)} immutable object(s) were recomputed with different content and "
@@ -63,6 +66,7 @@ def build_published(settings: Settings, tf: TimeframeSettings) -> dg.AssetsDefin
                 "objects_written": len(report.written),
                 "objects_unchanged": len(report.skipped),
                 "manifest_written": report.manifest_written,
+                "manifest_rebuilt": report.rebuilt or "no",
                 "generated_at": report.manifest.get("generated_at"),
             }
         )

@@ -45,7 +45,7 @@ def publish_bars(
     """
     series = [(s, t.name) for t in settings.timeframes for s in settings.symbols]
     series += [(s, timeframe) for s in bars_by_symbol if (s, timeframe) not in series]
-    stored = {key: _stored_latest(store, *key) for key in series}  # before the warehouse is opened
+    stored = {key: _stored_latest(store, *key, log) for key in series}  # before the warehouse is opened
     with warehouse.connect() as con:  # every read on one connection, closed before the uploads
         con = _Connection(con)
         updates, all_snaps, board = _gather(settings, con, stored, bars_by_symbol, timeframe, log)
@@ -105,7 +105,18 @@ def _gather(settings: Settings, warehouse: Any, stored: dict[tuple[str, str], di
     return updates, all_snaps, board
 
 
-def _stored_latest(store: Store, symbol: str, timeframe: str) -> dict[str, Any] | None:
-    body = store.get(series_keys(symbol, timeframe)["latest.json"])
-    return json.loads(body) if body else None
+def _stored_latest(store: Store, symbol: str, timeframe: str, log: Any = None) -> dict[str, Any] | None:
+    """The published latest.json of a series; a damaged one counts as none (this publish writes it anew when it
+    has the series, else the dashboard leaves the series out until it does)."""
+    key = series_keys(symbol, timeframe)["latest.json"]
+    body = store.get(key)
+    if not body:
+        return None
+    try:
+        doc = json.loads(body)
+    except ValueError as exc:
+        doc = None
+        if log is not None:
+            log.warning(f"{store.location(key)} is damaged ({type(exc).__name__}: {exc}); treated as not published")
+    return doc if isinstance(doc, dict) and "origin" in doc else None
 

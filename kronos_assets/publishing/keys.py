@@ -25,7 +25,7 @@ from kronos_assets.publishing.store import check_key
 
 MANIFEST_KEY = "manifest.json"
 PLOTLY_JS_KEY = f"assets/plotly-{plotly.__version__}.min.js"
-_VERSIONED_RE = re.compile(r"\.[0-9a-f]{16}(\.[a-z]+)$")
+_VERSIONED_RE = re.compile(r"\.([0-9a-f]{16})(\.[a-z]+)$")
 
 
 def series_prefix(symbol: str, timeframe: str) -> str:
@@ -49,6 +49,17 @@ def versioned_key(key: str, sha256: str) -> str:
 
 def is_versioned(key: str) -> bool:
     return bool(_VERSIONED_RE.search(key))
+
+
+def version_of(key: str) -> str | None:
+    """The 16 hex digits of sha256 a versioned copy's name carries (None: not a versioned name)."""
+    m = _VERSIONED_RE.search(key)
+    return m.group(1) if m else None
+
+
+def is_immutable(key: str) -> bool:
+    """History, paths, plotly.js and the versioned copies: written once, never changed, listed in the manifest."""
+    return "/history/" in key or "/paths/" in key or key.startswith("assets/") or is_versioned(key)
 
 
 def history_key(symbol: str, timeframe: str, origin: str) -> str:

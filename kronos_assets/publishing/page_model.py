@@ -25,6 +25,8 @@ from kronos_assets.publishing.sentences import (
 )
 from kronos_assets.publishing.snapshots import MIN_INDEPENDENT
 
+POINT_NOTE = "n/a: a point forecast gives no probability"
+
 
 @dataclass(frozen=True)
 class Card:
@@ -90,12 +92,14 @@ def forecast_cards(snap: dict[str, Any]) -> list[Card]:
     primary = snap["forecasts"][snap["primary_model"]]
     tr = snap.get("track_record") or {}
     last, end, h = primary["last_close"], primary["steps"][-1], primary["horizon"]
-    p_note, p_muted = p_up_note(primary["p_up"], tr)
+    point = primary["p_up"] is None  # a point forecast: no probability to show (null in the JSON too)
+    p_note = POINT_NOTE if point else p_up_note(primary["p_up"], tr)[0]
     return [
         Card("Last price", price(last), f"close of the {utc_minute(snap['last_bar'])} UTC bar"),
-        Card(f"P(up) in {h} bars", pct(primary["p_up"]), p_note,
+        Card(f"P(up) in {h} bars", "n/a" if point else pct(primary["p_up"]), p_note, muted=point,
              title="share of sample paths closing above the last price at the horizon"),
-        Card(f"P(volatility amplification), {h} bars", pct(primary["p_vol_amp"]), vol_note(tr),
+        Card(f"P(volatility amplification), {h} bars", "n/a" if primary["p_vol_amp"] is None
+             else pct(primary["p_vol_amp"]), POINT_NOTE if primary["p_vol_amp"] is None else vol_note(tr),
              title=f"share of sample paths more volatile over the next {h} bars than the last {h} bars were"),
         Card(f"Expected move in {h} bars (median)", f"{100 * (end['q50'] / last - 1):+.2f} %",
              f"80 % range {100 * (end['q10'] / last - 1):+.2f} % … {100 * (end['q90'] / last - 1):+.2f} %"),

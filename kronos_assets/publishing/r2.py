@@ -22,16 +22,17 @@ unless the user set them, only while the factory runs.
 
 from __future__ import annotations
 
+import hashlib
 import re
 import threading
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 from botocore.exceptions import ClientError
 
 from kronos_assets import environment
-from kronos_assets.publishing.store import Artifact, check_key
+from kronos_assets.publishing.store import Artifact, Stat, check_key
 from kronos_assets.settings import ConfigError
 
 ACCOUNT_VAR, KEY_ID_VAR, SECRET_VAR = environment.R2_ACCOUNT, environment.R2_KEY_ID, environment.R2_SECRET
@@ -180,6 +181,26 @@ class S3Store:
 
     def delete(self, key: str) -> None:
         self.client.delete_object(Bucket=self.bucket, Key=check_key(key))
+
+    def keys(self) -> Iterator[str]:
+        for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket):
+            for item in page.get("Contents", []):
+                yield item["Key"]
+
+    def stat(self, key: str) -> Stat | None:
+        """From the object's headers (the sha256 this store wrote as metadata: an S3 put is atomic, so it is the
+        body's); an object without that metadata is read and hashed."""
+        head = self._head(check_key(key))
+        if head is None:
+            return None
+        sha = head.get("Metadata", {}).get(SHA256_META)
+        size = head.get("ContentLength")
+        if not sha:
+            body = self.get(key)
+            if body is None:
+                return None
+            sha, size = hashlib.sha256(body).hexdigest(), len(body)
+        return Stat(sha, int(size), head.get("ContentType"), head.get("CacheControl"))
 
     def location(self, key: str) -> str:
         if self.public_base:

@@ -34,15 +34,15 @@ from kronos_assets.publishing.keys import (
     series_keys,
     versioned_key,
 )
+from kronos_assets.publishing.manifest import MANIFEST_FORMAT, entry, read_manifest
 from kronos_assets.publishing.pages import chart_page, dashboard_html
+from kronos_assets.publishing.public import without_local_paths
 from kronos_assets.publishing.sentences import market_banner
 from kronos_assets.publishing.store import IMMUTABLE_CACHE, LATEST_CACHE, MANIFEST_CACHE, Artifact, Store
 
-MANIFEST_FORMAT = 2
-
 
 def _json(obj: Any) -> bytes:
-    return json.dumps(obj, indent=1, sort_keys=True, default=str).encode()
+    return json.dumps(without_local_paths(obj), indent=1, sort_keys=True, default=str).encode()
 
 
 @dataclass
@@ -123,24 +123,7 @@ class PublishReport:
     deleted: list[str]  # versioned copies two publishes old
     changed_immutable: list[str]  # immutable keys whose content differs from the previous manifest's (recomputed)
     manifest_written: bool
-
-
-def _read_manifest(store: Store) -> dict[str, Any]:
-    raw = store.get(MANIFEST_KEY)
-    if not raw:
-        return {"objects": {}, "aliases": {}, "retired": []}
-    m = json.loads(raw)
-    m.setdefault("aliases", {})
-    m.setdefault("retired", [])
-    if m.get("format") != MANIFEST_FORMAT:  # format 1 listed latest names as objects: they are no longer immutable
-        m["objects"] = {k: v for k, v in m.get("objects", {}).items()
-                        if "/history/" in k or k.startswith("assets/") or "/paths/" in k}
-    return m
-
-
-def _entry(art: Artifact) -> dict[str, Any]:
-    return {"sha256": art.sha256, "bytes": len(art.body), "content_type": art.content_type,
-            "cache_control": art.cache_control}
+    rebuilt: str | None = None  # why the previous manifest was rebuilt from the stored objects (None: it was read)
 
 
 def publish_site(
@@ -169,21 +152,23 @@ def publish_site(
                                               "verdicts": list(verdicts)}))
     plan.add_latest("index.html", dashboard_html(all_snapshots, scoreboard, generated, synthetic).encode())
 
-    previous = _read_manifest(store)
+    previous, rebuilt = read_manifest(store)
+    if rebuilt and previous.get("damaged"):
+        rebuilt += f"; left out {len(previous['damaged'])} empty object(s), e.g. {previous['damaged'][0]}"
     objects: dict[str, dict[str, Any]] = dict(previous["objects"])
     aliases: dict[str, str] = dict(previous["aliases"])
     written, skipped, changed = [], [], []
     copies = [Artifact(versioned_key(a.key, a.sha256), a.body, a.content_type, IMMUTABLE_CACHE) for a in plan.latest]
     for art in [*plan.immutable, *copies]:
         known = objects.get(art.key)
-        if known and known == _entry(art):  # listed by the previous manifest, which is valid: already there
+        if known and known == entry(art):  # listed by the previous manifest, which is valid: already there
             skipped.append(art.key)
             continue
         if known:
             changed.append(art.key)
         store.put(art)
         written.append(art.key)
-        objects[art.key] = _entry(art)
+        objects[art.key] = entry(art)
     # Latest names last, each after everything it links to; the dashboard after the series it shows.
     for art, copy in zip(plan.latest, copies):
         store.put(art)
@@ -204,7 +189,7 @@ def publish_site(
     }
     unchanged = all(manifest.get(k) == previous.get(k) for k in ("format", "generated_at", "profile", "synthetic",
                                                                   "objects", "aliases"))
-    if unchanged:
+    if unchanged and not rebuilt:
         return PublishReport(previous, written, skipped, [], changed, False)
     store.put(Artifact.of(MANIFEST_KEY, _json(manifest), MANIFEST_CACHE))
     deleted = []
@@ -212,4 +197,4 @@ def publish_site(
         if k not in objects and k not in current and is_versioned(k):
             store.delete(k)
             deleted.append(k)
-    return PublishReport(manifest, written, skipped, deleted, changed, True)
+    return PublishReport(manifest, written, skipped, deleted, changed, True, rebuilt)

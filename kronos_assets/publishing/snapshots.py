@@ -10,6 +10,7 @@ from typing import Any
 import polars as pl
 
 from kronos_assets.metrics import MIN_INDEPENDENT_HORIZONS, pit_histogram
+from kronos_assets.publishing.public import public_forecast
 from kronos_assets.settings import BASELINES
 from kronos_assets.track_record import newest_scored_origin, verdicts
 from kronos_assets.warehouse import Warehouse, json_rows, read_sql
@@ -32,7 +33,8 @@ def _iso(v: Any) -> Any:
 
 
 def forecast_records(wh: Warehouse, symbol: str, timeframe: str, origins: list[datetime]) -> list[dict[str, Any]]:
-    """One record per origin with every model's summary, per-step quantiles, sampling and provenance."""
+    """One record per origin with every model's summary, per-step quantiles, sampling and provenance, as published
+    (``publishing.public.public_forecast``)."""
     heads = wh.query(
         "SELECT * FROM forecasts WHERE symbol = ? AND timeframe = ? AND origin IN (SELECT unnest(?::TIMESTAMPTZ[])) "
         "ORDER BY origin, model",
@@ -56,7 +58,7 @@ def forecast_records(wh: Warehouse, symbol: str, timeframe: str, origins: list[d
         h["steps"] = by_key.get((h["origin"], model), [])
         for k in ("symbol", "timeframe", "origin"):
             h.pop(k)
-        rec["forecasts"][model] = h
+        rec["forecasts"][model] = public_forecast(h)  # checkpoints by name; null where the page says n/a
     return [records[k] for k in sorted(records)]
 
 

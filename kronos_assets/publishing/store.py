@@ -4,7 +4,12 @@ Two back ends share one interface (``Store``): the local folder (``LocalStore``)
 Cloudflare R2 (``S3Store``, in ``kronos_assets.publishing.r2``). Both are idempotent: putting an object whose
 bytes, content type and cache policy are already stored changes nothing (no write, not even an mtime).
 
-The local folder writes each file atomically (temporary file + rename), so a reader never sees half a file.
+The local folder writes each file atomically (temporary file + rename), so a reader never sees half a file, and
+durably: the file's bytes are fsynced before the rename and its folder after it (new folders' parents too), so a
+put that returned survives a power loss. The manifest is put last, so it never points at an empty file.
+
+Both stores list their keys and describe a stored object (``stat``: sha256, size, and the headers a bucket keeps),
+which is what rebuilding a damaged manifest needs (``kronos_assets.publishing.site``).
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ import tempfile
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Protocol
+from typing import Iterator, Protocol
 
 # Cache lifetimes. Latest files (fixed names that change at every publish) are revalidated after a minute;
 # history and versioned copies never change once written; the manifest is always revalidated.
@@ -59,6 +64,17 @@ class Artifact:
         return hashlib.sha256(self.body).hexdigest()
 
 
+@dataclass(frozen=True)
+class Stat:
+    """What a store knows of one stored object; ``content_type`` and ``cache_control`` are None where the store
+    keeps no headers (the local folder)."""
+
+    sha256: str
+    bytes: int
+    content_type: str | None = None
+    cache_control: str | None = None
+
+
 class Store(Protocol):
     def put(self, artifact: Artifact) -> None: ...
 
@@ -67,6 +83,10 @@ class Store(Protocol):
     def delete(self, key: str) -> None: ...
 
     def location(self, key: str) -> str: ...
+
+    def keys(self) -> Iterator[str]: ...
+
+    def stat(self, key: str) -> Stat | None: ...
 
 
 def check_key(key: str) -> str:
@@ -90,16 +110,31 @@ class LocalStore:
         path = self._path(artifact.key)
         if path.is_file() and path.read_bytes() == artifact.body:
             return  # re-publishing the same content changes nothing, not even the mtime
-        path.parent.mkdir(parents=True, exist_ok=True)
+        _make_dirs(path.parent)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
         try:
             with os.fdopen(fd, "wb") as fh:
                 fh.write(artifact.body)
-            os.chmod(tmp, 0o644)  # published files are for everyone to read
+                fh.flush()
+                os.fchmod(fh.fileno(), 0o644)  # published files are for everyone to read
+                os.fsync(fh.fileno())  # the bytes are on disk before the name points at them
             os.replace(tmp, path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
+        fsync_dir(path.parent)  # and the new name is on disk before put returns
+
+    def keys(self) -> Iterator[str]:
+        """Every stored key (temporary files of a writer excluded), in no particular order."""
+        if not self.root.is_dir():
+            return
+        for path in self.root.rglob("*"):
+            if path.is_file() and not path.name.startswith(".tmp-"):
+                yield path.relative_to(self.root).as_posix()
+
+    def stat(self, key: str) -> Stat | None:
+        body = self.get(key)
+        return None if body is None else Stat(hashlib.sha256(body).hexdigest(), len(body))
 
     def remove_stray_temporaries(self) -> list[Path]:
         """Deletes the ``.tmp-*`` files a killed writer left behind. Call it only while nothing publishes (the
@@ -120,3 +155,25 @@ class LocalStore:
 
     def location(self, key: str) -> str:
         return str(self._path(key))
+
+
+def fsync_dir(folder: Path) -> None:
+    """Makes the entries of ``folder`` (a rename or a new file in it) durable."""
+    fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _make_dirs(folder: Path) -> None:
+    """``mkdir -p``, with each new folder's entry made durable in its parent."""
+    if folder.is_dir():
+        return
+    _make_dirs(folder.parent)
+    try:
+        folder.mkdir()
+    except FileExistsError:  # a concurrent writer made it: its entry must be durable all the same
+        if not folder.is_dir():
+            raise
+    fsync_dir(folder.parent)

@@ -177,3 +177,9 @@ class RecordingStore:
 
     def location(self, key: str) -> str:
         return self.inner.location(key)
+
+    def keys(self):
+        return self.inner.keys()
+
+    def stat(self, key: str):
+        return self.inner.stat(key)
