@@ -1,30 +1,39 @@
 """Ad-hoc forecasts from the launchpad: a market or an uploaded file, a model and its settings, scored on a held-out tail.
 
 The job ``adhoc_forecast_job`` materialises one asset whose run config is typed and documented; every field has a
-default taken from the profile, so "Launch" with no edits works. The chart (PNG inline, interactive HTML as a
-file), the metrics table and the provenance are the materialisation's metadata; nothing goes to the warehouse
-(an ad-hoc forecast is not a forecast of record) and the step takes the ``adhoc`` pool, never ``duckdb_write``.
+default taken from the profile, so "Launch" with no edits works. A market is read at its own clock (the replay
+clock for the shipped real candles of the demo profile). Nothing goes to the warehouse (an ad-hoc forecast is not
+a forecast of record) and the step takes the ``adhoc`` pool, never ``duckdb_write``.
+
+What the run page shows without a click (Dagster 1.13 renders log rows and text and table metadata as they are,
+but markdown, so any image, and JSON only behind "[Show Markdown]" / "[Show JSON]"): the chart as monospace text
+in a log row of its own (``publishing.text_chart``), and the scores as a table, the materialisation's first
+metadata entry. The PNG chart with the table (``chart``, one click), the interactive HTML and the PNG as files,
+and the provenance (checkpoints named, never a local path) follow.
 """
 
 
 import base64
 import json
-from datetime import datetime, timezone
 from enum import Enum
 from typing import Any, Optional
 
 import dagster as dg
 from pydantic import Field
 
+from kronos_assets.defs.clock import market_now
 from kronos_assets.defs.uploads import read_limits
 from kronos_assets.forecasting import kinds
-from kronos_assets.forecasting.adhoc import (AdhocConfigError, adhoc_chart, adhoc_snapshot, context_of,
-                                             forecast_and_score, load_market, load_upload, metrics_markdown,
-                                             nearest_name, resolve_model, split_tail, takes_device)
+from kronos_assets.forecasting.adhoc import (METRIC_COLUMNS, AdhocConfigError, adhoc_chart, adhoc_snapshot,
+                                             context_of, forecast_and_score, load_market, load_upload,
+                                             metrics_markdown, metrics_note, metrics_rows, nearest_name,
+                                             resolve_model, split_tail, takes_device)
 from kronos_assets.forecasting.interface import Sampling
 from kronos_assets.market.files import file_digest
 from kronos_assets.publishing.charts import fan_chart_png
+from kronos_assets.publishing.public import public_provenance
 from kronos_assets.publishing.store import Artifact, LocalStore
+from kronos_assets.publishing.text_chart import fan_text
 from kronos_assets.settings import Settings
 
 ADHOC_JOB = "adhoc_forecast_job"  # not the asset's name: a job and an op may not share one
@@ -100,15 +109,20 @@ def build_adhoc(settings: Settings) -> tuple[dg.AssetsDefinition, Any]:
             if config.timeframe not in {t.name for t in settings.timeframes}:
                 raise nearest_name(config.timeframe, [t.name for t in settings.timeframes], "timeframe")
             symbol, timeframe = config.symbol, config.timeframe
-            candles = load_market(market, symbol, timeframe, bars, datetime.now(timezone.utc))
+            now = market_now(market, start_clock=False)  # a look by hand never starts the schedules' replay walk
+            candles = load_market(market, symbol, timeframe, bars, now)
             source = {"kind": settings.market, "symbol": symbol, "timeframe": timeframe}
+            if settings.replay:
+                source |= {"exchange": settings.replay_exchange, "as_of": now.isoformat(timespec="seconds")}
             where = f"the {bars} newest {timeframe} bars of {symbol} ({candles.height} fetched)"
         split = split_tail(candles, timeframe, config.lookback, config.horizon, holdout, context_of(spec), where)
         forecaster = kinds.build(spec)
         sampling = Sampling(n_paths=config.n_paths, horizon=config.horizon, temperature=config.temperature,
                             top_p=config.top_p, top_k=settings.sampling.top_k, seed=config.seed)
         results = forecast_and_score(forecaster, split, sampling, symbol, timeframe)
-        snapshot = adhoc_snapshot(results[0], split, symbol, timeframe, settings.synthetic and not config.file)
+        replay = settings.replay_exchange.capitalize() if settings.replay and not config.file else None
+        snapshot = adhoc_snapshot(results[0], split, symbol, timeframe, settings.synthetic and not config.file,
+                                  replay)
         png = fan_chart_png(snapshot)
         folder = settings.profile_home / "adhoc" / context.run.run_id
         store = LocalStore(folder)
@@ -117,7 +131,8 @@ def build_adhoc(settings: Settings) -> tuple[dg.AssetsDefinition, Any]:
         store.put(Artifact.of("forecast.png", png, "no-cache"))
         first, table = results[0], metrics_markdown(results)
         provenance = {
-            "model": first.model, "model_kind": spec.kind, **json.loads(json.dumps(first.provenance, default=str)),
+            "model": first.model, "model_kind": spec.kind,
+            **public_provenance(json.loads(json.dumps(first.provenance, default=str))),  # checkpoints by name
             "device": config.device.value if takes_device(spec) else None,  # None: the kind takes no device
             "sampling": sampling.as_dict(), "source": source,
             "history": [split.history["ts"][0].isoformat(), split.history["ts"][-1].isoformat(), split.history.height],
@@ -125,17 +140,22 @@ def build_adhoc(settings: Settings) -> tuple[dg.AssetsDefinition, Any]:
         }
         context.log.info(f"ad-hoc {first.model} on {symbol} {timeframe}: MAE {first.metrics['mae']:.6g}, "
                          f"CRPS {first.metrics['crps']:.5f}; files in {folder}")
+        context.log.info(fan_text(snapshot))  # the chart the run page shows as it is (see the module docstring)
         return dg.MaterializeResult(metadata={
-            # The UI runs no script in metadata: the chart is the PNG inline (with the table under it, one click).
+            "metrics": dg.MetadataValue.table(
+                [dg.TableRecord(row) for row in metrics_rows(results)],
+                dg.TableSchema([dg.TableColumn(c, "string") for c in METRIC_COLUMNS])),
+            "metrics_note": dg.MetadataValue.text(metrics_note(results)),
+            # The PNG as markdown: a click on [Show Markdown] (the UI runs no script in metadata).
             "chart": dg.MetadataValue.md(f"![forecast](data:image/png;base64,{base64.b64encode(png).decode()})"
                                          f"\n\n{table}"),
-            "metrics": dg.MetadataValue.md(table),
             "chart_html": dg.MetadataValue.path(str(folder / "forecast.html")),
             "chart_png": dg.MetadataValue.path(str(folder / "forecast.png")),
             "provenance": dg.MetadataValue.json(provenance),
             "model": first.model,
             "series": f"{symbol} {timeframe}",
-            **{k: dg.MetadataValue.float(float(v)) for k, v in first.metrics.items() if k != "scored_steps"},
+            **{k: dg.MetadataValue.null() if v is None else dg.MetadataValue.float(float(v))
+               for k, v in first.metrics.items() if k != "scored_steps"},
             "scores": dg.MetadataValue.json({r.model: r.metrics for r in results}),
         })
 

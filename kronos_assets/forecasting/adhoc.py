@@ -139,22 +139,25 @@ def split_tail(candles: pl.DataFrame, timeframe: str, lookback: int, horizon: in
 class ModelResult:
     model: str
     paths: np.ndarray  # (n_paths, horizon, 6)
-    metrics: dict[str, float]
+    metrics: dict[str, float | None]  # None: the model makes no such forecast (P(up) of a point forecast)
     provenance: dict[str, Any] = field(default_factory=dict)
 
 
-def score(paths: np.ndarray, history: pl.DataFrame, tail: pl.DataFrame) -> dict[str, float]:
-    """The project's per-step scores over the steps the tail covers, averaged; P(up) hit at the last one."""
+def score(paths: np.ndarray, history: pl.DataFrame, tail: pl.DataFrame) -> dict[str, float | None]:
+    """The project's per-step scores over the steps the tail covers, averaged; P(up) hit at the last one. A point
+    forecast (every path the same: the plain random walk) gives no P(up): None, as the published files say."""
     k = min(paths.shape[1], tail.height)
     last = float(history["close"][-1])
-    rows = score_paths(paths[:, :k, CLOSE], tail["close"].to_numpy()[:k], last)
+    close = paths[:, :k, CLOSE]
+    rows = score_paths(close, tail["close"].to_numpy()[:k], last)
     final = rows[-1]
     said_up, went_up = final["p_up"] > 0.5, final["realised"] > last
+    point = bool(np.all(close == close[:1]))
     return {
         "mae": mae(rows), "rmse": rmse(rows), "mape": mape(rows), "crps": mean_of(rows, "crps"),
         "coverage_50": mean_of(rows, "covered_50"), "coverage_80": mean_of(rows, "covered_80"),
-        "coverage_90": mean_of(rows, "covered_90"), "p_up": float(final["p_up"]),
-        "p_up_hit": 1.0 if said_up == went_up else 0.0, "scored_steps": float(k),
+        "coverage_90": mean_of(rows, "covered_90"), "p_up": None if point else float(final["p_up"]),
+        "p_up_hit": None if point else 1.0 if said_up == went_up else 0.0, "scored_steps": float(k),
     }
 
 
@@ -178,8 +181,10 @@ def _candles(frame: pl.DataFrame) -> list[dict[str, Any]]:
             for r in frame.iter_rows(named=True)]
 
 
-def adhoc_snapshot(result: ModelResult, split: Split, symbol: str, timeframe: str, synthetic: bool) -> dict[str, Any]:
-    """A snapshot the publishing charts draw (fan_chart / fan_chart_png), with the held-out tail as ``actual``."""
+def adhoc_snapshot(result: ModelResult, split: Split, symbol: str, timeframe: str, synthetic: bool,
+                   replay: str | None = None) -> dict[str, Any]:
+    """A snapshot the publishing charts draw (fan_chart / fan_chart_png / fan_text), with the held-out tail as
+    ``actual``; ``replay`` names the exchange whose candles a replay market serves (the charts say so)."""
     close = result.paths[..., CLOSE]
     summary = summarise(close, result.paths[..., VOLUME], split.history["close"].to_numpy())
     steps = [{"ts": ts.isoformat(), **{f"q{round(lv * 100):02d}": float(summary.quantiles[i, j])
@@ -187,7 +192,7 @@ def adhoc_snapshot(result: ModelResult, split: Split, symbol: str, timeframe: st
              for j, ts in enumerate(split.future_ts)]
     return {
         "symbol": symbol, "timeframe": timeframe, "origin": split.future_ts[0].isoformat(),
-        "synthetic": synthetic, "bar_seconds": timeframe_seconds(timeframe),
+        "synthetic": synthetic, "replay": replay, "bar_seconds": timeframe_seconds(timeframe),
         "last_bar": split.history["ts"][-1].isoformat(), "candles": _candles(split.history.tail(CHART_BARS)),
         "actual": _candles(split.tail), "primary_model": result.model,
         "forecasts": {result.model: {"steps": steps, "horizon": len(steps),
@@ -202,19 +207,39 @@ def adhoc_chart(snapshot: dict[str, Any]) -> go.Figure:
     return fig
 
 
-def metrics_markdown(results: list[ModelResult]) -> str:
-    """One row per forecaster: point errors of the median, CRPS, coverage of the central bands, P(up) and its hit."""
-    head = "| model | MAE | RMSE | MAPE % | CRPS | cov 50 | cov 80 | cov 90 | P(up) | P(up) hit |"
-    lines = [head, "|" + "---|" * 10]
+METRIC_COLUMNS = ("model", "MAE", "RMSE", "MAPE %", "CRPS", "cov 50/80/90 %", "P(up)", "P(up) hit")
+
+
+def _amount(x: float) -> str:
+    return f"{x:,.2f}" if abs(x) >= 1 else f"{x:.4g}"
+
+
+def metrics_rows(results: list[ModelResult]) -> list[dict[str, str]]:
+    """One row of text per forecaster (METRIC_COLUMNS): point errors of the median, CRPS, coverage of the central
+    bands, P(up) and its hit ("n/a" where the model makes no P(up)). Short cells: the run page's table is narrow."""
+    rows = []
     for r in results:
         m = r.metrics
-        lines.append(f"| {r.model} | {m['mae']:.6g} | {m['rmse']:.6g} | {m['mape']:.3f} | {m['crps']:.5f} | "
-                     f"{m['coverage_50']:.0%} | {m['coverage_80']:.0%} | {m['coverage_90']:.0%} | "
-                     f"{m['p_up']:.0%} | {'yes' if m['p_up_hit'] else 'no'} |")
+        cover = "/".join(f"{100 * m[f'coverage_{b}']:.0f}" for b in (50, 80, 90))
+        cells = [r.model, _amount(m["mae"]), _amount(m["rmse"]), f"{m['mape']:.3f}", f"{m['crps']:.5f}", cover,
+                 "n/a" if m["p_up"] is None else f"{m['p_up']:.0%}",
+                 "n/a" if m["p_up_hit"] is None else "yes" if m["p_up_hit"] else "no"]
+        rows.append(dict(zip(METRIC_COLUMNS, cells)))
+    return rows
+
+
+def metrics_note(results: list[ModelResult]) -> str:
     k = int(results[0].metrics["scored_steps"])
-    lines.append(f"\nScored on {k} held-out bars. CRPS is on log returns; coverage is the share of those bars inside "
-                 "the central band; P(up) hit says whether P(up) > 50 % matched the last scored bar's move.")
-    return "\n".join(lines)
+    return (f"Scored on {k} held-out bars. CRPS is on log returns; coverage is the share of those bars inside the "
+            "central band; P(up) hit says whether P(up) > 50 % matched the last scored bar's move (n/a: a point "
+            "forecast gives no P(up)).")
+
+
+def metrics_markdown(results: list[ModelResult]) -> str:
+    """``metrics_rows`` as a markdown table, with ``metrics_note`` under it."""
+    lines = ["| " + " | ".join(METRIC_COLUMNS) + " |", "|" + "---|" * len(METRIC_COLUMNS)]
+    lines += ["| " + " | ".join(row.values()) + " |" for row in metrics_rows(results)]
+    return "\n".join([*lines, "", metrics_note(results)])
 
 
 def load_market(source: Any, symbol: str, timeframe: str, bars: int, now: datetime) -> pl.DataFrame:

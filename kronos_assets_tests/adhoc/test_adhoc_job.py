@@ -17,7 +17,9 @@ import pytest
 from kronos_assets.defs.adhoc import ADHOC_JOB, ADHOC_POOL
 from kronos_assets.defs.factory import build_definitions
 from kronos_assets.forecasting import kinds
+from kronos_assets.market.replay import ReplayMarket
 from kronos_assets.market.synthetic import SyntheticMarket
+from kronos_assets.publishing.public import is_local_path
 from kronos_assets.settings import REPO_ROOT, load_settings
 from kronos_assets.warehouse import Warehouse
 
@@ -51,6 +53,22 @@ def run(defs, instance, config: dict | None = None) -> dg.ExecuteInProcessResult
         instance=instance, raise_on_error=False)
 
 
+def logged(instance: dg.DagsterInstance, result: dg.ExecuteInProcessResult) -> list[str]:
+    """The messages the run logged (context.log), as the run page lists them."""
+    return [e.user_message for e in instance.all_logs(result.run_id) if e.dagster_event is None]
+
+
+def json_strings(obj):
+    if isinstance(obj, str):
+        yield obj
+    elif isinstance(obj, dict):
+        for v in obj.values():
+            yield from json_strings(v)
+    elif isinstance(obj, list):
+        for v in obj:
+            yield from json_strings(v)
+
+
 def failure(result: dg.ExecuteInProcessResult) -> str:
     assert not result.success
     [event] = [e for e in result.all_events if e.is_step_failure]
@@ -75,22 +93,50 @@ def test_launch_with_no_edits_forecasts_scores_and_leaves_the_track_record_alone
     folder = settings.profile_home / "adhoc" / result.run_id
     assert md["chart_png"] == str(folder / "forecast.png") and md["chart_html"] == str(folder / "forecast.html")
     inline = re.match(r"!\[forecast\]\(data:image/png;base64,([A-Za-z0-9+/=]+)\)\n\n", md["chart"])
-    assert md["chart"][inline.end():] == md["metrics"]
     assert inline and base64.b64decode(inline.group(1)) == (folder / "forecast.png").read_bytes()
+    # The run page shows tables and text as they are: the scores are a table, the chart a log row of text.
+    assert list(md)[0] == "metrics" and isinstance(mat.metadata["metrics"], dg.TableMetadataValue)
+    table = [r.data for r in md["metrics"].records]
+    assert [r["model"] for r in table] == ["kronos-demo", "random_walk", "random_walk_vol"]
+    assert table[1]["P(up)"] == table[1]["P(up) hit"] == "n/a"  # the plain random walk makes no P(up)
+    assert md["scores"]["random_walk"]["p_up"] is None and md["scores"]["random_walk"]["p_up_hit"] is None
+    assert "| random_walk |" in md["chart"] and "n/a: a point forecast gives no P(up)" in md["metrics_note"]
+    [text_chart] = [m for m in logged(instance, result) if "held out" in m and "━" in m]
+    assert text_chart.startswith("BTC/USDT 1h · forecast at") and len(text_chart.splitlines()) == 11
     html = (folder / "forecast.html").read_text()
     assert "held out (what happened)" in html and "plotly" in html.lower()
 
     prov = md["provenance"]
     assert prov["model"] == md["model"] == "kronos-demo" and prov["model_sha256"] == weights_sha
+    assert prov["model_checkpoint"] == f"{DEMO_WEIGHTS.parent.parent.name}/model"  # named, never a local path
+    assert not [s for s in json_strings(prov) if is_local_path(s) or str(REPO_ROOT) in s]
     assert prov["sampling"] == {"n_paths": 30, "horizon": 24, "temperature": 1.0, "top_p": 0.9, "top_k": 0,
                                 "seed": settings.sampling.seed}
     assert prov["source"] == {"kind": "synthetic", "symbol": "BTC/USDT", "timeframe": "1h"}
     assert prov["history"][2] == 480 and prov["held_out"][2] == 24  # lookback = the timeframe's history_bars
     assert pl.Series([prov["history"][1], prov["held_out"][0]]).str.to_datetime().diff()[1].total_seconds() == 3600
-    rows = [ln for ln in md["metrics"].splitlines() if ln.startswith("| ") and not ln.startswith("| model")]
+    rows = [ln for ln in md["chart"].splitlines() if ln.startswith("| ") and not ln.startswith("| model")]
     assert [r.split("|")[1].strip() for r in rows] == ["kronos-demo", "random_walk", "random_walk_vol"]
     assert md["scores"]["kronos-demo"]["mae"] == md["mae"] > 0 and md["scores"]["kronos-demo"]["scored_steps"] == 24
     assert 0 <= md["coverage_90"] <= 1 and md["p_up_hit"] in (0.0, 1.0)
+
+
+def test_the_demo_profile_forecasts_the_shipped_real_candles_at_the_replay_clock(tmp_path):
+    settings = load_settings("demo", home=tmp_path / "home")
+    assert settings.replay
+    defs = build_definitions(settings)
+    instance = dg.DagsterInstance.ephemeral()
+    result = run(defs, instance, {"model": "random_walk_vol", "lookback": 64, "horizon": 6})
+    assert result.success, failure(result)
+    [mat] = result.asset_materializations_for_node("adhoc_forecast")
+    prov = mat.metadata["provenance"].value
+    end = ReplayMarket.from_settings(settings).data_end()  # no clock file: a look by hand stands at the data's end
+    assert prov["source"] == {"kind": "replay", "symbol": "BTC/USDT", "timeframe": "1h", "exchange": "binance",
+                              "as_of": end.isoformat()}
+    assert prov["held_out"][1] == (end - timedelta(hours=1)).isoformat() and prov["held_out"][2] == 6
+    assert not settings.replay_clock_file.exists()  # and never starts the schedules' replay walk
+    [text_chart] = [m for m in logged(instance, result) if "held out" in m and "━" in m]
+    assert "REPLAY of real Binance candles" in text_chart.splitlines()[0]
 
 
 def test_garch_a_model_of_another_kind_forecasts_ad_hoc_next_to_the_kinds_baselines(demo):
@@ -100,7 +146,7 @@ def test_garch_a_model_of_another_kind_forecasts_ad_hoc_next_to_the_kinds_baseli
     assert result.success
     [mat] = result.asset_materializations_for_node("adhoc_forecast")
     md = {k: v.value for k, v in mat.metadata.items()}
-    rows = [ln for ln in md["metrics"].splitlines() if ln.startswith("| ") and not ln.startswith("| model")]
+    rows = [ln for ln in md["chart"].splitlines() if ln.startswith("| ") and not ln.startswith("| model")]
     assert [r.split("|")[1].strip() for r in rows] == ["garch", *kinds.BUILTIN] == ["garch", "random_walk",
                                                                                     "random_walk_vol"]
     prov = md["provenance"]
@@ -171,7 +217,7 @@ def test_a_checkpoint_folder_is_a_model_and_a_device_that_is_absent_is_named(dem
     assert result.success
     [mat] = result.asset_materializations_for_node("adhoc_forecast")
     prov = mat.metadata["provenance"].value
-    assert prov["model_path"] == str(folder / "model") and prov["device"] == "cpu"
+    assert prov["model_checkpoint"] == "demo/model" and "model_path" not in prov and prov["device"] == "cpu"
     assert prov["model_sha256"] == hashlib.sha256(DEMO_WEIGHTS.read_bytes()).hexdigest()
 
     (tmp_path / "model").mkdir()
