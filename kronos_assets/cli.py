@@ -80,6 +80,10 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--pool-wait-s", type=_positive_float, default=None,
                      help="give up on a run that waits longer than this for the warehouse or publish slot "
                           "(default $KRONOS_POOL_WAIT_S or 300)")
+    study = sub.add_parser("study", help="the real-data study: backtest every model of the demo profile on the replayed "
+                                         "candles 2024-07-01..2025-06-30 and publish study.html (home <home>/study)")
+    study.add_argument("--stride", type=_positive_int, default=1, help="every K-th origin (K divides the horizon)")
+    study.add_argument("--months", type=_positive_int, default=None, help="only the first N months of the study")
     sub.add_parser("check", help="load and validate the configuration and the Dagster definitions")
     health = sub.add_parser("health", help="what is configured, reachable, fresh and failing; exit 1 when anything fails")
     health.add_argument("--network", action="store_true",
@@ -121,6 +125,10 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(code)
+    if args.command == "study":
+        from kronos_assets.study import main as study_main
+
+        return study_main(settings, stride=args.stride, months=args.months)
     if args.command == "check":
         import dagster as dg
 
