@@ -294,11 +294,13 @@ def _check_exchange_ids(path: Path, exchanges: tuple[ExchangeSettings, ...]) -> 
     """Only for profiles that use ccxt: importing it takes a second or two."""
     import ccxt
 
+    problems = Problems(path)
     for i, ex in enumerate(exchanges):
         if ex.id not in ccxt.exchanges:
             near = difflib.get_close_matches(ex.id, ccxt.exchanges, n=1)
-            raise fail(path, ("exchanges", i, "id"), f"unknown exchange {ex.id!r}"
-                       + (f"; did you mean {near[0]!r}?" if near else "; see ccxt.exchanges for the ids"))
+            problems.add(("exchanges", i, "id"), f"unknown exchange {ex.id!r}"
+                         + (f"; did you mean {near[0]!r}?" if near else "; see ccxt.exchanges for the ids"))
+    problems.check()
 
 
 def load_models(path: Path) -> tuple[dict[str, kinds.ModelSpec], Sampling]:
@@ -435,15 +437,17 @@ def _replay_files(path: Path, p: ProfileFile, symbols: tuple[str, ...]) -> tuple
     """market: replay: every configured symbol and timeframe has a file that exists."""
     if p.replay is None:
         raise fail(path, ("replay",), "missing: market replay needs replay.files (symbol -> timeframe -> file)")
-    out = []
+    out, problems = [], Problems(path)
     for symbol in symbols:
         for tf in p.timeframes:
             name = p.replay.files.get(symbol, {}).get(tf)
             if name is None:
-                raise fail(path, ("replay", "files", symbol, tf), "missing: every symbol and timeframe of the "
-                           "profile needs a replay file")
+                problems.add(("replay", "files", symbol, tf), "missing: every symbol and timeframe of the "
+                             "profile needs a replay file")
+                continue
             file = Path(name) if Path(name).is_absolute() else REPO_ROOT / name
             if not file.is_file():
-                raise fail(path, ("replay", "files", symbol, tf), f"file not found: {file}")
+                problems.add(("replay", "files", symbol, tf), f"file not found: {file}")
             out.append((symbol, tf, file))
+    problems.check()
     return tuple(out)

@@ -25,11 +25,11 @@ from typing import Annotated, Any, Mapping
 
 from pydantic import BeforeValidator, ValidationInfo, field_validator, model_validator
 
-from kronos_assets.configuration import (ConfigError, Device, Moment, Number, OneOf, Schema, Whole, fail, field_path,
-                                         problem, read_yaml, unknown_key, validate)
+from kronos_assets.configuration import (ConfigError, Device, Moment, Number, OneOf, Problems, Schema, Whole, fail,
+                                         field_path, problem, read_yaml, unknown_key, validate)
 from kronos_assets.kronos.config import KronosConfig, TokenizerConfig, validate_config
 from kronos_assets.kronos.errors import CheckpointError
-from kronos_assets.settings import REPO_ROOT, ModelSettings, Symbols, TimeframeName
+from kronos_assets.settings import MAX_PATHS, REPO_ROOT, ModelSettings, Symbols, TimeframeName
 
 SOURCES = ("synthetic", "warehouse", "csv")
 RUN_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,40}$")
@@ -180,7 +180,7 @@ class _Eval(Schema):
     origins_per_symbol: Whole(1) = 40  # type: ignore[valid-type]
     history_bars: Whole(3) = 256  # type: ignore[valid-type]
     horizon: Whole(2) = 24  # type: ignore[valid-type]
-    n_paths: Whole(2) = 30  # type: ignore[valid-type]
+    n_paths: Whole(2, MAX_PATHS) = 30  # type: ignore[valid-type]
     max_context: Whole(2) = 512  # type: ignore[valid-type]
     seed: Whole(0) = 0  # type: ignore[valid-type]
     temperature: Number() = 1.0  # type: ignore[valid-type]
@@ -298,4 +298,11 @@ def load_training_config(path: str | Path | None = None, models: Mapping[str, Mo
     ``root``."""
     p = Path(path) if path else REPO_ROOT / "configs" / "training.yaml"
     file = validate(TrainingFile, read_yaml(p), p)
-    return {name: _run(p, name, spec, models, root) for name, spec in file.runs.items()}
+    runs, problems = {}, Problems(p)
+    for name, spec in file.runs.items():  # every run read: all their problems at once
+        try:
+            runs[name] = _run(p, name, spec, models, root)
+        except ConfigError as exc:
+            problems.add_error(exc)
+    problems.check()
+    return runs

@@ -157,3 +157,35 @@ def test_broken_checkpoint_config_is_one_line(tmp_path):
     assert proc.returncode != 0 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
     assert proc.stderr.strip().splitlines()[-1].endswith(
         f"{ckpt / 'model' / 'config.json'} is not a checkpoint config: nested too deep to read"), proc.stderr
+
+
+def test_every_unknown_exchange_and_every_bad_training_run_at_once(tmp_path):
+    markets = yaml.safe_load(yaml.safe_dump(SMALL_MARKETS))
+    markets["exchanges"] = [{"id": "binanse"}, {"id": "okx"}, {"id": "bybitt"}]
+    cfg = write_configs(tmp_path, markets=markets, profile={"market": "ccxt"}, profile_name="live")
+    with pytest.raises(ConfigError) as err:
+        _load(cfg, "live")
+    assert [line.split(": ", 1)[1] for line in err.value.lines] == [
+        "exchanges[0].id: unknown exchange 'binanse'; did you mean 'binance'?",
+        "exchanges[2].id: unknown exchange 'bybitt'; did you mean 'bybit'?"], err.value.lines
+
+    runs = yaml.safe_load((REPO / "configs" / "training.yaml").read_text())["runs"]
+    demo = runs["demo"]
+    bad = {"a": {**demo, "scratch": {**demo["scratch"], "tokenizer": {**demo["scratch"]["tokenizer"], "d_modl": 64}}},
+           "b": {**demo, "base": "no-such-model"},
+           "c": {**demo, "evaluation": {**demo["evaluation"], "n_paths": 100_000_000}}}
+    path = tmp_path / "training.yaml"
+    path.write_text(yaml.safe_dump({"runs": bad}))
+    with pytest.raises(ConfigError) as err:
+        load_training_config(path, models={})
+    text = str(err.value)
+    for part in ("runs.c.evaluation.n_paths: must be a whole number in 2..1000, got 100000000",):
+        assert f"{path}: {part}" in text, text
+    # the schema's problem stops before the runs are read; once it is fixed, the two runs' problems come together
+    bad["c"]["evaluation"]["n_paths"] = 30
+    path.write_text(yaml.safe_dump({"runs": bad}))
+    with pytest.raises(ConfigError) as err:
+        load_training_config(path, models={})
+    assert len(err.value.lines) == 2, err.value.lines
+    assert "runs.a.scratch.tokenizer.d_modl: unknown key; did you mean 'd_model'?" in err.value.lines[0]
+    assert "runs.b.base: 'no-such-model' is not 'scratch'" in err.value.lines[1]
