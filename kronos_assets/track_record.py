@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from kronos_assets.metrics import MIN_INDEPENDENT_HORIZONS, TooFewHorizons, diebold_mariano
+from kronos_assets.metrics import MIN_INDEPENDENT_HORIZONS, TooFewHorizons, TooPersistent, diebold_mariano
 from kronos_assets.warehouse import Warehouse, json_rows, read_sql
 
 DM_WINDOWS = {"30d": 30, "all": None}
@@ -52,10 +52,11 @@ def _compare(grp: pl.DataFrame, loss: str, reference: str | float, horizon: int)
     out["relative"] = out["model"] / out["reference"] - 1 if out["reference"] > 0 else None
     try:
         test = diebold_mariano(own, ref, horizon)
-    except TooFewHorizons as exc:
+    except TooFewHorizons as exc:  # TooPersistent too: a drift as slow as the window gives no verdict
         return out | {"n_independent": grp.height // horizon, "statistic": None, "p_value": None, "df": None,
-                      "significant": False, "winner": None, "verdict": "too few independent horizons",
-                      "why": str(exc)}
+                      "significant": False, "winner": None,
+                      "verdict": "too persistent to judge" if isinstance(exc, TooPersistent)
+                      else "too few independent horizons", "why": str(exc)}
     significant = test.p_value < SIGNIFICANCE
     winner = "model" if test.statistic < 0 else "reference" if test.statistic > 0 else None
     return out | {"n_independent": test.n_independent, "statistic": test.statistic, "p_value": test.p_value,
@@ -85,6 +86,8 @@ def verdicts(wh: Any, timeframe: str, days: int | None = 30, scored_before: date
         for measure, loss, reference, ref_name in MEASURES:
             if (measure == "crps" and model == BASELINE) or (measure == "p_up" and point):
                 row[measure] = None
+            elif isinstance(reference, str) and grp[loss].equals(grp[reference]):
+                row[measure] = None  # its forecast is the reference itself (the random walk's median)
             else:
                 row[measure] = _compare(grp, loss, reference, horizon)
                 if row[measure] is not None:
@@ -110,16 +113,30 @@ def crps_standing(rows: list[dict[str, Any]], model: str) -> dict[str, str]:
 
 
 def _significance(c: dict[str, Any]) -> str:
+    if c["p_value"] is None:  # the DM test withheld its verdict (TooPersistent)
+        return ("no verdict: the difference drifts too slowly for this many independent horizons to tell it "
+                "from noise")
     return (f"significant, p = {c['p_value']:.2g}" if c["significant"]
             else f"within noise, p = {c['p_value']:.2f}")
+
+
+def _window(v: dict[str, Any]) -> str:
+    """The window in words, saying how many days the scored forecasts actually cover when that is fewer."""
+    days = v["window_days"]
+    if not days:
+        return "all time"
+    first, last = (datetime.fromisoformat(v[k]) for k in ("first_origin", "last_origin"))
+    covered = (last - first).total_seconds() / 86400
+    if covered < days - 1:
+        return f"the {covered:.1f} days of forecasts scored so far (of a {days}-day window)"
+    return f"the last {days} days"
 
 
 def verdict_sentence(v: dict[str, Any]) -> str:
     """Who wins on CRPS, point error and P(up), by how much, over which window, and whether it is significant."""
     model, h = v["model"], v["horizon"]
     span = f"{v['first_origin'][:16].replace('T', ' ')} – {v['last_origin'][:16].replace('T', ' ')} UTC"
-    window = "the last 30 days" if v["window_days"] == 30 else f"the last {v['window_days']} days" \
-        if v["window_days"] else "all time"
+    window = _window(v)
     if v["n_independent"] < v["min_independent"]:
         k = v["n_independent"]
         return (f"Too few independent horizons for a verdict on {model}: its {v['n']} scored forecasts ({span}) "
