@@ -15,7 +15,7 @@ import pytest
 
 from kronos_assets.publishing.bars import publish_bars
 from kronos_assets.market.timeframes import timeframe_delta
-from kronos_assets.metrics import diebold_mariano
+from kronos_assets.metrics import TooPersistent, diebold_mariano
 from kronos_assets.publishing.store import LocalStore
 from kronos_assets.records import evaluation_rows, load_close_paths
 from kronos_assets.settings import ConfigError
@@ -123,10 +123,15 @@ def test_published_verdict_matches_the_warehouse_and_flips_when_the_model_loses(
     losses = wh.query("SELECT m.crps AS a, b.crps AS b FROM evaluations m JOIN evaluations b USING (symbol, origin, "
                       "step) WHERE m.symbol = ? AND m.model = ? AND b.model = 'random_walk_vol' AND m.step = m.horizon "
                       "ORDER BY origin", [BTC, model])
-    assert crps["p_value"] == pytest.approx(diebold_mariano(losses["a"], losses["b"], 6).p_value)
     sentence = verdict["sentence"]
     rel = abs(want["crps"] / want["crps_ref"] - 1)
-    assert f"{model} was {100 * rel:.1f} % {side} than the random walk with volatility on CRPS (significant" \
+    try:
+        assert crps["p_value"] == pytest.approx(diebold_mariano(losses["a"], losses["b"], 6).p_value)
+        crps_word = "significant"
+    except TooPersistent:  # 10 horizons of a CRPS gap that drifts with volatility: the test withholds its verdict
+        assert crps["p_value"] is None and crps["verdict"] == "too persistent to judge"
+        crps_word = "no verdict: the difference drifts too slowly"
+    assert f"{model} was {100 * rel:.1f} % {side} than the random walk with volatility on CRPS ({crps_word}" \
         in sentence
     point_side = "closer to the outcome" if side == "better" else "further off"
     assert f"its median was {100 * abs(want['err'] / want['err_ref'] - 1):.1f} % {point_side} than the last price" \
@@ -142,11 +147,14 @@ def test_published_verdict_matches_the_warehouse_and_flips_when_the_model_loses(
         assert " % (74.8 %) · too narrow</td>" in row
     else:
         assert "too narrow" not in row and "too wide" not in row
-    card = {"better": "better than the baseline (significant", "worse": "worse than the baseline (significant"}[side]
-    assert card in section and "Diebold–Mariano test over ≈10 independent horizons" in section
+    if crps_word == "significant":
+        card = {"better": "better than the baseline (significant",
+                "worse": "worse than the baseline (significant"}[side]
+        assert card in section and "Diebold–Mariano test over ≈10 independent horizons" in section
     assert any(v["symbol"] == BTC and v["model"] == model and v["sentence"] == sentence for v in board["verdicts"])
     # The track record's check warns on the same test's word, never on a point estimate alone.
-    assert crps_standing(track_record(wh, "1h")["verdicts"], model)[BTC] == side
+    assert crps_standing(track_record(wh, "1h")["verdicts"], model)[BTC] == (
+        side if crps_word == "significant" else "too persistent to judge")
 
 
 def test_too_few_independent_horizons_reads_so_with_no_p_value(site_data):
