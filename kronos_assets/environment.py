@@ -23,6 +23,8 @@ Dagster, so every library may use it. Secret values are returned to the code tha
     AWS_REQUEST_CHECKSUM_CALCULATION,  set to when_required while an R2 client is built, unless set
     AWS_RESPONSE_CHECKSUM_VALIDATION
     OMP_WAIT_POLICY, GOMP_SPINCOUNT  when both unset: GOMP_SPINCOUNT=10000, before torch loads (kronos_assets/__init__)
+    KRONOS_SHARED_DIR              replay data build, training (the      <repo>/../shared
+                                     shared folder holding data/candles)
     KRONOS_SQL_DIR                 warehouse (the SQL folder)            <repo>/dbt_free_sql
     KRONOS_LAKE_PG_PASSWORD,       warehouse, DuckLake back end only     none: required by that back end
     KRONOS_LAKE_S3_KEY_ID,           (catalog password; bucket keys,
@@ -55,6 +57,7 @@ R2_BUCKET = "R2_BUCKET"
 R2_PUBLIC_BASE = "R2_PUBLIC_BASE"
 R2_ENDPOINT = "R2_ENDPOINT_URL"
 SQL_DIR = "KRONOS_SQL_DIR"
+SHARED_DIR = "KRONOS_SHARED_DIR"
 LAKE_PG_PASSWORD = "KRONOS_LAKE_PG_PASSWORD"
 LAKE_S3_KEY_ID = "KRONOS_LAKE_S3_KEY_ID"
 LAKE_S3_SECRET = "KRONOS_LAKE_S3_SECRET"
@@ -142,6 +145,11 @@ def r2_variables() -> dict[str, str]:
         if value:
             out[name] = Secret(value) if name in SECRETS else value
     return out
+
+
+def shared_dir() -> Path:
+    """The shared folder beside the repository (real candles in data/candles), or KRONOS_SHARED_DIR."""
+    return Path(_text(SHARED_DIR) or REPO_ROOT.parent / "shared")
 
 
 def sql_dir(default: Path) -> Path:

@@ -17,6 +17,7 @@ import os
 import sys
 from pathlib import Path
 
+from kronos_assets import environment
 from kronos_assets.market.replay_data import DATA_DIR
 
 FIRST_DAY = "2024-01-01"
@@ -29,8 +30,7 @@ FILES = {
 
 
 def default_source() -> Path:
-    shared = os.environ.get("KRONOS_SHARED_DIR")
-    return (Path(shared) if shared else DATA_DIR.parents[3] / "shared") / "data" / "candles"
+    return environment.shared_dir() / "data" / "candles"
 
 
 def cut(raw: bytes, first_day: str = FIRST_DAY) -> bytes:
