@@ -17,7 +17,8 @@ MARKER = "# Written by kronos-assets"
 # One warehouse writer (duckdb_write; DuckLake raises it, sync_write_pool) and one publisher at a time (pools), runs
 # watched by the daemon when one runs (`DAGSTER_HOME=<home>/<profile>/dagster dg dev`): a run that never starts is
 # failed, slots of ended runs are freed; sensors in threads so a slow webhook never delays the others; the full
-# event log in a file, not on the terminal.
+# event log in a file, not on the terminal; schedule and sensor ticks purged by the daemon after the profile's
+# retention.run_days (runs themselves are pruned by kronos_assets/retention.py: Dagster's settings cover ticks only).
 INSTANCE_YAML = """\
 {marker} for profile {profile}; it is rewritten when it differs. Use your own instance with DAGSTER_HOME.
 concurrency:
@@ -43,6 +44,13 @@ python_logs:
     formatters:
       kronos:
         format: "%(asctime)s %(levelname)s %(message)s"
+retention:
+  schedule:
+    purge_after_days: {days}
+  sensor:
+    purge_after_days: {days}
+  auto_materialize:
+    purge_after_days: {days}
 telemetry:
   enabled: false
 """
@@ -53,7 +61,8 @@ warnings.filterwarnings("ignore", message="Handling yaml-defined logging configu
 
 
 def instance_yaml(settings: Settings) -> str:
-    return INSTANCE_YAML.format(marker=MARKER, profile=settings.profile, log=json.dumps(str(settings.log_path)))
+    return INSTANCE_YAML.format(marker=MARKER, profile=settings.profile, log=json.dumps(str(settings.log_path)),
+                                days=settings.retention_run_days)
 
 
 def instance_for(settings: Settings) -> dg.DagsterInstance:

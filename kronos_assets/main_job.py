@@ -37,6 +37,7 @@ from kronos_assets.local_instance import instance_for
 from kronos_assets.market.schema import CandleError
 from kronos_assets.market.timeframes import last_closed_bar_open, timeframe_delta
 from kronos_assets.publishing.store import LocalStore
+from kronos_assets.retention import RUN_ROUND_S, prune_instance
 from kronos_assets.runs import (DEFAULT_POOL_WAIT_S, bounded_pool_waits, held_slots, process_tags,
                                 reap_dead_runs)
 from kronos_assets.settings import Settings
@@ -133,6 +134,16 @@ def recover(settings: Settings, instance: dg.DagsterInstance, store: Any, log: C
             log(f"recovered: removed {len(stray)} unfinished temporary file(s) from {store.root}")
 
 
+def prune_runs(settings: Settings, instance: dg.DagsterInstance, log: Callable[[str], None]) -> None:
+    """Runs older than the profile's retention go, partition and check status kept (retention.py), within a
+    bounded round; a failed round costs the tick nothing (the work is stored) and the next one resumes it."""
+    try:
+        prune_instance(instance, settings.retention_run_days, RUN_ROUND_S, log=log)
+    except Exception as exc:  # noqa: BLE001 -- e.g. the instance locked by another writer for too long
+        log(f"retention: round failed ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); "
+            "the next run resumes it")
+
+
 def run_main_job(
     settings: Settings,
     backfill_bars: int = 48,
@@ -171,4 +182,5 @@ def run_main_job(
                 runner.run(forecast, f"{symbol} {tf.name}: forecast, score and publish {bars} bars up to "
                                      f"{newest:%Y-%m-%d %H:%M}", bar_key(symbol, first), bar_key(symbol, newest))
             runner.run(defs.resolve_job_def(records[tf.name].name), f"{tf.name}: track record and verdicts")
+    prune_runs(settings, instance, log)
     return MainJobResult(dashboard=store.location("index.html"), runs=runner.done)

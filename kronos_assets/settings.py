@@ -84,6 +84,7 @@ class Settings:
     replay_files: tuple[tuple[str, str, Path], ...] = ()
     replay_exchange: str = "binance"
     replay_lead_days: float = 7.0
+    retention_run_days: int = 14  # profile's retention.run_days: Dagster runs (and ticks) older than this are pruned
 
     @property
     def models(self) -> dict[str, ModelSettings]:
@@ -268,6 +269,12 @@ class _Uploads(Schema):
     stable_looks: Whole(1) = 2  # type: ignore[valid-type]
 
 
+class _Retention(Schema):
+    """How long the Dagster instance keeps runs and ticks (kronos_assets/retention.py); partition status stays."""
+
+    run_days: Whole(1, 3650) = 14  # type: ignore[valid-type]
+
+
 class _Replay(Schema):
     """market: replay: one candle file per symbol and timeframe (paths relative to the repository root)."""
 
@@ -287,6 +294,7 @@ class ProfileFile(Schema):
     publish: _Publish
     uploads: _Uploads = _Uploads()
     warehouse: WarehouseConfig = WarehouseConfig()  # the embedded file unless the profile says otherwise
+    retention: _Retention = _Retention()
 
 
 # -- loading ----------------------------------------------------------------------------------------------------
@@ -415,6 +423,7 @@ def load_settings(
         replay_files=replay_files,
         replay_exchange=p.replay.exchange if p.replay else "binance",
         replay_lead_days=p.replay.lead_days if p.replay else 7.0,
+        retention_run_days=p.retention.run_days,
     )
 
 

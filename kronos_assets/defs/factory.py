@@ -14,7 +14,7 @@ from kronos_assets.defs.ingest import build_ingest, clean_candles_key
 from kronos_assets.defs.maintenance import build_maintenance
 from kronos_assets.defs.model import build_weights, weighted_models
 from kronos_assets.defs.operations import (build_failure_sensor, build_forecast_checks, build_recovery_sensor,
-                                            freshness_policy)
+                                            build_retention, freshness_policy)
 from kronos_assets.defs.partitions import MARKETS, UPLOADS, Family
 from kronos_assets.defs.publish import build_published, published_key
 from kronos_assets.defs.resources import build_resources
@@ -79,6 +79,7 @@ def build_definitions(settings: Settings, resources: dict[str, Any] | None = Non
         *families,
         *(d for d, _ in uploads.values()),
         build_maintenance(settings.warehouse),  # DuckLake only: compaction and snapshot expiry, scheduled
+        build_retention(settings),  # Dagster runs past retention.run_days pruned daily, partition status kept
         dg.Definitions(
             assets=[*(build_weights(m) for m in weighted_models(settings)), comparison, *build_training_assets(settings),
                     adhoc],

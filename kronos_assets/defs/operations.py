@@ -1,4 +1,5 @@
-"""Operations: forecast sanity checks, freshness policies, run-failure alerts and recovery of dead runs."""
+"""Operations: forecast sanity checks, freshness policies, run-failure alerts, recovery of dead runs and the
+daily retention round of the Dagster instance."""
 
 import dagster as dg
 import numpy as np
@@ -10,6 +11,7 @@ from kronos_assets.market.rules import freshness_windows
 from kronos_assets.market.timeframes import timeframe_delta
 from kronos_assets.failures import failure_alert
 from kronos_assets.records import Q_COLS
+from kronos_assets.retention import JOB_ROUND_S, prune_instance
 from kronos_assets.runs import reap_dead_runs
 from kronos_assets.settings import Settings, TimeframeSettings
 from kronos_assets.warehouse import Warehouse
@@ -114,3 +116,31 @@ def build_recovery_sensor(settings: Settings) -> dg.SensorDefinition:
         return dg.SkipReason(f"{len(reaped)} dead run(s) recovered; {outcome}")
 
     return recover
+
+
+RETENTION_JOB = "prune_dagster_runs"
+RETENTION_CRON = "17 4 * * *"  # daily, off the hour (the hourly runs start at minute 5)
+
+
+def build_retention(settings: Settings) -> dg.Definitions:
+    """A daily job pruning runs older than the profile's retention.run_days, partition and check status kept
+    (kronos_assets/retention.py); `kronos-assets run` does a shorter round after each tick as well."""
+    days = settings.retention_run_days
+
+    @dg.op(name="prune_old_runs", description=(
+        f"Deletes finished runs older than {days} days (record, step logs, compute logs) and keeps the newest "
+        f"materialisation of every asset partition and the newest evaluation of every check; at most "
+        f"{JOB_ROUND_S:.0f} s a round, the rest left for the next."))
+    def prune_op(context: dg.OpExecutionContext) -> dg.Output[int]:
+        outcome = prune_instance(context.instance, days, JOB_ROUND_S, log=context.log.info)
+        return dg.Output(outcome.runs, metadata={"runs_pruned": outcome.runs, "events_kept": outcome.kept_events,
+                                                  "interrupted_finished": outcome.orphans, "left": outcome.left,
+                                                  "seconds": round(outcome.seconds, 1)})
+
+    @dg.job(name=RETENTION_JOB, description=f"Prune Dagster runs older than {days} days (partition status kept).")
+    def prune_job() -> None:
+        prune_op()
+
+    schedule = dg.ScheduleDefinition(name=f"{RETENTION_JOB}_schedule", job=prune_job, cron_schedule=RETENTION_CRON,
+                                     execution_timezone="UTC", default_status=dg.DefaultScheduleStatus.RUNNING)
+    return dg.Definitions(jobs=[prune_job], schedules=[schedule])
