@@ -101,6 +101,7 @@ def write_model_card(o: "RunOutcome", path: Path) -> None:
         "## Data",
         "",
         f"* Source: {o.data['source']}; symbols {', '.join(d.symbols)}; timeframe {d.timeframe}.",
+        *([f"* Files: {', '.join(f'`{f}`' for f in d.files.values())}."] if o.data["source"] == "csv" else []),
         f"* Training range: [{d.train_start.date()}, {d.train_end.date()}) — "
         f"{sum(o.data['train_windows'].values()):,} windows of {d.lookback}+{d.horizon} contiguous bars "
         f"({', '.join(f'{k}: {v:,}' for k, v in o.data['train_windows'].items())}).",
@@ -120,8 +121,9 @@ def write_model_card(o: "RunOutcome", path: Path) -> None:
         f"* Predictor: {r.predictor.steps} steps × batch {r.predictor.batch_size}, lr {r.predictor.lr:g} "
         f"(warm-up {r.predictor.warmup}, cosine to {r.predictor.min_lr_ratio:g}×), grad clip {r.predictor.grad_clip:g}. "
         "Loss (CE(s1) + CE(s2 | true s1))/2 on next tokens; the tokenizer is frozen.",
-        f"* Wall time: {o.seconds.get('train_total', 0):.0f} s training, {o.seconds.get('evaluate', 0):.0f} s "
-        f"held-out evaluation; peak RSS {o.peak_rss_mb:.0f} MB.",
+        f"* Wall time: {o.seconds.get('train_total', 0):.0f} s training"
+        + (f" ({o.seconds['train_cpu_this_call']:.0f} s CPU in the last call)" if "train_cpu_this_call" in o.seconds else "")
+        + f", {o.seconds.get('evaluate', 0):.0f} s held-out evaluation; peak RSS {o.peak_rss_mb:.0f} MB.",
         "",
         "### Tokenizer losses (mean over each logging interval; val = held-out windows)",
         "",

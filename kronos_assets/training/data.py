@@ -11,6 +11,7 @@ source yields the project's candle schema (``ts`` UTC, open/high/low/close/volum
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from datetime import date, datetime, time, timezone
 from pathlib import Path
@@ -75,6 +76,21 @@ def frames_from_csv(files: Mapping[str, str | Path], start: date | datetime | No
             df = df.filter(pl.col("ts") < as_utc(end))
         out[sym] = df
     return out
+
+
+SHARED_PREFIX = "$KRONOS_SHARED_DIR/"
+
+
+def resolve_data_file(path: str | Path, root: Path) -> Path:
+    """A configured candle file: ``$KRONOS_SHARED_DIR/...`` lies in the shared folder (that variable, else
+    ``../shared`` beside the repository), so committed configs name no machine's folders; any other relative path
+    is relative to ``root``."""
+    text = str(path)
+    if text.startswith(SHARED_PREFIX):
+        shared = os.environ.get("KRONOS_SHARED_DIR") or str(root.parent / "shared")
+        return Path(shared) / text[len(SHARED_PREFIX):]
+    p = Path(text).expanduser()
+    return p if p.is_absolute() else root / p
 
 
 def cut(frame: pl.DataFrame, start: date | datetime | None, end: date | datetime | None) -> pl.DataFrame:

@@ -38,6 +38,7 @@ from kronos_assets.training.data import (
     frames_from_csv,
     frames_from_synthetic,
     frames_from_warehouse,
+    resolve_data_file,
     series_from_frame,
 )
 from kronos_assets.training.evaluate import HeldOut, baselines, evaluate_forecasters, kronos_forecaster
@@ -143,7 +144,7 @@ def load_frames(run: RunSettings, *, source: str | None = None, warehouse: Any =
             warehouse = Warehouse.of(load_settings(home=default_home()))  # the profile's own warehouse
         return frames_from_warehouse(warehouse, d.symbols, d.timeframe, d.train_start, d.heldout_end)
     if src == "csv":
-        files = {s: (Path(p) if Path(p).is_absolute() else REPO_ROOT / p) for s, p in d.files.items()}
+        files = {s: resolve_data_file(p, REPO_ROOT) for s, p in d.files.items()}
         return frames_from_csv(files, d.train_start, d.heldout_end)
     raise ValueError(f"unknown data source {src!r}")
 
@@ -264,9 +265,10 @@ def _train_run(run: RunSettings, frames: Mapping[str, pl.DataFrame] | None, sour
         resume = False
     log.info("run %s: %s windows for training (%s), base %s, device %s, %d threads", run.name, len(train),
              data_info["train_windows"], base_label, device, torch.get_num_threads())  # fmt: skip
-    t1 = time.perf_counter()
+    t1, c1 = time.perf_counter(), time.process_time()
     result = trainer.fit(resume=bool(resume), max_steps=max_steps)
     seconds["train_this_call"] = round(time.perf_counter() - t1, 2)
+    seconds["train_cpu_this_call"] = round(time.process_time() - c1, 2)  # on a shared machine, wall > CPU
     seconds["train_total"] = round(result.elapsed_s, 2)
     outcome = RunOutcome(run, result, None, data_info, base_label, seconds=seconds, device=str(device),
                          threads=torch.get_num_threads(), command=command)  # fmt: skip
