@@ -3,6 +3,9 @@
 -- ends: the embedded DuckDB file and DuckLake, which accepts NOT NULL but no PRIMARY KEY, UNIQUE or index, so
 -- none is declared: a partition's rows are unique because its writer replaces them whole (and merges raw candles
 -- by key), which the assets' checks verify (raw_candles' no_duplicate_bars).
+-- This file is what a new warehouse gets (the newest schema version). Older warehouses reach it through the
+-- numbered migrations (kronos_assets/warehouse/migrations.py, dbt_free_sql/migrations/), recorded in
+-- schema_migrations: change a table here and add a migration there, in the same commit.
 
 -- Candles as the source served them, one row per closed bar. Partition: (symbol, timeframe, UTC day of ts).
 CREATE TABLE IF NOT EXISTS raw_candles (
@@ -67,7 +70,7 @@ CREATE TABLE IF NOT EXISTS forecast_steps (
     mean_close DOUBLE NOT NULL, median_close DOUBLE NOT NULL,
     mean_volume DOUBLE, median_volume DOUBLE  -- NULL: the model does not forecast volume (GARCH: close only)
 );
--- (warehouse.NULLABLE relaxes the NOT NULL of older files' volume summaries.)
+-- (migration 2 relaxes the NOT NULL of older files' volume summaries.)
 
 -- Every sample path in full (the probabilistic scores need them): one row per path, arrays over steps.
 CREATE TABLE IF NOT EXISTS forecast_paths (

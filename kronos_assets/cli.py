@@ -115,6 +115,8 @@ def main(argv: list[str] | None = None) -> int:
         from kronos_assets.health import main as health_main
 
         return health_main(settings, network=args.network, since_hours=args.since_hours)
+    if args.command in ("run", "ui") and (refused := _upgrade(settings, warehouse=args.command == "run")):
+        return refused
     if args.command == "ui":
         from kronos_assets.ui import serve
 
@@ -173,10 +175,6 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     as_of = f", as of {now:%Y-%m-%d %H:%M} UTC" if settings.replay else ""
     print(f"profile {settings.profile} ({settings.description}{as_of}); data in {settings.profile_home}")
-    legacy = [settings.home / n for n in ("warehouse.duckdb", "publish", "dagster") if (settings.home / n).exists()]
-    if legacy:  # the layout before per-profile folders: nothing reads it any more
-        print(f"note: {', '.join(p.name for p in legacy)} in {settings.home} predate per-profile folders and are "
-              f"not used; move them into {settings.profile_home} to keep them, or delete them")
     dagster_home = environment.dagster_home()
     print(f"full Dagster log: {settings.log_path if not dagster_home else 'in the instance at ' + dagster_home}")
     try:
@@ -199,6 +197,33 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"runs in the UI: {ui_command(settings.profile, settings.home)}")
     print(f"dashboard: {result.dashboard}")
+    return 0
+
+
+def _upgrade(settings: Settings, warehouse: bool) -> int:
+    """Moves an older release's home layout into the profile's folder (home_layout) and, before a run, brings the
+    warehouse to this release's schema version (warehouse/migrations.py); 2 when either must not happen."""
+    from kronos_assets import home_layout
+    from kronos_assets.warehouse import DamagedWarehouse, MigrationFailed, SchemaTooNew, Warehouse
+    from kronos_assets.warehouse.backends import WarehouseUnavailable
+
+    try:
+        moved = home_layout.adopt(settings.home, settings.profile_home)
+        if moved:
+            print(f"moved {', '.join(moved)} from {settings.home} (the layout before per-profile folders) into "
+                  f"{settings.profile_home}")
+        if warehouse:
+            wh = Warehouse.of(settings)
+            try:
+                found, now = wh.migrate()
+            finally:
+                wh.close()
+            if found is not None and found != now:
+                print(f"warehouse schema migrated from version {found} to {now}")
+    except (home_layout.LayoutConflict, SchemaTooNew, MigrationFailed, DamagedWarehouse, WarehouseUnavailable,
+            TimeoutError, OSError) as exc:
+        print(f"upgrade refused: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

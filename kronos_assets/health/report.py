@@ -98,6 +98,7 @@ def run_health(settings: Settings, network: bool = False, since_hours: float = 2
     if wh.con is not None:
         status, detail = wh.integrity()
         rows.append(Row("reachable", "warehouse check", status, detail, wh.damage))
+    rows.append(schema_row(settings, wh))
     pub_status, _, r2_cfg = publish_target(settings)
     store, why_not = None, None
     if pub_status == FAIL:
@@ -141,6 +142,19 @@ def run_health(settings: Settings, network: bool = False, since_hours: float = 2
             instance.dispose()
     rows += guarded("failing", "alerts", lambda: [alerts_row(settings)]) or []  # delivery needs no instance
     return Report(settings, now, rows)
+
+
+def schema_row(settings: Settings, wh: ReadOnlyWarehouse) -> Row:
+    """The warehouse's schema version and what the next run migrates, and an older home layout it moves."""
+    from kronos_assets import home_layout
+
+    layout = home_layout.pending_note(settings.home, settings.profile_home)
+    if wh.con is None and layout:
+        return Row("reachable", "warehouse schema", WARN, layout)
+    status, detail = wh.schema()
+    if layout:
+        status, detail = (WARN if status == OK or status == SKIP else status), f"{detail}; {layout}"
+    return Row("reachable", "warehouse schema", status, detail)
 
 
 def main(settings: Settings, network: bool = False, since_hours: float = 24.0) -> int:

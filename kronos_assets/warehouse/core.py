@@ -26,29 +26,16 @@ from typing import Any, Callable, Iterator, Sequence, TypeVar
 import duckdb
 import polars as pl
 
+from kronos_assets.warehouse import migrations
 from kronos_assets.warehouse.backends import Lake, is_conflict
 from kronos_assets.warehouse.config import WarehouseConfig
 from kronos_assets.warehouse.damage import damaged, is_lock_conflict
-from kronos_assets.warehouse.sql import read_sql
 
 T = TypeVar("T")
-
-# Columns made nullable after warehouses existed (models without volume, e.g. GARCH: NULL volume summaries).
-NULLABLE = (("forecast_steps", "mean_volume"), ("forecast_steps", "median_volume"))
 
 
 class WarehouseConflict(RuntimeError):
     """A write still conflicted with other writers' commits after the configured retries."""
-
-
-def _relax_not_null(con: duckdb.DuckDBPyConnection) -> None:
-    """Drops NOT NULL from NULLABLE columns of an older warehouse, and only there: opening a current one writes
-    nothing."""
-    for table, column in NULLABLE:
-        row = con.execute("SELECT is_nullable FROM information_schema.columns WHERE table_catalog = current_database()"
-                          " AND table_name = ? AND column_name = ?", [table, column]).fetchone()
-        if row and row[0] == "NO":
-            con.execute(f"ALTER TABLE {table} ALTER COLUMN {column} DROP NOT NULL")
 
 
 class Warehouse:
@@ -57,6 +44,7 @@ class Warehouse:
         self.lock_timeout_s = lock_timeout_s
         self.config = config or WarehouseConfig()
         self._schema_ready = False
+        self.found_version: int | None = None  # the schema version the first connection found (None: new)
         # DuckLake: one attached in-memory database per process, a cursor per call (extensions live beside the file).
         self._lake = (Lake(self.config, self.path.parent / "duckdb_extensions")
                       if self.config.backend == "ducklake" else None)
@@ -74,8 +62,9 @@ class Warehouse:
         con = self._open()
         try:
             con.execute("SET TimeZone = 'UTC'")  # timestamps come back as UTC, whatever the machine's zone
-            if not self._schema_ready:
-                self._retrying("creating the warehouse tables", lambda: self._create_schema(con))
+            if not self._schema_ready:  # created, or migrated forward to this release's schema version
+                self.found_version = migrations.ensure_current(
+                    con, self.path if self._lake is None else self.config.describe(), _transaction, self._retrying)
                 self._schema_ready = True
             yield con
         except duckdb.Error as exc:  # a damaged block may surface only when a query reads it
@@ -85,11 +74,13 @@ class Warehouse:
         finally:
             con.close()
 
-    @staticmethod
-    def _create_schema(con: duckdb.DuckDBPyConnection) -> None:
-        with _transaction(con):
-            con.execute(read_sql("schema.sql"))
-            _relax_not_null(con)
+    def migrate(self) -> tuple[int | None, int]:
+        """Opens the warehouse once, creating its tables or migrating them forward (migrations.py); returns the
+        schema version found (None: a new warehouse) and the version now."""
+        self._schema_ready = False
+        with self.connect():
+            pass
+        return self.found_version, migrations.NEWEST
 
     def close(self) -> None:
         """Detaches DuckLake (the embedded file is never held between calls)."""

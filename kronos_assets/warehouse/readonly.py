@@ -13,6 +13,7 @@ from typing import Any
 
 import duckdb
 
+from kronos_assets.warehouse import migrations
 from kronos_assets.warehouse.backends import Lake, WarehouseUnavailable
 from kronos_assets.warehouse.config import WarehouseConfig
 from kronos_assets.warehouse.damage import DamagedWarehouse, damaged, is_lock_conflict
@@ -101,6 +102,17 @@ class ReadOnlyWarehouse:
             return FAIL, self.damage
         rows = ", ".join(f"{t} {n:,}" for t, n in counts.items())
         return OK, f"{blocks} blocks ({used} used); rows: {rows or 'no tables'}"
+
+    def schema(self) -> tuple[str, str]:
+        """The schema version and any migration the next run applies (read only: health never migrates)."""
+        if self.con is None:
+            return SKIP, "not checked: the warehouse was not opened (see reachable/warehouse)"
+        try:
+            found = migrations.state(self.con)
+        except duckdb.Error as exc:
+            return FAIL, f"cannot read the schema version of {self.path}: {_short(exc)}"
+        status = FAIL if (found.version or 0) > migrations.NEWEST else WARN if found.pending else OK
+        return status, migrations.describe(found)
 
     def _open_lake(self) -> tuple[str, str]:
         assert self._lake is not None

@@ -1,0 +1,107 @@
+"""The home's layout across releases: an older one is moved into the profile's folder before a run uses it.
+
+Up to release dbaa304 a home held one profile's files at its top (``<home>/warehouse.duckdb``, ``publish/``,
+``dagster/``, ``uploads/``, ``alerts.jsonl``); since then each profile has its own folder (``<home>/<profile>/``,
+settings.Settings.profile_home). A run on an old home would otherwise start an empty record beside the old one.
+
+``adopt`` moves each old entry into the profile's folder by ``os.rename`` (atomic on one file system; the WAL
+before its database, so the database is never where the WAL is not), under an exclusive lock on
+``<home>/.layout.lock`` so two runs never move at once. A kill between two renames leaves every file whole in
+one place or the other, and the next run moves the rest. An entry that exists in both places is never merged or
+overwritten: the run refuses with the exact command that sets the old one aside.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import shlex
+import time
+from pathlib import Path
+
+# The old layout's entries, in the order they move (a WAL before its database).
+ENTRIES = ("warehouse.duckdb.wal", "warehouse.duckdb", "publish", "dagster", "uploads", "alerts.jsonl",
+           "alerts_posted.jsonl")
+LOCK_FILE = ".layout.lock"
+LOCK_WAIT_S = 60.0
+
+
+class LayoutConflict(RuntimeError):
+    """Old and new layout both hold an entry: the user chooses; nothing was moved."""
+
+
+def legacy_entries(home: Path) -> list[Path]:
+    """The old layout's entries present at the top of ``home``."""
+    return [home / n for n in ENTRIES if (home / n).exists() or (home / n).is_symlink()]
+
+
+def pending_note(home: Path, profile_home: Path) -> str | None:
+    """Health's words for an old layout the next run moves (None when there is none)."""
+    old = legacy_entries(home)
+    if not old:
+        return None
+    return (f"{', '.join(p.name for p in old)} in {home} (the layout before per-profile folders): the next run "
+            f"moves them into {profile_home}")
+
+
+def adopt(home: Path, profile_home: Path, lock_wait_s: float = LOCK_WAIT_S) -> list[str]:
+    """Moves the old layout's entries into ``profile_home``; returns the names moved (empty: nothing to do)."""
+    if not legacy_entries(home):
+        return []
+    profile_home.mkdir(parents=True, exist_ok=True)
+    with _locked(home / LOCK_FILE, lock_wait_s):
+        old = legacy_entries(home)  # again: another run may have moved them while we waited
+        clashes = [p for p in old if (profile_home / p.name).exists() and not _empty_dir(profile_home / p.name)]
+        if clashes:
+            aside = home / "old-layout"
+            names = ", ".join(p.name for p in clashes)
+            cmd = f"mkdir -p {shlex.quote(str(aside))} && mv " + " ".join(shlex.quote(str(p)) for p in clashes) + \
+                f" {shlex.quote(str(aside))}/"
+            raise LayoutConflict(f"{names} exist both in {home} (the layout before per-profile folders) and in "
+                                 f"{profile_home}; nothing was moved. To keep {profile_home} and set the old ones "
+                                 f"aside, run: {cmd}")
+        moved = []
+        for p in old:
+            if _empty_dir(profile_home / p.name):  # made by a look before any run (nothing in it to keep)
+                os.rmdir(profile_home / p.name)
+            os.rename(p, profile_home / p.name)
+            moved.append(p.name)
+        _fsync_dir(profile_home)
+        _fsync_dir(home)
+        return moved
+
+
+class _locked:
+    """An exclusive flock on ``path`` within ``wait_s`` (the lock dies with its process: a kill -9 frees it)."""
+
+    def __init__(self, path: Path, wait_s: float):
+        self.path, self.wait_s = path, wait_s
+        self.fd = -1
+
+    def __enter__(self) -> "_locked":
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        deadline = time.monotonic() + self.wait_s
+        while True:
+            try:
+                fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return self
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    os.close(self.fd)
+                    raise TimeoutError(f"{self.path}: another run has held the layout lock for {self.wait_s:.0f} s")
+                time.sleep(0.1)
+
+    def __exit__(self, *exc: object) -> None:
+        os.close(self.fd)  # closing releases the flock
+
+
+def _empty_dir(path: Path) -> bool:
+    return path.is_dir() and not path.is_symlink() and not any(path.iterdir())
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

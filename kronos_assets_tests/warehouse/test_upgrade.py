@@ -1,0 +1,124 @@
+"""Upgrading a home written by an older release: the dbaa304 layout moved into the profile's folder (atomically,
+under a lock, refused with the exact command when both layouts hold a file), and the whole path from the homes of
+dbaa304 and 58da6cc through `kronos-assets run`: every candle, forecast, evaluation and published file kept, the
+dashboard showing the old record."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from kronos_assets import home_layout
+from kronos_assets_tests.conftest import REPO
+from kronos_assets_tests.warehouse.old_homes import RELEASES, file_hashes, rows_lost, table_digests, unpack
+
+
+def test_old_layout_moves_into_the_profile_folder_whole(tmp_path: Path):
+    home = unpack("dbaa304", tmp_path)
+    before = file_hashes(home)
+    assert {"warehouse.duckdb", "publish", "dagster"} <= {p.name for p in home_layout.legacy_entries(home)}
+    assert "the next run moves them into" in (home_layout.pending_note(home, home / "demo") or "")
+
+    moved = home_layout.adopt(home, home / "demo")
+
+    assert set(moved) >= {"warehouse.duckdb", "publish", "dagster"}
+    assert home_layout.legacy_entries(home) == []
+    after = file_hashes(home / "demo")
+    assert after == {k: v for k, v in before.items()}  # every file, byte for byte, one folder down
+    assert home_layout.adopt(home, home / "demo") == []  # done once
+
+
+def test_a_kill_between_two_moves_is_finished_by_the_next_run(tmp_path: Path, monkeypatch):
+    home = unpack("dbaa304", tmp_path)
+    before = file_hashes(home)
+    real_rename, calls = os.rename, []
+
+    def rename_then_die(src, dst):  # the process dies after its first move (a kill -9 between two renames)
+        if calls:
+            raise KeyboardInterrupt("killed")
+        calls.append(src)
+        real_rename(src, dst)
+
+    monkeypatch.setattr(home_layout.os, "rename", rename_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        home_layout.adopt(home, home / "demo")
+    monkeypatch.undo()
+    halfway = file_hashes(home)  # nothing lost: each file whole in one place or the other
+    assert sorted(v for v in halfway.values()) == sorted(before.values())
+    assert home_layout.adopt(home, home / "demo")  # the plain re-run moves the rest
+    assert file_hashes(home / "demo") == before
+
+
+def test_both_layouts_holding_a_file_is_refused_with_the_command(tmp_path: Path):
+    home = unpack("dbaa304", tmp_path)
+    (home / "demo").mkdir()
+    (home / "demo" / "warehouse.duckdb").write_bytes(b"a newer empty record")
+    (home / "demo" / "dagster").mkdir()  # an empty folder (a look before any run) is no clash
+    before = file_hashes(home)
+    with pytest.raises(home_layout.LayoutConflict) as err:
+        home_layout.adopt(home, home / "demo")
+    message = str(err.value)
+    assert message.startswith(f"warehouse.duckdb exist both in {home} (the layout before per-profile folders) and in "
+                              f"{home / 'demo'}; nothing was moved.")
+    assert file_hashes(home) == before
+    command = message.split("run: ", 1)[1]
+    subprocess.run(command, shell=True, check=True)  # the exact command works as printed
+    assert (home / "old-layout" / "warehouse.duckdb").exists()
+    assert home_layout.adopt(home, home / "demo")  # and then the rest moves
+
+
+def _release_configs(to: Path) -> Path:
+    """The repository's configs with the sampling the fixtures were written with (1h horizon 4, 6 paths:
+    make_fixture.py), as a user upgrading keeps their own configs."""
+    shutil.copytree(REPO / "configs", to)
+    markets, models = to / "markets.yaml", to / "models.yaml"
+    markets.write_text(re.sub(r"(\n  1h: \{[^}]*horizon: )\d+", r"\g<1>4", markets.read_text()))
+    models.write_text(re.sub(r"(\n  n_paths: )\d+", r"\g<1>6", models.read_text()))
+    return to
+
+
+@pytest.mark.parametrize("commit", sorted(RELEASES))
+def test_run_on_an_old_release_home_keeps_and_shows_the_old_record(commit: str, tmp_path: Path):
+    home = unpack(commit, tmp_path)
+    old = tmp_path / "old"  # the release's files as they were, to compare with
+    old.mkdir()
+    old_wh = old / "warehouse.duckdb"
+    old_wh.write_bytes((home / RELEASES[commit] / "warehouse.duckdb").read_bytes())
+    old_publish = home / RELEASES[commit] / "publish"
+    old_files = file_hashes(old_publish)
+    old_manifest = json.loads((old_publish / "manifest.json").read_text())
+    old_digests = table_digests(old_wh)
+    origins = sorted({Path(k).stem for k in old_manifest["objects"] if "/history/" in k})
+    assert origins and old_digests["evaluations"][0] > 0
+
+    env = {**os.environ, "KRONOS_HOME": str(home), "KRONOS_PROFILE": "demo",
+           "KRONOS_CONFIG_DIR": str(_release_configs(tmp_path / "configs"))}
+    env.pop("DAGSTER_HOME", None)
+    cmd = [sys.executable, "-m", "kronos_assets.cli", "run", "--backfill-bars", "1"]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, f"{shlex.join(cmd)}\n{proc.stdout}\n{proc.stderr}"
+    if commit == "dbaa304":
+        assert f"from {home} (the layout before per-profile folders) into {home / 'demo'}" in proc.stdout
+    assert "warehouse schema migrated from version" in proc.stdout
+
+    new_wh = home / "demo" / "warehouse.duckdb"
+    assert rows_lost(old_wh, new_wh) == {t: 0 for t in old_digests}  # every old row, as it was
+    publish = home / "demo" / "publish"
+    manifest = json.loads((publish / "manifest.json").read_text())
+    now_files = file_hashes(publish)
+    immutable = [k for k in old_manifest["objects"] if "/history/" in k or "/paths/" in k]
+    for key in immutable:  # the old record's published files: on disk unchanged and listed in the manifest
+        assert now_files.get(key) == old_files[key], key
+        assert manifest["objects"][key]["sha256"] == old_files[key], key
+    index = (publish / "index.html").read_text()
+    newest_old = origins[-1].replace("T", " ")[:13] + ":00 UTC"  # 2026-11-21T10-00-00Z -> 2026-11-21 10:00 UTC
+    assert newest_old in index  # the dashboard shows the old record
+    assert not [p for p in home_layout.legacy_entries(home)]
