@@ -3,7 +3,6 @@ the banner. Markup is the templates' job (templates/, escaped there), so nothing
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from kronos_assets.publishing.snapshots import MIN_BIN, MIN_INDEPENDENT
@@ -33,7 +32,8 @@ SCORE_COLUMNS = (  # (column, header, format, header tooltip)
     ("coverage_80", "80 % band (expected)", "coverage",
      "share of outcomes inside the 80 % band, and in brackets what a perfectly calibrated forecaster's band "
      "covers with the stored number of sample paths N: 80 % x (N-1)/(N+1), 74.8 % for 30 paths; 'too narrow' or "
-     "'too wide' when more than 2 standard errors away, counted over independent horizons"),
+     "'too wide' when the hits at every step of the path (step s weighing 1/s^2, as overlapping forecasts share "
+     "less of their early steps) differ from that at 5 % significance, allowing for the overlap"),
     ("brier_up", "Brier P(up)", "num",
      "Brier score of P(up): 0 is perfect, 0.25 a coin flip (n/a: a point forecast gives no probability)"),
     ("crps_skill_vs_rw_vol", "skill vs RW+vol", "signed_pct",
@@ -112,14 +112,14 @@ def verdict_sentence(snap: dict[str, Any]) -> tuple[str, bool]:
     return verdict["sentence"], verdict["n_independent"] < verdict["min_independent"]
 
 
-def coverage_judgement(observed: float, expected: float, n_independent: int) -> str:
-    """' · too narrow' / ' · too wide' when the observed coverage is more than two standard errors from what a
-    calibrated forecaster with this path count covers, counting independent horizons (not overlapping
-    forecasts) as the sample; '' when within that."""
-    se = math.sqrt(expected * (1 - expected) / n_independent)
-    if observed < expected - 2 * se:
-        return " · too narrow"
-    return " · too wide" if observed > expected + 2 * se else ""
+def coverage_judgement(row: dict[str, Any]) -> str:
+    """' · too narrow (71.2 % over the path)' / ' · too wide (…)' when the 80 % band's hits at every step of every
+    forecast, pooled (step s weighs 1/s^2), differ from a calibrated band's at 5 % (kronos_assets.metrics.coverage,
+    attached by snapshots.scoreboard as coverage_80_flag and coverage_80_path); '' when within noise."""
+    flag, pooled = row.get("coverage_80_flag"), row.get("coverage_80_path")
+    if flag is None:
+        return ""
+    return f" · {flag}" + ("" if pooled is None else f" ({pct(pooled)} over the path)")
 
 
 def score_cells(row: dict[str, Any], k: int) -> list[str]:
@@ -144,7 +144,7 @@ def score_cells(row: dict[str, Any], k: int) -> list[str]:
         elif kind == "coverage":
             expected = row.get("expected_coverage_80")
             txt = pct(v) + (f" ({pct(expected)})" if expected is not None else " (n/a)")
-            txt += "" if early or expected is None else coverage_judgement(v, expected, k)
+            txt += "" if early or expected is None else coverage_judgement(row)
         elif kind == "percent_units":
             txt = f"{v:.2f} %"
         elif kind == "signed_pct":

@@ -10,6 +10,7 @@ from typing import Any
 import polars as pl
 
 from kronos_assets.metrics import MIN_INDEPENDENT_HORIZONS, pit_histogram
+from kronos_assets.metrics.coverage import coverage_test
 from kronos_assets.publishing.public import public_forecast
 from kronos_assets.settings import BASELINES
 from kronos_assets.track_record import newest_scored_origin, verdicts
@@ -207,5 +208,23 @@ def scoreboard(wh: Warehouse, timeframe: str, symbols: list[str] | None = None) 
     if as_of is None:
         return []
     rows = json_rows(wh.query(read_sql("scoreboard.sql"), {"timeframe": timeframe, "as_of": as_of}))
-    return [r for r in rows if r["window_name"] == "all" and r["step"] == r["horizon"]
-            and (symbols is None or r["symbol"] in symbols)]
+    board = [r for r in rows if r["window_name"] == "all" and r["step"] == r["horizon"]
+             and (symbols is None or r["symbol"] in symbols)]
+    return with_coverage_tests(wh, timeframe, board)
+
+
+def with_coverage_tests(wh: Warehouse, timeframe: str, board: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Adds to each all-time row the 80 % band's coverage pooled over the path (``coverage_80_path``), the test's
+    p-value and its judgement (``coverage_80_flag``: 'too narrow', 'too wide' or None; kronos_assets.metrics.
+    coverage); None for a point forecast (no band)."""
+    hits = wh.query(read_sql("coverage_path.sql"), {"timeframe": timeframe})
+    series = hits.partition_by("symbol", "model", as_dict=True, maintain_order=True) if hits.height else {}
+    for r in board:
+        part = series.get((r["symbol"], r["model"]))
+        test = None
+        if part is not None and r.get("expected_coverage_80") is not None:
+            test = coverage_test(part["hit_80"].to_numpy(), part["expected_80"].to_numpy(), int(part["horizon"][0]))
+        r["coverage_80_path"] = None if test is None else test.observed
+        r["coverage_80_p"] = None if test is None or math.isnan(test.p_value) else test.p_value
+        r["coverage_80_flag"] = None if test is None else test.judgement
+    return board
