@@ -12,8 +12,8 @@ hit rate per origin, and compares its mean with what a calibrated band of N samp
 cosine estimate (as the Diebold-Mariano test's, kronos_assets.metrics.compare) with 2 terms per independent
 horizon, rescaled to the calibrated coverage's Bernoulli variance, and referred to Student t with that many
 degrees of freedom. benchmarks/bench_coverage_flags.py measures
-it: false flags 4-6 % under a correctly specified random walk, a 10-point shortfall flagged ~94 % of the time at
-240 origins of 24-bar forecasts (the last step alone: ~13 %).
+it: false flags 3.7-6.5 % under a correctly specified random walk, a 10-point miss either way flagged 94-100 % of
+the time from 240 origins of 24-bar forecasts (the same test on the last step alone: 33-38 %).
 """
 
 from __future__ import annotations
