@@ -208,10 +208,16 @@ def _upgrade(settings: Settings, warehouse: bool) -> int:
     from kronos_assets.warehouse.backends import WarehouseUnavailable
 
     try:
-        moved = home_layout.adopt(settings.home, settings.profile_home)
+        synthetic = home_layout.relocate_synthetic(settings.home)
+        if synthetic is not None:
+            print(f"moved {settings.home / home_layout.OLD_SYNTHETIC_PROFILE} to {synthetic}: its candles are the "
+                  f"synthetic market's (an older release's demo profile); that record is now the synthetic "
+                  f"profile's: `kronos-assets --profile synthetic run`")
+        target = home_layout.destination(settings.home, settings.profile_home, settings.market)
+        moved = home_layout.adopt(settings.home, target)
         if moved:
             print(f"moved {', '.join(moved)} from {settings.home} (the layout before per-profile folders) into "
-                  f"{settings.profile_home}")
+                  f"{target}")
         if warehouse:
             wh = Warehouse.of(settings)
             try:

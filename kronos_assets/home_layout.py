@@ -9,6 +9,11 @@ before its database, so the database is never where the WAL is not), under an ex
 ``<home>/.layout.lock`` so two runs never move at once. A kill between two renames leaves every file whole in
 one place or the other, and the next run moves the rest. An entry that exists in both places is never merged or
 overwritten: the run refuses with the exact command that sets the old one aside.
+
+Up to release 58da6cc the ``demo`` profile ran on the synthetic market; since then it replays real candles and the
+synthetic market has a profile of its own. A record of synthetic candles is that profile's record: it goes to
+``<home>/synthetic/`` (``relocate_synthetic`` for a profile folder, ``destination`` for the old top-level layout),
+never into a replay or live record, whose price series it would break. It moves whole, by one rename.
 """
 
 from __future__ import annotations
@@ -24,6 +29,8 @@ ENTRIES = ("warehouse.duckdb.wal", "warehouse.duckdb", "publish", "dagster", "up
            "alerts_posted.jsonl")
 LOCK_FILE = ".layout.lock"
 LOCK_WAIT_S = 60.0
+SYNTHETIC = "synthetic"  # the profile (and market) that older releases' demo records belong to
+OLD_SYNTHETIC_PROFILE = "demo"  # the profile that ran the synthetic market up to 58da6cc
 
 
 class LayoutConflict(RuntimeError):
@@ -35,13 +42,74 @@ def legacy_entries(home: Path) -> list[Path]:
     return [home / n for n in ENTRIES if (home / n).exists() or (home / n).is_symlink()]
 
 
-def pending_note(home: Path, profile_home: Path) -> str | None:
-    """Health's words for an old layout the next run moves (None when there is none)."""
-    old = legacy_entries(home)
-    if not old:
+def stored_exchanges(warehouse: Path) -> set[str] | None:
+    """Who served the candles stored in ``warehouse`` (None when it is absent, busy, unreadable or holds none)."""
+    if not warehouse.is_file():
         return None
-    return (f"{', '.join(p.name for p in old)} in {home} (the layout before per-profile folders): the next run "
-            f"moves them into {profile_home}")
+    import duckdb
+
+    try:
+        con = duckdb.connect(str(warehouse), read_only=True)
+    except duckdb.Error:
+        return None
+    try:
+        return {r[0] for r in con.execute("SELECT DISTINCT exchange FROM raw_candles").fetchall()} or None
+    except duckdb.Error:
+        return None
+    finally:
+        con.close()
+
+
+def _synthetic_record(folder: Path) -> bool:
+    return stored_exchanges(folder / "warehouse.duckdb") == {SYNTHETIC}
+
+
+def destination(home: Path, profile_home: Path, market: str) -> Path:
+    """Where the old top-level layout goes: the synthetic profile's folder when it holds synthetic candles and this
+    profile's market is another, else this profile's folder."""
+    if market != SYNTHETIC and _synthetic_record(home):
+        return home / SYNTHETIC
+    return profile_home
+
+
+def pending_note(home: Path, profile_home: Path, market: str | None = None) -> str | None:
+    """Health's words for an old layout or a synthetic record the next run moves (None when there is none)."""
+    notes = []
+    if (source := _synthetic_source(home)) is not None:
+        notes.append(f"{source} holds a record of the synthetic market (an older release's demo): the next run moves "
+                     f"it to {home / SYNTHETIC}")
+    old = legacy_entries(home)
+    if old:
+        target = destination(home, profile_home, market) if market is not None else profile_home
+        notes.append(f"{', '.join(p.name for p in old)} in {home} (the layout before per-profile folders): the next "
+                     f"run moves them into {target}")
+    return "; ".join(notes) or None
+
+
+def _synthetic_source(home: Path) -> Path | None:
+    source = home / OLD_SYNTHETIC_PROFILE
+    return source if _synthetic_record(source) else None
+
+
+def relocate_synthetic(home: Path, lock_wait_s: float = LOCK_WAIT_S) -> Path | None:
+    """Moves ``<home>/demo`` to ``<home>/synthetic`` when it holds synthetic candles (the demo of releases up to
+    58da6cc), whichever profile runs; returns the new folder, or None when there was nothing to move."""
+    if _synthetic_source(home) is None:
+        return None
+    source, target = home / OLD_SYNTHETIC_PROFILE, home / SYNTHETIC
+    with _locked(home / LOCK_FILE, lock_wait_s):
+        if _synthetic_source(home) is None:  # another run moved it while we waited
+            return None
+        if target.exists() and not _empty_dir(target):
+            aside = home / f"{OLD_SYNTHETIC_PROFILE}-synthetic"
+            raise LayoutConflict(
+                f"{source} holds a record of the synthetic market (an older release's demo), and {target} is taken; "
+                f"nothing was moved. To keep both, run: mv {shlex.quote(str(source))} {shlex.quote(str(aside))}")
+        if _empty_dir(target):
+            os.rmdir(target)
+        os.rename(source, target)
+        _fsync_dir(home)
+        return target
 
 
 def adopt(home: Path, profile_home: Path, lock_wait_s: float = LOCK_WAIT_S) -> list[str]:

@@ -148,7 +148,7 @@ def schema_row(settings: Settings, wh: ReadOnlyWarehouse) -> Row:
     """The warehouse's schema version and what the next run migrates, and an older home layout it moves."""
     from kronos_assets import home_layout
 
-    layout = home_layout.pending_note(settings.home, settings.profile_home)
+    layout = home_layout.pending_note(settings.home, settings.profile_home, settings.market)
     if wh.con is None and layout:
         return Row("reachable", "warehouse schema", WARN, layout)
     status, detail = wh.schema()

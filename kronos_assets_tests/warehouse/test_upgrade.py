@@ -99,26 +99,66 @@ def test_run_on_an_old_release_home_keeps_and_shows_the_old_record(commit: str, 
     origins = sorted({Path(k).stem for k in old_manifest["objects"] if "/history/" in k})
     assert origins and old_digests["evaluations"][0] > 0
 
-    env = {**os.environ, "KRONOS_HOME": str(home), "KRONOS_PROFILE": "demo",
+    # Both releases' demo ran the synthetic market: their record becomes the synthetic profile's (the demo now
+    # replays real candles, whose price series synthetic candles would break).
+    env = {**os.environ, "KRONOS_HOME": str(home), "KRONOS_PROFILE": "synthetic",
            "KRONOS_CONFIG_DIR": str(_release_configs(tmp_path / "configs"))}
     env.pop("DAGSTER_HOME", None)
     cmd = [sys.executable, "-m", "kronos_assets.cli", "run", "--backfill-bars", "1"]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, f"{shlex.join(cmd)}\n{proc.stdout}\n{proc.stderr}"
     if commit == "dbaa304":
-        assert f"from {home} (the layout before per-profile folders) into {home / 'demo'}" in proc.stdout
+        assert f"from {home} (the layout before per-profile folders) into {home / 'synthetic'}" in proc.stdout
+    else:
+        assert f"moved {home / 'demo'} to {home / 'synthetic'}: its candles are the synthetic market's" in proc.stdout
     assert "warehouse schema migrated from version" in proc.stdout
+    assert not (home / "demo").exists()
 
-    new_wh = home / "demo" / "warehouse.duckdb"
+    new_wh = home / "synthetic" / "warehouse.duckdb"
     assert rows_lost(old_wh, new_wh) == {t: 0 for t in old_digests}  # every old row, as it was
-    publish = home / "demo" / "publish"
+    publish = home / "synthetic" / "publish"
     manifest = json.loads((publish / "manifest.json").read_text())
     now_files = file_hashes(publish)
     immutable = [k for k in old_manifest["objects"] if "/history/" in k or "/paths/" in k]
     for key in immutable:  # the old record's published files: on disk unchanged and listed in the manifest
         assert now_files.get(key) == old_files[key], key
         assert manifest["objects"][key]["sha256"] == old_files[key], key
-    index = (publish / "index.html").read_text()
-    newest_old = origins[-1].replace("T", " ")[:13] + ":00 UTC"  # 2026-11-21T10-00-00Z -> 2026-11-21 10:00 UTC
-    assert newest_old in index  # the dashboard shows the old record
+    # The dashboard and scoreboard count the old record: the track record starts at its first origin (the run's
+    # own forecasts, made at the wall clock, come after it).
+    board = json.loads((publish / "scoreboard.json").read_text())
+    assert min(r["first_origin"] for r in board["rows"])[:13] == origins[0][:13]  # 2026-11-21T05
+    assert origins[0][:10] in (publish / "index.html").read_text()
     assert not [p for p in home_layout.legacy_entries(home)]
+
+
+@pytest.mark.parametrize("commit", sorted(RELEASES))
+def test_an_old_synthetic_demo_record_goes_to_the_synthetic_profile_whichever_profile_runs(commit: str,
+                                                                                          tmp_path: Path):
+    """Releases up to 58da6cc ran the demo on the synthetic market: a demo (replay) or live run moves that record,
+    whole, to <home>/synthetic instead of mixing synthetic candles into its own record; health says so first."""
+    home = unpack(commit, tmp_path)
+    source = home / RELEASES[commit]
+    before = file_hashes(source)
+    demo_home = home / "demo"
+    note = home_layout.pending_note(home, demo_home, "replay")
+    assert note is not None and str(home / "synthetic") in note
+
+    moved = home_layout.relocate_synthetic(home)
+    target = home_layout.destination(home, demo_home, "replay")
+    names = home_layout.adopt(home, target)
+    assert target == (home / "synthetic" if commit == "dbaa304" else demo_home)  # where top-level entries would go
+    assert (moved == home / "synthetic") == (commit != "dbaa304")  # 58da6cc: <home>/demo moved whole
+    assert bool(names) == (commit == "dbaa304")  # dbaa304: the top-level entries moved
+    assert file_hashes(home / "synthetic") == before  # every file, byte for byte
+    assert not demo_home.exists() and home_layout.pending_note(home, demo_home, "replay") is None
+    assert home_layout.relocate_synthetic(home) is None  # done once
+
+
+def test_a_taken_synthetic_folder_is_refused_with_the_command(tmp_path: Path):
+    home = unpack("58da6cc", tmp_path)
+    (home / "synthetic").mkdir()
+    (home / "synthetic" / "warehouse.duckdb").write_bytes(b"x")
+    with pytest.raises(home_layout.LayoutConflict) as err:
+        home_layout.relocate_synthetic(home)
+    assert f"mv {home / 'demo'} {home / 'demo-synthetic'}" in str(err.value)
+    assert (home / "demo" / "warehouse.duckdb").exists()  # nothing moved
