@@ -19,7 +19,7 @@ the cause in one line.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Callable
 
@@ -27,15 +27,19 @@ import dagster as dg
 
 from kronos_assets import environment
 from kronos_assets.defs.clock import now_tag
-from kronos_assets.defs.evaluate import track_record_key
-from kronos_assets.defs.factory import build_definitions, candles_job_name, forecast_job_name
+from kronos_assets.defs.names import TRACK_RECORD_INPUTS, candles_job_name, forecast_job_name, track_record_key
 from kronos_assets.defs.partitions import RANGE_END, RANGE_START, bar_key, day_key
 from kronos_assets.defs.resources import build_resources, library
 from kronos_assets.alerts import pending_alerts
 from kronos_assets.failures import alert_failed_runs, run_cause
+from kronos_assets.forecasting.versions import forecast_versions
+from kronos_assets.incremental import (bars_to_score, candle_days_to_refresh, forecasts_to_make, publish_inputs,
+                                       scores_digest)
 from kronos_assets.local_instance import instance_for
 from kronos_assets.market.schema import CandleError
 from kronos_assets.market.timeframes import last_closed_bar_open, timeframe_delta
+from kronos_assets.publishing.manifest import read_manifest
+from kronos_assets.publishing.public import public_symbols
 from kronos_assets.publishing.store import LocalStore
 from kronos_assets.retention import RUN_ROUND_S, prune_instance
 from kronos_assets.runs import (DEFAULT_POOL_WAIT_S, bounded_pool_waits, held_slots, process_tags,
@@ -91,6 +95,14 @@ def resolve_now(settings: Settings, now: datetime | None, market: Any) -> dateti
 class MainJobResult:
     dashboard: str  # a local path, or the bucket's URL of index.html
     runs: int
+    forecasts_computed: int = 0  # (origin, model) forecasts made by this call's runs
+    forecasts_scored: int = 0  # (origin, model) forecasts scored by this call's runs
+    published: bool = False  # whether a run published
+    track_records: int = 0  # track records computed
+
+
+# The metadata each stage's materialisation reports its work in (defs/forecast.py, defs/evaluate.py).
+_WORK_FIELDS = {"forecasts": ("forecasts_computed", "forecasts"), "evaluations": ("forecasts_scored", "forecasts_scored")}
 
 
 @dataclass
@@ -98,15 +110,14 @@ class _Runner:
     settings: Settings
     instance: dg.DagsterInstance
     log: Callable[[str], None]
-    total: int
-
     now: datetime
     done: int = 0
+    work: dict[str, int] = field(default_factory=dict)
 
     def run(self, job: dg.JobDefinition, what: str, start: dg.MultiPartitionKey | None = None,
             end: dg.MultiPartitionKey | None = None) -> None:
         self.done += 1
-        self.log(f"[{self.done}/{self.total}] {what}")
+        self.log(f"[run {self.done}] {what}")
         t0 = time.perf_counter()
         result = job.execute_in_process(instance=self.instance, run_config=QUIET, raise_on_error=False,
                                         tags={**({RANGE_START: str(start), RANGE_END: str(end)} if start else {}),
@@ -117,6 +128,16 @@ class _Runner:
             self.log(f"      failed after {time.perf_counter() - t0:.1f} s (run {result.run_id}); alert recorded, "
                      f"{outcome}")
             raise MainJobFailed(f"{what}: {run_cause(self.instance, result.run_id)}")
+        # A run over a range of partitions records one materialisation per partition, each with the step's metadata.
+        seen: dict[str, dg.AssetMaterialization] = {}
+        for event in result.get_asset_materialization_events():
+            seen.setdefault(event.asset_key.path[-1], event.materialization)
+        for stage, mat in seen.items():
+            if stage in _WORK_FIELDS:
+                name, counted = _WORK_FIELDS[stage]
+                self.work[name] = self.work.get(name, 0) + int(mat.metadata[counted].value)
+            elif stage in ("published", "track_record"):
+                self.work[stage] = self.work.get(stage, 0) + 1
         self.log(f"      done in {time.perf_counter() - t0:.1f} s")
 
 
@@ -144,6 +165,41 @@ def prune_runs(settings: Settings, instance: dg.DagsterInstance, log: Callable[[
             "the next run resumes it")
 
 
+@dataclass
+class _Jobs:
+    """The code location's jobs, built when the first run needs them: a tick with nothing to do imports neither the
+    asset modules (torch, scipy) nor builds the definitions."""
+
+    settings: Settings
+    resources: dict[str, Any]
+    _defs: Any = None
+
+    def get(self, name: str) -> dg.JobDefinition:
+        if self._defs is None:
+            from kronos_assets.defs.factory import build_definitions
+
+            # Each timeframe's track record (scoreboards, verdicts, calibration), once its series are scored.
+            records = [dg.define_asset_job(f"track_record_{tf.name}_job", selection=[track_record_key(tf.name)])
+                       for tf in self.settings.timeframes]
+            self._defs = dg.Definitions.merge(build_definitions(self.settings, self.resources),
+                                              dg.Definitions(jobs=records))
+        return self._defs.resolve_job_def(name)
+
+
+def _span(symbols: list[str], order: list[str]) -> tuple[str, str]:
+    """The first and last of ``symbols`` in the partitions' order: a multi-partition range is the rectangle of
+    each dimension's range, so one run covers these symbols (and any configured between them) at once."""
+    ranked = sorted(symbols, key=order.index)
+    return ranked[0], ranked[-1]
+
+
+def _recorded(instance: dg.DagsterInstance, key: dg.AssetKey, field_name: str) -> str | None:
+    """A metadata value of the asset's newest materialisation (retention keeps the newest: retention.py)."""
+    event = instance.get_latest_materialization_event(key)
+    entry = event.asset_materialization.metadata.get(field_name) if event and event.asset_materialization else None
+    return None if entry is None else str(entry.value)
+
+
 def run_main_job(
     settings: Settings,
     backfill_bars: int = 48,
@@ -153,18 +209,20 @@ def run_main_job(
     log: Callable[[str], None] = print,
     pool_wait_s: float = POOL_WAIT_S,
 ) -> MainJobResult:
+    """One tick: per timeframe, only what is missing or stale (incremental.py) runs, in at most three runs that
+    each cover every symbol: candle days not stored whole, then forecasts, scores and the publish over the bars
+    with work, then the track record when the scores changed."""
     resources = resources if resources is not None else build_resources(settings)
     # before anything is created: a refused now leaves no run, no instance, no warehouse behind
     now = resolve_now(settings, now, library(resources["market"]) if settings.replay else None)
-    # Each timeframe's track record (scoreboards, verdicts, calibration) is materialised once its series are scored.
-    records = {tf.name: dg.define_asset_job(f"track_record_{tf.name}_job",
-                                            selection=[track_record_key(tf.name)]) for tf in settings.timeframes}
-    defs = dg.Definitions.merge(build_definitions(settings, resources), dg.Definitions(jobs=list(records.values())))
     instance = instance or instance_for(settings)
     store = library(resources["store"])
+    warehouse = library(resources["warehouse"])
     recover(settings, instance, store, log)
-    runner = _Runner(settings, instance, log, total=(2 * len(settings.symbols) + 1) * len(settings.timeframes),
-                     now=now)
+    jobs = _Jobs(settings, resources)
+    runner = _Runner(settings, instance, log, now=now)
+    order = list(settings.symbols)
+    public = public_symbols(settings)
     with bounded_pool_waits(instance, pool_wait_s, on_reap=lambda m: log(f"recovered: {m}")):
         for tf in settings.timeframes:
             step = timeframe_delta(tf.name)
@@ -173,14 +231,54 @@ def run_main_job(
             # Near the partitions' start there is less to backfill and less history: both begin at the first bar.
             first = max(newest - (backfill_bars - 1) * step, start)
             candles_from = max(first - tf.history_bars * step, start)
-            bars = min(backfill_bars, (newest - first) // step + 1)
-            candles = defs.resolve_job_def(candles_job_name(tf.name))
-            forecast = defs.resolve_job_def(forecast_job_name(tf.name))
-            for symbol in settings.symbols:
-                runner.run(candles, f"{symbol} {tf.name}: candles {candles_from:%Y-%m-%d}..{newest:%Y-%m-%d}",
-                           day_key(symbol, candles_from), day_key(symbol, newest))
-                runner.run(forecast, f"{symbol} {tf.name}: forecast, score and publish {bars} bars up to "
-                                     f"{newest:%Y-%m-%d %H:%M}", bar_key(symbol, first), bar_key(symbol, newest))
-            runner.run(defs.resolve_job_def(records[tf.name].name), f"{tf.name}: track record and verdicts")
+            window = [first + i * step for i in range((newest - first) // step + 1)]
+
+            days = {s: candle_days_to_refresh(warehouse, s, tf.name, step, candles_from, newest) for s in order}
+            days = {s: d for s, d in days.items() if d}
+            if days:
+                lo, hi = min(d[0] for d in days.values()), max(d[-1] for d in days.values())
+                a, b = _span(list(days), order)
+                runner.run(jobs.get(candles_job_name(tf.name)),
+                           f"{', '.join(days)} {tf.name}: candles {lo:%Y-%m-%d}..{hi:%Y-%m-%d} "
+                           f"({sum(map(len, days.values()))} symbol-days not stored whole)",
+                           day_key(a, lo), day_key(b, hi))
+
+            sampling = settings.sampling_for(tf.name)
+            versions = forecast_versions(settings.model_specs, list(settings.forecasters), sampling, tf.history_bars)
+            work: dict[str, list[datetime]] = {}
+            counts = [0, 0]
+            for s in order:
+                todo = forecasts_to_make(warehouse, s, tf.name, step, window, versions, only_with_candles=True)
+                score = bars_to_score(warehouse, s, tf.name, step, tf.horizon, window)
+                counts[0] += sum(map(len, todo.values()))
+                counts[1] += len(score)
+                bars = sorted({b for bs in todo.values() for b in bs} | set(score))
+                if bars:
+                    work[s] = bars
+            unpublished = publish_inputs(warehouse, tf.name, public) != _published_inputs(store, tf.name)
+            if not work and unpublished:  # stored but not (or not wholly) published: a publish cut short
+                work = {s: window for s in order}
+            if work:
+                lo, hi = min(b[0] for b in work.values()), max(b[-1] for b in work.values())
+                a, b = _span(list(work), order)
+                runner.run(jobs.get(forecast_job_name(tf.name)),
+                           f"{', '.join(work)} {tf.name}: {counts[0]} forecasts to make, {counts[1]} bars to score, "
+                           f"publish; bars {lo:%Y-%m-%d %H:%M}..{hi:%Y-%m-%d %H:%M}",
+                           bar_key(a, lo), bar_key(b, hi))
+            else:
+                log(f"{tf.name}: forecasts, scores and publication up to {newest:%Y-%m-%d %H:%M} already stored")
+
+            if scores_digest(warehouse, tf.name) != _recorded(instance, track_record_key(tf.name), TRACK_RECORD_INPUTS):
+                runner.run(jobs.get(f"track_record_{tf.name}_job"), f"{tf.name}: track record and verdicts")
     prune_runs(settings, instance, log)
-    return MainJobResult(dashboard=store.location("index.html"), runs=runner.done)
+    w = runner.work
+    return MainJobResult(dashboard=store.location("index.html"), runs=runner.done,
+                         forecasts_computed=w.get("forecasts_computed", 0),
+                         forecasts_scored=w.get("forecasts_scored", 0), published=bool(w.get("published")),
+                         track_records=w.get("track_record", 0))
+
+
+def _published_inputs(store: Any, timeframe: str) -> str | None:
+    """The digest the last complete publish of ``timeframe`` recorded in the manifest (None: none recorded)."""
+    manifest, _ = read_manifest(store)
+    return manifest.get("inputs", {}).get(timeframe)

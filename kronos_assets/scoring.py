@@ -25,18 +25,33 @@ class Scored:
     missing: list[str] = field(default_factory=list)  # 'SYMBOL YYYY-MM-DD HH:MM' origins that should have a forecast
 
 
+def _not_closed(symbol: str, timeframe: str, bar: datetime) -> str:
+    return (f"{symbol} {timeframe}: bar {bar} has not closed or is not in clean candles yet; an evaluation waits "
+            "until every bar of its horizon has closed")
+
+
+def require_closed(warehouse: Warehouse, symbol: str, timeframe: str, bar: datetime) -> None:
+    """Raises HorizonNotClosed unless ``bar`` is in clean candles (every bar before it is then closed too)."""
+    found = warehouse.query("SELECT count(*) AS n FROM clean_candles WHERE symbol = ? AND timeframe = ? AND ts = ?",
+                            [symbol, timeframe, bar])["n"][0]
+    if not found:
+        raise HorizonNotClosed(_not_closed(symbol, timeframe, bar))
+
+
 def score_bars(warehouse: Warehouse, symbol: str, timeframe: str, step: timedelta, horizon: int,
-               bars: list[datetime], into: Scored) -> None:
-    """Score the forecasts ending at each of ``bars`` (sorted) of one series; counts and gaps go to ``into``."""
+               bars: list[datetime], into: Scored, models: list[str] | None = None) -> None:
+    """Score the forecasts ending at each of ``bars`` (sorted) of one series; counts and gaps go to ``into``.
+    ``models``: score (and replace the scores of) only these models' forecasts (None: every model's)."""
     origins = [k - (horizon - 1) * step for k in bars]
     heads = load_close_paths(warehouse, symbol, timeframe, origins)
+    if models is not None and heads.height:
+        heads = heads.filter(pl.col("model").is_in(models))
     realised = warehouse.query(
         "SELECT ts, close FROM clean_candles WHERE symbol = ? AND timeframe = ? AND ts >= ? AND ts <= ? ORDER BY ts",
         [symbol, timeframe, origins[0], bars[-1]],
     )
     if realised.height == 0 or realised["ts"][-1] < bars[-1]:
-        raise HorizonNotClosed(f"{symbol} {timeframe}: bar {bars[-1]} has not closed or is not in clean candles yet; "
-                               "an evaluation waits until every bar of its horizon has closed")
+        raise HorizonNotClosed(_not_closed(symbol, timeframe, bars[-1]))
     rows = []
     by_origin = {o: [] for o in origins}
     for head in heads.iter_rows(named=True):
@@ -52,7 +67,8 @@ def score_bars(warehouse: Warehouse, symbol: str, timeframe: str, step: timedelt
             rows += evaluation_rows(head, realised, symbol, timeframe, step, k)
     frame = pl.DataFrame(rows, schema_overrides={"origin": TS, "ts": TS, "scored_bar": TS,
                                                  "brier_vol_amp": pl.Float64}, infer_schema_length=None)
+    only = "" if models is None else " AND model IN (SELECT unnest(?::VARCHAR[]))"
     warehouse.replace("evaluations", frame,
-                      "symbol = ? AND timeframe = ? AND scored_bar IN (SELECT unnest(?::TIMESTAMPTZ[]))",
-                      [symbol, timeframe, bars])
+                      "symbol = ? AND timeframe = ? AND scored_bar IN (SELECT unnest(?::TIMESTAMPTZ[]))" + only,
+                      [symbol, timeframe, bars] + ([list(models)] if models is not None else []))
     into.forecasts += len({(r["origin"], r["model"]) for r in rows})

@@ -10,9 +10,11 @@ import dagster as dg
 from kronos_assets.defs.forecast import candles_mapping, forecasts_key
 from kronos_assets.defs.ingest import clean_candles_key
 from kronos_assets.defs.metadata import md_table
+from kronos_assets.defs.names import TRACK_RECORD_INPUTS, track_record_key
 from kronos_assets.defs.partitions import BAR_FMT, MARKETS, Family, bar_partitions, times_by_symbol
+from kronos_assets.incremental import scores_digest, scores_to_make
 from kronos_assets.market.timeframes import timeframe_delta
-from kronos_assets.scoring import HorizonNotClosed, Scored, score_bars
+from kronos_assets.scoring import HorizonNotClosed, Scored, require_closed, score_bars
 from kronos_assets.settings import Settings, TimeframeSettings
 from kronos_assets.track_record import crps_standing, track_record
 from kronos_assets.warehouse import WRITE_POOL, Warehouse
@@ -55,9 +57,19 @@ def build_evaluations(settings: Settings, tf: TimeframeSettings, family: Family 
     )
     def evaluations(context: dg.AssetExecutionContext, warehouse: dg.ResourceParam[Warehouse]) -> dg.MaterializeResult:
         scored = Scored()
+        already = 0
         for symbol, bars in times_by_symbol(context.partition_keys, "bar", BAR_FMT, family).items():
             try:
-                score_bars(warehouse, symbol, tf.name, step, h, bars, scored)
+                require_closed(warehouse, symbol, tf.name, bars[-1])
+                # Only forecasts not scored yet (a forecast made again had its scores deleted with it), bars
+                # grouped by the models they need; a bar with no forecast has nothing to score.
+                todo = scores_to_make(warehouse, symbol, tf.name, step, h, bars)
+                already += len(bars) - len(todo)
+                groups: dict[tuple[str, ...], list] = {}
+                for bar, models in todo.items():
+                    groups.setdefault(tuple(models), []).append(bar)
+                for models, group in groups.items():
+                    score_bars(warehouse, symbol, tf.name, step, h, group, scored, models=list(models))
             except HorizonNotClosed as exc:
                 raise dg.Failure(description=str(exc)) from None
         if scored.missing:
@@ -65,7 +77,8 @@ def build_evaluations(settings: Settings, tf: TimeframeSettings, family: Family 
                                 f"e.g. {scored.missing[0]}")
         return dg.MaterializeResult(
             metadata={
-                "forecasts_scored": scored.forecasts,
+                "forecasts_scored": scored.forecasts,  # by this run
+                "bars_already_scored_or_without_forecast": already,
                 "origins_without_forecast": len(scored.missing),
             }
         )
@@ -73,12 +86,18 @@ def build_evaluations(settings: Settings, tf: TimeframeSettings, family: Family 
     return evaluations
 
 
-def track_record_key(tf: str) -> dg.AssetKey:
-    return dg.AssetKey([tf, "track_record"])
+NOT_WORSE_CHECK = "primary_model_not_worse_than_baseline_30d"
 
 
-def build_track_record(settings: Settings, tf: TimeframeSettings) -> tuple[dg.AssetsDefinition, dg.AssetChecksDefinition]:
+def build_track_record(settings: Settings, tf: TimeframeSettings) -> dg.AssetsDefinition:
+    """The track record asset; its check (the primary model not worse than the baseline) is computed in the same
+    step from the record the asset computed, never by computing the whole record a second time."""
     key = track_record_key(tf.name)
+    check = dg.AssetCheckSpec(
+        name=NOT_WORSE_CHECK, asset=key,
+        description=(f"Warns when {settings.primary_model}'s 30-day CRPS is significantly worse than the random walk "
+                     "with volatility's (Diebold-Mariano at 5 %) for any symbol; a difference within noise, or too "
+                     "few independent horizons to tell, passes."))
 
     @dg.asset(
         key=key,
@@ -87,6 +106,7 @@ def build_track_record(settings: Settings, tf: TimeframeSettings) -> tuple[dg.As
         group_name="evaluate",
         kinds={"duckdb", "sql"},
         owners=["team:ml"],
+        check_specs=[check],
         description=(
             f"The {tf.name} track record: scoreboards per symbol, model and horizon step over rolling 7/30/90-day "
             "windows and all time, skill against the random walk with volatility, verdicts in words (CRPS vs the "
@@ -97,6 +117,7 @@ def build_track_record(settings: Settings, tf: TimeframeSettings) -> tuple[dg.As
         ),
     )
     def track_record_asset(warehouse: dg.ResourceParam[Warehouse]) -> dg.MaterializeResult:
+        evaluations_digest = scores_digest(warehouse, tf.name)  # before the reads: a later write changes it
         record = track_record(warehouse, tf.name)
         horizon_all = [r for r in record["scoreboard"] if r["window_name"] == "all" and r["step"] == r["horizon"]]
         cols = ["symbol", "model", "n_forecasts", "mae", "mape", "direction_hit_rate", "crps", "coverage_80",
@@ -104,8 +125,18 @@ def build_track_record(settings: Settings, tf: TimeframeSettings) -> tuple[dg.As
         skills = {f"crps_skill_30d/{r['symbol']}/{r['model']}": r["crps_skill_vs_rw_vol"]
                   for r in record["scoreboard"]
                   if r["window_name"] == "30d" and r["step"] == r["horizon"] and r["crps_skill_vs_rw_vol"] is not None}
+        standing = crps_standing(record["verdicts"], settings.primary_model)
+        worse = [symbol for symbol, word in standing.items() if word == "worse"]
+        verdict = dg.AssetCheckResult(
+            check_name=NOT_WORSE_CHECK, passed=not worse, severity=dg.AssetCheckSeverity.WARN,
+            metadata={"crps_verdict_30d": dg.MetadataValue.json(standing),
+                      "significantly_worse": ", ".join(worse) or "none"},
+        )
         return dg.MaterializeResult(
+            check_results=[verdict],
             metadata={
+                # what the record was computed from: the main job computes it again only when this changes
+                TRACK_RECORD_INPUTS: evaluations_digest,
                 "as_of": record["as_of"] or "no scored forecast yet",
                 "scoreboard_all_time": dg.MetadataValue.md(md_table(horizon_all, cols)),
                 "verdicts": dg.MetadataValue.md("\n\n".join(
@@ -122,18 +153,4 @@ def build_track_record(settings: Settings, tf: TimeframeSettings) -> tuple[dg.As
             }
         )
 
-    @dg.asset_check(asset=key, name="primary_model_not_worse_than_baseline_30d",
-                    description=(f"Warns when {settings.primary_model}'s 30-day CRPS is significantly worse than the "
-                                 "random walk with volatility's (Diebold-Mariano at 5 %) for any symbol; a "
-                                 "difference within noise, or too few independent horizons to tell, passes."))
-    def not_worse(warehouse: dg.ResourceParam[Warehouse]) -> dg.AssetCheckResult:
-        standing = crps_standing(track_record(warehouse, tf.name)["verdicts"], settings.primary_model)
-        worse = [symbol for symbol, word in standing.items() if word == "worse"]
-        return dg.AssetCheckResult(
-            passed=not worse,
-            severity=dg.AssetCheckSeverity.WARN,
-            metadata={"crps_verdict_30d": dg.MetadataValue.json(standing),
-                      "significantly_worse": ", ".join(worse) or "none"},
-        )
-
-    return track_record_asset, not_worse
+    return track_record_asset

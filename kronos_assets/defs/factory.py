@@ -13,6 +13,7 @@ from kronos_assets.defs.forecast import build_forecasts, forecasts_key
 from kronos_assets.defs.ingest import build_ingest, clean_candles_key
 from kronos_assets.defs.maintenance import build_maintenance
 from kronos_assets.defs.model import build_weights, weighted_models
+from kronos_assets.defs.names import candles_job_name, forecast_job_name
 from kronos_assets.defs.operations import (build_failure_sensor, build_forecast_checks, build_recovery_sensor,
                                             build_retention, freshness_policy)
 from kronos_assets.defs.partitions import MARKETS, UPLOADS, Family
@@ -23,14 +24,6 @@ from kronos_assets.defs.training import build_training_assets
 from kronos_assets.defs.uploads import build_uploads_sensor
 from kronos_assets.runs import in_process_bounded_pools
 from kronos_assets.settings import Settings, TimeframeSettings
-
-
-def candles_job_name(tf: str, family: Family = MARKETS) -> str:
-    return f"candles{family.suffix}_{tf}"
-
-
-def forecast_job_name(tf: str, family: Family = MARKETS) -> str:
-    return f"forecast{family.suffix}_{tf}"
 
 
 def build_timeframe(settings: Settings, tf: TimeframeSettings, family: Family = MARKETS) -> tuple[dg.Definitions, Any]:
@@ -56,8 +49,8 @@ def build_timeframe(settings: Settings, tf: TimeframeSettings, family: Family = 
     schedules = [build_candles_schedule(settings, tf, candles_job)] if family is MARKETS else []
     extra_assets = []
     if family is MARKETS:
-        record, record_check = build_track_record(settings, tf)
-        extra_assets, checks = [record], [*checks, record_check, *build_forecast_checks(settings, tf)]
+        # the track record carries its own check (computed in its step, from the record it computed)
+        extra_assets, checks = [build_track_record(settings, tf)], [*checks, *build_forecast_checks(settings, tf)]
     defs = dg.Definitions(
         assets=[raw, clean, *downstream, *extra_assets],
         asset_checks=checks,

@@ -1,5 +1,7 @@
 """Forecast: per symbol and bar, every configured forecaster's full sample paths, summaries and provenance."""
 
+import hashlib
+import json
 import time
 
 import dagster as dg
@@ -11,6 +13,8 @@ from kronos_assets.defs.partitions import BAR_FMT, MARKETS, Family, bar_partitio
 from kronos_assets.forecasting.interface import run_forecaster
 from kronos_assets.forecasting.registry import ForecasterRegistry
 from kronos_assets.forecasting.requests import HISTORY_COLUMNS, build_requests, history_span
+from kronos_assets.forecasting.versions import VERSION_FIELD, forecast_versions
+from kronos_assets.incremental import forecasts_to_make
 from kronos_assets.market.timeframes import timeframe_delta
 from kronos_assets.records import forecast_frames
 from kronos_assets.settings import Settings, TimeframeSettings
@@ -41,6 +45,7 @@ def candles_mapping(start_offset: int) -> dg.MultiPartitionMapping:
 def build_forecasts(settings: Settings, tf: TimeframeSettings, family: Family = MARKETS) -> dg.AssetsDefinition:
     step = timeframe_delta(tf.name)
     sampling = settings.sampling_for(tf.name)
+    versions = forecast_versions(settings.model_specs, list(settings.forecasters), sampling, tf.history_bars)
 
     @dg.asset(
         key=forecasts_key(tf.name, family),
@@ -49,6 +54,8 @@ def build_forecasts(settings: Settings, tf: TimeframeSettings, family: Family = 
               *(weights_key(m.key) for m in weighted_models(settings))],
         backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=168),
         group_name="forecast",
+        # Dagster shows a changed model, sampling or forecasting code as a code-version change in the UI.
+        code_version=hashlib.sha256(json.dumps(versions, sort_keys=True).encode()).hexdigest()[:16],
         kinds={"pytorch", "duckdb"},
         pool=WRITE_POOL,
         owners=["team:ml"],
@@ -61,48 +68,63 @@ def build_forecasts(settings: Settings, tf: TimeframeSettings, family: Family = 
     def forecasts(context: dg.AssetExecutionContext, warehouse: dg.ResourceParam[Warehouse],
                   forecasters: dg.ResourceParam[ForecasterRegistry]) -> dg.MaterializeResult:
         by_symbol = times_by_symbol(context.partition_keys, "bar", BAR_FMT, family)
+        # Only what is not stored at its current version key (incremental.py): a run over stored bars computes
+        # nothing; a changed model, sampling or code version recomputes exactly that model's forecasts.
+        todo = {symbol: forecasts_to_make(warehouse, symbol, tf.name, step, bars, versions)
+                for symbol, bars in by_symbol.items()}
+        current = sum(len(bars) * len(versions) for bars in by_symbol.values()) - \
+            sum(len(b) for work in todo.values() for b in work.values())
         # Read what every bar of the run needs, then release the warehouse before any model computes.
         candles = {
             symbol: warehouse.query(
                 "SELECT * FROM clean_candles WHERE symbol = ? AND timeframe = ? AND ts >= ? AND ts < ? ORDER BY ts",
-                [symbol, tf.name, *history_span(tf, bars)],
+                [symbol, tf.name, *history_span(tf, sorted({b for bs in work.values() for b in bs}))],
             ).select(HISTORY_COLUMNS)
-            for symbol, bars in by_symbol.items()
+            for symbol, work in todo.items() if work
         }
-        results: dict[str, list] = {symbol: [] for symbol in by_symbol}
+        results: dict[tuple[str, str], list] = {}
         skipped_all: dict[str, str] = {}
         seconds: dict[str, float] = {}
         for name in settings.forecasters:
             requests = []
-            for symbol, bars in by_symbol.items():
-                reqs, skipped = build_requests(candles[symbol], symbol, tf, bars, name, sampling.seed)
+            for symbol, work in todo.items():
+                if not work.get(name):
+                    continue
+                reqs, skipped = build_requests(candles[symbol], symbol, tf, work[name], name, sampling.seed)
                 skipped_all.update({f"{symbol} {bar.strftime(BAR_FMT)}": why for bar, why in skipped.items()})
                 requests += reqs
+            if not requests:
+                continue
             forecaster = forecasters.get(name)  # built once per process: a model loads once per run
             t0 = time.perf_counter()
             # Many series and origins per model call: batched inference is what makes backtests affordable.
             for i in range(0, len(requests), MODEL_BATCH):
                 for fc in run_forecaster(forecaster, requests[i : i + MODEL_BATCH], sampling):
-                    results[fc.request.symbol].append(fc)
+                    fc.provenance[VERSION_FIELD] = versions[name]
+                    results.setdefault((fc.request.symbol, name), []).append(fc)
             seconds[name] = round(time.perf_counter() - t0, 3)
         written = 0
-        for symbol, bars in by_symbol.items():
-            frames = forecast_frames(results[symbol], sampling)
+        for (symbol, name), made in results.items():
+            frames = forecast_frames(made, sampling)
+            # One transaction per series and model: its forecasts replaced, and their scores (made from the
+            # forecasts replaced) deleted, so the evaluations step scores them again from these.
             warehouse.replace_many(
-                {t: frames[t] for t in FORECAST_TABLES},
-                "symbol = ? AND timeframe = ? AND origin IN (SELECT unnest(?::TIMESTAMPTZ[]))",
-                [symbol, tf.name, [b + step for b in bars]],
+                {**{t: frames[t] for t in FORECAST_TABLES}, "evaluations": pl.DataFrame()},
+                "symbol = ? AND timeframe = ? AND model = ? AND origin IN (SELECT unnest(?::TIMESTAMPTZ[]))",
+                [symbol, tf.name, name, [fc.request.origin for fc in made]],
             )
             written += frames["forecasts"].height
-        if not written and skipped_all:
+        if not written and not current and skipped_all:
             raise dg.Failure(
                 description=f"no forecast could be made: {next(iter(skipped_all.values()))}",
                 metadata={"skipped": dg.MetadataValue.json(skipped_all)},
             )
         return dg.MaterializeResult(
             metadata={
-                "forecasts": written,
+                "forecasts": written,  # computed by this run
+                "forecasts_already_current": current,
                 "models": ", ".join(settings.forecasters),
+                "version_keys": dg.MetadataValue.json(versions),
                 "n_paths": sampling.n_paths,
                 "horizon": tf.horizon,
                 "skipped": dg.MetadataValue.json(skipped_all) if skipped_all else "none",

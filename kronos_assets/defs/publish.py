@@ -9,7 +9,8 @@ import dagster as dg
 from kronos_assets.defs.evaluate import evaluations_key
 from kronos_assets.defs.forecast import forecasts_key
 from kronos_assets.defs.partitions import BAR_FMT, bar_partitions, times_by_symbol
-from kronos_assets.publishing.bars import NothingToPublish, publish_bars
+from kronos_assets.incremental import publish_inputs
+from kronos_assets.publishing.bars import NothingToPublish, public_symbols, publish_bars
 from kronos_assets.publishing.manifest import ManifestError
 from kronos_assets.publishing.site import series_keys
 from kronos_assets.publishing.store import Store
@@ -41,8 +42,11 @@ def build_published(settings: Settings, tf: TimeframeSettings) -> dg.AssetsDefin
     def published(context: dg.AssetExecutionContext, warehouse: dg.ResourceParam[Warehouse],
                   store: dg.ResourceParam[Store]) -> dg.MaterializeResult:
         bars = times_by_symbol(context.partition_keys, "bar", BAR_FMT)
+        # What the site is made of, taken before the reads and kept in the manifest: a tick whose digest equals
+        # the manifest's has nothing to publish (main_job.py skips the run).
+        inputs = publish_inputs(warehouse, tf.name, public_symbols(settings))
         try:
-            report = publish_bars(settings, warehouse, store, bars, tf.name, context.log)
+            report = publish_bars(settings, warehouse, store, bars, tf.name, context.log, inputs=inputs)
         except (NothingToPublish, ManifestError) as exc:
             raise dg.Failure(description=str(exc)) from None
         if report.rebuilt:

@@ -9,25 +9,27 @@ as it is; ``library`` gives the object behind either.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections import OrderedDict
 from datetime import timedelta
 from pathlib import Path
 from threading import Lock
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import dagster as dg
-from dagster_aws.s3 import S3Resource
 
 from kronos_assets.defs.uploads import read_limits
 from kronos_assets.forecasting.registry import ForecasterRegistry
 from kronos_assets.market.files import FileSource, ReadLimits
 from kronos_assets.market.replay import ReplayFile, ReplayMarket
-from kronos_assets.market.synthetic import SyntheticMarket
 from kronos_assets.publishing.backend import open_store
 from kronos_assets.publishing.r2 import KEY_ID_VAR, MAX_ATTEMPTS, SECRET_VAR, R2Config, R2ConfigError, S3Store
 from kronos_assets.settings import ConfigError, Settings, load_models
 from kronos_assets.warehouse import Warehouse, WarehouseConfig
+
+if TYPE_CHECKING:
+    from dagster_aws.s3 import S3Resource
 
 SYNTHETIC_SEED = 7
 _BUILT: OrderedDict[str, Any] = OrderedDict()  # config -> object, so a model is loaded once per process
@@ -94,6 +96,8 @@ class MarketResource(LibraryResource):
 
     def build(self) -> Any:
         if self.source == "synthetic":
+            from kronos_assets.market.synthetic import SyntheticMarket  # scipy: only the synthetic market needs it
+
             return SyntheticMarket(seed=SYNTHETIC_SEED)
         if self.source == "replay":
             return ReplayMarket([ReplayFile(s, t, Path(f)) for s, t, f in json.loads(self.replay_files)],
@@ -120,6 +124,9 @@ class ForecastersResource(LibraryResource):
     """Every forecaster models.yaml configures (and the built-in baselines), each loaded when a run first asks."""
 
     models_file: str
+    # The file's sha256: part of the per-process cache key, so an edited models.yaml (a new window, checkpoint or
+    # pin) gets forecasters built from it, never ones cached from its previous content.
+    models_sha256: str = ""
 
     def build(self) -> ForecasterRegistry:
         return ForecasterRegistry.from_specs(load_models(Path(self.models_file))[0])
@@ -143,6 +150,8 @@ class StoreResource(LibraryResource):
 
 def r2_resource(config: R2Config, max_attempts: int = MAX_ATTEMPTS) -> S3Resource:
     """dagster-aws's S3 resource for the bucket: custom endpoint, region ``auto``, credentials as EnvVars."""
+    from dagster_aws.s3 import S3Resource  # imported for R2 only: ~1 s of every process start otherwise
+
     return S3Resource(
         endpoint_url=config.endpoint_url,
         region_name="auto",
@@ -176,7 +185,9 @@ def build_resources(settings: Settings) -> dict[str, LibraryResource]:
                                    if v is not None} for e in settings.exchanges])),
         "uploads": UploadsResource(folder=str(settings.uploads_dir), max_file_bytes=limits.max_file_bytes,
                                    max_decompressed_bytes=limits.max_decompressed_bytes),
-        "forecasters": ForecastersResource(models_file=str(settings.config_dir / "models.yaml")),
+        "forecasters": ForecastersResource(
+            models_file=str(settings.config_dir / "models.yaml"),
+            models_sha256=hashlib.sha256((settings.config_dir / "models.yaml").read_bytes()).hexdigest()),
         "store": StoreResource(backend=settings.publish_backend, folder=str(settings.publish_dir),
                                profile_file=str(settings.config_dir / "profiles" / f"{settings.profile}.yaml")),
     }

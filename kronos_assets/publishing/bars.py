@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from kronos_assets.market.timeframes import timeframe_delta
+from kronos_assets.publishing.public import public_symbols
 from kronos_assets.publishing.site import SeriesUpdate, publish_site, series_keys
 from kronos_assets.publishing.snapshots import forecast_records, path_matrices, scoreboard, series_snapshot
 from kronos_assets.publishing.store import Store
@@ -24,12 +25,6 @@ class NothingToPublish(Exception):
     pass
 
 
-def public_symbols(settings: Settings) -> list[str] | None:
-    """The series whose scores may appear in public files: the configured markets; uploaded markets are private
-    unless the profile sets ``uploads.publish`` (None: every series in the warehouse)."""
-    return None if settings.uploads_publish else list(settings.symbols)
-
-
 def publish_bars(
     settings: Settings,
     warehouse: Warehouse,
@@ -37,11 +32,13 @@ def publish_bars(
     bars_by_symbol: dict[str, list[datetime]],
     timeframe: str,
     log: Any = None,
+    inputs: str | None = None,
 ):
     """Publish the forecasts of the given bars (origin = bar + 1 bar) of one timeframe; returns the report.
 
     Each series gets its history and paths for these origins; its latest files move to the newest origin unless
-    a newer one is already published (a backfill of old bars never rolls ``latest`` back).
+    a newer one is already published (a backfill of old bars never rolls ``latest`` back). ``inputs``: the
+    digest of what is published (incremental.publish_inputs, taken before the reads), recorded in the manifest.
     """
     series = [(s, t.name) for t in settings.timeframes for s in settings.symbols]
     series += [(s, timeframe) for s in bars_by_symbol if (s, timeframe) not in series]
@@ -53,7 +50,7 @@ def publish_bars(
                   for v in verdicts(con, t.name, DM_WINDOWS[VERDICT_WINDOW], symbols=public_symbols(settings))]
     generated_at = datetime.fromisoformat(max(s["origin"] for s in all_snaps))
     return publish_site(store, updates, all_snaps, board, settings.synthetic, settings.profile, generated_at,
-                        judged)
+                        judged, inputs={timeframe: inputs} if inputs else None)
 
 
 class _Connection:

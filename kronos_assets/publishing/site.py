@@ -135,12 +135,14 @@ def publish_site(
     profile: str,
     generated_at: datetime,
     verdicts: list[dict[str, Any]] = (),
+    inputs: dict[str, str] | None = None,
 ) -> PublishReport:
     """Publish the given series' artifacts, the dashboard and the scoreboard, then the manifest, in that order.
 
     ``updates`` hold what each series publishes now; ``all_snapshots`` the latest snapshot of every series the
     dashboard shows; ``generated_at`` the newest origin among them (never the wall clock: re-publishing the same
-    data must give the same bytes).
+    data must give the same bytes). ``inputs``: per timeframe, the digest of the stored data this publish is made
+    of (incremental.publish_inputs), kept in the manifest so a later tick can tell there is nothing to publish.
     """
     generated = generated_at.isoformat(timespec="seconds")
     plan = SitePlan()
@@ -186,9 +188,10 @@ def publish_site(
         "objects": dict(sorted(objects.items())),
         "aliases": dict(sorted(aliases.items())),
         "retired": retired,
+        "inputs": dict(sorted({**previous.get("inputs", {}), **(inputs or {})}.items())),
     }
     unchanged = all(manifest.get(k) == previous.get(k) for k in ("format", "generated_at", "profile", "synthetic",
-                                                                  "objects", "aliases"))
+                                                                  "objects", "aliases", "inputs"))
     if unchanged and not rebuilt:
         return PublishReport(previous, written, skipped, [], changed, False)
     store.put(Artifact.of(MANIFEST_KEY, _json(manifest), MANIFEST_CACHE))

@@ -1,0 +1,227 @@
+"""Incremental ticks: `run` computes only what is missing or stale, and a tick with nothing new changes no byte.
+
+On the synthetic market with three cheap forecasters (the two random walks and a random walk with volatility
+under its own name and window, standing in for any configured model), horizon 6, a window of 8 bars.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import duckdb
+import pytest
+import yaml
+
+import dagster as dg
+
+from kronos_assets.forecasting import versions
+from kronos_assets.forecasting.kinds import ModelSpec
+from kronos_assets.forecasting.interface import Sampling
+from kronos_assets.local_instance import instance_for
+from kronos_assets.main_job import MainJobResult, run_main_job
+from kronos_assets.publishing.keys import MANIFEST_KEY
+from kronos_assets.settings import REPO_ROOT, Settings, load_settings
+from kronos_assets_tests.helpers import write_configs
+
+NOW = datetime(2026, 11, 20, 10, 5, tzinfo=timezone.utc)
+BARS = 8  # --backfill-bars
+MODELS = ["random_walk", "random_walk_vol", "rw_vol_wide"]
+SYMBOLS = ["BTC/USDT", "ETH/USDT"]
+
+
+def _settings(root: Path, wide_window: int = 48, n_paths: int = 30) -> Settings:
+    cfg = write_configs(root, profile={"forecasters": MODELS})
+    models = yaml.safe_load((cfg / "models.yaml").read_text())
+    models["models"]["rw_vol_wide"] = {"kind": "random_walk_vol", "vol_window": wide_window}
+    models["sampling"]["n_paths"] = n_paths
+    (cfg / "models.yaml").write_text(yaml.safe_dump(models))
+    return load_settings("demo", config_dir=cfg, home=root / "home")
+
+
+def _run(settings: Settings, now: datetime = NOW) -> MainJobResult:
+    instance = instance_for(settings)
+    try:
+        return run_main_job(settings, backfill_bars=BARS, now=now, instance=instance, log=lambda _m: None)
+    finally:
+        instance.dispose()
+
+
+def _bytes(settings: Settings) -> dict[str, str]:
+    """sha256 of the warehouse file and of every published file."""
+    files = [settings.warehouse_path, *(p for p in settings.publish_dir.rglob("*") if p.is_file())]
+    return {str(p): hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
+
+
+def _forecasts(settings: Settings) -> dict[tuple, tuple]:
+    """(symbol, origin, model) -> (version key, p_up) of every stored forecast."""
+    con = duckdb.connect(str(settings.warehouse_path), read_only=True)
+    try:
+        rows = con.execute("SELECT symbol, origin, model, provenance, p_up FROM forecasts").fetchall()
+    finally:
+        con.close()
+    return {(s, o, m): (json.loads(p)[versions.VERSION_FIELD], up) for s, o, m, p, up in rows}
+
+
+def _scored(settings: Settings) -> set[tuple]:
+    con = duckdb.connect(str(settings.warehouse_path), read_only=True)
+    try:
+        return set(con.execute("SELECT DISTINCT symbol, origin, model, scored_bar FROM evaluations").fetchall())
+    finally:
+        con.close()
+
+
+def _run_count(settings: Settings) -> int:
+    instance = instance_for(settings)
+    try:
+        return len(instance.get_runs())
+    finally:
+        instance.dispose()
+
+
+@pytest.fixture(scope="module")
+def first(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, MainJobResult]:
+    root = tmp_path_factory.mktemp("incremental")
+    return root, _run(_settings(root))
+
+
+def test_the_first_run_computes_the_window(first):
+    _root, result = first
+    assert result.forecasts_computed == BARS * len(SYMBOLS) * len(MODELS)
+    assert result.forecasts_scored == (BARS - 6) * len(SYMBOLS) * len(MODELS)  # origins in the window, closed
+    assert result.published and result.track_records == 1
+
+
+def test_a_second_run_with_the_same_now_computes_nothing_and_changes_no_byte(first, tmp_path):
+    root, _ = first
+    settings = _settings(root)
+    before, runs = _bytes(settings), _run_count(settings)
+    again = _run(settings)
+    assert (again.runs, again.forecasts_computed, again.forecasts_scored) == (0, 0, 0)
+    assert not again.published and again.track_records == 0
+    assert _run_count(settings) == runs  # no Dagster run at all
+    assert _bytes(settings) == before
+
+
+def test_one_more_bar_computes_exactly_its_origin_per_model_and_series_and_the_newly_closed_scores(tmp_path):
+    settings = _settings(tmp_path)
+    _run(settings)
+    stored, scored = _forecasts(settings), _scored(settings)
+    later = _run(settings, NOW + timedelta(hours=1))
+    new_origin = datetime(2026, 11, 20, 11, tzinfo=timezone.utc)  # the bar 10:00 closed at 11:00
+    added = set(_forecasts(settings)) - set(stored)
+    assert added == {(s, new_origin, m) for s in SYMBOLS for m in MODELS}
+    assert later.forecasts_computed == len(added)
+    assert {k: v for k, v in _forecasts(settings).items() if k in stored} == stored  # the others untouched
+    newly_scored = _scored(settings) - scored
+    # the bar 10:00 closes the 6-bar horizon of the forecasts made at 05:00
+    assert newly_scored == {(s, new_origin - timedelta(hours=6), m, new_origin - timedelta(hours=1))
+                            for s in SYMBOLS for m in MODELS}
+    assert later.forecasts_scored == len(newly_scored)
+    assert later.published and later.track_records == 1 and later.runs == 3
+
+
+def _recomputed(before: dict, after: dict) -> set[str]:
+    assert set(before) == set(after)
+    changed = {k for k in before if before[k][0] != after[k][0]}
+    return {m for _s, _o, m in changed} if changed else set()
+
+
+@pytest.mark.parametrize("cause, expected", [
+    ("model option", {"rw_vol_wide"}),
+    ("sampling", set(MODELS)),
+    ("code version of one kind", {"random_walk"}),
+    ("code version of the forecasting code", set(MODELS)),
+    ("nothing", set()),
+])
+def test_a_stale_forecast_is_recomputed_for_exactly_the_cause(tmp_path, monkeypatch, cause, expected):
+    settings = _settings(tmp_path)
+    _run(settings)
+    before, scored = _forecasts(settings), _scored(settings)
+    if cause == "model option":
+        settings = _settings(tmp_path, wide_window=96)
+    elif cause == "sampling":
+        settings = _settings(tmp_path, n_paths=20)
+    elif cause == "code version of one kind":
+        monkeypatch.setitem(versions.KIND_CODE_VERSIONS, "random_walk", "2")
+    elif cause == "code version of the forecasting code":
+        monkeypatch.setattr(versions, "CODE_VERSION", "2")
+    again = _run(settings)
+    after = _forecasts(settings)
+    assert _recomputed(before, after) == expected
+    per_model = BARS * len(SYMBOLS)
+    assert again.forecasts_computed == per_model * len(expected)
+    # their scores were made again from the new forecasts; the others' were left alone
+    assert again.forecasts_scored == (BARS - 6) * len(SYMBOLS) * len(expected)  # exactly theirs
+    assert _scored(settings) == scored
+    assert again.published == bool(expected)
+    # the track record again only where scores changed (a new code version alone gives the same numbers)
+    assert again.track_records == (1 if cause in ("model option", "sampling") else 0)
+    third = _run(settings)  # and once current, nothing more
+    assert (third.runs, third.forecasts_computed) == (0, 0)
+
+
+def test_a_new_checkpoint_sha256_is_a_new_version_key(tmp_path):
+    """A local checkpoint folder retrained in place: same path and options, new file content, new key; its
+    hub pinning (revision) is part of the key for hub checkpoints."""
+    from kronos_assets.forecasting.kinds.kronos import KronosSettings
+    import shutil
+
+    folder = tmp_path / "ckpt"
+    shutil.copytree(REPO_ROOT / "kronos_assets" / "checkpoints" / "demo", folder)
+    spec = ModelSpec("kronos-demo", "kronos", KronosSettings("kronos-demo", None, None, None, None, 504, local_dir=folder))
+    sampling = Sampling(horizon=24)
+    key = versions.forecast_version(spec, sampling, 480)
+    moved = tmp_path / "elsewhere"
+    shutil.copytree(folder, moved)
+    spec_moved = ModelSpec("kronos-demo", "kronos", KronosSettings("kronos-demo", None, None, None, None, 504,
+                                                                   local_dir=moved, device="cpu"))
+    assert versions.forecast_version(spec_moved, sampling, 480) == key  # where it lives and the device: no change
+    weights = folder / "model" / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 1
+    weights.write_bytes(bytes(data))
+    assert versions.forecast_version(spec, sampling, 480) != key
+    hub = KronosSettings("k", "NeoQuasar/Kronos-mini", "a" * 40, "NeoQuasar/Kronos-Tokenizer-2k", "b" * 40, 512)
+    hub_key = versions.forecast_version(ModelSpec("k", "kronos", hub), sampling, 480)
+    repinned = KronosSettings("k", "NeoQuasar/Kronos-mini", "c" * 40, "NeoQuasar/Kronos-Tokenizer-2k", "b" * 40, 512)
+    assert versions.forecast_version(ModelSpec("k", "kronos", repinned), sampling, 480) != hub_key
+    assert versions.forecast_version(ModelSpec("k", "kronos", hub), sampling, 240) != hub_key  # history seen
+
+
+def test_a_publish_cut_short_is_redone_with_nothing_recomputed(tmp_path):
+    settings = _settings(tmp_path)
+    _run(settings)
+    published = _bytes(settings)
+    manifest = settings.publish_dir / MANIFEST_KEY
+    doc = json.loads(manifest.read_text())
+    assert set(doc["inputs"]) == {"1h"}
+    doc["inputs"] = {}  # the manifest of a publish before the last one finished
+    manifest.write_text(json.dumps(doc))
+    again = _run(settings)
+    assert again.published and again.forecasts_computed == 0 and again.forecasts_scored == 0
+    assert json.loads(manifest.read_text())["inputs"].keys() == {"1h"}
+    # every published object as before; only the manifest (and any record of the publish) is written anew
+    kept = {p: h for p, h in _bytes(settings).items() if not p.endswith(MANIFEST_KEY) and "/chain/" not in p}
+    assert kept == {p: h for p, h in published.items() if not p.endswith(MANIFEST_KEY) and "/chain/" not in p}
+    assert (_run(settings).runs, _run(settings).published) == (0, False)
+
+
+def test_the_track_record_check_reads_the_record_its_asset_computed(tmp_path, monkeypatch):
+    from kronos_assets.defs import evaluate
+
+    calls = []
+    real = evaluate.track_record
+    monkeypatch.setattr(evaluate, "track_record", lambda *a, **k: calls.append(a) or real(*a, **k))
+    settings = _settings(tmp_path)
+    _run(settings)
+    assert len(calls) == 1  # one tick, one track record, its check included
+    instance = instance_for(settings)
+    try:
+        key = dg.AssetCheckKey(dg.AssetKey(["1h", "track_record"]), "primary_model_not_worse_than_baseline_30d")
+        record = instance.event_log_storage.get_asset_check_execution_history(key, limit=1)
+        assert record and record[0].status.value == "SUCCEEDED"
+    finally:
+        instance.dispose()
