@@ -24,7 +24,7 @@ from kronos_assets.settings import REPO_ROOT, load_settings
 from kronos_assets.warehouse import Warehouse
 
 pytestmark = pytest.mark.timeout(180)
-DEMO_WEIGHTS = REPO_ROOT / "kronos_assets" / "checkpoints" / "demo" / "model" / "model.safetensors"
+DEMO_WEIGHTS = REPO_ROOT / "kronos_assets" / "checkpoints" / "real-1h" / "model" / "model.safetensors"  # kronos-demo
 
 
 @pytest.fixture(scope="module")
@@ -218,7 +218,7 @@ def test_a_checkpoint_folder_is_a_model_and_a_device_that_is_absent_is_named(dem
     [mat] = result.asset_materializations_for_node("adhoc_forecast")
     prov = mat.metadata["provenance"].value
     assert prov["model_checkpoint"] == "demo/model" and "model_path" not in prov and prov["device"] == "cpu"
-    assert prov["model_sha256"] == hashlib.sha256(DEMO_WEIGHTS.read_bytes()).hexdigest()
+    assert prov["model_sha256"] == hashlib.sha256((folder / "model" / "model.safetensors").read_bytes()).hexdigest()
 
     (tmp_path / "model").mkdir()
     (tmp_path / "model" / "config.json").write_text("{}")
