@@ -147,9 +147,10 @@ def r2_variables() -> dict[str, str]:
     return out
 
 
-def shared_dir() -> Path:
-    """The shared folder beside the repository (real candles in data/candles), or KRONOS_SHARED_DIR."""
-    return Path(_text(SHARED_DIR) or REPO_ROOT.parent / "shared")
+def shared_dir(default: Path | None = None) -> Path:
+    """KRONOS_SHARED_DIR, else ``default``, else the shared folder beside the repository (real candles in
+    data/candles)."""
+    return Path(_text(SHARED_DIR) or default or REPO_ROOT.parent / "shared")
 
 
 def sql_dir(default: Path) -> Path:

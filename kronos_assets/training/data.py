@@ -11,7 +11,6 @@ source yields the project's candle schema (``ts`` UTC, open/high/low/close/volum
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from datetime import date, datetime, time, timezone
 from pathlib import Path
@@ -21,6 +20,7 @@ import numpy as np
 import polars as pl
 import torch
 
+from kronos_assets import environment
 from kronos_assets.kronos.inputs import FEATURES, NORM_EPS, time_features
 from kronos_assets.market.rules import PRICE_COLUMNS, volume_and_amount
 from kronos_assets.market.timeframes import timeframe_seconds
@@ -87,8 +87,7 @@ def resolve_data_file(path: str | Path, root: Path) -> Path:
     is relative to ``root``."""
     text = str(path)
     if text.startswith(SHARED_PREFIX):
-        shared = os.environ.get("KRONOS_SHARED_DIR") or str(root.parent / "shared")
-        return Path(shared) / text[len(SHARED_PREFIX):]
+        return environment.shared_dir(root.parent / "shared") / text[len(SHARED_PREFIX):]
     p = Path(text).expanduser()
     return p if p.is_absolute() else root / p
 
