@@ -100,7 +100,14 @@ def main(argv: list[str] | None = None) -> int:
     ui = sub.add_parser("ui", help="the Dagster UI (dg dev) on this profile's runs; Ctrl-C or SIGTERM stops it within 10 s")
     ui.add_argument("--port", type=_positive_int, default=None, help="webserver port (default 3000, or a free one)")
     ui.add_argument("--host", default=None, help="webserver address (default 127.0.0.1)")
+    verify = sub.add_parser("verify", help="check a published record (hash chain, files, every recomputable score and "
+                                           "verdict); exit 1 naming the first mismatch")
+    verify.add_argument("target", help="a publish folder, or s3://bucket[/prefix] (with the R2_* variables)")
     args = parser.parse_args(argv)
+    if args.command == "verify":  # reads the published files alone: no profile, no warehouse
+        from kronos_assets.publishing.verify import main as verify_main
+
+        return verify_main(args.target)
     environment.export(PROFILE=args.profile, HOME=args.home)
 
     from kronos_assets.settings import load_settings

@@ -9,6 +9,7 @@
     scoreboard.json                                 track record of every series          (latest)
     index.html                                      the dashboard                         (latest)
     assets/plotly-<version>.min.js                  plotly.js, served beside the page     (immutable)
+    chain/<seq>.json                                one hash-chained record per publication (immutable)
     manifest.json                                   what is published, written last       (no-cache)
 
 Every "latest" file also exists as a versioned copy beside it, named by its content (``latest.<sha16>.json``,
@@ -58,8 +59,10 @@ def version_of(key: str) -> str | None:
 
 
 def is_immutable(key: str) -> bool:
-    """History, paths, plotly.js and the versioned copies: written once, never changed, listed in the manifest."""
-    return "/history/" in key or "/paths/" in key or key.startswith("assets/") or is_versioned(key)
+    """History, paths, plotly.js, the chain records and the versioned copies: written once, never changed, listed in
+    the manifest."""
+    return ("/history/" in key or "/paths/" in key or key.startswith(("assets/", "chain/"))
+            or is_versioned(key))
 
 
 def history_key(symbol: str, timeframe: str, origin: str) -> str:

@@ -24,6 +24,7 @@ from typing import Any, Iterable
 import plotly
 import polars as pl
 
+from kronos_assets.publishing.chain import append_record
 from kronos_assets.publishing.charts import fan_chart_png
 from kronos_assets.publishing.keys import (
     MANIFEST_KEY,
@@ -148,6 +149,7 @@ def publish_site(
     plan = SitePlan()
     js = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
     plan.immutable.append(Artifact.of(PLOTLY_JS_KEY, js.read_bytes(), IMMUTABLE_CACHE))
+    updates = list(updates)
     for update in updates:
         series_plan(update, plan)
     plan.add_latest("scoreboard.json", _json({"generated_at": generated, "synthetic": synthetic, "rows": scoreboard,
@@ -155,6 +157,7 @@ def publish_site(
     plan.add_latest("index.html", dashboard_html(all_snapshots, scoreboard, generated, synthetic).encode())
 
     previous, rebuilt = read_manifest(store)
+    previous_body = None if rebuilt else store.get(MANIFEST_KEY)  # its sha256 goes into the chain
     if rebuilt and previous.get("damaged"):
         rebuilt += f"; left out {len(previous['damaged'])} empty object(s), e.g. {previous['damaged'][0]}"
     objects: dict[str, dict[str, Any]] = dict(previous["objects"])
@@ -194,6 +197,15 @@ def publish_site(
                                                                   "objects", "aliases", "inputs"))
     if unchanged and not rebuilt:
         return PublishReport(previous, written, skipped, [], changed, False)
+    # The chain record (publishing.chain) after the objects it lists, before the manifest that names it.
+    fresh = set(written)
+    docs = {history_key(u.symbol, u.timeframe, h["origin"]): h for u in updates for h in u.history}
+    manifest["chain"], record = append_record(
+        store, previous, previous_body, rebuilt, generated_at,
+        {a.key: a.sha256 for a in [*plan.immutable, *copies] if a.key in fresh},
+        {k: h for k, h in docs.items() if k in fresh}, [u.snapshot for u in updates if u.snapshot])
+    written.append(record.key)
+    manifest["objects"] = dict(sorted((objects | {record.key: entry(record)}).items()))
     store.put(Artifact.of(MANIFEST_KEY, _json(manifest), MANIFEST_CACHE))
     deleted = []
     for k in previous["retired"]:

@@ -43,7 +43,7 @@ from kronos_assets_tests.publishing.conftest import (
 )
 
 BTC, ETH = "BTC/USDT", "ETH/USDT"
-SHARED = ("index.", "scoreboard.", "assets/", "manifest.json")
+SHARED = ("index.", "scoreboard.", "assets/", "chain/", "manifest.json")
 
 
 def publish(site_data, store, bars: dict[str, list]):

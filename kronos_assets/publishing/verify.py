@@ -1,0 +1,493 @@
+"""``kronos-assets verify``: checks a published record from its files alone and names the first thing wrong.
+
+1. The chain (``publishing.chain``): every record chain/0..head present, numbered in order, each naming the sha256
+   of the one before and an ``as_of`` no earlier than it; the manifest's head is the last record.
+2. The files: every forecast and paths file the chain added is still stored with the sha256 it was published with
+   and was never re-published with another; every object the manifest lists has its listed sha256, and every
+   latest name the content of its versioned copy.
+3. Published before the outcome: a forecast file first added after its first horizon bar had closed must be
+   labelled ``late`` (a backfill) by the record that added it.
+4. The numbers: each forecast's quantiles, median and P(up) from its paths; its scores from its paths and the
+   realised closes the chain recorded (``metrics.score_paths``); then the scoreboard rows, the series' past
+   forecasts and the verdicts (``track_record.verdicts`` over the recomputed losses). A row whose forecasts are
+   not all published (or not all realised in the chain) is counted as not recomputable, not as a mismatch.
+
+No Dagster, no warehouse: a reader with the files (a folder, or s3://bucket[/prefix] with the R2 variables) runs it.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import os
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import polars as pl
+
+from kronos_assets.market.timeframes import timeframe_delta
+from kronos_assets.metrics import QUANTILE_LEVELS, mae, mape, mean_of, rmse, score_paths, skill_score
+from kronos_assets.publishing.chain import is_forecast_key, published_late, record_key, sha256
+from kronos_assets.publishing.keys import MANIFEST_KEY, history_key
+from kronos_assets.publishing.store import LocalStore, Stat, Store
+from kronos_assets.track_record import BASELINE, DM_WINDOWS, VERDICT_WINDOW, verdicts
+
+REL_TOL = 1e-9
+ABS_TOL = 1e-9
+# scoreboard.json field -> the per-forecast score (metrics.score_paths key) it is the all-time mean of
+BOARD_MEANS = {"crps": "crps", "pinball": "pinball", "coverage_50": "covered_50", "coverage_80": "covered_80",
+               "coverage_90": "covered_90", "width_50": "width_50", "width_80": "width_80", "width_90": "width_90"}
+
+
+class Mismatch(Exception):
+    """The first thing wrong: the file, the field, what the record implies and what is published."""
+
+    def __init__(self, file: str, field: str, expected: Any, found: Any):
+        self.file, self.field, self.expected, self.found = file, field, expected, found
+        super().__init__(f"{file}: {field}: expected {expected}, found {found}")
+
+    def __reduce__(self) -> tuple:  # raised in a worker process, re-raised here
+        return Mismatch, (self.file, self.field, self.expected, self.found)
+
+
+@dataclass
+class Summary:
+    publications: int = 0
+    rebuilt: int = 0  # records written after a damaged manifest was rebuilt
+    forecasts: int = 0
+    late: int = 0
+    predating: int = 0  # forecast files listed by the manifest but published before the chain existed
+    scored: int = 0  # (forecast, model) pairs re-scored from paths and chain closes
+    numbers: int = 0  # published numbers compared
+    not_recomputable: list[str] = field(default_factory=list)
+
+    def line(self) -> str:
+        parts = [f"intact: {self.publications} publications",
+                 f"{self.forecasts} forecasts ({self.forecasts - self.late} published before their outcome, "
+                 f"{self.late} labelled backfills)",
+                 f"{self.scored} forecasts re-scored, {self.numbers} published numbers recomputed"]
+        if self.predating:
+            parts.append(f"{self.predating} forecasts predate the chain (checked against the manifest only)")
+        if self.rebuilt:
+            parts.append(f"{self.rebuilt} publications after a rebuilt manifest")
+        if self.not_recomputable:
+            parts.append(f"{len(self.not_recomputable)} not recomputable (e.g. {self.not_recomputable[0]})")
+        return "; ".join(parts)
+
+
+# ------------------------------------------------------------------------------------------------ opening a target
+
+class _Prefixed:
+    """A bucket's objects under a prefix, read-only."""
+
+    def __init__(self, inner: Any, prefix: str):
+        self.inner, self.prefix = inner, prefix.strip("/") + "/" if prefix.strip("/") else ""
+
+    def get(self, key: str) -> bytes | None:
+        return self.inner.get(self.prefix + key)
+
+    def keys(self) -> Iterator[str]:
+        return (k[len(self.prefix):] for k in self.inner.keys() if k.startswith(self.prefix))
+
+    def stat(self, key: str) -> Stat | None:
+        return self.inner.stat(self.prefix + key)
+
+    def location(self, key: str) -> str:
+        return self.inner.location(self.prefix + key)
+
+
+def open_target(target: str) -> Any:
+    """A folder, or ``s3://bucket[/prefix]`` read with the R2_* variables (endpoint and keys)."""
+    if target.startswith("s3://"):
+        import boto3
+
+        from kronos_assets import environment
+        from kronos_assets.publishing.r2 import S3Store, r2_config_from_env
+
+        bucket, _, prefix = target[len("s3://"):].partition("/")
+        env = dict(environment.r2_variables()) | {environment.R2_BUCKET: bucket}
+        config = r2_config_from_env(env)
+        store = S3Store(lambda: boto3.client(
+            "s3", endpoint_url=config.endpoint_url, region_name="auto",
+            aws_access_key_id=env[environment.R2_KEY_ID], aws_secret_access_key=env[environment.R2_SECRET]),
+            bucket, None, config.endpoint_url)
+        return _Prefixed(store, prefix)
+    if not Path(target).is_dir():
+        raise FileNotFoundError(f"{target}: no such folder (give a publish folder or s3://bucket/prefix)")
+    return LocalStore(target)
+
+
+# ------------------------------------------------------------------------------------------------ checks
+
+def _close(a: Any, b: Any) -> bool:
+    if a is None or b is None:
+        return a is None and b is None
+    if isinstance(a, (bool, str)) or isinstance(b, (bool, str)):
+        return a == b
+    a, b = float(a), float(b)
+    if math.isnan(a) or math.isnan(b):
+        return math.isnan(a) and math.isnan(b)
+    return math.isclose(a, b, rel_tol=REL_TOL, abs_tol=ABS_TOL)
+
+
+def _json(store: Store, key: str) -> Any:
+    body = store.get(key)
+    if body is None:
+        raise Mismatch(key, "file", "present", "missing")
+    try:
+        return json.loads(body)
+    except ValueError as exc:
+        raise Mismatch(key, "file", "JSON", f"unreadable ({exc})") from None
+
+
+def _ts(value: str) -> datetime:
+    return datetime.fromisoformat(value)
+
+
+def walk_chain(store: Store, manifest: dict[str, Any], summary: Summary) -> list[dict[str, Any]]:
+    """The records in order, each checked against the one before; the first break raises Mismatch."""
+    head = manifest.get("chain")
+    if not isinstance(head, dict):
+        raise Mismatch(MANIFEST_KEY, "chain", "a chain head (published by a version with the hash chain)", "none")
+    records, prev_sha, prev_as_of = [], None, None
+    for seq in range(int(head["seq"]) + 1):
+        key = record_key(seq)
+        body = store.get(key)
+        if body is None:
+            raise Mismatch(key, "file", f"record {seq} of {head['seq']}", "missing")
+        rec = json.loads(body)
+        if rec.get("seq") != seq:
+            raise Mismatch(key, "seq", seq, rec.get("seq"))
+        if seq and rec.get("prev_record_sha256") != prev_sha:
+            raise Mismatch(key, "prev_record_sha256", f"{prev_sha} (sha256 of {record_key(seq - 1)})",
+                           rec.get("prev_record_sha256"))
+        if prev_as_of is not None and _ts(rec["as_of"]) < prev_as_of:
+            raise Mismatch(key, "as_of", f"no earlier than {record_key(seq - 1)}'s {prev_as_of.isoformat()}",
+                           rec["as_of"])
+        summary.rebuilt += bool(rec.get("manifest_rebuilt"))
+        prev_sha, prev_as_of = sha256(body), _ts(rec["as_of"])
+        records.append(rec)
+    if head.get("head_sha256") != prev_sha:
+        raise Mismatch(MANIFEST_KEY, "chain.head_sha256", f"{prev_sha} (sha256 of {head['head']})",
+                       head.get("head_sha256"))
+    summary.publications = len(records)
+    return records
+
+
+def check_files(store: Store, manifest: dict[str, Any], records: list[dict[str, Any]],
+                summary: Summary) -> dict[str, dict[str, Any]]:
+    """Every forecast/paths file as the chain published it, every manifest object as listed; returns the forecast
+    documents by key."""
+    first: dict[str, tuple[str, int]] = {}
+    for rec in records:
+        for key, digest in rec["added"].items():
+            if key in first and first[key][0] != digest:
+                raise Mismatch(key, "sha256", f"{first[key][0]} as first published ({record_key(first[key][1])})",
+                               f"{digest}, re-published by {record_key(rec['seq'])}")
+            first.setdefault(key, (digest, rec["seq"]))
+    immutable = {k: v for k, v in first.items() if "/history/" in k or "/paths/" in k}
+    listed = manifest.get("objects", {})
+    for key, meta in listed.items():
+        if ("/history/" in key or "/paths/" in key) and key not in immutable:
+            immutable[key] = (meta["sha256"], -1)  # published before the chain: the manifest's word only
+    docs: dict[str, dict[str, Any]] = {}
+    for key in sorted(immutable):
+        digest, seq = immutable[key]
+        body = store.get(key)
+        where = f"published by {record_key(seq)}" if seq >= 0 else "listed by manifest.json"
+        if body is None:
+            raise Mismatch(key, "file", where, "missing")
+        if sha256(body) != digest:
+            raise Mismatch(key, "sha256", f"{digest} ({where})", sha256(body))
+        if key in listed and listed[key]["sha256"] != digest:
+            raise Mismatch(MANIFEST_KEY, f"objects[{key!r}].sha256", digest, listed[key]["sha256"])
+        if is_forecast_key(key):
+            doc = json.loads(body)
+            want = history_key(doc["symbol"], doc["timeframe"], doc["origin"])
+            if want != key:
+                raise Mismatch(key, "origin", f"the forecast of {key}", f"{doc['symbol']} {doc['origin']}")
+            docs[key] = doc
+            summary.predating += seq < 0
+    for key, meta in listed.items():
+        if key in immutable:
+            continue
+        body = store.get(key)
+        if body is None:
+            raise Mismatch(key, "file", "listed by manifest.json", "missing")
+        if sha256(body) != meta["sha256"]:
+            raise Mismatch(key, "sha256", f"{meta['sha256']} (manifest.json)", sha256(body))
+    for alias, target in manifest.get("aliases", {}).items():
+        body = store.get(alias)
+        want = listed.get(target, {}).get("sha256")
+        if body is None or sha256(body) != want:
+            raise Mismatch(alias, "sha256", f"{want} (its versioned copy {target})",
+                           "missing" if body is None else sha256(body))
+    # Published before the outcome, or labelled a backfill by the record that added it.
+    for rec in records:
+        as_of, late = _ts(rec["as_of"]), set(rec.get("late", []))
+        for key in rec["added"]:
+            if key not in docs or first[key][1] != rec["seq"]:
+                continue
+            if published_late(docs[key], as_of):
+                if key not in late:
+                    closes_at = _ts(docs[key]["origin"]) + timeframe_delta(docs[key]["timeframe"])
+                    raise Mismatch(key, "published", f"before its first horizon bar closed ({closes_at.isoformat()}) "
+                                   "or labelled late", f"{record_key(rec['seq'])} as of {rec['as_of']}, unlabelled")
+                summary.late += 1
+    summary.forecasts = len(docs)
+    return docs
+
+
+def chain_closes(records: list[dict[str, Any]]) -> dict[str, dict[datetime, float]]:
+    """The realised closes per "SYMBOL tf" the records hold; a bar recorded twice with two closes is a mismatch."""
+    out: dict[str, dict[datetime, float]] = defaultdict(dict)
+    for rec in records:
+        for series, rows in rec.get("closes", {}).items():
+            for ts, close in rows:
+                t = _ts(ts)
+                if t in out[series] and out[series][t] != close:
+                    raise Mismatch(record_key(rec["seq"]), f"closes[{series}][{ts}]", out[series][t], close)
+                out[series][t] = close
+    return out
+
+
+# ------------------------------------------------------------------------------------------------ recomputation
+
+def _paths_key(key: str) -> str:
+    return key.replace("/history/", "/paths/")[: -len(".json")] + ".parquet"
+
+
+def _paths(body: bytes | None) -> dict[str, np.ndarray]:
+    """Every model's close paths (n_paths x horizon) of one paths parquet."""
+    if body is None:
+        return {}
+    frame = pl.read_parquet(io.BytesIO(body), columns=["model", "path", "step", "close"])
+    out = {}
+    for (model,), part in frame.partition_by("model", as_dict=True, maintain_order=True).items():
+        path, step = part["path"].to_numpy(), part["step"].to_numpy()
+        horizon = int(step.max())
+        n_paths = part.height // horizon
+        if not (np.array_equal(step, np.tile(np.arange(1, horizon + 1), n_paths))
+                and np.array_equal(np.diff(path[::horizon]) > 0, np.ones(n_paths - 1, bool))):
+            part = part.sort("path", "step")  # the site writes them in this order; anything else is sorted
+            n_paths = part["path"].n_unique()
+        out[model] = part["close"].to_numpy().reshape(n_paths, horizon)
+    return out
+
+
+def _compare(file: str, field: str, expected: Any, found: Any, summary: Summary) -> None:
+    if not _close(expected, found):
+        raise Mismatch(file, field, expected, found)
+    summary.numbers += 1
+
+
+_NAMES = [f"q{round(q * 100):02d}" for q in QUANTILE_LEVELS]
+
+
+def rescore_one(item: tuple[str, dict[str, Any], bytes | None, dict[datetime, float]]
+                ) -> tuple[int, list[tuple[str, dict[str, Any]]]]:
+    """One forecast file against its paths (``item``: key, document, paths parquet, realised closes of its
+    series), and its scores where its closes are all recorded: (numbers compared, [(model, last step's row)])."""
+    key, doc, body, realised_by_ts = item
+    summary, out = Summary(), []
+    paths = _paths(body)
+    origin, bar = _ts(doc["origin"]), timeframe_delta(doc["timeframe"])
+    levels = np.asarray(QUANTILE_LEVELS)
+    for model, fc in sorted(doc["forecasts"].items()):
+        close = paths.get(model)
+        if close is None:
+            continue
+        steps = fc.get("steps") or []
+        if steps:
+            if len(steps) != close.shape[1]:
+                raise Mismatch(key, f"forecasts.{model}.steps", f"{close.shape[1]} steps (its paths)", len(steps))
+            expected = [*zip(_NAMES, np.quantile(close, levels, axis=0)), ("median_close", np.median(close, axis=0))]
+            for name, want in expected:  # one array per quantile: a year of them is a lot of numbers
+                if name not in steps[0]:
+                    continue
+                got = np.array([st.get(name) for st in steps], dtype=np.float64)  # null -> nan: a mismatch
+                bad = np.flatnonzero(~np.isclose(want, got, rtol=REL_TOL, atol=ABS_TOL))
+                if bad.size:
+                    i = int(bad[0])
+                    raise Mismatch(key, f"forecasts.{model}.steps[{i}].{name}", float(want[i]), steps[i].get(name))
+                summary.numbers += len(steps)
+        if fc.get("p_up") is not None:
+            _compare(key, f"forecasts.{model}.p_up", float(np.mean(close[:, -1] > fc["last_close"])), fc["p_up"],
+                     summary)
+        want = [origin + i * bar for i in range(close.shape[1])]
+        if not all(t in realised_by_ts for t in want):
+            continue
+        vol = (fc.get("p_vol_amp"), fc.get("recent_vol"))
+        rows = score_paths(close, np.array([realised_by_ts[t] for t in want]), fc["last_close"], QUANTILE_LEVELS,
+                           *(vol if None not in vol else (None, None)))
+        out.append((model, rows[-1] | {"last_close": fc["last_close"], "horizon": close.shape[1],
+                                       "scored_bar": want[-1]}))
+    return summary.numbers, out
+
+
+def _items(store: Store, docs: dict[str, dict[str, Any]], closes: dict[str, dict[datetime, float]]) -> Iterator:
+    for key, doc in sorted(docs.items()):
+        series = closes.get(f"{doc['symbol']} {doc['timeframe']}", {})
+        origin, bar = _ts(doc["origin"]), timeframe_delta(doc["timeframe"])
+        horizon = max((fc.get("horizon") or 0 for fc in doc["forecasts"].values()), default=0)
+        mine = {t: series[t] for t in (origin + i * bar for i in range(horizon)) if t in series}
+        yield key, doc, store.get(_paths_key(key)), mine
+
+
+def rescore(store: Store, docs: dict[str, dict[str, Any]], closes: dict[str, dict[datetime, float]],
+            summary: Summary, workers: int = 1) -> dict[tuple[str, str, str], dict[datetime, dict[str, Any]]]:
+    """Checks each forecast's summary against its paths and scores it where the chain holds its realised closes
+    (``rescore_one``, in ``workers`` processes): (symbol, timeframe, model) -> origin -> the last step's row of
+    ``score_paths``. The first mismatch in key order is the one raised."""
+    scored: dict[tuple[str, str, str], dict[datetime, dict[str, Any]]] = defaultdict(dict)
+    items = _items(store, docs, closes)
+    if workers > 1:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        # spawn, not fork: polars' thread pool does not survive a fork
+        pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+        results = pool.map(rescore_one, items, chunksize=64)
+    else:
+        pool, results = None, map(rescore_one, items)
+    try:
+        for key, (numbers, rows) in zip(sorted(docs), results):
+            doc = docs[key]
+            summary.numbers += numbers
+            for model, row in rows:
+                scored[(doc["symbol"], doc["timeframe"], model)][_ts(doc["origin"])] = row
+                summary.scored += 1
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
+    return scored
+
+
+def check_scoreboard(store: Store, scored: dict, summary: Summary) -> None:
+    """The all-time rows and the verdicts of scoreboard.json against the re-scored forecasts."""
+    key = "scoreboard.json"
+    board = _json(store, key)
+    for i, row in enumerate(board.get("rows", [])):
+        mine = scored.get((row["symbol"], row["timeframe"], row["model"]), {})
+        if len(mine) != row.get("n_forecasts"):
+            summary.not_recomputable.append(
+                f"{key} rows[{i}] ({row['symbol']} {row['model']}): {row.get('n_forecasts')} forecasts scored, "
+                f"{len(mine)} published with their realised closes")
+            continue
+        rows = list(mine.values())
+        where = f"rows[{i}] ({row['symbol']} {row['timeframe']} {row['model']})"
+        for name, value in (("mae", mae(rows)), ("rmse", rmse(rows)), ("mape", mape(rows)),
+                            *((f, mean_of(rows, s)) for f, s in BOARD_MEANS.items())):
+            if name in row:
+                _compare(key, f"{where}.{name}", value, row[name], summary)
+        base = scored.get((row["symbol"], row["timeframe"], BASELINE), {})
+        pair = [o for o in mine if o in base]
+        if row.get("crps_skill_vs_rw_vol") is not None and pair:
+            value = skill_score(mean_of([mine[o] for o in pair], "crps"), mean_of([base[o] for o in pair], "crps"))
+            _compare(key, f"{where}.crps_skill_vs_rw_vol", value, row["crps_skill_vs_rw_vol"], summary)
+    check_verdicts(key, board.get("verdicts", []), scored, summary)
+
+
+class _Losses:
+    """What ``track_record.verdicts`` reads from the warehouse (loss_pairs.sql), built from the re-scored rows."""
+
+    def __init__(self, frame: pl.DataFrame):
+        self.frame = frame
+
+    def query(self, sql: str, params: dict[str, Any]) -> pl.DataFrame:
+        days = params["days"]
+        df = self.frame.filter(pl.col("timeframe") == params["timeframe"])
+        if days is None or df.height == 0:
+            return df
+        newest = df.group_by("symbol").agg(pl.col("origin").max().alias("as_of"))
+        return (df.join(newest, on="symbol").filter(pl.col("origin") > pl.col("as_of") - pl.duration(days=days))
+                .drop("as_of"))
+
+
+def loss_pairs(scored: dict) -> pl.DataFrame:
+    rows = []
+    for (symbol, tf, model), by_origin in sorted(scored.items()):
+        base = scored.get((symbol, tf, BASELINE), {})
+        for origin, r in sorted(by_origin.items()):
+            rows.append({"symbol": symbol, "timeframe": tf, "model": model, "horizon": r["horizon"], "origin": origin,
+                         "crps_model": r["crps"], "crps_baseline": base.get(origin, {}).get("crps"),
+                         "rel_error_model": r["abs_error"] / r["last_close"],
+                         "rel_error_last_price": abs(r["realised"] - r["last_close"]) / r["last_close"],
+                         "brier_model": r["brier_up"], "point_forecast": r["width_90"] == 0})
+    return pl.DataFrame(rows, schema_overrides={"crps_baseline": pl.Float64}, infer_schema_length=None)
+
+
+def check_verdicts(key: str, published: list[dict[str, Any]], scored: dict, summary: Summary) -> None:
+    if not published:
+        return
+    losses = _Losses(loss_pairs(scored))
+    days = DM_WINDOWS[VERDICT_WINDOW]
+    mine = {(v["symbol"], v["timeframe"], v["model"]): v
+            for tf in sorted({v["timeframe"] for v in published}) for v in verdicts(losses, tf, days)}
+    for i, v in enumerate(published):
+        ours = mine.get((v["symbol"], v["timeframe"], v["model"]))
+        where = f"verdicts[{i}] ({v['symbol']} {v['timeframe']} {v['model']})"
+        if ours is None or ours["n"] != v["n"]:
+            summary.not_recomputable.append(f"{key} {where}: {v['n']} forecasts judged, "
+                                            f"{0 if ours is None else ours['n']} published with their closes")
+            continue
+        for measure in ("crps", "point_error", "p_up"):
+            a, b = ours.get(measure), v.get(measure)
+            if (a is None) != (b is None):
+                raise Mismatch(key, f"{where}.{measure}", a, b)
+            for f in ("n", "model", "reference", "statistic", "p_value", "verdict") if a else ():
+                _compare(key, f"{where}.{measure}.{f}", a.get(f), b.get(f), summary)
+        _compare(key, f"{where}.sentence", ours["sentence"], v["sentence"], summary)
+
+
+def check_past(store: Store, manifest: dict[str, Any], scored: dict, summary: Summary) -> None:
+    """Each series' latest.json: the past forecasts' median and realised close at the horizon."""
+    for alias in sorted(manifest.get("aliases", {})):
+        if not alias.endswith("/latest.json"):
+            continue
+        doc = _json(store, alias)
+        mine = scored.get((doc["symbol"], doc["timeframe"], doc.get("primary_model")), {})
+        for i, p in enumerate(doc.get("past") or []):
+            r = mine.get(_ts(p["origin"]))
+            if r is None:
+                summary.not_recomputable.append(f"{alias} past[{i}] ({p['origin']}): forecast or closes not published")
+                continue
+            _compare(alias, f"past[{i}].median", r["median"], p["median"], summary)
+            _compare(alias, f"past[{i}].realised", r["realised"], p["realised"], summary)
+
+
+def default_workers(forecasts: int) -> int:
+    """Worker processes for re-scoring: one per CPU (at most 8) once there are enough forecasts to pay for
+    starting them (a few seconds each)."""
+    return 1 if forecasts < 2000 else max(1, min(8, os.cpu_count() or 1))
+
+
+def verify(store: Any, workers: int | None = None) -> Summary:
+    """Checks the record in ``store``; returns the summary, or raises Mismatch at the first thing wrong."""
+    summary = Summary()
+    manifest = _json(store, MANIFEST_KEY)
+    records = walk_chain(store, manifest, summary)
+    docs = check_files(store, manifest, records, summary)
+    scored = rescore(store, docs, chain_closes(records), summary,
+                     default_workers(len(docs)) if workers is None else workers)
+    check_past(store, manifest, scored, summary)
+    check_scoreboard(store, scored, summary)
+    return summary
+
+
+def main(target: str) -> int:
+    try:
+        summary = verify(open_target(target))
+    except Mismatch as exc:
+        print(f"verify failed: {exc}")
+        return 1
+    except (OSError, ValueError, KeyError) as exc:
+        print(f"verify failed: {target}: {type(exc).__name__}: {exc}")
+        return 1
+    print(f"{target}: {summary.line()}")
+    return 0

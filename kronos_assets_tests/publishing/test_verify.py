@@ -1,0 +1,211 @@
+"""The tamper-evident record (issue 26 item 5): each publication appends a hash-chained record, and
+``kronos-assets verify`` re-checks the chain, the files and every recomputable number, naming the first mismatch."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from kronos_assets.cli import main as cli_main
+from kronos_assets.publishing.bars import publish_bars
+from kronos_assets.publishing.chain import record_key, sha256
+from kronos_assets.publishing.keys import MANIFEST_KEY, history_key
+from kronos_assets.publishing.store import LocalStore
+from kronos_assets.publishing.verify import Mismatch, verify
+from kronos_assets.warehouse import Warehouse
+from kronos_assets_tests.publishing.conftest import HORIZON, HOUR, LAST_BAR, env_bucket_store
+
+BTC, ETH = "BTC/USDT", "ETH/USDT"
+
+
+def live_warehouse(site_data, folder: Path) -> Warehouse:
+    """A copy of the test warehouse holding only the scores a live tick at the newest origin would have: the
+    forecasts whose horizon has closed by then (the fixture's candles run on past it)."""
+    copy = folder / "warehouse.duckdb"
+    shutil.copy(site_data.settings.warehouse_path, copy)
+    with duckdb.connect(str(copy)) as con:
+        con.execute("DELETE FROM evaluations WHERE scored_bar > ?", [LAST_BAR])
+    return Warehouse(copy)
+
+
+def publish_record(site_data, store, wh: Warehouse) -> None:
+    """Four publications: BTC's forecasts in three runs, oldest first, then ETH's."""
+    btc = site_data.bars[BTC]
+    for chunk in (btc[:30], btc[30:50], btc[50:]):
+        publish_bars(site_data.settings, wh, store, {BTC: chunk}, "1h")
+    publish_bars(site_data.settings, wh, store, {ETH: site_data.bars[ETH]}, "1h")
+
+
+@pytest.fixture(scope="module")
+def record(site_data, tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("verify")
+    publish_record(site_data, LocalStore(root / "site"), live_warehouse(site_data, root))
+    return root / "site"
+
+
+@pytest.fixture
+def site(record, tmp_path) -> Path:
+    """A copy of the record to tamper with."""
+    return Path(shutil.copytree(record, tmp_path / "site"))
+
+
+def manifest(site: Path) -> dict:
+    return json.loads((site / MANIFEST_KEY).read_text())
+
+
+def btc_history(origin_bar) -> str:
+    return history_key(BTC, "1h", (origin_bar + HOUR).isoformat())
+
+
+def fails(site: Path, capsys) -> str:
+    assert cli_main(["verify", str(site)]) == 1
+    out = capsys.readouterr().out.strip().splitlines()
+    assert out and out[-1].startswith("verify failed: ")
+    return out[-1]
+
+
+def test_an_untouched_record_verifies_and_every_number_is_recomputed(record, site_data, capsys):
+    summary = verify(LocalStore(record))
+    assert summary.publications == 4
+    assert summary.forecasts == len(site_data.bars[BTC]) + len(site_data.bars[ETH])
+    # Everything but the newest run's forecasts was published after its outcome and says so.
+    assert 0 < summary.late < summary.forecasts
+    assert summary.scored > 0 and summary.numbers > 1000
+    # The scoreboard's rows and verdicts were recomputed, not passed over.
+    assert not [n for n in summary.not_recomputable if n.startswith("scoreboard.json")], summary.not_recomputable
+    assert cli_main(["verify", str(record)]) == 0
+    line = capsys.readouterr().out.strip()
+    assert line.count("\n") == 0 and "intact: 4 publications" in line
+
+
+def test_each_record_names_the_previous_one_and_the_manifest_it_replaced(record, site_data):
+    m = manifest(record)
+    assert m["chain"]["seq"] == 3 and m["chain"]["head"] == record_key(3)
+    bodies = [(record / record_key(i)).read_bytes() for i in range(4)]
+    assert m["chain"]["head_sha256"] == sha256(bodies[3])
+    for i in range(1, 4):
+        rec = json.loads(bodies[i])
+        assert rec["prev_record_sha256"] == sha256(bodies[i - 1]) and rec["prev_manifest_sha256"]
+    first = json.loads(bodies[0])
+    assert first["prev_record_sha256"] is None
+    assert {k for k in first["added"] if "/history/" in k} == {btc_history(b) for b in site_data.bars[BTC][:30]}
+    assert first["closes"]["BTC/USDT 1h"] and set(first["late"]) <= set(first["added"])
+
+
+def test_a_changed_published_number_is_named(site, site_data, capsys):
+    key = btc_history(site_data.bars[BTC][10])
+    doc = json.loads((site / key).read_text())
+    doc["forecasts"]["kronos-demo" if "kronos-demo" in doc["forecasts"] else sorted(doc["forecasts"])[0]][
+        "steps"][2]["q90"] *= 1.001
+    (site / key).write_text(json.dumps(doc, indent=1, sort_keys=True))
+    line = fails(site, capsys)
+    assert key in line and "sha256" in line and "published by chain/00000000.json" in line
+
+
+def test_a_number_published_wrong_with_consistent_hashes_is_recomputed_and_named(site_data, tmp_path, capsys,
+                                                                                  monkeypatch):
+    """The publisher itself writes a wrong score (every hash then agrees): recomputation names the field."""
+    import kronos_assets.publishing.bars as bars
+
+    real = bars.scoreboard
+
+    def doctored(*args, **kwargs):
+        rows = real(*args, **kwargs)
+        for r in rows:
+            if r["symbol"] == BTC and r["model"] == "random_walk_vol":
+                r["crps"] *= 0.9  # flatter the baseline
+        return rows
+
+    monkeypatch.setattr(bars, "scoreboard", doctored)
+    publish_record(site_data, LocalStore(tmp_path / "site"), live_warehouse(site_data, tmp_path))
+    line = fails(tmp_path / "site", capsys)
+    assert "scoreboard.json" in line and "(BTC/USDT 1h random_walk_vol).crps" in line and "expected" in line
+
+
+def test_a_deleted_history_file_is_named(site, site_data, capsys):
+    key = btc_history(site_data.bars[BTC][40])
+    (site / key).unlink()
+    line = fails(site, capsys)
+    assert f"{key}: file: expected published by chain/00000001.json, found missing" in line
+
+
+def test_an_old_forecast_rewritten_and_rehashed_in_the_manifest_is_named(site, site_data, capsys):
+    key = btc_history(site_data.bars[BTC][5])
+    doc = json.loads((site / key).read_text())
+    for fc in doc["forecasts"].values():
+        if fc.get("p_up") is not None:
+            fc["p_up"] = 0.99
+    body = json.dumps(doc, indent=1, sort_keys=True).encode()
+    (site / key).write_bytes(body)
+    m = manifest(site)
+    m["objects"][key] |= {"sha256": sha256(body), "bytes": len(body)}
+    (site / MANIFEST_KEY).write_text(json.dumps(m, indent=1, sort_keys=True))
+    line = fails(site, capsys)
+    assert key in line and "chain/00000000.json" in line
+
+
+def test_two_publications_reordered_are_named(site, capsys):
+    a, b = site / record_key(1), site / record_key(2)
+    body_a, body_b = a.read_bytes(), b.read_bytes()
+    a.write_bytes(body_b)
+    b.write_bytes(body_a)
+    line = fails(site, capsys)
+    assert record_key(1) in line and "seq: expected 1, found 2" in line
+
+
+def test_reordered_publications_renumbered_break_the_hashes(site, capsys):
+    """Swapped and renumbered (each record's seq edited): the next record's prev_record_sha256 no longer matches."""
+    recs = [json.loads((site / record_key(i)).read_bytes()) for i in (1, 2)]
+    recs[0]["seq"], recs[1]["seq"] = 2, 1
+    (site / record_key(1)).write_text(json.dumps(recs[1], indent=1, sort_keys=True))
+    (site / record_key(2)).write_text(json.dumps(recs[0], indent=1, sort_keys=True))
+    line = fails(site, capsys)
+    assert record_key(1) in line and ("prev_record_sha256" in line or "as_of" in line)
+
+
+def test_a_rebuilt_manifest_continues_the_chain_from_its_log(site_data, tmp_path):
+    store = LocalStore(tmp_path / "site")
+    wh = live_warehouse(site_data, tmp_path)
+    publish_bars(site_data.settings, wh, store, {BTC: site_data.bars[BTC][:30]}, "1h")
+    (tmp_path / "site" / MANIFEST_KEY).write_text('{"objects": {"trunc')
+    report = publish_bars(site_data.settings, wh, store, {BTC: site_data.bars[BTC][30:]}, "1h")
+    assert report.rebuilt
+    rec = json.loads(store.get(record_key(1)))
+    assert rec["manifest_rebuilt"] and rec["prev_record_sha256"] == sha256(store.get(record_key(0)))
+    summary = verify(store)
+    assert summary.publications == 2 and summary.rebuilt == 1
+
+
+def test_a_bucket_verifies_and_a_deleted_object_is_named(site_data, tmp_path, bucket, s3_server, capsys):
+    store = env_bucket_store()
+    wh = live_warehouse(site_data, tmp_path)
+    publish_bars(site_data.settings, wh, store, {BTC: site_data.bars[BTC][-HORIZON * 2:]}, "1h")
+    assert cli_main(["verify", f"s3://{bucket}"]) == 0
+    assert "intact: 1 publications" in capsys.readouterr().out
+    key = btc_history(site_data.bars[BTC][-1])
+    s3_server.client().delete_object(Bucket=bucket, Key=key)
+    line = fails(f"s3://{bucket}", capsys)
+    assert f"{key}: file:" in line and "missing" in line
+
+
+def test_worker_processes_rescore_alike_and_pass_on_the_first_mismatch(record, site_data):
+    """The re-scoring a year of forecasts spreads over processes gives the same scores, and a mismatch found in a
+    worker is the one named (in key order)."""
+    from kronos_assets.publishing import verify as v
+
+    store = LocalStore(record)
+    m = v._json(store, MANIFEST_KEY)
+    summary = v.Summary()
+    records = v.walk_chain(store, m, summary)
+    docs = v.check_files(store, m, records, summary)
+    closes = v.chain_closes(records)
+    assert v.rescore(store, docs, closes, v.Summary(), workers=2) == v.rescore(store, docs, closes, v.Summary())
+    key = btc_history(site_data.bars[BTC][20])
+    fc = next(fc for fc in docs[key]["forecasts"].values() if fc.get("steps"))
+    fc["steps"][3]["q10"] += 1.0
+    with pytest.raises(Mismatch, match=rf"{key}: forecasts\.\S+\.steps\[3\]\.q10: expected"):
+        v.rescore(store, docs, closes, v.Summary(), workers=2)
