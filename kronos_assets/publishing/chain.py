@@ -4,7 +4,9 @@
                        replaced), as_of (the publication's time: its newest origin, so the newest closed bar),
                        added {key: sha256} (every immutable object it wrote: forecasts, paths, versioned copies),
                        late (forecast files added after their first horizon bar had closed: backfills, labelled as
-                       such), closes {"SYMBOL tf": [[ts, close], ...]} (the realised closes newer than the last
+                       such), replaced {key: previous sha256} (immutable objects it re-wrote with new content,
+                       e.g. a forecast recomputed for a new checkpoint: declared, never silent), closes {"SYMBOL tf":
+                       [[ts, close], ...]} (the realised closes newer than the last
                        record's, so the scores can be recomputed from the record alone), closes_through.
 
 The manifest carries the head (``chain``: seq, head, head_sha256, prev_manifest_sha256). A manifest rebuilt after
@@ -94,12 +96,14 @@ def append_record(
     added: dict[str, str],
     histories: dict[str, dict[str, Any]],
     snapshots: Iterable[dict[str, Any]],
+    replaced: dict[str, str] | None = None,
 ) -> tuple[dict[str, Any], Artifact]:
     """Writes the next record; returns the manifest's ``chain`` block for it and the record (listed as an object).
 
     ``previous``: the manifest read (or rebuilt) before this publish; ``previous_manifest`` its stored bytes (None
     when there was none or it was damaged); ``added``: key -> sha256 of every immutable object this publish wrote;
-    ``histories``: the forecast documents among them, by key (to label the late ones)."""
+    ``histories``: the forecast documents among them, by key (to label the late ones); ``replaced``: key -> the
+    sha256 the previous manifest listed, for the objects among them written with new content."""
     head = previous.get("chain")
     prev_sha, through, seq = None, {}, 0
     if isinstance(head, dict) and not rebuilt:
@@ -121,6 +125,7 @@ def append_record(
         "as_of": as_of.isoformat(),
         "added": dict(sorted(added.items())),
         "late": sorted(k for k, h in histories.items() if published_late(h, as_of)),
+        "replaced": dict(sorted((replaced or {}).items())),
         "closes": dict(sorted(closes.items())),
         "closes_through": dict(sorted(through.items())),
     }

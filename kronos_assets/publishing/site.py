@@ -203,7 +203,8 @@ def publish_site(
     manifest["chain"], record = append_record(
         store, previous, previous_body, rebuilt, generated_at,
         {a.key: a.sha256 for a in [*plan.immutable, *copies] if a.key in fresh},
-        {k: h for k, h in docs.items() if k in fresh}, [u.snapshot for u in updates if u.snapshot])
+        {k: h for k, h in docs.items() if k in fresh}, [u.snapshot for u in updates if u.snapshot],
+        {k: previous["objects"][k]["sha256"] for k in changed})
     written.append(record.key)
     manifest["objects"] = dict(sorted((objects | {record.key: entry(record)}).items()))
     store.put(Artifact.of(MANIFEST_KEY, _json(manifest), MANIFEST_CACHE))

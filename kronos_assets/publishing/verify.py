@@ -3,7 +3,8 @@
 1. The chain (``publishing.chain``): every record chain/0..head present, numbered in order, each naming the sha256
    of the one before and an ``as_of`` no earlier than it; the manifest's head is the last record.
 2. The files: every forecast and paths file the chain added is still stored with the sha256 it was published with
-   and was never re-published with another; every object the manifest lists has its listed sha256, and every
+   and was never re-published with another unless that record declared it ``replaced`` (counted, and judged
+   published-before-outcome as of the replacement); every object the manifest lists has its listed sha256, and every
    latest name the content of its versioned copy.
 3. Published before the outcome: a forecast file first added after its first horizon bar had closed must be
    labelled ``late`` (a backfill) by the record that added it.
@@ -62,6 +63,7 @@ class Summary:
     forecasts: int = 0
     late: int = 0
     predating: int = 0  # forecast files listed by the manifest but published before the chain existed
+    replaced: int = 0  # forecast files re-published with new content, declared by the record that did it
     scored: int = 0  # (forecast, model) pairs re-scored from paths and chain closes
     numbers: int = 0  # published numbers compared
     not_recomputable: list[str] = field(default_factory=list)
@@ -73,6 +75,9 @@ class Summary:
                  f"{self.scored} forecasts re-scored, {self.numbers} published numbers recomputed"]
         if self.predating:
             parts.append(f"{self.predating} forecasts predate the chain (checked against the manifest only)")
+        if self.replaced:
+            parts.append(f"{self.replaced} forecasts replaced after publication (declared; judged as of the "
+                         "replacement)")
         if self.rebuilt:
             parts.append(f"{self.rebuilt} publications after a rebuilt manifest")
         if self.not_recomputable:
@@ -183,12 +188,16 @@ def check_files(store: Store, manifest: dict[str, Any], records: list[dict[str, 
                 summary: Summary) -> dict[str, dict[str, Any]]:
     """Every forecast/paths file as the chain published it, every manifest object as listed; returns the forecast
     documents by key."""
-    first: dict[str, tuple[str, int]] = {}
+    first: dict[str, tuple[str, int]] = {}  # key -> (sha256, seq) as last published
     for rec in records:
+        replaced = rec.get("replaced", {})
         for key, digest in rec["added"].items():
             if key in first and first[key][0] != digest:
-                raise Mismatch(key, "sha256", f"{first[key][0]} as first published ({record_key(first[key][1])})",
-                               f"{digest}, re-published by {record_key(rec['seq'])}")
+                if replaced.get(key) != first[key][0]:
+                    raise Mismatch(key, "sha256", f"{first[key][0]} as published ({record_key(first[key][1])})",
+                                   f"{digest}, re-published by {record_key(rec['seq'])} without declaring it replaced")
+                summary.replaced += is_forecast_key(key)
+                first[key] = (digest, rec["seq"])
             first.setdefault(key, (digest, rec["seq"]))
     immutable = {k: v for k, v in first.items() if "/history/" in k or "/paths/" in k}
     listed = manifest.get("objects", {})

@@ -209,3 +209,36 @@ def test_worker_processes_rescore_alike_and_pass_on_the_first_mismatch(record, s
     fc["steps"][3]["q10"] += 1.0
     with pytest.raises(Mismatch, match=rf"{key}: forecasts\.\S+\.steps\[3\]\.q10: expected"):
         v.rescore(store, docs, closes, v.Summary(), workers=2)
+
+
+def test_a_forecast_re_published_with_new_content_is_declared_and_counted(site_data, tmp_path, monkeypatch, capsys):
+    """A forecast recomputed (a new checkpoint) and published again is declared ``replaced`` by its record and
+    counted by verify; the same rewrite without the declaration is named."""
+    import kronos_assets.publishing.bars as bars
+
+    store, wh = LocalStore(tmp_path / "site"), live_warehouse(site_data, tmp_path)
+    publish_bars(site_data.settings, wh, store, {BTC: site_data.bars[BTC][:30]}, "1h")
+    real = bars.forecast_records
+
+    def recomputed(*args, **kwargs):
+        records = real(*args, **kwargs)
+        for r in records:
+            for fc in r["forecasts"].values():
+                fc["provenance"] = dict(fc.get("provenance") or {}, note="recomputed")
+        return records
+
+    monkeypatch.setattr(bars, "forecast_records", recomputed)
+    publish_bars(site_data.settings, wh, store, {BTC: site_data.bars[BTC][25:30]}, "1h")
+    rec = json.loads(store.get(record_key(1)))
+    key = btc_history(site_data.bars[BTC][27])
+    assert key in rec["replaced"] and rec["replaced"][key] == json.loads(store.get(record_key(0)))["added"][key]
+    assert verify(store).replaced == 5
+    del rec["replaced"][key]  # the same rewrite, undeclared (the manifest's head re-pointed to match)
+    body = json.dumps(rec, indent=1, sort_keys=True).encode()
+    (tmp_path / "site" / record_key(1)).write_bytes(body)
+    m = manifest(tmp_path / "site")
+    m["chain"]["head_sha256"] = sha256(body)
+    m["objects"][record_key(1)] |= {"sha256": sha256(body), "bytes": len(body)}
+    (tmp_path / "site" / MANIFEST_KEY).write_text(json.dumps(m))
+    line = fails(tmp_path / "site", capsys)
+    assert f"{key}: sha256:" in line and "without declaring it replaced" in line
