@@ -378,11 +378,22 @@ def rescore(store: Store, docs: dict[str, dict[str, Any]], closes: dict[str, dic
     return scored
 
 
-def check_scoreboard(store: Store, scored: dict, summary: Summary) -> None:
-    """The all-time rows and the verdicts of scoreboard.json against the re-scored forecasts."""
-    key = "scoreboard.json"
-    board = _json(store, key)
-    for i, row in enumerate(board.get("rows", [])):
+def check_scoreboard(store: Store, manifest: dict[str, Any], scored: dict, summary: Summary) -> None:
+    """The all-time rows and the verdicts of scoreboard.json, and of each series' scoreboard.json (its verdict as
+    of its origin), against the re-scored forecasts."""
+    board = _json(store, "scoreboard.json")
+    check_rows("scoreboard.json", board.get("rows", []), scored, summary)
+    check_verdicts("scoreboard.json", board.get("verdicts", []), scored, summary)
+    for alias in sorted(manifest.get("aliases", {})):
+        if alias.endswith("/scoreboard.json"):
+            board = _json(store, alias)
+            check_rows(alias, board.get("rows", []), scored, summary)
+            if board.get("verdict"):
+                check_verdicts(alias, [board["verdict"]], scored, summary, _ts(board["as_of"]), "verdict")
+
+
+def check_rows(key: str, board_rows: list[dict[str, Any]], scored: dict, summary: Summary) -> None:
+    for i, row in enumerate(board_rows):
         mine = scored.get((row["symbol"], row["timeframe"], row["model"]), {})
         if len(mine) != row.get("n_forecasts"):
             summary.not_recomputable.append(
@@ -400,7 +411,6 @@ def check_scoreboard(store: Store, scored: dict, summary: Summary) -> None:
         if row.get("crps_skill_vs_rw_vol") is not None and pair:
             value = skill_score(mean_of([mine[o] for o in pair], "crps"), mean_of([base[o] for o in pair], "crps"))
             _compare(key, f"{where}.crps_skill_vs_rw_vol", value, row["crps_skill_vs_rw_vol"], summary)
-    check_verdicts(key, board.get("verdicts", []), scored, summary)
 
 
 class _Losses:
@@ -412,6 +422,8 @@ class _Losses:
     def query(self, sql: str, params: dict[str, Any]) -> pl.DataFrame:
         days = params["days"]
         df = self.frame.filter(pl.col("timeframe") == params["timeframe"])
+        if params.get("scored_before") is not None:
+            df = df.filter(pl.col("scored_bar") < params["scored_before"])
         if days is None or df.height == 0:
             return df
         newest = df.group_by("symbol").agg(pl.col("origin").max().alias("as_of"))
@@ -428,20 +440,24 @@ def loss_pairs(scored: dict) -> pl.DataFrame:
                          "crps_model": r["crps"], "crps_baseline": base.get(origin, {}).get("crps"),
                          "rel_error_model": r["abs_error"] / r["last_close"],
                          "rel_error_last_price": abs(r["realised"] - r["last_close"]) / r["last_close"],
-                         "brier_model": r["brier_up"], "point_forecast": r["width_90"] == 0})
+                         "brier_model": r["brier_up"], "point_forecast": r["width_90"] == 0,
+                         "scored_bar": r["scored_bar"]})
     return pl.DataFrame(rows, schema_overrides={"crps_baseline": pl.Float64}, infer_schema_length=None)
 
 
-def check_verdicts(key: str, published: list[dict[str, Any]], scored: dict, summary: Summary) -> None:
+def check_verdicts(key: str, published: list[dict[str, Any]], scored: dict, summary: Summary,
+                   scored_before: datetime | None = None, field: str = "verdicts") -> None:
+    """Published verdicts against ``track_record.verdicts`` over the re-scored losses (those scored before
+    ``scored_before`` when given: a series' verdict as of its origin)."""
     if not published:
         return
     losses = _Losses(loss_pairs(scored))
     days = DM_WINDOWS[VERDICT_WINDOW]
-    mine = {(v["symbol"], v["timeframe"], v["model"]): v
-            for tf in sorted({v["timeframe"] for v in published}) for v in verdicts(losses, tf, days)}
+    mine = {(v["symbol"], v["timeframe"], v["model"]): v for tf in sorted({v["timeframe"] for v in published})
+            for v in verdicts(losses, tf, days, scored_before=scored_before)}
     for i, v in enumerate(published):
         ours = mine.get((v["symbol"], v["timeframe"], v["model"]))
-        where = f"verdicts[{i}] ({v['symbol']} {v['timeframe']} {v['model']})"
+        where = (f"{field}[{i}]" if field == "verdicts" else field) + f" ({v['symbol']} {v['timeframe']} {v['model']})"
         if ours is None or ours["n"] != v["n"]:
             summary.not_recomputable.append(f"{key} {where}: {v['n']} forecasts judged, "
                                             f"{0 if ours is None else ours['n']} published with their closes")
@@ -456,7 +472,7 @@ def check_verdicts(key: str, published: list[dict[str, Any]], scored: dict, summ
 
 
 def check_past(store: Store, manifest: dict[str, Any], scored: dict, summary: Summary) -> None:
-    """Each series' latest.json: the past forecasts' median and realised close at the horizon."""
+    """Each series' latest.json: the past forecasts' median and realised close at the horizon, and its verdict."""
     for alias in sorted(manifest.get("aliases", {})):
         if not alias.endswith("/latest.json"):
             continue
@@ -469,6 +485,8 @@ def check_past(store: Store, manifest: dict[str, Any], scored: dict, summary: Su
                 continue
             _compare(alias, f"past[{i}].median", r["median"], p["median"], summary)
             _compare(alias, f"past[{i}].realised", r["realised"], p["realised"], summary)
+        if doc.get("verdict"):
+            check_verdicts(alias, [doc["verdict"]], scored, summary, _ts(doc["origin"]), "verdict")
 
 
 def default_workers(forecasts: int) -> int:
@@ -486,7 +504,7 @@ def verify(store: Any, workers: int | None = None) -> Summary:
     scored = rescore(store, docs, chain_closes(records), summary,
                      default_workers(len(docs)) if workers is None else workers)
     check_past(store, manifest, scored, summary)
-    check_scoreboard(store, scored, summary)
+    check_scoreboard(store, manifest, scored, summary)
     return summary
 
 

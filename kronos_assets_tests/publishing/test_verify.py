@@ -75,8 +75,8 @@ def test_an_untouched_record_verifies_and_every_number_is_recomputed(record, sit
     # Everything but the newest run's forecasts was published after its outcome and says so.
     assert 0 < summary.late < summary.forecasts
     assert summary.scored > 0 and summary.numbers > 1000
-    # The scoreboard's rows and verdicts were recomputed, not passed over.
-    assert not [n for n in summary.not_recomputable if n.startswith("scoreboard.json")], summary.not_recomputable
+    # Every scoreboard row, verdict and past forecast was recomputed, none passed over.
+    assert summary.not_recomputable == []
     assert cli_main(["verify", str(record)]) == 0
     line = capsys.readouterr().out.strip()
     assert line.count("\n") == 0 and "intact: 4 publications" in line
@@ -242,3 +242,21 @@ def test_a_forecast_re_published_with_new_content_is_declared_and_counted(site_d
     (tmp_path / "site" / MANIFEST_KEY).write_text(json.dumps(m))
     line = fails(tmp_path / "site", capsys)
     assert f"{key}: sha256:" in line and "without declaring it replaced" in line
+
+
+def test_a_series_verdict_published_wrong_is_recomputed_and_named(site_data, tmp_path, capsys, monkeypatch):
+    """latest.json's verdict (as of its origin) is recomputed from the re-scored losses like scoreboard.json's."""
+    import kronos_assets.publishing.bars as bars
+
+    real = bars.series_snapshot
+
+    def doctored(*args, **kwargs):
+        snap = real(*args, **kwargs)
+        if snap and snap.get("verdict"):
+            snap["verdict"] = dict(snap["verdict"], sentence="It beats every reference (p < 0.001).")
+        return snap
+
+    monkeypatch.setattr(bars, "series_snapshot", doctored)
+    publish_record(site_data, LocalStore(tmp_path / "site"), live_warehouse(site_data, tmp_path))
+    line = fails(tmp_path / "site", capsys)
+    assert "/latest.json: verdict (" in line and ".sentence: expected" in line and "It beats every" in line
