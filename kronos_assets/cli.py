@@ -233,7 +233,10 @@ def _upgrade(settings: Settings, warehouse: bool) -> int:
                 wh.close()
             if found is not None and found != now:
                 print(f"warehouse schema migrated from version {found} to {now}")
-    except (home_layout.LayoutConflict, SchemaTooNew, MigrationFailed, DamagedWarehouse, WarehouseUnavailable,
+    except DamagedWarehouse as exc:  # not an upgrade's refusal: the run fails as any run on that file would
+        print(f"main job failed: {exc}", file=sys.stderr)
+        return 1
+    except (home_layout.LayoutConflict, SchemaTooNew, MigrationFailed, WarehouseUnavailable,
             TimeoutError, OSError) as exc:
         print(f"upgrade refused: {exc}", file=sys.stderr)
         return 2
