@@ -36,7 +36,6 @@ from typing import Callable
 
 import dagster as dg
 import sqlalchemy as db
-from dagster._core.events import DagsterEventType
 from dagster._core.execution.backfill import BulkActionStatus
 from dagster._core.storage.event_log.schema import (AssetCheckExecutionsTable, AssetEventTagsTable,
                                                     SqlEventLogStorageTable)
@@ -47,7 +46,7 @@ RUN_ROUND_S = 20.0  # `kronos-assets run` prunes after its work, for at most thi
 JOB_ROUND_S = 480.0  # the daily job: a first round after a year of unpruned history takes several rounds
 _BATCH = 50
 _RUN_FILE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\.db$")
-_KEPT_TYPES = (DagsterEventType.ASSET_MATERIALIZATION.value, DagsterEventType.ASSET_OBSERVATION.value)
+_KEPT_TYPES = (dg.DagsterEventType.ASSET_MATERIALIZATION.value, dg.DagsterEventType.ASSET_OBSERVATION.value)
 # dagster/backfill on a run: a run of a backfill still going is left to the backfill daemon
 _BACKFILL_TAG = "dagster/backfill"
 _BACKFILL_GOING = (BulkActionStatus.REQUESTED, BulkActionStatus.CANCELING, BulkActionStatus.FAILING)

@@ -26,10 +26,23 @@ def _sources() -> list[Path]:
     return files
 
 
+# Where no public API does the job, and why; dagster is pinned to one release (pyproject.toml) and these modules'
+# tests exercise each use against it, so an upgrade that moves one fails there, not in production.
+ALLOWED_PRIVATE = {
+    # Pruning old runs without losing partition status: Dagster's delete_run drops the materialisations that the
+    # status is built from, so retention deletes a run's other event rows itself, in the event log's own tables.
+    "retention.py": {"dagster._core.execution.backfill", "dagster._core.storage.event_log.schema",
+                     "dagster._core.storage.event_log.sqlite.sqlite_event_log"},
+    # A SIGTERM that Dagster holds back while a step waits for a pool slot (no public hook; guarded by ImportError).
+    "runs.py": {"dagster._utils.interrupts"},
+}
+
+
 def test_no_private_dagster_imports():
     private = [f"{p.relative_to(PACKAGE)}: {m} {n}".strip() for p in _sources() for m, n in _imports(p)
                if m.split(".")[0].startswith("dagster") and (any(part.startswith("_") for part in m.split("."))
-                                                            or n.startswith("_"))]
+                                                            or n.startswith("_"))
+               and m not in ALLOWED_PRIVATE.get(p.relative_to(PACKAGE).as_posix(), set())]
     assert private == []
 
 
