@@ -96,8 +96,8 @@ def verdict(grp: pl.DataFrame, model: str, overlap: int) -> dict[str, Any]:
 
 
 def _said(c: dict[str, Any]) -> str:
-    if c["p_value"] is None:
-        return "too few independent horizons to test"
+    if c["p_value"] is None:  # no test: its verdict says why (too few horizons, too persistent a difference)
+        return c["verdict"]
     return f"significant, p = {c['p_value']:.2g}" if c["significant"] else f"within noise, p = {c['p_value']:.2f}"
 
 
