@@ -112,7 +112,9 @@ def test_dashboard_says_not_yet_scored_until_the_record_means_something(site_dat
     # fan chart (the skill card's verdict: test_verdicts).
     cards = sections[BTC].split('<div class="chart"')[0]
     assert "not yet scored" not in cards and "Brier" in cards and "±" not in cards
-    assert '<p class="verdict">Over the last 30 days (60 forecasts' in cards
+    # 60 hourly forecasts cover 2.5 days: the sentence says so instead of "the last 30 days"
+    assert re.search(r'<p class="verdict">Over the \d+\.\d days of forecasts scored so far \(of a 30-day window\) '
+                     r'\(60 forecasts', cards), cards
     assert 'id="chart-0-reliability"' in sections[BTC] and 'id="chart-0-pit"' in sections[BTC]
     assert "SYNTHETIC MARKET" in index and 'id="demo-banner"' in index
     assert 'src="assets/plotly-' in index and "cdn" not in index.lower()  # plotly.js beside the page
