@@ -1,7 +1,7 @@
 """The real-data study's numbers, recomputed from the warehouse alone: verdicts by month and overall, calibration,
 and the long/flat strategy against buy-and-hold (no Dagster here; kronos_assets/study.py runs the backfill).
 
-Verdicts reuse the track record's comparison (track_record._compare: means and the Diebold-Mariano test of
+Verdicts reuse the track record's comparison (track_record.compare_losses: means and the Diebold-Mariano test of
 metrics/compare.py). Origins of a strided study are ``stride`` bars apart, so forecasts overlap for
 ceil(horizon / stride) origins: that is the horizon the test is told.
 
@@ -24,7 +24,7 @@ import polars as pl
 
 from kronos_assets.metrics import pit_histogram, reliability_table
 from kronos_assets.metrics.strategy import COST, MEAN_BLOCK, N_BOOT, performance, sharpe_difference
-from kronos_assets.track_record import COIN_FLIP_BRIER, SIGNIFICANCE, _compare
+from kronos_assets.track_record import COIN_FLIP_BRIER, SIGNIFICANCE, compare_losses
 from kronos_assets.warehouse import read_sql
 
 RULE = ("Before each bar opens: long over that bar when the newest forecast gives more than 50 % to it closing above "
@@ -89,7 +89,7 @@ def verdict(grp: pl.DataFrame, model: str, overlap: int) -> dict[str, Any]:
         if model in skip or (measure == "p_up" and point):
             row[measure] = None
             continue
-        c = _compare(grp, loss, reference, overlap)
+        c = compare_losses(grp, loss, reference, overlap)
         row[measure] = None if c is None else c | {"reference_name": name}
     row["sentence"] = sentence(model, row)
     return row

@@ -38,7 +38,7 @@ def newest_scored_origin(wh: Warehouse, timeframe: str) -> datetime | None:
     return wh.query("SELECT max(origin) AS t FROM evaluations WHERE timeframe = ?", [timeframe])["t"][0]
 
 
-def _compare(grp: pl.DataFrame, loss: str, reference: str | float, horizon: int) -> dict[str, Any] | None:
+def compare_losses(grp: pl.DataFrame, loss: str, reference: str | float, horizon: int) -> dict[str, Any] | None:
     """Mean losses of the model and the reference on the rows both have, and the DM test of their difference."""
     if isinstance(reference, str):
         grp = grp.filter(pl.col(reference).is_not_null())
@@ -89,7 +89,7 @@ def verdicts(wh: Any, timeframe: str, days: int | None = 30, scored_before: date
             elif isinstance(reference, str) and grp[loss].equals(grp[reference]):
                 row[measure] = None  # its forecast is the reference itself (the random walk's median)
             else:
-                row[measure] = _compare(grp, loss, reference, horizon)
+                row[measure] = compare_losses(grp, loss, reference, horizon)
                 if row[measure] is not None:
                     row[measure]["reference_name"] = ref_name
         row["sentence"] = verdict_sentence(row)

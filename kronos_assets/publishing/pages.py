@@ -23,12 +23,12 @@ def script_json(encoded: str) -> Markup:
     return Markup(encoded.replace("</", "<\\/"))
 
 
-_ENV = jinja2.Environment(
+TEMPLATES = jinja2.Environment(
     loader=jinja2.PackageLoader("kronos_assets.publishing", "templates"),
     autoescape=True,
     undefined=jinja2.StrictUndefined,  # a misspelt name is an error, never an empty string on the page
 )
-_ENV.filters["script_json"] = script_json
+TEMPLATES.filters["script_json"] = script_json
 
 
 def dashboard_html(snapshots: list[dict[str, Any]], scoreboard: list[dict[str, Any]], generated_at: str,
@@ -38,7 +38,7 @@ def dashboard_html(snapshots: list[dict[str, Any]], scoreboard: list[dict[str, A
     for i, snap in enumerate(snapshots):
         board = [r for r in scoreboard if r["symbol"] == snap["symbol"] and r["timeframe"] == snap["timeframe"]]
         views.append(series_view(snap, board, i))
-    return _ENV.get_template("dashboard.html.j2").render(
+    return TEMPLATES.get_template("dashboard.html.j2").render(
         series=views, generated_at=generated_at, generated_text=utc_minute(generated_at), synthetic=synthetic,
         # synthetic, or the replay's exchange and as-of (the newest origin shown)
         demo_banner=DEMO_BANNER if synthetic else next(
@@ -62,4 +62,4 @@ def chart_page(snapshot: dict[str, Any]) -> bytes:
 
 
 def _macro(template: str, name: str) -> Any:
-    return getattr(_ENV.get_template(template).module, name)
+    return getattr(TEMPLATES.get_template(template).module, name)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from kronos_assets.publishing.pages import _ENV
+from kronos_assets.publishing.pages import TEMPLATES
 from kronos_assets.publishing.sentences import pct, utc_minute
 from kronos_assets.publishing.store import Artifact
 
@@ -22,7 +22,7 @@ def _signed(x: float | None) -> str:
 
 
 def study_html(record: dict[str, Any]) -> str:
-    return _ENV.get_template("study.html.j2").render(
+    return TEMPLATES.get_template("study.html.j2").render(
         r=record, pct=pct, signed=_signed, p=_p, minute=utc_minute,
         months=lambda entry: sorted(entry["months"].items()),
     )
