@@ -1,9 +1,13 @@
 """The main job: what the hourly schedule and sensor do, run once in this process for every series.
 
-For each timeframe and symbol it refreshes the candle days a forecast needs, then forecasts, scores and publishes
-the newest closed bar and the ``backfill_bars`` before it (a short rolling-origin backtest, so a fresh install
-has a track record to show at once). Runs are recorded in the profile's Dagster instance (``dagster dev`` shows
-them); their full event log goes to a file, the terminal gets one line per step of the job.
+Over the newest closed bar and the ``backfill_bars`` before it (a short rolling-origin backtest, so a fresh
+install has a track record to show at once) it computes only what is missing or stale, read from the warehouse
+(incremental.py): the candle days a forecast needs that are not stored whole, forecasts not stored at their
+model's current version key (forecasting/versions.py), scores whose horizon has closed, a publish when what the
+site is made of changed, the track record when the scores did. At most three runs per timeframe, each covering
+every symbol; none when nothing is new, and then the asset modules are not even imported. Runs are recorded in
+the profile's Dagster instance (``dagster dev`` shows them); their full event log goes to a file, the terminal
+gets one line per run.
 
 ``now`` (``--now``) is the time the job works at: every run is tagged with it (defs/clock.py), so no bar that
 closes after it is fetched and the same command stores the same candles whatever the hour. It defaults to the wall
@@ -255,15 +259,17 @@ def run_main_job(
                 bars = sorted({b for bs in todo.values() for b in bs} | set(score))
                 if bars:
                     work[s] = bars
-            unpublished = publish_inputs(warehouse, tf.name, public) != _published_inputs(store, tf.name)
-            if not work and unpublished:  # stored but not (or not wholly) published: a publish cut short
+            # Read before this tick writes: a difference means data stored since the last complete publish (one cut
+            # short, or another run's) that may lie anywhere in the window, so the whole window is published again.
+            if publish_inputs(warehouse, tf.name, public) != _published_inputs(store, tf.name):
                 work = {s: window for s in order}
             if work:
                 lo, hi = min(b[0] for b in work.values()), max(b[-1] for b in work.values())
                 a, b = _span(list(work), order)
                 runner.run(jobs.get(forecast_job_name(tf.name)),
-                           f"{', '.join(work)} {tf.name}: {counts[0]} forecasts to make, {counts[1]} bars to score, "
-                           f"publish; bars {lo:%Y-%m-%d %H:%M}..{hi:%Y-%m-%d %H:%M}",
+                           f"{', '.join(work)} {tf.name}: forecast, score and publish bars {lo:%Y-%m-%d %H:%M}.."
+                           f"{hi:%Y-%m-%d %H:%M} ({counts[0]} forecasts missing or stale, {counts[1]} bars with "
+                           "stored forecasts to score)",
                            bar_key(a, lo), bar_key(b, hi))
             else:
                 log(f"{tf.name}: forecasts, scores and publication up to {newest:%Y-%m-%d %H:%M} already stored")

@@ -225,3 +225,28 @@ def test_the_track_record_check_reads_the_record_its_asset_computed(tmp_path, mo
         assert record and record[0].status.value == "SUCCEEDED"
     finally:
         instance.dispose()
+
+
+def test_a_failed_publish_is_made_up_by_the_next_tick(tmp_path, monkeypatch):
+    """A tick whose publish failed (or was killed) leaves its bar stored but not published; the next tick, one bar
+    later, publishes both bars, not only its own."""
+    from kronos_assets.defs import publish as publish_defs
+    from kronos_assets.main_job import MainJobFailed
+    from kronos_assets.publishing.keys import history_key
+
+    settings = _settings(tmp_path)
+    _run(settings)
+
+    def broken(*_args, **_kwargs):
+        raise OSError("the publish folder's disk went away")
+
+    monkeypatch.setattr(publish_defs, "publish_bars", broken)
+    with pytest.raises(MainJobFailed, match="disk went away"):
+        _run(settings, NOW + timedelta(hours=1))
+    monkeypatch.undo()
+    later = _run(settings, NOW + timedelta(hours=2))
+    assert later.forecasts_computed == len(SYMBOLS) * len(MODELS)  # only the newest bar's
+    objects = json.loads((settings.publish_dir / MANIFEST_KEY).read_text())["objects"]
+    for hour in (11, 12):  # the failed tick's origin and the new one
+        origin = datetime(2026, 11, 20, hour, tzinfo=timezone.utc).isoformat()
+        assert all(history_key(s, "1h", origin) in objects for s in SYMBOLS), origin
