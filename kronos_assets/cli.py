@@ -215,7 +215,8 @@ def _upgrade(settings: Settings, warehouse: bool) -> int:
     from kronos_assets.warehouse.backends import WarehouseUnavailable
 
     try:
-        synthetic = home_layout.relocate_synthetic(settings.home)
+        demo_market = home_layout.configured_demo_market(settings.config_dir, settings.profile, settings.market)
+        synthetic = home_layout.relocate_synthetic(settings.home, demo_market)
         if synthetic is not None:
             print(f"moved {settings.home / home_layout.OLD_SYNTHETIC_PROFILE} to {synthetic}: its candles are the "
                   f"synthetic market's (an older release's demo profile); that record is now the synthetic "

@@ -72,10 +72,11 @@ def destination(home: Path, profile_home: Path, market: str) -> Path:
     return profile_home
 
 
-def pending_note(home: Path, profile_home: Path, market: str | None = None) -> str | None:
+def pending_note(home: Path, profile_home: Path, market: str | None = None,
+                 demo_market: str | None = SYNTHETIC) -> str | None:
     """Health's words for an old layout or a synthetic record the next run moves (None when there is none)."""
     notes = []
-    if (source := _synthetic_source(home)) is not None:
+    if (source := _synthetic_source(home, demo_market)) is not None:
         notes.append(f"{source} holds a record of the synthetic market (an older release's demo): the next run moves "
                      f"it to {home / SYNTHETIC}")
     old = legacy_entries(home)
@@ -86,19 +87,37 @@ def pending_note(home: Path, profile_home: Path, market: str | None = None) -> s
     return "; ".join(notes) or None
 
 
-def _synthetic_source(home: Path) -> Path | None:
+def configured_demo_market(config_dir: Path, profile: str, market: str) -> str | None:
+    """The market the demo profile has now: ``market`` when ``profile`` is the demo, else its YAML's ``market:``
+    (None when there is no demo profile or it cannot be read)."""
+    if profile == OLD_SYNTHETIC_PROFILE:
+        return market
+    import yaml
+
+    try:
+        doc = yaml.safe_load((config_dir / "profiles" / f"{OLD_SYNTHETIC_PROFILE}.yaml").read_text())
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return None
+    return doc.get("market") if isinstance(doc, dict) else None
+
+
+def _synthetic_source(home: Path, demo_market: str | None) -> Path | None:
+    """<home>/demo when it holds a synthetic record that is no longer the demo's (its market is now another)."""
+    if demo_market == SYNTHETIC:  # a demo configured on the synthetic market keeps its own record
+        return None
     source = home / OLD_SYNTHETIC_PROFILE
     return source if _synthetic_record(source) else None
 
 
-def relocate_synthetic(home: Path, lock_wait_s: float = LOCK_WAIT_S) -> Path | None:
+def relocate_synthetic(home: Path, demo_market: str | None, lock_wait_s: float = LOCK_WAIT_S) -> Path | None:
     """Moves ``<home>/demo`` to ``<home>/synthetic`` when it holds synthetic candles (the demo of releases up to
-    58da6cc), whichever profile runs; returns the new folder, or None when there was nothing to move."""
-    if _synthetic_source(home) is None:
+    58da6cc) and the demo profile's market (``demo_market``, see configured_demo_market) is now another, whichever
+    profile runs; returns the new folder, or None when there was nothing to move."""
+    if _synthetic_source(home, demo_market) is None:
         return None
     source, target = home / OLD_SYNTHETIC_PROFILE, home / SYNTHETIC
     with _locked(home / LOCK_FILE, lock_wait_s):
-        if _synthetic_source(home) is None:  # another run moved it while we waited
+        if _synthetic_source(home, demo_market) is None:  # another run moved it while we waited
             return None
         if target.exists() and not _empty_dir(target):
             aside = home / f"{OLD_SYNTHETIC_PROFILE}-synthetic"

@@ -148,7 +148,9 @@ def schema_row(settings: Settings, wh: ReadOnlyWarehouse) -> Row:
     """The warehouse's schema version and what the next run migrates, and an older home layout it moves."""
     from kronos_assets import home_layout
 
-    layout = home_layout.pending_note(settings.home, settings.profile_home, settings.market)
+    layout = home_layout.pending_note(settings.home, settings.profile_home, settings.market,
+                                      home_layout.configured_demo_market(settings.config_dir, settings.profile,
+                                                                         settings.market))
     if wh.con is None and layout:
         return Row("reachable", "warehouse schema", WARN, layout)
     status, detail = wh.schema()

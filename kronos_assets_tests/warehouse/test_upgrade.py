@@ -140,18 +140,22 @@ def test_an_old_synthetic_demo_record_goes_to_the_synthetic_profile_whichever_pr
     source = home / RELEASES[commit]
     before = file_hashes(source)
     demo_home = home / "demo"
-    note = home_layout.pending_note(home, demo_home, "replay")
+    note = home_layout.pending_note(home, demo_home, "replay", "replay")
     assert note is not None and str(home / "synthetic") in note
 
-    moved = home_layout.relocate_synthetic(home)
+    # a demo still configured on the synthetic market keeps its record where it is
+    assert home_layout.relocate_synthetic(home, "synthetic") is None
+    assert "holds a record of the synthetic market" not in (
+        home_layout.pending_note(home, demo_home, "synthetic", "synthetic") or "")
+    moved = home_layout.relocate_synthetic(home, "replay")
     target = home_layout.destination(home, demo_home, "replay")
     names = home_layout.adopt(home, target)
     assert target == (home / "synthetic" if commit == "dbaa304" else demo_home)  # where top-level entries would go
     assert (moved == home / "synthetic") == (commit != "dbaa304")  # 58da6cc: <home>/demo moved whole
     assert bool(names) == (commit == "dbaa304")  # dbaa304: the top-level entries moved
     assert file_hashes(home / "synthetic") == before  # every file, byte for byte
-    assert not demo_home.exists() and home_layout.pending_note(home, demo_home, "replay") is None
-    assert home_layout.relocate_synthetic(home) is None  # done once
+    assert not demo_home.exists() and home_layout.pending_note(home, demo_home, "replay", "replay") is None
+    assert home_layout.relocate_synthetic(home, "replay") is None  # done once
 
 
 def test_a_taken_synthetic_folder_is_refused_with_the_command(tmp_path: Path):
@@ -159,6 +163,6 @@ def test_a_taken_synthetic_folder_is_refused_with_the_command(tmp_path: Path):
     (home / "synthetic").mkdir()
     (home / "synthetic" / "warehouse.duckdb").write_bytes(b"x")
     with pytest.raises(home_layout.LayoutConflict) as err:
-        home_layout.relocate_synthetic(home)
+        home_layout.relocate_synthetic(home, "replay")
     assert f"mv {home / 'demo'} {home / 'demo-synthetic'}" in str(err.value)
     assert (home / "demo" / "warehouse.duckdb").exists()  # nothing moved
