@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import yaml
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -73,9 +74,9 @@ def forecasters(checkpoint: Path, garch: bool) -> dict[str, Any]:
 
 
 def run(checkpoint: Path, origins: int, n_paths: int, start: datetime, end: datetime, garch: bool,
-        seed: int) -> dict[str, Any]:  # fmt: skip
+        seed: int, temperature: float = 1.0, top_p: float = 0.9) -> dict[str, Any]:  # fmt: skip
     frames = frames_from_csv({s: SHARED / f for s, f in FILES.items()}, None, end)
-    sampling = Sampling(n_paths=n_paths, horizon=24, temperature=1.0, top_p=0.9, top_k=0, seed=seed)
+    sampling = Sampling(n_paths=n_paths, horizon=24, temperature=temperature, top_p=top_p, top_k=0, seed=seed)
     result: dict[str, Any] = {"checkpoint": str(checkpoint.resolve().relative_to(REPO)) if checkpoint.resolve()
                               .is_relative_to(REPO) else str(checkpoint), "files": FILES,
                               "range": [start.isoformat(), end.isoformat()], "origins_per_symbol": origins,
@@ -210,6 +211,10 @@ def write_card(card: Path, section: str) -> None:
     tmp.replace(card)
 
 
+def _configured_top_p() -> float:
+    return float(yaml.safe_load((REPO / "configs" / "models.yaml").read_text())["sampling"]["top_p"])
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--checkpoint", default="kronos_assets/checkpoints/real-1h")
@@ -219,6 +224,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--end", default="2026-03-31")
     ap.add_argument("--seed", type=int, default=20251101, help="the base seed of configs/models.yaml")
     ap.add_argument("--no-garch", action="store_true", help="skip GARCH(1,1)-t (its fits take most of a quick run)")
+    ap.add_argument("--temperature", type=float, default=1.0)
+    ap.add_argument("--top-p", type=float, default=_configured_top_p(),
+                    help="nucleus sampling (default: configs/models.yaml's sampling.top_p)")
     ap.add_argument("--out", default="benchmarks/results/bench_checkpoint_real.json")
     ap.add_argument("--write-card", action="store_true", help="write the figures into the checkpoint's MODEL_CARD.md")
     args = ap.parse_args(argv)
@@ -232,7 +240,8 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)
     ckpt = Path(args.checkpoint)
     ckpt = ckpt if ckpt.is_absolute() else REPO / ckpt
-    res = run(ckpt, args.origins, args.paths, _utc(args.start), _utc(args.end), not args.no_garch, args.seed)
+    res = run(ckpt, args.origins, args.paths, _utc(args.start), _utc(args.end), not args.no_garch, args.seed,
+              args.temperature, args.top_p)
     out = Path(args.out)
     out = out if out.is_absolute() else REPO / out
     out.parent.mkdir(parents=True, exist_ok=True)
