@@ -110,7 +110,7 @@ def test_launch_with_no_edits_forecasts_scores_and_leaves_the_track_record_alone
     assert prov["model"] == md["model"] == "kronos-demo" and prov["model_sha256"] == weights_sha
     assert prov["model_checkpoint"] == f"{DEMO_WEIGHTS.parent.parent.name}/model"  # named, never a local path
     assert not [s for s in json_strings(prov) if is_local_path(s) or str(REPO_ROOT) in s]
-    assert prov["sampling"] == {"n_paths": 30, "horizon": 24, "temperature": 1.0, "top_p": 0.9, "top_k": 0,
+    assert prov["sampling"] == {"n_paths": 30, "horizon": 24, "temperature": 1.0, "top_p": settings.sampling.top_p, "top_k": 0,
                                 "seed": settings.sampling.seed}
     assert prov["source"] == {"kind": "synthetic", "symbol": "BTC/USDT", "timeframe": "1h"}
     assert prov["history"][2] == 480 and prov["held_out"][2] == 24  # lookback = the timeframe's history_bars
