@@ -26,6 +26,9 @@ from kronos_assets.publishing.keys import MANIFEST_KEY
 from kronos_assets.settings import REPO_ROOT, Settings, load_settings
 from kronos_assets_tests.helpers import write_configs
 
+# Main-job runs in subprocesses or Dagster instances: handed out first (conftest), so the suite's tail is short.
+pytestmark = pytest.mark.slow
+
 NOW = datetime(2026, 11, 20, 10, 5, tzinfo=timezone.utc)
 BARS = 8  # --backfill-bars
 MODELS = ["random_walk", "random_walk_vol", "rw_vol_wide"]

@@ -25,6 +25,9 @@ from kronos_assets.local_instance import instance_yaml
 from kronos_assets.retention import prune_instance
 from kronos_assets_tests.helpers import small_settings
 
+# Main-job runs in subprocesses or Dagster instances: handed out first (conftest), so the suite's tail is short.
+pytestmark = pytest.mark.slow
+
 ENV_PREFIXES = ("KRONOS_", "R2_", "DAGSTER_HOME")
 LATER = timedelta(days=15)  # past the default 14 days: every run of the fixture is old enough
 
@@ -132,6 +135,7 @@ import os, signal, sys
 from datetime import datetime, timedelta, timezone
 import dagster as dg
 from kronos_assets import retention
+
 point = sys.argv[2]
 calls = {"n": 0}
 def die_at(name):

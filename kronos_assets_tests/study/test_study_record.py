@@ -18,6 +18,9 @@ from kronos_assets.study import run_study
 from kronos_assets.study_record import StudyWindow
 from kronos_assets.warehouse import Warehouse
 
+# Main-job runs in subprocesses or Dagster instances: handed out first (conftest), so the suite's tail is short.
+pytestmark = pytest.mark.slow
+
 UTC = timezone.utc
 WINDOW = StudyWindow(datetime(2024, 7, 1, tzinfo=UTC), datetime(2024, 7, 3, tzinfo=UTC), stride=12)
 

@@ -85,6 +85,7 @@ def _release_configs(to: Path) -> Path:
     return to
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("commit", sorted(RELEASES))
 def test_run_on_an_old_release_home_keeps_and_shows_the_old_record(commit: str, tmp_path: Path):
     home = unpack(commit, tmp_path)
