@@ -24,6 +24,8 @@ import shlex
 import time
 from pathlib import Path
 
+from kronos_assets.durable import fsync_dir
+
 # The old layout's entries, in the order they move (a WAL before its database).
 ENTRIES = ("warehouse.duckdb.wal", "warehouse.duckdb", "publish", "dagster", "uploads", "alerts.jsonl",
            "alerts_posted.jsonl")
@@ -127,7 +129,7 @@ def relocate_synthetic(home: Path, demo_market: str | None, lock_wait_s: float =
         if _empty_dir(target):
             os.rmdir(target)
         os.rename(source, target)
-        _fsync_dir(home)
+        fsync_dir(home)
         return target
 
 
@@ -153,8 +155,8 @@ def adopt(home: Path, profile_home: Path, lock_wait_s: float = LOCK_WAIT_S) -> l
                 os.rmdir(profile_home / p.name)
             os.rename(p, profile_home / p.name)
             moved.append(p.name)
-        _fsync_dir(profile_home)
-        _fsync_dir(home)
+        fsync_dir(profile_home)
+        fsync_dir(home)
         return moved
 
 
@@ -184,11 +186,3 @@ class _locked:
 
 def _empty_dir(path: Path) -> bool:
     return path.is_dir() and not path.is_symlink() and not any(path.iterdir())
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

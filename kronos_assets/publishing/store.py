@@ -22,6 +22,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Iterator, Protocol
 
+from kronos_assets.durable import fsync_dir
 # Cache lifetimes. Latest files (fixed names that change at every publish) are revalidated after a minute;
 # history and versioned copies never change once written; the manifest is always revalidated.
 LATEST_CACHE = "public, max-age=60, must-revalidate"
@@ -155,15 +156,6 @@ class LocalStore:
 
     def location(self, key: str) -> str:
         return str(self._path(key))
-
-
-def fsync_dir(folder: Path) -> None:
-    """Makes the entries of ``folder`` (a rename or a new file in it) durable."""
-    fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _make_dirs(folder: Path) -> None:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import duckdb
 
+from kronos_assets.durable import fsync_dir
 from kronos_assets.warehouse.damage import damaged, is_lock_conflict
 
 WAIT_S = 120.0  # how long a backup waits for writers to leave the file (a partition write takes seconds)
@@ -34,14 +35,6 @@ def _q(path: Path) -> str:
 def fsync_file(path: Path) -> None:
     with open(path, "rb") as fh:
         os.fsync(fh.fileno())
-
-
-def fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def sha256_of(path: Path) -> str:
