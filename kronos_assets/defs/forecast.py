@@ -9,7 +9,7 @@ import polars as pl
 
 from kronos_assets.defs.ingest import clean_candles_key
 from kronos_assets.defs.model import weighted_models, weights_key
-from kronos_assets.defs.partitions import BAR_FMT, MARKETS, Family, bar_partitions, times_by_symbol
+from kronos_assets.defs.partitions import BAR_FMT, MARKETS, Family, bar_partitions, on_stride, times_by_symbol
 from kronos_assets.forecasting.interface import run_forecaster
 from kronos_assets.forecasting.registry import ForecasterRegistry
 from kronos_assets.forecasting.requests import HISTORY_COLUMNS, build_requests, history_span
@@ -67,7 +67,8 @@ def build_forecasts(settings: Settings, tf: TimeframeSettings, family: Family = 
     )
     def forecasts(context: dg.AssetExecutionContext, warehouse: dg.ResourceParam[Warehouse],
                   forecasters: dg.ResourceParam[ForecasterRegistry]) -> dg.MaterializeResult:
-        by_symbol = times_by_symbol(context.partition_keys, "bar", BAR_FMT, family)
+        by_symbol = {symbol: on_stride(context.run.tags, bars, int(step.total_seconds())) for symbol, bars in
+                     times_by_symbol(context.partition_keys, "bar", BAR_FMT, family).items()}
         # Only what is not stored at its current version key (incremental.py): a run over stored bars computes
         # nothing; a changed model, sampling or code version recomputes exactly that model's forecasts.
         todo = {symbol: forecasts_to_make(warehouse, symbol, tf.name, step, bars, versions)

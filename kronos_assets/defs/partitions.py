@@ -17,6 +17,10 @@ BAR_FMT = "%Y-%m-%d-%H:%M"
 RANGE_START = "dagster/asset_partition_range_start"
 RANGE_END = "dagster/asset_partition_range_end"
 DAY_FMT = "%Y-%m-%d"
+# A run tag "K@<bar>" that keeps every K-th bar of a run's range, counted from <bar> (the real-data study's
+# --stride): Dagster launches a scattered selection as one run per partition, so a strided backfill is launched as
+# contiguous ranges that forecast only their strided bars.
+ORIGIN_STRIDE = "kronos/origin_stride"
 
 
 def _bar_cron(timeframe: str) -> str:
@@ -102,6 +106,25 @@ def times_by_symbol(keys: Iterable[dg.MultiPartitionKey | str], dim: str, fmt: s
             dims = key.keys_by_dimension
         out[family.symbol(dims["symbol"])].append(parse_time(dims[dim], fmt))
     return {s: sorted(v) for s, v in sorted(out.items())}
+
+
+def stride_tag(stride: int, anchor: datetime) -> dict[str, str]:
+    return {ORIGIN_STRIDE: f"{stride}@{anchor.strftime(BAR_FMT)}"} if stride > 1 else {}
+
+
+def on_stride(tags: dict[str, str], bars: list[datetime], step_seconds: int) -> list[datetime]:
+    """The bars a run with an ORIGIN_STRIDE tag keeps (all of them without one)."""
+    value = tags.get(ORIGIN_STRIDE)
+    if not value:
+        return bars
+    k, _, anchor = value.partition("@")
+    try:
+        stride, origin = int(k), parse_time(anchor, BAR_FMT)
+    except ValueError:
+        raise ValueError(f"run tag {ORIGIN_STRIDE}={value!r} is not <stride>@<{BAR_FMT}>") from None
+    if stride < 1:
+        raise ValueError(f"run tag {ORIGIN_STRIDE}={value!r}: the stride must be at least 1")
+    return [b for b in bars if (b - origin).total_seconds() // step_seconds % stride == 0]
 
 
 def bar_key(symbol: str, bar: datetime, family: Family = MARKETS) -> dg.MultiPartitionKey:

@@ -111,3 +111,15 @@ def test_a_stride_that_does_not_divide_the_horizon_is_refused(tmp_path, capsys):
 def test_a_market_that_is_not_a_replay_is_refused(tmp_path, capsys):
     assert study_main(load_settings("synthetic", home=tmp_path)) == 2
     assert "does not replay real candles" in capsys.readouterr().err
+
+
+def test_the_stride_tag_keeps_every_kth_bar_from_its_anchor_and_refuses_a_malformed_value():
+    from kronos_assets.defs.partitions import ORIGIN_STRIDE, on_stride, stride_tag
+
+    anchor = datetime(2024, 6, 30, 23, tzinfo=UTC)
+    bars = [anchor + timedelta(hours=i) for i in range(-5, 30)]
+    kept = on_stride(stride_tag(12, anchor), bars, 3600)
+    assert kept == [anchor, anchor + timedelta(hours=12), anchor + timedelta(hours=24)]
+    assert on_stride({}, bars, 3600) == bars and stride_tag(1, anchor) == {}
+    with pytest.raises(ValueError, match="kronos/origin_stride='x@y' is not"):
+        on_stride({ORIGIN_STRIDE: "x@y"}, bars, 3600)
