@@ -257,8 +257,11 @@ class NamedCheckpoint:
 
 _SHIPPED = Path(__file__).resolve().parents[1] / "checkpoints"
 NAMED_CHECKPOINTS: dict[str, NamedCheckpoint] = {
-    "demo": NamedCheckpoint(_SHIPPED / "demo" / "model", _SHIPPED / "demo" / "tokenizer", 504,
-                            "tiny Kronos trained on the synthetic demo market; works offline, not for trading"),
+    "demo": NamedCheckpoint(_SHIPPED / "real-1h" / "model", _SHIPPED / "real-1h" / "tokenizer", 504,
+                            "tiny Kronos trained on real Binance 1h candles of BTC, ETH, BNB, SOL and XRP before "
+                            "2024-07-01 (the demo profile's model); works offline, not for trading"),
+    "synthetic": NamedCheckpoint(_SHIPPED / "demo" / "model", _SHIPPED / "demo" / "tokenizer", 504,
+                                 "tiny Kronos trained on the synthetic market only (the synthetic profile's)"),
 }  # fmt: skip
 
 

@@ -164,9 +164,18 @@ def test_shipped_demo_checkpoint_by_name_offline(csv: Path, tmp_path: Path, monk
     out = tmp_path / "demo.json"
     assert main([str(csv), "--model", "demo", "--paths", "3", "--horizon", "4", "-o", str(out), "--no-paths"]) == 0
     doc = json.loads(out.read_text())
-    assert doc["provenance"]["model_path"].endswith("checkpoints/demo/model")
-    assert doc["provenance"]["tokenizer_path"].endswith("checkpoints/demo/tokenizer")
+    # "demo" is the demo profile's checkpoint (trained on real candles); "synthetic" its synthetic-only predecessor.
+    assert doc["provenance"]["model_path"].endswith("checkpoints/real-1h/model")
+    assert doc["provenance"]["tokenizer_path"].endswith("checkpoints/real-1h/tokenizer")
     assert doc["provenance"]["max_context"] == 504 and doc["provenance"]["context_policy"] == "exact"
+    from kronos_assets.settings import load_settings
+
+    configured = load_settings("demo", home=tmp_path / "home").model_specs["kronos-demo"]
+    assert str(configured.options.local_dir).endswith("checkpoints/real-1h")
+    synthetic = tmp_path / "synthetic.json"
+    assert main([str(csv), "--model", "synthetic", "--paths", "3", "--horizon", "4", "-o", str(synthetic),
+                 "--no-paths"]) == 0
+    assert json.loads(synthetic.read_text())["provenance"]["model_path"].endswith("checkpoints/demo/model")
 
 
 @pytest.mark.parametrize("endpoint", ["http://127.0.0.1:9", "https://kronos-test.invalid"])
