@@ -1,25 +1,27 @@
 """The real-data study: a rolling-origin backtest of every model of the demo profile on the replayed Binance candles
 over 2024-07-01 .. 2025-06-30, run as the backfill it is, then its page and study.json.
 
-The study is the demo profile moved to a home of its own (``<home>/study``: its own warehouse, Dagster instance
-and publish folder, so the demo's record is never touched) with partitions starting early enough for 480 bars of
-history before the first origin. It runs the graph's own jobs and assets (candles, then forecasts and evaluations
+The study is the demo profile moved to a home of its own (``<home>/study``: its own warehouse and publish folder,
+so the demo's record is never touched; each run's Dagster events stay in memory) with partitions starting early
+enough for 480 bars of history before the first origin. It runs the graph's own jobs and assets (candles, then forecasts and evaluations
 in runs of up to 168 bars, as the backfill policy does), so every number is made by the code that runs live.
 The Kronos model is whichever the demo profile names as its primary model.
 
-``stride`` K keeps every K-th origin (K divides the horizon): the same runs of 168 bars, tagged so that the forecast
-asset makes only the strided bars' forecasts (partitions.ORIGIN_STRIDE) and the evaluations find only those to
+``stride`` K keeps every K-th origin (K divides the horizon): runs of 168 origins (168 x K bars), tagged so that the
+forecast asset makes only the strided bars' forecasts (partitions.ORIGIN_STRIDE) and the evaluations find only those to
 score. Dagster would launch a scattered selection as one run per partition, and its bookkeeping per run (about 2 s
 of CPU) would then cost more than the forecasts.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import time
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta, timezone
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import dagster as dg
 
@@ -29,7 +31,6 @@ from kronos_assets.defs.factory import build_definitions, candles_job_name, fore
 from kronos_assets.defs.forecast import forecasts_key
 from kronos_assets.defs.partitions import RANGE_END, RANGE_START, bar_key, day_key, stride_tag
 from kronos_assets.defs.resources import build_resources, library
-from kronos_assets.local_instance import instance_for
 from kronos_assets.main_job import QUIET, MainJobFailed
 from kronos_assets.failures import run_cause
 from kronos_assets.runs import bounded_pool_waits, process_tags
@@ -91,18 +92,23 @@ def run_study(demo: Settings, window: StudyWindow, log: Callable[[str], None] = 
     extra = dg.Definitions(jobs=[dg.define_asset_job("study_1h", selection=[forecasts, evaluations]),
                                  dg.define_asset_job("study_scores_1h", selection=[evaluations])])
     defs = dg.Definitions.merge(defs, extra)
-    instance = instance or instance_for(settings)
     seconds: dict[str, float] = {}
     tags = {**process_tags(), **now_tag(now)}
 
     def run(job: str, what: str, start: Any, end: Any, extra: dict[str, str] | None = None) -> None:
-        result = defs.resolve_job_def(job).execute_in_process(
-            instance=instance, run_config=QUIET, raise_on_error=False,
-            tags={RANGE_START: str(start), RANGE_END: str(end), **tags, **(extra or {})})
-        if not result.success:
-            raise MainJobFailed(f"{what}: {run_cause(instance, result.run_id)}")
+        # Each run records its events in a Dagster instance of its own, in memory: a year is 35,000 partitions of
+        # two assets, and writing their events to SQLite (a commit, and an fsync, each) took longer than the
+        # forecasts on a busy disk. What the study made is in its warehouse, and a re-run continues from there.
+        with contextlib.ExitStack() as stack:
+            inst = instance or stack.enter_context(dg.DagsterInstance.ephemeral())
+            with bounded_pool_waits(inst, 300.0):
+                result = defs.resolve_job_def(job).execute_in_process(
+                    instance=inst, run_config=QUIET, raise_on_error=False,
+                    tags={RANGE_START: str(start), RANGE_END: str(end), **tags, **(extra or {})})
+            if not result.success:
+                raise MainJobFailed(f"{what}: {run_cause(inst, result.run_id)}")
 
-    with bounded_pool_waits(instance, 300.0):
+    with _study_lock(settings.profile_home):
         t0 = time.perf_counter()
         candles_from = first_bar - tf.history_bars * step
         for symbol in settings.symbols:
@@ -111,7 +117,7 @@ def run_study(demo: Settings, window: StudyWindow, log: Callable[[str], None] = 
                 day_key(symbol, last_scored_bar))
         seconds["candles"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        ranges = _run_ranges(first_bar, last_bar, tf.horizon)
+        ranges = _run_ranges(first_bar, last_bar, tf.horizon, window.stride)
         newest = first_bar + (last_bar - first_bar) // (window.stride * step) * window.stride * step
         for symbol in settings.symbols:
             for a, b, job in ranges:
@@ -136,14 +142,35 @@ def run_study(demo: Settings, window: StudyWindow, log: Callable[[str], None] = 
     return StudyResult(page=page, json_path=store.location("study.json"), record=record, seconds=seconds)
 
 
-def _run_ranges(first_bar: datetime, last_bar: datetime, horizon: int) -> list[tuple[datetime, datetime, str]]:
-    """The runs of a study: forecast-and-score runs of up to RUN_BARS bars, then one score-only run for the last
-    horizon's bars (forecasts there are scored once their horizons close; no forecast is made past the study)."""
+@contextlib.contextmanager
+def _study_lock(home: Any) -> Iterator[None]:
+    """One study at a time per home: a second one refuses at once instead of waiting on the warehouse's lock."""
+    os.makedirs(home, exist_ok=True)
+    path = os.path.join(home, "study.lock")
+    with open(path, "a+") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.seek(0)
+            raise MainJobFailed(f"another study is running in {home} (pid {fh.read().strip() or 'unknown'}; "
+                                f"lock {path})") from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(str(os.getpid()))
+        fh.flush()
+        yield  # the lock goes with the file's close, or with the process
+
+
+def _run_ranges(first_bar: datetime, last_bar: datetime, horizon: int, stride: int = 1
+                ) -> list[tuple[datetime, datetime, str]]:
+    """The runs of a study: forecast-and-score runs of up to RUN_BARS origins (RUN_BARS x stride bars), then one
+    score-only run for the last horizon's bars (forecasts there are scored once their horizons close; no forecast
+    is made past the study)."""
     step = timedelta(hours=1)
     out = []
     bar = first_bar
     while bar <= last_bar:
-        end = min(bar + (RUN_BARS - 1) * step, last_bar)
+        end = min(bar + (RUN_BARS * stride - 1) * step, last_bar)
         out.append((bar, end, "study_1h"))
         bar = end + step
     out.append((last_bar + step, last_bar + horizon * step, "study_scores_1h"))

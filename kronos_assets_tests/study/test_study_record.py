@@ -123,3 +123,19 @@ def test_the_stride_tag_keeps_every_kth_bar_from_its_anchor_and_refuses_a_malfor
     assert on_stride({}, bars, 3600) == bars and stride_tag(1, anchor) == {}
     with pytest.raises(ValueError, match="kronos/origin_stride='x@y' is not"):
         on_stride({ORIGIN_STRIDE: "x@y"}, bars, 3600)
+
+
+def test_a_second_study_on_the_same_home_refuses_at_once_naming_the_lock(tmp_path, capsys):
+    import fcntl
+
+    demo = load_settings("demo", home=tmp_path)
+    lock = tmp_path / "study" / "study.lock"
+    lock.parent.mkdir(parents=True)
+    with open(lock, "w") as held:
+        held.write("4242")
+        held.flush()
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        assert study_main(demo, stride=24, months=1) == 1
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("study failed: another study is running in") and "pid 4242" in err
+    assert not (tmp_path / "study" / "warehouse.duckdb").exists()  # refused before anything was written
