@@ -11,6 +11,7 @@ import polars as pl
 
 from kronos_assets.records import evaluation_rows, load_close_paths
 from kronos_assets.warehouse import Warehouse
+from kronos_assets.warehouse.paths_retention import KEEP_SCORES_OF_PRUNED, pruned
 
 TS = pl.Datetime("us", "UTC")
 
@@ -44,6 +45,7 @@ def score_bars(warehouse: Warehouse, symbol: str, timeframe: str, step: timedelt
     ``models``: score (and replace the scores of) only these models' forecasts (None: every model's)."""
     origins = [k - (horizon - 1) * step for k in bars]
     heads = load_close_paths(warehouse, symbol, timeframe, origins)
+    gone = pruned(warehouse, symbol, timeframe, origins)  # paths pruned past retention: their scores stay as stored
     if models is not None and heads.height:
         heads = heads.filter(pl.col("model").is_in(models))
     realised = warehouse.query(
@@ -61,13 +63,14 @@ def score_bars(warehouse: Warehouse, symbol: str, timeframe: str, step: timedelt
     first = warehouse.query("SELECT min(origin) AS o FROM forecasts WHERE symbol = ? AND timeframe = ?",
                             [symbol, timeframe])["o"][0]
     for k, origin in zip(bars, origins):
-        if not by_origin[origin] and (first is None or origin >= first):
+        if not by_origin[origin] and (first is None or origin >= first) and not any(o == origin for o, _ in gone):
             into.missing.append(f"{symbol} {origin:%Y-%m-%d %H:%M}")
         for head in by_origin[origin]:
             rows += evaluation_rows(head, realised, symbol, timeframe, step, k)
     frame = pl.DataFrame(rows, schema_overrides={"origin": TS, "ts": TS, "scored_bar": TS,
                                                  "brier_vol_amp": pl.Float64}, infer_schema_length=None)
     only = "" if models is None else " AND model IN (SELECT unnest(?::VARCHAR[]))"
+    only += f" AND {KEEP_SCORES_OF_PRUNED}" if gone else ""
     warehouse.replace("evaluations", frame,
                       "symbol = ? AND timeframe = ? AND scored_bar IN (SELECT unnest(?::TIMESTAMPTZ[]))" + only,
                       [symbol, timeframe, bars] + ([list(models)] if models is not None else []))

@@ -85,6 +85,7 @@ class Settings:
     replay_exchange: str = "binance"
     replay_lead_days: float = 7.0
     retention_run_days: int = 14  # profile's retention.run_days: Dagster runs (and ticks) older than this are pruned
+    retention_paths_days: int | None = None  # profile's retention.paths_days: scored forecasts' paths pruned past it
 
     @property
     def models(self) -> dict[str, ModelSettings]:
@@ -270,9 +271,12 @@ class _Uploads(Schema):
 
 
 class _Retention(Schema):
-    """How long the Dagster instance keeps runs and ticks (kronos_assets/retention.py); partition status stays."""
+    """How long the Dagster instance keeps runs and ticks (kronos_assets/retention.py); partition status stays.
+    paths_days: how long the warehouse keeps scored forecasts' sample paths (warehouse/paths_retention.py);
+    None: for ever. Forecasts, quantiles and scores stay whatever it says."""
 
     run_days: Whole(1, 3650) = 14  # type: ignore[valid-type]
+    paths_days: Whole(1, 36500) | None = None  # type: ignore[valid-type]
 
 
 class _Replay(Schema):
@@ -424,6 +428,7 @@ def load_settings(
         replay_exchange=p.replay.exchange if p.replay else "binance",
         replay_lead_days=p.replay.lead_days if p.replay else 7.0,
         retention_run_days=p.retention.run_days,
+        retention_paths_days=p.retention.paths_days,
     )
 
 

@@ -71,7 +71,7 @@ def build_definitions(settings: Settings, resources: dict[str, Any] | None = Non
     defs = dg.Definitions.merge(
         *families,
         *(d for d, _ in uploads.values()),
-        build_maintenance(settings.warehouse),  # DuckLake only: compaction and snapshot expiry, scheduled
+        build_maintenance(settings.warehouse, settings.retention_paths_days),  # old paths; DuckLake compaction
         build_retention(settings),  # Dagster runs past retention.run_days pruned daily, partition status kept
         dg.Definitions(
             assets=[*(build_weights(m) for m in weighted_models(settings)), comparison, *build_training_assets(settings),

@@ -168,6 +168,16 @@ class Warehouse:
         self._retrying(f"replacing the partition {where} {list(params or [])} of {', '.join(frames)}", attempt)
         return {t: f.height for t, f in frames.items()}
 
+    def transact(self, what: str, work: Callable[[duckdb.DuckDBPyConnection], T]) -> T:
+        """Runs ``work(con)`` in one transaction (all of it or nothing; retried whole on a commit race)."""
+
+        def attempt() -> T:
+            with self.connect() as con:
+                with _transaction(con):
+                    return work(con)
+
+        return self._retrying(what, attempt)
+
     def maintain(self, keep_snapshots: timedelta, keep_files: timedelta) -> dict[str, int]:
         """DuckLake housekeeping, each step its own transaction: merge small adjacent Parquet files (every partition
         write adds one), expire snapshots older than ``keep_snapshots`` (time travel shrinks to that window), then
