@@ -82,6 +82,9 @@ CREATE TABLE IF NOT EXISTS forecast_paths (
 
 -- Scores of realised forecasts, per horizon step. Partition: (symbol, timeframe, scoring bar) where the scoring
 -- bar is the last bar of the forecast's horizon: a forecast is scored once that bar has closed.
+-- One column per registered metric (kronos_assets/metrics/registry.py, in its order): those of the first schema
+-- here; each one registered later (winkler_80 and p_up_hit since version 4) is added after this file by
+-- kronos_assets/warehouse/metric_columns.py, nullable, as its migration adds it to an older warehouse.
 CREATE TABLE IF NOT EXISTS evaluations (
     symbol VARCHAR NOT NULL, timeframe VARCHAR NOT NULL, origin TIMESTAMPTZ NOT NULL, model VARCHAR NOT NULL,
     step          INTEGER NOT NULL,

@@ -6,6 +6,8 @@
 -- 0 % hit rate or an inflated Brier score. expected_coverage_* is what a perfectly calibrated forecaster's band
 -- covers with the stored path count N: the bands are numpy's linear sample quantiles, whose expected coverage of
 -- a new draw is nominal * (N - 1) / (N + 1) (exact at order statistics; 0.748 for the 80 % band of 30 paths).
+-- The metric columns and skills are the metric registry's (kronos_assets/metrics/registry.py: board_sql and
+-- skill_sql fill the /* registry: ... */ slots; track_record.scoreboard_sql reads this file with them filled).
 WITH windows(window_name, days) AS (
     VALUES ('7d', 7), ('30d', 30), ('90d', 90), ('all', NULL)
 ),
@@ -20,40 +22,24 @@ per_model AS (
         count(*)                 AS n_forecasts,
         min(origin)              AS first_origin,
         max(origin)              AS last_origin,
-        avg(abs_error)           AS mae,
-        sqrt(avg(sq_error))      AS rmse,
-        avg(ape)                 AS mape,
-        CASE WHEN bool_and(median = last_close) THEN NULL ELSE avg(direction_hit) END AS direction_hit_rate,
-        avg(crps)                AS crps,
-        avg(pinball)             AS pinball,
-        avg(covered_50)          AS coverage_50,
-        avg(covered_80)          AS coverage_80,
-        avg(covered_90)          AS coverage_90,
+        /* registry: aggregates */,
         CASE WHEN bool_and(width_90 = 0) THEN NULL ELSE avg(0.5 * (n_paths - 1) / (n_paths + 1)) END
                                  AS expected_coverage_50,
         CASE WHEN bool_and(width_90 = 0) THEN NULL ELSE avg(0.8 * (n_paths - 1) / (n_paths + 1)) END
                                  AS expected_coverage_80,
         CASE WHEN bool_and(width_90 = 0) THEN NULL ELSE avg(0.9 * (n_paths - 1) / (n_paths + 1)) END
-                                 AS expected_coverage_90,
-        avg(width_50)            AS width_50,
-        avg(width_80)            AS width_80,
-        avg(width_90)            AS width_90,
-        CASE WHEN bool_and(width_90 = 0) THEN NULL ELSE avg(brier_up) END      AS brier_up,
-        CASE WHEN bool_and(width_90 = 0) THEN NULL ELSE avg(brier_vol_amp) END AS brier_vol_amp
+                                 AS expected_coverage_90
     FROM scored
     GROUP BY symbol, timeframe, model, window_name, step
 ),
 paired AS (
     SELECT m.symbol, m.timeframe, m.model, m.window_name, m.step,
-        1 - avg(m.crps) / nullif(avg(b.crps), 0)            AS crps_skill_vs_rw_vol,
-        1 - avg(m.abs_error) / nullif(avg(b.abs_error), 0)  AS mae_skill_vs_rw_vol,
-        CASE WHEN bool_and(m.width_90 = 0) THEN NULL
-             ELSE 1 - avg(m.brier_up) / nullif(avg(b.brier_up), 0) END AS brier_skill_vs_rw_vol
+        /* registry: skills */
     FROM scored m
     JOIN scored b ON b.symbol = m.symbol AND b.timeframe = m.timeframe AND b.window_name = m.window_name
                  AND b.step = m.step AND b.origin = m.origin AND b.model = 'random_walk_vol'
     GROUP BY ALL
 )
-SELECT per_model.*, paired.crps_skill_vs_rw_vol, paired.mae_skill_vs_rw_vol, paired.brier_skill_vs_rw_vol
+SELECT per_model.*, paired.* EXCLUDE (symbol, timeframe, model, window_name, step)
 FROM per_model LEFT JOIN paired USING (symbol, timeframe, model, window_name, step)
 ORDER BY symbol, timeframe, model, window_name, step

@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 
 import polars as pl
 
+from kronos_assets.metrics.registry import metrics
 from kronos_assets.records import evaluation_rows, load_close_paths
 from kronos_assets.warehouse import Warehouse
 from kronos_assets.warehouse.paths_retention import KEEP_SCORES_OF_PRUNED, pruned
@@ -67,8 +68,8 @@ def score_bars(warehouse: Warehouse, symbol: str, timeframe: str, step: timedelt
             into.missing.append(f"{symbol} {origin:%Y-%m-%d %H:%M}")
         for head in by_origin[origin]:
             rows += evaluation_rows(head, realised, symbol, timeframe, step, k)
-    frame = pl.DataFrame(rows, schema_overrides={"origin": TS, "ts": TS, "scored_bar": TS,
-                                                 "brier_vol_amp": pl.Float64}, infer_schema_length=None)
+    types = {"origin": TS, "ts": TS, "scored_bar": TS} | {m.name: pl.Float64 for m in metrics()}  # NULLs typed
+    frame = pl.DataFrame(rows, schema_overrides=types, infer_schema_length=None)
     only = "" if models is None else " AND model IN (SELECT unnest(?::VARCHAR[]))"
     only += f" AND {KEEP_SCORES_OF_PRUNED}" if gone else ""
     warehouse.replace("evaluations", frame,

@@ -18,6 +18,7 @@ import numpy as np
 import polars as pl
 
 from kronos_assets.metrics import MIN_INDEPENDENT_HORIZONS, TooFewHorizons, TooPersistent, diebold_mariano
+from kronos_assets.metrics.registry import board_sql, confidence_table, metrics, skill_sql
 from kronos_assets.warehouse import Warehouse, json_rows, read_sql
 
 DM_WINDOWS = {"30d": 30, "all": None}
@@ -32,6 +33,33 @@ MEASURES = (
     ("point_error", "rel_error_model", "rel_error_last_price", "the last price"),
     ("p_up", "brier_model", COIN_FLIP_BRIER, "a coin flip"),
 )
+
+
+def scoreboard_sql() -> str:
+    """scoreboard.sql with the metric registry's aggregate and skill columns in its slots."""
+    return (read_sql("scoreboard.sql").replace("/* registry: aggregates */", board_sql())
+            .replace("/* registry: skills */", skill_sql()))
+
+
+def confidence_tables(wh: Any, timeframe: str, scored_before: datetime | None = None,
+                      symbols: list[str] | None = None) -> list[dict[str, Any]]:
+    """Direction accuracy by confidence (``metrics.registry.confidence_table``) at the horizon's last step, per
+    symbol and model of every registered metric aggregated by confidence (``p_up_hit``), over the forecasts scored
+    before ``scored_before`` (None: all); point forecasts (no P(up)) left out."""
+    out = []
+    for m in (m for m in metrics() if m.aggregate == "by_confidence"):
+        df = wh.query(f"SELECT symbol, model, p_up, {m.name}, width_90 FROM evaluations WHERE timeframe = ? "
+                      "AND step = horizon AND (CAST(? AS TIMESTAMPTZ) IS NULL OR scored_bar < ?) "
+                      "ORDER BY symbol, model, origin", [timeframe, scored_before, scored_before])
+        if symbols is not None:
+            df = df.filter(pl.col("symbol").is_in(symbols))
+        for (symbol, model), grp in df.group_by(["symbol", "model"], maintain_order=True):
+            if (grp["width_90"] == 0).all():
+                continue
+            rows = grp.select("p_up", m.name).to_dicts()
+            out += [{"symbol": symbol, "timeframe": timeframe, "model": model, "metric": m.name} | b
+                    for b in confidence_table(rows, m.name)]
+    return out
 
 
 def newest_scored_origin(wh: Warehouse, timeframe: str) -> datetime | None:
@@ -120,14 +148,24 @@ def _significance(c: dict[str, Any]) -> str:
             else f"within noise, p = {c['p_value']:.2f}")
 
 
+def covered_days(v: dict[str, Any]) -> float | None:
+    """The days a verdict's scored forecasts span when that is short of its window (by more than a day); None
+    when they fill it, or for an all-time verdict."""
+    days = v["window_days"]
+    if not days:
+        return None
+    first, last = (datetime.fromisoformat(v[k]) for k in ("first_origin", "last_origin"))
+    covered = (last - first).total_seconds() / 86400
+    return covered if covered < days - 1 else None
+
+
 def _window(v: dict[str, Any]) -> str:
     """The window in words, saying how many days the scored forecasts actually cover when that is fewer."""
     days = v["window_days"]
     if not days:
         return "all time"
-    first, last = (datetime.fromisoformat(v[k]) for k in ("first_origin", "last_origin"))
-    covered = (last - first).total_seconds() / 86400
-    if covered < days - 1:
+    covered = covered_days(v)
+    if covered is not None:
         return f"the {covered:.1f} days of forecasts scored so far (of a {days}-day window)"
     return f"the last {days} days"
 
@@ -181,15 +219,16 @@ def track_record(wh: Warehouse, timeframe: str, as_of: datetime | None = None) -
     as_of = as_of or newest_scored_origin(wh, timeframe)
     if as_of is None:
         return {"timeframe": timeframe, "as_of": None, "scoreboard": [], "verdicts": [], "dm_tests": [],
-                "reliability": [], "pit_histogram": []}
+                "reliability": [], "pit_histogram": [], "direction_by_confidence": []}
     params = {"timeframe": timeframe}
     by_window = {w: verdicts(wh, timeframe, days) for w, days in DM_WINDOWS.items()}
     return {
         "timeframe": timeframe,
         "as_of": as_of.isoformat(),
-        "scoreboard": json_rows(wh.query(read_sql("scoreboard.sql"), params | {"as_of": as_of})),
+        "scoreboard": json_rows(wh.query(scoreboard_sql(), params | {"as_of": as_of})),
         "verdicts": by_window[VERDICT_WINDOW],
         "dm_tests": [row for w, rows in by_window.items() for row in dm_table(rows, w)],
         "reliability": json_rows(wh.query(read_sql("reliability.sql"), params)),
         "pit_histogram": json_rows(wh.query(read_sql("pit_histogram.sql"), params)),
+        "direction_by_confidence": confidence_tables(wh, timeframe),
     }

@@ -24,8 +24,8 @@ from pydantic import Field
 from kronos_assets.defs.clock import market_now
 from kronos_assets.defs.uploads import read_limits
 from kronos_assets.forecasting import kinds
-from kronos_assets.forecasting.adhoc import (METRIC_COLUMNS, AdhocConfigError, adhoc_chart, adhoc_snapshot,
-                                             context_of, forecast_and_score, load_market, load_upload,
+from kronos_assets.forecasting.adhoc import (AdhocConfigError, adhoc_chart, adhoc_snapshot, context_of,
+                                             forecast_and_score, load_market, load_upload, metric_columns,
                                              metrics_markdown, metrics_note, metrics_rows, nearest_name,
                                              resolve_model, split_tail, takes_device)
 from kronos_assets.forecasting.interface import Sampling
@@ -144,7 +144,7 @@ def build_adhoc(settings: Settings) -> tuple[dg.AssetsDefinition, Any]:
         return dg.MaterializeResult(metadata={
             "metrics": dg.MetadataValue.table(
                 [dg.TableRecord(row) for row in metrics_rows(results)],
-                dg.TableSchema([dg.TableColumn(c, "string") for c in METRIC_COLUMNS])),
+                dg.TableSchema([dg.TableColumn(c, "string") for c in metric_columns()])),
             "metrics_note": dg.MetadataValue.text(metrics_note(results)),
             # The PNG as markdown: a click on [Show Markdown] (the UI runs no script in metadata).
             "chart": dg.MetadataValue.md(f"![forecast](data:image/png;base64,{base64.b64encode(png).decode()})"

@@ -30,12 +30,12 @@ from kronos_assets.forecasting.summary import summarise
 from kronos_assets.market.files import (CandleFile, CandleFileError, PathEscapeError, ReadLimits, load_candle_file,
                                          resolve_in_folder)
 from kronos_assets.market.timeframes import timeframe_delta, timeframe_seconds
-from kronos_assets.metrics import mae, mape, mean_of, rmse, score_paths
+from kronos_assets.metrics import score_paths
+from kronos_assets.metrics.registry import aggregate, metrics, on_board
 from kronos_assets.publishing.charts import fan_chart
 
 CHART_BARS = 120  # history candles drawn before the origin
 FOLDER_CONTEXT = 512  # a checkpoint folder named directly: the context of the released Kronos models
-METRIC_KEYS = ("mae", "rmse", "mape", "crps", "coverage_50", "coverage_80", "coverage_90", "p_up", "p_up_hit")
 
 
 class AdhocConfigError(ValueError):
@@ -143,21 +143,24 @@ class ModelResult:
     provenance: dict[str, Any] = field(default_factory=dict)
 
 
+def metric_keys() -> tuple[str, ...]:
+    """The scores of an ad-hoc forecast: every registered scoreboard metric, then P(up) and its hit."""
+    return (*(m.board for m in on_board()), "p_up", "p_up_hit")
+
+
 def score(paths: np.ndarray, history: pl.DataFrame, tail: pl.DataFrame) -> dict[str, float | None]:
-    """The project's per-step scores over the steps the tail covers, averaged; P(up) hit at the last one. A point
-    forecast (every path the same: the plain random walk) gives no P(up): None, as the published files say."""
+    """Every registered scoreboard metric over the steps the tail covers, aggregated as the scoreboard does
+    (``metrics.registry``; None where it does not apply, as the published files say), and P(up) with its hit at
+    the last one. A point forecast (every path the same: the plain random walk) gives no P(up): None."""
     k = min(paths.shape[1], tail.height)
     last = float(history["close"][-1])
     close = paths[:, :k, CLOSE]
-    rows = score_paths(close, tail["close"].to_numpy()[:k], last)
+    rows = [r | {"last_close": last} for r in score_paths(close, tail["close"].to_numpy()[:k], last)]
     final = rows[-1]
-    said_up, went_up = final["p_up"] > 0.5, final["realised"] > last
     point = bool(np.all(close == close[:1]))
-    return {
-        "mae": mae(rows), "rmse": rmse(rows), "mape": mape(rows), "crps": mean_of(rows, "crps"),
-        "coverage_50": mean_of(rows, "covered_50"), "coverage_80": mean_of(rows, "covered_80"),
-        "coverage_90": mean_of(rows, "covered_90"), "p_up": None if point else float(final["p_up"]),
-        "p_up_hit": None if point else 1.0 if said_up == went_up else 0.0, "scored_steps": float(k),
+    return {m.board: aggregate(m, rows) for m in on_board()} | {
+        "p_up": None if point else float(final["p_up"]),
+        "p_up_hit": None if point else final["p_up_hit"], "scored_steps": float(k),
     }
 
 
@@ -207,37 +210,58 @@ def adhoc_chart(snapshot: dict[str, Any]) -> go.Figure:
     return fig
 
 
-METRIC_COLUMNS = ("model", "MAE", "RMSE", "MAPE %", "CRPS", "cov 50/80/90 %", "P(up)", "P(up) hit")
+FIXED_COLUMNS = ("model", "MAE", "RMSE", "MAPE %", "CRPS", "cov 50/80/90 %")
+FIXED_METRICS = ("mape", "crps", "coverage_80")  # registry columns the fixed ones above already show
 
 
 def _amount(x: float) -> str:
     return f"{x:,.2f}" if abs(x) >= 1 else f"{x:.4g}"
 
 
+def _shown() -> list[Any]:
+    """The registered metrics with a dashboard column that the fixed columns do not already show."""
+    return sorted((m for m in metrics() if m.column and m.board and m.board not in FIXED_METRICS),
+                  key=lambda m: m.column.position)
+
+
+def metric_columns() -> tuple[str, ...]:
+    return (*FIXED_COLUMNS, *(m.column.header for m in _shown()), "P(up)", "P(up) hit")
+
+
+def _cell(value: float | None, fmt: str) -> str:
+    if value is None:
+        return "n/a"
+    return f"{value:.0%}" if fmt == "pct" else f"{value:.4g}"
+
+
 def metrics_rows(results: list[ModelResult]) -> list[dict[str, str]]:
-    """One row of text per forecaster (METRIC_COLUMNS): point errors of the median, CRPS, coverage of the central
-    bands, P(up) and its hit ("n/a" where the model makes no P(up)). Short cells: the run page's table is narrow."""
+    """One row of text per forecaster (``metric_columns``): point errors of the median, CRPS, coverage of the
+    central bands, the other registered dashboard metrics, P(up) and its hit ("n/a" where the model makes no such
+    forecast). Short cells: the run page's table is narrow."""
     rows = []
     for r in results:
         m = r.metrics
         cover = "/".join(f"{100 * m[f'coverage_{b}']:.0f}" for b in (50, 80, 90))
         cells = [r.model, _amount(m["mae"]), _amount(m["rmse"]), f"{m['mape']:.3f}", f"{m['crps']:.5f}", cover,
+                 *(_cell(m.get(x.board), x.column.format) for x in _shown()),
                  "n/a" if m["p_up"] is None else f"{m['p_up']:.0%}",
                  "n/a" if m["p_up_hit"] is None else "yes" if m["p_up_hit"] else "no"]
-        rows.append(dict(zip(METRIC_COLUMNS, cells)))
+        rows.append(dict(zip(metric_columns(), cells)))
     return rows
 
 
 def metrics_note(results: list[ModelResult]) -> str:
     k = int(results[0].metrics["scored_steps"])
     return (f"Scored on {k} held-out bars. CRPS is on log returns; coverage is the share of those bars inside the "
-            "central band; P(up) hit says whether P(up) > 50 % matched the last scored bar's move (n/a: a point "
-            "forecast gives no P(up)).")
+            "central band; Winkler 80 % is that band's width plus 10 x how far outside it the outcome fell; P(up) "
+            "hit says whether P(up) > 50 % matched the last scored bar's move (n/a: a point forecast gives no "
+            "P(up), or P(up) was exactly 50 %).")
 
 
 def metrics_markdown(results: list[ModelResult]) -> str:
     """``metrics_rows`` as a markdown table, with ``metrics_note`` under it."""
-    lines = ["| " + " | ".join(METRIC_COLUMNS) + " |", "|" + "---|" * len(METRIC_COLUMNS)]
+    columns = metric_columns()
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(row.values()) + " |" for row in metrics_rows(results)]
     return "\n".join([*lines, "", metrics_note(results)])
 

@@ -16,6 +16,10 @@ Conventions
 * ``pit`` counts samples equal to the realised value as half.
 * ``p_up`` and ``brier_vol_amp`` follow ``kronos_assets.forecasting.summary`` (strict inequalities).
 * ``ape`` is in percent: ``100 * |median - realised| / realised``.
+* ``winkler_80`` is the interval score of the 80 % band: width + (2 / 0.2) x the distance outside it.
+* ``p_up_hit`` is 1.0 when P(up) > 0.5 and the close rose or P(up) < 0.5 and it did not; None at exactly 0.5.
+
+Which scores there are, and how each is computed, is the metric registry's (``kronos_assets.metrics.registry``).
 """
 
 from __future__ import annotations
@@ -24,72 +28,14 @@ from typing import Any
 
 import numpy as np
 
+from kronos_assets.metrics.registry import INTERVALS, Inputs, metrics, row_keys
+from kronos_assets.metrics.rules import crps_samples, pinball_loss, pit_values, realised_path_volatility
+
 QUANTILE_LEVELS: tuple[float, ...] = (0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95)
-INTERVALS: dict[int, tuple[float, float]] = {50: (0.25, 0.75), 80: (0.1, 0.9), 90: (0.05, 0.95)}
+__all__ = ["INTERVALS", "QUANTILE_LEVELS", "ROW_KEYS", "crps_samples", "pinball_loss", "pit_values",
+           "realised_path_volatility", "score_paths"]
 
-ROW_KEYS: tuple[str, ...] = (
-    "step",
-    "median",
-    "realised",
-    "abs_error",
-    "sq_error",
-    "ape",
-    "direction_hit",
-    "crps",
-    "pinball",
-    "covered_50",
-    "covered_80",
-    "covered_90",
-    "width_50",
-    "width_80",
-    "width_90",
-    "pit",
-    "p_up",
-    "brier_up",
-    "brier_vol_amp",
-)
-
-
-def crps_samples(samples: np.ndarray, observed: np.ndarray) -> np.ndarray:
-    """Fair (unbiased) sample CRPS per column.
-
-    ``samples`` is (m, k), ``observed`` is (k,). Returns (k,) with
-    ``mean_i |X_i - y| - sum_{i,j} |X_i - X_j| / (2 m (m - 1))``; the second term is 0 when m == 1, so a single
-    sample scores its absolute error.
-    """
-    x = np.asarray(samples, dtype=np.float64)
-    y = np.asarray(observed, dtype=np.float64)
-    m = x.shape[0]
-    term1 = np.mean(np.abs(x - y[None, :]), axis=0)
-    if m == 1:
-        return term1
-    # sum_{i<j} |X_i - X_j| = sum_k k (m - k) (x_(k+1) - x_(k)) over the gaps of the sorted samples; the ordered
-    # double sum is twice that. Gaps are >= 0 and exactly 0 for equal samples, so no cancellation error.
-    gaps = np.diff(np.sort(x, axis=0), axis=0)
-    k = np.arange(1, m, dtype=np.float64)
-    half_pair_sum = ((k * (m - k))[:, None] * gaps).sum(axis=0)
-    # Mathematically term1 >= pair term (triangle inequality); the clip only removes rounding noise.
-    return np.maximum(term1 - 2.0 * half_pair_sum / (2.0 * m * (m - 1)), 0.0)
-
-
-def pinball_loss(quantiles: np.ndarray, levels: np.ndarray, observed: np.ndarray) -> np.ndarray:
-    """Mean pinball loss over the levels per column: ``quantiles`` (L, k), ``levels`` (L,), ``observed`` (k,)."""
-    tau = np.asarray(levels, dtype=np.float64)[:, None]
-    diff = np.asarray(observed, dtype=np.float64)[None, :] - np.asarray(quantiles, dtype=np.float64)
-    return np.mean(np.maximum(tau * diff, (tau - 1.0) * diff), axis=0)
-
-
-def pit_values(samples: np.ndarray, observed: np.ndarray) -> np.ndarray:
-    """Share of samples below the observed value per column, ties counted half."""
-    x = np.asarray(samples, dtype=np.float64)
-    y = np.asarray(observed, dtype=np.float64)[None, :]
-    return np.mean(x < y, axis=0) + 0.5 * np.mean(x == y, axis=0)
-
-
-def realised_path_volatility(realised_close: np.ndarray, last_close: float) -> float:
-    """Sample std (ddof 1) of the H log returns of [last close, realised closes] (as ``summary.path_volatility``)."""
-    full = np.concatenate([[float(last_close)], np.asarray(realised_close, dtype=np.float64)])
-    return float(np.std(np.diff(np.log(full)), ddof=1))
+ROW_KEYS: tuple[str, ...] = row_keys()  # as registered at import; score_paths reads the registry at call time
 
 
 def _validate(
@@ -137,6 +83,10 @@ def _validate(
     return paths, realised, last, levels
 
 
+def _value(v: Any) -> float | None:
+    return None if v is None or not np.isfinite(v) else float(v)
+
+
 def score_paths(
     close_paths: np.ndarray,
     realised_close: np.ndarray,
@@ -145,7 +95,7 @@ def score_paths(
     p_vol_amp: float | None = None,
     recent_vol: float | None = None,
 ) -> list[dict[str, Any]]:
-    """Score one forecast: one row per horizon step 1..H with the keys of ``ROW_KEYS``.
+    """Score one forecast: one row per horizon step 1..H with ``step`` and every registered metric.
 
     ``close_paths`` is (n_paths, H), ``realised_close`` is (H,). ``brier_vol_amp`` is set on the last step only
     and only when ``p_vol_amp`` and ``recent_vol`` are given; it is None elsewhere.
@@ -154,54 +104,15 @@ def score_paths(
         close_paths, realised_close, last_close, quantile_levels, p_vol_amp, recent_vol
     )
     horizon = paths.shape[1]
-
-    median = np.median(paths, axis=0)
-    abs_error = np.abs(median - realised)
-    ape = 100.0 * abs_error / realised
-    direction_hit = (np.sign(median - last) == np.sign(realised - last)).astype(np.float64)
-
-    x = np.log(paths / last)
-    y = np.log(realised / last)
-    crps = crps_samples(x, y)
-    pinball = pinball_loss(np.quantile(x, levels, axis=0), levels, y)
-    pit = pit_values(x, y)
-    p_up = np.mean(paths > last, axis=0)
-    up = (realised > last).astype(np.float64)
-    brier_up = (p_up - up) ** 2
-
-    intervals: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-    for name, (lo_level, hi_level) in INTERVALS.items():
-        lo, hi = np.quantile(x, [lo_level, hi_level], axis=0)
-        intervals[name] = (((lo <= y) & (y <= hi)).astype(np.float64), hi - lo)
-
-    brier_vol: float | None = None
-    if p_vol_amp is not None and recent_vol is not None:
-        amplified = 1.0 if realised_path_volatility(realised, last) > recent_vol else 0.0
-        brier_vol = (float(p_vol_amp) - amplified) ** 2
-
-    rows: list[dict[str, Any]] = []
-    for k in range(horizon):
-        rows.append(
-            {
-                "step": k + 1,
-                "median": float(median[k]),
-                "realised": float(realised[k]),
-                "abs_error": float(abs_error[k]),
-                "sq_error": float(abs_error[k] ** 2),
-                "ape": float(ape[k]),
-                "direction_hit": float(direction_hit[k]),
-                "crps": float(crps[k]),
-                "pinball": float(pinball[k]),
-                "covered_50": float(intervals[50][0][k]),
-                "covered_80": float(intervals[80][0][k]),
-                "covered_90": float(intervals[90][0][k]),
-                "width_50": float(intervals[50][1][k]),
-                "width_80": float(intervals[80][1][k]),
-                "width_90": float(intervals[90][1][k]),
-                "pit": float(pit[k]),
-                "p_up": float(p_up[k]),
-                "brier_up": float(brier_up[k]),
-                "brier_vol_amp": brier_vol if k == horizon - 1 else None,
-            }
-        )
+    inputs = Inputs(paths, realised, last, levels, p_vol_amp, recent_vol)
+    rows: list[dict[str, Any]] = [{"step": k + 1} for k in range(horizon)]
+    for m in metrics():
+        if m.last_step_only:
+            value = _value(m.compute(inputs))
+            for k, row in enumerate(rows):
+                row[m.name] = value if k == horizon - 1 else None
+            continue
+        values = np.asarray(m.compute(inputs), dtype=np.float64)
+        for row, v in zip(rows, values):
+            row[m.name] = _value(v)
     return rows

@@ -12,15 +12,19 @@ import plotly.io as pio
 from kronos_assets.publishing.charts import fan_chart, pit_chart, reliability_chart
 from kronos_assets.publishing.keys import paths_key, series_keys
 from kronos_assets.publishing.sentences import (
-    SCORE_COLUMNS,
+    CONFIDENCE_HEADER,
+    CONFIDENCE_TIP,
+    confidence_cells,
     dm_word,
     not_yet,
     p_up_note,
     pct,
     price,
     score_cells,
+    score_columns,
     utc_minute,
     verdict_sentence,
+    verdict_span,
     vol_note,
 )
 from kronos_assets.publishing.snapshots import MIN_INDEPENDENT
@@ -66,6 +70,9 @@ class SeriesView:
     calibration: list[Chart]
     score_header: list[tuple[str, str]]  # (header, tooltip)
     score_rows: list[ScoreRow]
+    confidence_header: tuple[str, ...] = CONFIDENCE_HEADER
+    confidence_tip: str = CONFIDENCE_TIP
+    confidence_rows: list[list[str]] = ()  # direction accuracy by confidence, one row per model
 
     @property
     def origin_text(self) -> str:
@@ -75,7 +82,7 @@ class SeriesView:
 def skill_card(snap: dict[str, Any]) -> Card:
     """CRPS skill against the random walk with volatility over the verdict's window, with the DM test's word."""
     verdict = snap.get("verdict") or {}
-    label = "Skill vs random walk with volatility (CRPS, 30 days)"
+    label = f"Skill vs random walk with volatility (CRPS, {verdict_span(snap.get('verdict'))})"
     if not verdict:
         return Card(label, "not yet scored", "no forecast scored yet", muted=True)
     c = verdict.get("crps")
@@ -123,6 +130,15 @@ def score_rows(board: list[dict[str, Any]], horizon: int, bar_seconds: int) -> l
     return rows
 
 
+def confidence_rows(tr: dict[str, Any]) -> list[list[str]]:
+    """The direction-by-confidence table of every model of the series (track record's ``direction_by_confidence``,
+    as known at the origin)."""
+    by_model: dict[str, list[dict[str, Any]]] = {}
+    for b in tr.get("direction_by_confidence") or []:
+        by_model.setdefault(b["model"], []).append(b)
+    return [confidence_cells(model, bands) for model, bands in by_model.items()]
+
+
 def series_view(snap: dict[str, Any], board: list[dict[str, Any]], index: int) -> SeriesView:
     primary = snap["forecasts"][snap["primary_model"]]
     tr = snap.get("track_record") or {}
@@ -141,6 +157,7 @@ def series_view(snap: dict[str, Any], board: list[dict[str, Any]], index: int) -
         chart=Chart(f"chart-{index}", pio.to_json(fan_chart(snap), validate=False)),
         links=links,
         calibration=[Chart(f"chart-{index}-{name}", pio.to_json(fig(tr), validate=False)) for name, fig in small],
-        score_header=[(label, tip) for _, label, _, tip in SCORE_COLUMNS],
+        score_header=[(label, tip) for _, label, _, tip in score_columns()],
         score_rows=score_rows(board, h, bar_seconds),
+        confidence_rows=confidence_rows(tr),
     )

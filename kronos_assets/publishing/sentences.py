@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from kronos_assets.metrics.registry import CONFIDENCE_BANDS, metrics
 from kronos_assets.publishing.snapshots import MIN_BIN, MIN_INDEPENDENT
+from kronos_assets.track_record import DM_WINDOWS, VERDICT_WINDOW, covered_days
 
 DEMO_BANNER = "SYNTHETIC MARKET — demo profile: these prices are generated, not real."
 REPLAY_BANNER = ("REPLAY of real {exchange} spot candles — demo profile: the market as of {as_of} UTC, replayed from "
@@ -22,24 +24,26 @@ def market_banner(snapshot: dict[str, Any], as_of: str | None = None) -> str | N
         return REPLAY_BANNER.format(exchange=snapshot["replay"], as_of=when)
     return None
 
-SCORE_COLUMNS = (  # (column, header, format, header tooltip)
-    ("model", "model", None, ""),
-    ("n_forecasts", "scored", None, "forecasts scored, and about how many non-overlapping horizons they cover"),
-    ("mape", "MAPE", "percent_units", "mean absolute % error of the median at the horizon"),
-    ("direction_hit_rate", "direction", "pct",
-     "share of forecasts whose median moved the right way (n/a: the model never forecasts a move)"),
-    ("crps", "CRPS", "num", "continuous ranked probability score on log returns (lower is better)"),
-    ("coverage_80", "80 % band (expected)", "coverage",
-     "share of outcomes inside the 80 % band, and in brackets what a perfectly calibrated forecaster's band "
-     "covers with the stored number of sample paths N: 80 % x (N-1)/(N+1), 74.8 % for 30 paths; 'too narrow' or "
-     "'too wide' when the hits at every step of the path (step s weighing 1/s^2, as overlapping forecasts share "
-     "less of their early steps) differ from that at 5 % significance, allowing for the overlap"),
-    ("brier_up", "Brier P(up)", "num",
-     "Brier score of P(up): 0 is perfect, 0.25 a coin flip (n/a: a point forecast gives no probability)"),
-    ("crps_skill_vs_rw_vol", "skill vs RW+vol", "signed_pct",
-     "1 - CRPS / CRPS of the random walk with volatility on the same origins (positive is better)"),
-)
-NA_COLUMNS = ("direction_hit_rate", "brier_up")  # NULL there: the model does not forecast it
+def score_columns() -> tuple[tuple[str, str, str | None, str], ...]:
+    """The scoreboard table's columns (column, header, format, header tooltip): the model, how many forecasts,
+    every registered metric with a dashboard column (``metrics.registry``, in its column order), the skill."""
+    shown = sorted((m for m in metrics() if m.column and m.board), key=lambda m: m.column.position)
+    return (
+        ("model", "model", None, ""),
+        ("n_forecasts", "scored", None, "forecasts scored, and about how many non-overlapping horizons they cover"),
+        *((m.board, m.column.header, m.column.format, m.column.tip) for m in shown),
+        ("crps_skill_vs_rw_vol", "skill vs RW+vol", "signed_pct",
+         "1 - CRPS / CRPS of the random walk with volatility on the same origins (positive is better)"),
+    )
+
+
+def na_columns() -> tuple[str, ...]:
+    """The table's columns that are NULL where the model does not forecast what they score (shown as n/a)."""
+    return tuple(m.board for m in metrics() if m.board and m.column and m.applies != "all")
+
+
+SCORE_COLUMNS = score_columns()  # as registered at import
+NA_COLUMNS = na_columns()
 BASELINE = "random_walk_vol"  # the model the skill column compares with
 
 
@@ -127,9 +131,10 @@ def score_cells(row: dict[str, Any], k: int) -> list[str]:
     need a record are withheld below MIN_INDEPENDENT)."""
     early = k < MIN_INDEPENDENT
     cells = []
-    for col, _, kind, _ in SCORE_COLUMNS:
+    na = na_columns()
+    for col, _, kind, _ in score_columns():
         v = row.get(col)
-        if col in NA_COLUMNS and v is None:
+        if col in na and v is None:
             txt = "n/a"
         elif col == "model":
             txt = str(v) + (" · too few to judge" if early else "")
@@ -154,4 +159,36 @@ def score_cells(row: dict[str, Any], k: int) -> list[str]:
         else:
             txt = str(v)
         cells.append(txt)
+    return cells
+
+
+def verdict_span(verdict: dict[str, Any] | None) -> str:
+    """The span a verdict's numbers cover, for a card's label: 'last 30 days', or the days of forecasts scored so
+    far when they do not fill the window yet."""
+    days = (verdict or {}).get("window_days", DM_WINDOWS[VERDICT_WINDOW])
+    if not days:
+        return "all time"
+    if not verdict:
+        return f"{days}-day window, nothing scored yet"
+    covered = covered_days(verdict)
+    return f"last {days} days" if covered is None else f"{covered:.1f} days scored so far, of a {days}-day window"
+
+
+CONFIDENCE_HEADER = ("model", *(f"{b.replace('p_up', 'P(up)').replace(' to ', '–')}" for b in CONFIDENCE_BANDS))
+CONFIDENCE_TIP = ("how often the direction P(up) pointed to (up above 50 %, down below) was right, by how confident "
+                  "it was, at the horizon's last bar: hit rate and the number of calls")
+
+
+def confidence_cells(model: str, bands: list[dict[str, Any]]) -> list[str]:
+    """One model's row of the direction-by-confidence table: per band the hit rate of its calls and how many, or
+    only the count while it is below MIN_BIN."""
+    cells = [model]
+    for b in bands:
+        calls = b["calls"]
+        if calls == 0:
+            cells.append("–")
+        elif calls < MIN_BIN:
+            cells.append(f"only {calls} call{'s' if calls != 1 else ''}")
+        else:
+            cells.append(f"{pct(b['hit_rate'])} of {calls}")
     return cells

@@ -13,7 +13,7 @@ from kronos_assets.metrics import MIN_INDEPENDENT_HORIZONS, pit_histogram
 from kronos_assets.metrics.coverage import coverage_test
 from kronos_assets.publishing.public import public_forecast
 from kronos_assets.settings import BASELINES
-from kronos_assets.track_record import newest_scored_origin, verdicts
+from kronos_assets.track_record import confidence_tables, newest_scored_origin, scoreboard_sql, verdicts
 from kronos_assets.warehouse import Warehouse, json_rows, read_sql
 
 CHART_BARS = 96
@@ -93,7 +93,8 @@ def series_snapshot(
         "last_bar": _iso(origin - bar),
         "candles": json_rows(candles),
         "past": json_rows(past),
-        "track_record": track_record(wh, symbol, timeframe, primary_model, origin, bar, horizon),
+        "track_record": track_record(wh, symbol, timeframe, primary_model, origin, bar, horizon)
+        | {"direction_by_confidence": confidence_tables(wh, timeframe, scored_before=origin, symbols=[symbol])},
         "verdict": verdict[0] if verdict else None,
     }
 
@@ -207,7 +208,7 @@ def scoreboard(wh: Warehouse, timeframe: str, symbols: list[str] | None = None) 
     as_of = newest_scored_origin(wh, timeframe)
     if as_of is None:
         return []
-    rows = json_rows(wh.query(read_sql("scoreboard.sql"), {"timeframe": timeframe, "as_of": as_of}))
+    rows = json_rows(wh.query(scoreboard_sql(), {"timeframe": timeframe, "as_of": as_of}))
     board = [r for r in rows if r["window_name"] == "all" and r["step"] == r["horizon"]
              and (symbols is None or r["symbol"] in symbols)]
     return with_coverage_tests(wh, timeframe, board)

@@ -32,7 +32,8 @@ import numpy as np
 import polars as pl
 
 from kronos_assets.market.timeframes import timeframe_delta
-from kronos_assets.metrics import QUANTILE_LEVELS, mae, mape, mean_of, rmse, score_paths, skill_score
+from kronos_assets.metrics import QUANTILE_LEVELS, mean_of, score_paths, skill_score
+from kronos_assets.metrics.registry import aggregate, confidence_table, metrics, on_board
 from kronos_assets.publishing.chain import is_forecast_key, published_late, record_key, sha256
 from kronos_assets.publishing.keys import MANIFEST_KEY, history_key
 from kronos_assets.publishing.store import LocalStore, Stat, Store
@@ -40,9 +41,9 @@ from kronos_assets.track_record import BASELINE, DM_WINDOWS, VERDICT_WINDOW, ver
 
 REL_TOL = 1e-9
 ABS_TOL = 1e-9
-# scoreboard.json field -> the per-forecast score (metrics.score_paths key) it is the all-time mean of
-BOARD_MEANS = {"crps": "crps", "pinball": "pinball", "coverage_50": "covered_50", "coverage_80": "covered_80",
-               "coverage_90": "covered_90", "width_50": "width_50", "width_80": "width_80", "width_90": "width_90"}
+# scoreboard.json field -> the per-forecast score (metrics.score_paths key) it is the all-time mean of; every
+# registered board metric is recomputed (check_rows), n/a included, unless its registry entry says verify=False
+BOARD_MEANS = {m.board: m.name for m in on_board() if m.aggregate == "mean"}
 
 
 class Mismatch(Exception):
@@ -402,10 +403,9 @@ def check_rows(key: str, board_rows: list[dict[str, Any]], scored: dict, summary
             continue
         rows = list(mine.values())
         where = f"rows[{i}] ({row['symbol']} {row['timeframe']} {row['model']})"
-        for name, value in (("mae", mae(rows)), ("rmse", rmse(rows)), ("mape", mape(rows)),
-                            *((f, mean_of(rows, s)) for f, s in BOARD_MEANS.items())):
-            if name in row:
-                _compare(key, f"{where}.{name}", value, row[name], summary)
+        for m in on_board():
+            if m.verify and m.board in row:
+                _compare(key, f"{where}.{m.board}", aggregate(m, rows), row[m.board], summary)
         base = scored.get((row["symbol"], row["timeframe"], BASELINE), {})
         pair = [o for o in mine if o in base]
         if row.get("crps_skill_vs_rw_vol") is not None and pair:
@@ -487,6 +487,36 @@ def check_past(store: Store, manifest: dict[str, Any], scored: dict, summary: Su
             _compare(alias, f"past[{i}].realised", r["realised"], p["realised"], summary)
         if doc.get("verdict"):
             check_verdicts(alias, [doc["verdict"]], scored, summary, _ts(doc["origin"]), "verdict")
+        check_confidence(alias, doc, scored, summary)
+
+
+def check_confidence(key: str, doc: dict[str, Any], scored: dict, summary: Summary) -> None:
+    """A latest.json's direction-by-confidence table (its track record, as of its origin) from the re-scored
+    forecasts of each model scored before the origin."""
+    rows = (doc.get("track_record") or {}).get("direction_by_confidence") or []
+    origin = _ts(doc["origin"])
+    verified = {m.name for m in metrics() if m.verify}
+    for (model, metric), group in _grouped(rows).items():
+        if metric not in verified:
+            continue
+        mine = [r for r in scored.get((doc["symbol"], doc["timeframe"], model), {}).values()
+                if r["scored_bar"] < origin]
+        ours = confidence_table(mine, metric)
+        where = f"track_record.direction_by_confidence ({model})"
+        if sum(b["n"] for b in ours) != sum(b["n"] for b in group):
+            summary.not_recomputable.append(f"{key} {where}: {sum(b['n'] for b in group)} forecasts counted, "
+                                            f"{len(mine)} published with their closes")
+            continue
+        for a, b in zip(ours, group):
+            for f in ("band", "n", "calls", "hit_rate"):
+                _compare(key, f"{where}.{b['band']}.{f}", a[f], b.get(f), summary)
+
+
+def _grouped(rows: list[dict[str, Any]]) -> dict[tuple[str, str], list[dict[str, Any]]]:
+    out: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for r in rows:
+        out.setdefault((r["model"], r["metric"]), []).append(r)
+    return out
 
 
 def default_workers(forecasts: int) -> int:

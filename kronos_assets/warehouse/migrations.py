@@ -11,7 +11,9 @@ wrote the file: this one refuses, naming the file and both versions, and changes
 To change the tables: edit ``schema.sql`` (what a new warehouse gets) and append a ``Migration`` with the next
 version whose ``apply`` turns the previous version's tables into exactly those (usually a file in
 ``dbt_free_sql/migrations/``); kronos_assets_tests/warehouse/test_migrations.py checks that a migrated
-warehouse has the same columns as a new one.
+warehouse has the same columns as a new one. A metric registered with ``since`` the next version
+(``metrics.registry``) brings its own migration: its evaluations column, filled for the stored forecasts
+(``metric_columns``).
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ from typing import Any, Callable
 
 import duckdb
 
+from kronos_assets.metrics.registry import added_since, column_versions
+from kronos_assets.warehouse import metric_columns
 from kronos_assets.warehouse.sql import read_sql
 
 META = "schema_migrations"
@@ -47,11 +51,27 @@ def _create_meta(con: Any) -> None:
                 "applied_at TIMESTAMPTZ NOT NULL)")
 
 
-MIGRATIONS: tuple[Migration, ...] = (
+TABLE_MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "first tables (release dbaa304)", None),
     Migration(2, "forecast_steps volume summaries nullable (release 58da6cc)", _sql_file("0002_nullable_volume.sql")),
     Migration(3, "schema_migrations: the warehouse records its schema version", _create_meta),
 )
+
+
+def known() -> tuple[Migration, ...]:
+    """The table migrations and one per schema version that added registered metrics, in version order."""
+    steps = [*TABLE_MIGRATIONS, *(
+        Migration(v, "evaluations: " + ", ".join(m.name for m in added_since(v)) + " (metric registry), scored for "
+                  "the stored forecasts", metric_columns.migration(v))
+        for v in column_versions() if v > metric_columns.FIRST_TABLES)]
+    steps.sort(key=lambda m: m.version)
+    if [m.version for m in steps] != list(range(1, len(steps) + 1)):  # two changes took the same number
+        raise RuntimeError("schema migrations must be numbered 1, 2, 3, ... without gaps or repeats, got "
+                           f"{[m.version for m in steps]} (kronos_assets/warehouse/migrations.py, metrics/registry.py)")
+    return tuple(steps)
+
+
+MIGRATIONS: tuple[Migration, ...] = known()
 NEWEST = MIGRATIONS[-1].version
 _migrating = threading.Lock()  # threads of one process sharing a file migrate one at a time
 
@@ -128,6 +148,7 @@ def ensure_current(con: Any, where: str | Path, transaction: Callable[[Any], Any
             with transaction(con):
                 if state(con).version is None:
                     con.execute(read_sql("schema.sql"))
+                    metric_columns.create_added(con)
                     _create_meta(con)
                     _record(con, NEWEST, "created at this version")
 

@@ -45,3 +45,24 @@ def test_reliability_and_pit_match_python(scored):
         if r["model"] == "random_walk_vol":
             sql_counts[r["bin"]] = r["n"]
     assert sql_counts.tolist() == counts.tolist()
+
+
+def test_winkler_and_the_confidence_table_from_scored_forecasts(scored):
+    """The registry's new metrics through the scoring step: the scoreboard's Winkler score is the mean of the
+    stored per-forecast scores (n/a for the point forecast), and the track record's direction-by-confidence table
+    counts the stored P(up) calls per band."""
+    env, record = scored
+    last = {(r["model"], r["window_name"]): r for r in record["scoreboard"] if r["step"] == r["horizon"]}
+    rows = env.wh.query("SELECT p_up, p_up_hit, winkler_80, width_80 FROM evaluations "
+                        "WHERE model = 'random_walk_vol' AND step = horizon").to_dicts()
+    assert all(r["winkler_80"] >= r["width_80"] for r in rows)
+    assert last[("random_walk_vol", "all")]["winkler_80"] == pytest.approx(np.mean([r["winkler_80"] for r in rows]))
+    assert last[("random_walk", "all")]["winkler_80"] is None  # a point forecast has no band
+    table = [t for t in record["direction_by_confidence"] if t["model"] == "random_walk_vol"]
+    assert [t["band"] for t in table] == ["p_up > 0.6", "p_up < 0.4", "0.4 to 0.6"]
+    assert sum(t["n"] for t in table) == len(rows)
+    confident_up = [r for r in rows if r["p_up"] > 0.6]
+    assert table[0]["n"] == table[0]["calls"] == len(confident_up)
+    if confident_up:
+        assert table[0]["hit_rate"] == pytest.approx(np.mean([r["p_up_hit"] for r in confident_up]))
+    assert not [t for t in record["direction_by_confidence"] if t["model"] == "random_walk"]  # no P(up)

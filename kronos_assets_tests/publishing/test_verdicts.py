@@ -178,7 +178,9 @@ def test_a_model_that_forecasts_no_move_shows_n_a(site_data):
     assert rw_verdict["p_up"] is None and "no P(up) forecast (n/a)" in rw_verdict["sentence"]
     table = _section((site_data.publish_dir / "index.html").read_text(), BTC).split("<table>")[1]
     row = next(r for r in table.split("<tr") if "<td>random_walk" in r and "random_walk_vol" not in r)
-    assert row.count("<td>n/a</td>") == 2 and "74.8 %" in table
+    # n/a: direction, Brier P(up) and the Winkler score of a band it does not have
+    assert row.count("<td>n/a</td>") == 3 and "74.8 %" in table
+    assert rw["winkler_80"] is None and vol["winkler_80"] is not None
 
 
 def test_uploaded_markets_stay_out_of_public_files_unless_published(copy):

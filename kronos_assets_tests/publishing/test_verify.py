@@ -106,9 +106,11 @@ def test_a_changed_published_number_is_named(site, site_data, capsys):
     assert key in line and "sha256" in line and "published by chain/00000000.json" in line
 
 
-def test_a_number_published_wrong_with_consistent_hashes_is_recomputed_and_named(site_data, tmp_path, capsys,
+@pytest.mark.parametrize("field", ["crps", "winkler_80"])
+def test_a_number_published_wrong_with_consistent_hashes_is_recomputed_and_named(field, site_data, tmp_path, capsys,
                                                                                   monkeypatch):
-    """The publisher itself writes a wrong score (every hash then agrees): recomputation names the field."""
+    """The publisher itself writes a wrong score (every hash then agrees): recomputation names the field, a
+    registered metric's (the Winkler score) as much as CRPS."""
     import kronos_assets.publishing.bars as bars
 
     real = bars.scoreboard
@@ -117,13 +119,13 @@ def test_a_number_published_wrong_with_consistent_hashes_is_recomputed_and_named
         rows = real(*args, **kwargs)
         for r in rows:
             if r["symbol"] == BTC and r["model"] == "random_walk_vol":
-                r["crps"] *= 0.9  # flatter the baseline
+                r[field] *= 0.9  # flatter the baseline
         return rows
 
     monkeypatch.setattr(bars, "scoreboard", doctored)
     publish_record(site_data, LocalStore(tmp_path / "site"), live_warehouse(site_data, tmp_path))
     line = fails(tmp_path / "site", capsys)
-    assert "scoreboard.json" in line and "(BTC/USDT 1h random_walk_vol).crps" in line and "expected" in line
+    assert "scoreboard.json" in line and f"(BTC/USDT 1h random_walk_vol).{field}:" in line and "expected" in line
 
 
 def test_a_deleted_history_file_is_named(site, site_data, capsys):
@@ -260,3 +262,22 @@ def test_a_series_verdict_published_wrong_is_recomputed_and_named(site_data, tmp
     publish_record(site_data, LocalStore(tmp_path / "site"), live_warehouse(site_data, tmp_path))
     line = fails(tmp_path / "site", capsys)
     assert "/latest.json: verdict (" in line and ".sentence: expected" in line and "It beats every" in line
+
+
+def test_a_confidence_table_published_wrong_is_recomputed_and_named(site_data, tmp_path, capsys, monkeypatch):
+    """latest.json's direction-by-confidence table (as of its origin) is recomputed from the re-scored forecasts."""
+    import kronos_assets.publishing.bars as bars
+
+    real = bars.series_snapshot
+
+    def doctored(*args, **kwargs):
+        snap = real(*args, **kwargs)
+        for b in (snap or {}).get("track_record", {}).get("direction_by_confidence", []):
+            if b["calls"]:
+                b["hit_rate"] = 1.0 if b["hit_rate"] != 1.0 else 0.5
+        return snap
+
+    monkeypatch.setattr(bars, "series_snapshot", doctored)
+    publish_record(site_data, LocalStore(tmp_path / "site"), live_warehouse(site_data, tmp_path))
+    line = fails(tmp_path / "site", capsys)
+    assert "/latest.json: track_record.direction_by_confidence (" in line and ".hit_rate: expected" in line

@@ -21,14 +21,26 @@ def unpack(commit: str, into: Path) -> Path:
     return into / "home"
 
 
-def table_digests(warehouse: Path) -> dict[str, tuple[int, str]]:
-    """Per table: its row count and a hash of its rows in a fixed order (content, not storage)."""
+def table_columns(warehouse: Path) -> dict[str, list[str]]:
+    """Per table, its columns in order."""
+    con = duckdb.connect(str(warehouse), read_only=True)
+    try:
+        return {t: [r[0] for r in con.execute(f"DESCRIBE {t}").fetchall()] for t in TABLES}
+    finally:
+        con.close()
+
+
+def table_digests(warehouse: Path, columns: dict[str, list[str]] | None = None) -> dict[str, tuple[int, str]]:
+    """Per table: its row count and a hash of its rows in a fixed order (content, not storage). ``columns``: per
+    table, the columns hashed (an older release's, which a migration keeps as they were while it adds new ones);
+    None: all."""
     con = duckdb.connect(str(warehouse), read_only=True)
     try:
         con.execute("SET TimeZone = 'UTC'")
         out = {}
         for t in TABLES:
-            rows = con.execute(f"SELECT * FROM {t} ORDER BY ALL").fetchall()
+            cols = ", ".join(columns[t]) if columns else "*"
+            rows = con.execute(f"SELECT {cols} FROM {t} ORDER BY ALL").fetchall()
             out[t] = (len(rows), hashlib.sha256(repr(rows).encode()).hexdigest())
         return out
     finally:
@@ -36,13 +48,15 @@ def table_digests(warehouse: Path) -> dict[str, tuple[int, str]]:
 
 
 def rows_lost(old: Path, new: Path) -> dict[str, int]:
-    """Per table, how many rows of ``old`` are not in ``new`` (0 everywhere: every old row kept as it was)."""
+    """Per table, how many rows of ``old`` are not in ``new`` (0 everywhere: every old row kept as it was, in the
+    old columns; columns added since, such as a new metric's, are not compared)."""
+    cols = table_columns(old)
     con = duckdb.connect()
     try:
         con.execute(f"ATTACH '{old}' AS old (READ_ONLY)")
         con.execute(f"ATTACH '{new}' AS new (READ_ONLY)")
-        return {t: con.execute(f"SELECT count(*) FROM (SELECT * FROM old.{t} EXCEPT ALL SELECT * FROM new.{t})")
-                .fetchone()[0] for t in TABLES}
+        return {t: con.execute(f"SELECT count(*) FROM (SELECT * FROM old.{t} EXCEPT ALL "
+                               f"SELECT {', '.join(cols[t])} FROM new.{t})").fetchone()[0] for t in TABLES}
     finally:
         con.close()
 

@@ -11,11 +11,12 @@ from dataclasses import replace
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import pytest
 
 from kronos_assets.warehouse import MigrationFailed, SchemaTooNew, Warehouse, migrations
 from kronos_assets.warehouse.readonly import FAIL, OK, WARN, ReadOnlyWarehouse
-from kronos_assets_tests.warehouse.old_homes import RELEASES, table_digests, unpack
+from kronos_assets_tests.warehouse.old_homes import RELEASES, table_columns, table_digests, unpack
 
 FOUND = {"dbaa304": 1, "58da6cc": 2}  # the schema version each release wrote
 
@@ -54,9 +55,10 @@ def test_release_warehouse_migrates_to_the_newest_keeping_every_row(commit: str,
     assert status == WARN and f"version {FOUND[commit]} (from before versions were recorded)" in detail
     assert "pending, applied by the next run" in detail
 
+    columns = table_columns(path)
     assert Warehouse(path).migrate() == (FOUND[commit], migrations.NEWEST)
 
-    assert table_digests(path) == before  # every row, as it was
+    assert table_digests(path, columns) == before  # every row, as it was (the metric columns added beside)
     fresh = tmp_path / "fresh.duckdb"
     Warehouse(fresh).migrate()
     assert _columns(path) == _columns(fresh)  # the migrated tables are exactly what a new warehouse gets
@@ -114,8 +116,9 @@ def test_a_migration_that_raises_midway_leaves_the_old_version_whole(tmp_path: P
     con.close()
     assert table_digests(path) == before
     monkeypatch.undo()
+    columns = table_columns(path)
     assert Warehouse(path).migrate() == (1, migrations.NEWEST)
-    assert table_digests(path) == before
+    assert table_digests(path, columns) == before
 
 
 KILLER = """
@@ -151,8 +154,9 @@ def test_kill_9_inside_a_migration_loses_nothing_and_a_rerun_heals(where: str, l
     assert migrations.state(con).version == left_at
     con.close()
     assert table_digests(copy) == before
+    columns = table_columns(path)
     assert Warehouse(path).migrate() == (left_at, migrations.NEWEST)  # the plain re-run
-    assert table_digests(path) == before
+    assert table_digests(path, columns) == before
     assert [v for v, _ in _recorded(path)] == list(range(1, migrations.NEWEST + 1))
 
 
@@ -172,9 +176,11 @@ def test_ducklake_warehouse_from_the_first_release_migrates_in_place(lake, tmp_p
         con.execute(f"INSERT INTO lake.{t} SELECT * FROM fx.{t}")
     con.execute("DETACH fx")
 
-    def lost() -> dict[str, int]:
-        return {t: con.execute(f"SELECT count(*) FROM (SELECT * FROM lake.{t} EXCEPT ALL SELECT * FROM fx.{t})")
-                .fetchone()[0] for t in TABLES}
+    columns = table_columns(old)
+
+    def lost() -> dict[str, int]:  # in the release's columns (a metric's column is added beside them)
+        return {t: con.execute(f"SELECT count(*) FROM (SELECT {', '.join(columns[t])} FROM lake.{t} EXCEPT ALL "
+                               f"SELECT * FROM fx.{t})").fetchone()[0] for t in TABLES}
 
     wh = Warehouse(tmp_path / "warehouse.duckdb", config=cfg)
     try:
@@ -183,10 +189,43 @@ def test_ducklake_warehouse_from_the_first_release_migrates_in_place(lake, tmp_p
                             "table_name = 'forecast_steps' AND column_name = 'mean_volume'")["is_nullable"][0]
         assert nullable == "YES"
         versions = wh.query("SELECT version FROM schema_migrations ORDER BY version")["version"].to_list()
-        assert versions == [1, 2, 3]
+        assert versions == list(range(1, migrations.NEWEST + 1))
     finally:
         wh.close()
     con.execute(f"ATTACH '{old}' AS fx (READ_ONLY)")
     assert lost() == {t: 0 for t in TABLES}  # every row kept
     con.close()
     seed.close()
+
+
+@pytest.mark.parametrize("commit", sorted(RELEASES))
+def test_the_metric_migration_scores_the_stored_forecasts_for_the_new_columns(commit: str, tmp_path: Path):
+    """Migration 4 adds winkler_80 and p_up_hit to an old warehouse's evaluations and fills them from the stored
+    sample paths and realised closes: the 80 % band's interval score and the P(up) call's hit, computed here by
+    hand from the same rows."""
+    path = _old_warehouse(commit, tmp_path)
+    Warehouse(path).migrate()
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        rows = con.execute(
+            "SELECT e.step, e.realised, e.winkler_80, e.p_up_hit, f.last_close, "
+            "(SELECT list(p.close ORDER BY p.path) FROM forecast_paths p WHERE p.symbol = e.symbol "
+            " AND p.timeframe = e.timeframe AND p.origin = e.origin AND p.model = e.model) AS paths "
+            "FROM evaluations e JOIN forecasts f USING (symbol, timeframe, origin, model)").fetchall()
+    finally:
+        con.close()
+    assert len(rows) >= 48
+    calls = 0
+    for step, realised, wink, hit, last, paths in rows:
+        close = np.asarray(paths)[:, step - 1]
+        x, y = np.log(close / last), np.log(realised / last)
+        lo, hi = np.quantile(x, [0.1, 0.9])
+        miss = lo - y if y < lo else y - hi if y > hi else 0.0
+        assert wink == pytest.approx((hi - lo) + 10 * miss, rel=1e-12, abs=1e-15)
+        p_up = np.mean(close > last)
+        if p_up == 0.5:
+            assert hit is None
+        else:
+            calls += 1
+            assert hit == float((p_up > 0.5) == (realised > last))
+    assert calls > 0
