@@ -112,7 +112,7 @@ def score_paths(
             for k, row in enumerate(rows):
                 row[m.name] = value if k == horizon - 1 else None
             continue
-        values = np.asarray(m.compute(inputs), dtype=np.float64)
+        values = np.asarray(m.compute(inputs), dtype=np.float64).tolist()  # Python floats, one call
         for row, v in zip(rows, values):
-            row[m.name] = _value(v)
+            row[m.name] = None if v != v else v  # NaN: no value at this step (p_up_hit without a call)
     return rows
