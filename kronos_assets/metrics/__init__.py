@@ -1,4 +1,6 @@
-"""Forecast scoring: per-forecast scores of sample paths (``scores``) and scoreboard aggregates (``compare``).
+"""Forecast scoring: the metric registry (``registry``: every per-forecast score declared once), per-forecast
+scores of sample paths (``scores``, built on the scoring rules of ``rules``) and scoreboard aggregates
+(``compare``).
 
 numpy/scipy only; knows nothing of Dagster.
 """
