@@ -72,12 +72,15 @@ CREATE TABLE IF NOT EXISTS forecast_steps (
 );
 -- (migration 2 relaxes the NOT NULL of older files' volume summaries.)
 
--- Every sample path in full (the probabilistic scores need them): one row per path, arrays over steps.
+-- Every sample path in full (the probabilistic scores need them): one row per path, arrays over steps. close is
+-- what every score, quantile, P(up) and `verify` is computed from: DOUBLE, exactly as the model drew it. The other
+-- fields are FLOAT (7 significant digits; schema version 5): half the bytes, read by no score. Paths of scored
+-- forecasts older than the profile's retention.paths_days are pruned (kronos_assets/warehouse/paths_retention.py).
 CREATE TABLE IF NOT EXISTS forecast_paths (
     symbol VARCHAR NOT NULL, timeframe VARCHAR NOT NULL, origin TIMESTAMPTZ NOT NULL, model VARCHAR NOT NULL,
     path    INTEGER NOT NULL,
-    open    DOUBLE[] NOT NULL, high DOUBLE[] NOT NULL, low DOUBLE[] NOT NULL, close DOUBLE[] NOT NULL,
-    volume  DOUBLE[] NOT NULL, amount DOUBLE[] NOT NULL
+    open    FLOAT[] NOT NULL, high FLOAT[] NOT NULL, low FLOAT[] NOT NULL, close DOUBLE[] NOT NULL,
+    volume  FLOAT[] NOT NULL, amount FLOAT[] NOT NULL
 );
 
 -- Scores of realised forecasts, per horizon step. Partition: (symbol, timeframe, scoring bar) where the scoring

@@ -25,6 +25,18 @@ def _finite(x: float) -> float | None:
     return float(x) if np.isfinite(x) else None
 
 
+# forecast_paths keeps close as DOUBLE and the other fields as FLOAT (dbt_free_sql/schema.sql)
+_FLOAT_FIELDS = [j for j, f in enumerate(PATH_FIELDS) if f != "close"]
+
+
+def stored_paths(paths: np.ndarray) -> np.ndarray:
+    """The paths as the warehouse keeps them (fields but close at FLOAT precision), so that the summaries stored
+    beside them are the summaries of the stored paths."""
+    out = np.array(paths, dtype=np.float64)
+    out[..., _FLOAT_FIELDS] = out[..., _FLOAT_FIELDS].astype(np.float32)
+    return out
+
+
 def forecast_frames(forecasts: Sequence[Forecast], sampling: Sampling) -> dict[str, pl.DataFrame]:
     """Rows for forecasts, forecast_steps and forecast_paths."""
     heads, steps, paths = [], [], []
@@ -32,7 +44,8 @@ def forecast_frames(forecasts: Sequence[Forecast], sampling: Sampling) -> dict[s
         req = fc.request
         hist = req.history
         close = hist["close"].to_numpy()
-        s = summarise(fc.paths[..., CLOSE], fc.paths[..., VOLUME], close)
+        drawn = stored_paths(fc.paths)
+        s = summarise(drawn[..., CLOSE], drawn[..., VOLUME], close)
         key = {"symbol": req.symbol, "timeframe": req.timeframe, "origin": req.origin, "model": fc.model}
         exchanges = sorted(set(hist["exchange"].to_list()))
         heads.append(
@@ -65,7 +78,7 @@ def forecast_frames(forecasts: Sequence[Forecast], sampling: Sampling) -> dict[s
                 }
             )
         for p in range(fc.paths.shape[0]):
-            paths.append(key | {"path": p} | {f: fc.paths[p, :, j].tolist() for j, f in enumerate(PATH_FIELDS)})
+            paths.append(key | {"path": p} | {f: drawn[p, :, j].tolist() for j, f in enumerate(PATH_FIELDS)})
     key_schema = {"symbol": pl.Utf8, "timeframe": pl.Utf8, "origin": TS, "model": pl.Utf8}
     return {
         "forecasts": pl.DataFrame(heads, schema_overrides=key_schema | {"data_start": TS, "data_end": TS}),

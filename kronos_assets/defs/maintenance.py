@@ -30,7 +30,9 @@ def build_maintenance(config: WarehouseConfig, paths_days: int | None = None) ->
         steps.append("ducklake_merge_adjacent_files, ducklake_expire_snapshots (older than 7 days), "
                      "ducklake_cleanup_old_files and ducklake_delete_orphaned_files (older than 1 day)")
 
-    @dg.op(required_resource_keys={"warehouse"}, pool=WRITE_POOL, description="; then ".join(steps).capitalize() + ".")
+    text = "; then ".join(steps)
+
+    @dg.op(required_resource_keys={"warehouse"}, pool=WRITE_POOL, description=text[0].upper() + text[1:] + ".")
     def maintain_warehouse(context: dg.OpExecutionContext) -> dg.Output[dict]:
         warehouse: Warehouse = context.resources.warehouse
         counts: dict = {}

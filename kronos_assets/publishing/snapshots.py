@@ -188,7 +188,7 @@ def path_matrices(wh: Warehouse, symbol: str, timeframe: str, origins: list[date
         + " FROM forecast_paths WHERE symbol = $symbol AND timeframe = $timeframe "
         "AND origin IN (SELECT unnest($origins::TIMESTAMPTZ[]))) "
         "SELECT p.origin, p.model, CAST(p.path AS INTEGER) AS path, CAST(p.step AS INTEGER) AS step, s.ts, "
-        + ", ".join(f"p.{c}" for c in PATH_COLUMNS)
+        + ", ".join(f"CAST(p.{c} AS DOUBLE) AS {c}" for c in PATH_COLUMNS)  # FLOAT fields too: one file schema
         + " FROM p LEFT JOIN forecast_steps s ON s.symbol = $symbol AND s.timeframe = $timeframe "
         "AND s.origin = p.origin AND s.model = p.model AND s.step = p.step "
         "ORDER BY p.origin, p.model, p.path, p.step",

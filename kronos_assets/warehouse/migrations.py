@@ -55,6 +55,8 @@ TABLE_MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "first tables (release dbaa304)", None),
     Migration(2, "forecast_steps volume summaries nullable (release 58da6cc)", _sql_file("0002_nullable_volume.sql")),
     Migration(3, "schema_migrations: the warehouse records its schema version", _create_meta),
+    Migration(5, "forecast_paths: open, high, low, volume and amount as FLOAT (close stays DOUBLE)",
+              _sql_file("0005_float_path_fields.sql")),
 )
 
 

@@ -12,6 +12,13 @@ import duckdb
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "old_homes"
 RELEASES = {"dbaa304": ".", "58da6cc": "demo"}  # where each release kept a profile's files, under the home
 TABLES = ("raw_candles", "clean_candles", "forecasts", "forecast_steps", "forecast_paths", "evaluations")
+# Kept at FLOAT precision since schema version 5 (migrations/0005_float_path_fields.sql): compared at that precision
+AT_FLOAT = {"forecast_paths": ("open", "high", "low", "volume", "amount")}
+
+
+def compared(table: str, columns: list[str]) -> str:
+    """A select list of ``columns``, each at the precision the newest schema keeps it."""
+    return ", ".join(f"CAST({c} AS FLOAT[]) AS {c}" if c in AT_FLOAT.get(table, ()) else c for c in columns)
 
 
 def unpack(commit: str, into: Path) -> Path:
@@ -33,13 +40,13 @@ def table_columns(warehouse: Path) -> dict[str, list[str]]:
 def table_digests(warehouse: Path, columns: dict[str, list[str]] | None = None) -> dict[str, tuple[int, str]]:
     """Per table: its row count and a hash of its rows in a fixed order (content, not storage). ``columns``: per
     table, the columns hashed (an older release's, which a migration keeps as they were while it adds new ones);
-    None: all."""
+    None: all. The fields kept as FLOAT since version 5 are hashed at FLOAT precision (``AT_FLOAT``)."""
     con = duckdb.connect(str(warehouse), read_only=True)
     try:
         con.execute("SET TimeZone = 'UTC'")
         out = {}
         for t in TABLES:
-            cols = ", ".join(columns[t]) if columns else "*"
+            cols = compared(t, columns[t] if columns else [r[0] for r in con.execute(f"DESCRIBE {t}").fetchall()])
             rows = con.execute(f"SELECT {cols} FROM {t} ORDER BY ALL").fetchall()
             out[t] = (len(rows), hashlib.sha256(repr(rows).encode()).hexdigest())
         return out
@@ -55,8 +62,8 @@ def rows_lost(old: Path, new: Path) -> dict[str, int]:
     try:
         con.execute(f"ATTACH '{old}' AS old (READ_ONLY)")
         con.execute(f"ATTACH '{new}' AS new (READ_ONLY)")
-        return {t: con.execute(f"SELECT count(*) FROM (SELECT * FROM old.{t} EXCEPT ALL "
-                               f"SELECT {', '.join(cols[t])} FROM new.{t})").fetchone()[0] for t in TABLES}
+        return {t: con.execute(f"SELECT count(*) FROM (SELECT {compared(t, cols[t])} FROM old.{t} EXCEPT ALL "
+                               f"SELECT {compared(t, cols[t])} FROM new.{t})").fetchone()[0] for t in TABLES}
     finally:
         con.close()
 

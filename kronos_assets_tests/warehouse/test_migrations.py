@@ -16,7 +16,7 @@ import pytest
 
 from kronos_assets.warehouse import MigrationFailed, SchemaTooNew, Warehouse, migrations
 from kronos_assets.warehouse.readonly import FAIL, OK, WARN, ReadOnlyWarehouse
-from kronos_assets_tests.warehouse.old_homes import RELEASES, table_columns, table_digests, unpack
+from kronos_assets_tests.warehouse.old_homes import RELEASES, compared, table_columns, table_digests, unpack
 
 FOUND = {"dbaa304": 1, "58da6cc": 2}  # the schema version each release wrote
 
@@ -179,8 +179,8 @@ def test_ducklake_warehouse_from_the_first_release_migrates_in_place(lake, tmp_p
     columns = table_columns(old)
 
     def lost() -> dict[str, int]:  # in the release's columns (a metric's column is added beside them)
-        return {t: con.execute(f"SELECT count(*) FROM (SELECT {', '.join(columns[t])} FROM lake.{t} EXCEPT ALL "
-                               f"SELECT * FROM fx.{t})").fetchone()[0] for t in TABLES}
+        return {t: con.execute(f"SELECT count(*) FROM (SELECT {compared(t, columns[t])} FROM lake.{t} EXCEPT ALL "
+                               f"SELECT {compared(t, columns[t])} FROM fx.{t})").fetchone()[0] for t in TABLES}
 
     wh = Warehouse(tmp_path / "warehouse.duckdb", config=cfg)
     try:
