@@ -50,9 +50,8 @@ def confidence_tables(wh: Any, timeframe: str, scored_before: datetime | None = 
     for m in (m for m in metrics() if m.aggregate == "by_confidence"):
         df = wh.query(f"SELECT symbol, model, p_up, {m.name}, width_90 FROM evaluations WHERE timeframe = ? "
                       "AND step = horizon AND (CAST(? AS TIMESTAMPTZ) IS NULL OR scored_bar < ?) "
-                      "ORDER BY symbol, model, origin", [timeframe, scored_before, scored_before])
-        if symbols is not None:
-            df = df.filter(pl.col("symbol").is_in(symbols))
+                      "AND (CAST(? AS VARCHAR[]) IS NULL OR list_contains(CAST(? AS VARCHAR[]), symbol)) "
+                      "ORDER BY symbol, model, origin", [timeframe, scored_before, scored_before, symbols, symbols])
         for (symbol, model), grp in df.group_by(["symbol", "model"], maintain_order=True):
             if (grp["width_90"] == 0).all():
                 continue
