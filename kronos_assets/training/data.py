@@ -63,12 +63,16 @@ def frames_from_warehouse(warehouse: Any, symbols: Sequence[str], timeframe: str
 
 def frames_from_csv(files: Mapping[str, str | Path], start: date | datetime | None = None,
                     end: date | datetime | None = None) -> dict[str, pl.DataFrame]:  # fmt: skip
-    """Candle CSVs (optionally .gz; a time column plus OHLC, volume/amount optional), cut to [start, end)."""
-    from kronos_assets.forecasting.cli import read_candles_csv
+    """Candle CSVs (optionally .gz; a time column plus OHLC, volume/amount optional), cut to [start, end). A bad file
+    raises TrainingDataError naming the file, the row and the problem."""
+    from kronos_assets.market.files import CandleFileError, read_candle_file
 
     out = {}
     for sym, path in files.items():
-        df = read_candles_csv(path).sort("ts")
+        try:
+            df = read_candle_file(Path(path)).sort("ts")
+        except CandleFileError as exc:
+            raise TrainingDataError(f"{path}: {exc.detail}") from exc
         df = df.with_columns(pl.col("ts").dt.cast_time_unit("us"))
         if start is not None:
             df = df.filter(pl.col("ts") >= as_utc(start))

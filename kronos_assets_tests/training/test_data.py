@@ -85,3 +85,20 @@ def test_no_window_is_an_error_naming_the_series() -> None:
     s = series_from_frame("A/USDT", gbm_candles(50), "1h")
     with pytest.raises(TrainingDataError, match="A/USDT"):
         WindowSet([s], 40, 20)
+
+
+def test_a_bad_candle_file_names_the_file_and_row_and_the_library_needs_no_cli(tmp_path) -> None:
+    import ast
+    from pathlib import Path
+
+    from kronos_assets.training import data as data_module
+    from kronos_assets.training.data import frames_from_csv
+
+    bad = tmp_path / "bad.csv"
+    bad.write_text("timestamp,open,high,low,close\n2024-01-01T00:00:00Z,1,2,0.5,1.5\n2024-01-01T01:00:00Z,1,0.5,2,1\n")
+    with pytest.raises(TrainingDataError, match=r"bad\.csv: row 2 .*high is below low"):
+        frames_from_csv({"A/USDT": bad})
+    # The training library reads files through the market library, not through a command-line module.
+    tree = ast.parse(Path(data_module.__file__).read_text())
+    imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+    assert not any(m and m.endswith(".cli") for m in imported)
