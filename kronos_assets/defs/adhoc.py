@@ -24,10 +24,11 @@ from pydantic import Field
 from kronos_assets.defs.clock import market_now
 from kronos_assets.defs.uploads import read_limits
 from kronos_assets.forecasting import kinds
-from kronos_assets.forecasting.adhoc import (AdhocConfigError, adhoc_chart, adhoc_snapshot, context_of,
+from kronos_assets.forecasting.adhoc import (AdhocConfigError, adhoc_snapshot, context_of,
                                              forecast_and_score, load_market, load_upload, metric_columns,
                                              metrics_markdown, metrics_note, metrics_rows, nearest_name,
                                              resolve_model, split_tail, takes_device)
+from kronos_assets.publishing.adhoc_chart import adhoc_chart
 from kronos_assets.forecasting.interface import Sampling
 from kronos_assets.market.files import file_digest
 from kronos_assets.publishing.charts import fan_chart_png

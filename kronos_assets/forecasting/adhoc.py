@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 import numpy as np
-import plotly.graph_objects as go
 import polars as pl
 from pydantic import ValidationError
 
@@ -32,7 +31,6 @@ from kronos_assets.market.files import (CandleFile, CandleFileError, PathEscapeE
 from kronos_assets.market.timeframes import timeframe_delta, timeframe_seconds
 from kronos_assets.metrics import score_paths
 from kronos_assets.metrics.registry import aggregate, metrics, on_board
-from kronos_assets.publishing.charts import fan_chart
 
 CHART_BARS = 120  # history candles drawn before the origin
 FOLDER_CONTEXT = 512  # a checkpoint folder named directly: the context of the released Kronos models
@@ -201,13 +199,6 @@ def adhoc_snapshot(result: ModelResult, split: Split, symbol: str, timeframe: st
         "forecasts": {result.model: {"steps": steps, "horizon": len(steps),
                                      "last_close": float(split.history["close"][-1])}},
     }
-
-
-def adhoc_chart(snapshot: dict[str, Any]) -> go.Figure:
-    """The publishing fan chart; the held-out candles (``actual``) are drawn hollow over the forecast."""
-    fig = fan_chart(snapshot)
-    fig.update_layout(title={"text": fig.layout.title.text + " · ad hoc, scored on the held-out tail"})
-    return fig
 
 
 FIXED_COLUMNS = ("model", "MAE", "RMSE", "MAPE %", "CRPS", "cov 50/80/90 %")

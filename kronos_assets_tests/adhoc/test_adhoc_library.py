@@ -12,9 +12,10 @@ import polars as pl
 import pytest
 
 from kronos_assets.forecasting import kinds
-from kronos_assets.forecasting.adhoc import (AdhocConfigError, adhoc_chart, adhoc_snapshot, context_of,
+from kronos_assets.forecasting.adhoc import (AdhocConfigError, adhoc_snapshot, context_of,
                                              forecast_and_score, load_market, load_upload, metrics_markdown,
                                              nearest_name, resolve_model, score, split_tail, takes_device)
+from kronos_assets.publishing.adhoc_chart import adhoc_chart
 from kronos_assets.forecasting.baselines import RandomWalkVol
 from kronos_assets.forecasting.interface import CLOSE, Sampling
 from kronos_assets.forecasting.kinds.garch import GarchSettings

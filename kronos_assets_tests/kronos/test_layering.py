@@ -77,3 +77,13 @@ def test_training_and_the_forecaster_use_only_public_kronos_names() -> None:
     files = sorted((ROOT / "training").glob("*.py")) + [ROOT / "forecasting" / "kronos_forecaster.py"]
     assert len(files) > 5
     assert [use for f in files for use in _private_uses(f)] == []
+
+
+def test_libraries_do_not_import_publishing_or_command_line_modules_even_lazily() -> None:
+    """The back-arrow forecasting -> publishing (the ad-hoc chart) and the library -> CLI import (training read
+    candle files through kronos-forecast's module) are gone; issue 27's whole-package layering test extends this."""
+    arrows = {f"{path.relative_to(ROOT)}: {m}" for pkg in ("forecasting", "training", "metrics", "market")
+              for path in (ROOT / pkg).rglob("*.py") for m in _package_imports(path)
+              if m.startswith("kronos_assets.publishing") or (m.endswith(".cli") or ".cli." in m)
+              and path.name != "cli.py"}
+    assert arrows == set()

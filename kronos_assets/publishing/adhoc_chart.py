@@ -1,0 +1,16 @@
+"""The ad-hoc job's chart: the dashboard's fan chart of an ad-hoc snapshot (forecasting.adhoc.adhoc_snapshot),
+with the held-out candles (``actual``) drawn hollow over the forecast."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import plotly.graph_objects as go
+
+from kronos_assets.publishing.charts import fan_chart
+
+
+def adhoc_chart(snapshot: dict[str, Any]) -> go.Figure:
+    fig = fan_chart(snapshot)
+    fig.update_layout(title={"text": fig.layout.title.text + " · ad hoc, scored on the held-out tail"})
+    return fig
