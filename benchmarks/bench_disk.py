@@ -6,7 +6,9 @@
 
 Tick 1 is the first run (``--backfill-bars 2``); ticks 2.. each add one hour (``--backfill-bars 1``) with
 ``--now`` advancing. Bytes written to publish/ per tick count every file created or rewritten by the tick (size
-after the tick). The instance is measured on disk (every file under <home>/demo/dagster); then every run is pruned
+after the tick), each stored file once (a latest name is a hard link to its versioned copy; ``publish_bytes_by_name``
+counts it per name); how the publish step's cost depends on the history: bench_publish.py. The instance is
+measured on disk (every file under <home>/demo/dagster); then every run is pruned
 (as after 14 days); what retention keeps (the newest event of each asset partition) is projected to a year of
 hourly partitions, at twice the events' bytes for SQLite's row and index overhead. A table's bytes per
 row are measured by copying its rows many times into a fresh DuckDB file (checkpointed, so compressed as stored). Results go to
@@ -29,23 +31,27 @@ sys.path.insert(0, str(HERE.parent))
 TICKS_PER_YEAR = 24 * 365
 
 
-def tree(root: Path) -> dict[str, tuple[int, int]]:
-    """path -> (size, mtime_ns) of every file below root."""
+def tree(root: Path) -> dict[str, tuple[int, int, int]]:
+    """path -> (size, mtime_ns, inode) of every file below root."""
     out = {}
     for p in root.rglob("*"):
         if p.is_file():
             st = p.stat()
-            out[str(p.relative_to(root))] = (st.st_size, st.st_mtime_ns)
+            out[str(p.relative_to(root))] = (st.st_size, st.st_mtime_ns, st.st_ino)
     return out
 
 
 def size(root: Path) -> int:
-    return sum(s for s, _ in tree(root).values()) if root.exists() else 0
+    """Bytes stored below root, each file once (hard links share one)."""
+    return sum({ino: s for s, _, ino in tree(root).values()}.values()) if root.exists() else 0
 
 
-def written(before: dict[str, tuple[int, int]], after: dict[str, tuple[int, int]]) -> tuple[int, int]:
+def written(before: dict[str, tuple[int, int, int]], after: dict[str, tuple[int, int, int]]) -> tuple[int, int, int]:
+    """Bytes of the files created or replaced (each stored file once: a latest name is a hard link to its versioned
+    copy), their count, and their bytes counted per name."""
     changed = [k for k, v in after.items() if before.get(k) != v]
-    return sum(after[k][0] for k in changed), len(changed)
+    return (sum({after[k][2]: after[k][0] for k in changed}.values()), len(changed),
+            sum(after[k][0] for k in changed))
 
 
 def table_bytes(warehouse: Path, scratch: Path, copies: int = 200) -> dict[str, dict[str, float]]:
@@ -101,9 +107,10 @@ def main() -> None:
         pub0, dag0 = tree(settings.publish_dir) if settings.publish_dir.exists() else {}, size(settings.dagster_home)
         t0 = time.perf_counter()
         run_main_job(settings, backfill_bars=2 if i == 0 else 1, now=start + timedelta(hours=i), log=lambda _: None)
-        pub_bytes, pub_files = written(pub0, tree(settings.publish_dir))
+        pub_bytes, pub_files, pub_names = written(pub0, tree(settings.publish_dir))
         ticks.append({"tick": i + 1, "wall_s": round(time.perf_counter() - t0, 1), "publish_bytes": pub_bytes,
-                      "publish_files": pub_files, "instance_bytes_added": size(settings.dagster_home) - dag0})
+                      "publish_bytes_by_name": pub_names, "publish_files": pub_files,
+                      "instance_bytes_added": size(settings.dagster_home) - dag0})
         print(ticks[-1], flush=True)
     instance = dg.DagsterInstance.local_temp(tempdir=str(settings.dagster_home))
     runs = instance.get_runs_count()

@@ -31,6 +31,7 @@ from typing import Any
 
 import duckdb
 
+from kronos_assets.publishing.manifest import IndexDamage, listed_objects
 from kronos_assets.publishing.site import MANIFEST_KEY
 from kronos_assets.publishing.store import Artifact, LocalStore
 from kronos_assets.settings import Settings
@@ -80,7 +81,8 @@ def _copy_publication(publish_dir: Path, dest: Path, deadline: float) -> tuple[d
         raw = manifest_path.read_bytes()
         try:
             manifest = json.loads(raw)
-            objects: dict[str, dict[str, Any]] = manifest["objects"]
+            if not isinstance(manifest["objects"], dict):
+                raise TypeError("'objects' is not an object")
             aliases: dict[str, str] = manifest.get("aliases", {})
         except (ValueError, KeyError, TypeError) as exc:
             raise BackupError(f"{manifest_path} is unreadable ({type(exc).__name__}): the publication was not "
@@ -88,6 +90,10 @@ def _copy_publication(publish_dir: Path, dest: Path, deadline: float) -> tuple[d
         shutil.rmtree(dest, ignore_errors=True)
         copied: dict[str, str] = {}
         stale = None
+        try:  # the head's entries and its index parts' (publishing.manifest), the parts themselves included
+            objects = listed_objects(LocalStore(publish_dir), manifest)
+        except IndexDamage as exc:
+            objects, stale = {}, str(exc)
         for key, entry in objects.items():
             try:
                 body = (publish_dir / key).read_bytes()
@@ -219,9 +225,10 @@ def restore(settings: Settings, folder: Path, now: datetime | None = None) -> st
     if (source / MANIFEST_KEY).is_file():
         manifest = json.loads((source / MANIFEST_KEY).read_text())
         store = LocalStore(settings.publish_dir)
-        keys = [*manifest["objects"], *manifest.get("aliases", {})]  # what a reader follows, before the manifest
+        objects = listed_objects(LocalStore(source), manifest)  # its index parts' entries too
+        keys = [*objects, *manifest.get("aliases", {})]  # what a reader follows, before the manifest
         for key in [*keys, MANIFEST_KEY]:
-            entry = manifest["objects"].get(key, {})
+            entry = objects.get(key, {})
             store.put(Artifact.of(key, (source / key).read_bytes(), entry.get("cache_control", "no-cache")))
             published += 1
     aside = f"; moved aside: {', '.join(str(p) for p in moved)}" if moved else ""

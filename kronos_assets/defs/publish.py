@@ -66,7 +66,7 @@ def build_published(settings: Settings, tf: TimeframeSettings) -> dg.AssetsDefin
                 **links,
                 "series": ", ".join(f"{s} {tf.name}" for s in bars),
                 "origins_published": sum(len(v) for v in bars.values()),
-                "objects_in_manifest": len(report.manifest["objects"]),
+                "objects_in_manifest": report.listed,  # the head's and its index parts'
                 "objects_written": len(report.written),
                 "objects_unchanged": len(report.skipped),
                 "manifest_written": report.manifest_written,

@@ -24,6 +24,7 @@ from datetime import datetime
 from typing import Any, Iterable
 
 from kronos_assets.market.timeframes import timeframe_delta
+from kronos_assets.publishing.manifest import encode
 from kronos_assets.publishing.store import IMMUTABLE_CACHE, Artifact, Store
 
 CHAIN_FORMAT = 1
@@ -38,10 +39,6 @@ def record_key(seq: int) -> str:
 def record_seq(key: str) -> int | None:
     m = _RECORD_RE.match(key)
     return int(m.group(1)) if m else None
-
-
-def encode(record: dict[str, Any]) -> bytes:
-    return json.dumps(record, indent=1, sort_keys=True).encode()
 
 
 def sha256(body: bytes) -> str:

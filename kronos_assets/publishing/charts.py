@@ -194,8 +194,22 @@ def fan_chart_png(snapshot: dict[str, Any], width_px: int = 1000, height_px: int
         fig.text(0.995, 0.995, f"REPLAY of real {snapshot['replay']} candles — not live", ha="right", va="top",
                  fontsize=9, color="#b71c1c", weight="bold")
     fig.subplots_adjust(left=0.08, right=0.985, bottom=0.17, top=0.9)  # fixed margins: one draw, not two
+    return palette_png(fig)
+
+
+PNG_COLOURS = 128  # a chart of a few flat colours and their anti-aliased edges: a palette keeps it sharp
+
+
+def palette_png(fig: Any) -> bytes:
+    """A matplotlib figure (Agg canvas) as an 8-bit palette PNG: under half the bytes of an RGBA one, looks the
+    same. Deterministic (median-cut palette, no dithering, no timestamp): the same chart gives the same bytes."""
+    from PIL import Image
+
+    fig.canvas.draw()
+    rgb = Image.frombuffer("RGBA", fig.canvas.get_width_height(), fig.canvas.buffer_rgba()).convert("RGB")
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi, metadata={"Software": None})
+    rgb.quantize(PNG_COLOURS, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE).save(
+        buf, format="png", optimize=True)
     return buf.getvalue()
 
 

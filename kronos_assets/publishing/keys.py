@@ -4,12 +4,15 @@
     series/<SYMBOL>/<tf>/chart.html                 interactive chart                     (latest)
     series/<SYMBOL>/<tf>/chart.png                  the same chart as a PNG               (latest)
     series/<SYMBOL>/<tf>/scoreboard.json            track record of the series            (latest)
+    series/<SYMBOL>/<tf>/figures.js                 the series' Plotly figures, for both pages (latest)
     series/<SYMBOL>/<tf>/history/<origin>.json      one file per forecast origin          (immutable: long cache)
     series/<SYMBOL>/<tf>/paths/<origin>.parquet     every model's sample paths, per origin (immutable)
     scoreboard.json                                 track record of every series          (latest)
     index.html                                      the dashboard                         (latest)
     assets/plotly-<version>.min.js                  plotly.js, served beside the page     (immutable)
+    assets/plotly-templates-<sha16>.js              the charts' Plotly template, shared   (immutable)
     chain/<seq>.json                                one hash-chained record per publication (immutable)
+    index/<n>.json                                  older entries of the manifest, in parts (immutable)
     manifest.json                                   what is published, written last       (no-cache)
 
 Every "latest" file also exists as a versioned copy beside it, named by its content (``latest.<sha16>.json``,
@@ -35,7 +38,8 @@ def series_prefix(symbol: str, timeframe: str) -> str:
 
 def series_keys(symbol: str, timeframe: str) -> dict[str, str]:
     prefix = series_prefix(symbol, timeframe)
-    return {name: f"{prefix}/{name}" for name in ("latest.json", "chart.html", "chart.png", "scoreboard.json")}
+    return {name: f"{prefix}/{name}"
+            for name in ("latest.json", "chart.html", "chart.png", "scoreboard.json", "figures.js")}
 
 
 def origin_slug(origin: str) -> str:
@@ -60,7 +64,7 @@ def version_of(key: str) -> str | None:
 
 def is_immutable(key: str) -> bool:
     """History, paths, plotly.js, the chain records and the versioned copies: written once, never changed, listed in
-    the manifest."""
+    the manifest (the index parts are immutable too, but they list the others rather than being listed)."""
     return ("/history/" in key or "/paths/" in key or key.startswith(("assets/", "chain/"))
             or is_versioned(key))
 

@@ -7,9 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import plotly.io as pio
-
-from kronos_assets.publishing.charts import fan_chart, pit_chart, reliability_chart
+from kronos_assets.publishing.figures import figures_src, script_text, series_id
 from kronos_assets.publishing.keys import paths_key, series_keys
 from kronos_assets.publishing.sentences import (
     CONFIDENCE_HEADER,
@@ -44,7 +42,7 @@ class Card:
 @dataclass(frozen=True)
 class Chart:
     id: str  # the element the figure is drawn into
-    figure_json: str  # plotly's JSON of the figure
+    figure: str  # its name in the series' figures file (publishing.figures): fan, reliability or pit
 
 
 @dataclass(frozen=True)
@@ -66,6 +64,8 @@ class SeriesView:
     verdict_pending: bool
     cards: list[Card]
     chart: Chart
+    figures_src: str  # the series' figures file (versioned copy), relative to the site root
+    figures_id: str  # JSON text: the series' name in KRONOS_FIGURES
     links: list[tuple[str, str]]  # (text, href relative to the site root)
     calibration: list[Chart]
     score_header: list[tuple[str, str]]  # (header, tooltip)
@@ -149,14 +149,14 @@ def series_view(snap: dict[str, Any], board: list[dict[str, Any]], index: int) -
     links = [("interactive chart", keys["chart.html"]), ("PNG", keys["chart.png"]),
              ("latest JSON", keys["latest.json"]), ("sample paths (Parquet)", paths),
              ("scoreboard JSON", keys["scoreboard.json"])]
-    small = (("reliability", reliability_chart), ("pit", pit_chart)) if tr.get("n") else ()
+    small = ("reliability", "pit") if tr.get("n") else ()  # as publishing.figures.series_figures draws them
     return SeriesView(
         index=index, symbol=snap["symbol"], timeframe=snap["timeframe"], origin=snap["origin"],
         primary_model=snap["primary_model"], bar_seconds=bar_seconds, horizon=h,
         verdict=verdict, verdict_pending=pending, cards=forecast_cards(snap),
-        chart=Chart(f"chart-{index}", pio.to_json(fan_chart(snap), validate=False)),
+        chart=Chart(f"chart-{index}", "fan"), figures_src=figures_src(snap), figures_id=script_text(series_id(snap)),
         links=links,
-        calibration=[Chart(f"chart-{index}-{name}", pio.to_json(fig(tr), validate=False)) for name, fig in small],
+        calibration=[Chart(f"chart-{index}-{name}", name) for name in small],
         score_header=[(label, tip) for _, label, _, tip in score_columns()],
         score_rows=score_rows(board, h, bar_seconds),
         confidence_rows=confidence_rows(tr),

@@ -3,13 +3,14 @@ with autoescaping on (every value a template prints is HTML-escaped unless it is
 
 from __future__ import annotations
 
+import posixpath
 from typing import Any
 
 import jinja2
 from markupsafe import Markup
 
 from kronos_assets.market.rules import FRESH_WARN_BARS, FRESHNESS_SLACK
-from kronos_assets.publishing.charts import fan_chart
+from kronos_assets.publishing.figures import figures_src, script_text, series_id, templates_key
 from kronos_assets.publishing.keys import PLOTLY_JS_KEY, series_prefix
 from kronos_assets.publishing.page_model import SeriesView, series_view
 from kronos_assets.publishing.sentences import DEMO_BANNER, market_banner, utc_minute
@@ -43,23 +44,17 @@ def dashboard_html(snapshots: list[dict[str, Any]], scoreboard: list[dict[str, A
         # synthetic, or the replay's exchange and as-of (the newest origin shown)
         demo_banner=DEMO_BANNER if synthetic else next(
             (market_banner(s, generated_at) for s in snapshots if s.get("replay")), None),
-        plotly_js=PLOTLY_JS_KEY, min_independent=MIN_INDEPENDENT,
+        plotly_js=PLOTLY_JS_KEY, templates_js=templates_key(), min_independent=MIN_INDEPENDENT,
         stale_bars=FRESH_WARN_BARS, slack_seconds=int(FRESHNESS_SLACK.total_seconds()),
     )
 
 
 def chart_page(snapshot: dict[str, Any]) -> bytes:
-    """A series' interactive chart: plotly's page, with plotly.js from the site's assets, a title and the banner."""
+    """A series' interactive chart: the fan chart of its figures file (publishing.figures), drawn by plotly.js
+    from the site's assets, with a title and the banner."""
     depth = series_prefix(snapshot["symbol"], snapshot["timeframe"]).count("/") + 1
-    page = fan_chart(snapshot).to_html(include_plotlyjs="../" * depth + PLOTLY_JS_KEY, full_html=True,
-                                       div_id="chart", config={"responsive": True, "displaylogo": False})
-    # str, not Markup: '"<head>" + Markup' would escape plotly's page around it.
-    head = str(_macro("chart_page.html.j2", "head")(snapshot["symbol"], snapshot["timeframe"]))
-    text = market_banner(snapshot)
-    banner = str(_macro("chart_page.html.j2", "banner")(text)) if text else ""
-    page = page.replace("<head>", "<head>" + head, 1).replace("<body>", "<body>" + banner, 1)
-    return page.encode()
-
-
-def _macro(template: str, name: str) -> Any:
-    return getattr(TEMPLATES.get_template(template).module, name)
+    return TEMPLATES.get_template("chart_page.html.j2").render(
+        symbol=snapshot["symbol"], timeframe=snapshot["timeframe"], banner=market_banner(snapshot), up="../" * depth,
+        plotly_js=PLOTLY_JS_KEY, templates_js=templates_key(), figures_src=posixpath.basename(figures_src(snapshot)),
+        figures_id=script_text(series_id(snapshot)),
+    ).encode()

@@ -6,7 +6,8 @@ bytes, content type and cache policy are already stored changes nothing (no writ
 
 The local folder writes each file atomically (temporary file + rename), so a reader never sees half a file, and
 durably: the file's bytes are fsynced before the rename and its folder after it (new folders' parents too), so a
-put that returned survives a power loss. The manifest is put last, so it never points at an empty file.
+put that returned survives a power loss. The manifest is put last, so it never points at an empty file. A latest
+name is a hard link to its versioned copy (``put_same_as``): its bytes are on disk once.
 
 Both stores list their keys and describe a stored object (``stat``: sha256, size, and the headers a bucket keeps),
 which is what rebuilding a damaged manifest needs (``kronos_assets.publishing.site``).
@@ -17,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+import uuid
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -124,6 +126,32 @@ class LocalStore:
             Path(tmp).unlink(missing_ok=True)
             raise
         fsync_dir(path.parent)  # and the new name is on disk before put returns
+
+    def put_same_as(self, artifact: Artifact, source_key: str) -> None:
+        """Puts ``artifact``, whose body is already stored under ``source_key`` (a latest name beside its versioned
+        copy), as a hard link to that file: a directory entry, no second copy of the bytes. A plain put where the
+        source differs or the file system has no hard links."""
+        path, src = self._path(artifact.key), self._path(source_key)
+        if path.is_file() and path.read_bytes() == artifact.body:
+            return  # nothing changes, not even the mtime
+        try:
+            if src.read_bytes() != artifact.body:
+                return self.put(artifact)
+            tmp = path.parent / f".tmp-{uuid.uuid4().hex}"
+            os.link(src, tmp)
+        except OSError:
+            return self.put(artifact)
+        try:
+            fd = os.open(tmp, os.O_RDONLY)  # the source's bytes were synced when it was put: this is cheap
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        fsync_dir(path.parent)
 
     def keys(self) -> Iterator[str]:
         """Every stored key (temporary files of a writer excluded), in no particular order."""

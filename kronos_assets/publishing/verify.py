@@ -5,7 +5,9 @@
 2. The files: every forecast and paths file the chain added is still stored with the sha256 it was published with
    and was never re-published with another unless that record declared it ``replaced`` (counted, and judged
    published-before-outcome as of the replacement); every object the manifest lists has its listed sha256, and every
-   latest name the content of its versioned copy.
+   latest name the content of its versioned copy. The manifest's objects are the head's and every index part's
+   (``publishing.manifest``: each part checked against the sha256 the head or the next part gives for it); a
+   manifest of format 2 (one file) is read as it is, so a record published before and after the upgrade verifies.
 3. Published before the outcome: a forecast file first added after its first horizon bar had closed must be
    labelled ``late`` (a backfill) by the record that added it.
 4. The numbers: each forecast's quantiles, median and P(up) from its paths; its scores from its paths and the
@@ -36,6 +38,7 @@ from kronos_assets.metrics import QUANTILE_LEVELS, mean_of, score_paths, skill_s
 from kronos_assets.metrics.registry import aggregate, confidence_table, metrics, on_board
 from kronos_assets.publishing.chain import is_forecast_key, published_late, record_key, sha256
 from kronos_assets.publishing.keys import MANIFEST_KEY, history_key
+from kronos_assets.publishing.manifest import IndexDamage, listed_objects
 from kronos_assets.publishing.store import LocalStore, Stat, Store
 from kronos_assets.track_record import BASELINE, DM_WINDOWS, VERDICT_WINDOW, verdicts
 
@@ -201,7 +204,10 @@ def check_files(store: Store, manifest: dict[str, Any], records: list[dict[str, 
                 first[key] = (digest, rec["seq"])
             first.setdefault(key, (digest, rec["seq"]))
     immutable = {k: v for k, v in first.items() if "/history/" in k or "/paths/" in k}
-    listed = manifest.get("objects", {})
+    try:
+        listed = listed_objects(store, manifest)  # the head's entries and every index part's
+    except IndexDamage as exc:
+        raise Mismatch(exc.file, exc.field, exc.expected, exc.found) from None
     for key, meta in listed.items():
         if ("/history/" in key or "/paths/" in key) and key not in immutable:
             immutable[key] = (meta["sha256"], -1)  # published before the chain: the manifest's word only
@@ -215,7 +221,8 @@ def check_files(store: Store, manifest: dict[str, Any], records: list[dict[str, 
         if sha256(body) != digest:
             raise Mismatch(key, "sha256", f"{digest} ({where})", sha256(body))
         if key in listed and listed[key]["sha256"] != digest:
-            raise Mismatch(MANIFEST_KEY, f"objects[{key!r}].sha256", digest, listed[key]["sha256"])
+            raise Mismatch(MANIFEST_KEY, f"objects[{key!r}].sha256 (the head or an index part)", digest,
+                           listed[key]["sha256"])
         if is_forecast_key(key):
             doc = json.loads(body)
             want = history_key(doc["symbol"], doc["timeframe"], doc["origin"])

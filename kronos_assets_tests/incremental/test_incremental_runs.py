@@ -23,6 +23,8 @@ from kronos_assets.forecasting.interface import Sampling
 from kronos_assets.local_instance import instance_for
 from kronos_assets.main_job import MainJobResult, run_main_job
 from kronos_assets.publishing.keys import MANIFEST_KEY
+from kronos_assets.publishing.manifest import listed_objects
+from kronos_assets.publishing.store import LocalStore
 from kronos_assets.settings import REPO_ROOT, Settings, load_settings
 from kronos_assets_tests.helpers import write_configs
 
@@ -249,7 +251,8 @@ def test_a_failed_publish_is_made_up_by_the_next_tick(tmp_path, monkeypatch):
     monkeypatch.undo()
     later = _run(settings, NOW + timedelta(hours=2))
     assert later.forecasts_computed == len(SYMBOLS) * len(MODELS)  # only the newest bar's
-    objects = json.loads((settings.publish_dir / MANIFEST_KEY).read_text())["objects"]
+    manifest = json.loads((settings.publish_dir / MANIFEST_KEY).read_text())
+    objects = listed_objects(LocalStore(settings.publish_dir), manifest)  # the head's and its index parts
     for hour in (11, 12):  # the failed tick's origin and the new one
         origin = datetime(2026, 11, 20, hour, tzinfo=timezone.utc).isoformat()
         assert all(history_key(s, "1h", origin) in objects for s in SYMBOLS), origin

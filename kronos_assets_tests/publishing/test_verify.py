@@ -57,6 +57,31 @@ def manifest(site: Path) -> dict:
     return json.loads((site / MANIFEST_KEY).read_text())
 
 
+def relist(site: Path, key: str, body: bytes) -> str:
+    """What a forger who rewrote ``key`` does next: re-hash its entry wherever the manifest lists it (the head or an
+    index part) and every sha256 that names that file, up to the head. Returns the file that listed it."""
+    m = manifest(site)
+    if key in m["objects"]:
+        m["objects"][key] |= {"sha256": sha256(body), "bytes": len(body)}
+        (site / MANIFEST_KEY).write_text(json.dumps(m))
+        return MANIFEST_KEY
+    chain, part_key = [], m["index"]["head"]  # the parts, newest first
+    while part_key:
+        chain.append((part_key, json.loads((site / part_key).read_text())))
+        part_key = chain[-1][1]["prev"]
+    at = next(i for i, (_, part) in enumerate(chain) if key in part["objects"])
+    chain[at][1]["objects"][key] |= {"sha256": sha256(body), "bytes": len(body)}
+    for i in range(at, -1, -1):  # the part, then each newer one names the one before by its new sha256
+        part_body = json.dumps(chain[i][1]).encode()
+        (site / chain[i][0]).write_bytes(part_body)
+        if i:
+            chain[i - 1][1]["prev_sha256"] = sha256(part_body)
+        else:
+            m["index"]["head_sha256"] = sha256(part_body)
+    (site / MANIFEST_KEY).write_text(json.dumps(m))
+    return chain[at][0]
+
+
 def btc_history(origin_bar) -> str:
     return history_key(BTC, "1h", (origin_bar + HOUR).isoformat())
 
@@ -143,9 +168,7 @@ def test_an_old_forecast_rewritten_and_rehashed_in_the_manifest_is_named(site, s
             fc["p_up"] = 0.99
     body = json.dumps(doc, indent=1, sort_keys=True).encode()
     (site / key).write_bytes(body)
-    m = manifest(site)
-    m["objects"][key] |= {"sha256": sha256(body), "bytes": len(body)}
-    (site / MANIFEST_KEY).write_text(json.dumps(m, indent=1, sort_keys=True))
+    assert relist(site, key, body) != MANIFEST_KEY  # listed by an index part: old entries leave the head
     line = fails(site, capsys)
     assert key in line and "chain/00000000.json" in line
 
@@ -238,9 +261,9 @@ def test_a_forecast_re_published_with_new_content_is_declared_and_counted(site_d
     del rec["replaced"][key]  # the same rewrite, undeclared (the manifest's head re-pointed to match)
     body = json.dumps(rec, indent=1, sort_keys=True).encode()
     (tmp_path / "site" / record_key(1)).write_bytes(body)
+    relist(tmp_path / "site", record_key(1), body)
     m = manifest(tmp_path / "site")
     m["chain"]["head_sha256"] = sha256(body)
-    m["objects"][record_key(1)] |= {"sha256": sha256(body), "bytes": len(body)}
     (tmp_path / "site" / MANIFEST_KEY).write_text(json.dumps(m))
     line = fails(tmp_path / "site", capsys)
     assert f"{key}: sha256:" in line and "without declaring it replaced" in line
@@ -281,3 +304,65 @@ def test_a_confidence_table_published_wrong_is_recomputed_and_named(site_data, t
     publish_record(site_data, LocalStore(tmp_path / "site"), live_warehouse(site_data, tmp_path))
     line = fails(tmp_path / "site", capsys)
     assert "/latest.json: track_record.direction_by_confidence (" in line and ".hit_rate: expected" in line
+
+
+def test_a_record_in_the_one_file_layout_upgraded_verifies_and_names_tampering_on_both_sides(site_data, tmp_path,
+                                                                                            monkeypatch, capsys):
+    """A publish folder as releases before the index parts wrote it (format 2: one manifest listing every object,
+    indented JSON), then publications by this release: the old entries move to an index part, a forecast of the old
+    record re-published as it was is not a new version, and verify walks both layouts as one record, naming a
+    tampered file on either side of the upgrade and a tampered index part."""
+    import kronos_assets.publishing.chain as chain
+    import kronos_assets.publishing.site as site_module
+
+    site = tmp_path / "site"
+    store, wh = LocalStore(site), live_warehouse(site_data, tmp_path)
+    btc = site_data.bars[BTC]
+
+    def indented(doc: dict) -> bytes:
+        return json.dumps(doc, indent=1, sort_keys=True, default=str).encode()
+
+    with monkeypatch.context() as old:  # the release before: no parts, indented JSON
+        old.setattr(site_module, "seal", lambda store, objects, index: (dict(sorted(objects.items())), index, None))
+        old.setattr(site_module, "encode", indented)
+        old.setattr(chain, "encode", indented)
+        publish_bars(site_data.settings, wh, store, {BTC: btc[:30]}, "1h")
+        publish_bars(site_data.settings, wh, store, {BTC: btc[30:50]}, "1h")
+    m = manifest(site)
+    (site / MANIFEST_KEY).write_bytes(indented(m | {"format": 2}))
+    old_key = btc_history(btc[5])
+    assert old_key in m["objects"] and "index" not in m and verify(store).publications == 2
+
+    report = publish_bars(site_data.settings, wh, store, {BTC: btc[45:]}, "1h")  # 45..49 were published before
+    assert report.changed_immutable == [] and btc_history(btc[47]) in report.skipped
+    publish_bars(site_data.settings, wh, store, {ETH: site_data.bars[ETH]}, "1h")
+    m = manifest(site)
+    assert m["format"] == 3 and m["index"]["head"] == "index/00000000.json" and old_key not in m["objects"]
+    summary = verify(store)
+    assert summary.publications == 4 and summary.replaced == 0 and summary.not_recomputable == []
+    assert summary.forecasts == len(btc) + len(site_data.bars[ETH])
+
+    def tampered(name: str) -> Path:
+        return Path(shutil.copytree(site, tmp_path / name))
+
+    copy = tampered("old-side")  # a forecast of the old layout, rewritten and re-hashed in the part that lists it
+    doc = json.loads((copy / old_key).read_text())
+    doc["origin"] = doc["origin"]  # the same document, re-encoded: another sha256
+    body = json.dumps(doc).encode()
+    (copy / old_key).write_bytes(body)
+    assert relist(copy, old_key, body) == "index/00000000.json"
+    line = fails(copy, capsys)
+    assert old_key in line and "published by chain/00000000.json" in line
+
+    copy = tampered("new-side")  # a forecast of the new layout
+    new_key = history_key(ETH, "1h", (site_data.bars[ETH][3] + HOUR).isoformat())
+    (copy / new_key).write_bytes((copy / new_key).read_bytes().replace(b'"p_up":', b'"p_up": '))
+    line = fails(copy, capsys)
+    assert new_key in line and "published by chain/00000003.json" in line
+
+    copy = tampered("part")  # the index part itself: the head's sha256 of it no longer matches
+    part = json.loads((copy / "index/00000000.json").read_text())
+    part["objects"][old_key]["bytes"] += 1
+    (copy / "index/00000000.json").write_text(json.dumps(part))
+    line = fails(copy, capsys)
+    assert "index/00000000.json: sha256: expected" in line

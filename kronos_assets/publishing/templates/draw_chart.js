@@ -2,6 +2,7 @@ function drawChart(id, fig) {
   var el = document.getElementById(id), small = window.innerWidth < 600;
   var fixed = (fig.layout.meta || {}).height;  // the small calibration charts keep their own height
   var layout = Object.assign({}, fig.layout, {autosize: true, height: fixed || (small ? 340 : 420)});
+  if (typeof layout.template === "string") layout.template = PLOTLY_TEMPLATES[layout.template];  // shared file
   if (small && !fixed) {  // a phone: the heading names the series; the legend and the tool bar take too much room
     layout.margin = {l: 45, r: 6, t: 10, b: 20};
     layout.showlegend = false;
