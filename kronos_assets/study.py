@@ -119,11 +119,14 @@ def run_study(demo: Settings, window: StudyWindow, log: Callable[[str], None] = 
         t0 = time.perf_counter()
         ranges = _run_ranges(first_bar, last_bar, tf.horizon, window.stride)
         newest = first_bar + (last_bar - first_bar) // (window.stride * step) * window.stride * step
-        for symbol in settings.symbols:
-            for a, b, job in ranges:
+        # Range by range, every symbol in turn: a study stopped part-way has the same months for every symbol, and
+        # a re-run continues from what the warehouse holds.
+        for a, b, job in ranges:
+            for symbol in settings.symbols:
                 run(job, f"{symbol} {job} {a:%Y-%m-%d %H:%M}..{b:%Y-%m-%d %H:%M}", bar_key(symbol, a),
                     bar_key(symbol, b), stride_tag(window.stride, first_bar))
-            log(f"{symbol}: forecast and scored {window.origins} origins in {time.perf_counter() - t0:.0f} s")
+            log(f"{a:%Y-%m-%d}..{b:%Y-%m-%d}: {'scored' if job == 'study_scores_1h' else 'forecast and scored'} "
+                f"({time.perf_counter() - t0:.0f} s so far)")
         seconds["forecast_and_score"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         # The study home's dashboard (the newest forecast bar of each series, again), linked to the study page.
