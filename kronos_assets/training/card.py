@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
-if TYPE_CHECKING:  # pragma: no cover
-    from kronos_assets.training.run import RunOutcome
+from kronos_assets.training.outcome import RunOutcome, repo_relative
 
 
 def curve_markdown(history: list[dict[str, Any]], stage: str, max_rows: int = 12) -> str:
@@ -32,7 +31,7 @@ def _mb(n: int) -> str:
     return f"{n / 2**20:.2f} MB"
 
 
-def write_model_card(o: "RunOutcome", path: Path) -> None:
+def write_model_card(o: RunOutcome, path: Path) -> None:
     r, res = o.run, o.result
     d, ev = r.data, r.evaluation
     tok_cfg, model_cfg = res.tokenizer.config, res.model.config
@@ -170,6 +169,4 @@ def write_model_card(o: "RunOutcome", path: Path) -> None:
 
 
 def _rel(p: Path | None) -> str:
-    from kronos_assets.training.run import repo_relative
-
     return repo_relative(p) or ""

@@ -87,3 +87,8 @@ def test_libraries_do_not_import_publishing_or_command_line_modules_even_lazily(
               if m.startswith("kronos_assets.publishing") or (m.endswith(".cli") or ".cli." in m)
               and path.name != "cli.py"}
     assert arrows == set()
+
+
+def test_the_model_card_and_the_training_run_form_no_circle() -> None:
+    card = _package_imports(ROOT / "training" / "card.py")
+    assert not any(m.startswith("kronos_assets.training.run") for m in card)
