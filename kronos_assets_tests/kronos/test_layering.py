@@ -92,3 +92,14 @@ def test_libraries_do_not_import_publishing_or_command_line_modules_even_lazily(
 def test_the_model_card_and_the_training_run_form_no_circle() -> None:
     card = _package_imports(ROOT / "training" / "card.py")
     assert not any(m.startswith("kronos_assets.training.run") for m in card)
+
+
+def test_the_package_never_imports_the_test_runner() -> None:
+    """pytest is in the test extra only (pyproject.toml): an installed code location must not need it."""
+    users = set()
+    for path in ROOT.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            users |= {str(path.relative_to(ROOT)) for n in names if n.split(".")[0] in ("pytest", "_pytest")}
+    assert users == set()
