@@ -28,7 +28,8 @@ at the start of the history with a 72-bar backfill (forecasts of 4 models for 2 
 forward in 48-hour blocks with every timestamp shifted up to the soak's start, the newest day's scores left for
 the ticks to make; and the matching publications: per replicated origin the history and paths files (hard links to
 the seed's: same bytes, so the same sha256 in the manifest), one hash-chained record per hour
-(publishing.chain.append_record) and the manifest listing them all. Not grown: the Dagster instance keeps the
+(publishing.chain.append_record) and their manifest entries, sealed into index parts as the publisher seals
+them (publishing.parts.seal; one manifest file where the measured code has no parts). Not grown: the Dagster instance keeps the
 seed's runs and the candles run, not a year of per-partition materialisations (retention would keep the newest
 of each: bench_disk.py projects their size). Then one real tick at the soak's start settles the home (it
 publishes the new head and recomputes the track record over the whole history) before the measured ticks.
@@ -318,45 +319,56 @@ def _replicate_rows(warehouse: Path, newest_start: datetime) -> dict:
 
 def _replicate_publications(publish: Path, first: datetime, last: datetime) -> int:
     """History and paths files for every hourly origin in (first, last] (hard links to the seed's file of the same
-    hour of its block), one chain record per origin and the manifest listing them. Returns the records added."""
+    hour of its block), one chain record per origin, and their manifest entries as an hourly publisher leaves them
+    (sealed into index parts by publishing.parts.seal where the code has parts). Returns the records added."""
     from bench_verify import FastStore
 
+    from kronos_assets.publishing import manifest as mf
     from kronos_assets.publishing.chain import append_record
     from kronos_assets.publishing.keys import MANIFEST_KEY, origin_slug
-    from kronos_assets.publishing.manifest import entry, read_manifest
-    from kronos_assets.publishing.store import MANIFEST_CACHE, Artifact
+    from kronos_assets.publishing.store import IMMUTABLE_CACHE, MANIFEST_CACHE, Artifact
 
+    try:
+        from kronos_assets.publishing.parts import seal
+    except ImportError:  # a release whose manifest is one file listing every object
+        seal = None
     store = FastStore(publish)
-    manifest, rebuilt = read_manifest(store)
+    manifest, rebuilt = mf.read_manifest(store)
     if rebuilt:
         raise SystemExit(f"pre-growing: {rebuilt}")
-    objects = manifest["objects"]
+    objects, index = manifest["objects"], manifest.get("index")
     slug = lambda t: origin_slug(t.isoformat())  # noqa: E731
-    per_origin: dict[str, list[str]] = {}  # the seed's slug -> its history and paths keys
-    for key in objects:
-        if "/history/" in key or "/paths/" in key:
-            per_origin.setdefault(key.rsplit("/", 1)[1].split(".")[0], []).append(key)
+    # The seed's slug -> its history and paths keys, from the folder (the manifest may list them in index parts).
+    per_origin: dict[str, list[str]] = {}
+    for path in [*publish.glob("series/*/*/history/*.json"), *publish.glob("series/*/*/paths/*.parquet")]:
+        per_origin.setdefault(path.name.split(".")[0], []).append(path.relative_to(publish).as_posix())
     seed_origins = sorted(t for t in (first - i * HOUR for i in range(BLOCK)) if slug(t) in per_origin)
     if not seed_origins:
         raise SystemExit(f"pre-growing: no published history for origins up to {first} in {publish}")
+    entries: dict[str, dict] = {}
     head, t, added = manifest.get("chain"), first + HOUR, 0
     while t <= last:
         source = seed_origins[((t - first) // HOUR - 1) % len(seed_origins)]
         fresh = {}
         for key in per_origin[slug(source)]:
             new = key.replace(slug(source), slug(t))
-            path = publish / new
-            if not path.exists():
-                os.link(publish / key, path)
-            objects[new] = objects[key]
-            fresh[new] = objects[key]["sha256"]
+            if not (publish / new).exists():
+                os.link(publish / key, publish / new)
+            if key not in entries:
+                entries[key] = mf.entry(Artifact.of(key, (publish / key).read_bytes(), IMMUTABLE_CACHE))
+            objects[new] = entries[key]
+            fresh[new] = entries[key]["sha256"]
         head, record = append_record(store, {"chain": head} if head else {}, None, None, t, fresh, {}, [])
-        objects[record.key] = entry(record)
+        objects[record.key] = mf.entry(record)
+        if seal is not None:
+            objects, index, _ = seal(store, objects, index)
         added += 1
         t += HOUR
-    manifest["chain"] = head
-    manifest["objects"] = dict(sorted(objects.items()))
-    store.put(Artifact.of(MANIFEST_KEY, json.dumps(manifest, indent=1, sort_keys=True).encode(), MANIFEST_CACHE))
+    manifest["chain"], manifest["objects"] = head, dict(sorted(objects.items()))
+    if index:
+        manifest["index"] = index
+    encode = getattr(mf, "encode", lambda doc: json.dumps(doc, indent=1, sort_keys=True).encode())
+    store.put(Artifact.of(MANIFEST_KEY, encode(manifest), MANIFEST_CACHE))
     return added
 
 
@@ -521,7 +533,7 @@ def main() -> None:
                         help="the settling tick's --now; tick i runs at start + i hours (replay data ends 2026-04-01)")
     parser.add_argument("--pregrown-days", type=int, default=0, help="start from this many days of history")
     parser.add_argument("--home", type=Path, default=None, help="a fresh folder (default: a temporary one, removed)")
-    parser.add_argument("--label", default=None, help="results name (default fresh_<ticks> or year_<ticks>)")
+    parser.add_argument("--label", default=None, help="results name (default fresh_<ticks>_<commit> or day<D>_<ticks>_<commit>)")
     parser.add_argument("--tick-timeout-s", type=float, default=900.0, help="a tick running longer is killed")
     parser.add_argument("--report", type=Path, default=None,
                         help="only summarise and plot again the ticks of this soak_<label>.json")
@@ -539,8 +551,9 @@ def main() -> None:
         code = {"commit": subprocess.run(["git", "rev-parse", args.commit], cwd=REPO, capture_output=True,
                                          text=True, check=True).stdout.strip(), "dirty": False}
     sys.path.insert(0, str(source))  # this process's own imports (pre-growing, retention) use the same code
+    label = args.label or (f"{'fresh' if not args.pregrown_days else f'day{args.pregrown_days}'}_{args.ticks}_"
+                           f"{code['commit'][:7]}{'-dirty' if code['dirty'] else ''}")
     start = datetime.fromisoformat(args.start).replace(tzinfo=timezone.utc)
-    label = args.label or f"{'fresh' if not args.pregrown_days else f'day{args.pregrown_days}'}_{args.ticks}"
     root = args.home or Path(tempfile.mkdtemp(prefix="bench_soak_"))
     if root.exists() and any(root.iterdir()):
         raise SystemExit(f"--home {root} is not empty: the soak starts from a fresh home")
