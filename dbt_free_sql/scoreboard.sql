@@ -8,6 +8,8 @@
 -- a new draw is nominal * (N - 1) / (N + 1) (exact at order statistics; 0.748 for the 80 % band of 30 paths).
 -- The metric columns and skills are the metric registry's (kronos_assets/metrics/registry.py: board_sql and
 -- skill_sql fill the /* registry: ... */ slots; track_record.scoreboard_sql reads this file with them filled).
+-- This is the definition over every stored score (a series' snapshot as of its origin runs it); the track record
+-- gets the same rows from the running aggregates (kronos_assets/warehouse/score_sums.py, track_record.scoreboard).
 WITH windows(window_name, days) AS (
     VALUES ('7d', 7), ('30d', 30), ('90d', 90), ('all', NULL)
 ),

@@ -6,12 +6,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 import polars as pl
 
 from kronos_assets.metrics.registry import metrics
 from kronos_assets.records import evaluation_rows, load_close_paths
-from kronos_assets.warehouse import Warehouse
+from kronos_assets.warehouse import Warehouse, score_sums
 from kronos_assets.warehouse.paths_retention import KEEP_SCORES_OF_PRUNED, pruned
 
 TS = pl.Datetime("us", "UTC")
@@ -72,7 +73,19 @@ def score_bars(warehouse: Warehouse, symbol: str, timeframe: str, step: timedelt
     frame = pl.DataFrame(rows, schema_overrides=types, infer_schema_length=None)
     only = "" if models is None else " AND model IN (SELECT unnest(?::VARCHAR[]))"
     only += f" AND {KEEP_SCORES_OF_PRUNED}" if gone else ""
-    warehouse.replace("evaluations", frame,
-                      "symbol = ? AND timeframe = ? AND scored_bar IN (SELECT unnest(?::TIMESTAMPTZ[]))" + only,
-                      [symbol, timeframe, bars] + ([list(models)] if models is not None else []))
+    where = "symbol = ? AND timeframe = ? AND scored_bar IN (SELECT unnest(?::TIMESTAMPTZ[]))" + only
+    params = [symbol, timeframe, bars] + ([list(models)] if models is not None else [])
+
+    def write(con: Any) -> None:
+        # The scores replaced and the running aggregates of their origins' days in one transaction: a kill -9
+        # never leaves the track record's sums apart from the scores.
+        incoming = Warehouse._arrow_for(con, "evaluations", frame) if frame.height else None
+        con.execute(f"DELETE FROM evaluations WHERE {where}", params)
+        if incoming is not None:
+            con.register("_incoming", incoming)
+            con.execute("INSERT INTO evaluations SELECT * FROM _incoming")
+            con.unregister("_incoming")
+        score_sums.refresh(con, symbol, timeframe, score_sums.origin_days(origins))
+
+    warehouse.transact(f"scoring {symbol} {timeframe} bars {bars[0]} .. {bars[-1]}", write)
     into.forecasts += len({(r["origin"], r["model"]) for r in rows})

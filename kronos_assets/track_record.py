@@ -11,17 +11,21 @@ A verdict compares a model, on the same origins, with three references:
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import numpy as np
 import polars as pl
 
 from kronos_assets.metrics import MIN_INDEPENDENT_HORIZONS, TooFewHorizons, TooPersistent, diebold_mariano
-from kronos_assets.metrics.registry import board_sql, confidence_table, metrics, skill_sql
+from kronos_assets.metrics.registry import CONFIDENCE_BANDS, board_sql, confidence_table, metrics, skill_sql
 from kronos_assets.warehouse import Warehouse, json_rows, read_sql
+from kronos_assets.warehouse.score_sums import BINS, MONTHS, SUMS, board_select, sums_select
 
-DM_WINDOWS = {"30d": 30, "all": None}
+BOARD_WINDOWS = {"7d": 7, "30d": 30, "90d": 90, "all": None}  # scoreboard.sql's windows
+# The verdicts' window only: a DM test's variance estimate needs every loss of its window, so an all-time test
+# would read every stored score each tick (the scoreboard's all-time means and skills come from the running sums).
+DM_WINDOWS = {"30d": 30}
 VERDICT_WINDOW = "30d"  # what the dashboard, latest.json and scoreboard.json say in words
 SIGNIFICANCE = 0.05
 COIN_FLIP_BRIER = 0.25
@@ -36,9 +40,69 @@ MEASURES = (
 
 
 def scoreboard_sql() -> str:
-    """scoreboard.sql with the metric registry's aggregate and skill columns in its slots."""
+    """scoreboard.sql with the metric registry's aggregate and skill columns in its slots: the scoreboard over
+    every stored score (a series' snapshot as of its origin; ``scoreboard`` gives the same rows from the sums)."""
     return (read_sql("scoreboard.sql").replace("/* registry: aggregates */", board_sql())
             .replace("/* registry: skills */", skill_sql()))
+
+
+def _literal(t: datetime) -> str:
+    return f"TIMESTAMPTZ '{t.astimezone(timezone.utc).isoformat()}'"
+
+
+def scoreboard(wh: Any, timeframe: str, as_of: datetime) -> list[dict[str, Any]]:
+    """scoreboard.sql's rows from the running aggregates (``warehouse.score_sums``), at a cost that does not grow
+    with history: a window of origins after ``as_of`` - days is the whole UTC days after that instant's day, summed
+    from ``score_sums``, plus the scores of the rest of that day read from the evaluations (one day's rows); all
+    time is the monthly rollups (``score_months``)."""
+    parts = []
+    for name, days in BOARD_WINDOWS.items():
+        if days is None:
+            parts.append(f"SELECT '{name}' AS window_name, * FROM {MONTHS} WHERE timeframe = $timeframe")
+            continue
+        cut = as_of - timedelta(days=days)
+        day = cut.astimezone(timezone.utc).date()
+        end = datetime.combine(day, datetime.min.time(), timezone.utc) + timedelta(days=1)
+        parts.append(f"SELECT '{name}' AS window_name, * FROM {SUMS} WHERE timeframe = $timeframe "
+                     f"AND day > DATE '{day.isoformat()}'")
+        rest = f"e.timeframe = $timeframe AND e.origin > {_literal(cut)} AND e.origin < {_literal(end)}"
+        parts.append(f"SELECT '{name}' AS window_name, * FROM ({sums_select(rest)})")
+    return json_rows(wh.query(board_select("\nUNION ALL BY NAME\n".join(parts)), {"timeframe": timeframe}))
+
+
+def reliability(wh: Any, timeframe: str) -> list[dict[str, Any]]:
+    """reliability.sql's rows (P(up) in tenths at the horizon's last step, all time) from ``score_bins``."""
+    return json_rows(wh.query(
+        "SELECT symbol, timeframe, model, bin, round(bin / 10.0, 1) AS lower, round(bin / 10.0 + 0.1, 1) AS upper, "
+        "CAST(sum(n) AS BIGINT) AS n, sum(p_sum) / sum(n) AS mean_forecast, sum(up_n) / sum(n) AS observed_frequency "
+        f"FROM {BINS} WHERE timeframe = ? AND kind = 'p_up' GROUP BY ALL ORDER BY symbol, timeframe, model, bin",
+        [timeframe]))
+
+
+def pit_histogram(wh: Any, timeframe: str) -> list[dict[str, Any]]:
+    """pit_histogram.sql's rows (PIT at the horizon's last step, ten bins, all time) from ``score_bins``."""
+    return json_rows(wh.query(
+        f"SELECT symbol, timeframe, model, bin, CAST(sum(n) AS BIGINT) AS n FROM {BINS} "
+        "WHERE timeframe = ? AND kind = 'pit' GROUP BY ALL ORDER BY symbol, timeframe, model, bin", [timeframe]))
+
+
+def confidence_sums(wh: Any, timeframe: str) -> list[dict[str, Any]]:
+    """``confidence_tables``' rows over all time from ``score_bins`` (each band's forecasts, calls and hits)."""
+    out = []
+    for m in (m for m in metrics() if m.aggregate == "by_confidence"):
+        df = wh.query(f"SELECT symbol, model, bin, CAST(sum(n) AS BIGINT) AS n, CAST(sum(point_n) AS BIGINT) AS point,"
+                      f" CAST(sum(calls) AS BIGINT) AS calls, sum(hits) AS hits FROM {BINS} WHERE timeframe = ? "
+                      "AND kind = ? GROUP BY ALL ORDER BY symbol, model, bin", [timeframe, m.name])
+        for (symbol, model), grp in df.group_by(["symbol", "model"], maintain_order=True):
+            if grp["point"].sum() == grp["n"].sum():  # a point forecast: no P(up)
+                continue
+            got = {r["bin"]: r for r in grp.iter_rows(named=True)}
+            for i, band in enumerate(CONFIDENCE_BANDS):
+                r = got.get(i, {"n": 0, "calls": 0, "hits": None})
+                out.append({"symbol": symbol, "timeframe": timeframe, "model": model, "metric": m.name, "band": band,
+                            "n": r["n"], "calls": r["calls"],
+                            "hit_rate": r["hits"] / r["calls"] if r["calls"] else None})
+    return out
 
 
 def confidence_tables(wh: Any, timeframe: str, scored_before: datetime | None = None,
@@ -63,6 +127,16 @@ def confidence_tables(wh: Any, timeframe: str, scored_before: datetime | None = 
 
 def newest_scored_origin(wh: Warehouse, timeframe: str) -> datetime | None:
     return wh.query("SELECT max(origin) AS t FROM evaluations WHERE timeframe = ?", [timeframe])["t"][0]
+
+
+def window_floor(wh: Any, timeframe: str, days: int | None) -> datetime | None:
+    """An origin no ``days`` window of ``verdicts`` (all forecasts scored) reaches back to: the oldest series'
+    newest scored origin less the days, from the sums (None: all time, or nothing scored)."""
+    if days is None:
+        return None
+    newest = wh.query(f"SELECT min(t) AS t FROM (SELECT max(last_origin) AS t FROM {SUMS} WHERE timeframe = ? "
+                      "AND step = horizon GROUP BY symbol)", [timeframe])["t"][0]
+    return None if newest is None else newest - timedelta(days=days)
 
 
 def compare_losses(grp: pl.DataFrame, loss: str, reference: str | float, horizon: int) -> dict[str, Any] | None:
@@ -93,10 +167,12 @@ def compare_losses(grp: pl.DataFrame, loss: str, reference: str | float, horizon
 
 
 def verdicts(wh: Any, timeframe: str, days: int | None = 30, scored_before: datetime | None = None,
-             symbols: list[str] | None = None) -> list[dict[str, Any]]:
+             symbols: list[str] | None = None, floor: datetime | None = None) -> list[dict[str, Any]]:
     """One verdict per symbol and model over the ``days`` window (None: all time) of origins ending at the newest
-    forecast scored before ``scored_before`` (None: all), each with its plain-words ``sentence``."""
-    pairs = wh.query(read_sql("loss_pairs.sql"),
+    forecast scored before ``scored_before`` (None: all), each with its plain-words ``sentence``. ``floor``: an
+    origin the window does not reach back to (``window_floor``): only the scores after it are read."""
+    after = "" if floor is None else f"AND origin > {_literal(floor)}"
+    pairs = wh.query(read_sql("loss_pairs.sql").replace("/* window floor */", after),
                      {"timeframe": timeframe, "days": days, "scored_before": scored_before})
     if symbols is not None:
         pairs = pairs.filter(pl.col("symbol").is_in(symbols))
@@ -215,19 +291,19 @@ def dm_table(rows: list[dict[str, Any]], window_name: str) -> list[dict[str, Any
 def track_record(wh: Warehouse, timeframe: str, as_of: datetime | None = None) -> dict[str, Any]:
     """Everything the scoreboard shows for one timeframe (uploaded markets included: this is the private view
     in Dagster), as JSON-ready rows."""
-    as_of = as_of or newest_scored_origin(wh, timeframe)
+    as_of = as_of or wh.query(f"SELECT max(last_origin) AS t FROM {SUMS} WHERE timeframe = ?", [timeframe])["t"][0]
     if as_of is None:
         return {"timeframe": timeframe, "as_of": None, "scoreboard": [], "verdicts": [], "dm_tests": [],
                 "reliability": [], "pit_histogram": [], "direction_by_confidence": []}
-    params = {"timeframe": timeframe}
-    by_window = {w: verdicts(wh, timeframe, days) for w, days in DM_WINDOWS.items()}
+    by_window = {w: verdicts(wh, timeframe, days, floor=window_floor(wh, timeframe, days))
+                 for w, days in DM_WINDOWS.items()}
     return {
         "timeframe": timeframe,
         "as_of": as_of.isoformat(),
-        "scoreboard": json_rows(wh.query(scoreboard_sql(), params | {"as_of": as_of})),
+        "scoreboard": scoreboard(wh, timeframe, as_of),
         "verdicts": by_window[VERDICT_WINDOW],
         "dm_tests": [row for w, rows in by_window.items() for row in dm_table(rows, w)],
-        "reliability": json_rows(wh.query(read_sql("reliability.sql"), params)),
-        "pit_histogram": json_rows(wh.query(read_sql("pit_histogram.sql"), params)),
-        "direction_by_confidence": confidence_tables(wh, timeframe),
+        "reliability": reliability(wh, timeframe),
+        "pit_histogram": pit_histogram(wh, timeframe),
+        "direction_by_confidence": confidence_sums(wh, timeframe),
     }

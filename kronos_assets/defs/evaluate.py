@@ -111,9 +111,11 @@ def build_track_record(settings: Settings, tf: TimeframeSettings) -> dg.AssetsDe
             f"The {tf.name} track record: scoreboards per symbol, model and horizon step over rolling 7/30/90-day "
             "windows and all time, skill against the random walk with volatility, verdicts in words (CRPS vs the "
             "random walk with volatility, point error vs the last price, P(up) vs a coin flip, each with a "
-            "Diebold-Mariano test), the "
-            "reliability of P(up) and the PIT histogram (dbt_free_sql/scoreboard.sql, loss_pairs.sql, "
-            "reliability.sql, pit_histogram.sql)."
+            "Diebold-Mariano test over the last 30 days), the "
+            "reliability of P(up) and the PIT histogram. Computed from running aggregates the evaluations step keeps "
+            "per day and month (score_sums, score_months, score_bins: the same numbers as scoreboard.sql, "
+            "reliability.sql and pit_histogram.sql over every score) and the 30 days of losses loss_pairs.sql "
+            "reads, so it costs the same with a year of history as with a day."
         ),
     )
     def track_record_asset(warehouse: dg.ResourceParam[Warehouse]) -> dg.MaterializeResult:

@@ -238,7 +238,9 @@ def applicable(m: Metric, rows: list[dict[str, Any]]) -> bool:
     return True
 
 
-_NA_SQL = {"probabilistic": "bool_and(width_90 = 0)", "directional": "bool_and(median = last_close)"}
+# The per-forecast condition under which a metric is n/a when it holds for every forecast of a model (``applicable``)
+NA_WHEN = {"probabilistic": "width_90 = 0", "directional": "median = last_close"}
+_NA_SQL = {k: f"bool_and({v})" for k, v in NA_WHEN.items()}
 
 
 def board_sql() -> str:

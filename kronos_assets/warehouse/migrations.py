@@ -26,7 +26,7 @@ from typing import Any, Callable
 import duckdb
 
 from kronos_assets.metrics.registry import added_since, column_versions
-from kronos_assets.warehouse import metric_columns
+from kronos_assets.warehouse import metric_columns, score_sums
 from kronos_assets.warehouse.sql import read_sql
 
 META = "schema_migrations"
@@ -57,14 +57,27 @@ TABLE_MIGRATIONS: tuple[Migration, ...] = (
     Migration(3, "schema_migrations: the warehouse records its schema version", _create_meta),
     Migration(5, "forecast_paths: open, high, low, volume and amount as FLOAT (close stays DOUBLE)",
               _sql_file("0005_float_path_fields.sql")),
+    Migration(6, "score_sums, score_months and score_bins: the track record's running aggregates, from the stored "
+              "scores",
+              score_sums.rebuilder(6)),
 )
+
+
+def _with_sums(version: int, apply: Callable[[Any], None]) -> Callable[[Any], None]:
+    """A metric's migration, then the running aggregates made again with its columns (where they exist yet)."""
+    def run(con: Any) -> None:
+        apply(con)
+        if score_sums.SUMS in _tables(con):
+            score_sums.rebuilder(version)(con)
+
+    return run
 
 
 def known() -> tuple[Migration, ...]:
     """The table migrations and one per schema version that added registered metrics, in version order."""
     steps = [*TABLE_MIGRATIONS, *(
         Migration(v, "evaluations: " + ", ".join(m.name for m in added_since(v)) + " (metric registry), scored for "
-                  "the stored forecasts", metric_columns.migration(v))
+                  "the stored forecasts", _with_sums(v, metric_columns.migration(v)))
         for v in column_versions() if v > metric_columns.FIRST_TABLES)]
     steps.sort(key=lambda m: m.version)
     if [m.version for m in steps] != list(range(1, len(steps) + 1)):  # two changes took the same number
@@ -151,6 +164,7 @@ def ensure_current(con: Any, where: str | Path, transaction: Callable[[Any], Any
                 if state(con).version is None:
                     con.execute(read_sql("schema.sql"))
                     metric_columns.create_added(con)
+                    score_sums.create(con)
                     _create_meta(con)
                     _record(con, NEWEST, "created at this version")
 

@@ -44,7 +44,7 @@ def test_track_record_asset_reports_scores_and_warns_when_worse_than_baseline(en
     (mat,) = result.get_asset_materialization_events()
     meta = mat.materialization.metadata
     assert "random_walk_vol" in meta["scoreboard_all_time"].value
-    assert "| BTC/USDT | random_walk | all | 41 |" in meta["diebold_mariano"].value  # 41 realised pairs, tested
+    assert "| BTC/USDT | random_walk | 30d | 41 |" in meta["diebold_mariano"].value  # 41 realised pairs, tested
     assert "crps_skill_30d/BTC/USDT/random_walk" in meta
     check = _checks(result)["primary_model_not_worse_than_baseline_30d"]
     assert check.passed  # the primary model here is the baseline itself: skill 0, never worse than itself
