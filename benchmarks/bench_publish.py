@@ -3,15 +3,15 @@
     .venv/bin/python benchmarks/bench_publish.py            # ~3 min on 2 busy cores
     .venv/bin/python benchmarks/bench_publish.py --days 2 30 365
 
-The demo profile (2 series, 4 models, 30 paths) runs one main-job tick with ``--backfill-bars 3`` at ``--now``:
-its warehouse then holds the forecasts of three bars. For each history length a publish folder is grown directly
-(no ticks): ``days`` x 24 hourly publications of both series, each a forecast and a paths file, a hash-chained
-record and their manifest entries in index parts, exactly as ``publish_site`` lays them out. The forecast and
+The demo profile (2 series, 4 models, 30 paths) runs one main-job tick with ``--backfill-bars 5`` at ``--now``:
+its warehouse then holds the forecasts of five bars (``--bars``). For each history length a publish folder is
+grown directly (no ticks): ``days`` x 24 hourly publications of both series, each a forecast and a paths file, a
+hash-chained record and their manifest entries in index parts, exactly as ``publish_site`` lays them out. The forecast and
 paths files of the grown record are small stand-ins (the publish step never reads them back: that is the point;
-their count, the chain and the index are real). Then the first two bars are published onto it (the first brings the
-dashboard, charts and latest files the grown record lacks) and the third is measured, each in a fresh process:
-wall seconds, peak RSS of the publish (VmHWM, reset just before it), bytes written (each stored file once: a latest
-name is a hard link to its versioned copy) and bytes read back through the store.
+their count, the chain and the index are real). Then the bars are published onto it one by one, each in a fresh
+process: wall seconds, peak RSS of the publish (VmHWM, reset just before it), bytes written (each stored file once:
+a latest name is a hard link to its versioned copy) and bytes read back through the store; the first (which brings
+the dashboard, charts and latest files the grown record lacks) is left out of the medians.
 Results go to benchmarks/results/bench_publish.json.
 """
 
@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -113,7 +114,6 @@ def measure(home: Path, store_root: Path, bar: str) -> dict:
     settings = load_settings()
     store = Counting(store_root)
     when = datetime.fromisoformat(bar)
-    before = tree(store_root)
     Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM: the peak from here on
     t0 = time.perf_counter()
     report = publish_bars(settings, Warehouse(settings.warehouse_path), store,
@@ -121,16 +121,15 @@ def measure(home: Path, store_root: Path, bar: str) -> dict:
     wall = time.perf_counter() - t0
     hwm = next(int(line.split()[1]) for line in Path("/proc/self/status").read_text().splitlines()
                if line.startswith("VmHWM:"))
-    bytes_, files, by_name = written(before, tree(store_root))
     return {"wall_s": round(wall, 2), "peak_rss_mb": round(hwm / 1024, 1), "read_bytes": store.read,
-            "manifest_written": report.manifest_written, "listed": report.listed, "files": files, "bytes": bytes_,
-            "bytes_by_name": by_name}
+            "manifest_written": report.manifest_written, "listed": report.listed}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--days", type=int, nargs="+", default=[2, 365])
     parser.add_argument("--now", default="2026-03-30T10:05")
+    parser.add_argument("--bars", type=int, default=5, help="bars published one by one; the first is a warm-up")
     parser.add_argument("--measure", nargs=3, metavar=("HOME", "STORE", "BAR"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.measure:
@@ -144,10 +143,10 @@ def main() -> None:
     settings = load_settings()
     now = datetime.fromisoformat(args.now).replace(tzinfo=timezone.utc)
     t0 = time.perf_counter()
-    run_main_job(settings, backfill_bars=3, now=now, log=lambda _: None)
-    print(f"demo tick with 3 bars of forecasts: {time.perf_counter() - t0:.0f} s", flush=True)
+    run_main_job(settings, backfill_bars=args.bars, now=now, log=lambda _: None)
+    print(f"demo tick with {args.bars} bars of forecasts: {time.perf_counter() - t0:.0f} s", flush=True)
     newest = now.replace(minute=0) - timedelta(hours=1)  # the newest closed bar
-    bars = [newest - timedelta(hours=k) for k in (2, 1, 0)]
+    bars = [newest - timedelta(hours=k) for k in range(args.bars - 1, -1, -1)]
     results = []
     for days in args.days:
         store = root / f"publish-{days}d"
@@ -156,13 +155,18 @@ def main() -> None:
         grown_s = time.perf_counter() - t0
         ticks = []
         for bar in bars:
+            before = tree(store)  # here, not in the measured process: its peak RSS is the publish's own
             out = subprocess.run([sys.executable, __file__, "--measure", str(root / "home"), str(store),
                                   bar.isoformat()], capture_output=True, text=True, check=True)
-            ticks.append(json.loads(out.stdout.strip().splitlines()[-1]))
+            bytes_, files, by_name = written(before, tree(store))
+            ticks.append(json.loads(out.stdout.strip().splitlines()[-1])
+                         | {"files": files, "bytes": bytes_, "bytes_by_name": by_name})
+        steady = ticks[1:]  # the first brings the dashboard and latest files the grown record lacks
+        tick = {k: round(statistics.median(t[k] for t in steady), 2)
+                for k in ("wall_s", "peak_rss_mb", "read_bytes", "files", "bytes", "bytes_by_name")}
         results.append({"days": days, "publications": days * 24, "grow_s": round(grown_s, 1),
-                        "files": sum(1 for p in store.rglob("*") if p.is_file()), "first_ticks": ticks[:2],
-                        "tick": ticks[2]})
-        print(json.dumps({k: v for k, v in results[-1].items() if k != "first_ticks"}), flush=True)
+                        "files": sum(1 for p in store.rglob("*") if p.is_file()), "ticks": ticks, "tick": tick})
+        print(json.dumps({k: v for k, v in results[-1].items() if k != "ticks"}), flush=True)
     small, big = results[0]["tick"], results[-1]["tick"]
     summary = {"profile": "demo", "series": len(settings.symbols), "models": len(settings.forecasters),
                "n_paths": settings.sampling.n_paths, "results": results,

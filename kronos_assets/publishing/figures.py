@@ -83,7 +83,14 @@ def script_text(value: Any) -> str:
 
 
 def figures_file(snapshot: dict[str, Any]) -> tuple[str, bytes]:
-    """The series' figures.js: its key and its bytes."""
+    """The series' figures.js: its key and its bytes. A publish asks for it from the plan, the dashboard and the
+    chart page: the figures are drawn once per snapshot."""
+    return _figures_file(json.dumps(snapshot, sort_keys=True, default=str))
+
+
+@lru_cache(maxsize=16)
+def _figures_file(snapshot_json: str) -> tuple[str, bytes]:
+    snapshot = json.loads(snapshot_json)
     body, name = script_text(series_figures(snapshot)), script_text(series_id(snapshot))
     text = f"(window.KRONOS_FIGURES = window.KRONOS_FIGURES || {{}})[{name}] = {body};\n"
     return series_keys(snapshot["symbol"], snapshot["timeframe"])["figures.js"], text.encode()

@@ -5,6 +5,7 @@ parts), and a publish that changes nothing writes nothing."""
 from __future__ import annotations
 
 import json
+import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -126,3 +127,15 @@ def test_a_publish_that_changes_nothing_writes_nothing(grown, latest):
     assert history_key(BTC, "1h", origin.isoformat()) in report.skipped
     assert not report.manifest_written and report.changed_immutable == []
     assert tree(store.root) == before  # no file created, replaced or touched
+
+
+def test_a_backup_copies_the_index_parts_and_every_object_they_list(grown, tmp_path):
+    from kronos_assets.backup import _copy_publication
+
+    store = grown[3 * N][0]
+    manifest, copied = _copy_publication(store.root, tmp_path / "copy", time.monotonic() + 120)
+    listed = listed_objects(store, manifest)
+    assert set(copied) == set(listed) | set(manifest["aliases"]) | {MANIFEST_KEY}
+    assert history_key(BTC, "1h", START.isoformat()) in copied and "index/00000000.json" in copied
+    copy = LocalStore(tmp_path / "copy")
+    assert listed_objects(copy, json.loads(copy.get(MANIFEST_KEY))) == listed  # the copy's parts chain whole
