@@ -4,7 +4,11 @@ for a test, and what a test compares before and after an upgrade: every row of e
 from __future__ import annotations
 
 import hashlib
+import shutil
+import subprocess
+import sys
 import tarfile
+import textwrap
 from pathlib import Path
 
 import duckdb
@@ -72,3 +76,33 @@ def file_hashes(folder: Path) -> dict[str, str]:
     """Every file under ``folder`` (but the layout's empty lock file) by relative path: its sha256."""
     return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
             for p in sorted(folder.rglob("*")) if p.is_file() and p.name != ".layout.lock"}
+
+
+KILLER = """
+import os, signal, sys
+from dataclasses import replace
+from kronos_assets.warehouse import Warehouse, migrations
+
+victim = int(sys.argv[2])
+real = next(m for m in migrations.MIGRATIONS if m.version == victim).apply
+
+def die(con):  # the migration's work ran, its commit did not
+    real(con)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+migrations.MIGRATIONS = tuple(replace(m, apply=die) if m.version == victim else m for m in migrations.MIGRATIONS)
+Warehouse(sys.argv[1]).migrate()
+"""
+
+
+def killed_inside(path: Path, version: int, copy: Path) -> Path:
+    """Migrates the warehouse at ``path`` in a process killed (-9) inside the migration to ``version``, after its
+    work and before its commit; returns ``copy``: what the kill left (the file and its WAL), for a reader to open
+    before any re-run."""
+    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(KILLER), str(path), str(version)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == -9, proc.stderr
+    shutil.copy(path, copy)
+    if path.with_name(path.name + ".wal").exists():
+        shutil.copy(path.with_name(path.name + ".wal"), copy.with_name(copy.name + ".wal"))
+    return copy

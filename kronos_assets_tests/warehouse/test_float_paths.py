@@ -4,10 +4,6 @@ and summarises, and the migration's kill -9 safety on a warehouse an older relea
 from __future__ import annotations
 
 import hashlib
-import shutil
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
 import duckdb
@@ -18,7 +14,7 @@ from kronos_assets.forecasting.interface import CLOSE, PATH_FIELDS, VOLUME
 from kronos_assets.forecasting.summary import summarise
 from kronos_assets.records import stored_paths
 from kronos_assets.warehouse import Warehouse, migrations
-from kronos_assets_tests.warehouse.old_homes import RELEASES, table_columns, table_digests, unpack
+from kronos_assets_tests.warehouse.old_homes import RELEASES, killed_inside, table_columns, table_digests, unpack
 
 FLOAT_VERSION = next(m.version for m in migrations.MIGRATIONS if "as FLOAT" in m.name)
 
@@ -52,23 +48,6 @@ def _exact(path: Path) -> tuple[str, str]:
         con.close()
 
 
-KILLER = """
-import os, signal, sys
-from dataclasses import replace
-from kronos_assets.warehouse import Warehouse, migrations
-
-victim = int(sys.argv[2])
-real = next(m for m in migrations.MIGRATIONS if m.version == victim).apply
-
-def die(con):  # the rebuild ran, its commit did not
-    real(con)
-    os.kill(os.getpid(), signal.SIGKILL)
-
-migrations.MIGRATIONS = tuple(replace(m, apply=die) if m.version == victim else m for m in migrations.MIGRATIONS)
-Warehouse(sys.argv[1]).migrate()
-"""
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("commit", sorted(RELEASES))
 def test_kill_9_inside_the_float_migration_leaves_the_doubles_whole_and_a_rerun_converts(commit: str,
@@ -76,13 +55,7 @@ def test_kill_9_inside_the_float_migration_leaves_the_doubles_whole_and_a_rerun_
     path = unpack(commit, tmp_path) / RELEASES[commit] / "warehouse.duckdb"
     exact = _exact(path)
     assert exact[1] == "DOUBLE[]"
-    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(KILLER), str(path), str(FLOAT_VERSION)],
-                          capture_output=True, text=True, timeout=300)
-    assert proc.returncode == -9, proc.stderr
-    copy = tmp_path / "after_kill.duckdb"  # what the kill left, opened before any re-run
-    shutil.copy(path, copy)
-    if path.with_name(path.name + ".wal").exists():
-        shutil.copy(path.with_name(path.name + ".wal"), copy.with_name(copy.name + ".wal"))
+    copy = killed_inside(path, FLOAT_VERSION, tmp_path / "after_kill.duckdb")
     con = duckdb.connect(str(copy))
     assert migrations.state(con).version == FLOAT_VERSION - 1
     con.close()

@@ -4,10 +4,6 @@ over every stored score, and a kill -9 inside it healed by a plain re-open."""
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
 import duckdb
@@ -17,8 +13,7 @@ from kronos_assets.track_record import track_record
 from kronos_assets.warehouse import Warehouse, migrations
 from kronos_assets.warehouse.score_sums import BINS, SUMS
 from kronos_assets_tests.evaluate.test_score_sums import assert_fresh, assert_same, whole_table
-from kronos_assets_tests.warehouse.old_homes import RELEASES, table_columns, table_digests, unpack
-from kronos_assets_tests.warehouse.test_float_paths import KILLER  # kill -9 after a migration's work, before its commit
+from kronos_assets_tests.warehouse.old_homes import RELEASES, killed_inside, table_columns, table_digests, unpack
 
 VERSION = next(m.version for m in migrations.MIGRATIONS if m.name.startswith(SUMS))
 
@@ -42,19 +37,11 @@ def test_the_aggregates_of_an_old_warehouse_give_the_same_record(commit: str, tm
     wh.close()
 
 
-
-
 def test_kill_9_inside_the_migration_leaves_no_aggregates_and_a_rerun_fills_them(tmp_path: Path):
     path = _old_warehouse("58da6cc", tmp_path)
     columns = table_columns(path)
     before = table_digests(path)
-    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(KILLER), str(path), str(VERSION)],
-                          capture_output=True, text=True, timeout=300)
-    assert proc.returncode == -9, proc.stderr
-    copy = tmp_path / "after_kill.duckdb"  # what the kill left, opened before any re-run
-    shutil.copy(path, copy)
-    if path.with_name(path.name + ".wal").exists():
-        shutil.copy(path.with_name(path.name + ".wal"), copy.with_name(copy.name + ".wal"))
+    copy = killed_inside(path, VERSION, tmp_path / "after_kill.duckdb")
     con = duckdb.connect(str(copy))
     assert migrations.state(con).version == VERSION - 1
     tables = {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
