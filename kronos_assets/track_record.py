@@ -20,7 +20,7 @@ import polars as pl
 from kronos_assets.metrics import MIN_INDEPENDENT_HORIZONS, TooFewHorizons, TooPersistent, diebold_mariano
 from kronos_assets.metrics.registry import CONFIDENCE_BANDS, board_sql, confidence_table, metrics, skill_sql
 from kronos_assets.warehouse import Warehouse, json_rows, read_sql
-from kronos_assets.warehouse.score_sums import BINS, MONTHS, SUMS, board_select, sums_select
+from kronos_assets.warehouse.score_sums import BINS, MONTHS, SUMS, board_select, sums_select, ts_literal
 
 BOARD_WINDOWS = {"7d": 7, "30d": 30, "90d": 90, "all": None}  # scoreboard.sql's windows
 # The verdicts' window only: a DM test's variance estimate needs every loss of its window, so an all-time test
@@ -46,10 +46,6 @@ def scoreboard_sql() -> str:
             .replace("/* registry: skills */", skill_sql()))
 
 
-def _literal(t: datetime) -> str:
-    return f"TIMESTAMPTZ '{t.astimezone(timezone.utc).isoformat()}'"
-
-
 def scoreboard(wh: Any, timeframe: str, as_of: datetime) -> list[dict[str, Any]]:
     """scoreboard.sql's rows from the running aggregates (``warehouse.score_sums``), at a cost that does not grow
     with history: a window of origins after ``as_of`` - days is the whole UTC days after that instant's day, summed
@@ -65,7 +61,7 @@ def scoreboard(wh: Any, timeframe: str, as_of: datetime) -> list[dict[str, Any]]
         end = datetime.combine(day, datetime.min.time(), timezone.utc) + timedelta(days=1)
         parts.append(f"SELECT '{name}' AS window_name, * FROM {SUMS} WHERE timeframe = $timeframe "
                      f"AND day > DATE '{day.isoformat()}'")
-        rest = f"e.timeframe = $timeframe AND e.origin > {_literal(cut)} AND e.origin < {_literal(end)}"
+        rest = f"e.timeframe = $timeframe AND e.origin > {ts_literal(cut)} AND e.origin < {ts_literal(end)}"
         parts.append(f"SELECT '{name}' AS window_name, * FROM ({sums_select(rest)})")
     return json_rows(wh.query(board_select("\nUNION ALL BY NAME\n".join(parts)), {"timeframe": timeframe}))
 
@@ -171,7 +167,7 @@ def verdicts(wh: Any, timeframe: str, days: int | None = 30, scored_before: date
     """One verdict per symbol and model over the ``days`` window (None: all time) of origins ending at the newest
     forecast scored before ``scored_before`` (None: all), each with its plain-words ``sentence``. ``floor``: an
     origin the window does not reach back to (``window_floor``): only the scores after it are read."""
-    after = "" if floor is None else f"AND origin > {_literal(floor)}"
+    after = "" if floor is None else f"AND origin > {ts_literal(floor)}"
     pairs = wh.query(read_sql("loss_pairs.sql").replace("/* window floor */", after),
                      {"timeframe": timeframe, "days": days, "scored_before": scored_before})
     if symbols is not None:

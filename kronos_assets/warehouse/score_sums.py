@@ -3,10 +3,11 @@
 ``score_sums`` holds, per symbol, timeframe, model, horizon step and UTC day of the forecast origin, the counts and
 sums the scoreboard needs: for every registered metric with a mean-type aggregate (``registry.on_board``) its sum
 and count of values, the counts behind the n/a rules, the expected-coverage sums, and the paired sums against the
-random walk with volatility behind the skill columns. Its columns come from the registry, so a new mean metric
-appears here without another edit (its migration rebuilds the table, ``rebuilder``). ``score_bins`` holds, at the
-horizon's last step, the PIT histogram's counts, the reliability bins of P(up) and the direction-by-confidence
-bands (one ``kind`` each).
+random walk with volatility behind the skill columns; ``score_months`` the same rolled up to calendar months (the
+all-time window). Their columns come from the registry, so a new mean metric appears here without another edit
+(its migration rebuilds the tables, ``rebuilder``). ``score_bins`` holds per month, at the horizon's last step,
+the PIT histogram's counts, the reliability bins of P(up) and the direction-by-confidence bands (one ``kind``
+each).
 
 The scoring step re-aggregates the days whose scores it replaced in the same transaction as the scores
 (``refresh``), so a kill -9 never leaves the two apart. Plain SQL over a DuckDB connection: no Dagster.
@@ -70,7 +71,7 @@ def months_select(where: str, upto: int | None = None) -> str:
             f"FROM {SUMS} WHERE {where} GROUP BY ALL")
 
 
-def _ts(t: datetime) -> str:
+def ts_literal(t: datetime) -> str:
     """A timestamp literal: a constant DuckDB can prune row groups on (a bound parameter it does not)."""
     return f"TIMESTAMPTZ '{t.astimezone(timezone.utc).isoformat()}'"
 
@@ -124,7 +125,7 @@ def _origins_on(symbol: str, timeframe: str, periods: Sequence[date], length: st
     end = (last + timedelta(days=1) if length == "day"
            else date(last.year + last.month // 12, last.month % 12 + 1, 1))  # the first day of the next month
     lo, hi = (datetime.combine(d, datetime.min.time(), timezone.utc) for d in (min(periods), end))
-    where = (f"e.symbol = ? AND e.timeframe = ? AND e.origin >= {_ts(lo)} AND e.origin < {_ts(hi)} "
+    where = (f"e.symbol = ? AND e.timeframe = ? AND e.origin >= {ts_literal(lo)} AND e.origin < {ts_literal(hi)} "
              f"AND CAST(date_trunc('{length}', timezone('UTC', e.origin)) AS DATE) IN (SELECT unnest(?::DATE[]))")
     return where, [symbol, timeframe, sorted(periods)]
 
