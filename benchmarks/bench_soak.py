@@ -496,9 +496,9 @@ def report(result: dict) -> None:
         writer.writerows(ticks)
     days = result["pregrown_days"]
     write_svg(RESULTS / f"soak_{label}.svg", ticks,
-              f"kronos-assets run, {len(ticks)} hourly ticks from {result['start'][:16]}"
-              + (f", home pre-grown to {days} days" if days else ", fresh home")
-              + f" (demo, 2 series; {result['cores']} shared cores, load {summary['load_mean']})")
+              f"{len(ticks)} hourly ticks from {result['start'][:16]}, "
+              + (f"home pre-grown to {days} days" if days else "fresh home")
+              + f" (demo; {result['cores']} shared cores, load {summary['load_mean']})")
     print(f"\nwall: mean {summary['wall_mean_s']} s, least-squares slope {summary['wall_slope_s_per_tick']} s/tick "
           f"= {summary['wall_trend_pct_of_mean']} % of the mean over the run (target under 5 %: "
           f"{'met' if summary['wall_trend_ok'] else 'NOT met'}); CPU s per tick {summary['cpu_mean_s']}, trend "
