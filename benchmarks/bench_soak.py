@@ -26,7 +26,7 @@ the candles of those days fetched for real (one candles run over every day, thro
 at the start of the history with a 72-bar backfill (forecasts of 4 models for 2 series, 48 of them scored); its
 48 scored origins' warehouse rows (forecasts, steps, paths, evaluations: every table with an ``origin``) replicated
 forward in 48-hour blocks with every timestamp shifted up to the soak's start, the newest day's scores left for
-the ticks to make; and the matching publications: per replicated origin the history and paths files (hard links to
+the ticks to make, and the scores' running aggregates made again from them (warehouse.score_sums, where present); and the matching publications: per replicated origin the history and paths files (hard links to
 the seed's: same bytes, so the same sha256 in the manifest), one hash-chained record per hour
 (publishing.chain.append_record) and their manifest entries, sealed into index parts as the publisher seals
 them (publishing.parts.seal; one manifest file where the measured code has no parts). Not grown: the Dagster instance keeps the
@@ -308,6 +308,12 @@ def _replicate_rows(warehouse: Path, newest_start: datetime) -> dict:
                         f"WHERE {t}.origin >= ?", [lo])
             con.execute(f"DELETE FROM {t} WHERE origin > ?", [newest_start])
         con.execute("DELETE FROM evaluations WHERE origin > ?", [newest_start - lag])
+        try:  # the running aggregates of the scores (schema 6 on), made again from every score as a migration does
+            from kronos_assets.warehouse.score_sums import rebuilder
+        except ImportError:  # older code: the track record reads the scores themselves
+            rebuilder = None
+        if rebuilder is not None:
+            rebuilder(None)(con)
         con.execute("COMMIT")
         con.execute("CHECKPOINT")
         counts = {t: con.sql(f"SELECT count(*) FROM {t}").fetchone()[0] for t in tables}
