@@ -99,12 +99,18 @@ def _where(timeframe: str, symbols: Sequence[str] | None) -> tuple[str, list[Any
 
 
 def scores_digest(wh: Any, timeframe: str, symbols: Sequence[str] | None = None) -> str:
-    """A digest of a timeframe's scores (count and hash of every final-step score): what the track record and the
-    scoreboard are computed from. ``symbols`` None: every series in the warehouse."""
+    """A digest of a timeframe's final-step scores: what the track record and the scoreboard are computed from.
+    Read from their monthly sums (score_months: each count and sum of each metric, kept in the transaction that
+    writes the scores), so it costs the same with a year of scores as with a day. The sums are rounded to 1e-9:
+    summing the same scores in another order changes their last bits, not the digest. ``symbols`` None: every
+    series in the warehouse."""
+    from kronos_assets.warehouse.score_sums import MONTHS, columns
+
     where, params = _where(timeframe, symbols)
-    row = wh.query(f"SELECT count(*) AS n, bit_xor(hash(symbol, origin, model, crps, abs_error)) AS h "
-                   f"FROM evaluations WHERE step = horizon AND {where}", params).row(0)
-    return f"{row[0]}-{row[1] or 0}"
+    parts = ", ".join(f"round({c}, 9)" if t == "DOUBLE" else c for c, t in columns())
+    row = wh.query(f"SELECT sum(n) AS n, bit_xor(hash(symbol, model, month, {parts})) AS h FROM {MONTHS} "
+                   f"WHERE step = horizon AND {where}", params).row(0)
+    return f"{row[0] or 0}-{row[1] or 0}"
 
 
 def publish_inputs(wh: Any, timeframe: str, symbols: Sequence[str] | None) -> str:

@@ -15,8 +15,9 @@ import polars as pl
 from kronos_assets.forecasting.interface import CLOSE, PATH_FIELDS, VOLUME, Forecast, Sampling
 from kronos_assets.forecasting.summary import QUANTILE_LEVELS, summarise
 from kronos_assets.metrics import score_paths
-from kronos_assets.warehouse import Warehouse
+from kronos_assets.warehouse import Warehouse, score_sums
 
+FORECAST_TABLES = ("forecasts", "forecast_steps", "forecast_paths")
 Q_COLS = tuple(f"q{round(q * 100):02d}" for q in QUANTILE_LEVELS)
 TS = pl.Datetime("us", "UTC")
 
@@ -133,3 +134,17 @@ def evaluation_rows(
     base = {"symbol": symbol, "timeframe": timeframe, "origin": origin, "model": head["model"], "horizon": horizon,
             "scored_bar": scored_bar}
     return [base | r | {"ts": want[r["step"] - 1]} for r in rows]
+
+
+def store_forecasts(warehouse: Warehouse, frames: dict[str, pl.DataFrame], symbol: str, timeframe: str, model: str,
+                    origins: Sequence[datetime]) -> None:
+    """One series' and model's forecasts at ``origins`` replaced in one transaction: their rows, steps and paths;
+    their scores (made from the forecasts replaced) deleted and the running aggregates of those origins' days
+    refreshed, so the evaluations step scores them again and no track record read in between counts old scores."""
+    origins = list(origins)
+    warehouse.replace_many(
+        {**{t: frames[t] for t in FORECAST_TABLES}, "evaluations": pl.DataFrame()},
+        "symbol = ? AND timeframe = ? AND model = ? AND origin IN (SELECT unnest(?::TIMESTAMPTZ[]))",
+        [symbol, timeframe, model, origins],
+        after=lambda con: score_sums.refresh(con, symbol, timeframe, score_sums.origin_days(origins)),
+    )

@@ -5,7 +5,6 @@ import json
 import time
 
 import dagster as dg
-import polars as pl
 
 from kronos_assets.defs.ingest import clean_candles_key
 from kronos_assets.defs.model import weighted_models, weights_key
@@ -16,11 +15,10 @@ from kronos_assets.forecasting.requests import HISTORY_COLUMNS, build_requests, 
 from kronos_assets.forecasting.versions import VERSION_FIELD, forecast_versions
 from kronos_assets.incremental import forecasts_to_make
 from kronos_assets.market.timeframes import timeframe_delta
-from kronos_assets.records import forecast_frames
+from kronos_assets.records import forecast_frames, store_forecasts
 from kronos_assets.settings import Settings, TimeframeSettings
 from kronos_assets.warehouse import WRITE_POOL, Warehouse
 
-FORECAST_TABLES = ("forecasts", "forecast_steps", "forecast_paths")
 MODEL_BATCH = 64  # requests per forecaster call
 
 
@@ -107,13 +105,7 @@ def build_forecasts(settings: Settings, tf: TimeframeSettings, family: Family = 
         written = 0
         for (symbol, name), made in results.items():
             frames = forecast_frames(made, sampling)
-            # One transaction per series and model: its forecasts replaced, and their scores (made from the
-            # forecasts replaced) deleted, so the evaluations step scores them again from these.
-            warehouse.replace_many(
-                {**{t: frames[t] for t in FORECAST_TABLES}, "evaluations": pl.DataFrame()},
-                "symbol = ? AND timeframe = ? AND model = ? AND origin IN (SELECT unnest(?::TIMESTAMPTZ[]))",
-                [symbol, tf.name, name, [fc.request.origin for fc in made]],
-            )
+            store_forecasts(warehouse, frames, symbol, tf.name, name, [fc.request.origin for fc in made])
             written += frames["forecasts"].height
         if not written and not current and skipped_all:
             raise dg.Failure(

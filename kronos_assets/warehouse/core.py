@@ -146,11 +146,13 @@ class Warehouse:
         frames: dict[str, pl.DataFrame],
         where: str,
         params: Sequence[Any] | dict[str, Any] | None = None,
+        after: Callable[[duckdb.DuckDBPyConnection], None] | None = None,
     ) -> dict[str, int]:
         """Replace, in one transaction, the rows matching ``where`` in each table by that table's frame.
 
         The caller builds ``where`` to cover exactly the partitions the frames belong to, so a re-run leaves the
-        same rows, and a failure anywhere leaves every table as it was.
+        same rows, and a failure anywhere leaves every table as it was. ``after(con)`` runs last, inside the same
+        transaction (e.g. aggregates of what was replaced).
         """
 
         def attempt() -> None:
@@ -164,6 +166,8 @@ class Warehouse:
                         con.register("_incoming", arrows[table])
                         con.execute(f"INSERT INTO {table} SELECT * FROM _incoming")
                         con.unregister("_incoming")
+                    if after is not None:
+                        after(con)
 
         self._retrying(f"replacing the partition {where} {list(params or [])} of {', '.join(frames)}", attempt)
         return {t: f.height for t, f in frames.items()}

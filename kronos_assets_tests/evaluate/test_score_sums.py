@@ -152,3 +152,37 @@ def test_the_verdicts_read_only_their_window(wh: Warehouse):
     plan = wh.query("EXPLAIN " + seen[0].replace("$timeframe", "'1h'").replace("$scored_before", "NULL")
                     .replace("$days", "30"))
     assert "origin>" in "".join(plan.to_series(1).to_list()).replace(" ", "")
+
+
+def test_a_forecast_stored_again_leaves_no_stale_sums_before_it_is_rescored(wh: Warehouse):
+    """The forecast step's write (records.store_forecasts) deletes the replaced forecasts' scores and refreshes
+    their days' sums in the same transaction: a track record read before the rescoring counts no old score."""
+    from kronos_assets.records import FORECAST_TABLES, store_forecasts
+
+    for symbol in SYMBOLS:
+        score(wh, symbol, 0, ORIGINS - 1, H)
+    origins = [T0 + k * HOUR for k in (44, 45)]
+    key = "symbol = ? AND timeframe = '1h' AND model = 'kronos' AND origin IN (SELECT unnest(?::TIMESTAMPTZ[]))"
+    frames = {t: wh.query(f"SELECT * FROM {t} WHERE {key}", [SYMBOLS[1], origins]) for t in FORECAST_TABLES}
+    assert frames["forecasts"].height == 2
+    store_forecasts(wh, frames, SYMBOLS[1], "1h", "kronos", origins)
+    assert wh.query(f"SELECT count(*) AS n FROM evaluations WHERE {key}", [SYMBOLS[1], origins])["n"][0] == 0
+    assert_fresh(wh)  # before any rescoring
+    assert_same(track_record(wh, "1h"), whole_table(wh, "1h"))
+
+
+def test_the_scores_digest_follows_the_final_step_scores_through_their_monthly_sums(wh: Warehouse):
+    from kronos_assets.incremental import scores_digest
+
+    for symbol in SYMBOLS:
+        score(wh, symbol, 0, ORIGINS - 1, H)
+    first = scores_digest(wh, "1h")
+    score(wh, SYMBOLS[0], 10, 20, H)  # the same bars again: the same scores, the same digest
+    assert scores_digest(wh, "1h") == first
+    assert scores_digest(wh, "1h", [SYMBOLS[1]]) != first
+    origin = T0 + 45 * HOUR
+    wh.transact("remade", lambda con: con.execute(
+        "UPDATE forecast_paths SET close = list_transform(close, c -> c * 1.02) WHERE symbol = ? AND origin = ? "
+        "AND model = 'kronos'", [SYMBOLS[1], origin]))
+    score(wh, SYMBOLS[1], 45, 45 + H, H, models=["kronos"])  # its scores change
+    assert scores_digest(wh, "1h") != first
