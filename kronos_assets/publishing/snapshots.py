@@ -13,7 +13,8 @@ from kronos_assets.metrics import MIN_INDEPENDENT_HORIZONS, pit_histogram
 from kronos_assets.metrics.coverage import coverage_test
 from kronos_assets.publishing.public import public_forecast
 from kronos_assets.settings import BASELINES
-from kronos_assets.track_record import confidence_tables, newest_scored_origin, scoreboard_sql, verdicts
+from kronos_assets.track_record import confidence_tables, newest_scored_origin, verdicts
+from kronos_assets.track_record import scoreboard as board_rows
 from kronos_assets.warehouse import Warehouse, json_rows, read_sql
 
 CHART_BARS = 96
@@ -208,7 +209,7 @@ def scoreboard(wh: Warehouse, timeframe: str, symbols: list[str] | None = None) 
     as_of = newest_scored_origin(wh, timeframe)
     if as_of is None:
         return []
-    rows = json_rows(wh.query(scoreboard_sql(), {"timeframe": timeframe, "as_of": as_of}))
+    rows = board_rows(wh, timeframe, as_of)  # from the running sums: the same rows, flat in history
     board = [r for r in rows if r["window_name"] == "all" and r["step"] == r["horizon"]
              and (symbols is None or r["symbol"] in symbols)]
     return with_coverage_tests(wh, timeframe, board)

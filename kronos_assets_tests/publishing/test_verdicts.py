@@ -20,6 +20,7 @@ from kronos_assets.publishing.store import LocalStore
 from kronos_assets.records import evaluation_rows, load_close_paths
 from kronos_assets.settings import ConfigError
 from kronos_assets.track_record import crps_standing, track_record
+from kronos_assets.warehouse import score_sums
 from kronos_assets.warehouse import Warehouse
 from kronos_assets_tests.helpers import small_settings
 
@@ -69,6 +70,8 @@ def add_model(wh: Warehouse, name: str, transform: Transform, symbol: str = BTC,
         frame = pl.DataFrame(rows, schema_overrides={"brier_vol_amp": pl.Float64}, infer_schema_length=None)
         con.register("new_rows", frame.to_arrow())
         con.execute("INSERT INTO evaluations BY NAME SELECT * FROM new_rows")
+        # As the scoring step does: the running sums of the days scored kept with the scores.
+        score_sums.refresh(con, target, "1h", score_sums.origin_days(origins))
 
 
 def contrarian(paths: np.ndarray, future: np.ndarray, last: float) -> np.ndarray:
