@@ -18,13 +18,12 @@ never into a replay or live record, whose price series it would break. It moves 
 
 from __future__ import annotations
 
-import fcntl
 import os
 import shlex
-import time
 from pathlib import Path
 
 from kronos_assets.durable import fsync_dir
+from kronos_assets.locks import file_lock
 
 # The old layout's entries, in the order they move (a WAL before its database).
 ENTRIES = ("warehouse.duckdb.wal", "warehouse.duckdb", "publish", "dagster", "uploads", "alerts.jsonl",
@@ -118,7 +117,7 @@ def relocate_synthetic(home: Path, demo_market: str | None, lock_wait_s: float =
     if _synthetic_source(home, demo_market) is None:
         return None
     source, target = home / OLD_SYNTHETIC_PROFILE, home / SYNTHETIC
-    with _locked(home / LOCK_FILE, lock_wait_s):
+    with file_lock(home / LOCK_FILE, lock_wait_s, "the layout lock"):
         if _synthetic_source(home, demo_market) is None:  # another run moved it while we waited
             return None
         if target.exists() and not _empty_dir(target):
@@ -138,7 +137,7 @@ def adopt(home: Path, profile_home: Path, lock_wait_s: float = LOCK_WAIT_S) -> l
     if not legacy_entries(home):
         return []
     profile_home.mkdir(parents=True, exist_ok=True)
-    with _locked(home / LOCK_FILE, lock_wait_s):
+    with file_lock(home / LOCK_FILE, lock_wait_s, "the layout lock"):
         old = legacy_entries(home)  # again: another run may have moved them while we waited
         clashes = [p for p in old if (profile_home / p.name).exists() and not _empty_dir(profile_home / p.name)]
         if clashes:
@@ -158,30 +157,6 @@ def adopt(home: Path, profile_home: Path, lock_wait_s: float = LOCK_WAIT_S) -> l
         fsync_dir(profile_home)
         fsync_dir(home)
         return moved
-
-
-class _locked:
-    """An exclusive flock on ``path`` within ``wait_s`` (the lock dies with its process: a kill -9 frees it)."""
-
-    def __init__(self, path: Path, wait_s: float):
-        self.path, self.wait_s = path, wait_s
-        self.fd = -1
-
-    def __enter__(self) -> "_locked":
-        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        deadline = time.monotonic() + self.wait_s
-        while True:
-            try:
-                fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                return self
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    os.close(self.fd)
-                    raise TimeoutError(f"{self.path}: another run has held the layout lock for {self.wait_s:.0f} s")
-                time.sleep(0.1)
-
-    def __exit__(self, *exc: object) -> None:
-        os.close(self.fd)  # closing releases the flock
 
 
 def _empty_dir(path: Path) -> bool:

@@ -3,8 +3,9 @@ over 2024-07-01 .. 2025-06-30, run as the backfill it is, then its page and stud
 
 The study is the demo profile moved to a home of its own (``<home>/study``: its own warehouse and publish folder,
 so the demo's record is never touched; each run's Dagster events stay in memory) with partitions starting early
-enough for 480 bars of history before the first origin. It runs the graph's own jobs and assets (candles, then forecasts and evaluations
-in runs of up to 168 bars, as the backfill policy does), so every number is made by the code that runs live.
+enough for 480 bars of history before the first origin. It runs the graph's own jobs and assets (candles, then
+forecasts and evaluations in runs of up to 168 origins, as the backfill policy does), so every number is made by the
+code that runs live.
 The Kronos model is whichever the demo profile names as its primary model.
 
 ``stride`` K keeps every K-th origin (K divides the horizon): runs of 168 origins (168 x K bars), tagged so that the
@@ -16,7 +17,6 @@ of CPU) would then cost more than the forecasts.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import time
 from dataclasses import dataclass, replace
@@ -31,6 +31,7 @@ from kronos_assets.defs.factory import build_definitions, candles_job_name, fore
 from kronos_assets.defs.forecast import forecasts_key
 from kronos_assets.defs.partitions import RANGE_END, RANGE_START, bar_key, day_key, stride_tag
 from kronos_assets.defs.resources import build_resources, library
+from kronos_assets.locks import LockHeld, file_lock
 from kronos_assets.main_job import QUIET, MainJobFailed
 from kronos_assets.failures import run_cause
 from kronos_assets.runs import bounded_pool_waits, process_tags
@@ -150,18 +151,12 @@ def _study_lock(home: Any) -> Iterator[None]:
     """One study at a time per home: a second one refuses at once instead of waiting on the warehouse's lock."""
     os.makedirs(home, exist_ok=True)
     path = os.path.join(home, "study.lock")
-    with open(path, "a+") as fh:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            fh.seek(0)
-            raise MainJobFailed(f"another study is running in {home} (pid {fh.read().strip() or 'unknown'}; "
-                                f"lock {path})") from None
-        fh.seek(0)
-        fh.truncate()
-        fh.write(str(os.getpid()))
-        fh.flush()
-        yield  # the lock goes with the file's close, or with the process
+    try:
+        with file_lock(path, 0.0, "the study lock"):
+            yield
+    except LockHeld as exc:
+        raise MainJobFailed(f"another study is running in {home} (pid {exc.holder or 'unknown'}; lock {path})") \
+            from None
 
 
 def _run_ranges(first_bar: datetime, last_bar: datetime, horizon: int, stride: int = 1
