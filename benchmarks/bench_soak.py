@@ -5,6 +5,8 @@ the process tree, bytes written, the Dagster instance's size and where the time 
     .venv/bin/python benchmarks/bench_soak.py --ticks 24                      # from a fresh home
     .venv/bin/python benchmarks/bench_soak.py --ticks 24 --pregrown-days 365  # from a year of history
     .venv/bin/python benchmarks/bench_soak.py                                  # 720 ticks (30 days), ~3 h on 2 cores
+    .venv/bin/python benchmarks/bench_soak.py --home H --commit HEAD           # the same, resumable from H
+    .venv/bin/python benchmarks/bench_soak.py --home H --resume                # goes on after its last tick
 
 Each tick is `kronos-assets --profile demo --home H run --now T --backfill-bars 1` as a subprocess (what an
 hourly schedule costs, process start included). Measured per tick: wall; peak RSS summed over the process tree
@@ -71,6 +73,7 @@ PARTS = ("startup", "planning", *STAGES, "dagster", "end")  # a tick's wall, in 
 SEED_BARS = 72  # the seed tick's backfill: 48 scored origins (the replicated block) and a day not yet scored
 BLOCK = 48  # origins per replicated block
 RESULTS = HERE / "results"
+STATE = "soak_state.json"  # in the soak's home: what --resume goes on from
 
 
 def stage_of(step_key: str) -> str:
@@ -490,7 +493,7 @@ def write_svg(path: Path, ticks: list[dict], title: str) -> None:
     path.write_text("\n".join(out) + "\n")
 
 
-def report(result: dict) -> None:
+def report(result: dict, quiet: bool = False) -> None:
     """Summary (printed and in the JSON), the CSV table and the plot of a soak's ticks."""
     ticks, label = result["ticks"], result["label"]
     result["summary"] = summary = summarise(ticks)
@@ -505,6 +508,8 @@ def report(result: dict) -> None:
               f"{len(ticks)} hourly ticks from {result['start'][:16]}, "
               + (f"home pre-grown to {days} days" if days else "fresh home")
               + f" (demo; {result['cores']} shared cores, load {summary['load_mean']})")
+    if quiet:
+        return
     print(f"\nwall: mean {summary['wall_mean_s']} s, least-squares slope {summary['wall_slope_s_per_tick']} s/tick "
           f"= {summary['wall_trend_pct_of_mean']} % of the mean over the run (target under 5 %: "
           f"{'met' if summary['wall_trend_ok'] else 'NOT met'}); CPU s per tick {summary['cpu_mean_s']}, trend "
@@ -546,10 +551,19 @@ def main() -> None:
     parser.add_argument("--commit", default=None,
                         help="measure this commit's code (git archive into a temporary folder), not the working tree "
                              "(others may be editing it)")
+    parser.add_argument("--resume", action="store_true",
+                        help="go on with the soak kept in --home (its soak_state.json): the same code, clock and "
+                             "results; a soak of 720 ticks takes hours, so it may be stopped and resumed")
     args = parser.parse_args()
     if args.report:
         report(json.loads(args.report.read_text()))
         return
+    if args.resume:
+        if args.home is None or not (args.home / STATE).exists():
+            raise SystemExit(f"--resume needs --home with the {STATE} of a soak started with --home")
+        state = json.loads((args.home / STATE).read_text())
+        args.commit = state["code"]["commit"] if state.get("pinned") else None
+        args.ticks = state["target_ticks"]
     source, code = REPO, git_describe(REPO)
     if args.commit:
         source = Path(tempfile.mkdtemp(prefix="bench_soak_src_"))
@@ -561,27 +575,44 @@ def main() -> None:
                            f"{code['commit'][:7]}{'-dirty' if code['dirty'] else ''}")
     start = datetime.fromisoformat(args.start).replace(tzinfo=timezone.utc)
     root = args.home or Path(tempfile.mkdtemp(prefix="bench_soak_"))
-    if root.exists() and any(root.iterdir()):
-        raise SystemExit(f"--home {root} is not empty: the soak starts from a fresh home")
+    if not args.resume and root.exists() and any(root.iterdir()):
+        raise SystemExit(f"--home {root} is not empty: the soak starts from a fresh home (or pass --resume)")
     log = lambda m: print(m, flush=True)  # noqa: E731
     run_days = 14
     try:
         clock = ReplayClock()
-        grown = None
-        if args.pregrown_days:
-            clock.mark(start - timedelta(days=args.pregrown_days))
-            grown = pregrow(root, start, args.pregrown_days, source, log)
-        clock.mark(start)
-        settle = run_cli(root, start, 1, args.tick_timeout_s, source)
-        log(f"settling tick --now {start:%Y-%m-%d %H:%M}: {settle['wall_s']:.1f} s")
+        if args.resume:
+            label, start, grown = state["label"], datetime.fromisoformat(state["start"]), state["pregrown"]
+            args.pregrown_days, code = state["pregrown_days"], state["code"]
+            clock.marks = [(datetime.fromisoformat(r), w) for r, w in state["clock"]]
+            settle, ticks = {"wall_s": state["settling_tick_s"]}, state["ticks"]
+            log(f"resuming {label} after tick {len(ticks)} of {args.ticks}")
+        else:
+            grown, ticks = None, []
+            if args.pregrown_days:
+                clock.mark(start - timedelta(days=args.pregrown_days))
+                grown = pregrow(root, start, args.pregrown_days, source, log)
+            clock.mark(start)
+            settle = run_cli(root, start, 1, args.tick_timeout_s, source)
+            log(f"settling tick --now {start:%Y-%m-%d %H:%M}: {settle['wall_s']:.1f} s")
         settings = home_settings(root)
         run_days = settings.retention_run_days
         publish, dagster = settings.publish_dir, settings.dagster_home
-        ticks: list[dict] = []
+        result = {"label": label, "profile": "demo", "start": start.isoformat(), "pregrown_days": args.pregrown_days,
+                  "code": code, "pregrown": grown, "settling_tick_s": round(settle["wall_s"], 1), "run_days": run_days,
+                  "cores": os.cpu_count(), "ticks": ticks}
+
+        def keep() -> None:  # the state a --resume goes on from, replaced atomically after every tick
+            state = {**result, "target_ticks": args.ticks, "pinned": bool(args.commit),
+                     "clock": [(r.isoformat(), w) for r, w in clock.marks]}
+            (root / (STATE + ".tmp")).write_text(json.dumps(state))
+            os.replace(root / (STATE + ".tmp"), root / STATE)
+
+        keep()
         log(f"{'tick':>4} {'now':16} {'wall':>6} {'cand':>5} {'fcst':>5} {'eval':>5} {'pub':>5} {'track':>5} "
             f"{'dag':>5} {'start':>5} {'plan':>5} {'end':>5} {'rssMB':>6} {'diskMB':>6} {'instMB':>7} {'whMB':>7} {'load':>5}")
         pub0 = tree(publish)
-        for i in range(1, args.ticks + 1):
+        for i in range(len(ticks) + 1, args.ticks + 1):
             now = start + i * HOUR
             load = os.getloadavg()[0]
             clock.mark(now)
@@ -609,6 +640,9 @@ def main() -> None:
                 row.update(daily_retention(dagster, clock, now, run_days))
                 row["instance_after_retention_mb"] = round(size(dagster) / 1e6, 2)
             ticks.append(row)
+            keep()
+            if i % 24 == 0:  # the results so far, so a stopped soak has its table and plot
+                report(result, quiet=True)
             pub0 = pub1
             log(f"{i:4d} {row['now']:16} {row['wall_s']:6.1f} {row['candles_s']:5.1f} {row['forecasts_s']:5.1f} "
                 f"{row['evaluations_s']:5.1f} {row['publish_s']:5.1f} {row['track_record_s']:5.1f} "
@@ -616,9 +650,6 @@ def main() -> None:
                 f"{row['peak_tree_rss_mb']:6.0f} "
                 f"{row['disk_written_mb']:6.1f} {row['instance_mb']:7.1f} {row['warehouse_mb']:7.1f} {row['load']:5.1f}"
                 + (f"  retention: {row['runs_pruned']} runs pruned in {row['retention_s']} s" if i % 24 == 0 else ""))
-        result = {"label": label, "profile": "demo", "start": start.isoformat(), "pregrown_days": args.pregrown_days,
-                  "code": code, "pregrown": grown, "settling_tick_s": round(settle["wall_s"], 1), "run_days": run_days,
-                  "cores": os.cpu_count(), "ticks": ticks}
         report(result)
     finally:
         if args.home is None:
