@@ -21,6 +21,7 @@ import plotly.io as pio
 
 from kronos_assets.publishing.charts import fan_chart, pit_chart, reliability_chart
 from kronos_assets.publishing.keys import series_keys, versioned_key
+from kronos_assets.publishing.public import rounded
 
 TEMPLATE = "plotly_white"  # what every chart of the site uses (charts.py)
 
@@ -91,7 +92,7 @@ def figures_file(snapshot: dict[str, Any]) -> tuple[str, bytes]:
 @lru_cache(maxsize=16)
 def _figures_file(snapshot_json: str) -> tuple[str, bytes]:
     snapshot = json.loads(snapshot_json)
-    body, name = script_text(series_figures(snapshot)), script_text(series_id(snapshot))
+    body, name = script_text(rounded(series_figures(snapshot))), script_text(series_id(snapshot))
     text = f"(window.KRONOS_FIGURES = window.KRONOS_FIGURES || {{}})[{name}] = {body};\n"
     return series_keys(snapshot["symbol"], snapshot["timeframe"])["figures.js"], text.encode()
 

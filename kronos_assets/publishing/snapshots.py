@@ -11,7 +11,7 @@ import polars as pl
 
 from kronos_assets.metrics import MIN_INDEPENDENT_HORIZONS, pit_histogram
 from kronos_assets.metrics.coverage import coverage_test
-from kronos_assets.publishing.public import public_forecast
+from kronos_assets.publishing.public import public_forecast, rounded
 from kronos_assets.settings import BASELINES
 from kronos_assets.track_record import confidence_tables, newest_scored_origin, verdicts
 from kronos_assets.track_record import scoreboard as board_rows
@@ -57,7 +57,7 @@ def forecast_records(wh: Warehouse, symbol: str, timeframe: str, origins: list[d
         model = h["model"]
         h["sampling"] = json.loads(h["sampling"])
         h["provenance"] = json.loads(h["provenance"])
-        h["steps"] = by_key.get((h["origin"], model), [])
+        h["steps"] = rounded(by_key.get((h["origin"], model), []))  # see public.rounded
         for k in ("symbol", "timeframe", "origin"):
             h.pop(k)
         rec["forecasts"][model] = public_forecast(h)  # checkpoints by name; null where the page says n/a
