@@ -1,13 +1,57 @@
-"""MODEL_CARD.md of a trained checkpoint: configs, data, training, losses, held-out scores, how to regenerate it."""
+"""MODEL_CARD.md of a trained checkpoint, rendered from templates/model_card.md.j2: configs, data, training, losses,
+held-out scores, how to regenerate it, and what was measured on the weights after training.
+
+The card is a function of what the folder records, so it can be rebuilt at any time (``regenerate_model_card``):
+
+* ``training.json`` (the run's summary) and each network's ``config.json``;
+* ``card_inputs.json`` (optional, written by hand or a benchmark): measurements of these weights made after
+  training (its cost measured from outside, a learning curve over the saved states, a sampling sweep). It names
+  the sha256 of the weights it was measured on and is rendered only while they match, so a retrain that
+  changes the weights never carries figures of other weights;
+* blocks that other tools keep in the card between ``<!-- NAME: begin ... -->`` and ``<!-- NAME: end -->``
+  (benchmarks/bench_checkpoint_real.py --write-card), carried over verbatim on the same condition.
+"""
 
 from __future__ import annotations
 
+import json
+import logging
+import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping, Sequence
 
-import torch
+import jinja2
 
-from kronos_assets.training.outcome import RunOutcome, repo_relative
+from kronos_assets.training.evaluate import HeldOut
+from kronos_assets.training.outcome import RunOutcome
+
+log = logging.getLogger(__name__)
+
+CARD_NAME = "MODEL_CARD.md"
+CARD_INPUTS = "card_inputs.json"
+PARTS = ("model", "tokenizer")
+# A block another tool writes into the card and owns: kept whole, in its order, at the end of the card.
+_KEPT_BLOCK = re.compile(r"<!-- (?P<name>[\w.-]+): begin\b.*?-->.*?<!-- (?P=name): end -->", re.DOTALL)
+
+
+def _fmt(value: Any, spec: str) -> str:
+    return format(value, spec)
+
+
+def _mb(n: int) -> str:
+    return f"{n / 2**20:.2f} MB"
+
+
+TEMPLATES = jinja2.Environment(
+    loader=jinja2.PackageLoader("kronos_assets.training", "templates"),
+    autoescape=False,  # Markdown, not HTML: every value is printed as it is
+    undefined=jinja2.StrictUndefined,  # a misspelt or missing field is an error, never an empty cell in the card
+    trim_blocks=True,
+    lstrip_blocks=True,
+    keep_trailing_newline=True,
+)
+TEMPLATES.filters["fmt"] = _fmt
+TEMPLATES.filters["mb"] = _mb
 
 
 def curve_markdown(history: list[dict[str, Any]], stage: str, max_rows: int = 12) -> str:
@@ -27,146 +71,83 @@ def curve_markdown(history: list[dict[str, Any]], stage: str, max_rows: int = 12
     return "\n".join(lines)
 
 
-def _mb(n: int) -> str:
-    return f"{n / 2**20:.2f} MB"
+def render_model_card(
+    summary: Mapping[str, Any],
+    configs: Mapping[str, str],
+    extra: Mapping[str, Any] | None = None,
+    kept: Sequence[str] = (),
+) -> str:
+    """The card's text from a run summary (training.json's content), the networks' config.json texts, the recorded
+    measurements (``card_inputs.json``, already checked against the weights) and the blocks kept from the old card."""
+    s = json.loads(json.dumps(summary, default=str))  # the same values whether fresh from the run or read back
+    heldout = HeldOut(**s["heldout"]).markdown() if s.get("heldout") else ""
+    curves = {stage: curve_markdown(s["history"], stage) for stage in ("tokenizer", "predictor")}
+    return TEMPLATES.get_template("model_card.md.j2").render(
+        s=s, configs=configs, extra=extra, kept=list(kept), curves=curves, heldout_table=heldout
+    )
 
 
 def write_model_card(o: RunOutcome, path: Path) -> None:
-    r, res = o.run, o.result
-    d, ev = r.data, r.evaluation
-    tok_cfg, model_cfg = res.tokenizer.config, res.model.config
-    infos = o.infos
-    size = sum(i.size_bytes for i in infos.values())
-    command = o.command or f".venv/bin/kronos-train {r.name}"
-    heldout = o.heldout
-    lines = [
-        f"# Kronos checkpoint `{r.name}`",
-        "",
-        r.description or "",
-        "",
-        f"Trained by `kronos_assets.training` "
-        f"{'from scratch (seeded random initialisation)' if r.base.kind == 'scratch' else 'from **' + o.base_label + '**'} on the "
-        f"{'synthetic demo market (SyntheticMarket seed ' + str(d.synthetic_seed) + ')' if o.data['source'] == 'synthetic' else o.data['source'] + ' candles'}"
-        f", {d.timeframe} bars of {', '.join(d.symbols)}.",
-        "",
-    ]
-    if o.data["source"] == "synthetic":
-        lines += ["> **Synthetic data.** These weights have only ever seen the deterministic synthetic market of the "
-                  "offline demo. They demonstrate the training pipeline and the checkpoint format; they know nothing "
-                  "about real markets and must not be used to trade.", ""]  # fmt: skip
-    lines += [
-        "## Use it",
-        "",
-        "A models.yaml entry selects it like any local checkpoint:",
-        "",
-        "```yaml",
-        "models:",
-        f"  kronos-{r.name}:",
-        f"    local_dir: {_rel(o.output)}",
-        f"    max_context: {d.lookback + d.horizon}",
-        "```",
-        "",
-        f"It was trained on windows of {d.lookback} history + {d.horizon} future bars: give it at most "
-        f"{d.lookback} bars of history (the timeframe's `history_bars`) and horizons up to {d.horizon}. Longer "
-        "histories put positions it never saw into the tokenizer and change the normalisation statistics; "
-        "forecasts then get worse.",
-        "",
-        "## Networks",
-        "",
-        "| part | parameters | files | sha256 (model.safetensors) |",
-        "|---|---|---|---|",
-    ]
-    for part, module in (("tokenizer", res.tokenizer), ("model", res.model)):
-        info = infos.get(part)
-        sha = info.sha256["model.safetensors"] if info else ""
-        lines.append(f"| {part} | {sum(p.numel() for p in module.parameters()):,} | "
-                     f"{_mb(info.size_bytes) if info else ''} | `{sha}` |")  # fmt: skip
-    lines += [
-        "",
-        f"Total on disk: {_mb(size)}.",
-        "",
-        "Tokenizer config.json:",
-        "",
-        "```json",
-        tok_cfg.to_json(),
-        "```",
-        "",
-        "Model config.json:",
-        "",
-        "```json",
-        model_cfg.to_json(),
-        "```",
-        "",
-        "## Data",
-        "",
-        f"* Source: {o.data['source']}; symbols {', '.join(d.symbols)}; timeframe {d.timeframe}.",
-        *([f"* Files: {', '.join(f'`{f}`' for f in d.files.values())}."] if o.data["source"] == "csv" else []),
-        f"* Training range: [{d.train_start.date()}, {d.train_end.date()}) — "
-        f"{sum(o.data['train_windows'].values()):,} windows of {d.lookback}+{d.horizon} contiguous bars "
-        f"({', '.join(f'{k}: {v:,}' for k, v in o.data['train_windows'].items())}).",
-        f"* Held-out range: [{d.heldout_start.date()}, {d.heldout_end.date()}) — never seen in training; "
-        "validation losses and the scores below come from it.",
-        "* Normalisation: per window, per feature z-score with the mean and population std of the "
-        f"{d.lookback} lookback bars only (the history a forecast sees), clipped to ±5; the horizon bars are scaled "
-        "with the same statistics.",
-        "",
-        "## Training",
-        "",
-        f"* Seed {r.seed}; device {o.device}; {o.threads} CPU thread(s); torch {torch.__version__}.",
-        f"* Tokenizer: {r.tokenizer.steps} steps × batch {r.tokenizer.batch_size}, AdamW (0.9, 0.95) lr {r.tokenizer.lr:g} "
-        f"(warm-up {r.tokenizer.warmup}, cosine to {r.tokenizer.min_lr_ratio:g}×), weight decay {r.weight_decay:g}, "
-        f"grad clip {r.tokenizer.grad_clip:g}. Loss (MSE(coarse) + MSE(full) + BSQ)/2, BSQ = commitment + "
-        f"ζ·(γ0·sample entropy − γ·codebook entropy), soft-assignment inverse temperature {r.inv_temperature:g}.",
-        f"* Predictor: {r.predictor.steps} steps × batch {r.predictor.batch_size}, lr {r.predictor.lr:g} "
-        f"(warm-up {r.predictor.warmup}, cosine to {r.predictor.min_lr_ratio:g}×), grad clip {r.predictor.grad_clip:g}. "
-        "Loss (CE(s1) + CE(s2 | true s1))/2 on next tokens; the tokenizer is frozen.",
-        f"* Wall time: {o.seconds.get('train_total', 0):.0f} s training"
-        + (f" ({o.seconds['train_cpu_this_call']:.0f} s CPU in the last call)" if "train_cpu_this_call" in o.seconds else "")
-        + f", {o.seconds.get('evaluate', 0):.0f} s held-out evaluation; peak RSS {o.peak_rss_mb:.0f} MB.",
-        "",
-        "### Tokenizer losses (mean over each logging interval; val = held-out windows)",
-        "",
-        curve_markdown(res.history, "tokenizer"),
-        "",
-        "### Predictor losses",
-        "",
-        curve_markdown(res.history, "predictor"),
-        "",
-        "The full curve is in `training.json`.",
-        "",
-    ]
-    if heldout is not None:
-        lines += [
-            "## Held-out forecasts",
-            "",
-            f"{heldout.n_forecasts} forecasts ({ev.origins_per_symbol} origins per symbol spread evenly over the "
-            f"held-out range), {ev.history_bars} bars of history, horizon {ev.horizon}, {ev.n_paths} paths, "
-            f"T={ev.temperature:g}, top_p={ev.top_p:g}, top_k={ev.top_k}, max_context {ev.max_context}. "
-            "Scored with `kronos_assets.metrics.score_paths` on the closes, averaged over origins and steps: CRPS of "
-            "log returns (lower is better; skill = 1 − CRPS / CRPS of random_walk_vol), share of realised closes "
-            "inside the central 80 % / 50 % intervals, direction hit of the median path, Brier score of P(up) and "
-            "of P(volatility amplification) (last step).",
-            "",
-            heldout.markdown(),
-            "",
-            f"`{o.base_label}` is the network training started from "
-            f"({'the same architecture with its seeded initial weights' if r.base.kind == 'scratch' else 'before fine-tuning'}).",
-            "",
-        ]
-    lines += [
-        "## Regenerate",
-        "",
-        "```",
-        command,
-        "```",
-        "",
-        "Training is seeded: on a CPU with the same thread count and torch build the weights come out bit-for-bit "
-        "identical (same sha256 as above); elsewhere they agree to float rounding. The run's settings are in "
-        f"`{_rel(r.source_file)}` (run `{r.name}`, fingerprint `{r.fingerprint()}`).",
-        "",
-    ]
-    path.write_text("\n".join(lines))
+    """Write the card of a finished run beside its checkpoint, whole (via a temp file)."""
+    summary = o.summary()
+    configs = {"tokenizer": o.result.tokenizer.config.to_json(), "model": o.result.model.config.to_json()}
+    text = _render_folder(path.parent, summary, configs)
+    tmp = path.with_name(path.name + ".writing")
+    tmp.write_text(text)
+    tmp.replace(path)
 
 
-def _rel(p: Path | None) -> str:
-    return repo_relative(p) or ""
+def regenerate_model_card(folder: Path) -> str:
+    """The card of a checkpoint folder rebuilt from what it records (training.json, config.json, card_inputs.json
+    and the kept blocks of its current card): what ``kronos-train`` writes when the weights come out the same."""
+    summary = _read_json(folder / "training.json")
+    configs = {part: (folder / part / "config.json").read_text().rstrip("\n") for part in PARTS}
+    return _render_folder(folder, summary, configs)
+
+
+def weights_sha256(summary: Mapping[str, Any]) -> dict[str, str]:
+    """The sha256 of each network's model.safetensors, as the run summary records them."""
+    recorded = summary.get("checkpoint", {})
+    return {part: recorded[part]["sha256"]["model.safetensors"] for part in PARTS if part in recorded}
+
+
+def _render_folder(folder: Path, summary: Mapping[str, Any], configs: Mapping[str, str]) -> str:
+    card = folder / CARD_NAME
+    extra, kept = _measured(folder, summary, card.read_text() if card.is_file() else "")
+    try:
+        return render_model_card(summary, configs, extra, kept)
+    except jinja2.UndefinedError as exc:  # name the file that lacks the field
+        raise ValueError(f"{folder / (CARD_INPUTS if extra else 'training.json')}: {exc}") from exc
+
+
+def _measured(folder: Path, summary: Mapping[str, Any], old_card: str) -> tuple[dict[str, Any] | None, list[str]]:
+    """card_inputs.json and the old card's kept blocks, when they were measured on these very weights."""
+    path = folder / CARD_INPUTS
+    if not path.is_file():
+        return None, []
+    extra = _read_json(path)
+    recorded = extra.get("weights")
+    if not isinstance(recorded, dict) or set(recorded) != set(PARTS):
+        raise ValueError(
+            f"{path}: field 'weights' must map model and tokenizer to the sha256 of their model.safetensors "
+            "(the weights these measurements were made on)"
+        )
+    if recorded != weights_sha256(summary):
+        log.warning(
+            "%s was measured on other weights (sha256 %s): the card leaves out its sections and the kept blocks; "
+            "measure the new weights and update it",
+            path,
+            recorded,
+        )
+        return None, []
+    return extra, [m.group(0) for m in _KEPT_BLOCK.finditer(old_card)]
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{path}: cannot be read as JSON ({exc})") from exc
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a JSON object, got {type(data).__name__}")
+    return data
