@@ -1,16 +1,25 @@
-"""Automation: per timeframe, a schedule that refreshes candles after each bar closes, and a sensor that then
-forecasts, scores and publishes the newest bar. Two runs, because candles (symbol x day) and forecasts
-(symbol x bar) are partitioned differently; the sensor orders them.
+"""Automation: per timeframe, a schedule that refreshes candles after each bar closes, then the forecast, score and
+publish steps of the newest bar.
 
-A tick works at its market's time: the scheduled time, or for a replay market the replay clock's reading at it
-(market/replay.py: replay time moves with the wall clock through the data's last days and stops at its end, where
-the ticks' run keys repeat and Dagster skips them). The candles run is tagged with that time (defs/clock.py), so
-it stores no bar that closes after it."""
+The schedule stays a schedule: it works at its market's time (the scheduled time, or for a replay market the
+replay clock's reading at it; market/replay.py: replay time moves with the wall clock through the data's last
+days and stops at its end, where the ticks' run keys repeat and Dagster skips them), tags the candles run with
+that time (defs/clock.py) so it stores no bar that closes after it, and at 00:05 refreshes the day that just
+ended. A condition sees only Dagster's clock and its newest daily partition (today), and its sensor gives every
+run the same tags.
+
+Downstream, Dagster's declarative automation (``bar_chain_condition``): when a series' clean candles are updated,
+the forecasts, evaluations and published partitions of its newest closed bar are requested, in one run per
+series and bar, as the run-status sensor did before. A replay market keeps that sensor (``build_forecast_sensor``):
+its newest bar is the replay clock's, which Dagster's newest time partition (the wall clock's) is not; uploaded
+markets keep it too (their newest bar is the uploaded file's).
+"""
 
 from typing import Any, Iterator
 
 import dagster as dg
 
+from kronos_assets import environment
 from kronos_assets.defs.clock import market_now, now_tag
 from kronos_assets.defs.partitions import BAR_FMT, MARKETS, Family, day_key, parse_time
 from kronos_assets.market.timeframes import cron_for, last_closed_bar_open
@@ -49,6 +58,8 @@ def build_candles_schedule(settings: Settings, tf: TimeframeSettings, candles_jo
 
 def build_forecast_sensor(tf: TimeframeSettings, candles_job: Any, forecast_job: Any,
                           family: Family = MARKETS) -> dg.SensorDefinition:
+    # Hand-written where no condition names the bar: the replay clock's and the uploaded file's newest bar travel
+    # in the candles run's tags (see the module docstring).
     @dg.run_status_sensor(
         name=f"forecast{family.suffix}_{tf.name}_after_candles",
         run_status=dg.DagsterRunStatus.SUCCESS,
@@ -70,3 +81,33 @@ def build_forecast_sensor(tf: TimeframeSettings, candles_job: Any, forecast_job:
         )
 
     return forecast_after_candles
+
+
+def bar_chain_condition(settings: Settings, family: Family = MARKETS) -> dg.AutomationCondition | None:
+    """The forecasts, evaluations and published assets' condition: their newest bar partition, once any upstream
+    partition of it was updated (the schedule's candles run; in the same tick, the step before it) and nothing
+    upstream or itself is in progress, once per update. ``eager()`` without two of its parts: "newly missing"
+    would forecast at the top of the hour, before the candles run, and "no upstream partition missing" would stop
+    a new deployment whose first evaluations have no forecast to score yet. Model weights are left out, as the
+    sensor left them: a candidate revision is scored by its own job (defs/revisions.py). None (no condition) where
+    the forecast sensor stays."""
+    if family is not MARKETS or settings.replay:
+        return None
+    return (
+        dg.AutomationCondition.in_latest_time_window()
+        & dg.AutomationCondition.any_deps_updated().ignore(dg.AssetSelection.groups("model")).since_last_handled()
+        & ~dg.AutomationCondition.any_deps_in_progress()
+        & ~dg.AutomationCondition.in_progress()
+    ).with_label("newest bar, after its candles")
+
+
+def build_chain_sensor(tf: TimeframeSettings, keys: list[dg.AssetKey]) -> dg.AutomationConditionSensorDefinition:
+    return dg.AutomationConditionSensorDefinition(
+        name=f"forecast_{tf.name}_automation",
+        target=dg.AssetSelection.assets(*keys),
+        default_status=dg.DefaultSensorStatus.RUNNING,  # as the schedule and the sensor it replaces
+        minimum_interval_seconds=environment.sensor_interval_s(30),  # Dagster's default interval
+        emit_backfills=False,  # plain runs, one per series and bar: the dagster/backfill run limit is for backtests
+        description=(f"Forecasts, scores and publishes each series' newest {tf.name} bar once its candles run has "
+                     "updated them (the assets' automation conditions)."),
+    )

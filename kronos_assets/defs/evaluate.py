@@ -7,6 +7,7 @@ once its horizon has closed, and it reads realised candles no later than k.
 
 import dagster as dg
 
+from kronos_assets.defs.automation import bar_chain_condition
 from kronos_assets.defs.forecast import candles_mapping, forecasts_key
 from kronos_assets.defs.ingest import clean_candles_key
 from kronos_assets.defs.metadata import md_table
@@ -44,6 +45,7 @@ def build_evaluations(settings: Settings, tf: TimeframeSettings, family: Family 
             dg.AssetDep(clean_candles_key(tf.name, family), partition_mapping=candles_mapping(-(h - 1))),
         ],
         backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=168),
+        automation_condition=bar_chain_condition(settings, family),
         group_name="evaluate",
         kinds={"duckdb"},
         pool=WRITE_POOL,

@@ -7,7 +7,8 @@ from typing import Any
 import dagster as dg
 
 from kronos_assets.defs.adhoc import build_adhoc
-from kronos_assets.defs.automation import build_candles_schedule, build_forecast_sensor
+from kronos_assets.defs.automation import (bar_chain_condition, build_candles_schedule, build_chain_sensor,
+                                            build_forecast_sensor)
 from kronos_assets.defs.evaluate import build_evaluations, build_track_record
 from kronos_assets.defs.forecast import build_forecasts, forecasts_key
 from kronos_assets.defs.ingest import build_ingest, clean_candles_key
@@ -47,6 +48,12 @@ def build_timeframe(settings: Settings, tf: TimeframeSettings, family: Family = 
                      "rolling-origin backtest run by the same code as live."),
     )
     schedules = [build_candles_schedule(settings, tf, candles_job)] if family is MARKETS else []
+    # The newest bar's forecast, scores and site: the assets' conditions, or the run-status sensor where no
+    # condition names that bar (a replay clock's, an upload's: defs/automation.py).
+    if bar_chain_condition(settings, family) is not None:
+        chain = build_chain_sensor(tf, [a.key for a in downstream])
+    else:
+        chain = build_forecast_sensor(tf, candles_job, forecast_job, family)
     extra_assets = []
     if family is MARKETS:
         # the track record carries its own check (computed in its step, from the record it computed)
@@ -56,7 +63,7 @@ def build_timeframe(settings: Settings, tf: TimeframeSettings, family: Family = 
         asset_checks=checks,
         jobs=[candles_job, forecast_job],
         schedules=schedules,
-        sensors=[build_forecast_sensor(tf, candles_job, forecast_job, family)],
+        sensors=[chain],
     )
     return defs, candles_job
 

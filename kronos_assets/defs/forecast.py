@@ -6,6 +6,7 @@ import time
 
 import dagster as dg
 
+from kronos_assets.defs.automation import bar_chain_condition
 from kronos_assets.defs.ingest import clean_candles_key
 from kronos_assets.defs.model import weighted_models, weights_key
 from kronos_assets.defs.partitions import BAR_FMT, MARKETS, Family, bar_partitions, on_stride, times_by_symbol
@@ -51,6 +52,7 @@ def build_forecasts(settings: Settings, tf: TimeframeSettings, family: Family = 
         deps=[dg.AssetDep(clean_candles_key(tf.name, family), partition_mapping=candles_mapping(-tf.history_bars)),
               *(weights_key(m.key) for m in weighted_models(settings))],
         backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=168),
+        automation_condition=bar_chain_condition(settings, family),
         group_name="forecast",
         # Dagster shows a changed model, sampling or forecasting code as a code-version change in the UI.
         code_version=hashlib.sha256(json.dumps(versions, sort_keys=True).encode()).hexdigest()[:16],

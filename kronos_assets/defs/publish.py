@@ -6,6 +6,7 @@ does not know which. What is published is ``publishing.bars.publish_bars``; the 
 
 import dagster as dg
 
+from kronos_assets.defs.automation import bar_chain_condition
 from kronos_assets.defs.evaluate import evaluations_key
 from kronos_assets.defs.forecast import forecasts_key
 from kronos_assets.defs.partitions import BAR_FMT, bar_partitions, times_by_symbol
@@ -28,6 +29,7 @@ def build_published(settings: Settings, tf: TimeframeSettings) -> dg.AssetsDefin
         partitions_def=bar_partitions(settings, tf),
         deps=[forecasts_key(tf.name), evaluations_key(tf.name)],
         backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=168),
+        automation_condition=bar_chain_condition(settings),
         group_name="publish",
         kinds={"s3", "plotly", "html", "parquet"},
         pool="publish",

@@ -93,7 +93,7 @@ def test_webserver_serves_the_whole_location(tmp_path: Path):
         assert schedules["candles_1h_schedule"] == "5 * * * *"
         sensors = {s["name"] for s in auto["sensorsOrError"]["results"]}
         assert sensors == {s.name for s in repo.sensor_defs}
-        assert {"forecast_1h_after_candles", "uploaded_candles"} <= sensors
+        assert {"forecast_1h_automation", "forecast_uploads_1h_after_candles", "uploaded_candles"} <= sensors
 
     text = log.read_text(errors="replace")
     lower = text.lower()
