@@ -24,7 +24,7 @@ from typing import NamedTuple
 import numpy as np
 from scipy import stats
 
-from kronos_assets.metrics.compare import MIN_INDEPENDENT_HORIZONS
+from kronos_assets.metrics.compare import MIN_INDEPENDENT_HORIZONS, cosine_projections
 
 SIGNIFICANCE = 0.05  # two-sided: a calibrated band is flagged about this often
 COSINES_PER_HORIZON = 2  # cosine terms of the variance estimate per independent horizon (measured, see module doc)
@@ -45,10 +45,6 @@ def path_hits(hits: np.ndarray) -> np.ndarray:
     return h @ step_weights(h.shape[-1])
 
 
-def _cosines(n: int, terms: int) -> np.ndarray:
-    return np.sqrt(2.0 / n) * np.cos(np.pi * np.arange(1, terms + 1)[:, None] * (np.arange(n) + 0.5) / n)
-
-
 def cosine_terms(n: int, horizon: int) -> int:
     return max(2, COSINES_PER_HORIZON * (n // horizon))
 
@@ -61,7 +57,7 @@ def coverage_batch(x: np.ndarray, expected: float | np.ndarray, horizon: int) ->
     d = x - expected
     n = d.shape[1]
     q = cosine_terms(n, horizon)
-    lam = (d - d.mean(axis=1, keepdims=True)) @ _cosines(n, q).T
+    lam = cosine_projections(d - d.mean(axis=1, keepdims=True), q)
     # Hits vary as p(1 - p): rescaled to the calibrated coverage's variance (the null's), so that a band that
     # happens to cover more is not judged on a smaller standard error (false flags split evenly both ways).
     m = x.mean(axis=1)

@@ -15,7 +15,8 @@ from kronos_assets.publishing.public import public_forecast, rounded
 from kronos_assets.settings import BASELINES
 from kronos_assets.track_record import confidence_tables, newest_scored_origin, verdicts
 from kronos_assets.track_record import scoreboard as board_rows
-from kronos_assets.warehouse import Warehouse, json_rows, read_sql
+from kronos_assets.warehouse import Warehouse, json_rows
+from kronos_assets.warehouse.score_sums import HITS
 
 CHART_BARS = 96
 PAST_FORECASTS = 72
@@ -219,7 +220,8 @@ def with_coverage_tests(wh: Warehouse, timeframe: str, board: list[dict[str, Any
     """Adds to each all-time row the 80 % band's coverage pooled over the path (``coverage_80_path``), the test's
     p-value and its judgement (``coverage_80_flag``: 'too narrow', 'too wide' or None; kronos_assets.metrics.
     coverage); None for a point forecast (no band)."""
-    hits = wh.query(read_sql("coverage_path.sql"), {"timeframe": timeframe})
+    hits = wh.query(f"SELECT symbol, model, origin, hit_80, expected_80, horizon FROM {HITS} WHERE timeframe = ? "
+                    "ORDER BY symbol, model, origin", [timeframe])  # kept by the scoring step: one row a forecast
     series = hits.partition_by("symbol", "model", as_dict=True, maintain_order=True) if hits.height else {}
     for r in board:
         part = series.get((r["symbol"], r["model"]))

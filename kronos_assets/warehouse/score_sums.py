@@ -7,7 +7,8 @@ random walk with volatility behind the skill columns; ``score_months`` the same 
 all-time window). Their columns come from the registry, so a new mean metric appears here without another edit
 (its migration rebuilds the tables, ``rebuilder``). ``score_bins`` holds per month, at the horizon's last step,
 the PIT histogram's counts, the reliability bins of P(up) and the direction-by-confidence bands (one ``kind``
-each).
+each). ``path_hits`` holds, per scored forecast (all its steps stored), its 80 % band's hits pooled over the path
+(coverage_path.sql): the input of the coverage test, one row per forecast instead of every step's score.
 
 The scoring step re-aggregates the days whose scores it replaced in the same transaction as the scores
 (``refresh``), so a kill -9 never leaves the two apart. Plain SQL over a DuckDB connection: no Dagster.
@@ -22,7 +23,8 @@ from typing import Any
 from kronos_assets.metrics.registry import CONFIDENT_DOWN, CONFIDENT_UP, NA_WHEN, Metric, metrics, on_board
 from kronos_assets.warehouse.sql import read_sql
 
-SUMS, MONTHS, BINS = "score_sums", "score_months", "score_bins"
+SUMS, MONTHS, BINS, HITS = "score_sums", "score_months", "score_bins", "path_hits"
+HITS_SINCE = 7  # the schema version that added path_hits
 BASELINE = "random_walk_vol"  # the skill columns' reference (track_record.BASELINE)
 NOMINALS = (50, 80, 90)  # expected_coverage_* of the scoreboard
 _MONTH_OF_DAY = "CAST(date_trunc('month', day) AS DATE)"
@@ -60,6 +62,19 @@ def create(con: Any, upto: int | None = None) -> None:
     con.execute(f"CREATE TABLE IF NOT EXISTS {BINS} (symbol VARCHAR NOT NULL, timeframe VARCHAR NOT NULL, "
                 "model VARCHAR NOT NULL, month DATE NOT NULL, kind VARCHAR NOT NULL, bin INTEGER NOT NULL, "
                 "n BIGINT, point_n BIGINT, p_sum DOUBLE, up_n BIGINT, calls BIGINT, hits DOUBLE)")
+    if upto is None or upto >= HITS_SINCE:
+        _create_hits(con)
+
+
+def _create_hits(con: Any) -> None:
+    con.execute(f"CREATE TABLE IF NOT EXISTS {HITS} (symbol VARCHAR NOT NULL, timeframe VARCHAR NOT NULL, "
+                "model VARCHAR NOT NULL, origin TIMESTAMPTZ NOT NULL, horizon INTEGER, hit_80 DOUBLE, "
+                "expected_80 DOUBLE)")
+
+
+def hits_select(where: str) -> str:
+    """coverage_path.sql's rows for the evaluations matching ``where`` (on ``e``)."""
+    return read_sql("coverage_path.sql").replace("/* where */", where)
 
 
 def months_select(where: str, upto: int | None = None) -> str:
@@ -118,15 +133,17 @@ def bins_select(where: str, upto: int | None = None) -> str:
         "/* registry: by confidence */", ("UNION ALL\n" + confidence) if confidence else "")
 
 
-def _origins_on(symbol: str, timeframe: str, periods: Sequence[date], length: str) -> tuple[str, list[Any]]:
-    """A filter on ``e`` for one series' origins in the UTC ``periods`` (days or months, their first days), with
-    a constant origin range DuckDB prunes on."""
+def _origins_on(symbol: str, timeframe: str, periods: Sequence[date], length: str, on: str = "e.",
+                ) -> tuple[str, list[Any]]:
+    """A filter on ``e`` (``on``: the columns' prefix) for one series' origins in the UTC ``periods`` (days or
+    months, their first days), with a constant origin range DuckDB prunes on."""
     last = max(periods)
     end = (last + timedelta(days=1) if length == "day"
            else date(last.year + last.month // 12, last.month % 12 + 1, 1))  # the first day of the next month
     lo, hi = (datetime.combine(d, datetime.min.time(), timezone.utc) for d in (min(periods), end))
-    where = (f"e.symbol = ? AND e.timeframe = ? AND e.origin >= {ts_literal(lo)} AND e.origin < {ts_literal(hi)} "
-             f"AND CAST(date_trunc('{length}', timezone('UTC', e.origin)) AS DATE) IN (SELECT unnest(?::DATE[]))")
+    where = (f"{on}symbol = ? AND {on}timeframe = ? AND {on}origin >= {ts_literal(lo)} AND {on}origin < "
+             f"{ts_literal(hi)} AND CAST(date_trunc('{length}', timezone('UTC', {on}origin)) AS DATE) "
+             "IN (SELECT unnest(?::DATE[]))")
     return where, [symbol, timeframe, sorted(periods)]
 
 
@@ -149,6 +166,8 @@ def refresh(con: Any, symbol: str, timeframe: str, days: Sequence[date]) -> None
     con.execute(f"INSERT INTO {MONTHS} {months_select(keyed.format(_MONTH_OF_DAY))}", month_params)
     con.execute(f"DELETE FROM {BINS} WHERE {keyed.format('month')}", month_params)
     con.execute(f"INSERT INTO {BINS} {bins_select(by_month)}", month_params)
+    con.execute(f"DELETE FROM {HITS} WHERE {_origins_on(symbol, timeframe, days, 'day', on='')[0]}", day_params)
+    con.execute(f"INSERT INTO {HITS} {hits_select(by_day)} ORDER BY origin", day_params)
 
 
 def rebuilder(version: int | None) -> Callable[[Any], None]:
@@ -163,6 +182,13 @@ def rebuilder(version: int | None) -> Callable[[Any], None]:
         con.execute(f"INSERT INTO {BINS} {bins_select('TRUE', version)} ORDER BY month")
 
     return rebuild
+
+
+def rebuild_hits(con: Any) -> None:
+    """Schema version 7's migration: ``path_hits`` made from every stored score (inside its transaction)."""
+    con.execute(f"DROP TABLE IF EXISTS {HITS}")
+    _create_hits(con)
+    con.execute(f"INSERT INTO {HITS} {hits_select('TRUE')} ORDER BY origin")
 
 
 def board_select(parts: str) -> str:

@@ -12,7 +12,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from kronos_assets.metrics.coverage import coverage_batch, coverage_test, path_hits, step_weights
 from kronos_assets.publishing.sentences import coverage_judgement, score_cells
-from kronos_assets.warehouse import read_sql
+from kronos_assets.warehouse.score_sums import hits_select
 
 H, N_PATHS = 24, 30
 EXPECTED = 0.8 * (N_PATHS - 1) / (N_PATHS + 1)  # 74.8 %
@@ -92,7 +92,7 @@ def test_coverage_path_sql_pools_complete_forecasts_as_step_weights_does() -> No
         steps = range(1, 5) if i != 2 else range(1, 4)  # origin 2 not fully scored: left out
         con.executemany("INSERT INTO evaluations VALUES ('BTC/USDT', '1h', ?, 'm', ?, 4, ?)",
                         [[origin, s, row[s - 1]] for s in steps])
-    got = con.execute(read_sql("coverage_path.sql"), {"timeframe": "1h"}).pl()
+    got = con.execute(hits_select("e.timeframe = '1h'") + " ORDER BY origin").pl()
     keep = [0, 1, 3, 4]
     assert got["origin"].to_list() == [t0 + timedelta(hours=i) for i in keep]
     assert got["hit_80"].to_numpy() == pytest.approx(path_hits(hits[keep]))
@@ -107,3 +107,13 @@ def test_the_scoreboard_cell_says_which_way_and_the_pooled_coverage() -> None:
     cell = score_cells(row, 10)[5]
     assert cell == "75.0 % (74.8 %) · too narrow (64.1 % over the path)"
     assert "too narrow" not in score_cells(row, 9)[5]  # too few horizons: no judgement shown
+
+
+@pytest.mark.parametrize("n, terms", [(240, 20), (240, 240), (8760, 730), (5, 9)])
+def test_the_cosine_projections_by_fft_equal_the_basis_matrix(n: int, terms: int) -> None:
+    """The coverage test's long-run variance over a year of origins: the FFT (O(n log n)) gives what the terms x n
+    cosine matrix gave, to 1e-12 (terms beyond n - 1 included)."""
+    from kronos_assets.metrics.compare import _cosines, cosine_projections
+
+    x = np.random.default_rng(n).normal(size=(3, n))
+    assert cosine_projections(x, terms) == pytest.approx(x @ _cosines(n, terms).T, rel=1e-12, abs=1e-12)

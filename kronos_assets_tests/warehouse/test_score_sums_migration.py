@@ -1,4 +1,4 @@
-"""The migration that creates the track record's running aggregates (score_sums, score_bins) on a warehouse of an
+"""The migrations that create the track record's running aggregates (score_sums, score_bins; path_hits) on a warehouse of an
 older release: filled from its stored scores in one transaction, every published number the same as computed
 over every stored score, and a kill -9 inside it healed by a plain re-open."""
 
@@ -11,7 +11,7 @@ import pytest
 
 from kronos_assets.track_record import track_record
 from kronos_assets.warehouse import Warehouse, migrations
-from kronos_assets.warehouse.score_sums import BINS, SUMS
+from kronos_assets.warehouse.score_sums import BINS, HITS, HITS_SINCE, SUMS
 from kronos_assets_tests.evaluate.test_score_sums import assert_fresh, assert_same, whole_table
 from kronos_assets_tests.warehouse.old_homes import RELEASES, killed_inside, table_columns, table_digests, unpack
 
@@ -37,19 +37,21 @@ def test_the_aggregates_of_an_old_warehouse_give_the_same_record(commit: str, tm
     wh.close()
 
 
-def test_kill_9_inside_the_migration_leaves_no_aggregates_and_a_rerun_fills_them(tmp_path: Path):
+@pytest.mark.parametrize("version, absent", [(VERSION, (SUMS, BINS, HITS)), (HITS_SINCE, (HITS,))])
+def test_kill_9_inside_the_migration_leaves_no_aggregates_and_a_rerun_fills_them(tmp_path: Path, version: int,
+                                                                                  absent: tuple[str, ...]):
     path = _old_warehouse("58da6cc", tmp_path)
     columns = table_columns(path)
     before = table_digests(path)
-    copy = killed_inside(path, VERSION, tmp_path / "after_kill.duckdb")
+    copy = killed_inside(path, version, tmp_path / "after_kill.duckdb")
     con = duckdb.connect(str(copy))
-    assert migrations.state(con).version == VERSION - 1
+    assert migrations.state(con).version == version - 1
     tables = {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
-    assert SUMS not in tables and BINS not in tables  # nothing half-made
+    assert not tables & set(absent)  # nothing half-made
     con.close()
     assert table_digests(copy, columns) == before  # the migrations before it committed, every score kept
     wh = Warehouse(path)
-    assert wh.migrate() == (VERSION - 1, migrations.NEWEST)  # the plain re-run
+    assert wh.migrate() == (version - 1, migrations.NEWEST)  # the plain re-run
     assert_fresh(wh)
     assert_same(track_record(wh, "1h"), whole_table(wh, "1h"))
     wh.close()
