@@ -180,6 +180,8 @@ def rebuilder(version: int | None) -> Callable[[Any], None]:
         con.execute(f"INSERT INTO {SUMS} {sums_select('TRUE', version)} ORDER BY day")
         con.execute(f"INSERT INTO {MONTHS} {months_select('TRUE', version)} ORDER BY month")
         con.execute(f"INSERT INTO {BINS} {bins_select('TRUE', version)} ORDER BY month")
+        if version is None:  # everything made again (a benchmark's grown warehouse): path_hits too
+            rebuild_hits(con)
 
     return rebuild
 
