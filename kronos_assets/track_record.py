@@ -2,7 +2,8 @@
 significant), the reliability of P(up) and the PIT histogram. SQL in dbt_free_sql/ does the aggregation; the
 Diebold-Mariano tests need a t distribution, so they are computed here from the losses the SQL selects.
 
-A verdict compares a model, on the same origins, with three references:
+A verdict compares a model, on the same origins, with the references the metric registry declares
+(``metrics.registry.Verdict``; ``measures`` and ``loss_pairs_sql`` derive from it), today three:
 
 * CRPS against the random walk with volatility (the baseline a probabilistic forecast has to beat);
 * the absolute error of its median against that of the last price (what the plain random walk forecasts);
@@ -18,9 +19,12 @@ import numpy as np
 import polars as pl
 
 from kronos_assets.metrics import MIN_INDEPENDENT_HORIZONS, TooFewHorizons, TooPersistent, diebold_mariano
-from kronos_assets.metrics.registry import CONFIDENCE_BANDS, board_sql, confidence_table, metrics, skill_sql
+# BASELINE and COIN_FLIP_BRIER: the registry's, read from here too (publishing.verify, study_record)
+from kronos_assets.metrics.registry import (BASELINE, COIN_FLIP_BRIER, CONFIDENCE_BANDS, NA_COLUMNS, Metric,
+                                            board_sql, confidence_table, judged, loss_pairs_sql as _loss_pairs_sql,
+                                            metrics, skill_sql)
 from kronos_assets.warehouse import Warehouse, json_rows, read_sql
-from kronos_assets.warehouse.score_sums import BINS, MONTHS, SUMS, board_select, sums_select, ts_literal
+from kronos_assets.warehouse.score_sums import BINS, FINAL, MONTHS, SUMS, board_select, sums_select, ts_literal
 
 BOARD_WINDOWS = {"7d": 7, "30d": 30, "90d": 90, "all": None}  # scoreboard.sql's windows
 # The verdicts' window only: a DM test's variance estimate needs every loss of its window, so an all-time test
@@ -28,15 +32,17 @@ BOARD_WINDOWS = {"7d": 7, "30d": 30, "90d": 90, "all": None}  # scoreboard.sql's
 DM_WINDOWS = {"30d": 30}
 VERDICT_WINDOW = "30d"  # what the dashboard, latest.json and scoreboard.json say in words
 SIGNIFICANCE = 0.05
-COIN_FLIP_BRIER = 0.25
-BASELINE = "random_walk_vol"
-NAMES = {"random_walk": "random walk", "random_walk_vol": "random walk with volatility"}
-# (measure, model's loss column, reference's loss column or a constant, reference's name)
-MEASURES = (
-    ("crps", "crps_model", "crps_baseline", NAMES[BASELINE]),
-    ("point_error", "rel_error_model", "rel_error_last_price", "the last price"),
-    ("p_up", "brier_model", COIN_FLIP_BRIER, "a coin flip"),
-)
+
+
+def measures() -> list[tuple[str, str, str | float, str]]:
+    """(measure, model's loss column, reference's loss column or a constant, reference's name) of each metric the
+    registry tests in a verdict, in their order (read at call time: a test may register one more)."""
+    return [(v.measure, v.loss, v.reference, v.reference_name) for m in judged() if (v := m.verdict)]
+
+
+def loss_pairs_sql() -> str:
+    """loss_pairs.sql with the registry's losses and references in its slots (the verdicts' input)."""
+    return _loss_pairs_sql(read_sql("loss_pairs.sql"))
 
 
 def scoreboard_sql() -> str:
@@ -108,8 +114,8 @@ def confidence_tables(wh: Any, timeframe: str, scored_before: datetime | None = 
     before ``scored_before`` (None: all); point forecasts (no P(up)) left out."""
     out = []
     for m in (m for m in metrics() if m.aggregate == "by_confidence"):
-        df = wh.query(f"SELECT symbol, model, p_up, {m.name}, width_90 FROM evaluations WHERE timeframe = ? "
-                      "AND step = horizon AND (CAST(? AS TIMESTAMPTZ) IS NULL OR scored_bar < ?) "
+        df = wh.query(f"SELECT symbol, model, p_up, {m.name}, width_90 FROM {FINAL} WHERE timeframe = ? "
+                      "AND (CAST(? AS TIMESTAMPTZ) IS NULL OR scored_bar < ?) "
                       "AND (CAST(? AS VARCHAR[]) IS NULL OR list_contains(CAST(? AS VARCHAR[]), symbol)) "
                       "ORDER BY symbol, model, origin", [timeframe, scored_before, scored_before, symbols, symbols])
         for (symbol, model), grp in df.group_by(["symbol", "model"], maintain_order=True):
@@ -169,7 +175,7 @@ def verdicts(wh: Any, timeframe: str, days: int | None = 30, scored_before: date
     forecast scored before ``scored_before`` (None: all), each with its plain-words ``sentence``. ``floor``: an
     origin the window does not reach back to (``window_floor``): only the scores after it are read."""
     after = "" if floor is None else f"AND origin > {ts_literal(floor)}"
-    pairs = wh.query(read_sql("loss_pairs.sql").replace("/* window floor */", after),
+    pairs = wh.query(loss_pairs_sql().replace("/* window floor */", after),
                      {"timeframe": timeframe, "days": days, "scored_before": scored_before})
     if symbols is not None:
         pairs = pairs.filter(pl.col("symbol").is_in(symbols))
@@ -182,19 +188,29 @@ def verdicts(wh: Any, timeframe: str, days: int | None = 30, scored_before: date
             "min_independent": MIN_INDEPENDENT_HORIZONS,
             "first_origin": grp["origin"][0].isoformat(), "last_origin": grp["origin"][-1].isoformat(),
         }
-        point = bool(grp["point_forecast"].all())  # no P(up): a point forecast says nothing about the odds
-        for measure, loss, reference, ref_name in MEASURES:
-            if (measure == "crps" and model == BASELINE) or (measure == "p_up" and point):
+        for m in judged():
+            v = m.verdict
+            assert v is not None
+            measure, loss, reference = v.measure, v.loss, v.reference
+            if model == v.model or _not_applicable(m, grp):
                 row[measure] = None
             elif isinstance(reference, str) and grp[loss].equals(grp[reference]):
                 row[measure] = None  # its forecast is the reference itself (the random walk's median)
             else:
                 row[measure] = compare_losses(grp, loss, reference, horizon)
                 if row[measure] is not None:
-                    row[measure]["reference_name"] = ref_name
+                    row[measure]["reference_name"] = v.reference_name
         row["sentence"] = verdict_sentence(row)
         out.append(row)
     return out
+
+
+def _not_applicable(m: Metric, grp: pl.DataFrame) -> bool:
+    """A metric that does not apply to this model (``Metric.applies``): a probabilistic one to a point forecast
+    (no P(up): it says nothing about the odds), a directional one to a model that never forecasts a move."""
+    if m.applies not in NA_COLUMNS:
+        return False
+    return bool(grp[NA_COLUMNS[m.applies][0]].all())
 
 
 def crps_standing(rows: list[dict[str, Any]], model: str) -> dict[str, str]:
@@ -242,6 +258,9 @@ def _window(v: dict[str, Any]) -> str:
     return f"the last {days} days"
 
 
+_OWN_PHRASES = ("crps", "point_error", "p_up")  # the measures verdict_sentence words its own way
+
+
 def verdict_sentence(v: dict[str, Any]) -> str:
     """Who wins on CRPS, point error and P(up), by how much, over which window, and whether it is significant."""
     model, h = v["model"], v["horizon"]
@@ -273,6 +292,14 @@ def verdict_sentence(v: dict[str, Any]) -> str:
         side = "better" if p_up["model"] < COIN_FLIP_BRIER else "worse"
         parts.append(f"its P(up) did {side} than a coin flip (Brier {p_up['model']:.3f} vs 0.250; "
                      f"{_significance(p_up)})")
+    for m in judged():  # a measure registered after these three: said the same way for each
+        verdict = m.verdict
+        assert verdict is not None
+        c = v.get(verdict.measure) if verdict.measure not in _OWN_PHRASES else None
+        if c and c["relative"] is not None:
+            side = "better" if c["relative"] < 0 else "worse"
+            parts.append(f"on {verdict.label or m.description} it was {100 * abs(c['relative']):.1f} % {side} than "
+                         f"the reference ({c['reference_name']}; {_significance(c)})")
     head = (f"Over {window} ({v['n']} forecasts, {span}, ≈{v['n_independent']} independent {h}-bar horizons), ")
     return head + ", ".join(parts[:-1]) + ", and " + parts[-1] + "."
 
@@ -282,7 +309,7 @@ def dm_table(rows: list[dict[str, Any]], window_name: str) -> list[dict[str, Any
     return [{"symbol": v["symbol"], "timeframe": v["timeframe"], "model": v["model"], "window_name": window_name,
              "measure": m, "reference": c["reference_name"], "n": c["n"], "n_independent": c["n_independent"],
              "statistic": c["statistic"], "p_value": c["p_value"], "verdict": c["verdict"]}
-            for v in rows for m, *_ in MEASURES if (c := v.get(m))]
+            for v in rows for m, *_ in measures() if (c := v.get(m))]
 
 
 def track_record(wh: Warehouse, timeframe: str, as_of: datetime | None = None) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from kronos_assets.settings import BASELINES
 from kronos_assets.track_record import confidence_tables, newest_scored_origin, verdicts
 from kronos_assets.track_record import scoreboard as board_rows
 from kronos_assets.warehouse import Warehouse, json_rows
-from kronos_assets.warehouse.score_sums import HITS
+from kronos_assets.warehouse.score_sums import FINAL
 
 CHART_BARS = 96
 PAST_FORECASTS = 72
@@ -123,12 +123,9 @@ def track_record(wh: Warehouse, symbol: str, timeframe: str, model: str, origin:
     count of non-overlapping horizons behind it. ``enough`` says whether the numbers mean anything yet; whether a
     difference is significant is the verdict's (``kronos_assets.track_record.verdicts``).
     """
-    df = wh.query(
-        "SELECT e.origin, e.model, e.crps, e.p_up, e.brier_up, e.brier_vol_amp, e.pit, "
-        "CAST(e.realised > f.last_close AS INTEGER) AS up "
-        "FROM evaluations e JOIN forecasts f USING (symbol, timeframe, origin, model) "
-        "WHERE e.symbol = ? AND e.timeframe = ? AND e.step = e.horizon AND e.scored_bar < ? "
-        "ORDER BY e.origin, e.model",
+    df = wh.query(  # the last steps, kept by the scoring step in final_scores: not a scan of every score
+        f"SELECT origin, model, crps, p_up, brier_up, brier_vol_amp, pit, up FROM {FINAL} "
+        "WHERE symbol = ? AND timeframe = ? AND scored_bar < ? ORDER BY origin, model",
         [symbol, timeframe, origin],
     )
     span = horizon * bar
@@ -220,8 +217,8 @@ def with_coverage_tests(wh: Warehouse, timeframe: str, board: list[dict[str, Any
     """Adds to each all-time row the 80 % band's coverage pooled over the path (``coverage_80_path``), the test's
     p-value and its judgement (``coverage_80_flag``: 'too narrow', 'too wide' or None; kronos_assets.metrics.
     coverage); None for a point forecast (no band)."""
-    hits = wh.query(f"SELECT symbol, model, origin, hit_80, expected_80, horizon FROM {HITS} WHERE timeframe = ? "
-                    "ORDER BY symbol, model, origin", [timeframe])  # kept by the scoring step: one row a forecast
+    hits = wh.query(f"SELECT symbol, model, origin, hit_80, expected_80, horizon FROM {FINAL} WHERE timeframe = ? "
+                    "AND hit_80 IS NOT NULL ORDER BY symbol, model, origin", [timeframe])  # one row a forecast
     series = hits.partition_by("symbol", "model", as_dict=True, maintain_order=True) if hits.height else {}
     for r in board:
         part = series.get((r["symbol"], r["model"]))

@@ -60,8 +60,8 @@ TABLE_MIGRATIONS: tuple[Migration, ...] = (
     Migration(6, "score_sums, score_months and score_bins: the track record's running aggregates, from the stored "
               "scores",
               score_sums.rebuilder(6)),
-    Migration(score_sums.HITS_SINCE, "path_hits: each scored forecast's 80 % band hits pooled over its path, for the "
-              "coverage test", score_sums.rebuild_hits),
+    Migration(score_sums.FINAL_SINCE, "final_scores: each scored forecast's last step and its 80 % band hits pooled "
+              "over its path, for the per-series track record and the coverage test", score_sums.rebuild_finals),
 )
 
 

@@ -7,8 +7,10 @@ random walk with volatility behind the skill columns; ``score_months`` the same 
 all-time window). Their columns come from the registry, so a new mean metric appears here without another edit
 (its migration rebuilds the tables, ``rebuilder``). ``score_bins`` holds per month, at the horizon's last step,
 the PIT histogram's counts, the reliability bins of P(up) and the direction-by-confidence bands (one ``kind``
-each). ``path_hits`` holds, per scored forecast (all its steps stored), its 80 % band's hits pooled over the path
-(coverage_path.sql): the input of the coverage test, one row per forecast instead of every step's score.
+each). ``final_scores`` holds, per forecast whose last step is scored, that step's evaluation row, whether the
+close ended above the last one (``up``) and its 80 % band's hits pooled over the path (coverage_path.sql; NULL
+until every step is scored): what the per-series track record, the direction-by-confidence tables and the
+coverage test read, one row per forecast instead of scanning every step's score.
 
 The scoring step re-aggregates the days whose scores it replaced in the same transaction as the scores
 (``refresh``), so a kill -9 never leaves the two apart. Plain SQL over a DuckDB connection: no Dagster.
@@ -23,8 +25,8 @@ from typing import Any
 from kronos_assets.metrics.registry import CONFIDENT_DOWN, CONFIDENT_UP, NA_WHEN, Metric, metrics, on_board
 from kronos_assets.warehouse.sql import read_sql
 
-SUMS, MONTHS, BINS, HITS = "score_sums", "score_months", "score_bins", "path_hits"
-HITS_SINCE = 7  # the schema version that added path_hits
+SUMS, MONTHS, BINS, FINAL = "score_sums", "score_months", "score_bins", "final_scores"
+FINAL_SINCE = 7  # the schema version that added final_scores
 BASELINE = "random_walk_vol"  # the skill columns' reference (track_record.BASELINE)
 NOMINALS = (50, 80, 90)  # expected_coverage_* of the scoreboard
 _MONTH_OF_DAY = "CAST(date_trunc('month', day) AS DATE)"
@@ -62,19 +64,18 @@ def create(con: Any, upto: int | None = None) -> None:
     con.execute(f"CREATE TABLE IF NOT EXISTS {BINS} (symbol VARCHAR NOT NULL, timeframe VARCHAR NOT NULL, "
                 "model VARCHAR NOT NULL, month DATE NOT NULL, kind VARCHAR NOT NULL, bin INTEGER NOT NULL, "
                 "n BIGINT, point_n BIGINT, p_sum DOUBLE, up_n BIGINT, calls BIGINT, hits DOUBLE)")
-    if upto is None or upto >= HITS_SINCE:
-        _create_hits(con)
+    if upto is None or upto >= FINAL_SINCE:
+        con.execute(f"CREATE TABLE IF NOT EXISTS {FINAL} AS {finals_select('FALSE')}")
 
 
-def _create_hits(con: Any) -> None:
-    con.execute(f"CREATE TABLE IF NOT EXISTS {HITS} (symbol VARCHAR NOT NULL, timeframe VARCHAR NOT NULL, "
-                "model VARCHAR NOT NULL, origin TIMESTAMPTZ NOT NULL, horizon INTEGER, hit_80 DOUBLE, "
-                "expected_80 DOUBLE)")
-
-
-def hits_select(where: str) -> str:
-    """coverage_path.sql's rows for the evaluations matching ``where`` (on ``e``)."""
-    return read_sql("coverage_path.sql").replace("/* where */", where)
+def finals_select(where: str) -> str:
+    """``final_scores``' rows for the evaluations matching ``where`` (on ``e``): its columns are the evaluations'
+    (a metric's migration makes the table again, ``rebuilder``) and three more."""
+    hits = read_sql("coverage_path.sql").replace("/* where */", where)
+    return f"""SELECT e.*, CAST(e.realised > f.last_close AS INTEGER) AS up, h.hit_80, h.expected_80
+FROM evaluations e JOIN forecasts f USING (symbol, timeframe, origin, model)
+LEFT JOIN ({hits}) h USING (symbol, timeframe, model, origin)
+WHERE e.step = e.horizon AND {where}"""
 
 
 def months_select(where: str, upto: int | None = None) -> str:
@@ -166,8 +167,8 @@ def refresh(con: Any, symbol: str, timeframe: str, days: Sequence[date]) -> None
     con.execute(f"INSERT INTO {MONTHS} {months_select(keyed.format(_MONTH_OF_DAY))}", month_params)
     con.execute(f"DELETE FROM {BINS} WHERE {keyed.format('month')}", month_params)
     con.execute(f"INSERT INTO {BINS} {bins_select(by_month)}", month_params)
-    con.execute(f"DELETE FROM {HITS} WHERE {_origins_on(symbol, timeframe, days, 'day', on='')[0]}", day_params)
-    con.execute(f"INSERT INTO {HITS} {hits_select(by_day)} ORDER BY origin", day_params)
+    con.execute(f"DELETE FROM {FINAL} WHERE {_origins_on(symbol, timeframe, days, 'day', on='')[0]}", day_params)
+    con.execute(f"INSERT INTO {FINAL} {finals_select(by_day)} ORDER BY origin", day_params * 2)
 
 
 def rebuilder(version: int | None) -> Callable[[Any], None]:
@@ -180,17 +181,16 @@ def rebuilder(version: int | None) -> Callable[[Any], None]:
         con.execute(f"INSERT INTO {SUMS} {sums_select('TRUE', version)} ORDER BY day")
         con.execute(f"INSERT INTO {MONTHS} {months_select('TRUE', version)} ORDER BY month")
         con.execute(f"INSERT INTO {BINS} {bins_select('TRUE', version)} ORDER BY month")
-        if version is None:  # everything made again (a benchmark's grown warehouse): path_hits too
-            rebuild_hits(con)
+        if version is None or version >= FINAL_SINCE:  # with the evaluations' columns of that version
+            rebuild_finals(con)
 
     return rebuild
 
 
-def rebuild_hits(con: Any) -> None:
-    """Schema version 7's migration: ``path_hits`` made from every stored score (inside its transaction)."""
-    con.execute(f"DROP TABLE IF EXISTS {HITS}")
-    _create_hits(con)
-    con.execute(f"INSERT INTO {HITS} {hits_select('TRUE')} ORDER BY origin")
+def rebuild_finals(con: Any) -> None:
+    """Schema version 7's migration: ``final_scores`` made from every stored score (inside its transaction)."""
+    con.execute(f"DROP TABLE IF EXISTS {FINAL}")
+    con.execute(f"CREATE TABLE {FINAL} AS {finals_select('TRUE')} ORDER BY origin")
 
 
 def board_select(parts: str) -> str:

@@ -1,4 +1,4 @@
-"""The track record's running aggregates (warehouse/score_sums.py, and the coverage test's path_hits): equal to a recomputation from every stored
+"""The track record's running aggregates (warehouse/score_sums.py, and final_scores): equal to a recomputation from every stored
 score after scoring in several runs, after a forecast is made again and rescored, and after paths are pruned; and
 the track record computed from them equal to the one computed over every stored score (the SQL files' whole-table
 queries), windows cut mid-day included."""
@@ -17,7 +17,7 @@ from kronos_assets.track_record import (DM_WINDOWS, VERDICT_WINDOW, confidence_t
                                         track_record, verdicts, window_floor)
 from kronos_assets.warehouse import Warehouse, json_rows, read_sql
 from kronos_assets.warehouse.paths_retention import prune_paths
-from kronos_assets.warehouse.score_sums import (BINS, HITS, MONTHS, SUMS, bins_select, hits_select, months_select,
+from kronos_assets.warehouse.score_sums import (BINS, FINAL, MONTHS, SUMS, bins_select, finals_select, months_select,
                                                 sums_select)
 from kronos_assets_tests.evaluate.planted import HOUR, T0, plant, score
 
@@ -60,7 +60,7 @@ def assert_same(got: Any, want: Any, where: str = "record") -> None:
 def assert_fresh(wh: Warehouse) -> None:
     """The stored aggregates equal the same aggregates computed now from every stored score."""
     for table, select in ((SUMS, sums_select("TRUE")), (BINS, bins_select("TRUE")), (MONTHS, months_select("TRUE")),
-                          (HITS, hits_select("TRUE"))):
+                          (FINAL, finals_select("TRUE"))):
         stored = wh.query(f"SELECT * FROM {table} ORDER BY ALL")
         fresh = wh.query(f"SELECT * FROM ({select}) ORDER BY ALL")
         assert stored.height > 0

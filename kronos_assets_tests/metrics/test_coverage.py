@@ -12,7 +12,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from kronos_assets.metrics.coverage import coverage_batch, coverage_test, path_hits, step_weights
 from kronos_assets.publishing.sentences import coverage_judgement, score_cells
-from kronos_assets.warehouse.score_sums import hits_select
+from kronos_assets.warehouse import read_sql
 
 H, N_PATHS = 24, 30
 EXPECTED = 0.8 * (N_PATHS - 1) / (N_PATHS + 1)  # 74.8 %
@@ -92,7 +92,7 @@ def test_coverage_path_sql_pools_complete_forecasts_as_step_weights_does() -> No
         steps = range(1, 5) if i != 2 else range(1, 4)  # origin 2 not fully scored: left out
         con.executemany("INSERT INTO evaluations VALUES ('BTC/USDT', '1h', ?, 'm', ?, 4, ?)",
                         [[origin, s, row[s - 1]] for s in steps])
-    got = con.execute(hits_select("e.timeframe = '1h'") + " ORDER BY origin").pl()
+    got = con.execute(read_sql("coverage_path.sql").replace("/* where */", "e.timeframe = '1h'") + " ORDER BY origin").pl()
     keep = [0, 1, 3, 4]
     assert got["origin"].to_list() == [t0 + timedelta(hours=i) for i in keep]
     assert got["hit_80"].to_numpy() == pytest.approx(path_hits(hits[keep]))

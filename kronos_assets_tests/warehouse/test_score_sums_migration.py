@@ -1,4 +1,4 @@
-"""The migrations that create the track record's running aggregates (score_sums, score_bins; path_hits) on a warehouse of an
+"""The migrations that create the track record's running aggregates (score_sums, score_bins; final_scores) on a warehouse of an
 older release: filled from its stored scores in one transaction, every published number the same as computed
 over every stored score, and a kill -9 inside it healed by a plain re-open."""
 
@@ -11,7 +11,7 @@ import pytest
 
 from kronos_assets.track_record import track_record
 from kronos_assets.warehouse import Warehouse, migrations
-from kronos_assets.warehouse.score_sums import BINS, HITS, HITS_SINCE, SUMS
+from kronos_assets.warehouse.score_sums import BINS, FINAL, FINAL_SINCE, SUMS
 from kronos_assets_tests.evaluate.test_score_sums import assert_fresh, assert_same, whole_table
 from kronos_assets_tests.warehouse.old_homes import RELEASES, killed_inside, table_columns, table_digests, unpack
 
@@ -37,7 +37,7 @@ def test_the_aggregates_of_an_old_warehouse_give_the_same_record(commit: str, tm
     wh.close()
 
 
-@pytest.mark.parametrize("version, absent", [(VERSION, (SUMS, BINS, HITS)), (HITS_SINCE, (HITS,))])
+@pytest.mark.parametrize("version, absent", [(VERSION, (SUMS, BINS, FINAL)), (FINAL_SINCE, (FINAL,))])
 def test_kill_9_inside_the_migration_leaves_no_aggregates_and_a_rerun_fills_them(tmp_path: Path, version: int,
                                                                                   absent: tuple[str, ...]):
     path = _old_warehouse("58da6cc", tmp_path)
