@@ -6,9 +6,9 @@ closes (``compute``), which models it applies to (``applies``: n/a otherwise), h
 table, the schema version that added its column (``since``) and how the dashboard shows it (``column``). Everything
 else reads this list: ``scores.score_paths`` (the rows), the warehouse's evaluations columns and the migration that
 adds a new metric's column to an existing warehouse and fills it (``warehouse.migrations``), the scoreboard SQL
-(``board_sql``), the dashboard's table (``publishing.sentences``), ``kronos-assets verify`` (``board_metrics``) and
-the ad-hoc job (``forecasting.adhoc``). Adding a metric is one entry here (with ``since`` the next schema version)
-and its test.
+(``board_sql``), the dashboard's table (``publishing.sentences``), the verdicts and the losses they compare
+(``verdict``: ``judged``, ``loss_pairs_sql``), ``kronos-assets verify`` (``board_metrics``) and the ad-hoc job
+(``forecasting.adhoc``). Adding a metric is one entry here (with ``since`` the next schema version) and its test.
 
 All probabilistic scores are on log returns relative to the last observed close (``Inputs.x``/``Inputs.y``);
 point errors are on the close itself. Plain dataclasses and numpy: no Dagster, no warehouse.
@@ -16,6 +16,7 @@ point errors are on the close itself. Plain dataclasses and numpy: no Dagster, n
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, Callable, Literal
@@ -27,6 +28,8 @@ from kronos_assets.metrics.rules import crps_samples, pinball_loss, pit_values, 
 INTERVALS: dict[int, tuple[float, float]] = {50: (0.25, 0.75), 80: (0.1, 0.9), 90: (0.05, 0.95)}
 WINKLER_ALPHA = 0.2  # the central 80 % band
 CONFIDENT_UP, CONFIDENT_DOWN = 0.6, 0.4  # P(up) above / below: a confident direction call
+BASELINE = "random_walk_vol"  # the reference a probabilistic forecast has to beat
+COIN_FLIP_BRIER = 0.25  # the Brier score of P(up) = 0.5
 
 Applies = Literal["all", "probabilistic", "directional"]
 # mean: avg over forecasts; root_mean: sqrt(avg) (RMSE); by_confidence: a table by P(up) band
@@ -83,6 +86,38 @@ class Column:
 
 
 @dataclass(frozen=True)
+class Verdict:
+    """How the verdicts (``track_record.verdicts``) test a metric: a Diebold-Mariano test of the model's loss against
+    a reference's on the same origins. The reference is one of: another model's same loss on the same origin
+    (``model``), a loss computed from the model's own score row ``m`` and its forecast row ``f`` (``reference_sql``:
+    the last price's error), or a constant (``constant``: a coin flip's Brier score). The loss is lower-is-better."""
+
+    measure: str  # the verdict's key (and the DM table's measure)
+    reference_name: str  # the reference in the verdict's words (published as reference_name)
+    position: int  # order among the measures: the verdict's keys, its sentence, the DM table
+    label: str = ""  # the measure in a sentence ("the Winkler score"); the first three have their own phrases
+    loss_sql: str | None = None  # SQL over m (evaluations) and f (forecasts): the model's loss; None: m.<metric>
+    model: str | None = None
+    reference_sql: str | None = None
+    constant: float | None = None
+    loss_column: str | None = None  # its loss_pairs.sql column; None: <measure>_model
+    reference_column: str | None = None  # the reference's (not for a constant); None: <measure>_reference
+
+    def __post_init__(self) -> None:
+        if sum(x is not None for x in (self.model, self.reference_sql, self.constant)) != 1:
+            raise ValueError(f"verdict {self.measure!r}: give exactly one of model, reference_sql and constant")
+
+    @property
+    def loss(self) -> str:
+        return self.loss_column or f"{self.measure}_model"
+
+    @property
+    def reference(self) -> str | float:
+        """The reference's loss_pairs column, or the constant."""
+        return self.constant if self.constant is not None else self.reference_column or f"{self.measure}_reference"
+
+
+@dataclass(frozen=True)
 class Metric:
     name: str  # the score's key in score_paths' rows and its evaluations column
     compute: Callable[[Inputs], Any]  # (H,) array, or one value at the last step (last_step_only)
@@ -98,6 +133,7 @@ class Metric:
     skill: str | None = None  # scoreboard column of 1 - mean / mean of the random walk with volatility
     column: Column | None = None  # on the dashboard's scoreboard table
     verify: bool = True  # kronos-assets verify recomputes it (False: say why in the description)
+    verdict: Verdict | None = None  # tested in the verdicts against a reference
 
     def ddl(self) -> str:
         return f"{self.name} {self.sql_type}" + (" NOT NULL" if self.not_null else "")
@@ -161,7 +197,11 @@ METRICS: tuple[Metric, ...] = (
     Metric("median", lambda i: i.median, "median of the sample closes", aggregate=None),
     Metric("realised", lambda i: i.realised, "the realised close", aggregate=None),
     Metric("abs_error", lambda i: np.abs(i.median - i.realised), "absolute error of the median close",
-           board="mae", better="lower", skill="mae_skill_vs_rw_vol"),
+           board="mae", better="lower", skill="mae_skill_vs_rw_vol",
+           # relative to the last close, against the error of the last price (what the plain random walk says)
+           verdict=Verdict("point_error", "the last price", 2, loss_sql="m.abs_error / f.last_close",
+                           reference_sql="abs(m.realised - f.last_close) / f.last_close",
+                           loss_column="rel_error_model", reference_column="rel_error_last_price")),
     Metric("sq_error", lambda i: [e ** 2 for e in np.abs(i.median - i.realised)],  # scalar powers, as stored
            "squared error of the median close",
            aggregate="root_mean", board="rmse", better="lower"),
@@ -175,6 +215,8 @@ METRICS: tuple[Metric, ...] = (
                          "never forecasts a move)", 2)),
     Metric("crps", lambda i: crps_samples(i.x, i.y), "fair sample CRPS on log returns", board="crps",
            better="lower", skill="crps_skill_vs_rw_vol",
+           verdict=Verdict("crps", "random walk with volatility", 1, model=BASELINE, loss_column="crps_model",
+                           reference_column="crps_baseline"),
            column=Column("CRPS", "num", "continuous ranked probability score on log returns (lower is better)", 3)),
     Metric("pinball", _pinball, "mean pinball loss over the quantile levels, on log returns", board="pinball",
            better="lower"),
@@ -188,6 +230,7 @@ METRICS: tuple[Metric, ...] = (
     Metric("p_up", lambda i: i.p_up, "share of paths above the last close", aggregate=None),
     Metric("brier_up", lambda i: (i.p_up - i.went_up) ** 2, "Brier score of P(up)", applies="probabilistic",
            board="brier_up", better="lower", skill="brier_skill_vs_rw_vol",
+           verdict=Verdict("p_up", "a coin flip", 3, constant=COIN_FLIP_BRIER, loss_column="brier_model"),
            column=Column("Brier P(up)", "num", "Brier score of P(up): 0 is perfect, 0.25 a coin flip (n/a: a point "
                          "forecast gives no probability)", 6)),
     Metric("brier_vol_amp", _brier_vol_amp, "Brier score of P(volatility amplification) over the whole path",
@@ -274,6 +317,42 @@ def aggregate(m: Metric, rows: list[dict[str, Any]]) -> float | None:
         return None
     mean = float(np.mean(values))
     return float(np.sqrt(mean)) if m.aggregate == "root_mean" else mean
+
+
+def judged() -> list[Metric]:
+    """The metrics the verdicts test, in their order (``Verdict.position``)."""
+    return sorted((m for m in metrics() if m.verdict), key=lambda m: m.verdict.position)  # type: ignore[union-attr]
+
+
+# Per model kind a verdict's measure does not apply to (``Metric.applies``): the loss_pairs column that is true on a
+# forecast of that kind; the measure is n/a for a model when it holds on every forecast of the window.
+NA_COLUMNS = {"probabilistic": ("point_forecast", "m.width_90 = 0"),  # every path the same: no probability
+              "directional": ("no_move", "m.median = f.last_close")}
+
+
+_OWN = re.compile(r"\bm\.")  # the model's own score row in a loss expression
+
+
+def loss_pairs_sql(skeleton: str) -> str:
+    """loss_pairs.sql with the judged metrics' losses, their references' and the n/a flags in its slots."""
+    columns, joins, aliases = [], [], {}
+    for m in judged():
+        v = m.verdict
+        assert v is not None
+        loss = v.loss_sql or f"m.{m.name}"
+        columns.append(f"{loss} AS {v.loss}")
+        if v.model is not None:
+            if v.model not in aliases:
+                alias = aliases[v.model] = f"ref{len(aliases)}"
+                name = v.model.replace("'", "''")
+                joins.append(f"LEFT JOIN scored {alias} ON {alias}.symbol = m.symbol AND {alias}.origin = m.origin "
+                             f"AND {alias}.model = '{name}'")
+            columns.append(f"{_OWN.sub(aliases[v.model] + '.', loss)} AS {v.reference}")  # its same loss
+        elif v.reference_sql is not None:
+            columns.append(f"{v.reference_sql} AS {v.reference}")
+    columns += [f"{sql} AS {name}" for name, sql in NA_COLUMNS.values()]
+    return (skeleton.replace("/* registry: losses */", ",\n    ".join(columns))
+            .replace("/* registry: reference joins */", "\n".join(joins)))
 
 
 CONFIDENCE_BANDS = (f"p_up > {CONFIDENT_UP}", f"p_up < {CONFIDENT_DOWN}", f"{CONFIDENT_DOWN} to {CONFIDENT_UP}")

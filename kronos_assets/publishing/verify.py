@@ -12,8 +12,9 @@
    labelled ``late`` (a backfill) by the record that added it.
 4. The numbers: each forecast's quantiles, median and P(up) from its paths; its scores from its paths and the
    realised closes the chain recorded (``metrics.score_paths``); then the scoreboard rows, the series' past
-   forecasts and the verdicts (``track_record.verdicts`` over the recomputed losses). A row whose forecasts are
-   not all published (or not all realised in the chain) is counted as not recomputable, not as a mismatch.
+   forecasts and the verdicts (``track_record.verdicts``: the registry's loss_pairs.sql run over the re-scored
+   forecasts in an in-memory DuckDB). A row whose forecasts are not all published (or not all realised in the
+   chain) is counted as not recomputable, not as a mismatch.
 
 No Dagster, no warehouse: a reader with the files (a folder, or s3://bucket[/prefix] with the R2 variables) runs it.
 """
@@ -28,19 +29,21 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
+import duckdb
 import numpy as np
 import polars as pl
 
 from kronos_assets.market.timeframes import timeframe_delta
-from kronos_assets.metrics import QUANTILE_LEVELS, mean_of, score_paths, skill_score
-from kronos_assets.metrics.registry import aggregate, confidence_table, metrics, on_board
+from kronos_assets.metrics import QUANTILE_LEVELS, mean_of, skill_score
+from kronos_assets.metrics.scores import _validate as validate, _value
+from kronos_assets.metrics.registry import Inputs, aggregate, confidence_table, metrics, on_board
 from kronos_assets.publishing.chain import is_forecast_key, published_late, record_key, sha256
 from kronos_assets.publishing.keys import MANIFEST_KEY, history_key
 from kronos_assets.publishing.manifest import IndexDamage, listed_objects
 from kronos_assets.publishing.store import LocalStore, Stat, Store
-from kronos_assets.track_record import BASELINE, DM_WINDOWS, VERDICT_WINDOW, verdicts
+from kronos_assets.track_record import BASELINE, DM_WINDOWS, VERDICT_WINDOW, measures, verdicts
 
 REL_TOL = 1e-9
 ABS_TOL = 1e-9
@@ -189,9 +192,10 @@ def walk_chain(store: Store, manifest: dict[str, Any], summary: Summary) -> list
 
 
 def check_files(store: Store, manifest: dict[str, Any], records: list[dict[str, Any]],
-                summary: Summary) -> dict[str, dict[str, Any]]:
+                summary: Summary) -> dict[str, int]:
     """Every forecast/paths file as the chain published it, every manifest object as listed; returns the forecast
-    documents by key."""
+    files' keys, each with the seq of the record that published its stored content (-1: listed by the manifest
+    only). Their documents are read where they are re-scored (``rescore``), and ``check_late`` judges them."""
     first: dict[str, tuple[str, int]] = {}  # key -> (sha256, seq) as last published
     for rec in records:
         replaced = rec.get("replaced", {})
@@ -211,7 +215,7 @@ def check_files(store: Store, manifest: dict[str, Any], records: list[dict[str, 
     for key, meta in listed.items():
         if ("/history/" in key or "/paths/" in key) and key not in immutable:
             immutable[key] = (meta["sha256"], -1)  # published before the chain: the manifest's word only
-    docs: dict[str, dict[str, Any]] = {}
+    forecasts: dict[str, int] = {}
     for key in sorted(immutable):
         digest, seq = immutable[key]
         body = store.get(key)
@@ -224,11 +228,7 @@ def check_files(store: Store, manifest: dict[str, Any], records: list[dict[str, 
             raise Mismatch(MANIFEST_KEY, f"objects[{key!r}].sha256 (the head or an index part)", digest,
                            listed[key]["sha256"])
         if is_forecast_key(key):
-            doc = json.loads(body)
-            want = history_key(doc["symbol"], doc["timeframe"], doc["origin"])
-            if want != key:
-                raise Mismatch(key, "origin", f"the forecast of {key}", f"{doc['symbol']} {doc['origin']}")
-            docs[key] = doc
+            forecasts[key] = seq
             summary.predating += seq < 0
     for key, meta in listed.items():
         if key in immutable:
@@ -244,20 +244,25 @@ def check_files(store: Store, manifest: dict[str, Any], records: list[dict[str, 
         if body is None or sha256(body) != want:
             raise Mismatch(alias, "sha256", f"{want} (its versioned copy {target})",
                            "missing" if body is None else sha256(body))
-    # Published before the outcome, or labelled a backfill by the record that added it.
+    summary.forecasts = len(forecasts)
+    return forecasts
+
+
+def check_late(records: list[dict[str, Any]], forecasts: dict[str, int], heads: dict[str, dict[str, Any]],
+               summary: Summary) -> None:
+    """Published before the outcome, or labelled a backfill by the record that added it (``heads``: each forecast
+    file's symbol, timeframe and origin, as ``rescore`` read them)."""
     for rec in records:
         as_of, late = _ts(rec["as_of"]), set(rec.get("late", []))
         for key in rec["added"]:
-            if key not in docs or first[key][1] != rec["seq"]:
+            if forecasts.get(key) != rec["seq"]:
                 continue
-            if published_late(docs[key], as_of):
+            if published_late(heads[key], as_of):
                 if key not in late:
-                    closes_at = _ts(docs[key]["origin"]) + timeframe_delta(docs[key]["timeframe"])
+                    closes_at = _ts(heads[key]["origin"]) + timeframe_delta(heads[key]["timeframe"])
                     raise Mismatch(key, "published", f"before its first horizon bar closed ({closes_at.isoformat()}) "
                                    "or labelled late", f"{record_key(rec['seq'])} as of {rec['as_of']}, unlabelled")
                 summary.late += 1
-    summary.forecasts = len(docs)
-    return docs
 
 
 def chain_closes(records: list[dict[str, Any]]) -> dict[str, dict[datetime, float]]:
@@ -306,10 +311,13 @@ def _compare(file: str, field: str, expected: Any, found: Any, summary: Summary)
 _NAMES = [f"q{round(q * 100):02d}" for q in QUANTILE_LEVELS]
 
 
-def rescore_one(item: tuple[str, dict[str, Any], bytes | None, dict[datetime, float]]
-                ) -> tuple[int, list[tuple[str, dict[str, Any]]]]:
+Pending = tuple[str, np.ndarray, np.ndarray, dict[str, Any], datetime]  # model, paths, realised, forecast, bar
+
+
+def check_one(item: tuple[str, dict[str, Any], bytes | None, dict[datetime, float]]) -> tuple[int, list[Pending]]:
     """One forecast file against its paths (``item``: key, document, paths parquet, realised closes of its
-    series), and its scores where its closes are all recorded: (numbers compared, [(model, last step's row)])."""
+    series): (numbers compared, [(model, close paths, realised closes, forecast entry, scored bar)] of the models
+    whose closes are all recorded, to be scored)."""
     key, doc, body, realised_by_ts = item
     summary, out = Summary(), []
     paths = _paths(body)
@@ -338,47 +346,131 @@ def rescore_one(item: tuple[str, dict[str, Any], bytes | None, dict[datetime, fl
             _compare(key, f"forecasts.{model}.p_up", float(np.mean(close[:, -1] > fc["last_close"])), fc["p_up"],
                      summary)
         want = [origin + i * bar for i in range(close.shape[1])]
-        if not all(t in realised_by_ts for t in want):
-            continue
-        vol = (fc.get("p_vol_amp"), fc.get("recent_vol"))
-        rows = score_paths(close, np.array([realised_by_ts[t] for t in want]), fc["last_close"], QUANTILE_LEVELS,
-                           *(vol if None not in vol else (None, None)))
-        out.append((model, rows[-1] | {"last_close": fc["last_close"], "horizon": close.shape[1],
-                                       "scored_bar": want[-1]}))
+        if all(t in realised_by_ts for t in want):
+            out.append((model, close, np.array([realised_by_ts[t] for t in want]), fc, want[-1]))
     return summary.numbers, out
 
 
-def _items(store: Store, docs: dict[str, dict[str, Any]], closes: dict[str, dict[datetime, float]]) -> Iterator:
-    for key, doc in sorted(docs.items()):
-        series = closes.get(f"{doc['symbol']} {doc['timeframe']}", {})
-        origin, bar = _ts(doc["origin"]), timeframe_delta(doc["timeframe"])
-        horizon = max((fc.get("horizon") or 0 for fc in doc["forecasts"].values()), default=0)
-        mine = {t: series[t] for t in (origin + i * bar for i in range(horizon)) if t in series}
-        yield key, doc, store.get(_paths_key(key)), mine
+def last_step_scores(pending: list[Pending]) -> list[dict[str, Any]]:
+    """The last step's row of ``metrics.score_paths`` for each forecast, the same numbers computed for many at once:
+    every per-step metric of the registry is column by column, so the forecasts' last-step columns side by side
+    give each its own value in one call (a whole-path metric, ``last_step_only``, is computed per forecast).
+    Each forecast is checked as ``score_paths`` checks it."""
+    levels = np.asarray(QUANTILE_LEVELS, dtype=np.float64)
+    whole = [(model, close, realised, float(fc["last_close"]), *_vol(fc)) for model, close, realised, fc, _ in pending]
+    for _, close, realised, last, p_vol_amp, recent_vol in whole:
+        validate(close, realised, last, levels, p_vol_amp, recent_vol)
+    by_size: dict[int, list[int]] = defaultdict(list)  # paths per forecast: columns stack only at one count
+    for i, (_, close, *_rest) in enumerate(whole):
+        by_size[close.shape[0]].append(i)
+    out: list[dict[str, Any]] = [{} for _ in whole]
+    for idx in by_size.values():
+        inputs = Inputs(np.column_stack([whole[i][1][:, -1] for i in idx]).astype(np.float64),
+                        np.array([whole[i][2][-1] for i in idx], dtype=np.float64),
+                        np.array([whole[i][3] for i in idx]), levels)  # type: ignore[arg-type]
+        columns = {m.name: [None if v != v else v for v in np.asarray(m.compute(inputs), dtype=np.float64).tolist()]
+                   for m in metrics() if not m.last_step_only}  # NaN: no value (p_up_hit without a call)
+        for j, i in enumerate(idx):
+            _, close, realised, last, p_vol_amp, recent_vol = whole[i]
+            row: dict[str, Any] = {"step": close.shape[1]}
+            for m in metrics():
+                row[m.name] = (columns[m.name][j] if not m.last_step_only else _value(m.compute(
+                    Inputs(close.astype(np.float64), realised.astype(np.float64), last, levels, p_vol_amp,
+                           recent_vol))))
+            out[i] = row
+    return out
 
 
-def rescore(store: Store, docs: dict[str, dict[str, Any]], closes: dict[str, dict[datetime, float]],
-            summary: Summary, workers: int = 1) -> dict[tuple[str, str, str], dict[datetime, dict[str, Any]]]:
-    """Checks each forecast's summary against its paths and scores it where the chain holds its realised closes
-    (``rescore_one``, in ``workers`` processes): (symbol, timeframe, model) -> origin -> the last step's row of
-    ``score_paths``. The first mismatch in key order is the one raised."""
+def _vol(fc: dict[str, Any]) -> tuple[float | None, float | None]:
+    vol = (fc.get("p_vol_amp"), fc.get("recent_vol"))
+    return vol if None not in vol else (None, None)
+
+
+Item = tuple[str, bytes | None, bytes | None]  # a forecast file's key, its body and its paths parquet's
+Head = dict[str, str]  # a forecast's symbol, timeframe and origin
+_CLOSES: dict[str, dict[datetime, float]] = {}  # the chain's realised closes, in a worker process
+
+
+def _share_closes(closes: dict[str, dict[datetime, float]]) -> None:
+    """A worker's initializer: the closes once per process rather than with every task."""
+    _CLOSES.update(closes)
+
+
+def read_forecast(key: str, body: bytes | None) -> dict[str, Any]:
+    """A forecast file's document, named by its key (its symbol, timeframe and origin give that key back)."""
+    if body is None:
+        raise Mismatch(key, "file", "present", "missing")
+    try:
+        doc = json.loads(body)
+    except ValueError as exc:
+        raise Mismatch(key, "file", "JSON", f"unreadable ({exc})") from None
+    if history_key(doc["symbol"], doc["timeframe"], doc["origin"]) != key:
+        raise Mismatch(key, "origin", f"the forecast of {key}", f"{doc['symbol']} {doc['origin']}")
+    return doc
+
+
+def _realised(doc: dict[str, Any], closes: dict[str, dict[datetime, float]]) -> dict[datetime, float]:
+    """The recorded closes of a forecast's horizon bars."""
+    series = closes.get(f"{doc['symbol']} {doc['timeframe']}", {})
+    origin, bar = _ts(doc["origin"]), timeframe_delta(doc["timeframe"])
+    horizon = max((fc.get("horizon") or 0 for fc in doc["forecasts"].values()), default=0)
+    return {t: series[t] for t in (origin + i * bar for i in range(horizon)) if t in series}
+
+
+def rescore_chunk(items: list[Item], closes: dict[str, dict[datetime, float]] | None = None
+                  ) -> list[tuple[Head, int, list[tuple[str, dict[str, Any]]]]]:
+    """Forecast files read (``read_forecast``), checked (``check_one``) and scored together
+    (``last_step_scores``) against ``closes`` (None: the worker's), in order: per file (its head, numbers
+    compared, [(model, last step's row)])."""
+    closes = _CLOSES if closes is None else closes
+    checked = []
+    for key, body, paths in items:
+        doc = read_forecast(key, body)
+        head = {k: doc[k] for k in ("symbol", "timeframe", "origin")}
+        checked.append((head, *check_one((key, doc, paths, _realised(doc, closes)))))
+    rows = iter(last_step_scores([p for *_, pending in checked for p in pending]))
+    out = []
+    for head, numbers, pending in checked:
+        out.append((head, numbers, [(model, next(rows) | {"last_close": fc["last_close"], "horizon": close.shape[1],
+                                                          "scored_bar": bar}) for model, close, _, fc, bar in pending]))
+    return out
+
+
+CHUNK = 64  # forecast files per task: scored together (last_step_scores), and few enough to spread over workers
+
+
+def _chunks(store: Store, keys: list[str]) -> Iterator[list[Item]]:
+    for i in range(0, len(keys), CHUNK):
+        yield [(key, store.get(key), store.get(_paths_key(key))) for key in keys[i:i + CHUNK]]
+
+
+def rescore(store: Store, forecasts: Iterable[str], closes: dict[str, dict[datetime, float]], summary: Summary,
+            workers: int = 1, heads: dict[str, Head] | None = None
+            ) -> dict[tuple[str, str, str], dict[datetime, dict[str, Any]]]:
+    """Reads each forecast file, checks its summary against its paths and scores it where the chain holds its
+    realised closes (``rescore_chunk``, ``CHUNK`` files a task, in ``workers`` processes): (symbol, timeframe,
+    model) -> origin -> the last step's row of ``score_paths``; each file's head into ``heads`` when given. The
+    first mismatch in key order is the one raised."""
     scored: dict[tuple[str, str, str], dict[datetime, dict[str, Any]]] = defaultdict(dict)
-    items = _items(store, docs, closes)
+    keys = sorted(forecasts)
+    chunks = _chunks(store, keys)
     if workers > 1:
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
 
         # spawn, not fork: polars' thread pool does not survive a fork
-        pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
-        results = pool.map(rescore_one, items, chunksize=64)
+        pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                                   initializer=_share_closes, initargs=(closes,))
+        results = (r for chunk in pool.map(rescore_chunk, chunks) for r in chunk)
     else:
-        pool, results = None, map(rescore_one, items)
+        pool, results = None, (r for chunk in chunks for r in rescore_chunk(chunk, closes))
     try:
-        for key, (numbers, rows) in zip(sorted(docs), results):
-            doc = docs[key]
+        for key, (head, numbers, rows) in zip(keys, results):
+            if heads is not None:
+                heads[key] = head
             summary.numbers += numbers
             for model, row in rows:
-                scored[(doc["symbol"], doc["timeframe"], model)][_ts(doc["origin"])] = row
+                scored[(head["symbol"], head["timeframe"], model)][_ts(head["origin"])] = row
                 summary.scored += 1
     finally:
         if pool is not None:
@@ -420,36 +512,27 @@ def check_rows(key: str, board_rows: list[dict[str, Any]], scored: dict, summary
             _compare(key, f"{where}.crps_skill_vs_rw_vol", value, row["crps_skill_vs_rw_vol"], summary)
 
 
-class _Losses:
-    """What ``track_record.verdicts`` reads from the warehouse (loss_pairs.sql), built from the re-scored rows."""
+class Losses:
+    """The re-scored forecasts as the tables loss_pairs.sql reads (their last step's scores and the forecasts' last
+    closes) in an in-memory DuckDB, so ``track_record.verdicts`` judges them with the registry's own loss pairs."""
 
-    def __init__(self, frame: pl.DataFrame):
-        self.frame = frame
+    def __init__(self, scored: dict):
+        evals, forecasts = [], []
+        for (symbol, tf, model), by_origin in sorted(scored.items()):
+            keys = {"symbol": symbol, "timeframe": tf, "model": model}
+            for origin, r in by_origin.items():
+                evals.append(keys | r | {"origin": origin})
+                forecasts.append(keys | {"origin": origin, "last_close": r["last_close"]})
+        frame = pl.DataFrame(evals, infer_schema_length=None)
+        frame = frame.with_columns(pl.col(c).cast(pl.Float64) for c, t in frame.schema.items() if t == pl.Null)
+        self.con = duckdb.connect()
+        self.con.register("evaluations", frame.to_arrow())
+        self.con.register("forecasts", pl.DataFrame(forecasts, infer_schema_length=None).to_arrow())
 
     def query(self, sql: str, params: dict[str, Any]) -> pl.DataFrame:
-        days = params["days"]
-        df = self.frame.filter(pl.col("timeframe") == params["timeframe"])
-        if params.get("scored_before") is not None:
-            df = df.filter(pl.col("scored_bar") < params["scored_before"])
-        if days is None or df.height == 0:
-            return df
-        newest = df.group_by("symbol").agg(pl.col("origin").max().alias("as_of"))
-        return (df.join(newest, on="symbol").filter(pl.col("origin") > pl.col("as_of") - pl.duration(days=days))
-                .drop("as_of"))
-
-
-def loss_pairs(scored: dict) -> pl.DataFrame:
-    rows = []
-    for (symbol, tf, model), by_origin in sorted(scored.items()):
-        base = scored.get((symbol, tf, BASELINE), {})
-        for origin, r in sorted(by_origin.items()):
-            rows.append({"symbol": symbol, "timeframe": tf, "model": model, "horizon": r["horizon"], "origin": origin,
-                         "crps_model": r["crps"], "crps_baseline": base.get(origin, {}).get("crps"),
-                         "rel_error_model": r["abs_error"] / r["last_close"],
-                         "rel_error_last_price": abs(r["realised"] - r["last_close"]) / r["last_close"],
-                         "brier_model": r["brier_up"], "point_forecast": r["width_90"] == 0,
-                         "scored_bar": r["scored_bar"]})
-    return pl.DataFrame(rows, schema_overrides={"crps_baseline": pl.Float64}, infer_schema_length=None)
+        if not self.con.execute("SELECT count(*) FROM evaluations").fetchone()[0]:
+            return pl.DataFrame()  # nothing scored: no tables to join
+        return self.con.execute(sql, params).pl()
 
 
 def check_verdicts(key: str, published: list[dict[str, Any]], scored: dict, summary: Summary,
@@ -458,7 +541,7 @@ def check_verdicts(key: str, published: list[dict[str, Any]], scored: dict, summ
     ``scored_before`` when given: a series' verdict as of its origin)."""
     if not published:
         return
-    losses = _Losses(loss_pairs(scored))
+    losses = Losses(scored)
     days = DM_WINDOWS[VERDICT_WINDOW]
     mine = {(v["symbol"], v["timeframe"], v["model"]): v for tf in sorted({v["timeframe"] for v in published})
             for v in verdicts(losses, tf, days, scored_before=scored_before)}
@@ -469,7 +552,7 @@ def check_verdicts(key: str, published: list[dict[str, Any]], scored: dict, summ
             summary.not_recomputable.append(f"{key} {where}: {v['n']} forecasts judged, "
                                             f"{0 if ours is None else ours['n']} published with their closes")
             continue
-        for measure in ("crps", "point_error", "p_up"):
+        for measure, *_ in measures():
             a, b = ours.get(measure), v.get(measure)
             if (a is None) != (b is None):
                 raise Mismatch(key, f"{where}.{measure}", a, b)
@@ -537,9 +620,11 @@ def verify(store: Any, workers: int | None = None) -> Summary:
     summary = Summary()
     manifest = _json(store, MANIFEST_KEY)
     records = walk_chain(store, manifest, summary)
-    docs = check_files(store, manifest, records, summary)
-    scored = rescore(store, docs, chain_closes(records), summary,
-                     default_workers(len(docs)) if workers is None else workers)
+    forecasts = check_files(store, manifest, records, summary)
+    heads: dict[str, Head] = {}
+    scored = rescore(store, forecasts, chain_closes(records), summary,
+                     default_workers(len(forecasts)) if workers is None else workers, heads)
+    check_late(records, forecasts, heads, summary)
     check_past(store, manifest, scored, summary)
     check_scoreboard(store, manifest, scored, summary)
     return summary

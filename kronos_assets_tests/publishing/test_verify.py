@@ -217,23 +217,57 @@ def test_a_bucket_verifies_and_a_deleted_object_is_named(site_data, tmp_path, bu
     assert f"{key}: file:" in line and "missing" in line
 
 
-def test_worker_processes_rescore_alike_and_pass_on_the_first_mismatch(record, site_data):
+def test_worker_processes_rescore_alike_and_pass_on_the_first_mismatch(site, site_data, monkeypatch):
     """The re-scoring a year of forecasts spreads over processes gives the same scores, and a mismatch found in a
     worker is the one named (in key order)."""
     from kronos_assets.publishing import verify as v
 
-    store = LocalStore(record)
+    monkeypatch.setattr(v, "CHUNK", 8)  # several tasks, as a year has
+    store = LocalStore(site)
     m = v._json(store, MANIFEST_KEY)
     summary = v.Summary()
     records = v.walk_chain(store, m, summary)
-    docs = v.check_files(store, m, records, summary)
+    forecasts = v.check_files(store, m, records, summary)
     closes = v.chain_closes(records)
-    assert v.rescore(store, docs, closes, v.Summary(), workers=2) == v.rescore(store, docs, closes, v.Summary())
+    heads: dict = {}
+    assert (v.rescore(store, forecasts, closes, v.Summary(), workers=2, heads=heads)
+            == v.rescore(store, forecasts, closes, v.Summary()))
+    assert sorted(heads) == sorted(forecasts) and all(btc_history(v._ts(h["origin"]) - HOUR) == k
+                                                      for k, h in heads.items() if h["symbol"] == BTC)
     key = btc_history(site_data.bars[BTC][20])
-    fc = next(fc for fc in docs[key]["forecasts"].values() if fc.get("steps"))
+    doc = json.loads((site / key).read_text())
+    fc = next(fc for fc in doc["forecasts"].values() if fc.get("steps"))
     fc["steps"][3]["q10"] += 1.0
+    (site / key).write_text(json.dumps(doc))
     with pytest.raises(Mismatch, match=rf"{key}: forecasts\.\S+\.steps\[3\]\.q10: expected"):
-        v.rescore(store, docs, closes, v.Summary(), workers=2)
+        v.rescore(store, forecasts, closes, v.Summary(), workers=2)
+
+
+def test_forecasts_scored_together_score_as_score_paths_does_each(record):
+    """verify scores many forecasts' last steps in one call per metric (last_step_scores): every value is the one
+    ``metrics.score_paths`` gives each forecast alone, to the bit."""
+    import numpy as np
+
+    from kronos_assets.metrics import QUANTILE_LEVELS, score_paths
+    from kronos_assets.publishing import verify as v
+
+    store = LocalStore(record)
+    m = v._json(store, MANIFEST_KEY)
+    records = v.walk_chain(store, m, v.Summary())
+    closes = v.chain_closes(records)
+    pending = []
+    for key in sorted(v.check_files(store, m, records, v.Summary())):
+        doc = v.read_forecast(key, store.get(key))
+        pending += v.check_one((key, doc, store.get(v._paths_key(key)), v._realised(doc, closes)))[1]
+    assert len(pending) > 100
+    # forecasts of fewer paths among them (scored in a group of their own), interleaved with the rest
+    pending = [p if i % 5 else (p[0], p[1][: 7 + i % 3], *p[2:]) for i, p in enumerate(pending)]
+    together = v.last_step_scores(pending)
+    for (_, close, realised, fc, _), got in zip(pending, together):
+        alone = score_paths(close, realised, fc["last_close"], QUANTILE_LEVELS, *v._vol(fc))[-1]
+        assert got.keys() == alone.keys()
+        assert all(a == b or (a != a and b != b) for a, b in zip(got.values(), alone.values())), (got, alone)
+    assert np.isfinite([r["crps"] for r in together]).all()
 
 
 def test_a_forecast_re_published_with_new_content_is_declared_and_counted(site_data, tmp_path, monkeypatch, capsys):
