@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -86,22 +88,47 @@ def _run_count(settings: Settings) -> int:
         instance.dispose()
 
 
+@dataclass(frozen=True)
+class FirstRun:
+    root: Path  # where it ran (test_a_second_run runs again there)
+    result: MainJobResult
+    home_copy: Path  # its home as the run left it, copied before any test touched it
+    track_record_calls: int  # how often the run computed the track record
+
+
 @pytest.fixture(scope="module")
-def first(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, MainJobResult]:
+def first(tmp_path_factory: pytest.TempPathFactory) -> FirstRun:
+    """The main job run once for the module: the tests that start from a first run start from a copy of it."""
+    from kronos_assets.defs import evaluate
+
     root = tmp_path_factory.mktemp("incremental")
-    return root, _run(_settings(root))
+    calls = []
+    real = evaluate.track_record
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(evaluate, "track_record", lambda *a, **k: calls.append(a) or real(*a, **k))
+        result = _run(_settings(root))
+    copy = tmp_path_factory.mktemp("incremental-first-home") / "home"
+    shutil.copytree(root / "home", copy)
+    return FirstRun(root, result, copy, len(calls))
+
+
+@pytest.fixture
+def ran(first: FirstRun, tmp_path: Path) -> Settings:
+    """Settings on a fresh copy of the first run's home: what ``_run(_settings(tmp_path))`` leaves, without
+    running the main job again in every test that starts from it."""
+    shutil.copytree(first.home_copy, tmp_path / "home")
+    return _settings(tmp_path)
 
 
 def test_the_first_run_computes_the_window(first):
-    _root, result = first
+    result = first.result
     assert result.forecasts_computed == BARS * len(SYMBOLS) * len(MODELS)
     assert result.forecasts_scored == (BARS - 6) * len(SYMBOLS) * len(MODELS)  # origins in the window, closed
     assert result.published and result.track_records == 1
 
 
 def test_a_second_run_with_the_same_now_computes_nothing_and_changes_no_byte(first, tmp_path):
-    root, _ = first
-    settings = _settings(root)
+    settings = _settings(first.root)
     before, runs = _bytes(settings), _run_count(settings)
     again = _run(settings)
     assert (again.runs, again.forecasts_computed, again.forecasts_scored) == (0, 0, 0)
@@ -110,9 +137,8 @@ def test_a_second_run_with_the_same_now_computes_nothing_and_changes_no_byte(fir
     assert _bytes(settings) == before
 
 
-def test_one_more_bar_computes_exactly_its_origin_per_model_and_series_and_the_newly_closed_scores(tmp_path):
-    settings = _settings(tmp_path)
-    _run(settings)
+def test_one_more_bar_computes_exactly_its_origin_per_model_and_series_and_the_newly_closed_scores(ran):
+    settings = ran
     stored, scored = _forecasts(settings), _scored(settings)
     later = _run(settings, NOW + timedelta(hours=1))
     new_origin = datetime(2026, 11, 20, 11, tzinfo=timezone.utc)  # the bar 10:00 closed at 11:00
@@ -141,9 +167,8 @@ def _recomputed(before: dict, after: dict) -> set[str]:
     ("code version of the forecasting code", set(MODELS)),
     ("nothing", set()),
 ])
-def test_a_stale_forecast_is_recomputed_for_exactly_the_cause(tmp_path, monkeypatch, cause, expected):
-    settings = _settings(tmp_path)
-    _run(settings)
+def test_a_stale_forecast_is_recomputed_for_exactly_the_cause(ran, tmp_path, monkeypatch, cause, expected):
+    settings = ran
     before, scored = _forecasts(settings), _scored(settings)
     if cause == "model option":
         settings = _settings(tmp_path, wide_window=96)
@@ -172,7 +197,6 @@ def test_a_new_checkpoint_sha256_is_a_new_version_key(tmp_path):
     """A local checkpoint folder retrained in place: same path and options, new file content, new key; its
     hub pinning (revision) is part of the key for hub checkpoints."""
     from kronos_assets.forecasting.kinds.kronos import KronosSettings
-    import shutil
 
     folder = tmp_path / "ckpt"
     shutil.copytree(REPO_ROOT / "kronos_assets" / "checkpoints" / "demo", folder)
@@ -196,9 +220,8 @@ def test_a_new_checkpoint_sha256_is_a_new_version_key(tmp_path):
     assert versions.forecast_version(ModelSpec("k", "kronos", hub), sampling, 240) != hub_key  # history seen
 
 
-def test_a_publish_cut_short_is_redone_with_nothing_recomputed(tmp_path):
-    settings = _settings(tmp_path)
-    _run(settings)
+def test_a_publish_cut_short_is_redone_with_nothing_recomputed(ran):
+    settings = ran
     published = _bytes(settings)
     manifest = settings.publish_dir / MANIFEST_KEY
     doc = json.loads(manifest.read_text())
@@ -214,16 +237,9 @@ def test_a_publish_cut_short_is_redone_with_nothing_recomputed(tmp_path):
     assert (_run(settings).runs, _run(settings).published) == (0, False)
 
 
-def test_the_track_record_check_reads_the_record_its_asset_computed(tmp_path, monkeypatch):
-    from kronos_assets.defs import evaluate
-
-    calls = []
-    real = evaluate.track_record
-    monkeypatch.setattr(evaluate, "track_record", lambda *a, **k: calls.append(a) or real(*a, **k))
-    settings = _settings(tmp_path)
-    _run(settings)
-    assert len(calls) == 1  # one tick, one track record, its check included
-    instance = instance_for(settings)
+def test_the_track_record_check_reads_the_record_its_asset_computed(first, ran):
+    assert first.track_record_calls == 1  # one tick, one track record, its check included
+    instance = instance_for(ran)
     try:
         key = dg.AssetCheckKey(dg.AssetKey(["1h", "track_record"]), "primary_model_not_worse_than_baseline_30d")
         record = instance.event_log_storage.get_asset_check_execution_history(key, limit=1)
@@ -232,15 +248,14 @@ def test_the_track_record_check_reads_the_record_its_asset_computed(tmp_path, mo
         instance.dispose()
 
 
-def test_a_failed_publish_is_made_up_by_the_next_tick(tmp_path, monkeypatch):
+def test_a_failed_publish_is_made_up_by_the_next_tick(ran, monkeypatch):
     """A tick whose publish failed (or was killed) leaves its bar stored but not published; the next tick, one bar
     later, publishes both bars, not only its own."""
     from kronos_assets.defs import publish as publish_defs
     from kronos_assets.main_job import MainJobFailed
     from kronos_assets.publishing.keys import history_key
 
-    settings = _settings(tmp_path)
-    _run(settings)
+    settings = ran
 
     def broken(*_args, **_kwargs):
         raise OSError("the publish folder's disk went away")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -23,6 +24,8 @@ from kronos_assets.warehouse.readonly import ReadOnlyWarehouse
 from kronos_assets_tests.helpers import small_settings
 
 REPO = Path(__file__).resolve().parents[2]
+# A writer subprocess committing beside the backups: slow, so conftest hands the module out early, not last.
+pytestmark = pytest.mark.slow
 UTC = timezone.utc
 DAY0 = datetime(2025, 1, 1, tzinfo=UTC)
 WHERE = "symbol = 'BTC/USDT' AND timeframe = '1h' AND ts >= ? AND ts < ?"
@@ -95,12 +98,22 @@ def _publish(folder: Path) -> dict:
     return manifest
 
 
-@pytest.fixture
-def seeded(tmp_path: Path):
-    settings = small_settings(tmp_path)
+@pytest.fixture(scope="module")
+def seeded_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A warehouse holding four consistent days, made once for the module (the migrations and commits cost
+    seconds); each test works on its own copy (``seeded``)."""
+    settings = small_settings(tmp_path_factory.mktemp("seeded"))
     wh = Warehouse.of(settings)
     for day in range(4):
         write_day(wh, day, 0.5)
+    return settings.warehouse_path
+
+
+@pytest.fixture
+def seeded(seeded_file: Path, tmp_path: Path):
+    settings = small_settings(tmp_path)
+    settings.warehouse_path.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(seeded_file, settings.warehouse_path)
     return settings
 
 

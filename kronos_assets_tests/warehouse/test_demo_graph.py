@@ -15,7 +15,8 @@ from kronos_assets.warehouse import Warehouse
 from kronos_assets_tests.helpers import small_settings
 from kronos_assets_tests.warehouse.conftest import LakeServers
 
-pytestmark = [pytest.mark.timeout(300)]
+# Two main-job runs and the lake's servers: slow, so conftest hands the module out early, not last.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 NOW = datetime(2026, 11, 21, 12, 5, tzinfo=timezone.utc)
 BARS = 8  # horizon 6: the first forecasts are scored
 TABLES = {"raw_candles": "symbol, ts", "clean_candles": "symbol, ts", "forecasts": "symbol, origin, model",

@@ -16,7 +16,8 @@ from kronos_assets.warehouse.config import PG_PASSWORD_VAR
 from kronos_assets_tests.warehouse.conftest import S3_SECRET, LakeServers, data_files
 from kronos_assets_tests.warehouse.lake_writer import candles, write
 
-pytestmark = [pytest.mark.timeout(240)]
+# PostgreSQL, an S3 server and writer subprocesses: slow, so conftest hands the module out early, not last.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 ROWS = 300
 
 
