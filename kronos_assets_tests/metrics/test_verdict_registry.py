@@ -4,7 +4,6 @@ judges from the same derived list, and a metric registered with a verdict declar
 
 from __future__ import annotations
 
-import dataclasses
 import json
 
 import numpy as np
@@ -14,10 +13,8 @@ from kronos_assets.metrics import registry
 from kronos_assets.publishing import verify as v
 from kronos_assets.track_record import dm_table, measures, verdicts
 from kronos_assets.warehouse import Warehouse
-from kronos_assets_tests.metrics.verdict_record import CASES, GOLDEN, T0, HOUR, build, dumps, warehouse_verdicts
-
-
-PINNED = ("crps", "point_error", "p_up")  # the measures golden/verdicts.json holds
+from kronos_assets_tests.metrics.verdict_record import (CASES, GOLDEN, HOUR, PINNED, T0, build, dumps, only_verdicts,
+                                                        warehouse_verdicts)
 
 
 @pytest.fixture(scope="module")
@@ -25,9 +22,7 @@ def record(tmp_path_factory):
     """The fixed record, judged on the pinned measures only: a metric registered later with a verdict of its own
     is left out here (its own test shows it), so the pin holds as the registry grows."""
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(registry, "METRICS", tuple(
-            m if m.verdict is None or m.verdict.measure in PINNED else dataclasses.replace(m, verdict=None)
-            for m in registry.METRICS))
+        mp.setattr(registry, "METRICS", only_verdicts())
         wh = Warehouse(tmp_path_factory.mktemp("verdicts") / "warehouse.duckdb")
         yield wh, build(wh)
 

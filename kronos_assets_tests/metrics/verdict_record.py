@@ -4,6 +4,7 @@ scoring step stores them; the same scores as ``kronos-assets verify`` holds them
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -12,7 +13,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from kronos_assets.metrics import QUANTILE_LEVELS, score_paths
+from kronos_assets.metrics import QUANTILE_LEVELS, registry, score_paths
 from kronos_assets.track_record import dm_table, verdicts, window_floor
 from kronos_assets.warehouse import Warehouse
 
@@ -24,6 +25,7 @@ N_PATHS = 20
 ORIGINS = {"BTC/USDT": 260, "ETH/USDT": 40}
 MODELS = {"random_walk": 0.0, "random_walk_vol": 1.0, "wide": 1.4}  # path volatility x the recent one
 GOLDEN = Path(__file__).parent / "golden" / "verdicts.json"
+PINNED = ("crps", "point_error", "p_up")  # the measures golden/verdicts.json holds, and verdict_sentence words
 
 Scored = dict[tuple[str, str, str], dict[datetime, dict[str, Any]]]
 
@@ -62,6 +64,13 @@ def build(wh: Warehouse, seed: int = 26) -> Scored:
             con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM new_rows")
             con.unregister("new_rows")
     return scored
+
+
+def only_verdicts(measures: tuple[str, ...] = PINNED) -> tuple[registry.Metric, ...]:
+    """The registry with only these measures judged: a metric registered later keeps its scores, but its verdict is
+    left out (for tests that pin the verdicts' output; its own test shows its verdict)."""
+    return tuple(m if m.verdict is None or m.verdict.measure in measures else dataclasses.replace(m, verdict=None)
+                 for m in registry.METRICS)
 
 
 CASES = {"30d": 30, "3d": 3, "all": None}

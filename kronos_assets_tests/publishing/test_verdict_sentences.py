@@ -8,10 +8,20 @@ from typing import Any
 
 import numpy as np
 import polars as pl
+import pytest
 
+from kronos_assets.metrics import registry
 from kronos_assets.track_record import verdicts
+from kronos_assets_tests.metrics.verdict_record import only_verdicts
 
 T0 = datetime(2026, 3, 1, tzinfo=timezone.utc)
+
+
+@pytest.fixture(autouse=True)
+def three_measures(monkeypatch):
+    """These frames hold the losses of the three measures whose sentences are tested here: a metric registered
+    later with a verdict of its own keeps out of them."""
+    monkeypatch.setattr(registry, "METRICS", only_verdicts())
 
 
 class Pairs:
