@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from kronos_assets.publishing.contract import ScoreboardRow, SeriesSnapshot, TrackRecord
 from kronos_assets.publishing.figures import figures_src, script_text, series_id
 from kronos_assets.publishing.keys import paths_key, series_keys
 from kronos_assets.publishing.sentences import (
@@ -79,7 +80,7 @@ class SeriesView:
         return utc_minute(self.origin)
 
 
-def skill_card(snap: dict[str, Any]) -> Card:
+def skill_card(snap: SeriesSnapshot) -> Card:
     """CRPS skill against the random walk with volatility over the verdict's window, with the DM test's word."""
     verdict = snap.get("verdict") or {}
     label = f"Skill vs random walk with volatility (CRPS, {verdict_span(snap.get('verdict'))})"
@@ -95,7 +96,7 @@ def skill_card(snap: dict[str, Any]) -> Card:
                 title="1 − CRPS(model) / CRPS(baseline) on the origins both scored; positive is better")
 
 
-def forecast_cards(snap: dict[str, Any]) -> list[Card]:
+def forecast_cards(snap: SeriesSnapshot) -> list[Card]:
     primary = snap["forecasts"][snap["primary_model"]]
     tr = snap.get("track_record") or {}
     last, end, h = primary["last_close"], primary["steps"][-1], primary["horizon"]
@@ -114,7 +115,7 @@ def forecast_cards(snap: dict[str, Any]) -> list[Card]:
     ]
 
 
-def independent_approx(row: dict[str, Any], horizon: int, bar_seconds: int) -> int:
+def independent_approx(row: ScoreboardRow, horizon: int, bar_seconds: int) -> int:
     """About how many non-overlapping horizons a scoreboard row's forecasts span."""
     if not row.get("n_forecasts") or not row.get("first_origin"):
         return 0
@@ -122,7 +123,7 @@ def independent_approx(row: dict[str, Any], horizon: int, bar_seconds: int) -> i
     return min(int(row["n_forecasts"]), int(span // (horizon * bar_seconds)) + 1)
 
 
-def score_rows(board: list[dict[str, Any]], horizon: int, bar_seconds: int) -> list[ScoreRow]:
+def score_rows(board: list[ScoreboardRow], horizon: int, bar_seconds: int) -> list[ScoreRow]:
     rows = []
     for r in board:
         k = independent_approx(r, horizon, bar_seconds)
@@ -130,7 +131,7 @@ def score_rows(board: list[dict[str, Any]], horizon: int, bar_seconds: int) -> l
     return rows
 
 
-def confidence_rows(tr: dict[str, Any]) -> list[list[str]]:
+def confidence_rows(tr: TrackRecord) -> list[list[str]]:
     """The direction-by-confidence table of every model of the series (track record's ``direction_by_confidence``,
     as known at the origin)."""
     by_model: dict[str, list[dict[str, Any]]] = {}
@@ -139,7 +140,7 @@ def confidence_rows(tr: dict[str, Any]) -> list[list[str]]:
     return [confidence_cells(model, bands) for model, bands in by_model.items()]
 
 
-def series_view(snap: dict[str, Any], board: list[dict[str, Any]], index: int) -> SeriesView:
+def series_view(snap: SeriesSnapshot, board: list[ScoreboardRow], index: int) -> SeriesView:
     primary = snap["forecasts"][snap["primary_model"]]
     tr = snap.get("track_record") or {}
     h, bar_seconds = primary["horizon"], snap.get("bar_seconds", 3600)

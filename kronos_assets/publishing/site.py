@@ -29,6 +29,15 @@ import pyarrow.parquet as pq
 from kronos_assets.publishing.chain import append_record, sha256
 from kronos_assets.publishing.figures import figures_file, templates_js, templates_key
 from kronos_assets.publishing.charts import fan_chart_png
+from kronos_assets.publishing.contract import (
+    HistoryDocument,
+    LatestDocument,
+    Scoreboard,
+    ScoreboardRow,
+    SeriesScoreboard,
+    SeriesSnapshot,
+    Verdict,
+)
 from kronos_assets.publishing.keys import (
     MANIFEST_KEY,
     PLOTLY_JS_KEY,
@@ -58,10 +67,10 @@ class SeriesUpdate:
 
     symbol: str
     timeframe: str
-    history: list[dict[str, Any]]
+    history: list[HistoryDocument]
     paths: dict[str, pl.DataFrame] = field(default_factory=dict)
-    snapshot: dict[str, Any] | None = None
-    scoreboard: list[dict[str, Any]] = field(default_factory=list)
+    snapshot: SeriesSnapshot | None = None
+    scoreboard: list[ScoreboardRow] = field(default_factory=list)
 
 
 @dataclass
@@ -83,7 +92,7 @@ def paths_parquet(frame: pl.DataFrame) -> bytes:
     return buf.getvalue()
 
 
-def latest_document(snapshot: dict[str, Any]) -> dict[str, Any]:
+def latest_document(snapshot: SeriesSnapshot) -> LatestDocument:
     """latest.json: the snapshot with the banner flag and links (relative to the site root) to the rest."""
     symbol, timeframe, origin = snapshot["symbol"], snapshot["timeframe"], snapshot["origin"]
     keys = series_keys(symbol, timeframe)
@@ -116,11 +125,11 @@ def series_plan(update: SeriesUpdate, plan: SitePlan) -> None:
     plan.add_latest(keys["chart.png"], fan_chart_png(snap))
     plan.add_latest(*figures_file(snap))  # before chart.html and the dashboard, which load it
     plan.add_latest(keys["chart.html"], chart_page(snap))
-    plan.add_latest(keys["scoreboard.json"], _json({
+    plan.add_latest(keys["scoreboard.json"], _json(SeriesScoreboard({
         "symbol": snap["symbol"], "timeframe": snap["timeframe"], "as_of": snap["origin"],
         "synthetic": snap.get("synthetic", False), "track_record": snap.get("track_record"),
         "verdict": snap.get("verdict"), "rows": update.scoreboard,
-    }))
+    })))
     plan.add_latest(keys["latest.json"], _json(latest_document(snap)))
 
 
@@ -145,12 +154,12 @@ class PublishReport:
 def publish_site(
     store: Store,
     updates: Iterable[SeriesUpdate],
-    all_snapshots: list[dict[str, Any]],
-    scoreboard: list[dict[str, Any]],
+    all_snapshots: list[SeriesSnapshot],
+    scoreboard: list[ScoreboardRow],
     synthetic: bool,
     profile: str,
     generated_at: datetime,
-    verdicts: list[dict[str, Any]] = (),
+    verdicts: list[Verdict] = (),
     inputs: dict[str, str] | None = None,
 ) -> PublishReport:
     """Publish the given series' artifacts, the dashboard and the scoreboard, then the manifest, in that order.
@@ -170,8 +179,8 @@ def publish_site(
     updates = list(updates)
     for update in updates:
         series_plan(update, plan)
-    plan.add_latest("scoreboard.json", _json({"generated_at": generated, "synthetic": synthetic, "rows": scoreboard,
-                                              "verdicts": list(verdicts)}))
+    plan.add_latest("scoreboard.json", _json(Scoreboard({"generated_at": generated, "synthetic": synthetic,
+                                                         "rows": scoreboard, "verdicts": list(verdicts)})))
     plan.add_latest("index.html", dashboard_html(all_snapshots, scoreboard, generated, synthetic).encode())
 
     previous, rebuilt = read_manifest(store)

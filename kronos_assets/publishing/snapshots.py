@@ -11,6 +11,7 @@ import polars as pl
 
 from kronos_assets.metrics import MIN_INDEPENDENT_HORIZONS, pit_histogram
 from kronos_assets.metrics.coverage import coverage_test
+from kronos_assets.publishing.contract import HistoryDocument, ScoreboardRow, SeriesSnapshot, TrackRecord
 from kronos_assets.publishing.public import public_forecast, rounded
 from kronos_assets.settings import BASELINES
 from kronos_assets.track_record import confidence_tables, newest_scored_origin, verdicts
@@ -35,7 +36,7 @@ def _iso(v: Any) -> Any:
     return v.isoformat() if isinstance(v, datetime) else v
 
 
-def forecast_records(wh: Warehouse, symbol: str, timeframe: str, origins: list[datetime]) -> list[dict[str, Any]]:
+def forecast_records(wh: Warehouse, symbol: str, timeframe: str, origins: list[datetime]) -> list[HistoryDocument]:
     """One record per origin with every model's summary, per-step quantiles, sampling and provenance, as published
     (``publishing.public.public_forecast``)."""
     heads = wh.query(
@@ -68,7 +69,7 @@ def forecast_records(wh: Warehouse, symbol: str, timeframe: str, origins: list[d
 def series_snapshot(
     wh: Warehouse, symbol: str, timeframe: str, origin: datetime, bar: timedelta, primary_model: str, synthetic: bool,
     replay: str | None = None,
-) -> dict[str, Any] | None:
+) -> SeriesSnapshot | None:
     """Everything the dashboard shows for a series at one origin, or None when no forecast exists there.
     ``replay`` names the exchange whose candles a replay market serves (None for a live or synthetic market)."""
     records = forecast_records(wh, symbol, timeframe, [origin])
@@ -115,7 +116,7 @@ def _f(x: Any) -> float | None:
 
 
 def track_record(wh: Warehouse, symbol: str, timeframe: str, model: str, origin: datetime, bar: timedelta,
-                 horizon: int) -> dict[str, Any]:
+                 horizon: int) -> TrackRecord:
     """What was known at ``origin`` about the model's forecasts of this series (scored before the origin).
 
     The P(up) calibration (Brier score and hit rate per probability bin), the PIT histogram, the Brier score of
@@ -201,7 +202,7 @@ def path_matrices(wh: Warehouse, symbol: str, timeframe: str, origins: list[date
     return out
 
 
-def scoreboard(wh: Warehouse, timeframe: str, symbols: list[str] | None = None) -> list[dict[str, Any]]:
+def scoreboard(wh: Warehouse, timeframe: str, symbols: list[str] | None = None) -> list[ScoreboardRow]:
     """All-time scores at the horizon's last step, per symbol (only ``symbols`` unless None) and model (the
     rolling windows, per-step scores, reliability and PIT are in track_record.track_record)."""
     as_of = newest_scored_origin(wh, timeframe)
@@ -213,7 +214,7 @@ def scoreboard(wh: Warehouse, timeframe: str, symbols: list[str] | None = None) 
     return with_coverage_tests(wh, timeframe, board)
 
 
-def with_coverage_tests(wh: Warehouse, timeframe: str, board: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def with_coverage_tests(wh: Warehouse, timeframe: str, board: list[dict[str, Any]]) -> list[ScoreboardRow]:
     """Adds to each all-time row the 80 % band's coverage pooled over the path (``coverage_80_path``), the test's
     p-value and its judgement (``coverage_80_flag``: 'too narrow', 'too wide' or None; kronos_assets.metrics.
     coverage); None for a point forecast (no band)."""
