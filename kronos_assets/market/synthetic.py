@@ -113,6 +113,14 @@ class _SymbolPath:
         return float(starts[day_index])
 
 
+@lru_cache(maxsize=64)
+def _symbol_path(sseed: int, ref_price: float) -> _SymbolPath:
+    """One walk per (seed, symbol) in the process, shared by every market instance: each instance (a run's
+    resources) would otherwise walk every day since EPOCH again, seconds per symbol. The walk is deterministic, so
+    sharing it changes no candle."""
+    return _SymbolPath(sseed, ref_price)
+
+
 def _reference_price(symbol: str) -> float:
     base = symbol.split("/")[0]
     if base in REFERENCE_PRICES:
@@ -129,9 +137,8 @@ class SyntheticMarket:
     def __init__(self, seed: int = 7):
         self.seed = seed
 
-    @lru_cache(maxsize=64)
     def _path(self, symbol: str) -> _SymbolPath:
-        return _SymbolPath(_symbol_seed(self.seed, symbol), _reference_price(symbol))
+        return _symbol_path(_symbol_seed(self.seed, symbol), _reference_price(symbol))
 
     def fetch(self, symbol: str, timeframe: str, start: datetime, end: datetime, now: datetime) -> pl.DataFrame:
         bar_s = timeframe_seconds(timeframe)

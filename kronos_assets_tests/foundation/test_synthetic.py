@@ -25,6 +25,21 @@ def test_same_window_same_candles_alone_or_inside_a_longer_one():
     assert a.equals(inside)
 
 
+def test_a_new_market_instance_reuses_the_walk_since_the_first_day_and_gives_the_same_candles(monkeypatch):
+    """Every run builds its own market: the day-start prices walked since EPOCH (seconds per symbol) are walked
+    once per process, not once per instance."""
+    from kronos_assets.market import synthetic
+
+    window = ("BTC/USDT", "1h", datetime(2025, 11, 3, tzinfo=UTC), datetime(2025, 11, 4, tzinfo=UTC))
+    first = _fetch(SyntheticMarket(), *window)
+    days: list[int] = []
+    real = synthetic._day
+    monkeypatch.setattr(synthetic, "_day", lambda sseed, day_index: days.append(day_index) or real(sseed, day_index))
+    again = _fetch(SyntheticMarket(), *window)
+    assert again.equals(first) and again.height == 24
+    assert days == [(datetime(2025, 11, 3).date() - synthetic.EPOCH).days]  # the window's one day, no walk
+
+
 def test_symbols_and_seeds_differ():
     w = (datetime(2024, 3, 5, tzinfo=UTC), datetime(2024, 3, 6, tzinfo=UTC))
     btc = _fetch(SyntheticMarket(), "BTC/USDT", "1h", *w)
