@@ -47,8 +47,15 @@ def _symbol_seed(seed: int, symbol: str) -> int:
     return int.from_bytes(hashlib.sha256(f"{seed}|{symbol}".encode()).digest()[:4], "big")
 
 
+@lru_cache(maxsize=1 << 16)
+def _knot(sseed: int, stream: int, k: int) -> float:
+    """One knot's value; cached because each knot serves many days (a daily one two, a monthly one ~31) and a
+    generator costs more than the rest of the knot's work."""
+    return float(np.random.default_rng([sseed, stream, k]).standard_normal())
+
+
 def _knot_values(sseed: int, stream: int, first: int, last: int) -> np.ndarray:
-    return np.array([np.random.default_rng([sseed, stream, k]).standard_normal() for k in range(first, last + 1)])
+    return np.array([_knot(sseed, stream, k) for k in range(first, last + 1)])
 
 
 def _value_noise(sseed: int, stream: int, t_days: np.ndarray, knot_days: float) -> np.ndarray:

@@ -40,6 +40,20 @@ def test_a_new_market_instance_reuses_the_walk_since_the_first_day_and_gives_the
     assert days == [(datetime(2025, 11, 3).date() - synthetic.EPOCH).days]  # the window's one day, no walk
 
 
+def test_each_regime_knot_is_drawn_once_however_many_days_use_it(monkeypatch):
+    """A knot's generator costs more than the rest of its work; days sharing a knot share its value."""
+    from kronos_assets.market import synthetic
+
+    seeds: list[tuple] = []
+    real = np.random.default_rng
+    monkeypatch.setattr(synthetic.np.random, "default_rng", lambda seed=None: seeds.append(tuple(seed)) or real(seed))
+    sseed = synthetic._symbol_seed(11, "KNOT/USDT")  # walked by no other test: nothing of it cached yet
+    for day_index in range(60):
+        synthetic._day(sseed, day_index)
+    knots = [s for s in seeds if s[1] != 0]  # stream 0 is the day's own generator
+    assert knots and len(knots) == len(set(knots))
+
+
 def test_symbols_and_seeds_differ():
     w = (datetime(2024, 3, 5, tzinfo=UTC), datetime(2024, 3, 6, tzinfo=UTC))
     btc = _fetch(SyntheticMarket(), "BTC/USDT", "1h", *w)
