@@ -98,7 +98,7 @@ def grow(root: Path, symbols: list[str], end: datetime, hours: int) -> None:
 def measure(home: Path, store_root: Path, bar: str) -> dict:
     """One publish of ``bar`` (a fresh process calls this): what it wrote and read, its time and peak RSS."""
     os.environ["KRONOS_HOME"], os.environ["KRONOS_PROFILE"] = str(home), "demo"
-    from kronos_assets.publishing.bars import publish_bars
+    from kronos_assets.publishing.bars import PublishConfig, publish_bars
     from kronos_assets.publishing.store import LocalStore
     from kronos_assets.settings import load_settings
     from kronos_assets.warehouse import Warehouse
@@ -112,11 +112,17 @@ def measure(home: Path, store_root: Path, bar: str) -> dict:
             return body
 
     settings = load_settings()
+    # The plain values defs/publish.py's publish_config gives the asset, built here without importing Dagster (the
+    # peak RSS is the publish's own): the demo profile replays Binance's candles and publishes its markets' scores.
+    assert settings.replay and not settings.uploads_publish
+    config = PublishConfig(settings.profile, settings.symbols, tuple(t.name for t in settings.timeframes),
+                           settings.primary_model, settings.synthetic, settings.replay_exchange.capitalize(),
+                           settings.symbols)
     store = Counting(store_root)
     when = datetime.fromisoformat(bar)
     Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM: the peak from here on
     t0 = time.perf_counter()
-    report = publish_bars(settings, Warehouse(settings.warehouse_path), store,
+    report = publish_bars(config, Warehouse(settings.warehouse_path), store,
                           {s: [when] for s in settings.symbols}, "1h")
     wall = time.perf_counter() - t0
     hwm = next(int(line.split()[1]) for line in Path("/proc/self/status").read_text().splitlines()

@@ -21,21 +21,17 @@ from kronos_assets.configuration import (ConfigError, Day, Number, OneOf, Proble
                                          no_repeats,
                                          problem, read_yaml, validate)
 from kronos_assets.forecasting import kinds
-from kronos_assets.forecasting.interface import Sampling
-from kronos_assets.forecasting.kinds.kronos import KronosSettings
-from kronos_assets.market.timeframes import TIMEFRAME_SECONDS
+from kronos_assets.forecasting.interface import MAX_PATHS, Sampling
+from kronos_assets.market.names import Symbols, TimeframeName
 from kronos_assets.warehouse.config import WarehouseConfig
 
 REPO_ROOT = environment.REPO_ROOT
 PROFILES = ("demo", "live", "synthetic")
-BASELINES = tuple(kinds.BUILTIN)  # forecasters named without a models.yaml entry
-ModelSettings = KronosSettings  # a Kronos checkpoint's settings (training bases, ad-hoc models, revisions)
-SYMBOL_RE = re.compile(r"^[A-Z0-9]{2,15}/[A-Z0-9]{2,15}$")
+BASELINES = kinds.BASELINES  # forecasters named without a models.yaml entry
 MARKET_SOURCES = ("synthetic", "ccxt", "replay")
 PUBLISH_BACKENDS = ("local", "r2", "auto")
 # Bounds that keep a typo from reaching a run: every forecast holds n_paths x horizon samples per series, and a
 # bar partition per step of the horizon must close before it is scored (past these: gigabytes and years).
-MAX_PATHS = 1000  # as the ad-hoc launchpad
 MAX_HORIZON = 1000
 MAX_HISTORY_BARS = 20_000
 
@@ -63,7 +59,7 @@ class Settings:
     symbols: tuple[str, ...]
     timeframes: tuple[TimeframeSettings, ...]
     exchanges: tuple[ExchangeSettings, ...]
-    model_specs: dict[str, kinds.ModelSpec]  # every forecaster a profile may name: built-ins and models.yaml
+    model_specs: dict[str, kinds.ModelSpec]  # every forecaster a profile may name, its options validated by its kind
     forecasters: tuple[str, ...]
     primary_model: str
     sampling: Sampling
@@ -88,9 +84,10 @@ class Settings:
     retention_paths_days: int | None = None  # profile's retention.paths_days: scored forecasts' paths pruned past it
 
     @property
-    def models(self) -> dict[str, ModelSettings]:
-        """The Kronos checkpoints of models.yaml (what training and ad-hoc forecasts start from)."""
-        return {k: m.options for k, m in self.model_specs.items() if m.kind == "kronos"}
+    def models(self) -> dict[str, Any]:
+        """The models.yaml entries of the default kind (checkpoints: what training and ad-hoc forecasts start
+        from), each as its kind's validated options."""
+        return {k: m.options for k, m in self.model_specs.items() if m.kind == kinds.DEFAULT_KIND}
 
     @property
     def synthetic(self) -> bool:
@@ -155,21 +152,6 @@ def symbol_from_key(key: str) -> str:
 
 
 # -- the files' schemas (configuration.Schema: unknown keys forbidden, whole numbers and flags strict) -----------
-def _symbols(value: Any) -> tuple[str, ...]:
-    if not isinstance(value, list) or not value:
-        raise problem("must be a non-empty list of symbols like BTC/USDT")
-    for i, s in enumerate(value):
-        if not isinstance(s, str) or not SYMBOL_RE.match(s):
-            raise problem(f"bad symbol {s!r}: use BASE/QUOTE in capitals, e.g. BTC/USDT", at=(i,))
-    return tuple(no_repeats(value, "symbol"))
-
-
-def _timeframe_name(value: Any) -> str:
-    if value not in TIMEFRAME_SECONDS:
-        raise problem(f"unknown timeframe {value!r}; known: {', '.join(TIMEFRAME_SECONDS)}")
-    return value
-
-
 def _listed_once(what: str) -> Any:
     return AfterValidator(lambda items: list(no_repeats(items, what)))
 
@@ -183,10 +165,6 @@ def _some(what: str) -> Any:
         return items
 
     return check
-
-
-Symbols = Annotated[tuple[str, ...], BeforeValidator(_symbols)]
-TimeframeName = Annotated[str, BeforeValidator(_timeframe_name)]
 
 
 class _Timeframe(Schema):

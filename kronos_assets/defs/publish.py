@@ -11,8 +11,9 @@ from kronos_assets.defs.evaluate import evaluations_key
 from kronos_assets.defs.forecast import forecasts_key
 from kronos_assets.defs.partitions import BAR_FMT, bar_partitions, times_by_symbol
 from kronos_assets.incremental import publish_inputs
-from kronos_assets.publishing.bars import NothingToPublish, public_symbols, publish_bars
+from kronos_assets.publishing.bars import NothingToPublish, PublishConfig, publish_bars
 from kronos_assets.publishing.manifest import ManifestError
+from kronos_assets.publishing.public import public_symbols
 from kronos_assets.publishing.site import series_keys
 from kronos_assets.publishing.store import Store
 from kronos_assets.settings import Settings, TimeframeSettings
@@ -21,6 +22,17 @@ from kronos_assets.warehouse import Warehouse
 
 def published_key(tf: str) -> dg.AssetKey:
     return dg.AssetKey([tf, "published"])
+
+
+def publish_config(settings: Settings) -> PublishConfig:
+    """The profile's part that publishing reads, as the plain values publishing.bars takes."""
+    public = public_symbols(settings)
+    return PublishConfig(
+        profile=settings.profile, symbols=settings.symbols, timeframes=tuple(t.name for t in settings.timeframes),
+        primary_model=settings.primary_model, synthetic=settings.synthetic,
+        replay_exchange=settings.replay_exchange.capitalize() if settings.replay else None,
+        public_symbols=None if public is None else tuple(public),
+    )
 
 
 def build_published(settings: Settings, tf: TimeframeSettings) -> dg.AssetsDefinition:
@@ -48,7 +60,8 @@ def build_published(settings: Settings, tf: TimeframeSettings) -> dg.AssetsDefin
         # the manifest's has nothing to publish (main_job.py skips the run).
         inputs = publish_inputs(warehouse, tf.name, public_symbols(settings))
         try:
-            report = publish_bars(settings, warehouse, store, bars, tf.name, context.log, inputs=inputs)
+            report = publish_bars(publish_config(settings), warehouse, store, bars, tf.name, context.log,
+                                  inputs=inputs)
         except (NothingToPublish, ManifestError) as exc:
             raise dg.Failure(description=str(exc)) from None
         if report.rebuilt:

@@ -22,6 +22,9 @@ CLOSE = PATH_FIELDS.index("close")
 VOLUME = PATH_FIELDS.index("volume")
 
 
+MAX_PATHS = 1000  # sample paths a forecast may draw (profiles, training's evaluation, the ad-hoc launchpad)
+
+
 @dataclass(frozen=True)
 class Sampling:
     """How many paths, how far, and how to sample them. ``seed`` is the profile's base seed."""

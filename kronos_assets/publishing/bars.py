@@ -1,22 +1,21 @@
 """Publishing the forecasts of given bars of one timeframe: each series' history, paths and latest snapshot read
 from the warehouse, the dashboard's series and scoreboard, handed to ``publish_site`` (manifest written last).
 
-The Dagster asset ``published_<tf>`` calls ``publish_bars`` with its partitions' bars; tests and the benchmarks
-call it directly.
+The Dagster asset ``published_<tf>`` calls ``publish_bars`` with its partitions' bars and a ``PublishConfig`` it
+builds from the profile (defs/publish.py, ``publish_config``); tests and the benchmarks call it directly.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from kronos_assets.market.timeframes import timeframe_delta
-from kronos_assets.publishing.public import public_symbols
 from kronos_assets.publishing.site import SeriesUpdate, publish_site, series_keys
 from kronos_assets.publishing.snapshots import forecast_records, path_matrices, scoreboard, series_snapshot
 from kronos_assets.publishing.store import Store
-from kronos_assets.settings import Settings
 from kronos_assets.track_record import DM_WINDOWS, VERDICT_WINDOW, verdicts
 from kronos_assets.warehouse import Warehouse
 
@@ -25,8 +24,21 @@ class NothingToPublish(Exception):
     pass
 
 
+@dataclass(frozen=True)
+class PublishConfig:
+    """What a publication needs to know of the profile, as plain values."""
+
+    profile: str
+    symbols: tuple[str, ...]  # the configured markets: the dashboard shows each of them in every timeframe
+    timeframes: tuple[str, ...]
+    primary_model: str  # the model a series' latest snapshot shows
+    synthetic: bool  # a synthetic market: the files say so
+    replay_exchange: str | None  # market replay: who served the replayed candles ("Binance"); None otherwise
+    public_symbols: tuple[str, ...] | None  # whose scores public files may show (None: every series stored)
+
+
 def publish_bars(
-    settings: Settings,
+    config: PublishConfig,
     warehouse: Warehouse,
     store: Store,
     bars_by_symbol: dict[str, list[datetime]],
@@ -40,16 +52,16 @@ def publish_bars(
     a newer one is already published (a backfill of old bars never rolls ``latest`` back). ``inputs``: the
     digest of what is published (incremental.publish_inputs, taken before the reads), recorded in the manifest.
     """
-    series = [(s, t.name) for t in settings.timeframes for s in settings.symbols]
+    series = [(s, t) for t in config.timeframes for s in config.symbols]
     series += [(s, timeframe) for s in bars_by_symbol if (s, timeframe) not in series]
     stored = {key: _stored_latest(store, *key, log) for key in series}  # before the warehouse is opened
     with warehouse.connect() as con:  # every read on one connection, closed before the uploads
         con = _Connection(con)
-        updates, all_snaps, board = _gather(settings, con, stored, bars_by_symbol, timeframe, log)
-        judged = [v for t in settings.timeframes
-                  for v in verdicts(con, t.name, DM_WINDOWS[VERDICT_WINDOW], symbols=public_symbols(settings))]
+        updates, all_snaps, board = _gather(config, con, stored, bars_by_symbol, timeframe, log)
+        judged = [v for t in config.timeframes
+                  for v in verdicts(con, t, DM_WINDOWS[VERDICT_WINDOW], symbols=_public(config))]
     generated_at = datetime.fromisoformat(max(s["origin"] for s in all_snaps))
-    return publish_site(store, updates, all_snaps, board, settings.synthetic, settings.profile, generated_at,
+    return publish_site(store, updates, all_snaps, board, config.synthetic, config.profile, generated_at,
                         judged, inputs={timeframe: inputs} if inputs else None)
 
 
@@ -63,12 +75,16 @@ class _Connection:
         return self.con.execute(sql, params or []).pl()
 
 
-def _gather(settings: Settings, warehouse: Any, stored: dict[tuple[str, str], dict[str, Any] | None],
+def _public(config: PublishConfig) -> list[str] | None:
+    return None if config.public_symbols is None else list(config.public_symbols)
+
+
+def _gather(config: PublishConfig, warehouse: Any, stored: dict[tuple[str, str], dict[str, Any] | None],
             bars_by_symbol: dict[str, list[datetime]], timeframe: str,
             log: Any) -> tuple[list[SeriesUpdate], list[dict[str, Any]], list[dict[str, Any]]]:
     step = timeframe_delta(timeframe)
     updates, current = [], {}
-    public = public_symbols(settings)
+    public = _public(config)
     boards = {timeframe: scoreboard(warehouse, timeframe, public)}
     for symbol, bars in bars_by_symbol.items():
         origins = [b + step for b in bars]
@@ -80,10 +96,9 @@ def _gather(settings: Settings, warehouse: Any, stored: dict[tuple[str, str], di
         snap = None
         if published is None or published.get("origin", "") <= newest:
             snap = series_snapshot(warehouse, symbol, timeframe, datetime.fromisoformat(newest), step,
-                                   settings.primary_model, settings.synthetic,
-                                   settings.replay_exchange.capitalize() if settings.replay else None)
+                                   config.primary_model, config.synthetic, config.replay_exchange)
             if snap is None:
-                raise NothingToPublish(f"{symbol} {timeframe}: no {settings.primary_model} forecast at {newest}")
+                raise NothingToPublish(f"{symbol} {timeframe}: no {config.primary_model} forecast at {newest}")
             current[(symbol, timeframe)] = snap
         elif log is not None:
             log.info(f"{symbol} {timeframe}: latest stays at {published['origin']} (newer than {newest})")
@@ -92,13 +107,12 @@ def _gather(settings: Settings, warehouse: Any, stored: dict[tuple[str, str], di
         updates.append(SeriesUpdate(symbol, timeframe, history, paths, snap, board))
     # The dashboard shows every configured series: the ones published now and the latest of the others.
     all_snaps = []
-    for t in settings.timeframes:
-        for symbol in settings.symbols:
-            snap = current.get((symbol, t.name)) or stored.get((symbol, t.name))
+    for t in config.timeframes:
+        for symbol in config.symbols:
+            snap = current.get((symbol, t)) or stored.get((symbol, t))
             if snap:
                 all_snaps.append(snap)
-    board = [row for t in settings.timeframes
-             for row in (boards[t.name] if t.name in boards else scoreboard(warehouse, t.name, public))]
+    board = [row for t in config.timeframes for row in (boards[t] if t in boards else scoreboard(warehouse, t, public))]
     return updates, all_snaps, board
 
 

@@ -32,8 +32,8 @@ from typing import Any, Callable, Iterator, Mapping
 from botocore.exceptions import ClientError
 
 from kronos_assets import environment
+from kronos_assets.configuration import ConfigError
 from kronos_assets.publishing.store import Artifact, Stat, check_key
-from kronos_assets.settings import ConfigError
 
 ACCOUNT_VAR, KEY_ID_VAR, SECRET_VAR = environment.R2_ACCOUNT, environment.R2_KEY_ID, environment.R2_SECRET
 BUCKET_VAR, PUBLIC_BASE_VAR, ENDPOINT_VAR = environment.R2_BUCKET, environment.R2_PUBLIC_BASE, environment.R2_ENDPOINT

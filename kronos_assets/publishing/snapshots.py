@@ -9,11 +9,11 @@ from typing import Any
 
 import polars as pl
 
+from kronos_assets.forecasting.kinds import BASELINES
 from kronos_assets.metrics import MIN_INDEPENDENT_HORIZONS, pit_histogram
 from kronos_assets.metrics.coverage import coverage_test
 from kronos_assets.publishing.contract import HistoryDocument, ScoreboardRow, SeriesSnapshot, TrackRecord
 from kronos_assets.publishing.public import public_forecast, rounded
-from kronos_assets.settings import BASELINES
 from kronos_assets.track_record import confidence_tables, newest_scored_origin, verdicts
 from kronos_assets.track_record import scoreboard as board_rows
 from kronos_assets.warehouse import Warehouse, json_rows

@@ -16,9 +16,10 @@ import logging
 import shlex
 import sys
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 from kronos_assets import environment
+from kronos_assets.configuration import ConfigError
 from kronos_assets.training.config import SOURCES, load_training_config
 
 
@@ -45,7 +46,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def _models() -> dict | None:
     """models.yaml entries of the active profile, so a run can start from a configured model key."""
-    from kronos_assets.settings import ConfigError, load_settings
+    from kronos_assets.settings import load_settings
 
     try:
         return load_settings().models
@@ -54,14 +55,20 @@ def _models() -> dict | None:
         return None
 
 
+def _warehouse() -> Any:
+    """The active profile's warehouse (data source "warehouse"): the library takes it, the CLI opens it."""
+    from kronos_assets.settings import load_settings
+    from kronos_assets.warehouse import Warehouse
+
+    return Warehouse.of(load_settings(home=environment.home()))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(asctime)s %(message)s",
                         datefmt="%H:%M:%S", stream=sys.stderr)  # fmt: skip
     if args.home:
         environment.export(HOME=args.home)
-    from kronos_assets.settings import ConfigError
-
     config = Path(args.config) if args.config else environment.config_dir() / "training.yaml"
     try:
         runs = load_training_config(config, _models())
@@ -90,8 +97,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                          output=Path(args.out).resolve() if args.out else None)  # fmt: skip
     command = "kronos-train " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
     try:
-        outcome = train_run(run, source=args.source, state_dir=args.state_dir, resume=args.resume,
-                            evaluate=not args.no_eval, max_steps=args.max_steps,
+        warehouse = _warehouse() if (args.source or run.data.source) == "warehouse" else None
+    except ConfigError as exc:
+        print(f"kronos-train {args.run}: {exc}", file=sys.stderr)
+        return 2
+    try:
+        outcome = train_run(run, source=args.source, warehouse=warehouse, state_dir=args.state_dir,
+                            resume=args.resume, evaluate=not args.no_eval, max_steps=args.max_steps,
                             command=".venv/bin/" + command)  # fmt: skip
     except (TrainingDataError, ResumeError, KronosError, ValueError, FileNotFoundError) as exc:
         print(f"kronos-train {args.run}: {exc}", file=sys.stderr)

@@ -27,9 +27,12 @@ from pydantic import BeforeValidator, ValidationInfo, field_validator, model_val
 
 from kronos_assets.configuration import (ConfigError, Device, Moment, Number, OneOf, Problems, Schema, Whole, fail,
                                          field_path, problem, read_yaml, unknown_key, validate)
+from kronos_assets.environment import REPO_ROOT
+from kronos_assets.forecasting.interface import MAX_PATHS
+from kronos_assets.forecasting.kinds.kronos import KronosSettings
 from kronos_assets.kronos.config import KronosConfig, TokenizerConfig, validate_config
 from kronos_assets.kronos.errors import CheckpointError
-from kronos_assets.settings import MAX_PATHS, REPO_ROOT, ModelSettings, Symbols, TimeframeName
+from kronos_assets.market.names import Symbols, TimeframeName
 
 SOURCES = ("synthetic", "warehouse", "csv")
 RUN_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,40}$")
@@ -77,7 +80,7 @@ class EvalSettings:
 class BaseSpec:
     kind: str  # "scratch" | "model" (a models.yaml key) | "folder"
     value: str  # "scratch", the key, or the folder
-    model: ModelSettings | None = None  # for kind "model"
+    model: KronosSettings | None = None  # for kind "model"
 
     def label(self) -> str:
         return {"scratch": "random weights (scratch)", "model": f"models.yaml:{self.value}"}.get(self.kind, self.value)
@@ -236,7 +239,7 @@ def _network(path: Path, cls: type, m: dict[str, Any], where: tuple[str, ...],
         raise ConfigError(str(exc)) from None
 
 
-def _base(path: Path, value: str, where: tuple[str, ...], models: Mapping[str, ModelSettings] | None,
+def _base(path: Path, value: str, where: tuple[str, ...], models: Mapping[str, KronosSettings] | None,
           root: Path) -> BaseSpec:  # fmt: skip
     if not value:
         raise fail(path, where, "must be 'scratch', a models.yaml key or a folder holding model/ and tokenizer/")
@@ -257,7 +260,7 @@ def _base(path: Path, value: str, where: tuple[str, ...], models: Mapping[str, M
     raise fail(path, where, f"{value!r} is not 'scratch', not a models.yaml key ({known}) and not a folder")
 
 
-def _run(path: Path, name: str, m: _Run, models: Mapping[str, ModelSettings] | None, root: Path) -> RunSettings:
+def _run(path: Path, name: str, m: _Run, models: Mapping[str, KronosSettings] | None, root: Path) -> RunSettings:
     where = ("runs", name)
     base = _base(path, m.base, (*where, "base"), models, root)
     tok_cfg = model_cfg = None
@@ -290,7 +293,7 @@ def _run(path: Path, name: str, m: _Run, models: Mapping[str, ModelSettings] | N
     )  # fmt: skip
 
 
-def load_training_config(path: str | Path | None = None, models: Mapping[str, ModelSettings] | None = None,
+def load_training_config(path: str | Path | None = None, models: Mapping[str, KronosSettings] | None = None,
                          root: Path = REPO_ROOT) -> dict[str, RunSettings]:  # fmt: skip
     """Read and validate the runs of a training.yaml (default: configs/training.yaml). ``models`` (the profile's
     models.yaml entries) lets a run start from a configured model key; with None, a base that is neither "scratch"

@@ -28,7 +28,6 @@ from kronos_assets.kronos.hub import load_checkpoint, save_checkpoint
 from kronos_assets.kronos.model import Kronos
 from kronos_assets.kronos.runtime import resolve_device
 from kronos_assets.kronos.tokenizer import KronosTokenizer
-from kronos_assets.settings import REPO_ROOT
 from kronos_assets.training.config import RunSettings
 from kronos_assets.training.outcome import RunOutcome
 from kronos_assets.training.data import (
@@ -73,14 +72,11 @@ def load_frames(run: RunSettings, *, source: str | None = None, warehouse: Any =
     if src == "synthetic":
         return frames_from_synthetic(d.symbols, d.timeframe, d.train_start, d.heldout_end, seed=d.synthetic_seed)
     if src == "warehouse":
-        if warehouse is None:
-            from kronos_assets.settings import load_settings
-            from kronos_assets.warehouse import Warehouse
-
-            warehouse = Warehouse.of(load_settings(home=default_home()))  # the profile's own warehouse
+        if warehouse is None:  # the caller opens the profile's (kronos-train, the training asset)
+            raise ValueError(f"run {run.name}: source 'warehouse' needs the warehouse to read candles from")
         return frames_from_warehouse(warehouse, d.symbols, d.timeframe, d.train_start, d.heldout_end)
     if src == "csv":
-        files = {s: resolve_data_file(p, REPO_ROOT) for s, p in d.files.items()}
+        files = {s: resolve_data_file(p, environment.REPO_ROOT) for s, p in d.files.items()}
         return frames_from_csv(files, d.train_start, d.heldout_end)
     raise ValueError(f"unknown data source {src!r}")
 

@@ -103,3 +103,41 @@ def test_the_package_never_imports_the_test_runner() -> None:
                 [node.module or ""] if isinstance(node, ast.ImportFrom) else []
             users |= {str(path.relative_to(ROOT)) for n in names if n.split(".")[0] in ("pytest", "_pytest")}
     assert users == set()
+
+
+LIBRARIES = ("market", "kronos", "forecasting", "metrics", "warehouse", "publishing", "training")
+
+
+def _imports_of(path: Path) -> set[str]:
+    """Every kronos_assets module a file imports, relative imports resolved against the file's own package."""
+    package = ["kronos_assets", *path.parent.relative_to(ROOT).parts]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom):
+            base = package[: len(package) - node.level + 1] if node.level else []
+            module = ".".join(base + ([node.module] if node.module else []))
+            found |= {module} | {f"{module}.{a.name}" for a in node.names}
+        elif isinstance(node, ast.Import):
+            found |= {a.name for a in node.names}
+    return {m for m in found if m.startswith("kronos_assets.")}
+
+
+def test_libraries_never_import_the_profile_settings_even_lazily() -> None:
+    """Libraries take plain values or their own small config types; the Dagster layer and the CLIs (the top,
+    training's cli.py among them) build those from the profile's Settings."""
+    users = {f"{path.relative_to(ROOT)}: {m}" for pkg in LIBRARIES for path in (ROOT / pkg).rglob("*.py")
+             if path.name != "cli.py" for m in _imports_of(path)
+             if m == "kronos_assets.settings" or m.startswith("kronos_assets.settings.")}
+    assert users == set()
+
+
+def test_settings_know_no_model_kind_by_module_or_by_name() -> None:
+    """Kinds register themselves (forecasting/kinds): settings.py imports the registry, never a kind's module,
+    and names no kind (each forecaster's options are validated by its registered kind)."""
+    from kronos_assets.forecasting import kinds
+
+    path = ROOT / "settings.py"
+    modules = {f"kronos_assets.forecasting.kinds.{m.name}" for m in pkgutil.iter_modules(kinds.__path__)}
+    assert {m for m in _imports_of(path) if m in modules} == set()
+    named = {n.value for n in ast.walk(ast.parse(path.read_text())) if isinstance(n, ast.Constant)} & set(kinds.KINDS)
+    assert named == set()

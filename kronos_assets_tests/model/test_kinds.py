@@ -118,3 +118,32 @@ def test_a_revision_comparison_of_a_kind_without_revisions_fails_naming_the_mode
     (event,) = [e for e in result.all_events if e.is_step_failure]
     assert "'garch' is not a configured model whose kind has revisions" in \
         event.step_failure_data.user_failure_data.description
+
+
+def test_a_kind_registers_itself_and_settings_hold_its_validated_options(tmp_path):
+    """A new kind is one module that calls register(): settings.py validates its entries by the registry alone."""
+    import pytest
+
+    from kronos_assets.configuration import ConfigError, Schema, Whole
+    from kronos_assets.forecasting.kinds import Kind, register
+
+    class ToyOptions(Schema):
+        window: Whole(1) = 5  # type: ignore[valid-type]
+
+    toy = Kind("toy", schema=lambda entry: ToyOptions, build=lambda key, o: RandomWalkVol(o.window, name=key),
+               describe=lambda o: f"toy of {o.window} bars", options=ToyOptions)
+    assert register(toy) is toy and register(toy) is toy  # registering the same kind again changes nothing
+    try:
+        with pytest.raises(ValueError, match="model kind 'toy' is registered twice"):
+            register(Kind("toy", toy.schema, toy.build, toy.describe, options=ToyOptions))
+        s = _settings(tmp_path / "a", {"toy-7": {"kind": "toy", "window": 7}}, ["random_walk_vol", "toy-7"])
+        assert s.model_specs["toy-7"].options == ToyOptions(window=7) and "toy-7" not in s.models
+        row = next(r for r in configured(s) if r.item == "forecasters")
+        assert "toy-7 (toy of 7 bars)" in row.detail
+        with pytest.raises(ConfigError, match=r"models\.toy-0\.window"):
+            _settings(tmp_path / "b", {"toy-0": {"kind": "toy", "window": 0}}, ["random_walk_vol"])
+    finally:
+        KINDS.pop("toy")
+    wrong = Kind("wrong", schema=lambda entry: ToyOptions, build=toy.build, describe=toy.describe, options=int)
+    with pytest.raises(TypeError, match="kind 'wrong' parsed 'w' to a ToyOptions, not its options type int"):
+        wrong.parse("w", {}, tmp_path)

@@ -211,11 +211,11 @@ def test_health_works_on_every_shipped_profile(tmp_path, monkeypatch, capsys, pr
 
 def test_model_sources_of_every_kind_are_described():
     from kronos_assets.health import model_source
-    from kronos_assets.settings import ModelSettings
+    from kronos_assets.forecasting.kinds.kronos import KronosSettings
 
-    local = ModelSettings("m", None, None, None, None, 512, local_dir=Path("/models/m"))
-    hub = ModelSettings("h", "org/K", "a" * 40, "org/T", "b" * 40, 512)
-    unpinned = ModelSettings("u", "org/K", None, "org/T", None, 512)
+    local = KronosSettings("m", None, None, None, None, 512, local_dir=Path("/models/m"))
+    hub = KronosSettings("h", "org/K", "a" * 40, "org/T", "b" * 40, 512)
+    unpinned = KronosSettings("u", "org/K", None, "org/T", None, 512)
     assert model_source(local) == "local folder /models/m"
     assert model_source(hub) == "org/K@aaaaaaaaaaaa"
     assert model_source(unpinned) == "org/K (no pinned revision)"

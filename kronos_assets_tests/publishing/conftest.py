@@ -18,6 +18,7 @@ import pytest
 
 from kronos_assets.defs.factory import build_definitions
 from kronos_assets.defs.partitions import bar_key, day_key
+from kronos_assets.defs.publish import publish_config
 from kronos_assets.publishing.bars import publish_bars
 from kronos_assets.defs.resources import build_resources, r2_store
 from kronos_assets.main_job import RANGE_END, RANGE_START
@@ -76,7 +77,7 @@ def site_data(tmp_path_factory: pytest.TempPathFactory) -> SiteData:
         bars[symbol] = [first + i * HOUR for i in range(n)]
     warehouse = Warehouse(settings.warehouse_path)
     for symbol, symbol_bars in bars.items():
-        publish_bars(settings, warehouse, resources["store"].get(), {symbol: symbol_bars[-3:]}, "1h")
+        publish_bars(publish_config(settings), warehouse, resources["store"].get(), {symbol: symbol_bars[-3:]}, "1h")
     return SiteData(settings, warehouse, bars)
 
 

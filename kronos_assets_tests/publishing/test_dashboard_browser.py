@@ -14,6 +14,7 @@ from typing import Iterator
 
 import pytest
 
+from kronos_assets.defs.publish import publish_config
 from kronos_assets.publishing.bars import publish_bars
 from kronos_assets.publishing.keys import series_keys
 from kronos_assets.settings import REPO_ROOT
@@ -119,7 +120,7 @@ def public_bucket(s3, bucket: str) -> Iterator[str]:
 def test_dashboard_from_the_bucket_alone(site_data, s3_server, bucket, browser):
     store = env_bucket_store()
     for symbol, bars in site_data.bars.items():
-        publish_bars(site_data.settings, site_data.warehouse, store, {symbol: bars[-1:]}, "1h")
+        publish_bars(publish_config(site_data.settings), site_data.warehouse, store, {symbol: bars[-1:]}, "1h")
     browser.events.clear()
     with public_bucket(s3_server, bucket) as base:
         browser.set_viewport(1200, 900)

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from kronos_assets.defs.publish import publish_config
 from kronos_assets.publishing.bars import publish_bars
 from kronos_assets.publishing.keys import MANIFEST_KEY, history_key
 from kronos_assets.publishing.manifest import ManifestError, rebuild_manifest
@@ -21,7 +22,7 @@ BTC, ETH = "BTC/USDT", "ETH/USDT"
 
 
 def publish(site_data, store, bars: dict[str, list]):
-    return publish_bars(site_data.settings, site_data.warehouse, store, bars, "1h")
+    return publish_bars(publish_config(site_data.settings), site_data.warehouse, store, bars, "1h")
 
 
 def two_publishes(site_data, store) -> dict[str, Any]:

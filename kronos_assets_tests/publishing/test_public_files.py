@@ -13,6 +13,7 @@ import pytest
 from kronos_assets.defs.factory import build_definitions
 from kronos_assets.defs.partitions import bar_key, day_key
 from kronos_assets.defs.resources import build_resources
+from kronos_assets.defs.publish import publish_config
 from kronos_assets.publishing.bars import publish_bars
 from kronos_assets.publishing.pages import dashboard_html
 from kronos_assets.publishing.public import is_local_path, local_name, public_provenance
@@ -62,7 +63,7 @@ def kronos_site(tmp_path_factory):
     run_job(defs, instance, "candles_1h", day_key(BTC, first - timedelta(days=3)),
             day_key(BTC, LAST_BAR + (HORIZON + 1) * HOUR))
     run_job(defs, instance, "forecast_1h", bar_key(BTC, first), bar_key(BTC, LAST_BAR), assets=["1h/forecasts"])
-    publish_bars(settings, Warehouse(settings.warehouse_path), LocalStore(settings.publish_dir),
+    publish_bars(publish_config(settings), Warehouse(settings.warehouse_path), LocalStore(settings.publish_dir),
                  {BTC: [first, LAST_BAR]}, "1h")
     return settings, root
 

@@ -18,6 +18,7 @@ import pytest
 
 from kronos_assets.defs.factory import build_definitions
 from kronos_assets.defs.partitions import bar_key
+from kronos_assets.defs.publish import publish_config
 from kronos_assets.publishing.bars import publish_bars
 from kronos_assets.defs.resources import build_resources
 from kronos_assets.main_job import RANGE_END, RANGE_START
@@ -47,7 +48,7 @@ SHARED = ("index.", "scoreboard.", "assets/", "chain/", "manifest.json")
 
 
 def publish(site_data, store, bars: dict[str, list]):
-    return publish_bars(site_data.settings, site_data.warehouse, store, bars, "1h")
+    return publish_bars(publish_config(site_data.settings), site_data.warehouse, store, bars, "1h")
 
 
 def sent_puts(store: S3Store) -> list[dict[str, Any]]:

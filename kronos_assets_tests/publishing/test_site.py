@@ -9,6 +9,7 @@ import re
 
 import pytest
 
+from kronos_assets.defs.publish import publish_config
 from kronos_assets.publishing.bars import publish_bars
 from kronos_assets.defs.resources import r2_resource, r2_store
 from kronos_assets.publishing.backend import open_store, resolve_backend
@@ -136,11 +137,11 @@ def test_dashboard_says_not_yet_scored_until_the_record_means_something(site_dat
 def test_backfilling_old_bars_adds_history_but_never_rolls_latest_back(site_data, tmp_path):
     store = LocalStore(tmp_path / "site")
     bars = site_data.bars[BTC]
-    publish_bars(site_data.settings, site_data.warehouse, store, {BTC: bars[-2:]}, "1h")
+    publish_bars(publish_config(site_data.settings), site_data.warehouse, store, {BTC: bars[-2:]}, "1h")
     keys = series_keys(BTC, "1h")
     latest = store.get(keys["latest.json"])
     chart = store.get(keys["chart.png"])
-    report = publish_bars(site_data.settings, site_data.warehouse, store, {BTC: bars[-12:-10]}, "1h")
+    report = publish_bars(publish_config(site_data.settings), site_data.warehouse, store, {BTC: bars[-12:-10]}, "1h")
     assert store.get(keys["latest.json"]) == latest and store.get(keys["chart.png"]) == chart
     assert len(list((tmp_path / "site" / series_prefix(BTC, "1h") / "history").glob("*.json"))) == 4
     assert len(list((tmp_path / "site" / series_prefix(BTC, "1h") / "paths").glob("*.parquet"))) == 4

@@ -13,6 +13,7 @@ import numpy as np
 import polars as pl
 import pytest
 
+from kronos_assets.defs.publish import publish_config
 from kronos_assets.publishing.bars import publish_bars
 from kronos_assets.market.timeframes import timeframe_delta
 from kronos_assets.metrics import TooPersistent, diebold_mariano
@@ -90,7 +91,7 @@ def clairvoyant(paths: np.ndarray, future: np.ndarray, last: float) -> np.ndarra
 def publish_as(settings, wh, store, model: str) -> tuple[dict[str, Any], str, dict[str, Any]]:
     settings = dataclasses.replace(settings, primary_model=model)
     bars = wh.query("SELECT max(origin) AS o FROM forecasts WHERE symbol = ? AND model = ?", [BTC, model])["o"][0]
-    publish_bars(settings, wh, store, {BTC: [bars - HOUR]}, "1h")
+    publish_bars(publish_config(settings), wh, store, {BTC: [bars - HOUR]}, "1h")
     latest = json.loads(store.get("series/BTC-USDT/1h/latest.json"))
     index = store.get("index.html").decode()
     return latest, index, json.loads(store.get("scoreboard.json"))
@@ -189,14 +190,14 @@ def test_a_model_that_forecasts_no_move_shows_n_a(site_data):
 def test_uploaded_markets_stay_out_of_public_files_unless_published(copy):
     settings, wh, store = copy
     add_model(wh, "random_walk_vol", lambda p, f, last: p, new_symbol="my-upload")  # an uploaded market's scores
-    publish_bars(settings, wh, store, {BTC: [wh.query("SELECT max(origin) AS o FROM forecasts")["o"][0] - HOUR]}, "1h")
+    publish_bars(publish_config(settings), wh, store, {BTC: [wh.query("SELECT max(origin) AS o FROM forecasts")["o"][0] - HOUR]}, "1h")
     public = b"".join(store.get(k) or b"" for k in ("scoreboard.json", "index.html",
                                                     "series/BTC-USDT/1h/latest.json",
                                                     "series/BTC-USDT/1h/scoreboard.json"))
     assert b"my-upload" not in public
     assert {r["symbol"] for r in json.loads(store.get("scoreboard.json"))["rows"]} == {BTC, "ETH/USDT"}
     opened = dataclasses.replace(settings, uploads_publish=True)
-    publish_bars(opened, wh, store, {BTC: [wh.query("SELECT max(origin) AS o FROM forecasts")["o"][0] - HOUR]}, "1h")
+    publish_bars(publish_config(opened), wh, store, {BTC: [wh.query("SELECT max(origin) AS o FROM forecasts")["o"][0] - HOUR]}, "1h")
     board = json.loads(store.get("scoreboard.json"))
     assert "my-upload" in {r["symbol"] for r in board["rows"]} | {v["symbol"] for v in board["verdicts"]}
 

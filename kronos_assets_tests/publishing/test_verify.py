@@ -11,6 +11,7 @@ import duckdb
 import pytest
 
 from kronos_assets.cli import main as cli_main
+from kronos_assets.defs.publish import publish_config
 from kronos_assets.publishing.bars import publish_bars
 from kronos_assets.publishing.chain import record_key, sha256
 from kronos_assets.publishing.keys import MANIFEST_KEY, history_key
@@ -36,8 +37,8 @@ def publish_record(site_data, store, wh: Warehouse) -> None:
     """Four publications: BTC's forecasts in three runs, oldest first, then ETH's."""
     btc = site_data.bars[BTC]
     for chunk in (btc[:30], btc[30:50], btc[50:]):
-        publish_bars(site_data.settings, wh, store, {BTC: chunk}, "1h")
-    publish_bars(site_data.settings, wh, store, {ETH: site_data.bars[ETH]}, "1h")
+        publish_bars(publish_config(site_data.settings), wh, store, {BTC: chunk}, "1h")
+    publish_bars(publish_config(site_data.settings), wh, store, {ETH: site_data.bars[ETH]}, "1h")
 
 
 @pytest.fixture(scope="module")
@@ -195,9 +196,9 @@ def test_reordered_publications_renumbered_break_the_hashes(site, capsys):
 def test_a_rebuilt_manifest_continues_the_chain_from_its_log(site_data, tmp_path):
     store = LocalStore(tmp_path / "site")
     wh = live_warehouse(site_data, tmp_path)
-    publish_bars(site_data.settings, wh, store, {BTC: site_data.bars[BTC][:30]}, "1h")
+    publish_bars(publish_config(site_data.settings), wh, store, {BTC: site_data.bars[BTC][:30]}, "1h")
     (tmp_path / "site" / MANIFEST_KEY).write_text('{"objects": {"trunc')
-    report = publish_bars(site_data.settings, wh, store, {BTC: site_data.bars[BTC][30:]}, "1h")
+    report = publish_bars(publish_config(site_data.settings), wh, store, {BTC: site_data.bars[BTC][30:]}, "1h")
     assert report.rebuilt
     rec = json.loads(store.get(record_key(1)))
     assert rec["manifest_rebuilt"] and rec["prev_record_sha256"] == sha256(store.get(record_key(0)))
@@ -208,7 +209,7 @@ def test_a_rebuilt_manifest_continues_the_chain_from_its_log(site_data, tmp_path
 def test_a_bucket_verifies_and_a_deleted_object_is_named(site_data, tmp_path, bucket, s3_server, capsys):
     store = env_bucket_store()
     wh = live_warehouse(site_data, tmp_path)
-    publish_bars(site_data.settings, wh, store, {BTC: site_data.bars[BTC][-HORIZON * 2:]}, "1h")
+    publish_bars(publish_config(site_data.settings), wh, store, {BTC: site_data.bars[BTC][-HORIZON * 2:]}, "1h")
     assert cli_main(["verify", f"s3://{bucket}"]) == 0
     assert "intact: 1 publications" in capsys.readouterr().out
     key = btc_history(site_data.bars[BTC][-1])
@@ -276,7 +277,7 @@ def test_a_forecast_re_published_with_new_content_is_declared_and_counted(site_d
     import kronos_assets.publishing.bars as bars
 
     store, wh = LocalStore(tmp_path / "site"), live_warehouse(site_data, tmp_path)
-    publish_bars(site_data.settings, wh, store, {BTC: site_data.bars[BTC][:30]}, "1h")
+    publish_bars(publish_config(site_data.settings), wh, store, {BTC: site_data.bars[BTC][:30]}, "1h")
     real = bars.forecast_records
 
     def recomputed(*args, **kwargs):
@@ -287,7 +288,7 @@ def test_a_forecast_re_published_with_new_content_is_declared_and_counted(site_d
         return records
 
     monkeypatch.setattr(bars, "forecast_records", recomputed)
-    publish_bars(site_data.settings, wh, store, {BTC: site_data.bars[BTC][25:30]}, "1h")
+    publish_bars(publish_config(site_data.settings), wh, store, {BTC: site_data.bars[BTC][25:30]}, "1h")
     rec = json.loads(store.get(record_key(1)))
     key = btc_history(site_data.bars[BTC][27])
     assert key in rec["replaced"] and rec["replaced"][key] == json.loads(store.get(record_key(0)))["added"][key]
@@ -360,16 +361,16 @@ def test_a_record_in_the_one_file_layout_upgraded_verifies_and_names_tampering_o
         old.setattr(site_module, "seal", lambda store, objects, index: (dict(sorted(objects.items())), index, None))
         old.setattr(site_module, "encode", indented)
         old.setattr(chain, "encode", indented)
-        publish_bars(site_data.settings, wh, store, {BTC: btc[:30]}, "1h")
-        publish_bars(site_data.settings, wh, store, {BTC: btc[30:50]}, "1h")
+        publish_bars(publish_config(site_data.settings), wh, store, {BTC: btc[:30]}, "1h")
+        publish_bars(publish_config(site_data.settings), wh, store, {BTC: btc[30:50]}, "1h")
     m = manifest(site)
     (site / MANIFEST_KEY).write_bytes(indented(m | {"format": 2}))
     old_key = btc_history(btc[5])
     assert old_key in m["objects"] and "index" not in m and verify(store).publications == 2
 
-    report = publish_bars(site_data.settings, wh, store, {BTC: btc[45:]}, "1h")  # 45..49 were published before
+    report = publish_bars(publish_config(site_data.settings), wh, store, {BTC: btc[45:]}, "1h")  # 45..49 were published before
     assert report.changed_immutable == [] and btc_history(btc[47]) in report.skipped
-    publish_bars(site_data.settings, wh, store, {ETH: site_data.bars[ETH]}, "1h")
+    publish_bars(publish_config(site_data.settings), wh, store, {ETH: site_data.bars[ETH]}, "1h")
     m = manifest(site)
     assert m["format"] == 3 and m["index"]["head"] == "index/00000000.json" and old_key not in m["objects"]
     summary = verify(store)

@@ -122,3 +122,35 @@ def test_fine_tuning_a_local_checkpoint_keeps_its_tokenizer_when_asked(tmp_path:
     assert weights_equal(load_checkpoint(tmp_path / "out" / "tokenizer").module, tok)
     assert not weights_equal(load_checkpoint(tmp_path / "out" / "model").module, model)
     assert out.base_label == "base:base" and out.result.curve("tokenizer") == []
+
+
+def test_cli_reads_the_profile_warehouse_that_the_library_is_handed(tmp_path: Path, monkeypatch, capsys) -> None:
+    """training/run.py takes the warehouse as a value (it never loads the profile's settings); kronos-train opens
+    the active profile's warehouse for a run whose data.source is "warehouse"."""
+    from datetime import datetime, timezone
+
+    import pytest
+
+    from kronos_assets import environment
+    from kronos_assets.training.config import load_training_config
+    from kronos_assets.training.run import load_frames
+
+    settings = small_settings(tmp_path)
+    monkeypatch.setenv(environment.CONFIG_DIR, str(settings.config_dir))
+    monkeypatch.setenv(environment.PROFILE, settings.profile)
+    run = copy.deepcopy(TINY_RUN)
+    run["data"] |= {"source": "warehouse", "symbols": ["BTC/USDT"]}
+    cfg = tmp_path / "training.yaml"
+    cfg.write_text(yaml.safe_dump({"runs": {"tiny": run}}))
+    with pytest.raises(ValueError, match="run tiny: source 'warehouse' needs the warehouse"):
+        load_frames(load_training_config(cfg)["tiny"])
+
+    args = ["tiny", "--config", str(cfg), "--home", str(settings.home), "--out", str(tmp_path / "out"), "--quiet",
+            "--no-eval", "--max-steps", "2"]
+    assert main(args) == 1  # an empty warehouse: no candles, said so
+    assert "no 1h candles for ['BTC/USDT']" in capsys.readouterr().err
+    start = datetime(2025, 1, 1, tzinfo=timezone.utc)
+    Warehouse.of(settings).replace("clean_candles", _clean_rows("BTC/USDT", gbm_candles(1000, 3, start=start)),
+                                   "symbol = ? AND timeframe = ?", ["BTC/USDT", "1h"])
+    assert main(args) == 0
+    assert "continue with --resume" in capsys.readouterr().out

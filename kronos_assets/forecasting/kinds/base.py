@@ -1,8 +1,9 @@
 """What a model kind is: the schema of its models.yaml options, how it loads, and what it has to fetch or watch.
 
-A kind never imports the settings module: settings.py validates one models.yaml entry against the kind's schema
-(a pydantic model: unknown keys, wrong types and out-of-range values are errors naming ``models.<key>.<field>``
-and the nearest valid key) and hands the kind the validated options.
+A kind never imports the settings module, nor settings a kind: each kind module registers its Kind here when it
+is imported (``register``), and settings.py validates one models.yaml entry against the schema of the kind it
+names (a pydantic model: unknown keys, wrong types and out-of-range values are errors naming
+``models.<key>.<field>`` and the nearest valid key), keeping the validated options (of the kind's ``options`` type).
 """
 
 from __future__ import annotations
@@ -42,7 +43,24 @@ class Kind:
     revisions: Callable[[Any], dict[str, tuple[str, str]]] | None = None  # part -> (hub repo, pinned revision)
     repin: Callable[[Any, dict[str, str]], Any] | None = None  # options at other revisions (part -> revision)
     settle: Callable[[str, Any], Any] = _as_is  # (key, validated schema) -> the options build/describe take
+    options: type = object  # the type of what parse returns (what settings hold for each forecaster of the kind)
 
     def parse(self, key: str, entry: Mapping[str, Any], root: Path) -> Any:
         """The entry's options; raises pydantic's ValidationError (relative paths resolve against ``root``)."""
-        return self.settle(key, self.schema(entry).model_validate(dict(entry), context={"root": root}))
+        options = self.settle(key, self.schema(entry).model_validate(dict(entry), context={"root": root}))
+        if not isinstance(options, self.options):  # a kind's own bug, not the user's config
+            raise TypeError(f"kind {self.name!r} parsed {key!r} to a {type(options).__name__}, not its "
+                            f"options type {self.options.__name__}")
+        return options
+
+
+# The registry: every kind module fills it on import (forecasting/kinds/__init__.py imports the built-in ones).
+KINDS: dict[str, Kind] = {}
+
+
+def register(kind: Kind) -> Kind:
+    """Adds a kind to the registry under its name (one module per kind; a second kind of the same name is a bug)."""
+    if KINDS.get(kind.name, kind) is not kind:
+        raise ValueError(f"model kind {kind.name!r} is registered twice")
+    KINDS[kind.name] = kind
+    return kind

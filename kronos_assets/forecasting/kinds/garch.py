@@ -19,7 +19,7 @@ import numpy as np
 from kronos_assets.configuration import Schema, Whole
 from kronos_assets.forecasting.baselines import RandomWalkVol
 from kronos_assets.forecasting.interface import CLOSE, PATH_FIELDS, ForecastRequest, Sampling
-from kronos_assets.forecasting.kinds.base import Kind
+from kronos_assets.forecasting.kinds.base import Kind, register
 
 SCALE = 100.0  # returns in percent
 MIN_RETURNS = 50  # fewer and the fit is noise: fall back
@@ -125,5 +125,6 @@ class GarchForecaster:
                 "window": self.settings.window, "fallback_vol_window": self.settings.fallback_vol_window}
 
 
-KIND = Kind("garch", lambda entry: GarchSettings, build=lambda key, s: GarchForecaster(key, s),
-            describe=lambda s: f"baseline: GARCH(1,1)-t refitted on the last {s.window} log returns at each origin")
+KIND = register(Kind("garch", lambda entry: GarchSettings, build=lambda key, s: GarchForecaster(key, s),
+                     describe=lambda s: f"baseline: GARCH(1,1)-t refitted on the last {s.window} log returns at "
+                     "each origin", options=GarchSettings))

@@ -14,7 +14,7 @@ from pydantic import BeforeValidator, ValidationInfo, field_validator
 
 from kronos_assets import environment
 from kronos_assets.configuration import Device, Schema, Whole, problem
-from kronos_assets.forecasting.kinds.base import Kind
+from kronos_assets.forecasting.kinds.base import Kind, register
 
 
 @dataclass(frozen=True)
@@ -126,5 +126,6 @@ def repin(m: KronosSettings, revs: dict[str, str]) -> KronosSettings:
                                tokenizer_revision=revs.get("tokenizer") or m.tokenizer_revision)
 
 
-KIND = Kind("kronos", lambda entry: LocalCheckpoint if "local_dir" in entry else HubCheckpoint, build, describe,
-            weights=weights, revisions=revisions, repin=repin, settle=_settle)
+KIND = register(Kind("kronos", lambda entry: LocalCheckpoint if "local_dir" in entry else HubCheckpoint, build,
+                     describe, weights=weights, revisions=revisions, repin=repin, settle=_settle,
+                     options=KronosSettings))
