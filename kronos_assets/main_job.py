@@ -43,7 +43,6 @@ from kronos_assets.local_instance import instance_for
 from kronos_assets.market.schema import CandleError
 from kronos_assets.market.timeframes import last_closed_bar_open, timeframe_delta
 from kronos_assets.publishing.manifest import read_manifest
-from kronos_assets.publishing.public import public_symbols
 from kronos_assets.publishing.store import LocalStore
 from kronos_assets.retention import RUN_ROUND_S, prune_instance
 from kronos_assets.runs import (DEFAULT_POOL_WAIT_S, bounded_pool_waits, held_slots, process_tags,
@@ -226,7 +225,7 @@ def run_main_job(
     jobs = _Jobs(settings, resources)
     runner = _Runner(settings, instance, log, now=now)
     order = list(settings.symbols)
-    public = public_symbols(settings)
+    public = settings.public_symbols
     with bounded_pool_waits(instance, pool_wait_s, on_reap=lambda m: log(f"recovered: {m}")):
         for tf in settings.timeframes:
             step = timeframe_delta(tf.name)

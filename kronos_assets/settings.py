@@ -90,6 +90,12 @@ class Settings:
         return {k: m.options for k, m in self.model_specs.items() if m.kind == kinds.DEFAULT_KIND}
 
     @property
+    def public_symbols(self) -> list[str] | None:
+        """The series whose scores may appear in public files: the configured markets; uploaded markets are
+        private unless the profile sets ``uploads.publish`` (None: every series in the warehouse)."""
+        return None if self.uploads_publish else list(self.symbols)
+
+    @property
     def synthetic(self) -> bool:
         return self.market == "synthetic"
 

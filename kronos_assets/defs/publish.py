@@ -13,7 +13,6 @@ from kronos_assets.defs.partitions import BAR_FMT, bar_partitions, times_by_symb
 from kronos_assets.incremental import publish_inputs
 from kronos_assets.publishing.bars import NothingToPublish, PublishConfig, publish_bars
 from kronos_assets.publishing.manifest import ManifestError
-from kronos_assets.publishing.public import public_symbols
 from kronos_assets.publishing.site import series_keys
 from kronos_assets.publishing.store import Store
 from kronos_assets.settings import Settings, TimeframeSettings
@@ -26,7 +25,7 @@ def published_key(tf: str) -> dg.AssetKey:
 
 def publish_config(settings: Settings) -> PublishConfig:
     """The profile's part that publishing reads, as the plain values publishing.bars takes."""
-    public = public_symbols(settings)
+    public = settings.public_symbols
     return PublishConfig(
         profile=settings.profile, symbols=settings.symbols, timeframes=tuple(t.name for t in settings.timeframes),
         primary_model=settings.primary_model, synthetic=settings.synthetic,
@@ -58,7 +57,7 @@ def build_published(settings: Settings, tf: TimeframeSettings) -> dg.AssetsDefin
         bars = times_by_symbol(context.partition_keys, "bar", BAR_FMT)
         # What the site is made of, taken before the reads and kept in the manifest: a tick whose digest equals
         # the manifest's has nothing to publish (main_job.py skips the run).
-        inputs = publish_inputs(warehouse, tf.name, public_symbols(settings))
+        inputs = publish_inputs(warehouse, tf.name, settings.public_symbols)
         try:
             report = publish_bars(publish_config(settings), warehouse, store, bars, tf.name, context.log,
                                   inputs=inputs)

@@ -17,12 +17,6 @@ CHECKPOINT_PARTS = ("model", "tokenizer")  # the provenance prefixes of a Kronos
 _ABSOLUTE = re.compile(r"^(?:file://|~[/\\]|/|[A-Za-z]:[\\/]|\\\\)")
 
 
-def public_symbols(settings: Any) -> list[str] | None:
-    """The series whose scores may appear in public files: the configured markets; uploaded markets are private
-    unless the profile sets ``uploads.publish`` (None: every series in the warehouse)."""
-    return None if settings.uploads_publish else list(settings.symbols)
-
-
 def is_local_path(text: str) -> bool:
     """An absolute path (POSIX, Windows or UNC), a home-relative one or a file:// URL."""
     return bool(_ABSOLUTE.match(text))
