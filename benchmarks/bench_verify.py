@@ -118,6 +118,11 @@ def _cpu() -> float:
     return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
 
 
+def _peak_rss_mb() -> float:
+    """Peak resident memory of this process (the verify's main process when the folder was already built)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--days", type=int, default=365)
@@ -142,6 +147,7 @@ def main() -> None:
         print(f"{args.days} days x {len(SERIES)} series hourly, {len(models)} models x {args.paths} paths: "
               f"built in {built:.0f} s ({size / 1e6:.0f} MB); verify {took:.1f} s (target <= 60 s), {cpu:.1f} CPU s, "
               f"{v.default_workers(summary.forecasts) if args.workers is None else args.workers} process(es), "
+              f"peak RSS {_peak_rss_mb():.0f} MB, "
               f"load {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
         RESULTS.mkdir(exist_ok=True)
         name = "verify.json" if args.models == 2 else f"verify_{args.models}models.json"
@@ -149,6 +155,7 @@ def main() -> None:
                                        "paths": args.paths, "publications": summary.publications,
                                        "forecasts": summary.forecasts, "numbers": summary.numbers,
                                        "verify_s": round(took, 1), "cpu_s": round(cpu, 1), "bytes": size,
+                                       "peak_rss_mb": round(_peak_rss_mb()),
                                        "load": round(os.getloadavg()[0], 1)}, indent=1) + "\n")
     finally:
         if args.folder is None:

@@ -25,7 +25,7 @@ import io
 import json
 import math
 import os
-from collections import defaultdict
+from collections import defaultdict, deque
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -444,6 +444,18 @@ def _chunks(store: Store, keys: list[str]) -> Iterator[list[Item]]:
         yield [(key, store.get(key), store.get(_paths_key(key))) for key in keys[i:i + CHUNK]]
 
 
+def _in_order(pool: Any, chunks: Iterator[list[Item]], ahead: int) -> Iterator[list]:
+    """``rescore_chunk`` of each chunk in the pool, in order, with at most ``ahead`` chunks read and not yet
+    scored (``pool.map`` would read every file of the record into memory first)."""
+    waiting: deque = deque()
+    for chunk in chunks:
+        waiting.append(pool.submit(rescore_chunk, chunk))
+        if len(waiting) > ahead:
+            yield waiting.popleft().result()
+    while waiting:
+        yield waiting.popleft().result()
+
+
 def rescore(store: Store, forecasts: Iterable[str], closes: dict[str, dict[datetime, float]], summary: Summary,
             workers: int = 1, heads: dict[str, Head] | None = None
             ) -> dict[tuple[str, str, str], dict[datetime, dict[str, Any]]]:
@@ -461,7 +473,7 @@ def rescore(store: Store, forecasts: Iterable[str], closes: dict[str, dict[datet
         # spawn, not fork: polars' thread pool does not survive a fork
         pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
                                    initializer=_share_closes, initargs=(closes,))
-        results = (r for chunk in pool.map(rescore_chunk, chunks) for r in chunk)
+        results = (r for chunk in _in_order(pool, chunks, 2 * workers) for r in chunk)
     else:
         pool, results = None, (r for chunk in chunks for r in rescore_chunk(chunk, closes))
     try:
