@@ -177,6 +177,8 @@ def verdicts(wh: Any, timeframe: str, days: int | None = 30, scored_before: date
     after = "" if floor is None else f"AND origin > {ts_literal(floor)}"
     pairs = wh.query(loss_pairs_sql().replace("/* window floor */", after),
                      {"timeframe": timeframe, "days": days, "scored_before": scored_before})
+    if pairs.is_empty():  # nothing scored (or, in verify, nothing re-scored): no verdict to give
+        return []
     if symbols is not None:
         pairs = pairs.filter(pl.col("symbol").is_in(symbols))
     out = []

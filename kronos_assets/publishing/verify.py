@@ -535,6 +535,9 @@ class Losses:
             for origin, r in by_origin.items():
                 evals.append(keys | r | {"origin": origin})
                 forecasts.append(keys | {"origin": origin, "last_close": r["last_close"]})
+        self.con = None
+        if not evals:  # nothing re-scored (no forecast whose closes are published): no tables to join
+            return
         frame = pl.DataFrame(evals, infer_schema_length=None)
         frame = frame.with_columns(pl.col(c).cast(pl.Float64) for c, t in frame.schema.items() if t == pl.Null)
         self.con = duckdb.connect()
@@ -542,9 +545,7 @@ class Losses:
         self.con.register("forecasts", pl.DataFrame(forecasts, infer_schema_length=None).to_arrow())
 
     def query(self, sql: str, params: dict[str, Any]) -> pl.DataFrame:
-        if not self.con.execute("SELECT count(*) FROM evaluations").fetchone()[0]:
-            return pl.DataFrame()  # nothing scored: no tables to join
-        return self.con.execute(sql, params).pl()
+        return pl.DataFrame() if self.con is None else self.con.execute(sql, params).pl()
 
 
 def check_verdicts(key: str, published: list[dict[str, Any]], scored: dict, summary: Summary,

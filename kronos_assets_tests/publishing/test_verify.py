@@ -401,3 +401,16 @@ def test_a_record_in_the_one_file_layout_upgraded_verifies_and_names_tampering_o
     (copy / "index/00000000.json").write_text(json.dumps(part))
     line = fails(copy, capsys)
     assert "index/00000000.json: sha256: expected" in line
+
+
+def test_verdicts_with_no_forecast_to_re_score_are_reported_not_a_crash(site_data, tmp_path, capsys):
+    """A record whose published verdicts rest on scores none of its own forecasts can re-score (here: one
+    publication of the newest bar only, from a warehouse that scored older forecasts): verify says what it could not
+    recompute instead of failing inside DuckDB on an empty table."""
+    store = LocalStore(tmp_path / "site")
+    publish_bars(publish_config(site_data.settings), Warehouse(site_data.settings.warehouse_path), store,
+                 {BTC: site_data.bars[BTC][-1:]}, "1h")
+    code = cli_main(["verify", str(tmp_path / "site")])
+    out = capsys.readouterr().out.strip().splitlines()
+    assert code == 0, out
+    assert any("not recomputable" in line or "could not be recomputed" in line for line in out), out

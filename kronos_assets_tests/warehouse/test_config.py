@@ -68,6 +68,6 @@ def test_read_only_view_of_the_embedded_file(tmp_path):
     write(Warehouse(path), "BTC/USDT", "v", 5)
     view = ReadOnlyWarehouse(path)
     status, detail = view.open()
-    assert status == "OK" and "opened read-only; 10 tables" in detail, detail
+    assert status == "OK" and "opened read-only; 11 tables" in detail, detail
     assert view.newest("raw_candles", "ts", "1h") == {"BTC/USDT": datetime(2025, 1, 1, 4, tzinfo=timezone.utc)}
     view.close()

@@ -199,7 +199,7 @@ def test_read_only_view_for_health(lake: LakeServers, tmp_path: Path, monkeypatc
     write(Warehouse(tmp_path / "wh.duckdb", config=cfg), "BTC/USDT", "v", 30)
     view = ReadOnlyWarehouse(tmp_path / "wh.duckdb", cfg)
     status, detail = view.open()
-    assert status == "OK" and "attached read-only; 10 tables" in detail, detail
+    assert status == "OK" and "attached read-only; 11 tables" in detail, detail
     assert view.newest("raw_candles", "ts", "1h") == {"BTC/USDT": candles("BTC/USDT", "v", 30)["ts"][-1]}
     with pytest.raises(Exception, match="read-only|read only|READ_ONLY"):
         view.con.execute("DELETE FROM raw_candles")
