@@ -20,7 +20,7 @@ import contextlib
 import os
 import time
 from dataclasses import dataclass, replace
-from datetime import date, datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Iterator
 
 import dagster as dg

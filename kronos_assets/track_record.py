@@ -19,8 +19,8 @@ import numpy as np
 import polars as pl
 
 from kronos_assets.metrics import MIN_INDEPENDENT_HORIZONS, TooFewHorizons, TooPersistent, diebold_mariano
-# BASELINE and COIN_FLIP_BRIER: the registry's, read from here too (publishing.verify, study_record)
-from kronos_assets.metrics.registry import (BASELINE, COIN_FLIP_BRIER, CONFIDENCE_BANDS, NA_COLUMNS, Metric,
+# COIN_FLIP_BRIER: the registry's, read from here too (study_record)
+from kronos_assets.metrics.registry import (COIN_FLIP_BRIER, CONFIDENCE_BANDS, NA_COLUMNS, Metric,
                                             board_sql, confidence_table, judged, loss_pairs_sql as _loss_pairs_sql,
                                             metrics, skill_sql)
 from kronos_assets.warehouse import Warehouse, json_rows, read_sql

@@ -43,7 +43,8 @@ from kronos_assets.publishing.chain import is_forecast_key, published_late, reco
 from kronos_assets.publishing.keys import MANIFEST_KEY, history_key
 from kronos_assets.publishing.manifest import IndexDamage, listed_objects
 from kronos_assets.publishing.store import LocalStore, Stat, Store
-from kronos_assets.track_record import BASELINE, DM_WINDOWS, VERDICT_WINDOW, measures, verdicts
+from kronos_assets.metrics.registry import BASELINE
+from kronos_assets.track_record import DM_WINDOWS, VERDICT_WINDOW, measures, verdicts
 
 REL_TOL = 1e-9
 ABS_TOL = 1e-9

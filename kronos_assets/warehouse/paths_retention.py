@@ -23,7 +23,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Callable, Sequence
 
-import polars as pl
 
 BATCH = 1000  # forecasts per transaction (30,000 path rows at 30 paths): bounds memory and the writer's hold
 KEYS = ("symbol", "timeframe", "origin", "model")

@@ -211,7 +211,7 @@ def board_select(parts: str) -> str:
              for c in NOMINALS]
     for m in (m for m in metrics() if m.skill):
         own, ref = (f"sum({p}_{m.name}) / nullif(sum({p}c_{m.name}), 0)" for p in ("pm", "pb"))
-        off = f"sum(pair_n) = 0" + (f" OR {na(m.applies, pair=True)}" if m.applies in _NA_COUNT else "")
+        off = "sum(pair_n) = 0" + (f" OR {na(m.applies, pair=True)}" if m.applies in _NA_COUNT else "")
         cols.append(f"CASE WHEN {off} THEN NULL ELSE 1 - ({own}) / nullif({ref}, 0) END AS {m.skill}")
     body = ",\n    ".join(cols)
     return f"""WITH parts AS ({parts})
