@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import time
 from collections import Counter
 from pathlib import Path
 
@@ -57,7 +56,6 @@ def _step_windows(instance: dg.DagsterInstance, run_ids: list[str], steps: set[s
 
 
 def test_backfill_through_postgres_queue_and_daemon(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    t0 = time.monotonic()
     write_configs(tmp_path)
     home = tmp_path / "dagster_home"
     home.mkdir()
@@ -124,4 +122,3 @@ def test_backfill_through_postgres_queue_and_daemon(tmp_path: Path, monkeypatch:
             assert rows["runs (last 24 h)"].status == "OK", rows["runs (last 24 h)"]
             assert rows["dagster daemon"].status == "OK", rows["dagster daemon"]
             assert rows["warehouse"].status == "OK", rows["warehouse"]
-    assert time.monotonic() - t0 < 240
