@@ -41,8 +41,10 @@ import yaml
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 SHARED = Path(os.environ.get("KRONOS_SHARED_DIR", REPO.parent / "shared")) / "data" / "candles"
-FILES = {"BTC/USDT": "binance_BTCUSDT_1h_20200920_20250919.csv.gz",
-         "ETH/USDT": "binance_ETHUSDT_1h_20200920_20250919.csv.gz"}
+FILES = {
+    "BTC/USDT": "binance_BTCUSDT_1h_20200920_20250919.csv.gz",
+    "ETH/USDT": "binance_ETHUSDT_1h_20200920_20250919.csv.gz",
+}
 UTC = timezone.utc
 
 
@@ -56,10 +58,20 @@ class RealCandles:
         for symbol, name in FILES.items():
             df = pl.read_csv(SHARED / name)
             self.frames[symbol] = df.select(
-                pl.col("timestamp").str.to_datetime("%Y-%m-%dT%H:%M:%SZ", time_zone="UTC").dt.cast_time_unit("us")
-                .alias("ts"), "open", "high", "low", "close", "volume",
-                (pl.col("volume") * (pl.col("open") + pl.col("high") + pl.col("low") + pl.col("close")) / 4)
-                .alias("amount"), pl.lit("binance").alias("exchange"))
+                pl.col("timestamp")
+                .str.to_datetime("%Y-%m-%dT%H:%M:%SZ", time_zone="UTC")
+                .dt.cast_time_unit("us")
+                .alias("ts"),
+                "open",
+                "high",
+                "low",
+                "close",
+                "volume",
+                (pl.col("volume") * (pl.col("open") + pl.col("high") + pl.col("low") + pl.col("close")) / 4).alias(
+                    "amount"
+                ),
+                pl.lit("binance").alias("exchange"),
+            )
 
     def fetch(self, symbol, timeframe, start, end, now):
         assert timeframe == "1h"
@@ -70,20 +82,41 @@ class RealCandles:
 def write_config(root: Path, model_dir: str | None, start: date, files: dict[str, str]) -> Path:
     cfg = root / "configs"
     (cfg / "profiles").mkdir(parents=True)
-    (cfg / "markets.yaml").write_text(yaml.safe_dump({
-        "symbols": list(files), "exchanges": [{"id": "binance"}],
-        "timeframes": {"1h": {"start": (start - timedelta(days=40)).isoformat(), "history_bars": 480, "horizon": 24}}}))
+    (cfg / "markets.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "symbols": list(files),
+                "exchanges": [{"id": "binance"}],
+                "timeframes": {
+                    "1h": {"start": (start - timedelta(days=40)).isoformat(), "history_bars": 480, "horizon": 24}
+                },
+            }
+        )
+    )
     models = yaml.safe_load((REPO / "configs" / "models.yaml").read_text())
     forecasters = ["random_walk", "random_walk_vol", "garch"]  # garch: configs/models.yaml's entry
     if model_dir:
-        models["models"]["kronos-bench"] = {"local_dir": str(Path(model_dir).resolve()), "max_context": 512,
-                                            "device": "cpu"}
+        models["models"]["kronos-bench"] = {
+            "local_dir": str(Path(model_dir).resolve()),
+            "max_context": 512,
+            "device": "cpu",
+        }
         forecasters.append("kronos-bench")
     models["sampling"]["n_paths"] = 30
     (cfg / "models.yaml").write_text(yaml.safe_dump(models))
-    (cfg / "profiles" / "live.yaml").write_text(yaml.safe_dump({
-        "description": "backtest on real candles", "market": "ccxt", "symbols": list(files), "timeframes": ["1h"],
-        "forecasters": forecasters, "primary_model": forecasters[-1], "publish": {"backend": "local"}}))
+    (cfg / "profiles" / "live.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "description": "backtest on real candles",
+                "market": "ccxt",
+                "symbols": list(files),
+                "timeframes": ["1h"],
+                "forecasters": forecasters,
+                "primary_model": forecasters[-1],
+                "publish": {"backend": "local"},
+            }
+        )
+    )
     return cfg
 
 
@@ -143,9 +176,13 @@ def main() -> None:
         last_bar = min(last_bar, first_bar + timedelta(hours=args.hours - 1))
     t0 = time.perf_counter()
     for symbol in symbols:
-        defs.resolve_job_def("candles_1h").execute_in_process(instance=instance, tags={
-            RANGE_START: str(day_key(symbol, first_bar - timedelta(days=21))),
-            RANGE_END: str(day_key(symbol, last_bar + timedelta(days=2)))})
+        defs.resolve_job_def("candles_1h").execute_in_process(
+            instance=instance,
+            tags={
+                RANGE_START: str(day_key(symbol, first_bar - timedelta(days=21))),
+                RANGE_END: str(day_key(symbol, last_bar + timedelta(days=2))),
+            },
+        )
     t_candles = time.perf_counter() - t0
     job = defs.resolve_job_def("forecast_1h")
     run_s = step_s = 0.0
@@ -157,14 +194,21 @@ def main() -> None:
         while bar <= last_bar:
             chunk_end = min(bar + timedelta(hours=167), last_bar)
             r0 = time.time()  # the clock of Dagster's event timestamps, which time the steps below
-            result = job.execute_in_process(instance=instance, tags={
-                RANGE_START: str(bar_key(symbol, bar)), RANGE_END: str(bar_key(symbol, chunk_end))})
+            result = job.execute_in_process(
+                instance=instance,
+                tags={RANGE_START: str(bar_key(symbol, bar)), RANGE_END: str(bar_key(symbol, chunk_end))},
+            )
             run_s += time.time() - r0
             runs += 1
             # The forecast asset's seconds per model, for the whole run (each partition's event repeats them).
-            seconds = next((m.materialization.metadata["model_seconds"].value for m in
-                            result.get_asset_materialization_events() if "model_seconds" in m.materialization.metadata),
-                           {})
+            seconds = next(
+                (
+                    m.materialization.metadata["model_seconds"].value
+                    for m in result.get_asset_materialization_events()
+                    if "model_seconds" in m.materialization.metadata
+                ),
+                {},
+            )
             for name, sec in seconds.items():
                 model_s[name] = model_s.get(name, 0.0) + sec
             starts = {}
@@ -174,53 +218,87 @@ def main() -> None:
                     starts[e.step_key] = entry.timestamp
                 elif e and e.event_type_value == "STEP_SUCCESS":
                     step_s += entry.timestamp - starts[e.step_key]
-            print(f"{symbol} {bar:%Y-%m-%d %H:%M}..{chunk_end:%m-%d %H:%M}: {time.time() - r0:.1f} s",
-                  flush=True)
+            print(f"{symbol} {bar:%Y-%m-%d %H:%M}..{chunk_end:%m-%d %H:%M}: {time.time() - r0:.1f} s", flush=True)
             bar = chunk_end + timedelta(hours=1)
     t_forecast = time.perf_counter() - t1
     record = track_record(resources["warehouse"].get(), "1h")
     board = [r for r in record["scoreboard"] if r["window_name"] == "all" and r["step"] == r["horizon"]]
     origins = int(((last_bar - first_bar) / timedelta(hours=1)) + 1)
-    n_forecasts = resources["warehouse"].get().query("SELECT model, count(*) AS n, count(*) FILTER "
-                                               "(json_extract_string(provenance, '$.garch.fit') = 'failed') AS "
-                                               "fallbacks FROM forecasts GROUP BY model")
-    per_model = {r["model"]: {"seconds": round(model_s.get(r["model"], 0.0), 2), "forecasts": r["n"],
-                              "ms_per_forecast": round(1000 * model_s.get(r["model"], 0.0) / r["n"], 1),
-                              **({"fit_fallbacks": r["fallbacks"]} if r["model"] == "garch" else {})}
-                 for r in n_forecasts.iter_rows(named=True)}
+    n_forecasts = (
+        resources["warehouse"]
+        .get()
+        .query(
+            "SELECT model, count(*) AS n, count(*) FILTER "
+            "(json_extract_string(provenance, '$.garch.fit') = 'failed') AS "
+            "fallbacks FROM forecasts GROUP BY model"
+        )
+    )
+    per_model = {
+        r["model"]: {
+            "seconds": round(model_s.get(r["model"], 0.0), 2),
+            "forecasts": r["n"],
+            "ms_per_forecast": round(1000 * model_s.get(r["model"], 0.0) / r["n"], 1),
+            **({"fit_fallbacks": r["fallbacks"]} if r["model"] == "garch" else {}),
+        }
+        for r in n_forecasts.iter_rows(named=True)
+    }
     out = {
-        "range": [first_bar.isoformat(), last_bar.isoformat()], "origins_per_symbol": origins,
-        "symbols": list(symbols), "load_average": os.getloadavg()[0],
-        "models": list(settings.forecasters), "candles_wall_s": round(t_candles, 1),
-        "forecast_wall_s": round(t_forecast, 1), "total_min": round((t_candles + t_forecast) / 60, 1), "runs": runs,
+        "range": [first_bar.isoformat(), last_bar.isoformat()],
+        "origins_per_symbol": origins,
+        "symbols": list(symbols),
+        "load_average": os.getloadavg()[0],
+        "models": list(settings.forecasters),
+        "candles_wall_s": round(t_candles, 1),
+        "forecast_wall_s": round(t_forecast, 1),
+        "total_min": round((t_candles + t_forecast) / 60, 1),
+        "runs": runs,
         "model_time": per_model,
         "dagster_share_of_forecast_runs": round(1 - step_s / run_s, 4) if run_s else None,
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-        "scoreboard_horizon_end": board, "dm_tests": record["dm_tests"],
+        "scoreboard_horizon_end": board,
+        "dm_tests": record["dm_tests"],
     }
     if args.extrapolate_origins:
         scale = args.extrapolate_origins / origins
         out["extrapolated"] = {
-            "origins_per_symbol": args.extrapolate_origins, "scale": round(scale, 2),
-            "candles_wall_s": round(t_candles * scale, 1), "forecast_wall_s": round(t_forecast * scale, 1),
+            "origins_per_symbol": args.extrapolate_origins,
+            "scale": round(scale, 2),
+            "candles_wall_s": round(t_candles * scale, 1),
+            "forecast_wall_s": round(t_forecast * scale, 1),
             "total_min": round((t_candles + t_forecast) * scale / 60, 1),
             "how": f"measured {origins} origins per symbol; wall times scaled linearly by {scale:.2f}",
         }
     (HERE / "results").mkdir(exist_ok=True)
     (HERE / "results" / args.out).write_text(json.dumps(out, indent=1, default=str))
-    cols = ["symbol", "model", "n_forecasts", "mae", "mape", "direction_hit_rate", "crps", "coverage_80", "brier_up",
-            "crps_skill_vs_rw_vol"]
+    cols = [
+        "symbol",
+        "model",
+        "n_forecasts",
+        "mae",
+        "mape",
+        "direction_hit_rate",
+        "crps",
+        "coverage_80",
+        "brier_up",
+        "crps_skill_vs_rw_vol",
+    ]
     print(json.dumps({k: v for k, v in out.items() if k not in ("scoreboard_horizon_end", "dm_tests")}, indent=1))
     models_min = ", ".join(f"{m} {v['seconds'] / 60:.1f} min" for m, v in per_model.items())
-    print(f"measured: {(t_candles + t_forecast) / 60:.1f} min for {origins} origins x {len(symbols)} symbol(s) "
-          f"(candles {t_candles / 60:.1f} min, forecast runs {t_forecast / 60:.1f} min; models {models_min}); "
-          f"load average {os.getloadavg()[0]:.1f}", flush=True)
+    print(
+        f"measured: {(t_candles + t_forecast) / 60:.1f} min for {origins} origins x {len(symbols)} symbol(s) "
+        f"(candles {t_candles / 60:.1f} min, forecast runs {t_forecast / 60:.1f} min; models {models_min}); "
+        f"load average {os.getloadavg()[0]:.1f}",
+        flush=True,
+    )
     if not board:  # a slice too short for any horizon to close and be scored
         print("no scores yet: no forecast's horizon closed inside the range")
         return
     print(pl.DataFrame(board).select(cols))
-    print(pl.DataFrame(record["dm_tests"]).filter(pl.col("window_name") == "all")
-          .select("symbol", "model", "n", "statistic", "p_value", "verdict"))
+    print(
+        pl.DataFrame(record["dm_tests"])
+        .filter(pl.col("window_name") == "all")
+        .select("symbol", "model", "n", "statistic", "p_value", "verdict")
+    )
 
 
 if __name__ == "__main__":

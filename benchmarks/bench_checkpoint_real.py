@@ -46,10 +46,16 @@ from kronos_assets.training.data import frames_from_csv  # noqa: E402
 from kronos_assets.training.evaluate import heldout_requests  # noqa: E402
 
 SHARED = Path(os.environ.get("KRONOS_SHARED_DIR", REPO.parent / "shared")) / "data" / "candles"
-FILES = {"BTC/USDT": "binance_BTCUSDT_1h_20210601_20260620.csv.gz",
-         "ETH/USDT": "binance_ETHUSDT_1h_20240101_20260331.csv.gz"}  # fmt: skip
-TARGETS = {"first_step_move_abs_max": 0.001, "coverage_80_last": (0.72, 0.85), "pit_bin_max_share": 2.0,
-           "crps_ratio_max": 1.05}  # fmt: skip
+FILES = {
+    "BTC/USDT": "binance_BTCUSDT_1h_20210601_20260620.csv.gz",
+    "ETH/USDT": "binance_ETHUSDT_1h_20240101_20260331.csv.gz",
+}
+TARGETS = {
+    "first_step_move_abs_max": 0.001,
+    "coverage_80_last": (0.72, 0.85),
+    "pit_bin_max_share": 2.0,
+    "crps_ratio_max": 1.05,
+}
 
 
 def _utc(text: str) -> datetime:
@@ -63,28 +69,55 @@ def forecasters(checkpoint: Path, garch: bool) -> dict[str, Any]:
     from kronos_assets.forecasting.kronos_forecaster import KronosForecaster
 
     out: dict[str, Any] = {
-        "kronos": KronosForecaster(checkpoint / "model", checkpoint / "tokenizer", device="cpu", max_context=512,
-                                   name=checkpoint.name),
+        "kronos": KronosForecaster(
+            checkpoint / "model", checkpoint / "tokenizer", device="cpu", max_context=512, name=checkpoint.name
+        ),
         "random_walk_vol": RandomWalkVol(),
         "random_walk": RandomWalk(),
-    }  # fmt: skip
+    }
     if garch:
         out["garch"] = build(ModelSpec("garch", "garch", GarchSettings()))
     return out
 
 
-def run(checkpoint: Path, origins: int, n_paths: int, start: datetime, end: datetime, garch: bool,
-        seed: int, temperature: float = 1.0, top_p: float = 0.9) -> dict[str, Any]:  # fmt: skip
+def run(
+    checkpoint: Path,
+    origins: int,
+    n_paths: int,
+    start: datetime,
+    end: datetime,
+    garch: bool,
+    seed: int,
+    temperature: float = 1.0,
+    top_p: float = 0.9,
+) -> dict[str, Any]:
     frames = frames_from_csv({s: SHARED / f for s, f in FILES.items()}, None, end)
     sampling = Sampling(n_paths=n_paths, horizon=24, temperature=temperature, top_p=top_p, top_k=0, seed=seed)
-    result: dict[str, Any] = {"checkpoint": str(checkpoint.resolve().relative_to(REPO)) if checkpoint.resolve()
-                              .is_relative_to(REPO) else str(checkpoint), "files": FILES,
-                              "range": [start.isoformat(), end.isoformat()], "origins_per_symbol": origins,
-                              "history_bars": 480, "horizon": 24, "sampling": sampling.as_dict(), "models": {}}  # fmt: skip
+    result: dict[str, Any] = {
+        "checkpoint": str(checkpoint.resolve().relative_to(REPO))
+        if checkpoint.resolve().is_relative_to(REPO)
+        else str(checkpoint),
+        "files": FILES,
+        "range": [start.isoformat(), end.isoformat()],
+        "origins_per_symbol": origins,
+        "history_bars": 480,
+        "horizon": 24,
+        "sampling": sampling.as_dict(),
+        "models": {},
+    }
     per_origin: dict[str, np.ndarray] = {}
     for label, fc in forecasters(checkpoint, garch).items():
-        reqs, realised = heldout_requests(frames, "1h", start, end, history_bars=480, horizon=24,
-                                          origins_per_symbol=origins, seed=seed, model_name=label)  # fmt: skip
+        reqs, realised = heldout_requests(
+            frames,
+            "1h",
+            start,
+            end,
+            history_bars=480,
+            horizon=24,
+            origins_per_symbol=origins,
+            seed=seed,
+            model_name=label,
+        )
         t0, c0 = time.perf_counter(), time.process_time()
         paths = fc.forecast_batch(reqs, sampling)
         wall, cpu = time.perf_counter() - t0, time.process_time() - c0
@@ -114,8 +147,9 @@ def run(checkpoint: Path, origins: int, n_paths: int, start: datetime, end: date
             "p_up_mean_last": float(np.mean([x["p_up"] for x in last_rows])),
             "brier_up_last": float(np.mean([x["brier_up"] for x in last_rows])),
             "mae_rel": float(np.mean([x["ape"] for x in rows]) / 100),
-            "seconds_wall": round(wall, 1), "seconds_cpu": round(cpu, 1),
-        }  # fmt: skip
+            "seconds_wall": round(wall, 1),
+            "seconds_cpu": round(cpu, 1),
+        }
         result["models"][label] = m
         # one loss per origin time: the symbols' origins are spread alike, so the i-th of each fall together
         by_symbol = [np.asarray([c for c, r in zip(crps_each, reqs) if r.symbol == s]) for s in FILES]
@@ -123,8 +157,11 @@ def run(checkpoint: Path, origins: int, n_paths: int, start: datetime, end: date
         per_origin[label] = np.mean(by_symbol, axis=0) if same else np.asarray(crps_each)
         m["per_origin_crps"] = per_origin[label].round(7).tolist()
         result.setdefault("origins", {s: [r.origin.isoformat() for r in reqs if r.symbol == s] for s in FILES})
-        print(f"{label}: CRPS {m['crps']:.5f}, first step {m['first_step_move_mean']:+.4%}, cover80 last "
-              f"{m['coverage_80_last']:.3f}, PIT max {m['pit_max_share']:.2f}x, {wall:.0f} s", flush=True)  # fmt: skip
+        print(
+            f"{label}: CRPS {m['crps']:.5f}, first step {m['first_step_move_mean']:+.4%}, cover80 last "
+            f"{m['coverage_80_last']:.3f}, PIT max {m['pit_max_share']:.2f}x, {wall:.0f} s",
+            flush=True,
+        )
     k = result["models"]["kronos"]
     ref = result["models"]["random_walk_vol"]
     k["crps_ratio_vs_rw_vol"] = k["crps"] / ref["crps"]
@@ -136,20 +173,37 @@ def run(checkpoint: Path, origins: int, n_paths: int, start: datetime, end: date
     for other in [o for o in ("random_walk_vol", "garch", "random_walk") if o in per_origin]:
         try:
             dm = diebold_mariano(per_origin["kronos"], per_origin[other], horizon=h)
-            result["dm"][other] = {"statistic": dm.statistic, "p_value": dm.p_value, "df": dm.df, "n": dm.n,
-                                   "verdict": _verdict(dm.statistic, dm.p_value, other)}  # fmt: skip
+            result["dm"][other] = {
+                "statistic": dm.statistic,
+                "p_value": dm.p_value,
+                "df": dm.df,
+                "n": dm.n,
+                "verdict": _verdict(dm.statistic, dm.p_value, other),
+            }
         except Exception as exc:  # too few independent horizons: say so rather than give a p-value
             result["dm"][other] = {"verdict": f"no test: {exc}"}
     result["targets"] = {
-        "first_step_move": {"value": k["first_step_move_mean"], "limit": "within ±0.1 %",
-                            "met": abs(k["first_step_move_mean"]) <= TARGETS["first_step_move_abs_max"]},
-        "coverage_80_last": {"value": k["coverage_80_last"], "limit": "72-85 %",
-                             "met": TARGETS["coverage_80_last"][0] <= k["coverage_80_last"] <= TARGETS["coverage_80_last"][1]},
-        "pit": {"value": k["pit_max_share"], "limit": "no bin above 2x uniform",
-                "met": k["pit_max_share"] <= TARGETS["pit_bin_max_share"]},
-        "crps_vs_rw_vol": {"value": k["crps_ratio_vs_rw_vol"], "limit": "at most 5 % worse",
-                           "met": k["crps_ratio_vs_rw_vol"] <= TARGETS["crps_ratio_max"]},
-    }  # fmt: skip
+        "first_step_move": {
+            "value": k["first_step_move_mean"],
+            "limit": "within ±0.1 %",
+            "met": abs(k["first_step_move_mean"]) <= TARGETS["first_step_move_abs_max"],
+        },
+        "coverage_80_last": {
+            "value": k["coverage_80_last"],
+            "limit": "72-85 %",
+            "met": TARGETS["coverage_80_last"][0] <= k["coverage_80_last"] <= TARGETS["coverage_80_last"][1],
+        },
+        "pit": {
+            "value": k["pit_max_share"],
+            "limit": "no bin above 2x uniform",
+            "met": k["pit_max_share"] <= TARGETS["pit_bin_max_share"],
+        },
+        "crps_vs_rw_vol": {
+            "value": k["crps_ratio_vs_rw_vol"],
+            "limit": "at most 5 % worse",
+            "met": k["crps_ratio_vs_rw_vol"] <= TARGETS["crps_ratio_max"],
+        },
+    }
     return result
 
 
@@ -173,18 +227,22 @@ def card_section(res: dict[str, Any], command: str) -> str:
         "",
         f"BTC/USDT and ETH/USDT 1h, {res['origins_per_symbol']} origins per symbol spread evenly over "
         f"[{res['range'][0][:10]}, {res['range'][1][:10]}) (bars the training never saw), {res['history_bars']} bars "
-        f"of history, horizon {res['horizon']}, {res['sampling']['n_paths']} paths, T={res['sampling']['temperature']:g}, "
+        f"of history, horizon {res['horizon']}, {res['sampling']['n_paths']} paths, "
+        f"T={res['sampling']['temperature']:g}, "
         f"top_p={res['sampling']['top_p']:g}. Scored with `kronos_assets.metrics` on the closes (CRPS of log "
         "returns, mean over origins and steps; PIT in 10 bins over every step; first-step move = median of the "
         "paths' first close / last close − 1, mean over origins). GARCH(1,1)-t is fitted on the same 480 bars.",
         "",
-        "| model | CRPS | vs rw_vol | first-step move | cover 80 % (last step) | cover 50 % (last step) | PIT max bin / uniform | direction hit | mean P(up) (last step) |",
+        "| model | CRPS | vs rw_vol | first-step move | cover 80 % (last step) | cover 50 % (last step) "
+        "| PIT max bin / uniform | direction hit | mean P(up) (last step) |",
         "|---|---|---|---|---|---|---|---|---|",
-    ]  # fmt: skip
+    ]
     for name, m in models.items():
-        lines.append(f"| {name} | {m['crps']:.5f} | {m['crps'] / ref - 1:+.1%} | {m['first_step_move_mean']:+.3%} | "
-                     f"{m['coverage_80_last']:.1%} | {m['coverage_50_last']:.1%} | {m['pit_max_share']:.2f}× | "
-                     f"{m['direction_hit']:.3f} | {m['p_up_mean_last']:.3f} |")  # fmt: skip
+        lines.append(
+            f"| {name} | {m['crps']:.5f} | {m['crps'] / ref - 1:+.1%} | {m['first_step_move_mean']:+.3%} | "
+            f"{m['coverage_80_last']:.1%} | {m['coverage_50_last']:.1%} | {m['pit_max_share']:.2f}× | "
+            f"{m['direction_hit']:.3f} | {m['p_up_mean_last']:.3f} |"
+        )
     lines += ["", "Targets (issue 24):", ""]
     for name, t in res["targets"].items():
         lines.append(f"* {'met' if t['met'] else '**missed**'}: {name} = {t['value']:.4g} ({t['limit']})")
@@ -193,8 +251,13 @@ def card_section(res: dict[str, Any], command: str) -> str:
         stat = f" (DM {d['statistic']:+.2f}, {d['df']} df)" if "statistic" in d else ""
         lines.append(f"* vs {other}: {d['verdict']}{stat}")
     k = models["kronos"]
-    lines += ["", f"Kronos PIT histogram (10 bins, all steps): {k['pit_histogram']}; last step: "
-              f"{k['pit_histogram_last']}.", "", f"Rerun: `{command}`", CARD_END]  # fmt: skip
+    lines += [
+        "",
+        f"Kronos PIT histogram (10 bins, all steps): {k['pit_histogram']}; last step: {k['pit_histogram_last']}.",
+        "",
+        f"Rerun: `{command}`",
+        CARD_END,
+    ]
     return "\n".join(lines)
 
 
@@ -225,23 +288,38 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=20251101, help="the base seed of configs/models.yaml")
     ap.add_argument("--no-garch", action="store_true", help="skip GARCH(1,1)-t (its fits take most of a quick run)")
     ap.add_argument("--temperature", type=float, default=1.0)
-    ap.add_argument("--top-p", type=float, default=_configured_top_p(),
-                    help="nucleus sampling (default: configs/models.yaml's sampling.top_p)")
+    ap.add_argument(
+        "--top-p",
+        type=float,
+        default=_configured_top_p(),
+        help="nucleus sampling (default: configs/models.yaml's sampling.top_p)",
+    )
     ap.add_argument("--out", default="benchmarks/results/bench_checkpoint_real.json")
     ap.add_argument("--write-card", action="store_true", help="write the figures into the checkpoint's MODEL_CARD.md")
     args = ap.parse_args(argv)
     missing = [f for f in FILES.values() if not (SHARED / f).is_file()]
     if missing:
-        print(f"real candles {SHARED}/{missing[0]} are absent (set KRONOS_SHARED_DIR to the shared folder)",
-              file=sys.stderr)  # fmt: skip
+        print(
+            f"real candles {SHARED}/{missing[0]} are absent (set KRONOS_SHARED_DIR to the shared folder)",
+            file=sys.stderr,
+        )
         return 2
     import torch
 
     torch.set_num_threads(1)
     ckpt = Path(args.checkpoint)
     ckpt = ckpt if ckpt.is_absolute() else REPO / ckpt
-    res = run(ckpt, args.origins, args.paths, _utc(args.start), _utc(args.end), not args.no_garch, args.seed,
-              args.temperature, args.top_p)
+    res = run(
+        ckpt,
+        args.origins,
+        args.paths,
+        _utc(args.start),
+        _utc(args.end),
+        not args.no_garch,
+        args.seed,
+        args.temperature,
+        args.top_p,
+    )
     out = Path(args.out)
     out = out if out.is_absolute() else REPO / out
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -252,7 +330,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"DM vs {other}: {d['verdict']}")
     print(f"written {out}")
     if args.write_card:
-        write_card(ckpt / "MODEL_CARD.md", card_section(res, "python benchmarks/bench_checkpoint_real.py " + " ".join(argv or sys.argv[1:])))
+        write_card(
+            ckpt / "MODEL_CARD.md",
+            card_section(res, "python benchmarks/bench_checkpoint_real.py " + " ".join(argv or sys.argv[1:])),
+        )
         print(f"updated {ckpt / 'MODEL_CARD.md'}")
     return 0 if all(t["met"] for t in res["targets"].values()) else 1
 

@@ -98,23 +98,52 @@ def main() -> None:
     scales = {s: scale_for(s, rng) for s in SHIFTS}
     t0 = time.time()
     results = []
-    print(f"80 % band of {N_PATHS} paths, calibrated coverage {EXPECTED:.1%}, horizon {H}, {args.reps} runs each; "
-          "cells: flagged too narrow / too wide")
-    print(f"{'n':>4} {'indep':>5} {'shift':>6} {'scale':>6} | {'pooled (published)':>19} | {'last step':>13} | "
-          f"{'old rule':>13}")
+    print(
+        f"80 % band of {N_PATHS} paths, calibrated coverage {EXPECTED:.1%}, horizon {H}, {args.reps} runs each; "
+        "cells: flagged too narrow / too wide"
+    )
+    print(
+        f"{'n':>4} {'indep':>5} {'shift':>6} {'scale':>6} | {'pooled (published)':>19} | {'last step':>13} | "
+        f"{'old rule':>13}"
+    )
     for n in args.n:
         for shift in SHIFTS:
             r = rates(simulate_hits(rng, args.reps, n, scales[shift]))
-            results.append({"n": n, "independent": n // H, "shift": shift, "scale": scales[shift],
-                            **{f"{k}_narrow": v[0] for k, v in r.items()}, **{f"{k}_wide": v[1] for k, v in r.items()}})
+            results.append(
+                {
+                    "n": n,
+                    "independent": n // H,
+                    "shift": shift,
+                    "scale": scales[shift],
+                    **{f"{k}_narrow": v[0] for k, v in r.items()},
+                    **{f"{k}_wide": v[1] for k, v in r.items()},
+                }
+            )
             cells = " | ".join(f"{100 * a:5.1f} / {100 * b:5.1f}" for a, b in r.values())
-            print(f"{n:4d} {n // H:5d} {100 * shift:+5.0f}p {scales[shift]:6.3f} | {cells.split(' | ')[0]:>19} | "
-                  f"{' | '.join(cells.split(' | ')[1:])}", flush=True)
-    print(f"false flags (shift 0) are the sum of both cells; power is the cell on the shift's side. {time.time() - t0:.0f} s")
+            print(
+                f"{n:4d} {n // H:5d} {100 * shift:+5.0f}p {scales[shift]:6.3f} | {cells.split(' | ')[0]:>19} | "
+                f"{' | '.join(cells.split(' | ')[1:])}",
+                flush=True,
+            )
+    print(
+        "false flags (shift 0) are the sum of both cells; power is the cell on the shift's side. "
+        f"{time.time() - t0:.0f} s"
+    )
     out = Path(__file__).parent / "results" / "coverage_flags.json"
     out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps({"reps": args.reps, "seed": args.seed, "horizon": H, "n_paths": N_PATHS,
-                               "expected": EXPECTED, "rows": results}, indent=1))
+    out.write_text(
+        json.dumps(
+            {
+                "reps": args.reps,
+                "seed": args.seed,
+                "horizon": H,
+                "n_paths": N_PATHS,
+                "expected": EXPECTED,
+                "rows": results,
+            },
+            indent=1,
+        )
+    )
     print(f"wrote {out}")
 
 

@@ -11,7 +11,8 @@ counts it per name); how the publish step's cost depends on the history: bench_p
 measured on disk (every file under <home>/demo/dagster); then every run is pruned
 (as after 14 days); what retention keeps (the newest event of each asset partition) is projected to a year of
 hourly partitions, at twice the events' bytes for SQLite's row and index overhead. A table's bytes per
-row are measured by copying its rows many times into a fresh DuckDB file (checkpointed, so compressed as stored). Results go to
+row are measured by copying its rows many times into a fresh DuckDB file (checkpointed, so compressed as stored).
+Results go to
 benchmarks/results/bench_disk.json.
 """
 
@@ -50,8 +51,7 @@ def written(before: dict[str, tuple[int, int, int]], after: dict[str, tuple[int,
     """Bytes of the files created or replaced (each stored file once: a latest name is a hard link to its versioned
     copy), their count, and their bytes counted per name."""
     changed = [k for k, v in after.items() if before.get(k) != v]
-    return (sum({after[k][2]: after[k][0] for k in changed}.values()), len(changed),
-            sum(after[k][0] for k in changed))
+    return (sum({after[k][2]: after[k][0] for k in changed}.values()), len(changed), sum(after[k][0] for k in changed))
 
 
 def table_bytes(warehouse: Path, scratch: Path, copies: int = 200) -> dict[str, dict[str, float]]:
@@ -108,9 +108,16 @@ def main() -> None:
         t0 = time.perf_counter()
         run_main_job(settings, backfill_bars=2 if i == 0 else 1, now=start + timedelta(hours=i), log=lambda _: None)
         pub_bytes, pub_files, pub_names = written(pub0, tree(settings.publish_dir))
-        ticks.append({"tick": i + 1, "wall_s": round(time.perf_counter() - t0, 1), "publish_bytes": pub_bytes,
-                      "publish_bytes_by_name": pub_names, "publish_files": pub_files,
-                      "instance_bytes_added": size(settings.dagster_home) - dag0})
+        ticks.append(
+            {
+                "tick": i + 1,
+                "wall_s": round(time.perf_counter() - t0, 1),
+                "publish_bytes": pub_bytes,
+                "publish_bytes_by_name": pub_names,
+                "publish_files": pub_files,
+                "instance_bytes_added": size(settings.dagster_home) - dag0,
+            }
+        )
         print(ticks[-1], flush=True)
     instance = dg.DagsterInstance.local_temp(tempdir=str(settings.dagster_home))
     runs = instance.get_runs_count()
@@ -129,24 +136,41 @@ def main() -> None:
     year_events = len(settings.symbols) * (3 * TICKS_PER_YEAR + 2 * 365)
     tables = table_bytes(settings.warehouse_path, root)
     forecasts = tables.get("forecasts", {}).get("rows", 0)  # one row per (symbol, origin, model)
-    per_forecast = {t: v["rows"] / forecasts * v["bytes_per_row"] for t, v in tables.items()
-                    if forecasts and v["rows"] and t in ("forecasts", "forecast_steps", "forecast_paths", "evaluations")}
+    per_forecast = {
+        t: v["rows"] / forecasts * v["bytes_per_row"]
+        for t, v in tables.items()
+        if forecasts and v["rows"] and t in ("forecasts", "forecast_steps", "forecast_paths", "evaluations")
+    }
     steady = ticks[1:] or ticks
     per_tick = sum(t["instance_bytes_added"] for t in steady) / len(steady)
     result = {
-        "profile": "demo", "series": len(settings.symbols), "models": len(settings.forecasters),
-        "n_paths": settings.sampling.n_paths, "ticks": ticks,
+        "profile": "demo",
+        "series": len(settings.symbols),
+        "models": len(settings.forecasters),
+        "n_paths": settings.sampling.n_paths,
+        "ticks": ticks,
         "publish_bytes_per_tick_after_first": [t["publish_bytes"] for t in ticks[1:]],
-        "instance": {"runs": runs, "bytes_before_prune": before, "bytes_after_prune": after,
-                     "pruned_runs": outcome.runs, "kept_events": outcome.kept_events,
-                     "index_db_bytes": index.stat().st_size, "kept_rows": kept_rows, "kept_event_bytes": kept_bytes,
-                     "kept_year_gb": round(2 * year_events * kept_bytes / max(kept_rows, 1) / 1e9, 3),
-                     "unpruned_bytes_per_tick": round(per_tick),
-                     "unpruned_year_gb": round(per_tick * TICKS_PER_YEAR / 1e9, 2)},
-        "warehouse": {"tables": tables, "forecast_rows": forecasts,
-                      "bytes_per_origin_model_series": round(sum(per_forecast.values())),
-                      "forecast_paths_share": round(per_forecast.get("forecast_paths", 0)
-                                                    / max(sum(per_forecast.values()), 1), 3)},
+        "instance": {
+            "runs": runs,
+            "bytes_before_prune": before,
+            "bytes_after_prune": after,
+            "pruned_runs": outcome.runs,
+            "kept_events": outcome.kept_events,
+            "index_db_bytes": index.stat().st_size,
+            "kept_rows": kept_rows,
+            "kept_event_bytes": kept_bytes,
+            "kept_year_gb": round(2 * year_events * kept_bytes / max(kept_rows, 1) / 1e9, 3),
+            "unpruned_bytes_per_tick": round(per_tick),
+            "unpruned_year_gb": round(per_tick * TICKS_PER_YEAR / 1e9, 2),
+        },
+        "warehouse": {
+            "tables": tables,
+            "forecast_rows": forecasts,
+            "bytes_per_origin_model_series": round(sum(per_forecast.values())),
+            "forecast_paths_share": round(
+                per_forecast.get("forecast_paths", 0) / max(sum(per_forecast.values()), 1), 3
+            ),
+        },
         "home": str(root),
     }
     out = HERE / "results" / "bench_disk.json"

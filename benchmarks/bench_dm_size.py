@@ -61,8 +61,14 @@ def real_losses(symbol: str, rng: np.random.Generator) -> dict[str, np.ndarray]:
     sigma = np.sqrt(np.maximum((cs2[t] - cs2[t - VOL_WINDOW]) / VOL_WINDOW - mean**2, 1e-18) * H)
     y = log_close[t + H] - log_close[t]
     z_a, z_b = rng.standard_normal((N_PATHS, t.size)), rng.standard_normal((N_PATHS, t.size))
-    return {"rw": np.abs(y), "a": crps_samples(sigma * z_a, y), "b": crps_samples(sigma * z_b, y),
-            "sigma": sigma, "y": y, "z_b": z_b}
+    return {
+        "rw": np.abs(y),
+        "a": crps_samples(sigma * z_a, y),
+        "b": crps_samples(sigma * z_b, y),
+        "sigma": sigma,
+        "y": y,
+        "z_b": z_b,
+    }
 
 
 class Nulls:
@@ -77,7 +83,7 @@ class Nulls:
         out = np.empty((reps, n))
         for i, s in enumerate(which):
             start = self.rng.integers(0, series[s].size - n)
-            out[i] = series[s][start:start + n]
+            out[i] = series[s][start : start + n]
         return out
 
     def block_signs(self, reps: int, n: int, block: int) -> np.ndarray:
@@ -85,8 +91,9 @@ class Nulls:
         index = (np.arange(n)[None, :] + self.rng.integers(0, block, size=reps)[:, None]) // block
         return np.take_along_axis(signs, index, axis=1)
 
-    def garch_t(self, reps: int, length: int, omega: float = 0.02, alpha: float = 0.08, beta: float = 0.90,
-                nu: int = 5) -> np.ndarray:
+    def garch_t(
+        self, reps: int, length: int, omega: float = 0.02, alpha: float = 0.08, beta: float = 0.90, nu: int = 5
+    ) -> np.ndarray:
         z = self.rng.standard_t(nu, (reps, length + 200)) / np.sqrt(nu / (nu - 2))
         var, out = np.full(reps, omega / (1 - alpha - beta)), np.empty((reps, length + 200))
         for t in range(length + 200):
@@ -102,7 +109,7 @@ class Nulls:
         if kind == "garch_ma23":
             return moving_sum(self.garch_t(reps, n + H - 1))
         shocks = self.rng.standard_normal((reps, n + H - 1))
-        shocks[:, (n + H - 1) // 2:] *= 3.0
+        shocks[:, (n + H - 1) // 2 :] *= 3.0
         return moving_sum(shocks)
 
     def ar1(self, reps: int, n: int, half_life: float) -> np.ndarray:
@@ -129,8 +136,10 @@ class Nulls:
         CRPS is ``gap`` higher, minus that of the unscaled one."""
         out = []
         for p in self.real:
+
             def crps_at(scale: float, p: dict[str, np.ndarray] = p) -> np.ndarray:
                 return crps_samples(scale * p["sigma"] * p["z_b"], p["y"])
+
             lo, hi = 0.2, 1.0
             for _ in range(30):
                 mid = (lo + hi) / 2
@@ -159,8 +168,12 @@ def cell(d: np.ndarray) -> dict[str, float]:
     t_crit = stats.t.ppf(0.975, cosine_terms(k))
     # allowance needed for this cell at 6.5 %: quantile of |t| / t_crit over samples with a verdict
     needed = np.where(persistence > PERSISTENCE_LIMIT, 0.0, np.abs(statistic) / t_crit)
-    return {"reject": float(np.mean(p < 0.05)), "withheld": float(np.mean(np.isnan(p))),
-            "previous": float(np.mean(previous_p(d) < 0.05)), "allowance_needed": float(np.quantile(needed, 0.935))}
+    return {
+        "reject": float(np.mean(p < 0.05)),
+        "withheld": float(np.mean(np.isnan(p))),
+        "previous": float(np.mean(previous_p(d) < 0.05)),
+        "allowance_needed": float(np.quantile(needed, 0.935)),
+    }
 
 
 def main() -> None:
@@ -180,12 +193,16 @@ def main() -> None:
             size[name] = {n: cell(nulls.null(kind, n, args.reps, hl)) for n in SIZES}
     narrow = nulls.narrow_gap(0.03)
     power = {
-        "shift 3 %": {n: cell(nulls.windows([p["a"] - p["b"] for p in nulls.real], n, args.reps)
-                               + 0.03 * nulls.mean_crps) for n in SIZES},
+        "shift 3 %": {
+            n: cell(nulls.windows([p["a"] - p["b"] for p in nulls.real], n, args.reps) + 0.03 * nulls.mean_crps)
+            for n in SIZES
+        },
         "narrow 3 %": {n: cell(nulls.windows(narrow, n, args.reps)) for n in SIZES},
     }
-    print(f"{args.reps} replications per cell, h = {H}, {time.perf_counter() - t0:.0f} s; "
-          f"rejections at nominal 5 % (withheld: no verdict, too persistent; previous: the EWC test it replaces)")
+    print(
+        f"{args.reps} replications per cell, h = {H}, {time.perf_counter() - t0:.0f} s; "
+        f"rejections at nominal 5 % (withheld: no verdict, too persistent; previous: the EWC test it replaces)"
+    )
     head = " | ".join(f"n = {n}: size (withheld; previous)" for n in SIZES)
     print(f"| null | {head} |\n|---|{'---|' * len(SIZES)}")
     fmt = lambda c: f"{100 * c['reject']:.1f} % ({100 * c['withheld']:.0f} %; {100 * c['previous']:.1f} %)"  # noqa: E731
@@ -199,8 +216,9 @@ def main() -> None:
             print(f"n = {n} (k = {n // H}): allowance needed {need:.2f}, in use {persistence_allowance(n // H):.2f}")
     out = REPO / "benchmarks" / "results"
     out.mkdir(exist_ok=True)
-    (out / "dm_size.json").write_text(json.dumps({"reps": args.reps, "horizon": H, "size": size, "power": power,
-                                                  "worst_size": worst}, indent=1))
+    (out / "dm_size.json").write_text(
+        json.dumps({"reps": args.reps, "horizon": H, "size": size, "power": power, "worst_size": worst}, indent=1)
+    )
 
 
 if __name__ == "__main__":

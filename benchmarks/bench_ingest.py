@@ -1,6 +1,7 @@
 """Ingest throughput: a one-year 1h backfill of one symbol from the loopback fake exchange into a warehouse.
 
-    .venv/bin/python benchmarks/bench_ingest.py [--dialect binance|okx|bybit|kucoin] [--repeat 5] [--rate-limit] [--plain-http]
+    .venv/bin/python benchmarks/bench_ingest.py [--dialect binance|okx|bybit|kucoin] [--repeat 5] [--rate-limit]
+    [--plain-http]
 
 Measures, per run, the wall time of CcxtSource.fetch (real ccxt client over HTTP on 127.0.0.1, every request
 under its wall-clock deadline watch) and of the merge into raw_candles of a temporary DuckDB file (the first run
@@ -26,7 +27,6 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 import polars as pl  # noqa: E402
-
 from requests.adapters import HTTPAdapter  # noqa: E402
 
 from kronos_assets.market.ccxt_source import CcxtSource  # noqa: E402
@@ -35,6 +35,7 @@ from kronos_assets.market.store import ingest_window  # noqa: E402
 from kronos_assets.warehouse import Warehouse  # noqa: E402
 from kronos_assets_tests.conftest import SHARED_CANDLES  # noqa: E402
 from kronos_assets_tests.fakes.fake_exchange import FORMATS, FakeExchange  # noqa: E402
+
 
 def load(name: str) -> pl.DataFrame:
     path = SHARED_CANDLES / name
@@ -69,8 +70,9 @@ def main() -> None:
         wh = Warehouse(Path(tmp) / "bench.duckdb")
         wh.query("SELECT 1")  # create the schema outside the timed part
         for i in range(args.repeat):
-            src = CcxtSource({"exchanges": [{"id": args.dialect, "base_url": fake.url}],
-                              "enable_rate_limit": args.rate_limit})
+            src = CcxtSource(
+                {"exchanges": [{"id": args.dialect, "base_url": fake.url}], "enable_rate_limit": args.rate_limit}
+            )
             if args.plain_http:
                 for ex in src._exchanges:
                     ex.client.session.mount("http://", HTTPAdapter())
@@ -79,12 +81,22 @@ def main() -> None:
             t2 = time.perf_counter()
             r = src.fetch_report()
             src.close()
-            runs.append({"total_s": t2 - t0, "rows": r.rows, "page_requests": r.page_requests,
-                         "gap_requests": r.gap_requests, "requests": r.requests, "gaps": r.missing_bars,
-                         "stored": stored.stored_after})
-            print(f"run {i + 1}: {r.rows} candles fetched and merged in {t2 - t0:.3f}s "
-                  f"({stored.stored_before} -> {stored.stored_after} stored), {r.requests} HTTP requests "
-                  f"({r.page_requests} pages, {r.gap_requests} gap re-requests, markets)")
+            runs.append(
+                {
+                    "total_s": t2 - t0,
+                    "rows": r.rows,
+                    "page_requests": r.page_requests,
+                    "gap_requests": r.gap_requests,
+                    "requests": r.requests,
+                    "gaps": r.missing_bars,
+                    "stored": stored.stored_after,
+                }
+            )
+            print(
+                f"run {i + 1}: {r.rows} candles fetched and merged in {t2 - t0:.3f}s "
+                f"({stored.stored_before} -> {stored.stored_after} stored), {r.requests} HTTP requests "
+                f"({r.page_requests} pages, {r.gap_requests} gap re-requests, markets)"
+            )
         stored_n = wh.query("SELECT count(*) AS n FROM raw_candles")["n"][0]
 
     best = min(runs, key=lambda x: x["total_s"])
@@ -111,8 +123,7 @@ def main() -> None:
     out = REPO / "benchmarks" / "results"
     out.mkdir(parents=True, exist_ok=True)
     suffix = ("_ratelimit" if args.rate_limit else "") + ("_plainhttp" if args.plain_http else "")
-    (out / f"bench_ingest_{args.dialect}{suffix}.json").write_text(
-        json.dumps(summary, indent=2) + "\n")
+    (out / f"bench_ingest_{args.dialect}{suffix}.json").write_text(json.dumps(summary, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -38,18 +38,18 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Callable
 
-import kronos_assets  # noqa: F401  (first: it bounds OpenMP's spinning before torch loads OpenMP)
 import numpy as np
 import polars as pl
 import torch
 from torch.utils import flop_counter
 
+import kronos_assets  # noqa: F401  (first: it bounds OpenMP's spinning before torch loads OpenMP)
 from kronos_assets.forecasting.interface import ForecastRequest, Sampling
 from kronos_assets.forecasting.kronos_forecaster import KronosForecaster
 from kronos_assets.kronos.config import KRONOS_MINI, KRONOS_SMALL, TOKENIZER_2K, TOKENIZER_BASE
 from kronos_assets.kronos.generate import STEP_THREADS
-from kronos_assets.kronos.model import Kronos
 from kronos_assets.kronos.inputs import PreparedSeries
+from kronos_assets.kronos.model import Kronos
 from kronos_assets.kronos.predictor import KronosPredictor
 from kronos_assets.kronos.sampling import SamplingParams
 from kronos_assets.kronos.tokenizer import KronosTokenizer
@@ -93,8 +93,16 @@ class PeakRSS:
         return (self.peak - self.base) / 2**20
 
 
-def _sdpa_cpu_flops(q: Any, k: Any, v: Any, dropout_p: float = 0.0, is_causal: bool = False, *args: Any,
-                    out_shape: Any = None, **kwargs: Any) -> int:  # fmt: skip
+def _sdpa_cpu_flops(
+    q: Any,
+    k: Any,
+    v: Any,
+    dropout_p: float = 0.0,
+    is_causal: bool = False,
+    *args: Any,
+    out_shape: Any = None,
+    **kwargs: Any,
+) -> int:
     n = flop_counter.sdpa_flop_count(q, k, v)
     return n // 2 if is_causal else n  # a causal mask skips (about) half the scores
 
@@ -130,9 +138,15 @@ class Timing:
 
     def as_dict(self) -> dict[str, Any]:
         gflops = self.flops / self.median / 1e9 if self.flops else None
-        return {"wall_s": self.times, "median_s": self.median, "cpu_s": self.cpu_times,
-                "median_cpu_s": statistics.median(self.cpu_times), "peak_rss_growth_mib": round(self.peak_mib, 1),
-                "gflop": self.flops / 1e9 if self.flops else None, "gflop_per_s": gflops}  # fmt: skip
+        return {
+            "wall_s": self.times,
+            "median_s": self.median,
+            "cpu_s": self.cpu_times,
+            "median_cpu_s": statistics.median(self.cpu_times),
+            "peak_rss_growth_mib": round(self.peak_mib, 1),
+            "gflop": self.flops / 1e9 if self.flops else None,
+            "gflop_per_s": gflops,
+        }
 
 
 def timed(fn: Callable[[], Any], repeats: int, flops: str = "separate") -> tuple[Timing, Any]:
@@ -165,16 +179,23 @@ def candles(n: int) -> tuple[pl.DataFrame, str]:
     rng = np.random.default_rng(0)
     close = 30000 * np.exp(np.cumsum(rng.normal(0, 0.01, n)))
     start = datetime(2024, 1, 1, tzinfo=timezone.utc)
-    return pl.DataFrame({
-        "ts": [start + timedelta(hours=i) for i in range(n)], "open": close, "high": close * 1.005,
-        "low": close * 0.995, "close": close, "volume": rng.uniform(100, 200, n),
-    }), "synthetic GBM"  # fmt: skip
+    return pl.DataFrame(
+        {
+            "ts": [start + timedelta(hours=i) for i in range(n)],
+            "open": close,
+            "high": close * 1.005,
+            "low": close * 0.995,
+            "close": close,
+            "volume": rng.uniform(100, 200, n),
+        }
+    ), "synthetic GBM"
 
 
 def predictor(model_cfg: Any, tok_cfg: Any, policy: str) -> KronosPredictor:
     torch.manual_seed(0)
-    return KronosPredictor(Kronos(model_cfg), KronosTokenizer(tok_cfg), device="cpu", max_context=512,
-                           context_policy=policy)  # type: ignore[arg-type]  # fmt: skip
+    return KronosPredictor(
+        Kronos(model_cfg), KronosTokenizer(tok_cfg), device="cpu", max_context=512, context_policy=policy
+    )  # type: ignore[arg-type]
 
 
 def series(pred: KronosPredictor, history: int, horizon: int) -> tuple[PreparedSeries, str]:
@@ -194,19 +215,24 @@ def case_mini(repeats: int, with_reference: bool) -> dict[str, Any]:
     run("fast")  # warm-up
     fast, f_out = timed(lambda: run("fast"), max(repeats, 5))
     if not with_reference:
-        return {"case": "mini: 480 history, horizon 24, 30 paths, max_context 512", "data": source,
-                "fast": fast.as_dict()}  # fmt: skip
+        return {
+            "case": "mini: 480 history, horizon 24, 30 paths, max_context 512",
+            "data": source,
+            "fast": fast.as_dict(),
+        }
     ref, r_out = timed(lambda: run("reference"), repeats, flops="inline")
     fg, rg = f_out.generated, r_out.generated
     same = bool(torch.equal(fg.s1, rg.s1) and torch.equal(fg.s2, rg.s2))
     return {
-        "case": "mini: 480 history, horizon 24, 30 paths, max_context 512", "data": source,
-        "fast": fast.as_dict(), "reference": ref.as_dict(),
+        "case": "mini: 480 history, horizon 24, 30 paths, max_context 512",
+        "data": source,
+        "fast": fast.as_dict(),
+        "reference": ref.as_dict(),
         "speedup_median": ref.median / fast.median,
         "speedup_median_cpu": statistics.median(ref.cpu_times) / statistics.median(fast.cpu_times),
         "tokens_identical": same,
         "max_rel_diff_paths": float((np.abs(f_out.paths - r_out.paths) / np.abs(r_out.paths).clip(1e-9)).max()),
-    }  # fmt: skip
+    }
 
 
 def case_small(repeats: int, with_reference: bool) -> dict[str, Any]:
@@ -243,18 +269,24 @@ def case_batched(n_requests: int, batch_size: int) -> dict[str, Any]:
     pred.sample_many(reqs[:1], seeds[:1], n_paths=30, sampling=SAMPLING)  # warm-up
     single, single_out = timed(one_at_a_time, 1, flops="none")
     batch, out = timed(batched, 1, flops="none")
-    diff = [int((a.generated.s1 != b.generated.s1).sum() + (a.generated.s2 != b.generated.s2).sum())
-            for a, b in zip(out, single_out)]  # fmt: skip
+    diff = [
+        int((a.generated.s1 != b.generated.s1).sum() + (a.generated.s2 != b.generated.s2).sum())
+        for a, b in zip(out, single_out)
+    ]
     rel = max(float((np.abs(a.paths - b.paths) / np.abs(b.paths).clip(1e-9)).max()) for a, b in zip(out, single_out))
     return {
         "case": f"mini: {n_requests} requests x 480 history, horizon 24, 30 paths, max_context 512, "
-                f"batch_size {batch_size}, {pred.workers} workers", "data": source,
-        "one_at_a_time": single.as_dict(), "s_per_request_one_at_a_time": single.median / n_requests,
-        "batched": batch.as_dict(), "s_per_request_batched": batch.median / n_requests,
+        f"batch_size {batch_size}, {pred.workers} workers",
+        "data": source,
+        "one_at_a_time": single.as_dict(),
+        "s_per_request_one_at_a_time": single.median / n_requests,
+        "batched": batch.as_dict(),
+        "s_per_request_batched": batch.median / n_requests,
         "speedup_batched_vs_one_at_a_time": single.median / batch.median,
-        "tokens_differing_alone_vs_batched": sum(diff), "tokens_total": 2 * n_requests * 30 * 24,
+        "tokens_differing_alone_vs_batched": sum(diff),
+        "tokens_total": 2 * n_requests * 30 * 24,
         "max_rel_diff_paths_alone_vs_batched": rel,
-    }  # fmt: skip
+    }
 
 
 def case_lone_request(repeats: int) -> dict[str, Any]:
@@ -276,10 +308,14 @@ def case_lone_request(repeats: int) -> dict[str, Any]:
             fn()
             times[name].append(time.perf_counter() - t)
     med = {k: statistics.median(v) for k, v in times.items()}
-    return {"case": "mini: one request (480 history, horizon 24, 30 paths) through KronosForecaster vs sample()",
-            "data": source, "wall_s": times, "median_s": med,
-            "ratio_pipeline_to_direct": med["pipeline"] / med["direct"],
-            "paths_bitwise_equal": bool(np.array_equal(a, b))}  # fmt: skip
+    return {
+        "case": "mini: one request (480 history, horizon 24, 30 paths) through KronosForecaster vs sample()",
+        "data": source,
+        "wall_s": times,
+        "median_s": med,
+        "ratio_pipeline_to_direct": med["pipeline"] / med["direct"],
+        "paths_bitwise_equal": bool(np.array_equal(a, b)),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -309,46 +345,75 @@ def main(argv: list[str] | None = None) -> int:
     mm_after = matmul_gflops()
     result = {
         "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "machine": {"cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
-                    "python": sys.version.split()[0], "platform": platform.platform(),
-                    "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
-                    "gomp_spincount": os.environ.get("GOMP_SPINCOUNT"), "step_threads": STEP_THREADS},  # fmt: skip
+        "machine": {
+            "cpu_count": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(),
+            "torch": torch.__version__,
+            "python": sys.version.split()[0],
+            "platform": platform.platform(),
+            "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
+            "gomp_spincount": os.environ.get("GOMP_SPINCOUNT"),
+            "step_threads": STEP_THREADS,
+        },
         # 1-minute load averages: other processes on the machine inflate wall times (compare cpu_s).
-        "load_average_before": load_before[0], "load_average_after": os.getloadavg()[0],
-        "matmul_1024_gflop_per_s": mm, "matmul_1024_gflop_per_s_after": mm_after, "mini": mini, "small": small,
-        "lone_request": lone, "batched": batched,
+        "load_average_before": load_before[0],
+        "load_average_after": os.getloadavg()[0],
+        "matmul_1024_gflop_per_s": mm,
+        "matmul_1024_gflop_per_s_after": mm_after,
+        "mini": mini,
+        "small": small,
+        "lone_request": lone,
+        "batched": batched,
     }
-    rows = [("A mini fast", mini["fast"]), ("A mini reference", mini.get("reference")),
-            ("B small fast exact", small["fast_exact"]), ("B small fast trim", small["fast_trim"]),
-            ("B small reference exact", small.get("reference_exact"))]  # fmt: skip
-    print(f"{'run':27} {'median s':>9} {'cpu s':>7} {'runs (wall s)':>22} {'peak MiB':>9} {'GFLOP':>8} "
-          f"{'GFLOP/s':>8} {'of mm':>6}")  # fmt: skip
+    rows = [
+        ("A mini fast", mini["fast"]),
+        ("A mini reference", mini.get("reference")),
+        ("B small fast exact", small["fast_exact"]),
+        ("B small fast trim", small["fast_trim"]),
+        ("B small reference exact", small.get("reference_exact")),
+    ]
+    print(
+        f"{'run':27} {'median s':>9} {'cpu s':>7} {'runs (wall s)':>22} {'peak MiB':>9} {'GFLOP':>8} "
+        f"{'GFLOP/s':>8} {'of mm':>6}"
+    )
     for name, r in rows:
         if r is None:
             continue
         runs = ",".join(f"{t:.2f}" for t in r["wall_s"][:5])
         g, gs = r["gflop"], r["gflop_per_s"]
-        print(f"{name:27} {r['median_s']:9.3f} {r['median_cpu_s']:7.2f} {runs:>22} {r['peak_rss_growth_mib']:9.1f} "
-              f"{g if g is None else round(g, 2)!s:>8} {gs if gs is None else round(gs, 1)!s:>8} "
-              f"{'' if gs is None else f'{gs / mm:.0%}':>6}")  # fmt: skip
-    print(f"torch.mm 1024x1024 float32: {mm:.1f} GFLOP/s before, {mm_after:.1f} after, on "
-          f"{torch.get_num_threads()} threads; load average {load_before[0]:.2f} -> {os.getloadavg()[0]:.2f}; "
-          f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')} GOMP_SPINCOUNT={os.environ.get('GOMP_SPINCOUNT')}, "
-          f"cached steps on {STEP_THREADS} thread(s)")
+        print(
+            f"{name:27} {r['median_s']:9.3f} {r['median_cpu_s']:7.2f} {runs:>22} {r['peak_rss_growth_mib']:9.1f} "
+            f"{g if g is None else round(g, 2)!s:>8} {gs if gs is None else round(gs, 1)!s:>8} "
+            f"{'' if gs is None else f'{gs / mm:.0%}':>6}"
+        )
+    print(
+        f"torch.mm 1024x1024 float32: {mm:.1f} GFLOP/s before, {mm_after:.1f} after, on "
+        f"{torch.get_num_threads()} threads; load average {load_before[0]:.2f} -> {os.getloadavg()[0]:.2f}; "
+        f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')} GOMP_SPINCOUNT={os.environ.get('GOMP_SPINCOUNT')}, "
+        f"cached steps on {STEP_THREADS} thread(s)"
+    )
     if "speedup_median" in mini:
-        print(f"A: fast {mini['fast']['median_s']:.3f} s (target <= 0.25) vs reference "
-              f"{mini['reference']['median_s']:.2f} s in the same run: {mini['speedup_median']:.1f}x; identical "
-              f"tokens: {mini['tokens_identical']}")
-    print(f"B: fast exact {small['fast_exact']['median_s']:.2f} s (target <= 2.0)"
-          + (f" vs reference {small['reference_exact']['median_s']:.1f} s" if "reference_exact" in small else ""))
-    print(f"D: lone request through KronosForecaster {lone['median_s']['pipeline']:.3f} s vs direct "
-          f"{lone['median_s']['direct']:.3f} s: {lone['ratio_pipeline_to_direct']:.2f}x (target <= 1.2); "
-          f"paths bitwise equal: {lone['paths_bitwise_equal']}")
+        print(
+            f"A: fast {mini['fast']['median_s']:.3f} s (target <= 0.25) vs reference "
+            f"{mini['reference']['median_s']:.2f} s in the same run: {mini['speedup_median']:.1f}x; identical "
+            f"tokens: {mini['tokens_identical']}"
+        )
+    print(
+        f"B: fast exact {small['fast_exact']['median_s']:.2f} s (target <= 2.0)"
+        + (f" vs reference {small['reference_exact']['median_s']:.1f} s" if "reference_exact" in small else "")
+    )
+    print(
+        f"D: lone request through KronosForecaster {lone['median_s']['pipeline']:.3f} s vs direct "
+        f"{lone['median_s']['direct']:.3f} s: {lone['ratio_pipeline_to_direct']:.2f}x (target <= 1.2); "
+        f"paths bitwise equal: {lone['paths_bitwise_equal']}"
+    )
     if batched:
-        print(f"C: {args.batched_requests} requests, s per request: one at a time "
-              f"{batched['s_per_request_one_at_a_time']:.3f}, batched {batched['s_per_request_batched']:.3f}; "
-              f"tokens differing alone vs batched: {batched['tokens_differing_alone_vs_batched']}/"
-              f"{batched['tokens_total']}, paths max rel diff {batched['max_rel_diff_paths_alone_vs_batched']:.1e}")
+        print(
+            f"C: {args.batched_requests} requests, s per request: one at a time "
+            f"{batched['s_per_request_one_at_a_time']:.3f}, batched {batched['s_per_request_batched']:.3f}; "
+            f"tokens differing alone vs batched: {batched['tokens_differing_alone_vs_batched']}/"
+            f"{batched['tokens_total']}, paths max rel diff {batched['max_rel_diff_paths_alone_vs_batched']:.1e}"
+        )
     args.out.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     for name in ("bench_kronos.json", f"bench_kronos_{stamp}.json"):

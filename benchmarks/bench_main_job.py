@@ -58,20 +58,30 @@ def _scenario(name: str) -> dict:
     first = BACKFILL_END - (BARS - 1) * timedelta(hours=1)
     candles = defs.resolve_job_def("candles_1h")
     forecast = defs.resolve_job_def("forecast_1h")
-    candles.execute_in_process(instance=instance, tags={
-        RANGE_START: str(day_key("BTC/USDT", first - tf.history_bars * timedelta(hours=1))),
-        RANGE_END: str(day_key("BTC/USDT", BACKFILL_END))})
+    candles.execute_in_process(
+        instance=instance,
+        tags={
+            RANGE_START: str(day_key("BTC/USDT", first - tf.history_bars * timedelta(hours=1))),
+            RANGE_END: str(day_key("BTC/USDT", BACKFILL_END)),
+        },
+    )
     t_candles = time.perf_counter() - t0
     t1 = time.perf_counter()
     if name == "backfill_batched":
         # What the backfill policy does: all 168 bars in one run.
-        result = forecast.execute_in_process(instance=instance, tags={
-            RANGE_START: str(bar_key("BTC/USDT", first)), RANGE_END: str(bar_key("BTC/USDT", BACKFILL_END))})
+        result = forecast.execute_in_process(
+            instance=instance,
+            tags={RANGE_START: str(bar_key("BTC/USDT", first)), RANGE_END: str(bar_key("BTC/USDT", BACKFILL_END))},
+        )
         runs = [result]
     else:
         # One run per partition: the cost a backfill pays without a backfill policy.
-        runs = [forecast.execute_in_process(instance=instance, partition_key=str(bar_key("BTC/USDT", first + i * timedelta(hours=1))))
-                for i in range(BARS)]
+        runs = [
+            forecast.execute_in_process(
+                instance=instance, partition_key=str(bar_key("BTC/USDT", first + i * timedelta(hours=1)))
+            )
+            for i in range(BARS)
+        ]
     t_forecast = time.perf_counter() - t1
     step_s = 0.0
     for r in runs:
@@ -91,7 +101,9 @@ def _child(name: str) -> dict:
     home = tempfile.mkdtemp(prefix="kronos-bench-")
     env = os.environ | {"KRONOS_HOME": home, "KRONOS_PROFILE": "demo"}
     env.pop("DAGSTER_HOME", None)
-    out = subprocess.run([sys.executable, __file__, "--child", name], env=env, capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, __file__, "--child", name], env=env, capture_output=True, text=True, check=True
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -107,7 +119,8 @@ def main() -> None:
         print(json.dumps(res))
         return
     names = ["main_job", "main_job_first_verdict", "backfill_batched"] + (
-        [] if args.quick else ["backfill_one_run_per_partition"])
+        [] if args.quick else ["backfill_one_run_per_partition"]
+    )
     results = {n: _child(n) for n in ([args.only] if args.only else names)}
     if "backfill_batched" in results:
         b = results["backfill_batched"]
@@ -121,7 +134,8 @@ def main() -> None:
         print(n, json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in r.items()}))
     (HERE / "results").mkdir(exist_ok=True)
     (HERE / "results" / ("main_job.json" if not args.only else f"main_job_{args.only}.json")).write_text(
-        json.dumps(results, indent=1))
+        json.dumps(results, indent=1)
+    )
 
 
 if __name__ == "__main__":

@@ -28,10 +28,12 @@ the candles of those days fetched for real (one candles run over every day, thro
 at the start of the history with a 72-bar backfill (forecasts of 4 models for 2 series, 48 of them scored); its
 48 scored origins' warehouse rows (forecasts, steps, paths, evaluations: every table with an ``origin``) replicated
 forward in 48-hour blocks with every timestamp shifted up to the soak's start, the newest day's scores left for
-the ticks to make, and the scores' running aggregates made again from them (warehouse.score_sums, where present); and the matching publications: per replicated origin the history and paths files (hard links to
+the ticks to make, and the scores' running aggregates made again from them (warehouse.score_sums, where present); and
+the matching publications: per replicated origin the history and paths files (hard links to
 the seed's: same bytes, so the same sha256 in the manifest), one hash-chained record per hour
 (publishing.chain.append_record) and their manifest entries, sealed into index parts as the publisher seals
-them (publishing.parts.seal; one manifest file where the measured code has no parts). Not grown: the Dagster instance keeps the
+them (publishing.parts.seal; one manifest file where the measured code has no parts). Not grown: the Dagster instance
+keeps the
 seed's runs and the candles run, not a year of per-partition materialisations (retention would keep the newest
 of each: bench_disk.py projects their size). Then one real tick at the soak's start settles the home (it
 publishes the new head and recomputes the track record over the whole history) before the measured ticks.
@@ -79,9 +81,13 @@ STATE = "soak_state.json"  # in the soak's home: what --resume goes on from
 def stage_of(step_key: str) -> str:
     """The stage a Dagster step belongs to (its asset checks count with it)."""
     name = step_key.split("__", 1)[-1]
-    for stage, marks in (("candles", ("raw_candles", "clean_candles")), ("forecasts", ("forecasts",)),
-                         ("evaluations", ("evaluations",)), ("publish", ("published",)),
-                         ("track_record", ("track_record",))):
+    for stage, marks in (
+        ("candles", ("raw_candles", "clean_candles")),
+        ("forecasts", ("forecasts",)),
+        ("evaluations", ("evaluations",)),
+        ("publish", ("published",)),
+        ("track_record", ("track_record",)),
+    ):
         if name.startswith(marks):
             return stage
     return "other"
@@ -166,13 +172,24 @@ def run_cli(root: Path, now: datetime, backfill_bars: int, timeout_s: float, sou
     env = {k: v for k, v in os.environ.items() if not k.startswith(("KRONOS_", "DAGSTER_HOME"))}
     env["PYTHONPATH"] = str(source)  # ahead of the editable install's finder: the code under test
     env["PYTHONUNBUFFERED"] = "1"  # lines arrive as printed: their times split the wall
-    cmd = [*cli(), "--profile", "demo", "--home", str(root), "run", "--now", f"{now:%Y-%m-%dT%H:%M}",
-           "--backfill-bars", str(backfill_bars)]
+    cmd = [
+        *cli(),
+        "--profile",
+        "demo",
+        "--home",
+        str(root),
+        "run",
+        "--now",
+        f"{now:%Y-%m-%dT%H:%M}",
+        "--backfill-bars",
+        str(backfill_bars),
+    ]
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, env=env, cwd=source, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     lines: list[tuple[float, str]] = []
-    reader = threading.Thread(target=lambda: lines.extend((time.perf_counter() - t0, line.rstrip("\n"))
-                                                          for line in proc.stdout), daemon=True)
+    reader = threading.Thread(
+        target=lambda: lines.extend((time.perf_counter() - t0, line.rstrip("\n")) for line in proc.stdout), daemon=True
+    )
     reader.start()
     peak, deadline = 0, t0 + timeout_s
     while True:  # psutil is not a dependency: /proc every 0.1 s; wait4 gives this child's own rusage
@@ -191,9 +208,15 @@ def run_cli(root: Path, now: datetime, backfill_bars: int, timeout_s: float, sou
     text = "\n".join(line for _, line in lines)
     if proc.returncode != 0:
         raise SystemExit(f"tick --now {now:%Y-%m-%d %H:%M} failed (exit {proc.returncode}):\n{text[-3000:]}")
-    return {"wall_s": wall, **phases(lines, wall), "peak_tree_rss_mb": peak / 1e6,
-            "max_process_rss_mb": usage.ru_maxrss / 1e3, "cpu_s": usage.ru_utime + usage.ru_stime,
-            "disk_written_mb": usage.ru_oublock * 512 / 1e6, "output": text}
+    return {
+        "wall_s": wall,
+        **phases(lines, wall),
+        "peak_tree_rss_mb": peak / 1e6,
+        "max_process_rss_mb": usage.ru_maxrss / 1e3,
+        "cpu_s": usage.ru_utime + usage.ru_stime,
+        "disk_written_mb": usage.ru_oublock * 512 / 1e6,
+        "output": text,
+    }
 
 
 def stage_times(dagster_home: Path, since: float) -> dict:
@@ -248,8 +271,9 @@ def daily_retention(dagster_home: Path, clock: ReplayClock, replay_now: datetime
         return {"retention_s": 0.0, "runs_pruned": 0}
     instance = dg.DagsterInstance.from_config(str(dagster_home))
     try:
-        outcome = prune_instance(instance, run_days, JOB_ROUND_S,
-                                 now=datetime.fromtimestamp(cutoff, timezone.utc) + timedelta(days=run_days))
+        outcome = prune_instance(
+            instance, run_days, JOB_ROUND_S, now=datetime.fromtimestamp(cutoff, timezone.utc) + timedelta(days=run_days)
+        )
     finally:
         instance.dispose()
     return {"retention_s": round(outcome.seconds, 2), "runs_pruned": outcome.runs}
@@ -274,9 +298,15 @@ def _candles_run(settings, start: datetime, first_day: datetime, last_day: datet
         for tf in settings.timeframes:
             job = defs.resolve_job_def(candles_job_name(tf.name))
             result = job.execute_in_process(
-                instance=instance, run_config=QUIET, raise_on_error=False,
-                tags={RANGE_START: str(day_key(settings.symbols[0], first_day)),
-                      RANGE_END: str(day_key(settings.symbols[-1], last_day)), **now_tag(start)})
+                instance=instance,
+                run_config=QUIET,
+                raise_on_error=False,
+                tags={
+                    RANGE_START: str(day_key(settings.symbols[0], first_day)),
+                    RANGE_END: str(day_key(settings.symbols[-1], last_day)),
+                    **now_tag(start),
+                },
+            )
             if not result.success:
                 raise SystemExit(f"pre-growing: the candles run {result.run_id} failed (see {settings.log_path})")
     finally:
@@ -292,8 +322,12 @@ def _replicate_rows(warehouse: Path, newest_start: datetime) -> dict:
 
     con = duckdb.connect(str(warehouse))
     try:
-        tables = [r[0] for r in con.sql("SELECT DISTINCT table_name FROM information_schema.columns "
-                                        "WHERE column_name = 'origin' ORDER BY 1").fetchall()]
+        tables = [
+            r[0]
+            for r in con.sql(
+                "SELECT DISTINCT table_name FROM information_schema.columns WHERE column_name = 'origin' ORDER BY 1"
+            ).fetchall()
+        ]
         newest_seed = con.sql("SELECT max(origin) FROM forecasts").fetchone()[0]
         scored = con.sql("SELECT max(origin) FROM evaluations").fetchone()[0]
         if scored is None:
@@ -304,11 +338,19 @@ def _replicate_rows(warehouse: Path, newest_start: datetime) -> dict:
         con.execute("BEGIN")
         for t in tables:
             con.execute(f"DELETE FROM {t} WHERE origin > ?", [scored])  # the seed's unscored day
-            stamps = [r[0] for r in con.sql(f"SELECT column_name FROM information_schema.columns WHERE table_name = "
-                                            f"'{t}' AND data_type LIKE 'TIMESTAMP%'").fetchall()]
+            stamps = [
+                r[0]
+                for r in con.sql(
+                    f"SELECT column_name FROM information_schema.columns WHERE table_name = "
+                    f"'{t}' AND data_type LIKE 'TIMESTAMP%'"
+                ).fetchall()
+            ]
             shifted = ", ".join(f"{c} + to_hours({BLOCK} * r._k) AS {c}" for c in stamps)
-            con.execute(f"INSERT INTO {t} SELECT {t}.* REPLACE ({shifted}) FROM {t}, range(1, {blocks + 1}) r(_k) "
-                        f"WHERE {t}.origin >= ?", [lo])
+            con.execute(
+                f"INSERT INTO {t} SELECT {t}.* REPLACE ({shifted}) FROM {t}, range(1, {blocks + 1}) r(_k) "
+                f"WHERE {t}.origin >= ?",
+                [lo],
+            )
             con.execute(f"DELETE FROM {t} WHERE origin > ?", [newest_start])
         con.execute("DELETE FROM evaluations WHERE origin > ?", [newest_start - lag])
         try:  # the running aggregates of the scores (schema 6 on), made again from every score as a migration does
@@ -393,20 +435,29 @@ def pregrow(root: Path, start: datetime, days: int, source: Path, log) -> dict:
     log(f"pre-growing: candles {first_day:%Y-%m-%d}..{last_day:%Y-%m-%d} in {took['candles_run_s']:.0f} s")
     seed_tick = run_cli(root, seed, SEED_BARS, timeout_s=3600, source=source)
     took["seed_tick_s"] = seed_tick["wall_s"]
-    log(f"pre-growing: seed tick --now {seed:%Y-%m-%d %H:%M} --backfill-bars {SEED_BARS} in {seed_tick['wall_s']:.0f} s")
+    log(
+        f"pre-growing: seed tick --now {seed:%Y-%m-%d %H:%M} --backfill-bars {SEED_BARS} in {seed_tick['wall_s']:.0f} s"
+    )
     t0 = time.perf_counter()
     newest_start = start.replace(minute=0, second=0, microsecond=0)
     seed_newest = seed.replace(minute=0, second=0, microsecond=0)
     rows = _replicate_rows(settings.warehouse_path, newest_start)
     took["warehouse_s"] = time.perf_counter() - t0
-    log(f"pre-growing: warehouse rows {rows['rows']} (origins {rows['origins'][0]}..{rows['origins'][1]}) in "
-        f"{took['warehouse_s']:.0f} s")
+    log(
+        f"pre-growing: warehouse rows {rows['rows']} (origins {rows['origins'][0]}..{rows['origins'][1]}) in "
+        f"{took['warehouse_s']:.0f} s"
+    )
     t0 = time.perf_counter()
     records = _replicate_publications(settings.publish_dir, seed_newest, newest_start)
     took["publish_s"] = time.perf_counter() - t0
     log(f"pre-growing: {records} chain records and their history and paths files in {took['publish_s']:.0f} s")
-    return {"seed": seed.isoformat(), "candle_days": [str(first_day.date()), str(last_day.date())], **rows,
-            "chain_records": records, "seconds": {k: round(v, 1) for k, v in took.items()}}
+    return {
+        "seed": seed.isoformat(),
+        "candle_days": [str(first_day.date()), str(last_day.date())],
+        **rows,
+        "chain_records": records,
+        "seconds": {k: round(v, 1) for k, v in took.items()},
+    }
 
 
 # ------------------------------------------------------------------------------------------------ summary
@@ -446,9 +497,10 @@ def summarise(ticks: list[dict]) -> dict:
         "publish_written_mb_mean": round(mean("publish_written_mb"), 3),
         "instance_mb_first_last": [ticks[0]["instance_mb"], ticks[-1]["instance_mb"]],
         "warehouse_mb_first_last": [ticks[0]["warehouse_mb"], ticks[-1]["warehouse_mb"]],
-        "trend_pct_of_mean": {k: round(trend_pct([t[k] for t in ticks]), 1)
-                              for k in ("cpu_s", *(f"{s}_s" for s in PARTS),
-                                        "peak_tree_rss_mb", "disk_written_mb")},
+        "trend_pct_of_mean": {
+            k: round(trend_pct([t[k] for t in ticks]), 1)
+            for k in ("cpu_s", *(f"{s}_s" for s in PARTS), "peak_tree_rss_mb", "disk_written_mb")
+        },
         "load_mean": round(mean("load"), 2),
     }
 
@@ -460,19 +512,41 @@ def _tick_label(v: float) -> str:
 def write_svg(path: Path, ticks: list[dict], title: str) -> None:
     """Three small line panels over the tick number: wall, CPU seconds and the wall's parts; peak RSS; instance,
     warehouse and manifest MB."""
-    panels = [("seconds per tick", [("wall_s", "wall", "#000"), ("cpu_s", "CPU (its processes)", "#ff7f0e"), ("forecasts_s", "forecasts", "#1f77b4"),
-                                    ("publish_s", "publish", "#d62728"), ("track_record_s", "track record", "#2ca02c"),
-                                    ("evaluations_s", "evaluations", "#9467bd"), ("candles_s", "candles", "#8c564b"),
-                                    ("dagster_s", "Dagster", "#e377c2"), ("startup_s", "start-up", "#7f7f7f"),
-                                    ("planning_s", "planning", "#bcbd22"), ("end_s", "end", "#17becf")]),
-              ("peak RSS of the tick, MB", [("peak_tree_rss_mb", "process tree", "#000")]),
-              ("stored, MB", [("instance_mb", "Dagster instance", "#1f77b4"), ("warehouse_mb", "warehouse", "#d62728"),
-                              ("manifest_mb", "manifest.json", "#2ca02c")])]
+    panels = [
+        (
+            "seconds per tick",
+            [
+                ("wall_s", "wall", "#000"),
+                ("cpu_s", "CPU (its processes)", "#ff7f0e"),
+                ("forecasts_s", "forecasts", "#1f77b4"),
+                ("publish_s", "publish", "#d62728"),
+                ("track_record_s", "track record", "#2ca02c"),
+                ("evaluations_s", "evaluations", "#9467bd"),
+                ("candles_s", "candles", "#8c564b"),
+                ("dagster_s", "Dagster", "#e377c2"),
+                ("startup_s", "start-up", "#7f7f7f"),
+                ("planning_s", "planning", "#bcbd22"),
+                ("end_s", "end", "#17becf"),
+            ],
+        ),
+        ("peak RSS of the tick, MB", [("peak_tree_rss_mb", "process tree", "#000")]),
+        (
+            "stored, MB",
+            [
+                ("instance_mb", "Dagster instance", "#1f77b4"),
+                ("warehouse_mb", "warehouse", "#d62728"),
+                ("manifest_mb", "manifest.json", "#2ca02c"),
+            ],
+        ),
+    ]
     w, ph, left, top, gap = 860, 200, 60, 40, 50
     h = top + len(panels) * (ph + gap)
     n = max(len(ticks), 2)
-    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="11">',
-           f'<rect width="{w}" height="{h}" fill="#fff"/>', f'<text x="{left}" y="20" font-size="14">{title}</text>']
+    out = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="11">',
+        f'<rect width="{w}" height="{h}" fill="#fff"/>',
+        f'<text x="{left}" y="20" font-size="14">{title}</text>',
+    ]
     for p, (label, series) in enumerate(panels):
         y0 = top + p * (ph + gap)
         hi = max([t[k] for t in ticks for k, _, _ in series] + [1e-9]) * 1.1
@@ -481,10 +555,14 @@ def write_svg(path: Path, ticks: list[dict], title: str) -> None:
         out.append(f'<rect x="{left}" y="{y0}" width="{w - left - 170}" height="{ph}" fill="none" stroke="#999"/>')
         out.append(f'<text x="{left}" y="{y0 - 6}">{label}</text>')
         for frac in (0, 0.5, 1):
-            out.append(f'<text x="{left - 6}" y="{y(hi * frac / 1.1) + 4:.1f}" text-anchor="end">'
-                       f'{_tick_label(hi * frac / 1.1)}</text>')
-        out.append(f'<text x="{left + (w - left - 170) / 2}" y="{y0 + ph + 16}" text-anchor="middle">tick (hour) 1..'
-                   f'{len(ticks)}</text>')
+            out.append(
+                f'<text x="{left - 6}" y="{y(hi * frac / 1.1) + 4:.1f}" text-anchor="end">'
+                f"{_tick_label(hi * frac / 1.1)}</text>"
+            )
+        out.append(
+            f'<text x="{left + (w - left - 170) / 2}" y="{y0 + ph + 16}" text-anchor="middle">tick (hour) 1..'
+            f"{len(ticks)}</text>"
+        )
         for j, (key, name, colour) in enumerate(series):
             pts = " ".join(f"{x(i):.1f},{y(t[key]):.1f}" for i, t in enumerate(ticks))
             out.append(f'<polyline points="{pts}" fill="none" stroke="{colour}" stroke-width="1.3"/>')
@@ -504,20 +582,27 @@ def report(result: dict, quiet: bool = False) -> None:
         writer.writeheader()
         writer.writerows(ticks)
     days = result["pregrown_days"]
-    write_svg(RESULTS / f"soak_{label}.svg", ticks,
-              f"{len(ticks)} hourly ticks from {result['start'][:16]}, "
-              + (f"home pre-grown to {days} days" if days else "fresh home")
-              + f" (demo; {result['cores']} shared cores, load {summary['load_mean']})")
+    write_svg(
+        RESULTS / f"soak_{label}.svg",
+        ticks,
+        f"{len(ticks)} hourly ticks from {result['start'][:16]}, "
+        + (f"home pre-grown to {days} days" if days else "fresh home")
+        + f" (demo; {result['cores']} shared cores, load {summary['load_mean']})",
+    )
     if quiet:
         return
-    print(f"\nwall: mean {summary['wall_mean_s']} s, least-squares slope {summary['wall_slope_s_per_tick']} s/tick "
-          f"= {summary['wall_trend_pct_of_mean']} % of the mean over the run (target under 5 %: "
-          f"{'met' if summary['wall_trend_ok'] else 'NOT met'}); CPU s per tick {summary['cpu_mean_s']}, trend "
-          f"{summary['trend_pct_of_mean']['cpu_s']} %; load {summary['load_mean']} on {result['cores']} cores")
+    print(
+        f"\nwall: mean {summary['wall_mean_s']} s, least-squares slope {summary['wall_slope_s_per_tick']} s/tick "
+        f"= {summary['wall_trend_pct_of_mean']} % of the mean over the run (target under 5 %: "
+        f"{'met' if summary['wall_trend_ok'] else 'NOT met'}); CPU s per tick {summary['cpu_mean_s']}, trend "
+        f"{summary['trend_pct_of_mean']['cpu_s']} %; load {summary['load_mean']} on {result['cores']} cores"
+    )
     print("per-stage mean s: " + ", ".join(f"{k} {v}" for k, v in summary["stage_mean_s"].items()))
-    print(f"peak RSS {summary['peak_tree_rss_mb_max']} MB; disk written {summary['disk_written_mb_mean']} MB/tick "
-          f"(publish/ {summary['publish_written_mb_mean']} MB); instance {summary['instance_mb_first_last']} MB, "
-          f"warehouse {summary['warehouse_mb_first_last']} MB (first, last tick)")
+    print(
+        f"peak RSS {summary['peak_tree_rss_mb_max']} MB; disk written {summary['disk_written_mb_mean']} MB/tick "
+        f"(publish/ {summary['publish_written_mb_mean']} MB); instance {summary['instance_mb_first_last']} MB, "
+        f"warehouse {summary['warehouse_mb_first_last']} MB (first, last tick)"
+    )
     print(f"written: {RESULTS}/soak_{label}.{{json,csv,svg}}")
 
 
@@ -526,8 +611,12 @@ def report(result: dict, quiet: bool = False) -> None:
 
 def git_describe(repo: Path) -> dict:
     head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True).stdout.strip()
-    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "kronos_assets", "configs",
-                            "dbt_free_sql"], cwd=repo, capture_output=True, text=True).stdout.strip()
+    dirty = subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=no", "kronos_assets", "configs", "dbt_free_sql"],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
     return {"commit": head, "dirty": bool(dirty)}
 
 
@@ -540,20 +629,32 @@ def export(commit: str, folder: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--ticks", type=int, default=720, help="hourly ticks after the settling one (default 720)")
-    parser.add_argument("--start", default="2026-03-01T00:05",
-                        help="the settling tick's --now; tick i runs at start + i hours (replay data ends 2026-04-01)")
+    parser.add_argument(
+        "--start",
+        default="2026-03-01T00:05",
+        help="the settling tick's --now; tick i runs at start + i hours (replay data ends 2026-04-01)",
+    )
     parser.add_argument("--pregrown-days", type=int, default=0, help="start from this many days of history")
     parser.add_argument("--home", type=Path, default=None, help="a fresh folder (default: a temporary one, removed)")
-    parser.add_argument("--label", default=None, help="results name (default fresh_<ticks>_<commit> or day<D>_<ticks>_<commit>)")
+    parser.add_argument(
+        "--label", default=None, help="results name (default fresh_<ticks>_<commit> or day<D>_<ticks>_<commit>)"
+    )
     parser.add_argument("--tick-timeout-s", type=float, default=900.0, help="a tick running longer is killed")
-    parser.add_argument("--report", type=Path, default=None,
-                        help="only summarise and plot again the ticks of this soak_<label>.json")
-    parser.add_argument("--commit", default=None,
-                        help="measure this commit's code (git archive into a temporary folder), not the working tree "
-                             "(others may be editing it)")
-    parser.add_argument("--resume", action="store_true",
-                        help="go on with the soak kept in --home (its soak_state.json): the same code, clock and "
-                             "results; a soak of 720 ticks takes hours, so it may be stopped and resumed")
+    parser.add_argument(
+        "--report", type=Path, default=None, help="only summarise and plot again the ticks of this soak_<label>.json"
+    )
+    parser.add_argument(
+        "--commit",
+        default=None,
+        help="measure this commit's code (git archive into a temporary folder), not the working tree "
+        "(others may be editing it)",
+    )
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="go on with the soak kept in --home (its soak_state.json): the same code, clock and "
+        "results; a soak of 720 ticks takes hours, so it may be stopped and resumed",
+    )
     args = parser.parse_args()
     if args.report:
         report(json.loads(args.report.read_text()))
@@ -568,11 +669,17 @@ def main() -> None:
     if args.commit:
         source = Path(tempfile.mkdtemp(prefix="bench_soak_src_"))
         export(args.commit, source)
-        code = {"commit": subprocess.run(["git", "rev-parse", args.commit], cwd=REPO, capture_output=True,
-                                         text=True, check=True).stdout.strip(), "dirty": False}
+        code = {
+            "commit": subprocess.run(
+                ["git", "rev-parse", args.commit], cwd=REPO, capture_output=True, text=True, check=True
+            ).stdout.strip(),
+            "dirty": False,
+        }
     sys.path.insert(0, str(source))  # this process's own imports (pre-growing, retention) use the same code
-    label = args.label or (f"{'fresh' if not args.pregrown_days else f'day{args.pregrown_days}'}_{args.ticks}_"
-                           f"{code['commit'][:7]}{'-dirty' if code['dirty'] else ''}")
+    label = args.label or (
+        f"{'fresh' if not args.pregrown_days else f'day{args.pregrown_days}'}_{args.ticks}_"
+        f"{code['commit'][:7]}{'-dirty' if code['dirty'] else ''}"
+    )
     start = datetime.fromisoformat(args.start).replace(tzinfo=timezone.utc)
     root = args.home or Path(tempfile.mkdtemp(prefix="bench_soak_"))
     if not args.resume and root.exists() and any(root.iterdir()):
@@ -598,19 +705,35 @@ def main() -> None:
         settings = home_settings(root)
         run_days = settings.retention_run_days
         publish, dagster = settings.publish_dir, settings.dagster_home
-        result = {"label": label, "profile": "demo", "start": start.isoformat(), "pregrown_days": args.pregrown_days,
-                  "code": code, "pregrown": grown, "settling_tick_s": round(settle["wall_s"], 1), "run_days": run_days,
-                  "cores": os.cpu_count(), "ticks": ticks}
+        result = {
+            "label": label,
+            "profile": "demo",
+            "start": start.isoformat(),
+            "pregrown_days": args.pregrown_days,
+            "code": code,
+            "pregrown": grown,
+            "settling_tick_s": round(settle["wall_s"], 1),
+            "run_days": run_days,
+            "cores": os.cpu_count(),
+            "ticks": ticks,
+        }
 
         def keep() -> None:  # the state a --resume goes on from, replaced atomically after every tick
-            state = {**result, "target_ticks": args.ticks, "pinned": bool(args.commit),
-                     "clock": [(r.isoformat(), w) for r, w in clock.marks]}
+            state = {
+                **result,
+                "target_ticks": args.ticks,
+                "pinned": bool(args.commit),
+                "clock": [(r.isoformat(), w) for r, w in clock.marks],
+            }
             (root / (STATE + ".tmp")).write_text(json.dumps(state))
             os.replace(root / (STATE + ".tmp"), root / STATE)
 
         keep()
-        log(f"{'tick':>4} {'now':16} {'wall':>6} {'cand':>5} {'fcst':>5} {'eval':>5} {'pub':>5} {'track':>5} "
-            f"{'dag':>5} {'start':>5} {'plan':>5} {'end':>5} {'rssMB':>6} {'diskMB':>6} {'instMB':>7} {'whMB':>7} {'load':>5}")
+        log(
+            f"{'tick':>4} {'now':16} {'wall':>6} {'cand':>5} {'fcst':>5} {'eval':>5} {'pub':>5} {'track':>5} "
+            f"{'dag':>5} {'start':>5} {'plan':>5} {'end':>5} {'rssMB':>6} {'diskMB':>6} "
+            f"{'instMB':>7} {'whMB':>7} {'load':>5}"
+        )
         pub0 = tree(publish)
         for i in range(len(ticks) + 1, args.ticks + 1):
             now = start + i * HOUR
@@ -621,21 +744,30 @@ def main() -> None:
             st = stage_times(dagster, since - 1)
             pub1 = tree(publish)
             pub_bytes, pub_files = written(pub0, pub1)[:2]  # bytes (each stored file once) and files
-            row = {"tick": i, "now": f"{now:%Y-%m-%d %H:%M}", "wall_s": round(done["wall_s"], 2),
-                   **{f"{k}_s": round(v, 2) for k, v in st["stages"].items()},
-                   # Dagster's share: the printed run times less their steps (run start, events, teardown)
-                   "dagster_s": round(done["in_runs_s"] - sum(st["stages"].values()), 2), "runs": len(st["runs"]),
-                   **{k: round(done[k], 2) for k in ("startup_s", "planning_s", "end_s")},
-                   "peak_tree_rss_mb": round(done["peak_tree_rss_mb"], 1),
-                   "max_process_rss_mb": round(done["max_process_rss_mb"], 1), "cpu_s": round(done["cpu_s"], 2),
-                   "disk_written_mb": round(done["disk_written_mb"], 2),
-                   "publish_written_mb": round(pub_bytes / 1e6, 3), "publish_files_written": pub_files,
-                   "instance_mb": round(size(dagster) / 1e6, 2),
-                   "warehouse_mb": round(warehouse_bytes(settings.warehouse_path) / 1e6, 1),
-                   "manifest_mb": round((publish / "manifest.json").stat().st_size / 1e6, 3),
-                   "publish_mb": round(sum(v[0] for v in pub1.values()) / 1e6, 1),  # per name: as a bucket holds it
-                   "log_mb": round(size(settings.log_path.parent) / 1e6, 2), "load": round(load, 1),
-                   "retention_s": 0.0, "runs_pruned": 0}
+            row = {
+                "tick": i,
+                "now": f"{now:%Y-%m-%d %H:%M}",
+                "wall_s": round(done["wall_s"], 2),
+                **{f"{k}_s": round(v, 2) for k, v in st["stages"].items()},
+                # Dagster's share: the printed run times less their steps (run start, events, teardown)
+                "dagster_s": round(done["in_runs_s"] - sum(st["stages"].values()), 2),
+                "runs": len(st["runs"]),
+                **{k: round(done[k], 2) for k in ("startup_s", "planning_s", "end_s")},
+                "peak_tree_rss_mb": round(done["peak_tree_rss_mb"], 1),
+                "max_process_rss_mb": round(done["max_process_rss_mb"], 1),
+                "cpu_s": round(done["cpu_s"], 2),
+                "disk_written_mb": round(done["disk_written_mb"], 2),
+                "publish_written_mb": round(pub_bytes / 1e6, 3),
+                "publish_files_written": pub_files,
+                "instance_mb": round(size(dagster) / 1e6, 2),
+                "warehouse_mb": round(warehouse_bytes(settings.warehouse_path) / 1e6, 1),
+                "manifest_mb": round((publish / "manifest.json").stat().st_size / 1e6, 3),
+                "publish_mb": round(sum(v[0] for v in pub1.values()) / 1e6, 1),  # per name: as a bucket holds it
+                "log_mb": round(size(settings.log_path.parent) / 1e6, 2),
+                "load": round(load, 1),
+                "retention_s": 0.0,
+                "runs_pruned": 0,
+            }
             if i % 24 == 0:  # the daily job, on the replay clock
                 row.update(daily_retention(dagster, clock, now, run_days))
                 row["instance_after_retention_mb"] = round(size(dagster) / 1e6, 2)
@@ -644,12 +776,14 @@ def main() -> None:
             if i % 24 == 0:  # the results so far, so a stopped soak has its table and plot
                 report(result, quiet=True)
             pub0 = pub1
-            log(f"{i:4d} {row['now']:16} {row['wall_s']:6.1f} {row['candles_s']:5.1f} {row['forecasts_s']:5.1f} "
+            log(
+                f"{i:4d} {row['now']:16} {row['wall_s']:6.1f} {row['candles_s']:5.1f} {row['forecasts_s']:5.1f} "
                 f"{row['evaluations_s']:5.1f} {row['publish_s']:5.1f} {row['track_record_s']:5.1f} "
                 f"{row['dagster_s']:5.1f} {row['startup_s']:5.1f} {row['planning_s']:5.1f} {row['end_s']:5.1f} "
                 f"{row['peak_tree_rss_mb']:6.0f} "
                 f"{row['disk_written_mb']:6.1f} {row['instance_mb']:7.1f} {row['warehouse_mb']:7.1f} {row['load']:5.1f}"
-                + (f"  retention: {row['runs_pruned']} runs pruned in {row['retention_s']} s" if i % 24 == 0 else ""))
+                + (f"  retention: {row['runs_pruned']} runs pruned in {row['retention_s']} s" if i % 24 == 0 else "")
+            )
         report(result)
     finally:
         if args.home is None:

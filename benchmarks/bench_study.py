@@ -2,7 +2,8 @@
 its Sharpe-difference test under the null.
 
     .venv/bin/python benchmarks/bench_study.py size [--reps 1000]       # false-positive rate of the bootstrap test
-    .venv/bin/python benchmarks/bench_study.py time --stride 24 [--months 1]   # run `kronos-assets study` and extrapolate
+    .venv/bin/python benchmarks/bench_study.py time --stride 24 [--months 1]   # run `kronos-assets study` and
+    extrapolate
 
 size: two return series with the same Sharpe ratio by construction (hourly, GARCH(1,1) volatility clustering shared
 by both, AR(1) in the innovations, the two correlated 0.5), 8,760 bars like the study; the stationary bootstrap
@@ -70,8 +71,16 @@ def size(reps: int, n: int, n_boot: int, seed: int, design: str, mean_block: flo
         rejections += sharpe_difference(a, b, mean_block=mean_block, n_boot=n_boot, seed=i).p_value < 0.05
     rate = rejections / reps
     se = np.sqrt(0.05 * 0.95 / reps)
-    return {"design": design, "reps": reps, "bars": n, "n_boot": n_boot, "mean_block": mean_block,
-            "rejection_rate_5pct": rate, "standard_error": float(se), "seconds": round(time.perf_counter() - t0, 1)}
+    return {
+        "design": design,
+        "reps": reps,
+        "bars": n,
+        "n_boot": n_boot,
+        "mean_block": mean_block,
+        "rejection_rate_5pct": rate,
+        "standard_error": float(se),
+        "seconds": round(time.perf_counter() - t0, 1),
+    }
 
 
 def timing(stride: int, months: int | None, home: str | None) -> dict:
@@ -88,15 +97,24 @@ def timing(stride: int, months: int | None, home: str | None) -> dict:
     scale = full.origins / window.origins
     days = (window.end_origin - window.first_origin).days
     # Candles are fetched once for the span (scaled by days); forecasts, scores and the page by origins.
-    projected = (s["candles"] * 365 / days + (s["forecast_and_score"] + s["study_page"]) * scale + s["dashboard"])
-    return {"stride": stride, "months": months, "origins_per_symbol": window.origins, "measured_s": round(total, 1),
-            "seconds": {k: round(v, 1) for k, v in s.items()}, "load_average": round(os.getloadavg()[0], 1),
-            "cpu_count": os.cpu_count(), "home": home,
-            "extrapolated_whole_year_h": round(projected / 3600, 2),
-            "how": (f"an extrapolation to the whole year ({full.origins} origins per symbol at stride {stride}): "
-                    f"forecast-and-score and page seconds x {scale:.1f} (measured {window.origins} origins), "
-                    "candles by days"),
-            "headline": result.record["headline"]}
+    projected = s["candles"] * 365 / days + (s["forecast_and_score"] + s["study_page"]) * scale + s["dashboard"]
+    return {
+        "stride": stride,
+        "months": months,
+        "origins_per_symbol": window.origins,
+        "measured_s": round(total, 1),
+        "seconds": {k: round(v, 1) for k, v in s.items()},
+        "load_average": round(os.getloadavg()[0], 1),
+        "cpu_count": os.cpu_count(),
+        "home": home,
+        "extrapolated_whole_year_h": round(projected / 3600, 2),
+        "how": (
+            f"an extrapolation to the whole year ({full.origins} origins per symbol at stride {stride}): "
+            f"forecast-and-score and page seconds x {scale:.1f} (measured {window.origins} origins), "
+            "candles by days"
+        ),
+        "headline": result.record["headline"],
+    }
 
 
 def main() -> None:

@@ -41,8 +41,14 @@ def _tick(home: Path, now: str, what: str) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("KRONOS_", "DAGSTER_HOME"))}
     load = _load()
     t0 = time.perf_counter()
-    done = subprocess.run([*CLI, "--profile", "demo", "--home", str(home), "run", "--now", now], env=env, cwd=REPO,
-                          capture_output=True, text=True, timeout=1800)
+    done = subprocess.run(
+        [*CLI, "--profile", "demo", "--home", str(home), "run", "--now", now],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
     wall = time.perf_counter() - t0
     if done.returncode != 0:
         raise SystemExit(f"{what}: kronos-assets run failed:\n{done.stdout[-3000:]}{done.stderr[-3000:]}")
@@ -54,16 +60,26 @@ def _tick(home: Path, now: str, what: str) -> dict:
             runs.append({"run": label, "s": float(m.group(1))})
             label = None
     in_runs = sum(r["s"] for r in runs)
-    return {"tick": what, "now": now, "wall_s": round(wall, 1), "dagster_runs": runs,
-            "outside_runs_s": round(wall - in_runs, 1), "load_before": load, "load_after": _load(),
-            "target_s": TARGETS.get(what)}
+    return {
+        "tick": what,
+        "now": now,
+        "wall_s": round(wall, 1),
+        "dagster_runs": runs,
+        "outside_runs_s": round(wall - in_runs, 1),
+        "load_before": load,
+        "load_after": _load(),
+        "target_s": TARGETS.get(what),
+    }
 
 
 def _imports() -> float:
-    code = ("import time; t = time.perf_counter(); import kronos_assets.cli, kronos_assets.main_job; "
-            "print(time.perf_counter() - t)")
-    return round(float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                                      cwd=REPO).stdout.strip()), 2)
+    code = (
+        "import time; t = time.perf_counter(); import kronos_assets.cli, kronos_assets.main_job; "
+        "print(time.perf_counter() - t)"
+    )
+    return round(
+        float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO).stdout.strip()), 2
+    )
 
 
 def main() -> None:
@@ -75,16 +91,22 @@ def main() -> None:
     home = args.home or Path(tempfile.mkdtemp(prefix="bench_tick_"))
     later = (datetime.fromisoformat(args.now) + timedelta(hours=1)).isoformat(timespec="minutes")
     imports = _imports()
-    ticks = [_tick(home, args.now, "first run (48-bar window)"), _tick(home, args.now, "nothing new"),
-             _tick(home, later, "one new bar"), _tick(home, later, "nothing new")]
+    ticks = [
+        _tick(home, args.now, "first run (48-bar window)"),
+        _tick(home, args.now, "nothing new"),
+        _tick(home, later, "one new bar"),
+        _tick(home, later, "nothing new"),
+    ]
     result = {"cores": os.cpu_count(), "imports_s": imports, "ticks": ticks}
     print(f"{os.cpu_count()} cores; importing the CLI and main job: {imports} s (load {_load()})")
     print(f"{'tick':28} {'wall s':>7} {'target':>7} {'outside runs s':>15} {'load':>10}  Dagster runs")
     for t in ticks:
         runs = "; ".join(f"{r['run'][:60]} {r['s']} s" for r in t["dagster_runs"]) or "none"
         target = f"{t['target_s']:.0f}" if t["target_s"] else "-"
-        print(f"{t['tick']:28} {t['wall_s']:7.1f} {target:>7} {t['outside_runs_s']:15.1f} "
-              f"{t['load_before']:>4}-{t['load_after']:<5}  {runs}")
+        print(
+            f"{t['tick']:28} {t['wall_s']:7.1f} {target:>7} {t['outside_runs_s']:15.1f} "
+            f"{t['load_before']:>4}-{t['load_after']:<5}  {runs}"
+        )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1) + "\n")
     print(f"written: {args.out}")

@@ -74,6 +74,7 @@ def measure(path: Path) -> dict:
                 return fn(*a, **k)
             finally:
                 spent[name] = spent.get(name, 0.0) + time.perf_counter() - t0
+
         return wrapper
 
     for name in PARTS:
@@ -95,10 +96,15 @@ def measure(path: Path) -> dict:
     rescore = time.perf_counter() - t0
     rows = wh.query("SELECT count(*) AS n FROM evaluations")["n"][0]
     wh.close()
-    return {"track_record_s": round(runs[best], 3), "parts_s": {k: round(v, 3) for k, v in parts[best].items()},
-            "peak_rss_mb": round(rss, 1),
-            "score_one_bar_s": round(rescore, 3), "evaluation_rows": int(rows),
-            "scoreboard_rows": len(record["scoreboard"]), "dm_tests": len(record["dm_tests"])}
+    return {
+        "track_record_s": round(runs[best], 3),
+        "parts_s": {k: round(v, 3) for k, v in parts[best].items()},
+        "peak_rss_mb": round(rss, 1),
+        "score_one_bar_s": round(rescore, 3),
+        "evaluation_rows": int(rows),
+        "scoreboard_rows": len(record["scoreboard"]),
+        "dm_tests": len(record["dm_tests"]),
+    }
 
 
 def main() -> None:
@@ -116,16 +122,27 @@ def main() -> None:
         for days in args.days:
             path = Path(tmp) / f"w{days}.duckdb"
             built = build(path, days)
-            child = subprocess.run([sys.executable, __file__, "--measure", str(path)], capture_output=True, text=True,
-                                   check=True, timeout=1800)
+            child = subprocess.run(
+                [sys.executable, __file__, "--measure", str(path)],
+                capture_output=True,
+                text=True,
+                check=True,
+                timeout=1800,
+            )
             row = {"days": days, "build_s": round(built, 1)} | json.loads(child.stdout.strip().splitlines()[-1])
             results.append(row)
-            print(f"{days:>4} days  track_record {row['track_record_s']:7.3f} s  peak RSS {row['peak_rss_mb']:7.1f} MB"
-                  f"  score one bar {row['score_one_bar_s']:6.3f} s  rows {row['evaluation_rows']:>9,}  "
-                  f"parts {row['parts_s']}", flush=True)
+            print(
+                f"{days:>4} days  track_record {row['track_record_s']:7.3f} s  peak RSS {row['peak_rss_mb']:7.1f} MB"
+                f"  score one bar {row['score_one_bar_s']:6.3f} s  rows {row['evaluation_rows']:>9,}  "
+                f"parts {row['parts_s']}",
+                flush=True,
+            )
     doc = json.loads(args.out.read_text()) if args.out.exists() else {}
-    doc[args.label] = {"shape": f"{len(SYMBOLS)} series, 4 models, {PATHS} paths, horizon {HORIZON}, hourly",
-                       "measured": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "rows": results}
+    doc[args.label] = {
+        "shape": f"{len(SYMBOLS)} series, 4 models, {PATHS} paths, horizon {HORIZON}, hourly",
+        "measured": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "rows": results,
+    }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(doc, indent=1) + "\n")
 

@@ -6,7 +6,8 @@ Cases (each runs in its own process, so peak RSS is that case's alone):
   demo  the `demo` run of configs/training.yaml (synthetic market, BTC/USDT + ETH/USDT 1h) trained exactly as
         `kronos-train demo` does, written to benchmarks/results/demo_check/ (not over the shipped checkpoint), and
         compared bitwise with kronos_assets/checkpoints/demo.
-  real  the same small architecture and steps trained from scratch on the real Binance 1h candles of ../shared/data/candles
+  real  the same small architecture and steps trained from scratch on the real Binance 1h candles of
+  ../shared/data/candles
         (BTCUSDT and ETHUSDT, read in place, never copied) from 2021-01-01 up to 2024-12-31, and scored on 2025
         (2025-01-01 .. the end of the files) against random weights, the shipped demo checkpoint (trained on
         synthetic data only) and the baselines. Checkpoint: benchmarks/results/real_1h/ (git-ignored).
@@ -95,32 +96,66 @@ def case_real(args: argparse.Namespace) -> dict[str, Any]:
         return {"skipped": f"real candles absent from {SHARED}: {missing}"}
     demo = load_training_config(REPO / "configs" / "training.yaml")["demo"]
     tok_steps, pred_steps = args.real_steps or (demo.tokenizer.steps, demo.predictor.steps)
-    data = replace(demo.data, source="csv", files={s: str(SHARED / f) for s, f in REAL_FILES.items()},
-                   train_start=_utc(2021, 1, 1), train_end=_utc(2025, 1, 1), heldout_start=_utc(2025, 1, 1),
-                   heldout_end=_utc(2025, 9, 20))  # fmt: skip
-    run = replace(demo, name="real-1h", data=data, output=None, threads=args.threads or demo.threads,
-                  tokenizer=replace(demo.tokenizer, steps=tok_steps), predictor=replace(demo.predictor, steps=pred_steps),
-                  evaluation=replace(demo.evaluation, origins_per_symbol=args.origins),
-                  description="Small Kronos trained from scratch on Binance BTCUSDT/ETHUSDT 1h, 2021-2024 (benchmark).")  # fmt: skip
+    data = replace(
+        demo.data,
+        source="csv",
+        files={s: str(SHARED / f) for s, f in REAL_FILES.items()},
+        train_start=_utc(2021, 1, 1),
+        train_end=_utc(2025, 1, 1),
+        heldout_start=_utc(2025, 1, 1),
+        heldout_end=_utc(2025, 9, 20),
+    )
+    run = replace(
+        demo,
+        name="real-1h",
+        data=data,
+        output=None,
+        threads=args.threads or demo.threads,
+        tokenizer=replace(demo.tokenizer, steps=tok_steps),
+        predictor=replace(demo.predictor, steps=pred_steps),
+        evaluation=replace(demo.evaluation, origins_per_symbol=args.origins),
+        description="Small Kronos trained from scratch on Binance BTCUSDT/ETHUSDT 1h, 2021-2024 (benchmark).",
+    )
     frames = frames_from_csv({s: SHARED / f for s, f in REAL_FILES.items()}, data.train_start, data.heldout_end)
     out = RESULTS / "real_1h"
-    o = train_run(run, frames=frames, output=out, state_dir=RESULTS / "state_real", evaluate=True,
-                  command=f"python benchmarks/bench_training.py --case real --real-steps {tok_steps} {pred_steps}")  # fmt: skip
+    o = train_run(
+        run,
+        frames=frames,
+        output=out,
+        state_dir=RESULTS / "state_real",
+        evaluate=True,
+        command=f"python benchmarks/bench_training.py --case real --real-steps {tok_steps} {pred_steps}",
+    )
     d = _outcome_dict(o)
     # The same origins for the shipped demo checkpoint (synthetic-trained) for context.
     ev = run.evaluation
     shipped = REPO / "kronos_assets" / "checkpoints" / "demo"
     fcs: dict[str, Any] = {}
     if (shipped / "model" / "model.safetensors").is_file():
-        fcs["demo (synthetic-trained)"] = KronosForecaster(shipped / "model", shipped / "tokenizer", device="cpu",
-                                                           max_context=ev.max_context)  # fmt: skip
+        fcs["demo (synthetic-trained)"] = KronosForecaster(
+            shipped / "model", shipped / "tokenizer", device="cpu", max_context=ev.max_context
+        )
         t0 = time.perf_counter()
-        extra = evaluate_forecasters(fcs | baselines(), frames, data.timeframe, data.heldout_start, data.heldout_end,
-                                     history_bars=ev.history_bars, horizon=ev.horizon,
-                                     origins_per_symbol=ev.origins_per_symbol, n_paths=ev.n_paths, seed=ev.seed,
-                                     temperature=ev.temperature, top_p=ev.top_p, top_k=ev.top_k)  # fmt: skip
-        d["demo_checkpoint_on_real"] = {"scores": extra.scores, "markdown": extra.markdown(),
-                                        "seconds": round(time.perf_counter() - t0, 1)}  # fmt: skip
+        extra = evaluate_forecasters(
+            fcs | baselines(),
+            frames,
+            data.timeframe,
+            data.heldout_start,
+            data.heldout_end,
+            history_bars=ev.history_bars,
+            horizon=ev.horizon,
+            origins_per_symbol=ev.origins_per_symbol,
+            n_paths=ev.n_paths,
+            seed=ev.seed,
+            temperature=ev.temperature,
+            top_p=ev.top_p,
+            top_k=ev.top_k,
+        )
+        d["demo_checkpoint_on_real"] = {
+            "scores": extra.scores,
+            "markdown": extra.markdown(),
+            "seconds": round(time.perf_counter() - t0, 1),
+        }
     return d
 
 
@@ -130,8 +165,13 @@ CASES = {"demo": case_demo, "real": case_real}
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--case", choices=[*CASES, "all"], default="all")
-    p.add_argument("--real-steps", type=int, nargs=2, metavar=("TOKENIZER", "PREDICTOR"),
-                   help="steps of the real-data run (default: the demo run's)")
+    p.add_argument(
+        "--real-steps",
+        type=int,
+        nargs=2,
+        metavar=("TOKENIZER", "PREDICTOR"),
+        help="steps of the real-data run (default: the demo run's)",
+    )
     p.add_argument("--origins", type=int, default=50, help="held-out origins per symbol for the real case")
     p.add_argument("--threads", type=int, help="torch threads (default: the demo run's)")
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
@@ -147,8 +187,10 @@ def main() -> int:
         (RESULTS / f"bench_training_{args.case}.json").write_text(json.dumps(d, indent=1, default=str))
         return 0
     cases = list(CASES) if args.case == "all" else [args.case]
-    report: dict[str, Any] = {"machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
-                                          "python": sys.version.split()[0]}, "cases": {}}  # fmt: skip
+    report: dict[str, Any] = {
+        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": sys.version.split()[0]},
+        "cases": {},
+    }
     for case in cases:
         cmd = [sys.executable, __file__, "--case", case, "--child", "--origins", str(args.origins)]
         cmd += ["--real-steps", *map(str, args.real_steps)] if args.real_steps else []
@@ -162,11 +204,15 @@ def main() -> int:
             print(f"\n{case}: skipped ({d['skipped']})")
             continue
         s = d["seconds"]
-        print(f"\n## {case}: {d['steps']['tokenizer']} tokenizer + {d['steps']['predictor']} predictor steps, "
-              f"batch {d['batch']['predictor']} x {d['window']} bars, {d['threads']} thread(s) on {d['device']}")  # fmt: skip
-        print(f"training {s.get('train_total', 0):.0f} s, data {s.get('data', 0):.0f} s, held-out evaluation "
-              f"{s.get('evaluate', 0):.0f} s, peak RSS {d['peak_rss_mb']:.0f} MB, checkpoint "
-              f"{d['checkpoint_bytes'] / 2**20:.2f} MB")  # fmt: skip
+        print(
+            f"\n## {case}: {d['steps']['tokenizer']} tokenizer + {d['steps']['predictor']} predictor steps, "
+            f"batch {d['batch']['predictor']} x {d['window']} bars, {d['threads']} thread(s) on {d['device']}"
+        )
+        print(
+            f"training {s.get('train_total', 0):.0f} s, data {s.get('data', 0):.0f} s, held-out evaluation "
+            f"{s.get('evaluate', 0):.0f} s, peak RSS {d['peak_rss_mb']:.0f} MB, checkpoint "
+            f"{d['checkpoint_bytes'] / 2**20:.2f} MB"
+        )
         for stage in ("tokenizer", "predictor"):
             f = d["final"][stage]
             if f:

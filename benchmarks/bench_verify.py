@@ -68,39 +68,78 @@ def build(root: Path, days: int, n_paths: int, models: dict[str, float] = MODELS
         origin = ts[i]
         added, docs, snaps = {}, {}, []
         for symbol, price in closes.items():
-            hist = price[i - 200:i]
+            hist = price[i - 200 : i]
             sigma = float(np.std(np.diff(np.log(hist[-168:])), ddof=1))
             doc = {"symbol": symbol, "timeframe": "1h", "origin": origin.isoformat(), "forecasts": {}}
             frames = []
             for model, scale in models.items():
                 paths = hist[-1] * np.exp(np.cumsum(rng.normal(0, sigma * scale, (n_paths, H)), axis=1))
                 s = summarise(paths, np.ones_like(paths), hist)
-                steps = [{"step": k + 1, "ts": (origin + k * HOUR).isoformat(), "median_close": float(s.median_close[k]),
-                          "mean_close": float(s.mean_close[k]),
-                          **{f"q{round(q * 100):02d}": float(s.quantiles[j, k]) for j, q in enumerate(s.levels)}}
-                         for k in range(H)]
-                doc["forecasts"][model] = {"model": model, "horizon": H, "n_paths": n_paths, "last_close": float(hist[-1]),
-                                           "p_up": s.p_up, "p_vol_amp": s.p_vol_amp, "recent_vol": s.recent_vol,
-                                           "steps": steps}
-                frames.append(pl.DataFrame({"model": model, "path": np.repeat(np.arange(n_paths), H),
-                                            "step": np.tile(np.arange(1, H + 1), n_paths), "close": paths.ravel()}))
-            for key, body in ((history_key(symbol, "1h", doc["origin"]), json.dumps(doc, indent=1).encode()),
-                              (paths_key(symbol, "1h", doc["origin"]), paths_parquet(pl.concat(frames)))):
+                steps = [
+                    {
+                        "step": k + 1,
+                        "ts": (origin + k * HOUR).isoformat(),
+                        "median_close": float(s.median_close[k]),
+                        "mean_close": float(s.mean_close[k]),
+                        **{f"q{round(q * 100):02d}": float(s.quantiles[j, k]) for j, q in enumerate(s.levels)},
+                    }
+                    for k in range(H)
+                ]
+                doc["forecasts"][model] = {
+                    "model": model,
+                    "horizon": H,
+                    "n_paths": n_paths,
+                    "last_close": float(hist[-1]),
+                    "p_up": s.p_up,
+                    "p_vol_amp": s.p_vol_amp,
+                    "recent_vol": s.recent_vol,
+                    "steps": steps,
+                }
+                frames.append(
+                    pl.DataFrame(
+                        {
+                            "model": model,
+                            "path": np.repeat(np.arange(n_paths), H),
+                            "step": np.tile(np.arange(1, H + 1), n_paths),
+                            "close": paths.ravel(),
+                        }
+                    )
+                )
+            for key, body in (
+                (history_key(symbol, "1h", doc["origin"]), json.dumps(doc, indent=1).encode()),
+                (paths_key(symbol, "1h", doc["origin"]), paths_parquet(pl.concat(frames))),
+            ):
                 store.put(Artifact.of(key, body, "public"))
                 added[key] = objects[key] = sha256(body)
             docs[history_key(symbol, "1h", doc["origin"])] = doc
-            snaps.append({"symbol": symbol, "timeframe": "1h",
-                          "candles": [{"ts": ts[j].isoformat(), "close": float(price[j])} for j in range(i - 2, i)]})
+            snaps.append(
+                {
+                    "symbol": symbol,
+                    "timeframe": "1h",
+                    "candles": [{"ts": ts[j].isoformat(), "close": float(price[j])} for j in range(i - 2, i)],
+                }
+            )
         head, _ = append_record(store, {"chain": head} if head else {}, None, None, origin, added, docs, snaps)
     manifest = {"objects": {k: {"sha256": d} for k, d in objects.items()}, "aliases": {}, "chain": head}
     (root / MANIFEST_KEY).write_text(json.dumps(manifest))
     # The scoreboard the record implies: verify's own re-scoring, aggregated by the registry.
     summary = v.Summary()
-    scored = v.rescore(store, v.check_files(store, manifest, v.walk_chain(store, manifest, summary), summary),
-                       v.chain_closes(v.walk_chain(store, manifest, v.Summary())), summary)
-    rows = [{"symbol": s, "timeframe": tf, "model": m, "n_forecasts": len(by),
-             **{b.board: aggregate(b, list(by.values())) for b in on_board()}}  # n/a as the scoreboard has it
-            for (s, tf, m), by in sorted(scored.items())]
+    scored = v.rescore(
+        store,
+        v.check_files(store, manifest, v.walk_chain(store, manifest, summary), summary),
+        v.chain_closes(v.walk_chain(store, manifest, v.Summary())),
+        summary,
+    )
+    rows = [
+        {
+            "symbol": s,
+            "timeframe": tf,
+            "model": m,
+            "n_forecasts": len(by),
+            **{b.board: aggregate(b, list(by.values())) for b in on_board()},
+        }  # n/a as the scoreboard has it
+        for (s, tf, m), by in sorted(scored.items())
+    ]
     judged = verdicts(v.Losses(scored), "1h", DM_WINDOWS[VERDICT_WINDOW])
     body = json.dumps({"rows": rows, "verdicts": judged}, default=str).encode()
     copy = versioned_key("scoreboard.json", sha256(body))
@@ -127,8 +166,13 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--days", type=int, default=365)
     ap.add_argument("--paths", type=int, default=30)
-    ap.add_argument("--models", type=int, choices=(2, 4), default=2,
-                    help="2: the random walk with volatility and a wider model; 4: the demo's forecasters")
+    ap.add_argument(
+        "--models",
+        type=int,
+        choices=(2, 4),
+        default=2,
+        help="2: the random walk with volatility and a wider model; 4: the demo's forecasters",
+    )
     ap.add_argument("--folder", type=Path, default=None, help="build here and keep it (default: a temporary folder)")
     ap.add_argument("--workers", type=int, default=None, help="re-scoring processes (default: verify's choice)")
     args = ap.parse_args()
@@ -144,19 +188,35 @@ def main() -> None:
         took, cpu = time.perf_counter() - t0, _cpu() - c0
         size = sum(p.stat().st_size for p in root.rglob("*") if p.is_file())
         print(summary.line())
-        print(f"{args.days} days x {len(SERIES)} series hourly, {len(models)} models x {args.paths} paths: "
-              f"built in {built:.0f} s ({size / 1e6:.0f} MB); verify {took:.1f} s (target <= 60 s), {cpu:.1f} CPU s, "
-              f"{v.default_workers(summary.forecasts) if args.workers is None else args.workers} process(es), "
-              f"peak RSS {_peak_rss_mb():.0f} MB, "
-              f"load {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+        print(
+            f"{args.days} days x {len(SERIES)} series hourly, {len(models)} models x {args.paths} paths: "
+            f"built in {built:.0f} s ({size / 1e6:.0f} MB); verify {took:.1f} s (target <= 60 s), {cpu:.1f} CPU s, "
+            f"{v.default_workers(summary.forecasts) if args.workers is None else args.workers} process(es), "
+            f"peak RSS {_peak_rss_mb():.0f} MB, "
+            f"load {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs"
+        )
         RESULTS.mkdir(exist_ok=True)
         name = "verify.json" if args.models == 2 else f"verify_{args.models}models.json"
-        (RESULTS / name).write_text(json.dumps({"days": args.days, "series": len(SERIES), "models": len(models),
-                                       "paths": args.paths, "publications": summary.publications,
-                                       "forecasts": summary.forecasts, "numbers": summary.numbers,
-                                       "verify_s": round(took, 1), "cpu_s": round(cpu, 1), "bytes": size,
-                                       "peak_rss_mb": round(_peak_rss_mb()),
-                                       "load": round(os.getloadavg()[0], 1)}, indent=1) + "\n")
+        (RESULTS / name).write_text(
+            json.dumps(
+                {
+                    "days": args.days,
+                    "series": len(SERIES),
+                    "models": len(models),
+                    "paths": args.paths,
+                    "publications": summary.publications,
+                    "forecasts": summary.forecasts,
+                    "numbers": summary.numbers,
+                    "verify_s": round(took, 1),
+                    "cpu_s": round(cpu, 1),
+                    "bytes": size,
+                    "peak_rss_mb": round(_peak_rss_mb()),
+                    "load": round(os.getloadavg()[0], 1),
+                },
+                indent=1,
+            )
+            + "\n"
+        )
     finally:
         if args.folder is None:
             shutil.rmtree(root, ignore_errors=True)

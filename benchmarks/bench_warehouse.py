@@ -40,8 +40,8 @@ RUNS_TIMEOUT_S = 1200
 # -- the code location the daemon loads (workspace: python_file this file, attribute location) -----------------
 def location():
     """kronos_assets' code location with the warehouse resource wrapped to time every write."""
-    from kronos_assets.defs.resources import build_resources
     from kronos_assets.definitions import code_location
+    from kronos_assets.defs.resources import build_resources
     from kronos_assets.settings import load_settings
     from kronos_assets.warehouse import Warehouse
 
@@ -91,23 +91,40 @@ def _scenario(backend: str, runs: int, days: int, root: Path, pg: Any, lake: dic
     profile = {"symbols": SYMBOLS, "forecasters": ["random_walk"], "primary_model": "random_walk"}
     if lake:
         profile["warehouse"] = lake["config"]
-    markets = {"symbols": SYMBOLS, "timeframes": {"1h": {"start": "2025-01-01", "history_bars": 64, "horizon": 6}},
-               "exchanges": [{"id": "binance", "base_url": None, "options": {}}]}
+    markets = {
+        "symbols": SYMBOLS,
+        "timeframes": {"1h": {"start": "2025-01-01", "history_bars": 64, "horizon": 6}},
+        "exchanges": [{"id": "binance", "base_url": None, "options": {}}],
+    }
     write_configs(root, markets=markets, profile=profile)
     home = root / "dagster_home"
     home.mkdir()
     (home / "dagster.yaml").write_text(_instance_yaml(runs))
-    (home / "workspace.yaml").write_text(yaml.safe_dump({"load_from": [{"python_file": {
-        "relative_path": str(Path(__file__).resolve()), "attribute": "location", "location_name": "kronos_assets",
-        "working_directory": str(REPO)}}]}))
+    (home / "workspace.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "load_from": [
+                    {
+                        "python_file": {
+                            "relative_path": str(Path(__file__).resolve()),
+                            "attribute": "location",
+                            "location_name": "kronos_assets",
+                            "working_directory": str(REPO),
+                        }
+                    }
+                ]
+            }
+        )
+    )
     timings = root / "timings.jsonl"
     env = kronos_env(root, home, {**pg.env(), **(lake["env"] if lake else {}), TIMINGS_VAR: str(timings)})
     settings = load_settings("demo", config_dir=root / "configs", home=root / "home")
     pool = settings.warehouse.pool_limit
 
     def cli(*args: str) -> str:
-        p = subprocess.run([str(VENV_BIN / "dagster"), *args], env=env, cwd=home, capture_output=True, text=True,
-                           timeout=300)
+        p = subprocess.run(
+            [str(VENV_BIN / "dagster"), *args], env=env, cwd=home, capture_output=True, text=True, timeout=300
+        )
         if p.returncode:
             raise RuntimeError(p.stdout[-2000:] + p.stderr[-3000:])
         return p.stdout
@@ -121,11 +138,22 @@ def _scenario(backend: str, runs: int, days: int, root: Path, pg: Any, lake: dic
     saved = {k: os.environ.get(k) for k in env if k.startswith(("DAGSTER_PG", "KRONOS_LAKE"))}
     os.environ.update({k: env[k] for k in saved})
     try:
-        with background([str(VENV_BIN / "dagster-daemon"), "run", "-w", "workspace.yaml"], env, home, log) as daemon, \
-                dg.DagsterInstance.from_config(str(home)) as instance:
+        with (
+            background([str(VENV_BIN / "dagster-daemon"), "run", "-w", "workspace.yaml"], env, home, log) as daemon,
+            dg.DagsterInstance.from_config(str(home)) as instance,
+        ):
             t_submit = time.time()
-            cli("job", "backfill", "-w", "workspace.yaml", "-j", "candles_1h", "--partitions", ",".join(partitions),
-                "--noprompt")
+            cli(
+                "job",
+                "backfill",
+                "-w",
+                "workspace.yaml",
+                "-j",
+                "candles_1h",
+                "--partitions",
+                ",".join(partitions),
+                "--noprompt",
+            )
             backfill_id = instance.get_backfills()[0].backfill_id
             done = {dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED}
 
@@ -138,8 +166,9 @@ def _scenario(backend: str, runs: int, days: int, root: Path, pg: Any, lake: dic
             failed = [r.dagster_run.run_id for r in records if r.dagster_run.status != dg.DagsterRunStatus.SUCCESS]
             if failed:
                 raise RuntimeError(f"{len(failed)} runs failed; daemon log tail:\n{log.read_text()[-3000:]}")
-            steps = _step_windows(instance, [r.dagster_run.run_id for r in records],
-                                  {"1h__raw_candles", "1h__clean_candles"})
+            steps = _step_windows(
+                instance, [r.dagster_run.run_id for r in records], {"1h__raw_candles", "1h__clean_candles"}
+            )
         wh = Warehouse(root / "home" / "demo" / "warehouse.duckdb", config=settings.warehouse)
         rows = wh.query("SELECT count(*) AS n FROM clean_candles")["n"][0]
         wh.close()
@@ -153,10 +182,16 @@ def _scenario(backend: str, runs: int, days: int, root: Path, pg: Any, lake: dic
     writes = [json.loads(line) for line in timings.read_text().splitlines()]
     per_partition = [w["s"] for w in writes]  # each run is one partition: two writes (merge raw, replace clean)
     return {
-        "backend": backend, "runs_in_flight": runs, "duckdb_write_pool": pool, "partitions": len(partitions),
-        "clean_rows": int(rows), "wall_s": end - start, "submit_to_last_end_s": end - t_submit,
+        "backend": backend,
+        "runs_in_flight": runs,
+        "duckdb_write_pool": pool,
+        "partitions": len(partitions),
+        "clean_rows": int(rows),
+        "wall_s": end - start,
+        "submit_to_last_end_s": end - t_submit,
         "partitions_per_min": len(partitions) / (end - start) * 60,
-        "dagster_share": 1 - step_time / run_wall, "run_wall_mean_s": run_wall / len(records),
+        "dagster_share": 1 - step_time / run_wall,
+        "run_wall_mean_s": run_wall / len(records),
         "write_s_median": statistics.median(per_partition),
         "write_s_p95": sorted(per_partition)[max(0, int(0.95 * len(per_partition)) - 1)],
         "writes": len(writes),
@@ -169,9 +204,9 @@ def main() -> None:
     parser.add_argument("--only", help="backend:runs, e.g. ducklake:4")
     args = parser.parse_args()
     sys.path.insert(0, str(REPO))
+    import boto3
     from moto.server import ThreadedMotoServer
 
-    import boto3
     from kronos_assets_tests.operations.servers import postgres_server
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # the S3 server's request log
@@ -184,8 +219,13 @@ def main() -> None:
     results = []
     try:
         host, port = s3.get_host_and_port()
-        boto3.client("s3", endpoint_url=f"http://{host}:{port}", aws_access_key_id="bench",
-                     aws_secret_access_key="bench", region_name="us-east-1").create_bucket(Bucket="bench")
+        boto3.client(
+            "s3",
+            endpoint_url=f"http://{host}:{port}",
+            aws_access_key_id="bench",
+            aws_secret_access_key="bench",
+            region_name="us-east-1",
+        ).create_bucket(Bucket="bench")
         for i, (backend, runs) in enumerate(scenarios):
             with postgres_server(db="dagster") as pg:
                 lake = None
@@ -196,11 +236,20 @@ def main() -> None:
                     con.autocommit = True
                     con.cursor().execute("CREATE DATABASE lake")
                     con.close()
-                    lake = {"config": {"backend": "ducklake", "data_path": f"s3://bench/run{i}/", "write_pool_limit": 4,
-                                       "catalog": {"host": pg.host, "port": pg.port, "dbname": "lake", "user": pg.user},
-                                       "s3": {"endpoint": f"{host}:{port}", "region": "us-east-1", "use_ssl": False}},
-                            "env": {"KRONOS_LAKE_PG_PASSWORD": pg.password, "KRONOS_LAKE_S3_KEY_ID": "bench",
-                                    "KRONOS_LAKE_S3_SECRET": "bench"}}
+                    lake = {
+                        "config": {
+                            "backend": "ducklake",
+                            "data_path": f"s3://bench/run{i}/",
+                            "write_pool_limit": 4,
+                            "catalog": {"host": pg.host, "port": pg.port, "dbname": "lake", "user": pg.user},
+                            "s3": {"endpoint": f"{host}:{port}", "region": "us-east-1", "use_ssl": False},
+                        },
+                        "env": {
+                            "KRONOS_LAKE_PG_PASSWORD": pg.password,
+                            "KRONOS_LAKE_S3_KEY_ID": "bench",
+                            "KRONOS_LAKE_S3_SECRET": "bench",
+                        },
+                    }
                 root = Path(tempfile.mkdtemp(prefix=f"bench-wh-{backend}-{runs}-"))
                 try:
                     res = _scenario(backend, runs, args.days, root, pg, lake)
@@ -216,9 +265,19 @@ def main() -> None:
 def _save(results: list[dict], days: int) -> None:
     (HERE / "results").mkdir(exist_ok=True)
     load = os.getloadavg()
-    (HERE / "results" / "bench_warehouse.json").write_text(json.dumps(
-        {"cpus": os.cpu_count(), "days": days, "symbols": SYMBOLS, "load_average_at_end": load,
-         "note": "a shared machine (other work running): times are upper bounds", "results": results}, indent=2))
+    (HERE / "results" / "bench_warehouse.json").write_text(
+        json.dumps(
+            {
+                "cpus": os.cpu_count(),
+                "days": days,
+                "symbols": SYMBOLS,
+                "load_average_at_end": load,
+                "note": "a shared machine (other work running): times are upper bounds",
+                "results": results,
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

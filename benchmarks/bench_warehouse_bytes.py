@@ -48,8 +48,24 @@ RETENTION_DAYS = 90
 def demo_home(root: Path) -> Path:
     """A fresh demo home after its first run (48 bars of both series, every model, scored where closed)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("KRONOS_", "DAGSTER_HOME"))}
-    subprocess.run([sys.executable, "-m", "kronos_assets.cli", "--profile", "demo", "--home", str(root), "run",
-                    "--now", "2026-03-31T01:05"], env=env, cwd=HERE.parent, check=True, capture_output=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "kronos_assets.cli",
+            "--profile",
+            "demo",
+            "--home",
+            str(root),
+            "run",
+            "--now",
+            "2026-03-31T01:05",
+        ],
+        env=env,
+        cwd=HERE.parent,
+        check=True,
+        capture_output=True,
+    )
     return root / "demo" / "warehouse.duckdb"
 
 
@@ -61,8 +77,11 @@ def layout_ddl(scratch: Path, layout: str) -> dict[str, str]:
     if layout == "before":
         for f in FLOAT_FIELDS:
             con.execute(f"ALTER TABLE forecast_paths ALTER COLUMN {f} TYPE DOUBLE[]")
-    ddl = dict(con.execute("SELECT table_name, sql FROM duckdb_tables() WHERE table_name IN "
-                           f"({', '.join(repr(t) for t in TABLES)})").fetchall())
+    ddl = dict(
+        con.execute(
+            f"SELECT table_name, sql FROM duckdb_tables() WHERE table_name IN ({', '.join(repr(t) for t in TABLES)})"
+        ).fetchall()
+    )
     con.close()
     return ddl
 
@@ -71,10 +90,12 @@ def synthesised(table: str, days: int, start_day: int = 0) -> str:
     """``table``'s rows for ``days`` of hourly origins per series (from day ``start_day``), taken from src's
     origins scored for every model (as all but the newest horizon of a long record are)."""
     shift = "(m.origin - m.src)"
-    moved = {"forecasts": f"m.origin AS origin, p.data_start + {shift} AS data_start, p.data_end + {shift} AS data_end",
-             "forecast_steps": f"m.origin AS origin, p.ts + {shift} AS ts",
-             "forecast_paths": "m.origin AS origin",
-             "evaluations": f"m.origin AS origin, p.ts + {shift} AS ts, p.scored_bar + {shift} AS scored_bar"}[table]
+    moved = {
+        "forecasts": f"m.origin AS origin, p.data_start + {shift} AS data_start, p.data_end + {shift} AS data_end",
+        "forecast_steps": f"m.origin AS origin, p.ts + {shift} AS ts",
+        "forecast_paths": "m.origin AS origin",
+        "evaluations": f"m.origin AS origin, p.ts + {shift} AS ts, p.scored_bar + {shift} AS scored_bar",
+    }[table]
     inner = {"forecasts": "", "forecast_steps": ", p.step", "forecast_paths": ", p.path", "evaluations": ", p.step"}
     return f"""
         WITH whole AS (SELECT symbol, origin FROM src.evaluations GROUP BY ALL
@@ -123,10 +144,12 @@ def precision(source: Path, scratch: Path, ddl: dict[str, str]) -> dict[str, flo
     con.execute("INSERT INTO forecast_paths BY NAME SELECT * FROM src.forecast_paths")
     out = {}
     for f in (*FLOAT_FIELDS, "close"):
-        old = con.execute(f"SELECT flatten(list({f} ORDER BY symbol, origin, model, path)) FROM src.forecast_paths"
-                          ).fetchone()[0]
-        new = con.execute(f"SELECT flatten(list({f} ORDER BY symbol, origin, model, path)) FROM forecast_paths"
-                          ).fetchone()[0]
+        old = con.execute(
+            f"SELECT flatten(list({f} ORDER BY symbol, origin, model, path)) FROM src.forecast_paths"
+        ).fetchone()[0]
+        new = con.execute(
+            f"SELECT flatten(list({f} ORDER BY symbol, origin, model, path)) FROM forecast_paths"
+        ).fetchone()[0]
         a, b = np.asarray(old, dtype=np.float64), np.asarray(new, dtype=np.float64)
         ok = np.isfinite(a) & (a != 0)
         out[f] = float(np.max(np.abs(b[ok] / a[ok] - 1))) if ok.any() else 0.0
@@ -138,8 +161,11 @@ def precision(source: Path, scratch: Path, ddl: dict[str, str]) -> dict[str, flo
 def _blocks(con: duckdb.DuckDBPyConnection, path: Path) -> dict[str, float]:
     """The file's size and its used and free blocks, in MB."""
     size, used, free = con.execute("SELECT block_size, used_blocks, free_blocks FROM pragma_database_size()").fetchone()
-    return {"file_mb": round(path.stat().st_size / 1e6, 1), "used_mb": round(used * size / 1e6, 1),
-            "free_mb": round(free * size / 1e6, 1)}
+    return {
+        "file_mb": round(path.stat().st_size / 1e6, 1),
+        "used_mb": round(used * size / 1e6, 1),
+        "free_mb": round(free * size / 1e6, 1),
+    }
 
 
 def retention_reuse(source: Path, scratch: Path, days: int) -> dict[str, dict[str, float]]:
@@ -178,8 +204,13 @@ def main() -> None:
     series, models = con.execute("SELECT count(DISTINCT symbol), count(DISTINCT model) FROM forecasts").fetchone()
     con.close()
     year = series * models * HOURS_PER_YEAR
-    result: dict = {"source": str(source), "days": args.days, "series": series, "models": models,
-                    "forecasts_per_year": year}
+    result: dict = {
+        "source": str(source),
+        "days": args.days,
+        "series": series,
+        "models": models,
+        "forecasts_per_year": year,
+    }
     for layout in ("before", "after"):
         t0 = time.perf_counter()
         ddl = layout_ddl(scratch, layout)
@@ -187,11 +218,14 @@ def main() -> None:
         per = {t: v["bytes_per_forecast"] for t, v in tables.items()}
         kept = sum(v for t, v in per.items() if t != "forecast_paths")
         result[layout] = {
-            "tables": tables, "bytes_per_forecast": round(sum(per.values())),
+            "tables": tables,
+            "bytes_per_forecast": round(sum(per.values())),
             "year_gb_every_path": round(sum(per.values()) * year / 1e9, 3),
             f"year_gb_paths_{RETENTION_DAYS}_days": round(
-                (kept * year + per["forecast_paths"] * series * models * 24 * RETENTION_DAYS) / 1e9, 3),
-            "seconds": round(time.perf_counter() - t0, 1)}
+                (kept * year + per["forecast_paths"] * series * models * 24 * RETENTION_DAYS) / 1e9, 3
+            ),
+            "seconds": round(time.perf_counter() - t0, 1),
+        }
         print(layout, json.dumps(result[layout]), flush=True)
     ddl = layout_ddl(scratch, "after")
     result["largest_relative_change"] = precision(source, scratch, ddl)

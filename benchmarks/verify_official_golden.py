@@ -31,8 +31,13 @@ FIRST_ROW = {
 
 
 def main(data: Path) -> int:
-    official = KronosPredictor.from_pretrained("NeoQuasar/Kronos-small", "NeoQuasar/Kronos-Tokenizer-base",
-                                               local_files_only=True, device="cpu", max_context=512)
+    official = KronosPredictor.from_pretrained(
+        "NeoQuasar/Kronos-small",
+        "NeoQuasar/Kronos-Tokenizer-base",
+        local_files_only=True,
+        device="cpu",
+        max_context=512,
+    )
     bars = read_candles_csv(data / "regression_input.csv")  # naive times: wall clock as given
     failures = 0
     for context, (ts, row) in FIRST_ROW.items():

@@ -4,7 +4,8 @@ Exactly once per run: the record is keyed by run id, so the failure sensor, ``kr
 tick re-evaluated after a timeout can all report the same run and only the first counts. Posting is separate
 and retried: an alert is pending until a POST succeeds (``alerts_posted.jsonl`` lists the run ids delivered),
 every delivery round tries each pending alert within one short overall deadline, and a failed POST is tried again
-on the next round, never recorded twice. The webhook address comes from KRONOS_ALERT_WEBHOOK only and is never logged (it often
+on the next round, never recorded twice. The webhook address comes from KRONOS_ALERT_WEBHOOK only and is never logged
+(it often
 carries a token).
 """
 
@@ -90,8 +91,9 @@ def pending_alerts(folder: Path) -> list[dict[str, Any]]:
     return [a for a in recorded_alerts(folder) if a.get("run_id") not in posted]
 
 
-def deliver_pending(folder: Path, url: str | None = None, deadline_s: float = ROUND_DEADLINE_S,
-                    timeout_s: float = POST_TIMEOUT_S) -> str:
+def deliver_pending(
+    folder: Path, url: str | None = None, deadline_s: float = ROUND_DEADLINE_S, timeout_s: float = POST_TIMEOUT_S
+) -> str:
     """POSTs every pending alert once, within ``deadline_s`` in all; what fails stays pending for the next
     round. Returns a summary safe to log (host only)."""
     url = url or environment.webhook_url()
@@ -124,8 +126,9 @@ def deliver_pending(folder: Path, url: str | None = None, deadline_s: float = RO
     return summary + (f", {left_over} pending for the next round ({failed[-1]})" if left_over else "")
 
 
-def post_webhook(alert: dict[str, Any], url: str | None = None, attempts: int = 1,
-                 timeout_s: float = POST_TIMEOUT_S) -> str:
+def post_webhook(
+    alert: dict[str, Any], url: str | None = None, attempts: int = 1, timeout_s: float = POST_TIMEOUT_S
+) -> str:
     """POST the alert; returns a description safe to log (host only). Raises after the last failed attempt."""
     url = url or environment.webhook_url()
     if not url:
@@ -142,6 +145,7 @@ def post_webhook(alert: dict[str, Any], url: str | None = None, attempts: int = 
                 timed_out = isinstance(exc, TimeoutError) or isinstance(getattr(exc, "reason", None), TimeoutError)
                 raise (WebhookTimeout if timed_out else RuntimeError)(
                     f"webhook at {host} failed after {attempts} attempt(s): "
-                    f"{'no answer in time' if timed_out else type(exc).__name__}") from None
+                    f"{'no answer in time' if timed_out else type(exc).__name__}"
+                ) from None
             time.sleep(0.5 * attempt)
     raise AssertionError("unreachable")

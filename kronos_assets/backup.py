@@ -35,8 +35,16 @@ from kronos_assets.publishing.manifest import IndexDamage, listed_objects
 from kronos_assets.publishing.site import MANIFEST_KEY
 from kronos_assets.publishing.store import Artifact, LocalStore
 from kronos_assets.settings import Settings
-from kronos_assets.warehouse.backup import (WAIT_S, BackupError, copy_warehouse, fsync_dir, fsync_file, put_back,
-                                            sha256_of, verify_copy)
+from kronos_assets.warehouse.backup import (
+    WAIT_S,
+    BackupError,
+    copy_warehouse,
+    fsync_dir,
+    fsync_file,
+    put_back,
+    sha256_of,
+    verify_copy,
+)
 from kronos_assets.warehouse.damage import is_lock_conflict
 
 __all__ = ["BackupError", "BackupResult", "backup", "restore"]
@@ -56,15 +64,18 @@ class BackupResult:
         rows = ", ".join(f"{t} {n:,}" for t, n in self.tables.items())
         pub = f"{self.published} published file(s)" if self.published else "no publication"
         return f"{self.folder}: warehouse rows {rows}; {pub}; {self.seconds:.1f} s" + "".join(
-            f"\nnote: {n}" for n in self.notes)
+            f"\nnote: {n}" for n in self.notes
+        )
 
 
 def _refuse_ducklake(settings: Settings, what: str) -> None:
     if settings.warehouse.backend != "embedded":
         raise BackupError(
-            f"{what} covers the embedded DuckDB warehouse; profile {settings.profile} uses {settings.warehouse.describe()}"
+            f"{what} covers the embedded DuckDB warehouse; profile {settings.profile} uses "
+            f"{settings.warehouse.describe()}"
             ": back up its PostgreSQL catalog with pg_dump and its data path with the store's own versioning or "
-            "replication (DuckLake's snapshots keep recent history in place)")
+            "replication (DuckLake's snapshots keep recent history in place)"
+        )
 
 
 def _write(path: Path, body: bytes) -> None:
@@ -85,8 +96,10 @@ def _copy_publication(publish_dir: Path, dest: Path, deadline: float) -> tuple[d
                 raise TypeError("'objects' is not an object")
             aliases: dict[str, str] = manifest.get("aliases", {})
         except (ValueError, KeyError, TypeError) as exc:
-            raise BackupError(f"{manifest_path} is unreadable ({type(exc).__name__}): the publication was not "
-                              "backed up; publish again (kronos-assets run), then back up") from None
+            raise BackupError(
+                f"{manifest_path} is unreadable ({type(exc).__name__}): the publication was not "
+                "backed up; publish again (kronos-assets run), then back up"
+            ) from None
         shutil.rmtree(dest, ignore_errors=True)
         copied: dict[str, str] = {}
         stale = None
@@ -130,8 +143,9 @@ def _fsync_tree(root: Path) -> None:
         fsync_dir(Path(folder))
 
 
-def backup(settings: Settings, to: Path | None = None, wait_s: float = WAIT_S,
-           now: datetime | None = None) -> BackupResult:
+def backup(
+    settings: Settings, to: Path | None = None, wait_s: float = WAIT_S, now: datetime | None = None
+) -> BackupResult:
     """One new, complete backup folder under ``to`` (default ``<home>/<profile>/backups``)."""
     t0 = time.monotonic()
     _refuse_ducklake(settings, "backup")
@@ -153,17 +167,24 @@ def backup(settings: Settings, to: Path | None = None, wait_s: float = WAIT_S,
         files = {WAREHOUSE_FILE: sha256_of(tmp / WAREHOUSE_FILE)}
         manifest: dict[str, Any] | None = None
         if (settings.publish_dir / MANIFEST_KEY).exists():
-            manifest, published = _copy_publication(settings.publish_dir, tmp / PUBLISH_DIR,
-                                                    time.monotonic() + wait_s)
+            manifest, published = _copy_publication(settings.publish_dir, tmp / PUBLISH_DIR, time.monotonic() + wait_s)
             files.update({f"{PUBLISH_DIR}/{k}": v for k, v in published.items()})
         else:  # nothing published here yet, or published to a bucket, which keeps its own copies
             notes.append(f"no publication in {settings.publish_dir} ({MANIFEST_KEY} absent): not backed up")
-        record = {"format": 1, "created_at": now.isoformat(timespec="seconds"), "profile": settings.profile,
-                  "warehouse": {"source": str(settings.warehouse_path), "duckdb": duckdb.__version__,
-                                "rows": tables},
-                  "publication": {"source": str(settings.publish_dir), "generated_at": manifest.get("generated_at"),
-                                  "objects": len(manifest.get("objects", {}))} if manifest else None,
-                  "files": files}
+        record = {
+            "format": 1,
+            "created_at": now.isoformat(timespec="seconds"),
+            "profile": settings.profile,
+            "warehouse": {"source": str(settings.warehouse_path), "duckdb": duckdb.__version__, "rows": tables},
+            "publication": {
+                "source": str(settings.publish_dir),
+                "generated_at": manifest.get("generated_at"),
+                "objects": len(manifest.get("objects", {})),
+            }
+            if manifest
+            else None,
+            "files": files,
+        }
         (tmp / BACKUP_FILE).write_text(json.dumps(record, indent=1, sort_keys=True))
         _fsync_tree(tmp)
         os.rename(tmp, final)  # the folder appears whole, or not at all
@@ -181,8 +202,9 @@ def _read_record(folder: Path) -> dict[str, Any]:
         record["files"]  # noqa: B018 - a backup.json without its file list is not ours
         return record
     except FileNotFoundError:
-        raise BackupError(f"{folder} is not a backup: it has no {BACKUP_FILE} (backups are the folders "
-                          "`kronos-assets backup` prints)") from None
+        raise BackupError(
+            f"{folder} is not a backup: it has no {BACKUP_FILE} (backups are the folders `kronos-assets backup` prints)"
+        ) from None
     except (ValueError, KeyError, TypeError) as exc:
         raise BackupError(f"{path} is unreadable ({type(exc).__name__}): choose another backup") from None
 
@@ -195,8 +217,9 @@ def _refuse_if_held(live: Path) -> None:
         duckdb.connect(str(live)).close()
     except duckdb.Error as exc:
         if is_lock_conflict(exc):
-            raise BackupError(f"{live} is open in another process (a run, the daemon, the UI): stop them, then "
-                              "restore") from None
+            raise BackupError(
+                f"{live} is open in another process (a run, the daemon, the UI): stop them, then restore"
+            ) from None
         # damaged: nothing can hold it open; it is moved aside below
 
 
@@ -209,12 +232,15 @@ def restore(settings: Settings, folder: Path, now: datetime | None = None) -> st
     for key, digest in record["files"].items():
         path = folder / key
         if not path.is_file() or sha256_of(path) != digest:
-            raise BackupError(f"{path} is missing or does not match {folder / BACKUP_FILE}'s sha256: choose "
-                              "another backup")
+            raise BackupError(
+                f"{path} is missing or does not match {folder / BACKUP_FILE}'s sha256: choose another backup"
+            )
     tables = verify_copy(folder / WAREHOUSE_FILE)
     if tables != record["warehouse"]["rows"]:
-        raise BackupError(f"{folder / WAREHOUSE_FILE} holds {tables} rows, {BACKUP_FILE} says "
-                          f"{record['warehouse']['rows']}: choose another backup")
+        raise BackupError(
+            f"{folder / WAREHOUSE_FILE} holds {tables} rows, {BACKUP_FILE} says "
+            f"{record['warehouse']['rows']}: choose another backup"
+        )
     live = settings.warehouse_path
     _refuse_if_held(live)
     live.parent.mkdir(parents=True, exist_ok=True)
@@ -233,5 +259,7 @@ def restore(settings: Settings, folder: Path, now: datetime | None = None) -> st
             published += 1
     aside = f"; moved aside: {', '.join(str(p) for p in moved)}" if moved else ""
     rows = ", ".join(f"{t} {n:,}" for t, n in tables.items())
-    return (f"restored {live} from {folder} (rows {rows}) and {published} published file(s) into "
-            f"{settings.publish_dir}{aside}")
+    return (
+        f"restored {live} from {folder} (rows {rows}) and {published} published file(s) into "
+        f"{settings.publish_dir}{aside}"
+    )

@@ -61,8 +61,10 @@ def crash_cause(exc: BaseException, settings: Settings) -> str:
         except OSError:
             continue
         if free < 1_000_000:
-            return (f"{text} -- the disk holding {folder} is full ({free // 1024} KiB free); free space and run "
-                    "again: the interrupted run is failed and its slots freed then")
+            return (
+                f"{text} -- the disk holding {folder} is full ({free // 1024} KiB free); free space and run "
+                "again: the interrupted run is failed and its slots freed then"
+            )
     return text
 
 
@@ -72,36 +74,71 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--home", help="project home: warehouse, publish folder, Dagster runs ($KRONOS_HOME)")
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="fetch candles, forecast, score and publish every configured series once")
-    run.add_argument("--backfill-bars", type=_positive_int, default=48,
-                     help="also forecast and score this many past bars (rolling origin) so the track record is not empty")
-    run.add_argument("--now", type=_utc_time, default=None,
-                     help="run as if it were this UTC time (ISO 8601): no bar closing later is fetched; default: now, or "
-                          "the end of the replay data")
-    run.add_argument("--pool-wait-s", type=_positive_float, default=None,
-                     help="give up on a run that waits longer than this for the warehouse or publish slot "
-                          "(default $KRONOS_POOL_WAIT_S or 300)")
-    study = sub.add_parser("study", help="the real-data study: backtest every model of the demo profile on the replayed "
-                                         "candles 2024-07-01..2025-06-30 and publish study.html (home <home>/study)")
+    run.add_argument(
+        "--backfill-bars",
+        type=_positive_int,
+        default=48,
+        help="also forecast and score this many past bars (rolling origin) so the track record is not empty",
+    )
+    run.add_argument(
+        "--now",
+        type=_utc_time,
+        default=None,
+        help="run as if it were this UTC time (ISO 8601): no bar closing later is fetched; default: now, or "
+        "the end of the replay data",
+    )
+    run.add_argument(
+        "--pool-wait-s",
+        type=_positive_float,
+        default=None,
+        help="give up on a run that waits longer than this for the warehouse or publish slot "
+        "(default $KRONOS_POOL_WAIT_S or 300)",
+    )
+    study = sub.add_parser(
+        "study",
+        help="the real-data study: backtest every model of the demo profile on the replayed "
+        "candles 2024-07-01..2025-06-30 and publish study.html (home <home>/study)",
+    )
     study.add_argument("--stride", type=_positive_int, default=1, help="every K-th origin (K divides the horizon)")
     study.add_argument("--months", type=_positive_int, default=None, help="only the first N months of the study")
     sub.add_parser("check", help="load and validate the configuration and the Dagster definitions")
-    health = sub.add_parser("health", help="what is configured, reachable, fresh and failing; exit 1 when anything fails")
-    health.add_argument("--network", action="store_true",
-                        help="also contact the exchanges and the R2 bucket (no network call without it)")
+    health = sub.add_parser(
+        "health", help="what is configured, reachable, fresh and failing; exit 1 when anything fails"
+    )
+    health.add_argument(
+        "--network",
+        action="store_true",
+        help="also contact the exchanges and the R2 bucket (no network call without it)",
+    )
     health.add_argument("--since-hours", type=float, default=24.0, help="how far back to look for failed runs")
-    backup = sub.add_parser("backup", help="a consistent copy of the warehouse and the publication, safe while runs "
-                                           "write (restore: see README)")
-    backup.add_argument("--to", type=Path, default=None,
-                        help="folder receiving the backup, one subfolder per backup (default <home>/<profile>/backups)")
-    backup.add_argument("--wait-s", type=_positive_float, default=120.0,
-                        help="how long to wait for a run writing the warehouse (default 120)")
+    backup = sub.add_parser(
+        "backup",
+        help="a consistent copy of the warehouse and the publication, safe while runs write (restore: see README)",
+    )
+    backup.add_argument(
+        "--to",
+        type=Path,
+        default=None,
+        help="folder receiving the backup, one subfolder per backup (default <home>/<profile>/backups)",
+    )
+    backup.add_argument(
+        "--wait-s",
+        type=_positive_float,
+        default=120.0,
+        help="how long to wait for a run writing the warehouse (default 120)",
+    )
     restore = sub.add_parser("restore", help="put a backup folder back (the current warehouse file is moved aside)")
     restore.add_argument("folder", type=Path, help="a folder `kronos-assets backup` printed")
-    ui = sub.add_parser("ui", help="the Dagster UI (dg dev) on this profile's runs; Ctrl-C or SIGTERM stops it within 10 s")
+    ui = sub.add_parser(
+        "ui", help="the Dagster UI (dg dev) on this profile's runs; Ctrl-C or SIGTERM stops it within 10 s"
+    )
     ui.add_argument("--port", type=_positive_int, default=None, help="webserver port (default 3000, or a free one)")
     ui.add_argument("--host", default=None, help="webserver address (default 127.0.0.1)")
-    verify = sub.add_parser("verify", help="check a published record (hash chain, files, every recomputable score and "
-                                           "verdict); exit 1 naming the first mismatch")
+    verify = sub.add_parser(
+        "verify",
+        help="check a published record (hash chain, files, every recomputable score and "
+        "verdict); exit 1 naming the first mismatch",
+    )
     verify.add_argument("target", help="a publish folder, or s3://bucket[/prefix] (with the R2_* variables)")
     args = parser.parse_args(argv)
     if args.command == "verify":  # reads the published files alone: no profile, no warehouse
@@ -127,8 +164,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "ui":
         from kronos_assets.ui import serve
 
-        code = serve(settings, [*(["--port", str(args.port)] if args.port else []),
-                                *(["--host", args.host] if args.host else [])])
+        code = serve(
+            settings,
+            [*(["--port", str(args.port)] if args.port else []), *(["--host", args.host] if args.host else [])],
+        )
         # Nothing is left to finalise (the UI's processes are gone, the instance closed); tearing down the
         # imported Dagster modules costs ~1 s of CPU, 10 s and more at load 15, so the stop ends here.
         sys.stdout.flush()
@@ -185,8 +224,13 @@ def main(argv: list[str] | None = None) -> int:
     dagster_home = environment.dagster_home()
     print(f"full Dagster log: {settings.log_path if not dagster_home else 'in the instance at ' + dagster_home}")
     try:
-        result = run_main_job(settings, backfill_bars=args.backfill_bars, now=now, resources=resources,
-                              pool_wait_s=args.pool_wait_s or POOL_WAIT_S)
+        result = run_main_job(
+            settings,
+            backfill_bars=args.backfill_bars,
+            now=now,
+            resources=resources,
+            pool_wait_s=args.pool_wait_s or POOL_WAIT_S,
+        )
     except ConfigError as exc:  # e.g. R2 chosen but its variables missing
         print(f"configuration error: {exc}", file=sys.stderr)
         return 2
@@ -218,14 +262,17 @@ def _upgrade(settings: Settings, warehouse: bool) -> int:
         demo_market = home_layout.configured_demo_market(settings.config_dir, settings.profile, settings.market)
         synthetic = home_layout.relocate_synthetic(settings.home, demo_market)
         if synthetic is not None:
-            print(f"moved {settings.home / home_layout.OLD_SYNTHETIC_PROFILE} to {synthetic}: its candles are the "
-                  f"synthetic market's (an older release's demo profile); that record is now the synthetic "
-                  f"profile's: `kronos-assets --profile synthetic run`")
+            print(
+                f"moved {settings.home / home_layout.OLD_SYNTHETIC_PROFILE} to {synthetic}: its candles are the "
+                f"synthetic market's (an older release's demo profile); that record is now the synthetic "
+                f"profile's: `kronos-assets --profile synthetic run`"
+            )
         target = home_layout.destination(settings.home, settings.profile_home, settings.market)
         moved = home_layout.adopt(settings.home, target)
         if moved:
-            print(f"moved {', '.join(moved)} from {settings.home} (the layout before per-profile folders) into "
-                  f"{target}")
+            print(
+                f"moved {', '.join(moved)} from {settings.home} (the layout before per-profile folders) into {target}"
+            )
         if warehouse:
             wh = Warehouse.of(settings)
             try:
@@ -237,8 +284,14 @@ def _upgrade(settings: Settings, warehouse: bool) -> int:
     except DamagedWarehouse as exc:  # not an upgrade's refusal: the run fails as any run on that file would
         print(f"main job failed: {exc}", file=sys.stderr)
         return 1
-    except (home_layout.LayoutConflict, SchemaTooNew, MigrationFailed, WarehouseUnavailable,
-            TimeoutError, OSError) as exc:
+    except (
+        home_layout.LayoutConflict,
+        SchemaTooNew,
+        MigrationFailed,
+        WarehouseUnavailable,
+        TimeoutError,
+        OSError,
+    ) as exc:
         print(f"upgrade refused: {exc}", file=sys.stderr)
         return 2
     return 0

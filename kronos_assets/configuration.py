@@ -62,8 +62,12 @@ def problem(message: str, at: tuple[Any, ...] = ()) -> PydanticCustomError:
 
 def _whole(minimum: int, maximum: int | None = None) -> Any:
     def check(value: Any) -> int:
-        if isinstance(value, bool) or not isinstance(value, int) or value < minimum or \
-                (maximum is not None and value > maximum):
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int)
+            or value < minimum
+            or (maximum is not None and value > maximum)
+        ):
             bound = f">= {minimum}" if maximum is None else f"in {minimum}..{maximum}"
             raise problem(f"must be a whole number {bound}, got {value!r}")
         return value
@@ -82,8 +86,11 @@ def Number(low: float = 0.0, *, low_open: bool = True, high: float | None = None
     def check(value: Any) -> float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise problem(f"expected a number, got {type(value).__name__} {value!r}")
-        if not math.isfinite(value) or (value <= low if low_open else value < low) or \
-                (high is not None and value > high):
+        if (
+            not math.isfinite(value)
+            or (value <= low if low_open else value < low)
+            or (high is not None and value > high)
+        ):
             bound = (f"> {low:g}" if low_open else f">= {low:g}") + ("" if high is None else f" and <= {high:g}")
             raise problem(f"must be a {'' if math.isfinite(value) else 'finite '}number {bound}, got {value!r}")
         return float(value)
@@ -137,8 +144,9 @@ Moment = Annotated[datetime, BeforeValidator(_moment)]
 
 def device_name(value: Any) -> str:
     """The one device rule (models.yaml and training.yaml): auto, cpu, mps, cuda or cuda:N."""
-    if isinstance(value, str) and (value in ("auto", "cpu", "cuda", "mps") or
-                                   (value.startswith("cuda:") and value[5:].isdigit())):
+    if isinstance(value, str) and (
+        value in ("auto", "cpu", "cuda", "mps") or (value.startswith("cuda:") and value[5:].isdigit())
+    ):
         return value
     raise problem(f"unknown device {value!r}; {DEVICE_HELP}")
 
@@ -170,8 +178,9 @@ class _Loader(yaml.SafeLoader):
         for key_node, _ in node.value:
             key = self.construct_object(key_node, deep=True)
             if key in seen:
-                self.repeats.append(f"key {key!r} written twice (lines {seen[key].line + 1} and "
-                                    f"{key_node.start_mark.line + 1})")
+                self.repeats.append(
+                    f"key {key!r} written twice (lines {seen[key].line + 1} and {key_node.start_mark.line + 1})"
+                )
             seen[key] = key_node.start_mark
         return super().construct_mapping(node, deep=True)
 
@@ -207,8 +216,9 @@ def read_yaml(path: Path) -> dict[str, Any]:
     return out
 
 
-def validate(schema: type[BaseModel], data: Any, path: Path, prefix: tuple[Any, ...] = (),
-             context: dict[str, Any] | None = None) -> Any:
+def validate(
+    schema: type[BaseModel], data: Any, path: Path, prefix: tuple[Any, ...] = (), context: dict[str, Any] | None = None
+) -> Any:
     """``schema`` validated from ``data`` (read from ``path``, found at ``prefix`` in it); its problems, every one
     of them with the keys written twice, are one ConfigError, a line each naming the file and the field."""
     repeats = getattr(data, "repeats", ())
@@ -233,8 +243,9 @@ def field_path(loc: Sequence[Any]) -> str:
     return out or "top level"
 
 
-def config_error(path: Path, exc: ValidationError, schema: type[BaseModel], data: Any,
-                 prefix: tuple[Any, ...] = ()) -> ConfigError:
+def config_error(
+    path: Path, exc: ValidationError, schema: type[BaseModel], data: Any, prefix: tuple[Any, ...] = ()
+) -> ConfigError:
     """Every problem pydantic found, a line each; a misspelt key is one line (its unknown key with the nearest
     name), not also a 'missing' line for the key it meant."""
     errors = exc.errors(include_url=False)
@@ -282,8 +293,16 @@ def unknown_key(key: Any, known: Iterable[str]) -> str:
     return f"unknown key; did you mean {near[0]!r}?" if near else f"unknown key; valid here: {', '.join(known)}"
 
 
-_EXPECTED = {"string_type": "text", "bool_type": "true or false", "dict_type": "a mapping", "model_type": "a mapping",
-             "list_type": "a list", "tuple_type": "a list", "int_type": "a whole number", "float_type": "a number"}
+_EXPECTED = {
+    "string_type": "text",
+    "bool_type": "true or false",
+    "dict_type": "a mapping",
+    "model_type": "a mapping",
+    "list_type": "a list",
+    "tuple_type": "a list",
+    "int_type": "a whole number",
+    "float_type": "a number",
+}
 
 
 def _unwrap(tp: Any) -> Any:

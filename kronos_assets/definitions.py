@@ -15,8 +15,9 @@ from kronos_assets.settings import Settings, load_settings
 def code_location(settings: Settings, resources: dict[str, Any] | None = None) -> dg.Definitions:
     """The timeframe families built from the settings, merged with the definitions found in the defs folder (the
     factories' modules define nothing at module level, so only added files contribute)."""
-    return dg.Definitions.merge(build_definitions(settings, resources),
-                                dg.load_from_defs_folder(path_within_project=Path(__file__).parent))
+    return dg.Definitions.merge(
+        build_definitions(settings, resources), dg.load_from_defs_folder(path_within_project=Path(__file__).parent)
+    )
 
 
 @dg.definitions

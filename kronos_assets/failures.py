@@ -22,8 +22,10 @@ def _one_line(text: str, limit: int = MAX_CAUSE) -> str:
 
 def _user_error(err: Any) -> str:
     """The innermost user exception of a serialised error chain, as 'Class: message' (not Dagster's wrapper)."""
-    while err.cause is not None and (err.message.startswith("dagster._core.errors") or err.cls_name in (
-            "DagsterExecutionStepExecutionError", "DagsterUserCodeExecutionError")):
+    while err.cause is not None and (
+        err.message.startswith("dagster._core.errors")
+        or err.cls_name in ("DagsterExecutionStepExecutionError", "DagsterUserCodeExecutionError")
+    ):
         err = err.cause
     message = err.message.strip()
     head = message.split(":", 1)
@@ -35,8 +37,7 @@ def _user_error(err: Any) -> str:
 def run_cause(instance: dg.DagsterInstance, run_id: str) -> str:
     """One line: the first failed step and its exception, else the run failure's own message."""
     run_failure = None
-    for entry in instance.all_logs(run_id, of_type={dg.DagsterEventType.STEP_FAILURE,
-                                                    dg.DagsterEventType.RUN_FAILURE}):
+    for entry in instance.all_logs(run_id, of_type={dg.DagsterEventType.STEP_FAILURE, dg.DagsterEventType.RUN_FAILURE}):
         ev = entry.dagster_event
         if ev is None:
             continue
@@ -60,7 +61,8 @@ def failure_alert(instance: dg.DagsterInstance, run: dg.DagsterRun, profile: str
         "job": run.job_name,
         "profile": profile,
         "partition": run.tags.get("dagster/partition")
-        or f"{run.tags.get('dagster/asset_partition_range_start', '')}..{run.tags.get('dagster/asset_partition_range_end', '')}",
+        or f"{run.tags.get('dagster/asset_partition_range_start', '')}.."
+        f"{run.tags.get('dagster/asset_partition_range_end', '')}",
         "cause": cause,
         "summary": f"kronos_assets ({profile}): {run_label(run)} failed (run {run.run_id[:8]}): {cause}",
     }

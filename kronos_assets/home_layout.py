@@ -26,8 +26,15 @@ from kronos_assets.durable import fsync_dir
 from kronos_assets.locks import file_lock
 
 # The old layout's entries, in the order they move (a WAL before its database).
-ENTRIES = ("warehouse.duckdb.wal", "warehouse.duckdb", "publish", "dagster", "uploads", "alerts.jsonl",
-           "alerts_posted.jsonl")
+ENTRIES = (
+    "warehouse.duckdb.wal",
+    "warehouse.duckdb",
+    "publish",
+    "dagster",
+    "uploads",
+    "alerts.jsonl",
+    "alerts_posted.jsonl",
+)
 LOCK_FILE = ".layout.lock"
 LOCK_WAIT_S = 60.0
 SYNTHETIC = "synthetic"  # the profile (and market) that older releases' demo records belong to
@@ -73,18 +80,23 @@ def destination(home: Path, profile_home: Path, market: str) -> Path:
     return profile_home
 
 
-def pending_note(home: Path, profile_home: Path, market: str | None = None,
-                 demo_market: str | None = SYNTHETIC) -> str | None:
+def pending_note(
+    home: Path, profile_home: Path, market: str | None = None, demo_market: str | None = SYNTHETIC
+) -> str | None:
     """Health's words for an old layout or a synthetic record the next run moves (None when there is none)."""
     notes = []
     if (source := _synthetic_source(home, demo_market)) is not None:
-        notes.append(f"{source} holds a record of the synthetic market (an older release's demo): the next run moves "
-                     f"it to {home / SYNTHETIC}")
+        notes.append(
+            f"{source} holds a record of the synthetic market (an older release's demo): the next run moves "
+            f"it to {home / SYNTHETIC}"
+        )
     old = legacy_entries(home)
     if old:
         target = destination(home, profile_home, market) if market is not None else profile_home
-        notes.append(f"{', '.join(p.name for p in old)} in {home} (the layout before per-profile folders): the next "
-                     f"run moves them into {target}")
+        notes.append(
+            f"{', '.join(p.name for p in old)} in {home} (the layout before per-profile folders): the next "
+            f"run moves them into {target}"
+        )
     return "; ".join(notes) or None
 
 
@@ -124,7 +136,8 @@ def relocate_synthetic(home: Path, demo_market: str | None, lock_wait_s: float =
             aside = home / f"{OLD_SYNTHETIC_PROFILE}-synthetic"
             raise LayoutConflict(
                 f"{source} holds a record of the synthetic market (an older release's demo), and {target} is taken; "
-                f"nothing was moved. To keep both, run: mv {shlex.quote(str(source))} {shlex.quote(str(aside))}")
+                f"nothing was moved. To keep both, run: mv {shlex.quote(str(source))} {shlex.quote(str(aside))}"
+            )
         if _empty_dir(target):
             os.rmdir(target)
         os.rename(source, target)
@@ -143,11 +156,16 @@ def adopt(home: Path, profile_home: Path, lock_wait_s: float = LOCK_WAIT_S) -> l
         if clashes:
             aside = home / "old-layout"
             names = ", ".join(p.name for p in clashes)
-            cmd = f"mkdir -p {shlex.quote(str(aside))} && mv " + " ".join(shlex.quote(str(p)) for p in clashes) + \
-                f" {shlex.quote(str(aside))}/"
-            raise LayoutConflict(f"{names} exist both in {home} (the layout before per-profile folders) and in "
-                                 f"{profile_home}; nothing was moved. To keep {profile_home} and set the old ones "
-                                 f"aside, run: {cmd}")
+            cmd = (
+                f"mkdir -p {shlex.quote(str(aside))} && mv "
+                + " ".join(shlex.quote(str(p)) for p in clashes)
+                + f" {shlex.quote(str(aside))}/"
+            )
+            raise LayoutConflict(
+                f"{names} exist both in {home} (the layout before per-profile folders) and in "
+                f"{profile_home}; nothing was moved. To keep {profile_home} and set the old ones "
+                f"aside, run: {cmd}"
+            )
         moved = []
         for p in old:
             if _empty_dir(profile_home / p.name):  # made by a look before any run (nothing in it to keep)

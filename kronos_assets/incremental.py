@@ -20,15 +20,17 @@ from kronos_assets.forecasting.versions import VERSION_FIELD
 from kronos_assets.warehouse import Warehouse
 
 
-def candle_days_to_refresh(wh: Warehouse, symbol: str, timeframe: str, step: timedelta, first_bar: datetime,
-                           newest_bar: datetime) -> list[datetime]:
+def candle_days_to_refresh(
+    wh: Warehouse, symbol: str, timeframe: str, step: timedelta, first_bar: datetime, newest_bar: datetime
+) -> list[datetime]:
     """UTC days from ``first_bar``'s to ``newest_bar``'s whose clean candles lack the day's last closed bar (the
     newest bar for the current day). A day stored whole is not fetched again."""
     day0 = first_bar.replace(hour=0, minute=0, second=0, microsecond=0)
     stored = wh.query(
         "SELECT date_trunc('day', ts) AS day, max(ts) AS last FROM clean_candles "
         "WHERE symbol = ? AND timeframe = ? AND ts >= ? AND ts <= ? GROUP BY ALL",
-        [symbol, timeframe, day0, newest_bar])
+        [symbol, timeframe, day0, newest_bar],
+    )
     last = {d: t for d, t in zip(stored["day"].to_list(), stored["last"].to_list())} if stored.height else {}
     out, day = [], day0
     while day <= newest_bar:
@@ -40,8 +42,15 @@ def candle_days_to_refresh(wh: Warehouse, symbol: str, timeframe: str, step: tim
     return out
 
 
-def forecasts_to_make(wh: Any, symbol: str, timeframe: str, step: timedelta, bars: Sequence[datetime],
-                      versions: dict[str, str], only_with_candles: bool = False) -> dict[str, list[datetime]]:
+def forecasts_to_make(
+    wh: Any,
+    symbol: str,
+    timeframe: str,
+    step: timedelta,
+    bars: Sequence[datetime],
+    versions: dict[str, str],
+    only_with_candles: bool = False,
+) -> dict[str, list[datetime]]:
     """Model -> the bars (sorted) whose forecast is not stored at the model's current version key.
     ``only_with_candles``: leave out bars not in clean candles yet (nothing can be forecast there)."""
     if not bars:
@@ -50,13 +59,23 @@ def forecasts_to_make(wh: Any, symbol: str, timeframe: str, step: timedelta, bar
     stored = wh.query(
         f"SELECT origin, model, json_extract_string(provenance, '$.{VERSION_FIELD}') AS version FROM forecasts "
         "WHERE symbol = ? AND timeframe = ? AND origin IN (SELECT unnest(?::TIMESTAMPTZ[]))",
-        [symbol, timeframe, origins])
-    have = {(o, m): v for o, m, v in zip(stored["origin"].to_list(), stored["model"].to_list(),
-                                         stored["version"].to_list())} if stored.height else {}
+        [symbol, timeframe, origins],
+    )
+    have = (
+        {
+            (o, m): v
+            for o, m, v in zip(stored["origin"].to_list(), stored["model"].to_list(), stored["version"].to_list())
+        }
+        if stored.height
+        else {}
+    )
     candidates = list(bars)
     if only_with_candles:
-        present = wh.query("SELECT ts FROM clean_candles WHERE symbol = ? AND timeframe = ? "
-                           "AND ts IN (SELECT unnest(?::TIMESTAMPTZ[]))", [symbol, timeframe, list(bars)])
+        present = wh.query(
+            "SELECT ts FROM clean_candles WHERE symbol = ? AND timeframe = ? "
+            "AND ts IN (SELECT unnest(?::TIMESTAMPTZ[]))",
+            [symbol, timeframe, list(bars)],
+        )
         known = set(present["ts"].to_list()) if present.height else set()
         candidates = [b for b in bars if b in known]
     out: dict[str, list[datetime]] = {}
@@ -67,17 +86,24 @@ def forecasts_to_make(wh: Any, symbol: str, timeframe: str, step: timedelta, bar
     return out
 
 
-def scores_to_make(wh: Any, symbol: str, timeframe: str, step: timedelta, horizon: int,
-                   bars: Sequence[datetime]) -> dict[datetime, list[str]]:
+def scores_to_make(
+    wh: Any, symbol: str, timeframe: str, step: timedelta, horizon: int, bars: Sequence[datetime]
+) -> dict[datetime, list[str]]:
     """Bar k -> the models (sorted) whose forecast made at origin k - (horizon - 1) bars is stored but not scored
     at k. Bars with no forecast at their origin have nothing to score and are left out."""
     if not bars:
         return {}
     origin_of = {k - (horizon - 1) * step: k for k in bars}
-    made = wh.query("SELECT origin, model FROM forecasts WHERE symbol = ? AND timeframe = ? "
-                    "AND origin IN (SELECT unnest(?::TIMESTAMPTZ[]))", [symbol, timeframe, list(origin_of)])
-    scored = wh.query("SELECT DISTINCT origin, model FROM evaluations WHERE symbol = ? AND timeframe = ? "
-                      "AND scored_bar IN (SELECT unnest(?::TIMESTAMPTZ[]))", [symbol, timeframe, list(bars)])
+    made = wh.query(
+        "SELECT origin, model FROM forecasts WHERE symbol = ? AND timeframe = ? "
+        "AND origin IN (SELECT unnest(?::TIMESTAMPTZ[]))",
+        [symbol, timeframe, list(origin_of)],
+    )
+    scored = wh.query(
+        "SELECT DISTINCT origin, model FROM evaluations WHERE symbol = ? AND timeframe = ? "
+        "AND scored_bar IN (SELECT unnest(?::TIMESTAMPTZ[]))",
+        [symbol, timeframe, list(bars)],
+    )
     done = set(scored.iter_rows())
     out: dict[datetime, list[str]] = defaultdict(list)
     for o, m in made.iter_rows():
@@ -86,8 +112,9 @@ def scores_to_make(wh: Any, symbol: str, timeframe: str, step: timedelta, horizo
     return {k: sorted(out[k]) for k in sorted(out)}
 
 
-def bars_to_score(wh: Any, symbol: str, timeframe: str, step: timedelta, horizon: int,
-                  bars: Sequence[datetime]) -> list[datetime]:
+def bars_to_score(
+    wh: Any, symbol: str, timeframe: str, step: timedelta, horizon: int, bars: Sequence[datetime]
+) -> list[datetime]:
     """The bars (sorted) with a stored forecast not yet scored (``scores_to_make``)."""
     return list(scores_to_make(wh, symbol, timeframe, step, horizon, bars))
 
@@ -108,8 +135,11 @@ def scores_digest(wh: Any, timeframe: str, symbols: Sequence[str] | None = None)
 
     where, params = _where(timeframe, symbols)
     parts = ", ".join(f"round({c}, 9)" if t == "DOUBLE" else c for c, t in columns())
-    row = wh.query(f"SELECT sum(n) AS n, bit_xor(hash(symbol, model, month, {parts})) AS h FROM {MONTHS} "
-                   f"WHERE step = horizon AND {where}", params).row(0)
+    row = wh.query(
+        f"SELECT sum(n) AS n, bit_xor(hash(symbol, model, month, {parts})) AS h FROM {MONTHS} "
+        f"WHERE step = horizon AND {where}",
+        params,
+    ).row(0)
     return f"{row[0] or 0}-{row[1] or 0}"
 
 
@@ -118,6 +148,9 @@ def publish_inputs(wh: Any, timeframe: str, symbols: Sequence[str] | None) -> st
     (key, version, headline numbers) and their final-step scores. Equal digests: publishing again would change
     nothing. ``symbols`` None: every series in the warehouse."""
     where, params = _where(timeframe, symbols)
-    row = wh.query(f"SELECT count(*) AS n, bit_xor(hash(symbol, origin, model, provenance, p_up, last_close)) AS h "
-                   f"FROM forecasts WHERE {where}", params).row(0)
+    row = wh.query(
+        f"SELECT count(*) AS n, bit_xor(hash(symbol, origin, model, provenance, p_up, last_close)) AS h "
+        f"FROM forecasts WHERE {where}",
+        params,
+    ).row(0)
     return f"{row[0]}-{row[1] or 0}-{scores_digest(wh, timeframe, symbols)}"

@@ -15,8 +15,10 @@ from pathlib import Path
 
 MAIN_FILES = ("history/runs.db", "history/runs/index.db", "schedules/schedules.db")
 MAX_RUN_FILES = 200  # a run's own log is looked at newest first, this many at most: the look stays short
-FIX = ("move it aside (mv {name} {name}.damaged): Dagster starts it afresh on the next run, losing only the run "
-       "history it held (the warehouse and the publication keep every row); or put back your copy of it")
+FIX = (
+    "move it aside (mv {name} {name}.damaged): Dagster starts it afresh on the next run, losing only the run "
+    "history it held (the warehouse and the publication keep every row); or put back your copy of it"
+)
 
 
 class DamagedInstanceFile(RuntimeError):
@@ -67,8 +69,11 @@ def damaged_file(dagster_home: Path) -> DamagedInstanceFile | None:
     """The first damaged SQLite file of the instance at ``dagster_home`` (the shared ones first), or None."""
     home = Path(dagster_home)
     runs = home / "history" / "runs"
-    run_files = sorted((p for p in runs.glob("*.db") if p.name != "index.db"),
-                       key=lambda p: p.stat().st_mtime, reverse=True) if runs.is_dir() else []
+    run_files = (
+        sorted((p for p in runs.glob("*.db") if p.name != "index.db"), key=lambda p: p.stat().st_mtime, reverse=True)
+        if runs.is_dir()
+        else []
+    )
     for path in [home / rel for rel in MAIN_FILES] + run_files[:MAX_RUN_FILES]:
         if path.is_file() and (cause := _problem(path)):
             return DamagedInstanceFile(path, " ".join(cause.split())[:80])

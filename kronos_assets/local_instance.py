@@ -61,8 +61,12 @@ warnings.filterwarnings("ignore", message="Handling yaml-defined logging configu
 
 
 def instance_yaml(settings: Settings) -> str:
-    return INSTANCE_YAML.format(marker=MARKER, profile=settings.profile, log=json.dumps(str(settings.log_path)),
-                                days=settings.retention_run_days)
+    return INSTANCE_YAML.format(
+        marker=MARKER,
+        profile=settings.profile,
+        log=json.dumps(str(settings.log_path)),
+        days=settings.retention_run_days,
+    )
 
 
 def instance_for(settings: Settings) -> dg.DagsterInstance:
@@ -83,7 +87,6 @@ def instance_for(settings: Settings) -> dg.DagsterInstance:
     instance = dg.DagsterInstance.local_temp(tempdir=str(path))
     sync_write_pool(instance, settings)
     return instance
-
 
 
 def sync_write_pool(instance: dg.DagsterInstance, settings: Settings) -> None:

@@ -30,23 +30,27 @@ from typing import Any, Callable
 import dagster as dg
 
 from kronos_assets import environment
+from kronos_assets.alerts import pending_alerts
 from kronos_assets.defs.clock import now_tag
 from kronos_assets.defs.names import TRACK_RECORD_INPUTS, candles_job_name, forecast_job_name, track_record_key
 from kronos_assets.defs.partitions import RANGE_END, RANGE_START, bar_key, day_key
 from kronos_assets.defs.resources import build_resources, library
-from kronos_assets.alerts import pending_alerts
 from kronos_assets.failures import alert_failed_runs, run_cause
 from kronos_assets.forecasting.versions import forecast_versions
-from kronos_assets.incremental import (bars_to_score, candle_days_to_refresh, forecasts_to_make, publish_inputs,
-                                       scores_digest)
+from kronos_assets.incremental import (
+    bars_to_score,
+    candle_days_to_refresh,
+    forecasts_to_make,
+    publish_inputs,
+    scores_digest,
+)
 from kronos_assets.local_instance import instance_for
 from kronos_assets.market.schema import CandleError
 from kronos_assets.market.timeframes import last_closed_bar_open, timeframe_delta
 from kronos_assets.publishing.manifest import read_manifest
 from kronos_assets.publishing.store import LocalStore
 from kronos_assets.retention import RUN_ROUND_S, prune_instance
-from kronos_assets.runs import (DEFAULT_POOL_WAIT_S, bounded_pool_waits, held_slots, process_tags,
-                                reap_dead_runs)
+from kronos_assets.runs import DEFAULT_POOL_WAIT_S, bounded_pool_waits, held_slots, process_tags, reap_dead_runs
 from kronos_assets.settings import Settings
 
 __all__ = ["MainJobFailed", "MainJobResult", "instance_for", "run_main_job"]
@@ -83,14 +87,18 @@ def resolve_now(settings: Settings, now: datetime | None, market: Any) -> dateti
         raise NowOutOfRange(f"--now {_utc_minute(now)} is in the future (it is {_utc_minute(wall)})")
     if end is not None and now > end:
         ends = ", ".join(f"{s} {t} {_utc_minute(market.series_end(s, t))}" for s, t, _ in settings.replay_files)
-        raise NowOutOfRange(f"--now {_utc_minute(now)} is after the replay data's end {_utc_minute(end)} (the newest "
-                            f"close common to its series: {ends}); choose an earlier time")
+        raise NowOutOfRange(
+            f"--now {_utc_minute(now)} is after the replay data's end {_utc_minute(end)} (the newest "
+            f"close common to its series: {ends}); choose an earlier time"
+        )
     for tf in settings.timeframes:
         first = datetime(tf.start.year, tf.start.month, tf.start.day, tzinfo=timezone.utc)
         if last_closed_bar_open(now, tf.name) < first:
-            raise NowOutOfRange(f"--now {_utc_minute(now)} is before the first {tf.name} bar closes (partitions "
-                                f"start {tf.start}, {settings.config_dir / 'markets.yaml'} timeframes.{tf.name}.start); "
-                                f"choose {_utc_minute(first + timeframe_delta(tf.name))} or later")
+            raise NowOutOfRange(
+                f"--now {_utc_minute(now)} is before the first {tf.name} bar closes (partitions "
+                f"start {tf.start}, {settings.config_dir / 'markets.yaml'} timeframes.{tf.name}.start); "
+                f"choose {_utc_minute(first + timeframe_delta(tf.name))} or later"
+            )
     return now
 
 
@@ -105,7 +113,10 @@ class MainJobResult:
 
 
 # The metadata each stage's materialisation reports its work in (defs/forecast.py, defs/evaluate.py).
-_WORK_FIELDS = {"forecasts": ("forecasts_computed", "forecasts"), "evaluations": ("forecasts_scored", "forecasts_scored")}
+_WORK_FIELDS = {
+    "forecasts": ("forecasts_computed", "forecasts"),
+    "evaluations": ("forecasts_scored", "forecasts_scored"),
+}
 
 
 @dataclass
@@ -117,19 +128,33 @@ class _Runner:
     done: int = 0
     work: dict[str, int] = field(default_factory=dict)
 
-    def run(self, job: dg.JobDefinition, what: str, start: dg.MultiPartitionKey | None = None,
-            end: dg.MultiPartitionKey | None = None) -> None:
+    def run(
+        self,
+        job: dg.JobDefinition,
+        what: str,
+        start: dg.MultiPartitionKey | None = None,
+        end: dg.MultiPartitionKey | None = None,
+    ) -> None:
         self.done += 1
         self.log(f"[run {self.done}] {what}")
         t0 = time.perf_counter()
-        result = job.execute_in_process(instance=self.instance, run_config=QUIET, raise_on_error=False,
-                                        tags={**({RANGE_START: str(start), RANGE_END: str(end)} if start else {}),
-                                              **process_tags(), **now_tag(self.now)})
+        result = job.execute_in_process(
+            instance=self.instance,
+            run_config=QUIET,
+            raise_on_error=False,
+            tags={
+                **({RANGE_START: str(start), RANGE_END: str(end)} if start else {}),
+                **process_tags(),
+                **now_tag(self.now),
+            },
+        )
         if not result.success:
-            outcome = alert_failed_runs(self.instance, [result.run_id], self.settings.profile_home,
-                                        self.settings.profile)
-            self.log(f"      failed after {time.perf_counter() - t0:.1f} s (run {result.run_id}); alert recorded, "
-                     f"{outcome}")
+            outcome = alert_failed_runs(
+                self.instance, [result.run_id], self.settings.profile_home, self.settings.profile
+            )
+            self.log(
+                f"      failed after {time.perf_counter() - t0:.1f} s (run {result.run_id}); alert recorded, {outcome}"
+            )
             raise MainJobFailed(f"{what}: {run_cause(self.instance, result.run_id)}")
         # A run over a range of partitions records one materialisation per partition, each with the step's metadata.
         seen: dict[str, dg.AssetMaterialization] = {}
@@ -164,8 +189,10 @@ def prune_runs(settings: Settings, instance: dg.DagsterInstance, log: Callable[[
     try:
         prune_instance(instance, settings.retention_run_days, RUN_ROUND_S, log=log)
     except Exception as exc:  # noqa: BLE001 -- e.g. the instance locked by another writer for too long
-        log(f"retention: round failed ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); "
-            "the next run resumes it")
+        log(
+            f"retention: round failed ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); "
+            "the next run resumes it"
+        )
 
 
 @dataclass
@@ -182,10 +209,13 @@ class _Jobs:
             from kronos_assets.defs.factory import build_definitions
 
             # Each timeframe's track record (scoreboards, verdicts, calibration), once its series are scored.
-            records = [dg.define_asset_job(f"track_record_{tf.name}_job", selection=[track_record_key(tf.name)])
-                       for tf in self.settings.timeframes]
-            self._defs = dg.Definitions.merge(build_definitions(self.settings, self.resources),
-                                              dg.Definitions(jobs=records))
+            records = [
+                dg.define_asset_job(f"track_record_{tf.name}_job", selection=[track_record_key(tf.name)])
+                for tf in self.settings.timeframes
+            ]
+            self._defs = dg.Definitions.merge(
+                build_definitions(self.settings, self.resources), dg.Definitions(jobs=records)
+            )
         return self._defs.resolve_job_def(name)
 
 
@@ -241,10 +271,13 @@ def run_main_job(
             if days:
                 lo, hi = min(d[0] for d in days.values()), max(d[-1] for d in days.values())
                 a, b = _span(list(days), order)
-                runner.run(jobs.get(candles_job_name(tf.name)),
-                           f"{', '.join(days)} {tf.name}: candles {lo:%Y-%m-%d}..{hi:%Y-%m-%d} "
-                           f"({sum(map(len, days.values()))} symbol-days not stored whole)",
-                           day_key(a, lo), day_key(b, hi))
+                runner.run(
+                    jobs.get(candles_job_name(tf.name)),
+                    f"{', '.join(days)} {tf.name}: candles {lo:%Y-%m-%d}..{hi:%Y-%m-%d} "
+                    f"({sum(map(len, days.values()))} symbol-days not stored whole)",
+                    day_key(a, lo),
+                    day_key(b, hi),
+                )
 
             sampling = settings.sampling_for(tf.name)
             versions = forecast_versions(settings.model_specs, list(settings.forecasters), sampling, tf.history_bars)
@@ -265,11 +298,14 @@ def run_main_job(
             if work:
                 lo, hi = min(b[0] for b in work.values()), max(b[-1] for b in work.values())
                 a, b = _span(list(work), order)
-                runner.run(jobs.get(forecast_job_name(tf.name)),
-                           f"{', '.join(work)} {tf.name}: forecast, score and publish bars {lo:%Y-%m-%d %H:%M}.."
-                           f"{hi:%Y-%m-%d %H:%M} ({counts[0]} forecasts missing or stale, {counts[1]} bars with "
-                           "stored forecasts to score)",
-                           bar_key(a, lo), bar_key(b, hi))
+                runner.run(
+                    jobs.get(forecast_job_name(tf.name)),
+                    f"{', '.join(work)} {tf.name}: forecast, score and publish bars {lo:%Y-%m-%d %H:%M}.."
+                    f"{hi:%Y-%m-%d %H:%M} ({counts[0]} forecasts missing or stale, {counts[1]} bars with "
+                    "stored forecasts to score)",
+                    bar_key(a, lo),
+                    bar_key(b, hi),
+                )
             else:
                 log(f"{tf.name}: forecasts, scores and publication up to {newest:%Y-%m-%d %H:%M} already stored")
 
@@ -277,10 +313,14 @@ def run_main_job(
                 runner.run(jobs.get(f"track_record_{tf.name}_job"), f"{tf.name}: track record and verdicts")
     prune_runs(settings, instance, log)
     w = runner.work
-    return MainJobResult(dashboard=store.location("index.html"), runs=runner.done,
-                         forecasts_computed=w.get("forecasts_computed", 0),
-                         forecasts_scored=w.get("forecasts_scored", 0), published=bool(w.get("published")),
-                         track_records=w.get("track_record", 0))
+    return MainJobResult(
+        dashboard=store.location("index.html"),
+        runs=runner.done,
+        forecasts_computed=w.get("forecasts_computed", 0),
+        forecasts_scored=w.get("forecasts_scored", 0),
+        published=bool(w.get("published")),
+        track_records=w.get("track_record", 0),
+    )
 
 
 def _published_inputs(store: Any, timeframe: str) -> str | None:

@@ -131,13 +131,25 @@ def evaluation_rows(
         p_vol_amp=head["p_vol_amp"],
         recent_vol=head["recent_vol"],
     )
-    base = {"symbol": symbol, "timeframe": timeframe, "origin": origin, "model": head["model"], "horizon": horizon,
-            "scored_bar": scored_bar}
+    base = {
+        "symbol": symbol,
+        "timeframe": timeframe,
+        "origin": origin,
+        "model": head["model"],
+        "horizon": horizon,
+        "scored_bar": scored_bar,
+    }
     return [base | r | {"ts": want[r["step"] - 1]} for r in rows]
 
 
-def store_forecasts(warehouse: Warehouse, frames: dict[str, pl.DataFrame], symbol: str, timeframe: str, model: str,
-                    origins: Sequence[datetime]) -> None:
+def store_forecasts(
+    warehouse: Warehouse,
+    frames: dict[str, pl.DataFrame],
+    symbol: str,
+    timeframe: str,
+    model: str,
+    origins: Sequence[datetime],
+) -> None:
     """One series' and model's forecasts at ``origins`` replaced in one transaction: their rows, steps and paths;
     their scores (made from the forecasts replaced) deleted and the running aggregates of those origins' days
     refreshed, so the evaluations step scores them again and no track record read in between counts old scores."""

@@ -37,8 +37,11 @@ from typing import Callable
 import dagster as dg
 import sqlalchemy as db
 from dagster._core.execution.backfill import BulkActionStatus
-from dagster._core.storage.event_log.schema import (AssetCheckExecutionsTable, AssetEventTagsTable,
-                                                    SqlEventLogStorageTable)
+from dagster._core.storage.event_log.schema import (
+    AssetCheckExecutionsTable,
+    AssetEventTagsTable,
+    SqlEventLogStorageTable,
+)
 from dagster._core.storage.event_log.sqlite.sqlite_event_log import SqliteEventLogStorage
 
 DEFAULT_RUN_DAYS = 14
@@ -65,8 +68,10 @@ class PruneOutcome:
     skipped: list[str] = field(default_factory=list)  # runs of a backfill still in progress
 
     def summary(self) -> str:
-        text = (f"{self.runs} run(s) older than {self.cutoff:%Y-%m-%d %H:%M} UTC pruned in {self.seconds:.1f} s, "
-                f"{self.kept_events} asset event(s) kept for partition and check status")
+        text = (
+            f"{self.runs} run(s) older than {self.cutoff:%Y-%m-%d %H:%M} UTC pruned in {self.seconds:.1f} s, "
+            f"{self.kept_events} asset event(s) kept for partition and check status"
+        )
         if self.orphans:
             text += f", {self.orphans} interrupted pruning(s) finished"
         if self.left:
@@ -83,12 +88,16 @@ def _latest_checks_of_run(conn: db.engine.Connection, run_id: str) -> tuple[list
     """(execution row ids to keep, evaluation event ids to keep): the run's executions that are the newest of
     their check (per partition), and the events they were evaluated by."""
     t = AssetCheckExecutionsTable.c
-    rows = conn.execute(db.select(t.id, t.asset_key, t.check_name, t.partition, t.evaluation_event_storage_id)
-                        .where(t.run_id == run_id)).fetchall()
+    rows = conn.execute(
+        db.select(t.id, t.asset_key, t.check_name, t.partition, t.evaluation_event_storage_id).where(t.run_id == run_id)
+    ).fetchall()
     keep_rows, keep_events = [], []
     for row_id, asset_key, check_name, partition, event_id in rows:
-        same = (t.asset_key == asset_key) & (t.check_name == check_name) & \
-            (t.partition.is_(None) if partition is None else t.partition == partition)
+        same = (
+            (t.asset_key == asset_key)
+            & (t.check_name == check_name)
+            & (t.partition.is_(None) if partition is None else t.partition == partition)
+        )
         if conn.execute(db.select(t.id).where(same & (t.id > row_id)).limit(1)).first() is None:
             keep_rows.append(row_id)
             if event_id is not None:
@@ -99,13 +108,18 @@ def _latest_checks_of_run(conn: db.engine.Connection, run_id: str) -> tuple[list
 def _latest_asset_events_of_run(conn: db.engine.Connection, run_id: str) -> list[int]:
     """Index ids of the run's materialisations and observations that are the newest of their asset partition."""
     t = SqlEventLogStorageTable.c
-    rows = conn.execute(db.select(db.func.max(t.id), t.asset_key, t.partition, t.dagster_event_type)
-                        .where((t.run_id == run_id) & t.dagster_event_type.in_(_KEPT_TYPES))
-                        .group_by(t.asset_key, t.partition, t.dagster_event_type)).fetchall()
+    rows = conn.execute(
+        db.select(db.func.max(t.id), t.asset_key, t.partition, t.dagster_event_type)
+        .where((t.run_id == run_id) & t.dagster_event_type.in_(_KEPT_TYPES))
+        .group_by(t.asset_key, t.partition, t.dagster_event_type)
+    ).fetchall()
     keep = []
     for event_id, asset_key, partition, event_type in rows:
-        same = (t.asset_key == asset_key) & (t.dagster_event_type == event_type) & \
-            (t.partition.is_(None) if partition is None else t.partition == partition)
+        same = (
+            (t.asset_key == asset_key)
+            & (t.dagster_event_type == event_type)
+            & (t.partition.is_(None) if partition is None else t.partition == partition)
+        )
         if conn.execute(db.select(t.id).where(same & (t.id > event_id)).limit(1)).first() is None:
             keep.append(event_id)
     return keep
@@ -121,7 +135,7 @@ def _prune_index(instance: dg.DagsterInstance, run_id: str, outcome: PruneOutcom
         keep += keep_check_events
         doomed = [r[0] for r in conn.execute(db.select(t.id).where((t.run_id == run_id) & t.id.not_in(keep)))]
         for i in range(0, len(doomed), 500):
-            chunk = doomed[i:i + 500]
+            chunk = doomed[i : i + 500]
             conn.execute(AssetEventTagsTable.delete().where(AssetEventTagsTable.c.event_id.in_(chunk)))
             conn.execute(SqlEventLogStorageTable.delete().where(t.id.in_(chunk)))
         c = AssetCheckExecutionsTable.c
@@ -178,8 +192,13 @@ def _backfill_running(instance: dg.DagsterInstance, backfill_id: str, cache: dic
     return cache[backfill_id]
 
 
-def prune_instance(instance: dg.DagsterInstance, run_days: int = DEFAULT_RUN_DAYS, deadline_s: float = RUN_ROUND_S,
-                   now: datetime | None = None, log: Callable[[str], None] | None = None) -> PruneOutcome:
+def prune_instance(
+    instance: dg.DagsterInstance,
+    run_days: int = DEFAULT_RUN_DAYS,
+    deadline_s: float = RUN_ROUND_S,
+    now: datetime | None = None,
+    log: Callable[[str], None] | None = None,
+) -> PruneOutcome:
     """One round: finishes interrupted prunings, then prunes finished runs created before ``now - run_days``,
     oldest first, until none is left or ``deadline_s`` has passed (the run in hand is finished first)."""
     t0 = time.monotonic()

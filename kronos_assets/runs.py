@@ -21,9 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from kronos_assets import environment
-
 import dagster as dg
+
+from kronos_assets import environment
 
 HOST_TAG, PID_TAG, PID_START_TAG = "kronos/host", "kronos/pid", "kronos/pid_start"
 POOL_WAIT_TAG = "kronos/pool_wait_s"
@@ -130,8 +130,10 @@ def run_label(run: dg.DagsterRun) -> str:
     if "dagster/partition" in tags:
         return f"{run.job_name} [{tags['dagster/partition']}]"
     if "dagster/asset_partition_range_start" in tags:
-        return (f"{run.job_name} [{tags['dagster/asset_partition_range_start']}.."
-                f"{tags.get('dagster/asset_partition_range_end')}]")
+        return (
+            f"{run.job_name} [{tags['dagster/asset_partition_range_start']}.."
+            f"{tags.get('dagster/asset_partition_range_end')}]"
+        )
     return run.job_name
 
 
@@ -142,8 +144,10 @@ class StaleRun:
 
     @property
     def message(self) -> str:
-        return (f"run {self.run.run_id} of {run_label(self.run)} was {self.run.status.value} but its process "
-                f"({self.process}) is gone (killed or crashed): marked failed and its pool slots freed")
+        return (
+            f"run {self.run.run_id} of {run_label(self.run)} was {self.run.status.value} but its process "
+            f"({self.process}) is gone (killed or crashed): marked failed and its pool slots freed"
+        )
 
 
 def dead_runs(instance: dg.DagsterInstance) -> list[StaleRun]:
@@ -163,8 +167,11 @@ def held_slots(instance: dg.DagsterInstance) -> dict[str, list[tuple[str, str]]]
     if not storage.supports_global_concurrency_limits:
         return {}
     pools = storage.get_concurrency_keys()
-    return {pool: [(s.run_id, s.step_key) for s in info.claimed_slots]
-            for pool, info in storage.get_concurrency_infos(list(pools)).items() if info.claimed_slots}
+    return {
+        pool: [(s.run_id, s.step_key) for s in info.claimed_slots]
+        for pool, info in storage.get_concurrency_infos(list(pools)).items()
+        if info.claimed_slots
+    }
 
 
 def reap_dead_runs(instance: dg.DagsterInstance) -> dict[str, str]:
@@ -184,8 +191,9 @@ def reap_dead_runs(instance: dg.DagsterInstance) -> dict[str, str]:
         if run is None or run.is_finished:
             storage.free_concurrency_slots_for_run(run_id)
             if run is not None and run_id not in messages:
-                messages[run_id] = (f"run {run_id} of {run_label(run)} had ended ({run.status.value}) still "
-                                    "holding pool slots: freed")
+                messages[run_id] = (
+                    f"run {run_id} of {run_label(run)} had ended ({run.status.value}) still holding pool slots: freed"
+                )
     return messages
 
 
@@ -202,8 +210,9 @@ def describe_holders(instance: dg.DagsterInstance, pool: str) -> str:
 
 
 @contextmanager
-def bounded_pool_waits(instance: dg.DagsterInstance, limit_s: float,
-                       on_reap: Callable[[str], Any] = lambda _m: None) -> Iterator[None]:
+def bounded_pool_waits(
+    instance: dg.DagsterInstance, limit_s: float, on_reap: Callable[[str], Any] = lambda _m: None
+) -> Iterator[None]:
     """While inside, a step of a run in this process that waits longer than ``limit_s`` for a pool slot fails
     the run with ``PoolWaitTimeout`` naming the holder. Dagster polls ``claim_concurrency_slot`` (every 1 to
     15 s) and has no limit of its own, so the check wraps that call. A holder whose process died is reaped (within
@@ -244,15 +253,19 @@ def bounded_pool_waits(instance: dg.DagsterInstance, limit_s: float,
         since = refused_since.setdefault(key, time.monotonic())
         waited = time.monotonic() - since
         if waited > limit_s:
-            raise PoolWaitTimeout(f"step {step_key} waited {waited:.0f} s (limit {limit_s:g} s) for a "
-                                  f"'{concurrency_key}' pool slot, {describe_holders(instance, concurrency_key)}")
+            raise PoolWaitTimeout(
+                f"step {step_key} waited {waited:.0f} s (limit {limit_s:g} s) for a "
+                f"'{concurrency_key}' pool slot, {describe_holders(instance, concurrency_key)}"
+            )
         pause = next_sleep.get(key, LOOK_EVERY_S[0])
         next_sleep[key] = min(2 * pause, LOOK_EVERY_S[1])
         time.sleep(max(0.0, min(pause, since + limit_s - time.monotonic())) + 0.01)
         why = stop_requested(instance, run_id)
         if why is not None:
-            raise PoolWaitStopped(f"step {step_key} stopped waiting for a '{concurrency_key}' pool slot after "
-                                  f"{time.monotonic() - since:.0f} s: {why}")
+            raise PoolWaitStopped(
+                f"step {step_key} stopped waiting for a '{concurrency_key}' pool slot after "
+                f"{time.monotonic() - since:.0f} s: {why}"
+            )
         return status.with_sleep_interval(0.0)  # we slept: Dagster may look again at once
 
     previous = vars(storage).get("claim_concurrency_slot")  # an enclosing bounded_pool_waits, if any
@@ -272,8 +285,9 @@ def pool_wait_limit(tags: dict[str, str] | Any) -> float:
     try:
         value = float(raw)
     except ValueError:
-        raise ValueError(f"pool wait limit {raw!r} (tag {POOL_WAIT_TAG} or KRONOS_POOL_WAIT_S) is not a number") \
-            from None
+        raise ValueError(
+            f"pool wait limit {raw!r} (tag {POOL_WAIT_TAG} or KRONOS_POOL_WAIT_S) is not a number"
+        ) from None
     if not value > 0:
         raise ValueError(f"pool wait limit must be more than 0 s, got {raw!r}")
     return value

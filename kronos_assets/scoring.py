@@ -29,20 +29,32 @@ class Scored:
 
 
 def _not_closed(symbol: str, timeframe: str, bar: datetime) -> str:
-    return (f"{symbol} {timeframe}: bar {bar} has not closed or is not in clean candles yet; an evaluation waits "
-            "until every bar of its horizon has closed")
+    return (
+        f"{symbol} {timeframe}: bar {bar} has not closed or is not in clean candles yet; an evaluation waits "
+        "until every bar of its horizon has closed"
+    )
 
 
 def require_closed(warehouse: Warehouse, symbol: str, timeframe: str, bar: datetime) -> None:
     """Raises HorizonNotClosed unless ``bar`` is in clean candles (every bar before it is then closed too)."""
-    found = warehouse.query("SELECT count(*) AS n FROM clean_candles WHERE symbol = ? AND timeframe = ? AND ts = ?",
-                            [symbol, timeframe, bar])["n"][0]
+    found = warehouse.query(
+        "SELECT count(*) AS n FROM clean_candles WHERE symbol = ? AND timeframe = ? AND ts = ?",
+        [symbol, timeframe, bar],
+    )["n"][0]
     if not found:
         raise HorizonNotClosed(_not_closed(symbol, timeframe, bar))
 
 
-def score_bars(warehouse: Warehouse, symbol: str, timeframe: str, step: timedelta, horizon: int,
-               bars: list[datetime], into: Scored, models: list[str] | None = None) -> None:
+def score_bars(
+    warehouse: Warehouse,
+    symbol: str,
+    timeframe: str,
+    step: timedelta,
+    horizon: int,
+    bars: list[datetime],
+    into: Scored,
+    models: list[str] | None = None,
+) -> None:
     """Score the forecasts ending at each of ``bars`` (sorted) of one series; counts and gaps go to ``into``.
     ``models``: score (and replace the scores of) only these models' forecasts (None: every model's)."""
     origins = [k - (horizon - 1) * step for k in bars]
@@ -62,8 +74,9 @@ def score_bars(warehouse: Warehouse, symbol: str, timeframe: str, step: timedelt
         by_origin[head["origin"]].append(head)
     # Origins before the first stored forecast were never forecast (the series' backtest starts later): nothing is
     # missing there. A hole after it is a forecast that should exist, worth a warning.
-    first = warehouse.query("SELECT min(origin) AS o FROM forecasts WHERE symbol = ? AND timeframe = ?",
-                            [symbol, timeframe])["o"][0]
+    first = warehouse.query(
+        "SELECT min(origin) AS o FROM forecasts WHERE symbol = ? AND timeframe = ?", [symbol, timeframe]
+    )["o"][0]
     for k, origin in zip(bars, origins):
         if not by_origin[origin] and (first is None or origin >= first) and not any(o == origin for o, _ in gone):
             into.missing.append(f"{symbol} {origin:%Y-%m-%d %H:%M}")

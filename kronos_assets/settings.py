@@ -17,9 +17,21 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, BeforeValidator, ValidationError, ValidationInfo, field_validator
 
 from kronos_assets import environment
-from kronos_assets.configuration import (ConfigError, Day, Number, OneOf, Problems, Schema, Whole, config_error, fail,
-                                         no_repeats,
-                                         problem, read_yaml, validate)
+from kronos_assets.configuration import (
+    ConfigError,
+    Day,
+    Number,
+    OneOf,
+    Problems,
+    Schema,
+    Whole,
+    config_error,
+    fail,
+    no_repeats,
+    problem,
+    read_yaml,
+    validate,
+)
 from kronos_assets.forecasting import kinds
 from kronos_assets.forecasting.interface import MAX_PATHS, Sampling
 from kronos_assets.market.names import Symbols, TimeframeName
@@ -294,8 +306,11 @@ def _check_exchange_ids(path: Path, exchanges: tuple[ExchangeSettings, ...]) -> 
     for i, ex in enumerate(exchanges):
         if ex.id not in ccxt.exchanges:
             near = difflib.get_close_matches(ex.id, ccxt.exchanges, n=1)
-            problems.add(("exchanges", i, "id"), f"unknown exchange {ex.id!r}"
-                         + (f"; did you mean {near[0]!r}?" if near else "; see ccxt.exchanges for the ids"))
+            problems.add(
+                ("exchanges", i, "id"),
+                f"unknown exchange {ex.id!r}"
+                + (f"; did you mean {near[0]!r}?" if near else "; see ccxt.exchanges for the ids"),
+            )
     problems.check()
 
 
@@ -324,8 +339,11 @@ def load_models(path: Path) -> tuple[dict[str, kinds.ModelSpec], Sampling]:
             continue
         if kind not in kinds.KINDS:
             near = difflib.get_close_matches(kind, kinds.KINDS, n=1, cutoff=0.6)
-            problems.add(("models", key, "kind"), f"unknown kind {kind!r}; "
-                         + (f"did you mean {near[0]!r}?" if near else f"known: {', '.join(kinds.KINDS)}"))
+            problems.add(
+                ("models", key, "kind"),
+                f"unknown kind {kind!r}; "
+                + (f"did you mean {near[0]!r}?" if near else f"known: {', '.join(kinds.KINDS)}"),
+            )
             continue
         k = kinds.KINDS[kind]
         try:
@@ -337,8 +355,9 @@ def load_models(path: Path) -> tuple[dict[str, kinds.ModelSpec], Sampling]:
     problems.check()
     assert file is not None  # no problem, so the schema validated
     s = file.sampling
-    return specs, Sampling(n_paths=s.n_paths, horizon=1, temperature=s.temperature, top_p=s.top_p, top_k=s.top_k,
-                           seed=s.seed)
+    return specs, Sampling(
+        n_paths=s.n_paths, horizon=1, temperature=s.temperature, top_p=s.top_p, top_k=s.top_k, seed=s.seed
+    )
 
 
 def load_settings(
@@ -365,16 +384,21 @@ def load_settings(
         p = validate(ProfileFile, raw, profile_path)
     except ConfigError as exc:
         problems.add_error(exc)
-    listed = {k: [v for v in raw.get(k) or () if isinstance(v, str)] if isinstance(raw.get(k), list) else []
-              for k in ("timeframes", "forecasters")}  # what the references can be checked on, valid or not
+    listed = {
+        k: [v for v in raw.get(k) or () if isinstance(v, str)] if isinstance(raw.get(k), list) else []
+        for k in ("timeframes", "forecasters")
+    }  # what the references can be checked on, valid or not
     for i, name in enumerate(listed["timeframes"]):
         if name not in markets.timeframes:
             problems.add(("timeframes", i), f"{name!r} is not defined in {markets_path}")
     for i, name in enumerate(listed["forecasters"]):
         if name not in models:
             near = difflib.get_close_matches(name, list(models), n=1, cutoff=0.6)
-            problems.add(("forecasters", i), f"unknown forecaster {name!r}: not a baseline nor in {models_path}"
-                         + (f"; did you mean {near[0]!r}?" if near else ""))
+            problems.add(
+                ("forecasters", i),
+                f"unknown forecaster {name!r}: not a baseline nor in {models_path}"
+                + (f"; did you mean {near[0]!r}?" if near else ""),
+            )
     primary = raw.get("primary_model")
     if isinstance(primary, str) and listed["forecasters"] and primary not in listed["forecasters"]:
         problems.add(("primary_model",), f"{primary!r} must be one of the profile's forecasters")
@@ -390,9 +414,10 @@ def load_settings(
         description=p.description or profile,
         market=p.market,
         symbols=symbols,
-        timeframes=tuple(TimeframeSettings(n, *(getattr(markets.timeframes[n], f) for f in ("start", "history_bars",
-                                                                                            "horizon")))
-                         for n in p.timeframes),
+        timeframes=tuple(
+            TimeframeSettings(n, *(getattr(markets.timeframes[n], f) for f in ("start", "history_bars", "horizon")))
+            for n in p.timeframes
+        ),
         exchanges=exchanges,
         model_specs=models,
         forecasters=tuple(p.forecasters),
@@ -416,8 +441,9 @@ def load_settings(
     )
 
 
-def _check_contexts(path: Path, markets: MarketsFile, timeframes: list[str],
-                    forecasters: dict[str, kinds.ModelSpec]) -> None:
+def _check_contexts(
+    path: Path, markets: MarketsFile, timeframes: list[str], forecasters: dict[str, kinds.ModelSpec]
+) -> None:
     """A timeframe's history_bars within the context of every model the profile forecasts with (more history
     than a model reads would fail in every forecast run, not here)."""
     problems = Problems(path)
@@ -426,8 +452,11 @@ def _check_contexts(path: Path, markets: MarketsFile, timeframes: list[str],
             context = getattr(spec.options, "max_context", None)
             history = markets.timeframes[tf].history_bars
             if context is not None and history > context:
-                problems.add(("timeframes", tf, "history_bars"), f"{history} is above the context of forecaster "
-                             f"{name!r} (max_context {context} in models.yaml); use at most {context}")
+                problems.add(
+                    ("timeframes", tf, "history_bars"),
+                    f"{history} is above the context of forecaster "
+                    f"{name!r} (max_context {context} in models.yaml); use at most {context}",
+                )
     problems.check()
 
 
@@ -440,8 +469,10 @@ def _replay_files(path: Path, p: ProfileFile, symbols: tuple[str, ...]) -> tuple
         for tf in p.timeframes:
             name = p.replay.files.get(symbol, {}).get(tf)
             if name is None:
-                problems.add(("replay", "files", symbol, tf), "missing: every symbol and timeframe of the "
-                             "profile needs a replay file")
+                problems.add(
+                    ("replay", "files", symbol, tf),
+                    "missing: every symbol and timeframe of the profile needs a replay file",
+                )
                 continue
             file = Path(name) if Path(name).is_absolute() else REPO_ROOT / name
             if not file.is_file():

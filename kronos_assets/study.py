@@ -31,13 +31,13 @@ from kronos_assets.defs.factory import build_definitions, candles_job_name, fore
 from kronos_assets.defs.forecast import forecasts_key
 from kronos_assets.defs.partitions import RANGE_END, RANGE_START, bar_key, day_key, stride_tag
 from kronos_assets.defs.resources import build_resources, library
+from kronos_assets.failures import run_cause
 from kronos_assets.locks import LockHeld, file_lock
 from kronos_assets.main_job import QUIET, MainJobFailed
-from kronos_assets.failures import run_cause
+from kronos_assets.publishing.study_page import publish_study
 from kronos_assets.runs import bounded_pool_waits, process_tags
 from kronos_assets.settings import Settings
 from kronos_assets.study_record import StudyWindow, study_record
-from kronos_assets.publishing.study_page import publish_study
 
 UTC = timezone.utc
 STUDY_PROFILE = "study"
@@ -50,9 +50,12 @@ def study_settings(demo: Settings) -> Settings:
     """The demo profile with its own home and partitions starting 30 days before the study's first origin (480
     bars of history need 20)."""
     start = (FIRST_ORIGIN - timedelta(days=30)).date()
-    return replace(demo, profile=STUDY_PROFILE, description=f"Real-data study ({demo.description})",
-                   timeframes=tuple(replace(tf, start=min(tf.start, start)) for tf in demo.timeframes
-                                    if tf.name == "1h"))
+    return replace(
+        demo,
+        profile=STUDY_PROFILE,
+        description=f"Real-data study ({demo.description})",
+        timeframes=tuple(replace(tf, start=min(tf.start, start)) for tf in demo.timeframes if tf.name == "1h"),
+    )
 
 
 def study_window(months: int | None = None, stride: int = 1) -> StudyWindow:
@@ -71,14 +74,17 @@ class StudyResult:
     seconds: dict[str, float]
 
 
-def run_study(demo: Settings, window: StudyWindow, log: Callable[[str], None] = print,
-              instance: dg.DagsterInstance | None = None) -> StudyResult:
+def run_study(
+    demo: Settings, window: StudyWindow, log: Callable[[str], None] = print, instance: dg.DagsterInstance | None = None
+) -> StudyResult:
     settings = study_settings(demo)
     tf = settings.timeframe("1h")
     step = timedelta(hours=1)
     if window.stride < 1 or tf.horizon % window.stride:
-        raise MainJobFailed(f"--stride {window.stride} must divide the horizon ({tf.horizon} bars): the evaluation of a "
-                            "strided origin is then itself a strided partition")
+        raise MainJobFailed(
+            f"--stride {window.stride} must divide the horizon ({tf.horizon} bars): the evaluation of a "
+            "strided origin is then itself a strided partition"
+        )
     resources = build_resources(settings)
     market = library(resources["market"])
     # Origin o is the close of bar o - 1h; a forecast is scored at the close of its last horizon bar.
@@ -86,12 +92,18 @@ def run_study(demo: Settings, window: StudyWindow, log: Callable[[str], None] = 
     last_scored_bar = last_bar + tf.horizon * step
     now = last_scored_bar + step  # no run sees a bar closing later
     if now > market.data_end():
-        raise MainJobFailed(f"the replay data ends {market.data_end():%Y-%m-%d %H:%M} UTC, before the study's last "
-                            f"horizon closes ({now:%Y-%m-%d %H:%M} UTC)")
+        raise MainJobFailed(
+            f"the replay data ends {market.data_end():%Y-%m-%d %H:%M} UTC, before the study's last "
+            f"horizon closes ({now:%Y-%m-%d %H:%M} UTC)"
+        )
     defs = build_definitions(settings, resources)
     forecasts, evaluations = forecasts_key("1h"), evaluations_key("1h")
-    extra = dg.Definitions(jobs=[dg.define_asset_job("study_1h", selection=[forecasts, evaluations]),
-                                 dg.define_asset_job("study_scores_1h", selection=[evaluations])])
+    extra = dg.Definitions(
+        jobs=[
+            dg.define_asset_job("study_1h", selection=[forecasts, evaluations]),
+            dg.define_asset_job("study_scores_1h", selection=[evaluations]),
+        ]
+    )
     defs = dg.Definitions.merge(defs, extra)
     seconds: dict[str, float] = {}
     tags = {**process_tags(), **now_tag(now)}
@@ -104,8 +116,11 @@ def run_study(demo: Settings, window: StudyWindow, log: Callable[[str], None] = 
             inst = instance or stack.enter_context(dg.DagsterInstance.ephemeral())
             with bounded_pool_waits(inst, 300.0):
                 result = defs.resolve_job_def(job).execute_in_process(
-                    instance=inst, run_config=QUIET, raise_on_error=False,
-                    tags={RANGE_START: str(start), RANGE_END: str(end), **tags, **(extra or {})})
+                    instance=inst,
+                    run_config=QUIET,
+                    raise_on_error=False,
+                    tags={RANGE_START: str(start), RANGE_END: str(end), **tags, **(extra or {})},
+                )
             if not result.success:
                 raise MainJobFailed(f"{what}: {run_cause(inst, result.run_id)}")
 
@@ -114,8 +129,12 @@ def run_study(demo: Settings, window: StudyWindow, log: Callable[[str], None] = 
         candles_from = first_bar - tf.history_bars * step
         for symbol in settings.symbols:
             log(f"{symbol}: candles {candles_from:%Y-%m-%d}..{last_scored_bar:%Y-%m-%d}")
-            run(candles_job_name("1h"), f"{symbol} candles", day_key(symbol, candles_from),
-                day_key(symbol, last_scored_bar))
+            run(
+                candles_job_name("1h"),
+                f"{symbol} candles",
+                day_key(symbol, candles_from),
+                day_key(symbol, last_scored_bar),
+            )
         seconds["candles"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         ranges = _run_ranges(first_bar, last_bar, tf.horizon, window.stride)
@@ -124,10 +143,17 @@ def run_study(demo: Settings, window: StudyWindow, log: Callable[[str], None] = 
         # a re-run continues from what the warehouse holds.
         for a, b, job in ranges:
             for symbol in settings.symbols:
-                run(job, f"{symbol} {job} {a:%Y-%m-%d %H:%M}..{b:%Y-%m-%d %H:%M}", bar_key(symbol, a),
-                    bar_key(symbol, b), stride_tag(window.stride, first_bar))
-            log(f"{a:%Y-%m-%d}..{b:%Y-%m-%d}: {'scored' if job == 'study_scores_1h' else 'forecast and scored'} "
-                f"({time.perf_counter() - t0:.0f} s so far)")
+                run(
+                    job,
+                    f"{symbol} {job} {a:%Y-%m-%d %H:%M}..{b:%Y-%m-%d %H:%M}",
+                    bar_key(symbol, a),
+                    bar_key(symbol, b),
+                    stride_tag(window.stride, first_bar),
+                )
+            log(
+                f"{a:%Y-%m-%d}..{b:%Y-%m-%d}: {'scored' if job == 'study_scores_1h' else 'forecast and scored'} "
+                f"({time.perf_counter() - t0:.0f} s so far)"
+            )
         seconds["forecast_and_score"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         # The study home's dashboard (the newest forecast bar of each series, again), linked to the study page.
@@ -155,12 +181,14 @@ def _study_lock(home: Any) -> Iterator[None]:
         with file_lock(path, 0.0, "the study lock"):
             yield
     except LockHeld as exc:
-        raise MainJobFailed(f"another study is running in {home} (pid {exc.holder or 'unknown'}; lock {path})") \
-            from None
+        raise MainJobFailed(
+            f"another study is running in {home} (pid {exc.holder or 'unknown'}; lock {path})"
+        ) from None
 
 
-def _run_ranges(first_bar: datetime, last_bar: datetime, horizon: int, stride: int = 1
-                ) -> list[tuple[datetime, datetime, str]]:
+def _run_ranges(
+    first_bar: datetime, last_bar: datetime, horizon: int, stride: int = 1
+) -> list[tuple[datetime, datetime, str]]:
     """The runs of a study: forecast-and-score runs of up to RUN_BARS origins (RUN_BARS x stride bars), then one
     score-only run for the last horizon's bars (forecasts there are scored once their horizons close; no forecast
     is made past the study)."""
@@ -177,19 +205,24 @@ def _run_ranges(first_bar: datetime, last_bar: datetime, horizon: int, stride: i
 
 def headline_lines(record: dict[str, Any]) -> list[str]:
     """The headline table as text (the CLI's summary, the README's table)."""
+
     def f(x: float | None, spec: str) -> str:
         return "–" if x is None else format(x, spec)
 
-    out = ["| symbol | model | CRPS vs RW+vol (p) | CRPS vs GARCH (p) | median vs last price (p) | Brier P(up) (p) "
-           "| 80 % band | long/flat Sharpe (buy-and-hold; p) |",
-           "|---|---|---|---|---|---|---|---|"]
+    out = [
+        "| symbol | model | CRPS vs RW+vol (p) | CRPS vs GARCH (p) | median vs last price (p) | Brier P(up) (p) "
+        "| 80 % band | long/flat Sharpe (buy-and-hold; p) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for r in record["headline"]:
-        out.append(f"| {r['symbol']} | {r['model']} | {f(r['crps_vs_rw_vol'], '+.1%')} ({f(r['p_rw_vol'], '.2g')}) "
-                   f"| {f(r['crps_vs_garch'], '+.1%')} ({f(r['p_garch'], '.2g')}) "
-                   f"| {f(r['point_error_vs_last'], '+.1%')} ({f(r['p_point'], '.2g')}) "
-                   f"| {f(r['brier_up'], '.4f')} ({f(r['p_brier'], '.2g')}) "
-                   f"| {f(r['coverage_80'], '.1%')} | {f(r['sharpe'], '.2f')} ({f(r['sharpe_buy_and_hold'], '.2f')}; "
-                   f"{f(r['p_sharpe'], '.2g')}) |")
+        out.append(
+            f"| {r['symbol']} | {r['model']} | {f(r['crps_vs_rw_vol'], '+.1%')} ({f(r['p_rw_vol'], '.2g')}) "
+            f"| {f(r['crps_vs_garch'], '+.1%')} ({f(r['p_garch'], '.2g')}) "
+            f"| {f(r['point_error_vs_last'], '+.1%')} ({f(r['p_point'], '.2g')}) "
+            f"| {f(r['brier_up'], '.4f')} ({f(r['p_brier'], '.2g')}) "
+            f"| {f(r['coverage_80'], '.1%')} | {f(r['sharpe'], '.2f')} ({f(r['sharpe_buy_and_hold'], '.2f')}; "
+            f"{f(r['p_sharpe'], '.2g')}) |"
+        )
     return out
 
 
@@ -198,13 +231,19 @@ def main(demo: Settings, stride: int = 1, months: int | None = None) -> int:
     import sys
 
     if not demo.replay:
-        print(f"study refused: profile {demo.profile} does not replay real candles (market: {demo.market}); "
-              "run it with --profile demo", file=sys.stderr)
+        print(
+            f"study refused: profile {demo.profile} does not replay real candles (market: {demo.market}); "
+            "run it with --profile demo",
+            file=sys.stderr,
+        )
         return 2
     window = study_window(months, stride)
-    print(f"real-data study: {window.origins} origins per symbol from {window.first_origin:%Y-%m-%d} to before "
-          f"{window.end_origin:%Y-%m-%d}, stride {stride}, models {', '.join(demo.forecasters)}; data in "
-          f"{study_settings(demo).profile_home}", flush=True)
+    print(
+        f"real-data study: {window.origins} origins per symbol from {window.first_origin:%Y-%m-%d} to before "
+        f"{window.end_origin:%Y-%m-%d}, stride {stride}, models {', '.join(demo.forecasters)}; data in "
+        f"{study_settings(demo).profile_home}",
+        flush=True,
+    )
     t0 = time.perf_counter()
     try:
         result = run_study(demo, window)

@@ -27,9 +27,11 @@ from kronos_assets.metrics.strategy import COST, MEAN_BLOCK, N_BOOT, performance
 from kronos_assets.track_record import COIN_FLIP_BRIER, SIGNIFICANCE, compare_losses
 from kronos_assets.warehouse import read_sql
 
-RULE = ("Before each bar opens: long over that bar when the newest forecast gives more than 50 % to it closing above "
-        "the previous close (the share of sample paths rising over that step), else flat; 10 bp of equity per "
-        "position change; buy-and-hold pays 10 bp once on entry. Fixed before the study period (2024-07-01).")
+RULE = (
+    "Before each bar opens: long over that bar when the newest forecast gives more than 50 % to it closing above "
+    "the previous close (the share of sample paths rising over that step), else flat; 10 bp of equity per "
+    "position change; buy-and-hold pays 10 bp once on entry. Fixed before the study period (2024-07-01)."
+)
 REFERENCES = (  # (measure, model's loss, reference's loss or a constant, reference's name, models it skips)
     ("crps_vs_rw_vol", "crps_model", "crps_baseline", "random walk with volatility", ("random_walk_vol",)),
     ("crps_vs_garch", "crps_model", "crps_garch", "GARCH(1,1)-t", ("garch",)),
@@ -49,24 +51,41 @@ class StudyWindow:
         return math.ceil((self.end_origin - self.first_origin) / timedelta(hours=1) / self.stride)
 
 
-def study_record(wh: Any, timeframe: str, window: StudyWindow, primary: str, models: list[str],
-                 n_boot: int = N_BOOT) -> dict[str, Any]:
+def study_record(
+    wh: Any, timeframe: str, window: StudyWindow, primary: str, models: list[str], n_boot: int = N_BOOT
+) -> dict[str, Any]:
     params = {"timeframe": timeframe, "first_origin": window.first_origin, "end_origin": window.end_origin}
     losses = wh.query(read_sql("study_losses.sql"), params)
     out: dict[str, Any] = {
-        "title": "Real-data study", "timeframe": timeframe, "primary_model": primary, "models": models,
-        "first_origin": window.first_origin.isoformat(), "end_origin": window.end_origin.isoformat(),
-        "stride": window.stride, "origins_per_symbol": window.origins, "rule": RULE, "cost_bp": COST * 1e4,
-        "sharpe_test": {"method": "stationary block bootstrap (Politis-Romano), pairs resampled together",
-                        "mean_block_bars": MEAN_BLOCK, "n_boot": n_boot, "significance": SIGNIFICANCE},
+        "title": "Real-data study",
+        "timeframe": timeframe,
+        "primary_model": primary,
+        "models": models,
+        "first_origin": window.first_origin.isoformat(),
+        "end_origin": window.end_origin.isoformat(),
+        "stride": window.stride,
+        "origins_per_symbol": window.origins,
+        "rule": RULE,
+        "cost_bp": COST * 1e4,
+        "sharpe_test": {
+            "method": "stationary block bootstrap (Politis-Romano), pairs resampled together",
+            "mean_block_bars": MEAN_BLOCK,
+            "n_boot": n_boot,
+            "significance": SIGNIFICANCE,
+        },
         "symbols": {},
     }
     for symbol in losses["symbol"].unique(maintain_order=True).to_list():
         rows = losses.filter(pl.col("symbol") == symbol)
         horizon = int(rows["horizon"][0])
         overlap = max(1, math.ceil(horizon / window.stride))
-        entry: dict[str, Any] = {"horizon": horizon, "overall": {}, "months": {}, "calibration": {},
-                                 "strategy": strategy(wh, symbol, timeframe, window, models, n_boot)}
+        entry: dict[str, Any] = {
+            "horizon": horizon,
+            "overall": {},
+            "months": {},
+            "calibration": {},
+            "strategy": strategy(wh, symbol, timeframe, window, models, n_boot),
+        }
         for model in models:
             grp = rows.filter(pl.col("model") == model)
             if grp.height == 0:
@@ -83,8 +102,12 @@ def study_record(wh: Any, timeframe: str, window: StudyWindow, primary: str, mod
 def verdict(grp: pl.DataFrame, model: str, overlap: int) -> dict[str, Any]:
     """Means, relative differences and the DM verdict against every reference, and one sentence."""
     point = bool(grp["point_forecast"].all())
-    row: dict[str, Any] = {"n": grp.height, "first_origin": grp["origin"][0].isoformat(),
-                           "last_origin": grp["origin"][-1].isoformat(), "crps": float(grp["crps_model"].mean())}
+    row: dict[str, Any] = {
+        "n": grp.height,
+        "first_origin": grp["origin"][0].isoformat(),
+        "last_origin": grp["origin"][-1].isoformat(),
+        "crps": float(grp["crps_model"].mean()),
+    }
     for measure, loss, reference, name, skip in REFERENCES:
         if model in skip or (measure == "p_up" and point):
             row[measure] = None
@@ -109,8 +132,7 @@ def sentence(model: str, row: dict[str, Any]) -> str:
         c = row.get(measure)
         if c and c["relative"] is not None:
             side = "better" if c["relative"] < 0 else "worse"
-            parts.append(f"{100 * abs(c['relative']):.1f} % {side} than the {c['reference_name']} on CRPS "
-                         f"({_said(c)})")
+            parts.append(f"{100 * abs(c['relative']):.1f} % {side} than the {c['reference_name']} on CRPS ({_said(c)})")
     c = row.get("point_error")
     if c and c["relative"] is not None:
         side = "closer to the outcome" if c["relative"] < 0 else "further off"
@@ -132,9 +154,16 @@ def calibration(grp: pl.DataFrame) -> dict[str, Any]:
     expected = {f"expected_{p}": p / 100 * (n_paths - 1) / (n_paths + 1) for p in (50, 80, 90)}
     hist = pit_histogram(grp["pit"].to_numpy())
     rel = [b for b in reliability_table(grp["p_up"].to_numpy(), grp["went_up"].to_numpy()) if b["count"]]
-    return cover | expected | {"n": grp.height, "pit_histogram": hist.tolist(),
-                               "pit_max_share": float(hist.max() / hist.sum() * len(hist)),
-                               "reliability_p_up": rel}
+    return (
+        cover
+        | expected
+        | {
+            "n": grp.height,
+            "pit_histogram": hist.tolist(),
+            "pit_max_share": float(hist.max() / hist.sum() * len(hist)),
+            "reliability_p_up": rel,
+        }
+    )
 
 
 def step_signals(wh: Any, symbol: str, timeframe: str, window: StudyWindow, models: list[str]) -> pl.DataFrame:
@@ -149,7 +178,8 @@ def step_signals(wh: Any, symbol: str, timeframe: str, window: StudyWindow, mode
         WHERE f.symbol = ? AND f.timeframe = ? AND f.origin >= ? AND f.origin < ? AND f.model IN (SELECT unnest(?))
         GROUP BY ALL ORDER BY f.model, bar
         """,
-        [window.stride, symbol, timeframe, window.first_origin, window.end_origin, models])
+        [window.stride, symbol, timeframe, window.first_origin, window.end_origin, models],
+    )
 
 
 def bar_returns(wh: Any, symbol: str, timeframe: str, window: StudyWindow) -> pl.DataFrame:
@@ -157,11 +187,13 @@ def bar_returns(wh: Any, symbol: str, timeframe: str, window: StudyWindow) -> pl
     return wh.query(
         "SELECT ts AS bar, coalesce(exp(log_return) - 1, 0.0) AS ret FROM clean_candles "
         "WHERE symbol = ? AND timeframe = ? AND ts >= ? AND ts < ? ORDER BY ts",
-        [symbol, timeframe, window.first_origin, window.end_origin])
+        [symbol, timeframe, window.first_origin, window.end_origin],
+    )
 
 
-def strategy(wh: Any, symbol: str, timeframe: str, window: StudyWindow, models: list[str],
-             n_boot: int = N_BOOT) -> dict[str, Any]:
+def strategy(
+    wh: Any, symbol: str, timeframe: str, window: StudyWindow, models: list[str], n_boot: int = N_BOOT
+) -> dict[str, Any]:
     """Each model's long/flat strategy over the study's bars against buy-and-hold, with the Sharpe test."""
     rets = bar_returns(wh, symbol, timeframe, window)
     signals = step_signals(wh, symbol, timeframe, window, models)
@@ -197,16 +229,27 @@ def headline(record: dict[str, Any]) -> list[dict[str, Any]]:
             def p(m: str) -> float | None:
                 return v[m]["p_value"] if v.get(m) else None
 
-            rows.append({
-                "symbol": symbol, "model": model, "n": v["n"], "crps": v["crps"],
-                "crps_vs_rw_vol": rel("crps_vs_rw_vol"), "p_rw_vol": p("crps_vs_rw_vol"),
-                "crps_vs_garch": rel("crps_vs_garch"), "p_garch": p("crps_vs_garch"),
-                "point_error_vs_last": rel("point_error"), "p_point": p("point_error"),
-                "brier_up": v["p_up"]["model"] if v.get("p_up") else None, "p_brier": p("p_up"),
-                "coverage_80": cal["coverage_80"], "expected_80": cal["expected_80"],
-                "sharpe": s.get("sharpe"), "sharpe_buy_and_hold": entry["strategy"]["buy_and_hold"]["sharpe"],
-                "p_sharpe": s["sharpe_vs_buy_and_hold"]["p_value"] if s else None,
-                "total_return": s.get("total_return"),
-                "total_return_buy_and_hold": entry["strategy"]["buy_and_hold"]["total_return"],
-            })
+            rows.append(
+                {
+                    "symbol": symbol,
+                    "model": model,
+                    "n": v["n"],
+                    "crps": v["crps"],
+                    "crps_vs_rw_vol": rel("crps_vs_rw_vol"),
+                    "p_rw_vol": p("crps_vs_rw_vol"),
+                    "crps_vs_garch": rel("crps_vs_garch"),
+                    "p_garch": p("crps_vs_garch"),
+                    "point_error_vs_last": rel("point_error"),
+                    "p_point": p("point_error"),
+                    "brier_up": v["p_up"]["model"] if v.get("p_up") else None,
+                    "p_brier": p("p_up"),
+                    "coverage_80": cal["coverage_80"],
+                    "expected_80": cal["expected_80"],
+                    "sharpe": s.get("sharpe"),
+                    "sharpe_buy_and_hold": entry["strategy"]["buy_and_hold"]["sharpe"],
+                    "p_sharpe": s["sharpe_vs_buy_and_hold"]["p_value"] if s else None,
+                    "total_return": s.get("total_return"),
+                    "total_return_buy_and_hold": entry["strategy"]["buy_and_hold"]["total_return"],
+                }
+            )
     return rows

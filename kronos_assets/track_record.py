@@ -19,10 +19,22 @@ import numpy as np
 import polars as pl
 
 from kronos_assets.metrics import MIN_INDEPENDENT_HORIZONS, TooFewHorizons, TooPersistent, diebold_mariano
+
 # COIN_FLIP_BRIER: the registry's, read from here too (study_record)
-from kronos_assets.metrics.registry import (COIN_FLIP_BRIER, CONFIDENCE_BANDS, NA_COLUMNS, Metric,
-                                            board_sql, confidence_table, judged, loss_pairs_sql as _loss_pairs_sql,
-                                            metrics, skill_sql)
+from kronos_assets.metrics.registry import (
+    COIN_FLIP_BRIER,
+    CONFIDENCE_BANDS,
+    NA_COLUMNS,
+    Metric,
+    board_sql,
+    confidence_table,
+    judged,
+    metrics,
+    skill_sql,
+)
+from kronos_assets.metrics.registry import (
+    loss_pairs_sql as _loss_pairs_sql,
+)
 from kronos_assets.warehouse import Warehouse, json_rows, read_sql
 from kronos_assets.warehouse.score_sums import BINS, FINAL, MONTHS, SUMS, board_select, sums_select, ts_literal
 
@@ -48,8 +60,11 @@ def loss_pairs_sql() -> str:
 def scoreboard_sql() -> str:
     """scoreboard.sql with the metric registry's aggregate and skill columns in its slots: the scoreboard over
     every stored score (a series' snapshot as of its origin; ``scoreboard`` gives the same rows from the sums)."""
-    return (read_sql("scoreboard.sql").replace("/* registry: aggregates */", board_sql())
-            .replace("/* registry: skills */", skill_sql()))
+    return (
+        read_sql("scoreboard.sql")
+        .replace("/* registry: aggregates */", board_sql())
+        .replace("/* registry: skills */", skill_sql())
+    )
 
 
 def scoreboard(wh: Any, timeframe: str, as_of: datetime) -> list[dict[str, Any]]:
@@ -65,8 +80,10 @@ def scoreboard(wh: Any, timeframe: str, as_of: datetime) -> list[dict[str, Any]]
         cut = as_of - timedelta(days=days)
         day = cut.astimezone(timezone.utc).date()
         end = datetime.combine(day, datetime.min.time(), timezone.utc) + timedelta(days=1)
-        parts.append(f"SELECT '{name}' AS window_name, * FROM {SUMS} WHERE timeframe = $timeframe "
-                     f"AND day > DATE '{day.isoformat()}'")
+        parts.append(
+            f"SELECT '{name}' AS window_name, * FROM {SUMS} WHERE timeframe = $timeframe "
+            f"AND day > DATE '{day.isoformat()}'"
+        )
         rest = f"e.timeframe = $timeframe AND e.origin > {ts_literal(cut)} AND e.origin < {ts_literal(end)}"
         parts.append(f"SELECT '{name}' AS window_name, * FROM ({sums_select(rest)})")
     return json_rows(wh.query(board_select("\nUNION ALL BY NAME\n".join(parts)), {"timeframe": timeframe}))
@@ -74,56 +91,82 @@ def scoreboard(wh: Any, timeframe: str, as_of: datetime) -> list[dict[str, Any]]
 
 def reliability(wh: Any, timeframe: str) -> list[dict[str, Any]]:
     """reliability.sql's rows (P(up) in tenths at the horizon's last step, all time) from ``score_bins``."""
-    return json_rows(wh.query(
-        "SELECT symbol, timeframe, model, bin, round(bin / 10.0, 1) AS lower, round(bin / 10.0 + 0.1, 1) AS upper, "
-        "CAST(sum(n) AS BIGINT) AS n, sum(p_sum) / sum(n) AS mean_forecast, sum(up_n) / sum(n) AS observed_frequency "
-        f"FROM {BINS} WHERE timeframe = ? AND kind = 'p_up' GROUP BY ALL ORDER BY symbol, timeframe, model, bin",
-        [timeframe]))
+    return json_rows(
+        wh.query(
+            "SELECT symbol, timeframe, model, bin, round(bin / 10.0, 1) AS lower, round(bin / 10.0 + 0.1, 1) AS upper, "
+            "CAST(sum(n) AS BIGINT) AS n, sum(p_sum) / sum(n) AS mean_forecast, "
+            "sum(up_n) / sum(n) AS observed_frequency "
+            f"FROM {BINS} WHERE timeframe = ? AND kind = 'p_up' GROUP BY ALL ORDER BY symbol, timeframe, model, bin",
+            [timeframe],
+        )
+    )
 
 
 def pit_histogram(wh: Any, timeframe: str) -> list[dict[str, Any]]:
     """pit_histogram.sql's rows (PIT at the horizon's last step, ten bins, all time) from ``score_bins``."""
-    return json_rows(wh.query(
-        f"SELECT symbol, timeframe, model, bin, CAST(sum(n) AS BIGINT) AS n FROM {BINS} "
-        "WHERE timeframe = ? AND kind = 'pit' GROUP BY ALL ORDER BY symbol, timeframe, model, bin", [timeframe]))
+    return json_rows(
+        wh.query(
+            f"SELECT symbol, timeframe, model, bin, CAST(sum(n) AS BIGINT) AS n FROM {BINS} "
+            "WHERE timeframe = ? AND kind = 'pit' GROUP BY ALL ORDER BY symbol, timeframe, model, bin",
+            [timeframe],
+        )
+    )
 
 
 def confidence_sums(wh: Any, timeframe: str) -> list[dict[str, Any]]:
     """``confidence_tables``' rows over all time from ``score_bins`` (each band's forecasts, calls and hits)."""
     out = []
     for m in (m for m in metrics() if m.aggregate == "by_confidence"):
-        df = wh.query(f"SELECT symbol, model, bin, CAST(sum(n) AS BIGINT) AS n, CAST(sum(point_n) AS BIGINT) AS point,"
-                      f" CAST(sum(calls) AS BIGINT) AS calls, sum(hits) AS hits FROM {BINS} WHERE timeframe = ? "
-                      "AND kind = ? GROUP BY ALL ORDER BY symbol, model, bin", [timeframe, m.name])
+        df = wh.query(
+            f"SELECT symbol, model, bin, CAST(sum(n) AS BIGINT) AS n, CAST(sum(point_n) AS BIGINT) AS point,"
+            f" CAST(sum(calls) AS BIGINT) AS calls, sum(hits) AS hits FROM {BINS} WHERE timeframe = ? "
+            "AND kind = ? GROUP BY ALL ORDER BY symbol, model, bin",
+            [timeframe, m.name],
+        )
         for (symbol, model), grp in df.group_by(["symbol", "model"], maintain_order=True):
             if grp["point"].sum() == grp["n"].sum():  # a point forecast: no P(up)
                 continue
             got = {r["bin"]: r for r in grp.iter_rows(named=True)}
             for i, band in enumerate(CONFIDENCE_BANDS):
                 r = got.get(i, {"n": 0, "calls": 0, "hits": None})
-                out.append({"symbol": symbol, "timeframe": timeframe, "model": model, "metric": m.name, "band": band,
-                            "n": r["n"], "calls": r["calls"],
-                            "hit_rate": r["hits"] / r["calls"] if r["calls"] else None})
+                out.append(
+                    {
+                        "symbol": symbol,
+                        "timeframe": timeframe,
+                        "model": model,
+                        "metric": m.name,
+                        "band": band,
+                        "n": r["n"],
+                        "calls": r["calls"],
+                        "hit_rate": r["hits"] / r["calls"] if r["calls"] else None,
+                    }
+                )
     return out
 
 
-def confidence_tables(wh: Any, timeframe: str, scored_before: datetime | None = None,
-                      symbols: list[str] | None = None) -> list[dict[str, Any]]:
+def confidence_tables(
+    wh: Any, timeframe: str, scored_before: datetime | None = None, symbols: list[str] | None = None
+) -> list[dict[str, Any]]:
     """Direction accuracy by confidence (``metrics.registry.confidence_table``) at the horizon's last step, per
     symbol and model of every registered metric aggregated by confidence (``p_up_hit``), over the forecasts scored
     before ``scored_before`` (None: all); point forecasts (no P(up)) left out."""
     out = []
     for m in (m for m in metrics() if m.aggregate == "by_confidence"):
-        df = wh.query(f"SELECT symbol, model, p_up, {m.name}, width_90 FROM {FINAL} WHERE timeframe = ? "
-                      "AND (CAST(? AS TIMESTAMPTZ) IS NULL OR scored_bar < ?) "
-                      "AND (CAST(? AS VARCHAR[]) IS NULL OR list_contains(CAST(? AS VARCHAR[]), symbol)) "
-                      "ORDER BY symbol, model, origin", [timeframe, scored_before, scored_before, symbols, symbols])
+        df = wh.query(
+            f"SELECT symbol, model, p_up, {m.name}, width_90 FROM {FINAL} WHERE timeframe = ? "
+            "AND (CAST(? AS TIMESTAMPTZ) IS NULL OR scored_bar < ?) "
+            "AND (CAST(? AS VARCHAR[]) IS NULL OR list_contains(CAST(? AS VARCHAR[]), symbol)) "
+            "ORDER BY symbol, model, origin",
+            [timeframe, scored_before, scored_before, symbols, symbols],
+        )
         for (symbol, model), grp in df.group_by(["symbol", "model"], maintain_order=True):
             if (grp["width_90"] == 0).all():
                 continue
             rows = grp.select("p_up", m.name).to_dicts()
-            out += [{"symbol": symbol, "timeframe": timeframe, "model": model, "metric": m.name} | b
-                    for b in confidence_table(rows, m.name)]
+            out += [
+                {"symbol": symbol, "timeframe": timeframe, "model": model, "metric": m.name} | b
+                for b in confidence_table(rows, m.name)
+            ]
     return out
 
 
@@ -137,8 +180,11 @@ def window_floor(wh: Any, timeframe: str, days: int | None) -> datetime | None:
     newest scored origin less the days, from the sums (None: all time, or nothing scored)."""
     if days is None:
         return None
-    newest = wh.query(f"SELECT min(t) AS t FROM (SELECT max(last_origin) AS t FROM {SUMS} WHERE timeframe = ? "
-                      "AND step = horizon GROUP BY symbol)", [timeframe])["t"][0]
+    newest = wh.query(
+        f"SELECT min(t) AS t FROM (SELECT max(last_origin) AS t FROM {SUMS} WHERE timeframe = ? "
+        "AND step = horizon GROUP BY symbol)",
+        [timeframe],
+    )["t"][0]
     return None if newest is None else newest - timedelta(days=days)
 
 
@@ -157,26 +203,47 @@ def compare_losses(grp: pl.DataFrame, loss: str, reference: str | float, horizon
     try:
         test = diebold_mariano(own, ref, horizon)
     except TooFewHorizons as exc:  # TooPersistent too: a drift as slow as the window gives no verdict
-        return out | {"n_independent": grp.height // horizon, "statistic": None, "p_value": None, "df": None,
-                      "significant": False, "winner": None,
-                      "verdict": "too persistent to judge" if isinstance(exc, TooPersistent)
-                      else "too few independent horizons", "why": str(exc)}
+        return out | {
+            "n_independent": grp.height // horizon,
+            "statistic": None,
+            "p_value": None,
+            "df": None,
+            "significant": False,
+            "winner": None,
+            "verdict": "too persistent to judge" if isinstance(exc, TooPersistent) else "too few independent horizons",
+            "why": str(exc),
+        }
     significant = test.p_value < SIGNIFICANCE
     winner = "model" if test.statistic < 0 else "reference" if test.statistic > 0 else None
-    return out | {"n_independent": test.n_independent, "statistic": test.statistic, "p_value": test.p_value,
-                  "df": test.df, "significant": significant, "winner": winner,
-                  "verdict": ("better than" if winner == "model" else "worse than") + " the reference"
-                  if significant else "no significant difference"}
+    return out | {
+        "n_independent": test.n_independent,
+        "statistic": test.statistic,
+        "p_value": test.p_value,
+        "df": test.df,
+        "significant": significant,
+        "winner": winner,
+        "verdict": ("better than" if winner == "model" else "worse than") + " the reference"
+        if significant
+        else "no significant difference",
+    }
 
 
-def verdicts(wh: Any, timeframe: str, days: int | None = 30, scored_before: datetime | None = None,
-             symbols: list[str] | None = None, floor: datetime | None = None) -> list[dict[str, Any]]:
+def verdicts(
+    wh: Any,
+    timeframe: str,
+    days: int | None = 30,
+    scored_before: datetime | None = None,
+    symbols: list[str] | None = None,
+    floor: datetime | None = None,
+) -> list[dict[str, Any]]:
     """One verdict per symbol and model over the ``days`` window (None: all time) of origins ending at the newest
     forecast scored before ``scored_before`` (None: all), each with its plain-words ``sentence``. ``floor``: an
     origin the window does not reach back to (``window_floor``): only the scores after it are read."""
     after = "" if floor is None else f"AND origin > {ts_literal(floor)}"
-    pairs = wh.query(loss_pairs_sql().replace("/* window floor */", after),
-                     {"timeframe": timeframe, "days": days, "scored_before": scored_before})
+    pairs = wh.query(
+        loss_pairs_sql().replace("/* window floor */", after),
+        {"timeframe": timeframe, "days": days, "scored_before": scored_before},
+    )
     if pairs.is_empty():  # nothing scored (or, in verify, nothing re-scored): no verdict to give
         return []
     if symbols is not None:
@@ -185,10 +252,16 @@ def verdicts(wh: Any, timeframe: str, days: int | None = 30, scored_before: date
     for (symbol, model), grp in pairs.group_by(["symbol", "model"], maintain_order=True):
         horizon = int(grp["horizon"][0])
         row: dict[str, Any] = {
-            "symbol": symbol, "timeframe": timeframe, "model": model, "horizon": horizon,
-            "window_days": days, "n": grp.height, "n_independent": grp.height // horizon,
+            "symbol": symbol,
+            "timeframe": timeframe,
+            "model": model,
+            "horizon": horizon,
+            "window_days": days,
+            "n": grp.height,
+            "n_independent": grp.height // horizon,
             "min_independent": MIN_INDEPENDENT_HORIZONS,
-            "first_origin": grp["origin"][0].isoformat(), "last_origin": grp["origin"][-1].isoformat(),
+            "first_origin": grp["origin"][0].isoformat(),
+            "last_origin": grp["origin"][-1].isoformat(),
         }
         for m in judged():
             v = m.verdict
@@ -232,10 +305,8 @@ def crps_standing(rows: list[dict[str, Any]], model: str) -> dict[str, str]:
 
 def _significance(c: dict[str, Any]) -> str:
     if c["p_value"] is None:  # the DM test withheld its verdict (TooPersistent)
-        return ("no verdict: the difference drifts too slowly for this many independent horizons to tell it "
-                "from noise")
-    return (f"significant, p = {c['p_value']:.2g}" if c["significant"]
-            else f"within noise, p = {c['p_value']:.2f}")
+        return "no verdict: the difference drifts too slowly for this many independent horizons to tell it from noise"
+    return f"significant, p = {c['p_value']:.2g}" if c["significant"] else f"within noise, p = {c['p_value']:.2f}"
 
 
 def covered_days(v: dict[str, Any]) -> float | None:
@@ -270,48 +341,70 @@ def verdict_sentence(v: dict[str, Any]) -> str:
     window = _window(v)
     if v["n_independent"] < v["min_independent"]:
         k = v["n_independent"]
-        return (f"Too few independent horizons for a verdict on {model}: its {v['n']} scored forecasts ({span}) "
-                f"span {k} non-overlapping {h}-bar horizon{'' if k == 1 else 's'}; a verdict needs "
-                f"{v['min_independent']}, about {v['min_independent'] * h - v['n']} more scored forecasts "
-                "(one per bar).")
+        return (
+            f"Too few independent horizons for a verdict on {model}: its {v['n']} scored forecasts ({span}) "
+            f"span {k} non-overlapping {h}-bar horizon{'' if k == 1 else 's'}; a verdict needs "
+            f"{v['min_independent']}, about {v['min_independent'] * h - v['n']} more scored forecasts "
+            "(one per bar)."
+        )
     parts = []
     crps = v.get("crps")
     if crps and crps["relative"] is not None:
         side = "better" if crps["relative"] < 0 else "worse"
-        parts.append(f"{model} was {100 * abs(crps['relative']):.1f} % {side} than the {crps['reference_name']} "
-                     f"on CRPS ({_significance(crps)})")
+        parts.append(
+            f"{model} was {100 * abs(crps['relative']):.1f} % {side} than the {crps['reference_name']} "
+            f"on CRPS ({_significance(crps)})"
+        )
     else:
         parts.append(f"{model} is itself the CRPS reference")
     point = v.get("point_error")
     if point and point["relative"] is not None:
         side = "closer to the outcome" if point["relative"] < 0 else "further off"
-        parts.append(f"its median was {100 * abs(point['relative']):.1f} % {side} than the last price "
-                     f"({_significance(point)})")
+        parts.append(
+            f"its median was {100 * abs(point['relative']):.1f} % {side} than the last price ({_significance(point)})"
+        )
     p_up = v.get("p_up")
     if p_up is None:
         parts.append("it makes no P(up) forecast (n/a)")
     else:
         side = "better" if p_up["model"] < COIN_FLIP_BRIER else "worse"
-        parts.append(f"its P(up) did {side} than a coin flip (Brier {p_up['model']:.3f} vs 0.250; "
-                     f"{_significance(p_up)})")
+        parts.append(
+            f"its P(up) did {side} than a coin flip (Brier {p_up['model']:.3f} vs 0.250; {_significance(p_up)})"
+        )
     for m in judged():  # a measure registered after these three: said the same way for each
         verdict = m.verdict
         assert verdict is not None
         c = v.get(verdict.measure) if verdict.measure not in _OWN_PHRASES else None
         if c and c["relative"] is not None:
             side = "better" if c["relative"] < 0 else "worse"
-            parts.append(f"on {verdict.label or m.description} it was {100 * abs(c['relative']):.1f} % {side} than "
-                         f"the reference ({c['reference_name']}; {_significance(c)})")
-    head = (f"Over {window} ({v['n']} forecasts, {span}, ≈{v['n_independent']} independent {h}-bar horizons), ")
+            parts.append(
+                f"on {verdict.label or m.description} it was {100 * abs(c['relative']):.1f} % {side} than "
+                f"the reference ({c['reference_name']}; {_significance(c)})"
+            )
+    head = f"Over {window} ({v['n']} forecasts, {span}, ≈{v['n_independent']} independent {h}-bar horizons), "
     return head + ", ".join(parts[:-1]) + ", and " + parts[-1] + "."
 
 
 def dm_table(rows: list[dict[str, Any]], window_name: str) -> list[dict[str, Any]]:
     """The verdicts as one flat row per comparison (for tables and the benchmarks)."""
-    return [{"symbol": v["symbol"], "timeframe": v["timeframe"], "model": v["model"], "window_name": window_name,
-             "measure": m, "reference": c["reference_name"], "n": c["n"], "n_independent": c["n_independent"],
-             "statistic": c["statistic"], "p_value": c["p_value"], "verdict": c["verdict"]}
-            for v in rows for m, *_ in measures() if (c := v.get(m))]
+    return [
+        {
+            "symbol": v["symbol"],
+            "timeframe": v["timeframe"],
+            "model": v["model"],
+            "window_name": window_name,
+            "measure": m,
+            "reference": c["reference_name"],
+            "n": c["n"],
+            "n_independent": c["n_independent"],
+            "statistic": c["statistic"],
+            "p_value": c["p_value"],
+            "verdict": c["verdict"],
+        }
+        for v in rows
+        for m, *_ in measures()
+        if (c := v.get(m))
+    ]
 
 
 def track_record(wh: Warehouse, timeframe: str, as_of: datetime | None = None) -> dict[str, Any]:
@@ -319,10 +412,19 @@ def track_record(wh: Warehouse, timeframe: str, as_of: datetime | None = None) -
     in Dagster), as JSON-ready rows."""
     as_of = as_of or wh.query(f"SELECT max(last_origin) AS t FROM {SUMS} WHERE timeframe = ?", [timeframe])["t"][0]
     if as_of is None:
-        return {"timeframe": timeframe, "as_of": None, "scoreboard": [], "verdicts": [], "dm_tests": [],
-                "reliability": [], "pit_histogram": [], "direction_by_confidence": []}
-    by_window = {w: verdicts(wh, timeframe, days, floor=window_floor(wh, timeframe, days))
-                 for w, days in DM_WINDOWS.items()}
+        return {
+            "timeframe": timeframe,
+            "as_of": None,
+            "scoreboard": [],
+            "verdicts": [],
+            "dm_tests": [],
+            "reliability": [],
+            "pit_histogram": [],
+            "direction_by_confidence": [],
+        }
+    by_window = {
+        w: verdicts(wh, timeframe, days, floor=window_floor(wh, timeframe, days)) for w, days in DM_WINDOWS.items()
+    }
     return {
         "timeframe": timeframe,
         "as_of": as_of.isoformat(),

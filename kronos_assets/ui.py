@@ -94,15 +94,21 @@ def _signal_group(pgid: int, sig: int) -> None:
         pass
 
 
-def stop_group(proc: subprocess.Popen[bytes], orderly_s: float = ORDERLY_S, term_s: float = TERM_S,
-               deadline_s: float = STOP_DEADLINE_S) -> None:
+def stop_group(
+    proc: subprocess.Popen[bytes],
+    orderly_s: float = ORDERLY_S,
+    term_s: float = TERM_S,
+    deadline_s: float = STOP_DEADLINE_S,
+) -> None:
     """Stops ``proc`` (a session leader) and every process of its group within ``deadline_s``: SIGTERM to the
     leader (its own orderly shutdown), then SIGTERM to the group, then SIGKILL to the group."""
     t0 = time.monotonic()
     pgid = proc.pid
-    steps = ((0.0, lambda: proc.poll() is None and proc.send_signal(signal.SIGTERM)),
-             (orderly_s, lambda: _signal_group(pgid, signal.SIGTERM)),
-             (orderly_s + term_s, lambda: _signal_group(pgid, signal.SIGKILL)))
+    steps = (
+        (0.0, lambda: proc.poll() is None and proc.send_signal(signal.SIGTERM)),
+        (orderly_s, lambda: _signal_group(pgid, signal.SIGTERM)),
+        (orderly_s + term_s, lambda: _signal_group(pgid, signal.SIGKILL)),
+    )
     for at, act in steps:
         while time.monotonic() - t0 < at:
             proc.poll()  # reap the leader as soon as it ends
@@ -117,8 +123,12 @@ def stop_group(proc: subprocess.Popen[bytes], orderly_s: float = ORDERLY_S, term
         time.sleep(0.05)
 
 
-def supervise(cmd: Sequence[str], env: dict[str, str] | None, cwd: Path, stop_signals: Sequence[int] = (
-        signal.SIGINT, signal.SIGTERM, signal.SIGHUP)) -> int:
+def supervise(
+    cmd: Sequence[str],
+    env: dict[str, str] | None,
+    cwd: Path,
+    stop_signals: Sequence[int] = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP),
+) -> int:
     """Runs ``cmd`` in a session of its own until it ends or this process is asked to stop; either way no
     process of that session outlives the return. Exit status: the child's, or 128 + the stop signal."""
     stop = threading.Event()
@@ -151,6 +161,9 @@ def serve(settings: Settings, dg_args: Sequence[str] = ()) -> int:
     dagster_home.mkdir(parents=True, exist_ok=True)
     environment.export(DAGSTER_HOME=dagster_home, PROFILE=settings.profile, HOME=settings.home)  # dg dev inherits
     dg = Path(sys.executable).parent / "dg"
-    print(f"Dagster UI for profile {settings.profile} on the instance {dagster_home}; Ctrl-C or SIGTERM stops it "
-          f"within {STOP_DEADLINE_S:.0f} s", flush=True)
+    print(
+        f"Dagster UI for profile {settings.profile} on the instance {dagster_home}; Ctrl-C or SIGTERM stops it "
+        f"within {STOP_DEADLINE_S:.0f} s",
+        flush=True,
+    )
     return supervise([str(dg) if dg.exists() else "dg", "dev", *dg_args], None, environment.REPO_ROOT)

@@ -29,8 +29,9 @@ def real_candles(name: str) -> pl.DataFrame:
 
 
 # The modules using the session's README run (readme_run): one unit of work under xdist, so it runs once.
-README_RUN_MODULES = frozenset({"kronos_assets_tests/foundation/test_readme_main.py",
-                                "kronos_assets_tests/publishing/test_dashboard_browser.py"})
+README_RUN_MODULES = frozenset(
+    {"kronos_assets_tests/foundation/test_readme_main.py", "kronos_assets_tests/publishing/test_dashboard_browser.py"}
+)
 
 
 def _module(nodeid: str) -> str:
@@ -99,6 +100,12 @@ def readme_run(tmp_path_factory: pytest.TempPathFactory) -> ReadmeRun:
     env = os.environ | {"KRONOS_HOME": str(home)}
     for var in ("KRONOS_PROFILE", "DAGSTER_HOME"):
         env.pop(var, None)
-    proc = subprocess.run([str(Path(sys.executable).parent / "kronos-assets"), *cmd.split()[1:]], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [str(Path(sys.executable).parent / "kronos-assets"), *cmd.split()[1:]],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     return ReadmeRun(cmd, home, proc)

@@ -13,22 +13,31 @@ from kronos_assets.settings import REPO_ROOT, Settings, load_settings
 
 SMALL_MARKETS = {
     "symbols": ["BTC/USDT", "ETH/USDT"],
-    "timeframes": {"1h": {"start": "2024-01-01", "history_bars": 64, "horizon": 6},
-                   "4h": {"start": "2023-06-01", "history_bars": 48, "horizon": 4}},
+    "timeframes": {
+        "1h": {"start": "2024-01-01", "history_bars": 64, "horizon": 6},
+        "4h": {"start": "2023-06-01", "history_bars": 48, "horizon": 4},
+    },
     "exchanges": [{"id": "binance", "base_url": None, "options": {}}],
 }
 
 
-def write_configs(root: Path, markets: dict[str, Any] | None = None, profile: dict[str, Any] | None = None,
-                  profile_name: str = "demo") -> Path:
+def write_configs(
+    root: Path, markets: dict[str, Any] | None = None, profile: dict[str, Any] | None = None, profile_name: str = "demo"
+) -> Path:
     """A config folder: the repository's models.yaml, a small markets.yaml and a demo profile."""
     cfg = root / "configs"
     (cfg / "profiles").mkdir(parents=True, exist_ok=True)
     shutil.copy(REPO_ROOT / "configs" / "models.yaml", cfg / "models.yaml")
     (cfg / "markets.yaml").write_text(yaml.safe_dump(markets or SMALL_MARKETS))
-    prof = {"description": "test", "market": "synthetic", "symbols": ["BTC/USDT", "ETH/USDT"], "timeframes": ["1h"],
-            "forecasters": ["random_walk", "random_walk_vol"], "primary_model": "random_walk_vol",
-            "publish": {"backend": "local"}}
+    prof = {
+        "description": "test",
+        "market": "synthetic",
+        "symbols": ["BTC/USDT", "ETH/USDT"],
+        "timeframes": ["1h"],
+        "forecasters": ["random_walk", "random_walk_vol"],
+        "primary_model": "random_walk_vol",
+        "publish": {"backend": "local"},
+    }
     prof.update(profile or {})
     (cfg / "profiles" / f"{profile_name}.yaml").write_text(yaml.safe_dump(prof))
     return cfg

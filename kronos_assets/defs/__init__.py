@@ -12,7 +12,12 @@ import dagster as dg
 # multi-partition and time-window mappings that tie symbol x bar assets to symbol x day candles, and
 # map_resolved_asset_specs to attach freshness policies. Their warnings would repeat on every load without
 # telling a user anything actionable.
-for _beta in (r"Parameter `backfill_policy`", r"Class `MultiPartitionMapping`",
-              r"Parameter `allow_nonexistent_upstream_partitions`"):
+for _beta in (
+    r"Parameter `backfill_policy`",
+    r"Class `MultiPartitionMapping`",
+    r"Parameter `allow_nonexistent_upstream_partitions`",
+):
     warnings.filterwarnings("ignore", message=_beta, category=dg.BetaWarning)
-warnings.filterwarnings("ignore", message=r"Function `Definitions.map_resolved_asset_specs`", category=dg.PreviewWarning)
+warnings.filterwarnings(
+    "ignore", message=r"Function `Definitions.map_resolved_asset_specs`", category=dg.PreviewWarning
+)

@@ -39,7 +39,7 @@ def build_candles_schedule(settings: Settings, tf: TimeframeSettings, candles_jo
         # Only a replay needs the market at tick time (its clock); ccxt would cost an import on every tick.
         required_resource_keys={"market"} if settings.replay else set(),
         description=f"A few minutes after each {tf.name} bar closes: refresh the day holding it, per symbol"
-                    + (" (at the replay clock's time)." if settings.replay else "."),
+        + (" (at the replay clock's time)." if settings.replay else "."),
     )
     def candles_schedule(context: dg.ScheduleEvaluationContext) -> Iterator[dg.RunRequest]:
         now = context.scheduled_execution_time
@@ -56,8 +56,9 @@ def build_candles_schedule(settings: Settings, tf: TimeframeSettings, candles_jo
     return candles_schedule
 
 
-def build_forecast_sensor(tf: TimeframeSettings, candles_job: Any, forecast_job: Any,
-                          family: Family = MARKETS) -> dg.SensorDefinition:
+def build_forecast_sensor(
+    tf: TimeframeSettings, candles_job: Any, forecast_job: Any, family: Family = MARKETS
+) -> dg.SensorDefinition:
     # Hand-written where no condition names the bar: the replay clock's and the uploaded file's newest bar travel
     # in the candles run's tags (see the module docstring).
     @dg.run_status_sensor(
@@ -66,8 +67,9 @@ def build_forecast_sensor(tf: TimeframeSettings, candles_job: Any, forecast_job:
         monitored_jobs=[candles_job],
         request_job=forecast_job,
         default_status=dg.DefaultSensorStatus.RUNNING,
-        description=(f"When a scheduled (or upload) {tf.name} candles run succeeds, forecast, score and publish its "
-                     "newest bar."),
+        description=(
+            f"When a scheduled (or upload) {tf.name} candles run succeeds, forecast, score and publish its newest bar."
+        ),
     )
     def forecast_after_candles(context: dg.RunStatusSensorContext):
         tags = context.dagster_run.tags
@@ -108,6 +110,8 @@ def build_chain_sensor(tf: TimeframeSettings, keys: list[dg.AssetKey]) -> dg.Aut
         default_status=dg.DefaultSensorStatus.RUNNING,  # as the schedule and the sensor it replaces
         minimum_interval_seconds=environment.sensor_interval_s(30),  # Dagster's default interval
         emit_backfills=False,  # plain runs, one per series and bar: the dagster/backfill run limit is for backtests
-        description=(f"Forecasts, scores and publishes each series' newest {tf.name} bar once its candles run has "
-                     "updated them (the assets' automation conditions)."),
+        description=(
+            f"Forecasts, scores and publishes each series' newest {tf.name} bar once its candles run has "
+            "updated them (the assets' automation conditions)."
+        ),
     )

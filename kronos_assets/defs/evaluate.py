@@ -20,6 +20,7 @@ from kronos_assets.settings import Settings, TimeframeSettings
 from kronos_assets.track_record import crps_standing, track_record
 from kronos_assets.warehouse import WRITE_POOL, Warehouse
 
+
 def evaluations_key(tf: str, family: Family = MARKETS) -> dg.AssetKey:
     return family.asset_key("evaluations", tf)
 
@@ -31,8 +32,10 @@ def build_evaluations(settings: Settings, tf: TimeframeSettings, family: Family 
         {
             "symbol": dg.DimensionPartitionMapping("symbol", dg.IdentityPartitionMapping()),
             "bar": dg.DimensionPartitionMapping(
-                "bar", dg.TimeWindowPartitionMapping(start_offset=-h, end_offset=-h,
-                                                     allow_nonexistent_upstream_partitions=True)
+                "bar",
+                dg.TimeWindowPartitionMapping(
+                    start_offset=-h, end_offset=-h, allow_nonexistent_upstream_partitions=True
+                ),
             ),
         }
     )
@@ -75,8 +78,9 @@ def build_evaluations(settings: Settings, tf: TimeframeSettings, family: Family 
             except HorizonNotClosed as exc:
                 raise dg.Failure(description=str(exc)) from None
         if scored.missing:
-            context.log.warning(f"{len(scored.missing)} origins had no stored forecast to score, "
-                                f"e.g. {scored.missing[0]}")
+            context.log.warning(
+                f"{len(scored.missing)} origins had no stored forecast to score, e.g. {scored.missing[0]}"
+            )
         return dg.MaterializeResult(
             metadata={
                 "forecasts_scored": scored.forecasts,  # by this run
@@ -96,10 +100,14 @@ def build_track_record(settings: Settings, tf: TimeframeSettings) -> dg.AssetsDe
     step from the record the asset computed, never by computing the whole record a second time."""
     key = track_record_key(tf.name)
     check = dg.AssetCheckSpec(
-        name=NOT_WORSE_CHECK, asset=key,
-        description=(f"Warns when {settings.primary_model}'s 30-day CRPS is significantly worse than the random walk "
-                     "with volatility's (Diebold-Mariano at 5 %) for any symbol; a difference within noise, or too "
-                     "few independent horizons to tell, passes."))
+        name=NOT_WORSE_CHECK,
+        asset=key,
+        description=(
+            f"Warns when {settings.primary_model}'s 30-day CRPS is significantly worse than the random walk "
+            "with volatility's (Diebold-Mariano at 5 %) for any symbol; a difference within noise, or too "
+            "few independent horizons to tell, passes."
+        ),
+    )
 
     @dg.asset(
         key=key,
@@ -124,17 +132,33 @@ def build_track_record(settings: Settings, tf: TimeframeSettings) -> dg.AssetsDe
         evaluations_digest = scores_digest(warehouse, tf.name)  # before the reads: a later write changes it
         record = track_record(warehouse, tf.name)
         horizon_all = [r for r in record["scoreboard"] if r["window_name"] == "all" and r["step"] == r["horizon"]]
-        cols = ["symbol", "model", "n_forecasts", "mae", "mape", "direction_hit_rate", "crps", "coverage_80",
-                "brier_up", "crps_skill_vs_rw_vol"]
-        skills = {f"crps_skill_30d/{r['symbol']}/{r['model']}": r["crps_skill_vs_rw_vol"]
-                  for r in record["scoreboard"]
-                  if r["window_name"] == "30d" and r["step"] == r["horizon"] and r["crps_skill_vs_rw_vol"] is not None}
+        cols = [
+            "symbol",
+            "model",
+            "n_forecasts",
+            "mae",
+            "mape",
+            "direction_hit_rate",
+            "crps",
+            "coverage_80",
+            "brier_up",
+            "crps_skill_vs_rw_vol",
+        ]
+        skills = {
+            f"crps_skill_30d/{r['symbol']}/{r['model']}": r["crps_skill_vs_rw_vol"]
+            for r in record["scoreboard"]
+            if r["window_name"] == "30d" and r["step"] == r["horizon"] and r["crps_skill_vs_rw_vol"] is not None
+        }
         standing = crps_standing(record["verdicts"], settings.primary_model)
         worse = [symbol for symbol, word in standing.items() if word == "worse"]
         verdict = dg.AssetCheckResult(
-            check_name=NOT_WORSE_CHECK, passed=not worse, severity=dg.AssetCheckSeverity.WARN,
-            metadata={"crps_verdict_30d": dg.MetadataValue.json(standing),
-                      "significantly_worse": ", ".join(worse) or "none"},
+            check_name=NOT_WORSE_CHECK,
+            passed=not worse,
+            severity=dg.AssetCheckSeverity.WARN,
+            metadata={
+                "crps_verdict_30d": dg.MetadataValue.json(standing),
+                "significantly_worse": ", ".join(worse) or "none",
+            },
         )
         return dg.MaterializeResult(
             check_results=[verdict],
@@ -143,18 +167,39 @@ def build_track_record(settings: Settings, tf: TimeframeSettings) -> dg.AssetsDe
                 TRACK_RECORD_INPUTS: evaluations_digest,
                 "as_of": record["as_of"] or "no scored forecast yet",
                 "scoreboard_all_time": dg.MetadataValue.md(md_table(horizon_all, cols)),
-                "verdicts": dg.MetadataValue.md("\n\n".join(
-                    f"**{v['symbol']} {v['model']}**: {v['sentence']}" for v in record["verdicts"]) or "none yet"),
-                "diebold_mariano": dg.MetadataValue.md(md_table(
-                    record["dm_tests"], ["symbol", "model", "window_name", "n", "measure", "reference", "n_independent",
-                                         "statistic", "p_value", "verdict"])),
-                "reliability_p_up": dg.MetadataValue.md(md_table(
-                    record["reliability"], ["symbol", "model", "lower", "upper", "n", "mean_forecast",
-                                            "observed_frequency"])),
-                "pit_histogram": dg.MetadataValue.md(md_table(record["pit_histogram"], ["symbol", "model", "bin", "n"])),
+                "verdicts": dg.MetadataValue.md(
+                    "\n\n".join(f"**{v['symbol']} {v['model']}**: {v['sentence']}" for v in record["verdicts"])
+                    or "none yet"
+                ),
+                "diebold_mariano": dg.MetadataValue.md(
+                    md_table(
+                        record["dm_tests"],
+                        [
+                            "symbol",
+                            "model",
+                            "window_name",
+                            "n",
+                            "measure",
+                            "reference",
+                            "n_independent",
+                            "statistic",
+                            "p_value",
+                            "verdict",
+                        ],
+                    )
+                ),
+                "reliability_p_up": dg.MetadataValue.md(
+                    md_table(
+                        record["reliability"],
+                        ["symbol", "model", "lower", "upper", "n", "mean_forecast", "observed_frequency"],
+                    )
+                ),
+                "pit_histogram": dg.MetadataValue.md(
+                    md_table(record["pit_histogram"], ["symbol", "model", "bin", "n"])
+                ),
                 # Numbers plot over materialisations in the UI: the skill's history at a glance.
                 **{k: dg.MetadataValue.float(float(v)) for k, v in skills.items()},
-            }
+            },
         )
 
     return track_record_asset

@@ -7,16 +7,25 @@ from typing import Any
 import dagster as dg
 
 from kronos_assets.defs.adhoc import build_adhoc
-from kronos_assets.defs.automation import (bar_chain_condition, build_candles_schedule, build_chain_sensor,
-                                            build_forecast_sensor)
+from kronos_assets.defs.automation import (
+    bar_chain_condition,
+    build_candles_schedule,
+    build_chain_sensor,
+    build_forecast_sensor,
+)
 from kronos_assets.defs.evaluate import build_evaluations, build_track_record
 from kronos_assets.defs.forecast import build_forecasts, forecasts_key
 from kronos_assets.defs.ingest import build_ingest, clean_candles_key
 from kronos_assets.defs.maintenance import build_maintenance
 from kronos_assets.defs.model import build_weights, weighted_models
 from kronos_assets.defs.names import candles_job_name, forecast_job_name
-from kronos_assets.defs.operations import (build_failure_sensor, build_forecast_checks, build_recovery_sensor,
-                                            build_retention, freshness_policy)
+from kronos_assets.defs.operations import (
+    build_failure_sensor,
+    build_forecast_checks,
+    build_recovery_sensor,
+    build_retention,
+    freshness_policy,
+)
 from kronos_assets.defs.partitions import MARKETS, UPLOADS, Family
 from kronos_assets.defs.publish import build_published, published_key
 from kronos_assets.defs.resources import build_resources
@@ -44,8 +53,10 @@ def build_timeframe(settings: Settings, tf: TimeframeSettings, family: Family = 
     forecast_job = dg.define_asset_job(
         forecast_job_name(tf.name, family),
         selection=dg.AssetSelection.assets(*downstream),
-        description=(f"Forecast, score and publish {what} {tf.name} bars; over a range of past bars it is a "
-                     "rolling-origin backtest run by the same code as live."),
+        description=(
+            f"Forecast, score and publish {what} {tf.name} bars; over a range of past bars it is a "
+            "rolling-origin backtest run by the same code as live."
+        ),
     )
     schedules = [build_candles_schedule(settings, tf, candles_job)] if family is MARKETS else []
     # The newest bar's forecast, scores and site: the assets' conditions, or the run-status sensor where no
@@ -72,8 +83,9 @@ def build_definitions(settings: Settings, resources: dict[str, Any] | None = Non
     families = [build_timeframe(settings, tf, MARKETS)[0] for tf in settings.timeframes]
     uploads = {tf.name: build_timeframe(settings, tf, UPLOADS) for tf in settings.timeframes}
     comparison = build_revision_comparison(settings)
-    compare_job = dg.define_asset_job(COMPARE_JOB, selection=[comparison],
-                                      description="Score a candidate Kronos revision next to the pinned one.")
+    compare_job = dg.define_asset_job(
+        COMPARE_JOB, selection=[comparison], description="Score a candidate Kronos revision next to the pinned one."
+    )
     adhoc, adhoc_job = build_adhoc(settings)  # launched by hand; never touches the warehouse
     defs = dg.Definitions.merge(
         *families,
@@ -81,12 +93,19 @@ def build_definitions(settings: Settings, resources: dict[str, Any] | None = Non
         build_maintenance(settings.warehouse, settings.retention_paths_days),  # old paths; DuckLake compaction
         build_retention(settings),  # Dagster runs past retention.run_days pruned daily, partition status kept
         dg.Definitions(
-            assets=[*(build_weights(m) for m in weighted_models(settings)), comparison, *build_training_assets(settings),
-                    adhoc],
+            assets=[
+                *(build_weights(m) for m in weighted_models(settings)),
+                comparison,
+                *build_training_assets(settings),
+                adhoc,
+            ],
             jobs=[compare_job, adhoc_job],
-            sensors=[build_uploads_sensor(settings, {tf: job for tf, (_, job) in uploads.items()}),
-                     build_failure_sensor(settings), build_recovery_sensor(settings),
-                     build_revision_sensor(settings, compare_job)],
+            sensors=[
+                build_uploads_sensor(settings, {tf: job for tf, (_, job) in uploads.items()}),
+                build_failure_sensor(settings),
+                build_recovery_sensor(settings),
+                build_revision_sensor(settings, compare_job),
+            ],
             resources=resources if resources is not None else build_resources(settings),
             # Steps are short and share the model in memory: one process per run beats a process per step.
             # Waits for a pool slot are bounded (kronos/pool_wait_s tag or KRONOS_POOL_WAIT_S, 300 s).
@@ -96,6 +115,7 @@ def build_definitions(settings: Settings, resources: dict[str, Any] | None = Non
     for tf in settings.timeframes:  # what people watch: candles, forecasts and the published site stay fresh
         policy = freshness_policy(tf)
         watched = dg.AssetSelection.assets(clean_candles_key(tf.name), forecasts_key(tf.name), published_key(tf.name))
-        defs = defs.map_resolved_asset_specs(func=lambda spec, p=policy: dg.apply_freshness_policy(spec, p),
-                                             selection=watched)
+        defs = defs.map_resolved_asset_specs(
+            func=lambda spec, p=policy: dg.apply_freshness_policy(spec, p), selection=watched
+        )
     return defs

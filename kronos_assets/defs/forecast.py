@@ -34,8 +34,9 @@ def candles_mapping(start_offset: int) -> dg.MultiPartitionMapping:
             "symbol": dg.DimensionPartitionMapping("symbol", dg.IdentityPartitionMapping()),
             "day": dg.DimensionPartitionMapping(
                 "bar",
-                dg.TimeWindowPartitionMapping(start_offset=start_offset, end_offset=0,
-                                              allow_nonexistent_upstream_partitions=True),
+                dg.TimeWindowPartitionMapping(
+                    start_offset=start_offset, end_offset=0, allow_nonexistent_upstream_partitions=True
+                ),
             ),
         }
     )
@@ -49,8 +50,10 @@ def build_forecasts(settings: Settings, tf: TimeframeSettings, family: Family = 
     @dg.asset(
         key=forecasts_key(tf.name, family),
         partitions_def=bar_partitions(settings, tf, family),
-        deps=[dg.AssetDep(clean_candles_key(tf.name, family), partition_mapping=candles_mapping(-tf.history_bars)),
-              *(weights_key(m.key) for m in weighted_models(settings))],
+        deps=[
+            dg.AssetDep(clean_candles_key(tf.name, family), partition_mapping=candles_mapping(-tf.history_bars)),
+            *(weights_key(m.key) for m in weighted_models(settings)),
+        ],
         backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=168),
         automation_condition=bar_chain_condition(settings, family),
         group_name="forecast",
@@ -62,26 +65,36 @@ def build_forecasts(settings: Settings, tf: TimeframeSettings, family: Family = 
         description=(
             f"{tf.horizon}-bar forecasts made when each {tf.name} bar closes, by {', '.join(settings.forecasters)}: "
             f"{sampling.n_paths} sample paths each (OHLCV + amount, or the fields a model forecasts), quantiles, "
-            "mean and median paths, P(up), P(volatility amplification) and provenance. A forecast sees only bars closed at or before its origin."
+            "mean and median paths, P(up), P(volatility amplification) and provenance. A forecast sees only bars "
+            "closed at or before its origin."
         ),
     )
-    def forecasts(context: dg.AssetExecutionContext, warehouse: dg.ResourceParam[Warehouse],
-                  forecasters: dg.ResourceParam[ForecasterRegistry]) -> dg.MaterializeResult:
-        by_symbol = {symbol: on_stride(context.run.tags, bars, int(step.total_seconds())) for symbol, bars in
-                     times_by_symbol(context.partition_keys, "bar", BAR_FMT, family).items()}
+    def forecasts(
+        context: dg.AssetExecutionContext,
+        warehouse: dg.ResourceParam[Warehouse],
+        forecasters: dg.ResourceParam[ForecasterRegistry],
+    ) -> dg.MaterializeResult:
+        by_symbol = {
+            symbol: on_stride(context.run.tags, bars, int(step.total_seconds()))
+            for symbol, bars in times_by_symbol(context.partition_keys, "bar", BAR_FMT, family).items()
+        }
         # Only what is not stored at its current version key (incremental.py): a run over stored bars computes
         # nothing; a changed model, sampling or code version recomputes exactly that model's forecasts.
-        todo = {symbol: forecasts_to_make(warehouse, symbol, tf.name, step, bars, versions)
-                for symbol, bars in by_symbol.items()}
-        current = sum(len(bars) * len(versions) for bars in by_symbol.values()) - \
-            sum(len(b) for work in todo.values() for b in work.values())
+        todo = {
+            symbol: forecasts_to_make(warehouse, symbol, tf.name, step, bars, versions)
+            for symbol, bars in by_symbol.items()
+        }
+        current = sum(len(bars) * len(versions) for bars in by_symbol.values()) - sum(
+            len(b) for work in todo.values() for b in work.values()
+        )
         # Read what every bar of the run needs, then release the warehouse before any model computes.
         candles = {
             symbol: warehouse.query(
                 "SELECT * FROM clean_candles WHERE symbol = ? AND timeframe = ? AND ts >= ? AND ts < ? ORDER BY ts",
                 [symbol, tf.name, *history_span(tf, sorted({b for bs in work.values() for b in bs}))],
             ).select(HISTORY_COLUMNS)
-            for symbol, work in todo.items() if work
+            for symbol, work in todo.items()
+            if work
         }
         results: dict[tuple[str, str], list] = {}
         skipped_all: dict[str, str] = {}

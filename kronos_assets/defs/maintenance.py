@@ -24,11 +24,15 @@ def build_maintenance(config: WarehouseConfig, paths_days: int | None = None) ->
         return dg.Definitions()
     steps = []
     if paths_days is not None:
-        steps.append(f"prunes the sample paths of forecasts scored and older than {paths_days} days (their "
-                     f"forecasts, quantiles and scores stay), in batches, for at most {PATHS_ROUND_S:.0f} s")
+        steps.append(
+            f"prunes the sample paths of forecasts scored and older than {paths_days} days (their "
+            f"forecasts, quantiles and scores stay), in batches, for at most {PATHS_ROUND_S:.0f} s"
+        )
     if lake:
-        steps.append("ducklake_merge_adjacent_files, ducklake_expire_snapshots (older than 7 days), "
-                     "ducklake_cleanup_old_files and ducklake_delete_orphaned_files (older than 1 day)")
+        steps.append(
+            "ducklake_merge_adjacent_files, ducklake_expire_snapshots (older than 7 days), "
+            "ducklake_cleanup_old_files and ducklake_delete_orphaned_files (older than 1 day)"
+        )
 
     text = "; then ".join(steps)
 
@@ -38,21 +42,35 @@ def build_maintenance(config: WarehouseConfig, paths_days: int | None = None) ->
         counts: dict = {}
         if paths_days is not None:
             pruned = prune_paths(warehouse, paths_days, PATHS_ROUND_S, log=context.log.info)
-            counts |= {"paths_forecasts_pruned": pruned.forecasts, "paths_rows_deleted": pruned.rows,
-                       "paths_left": pruned.left}
+            counts |= {
+                "paths_forecasts_pruned": pruned.forecasts,
+                "paths_rows_deleted": pruned.rows,
+                "paths_left": pruned.left,
+            }
         if lake:
             counts |= warehouse.maintain(keep_snapshots=KEEP_SNAPSHOTS, keep_files=KEEP_FILES)
             context.log.info(f"DuckLake maintenance: {counts}")
         return dg.Output(counts, metadata=counts)
 
-    what = ", ".join(filter(None, ["prune old sample paths" if paths_days is not None else "",
-                                   "compact and prune the DuckLake warehouse (files, snapshots)" if lake else ""]))
+    what = ", ".join(
+        filter(
+            None,
+            [
+                "prune old sample paths" if paths_days is not None else "",
+                "compact and prune the DuckLake warehouse (files, snapshots)" if lake else "",
+            ],
+        )
+    )
 
     @dg.job(name=MAINTENANCE_JOB, description=what[0].upper() + what[1:] + ".")
     def warehouse_maintenance() -> None:
         maintain_warehouse()
 
-    schedule = dg.ScheduleDefinition(name=f"{MAINTENANCE_JOB}_schedule", job=warehouse_maintenance,
-                                     cron_schedule=MAINTENANCE_CRON, execution_timezone="UTC",
-                                     default_status=dg.DefaultScheduleStatus.RUNNING)
+    schedule = dg.ScheduleDefinition(
+        name=f"{MAINTENANCE_JOB}_schedule",
+        job=warehouse_maintenance,
+        cron_schedule=MAINTENANCE_CRON,
+        execution_timezone="UTC",
+        default_status=dg.DefaultScheduleStatus.RUNNING,
+    )
     return dg.Definitions(jobs=[warehouse_maintenance], schedules=[schedule])

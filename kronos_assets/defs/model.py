@@ -26,11 +26,13 @@ def build_weights(spec: ModelSpec) -> dg.AssetsDefinition:
         group_name="model",
         kinds={"pytorch", "huggingface"},
         owners=["team:ml"],
-        description=(f"{kind.name} weights '{spec.key}': {kind.describe(spec.options)}. Downloads the pinned revision "
-                     "into the Hugging Face cache (or reads the local folders), verifies the files (sha256 of official "
-                     "releases, tensor names and shapes against config.json) and records their identity. Offline "
-                     "(HF_HUB_OFFLINE=1) it succeeds from a filled cache, and otherwise says which command "
-                     "pre-downloads them."),
+        description=(
+            f"{kind.name} weights '{spec.key}': {kind.describe(spec.options)}. Downloads the pinned revision "
+            "into the Hugging Face cache (or reads the local folders), verifies the files (sha256 of official "
+            "releases, tensor names and shapes against config.json) and records their identity. Offline "
+            "(HF_HUB_OFFLINE=1) it succeeds from a filled cache, and otherwise says which command "
+            "pre-downloads them."
+        ),
     )
     def weights(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
         meta: dict = {}

@@ -7,9 +7,9 @@ import numpy as np
 from kronos_assets import environment
 from kronos_assets.alerts import ALERTS_FILE, deliver_pending, pending_alerts, record_alert
 from kronos_assets.defs.forecast import forecasts_key
+from kronos_assets.failures import failure_alert
 from kronos_assets.market.rules import freshness_windows
 from kronos_assets.market.timeframes import timeframe_delta
-from kronos_assets.failures import failure_alert
 from kronos_assets.records import Q_COLS
 from kronos_assets.retention import JOB_ROUND_S, prune_instance
 from kronos_assets.runs import reap_dead_runs
@@ -23,10 +23,16 @@ def build_forecast_checks(settings: Settings, tf: TimeframeSettings) -> list[dg.
     key = forecasts_key(tf.name)
     n_paths = settings.sampling.n_paths
 
-    @dg.asset_check(asset=key, name="forecasts_sane", blocking=True,
-                    description=(f"The newest {SANITY_ORIGINS} origins: every path finite and positive in price, "
-                                 f"{n_paths} paths of {tf.horizon} steps per model, quantiles ordered, probabilities "
-                                 "in [0, 1]. Blocking: a failed check stops publishing in the same run."))
+    @dg.asset_check(
+        asset=key,
+        name="forecasts_sane",
+        blocking=True,
+        description=(
+            f"The newest {SANITY_ORIGINS} origins: every path finite and positive in price, "
+            f"{n_paths} paths of {tf.horizon} steps per model, quantiles ordered, probabilities "
+            "in [0, 1]. Blocking: a failed check stops publishing in the same run."
+        ),
+    )
     def forecasts_sane(warehouse: dg.ResourceParam[Warehouse]) -> dg.AssetCheckResult:
         heads = warehouse.query(
             "SELECT symbol, origin, model, n_paths, horizon, p_up, p_vol_amp FROM forecasts WHERE timeframe = ? "
@@ -35,26 +41,35 @@ def build_forecast_checks(settings: Settings, tf: TimeframeSettings) -> list[dg.
         )
         problems: list[str] = []
         bad = heads.filter((heads["n_paths"] != n_paths) | (heads["horizon"] != tf.horizon))
-        problems += [f"{r['symbol']} {r['origin']} {r['model']}: {r['n_paths']} paths x {r['horizon']} steps"
-                     for r in bad.head(5).iter_rows(named=True)]
+        problems += [
+            f"{r['symbol']} {r['origin']} {r['model']}: {r['n_paths']} paths x {r['horizon']} steps"
+            for r in bad.head(5).iter_rows(named=True)
+        ]
         bad = heads.filter(~heads["p_up"].is_between(0, 1) | ~heads["p_vol_amp"].is_between(0, 1))
-        problems += [f"{r['symbol']} {r['origin']} {r['model']}: probability out of [0, 1]"
-                     for r in bad.head(5).iter_rows(named=True)]
+        problems += [
+            f"{r['symbol']} {r['origin']} {r['model']}: probability out of [0, 1]"
+            for r in bad.head(5).iter_rows(named=True)
+        ]
         if heads.height:
             steps = warehouse.query(
                 f"SELECT symbol, origin, model, step, {', '.join(Q_COLS)} FROM forecast_steps WHERE timeframe = ? "
-                "AND origin >= ?", [tf.name, heads["origin"].min()])
+                "AND origin >= ?",
+                [tf.name, heads["origin"].min()],
+            )
             q = steps.select(Q_COLS).to_numpy()
             disordered = ~(np.diff(q, axis=1) >= 0).all(axis=1) | ~np.isfinite(q).all(axis=1)
-            problems += [f"quantiles not ordered or not finite at {r['symbol']} {r['origin']} step {r['step']}"
-                         for r in steps.filter(disordered).head(5).iter_rows(named=True)]
+            problems += [
+                f"quantiles not ordered or not finite at {r['symbol']} {r['origin']} step {r['step']}"
+                for r in steps.filter(disordered).head(5).iter_rows(named=True)
+            ]
             nonfinite = warehouse.query(
                 "SELECT count(*) AS n FROM forecast_paths WHERE timeframe = ? AND origin >= ? AND ("
                 "list_bool_or(list_transform(close, x -> NOT isfinite(x) OR x <= 0)) OR "
                 # volume: finite, or NaN throughout where the model does not forecast it (GARCH: close only)
                 "NOT (list_bool_and(list_transform(volume, x -> isfinite(x))) "
                 "OR list_bool_and(list_transform(volume, x -> isnan(x)))))",
-                [tf.name, heads["origin"].min()])["n"][0]
+                [tf.name, heads["origin"].min()],
+            )["n"][0]
             if nonfinite:
                 problems.append(f"{nonfinite} paths with non-finite or non-positive values")
         return dg.AssetCheckResult(
@@ -81,16 +96,20 @@ def build_failure_sensor(settings: Settings) -> dg.SensorDefinition:
         # Every run of the instance, also those `kronos-assets run` executes in its own process: they have no
         # code-location origin, and the default (this location's runs only) would never see them.
         monitor_all_code_locations=True,
-        description=(f"Records every failed run once (by run id) in {folder / ALERTS_FILE} with its cause in one "
-                     "line, and posts it as JSON to the webhook in KRONOS_ALERT_WEBHOOK when set (short deadline; "
-                     "a failed post is retried by deliver_alerts)."),
+        description=(
+            f"Records every failed run once (by run id) in {folder / ALERTS_FILE} with its cause in one "
+            "line, and posts it as JSON to the webhook in KRONOS_ALERT_WEBHOOK when set (short deadline; "
+            "a failed post is retried by deliver_alerts)."
+        ),
     )
     def alert_on_run_failure(context: dg.RunFailureSensorContext) -> None:
         run = context.dagster_run
         new = record_alert(folder, failure_alert(context.instance, run, settings.profile))
         outcome = deliver_pending(folder)
-        context.log.info(f"alert for run {run.run_id} {'recorded' if new else 'already recorded'} in "
-                         f"{folder / ALERTS_FILE}; {outcome}")
+        context.log.info(
+            f"alert for run {run.run_id} {'recorded' if new else 'already recorded'} in "
+            f"{folder / ALERTS_FILE}; {outcome}"
+        )
 
     return alert_on_run_failure
 
@@ -100,10 +119,14 @@ def build_recovery_sensor(settings: Settings) -> dg.SensorDefinition:
     freed, nor for a webhook that was down to get its pending alerts."""
     folder = settings.profile_home
 
-    @dg.sensor(name="recover_dead_runs_and_deliver_alerts", minimum_interval_seconds=environment.sensor_interval_s(60),
-               default_status=dg.DefaultSensorStatus.RUNNING,
-               description=("Fails runs whose process died (freeing their pool slots) and re-posts alerts whose "
-                            "webhook call failed."))
+    @dg.sensor(
+        name="recover_dead_runs_and_deliver_alerts",
+        minimum_interval_seconds=environment.sensor_interval_s(60),
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description=(
+            "Fails runs whose process died (freeing their pool slots) and re-posts alerts whose webhook call failed."
+        ),
+    )
     def recover(context: dg.SensorEvaluationContext) -> dg.SkipReason:
         reaped = reap_dead_runs(context.instance)
         for message in reaped.values():
@@ -127,20 +150,36 @@ def build_retention(settings: Settings) -> dg.Definitions:
     (kronos_assets/retention.py); `kronos-assets run` does a shorter round after each tick as well."""
     days = settings.retention_run_days
 
-    @dg.op(name="prune_old_runs", description=(
-        f"Deletes finished runs older than {days} days (record, step logs, compute logs) and keeps the newest "
-        f"materialisation of every asset partition and the newest evaluation of every check; at most "
-        f"{JOB_ROUND_S:.0f} s a round, the rest left for the next."))
+    @dg.op(
+        name="prune_old_runs",
+        description=(
+            f"Deletes finished runs older than {days} days (record, step logs, compute logs) and keeps the newest "
+            f"materialisation of every asset partition and the newest evaluation of every check; at most "
+            f"{JOB_ROUND_S:.0f} s a round, the rest left for the next."
+        ),
+    )
     def prune_op(context: dg.OpExecutionContext) -> dg.Output[int]:
         outcome = prune_instance(context.instance, days, JOB_ROUND_S, log=context.log.info)
-        return dg.Output(outcome.runs, metadata={"runs_pruned": outcome.runs, "events_kept": outcome.kept_events,
-                                                  "interrupted_finished": outcome.orphans, "left": outcome.left,
-                                                  "seconds": round(outcome.seconds, 1)})
+        return dg.Output(
+            outcome.runs,
+            metadata={
+                "runs_pruned": outcome.runs,
+                "events_kept": outcome.kept_events,
+                "interrupted_finished": outcome.orphans,
+                "left": outcome.left,
+                "seconds": round(outcome.seconds, 1),
+            },
+        )
 
     @dg.job(name=RETENTION_JOB, description=f"Prune Dagster runs older than {days} days (partition status kept).")
     def prune_job() -> None:
         prune_op()
 
-    schedule = dg.ScheduleDefinition(name=f"{RETENTION_JOB}_schedule", job=prune_job, cron_schedule=RETENTION_CRON,
-                                     execution_timezone="UTC", default_status=dg.DefaultScheduleStatus.RUNNING)
+    schedule = dg.ScheduleDefinition(
+        name=f"{RETENTION_JOB}_schedule",
+        job=prune_job,
+        cron_schedule=RETENTION_CRON,
+        execution_timezone="UTC",
+        default_status=dg.DefaultScheduleStatus.RUNNING,
+    )
     return dg.Definitions(jobs=[prune_job], schedules=[schedule])

@@ -95,8 +95,9 @@ def parse_time(key: str, fmt: str) -> datetime:
     return datetime.strptime(key, fmt).replace(tzinfo=timezone.utc)
 
 
-def times_by_symbol(keys: Iterable[dg.MultiPartitionKey | str], dim: str, fmt: str,
-                    family: Family = MARKETS) -> dict[str, list[datetime]]:
+def times_by_symbol(
+    keys: Iterable[dg.MultiPartitionKey | str], dim: str, fmt: str, family: Family = MARKETS
+) -> dict[str, list[datetime]]:
     """Group a run's partition keys by market (ccxt form for symbols), with the times of the other dimension sorted."""
     out: dict[str, list[datetime]] = defaultdict(list)
     for key in keys:
@@ -133,4 +134,3 @@ def bar_key(symbol: str, bar: datetime, family: Family = MARKETS) -> dg.MultiPar
 
 def day_key(symbol: str, day: datetime, family: Family = MARKETS) -> dg.MultiPartitionKey:
     return dg.MultiPartitionKey({"symbol": family.partition_key(symbol), "day": day.strftime(DAY_FMT)})
-

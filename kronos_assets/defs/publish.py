@@ -27,8 +27,11 @@ def publish_config(settings: Settings) -> PublishConfig:
     """The profile's part that publishing reads, as the plain values publishing.bars takes."""
     public = settings.public_symbols
     return PublishConfig(
-        profile=settings.profile, symbols=settings.symbols, timeframes=tuple(t.name for t in settings.timeframes),
-        primary_model=settings.primary_model, synthetic=settings.synthetic,
+        profile=settings.profile,
+        symbols=settings.symbols,
+        timeframes=tuple(t.name for t in settings.timeframes),
+        primary_model=settings.primary_model,
+        synthetic=settings.synthetic,
         replay_exchange=settings.replay_exchange.capitalize() if settings.replay else None,
         public_symbols=None if public is None else tuple(public),
     )
@@ -52,15 +55,15 @@ def build_published(settings: Settings, tf: TimeframeSettings) -> dg.AssetsDefin
             "state)."
         ),
     )
-    def published(context: dg.AssetExecutionContext, warehouse: dg.ResourceParam[Warehouse],
-                  store: dg.ResourceParam[Store]) -> dg.MaterializeResult:
+    def published(
+        context: dg.AssetExecutionContext, warehouse: dg.ResourceParam[Warehouse], store: dg.ResourceParam[Store]
+    ) -> dg.MaterializeResult:
         bars = times_by_symbol(context.partition_keys, "bar", BAR_FMT)
         # What the site is made of, taken before the reads and kept in the manifest: a tick whose digest equals
         # the manifest's has nothing to publish (main_job.py skips the run).
         inputs = publish_inputs(warehouse, tf.name, settings.public_symbols)
         try:
-            report = publish_bars(publish_config(settings), warehouse, store, bars, tf.name, context.log,
-                                  inputs=inputs)
+            report = publish_bars(publish_config(settings), warehouse, store, bars, tf.name, context.log, inputs=inputs)
         except (NothingToPublish, ManifestError) as exc:
             raise dg.Failure(description=str(exc)) from None
         if report.rebuilt:

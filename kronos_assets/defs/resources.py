@@ -100,13 +100,19 @@ class MarketResource(LibraryResource):
 
             return SyntheticMarket(seed=SYNTHETIC_SEED)
         if self.source == "replay":
-            return ReplayMarket([ReplayFile(s, t, Path(f)) for s, t, f in json.loads(self.replay_files)],
-                                exchange=self.replay_exchange, clock_file=Path(self.replay_clock_file),
-                                lead=timedelta(days=self.replay_lead_days))
+            return ReplayMarket(
+                [ReplayFile(s, t, Path(f)) for s, t, f in json.loads(self.replay_files)],
+                exchange=self.replay_exchange,
+                clock_file=Path(self.replay_clock_file),
+                lead=timedelta(days=self.replay_lead_days),
+            )
         from kronos_assets.market.ccxt_source import CcxtSource  # imported lazily: ccxt is slow to import
 
-        return CcxtSource.from_settings(json.loads(self.exchanges), request_deadline_s=self.request_deadline_s,
-                                        fetch_deadline_s=self.fetch_deadline_s)
+        return CcxtSource.from_settings(
+            json.loads(self.exchanges),
+            request_deadline_s=self.request_deadline_s,
+            fetch_deadline_s=self.fetch_deadline_s,
+        )
 
 
 class UploadsResource(LibraryResource):
@@ -164,8 +170,12 @@ def r2_resource(config: R2Config, max_attempts: int = MAX_ATTEMPTS) -> S3Resourc
 def r2_store(config: R2Config) -> S3Store:
     """The bucket as a store; its client comes from ``r2_resource``, built (credentials resolved) at first use."""
     resource = r2_resource(config)
-    return S3Store(lambda: resource.process_config_and_initialize().get_client(), config.bucket,
-                   config.public_base, config.endpoint_url)
+    return S3Store(
+        lambda: resource.process_config_and_initialize().get_client(),
+        config.bucket,
+        config.public_base,
+        config.endpoint_url,
+    )
 
 
 def build_resources(settings: Settings) -> dict[str, LibraryResource]:
@@ -173,23 +183,36 @@ def build_resources(settings: Settings) -> dict[str, LibraryResource]:
     the code location loads, not halfway through a run."""
     limits = read_limits(settings)
     resources: dict[str, LibraryResource] = {
-        "warehouse": WarehouseResource(path=str(settings.warehouse_path),
-                                       backend=settings.warehouse.model_dump_json()),
+        "warehouse": WarehouseResource(path=str(settings.warehouse_path), backend=settings.warehouse.model_dump_json()),
         "market": MarketResource(
-            source=settings.market, request_deadline_s=settings.request_deadline_s,
+            source=settings.market,
+            request_deadline_s=settings.request_deadline_s,
             fetch_deadline_s=settings.fetch_deadline_s,
             replay_files=json.dumps([[s, t, str(f)] for s, t, f in settings.replay_files]),
-            replay_exchange=settings.replay_exchange, replay_clock_file=str(settings.replay_clock_file),
+            replay_exchange=settings.replay_exchange,
+            replay_clock_file=str(settings.replay_clock_file),
             replay_lead_days=settings.replay_lead_days,
-            exchanges=json.dumps([{k: v for k, v in (("id", e.id), ("base_url", e.base_url), ("options", e.options))
-                                   if v is not None} for e in settings.exchanges])),
-        "uploads": UploadsResource(folder=str(settings.uploads_dir), max_file_bytes=limits.max_file_bytes,
-                                   max_decompressed_bytes=limits.max_decompressed_bytes),
+            exchanges=json.dumps(
+                [
+                    {k: v for k, v in (("id", e.id), ("base_url", e.base_url), ("options", e.options)) if v is not None}
+                    for e in settings.exchanges
+                ]
+            ),
+        ),
+        "uploads": UploadsResource(
+            folder=str(settings.uploads_dir),
+            max_file_bytes=limits.max_file_bytes,
+            max_decompressed_bytes=limits.max_decompressed_bytes,
+        ),
         "forecasters": ForecastersResource(
             models_file=str(settings.config_dir / "models.yaml"),
-            models_sha256=hashlib.sha256((settings.config_dir / "models.yaml").read_bytes()).hexdigest()),
-        "store": StoreResource(backend=settings.publish_backend, folder=str(settings.publish_dir),
-                               profile_file=str(settings.config_dir / "profiles" / f"{settings.profile}.yaml")),
+            models_sha256=hashlib.sha256((settings.config_dir / "models.yaml").read_bytes()).hexdigest(),
+        ),
+        "store": StoreResource(
+            backend=settings.publish_backend,
+            folder=str(settings.publish_dir),
+            profile_file=str(settings.config_dir / "profiles" / f"{settings.profile}.yaml"),
+        ),
     }
     resources["store"].get()
     return resources

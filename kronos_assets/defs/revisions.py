@@ -8,10 +8,10 @@ import dagster as dg
 import numpy as np
 import polars as pl
 
-from kronos_assets.forecasting.requests import HISTORY_COLUMNS, build_requests
 from kronos_assets.defs.metadata import md_table
 from kronos_assets.forecasting.interface import run_forecaster
 from kronos_assets.forecasting.kinds import Kind, ModelSpec, kind_of
+from kronos_assets.forecasting.requests import HISTORY_COLUMNS, build_requests
 from kronos_assets.market.timeframes import timeframe_delta
 from kronos_assets.metrics import score_paths
 from kronos_assets.settings import Settings
@@ -34,15 +34,21 @@ def _score(forecasts, wh: Warehouse, step) -> dict[str, float]:
         req = fc.request
         realised = wh.query(
             "SELECT ts, close FROM clean_candles WHERE symbol = ? AND timeframe = ? AND ts >= ? AND ts < ? ORDER BY ts",
-            [req.symbol, req.timeframe, req.origin, req.origin + len(req.future_ts) * step])
+            [req.symbol, req.timeframe, req.origin, req.origin + len(req.future_ts) * step],
+        )
         if realised.height != len(req.future_ts):
             continue
         last = float(req.history["close"][-1])
         rows.append(score_paths(fc.paths[..., 3], realised["close"].to_numpy(), last)[-1])
     if not rows:
         return {"n": 0}
-    return {"n": len(rows), **{k: float(np.mean([r[k] for r in rows]))
-                               for k in ("crps", "abs_error", "direction_hit", "covered_80", "brier_up")}}
+    return {
+        "n": len(rows),
+        **{
+            k: float(np.mean([r[k] for r in rows]))
+            for k in ("crps", "abs_error", "direction_hit", "covered_80", "brier_up")
+        },
+    }
 
 
 def _head_pin(kind: Kind, options) -> str:
@@ -57,19 +63,24 @@ def build_revision_comparison(settings: Settings) -> dg.AssetsDefinition:
         group_name="model",
         kinds={"pytorch"},
         owners=["team:ml"],
-        description=("Scores a candidate revision of a configured Kronos model next to the pinned one on the most "
-                     "recent realised origins (same seeds, same data). Requested by the hub revision sensor; it never "
-                     "changes the pinned revision."),
+        description=(
+            "Scores a candidate revision of a configured Kronos model next to the pinned one on the most "
+            "recent realised origins (same seeds, same data). Requested by the hub revision sensor; it never "
+            "changes the pinned revision."
+        ),
     )
-    def model_revision_comparison(context: dg.AssetExecutionContext, config: RevisionComparison,
-                                  warehouse: dg.ResourceParam[Warehouse]) -> dg.MaterializeResult:
+    def model_revision_comparison(
+        context: dg.AssetExecutionContext, config: RevisionComparison, warehouse: dg.ResourceParam[Warehouse]
+    ) -> dg.MaterializeResult:
         spec = settings.model_specs.get(config.model)
         kind = kind_of(spec) if spec else None
         if kind is None or kind.repin is None or kind.revisions is None or not kind.revisions(spec.options):
             raise dg.Failure(description=f"{config.model!r} is not a configured model whose kind has revisions")
         pinned = spec.options
-        candidate = kind.repin(pinned, {"model": config.candidate_model_revision or "",
-                                        "tokenizer": config.candidate_tokenizer_revision or ""})
+        candidate = kind.repin(
+            pinned,
+            {"model": config.candidate_model_revision or "", "tokenizer": config.candidate_tokenizer_revision or ""},
+        )
         tf = settings.timeframe(config.timeframe)
         step = timeframe_delta(tf.name)
         newest = warehouse.query("SELECT max(ts) AS t FROM clean_candles WHERE timeframe = ?", [tf.name])["t"][0]
@@ -85,22 +96,27 @@ def build_revision_comparison(settings: Settings) -> dg.AssetsDefinition:
             for symbol in settings.symbols:
                 candles = warehouse.query(
                     "SELECT * FROM clean_candles WHERE symbol = ? AND timeframe = ? AND ts >= ? AND ts <= ? "
-                    "ORDER BY ts", [symbol, tf.name, bars[0] - tf.history_bars * step, bars[-1]]).select(HISTORY_COLUMNS)
+                    "ORDER BY ts",
+                    [symbol, tf.name, bars[0] - tf.history_bars * step, bars[-1]],
+                ).select(HISTORY_COLUMNS)
                 requests, _ = build_requests(candles, symbol, tf, bars, config.model, sampling.seed)
                 forecasts += run_forecaster(forecaster, requests, sampling)
             results[label] = _score(forecasts, warehouse, step)
             context.log.info(f"{label} {kind.describe(options)}: {results[label]}")
         table = pl.DataFrame([{"revision": k, **v} for k, v in results.items()])
         better = results["candidate"].get("crps", np.inf) < results["pinned"].get("crps", -np.inf)
-        return dg.MaterializeResult(metadata={
-            "model": config.model,
-            "pinned": _head_pin(kind, pinned),
-            "candidate": _head_pin(kind, candidate),
-            "scores_at_horizon_end": dg.MetadataValue.md(md_table(table)),
-            "candidate_has_lower_crps": better,
-            "next_step": ("review, then pin the candidate in configs/models.yaml" if better
-                          else "keep the pinned revision"),
-        })
+        return dg.MaterializeResult(
+            metadata={
+                "model": config.model,
+                "pinned": _head_pin(kind, pinned),
+                "candidate": _head_pin(kind, candidate),
+                "scores_at_horizon_end": dg.MetadataValue.md(md_table(table)),
+                "candidate_has_lower_crps": better,
+                "next_step": (
+                    "review, then pin the candidate in configs/models.yaml" if better else "keep the pinned revision"
+                ),
+            }
+        )
 
     return model_revision_comparison
 
@@ -118,8 +134,10 @@ def build_revision_sensor(settings: Settings, job) -> dg.SensorDefinition:
         job=job,
         minimum_interval_seconds=6 * 3600,
         default_status=dg.DefaultSensorStatus.RUNNING if watched else dg.DefaultSensorStatus.STOPPED,
-        description=("Every 6 hours, looks up the newest commit of each Kronos repo the profile forecasts with; a "
-                     "revision other than the pinned one is proposed as a side-by-side comparison run."),
+        description=(
+            "Every 6 hours, looks up the newest commit of each Kronos repo the profile forecasts with; a "
+            "revision other than the pinned one is proposed as a side-by-side comparison run."
+        ),
     )
     def kronos_hub_revisions(context: dg.SensorEvaluationContext):
         from huggingface_hub import HfApi
@@ -141,14 +159,18 @@ def build_revision_sensor(settings: Settings, job) -> dg.SensorDefinition:
                     revs[f"candidate_{part}_revision"] = head
                     seen[repo] = head
             if revs:
-                requests.append(dg.RunRequest(
-                    run_key=f"{m.key}|{revs}",
-                    run_config={"ops": {"model_revision_comparison": {"config": {"model": m.key, **revs}}}},
-                    tags={"kronos/model": m.key},
-                ))
+                requests.append(
+                    dg.RunRequest(
+                        run_key=f"{m.key}|{revs}",
+                        run_config={"ops": {"model_revision_comparison": {"config": {"model": m.key, **revs}}}},
+                        tags={"kronos/model": m.key},
+                    )
+                )
         context.update_cursor(json.dumps(seen, sort_keys=True))
         if not requests:
-            return dg.SkipReason("pinned revisions are current" + (f"; not reachable: {', '.join(notes)}" if notes else ""))
+            return dg.SkipReason(
+                "pinned revisions are current" + (f"; not reachable: {', '.join(notes)}" if notes else "")
+            )
         return requests
 
     return kronos_hub_revisions

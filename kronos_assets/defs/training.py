@@ -36,7 +36,9 @@ def training_runs(settings: Settings) -> dict[str, RunSettings]:
 
 def trainable(settings: Settings, run: RunSettings) -> bool:
     """Whether the profile ingests what the run trains on (its timeframe and every one of its symbols)."""
-    return run.data.timeframe in {tf.name for tf in settings.timeframes} and set(run.data.symbols) <= set(settings.symbols)
+    return run.data.timeframe in {tf.name for tf in settings.timeframes} and set(run.data.symbols) <= set(
+        settings.symbols
+    )
 
 
 def build_training_assets(settings: Settings, runs: dict[str, RunSettings] | None = None) -> list[dg.AssetsDefinition]:
@@ -50,11 +52,27 @@ def _f(x: float | None) -> float:
 
 
 def curve_table(history: list[dict[str, Any]]) -> dg.TableMetadataValue:
-    cols = [dg.TableColumn("stage", "string"), dg.TableColumn("step", "int"), dg.TableColumn("loss", "float"),
-            dg.TableColumn("val_loss", "float"), dg.TableColumn("lr", "float"), dg.TableColumn("elapsed_s", "float")]  # fmt: skip
-    records = [dg.TableRecord({"stage": h["stage"], "step": int(h["step"]), "loss": round(h["loss"], 5),
-                               "val_loss": None if h.get("val_loss") is None else round(h["val_loss"], 5),
-                               "lr": float(h["lr"]), "elapsed_s": float(h["elapsed_s"])}) for h in history]  # fmt: skip
+    cols = [
+        dg.TableColumn("stage", "string"),
+        dg.TableColumn("step", "int"),
+        dg.TableColumn("loss", "float"),
+        dg.TableColumn("val_loss", "float"),
+        dg.TableColumn("lr", "float"),
+        dg.TableColumn("elapsed_s", "float"),
+    ]
+    records = [
+        dg.TableRecord(
+            {
+                "stage": h["stage"],
+                "step": int(h["step"]),
+                "loss": round(h["loss"], 5),
+                "val_loss": None if h.get("val_loss") is None else round(h["val_loss"], 5),
+                "lr": float(h["lr"]),
+                "elapsed_s": float(h["elapsed_s"]),
+            }
+        )
+        for h in history
+    ]
     return dg.MetadataValue.table(records, dg.TableSchema(columns=cols))
 
 
@@ -89,13 +107,22 @@ def build_finetuned(settings: Settings, run: RunSettings) -> dg.AssetsDefinition
             val = "" if ev.val_loss is None else f", held-out {ev.val_loss:.4f}"
             context.log.info(f"{ev.stage} step {ev.step}/{ev.steps}: loss {ev.loss:.4f}{val} ({ev.elapsed_s:.0f} s)")
 
-        outcome = train_run(run, source="warehouse", warehouse=warehouse, output=out, state_dir=state, resume="auto",
-                            callback=progress, command=f"materialize {finetuned_key(run.name).to_user_string()}")  # fmt: skip
+        outcome = train_run(
+            run,
+            source="warehouse",
+            warehouse=warehouse,
+            output=out,
+            state_dir=state,
+            resume="auto",
+            callback=progress,
+            command=f"materialize {finetuned_key(run.name).to_user_string()}",
+        )
         res = outcome.result
         meta: dict[str, Any] = {
             "checkpoint": dg.MetadataValue.path(str(out)),
             "models_yaml_entry": dg.MetadataValue.md(
-                f"```yaml\nkronos-{run.name}:\n  local_dir: {out}\n  max_context: {d.lookback + d.horizon}\n```"),
+                f"```yaml\nkronos-{run.name}:\n  local_dir: {out}\n  max_context: {d.lookback + d.horizon}\n```"
+            ),
             "base": outcome.base_label,
             "training_curve": curve_table(res.history),
             "train_seconds": dg.MetadataValue.float(outcome.seconds.get("train_total", 0.0)),
@@ -119,15 +146,24 @@ def build_finetuned(settings: Settings, run: RunSettings) -> dg.AssetsDefinition
             meta["heldout_scores"] = dg.MetadataValue.md(h.markdown())
             meta["heldout_forecasts"] = dg.MetadataValue.int(h.n_forecasts)
             mine = h.scores[run.name]
-            for key, name in (("crps", "crps"), ("covered_80", "coverage_80"), ("covered_50", "coverage_50"),
-                              ("direction_hit", "direction_hit"), ("brier_up", "brier_up"),
-                              ("brier_vol_amp", "brier_vol_amp")):  # fmt: skip
+            for key, name in (
+                ("crps", "crps"),
+                ("covered_80", "coverage_80"),
+                ("covered_50", "coverage_50"),
+                ("direction_hit", "direction_hit"),
+                ("brier_up", "brier_up"),
+                ("brier_vol_amp", "brier_vol_amp"),
+            ):
                 meta[f"heldout_{name}"] = dg.MetadataValue.float(_f(mine[key]))
             for model, s in h.scores.items():
                 if model != run.name:
-                    meta[f"heldout_crps_{model.replace(':', '_').replace('-', '_')}"] = dg.MetadataValue.float(s["crps"])
+                    meta[f"heldout_crps_{model.replace(':', '_').replace('-', '_')}"] = dg.MetadataValue.float(
+                        s["crps"]
+                    )
             skill = h.skill(run.name)
-            meta["heldout_crps_skill_vs_rw_vol"] = dg.MetadataValue.float(skill if math.isfinite(skill) else float("nan"))
+            meta["heldout_crps_skill_vs_rw_vol"] = dg.MetadataValue.float(
+                skill if math.isfinite(skill) else float("nan")
+            )
         context.log.info(f"{run.name}: checkpoint written to {out}")
         return dg.MaterializeResult(metadata=meta)
 

@@ -22,8 +22,15 @@ import dagster as dg
 from kronos_assets import environment
 from kronos_assets.defs.automation import BAR_TAG, SYMBOL_TAG
 from kronos_assets.defs.partitions import BAR_FMT, RANGE_END, RANGE_START, UPLOADS, day_key, uploads_partitions_name
-from kronos_assets.market.files import (MB, CandleFileError, ReadLimits, file_digest, load_candle_file, printable,
-                                        scan_folder)
+from kronos_assets.market.files import (
+    MB,
+    CandleFileError,
+    ReadLimits,
+    file_digest,
+    load_candle_file,
+    printable,
+    scan_folder,
+)
 from kronos_assets.settings import Settings
 
 MAX_FILES_PER_TICK = 20
@@ -55,8 +62,9 @@ class UploadsCursor:
         return cls(data.get("taken", {}), data.get("looks", {}), data.get("after", ""), data.get("reported", []))
 
     def dump(self) -> str:
-        return json.dumps({"taken": self.taken, "looks": self.looks, "after": self.after,
-                           "reported": self.reported}, sort_keys=True)
+        return json.dumps(
+            {"taken": self.taken, "looks": self.looks, "after": self.after, "reported": self.reported}, sort_keys=True
+        )
 
     def newly_skipped(self, skipped: list[tuple[str, str]]) -> list[str]:
         """The scan's skipped files not reported before; remembers the ones present now."""
@@ -105,11 +113,13 @@ def build_uploads_sensor(settings: Settings, candles_jobs: dict[str, object]) ->
         jobs=list(candles_jobs.values()),
         minimum_interval_seconds=environment.sensor_interval_s(30),
         default_status=dg.DefaultSensorStatus.RUNNING,
-        description=(f"Watches {printable(str(settings.uploads_dir))} for CSV, Parquet or Feather candle files. Each "
-                     "valid file becomes a market of the uploads family (timeframe inferred) and is ingested and "
-                     "forecast (published only when the profile's uploads.publish says so); an invalid one is "
-                     "reported once with the reason and left alone. A file is taken once its size and modification "
-                     f"time are unchanged across {settings.upload_stable_looks} looks (ticks)."),
+        description=(
+            f"Watches {printable(str(settings.uploads_dir))} for CSV, Parquet or Feather candle files. Each "
+            "valid file becomes a market of the uploads family (timeframe inferred) and is ingested and "
+            "forecast (published only when the profile's uploads.publish says so); an invalid one is "
+            "reported once with the reason and left alone. A file is taken once its size and modification "
+            f"time are unchanged across {settings.upload_stable_looks} looks (ticks)."
+        ),
     )
     def uploaded_candles(context: dg.SensorEvaluationContext) -> dg.SensorResult:
         cursor = UploadsCursor.load(context.cursor)
@@ -144,7 +154,9 @@ def build_uploads_sensor(settings: Settings, candles_jobs: dict[str, object]) ->
             first = max(upload.profile.first_ts, starts[tf])
             last = upload.profile.last_ts
             if last < starts[tf]:
-                problems.append(f"{path.name}: ends {last:%Y-%m-%d}, before the {tf} partitions start {starts[tf]:%Y-%m-%d}")
+                problems.append(
+                    f"{path.name}: ends {last:%Y-%m-%d}, before the {tf} partitions start {starts[tf]:%Y-%m-%d}"
+                )
                 continue
             adds.setdefault(uploads_partitions_name(tf), []).append(market)
             runs.append(
@@ -171,9 +183,16 @@ def build_uploads_sensor(settings: Settings, candles_jobs: dict[str, object]) ->
             dynamic_partitions_requests=[
                 dg.DynamicPartitionsDefinition(name=name).build_add_request(markets) for name, markets in adds.items()
             ],
-            skip_reason=None if runs else ("; ".join(problems + [f"{m}: waiting until its size and modification "
-                                                                 "time stop changing" for m in waiting] + earlier)
-                                           or "no new or changed files"),
+            skip_reason=None
+            if runs
+            else (
+                "; ".join(
+                    problems
+                    + [f"{m}: waiting until its size and modification time stop changing" for m in waiting]
+                    + earlier
+                )
+                or "no new or changed files"
+            ),
         )
 
     return uploaded_candles

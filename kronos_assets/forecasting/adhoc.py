@@ -26,8 +26,14 @@ from kronos_assets.forecasting import kinds
 from kronos_assets.forecasting.interface import CLOSE, VOLUME, Forecaster, ForecastRequest, Sampling, run_forecaster
 from kronos_assets.forecasting.requests import MIN_HISTORY  # the scheduled forecasts' floor too
 from kronos_assets.forecasting.summary import summarise
-from kronos_assets.market.files import (CandleFile, CandleFileError, PathEscapeError, ReadLimits, load_candle_file,
-                                         resolve_in_folder)
+from kronos_assets.market.files import (
+    CandleFile,
+    CandleFileError,
+    PathEscapeError,
+    ReadLimits,
+    load_candle_file,
+    resolve_in_folder,
+)
 from kronos_assets.market.timeframes import timeframe_delta, timeframe_seconds
 from kronos_assets.metrics import score_paths
 from kronos_assets.metrics.registry import aggregate, metrics, on_board
@@ -107,20 +113,31 @@ def check_window(rows: int, lookback: int, horizon: int, holdout: int, max_conte
     if lookback < MIN_HISTORY:
         raise AdhocConfigError(f"lookback {lookback} is too short: a forecast needs at least {MIN_HISTORY} bars")
     if max_context is not None and lookback > max_context:
-        raise AdhocConfigError(f"lookback {lookback} is over the model's context of {max_context} bars; "
-                               f"use lookback <= {max_context}")
+        raise AdhocConfigError(
+            f"lookback {lookback} is over the model's context of {max_context} bars; use lookback <= {max_context}"
+        )
     if horizon < 2 or holdout < 1:
         raise AdhocConfigError(f"horizon must be >= 2 and holdout >= 1 (got horizon {horizon}, holdout {holdout})")
     if horizon + holdout > rows:
-        raise AdhocConfigError(f"horizon {horizon} + holdout {holdout} = {horizon + holdout} bars is longer than "
-                               f"{source} ({rows} bars)")
+        raise AdhocConfigError(
+            f"horizon {horizon} + holdout {holdout} = {horizon + holdout} bars is longer than {source} ({rows} bars)"
+        )
     if lookback + holdout > rows:
-        raise AdhocConfigError(f"lookback {lookback} + holdout {holdout} bars is more than {source} holds ({rows} "
-                               f"bars); use lookback <= {rows - holdout}")
+        raise AdhocConfigError(
+            f"lookback {lookback} + holdout {holdout} bars is more than {source} holds ({rows} "
+            f"bars); use lookback <= {rows - holdout}"
+        )
 
 
-def split_tail(candles: pl.DataFrame, timeframe: str, lookback: int, horizon: int, holdout: int,
-               max_context: int | None, source: str = "the candles") -> Split:
+def split_tail(
+    candles: pl.DataFrame,
+    timeframe: str,
+    lookback: int,
+    horizon: int,
+    holdout: int,
+    max_context: int | None,
+    source: str = "the candles",
+) -> Split:
     """Hold out the last ``holdout`` bars; the history is the ``lookback`` bars just before them."""
     candles = candles.sort("ts")
     check_window(candles.height, lookback, horizon, holdout, max_context, source)
@@ -158,46 +175,74 @@ def score(paths: np.ndarray, history: pl.DataFrame, tail: pl.DataFrame) -> dict[
     point = bool(np.all(close == close[:1]))
     return {m.board: aggregate(m, rows) for m in on_board()} | {
         "p_up": None if point else float(final["p_up"]),
-        "p_up_hit": None if point else final["p_up_hit"], "scored_steps": float(k),
+        "p_up_hit": None if point else final["p_up_hit"],
+        "scored_steps": float(k),
     }
 
 
-def forecast_and_score(model: Forecaster, split: Split, sampling: Sampling, symbol: str, timeframe: str,
-                       baselines: Mapping[str, kinds.ModelSpec] = kinds.BUILTIN) -> list[ModelResult]:
+def forecast_and_score(
+    model: Forecaster,
+    split: Split,
+    sampling: Sampling,
+    symbol: str,
+    timeframe: str,
+    baselines: Mapping[str, kinds.ModelSpec] = kinds.BUILTIN,
+) -> list[ModelResult]:
     """The chosen model, then each baseline (the kinds' built-in ones unless given; not the model itself again),
     each forecasting from the same history and seed."""
-    request = ForecastRequest(symbol=symbol, timeframe=timeframe, origin=split.future_ts[0],
-                              history=split.history, future_ts=split.future_ts, seed=sampling.seed)
+    request = ForecastRequest(
+        symbol=symbol,
+        timeframe=timeframe,
+        origin=split.future_ts[0],
+        history=split.history,
+        future_ts=split.future_ts,
+        seed=sampling.seed,
+    )
     forecasters = [model, *(kinds.build(spec) for name, spec in baselines.items() if name != model.name)]
     out = []
     for fc in forecasters:
         [forecast] = run_forecaster(fc, [request], sampling)
-        out.append(ModelResult(fc.name, forecast.paths, score(forecast.paths, split.history, split.tail),
-                               forecast.provenance))
+        out.append(
+            ModelResult(fc.name, forecast.paths, score(forecast.paths, split.history, split.tail), forecast.provenance)
+        )
     return out
 
 
 def _candles(frame: pl.DataFrame) -> list[dict[str, Any]]:
-    return [{"ts": r["ts"].isoformat(), **{c: float(r[c]) for c in ("open", "high", "low", "close")}}
-            for r in frame.iter_rows(named=True)]
+    return [
+        {"ts": r["ts"].isoformat(), **{c: float(r[c]) for c in ("open", "high", "low", "close")}}
+        for r in frame.iter_rows(named=True)
+    ]
 
 
-def adhoc_snapshot(result: ModelResult, split: Split, symbol: str, timeframe: str, synthetic: bool,
-                   replay: str | None = None) -> dict[str, Any]:
+def adhoc_snapshot(
+    result: ModelResult, split: Split, symbol: str, timeframe: str, synthetic: bool, replay: str | None = None
+) -> dict[str, Any]:
     """A snapshot the publishing charts draw (fan_chart / fan_chart_png / fan_text), with the held-out tail as
     ``actual``; ``replay`` names the exchange whose candles a replay market serves (the charts say so)."""
     close = result.paths[..., CLOSE]
     summary = summarise(close, result.paths[..., VOLUME], split.history["close"].to_numpy())
-    steps = [{"ts": ts.isoformat(), **{f"q{round(lv * 100):02d}": float(summary.quantiles[i, j])
-                                       for i, lv in enumerate(summary.levels)}}
-             for j, ts in enumerate(split.future_ts)]
+    steps = [
+        {
+            "ts": ts.isoformat(),
+            **{f"q{round(lv * 100):02d}": float(summary.quantiles[i, j]) for i, lv in enumerate(summary.levels)},
+        }
+        for j, ts in enumerate(split.future_ts)
+    ]
     return {
-        "symbol": symbol, "timeframe": timeframe, "origin": split.future_ts[0].isoformat(),
-        "synthetic": synthetic, "replay": replay, "bar_seconds": timeframe_seconds(timeframe),
-        "last_bar": split.history["ts"][-1].isoformat(), "candles": _candles(split.history.tail(CHART_BARS)),
-        "actual": _candles(split.tail), "primary_model": result.model,
-        "forecasts": {result.model: {"steps": steps, "horizon": len(steps),
-                                     "last_close": float(split.history["close"][-1])}},
+        "symbol": symbol,
+        "timeframe": timeframe,
+        "origin": split.future_ts[0].isoformat(),
+        "synthetic": synthetic,
+        "replay": replay,
+        "bar_seconds": timeframe_seconds(timeframe),
+        "last_bar": split.history["ts"][-1].isoformat(),
+        "candles": _candles(split.history.tail(CHART_BARS)),
+        "actual": _candles(split.tail),
+        "primary_model": result.model,
+        "forecasts": {
+            result.model: {"steps": steps, "horizon": len(steps), "last_close": float(split.history["close"][-1])}
+        },
     }
 
 
@@ -211,8 +256,9 @@ def _amount(x: float) -> str:
 
 def _shown() -> list[Any]:
     """The registered metrics with a dashboard column that the fixed columns do not already show."""
-    return sorted((m for m in metrics() if m.column and m.board and m.board not in FIXED_METRICS),
-                  key=lambda m: m.column.position)
+    return sorted(
+        (m for m in metrics() if m.column and m.board and m.board not in FIXED_METRICS), key=lambda m: m.column.position
+    )
 
 
 def metric_columns() -> tuple[str, ...]:
@@ -233,20 +279,29 @@ def metrics_rows(results: list[ModelResult]) -> list[dict[str, str]]:
     for r in results:
         m = r.metrics
         cover = "/".join(f"{100 * m[f'coverage_{b}']:.0f}" for b in (50, 80, 90))
-        cells = [r.model, _amount(m["mae"]), _amount(m["rmse"]), f"{m['mape']:.3f}", f"{m['crps']:.5f}", cover,
-                 *(_cell(m.get(x.board), x.column.format) for x in _shown()),
-                 "n/a" if m["p_up"] is None else f"{m['p_up']:.0%}",
-                 "n/a" if m["p_up_hit"] is None else "yes" if m["p_up_hit"] else "no"]
+        cells = [
+            r.model,
+            _amount(m["mae"]),
+            _amount(m["rmse"]),
+            f"{m['mape']:.3f}",
+            f"{m['crps']:.5f}",
+            cover,
+            *(_cell(m.get(x.board), x.column.format) for x in _shown()),
+            "n/a" if m["p_up"] is None else f"{m['p_up']:.0%}",
+            "n/a" if m["p_up_hit"] is None else "yes" if m["p_up_hit"] else "no",
+        ]
         rows.append(dict(zip(metric_columns(), cells)))
     return rows
 
 
 def metrics_note(results: list[ModelResult]) -> str:
     k = int(results[0].metrics["scored_steps"])
-    return (f"Scored on {k} held-out bars. CRPS is on log returns; coverage is the share of those bars inside the "
-            "central band; Winkler 80 % is that band's width plus 10 x how far outside it the outcome fell; P(up) "
-            "hit says whether P(up) > 50 % matched the last scored bar's move (n/a: a point forecast gives no "
-            "P(up), or P(up) was exactly 50 %).")
+    return (
+        f"Scored on {k} held-out bars. CRPS is on log returns; coverage is the share of those bars inside the "
+        "central band; Winkler 80 % is that band's width plus 10 x how far outside it the outcome fell; P(up) "
+        "hit says whether P(up) > 50 % matched the last scored bar's move (n/a: a point forecast gives no "
+        "P(up), or P(up) was exactly 50 %)."
+    )
 
 
 def metrics_markdown(results: list[ModelResult]) -> str:

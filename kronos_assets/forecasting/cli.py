@@ -20,7 +20,14 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
-from ..kronos.config import CONTEXT_POLICIES, DEFAULT_CONTEXT_POLICY, DEFAULT_MODEL_REPO, MODES, NAMED_CHECKPOINTS, OFFICIAL
+from ..kronos.config import (
+    CONTEXT_POLICIES,
+    DEFAULT_CONTEXT_POLICY,
+    DEFAULT_MODEL_REPO,
+    MODES,
+    NAMED_CHECKPOINTS,
+    OFFICIAL,
+)
 from ..kronos.errors import KronosError, KronosInputError, TimestampOrderError
 
 if TYPE_CHECKING:
@@ -96,8 +103,10 @@ def infer_interval(ts: "pl.Series") -> timedelta:
     import numpy as np
 
     if ts.len() < 2:
-        raise KronosInputError(f"need at least 2 bars to infer the bar interval (the file has {ts.len()}); "
-                               "pass --interval, e.g. --interval 1h")  # fmt: skip
+        raise KronosInputError(
+            f"need at least 2 bars to infer the bar interval (the file has {ts.len()}); "
+            "pass --interval, e.g. --interval 1h"
+        )
     diffs = ts.tail(101).diff().drop_nulls().dt.total_microseconds().to_numpy()
     step = float(np.median(diffs))
     if step <= 0:
@@ -123,19 +132,45 @@ def _forecast(args: argparse.Namespace) -> int:
     from .summary import summarise
 
     predictor = KronosPredictor.from_pretrained(
-        args.model, args.tokenizer, model_revision=args.model_revision, tokenizer_revision=args.tokenizer_revision,
-        cache_dir=args.cache_dir, local_files_only=args.offline, device=args.device, max_context=max_context,
+        args.model,
+        args.tokenizer,
+        model_revision=args.model_revision,
+        tokenizer_revision=args.tokenizer_revision,
+        cache_dir=args.cache_dir,
+        local_files_only=args.offline,
+        device=args.device,
+        max_context=max_context,
         context_policy=args.context_policy,
-    )  # fmt: skip
-    fc = predictor.forecast(candles, future, n_paths=args.paths, temperature=args.temperature, top_k=args.top_k,
-                            top_p=args.top_p, seeds=args.seed, mode=args.mode)  # fmt: skip
+    )
+    fc = predictor.forecast(
+        candles,
+        future,
+        n_paths=args.paths,
+        temperature=args.temperature,
+        top_k=args.top_k,
+        top_p=args.top_p,
+        seeds=args.seed,
+        mode=args.mode,
+    )
     doc = {
         "provenance": predictor.provenance(),
-        "sampling": {"n_paths": args.paths, "horizon": args.horizon, "temperature": args.temperature,
-                     "top_k": args.top_k, "top_p": args.top_p, "seed": args.seed, "mode": args.mode},  # fmt: skip
-        "input": {"csv": str(args.csv), "rows_in_file": rows_in_file, "rows": candles.height,
-                  "first_ts": candles["ts"][0].isoformat(), "last_ts": last.isoformat(),
-                  "interval_seconds": step.total_seconds()},  # fmt: skip
+        "sampling": {
+            "n_paths": args.paths,
+            "horizon": args.horizon,
+            "temperature": args.temperature,
+            "top_k": args.top_k,
+            "top_p": args.top_p,
+            "seed": args.seed,
+            "mode": args.mode,
+        },
+        "input": {
+            "csv": str(args.csv),
+            "rows_in_file": rows_in_file,
+            "rows": candles.height,
+            "first_ts": candles["ts"][0].isoformat(),
+            "last_ts": last.isoformat(),
+            "interval_seconds": step.total_seconds(),
+        },
         **fc.to_dict(include_paths=not args.no_paths),
     }
     s = summarise(fc.paths[..., CLOSE], fc.paths[..., VOLUME], fc.history_close)
@@ -155,8 +190,11 @@ def _forecast(args: argparse.Namespace) -> int:
         print(text)
     else:
         _write_atomically(Path(args.output), text)
-        print(f"wrote {args.output}: {args.paths} paths x {args.horizon} bars from the last {candles.height} of "
-              f"{rows_in_file} bars, P(up)={s.p_up:.3f}, P(vol amp)={s.p_vol_amp:.3f}", file=sys.stderr)  # fmt: skip
+        print(
+            f"wrote {args.output}: {args.paths} paths x {args.horizon} bars from the last {candles.height} of "
+            f"{rows_in_file} bars, P(up)={s.p_up:.3f}, P(vol amp)={s.p_vol_amp:.3f}",
+            file=sys.stderr,
+        )
     return 0
 
 
@@ -211,10 +249,17 @@ def build_parser() -> argparse.ArgumentParser:
         "quantiles, mean/median paths, P(up) and P(volatility amplification). One --seed fixes the result. "
         "Only the last --history bars are used; the model is normalised on them alone.",
     )
-    f.add_argument("csv", help="candle file (.csv, .csv.gz, .parquet, .feather); times as ISO strings (naive = UTC) "
-                   "or epoch numbers, in a column named timestamp, ts, time, date or open_time")  # fmt: skip
-    f.add_argument("--model", default=DEFAULT_MODEL_REPO, help=f"a shipped checkpoint ({', '.join(NAMED_CHECKPOINTS)})"
-                   ", a hub repo id or a local folder (default %(default)s)")  # fmt: skip
+    f.add_argument(
+        "csv",
+        help="candle file (.csv, .csv.gz, .parquet, .feather); times as ISO strings (naive = UTC) "
+        "or epoch numbers, in a column named timestamp, ts, time, date or open_time",
+    )
+    f.add_argument(
+        "--model",
+        default=DEFAULT_MODEL_REPO,
+        help=f"a shipped checkpoint ({', '.join(NAMED_CHECKPOINTS)})"
+        ", a hub repo id or a local folder (default %(default)s)",
+    )
     f.add_argument("--model-revision", help="hub revision (default: the pinned one for official repos, else main)")
     f.add_argument("--tokenizer", help="hub repo id or local folder (default: the model's own tokenizer)")
     f.add_argument("--tokenizer-revision", help="hub revision of the tokenizer (default: pinned / main)")
@@ -224,17 +269,30 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--paths", type=_positive_int, default=30, help="number of sample paths (default %(default)s)")
     f.add_argument("--history", type=_positive_int, help=HISTORY_HELP)
     f.add_argument("--temperature", type=float, default=1.0, help="sampling temperature > 0 (default %(default)s)")
-    f.add_argument("--top-k", type=int, default=0, help="keep the k most likely tokens; 0 = off; when > 0, "
-                   "--top-p is ignored (default %(default)s)")  # fmt: skip
+    f.add_argument(
+        "--top-k",
+        type=int,
+        default=0,
+        help="keep the k most likely tokens; 0 = off; when > 0, --top-p is ignored (default %(default)s)",
+    )
     f.add_argument("--top-p", type=float, default=0.9, help="nucleus sampling mass in (0, 1] (default %(default)s)")
     f.add_argument("--seed", type=int, default=0, help="random seed; the same seed gives the same paths")
     f.add_argument("--context-policy", choices=CONTEXT_POLICIES, default=DEFAULT_CONTEXT_POLICY, help=POLICY_HELP)
-    f.add_argument("--max-context", type=_positive_int, help=f"tokens the model sees at once (default "
-                   f"{DEFAULT_MAX_CONTEXT}, or the shipped checkpoint's own; the authors use 512, or 2048 for "
-                   "Kronos-mini)")  # fmt: skip
+    f.add_argument(
+        "--max-context",
+        type=_positive_int,
+        help=f"tokens the model sees at once (default "
+        f"{DEFAULT_MAX_CONTEXT}, or the shipped checkpoint's own; the authors use 512, or 2048 for "
+        "Kronos-mini)",
+    )
     f.add_argument("--device", default="auto", help="cpu, cuda, cuda:N, mps or auto (default: cuda > mps > cpu)")
-    f.add_argument("--mode", choices=MODES, default="fast", help="fast (KV cache, default) or reference "
-                   "(recompute the window every step like the original; slow, for checking)")  # fmt: skip
+    f.add_argument(
+        "--mode",
+        choices=MODES,
+        default="fast",
+        help="fast (KV cache, default) or reference "
+        "(recompute the window every step like the original; slow, for checking)",
+    )
     f.add_argument("--interval", help="bar interval for the future timestamps, e.g. 15m, 1h, 1d (default: inferred)")
     f.add_argument("--output", "-o", default="-", help="JSON output file (default: stdout)")
     f.add_argument("--no-paths", action="store_true", help="leave the sample paths out of the JSON")

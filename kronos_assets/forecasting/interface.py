@@ -94,9 +94,7 @@ def request_seed(base_seed: int, symbol: str, timeframe: str, origin: datetime, 
     return int.from_bytes(hashlib.sha256(key).digest()[:8], "big") >> 1
 
 
-def run_forecaster(
-    forecaster: Forecaster, requests: Sequence[ForecastRequest], sampling: Sampling
-) -> list[Forecast]:
+def run_forecaster(forecaster: Forecaster, requests: Sequence[ForecastRequest], sampling: Sampling) -> list[Forecast]:
     """Run a forecaster and check what it returns, so a faulty model fails loudly instead of storing junk."""
     if not requests:
         return []

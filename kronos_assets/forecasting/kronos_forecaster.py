@@ -57,10 +57,19 @@ class KronosForecaster:
         thread each; None: the usable CPUs): see KronosPredictor.
         """
         predictor = KronosPredictor.from_pretrained(
-            model, tokenizer, model_revision=model_revision, tokenizer_revision=tokenizer_revision,
-            cache_dir=cache_dir, local_files_only=local_files_only, device=device, max_context=max_context,
-            context_policy=context_policy, num_threads=num_threads, batch_size=batch_size, workers=workers,
-        )  # fmt: skip
+            model,
+            tokenizer,
+            model_revision=model_revision,
+            tokenizer_revision=tokenizer_revision,
+            cache_dir=cache_dir,
+            local_files_only=local_files_only,
+            device=device,
+            max_context=max_context,
+            context_policy=context_policy,
+            num_threads=num_threads,
+            batch_size=batch_size,
+            workers=workers,
+        )
         self._init(predictor, name or default_name(model), mode)
 
     def _init(self, predictor: KronosPredictor, name: str, mode: Mode) -> None:
@@ -85,10 +94,19 @@ class KronosForecaster:
             series = self.predictor.prepare(req.history, req.future_ts, name=label)
             self.predictor.generation_config(series.horizon, sampling.n_paths, params, self.mode)
             prepared.append((req, series))
-        out = self.predictor.sample_many([s for _, s in prepared], [req.seed for req, _ in prepared],
-                                         n_paths=sampling.n_paths, sampling=params, mode=self.mode)  # fmt: skip
+        out = self.predictor.sample_many(
+            [s for _, s in prepared],
+            [req.seed for req, _ in prepared],
+            n_paths=sampling.n_paths,
+            sampling=params,
+            mode=self.mode,
+        )
         return [f.paths for f in out]
 
     def provenance(self) -> dict[str, Any]:
-        return {"name": self.name, "implementation": "kronos_assets.kronos", "mode": self.mode,
-                **self.predictor.provenance()}  # fmt: skip
+        return {
+            "name": self.name,
+            "implementation": "kronos_assets.kronos",
+            "mode": self.mode,
+            **self.predictor.provenance(),
+        }

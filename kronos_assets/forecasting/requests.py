@@ -33,8 +33,9 @@ def history_span(tf: Window, bars: Sequence[datetime]) -> tuple[datetime, dateti
     return bars[0] - tf.history_bars * step, bars[-1] + step
 
 
-def build_requests(candles: pl.DataFrame, symbol: str, tf: Window, bars: Sequence[datetime], model: str,
-                   base_seed: int) -> tuple[list[ForecastRequest], dict[datetime, str]]:  # fmt: skip
+def build_requests(
+    candles: pl.DataFrame, symbol: str, tf: Window, bars: Sequence[datetime], model: str, base_seed: int
+) -> tuple[list[ForecastRequest], dict[datetime, str]]:
     """One request per bar whose history (``candles`` sorted by ts) is complete up to that bar; the other bars are
     returned with the reason."""
     step = timeframe_delta(tf.name)

@@ -55,24 +55,35 @@ def _options(options: Any) -> Any:
 def model_identity(spec: ModelSpec) -> dict[str, Any]:
     """The model part of the key: kind, its code version, its options and, for a local checkpoint folder, the
     sha256 of every file of its model/ and tokenizer/ parts."""
-    out: dict[str, Any] = {"kind": spec.kind, "kind_code": KIND_CODE_VERSIONS.get(spec.kind, "0"),
-                           "options": _options(spec.options)}
+    out: dict[str, Any] = {
+        "kind": spec.kind,
+        "kind_code": KIND_CODE_VERSIONS.get(spec.kind, "0"),
+        "options": _options(spec.options),
+    }
     local = getattr(spec.options, "local_dir", None)
     if local is not None:
-        out["files"] = {f"{part}/{name}": file_sha256(Path(local) / part / name)
-                        for part in ("model", "tokenizer") for name in ("config.json", "model.safetensors")}
+        out["files"] = {
+            f"{part}/{name}": file_sha256(Path(local) / part / name)
+            for part in ("model", "tokenizer")
+            for name in ("config.json", "model.safetensors")
+        }
     return out
 
 
 def forecast_version(spec: ModelSpec, sampling: Sampling, history_bars: int) -> str:
     """The version key of ``spec``'s forecasts made with ``sampling`` on ``history_bars`` bars of history."""
-    parts = {"code": CODE_VERSION, "model": model_identity(spec), "sampling": sampling.as_dict(),
-             "history_bars": history_bars}
+    parts = {
+        "code": CODE_VERSION,
+        "model": model_identity(spec),
+        "sampling": sampling.as_dict(),
+        "history_bars": history_bars,
+    }
     text = json.dumps(parts, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def forecast_versions(specs: dict[str, ModelSpec], names: list[str], sampling: Sampling,
-                      history_bars: int) -> dict[str, str]:
+def forecast_versions(
+    specs: dict[str, ModelSpec], names: list[str], sampling: Sampling, history_bars: int
+) -> dict[str, str]:
     """Model name -> version key, for the forecasters ``names`` of one timeframe."""
     return {name: forecast_version(specs[name], sampling, history_bars) for name in names}

@@ -25,5 +25,17 @@ from kronos_assets.health.configured import configured, model_source
 from kronos_assets.health.report import SECTIONS, Report, main, run_health
 from kronos_assets.health.rows import FAIL, INFO, OK, SKIP, WARN, Row
 
-__all__ = ["FAIL", "INFO", "OK", "SKIP", "SECTIONS", "WARN", "Report", "Row", "configured", "main", "model_source",
-           "run_health"]
+__all__ = [
+    "FAIL",
+    "INFO",
+    "OK",
+    "SKIP",
+    "SECTIONS",
+    "WARN",
+    "Report",
+    "Row",
+    "configured",
+    "main",
+    "model_source",
+    "run_health",
+]

@@ -19,14 +19,22 @@ def alerts_row(settings: Settings) -> Row:
     url = environment.webhook_url()
     where = folder / ALERTS_FILE
     if not url:
-        return Row("failing", "alerts", OK, f"{len(recorded)} recorded in {where}; no webhook "
-                   f"(set {environment.WEBHOOK} to post them)")
+        return Row(
+            "failing",
+            "alerts",
+            OK,
+            f"{len(recorded)} recorded in {where}; no webhook (set {environment.WEBHOOK} to post them)",
+        )
     host = urlsplit(str(url)).hostname or "?"  # the address often carries a token: only its host is shown
     pending = pending_alerts(folder)
     if not pending:
         return Row("failing", "alerts", OK, f"{len(recorded)} recorded, all delivered to the webhook at {host}")
     oldest = pending[0]
-    return Row("failing", "alerts", WARN,
-               f"{len(pending)} of {len(recorded)} not delivered to the webhook at {host} (oldest: run "
-               f"{str(oldest.get('run_id', '?'))[:8]} at {oldest.get('time', '?')}); {RETRIED_BY}; "
-               f"listed in {where}")
+    return Row(
+        "failing",
+        "alerts",
+        WARN,
+        f"{len(pending)} of {len(recorded)} not delivered to the webhook at {host} (oldest: run "
+        f"{str(oldest.get('run_id', '?'))[:8]} at {oldest.get('time', '?')}); {RETRIED_BY}; "
+        f"listed in {where}",
+    )

@@ -42,16 +42,32 @@ def configured(settings: Settings, replay_now: datetime | None = None) -> list[R
     if s.replay:
         files = ", ".join(f"{sym} {tf} {f.name}" for sym, tf, f in s.replay_files)
         as_of = f" as of {replay_now:%Y-%m-%d %H:%M} UTC" if replay_now else ""
-        rows.append(Row("configured", "market", OK, f"replay of real {s.replay_exchange.capitalize()} spot candles{as_of} (the "
-                        f"replay clock; files, no exchange, no network): {files}"))
+        rows.append(
+            Row(
+                "configured",
+                "market",
+                OK,
+                f"replay of real {s.replay_exchange.capitalize()} spot candles{as_of} (the "
+                f"replay clock; files, no exchange, no network): {files}",
+            )
+        )
     elif s.synthetic:
         rows.append(Row("configured", "market", OK, "synthetic demo market (no exchange, no network)"))
     else:
         chain = " -> ".join(e.id + (f" ({e.base_url})" if e.base_url else "") for e in s.exchanges)
         rows.append(Row("configured", "market", OK, f"ccxt, exchanges tried in order: {chain}"))
     rows.append(Row("configured", "symbols", OK, f"{len(s.symbols)}: {', '.join(s.symbols)}"))
-    rows.append(Row("configured", "timeframes", OK, "; ".join(
-        f"{tf.name} (from {tf.start}, history {tf.history_bars} bars, horizon {tf.horizon})" for tf in s.timeframes)))
+    rows.append(
+        Row(
+            "configured",
+            "timeframes",
+            OK,
+            "; ".join(
+                f"{tf.name} (from {tf.start}, history {tf.history_bars} bars, horizon {tf.horizon})"
+                for tf in s.timeframes
+            ),
+        )
+    )
     models = []
     for name in s.forecasters:
         spec = s.model_specs[name]
@@ -59,8 +75,15 @@ def configured(settings: Settings, replay_now: datetime | None = None) -> list[R
     rows.append(Row("configured", "forecasters", OK, f"{', '.join(models)}; primary {s.primary_model}"))
     status, detail, _ = publish_target(s)
     rows.append(Row("configured", "publish", status, detail))
-    rows.append(Row("configured", "home", OK, f"{s.home}; this profile's data in {s.profile_home} (warehouse "
-                    f"{s.warehouse_path.name}, uploads {s.uploads_dir})"))
+    rows.append(
+        Row(
+            "configured",
+            "home",
+            OK,
+            f"{s.home}; this profile's data in {s.profile_home} (warehouse "
+            f"{s.warehouse_path.name}, uploads {s.uploads_dir})",
+        )
+    )
     if environment.dagster_home():
         rows.append(Row("configured", "dagster instance", OK, f"$DAGSTER_HOME = {environment.dagster_home()}"))
     else:

@@ -46,8 +46,9 @@ def in_flight_runs(instance: dg.DagsterInstance, now: datetime) -> Row:
     if dead:
         return Row("failing", "runs in flight", FAIL, f"{len(dead)} dead: " + listing(dead) + f"; {FIX}")
     if stuck:
-        return Row("failing", "runs in flight", WARN, f"{len(stuck)} running longer than {STUCK_AFTER}: "
-                   + listing(stuck))
+        return Row(
+            "failing", "runs in flight", WARN, f"{len(stuck)} running longer than {STUCK_AFTER}: " + listing(stuck)
+        )
     return Row("failing", "runs in flight", OK, f"{len(fine)} running: " + listing(fine) if fine else "none")
 
 
@@ -70,8 +71,9 @@ def pool_slots(instance: dg.DagsterInstance) -> Row:
             (bad if status == FAIL else held).append(text)
     limits = ", ".join(f"{p}: {i.slot_count}" for p, i in sorted(infos.items())) or "none claimed yet"
     if bad:
-        return Row("failing", "pool slots", FAIL, f"{len(bad)} held by dead or ended runs: " + listing(bad)
-                   + f"; {FIX}")
+        return Row(
+            "failing", "pool slots", FAIL, f"{len(bad)} held by dead or ended runs: " + listing(bad) + f"; {FIX}"
+        )
     if held:
         return Row("failing", "pool slots", OK, f"{len(held)} held: " + listing(held) + f" (limits {limits})")
     return Row("failing", "pool slots", OK, f"all free (limits {limits})")
@@ -85,16 +87,22 @@ def _run_partitions(tags: dict[str, str]) -> dict[str, str]:
 def failed_runs(instance: Any, now: datetime, since_hours: float) -> Row:
     since = now - timedelta(hours=since_hours)
     records = instance.get_run_records(
-        filters=dg.RunsFilter(statuses=[dg.DagsterRunStatus.FAILURE], created_after=since), limit=50)
+        filters=dg.RunsFilter(statuses=[dg.DagsterRunStatus.FAILURE], created_after=since), limit=50
+    )
     if not records:
         return Row("failing", f"runs (last {since_hours:g} h)", OK, "no failed run")
     open_, repaired = [], []
     for rec in records:
         run = rec.dagster_run
         later = instance.get_run_records(
-            filters=dg.RunsFilter(job_name=run.job_name, statuses=[dg.DagsterRunStatus.SUCCESS],
-                                  tags=_run_partitions(run.tags), created_after=rec.create_timestamp),
-            limit=1)
+            filters=dg.RunsFilter(
+                job_name=run.job_name,
+                statuses=[dg.DagsterRunStatus.SUCCESS],
+                tags=_run_partitions(run.tags),
+                created_after=rec.create_timestamp,
+            ),
+            limit=1,
+        )
         label = f"{run_label(run)} run {run.run_id[:8]} at {fmt_time(rec.create_timestamp)}"
         if later:
             repaired.append(f"{label} (repaired by {later[0].dagster_run.run_id[:8]})")
@@ -105,8 +113,12 @@ def failed_runs(instance: Any, now: datetime, since_hours: float) -> Row:
         if repaired:
             detail += f"; {len(repaired)} more failed then succeeded on a re-run"
         return Row("failing", f"runs (last {since_hours:g} h)", FAIL, detail)
-    return Row("failing", f"runs (last {since_hours:g} h)", WARN,
-               f"{len(repaired)} failed, each succeeded on a later run: " + listing(repaired))
+    return Row(
+        "failing",
+        f"runs (last {since_hours:g} h)",
+        WARN,
+        f"{len(repaired)} failed, each succeeded on a later run: " + listing(repaired),
+    )
 
 
 def _check_keys(settings: Settings) -> list[Any]:
@@ -149,14 +161,24 @@ def failed_checks(settings: Settings, instance: Any) -> Row:
     if running:
         summary += f", {running} planned by a run in progress"
     if stopped:
-        summary += (f", {len(stopped)} planned but not yet evaluated (their run ended before them: failed, "
-                    f"killed or crashed; the next run evaluates them): " + listing(stopped))
+        summary += (
+            f", {len(stopped)} planned but not yet evaluated (their run ended before them: failed, "
+            f"killed or crashed; the next run evaluates them): " + listing(stopped)
+        )
     if errors:
-        return Row("failing", "asset checks", FAIL, f"{len(errors)} failed (ERROR): " + listing(errors)
-                   + (f"; {len(warns)} warned" if warns else "") + f"; {summary}")
+        return Row(
+            "failing",
+            "asset checks",
+            FAIL,
+            f"{len(errors)} failed (ERROR): "
+            + listing(errors)
+            + (f"; {len(warns)} warned" if warns else "")
+            + f"; {summary}",
+        )
     if warns:
-        return Row("failing", "asset checks", WARN, f"{len(warns)} failed (WARN severity): " + listing(warns)
-                   + f"; {summary}")
+        return Row(
+            "failing", "asset checks", WARN, f"{len(warns)} failed (WARN severity): " + listing(warns) + f"; {summary}"
+        )
     if stopped:
         return Row("failing", "asset checks", WARN, summary)
     return Row("failing", "asset checks", OK, summary)
@@ -171,8 +193,12 @@ def daemon_row(instance: Any, now: datetime) -> Row | None:
     except Exception as exc:
         return Row("failing", "dagster daemon", WARN, f"no heartbeat readable: {short(exc)}")
     if not beats:
-        return Row("failing", "dagster daemon", WARN,
-                   "no heartbeat ever: schedules, sensors and queued runs need `dagster-daemon run`")
+        return Row(
+            "failing",
+            "dagster daemon",
+            WARN,
+            "no heartbeat ever: schedules, sensors and queued runs need `dagster-daemon run`",
+        )
     newest = max(b.timestamp for b in beats.values())
     age = now - datetime.fromtimestamp(newest, timezone.utc)
     if age > timedelta(minutes=5):

@@ -17,8 +17,14 @@ from kronos_assets.warehouse.readonly import ReadOnlyWarehouse
 def fresh(settings: Settings, wh: ReadOnlyWarehouse, now: datetime) -> list[Row]:
     if wh.con is None:
         status, why = wh.problem or (WARN, "warehouse not opened")
-        return [Row("fresh", "candles and forecasts", FAIL if status == FAIL or "does not exist" in why else WARN,
-                    f"not checked: {why}")]
+        return [
+            Row(
+                "fresh",
+                "candles and forecasts",
+                FAIL if status == FAIL or "does not exist" in why else WARN,
+                f"not checked: {why}",
+            )
+        ]
     rows = []
     for tf in settings.timeframes:
         step = timeframe_delta(tf.name)
@@ -70,8 +76,10 @@ def publication_row(settings: Settings, store: Any, now: datetime, why_not: str 
     step = min(timeframe_delta(tf.name) for tf in settings.timeframes)
     age = now - generated
     status = freshness(age, step)
-    detail = (f"newest origin {fmt_time(generated)} ({fmt_age(age)}), {len(manifest.get('objects', {}))} objects, "
-              f"profile {manifest.get('profile')}; {where}")
+    detail = (
+        f"newest origin {fmt_time(generated)} ({fmt_age(age)}), {len(manifest.get('objects', {}))} objects, "
+        f"profile {manifest.get('profile')}; {where}"
+    )
     if manifest.get("profile") not in (None, settings.profile):
         status = worst([status, WARN])
         detail += f" (published by profile {manifest.get('profile')}, not {settings.profile})"

@@ -42,8 +42,12 @@ def uploads_row(settings: Settings) -> Row:
         return Row("reachable", "uploads folder", FAIL, f"cannot list {folder}: {short(exc)}")
     detail = f"{folder}: {len(scan.files)} candle file(s)"
     if scan.skipped:
-        return Row("reachable", "uploads folder", WARN,
-                   detail + "; skipped " + listing([f"{n}: {why}" for n, why in scan.skipped]))
+        return Row(
+            "reachable",
+            "uploads folder",
+            WARN,
+            detail + "; skipped " + listing([f"{n}: {why}" for n, why in scan.skipped]),
+        )
     return Row("reachable", "uploads folder", OK, detail)
 
 
@@ -53,8 +57,14 @@ def exchange_rows(settings: Settings, network: bool, now: datetime) -> list[Row]
     if settings.replay:
         return [Row("reachable", "exchanges", OK, "none needed: the replay market reads the candle files")]
     if not network:
-        return [Row("reachable", "exchanges", SKIP,
-                    f"{', '.join(e.id for e in settings.exchanges)} not contacted (add --network)")]
+        return [
+            Row(
+                "reachable",
+                "exchanges",
+                SKIP,
+                f"{', '.join(e.id for e in settings.exchanges)} not contacted (add --network)",
+            )
+        ]
     from kronos_assets.market.ccxt_source import CcxtSource
 
     tf = min(settings.timeframes, key=lambda t: timeframe_delta(t.name))
@@ -68,18 +78,31 @@ def exchange_rows(settings: Settings, network: bool, now: datetime) -> list[Row]
                 frame = source.fetch(symbol, tf.name, now - 3 * step, now, now)
             secs = time.perf_counter() - t0
             if frame.height == 0:
-                rows.append(Row("reachable", f"exchange {ex.id}", WARN,
-                                f"answered in {secs:.1f} s but served no {symbol} {tf.name} bar of the last 3"))
+                rows.append(
+                    Row(
+                        "reachable",
+                        f"exchange {ex.id}",
+                        WARN,
+                        f"answered in {secs:.1f} s but served no {symbol} {tf.name} bar of the last 3",
+                    )
+                )
             else:
-                rows.append(Row("reachable", f"exchange {ex.id}", OK,
-                                f"served {frame.height} {symbol} {tf.name} bar(s) in {secs:.1f} s"))
+                rows.append(
+                    Row(
+                        "reachable",
+                        f"exchange {ex.id}",
+                        OK,
+                        f"served {frame.height} {symbol} {tf.name} bar(s) in {secs:.1f} s",
+                    )
+                )
         except Exception as exc:
             rows.append(Row("reachable", f"exchange {ex.id}", FAIL, short(exc)))
     if rows and all(r.status == FAIL for r in rows):
         return rows
     # One exchange down is what the fallback chain is for: degrade its row to a warning.
-    return [replace(r, status=WARN, detail=r.detail + " (the chain falls back)") if r.status == FAIL else r
-            for r in rows]
+    return [
+        replace(r, status=WARN, detail=r.detail + " (the chain falls back)") if r.status == FAIL else r for r in rows
+    ]
 
 
 def bucket_row(cfg: Any, network: bool) -> tuple[Row, Any]:
@@ -99,8 +122,7 @@ def bucket_row(cfg: Any, network: bool) -> tuple[Row, Any]:
 def open_instance(settings: Settings) -> tuple[Any, Row]:
     """The Dagster instance of ``instance_for(settings)`` (or $DAGSTER_HOME's); None when none exists yet."""
     if not environment.dagster_home() and not settings.dagster_home.is_dir():
-        return None, Row("reachable", "dagster instance", OK,
-                         f"none yet at {settings.dagster_home}: no run recorded")
+        return None, Row("reachable", "dagster instance", OK, f"none yet at {settings.dagster_home}: no run recorded")
     from kronos_assets.local_instance import instance_for
 
     try:

@@ -54,7 +54,9 @@ class Report:
         for section in SECTIONS:
             first = True
             for r in (r for r in self.rows if r.section == section):
-                lines = textwrap.wrap(r.detail, detail_w, break_on_hyphens=False, break_long_words=False) or [""]  # paths stay whole
+                lines = textwrap.wrap(r.detail, detail_w, break_on_hyphens=False, break_long_words=False) or [
+                    ""
+                ]  # paths stay whole
                 item = r.item if len(r.item) <= w_item else r.item[: w_item - 1] + "~"
                 out.append(f"{section if first else '':<{w_sec}}  {item:<{w_item}}  {r.status:<{w_stat}}  {lines[0]}")
                 out += [" " * indent + line for line in lines[1:]]
@@ -62,24 +64,28 @@ class Report:
         out.append("")
         n_fail, n_warn = len(self.failing), len(self.warnings)
         if n_fail:
-            out.append(f"FAILING: {n_fail} failing, {n_warn} warning(s): "
-                       + "; ".join(f"{r.section}/{r.item}" for r in self.failing))
+            out.append(
+                f"FAILING: {n_fail} failing, {n_warn} warning(s): "
+                + "; ".join(f"{r.section}/{r.item}" for r in self.failing)
+            )
         elif n_warn:
-            out.append(f"HEALTHY with {n_warn} warning(s): " + "; ".join(f"{r.section}/{r.item}" for r in self.warnings))
+            out.append(
+                f"HEALTHY with {n_warn} warning(s): " + "; ".join(f"{r.section}/{r.item}" for r in self.warnings)
+            )
         else:
             out.append("HEALTHY: configured, reachable, fresh, nothing failing")
         out += [r.fix for r in self.failing if r.fix]  # what to do about a damaged file comes last, in full
         return "\n".join(out)
 
 
-def run_health(settings: Settings, network: bool = False, since_hours: float = 24.0,
-               now: datetime | None = None) -> Report:
+def run_health(
+    settings: Settings, network: bool = False, since_hours: float = 24.0, now: datetime | None = None
+) -> Report:
     """Every row of the health screen. Reads only; calls the network only when ``network`` is set."""
     now = now or datetime.now(timezone.utc)
     # A replay is fresh against its replay clock (read, never started here), not against the wall clock.
     try:
-        replay_now = ReplayMarket.from_settings(settings).clock_now(now, start_clock=False) if settings.replay \
-            else None
+        replay_now = ReplayMarket.from_settings(settings).clock_now(now, start_clock=False) if settings.replay else None
         rows = configured(settings, replay_now)
     except Exception as exc:  # a refused replay file: named in its row, the rest of the screen still shown
         replay_now, rows = None, configured(settings)
@@ -132,11 +138,13 @@ def run_health(settings: Settings, network: bool = False, since_hours: float = 2
         from kronos_assets.health.failing import daemon_row, failed_checks, failed_runs, in_flight_runs, pool_slots
 
         try:
-            for item, fn in ((f"runs (last {since_hours:g} h)", lambda: [failed_runs(instance, now, since_hours)]),
-                             ("asset checks", lambda: [failed_checks(settings, instance)]),
-                             ("runs in flight", lambda: [in_flight_runs(instance, now)]),
-                             ("pool slots", lambda: [pool_slots(instance)]),
-                             ("dagster daemon", lambda: [r for r in [daemon_row(instance, now)] if r])):
+            for item, fn in (
+                (f"runs (last {since_hours:g} h)", lambda: [failed_runs(instance, now, since_hours)]),
+                ("asset checks", lambda: [failed_checks(settings, instance)]),
+                ("runs in flight", lambda: [in_flight_runs(instance, now)]),
+                ("pool slots", lambda: [pool_slots(instance)]),
+                ("dagster daemon", lambda: [r for r in [daemon_row(instance, now)] if r]),
+            ):
                 rows += guarded("failing", item, fn) or []
         finally:
             instance.dispose()
@@ -148,9 +156,12 @@ def schema_row(settings: Settings, wh: ReadOnlyWarehouse) -> Row:
     """The warehouse's schema version and what the next run migrates, and an older home layout it moves."""
     from kronos_assets import home_layout
 
-    layout = home_layout.pending_note(settings.home, settings.profile_home, settings.market,
-                                      home_layout.configured_demo_market(settings.config_dir, settings.profile,
-                                                                         settings.market))
+    layout = home_layout.pending_note(
+        settings.home,
+        settings.profile_home,
+        settings.market,
+        home_layout.configured_demo_market(settings.config_dir, settings.profile, settings.market),
+    )
     if wh.con is None and layout:
         return Row("reachable", "warehouse schema", WARN, layout)
     status, detail = wh.schema()

@@ -14,12 +14,35 @@ from typing import Any
 # Names -> submodule, imported on first use: ``kronos-forecast --help`` and the config module load without torch.
 _WHERE = {
     **dict.fromkeys(("OFFICIAL", "KronosConfig", "TokenizerConfig"), "config"),
-    **dict.fromkeys(("CheckpointError", "CheckpointShapeError", "ChecksumMismatchError", "HorizonTooLongError",
-                     "KronosError", "KronosInputError", "MissingColumnsError", "NonFiniteInputError",
-                     "TimestampOrderError", "WeightsNotAvailableError"), "errors"),  # fmt: skip
+    **dict.fromkeys(
+        (
+            "CheckpointError",
+            "CheckpointShapeError",
+            "ChecksumMismatchError",
+            "HorizonTooLongError",
+            "KronosError",
+            "KronosInputError",
+            "MissingColumnsError",
+            "NonFiniteInputError",
+            "TimestampOrderError",
+            "WeightsNotAvailableError",
+        ),
+        "errors",
+    ),
     "GenerationConfig": "generate",
-    **dict.fromkeys(("CheckpointInfo", "LoadedCheckpoint", "install_into_cache", "load_checkpoint", "load_model",
-                     "load_tokenizer", "predownload", "save_checkpoint"), "hub"),  # fmt: skip
+    **dict.fromkeys(
+        (
+            "CheckpointInfo",
+            "LoadedCheckpoint",
+            "install_into_cache",
+            "load_checkpoint",
+            "load_model",
+            "load_tokenizer",
+            "predownload",
+            "save_checkpoint",
+        ),
+        "hub",
+    ),
     "Kronos": "model",
     **dict.fromkeys(("KronosPredictor", "PathForecast"), "predictor"),
     "prepare_series": "inputs",

@@ -17,7 +17,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from .generate import GenerationConfig, Generated, generate_batch
+from .generate import Generated, GenerationConfig, generate_batch
 from .inputs import PreparedSeries
 from .model import Kronos
 from .runtime import torch_threads
@@ -32,8 +32,14 @@ def plan_batches(series: Sequence[PreparedSeries], batch_size: int) -> list[list
     return [idx[j : j + batch_size] for idx in by_shape.values() for j in range(0, len(idx), batch_size)]
 
 
-def generate_group(model: Kronos, tokenizer: KronosTokenizer, series: Sequence[PreparedSeries],
-                   seeds: Sequence[int], cfg: GenerationConfig, device: torch.device) -> list[Generated]:  # fmt: skip
+def generate_group(
+    model: Kronos,
+    tokenizer: KronosTokenizer,
+    series: Sequence[PreparedSeries],
+    seeds: Sequence[int],
+    cfg: GenerationConfig,
+    device: torch.device,
+) -> list[Generated]:
     """One model batch: encode the series' whole histories, then ``generate_batch`` with one generator per seed."""
     gens = [torch.Generator(device=device).manual_seed(int(seed)) for seed in seeds]
     x = torch.from_numpy(np.stack([s.x for s in series])).to(device)
@@ -44,16 +50,26 @@ def generate_group(model: Kronos, tokenizer: KronosTokenizer, series: Sequence[P
         return generate_batch(model, tokenizer, s1, s2, x_stamp, y_stamp, cfg, gens)
 
 
-def generate_many(model: Kronos, tokenizer: KronosTokenizer, series: Sequence[PreparedSeries], seeds: Sequence[int],
-                  cfgs: Sequence[GenerationConfig], *, device: torch.device, batch_size: int, workers: int,
-                  num_threads: int | None) -> list[Generated]:  # fmt: skip
+def generate_many(
+    model: Kronos,
+    tokenizer: KronosTokenizer,
+    series: Sequence[PreparedSeries],
+    seeds: Sequence[int],
+    cfgs: Sequence[GenerationConfig],
+    *,
+    device: torch.device,
+    batch_size: int,
+    workers: int,
+    num_threads: int | None,
+) -> list[Generated]:
     """Fast-mode tokens and bars of every series (``cfgs[i]`` for series i; series of one batch share a config),
     in the order given. ``num_threads``: torch threads when everything is one batch (None: unchanged)."""
     batches = plan_batches(series, batch_size)
 
     def run(batch: list[int]) -> list[tuple[int, Generated]]:
-        outs = generate_group(model, tokenizer, [series[i] for i in batch], [seeds[i] for i in batch],
-                              cfgs[batch[0]], device)  # fmt: skip
+        outs = generate_group(
+            model, tokenizer, [series[i] for i in batch], [seeds[i] for i in batch], cfgs[batch[0]], device
+        )
         return list(zip(batch, outs))
 
     workers = min(workers, len(batches))

@@ -144,9 +144,18 @@ def _pack_block(block: TransformerBlock) -> BlockPack:
     att, ffn = block.self_attn, block.ffn
     qkv = Proj([att.q_proj, att.k_proj, att.v_proj])
     qkv.scale_first(att.q_proj.out_features, 1.0 / math.sqrt(att.head_dim))  # the scores need no pass of their own
-    return BlockPack(att.n_heads, att.head_dim, block.norm1.weight.detach().clone(), block.norm1.eps, qkv,
-                     Proj([att.out_proj]), block.norm2.weight.detach().clone(), block.norm2.eps,
-                     Proj([ffn.w1, ffn.w3]), Proj([ffn.w2]))  # fmt: skip
+    return BlockPack(
+        att.n_heads,
+        att.head_dim,
+        block.norm1.weight.detach().clone(),
+        block.norm1.eps,
+        qkv,
+        Proj([att.out_proj]),
+        block.norm2.weight.detach().clone(),
+        block.norm2.eps,
+        Proj([ffn.w1, ffn.w3]),
+        Proj([ffn.w2]),
+    )
 
 
 # -- the KV cache --------------------------------------------------------------------------------------------------

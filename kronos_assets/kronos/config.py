@@ -28,10 +28,17 @@ MODES: tuple[str, ...] = ("fast", "reference")
 # Sane bounds of the size fields (well above Kronos-large), checked before any module is built: a config.json
 # with n_layers 1000000 would otherwise build for minutes and many GB.
 SIZE_BOUNDS: dict[str, tuple[int, int]] = {
-    "d_in": (6, 6), "d_model": (2, 8192), "n_heads": (1, 256), "ff_dim": (1, 65536), "n_layers": (1, 128),
-    "n_enc_layers": (2, 64), "n_dec_layers": (2, 64), "s1_bits": (1, 16), "s2_bits": (1, 16),
+    "d_in": (6, 6),
+    "d_model": (2, 8192),
+    "n_heads": (1, 256),
+    "ff_dim": (1, 65536),
+    "n_layers": (1, 128),
+    "n_enc_layers": (2, 64),
+    "n_dec_layers": (2, 64),
+    "s1_bits": (1, 16),
+    "s2_bits": (1, 16),
     "group_size": (1, 20),
-}  # fmt: skip
+}
 
 
 def Size(name: str) -> Any:  # noqa: N802 (a type, used like one)
@@ -161,8 +168,7 @@ def _dump(cfg: AnyConfig) -> str:
     return json.dumps(asdict(cfg), sort_keys=True, indent=2)
 
 
-def config_from_dict(data: Mapping[str, Any], expected: Kind | None = None,
-                     source: str = "config.json") -> AnyConfig:  # fmt: skip
+def config_from_dict(data: Mapping[str, Any], expected: Kind | None = None, source: str = "config.json") -> AnyConfig:
     """Build the right config from a config.json dict; raises CheckpointError naming ``source`` and the
     missing, unknown, mistyped or out-of-range field."""
     kind: Kind = "tokenizer" if "n_enc_layers" in data or "d_in" in data else "model"
@@ -191,8 +197,9 @@ def validate_config(cls: type[AnyConfig], data: Mapping[str, Any], where: str, c
     except ValidationError as exc:
         err = exc.errors(include_url=False)[0]
         message = err["msg"].removeprefix("Value error, ")
-        raise CheckpointError(f"{where}: field {err['loc'][0]!r} {message}" if err["loc"] else
-                              f"{where}: {message}") from None
+        raise CheckpointError(
+            f"{where}: field {err['loc'][0]!r} {message}" if err["loc"] else f"{where}: {message}"
+        ) from None
 
 
 def config_from_json(text: str | bytes, expected: Kind | None = None, source: str = "config.json") -> AnyConfig:
@@ -202,7 +209,9 @@ def config_from_json(text: str | bytes, expected: Kind | None = None, source: st
     except json.JSONDecodeError as exc:
         raise CheckpointError(f"{source} is not valid JSON: {exc}") from None
     except UnicodeDecodeError as exc:
-        raise CheckpointError(f"{source} is not valid JSON: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+        raise CheckpointError(
+            f"{source} is not valid JSON: not UTF-8 text ({exc.reason} at byte {exc.start})"
+        ) from None
     except RecursionError:  # e.g. 100,000 nested brackets: the parser's stack, not a config
         raise CheckpointError(f"{source} is not a checkpoint config: nested too deep to read") from None
     if not isinstance(data, dict):
@@ -213,13 +222,19 @@ def config_from_json(text: str | bytes, expected: Kind | None = None, source: st
 def _header_sizes(c: AnyConfig) -> list[tuple[str, str, int, int]]:
     """(field, tensor key, dim, size the config implies) for the sizes a config fixes."""
     if isinstance(c, KronosConfig):
-        return [("d_model", "norm.weight", 0, c.d_model), ("ff_dim", "transformer.0.ffn.w1.weight", 0, c.ff_dim),
-                ("s1_bits", "embedding.emb_s1.weight", 0, 2**c.s1_bits),
-                ("s2_bits", "embedding.emb_s2.weight", 0, 2**c.s2_bits)]  # fmt: skip
-    return [("d_model", "embed.weight", 0, c.d_model), ("d_in", "embed.weight", 1, c.d_in),
-            ("ff_dim", "encoder.0.ffn.w1.weight", 0, c.ff_dim),
-            ("s1_bits + s2_bits", "quant_embed.weight", 0, c.s1_bits + c.s2_bits),
-            ("group_size", "tokenizer.bsq.group_basis", 0, c.group_size)]  # fmt: skip
+        return [
+            ("d_model", "norm.weight", 0, c.d_model),
+            ("ff_dim", "transformer.0.ffn.w1.weight", 0, c.ff_dim),
+            ("s1_bits", "embedding.emb_s1.weight", 0, 2**c.s1_bits),
+            ("s2_bits", "embedding.emb_s2.weight", 0, 2**c.s2_bits),
+        ]
+    return [
+        ("d_model", "embed.weight", 0, c.d_model),
+        ("d_in", "embed.weight", 1, c.d_in),
+        ("ff_dim", "encoder.0.ffn.w1.weight", 0, c.ff_dim),
+        ("s1_bits + s2_bits", "quant_embed.weight", 0, c.s1_bits + c.s2_bits),
+        ("group_size", "tokenizer.bsq.group_basis", 0, c.group_size),
+    ]
 
 
 def _block_counts(c: AnyConfig) -> list[tuple[str, str, int]]:
@@ -233,11 +248,12 @@ def header_mismatches(config: AnyConfig, shapes: Mapping[str, tuple[int, ...]]) 
     """What ``config`` says against the tensor shapes of a weight file's header, one line per field."""
     out = []
     for name, prefix, want in _block_counts(config):
-        found = {k[len(prefix):].split(".", 1)[0] for k in shapes if k.startswith(prefix)}
+        found = {k[len(prefix) :].split(".", 1)[0] for k in shapes if k.startswith(prefix)}
         n = sum(1 for i in found if i.isdigit())
         if n != want:
-            out.append(f"{name} = {getattr(config, name)} implies {want} {prefix.rstrip('.')} blocks, the file "
-                       f"holds {n}")  # fmt: skip
+            out.append(
+                f"{name} = {getattr(config, name)} implies {want} {prefix.rstrip('.')} blocks, the file holds {n}"
+            )
     for name, key, dim, want in _header_sizes(config):
         shape = shapes.get(key)
         if shape is not None and (len(shape) <= dim or shape[dim] != want):
@@ -257,29 +273,55 @@ class NamedCheckpoint:
 
 _SHIPPED = Path(__file__).resolve().parents[1] / "checkpoints"
 NAMED_CHECKPOINTS: dict[str, NamedCheckpoint] = {
-    "demo": NamedCheckpoint(_SHIPPED / "real-1h" / "model", _SHIPPED / "real-1h" / "tokenizer", 504,
-                            "tiny Kronos trained on real Binance 1h candles of BTC, ETH, BNB, SOL and XRP before "
-                            "2024-07-01 (the demo profile's model); works offline, not for trading"),
-    "synthetic": NamedCheckpoint(_SHIPPED / "demo" / "model", _SHIPPED / "demo" / "tokenizer", 504,
-                                 "tiny Kronos trained on the synthetic market only (the synthetic profile's)"),
-}  # fmt: skip
+    "demo": NamedCheckpoint(
+        _SHIPPED / "real-1h" / "model",
+        _SHIPPED / "real-1h" / "tokenizer",
+        504,
+        "tiny Kronos trained on real Binance 1h candles of BTC, ETH, BNB, SOL and XRP before "
+        "2024-07-01 (the demo profile's model); works offline, not for trading",
+    ),
+    "synthetic": NamedCheckpoint(
+        _SHIPPED / "demo" / "model",
+        _SHIPPED / "demo" / "tokenizer",
+        504,
+        "tiny Kronos trained on the synthetic market only (the synthetic profile's)",
+    ),
+}
 
 
 # The five released configs (spec §2).
 TOKENIZER_BASE = TokenizerConfig(group_size=4)
 TOKENIZER_2K = TokenizerConfig(group_size=5)
 KRONOS_MINI = KronosConfig(
-    d_model=256, n_layers=4, n_heads=4, ff_dim=512,
-    ffn_dropout_p=0.2, attn_dropout_p=0.0, resid_dropout_p=0.2, token_dropout_p=0.0,
-)  # fmt: skip
+    d_model=256,
+    n_layers=4,
+    n_heads=4,
+    ff_dim=512,
+    ffn_dropout_p=0.2,
+    attn_dropout_p=0.0,
+    resid_dropout_p=0.2,
+    token_dropout_p=0.0,
+)
 KRONOS_SMALL = KronosConfig(
-    d_model=512, n_layers=8, n_heads=8, ff_dim=1024,
-    ffn_dropout_p=0.25, attn_dropout_p=0.1, resid_dropout_p=0.25, token_dropout_p=0.1,
-)  # fmt: skip
+    d_model=512,
+    n_layers=8,
+    n_heads=8,
+    ff_dim=1024,
+    ffn_dropout_p=0.25,
+    attn_dropout_p=0.1,
+    resid_dropout_p=0.25,
+    token_dropout_p=0.1,
+)
 KRONOS_BASE = KronosConfig(
-    d_model=832, n_layers=12, n_heads=16, ff_dim=2048,
-    ffn_dropout_p=0.2, attn_dropout_p=0.0, resid_dropout_p=0.2, token_dropout_p=0.0,
-)  # fmt: skip
+    d_model=832,
+    n_layers=12,
+    n_heads=16,
+    ff_dim=2048,
+    ffn_dropout_p=0.2,
+    attn_dropout_p=0.0,
+    resid_dropout_p=0.2,
+    token_dropout_p=0.0,
+)
 
 
 @dataclass(frozen=True)

@@ -26,8 +26,9 @@ DECODE_TIMEOUT_S = 600.0  # longest wait for one background decode before the re
 CLOSE_WAIT_S = 5.0  # longest wait, when a request ends early, for the chunk being decoded
 
 
-def decode_rows(tokenizer: KronosTokenizer, prefix: tuple[Tensor, Tensor] | None, s1: Tensor, s2: Tensor,
-                series: int) -> Tensor:  # fmt: skip
+def decode_rows(
+    tokenizer: KronosTokenizer, prefix: tuple[Tensor, Tensor] | None, s1: Tensor, s2: Tensor, series: int
+) -> Tensor:
     """Tokenizer decode of G prefixes [G, P] shared by their rows [G*S, T] -> the rows' bars [G*S, T, 6]: equals
     rows P.. of ``KronosTokenizer.decode`` on each row's cat(prefix, row), decoding each prefix once."""
     decoder = RowDecoder(tokenizer, prefix, series, s1.shape[0], s1.shape[1], background=False)
@@ -42,9 +43,18 @@ class RowDecoder:
     waits for them (at most ``timeout_s`` each) and decodes the remainder in the calling thread. Use as a context
     manager, or call ``close``: it stops the worker after its current chunk."""
 
-    def __init__(self, tokenizer: KronosTokenizer, prefix: tuple[Tensor, Tensor] | None, series: int, rows: int,
-                 horizon: int, *, background: bool, chunk: int = CHUNK,
-                 timeout_s: float = DECODE_TIMEOUT_S) -> None:  # fmt: skip
+    def __init__(
+        self,
+        tokenizer: KronosTokenizer,
+        prefix: tuple[Tensor, Tensor] | None,
+        series: int,
+        rows: int,
+        horizon: int,
+        *,
+        background: bool,
+        chunk: int = CHUNK,
+        timeout_s: float = DECODE_TIMEOUT_S,
+    ) -> None:
         self.tokenizer, self.horizon, self.chunk, self.timeout_s = tokenizer, horizon, chunk, timeout_s
         has_prefix = prefix is not None and prefix[0].shape[1] > 0
         self._caches = tokenizer.decoder_caches(series, rows // series, horizon, prefill=has_prefix)

@@ -37,10 +37,10 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
-from .config import CONTEXT_POLICIES, DEFAULT_CONTEXT_POLICY, MODES, ContextPolicy, Mode
-from .errors import HorizonTooLongError
 from .cached import weights_frozen
+from .config import CONTEXT_POLICIES, DEFAULT_CONTEXT_POLICY, MODES, ContextPolicy, Mode
 from .decoding import RowDecoder
+from .errors import HorizonTooLongError
 from .model import DecodeState, Kronos
 from .runtime import torch_threads
 from .sampling import NoiseStream, SamplingParams, draw_noise, sample_tokens, sample_with_noise
@@ -110,9 +110,16 @@ def generate(
     return run(model, tokenizer, hist_s1, hist_s2, x_stamp, y_stamp, cfg, generator)
 
 
-def _generate_reference(model: Kronos, tokenizer: KronosTokenizer, hist_s1: Tensor, hist_s2: Tensor,
-                        x_stamp: Tensor, y_stamp: Tensor, cfg: GenerationConfig,
-                        generator: torch.Generator | None) -> Generated:  # fmt: skip
+def _generate_reference(
+    model: Kronos,
+    tokenizer: KronosTokenizer,
+    hist_s1: Tensor,
+    hist_s2: Tensor,
+    x_stamp: Tensor,
+    y_stamp: Tensor,
+    cfg: GenerationConfig,
+    generator: torch.Generator | None,
+) -> Generated:
     L, H, S, C = hist_s1.shape[0], cfg.horizon, cfg.n_paths, cfg.max_context
     seq1 = hist_s1.new_zeros((S, L + H))
     seq2 = hist_s2.new_zeros((S, L + H))
@@ -130,15 +137,24 @@ def _generate_reference(model: Kronos, tokenizer: KronosTokenizer, hist_s1: Tens
     return Generated(seq1[:, L:], seq2[:, L:], bars)
 
 
-def _generate_fast(model: Kronos, tokenizer: KronosTokenizer, hist_s1: Tensor, hist_s2: Tensor,
-                   x_stamp: Tensor, y_stamp: Tensor, cfg: GenerationConfig,
-                   generator: torch.Generator | None) -> Generated:  # fmt: skip
-    return generate_batch(model, tokenizer, hist_s1[None], hist_s2[None], x_stamp[None], y_stamp[None], cfg,
-                          [generator])[0]  # fmt: skip
+def _generate_fast(
+    model: Kronos,
+    tokenizer: KronosTokenizer,
+    hist_s1: Tensor,
+    hist_s2: Tensor,
+    x_stamp: Tensor,
+    y_stamp: Tensor,
+    cfg: GenerationConfig,
+    generator: torch.Generator | None,
+) -> Generated:
+    return generate_batch(
+        model, tokenizer, hist_s1[None], hist_s2[None], x_stamp[None], y_stamp[None], cfg, [generator]
+    )[0]
 
 
 # torch intra-op threads of a cached step on CPU. A step is ~150 small ops (all blocks, heads, sampling): split
-# over threads, each op costs an OpenMP fork/join, and where idle threads sleep or share the CPU with other processes, a wake-up (tens
+# over threads, each op costs an OpenMP fork/join, and where idle threads sleep or share the CPU with other processes,
+# a wake-up (tens
 # of microseconds to a scheduler tick). Measured (bench_kronos B, Kronos-small, 1 path): the caller's 2 threads
 # made a quiet machine's run 5-15 % faster (a 1-row step streams 84 MB of weights; 2 threads read more of it per
 # second), but with 3 other busy processes on the 2 cores, slower than 1 thread by 1.5x (A) to over 1.2x (B, runs
@@ -147,6 +163,7 @@ def _generate_fast(model: Kronos, tokenizer: KronosTokenizer, hist_s1: Tensor, h
 # 1-row step's GEMV differ between 1 and 2 threads, so the thread count must not depend on the load. So steps stay
 # on one thread; the window passes (prefill, the "exact" recompute, the encoder) keep the caller's threads.
 STEP_THREADS = 1
+
 
 # -- many series at once -------------------------------------------------------------------------------------
 def prefill(model: Kronos, s1: Tensor, s2: Tensor, stamp: Tensor, paths: int, capacity: int) -> DecodeState:
@@ -206,8 +223,13 @@ def generate_batch(
                 elif n <= C:
                     assert state is not None
                     with torch_threads(STEP_THREADS):
-                        model.context(gen1[:, i - 1 : i], gen2[:, i - 1 : i], row_stamp[:, i - 1 : i], state,
-                                      row_time[:, i - 1 : i])  # fmt: skip
+                        model.context(
+                            gen1[:, i - 1 : i],
+                            gen2[:, i - 1 : i],
+                            row_stamp[:, i - 1 : i],
+                            state,
+                            row_time[:, i - 1 : i],
+                        )
                 elif S == 1:  # the window slid, one path per series: nothing to share, one causal pass over it
                     decoder.wait()  # window passes use every thread
                     start = n - C
@@ -234,5 +256,6 @@ def generate_batch(
         decoder.close()
         if noise is not None:
             noise.close()
-    return [Generated(gen1[j * S : (j + 1) * S], gen2[j * S : (j + 1) * S], bars[j * S : (j + 1) * S])
-            for j in range(G)]  # fmt: skip
+    return [
+        Generated(gen1[j * S : (j + 1) * S], gen2[j * S : (j + 1) * S], bars[j * S : (j + 1) * S]) for j in range(G)
+    ]

@@ -19,17 +19,17 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import torch
-from huggingface_hub import hf_hub_download, snapshot_download
 from huggingface_hub import errors as hf_errors
+from huggingface_hub import hf_hub_download, snapshot_download
 from safetensors.torch import load_file, save_file
 from torch import nn
+
+from kronos_assets import environment
 
 from .config import OFFICIAL, AnyConfig, Kind, KronosConfig, TokenizerConfig, config_from_json, header_mismatches
 from .errors import CheckpointError, CheckpointShapeError, ChecksumMismatchError, WeightsNotAvailableError
 from .model import Kronos
 from .tokenizer import KronosTokenizer
-
-from kronos_assets import environment
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -118,8 +118,9 @@ def download_command(repo_id: str, revision: str) -> str:
     return f"kronos-forecast download {repo_id} --revision {revision}"
 
 
-def _not_available(repo_id: str, revision: str, cache_dir: str | os.PathLike[str] | None,
-                   exc: BaseException) -> WeightsNotAvailableError:  # fmt: skip
+def _not_available(
+    repo_id: str, revision: str, cache_dir: str | os.PathLike[str] | None, exc: BaseException
+) -> WeightsNotAvailableError:
     from huggingface_hub import constants
 
     where = cache_dir or constants.HF_HUB_CACHE
@@ -178,11 +179,12 @@ def _offline(local_files_only: bool) -> bool:
     return local_files_only or bool(constants.HF_HUB_OFFLINE)
 
 
-def _fetch_files(repo_id: str, revision: str, cache_dir: str | os.PathLike[str] | None,
-                 local_files_only: bool) -> Path:  # fmt: skip
+def _fetch_files(repo_id: str, revision: str, cache_dir: str | os.PathLike[str] | None, local_files_only: bool) -> Path:
     def fetch(cache_only: bool) -> Path:
-        paths = [Path(hf_hub_download(repo_id, name, revision=revision, cache_dir=cache_dir,
-                                      local_files_only=cache_only)) for name in CHECKPOINT_FILES]  # fmt: skip
+        paths = [
+            Path(hf_hub_download(repo_id, name, revision=revision, cache_dir=cache_dir, local_files_only=cache_only))
+            for name in CHECKPOINT_FILES
+        ]
         return paths[0].parent  # snapshots/<commit>/
 
     try:
@@ -200,8 +202,12 @@ def _fetch_files(repo_id: str, revision: str, cache_dir: str | os.PathLike[str] 
         raise _not_available(repo_id, revision, cache_dir, exc) from exc
 
 
-def _resolve(source: str | os.PathLike[str], revision: str | None, cache_dir: str | os.PathLike[str] | None,
-             local_files_only: bool) -> tuple[Path, str | None, str | None]:  # fmt: skip
+def _resolve(
+    source: str | os.PathLike[str],
+    revision: str | None,
+    cache_dir: str | os.PathLike[str] | None,
+    local_files_only: bool,
+) -> tuple[Path, str | None, str | None]:
     """-> (folder, repo_id, resolved revision). A folder wins over a repo id of the same spelling."""
     path = Path(source).expanduser()
     if path.is_dir():
@@ -261,12 +267,14 @@ def _check_header(module: nn.Module, weights: Path, config: AnyConfig, found: di
     return sum(int(torch.Size(found[k]).numel()) for k in params)
 
 
-def _info(kind: Kind, source: str, repo_id: str | None, revision: str | None, folder: Path,
-          params: int, config: AnyConfig) -> CheckpointInfo:  # fmt: skip
+def _info(
+    kind: Kind, source: str, repo_id: str | None, revision: str | None, folder: Path, params: int, config: AnyConfig
+) -> CheckpointInfo:
     sha = {n: sha256_file(folder / n) for n in CHECKPOINT_FILES}
     size = sum((folder / n).stat().st_size for n in CHECKPOINT_FILES)
-    return CheckpointInfo(kind, source, repo_id, revision, str(folder), sha, size, params,
-                          _identify_official(sha), asdict(config))  # fmt: skip
+    return CheckpointInfo(
+        kind, source, repo_id, revision, str(folder), sha, size, params, _identify_official(sha), asdict(config)
+    )
 
 
 def load_checkpoint(
@@ -331,8 +339,15 @@ def predownload(
     if reason:
         raise _not_available(repo_id, rev, cache_dir, ConnectionError(reason))
     try:
-        folder = Path(snapshot_download(repo_id, revision=rev, cache_dir=cache_dir, local_files_only=local_files_only,
-                                        allow_patterns=list(CHECKPOINT_FILES)))  # fmt: skip
+        folder = Path(
+            snapshot_download(
+                repo_id,
+                revision=rev,
+                cache_dir=cache_dir,
+                local_files_only=local_files_only,
+                allow_patterns=list(CHECKPOINT_FILES),
+            )
+        )
     except _HUB_MISSING as exc:
         raise _not_available(repo_id, rev, cache_dir, exc) from exc
     missing = [n for n in CHECKPOINT_FILES if not (folder / n).is_file()]
@@ -357,8 +372,13 @@ def save_checkpoint(module: KronosTokenizer | Kronos, folder: str | os.PathLike[
     return out
 
 
-def install_into_cache(folder: str | os.PathLike[str], repo_id: str, revision: str,
-                       cache_dir: str | os.PathLike[str] | None = None, ref: str | None = "main") -> Path:  # fmt: skip
+def install_into_cache(
+    folder: str | os.PathLike[str],
+    repo_id: str,
+    revision: str,
+    cache_dir: str | os.PathLike[str] | None = None,
+    ref: str | None = "main",
+) -> Path:
     """Place a checkpoint folder into a hub cache as ``repo_id`` at commit ``revision`` (40 hex digits), the
     layout huggingface_hub itself writes, so offline loads (HF_HUB_OFFLINE=1) find it. For tests and for
     machines that receive weights out of band. Returns the snapshot folder."""

@@ -91,9 +91,15 @@ def _column(frame: pl.DataFrame, col: str) -> np.ndarray | None:
     return frame[col].cast(pl.Float64).to_numpy()  # nulls become NaN
 
 
-def prepare_series(frame: pl.DataFrame, future_ts: Sequence[datetime] | np.ndarray | pl.Series, *,
-                   time_column: str = "ts", clip: float = 5.0, name: str = "series",
-                   max_history: int | None = None) -> PreparedSeries:  # fmt: skip
+def prepare_series(
+    frame: pl.DataFrame,
+    future_ts: Sequence[datetime] | np.ndarray | pl.Series,
+    *,
+    time_column: str = "ts",
+    clip: float = 5.0,
+    name: str = "series",
+    max_history: int | None = None,
+) -> PreparedSeries:
     """Validate candles and build the model input (spec §8 steps 1-5) from the last ``max_history`` bars (all
     when None): those bars alone are validated and give the normalisation statistics.
 

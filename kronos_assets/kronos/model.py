@@ -14,9 +14,19 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .cached import (
+    KVCache,
+    from_heads,
+    is_step,
+    packed,
+    project_heads,
+    projection,
+    rms,
+    run_blocks,
+    step_linear,
+    to_heads,
+)
 from .config import DEP_HEADS, KronosConfig
-from .cached import (KVCache, from_heads, is_step, packed, project_heads, projection, rms, run_blocks, step_linear,
-                     to_heads)
 from .layers import AttentionProjections, RMSNorm, TransformerBlock
 
 # Time feature order of a stamp row, and table sizes (day and month are 1-based, row 0 unused).
@@ -93,8 +103,9 @@ class DependencyAwareLayer(nn.Module):
             kv = kv.view(rows, t, 2, ca.n_heads, ca.head_dim)
             cache.store_prefix(kv[:, :, 0].transpose(1, 2), kv[:, :, 1].transpose(1, 2))
 
-    def forward(self, query: Tensor, residual: Tensor, context: Tensor | None = None,
-                cache: KVCache | None = None) -> Tensor:  # fmt: skip
+    def forward(
+        self, query: Tensor, residual: Tensor, context: Tensor | None = None, cache: KVCache | None = None
+    ) -> Tensor:
         """query and residual [B, Tq, d]. Query row t attends to the context up to its own position, queries
         aligned with the context's last rows: Tq = 1 (inference) sees the whole context [B, Tk, d], Tq = Tk
         (training, teacher forcing) is causal. With a filled ``cache`` instead of ``context`` (Tq = 1): the
@@ -143,8 +154,9 @@ class Kronos(nn.Module):
         """s1 logits of context rows h [..., d]; ``step``: a cached step's few rows (``step_linear``)."""
         return step_linear(h, self.head.proj_s1) if step else self.head.proj_s1(h)
 
-    def context(self, s1: Tensor, s2: Tensor, stamp: Tensor, state: DecodeState | None = None,
-                time: Tensor | None = None) -> Tensor:  # fmt: skip
+    def context(
+        self, s1: Tensor, s2: Tensor, stamp: Tensor, state: DecodeState | None = None, time: Tensor | None = None
+    ) -> Tensor:
         """Normed context of tokens [B, T] with stamps [B, T, 5]: [B, T, d].
 
         Without ``state``: windows from position 0, recomputed from scratch. With a ``DecodeState`` waiting for
@@ -162,11 +174,11 @@ class Kronos(nn.Module):
 
     def s2_logits(self, context: Tensor, s1: Tensor, cache: KVCache | None = None) -> Tensor:
         """s2 logits given the s1 of the next token:
-          * s1 [R], context [R, W, d]: logits [R, V] of the window's last position (inference, recomputed);
-          * s1 [R], context the newest rows [R, d] (or [G, d], one per series, right after a prefill) and
-            ``cache`` the dependency layer's (``DecodeState.dep``): the same, over the cached rows (fast mode);
-          * s1 [B, T], context [B, T, d]: logits [B, T, V] of every position, row t conditioned on s1[:, t]
-            (teacher forcing, training)."""
+        * s1 [R], context [R, W, d]: logits [R, V] of the window's last position (inference, recomputed);
+        * s1 [R], context the newest rows [R, d] (or [G, d], one per series, right after a prefill) and
+          ``cache`` the dependency layer's (``DecodeState.dep``): the same, over the cached rows (fast mode);
+        * s1 [B, T], context [B, T, d]: logits [B, T, V] of every position, row t conditioned on s1[:, t]
+          (teacher forcing, training)."""
         if s1.ndim == 2:
             return self.head.proj_s2(self.dep_layer(self.embedding.emb_s1(s1), context, context))
         query = self.embedding.emb_s1(s1).unsqueeze(1)

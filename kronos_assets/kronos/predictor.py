@@ -20,9 +20,9 @@ import polars as pl
 import torch
 
 from .batching import generate_many
-from .errors import KronosInputError
 from .config import DEFAULT_CONTEXT_POLICY, ContextPolicy, Mode
-from .generate import GenerationConfig, Generated, generate
+from .errors import KronosInputError
+from .generate import Generated, GenerationConfig, generate
 from .hub import CheckpointInfo, load_model, load_tokenizer
 from .inputs import FEATURES, PreparedSeries, prepare_series
 from .model import Kronos
@@ -68,12 +68,21 @@ class PathForecast:
 
 
 class KronosPredictor:
-    def __init__(self, model: Kronos, tokenizer: KronosTokenizer, *, device: str | torch.device | None = None,
-                 max_context: int = 512, clip: float = 5.0,
-                 context_policy: ContextPolicy = DEFAULT_CONTEXT_POLICY,
-                 model_info: CheckpointInfo | None = None, tokenizer_info: CheckpointInfo | None = None,
-                 num_threads: int | None = None, batch_size: int = DEFAULT_BATCH_SIZE,
-                 workers: int | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        model: Kronos,
+        tokenizer: KronosTokenizer,
+        *,
+        device: str | torch.device | None = None,
+        max_context: int = 512,
+        clip: float = 5.0,
+        context_policy: ContextPolicy = DEFAULT_CONTEXT_POLICY,
+        model_info: CheckpointInfo | None = None,
+        tokenizer_info: CheckpointInfo | None = None,
+        num_threads: int | None = None,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        workers: int | None = None,
+    ) -> None:
         """``num_threads``: torch intra-op threads while one model batch runs in the calling thread (``sample``,
         and ``sample_many`` when all its series fit one batch: a lone request); None leaves torch's setting.
         When ``sample_many`` has several batches (a backtest) they run on ``workers`` threads of one intra-op
@@ -113,10 +122,17 @@ class KronosPredictor:
         GenerationConfig(horizon=1, max_context=max_context, context_policy=context_policy)  # validate early
 
     @classmethod
-    def from_pretrained(cls, model: str | os.PathLike[str], tokenizer: str | os.PathLike[str] | None = None, *,
-                        model_revision: str | None = None, tokenizer_revision: str | None = None,
-                        cache_dir: str | os.PathLike[str] | None = None, local_files_only: bool = False,
-                        **kwargs: Any) -> "KronosPredictor":  # fmt: skip
+    def from_pretrained(
+        cls,
+        model: str | os.PathLike[str],
+        tokenizer: str | os.PathLike[str] | None = None,
+        *,
+        model_revision: str | None = None,
+        tokenizer_revision: str | None = None,
+        cache_dir: str | os.PathLike[str] | None = None,
+        local_files_only: bool = False,
+        **kwargs: Any,
+    ) -> "KronosPredictor":
         """Load both networks from folders, hub repo ids or a shipped checkpoint's name (config.NAMED_CHECKPOINTS,
         e.g. "demo"). ``tokenizer`` defaults to the one an official or shipped model comes with."""
         from .config import NAMED_CHECKPOINTS, OFFICIAL
@@ -128,8 +144,10 @@ class KronosPredictor:
             official = OFFICIAL.get(str(model))
             if official is None or official.tokenizer_repo is None:
                 known = ", ".join(NAMED_CHECKPOINTS)
-                raise KronosInputError(f"no tokenizer given, and {model} is neither an official model with a known "
-                                       f"pair nor a shipped checkpoint ({known})")  # fmt: skip
+                raise KronosInputError(
+                    f"no tokenizer given, and {model} is neither an official model with a known "
+                    f"pair nor a shipped checkpoint ({known})"
+                )
             tokenizer = official.tokenizer_repo
         opts = {"cache_dir": cache_dir, "local_files_only": local_files_only}
         m = load_model(model, revision=model_revision, **opts)
@@ -141,18 +159,44 @@ class KronosPredictor:
         than that never enter the window) or max_context - horizon ("trim")."""
         return self.max_context if self.context_policy == "exact" else max(self.max_context - horizon, 1)
 
-    def prepare(self, frame: pl.DataFrame, future_ts: Sequence[datetime] | np.ndarray | pl.Series, *,
-                time_column: str = "ts", name: str = "series") -> PreparedSeries:  # fmt: skip
+    def prepare(
+        self,
+        frame: pl.DataFrame,
+        future_ts: Sequence[datetime] | np.ndarray | pl.Series,
+        *,
+        time_column: str = "ts",
+        name: str = "series",
+    ) -> PreparedSeries:
         """Validate and normalise the last ``history_window(horizon)`` bars of ``frame`` (and nothing older)."""
-        return prepare_series(frame, future_ts, time_column=time_column, clip=self.clip, name=name,
-                              max_history=self.history_window(len(future_ts)))  # fmt: skip
+        return prepare_series(
+            frame,
+            future_ts,
+            time_column=time_column,
+            clip=self.clip,
+            name=name,
+            max_history=self.history_window(len(future_ts)),
+        )
 
     def generation_config(self, horizon: int, n_paths: int, sampling: SamplingParams, mode: Mode) -> GenerationConfig:
-        return GenerationConfig(horizon=horizon, n_paths=n_paths, sampling=sampling, max_context=self.max_context,
-                                context_policy=self.context_policy, mode=mode)  # fmt: skip
+        return GenerationConfig(
+            horizon=horizon,
+            n_paths=n_paths,
+            sampling=sampling,
+            max_context=self.max_context,
+            context_policy=self.context_policy,
+            mode=mode,
+        )
 
-    def sample(self, series: PreparedSeries, *, n_paths: int, seed: int, sampling: SamplingParams = SamplingParams(),
-               mode: Mode = "fast", keep_tokens: bool = False) -> PathForecast:  # fmt: skip
+    def sample(
+        self,
+        series: PreparedSeries,
+        *,
+        n_paths: int,
+        seed: int,
+        sampling: SamplingParams = SamplingParams(),
+        mode: Mode = "fast",
+        keep_tokens: bool = False,
+    ) -> PathForecast:
         """All n_paths de-normalised paths of one prepared series; the seed alone fixes them (per device type).
 
         One series on its own: bitwise what ``sample_many`` gives for this series alone (a batch of one)."""
@@ -168,19 +212,37 @@ class KronosPredictor:
         paths = series.denormalise(out.bars.float().cpu().numpy())
         return PathForecast(paths, series.future_ts, series.history_close, int(seed), out if keep_tokens else None)
 
-    def sample_many(self, series: Sequence[PreparedSeries], seeds: Sequence[int], *, n_paths: int,
-                    sampling: SamplingParams = SamplingParams(), mode: Mode = "fast",
-                    keep_tokens: bool = False) -> list[PathForecast]:  # fmt: skip
+    def sample_many(
+        self,
+        series: Sequence[PreparedSeries],
+        seeds: Sequence[int],
+        *,
+        n_paths: int,
+        sampling: SamplingParams = SamplingParams(),
+        mode: Mode = "fast",
+        keep_tokens: bool = False,
+    ) -> list[PathForecast]:
         """``sample`` for many series, batched (batching.py): series i is fixed by series[i] and
         seeds[i] alone. The reference mode runs them one at a time."""
         if len(seeds) != len(series):
             raise KronosInputError(f"{len(seeds)} seeds for {len(series)} series")
         cfgs = [self.generation_config(s.horizon, n_paths, sampling, mode) for s in series]  # validate all first
         if mode != "fast":
-            return [self.sample(s, n_paths=n_paths, seed=int(seed), sampling=sampling, mode=mode,
-                                keep_tokens=keep_tokens) for s, seed in zip(series, seeds)]  # fmt: skip
-        done = generate_many(self.model, self.tokenizer, series, seeds, cfgs, device=self.device,
-                             batch_size=self.batch_size, workers=self.workers, num_threads=self.num_threads)
+            return [
+                self.sample(s, n_paths=n_paths, seed=int(seed), sampling=sampling, mode=mode, keep_tokens=keep_tokens)
+                for s, seed in zip(series, seeds)
+            ]
+        done = generate_many(
+            self.model,
+            self.tokenizer,
+            series,
+            seeds,
+            cfgs,
+            device=self.device,
+            batch_size=self.batch_size,
+            workers=self.workers,
+            num_threads=self.num_threads,
+        )
         out = []
         for i, s in enumerate(series):
             g = done[i]
@@ -188,11 +250,20 @@ class KronosPredictor:
             out.append(PathForecast(paths, s.future_ts, s.history_close, int(seeds[i]), g if keep_tokens else None))
         return out
 
-    def predict_paths(self, frames: Sequence[pl.DataFrame],
-                      future_ts: Sequence[Sequence[datetime] | np.ndarray | pl.Series], *, n_paths: int = 30,
-                      temperature: float = 1.0, top_k: int = 0, top_p: float = 0.9,
-                      seeds: int | Sequence[int] = 0, mode: Mode = "fast", time_column: str = "ts",
-                      keep_tokens: bool = False) -> list[PathForecast]:  # fmt: skip
+    def predict_paths(
+        self,
+        frames: Sequence[pl.DataFrame],
+        future_ts: Sequence[Sequence[datetime] | np.ndarray | pl.Series],
+        *,
+        n_paths: int = 30,
+        temperature: float = 1.0,
+        top_k: int = 0,
+        top_p: float = 0.9,
+        seeds: int | Sequence[int] = 0,
+        mode: Mode = "fast",
+        time_column: str = "ts",
+        keep_tokens: bool = False,
+    ) -> list[PathForecast]:
         """Forecast several series (any history lengths). Each gets its own generator: an int seed seeds every
         series alike; a sequence gives one seed per series."""
         if len(frames) != len(future_ts):
@@ -201,13 +272,17 @@ class KronosPredictor:
         if len(seed_list) != len(frames):
             raise KronosInputError(f"{len(seed_list)} seeds for {len(frames)} series")
         sampling = SamplingParams(temperature, top_k, top_p)
-        prepared = [self.prepare(f, t, time_column=time_column, name=f"series {i}")
-                    for i, (f, t) in enumerate(zip(frames, future_ts))]  # fmt: skip
-        return self.sample_many(prepared, seed_list, n_paths=n_paths, sampling=sampling, mode=mode,
-                                keep_tokens=keep_tokens)  # fmt: skip
+        prepared = [
+            self.prepare(f, t, time_column=time_column, name=f"series {i}")
+            for i, (f, t) in enumerate(zip(frames, future_ts))
+        ]
+        return self.sample_many(
+            prepared, seed_list, n_paths=n_paths, sampling=sampling, mode=mode, keep_tokens=keep_tokens
+        )
 
-    def forecast(self, frame: pl.DataFrame, future_ts: Sequence[datetime] | np.ndarray | pl.Series,
-                 **kwargs: Any) -> PathForecast:  # fmt: skip
+    def forecast(
+        self, frame: pl.DataFrame, future_ts: Sequence[datetime] | np.ndarray | pl.Series, **kwargs: Any
+    ) -> PathForecast:
         """One series; keyword arguments as for ``predict_paths`` (seed as ``seeds``)."""
         return self.predict_paths([frame], [future_ts], **kwargs)[0]
 

@@ -81,8 +81,7 @@ def sample_tokens(logits: Tensor, params: SamplingParams, generator: torch.Gener
     return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
 
 
-def draw_noise(generators: Sequence[torch.Generator | None], rows: int, vocab: int,
-               like: Tensor) -> Tensor:  # fmt: skip
+def draw_noise(generators: Sequence[torch.Generator | None], rows: int, vocab: int, like: Tensor) -> Tensor:
     """The Exp(1) noise ``torch.multinomial`` draws for one sample of [G*rows, vocab] probabilities: block j
     (rows j*rows..) from generators[j] (None: torch's default generator)."""
     q = like.new_empty((len(generators) * rows, vocab))
@@ -98,8 +97,9 @@ def sample_with_noise(logits: Tensor, params: SamplingParams, noise: Tensor) -> 
     return torch.argmax(probs / noise, dim=-1)
 
 
-def sample_tokens_grouped(logits: Tensor, params: SamplingParams,
-                          generators: Sequence[torch.Generator | None]) -> Tensor:  # fmt: skip
+def sample_tokens_grouped(
+    logits: Tensor, params: SamplingParams, generators: Sequence[torch.Generator | None]
+) -> Tensor:
     """One token per row of logits [G*S, V] -> int64 [G*S]; block j (rows j*S..) draws from generators[j].
 
     Equals ``sample_tokens`` on each block alone with its generator (same RNG consumption); None draws from
@@ -116,8 +116,16 @@ class NoiseStream:
     the model's single-threaded stretches. At most ``ahead`` draws wait in memory.
     """
 
-    def __init__(self, generators: Sequence[torch.Generator | None], rows: int, vocab: int, draws: int,
-                 like: Tensor, ahead: int = 4, timeout_s: float = 120.0) -> None:  # fmt: skip
+    def __init__(
+        self,
+        generators: Sequence[torch.Generator | None],
+        rows: int,
+        vocab: int,
+        draws: int,
+        like: Tensor,
+        ahead: int = 4,
+        timeout_s: float = 120.0,
+    ) -> None:
         self._ready: queue.Queue[Tensor | BaseException] = queue.Queue(maxsize=ahead)
         self._stop = threading.Event()
         self._timeout_s = timeout_s

@@ -12,8 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .config import TokenizerConfig
 from .cached import KVCache, run_blocks
+from .config import TokenizerConfig
 from .layers import TransformerBlock
 
 

@@ -32,12 +32,14 @@ def make_client_class(base: type) -> type:
             check_kline_answer(self.id, result)
         return result
 
-    def on_rest_response(self, code, reason, url, method, response_headers, response_body, request_headers,
-                         request_body):
+    def on_rest_response(
+        self, code, reason, url, method, response_headers, response_body, request_headers, request_body
+    ):
         self._k_status = int(code) if code is not None else None
         self._k_headers = dict(response_headers or {})
-        return base.on_rest_response(self, code, reason, url, method, response_headers, response_body,
-                                     request_headers, request_body)
+        return base.on_rest_response(
+            self, code, reason, url, method, response_headers, response_body, request_headers, request_body
+        )
 
     def parse_ohlcv(self, ohlcv, market=None):
         if not isinstance(ohlcv, (list, tuple)) or len(ohlcv) < 6:
@@ -47,8 +49,15 @@ def make_client_class(base: type) -> type:
     return type(
         f"Kronos_{base.__name__}",
         (base,),
-        {"fetch": fetch, "on_rest_response": on_rest_response, "parse_ohlcv": parse_ohlcv,
-         "_k_requests": 0, "_k_status": None, "_k_headers": None, "_k_url": None},
+        {
+            "fetch": fetch,
+            "on_rest_response": on_rest_response,
+            "parse_ohlcv": parse_ohlcv,
+            "_k_requests": 0,
+            "_k_status": None,
+            "_k_headers": None,
+            "_k_url": None,
+        },
     )
 
 

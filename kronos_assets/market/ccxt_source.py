@@ -37,8 +37,8 @@ Not thread-safe: one ``CcxtSource`` per thread (ccxt clients are not thread-safe
 from __future__ import annotations
 
 import time
-from datetime import datetime, timezone
 from dataclasses import fields
+from datetime import datetime, timezone
 from typing import Any, Callable, Iterable, Mapping
 
 import polars as pl
@@ -52,8 +52,15 @@ from kronos_assets.market.retry import Fault, classify, parse_retry_after
 from kronos_assets.market.schema import CANDLE_SCHEMA, validate_candles
 from kronos_assets.market.timeframes import timeframe_seconds
 
-__all__ = ["CcxtSource", "CcxtSourceConfig", "ExchangeConfig", "FetchError", "FetchReport", "FetchResult",
-           "MalformedPayloadError"]
+__all__ = [
+    "CcxtSource",
+    "CcxtSourceConfig",
+    "ExchangeConfig",
+    "FetchError",
+    "FetchReport",
+    "FetchResult",
+    "MalformedPayloadError",
+]
 
 # An exchange that fails this many request windows in a row, retries exhausted each time, is given up for the
 # rest of the fetch (a dead exchange must not cost a full backoff on every window).
@@ -89,8 +96,9 @@ class CcxtSource:
         self.last_report: FetchReport | None = None
 
     @classmethod
-    def from_settings(cls, exchanges: Iterable[Any], *, sleep: Callable[[float], None] = time.sleep,
-                      **policy: Any) -> "CcxtSource":
+    def from_settings(
+        cls, exchanges: Iterable[Any], *, sleep: Callable[[float], None] = time.sleep, **policy: Any
+    ) -> "CcxtSource":
         """From exchange entries with ``id``/``base_url``/``options`` (attributes or keys; other ExchangeConfig
         fields such as ``page_limit``/``config`` are picked up when present) and CcxtSourceConfig keyword fields
         (``timeout_ms``, ``max_retries``, ``backoff_s``, ...)."""
@@ -109,8 +117,9 @@ class CcxtSource:
     def exchange_ids(self) -> list[str]:
         return [e.id for e in self._exchanges]
 
-    def fetch(self, symbol: str, timeframe: str, start: datetime, end: datetime, now: datetime | None = None
-              ) -> pl.DataFrame:
+    def fetch(
+        self, symbol: str, timeframe: str, start: datetime, end: datetime, now: datetime | None = None
+    ) -> pl.DataFrame:
         """CandleSource.fetch: the candle frame; the report of the call is in ``fetch_report()``."""
         return self.fetch_result(symbol, timeframe, start, end, now).candles
 
@@ -118,8 +127,9 @@ class CcxtSource:
         """Report of the last fetch (also set when it raised)."""
         return self.last_report
 
-    def fetch_result(self, symbol: str, timeframe: str, start: datetime, end: datetime,
-                     now: datetime | None = None) -> FetchResult:
+    def fetch_result(
+        self, symbol: str, timeframe: str, start: datetime, end: datetime, now: datetime | None = None
+    ) -> FetchResult:
         """Closed bars of ``symbol`` with open time in ``[start, end)`` and the report of how they were got."""
         step = timeframe_seconds(timeframe) * 1000
         now = now or datetime.now(timezone.utc)
@@ -152,8 +162,9 @@ class CcxtSource:
 class _Run:
     """State of one fetch call."""
 
-    def __init__(self, source: CcxtSource, report: FetchReport, symbol: str, timeframe: str, step: int,
-                 deadline_at: float):
+    def __init__(
+        self, source: CcxtSource, report: FetchReport, symbol: str, timeframe: str, step: int, deadline_at: float
+    ):
         self.source = source
         self.deadline_at = deadline_at  # time.monotonic() by which the whole fetch ends
         self.causes: dict[str, str] = {}  # exchange -> why it last failed a window
@@ -255,7 +266,7 @@ class _Run:
         when = f"{ms_to_dt(at_ms):%Y-%m-%d %H:%M}"
         cause = str(exc)
         for prefix in (f"{ex.id}: ", f"{ex.id} "):  # the message names the exchange once
-            cause = cause[len(prefix):] if cause.startswith(prefix) else cause
+            cause = cause[len(prefix) :] if cause.startswith(prefix) else cause
         self.causes[ex.id] = cause
         if not exc.disable:
             self.exhausted[ex.id] = self.exhausted.get(ex.id, 0) + 1
@@ -285,8 +296,13 @@ class _Run:
             self.report.gap_requests += 1
 
         def call() -> Any:
-            return ex.client.fetch_ohlcv(self.symbol, self.timeframe, since=w_start, limit=n,
-                                         params={"until": w_end - 1} if ex.dialect.sends_until else {})
+            return ex.client.fetch_ohlcv(
+                self.symbol,
+                self.timeframe,
+                since=w_start,
+                limit=n,
+                params={"until": w_end - 1} if ex.dialect.sends_until else {},
+            )
 
         raw = self._with_retries(ex, call, what=f"{kind} {ms_to_dt(w_start):%Y-%m-%d %H:%M}")
         try:
@@ -314,8 +330,7 @@ class _Run:
                 raise _GiveUp(str(MalformedPayloadError(ex.id, ex.last_request, str(exc))), disable=False) from exc
             except PayloadFault as exc:
                 if not exc.transient:
-                    raise _GiveUp(str(MalformedPayloadError(ex.id, ex.last_request, str(exc))), disable=False) \
-                        from exc
+                    raise _GiveUp(str(MalformedPayloadError(ex.id, ex.last_request, str(exc))), disable=False) from exc
                 fault, desc = Fault.TRANSIENT, str(MalformedPayloadError(ex.id, ex.last_request, str(exc)))
             except Exception as exc:  # noqa: BLE001 - classified below
                 status = ex.status
@@ -324,15 +339,18 @@ class _Run:
                 if status is not None and 200 <= status < 300:  # an error in a 2xx body: say what the body was
                     desc += f" {quote(ex.client.last_http_response)}"
                 if fault is Fault.MALFORMED:
-                    raise _GiveUp(str(MalformedPayloadError(ex.id, ex.last_request, f"{type(exc).__name__}: {exc}")),
-                                  disable=False) from exc
+                    raise _GiveUp(
+                        str(MalformedPayloadError(ex.id, ex.last_request, f"{type(exc).__name__}: {exc}")),
+                        disable=False,
+                    ) from exc
                 if fault is Fault.PERMANENT:
                     raise _GiveUp(f"{desc}: {short(exc)}", disable=True) from exc
             if fault is Fault.RATE_LIMIT:
                 retry_after = parse_retry_after(ex.headers)
                 if retry_after is not None and retry_after > self.policy.max_retry_after_s:
-                    raise _GiveUp(f"{desc}: Retry-After {retry_after:g}s exceeds "
-                                  f"{self.policy.max_retry_after_s:g}s", disable=True)
+                    raise _GiveUp(
+                        f"{desc}: Retry-After {retry_after:g}s exceeds {self.policy.max_retry_after_s:g}s", disable=True
+                    )
                 wait = self.policy.rate_limit_wait(retry_after, retry)
             else:
                 wait = self.policy.backoff(retry)

@@ -104,8 +104,9 @@ class DeadlineAdapter(HTTPAdapter):
         super().init_poolmanager(*args, **kwargs)
         self.poolmanager.pool_classes_by_scheme = {"http": _HTTPPool, "https": _HTTPSPool}
 
-    def send(self, request: requests.PreparedRequest, stream: bool = False, timeout: Any = None,
-             **kwargs: Any) -> requests.Response:
+    def send(
+        self, request: requests.PreparedRequest, stream: bool = False, timeout: Any = None, **kwargs: Any
+    ) -> requests.Response:
         budget = self.deadline_s if self.cap is None else min(self.deadline_s, self.cap - time.monotonic())
         what = f"{request.method} {request.url}"
         if budget <= 0:

@@ -43,10 +43,12 @@ def _list(body: Any) -> list | None:
 
 def _path(*keys: str) -> Callable[[Any], list | None]:
     """Rows found under ``body[k1][k2]...``, None when a level is missing or the rows are not a list."""
+
     def rows(body: Any) -> list | None:
         for k in keys:
             body = body.get(k) if isinstance(body, dict) else None
         return body if isinstance(body, list) else None
+
     return rows
 
 
@@ -63,30 +65,92 @@ class Dialect:
     sends_until: bool = True  # ccxt maps params["until"] to its end-of-window parameter (else ccxt derives one)
 
 
-DIALECTS: dict[str, Dialect] = {d.id: d for d in (
-    Dialect("binance", 1000, ("/klines",), "a JSON array of klines", _list,
-            (("open time", "ms"), ("open", "num"), ("high", "num"), ("low", "num"), ("close", "num"),
-             ("volume", "num"), ("close time", "ms"), ("quote volume", "num"), ("trades", "int"),
-             ("taker base volume", "num"), ("taker quote volume", "num"), ("ignore", "any")),
-            quote_volume=(7,)),
-    Dialect("okx", 100, ("/candles", "/history-candles"), "an object with a 'data' array", _path("data"),
-            (("ts", "ms_text"), ("open", "num"), ("high", "num"), ("low", "num"), ("close", "num"),
-             ("vol", "num"), ("volCcy", "num"), ("volCcyQuote", "num"), ("confirm", "flag")),
-            quote_volume=(7, 6)),
-    Dialect("bybit", 1000, ("/kline",), "an object with 'result.list'", _path("result", "list"),
-            (("startTime", "ms_text"), ("open", "num"), ("high", "num"), ("low", "num"), ("close", "num"),
-             ("volume", "num"), ("turnover", "num")),
-            quote_volume=(6,)),
-    # KuCoin: times in seconds, prices in open-close-high-low order; its fee lookup would cost a second request.
-    # At most 1500 rows, newest first, and ccxt asks up to endAt = since + limit bars: with an inclusive endAt a
-    # 1500-bar page would lose its oldest bar, so 1499.
-    Dialect("kucoin", 1499, ("/market/candles",), "an object with a 'data' array", _path("data"),
-            (("time", "s_text"), ("open", "num"), ("close", "num"), ("high", "num"), ("low", "num"),
-             ("volume", "num"), ("turnover", "num")),
-            quote_volume=(6,), options={"fetchMarkets": {"fetchTickersFees": False}}, sends_until=False),
-)}
-GENERIC = Dialect("*", 500, ("/klines", "/candles", "/kline"), "klines",
-                  lambda body: [] if body is not None else None)
+DIALECTS: dict[str, Dialect] = {
+    d.id: d
+    for d in (
+        Dialect(
+            "binance",
+            1000,
+            ("/klines",),
+            "a JSON array of klines",
+            _list,
+            (
+                ("open time", "ms"),
+                ("open", "num"),
+                ("high", "num"),
+                ("low", "num"),
+                ("close", "num"),
+                ("volume", "num"),
+                ("close time", "ms"),
+                ("quote volume", "num"),
+                ("trades", "int"),
+                ("taker base volume", "num"),
+                ("taker quote volume", "num"),
+                ("ignore", "any"),
+            ),
+            quote_volume=(7,),
+        ),
+        Dialect(
+            "okx",
+            100,
+            ("/candles", "/history-candles"),
+            "an object with a 'data' array",
+            _path("data"),
+            (
+                ("ts", "ms_text"),
+                ("open", "num"),
+                ("high", "num"),
+                ("low", "num"),
+                ("close", "num"),
+                ("vol", "num"),
+                ("volCcy", "num"),
+                ("volCcyQuote", "num"),
+                ("confirm", "flag"),
+            ),
+            quote_volume=(7, 6),
+        ),
+        Dialect(
+            "bybit",
+            1000,
+            ("/kline",),
+            "an object with 'result.list'",
+            _path("result", "list"),
+            (
+                ("startTime", "ms_text"),
+                ("open", "num"),
+                ("high", "num"),
+                ("low", "num"),
+                ("close", "num"),
+                ("volume", "num"),
+                ("turnover", "num"),
+            ),
+            quote_volume=(6,),
+        ),
+        # KuCoin: times in seconds, prices in open-close-high-low order; its fee lookup would cost a second request.
+        # At most 1500 rows, newest first, and ccxt asks up to endAt = since + limit bars: with an inclusive endAt a
+        # 1500-bar page would lose its oldest bar, so 1499.
+        Dialect(
+            "kucoin",
+            1499,
+            ("/market/candles",),
+            "an object with a 'data' array",
+            _path("data"),
+            (
+                ("time", "s_text"),
+                ("open", "num"),
+                ("close", "num"),
+                ("high", "num"),
+                ("low", "num"),
+                ("volume", "num"),
+                ("turnover", "num"),
+            ),
+            quote_volume=(6,),
+            options={"fetchMarkets": {"fetchTickersFees": False}},
+            sends_until=False,
+        ),
+    )
+}
+GENERIC = Dialect("*", 500, ("/klines", "/candles", "/kline"), "klines", lambda body: [] if body is not None else None)
 
 
 def dialect_for(exchange_id: str) -> Dialect:

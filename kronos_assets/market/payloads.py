@@ -13,6 +13,7 @@ from kronos_assets.market.dialects import FIELD_KINDS, dialect_for
 from kronos_assets.market.gaps import ms_to_dt
 from kronos_assets.market.rules import is_finite_number, ohlc_problem
 
+
 class PayloadFault(Exception):
     """A 2xx kline answer that is not what the exchange's API promises. ``transient``: the body is not JSON at
     all (a cut connection, a proxy page): worth a retry. Otherwise the next exchange is asked."""
@@ -62,8 +63,10 @@ def check_kline_answer(exchange_id: str, body: Any) -> None:
     for i, row in enumerate(rows):
         if not isinstance(row, list) or len(row) != len(spec):
             n = f"{len(row)} fields" if isinstance(row, list) else type(row).__name__
-            raise PayloadFault(f"kline row {i + 1} has {n}, {exchange_id} kline rows have {len(spec)}: "
-                               f"{quote(json_text(row))}", transient=False)
+            raise PayloadFault(
+                f"kline row {i + 1} has {n}, {exchange_id} kline rows have {len(spec)}: {quote(json_text(row))}",
+                transient=False,
+            )
         for (name, kind), x in zip(spec, row):
             fits, want = FIELD_KINDS[kind]
             if not fits(x):
@@ -95,17 +98,23 @@ def page_rows(raw: Any, step: int, w_start: int, w_end: int) -> list[list]:
             raise PageProblem(problem)
         ts = row[0]
         if ts < w_start:
-            raise PageProblem(f"pagination does not advance: asked for bars from {ms_to_dt(w_start):%Y-%m-%d %H:%M}, "
-                              f"got one opening {ms_to_dt(ts):%Y-%m-%d %H:%M}")
+            raise PageProblem(
+                f"pagination does not advance: asked for bars from {ms_to_dt(w_start):%Y-%m-%d %H:%M}, "
+                f"got one opening {ms_to_dt(ts):%Y-%m-%d %H:%M}"
+            )
         if ts in out and out[ts] != row:
-            raise PageProblem(f"two different rows for the bar opening {ms_to_dt(ts):%Y-%m-%d %H:%M} UTC: "
-                              f"{_ohlcv(out[ts])} and {_ohlcv(row)}")
+            raise PageProblem(
+                f"two different rows for the bar opening {ms_to_dt(ts):%Y-%m-%d %H:%M} UTC: "
+                f"{_ohlcv(out[ts])} and {_ohlcv(row)}"
+            )
         if ts < w_end:
             out[ts] = row
     if raw and not out:
-        raise PageProblem(f"pagination does not advance: asked for bars of [{ms_to_dt(w_start):%Y-%m-%d %H:%M}, "
-                          f"{ms_to_dt(w_end):%Y-%m-%d %H:%M}), got only bars outside it, the first opening "
-                          f"{ms_to_dt(raw[0][0]):%Y-%m-%d %H:%M}")
+        raise PageProblem(
+            f"pagination does not advance: asked for bars of [{ms_to_dt(w_start):%Y-%m-%d %H:%M}, "
+            f"{ms_to_dt(w_end):%Y-%m-%d %H:%M}), got only bars outside it, the first opening "
+            f"{ms_to_dt(raw[0][0]):%Y-%m-%d %H:%M}"
+        )
     return [out[t] for t in sorted(out)]
 
 

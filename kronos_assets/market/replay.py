@@ -65,9 +65,15 @@ class ReplayMarket:
 
     name = "replay"
 
-    def __init__(self, files: Iterable[ReplayFile], exchange: str = "binance", clock_file: Path | None = None,
-                 lead: timedelta = DEFAULT_LEAD, wall: Callable[[], datetime] = _utc_now,
-                 limits: ReadLimits = ReadLimits()):
+    def __init__(
+        self,
+        files: Iterable[ReplayFile],
+        exchange: str = "binance",
+        clock_file: Path | None = None,
+        lead: timedelta = DEFAULT_LEAD,
+        wall: Callable[[], datetime] = _utc_now,
+        limits: ReadLimits = ReadLimits(),
+    ):
         self.files = {(f.symbol, f.timeframe): Path(f.path) for f in files}
         self.exchange = exchange
         self.clock_file = Path(clock_file) if clock_file else None
@@ -79,8 +85,12 @@ class ReplayMarket:
     @classmethod
     def from_settings(cls, settings: Any) -> "ReplayMarket":
         """The replay market of a profile (``Settings`` of market: replay)."""
-        return cls([ReplayFile(s, t, f) for s, t, f in settings.replay_files], exchange=settings.replay_exchange,
-                   clock_file=settings.replay_clock_file, lead=timedelta(days=settings.replay_lead_days))
+        return cls(
+            [ReplayFile(s, t, f) for s, t, f in settings.replay_files],
+            exchange=settings.replay_exchange,
+            clock_file=settings.replay_clock_file,
+            lead=timedelta(days=settings.replay_lead_days),
+        )
 
     # -- the files ----------------------------------------------------------------------------------------------
     def candles(self, symbol: str, timeframe: str) -> pl.DataFrame:
@@ -105,8 +115,12 @@ class ReplayMarket:
         wall = _utc(self.wall())
         i = first_true(frame["ts"] + timeframe_delta(timeframe) > wall)
         if i is not None:
-            raise CandleFileError(path, "bar_after_now", f"row {i + 1}: the bar {frame['ts'][i]} closes after the "
-                                  f"current time ({wall:%Y-%m-%d %H:%M} UTC); real data cannot hold it")
+            raise CandleFileError(
+                path,
+                "bar_after_now",
+                f"row {i + 1}: the bar {frame['ts'][i]} closes after the "
+                f"current time ({wall:%Y-%m-%d %H:%M} UTC); real data cannot hold it",
+            )
         return frame.with_columns(pl.lit(self.exchange).alias("exchange"))
 
     def series_end(self, symbol: str, timeframe: str) -> datetime:
@@ -121,7 +135,8 @@ class ReplayMarket:
     def fetch(self, symbol: str, timeframe: str, start: datetime, end: datetime, now: datetime) -> pl.DataFrame:
         step = pl.duration(seconds=timeframe_seconds(timeframe))
         return self.candles(symbol, timeframe).filter(
-            (pl.col("ts") >= _utc(start)) & (pl.col("ts") < _utc(end)) & (pl.col("ts") + step <= _utc(now)))
+            (pl.col("ts") >= _utc(start)) & (pl.col("ts") < _utc(end)) & (pl.col("ts") + step <= _utc(now))
+        )
 
     # -- the clock ----------------------------------------------------------------------------------------------
     def clock_now(self, wall: datetime | None = None, start_clock: bool = True) -> datetime:
@@ -145,8 +160,10 @@ class ReplayMarket:
         except FileNotFoundError:
             return None
         except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise ReplayClockError(f"{self.clock_file}: not a replay clock ({type(exc).__name__}: {exc}); delete it "
-                                   "to start the replay clock again") from None
+            raise ReplayClockError(
+                f"{self.clock_file}: not a replay clock ({type(exc).__name__}: {exc}); delete it "
+                "to start the replay clock again"
+            ) from None
 
     def _start_clock(self, wall: datetime, start: datetime) -> tuple[datetime, datetime]:
         """Writes the clock file once: a complete temporary file linked into place, so the first writer wins and
@@ -154,8 +171,15 @@ class ReplayMarket:
         assert self.clock_file is not None
         self.clock_file.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.clock_file.with_name(f".{self.clock_file.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps({"wall_anchor": wall.isoformat(), "replay_start": start.isoformat(),
-                                   "rule": "replay_now = min(data_end, replay_start + (wall_now - wall_anchor))"}))
+        tmp.write_text(
+            json.dumps(
+                {
+                    "wall_anchor": wall.isoformat(),
+                    "replay_start": start.isoformat(),
+                    "rule": "replay_now = min(data_end, replay_start + (wall_now - wall_anchor))",
+                }
+            )
+        )
         try:
             os.link(tmp, self.clock_file)
         except FileExistsError:

@@ -7,8 +7,8 @@ exception class second.
 
 from __future__ import annotations
 
-import enum
 import email.utils
+import enum
 import time
 from dataclasses import dataclass
 from typing import Mapping
@@ -73,8 +73,17 @@ def classify(exc: BaseException, status: int | None) -> Fault:
         return Fault.MALFORMED
     if status is not None and 400 <= status < 500:
         return Fault.PERMANENT
-    if isinstance(exc, (ccxt.BadSymbol, ccxt.BadRequest, ccxt.AuthenticationError, ccxt.PermissionDenied,
-                        ccxt.NotSupported, ccxt.AccountSuspended)):
+    if isinstance(
+        exc,
+        (
+            ccxt.BadSymbol,
+            ccxt.BadRequest,
+            ccxt.AuthenticationError,
+            ccxt.PermissionDenied,
+            ccxt.NotSupported,
+            ccxt.AccountSuspended,
+        ),
+    ):
         return Fault.PERMANENT
     if isinstance(exc, ccxt.NetworkError):  # RequestTimeout, ExchangeNotAvailable, OnMaintenance, resets
         return Fault.TRANSIENT

@@ -63,8 +63,9 @@ def is_finite_number(x: object) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
 
-def volume_and_amount(prices: dict[str, np.ndarray], volume: np.ndarray | None,
-                      amount: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+def volume_and_amount(
+    prices: dict[str, np.ndarray], volume: np.ndarray | None, amount: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray]:
     """(volume, amount) as a model reads them: no volume (None, or all NaN) -> both zero; a missing amount
     (None, or NaN in a row) -> volume x mean(open, high, low, close) of that row."""
     n = len(prices["close"])

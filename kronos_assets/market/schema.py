@@ -14,6 +14,7 @@ from __future__ import annotations
 import polars as pl
 
 from kronos_assets.market.rules import PRICE_COLUMNS, VOLUME_COLUMNS, ohlc_violation_exprs
+
 CANDLE_SCHEMA: dict[str, pl.DataType] = {
     "ts": pl.Datetime("us", "UTC"),
     "open": pl.Float64,

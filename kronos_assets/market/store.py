@@ -43,9 +43,14 @@ class StoredWindow:
         return sum(g.bars for g in self.missing)
 
     def to_metadata(self) -> dict[str, Any]:
-        return {"fetched": self.fetched, "stored_before": self.stored_before, "stored_after": self.stored_after,
-                "expected": self.expected, "missing_bars": self.missing_bars,
-                "missing": [[g.start.isoformat(), g.end.isoformat(), g.bars] for g in self.missing]}
+        return {
+            "fetched": self.fetched,
+            "stored_before": self.stored_before,
+            "stored_after": self.stored_after,
+            "expected": self.expected,
+            "missing_bars": self.missing_bars,
+            "missing": [[g.start.isoformat(), g.end.isoformat(), g.bars] for g in self.missing],
+        }
 
 
 def closed_stop_ms(end: datetime, now: datetime, timeframe: str) -> int:
@@ -56,13 +61,21 @@ def closed_stop_ms(end: datetime, now: datetime, timeframe: str) -> int:
 
 
 def stored_open_times(warehouse: Warehouse, symbol: str, timeframe: str, start: datetime, end: datetime) -> list[int]:
-    df = warehouse.query(f"SELECT epoch_ms(ts) AS ms FROM raw_candles WHERE {CANDLE_WHERE} ORDER BY ts",
-                         [symbol, timeframe, start, end])
+    df = warehouse.query(
+        f"SELECT epoch_ms(ts) AS ms FROM raw_candles WHERE {CANDLE_WHERE} ORDER BY ts", [symbol, timeframe, start, end]
+    )
     return df["ms"].to_list()
 
 
-def ingest_window(source: CandleSource, warehouse: Warehouse, symbol: str, timeframe: str, start: datetime,
-                  end: datetime, now: datetime) -> StoredWindow:
+def ingest_window(
+    source: CandleSource,
+    warehouse: Warehouse,
+    symbol: str,
+    timeframe: str,
+    start: datetime,
+    end: datetime,
+    now: datetime,
+) -> StoredWindow:
     """Fetch the closed bars of ``[start, end)`` and merge them into raw_candles (see the module docstring)."""
     name = f"{source.name} {symbol} {timeframe}"
     frame = validate_candles(source.fetch(symbol, timeframe, start, end, now), name)
@@ -71,13 +84,24 @@ def ingest_window(source: CandleSource, warehouse: Warehouse, symbol: str, timef
     if frame.height:  # a source that breaks its promise must not write outside the window or a forming bar
         first, last = dt_to_ms(frame["ts"][0]), dt_to_ms(frame["ts"][-1])
         if first < dt_to_ms(start) or last >= stop:
-            raise CandleError(f"{name}: bars {frame['ts'][0]}..{frame['ts'][-1]} fall outside the closed bars of "
-                              f"[{start:%Y-%m-%d %H:%M}, {end:%Y-%m-%d %H:%M}) at {now:%Y-%m-%d %H:%M}")
+            raise CandleError(
+                f"{name}: bars {frame['ts'][0]}..{frame['ts'][-1]} fall outside the closed bars of "
+                f"[{start:%Y-%m-%d %H:%M}, {end:%Y-%m-%d %H:%M}) at {now:%Y-%m-%d %H:%M}"
+            )
     before = len(stored_open_times(warehouse, symbol, timeframe, start, end))
     rows = frame.with_columns(symbol=pl.lit(symbol), timeframe=pl.lit(timeframe))
     warehouse.merge("raw_candles", rows, RAW_KEYS)
     stored = stored_open_times(warehouse, symbol, timeframe, start, end)
     start_ms = -(-dt_to_ms(start) // step) * step
     stop = max(stop, start_ms)
-    return StoredWindow(symbol, timeframe, start, end, frame.height, before, len(stored),
-                        (stop - start_ms) // step, find_gaps(stored, start_ms, stop, step))
+    return StoredWindow(
+        symbol,
+        timeframe,
+        start,
+        end,
+        frame.height,
+        before,
+        len(stored),
+        (stop - start_ms) // step,
+        find_gaps(stored, start_ms, stop, step),
+    )

@@ -7,7 +7,8 @@ timeframe are aggregated from the grid, so OHLC are consistent across timeframes
 
 Determinism: every UTC day is drawn from its own generator seeded by (market seed, symbol, day), and the smooth
 regimes from generators seeded by their knot index. The price level at a day's start follows from all earlier
-days' returns and a slow pull towards the symbol's reference level (computed once per symbol and cached), so any window yields the same candles whether it is asked
+days' returns and a slow pull towards the symbol's reference level (computed once per symbol and cached), so any window
+yields the same candles whether it is asked
 for alone or inside a longer one: backfills are reproducible.
 """
 
@@ -77,8 +78,12 @@ def _day(sseed: int, day_index: int) -> dict[str, np.ndarray]:
     """The 288 five-minute steps of one day: log returns, high/low excursions and volume factors."""
     rng = np.random.default_rng([sseed, 0, day_index])
     t_days = day_index + np.arange(STEPS_PER_DAY) / STEPS_PER_DAY
-    fast = lfilter([1.0], [1.0, -FAST_PHI], rng.standard_normal(STEPS_PER_DAY) * np.sqrt(1 - FAST_PHI**2),
-                   zi=[rng.standard_normal() * FAST_PHI])[0]
+    fast = lfilter(
+        [1.0],
+        [1.0, -FAST_PHI],
+        rng.standard_normal(STEPS_PER_DAY) * np.sqrt(1 - FAST_PHI**2),
+        zi=[rng.standard_normal() * FAST_PHI],
+    )[0]
     log_sigma = (
         LOG_SIGMA_MEAN
         + MONTHLY_SD * _value_noise(sseed, 3, t_days, 30.0)
@@ -115,7 +120,9 @@ class _SymbolPath:
         if day_index >= len(starts):
             out = list(starts)
             for d in range(len(starts) - 1, day_index):
-                out.append(out[d] + float(_day(self.sseed, d)["ret"].sum()) - MEAN_REVERSION_PER_DAY * (out[d] - self.log_ref))
+                out.append(
+                    out[d] + float(_day(self.sseed, d)["ret"].sum()) - MEAN_REVERSION_PER_DAY * (out[d] - self.log_ref)
+                )
             self.day_start_logp = starts = np.array(out)
         return float(starts[day_index])
 

@@ -67,10 +67,12 @@ PERSISTENCE_LIMIT = 1.25  # low-frequency excess beyond which no verdict is give
 # runs of 1000 and one of 3000 replications, rounded up.
 PERSISTENCE_ALLOWANCE = ((10, 2.26), (20, 1.8))
 # Nulls under which the size was measured, and the worst rejection rate seen (the method note quotes them)
-SIZE_NULLS = ("real loss differences under random signs per block of 24 and of 120 origins, two seeds of the "
-              "random walk with volatility on real candles, GARCH-t shocks through an MA(23), a variance nine "
-              "times larger from halfway, and each of these plus an AR(1) part with a half-life of 14 to 138 bars "
-              "(autocorrelation 0.5 at lag 24)")
+SIZE_NULLS = (
+    "real loss differences under random signs per block of 24 and of 120 origins, two seeds of the "
+    "random walk with volatility on real candles, GARCH-t shocks through an MA(23), a variance nine "
+    "times larger from halfway, and each of these plus an AR(1) part with a half-life of 14 to 138 bars "
+    "(autocorrelation 0.5 at lag 24)"
+)
 MEASURED_SIZE = "at most 8 %"
 
 
@@ -105,7 +107,7 @@ def cosine_projections(x: np.ndarray, terms: int) -> np.ndarray:
     ``x @ _cosines(n, terms).T`` to 1e-12; the all-time coverage test uses it, the DM test's 30-day window the
     matrix (its published statistics stay bit-identical)."""
     n = x.shape[-1]
-    y = dct(x, type=2, axis=-1)[..., 1:terms + 1]  # 2 sum_t x_t cos(pi j (2t + 1) / 2n)
+    y = dct(x, type=2, axis=-1)[..., 1 : terms + 1]  # 2 sum_t x_t cos(pi j (2t + 1) / 2n)
     if y.shape[-1] < terms:  # more terms than the DCT has frequencies (j >= n): the basis matrix, as before
         return x @ _cosines(n, terms).T
     return np.sqrt(2.0 / n) * y / 2.0
@@ -181,21 +183,23 @@ def diebold_mariano(
     n = a.size
     k = n // h
     if k < max(int(min_independent), 2 * MIN_COSINES):
-        raise TooFewHorizons(f"too few independent horizons: {n} paired losses at horizon {h} span {k}, "
-                             f"the test needs {min_independent}")
+        raise TooFewHorizons(
+            f"too few independent horizons: {n} paired losses at horizon {h} span {k}, the test needs {min_independent}"
+        )
     q = cosine_terms(k)
     d = a - b
     dbar = float(d.mean())
     if np.ptp(d) == 0.0:
-        return DMResult(0.0 if dbar == 0.0 else float(np.copysign(np.inf, dbar)), 1.0 if dbar == 0.0 else 0.0,
-                        q, n, k)
+        return DMResult(0.0 if dbar == 0.0 else float(np.copysign(np.inf, dbar)), 1.0 if dbar == 0.0 else 0.0, q, n, k)
     statistic, p, persistence = (float(x[0]) for x in dm_batch(d, h))
     if not np.isfinite(persistence):  # d varies but has no component at these frequencies: no evidence
         return DMResult(0.0, 1.0, q, n, k)
     if persistence > PERSISTENCE_LIMIT:
-        raise TooPersistent(f"loss difference too persistent for {k} independent horizons: its lowest "
-                            f"frequencies carry {persistence:.2f} times its average power (limit "
-                            f"{PERSISTENCE_LIMIT}), so a drift cannot be told from a difference in accuracy")
+        raise TooPersistent(
+            f"loss difference too persistent for {k} independent horizons: its lowest "
+            f"frequencies carry {persistence:.2f} times its average power (limit "
+            f"{PERSISTENCE_LIMIT}), so a drift cannot be told from a difference in accuracy"
+        )
     if not np.isfinite(statistic):  # no power at the q lowest frequencies: no evidence either way
         return DMResult(0.0, 1.0, q, n, k, persistence)
     return DMResult(statistic, p, q, n, k, persistence)

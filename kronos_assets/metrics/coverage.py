@@ -99,8 +99,15 @@ def coverage_test(
         raise ValueError("path hits or expected coverage contain non-finite values")
     k = x.size // int(horizon)
     if k < max(int(min_independent), 1):
-        return CoverageTest(float(x.mean()) if x.size else float("nan"), float(e.mean()) if e.size else float("nan"),
-                            float("nan"), float("nan"), x.size, k, None)
+        return CoverageTest(
+            float(x.mean()) if x.size else float("nan"),
+            float(e.mean()) if e.size else float("nan"),
+            float("nan"),
+            float("nan"),
+            x.size,
+            k,
+            None,
+        )
     statistic, p = (float(v[0]) for v in coverage_batch(x, e, horizon))
     judgement = None
     if p < significance:

@@ -187,63 +187,159 @@ def _brier_vol_amp(i: Inputs) -> float | None:
     return (float(i.p_vol_amp) - amplified) ** 2
 
 
-_COVERAGE_TIP = ("share of outcomes inside the 80 % band, and in brackets what a perfectly calibrated forecaster's "
-                 "band covers with the stored number of sample paths N: 80 % x (N-1)/(N+1), 74.8 % for 30 paths; "
-                 "'too narrow' or 'too wide' when the hits at every step of the path (step s weighing 1/s^2, as "
-                 "overlapping forecasts share less of their early steps) differ from that at 5 % significance, "
-                 "allowing for the overlap")
+_COVERAGE_TIP = (
+    "share of outcomes inside the 80 % band, and in brackets what a perfectly calibrated forecaster's "
+    "band covers with the stored number of sample paths N: 80 % x (N-1)/(N+1), 74.8 % for 30 paths; "
+    "'too narrow' or 'too wide' when the hits at every step of the path (step s weighing 1/s^2, as "
+    "overlapping forecasts share less of their early steps) differ from that at 5 % significance, "
+    "allowing for the overlap"
+)
 
 METRICS: tuple[Metric, ...] = (
     Metric("median", lambda i: i.median, "median of the sample closes", aggregate=None),
     Metric("realised", lambda i: i.realised, "the realised close", aggregate=None),
-    Metric("abs_error", lambda i: np.abs(i.median - i.realised), "absolute error of the median close",
-           board="mae", better="lower", skill="mae_skill_vs_rw_vol",
-           # relative to the last close, against the error of the last price (what the plain random walk says)
-           verdict=Verdict("point_error", "the last price", 2, loss_sql="m.abs_error / f.last_close",
-                           reference_sql="abs(m.realised - f.last_close) / f.last_close",
-                           loss_column="rel_error_model", reference_column="rel_error_last_price")),
-    Metric("sq_error", lambda i: [e ** 2 for e in np.abs(i.median - i.realised)],  # scalar powers, as stored
-           "squared error of the median close",
-           aggregate="root_mean", board="rmse", better="lower"),
-    Metric("ape", lambda i: 100.0 * np.abs(i.median - i.realised) / i.realised,
-           "absolute error of the median in percent of the realised close", board="mape", better="lower",
-           column=Column("MAPE", "percent_units", "mean absolute % error of the median at the horizon", 1)),
-    Metric("direction_hit", _directional_hit,
-           "1 when the median moved the way the close did (three-way signs, exact), else 0",
-           applies="directional", board="direction_hit_rate", better="higher",
-           column=Column("direction", "pct", "share of forecasts whose median moved the right way (n/a: the model "
-                         "never forecasts a move)", 2)),
-    Metric("crps", lambda i: crps_samples(i.x, i.y), "fair sample CRPS on log returns", board="crps",
-           better="lower", skill="crps_skill_vs_rw_vol",
-           verdict=Verdict("crps", "random walk with volatility", 1, model=BASELINE, loss_column="crps_model",
-                           reference_column="crps_baseline"),
-           column=Column("CRPS", "num", "continuous ranked probability score on log returns (lower is better)", 3)),
-    Metric("pinball", _pinball, "mean pinball loss over the quantile levels, on log returns", board="pinball",
-           better="lower"),
-    *(Metric(f"covered_{b}", _covered(b), f"1 when the realised log return is inside the central {b} % band",
-             board=f"coverage_{b}",
-             column=Column("80 % band (expected)", "coverage", _COVERAGE_TIP, 4) if b == 80 else None)
-      for b in INTERVALS),
-    *(Metric(f"width_{b}", _width(b), f"width of the central {b} % band in log returns", board=f"width_{b}")
-      for b in INTERVALS),
+    Metric(
+        "abs_error",
+        lambda i: np.abs(i.median - i.realised),
+        "absolute error of the median close",
+        board="mae",
+        better="lower",
+        skill="mae_skill_vs_rw_vol",
+        # relative to the last close, against the error of the last price (what the plain random walk says)
+        verdict=Verdict(
+            "point_error",
+            "the last price",
+            2,
+            loss_sql="m.abs_error / f.last_close",
+            reference_sql="abs(m.realised - f.last_close) / f.last_close",
+            loss_column="rel_error_model",
+            reference_column="rel_error_last_price",
+        ),
+    ),
+    Metric(
+        "sq_error",
+        lambda i: [e**2 for e in np.abs(i.median - i.realised)],  # scalar powers, as stored
+        "squared error of the median close",
+        aggregate="root_mean",
+        board="rmse",
+        better="lower",
+    ),
+    Metric(
+        "ape",
+        lambda i: 100.0 * np.abs(i.median - i.realised) / i.realised,
+        "absolute error of the median in percent of the realised close",
+        board="mape",
+        better="lower",
+        column=Column("MAPE", "percent_units", "mean absolute % error of the median at the horizon", 1),
+    ),
+    Metric(
+        "direction_hit",
+        _directional_hit,
+        "1 when the median moved the way the close did (three-way signs, exact), else 0",
+        applies="directional",
+        board="direction_hit_rate",
+        better="higher",
+        column=Column(
+            "direction",
+            "pct",
+            "share of forecasts whose median moved the right way (n/a: the model never forecasts a move)",
+            2,
+        ),
+    ),
+    Metric(
+        "crps",
+        lambda i: crps_samples(i.x, i.y),
+        "fair sample CRPS on log returns",
+        board="crps",
+        better="lower",
+        skill="crps_skill_vs_rw_vol",
+        verdict=Verdict(
+            "crps",
+            "random walk with volatility",
+            1,
+            model=BASELINE,
+            loss_column="crps_model",
+            reference_column="crps_baseline",
+        ),
+        column=Column("CRPS", "num", "continuous ranked probability score on log returns (lower is better)", 3),
+    ),
+    Metric(
+        "pinball",
+        _pinball,
+        "mean pinball loss over the quantile levels, on log returns",
+        board="pinball",
+        better="lower",
+    ),
+    *(
+        Metric(
+            f"covered_{b}",
+            _covered(b),
+            f"1 when the realised log return is inside the central {b} % band",
+            board=f"coverage_{b}",
+            column=Column("80 % band (expected)", "coverage", _COVERAGE_TIP, 4) if b == 80 else None,
+        )
+        for b in INTERVALS
+    ),
+    *(
+        Metric(f"width_{b}", _width(b), f"width of the central {b} % band in log returns", board=f"width_{b}")
+        for b in INTERVALS
+    ),
     Metric("pit", lambda i: pit_values(i.x, i.y), "probability integral transform (ties half)", aggregate=None),
     Metric("p_up", lambda i: i.p_up, "share of paths above the last close", aggregate=None),
-    Metric("brier_up", lambda i: (i.p_up - i.went_up) ** 2, "Brier score of P(up)", applies="probabilistic",
-           board="brier_up", better="lower", skill="brier_skill_vs_rw_vol",
-           verdict=Verdict("p_up", "a coin flip", 3, constant=COIN_FLIP_BRIER, loss_column="brier_model"),
-           column=Column("Brier P(up)", "num", "Brier score of P(up): 0 is perfect, 0.25 a coin flip (n/a: a point "
-                         "forecast gives no probability)", 6)),
-    Metric("brier_vol_amp", _brier_vol_amp, "Brier score of P(volatility amplification) over the whole path",
-           applies="probabilistic", board="brier_vol_amp", better="lower", not_null=False, last_step_only=True),
-    Metric("winkler_80", _winkler_80,
-           "interval (Winkler) score of the central 80 % band on log returns: width + 10 x the miss distance",
-           applies="probabilistic", board="winkler_80", better="lower", not_null=False, since=4,
-           column=Column("Winkler 80 %", "num", "interval score of the 80 % band on log returns: its width plus "
-                         "10 × how far the outcome fell outside it (lower is better; n/a: a point forecast has no "
-                         "band)", 5)),
-    Metric("p_up_hit", _p_up_hit,
-           "1 when P(up) > 0.5 and the close rose or P(up) < 0.5 and it did not; NULL at exactly 0.5 (no call)",
-           applies="probabilistic", aggregate="by_confidence", better="higher", not_null=False, since=4),
+    Metric(
+        "brier_up",
+        lambda i: (i.p_up - i.went_up) ** 2,
+        "Brier score of P(up)",
+        applies="probabilistic",
+        board="brier_up",
+        better="lower",
+        skill="brier_skill_vs_rw_vol",
+        verdict=Verdict("p_up", "a coin flip", 3, constant=COIN_FLIP_BRIER, loss_column="brier_model"),
+        column=Column(
+            "Brier P(up)",
+            "num",
+            "Brier score of P(up): 0 is perfect, 0.25 a coin flip (n/a: a point forecast gives no probability)",
+            6,
+        ),
+    ),
+    Metric(
+        "brier_vol_amp",
+        _brier_vol_amp,
+        "Brier score of P(volatility amplification) over the whole path",
+        applies="probabilistic",
+        board="brier_vol_amp",
+        better="lower",
+        not_null=False,
+        last_step_only=True,
+    ),
+    Metric(
+        "winkler_80",
+        _winkler_80,
+        "interval (Winkler) score of the central 80 % band on log returns: width + 10 x the miss distance",
+        applies="probabilistic",
+        board="winkler_80",
+        better="lower",
+        not_null=False,
+        since=4,
+        column=Column(
+            "Winkler 80 %",
+            "num",
+            "interval score of the 80 % band on log returns: its width plus "
+            "10 × how far the outcome fell outside it (lower is better; n/a: a point forecast has no "
+            "band)",
+            5,
+        ),
+    ),
+    Metric(
+        "p_up_hit",
+        _p_up_hit,
+        "1 when P(up) > 0.5 and the close rose or P(up) < 0.5 and it did not; NULL at exactly 0.5 (no call)",
+        applies="probabilistic",
+        aggregate="by_confidence",
+        better="higher",
+        not_null=False,
+        since=4,
+    ),
 )
 
 
@@ -326,8 +422,10 @@ def judged() -> list[Metric]:
 
 # Per model kind a verdict's measure does not apply to (``Metric.applies``): the loss_pairs column that is true on a
 # forecast of that kind; the measure is n/a for a model when it holds on every forecast of the window.
-NA_COLUMNS = {"probabilistic": ("point_forecast", "m.width_90 = 0"),  # every path the same: no probability
-              "directional": ("no_move", "m.median = f.last_close")}
+NA_COLUMNS = {
+    "probabilistic": ("point_forecast", "m.width_90 = 0"),  # every path the same: no probability
+    "directional": ("no_move", "m.median = f.last_close"),
+}
 
 
 _OWN = re.compile(r"\bm\.")  # the model's own score row in a loss expression
@@ -345,22 +443,30 @@ def loss_pairs_sql(skeleton: str) -> str:
             if v.model not in aliases:
                 alias = aliases[v.model] = f"ref{len(aliases)}"
                 name = v.model.replace("'", "''")
-                joins.append(f"LEFT JOIN scored {alias} ON {alias}.symbol = m.symbol AND {alias}.origin = m.origin "
-                             f"AND {alias}.model = '{name}'")
+                joins.append(
+                    f"LEFT JOIN scored {alias} ON {alias}.symbol = m.symbol AND {alias}.origin = m.origin "
+                    f"AND {alias}.model = '{name}'"
+                )
             columns.append(f"{_OWN.sub(aliases[v.model] + '.', loss)} AS {v.reference}")  # its same loss
         elif v.reference_sql is not None:
             columns.append(f"{v.reference_sql} AS {v.reference}")
     columns += [f"{sql} AS {name}" for name, sql in NA_COLUMNS.values()]
-    return (skeleton.replace("/* registry: losses */", ",\n    ".join(columns))
-            .replace("/* registry: reference joins */", "\n".join(joins)))
+    return skeleton.replace("/* registry: losses */", ",\n    ".join(columns)).replace(
+        "/* registry: reference joins */", "\n".join(joins)
+    )
 
 
 CONFIDENCE_BANDS = (f"p_up > {CONFIDENT_UP}", f"p_up < {CONFIDENT_DOWN}", f"{CONFIDENT_DOWN} to {CONFIDENT_UP}")
 
 
 def confidence_band(p_up: float) -> str:
-    return (CONFIDENCE_BANDS[0] if p_up > CONFIDENT_UP else CONFIDENCE_BANDS[1] if p_up < CONFIDENT_DOWN
-            else CONFIDENCE_BANDS[2])
+    return (
+        CONFIDENCE_BANDS[0]
+        if p_up > CONFIDENT_UP
+        else CONFIDENCE_BANDS[1]
+        if p_up < CONFIDENT_DOWN
+        else CONFIDENCE_BANDS[2]
+    )
 
 
 def confidence_table(rows: list[dict[str, Any]], metric: str = "p_up_hit") -> list[dict[str, Any]]:
@@ -371,6 +477,7 @@ def confidence_table(rows: list[dict[str, Any]], metric: str = "p_up_hit") -> li
     for band in CONFIDENCE_BANDS:
         mine = [r for r in rows if confidence_band(r["p_up"]) == band]
         calls = [float(r[metric]) for r in mine if r.get(metric) is not None and np.isfinite(r[metric])]
-        out.append({"band": band, "n": len(mine), "calls": len(calls),
-                    "hit_rate": float(np.mean(calls)) if calls else None})
+        out.append(
+            {"band": band, "n": len(mine), "calls": len(calls), "hit_rate": float(np.mean(calls)) if calls else None}
+        )
     return out

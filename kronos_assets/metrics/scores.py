@@ -32,8 +32,16 @@ from kronos_assets.metrics.registry import INTERVALS, Inputs, metrics, row_keys
 from kronos_assets.metrics.rules import crps_samples, pinball_loss, pit_values, realised_path_volatility
 
 QUANTILE_LEVELS: tuple[float, ...] = (0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95)
-__all__ = ["INTERVALS", "QUANTILE_LEVELS", "ROW_KEYS", "crps_samples", "pinball_loss", "pit_values",
-           "realised_path_volatility", "score_paths"]
+__all__ = [
+    "INTERVALS",
+    "QUANTILE_LEVELS",
+    "ROW_KEYS",
+    "crps_samples",
+    "pinball_loss",
+    "pit_values",
+    "realised_path_volatility",
+    "score_paths",
+]
 
 ROW_KEYS: tuple[str, ...] = row_keys()  # as registered at import; score_paths reads the registry at call time
 

@@ -18,8 +18,9 @@ MEAN_BLOCK = 24  # bars: the bootstrap's mean block length (one day of hourly ba
 N_BOOT = 2000
 
 
-def net_returns(positions: np.ndarray, returns: np.ndarray, cost: float = COST, start_position: float = 0.0
-                ) -> np.ndarray:
+def net_returns(
+    positions: np.ndarray, returns: np.ndarray, cost: float = COST, start_position: float = 0.0
+) -> np.ndarray:
     """Per-bar returns of holding ``positions[t]`` over bar t, less ``cost`` at every change (the first bar's
     change is counted from ``start_position``)."""
     pos = np.asarray(positions, dtype=np.float64)
@@ -49,10 +50,16 @@ def performance(positions: np.ndarray, returns: np.ndarray, cost: float = COST) 
     net = net_returns(pos, returns, cost)
     changes = int(np.abs(np.diff(pos, prepend=0.0)).sum())
     years = pos.size / HOURS_PER_YEAR
-    return {"bars": int(pos.size), "total_return": float(np.prod(1.0 + net) - 1.0), "sharpe": sharpe(net),
-            "max_drawdown": max_drawdown(net), "position_changes": changes,
-            "turnover_per_year": changes / years if years else None, "time_in_market": float(pos.mean()),
-            "costs": float(cost * changes)}
+    return {
+        "bars": int(pos.size),
+        "total_return": float(np.prod(1.0 + net) - 1.0),
+        "sharpe": sharpe(net),
+        "max_drawdown": max_drawdown(net),
+        "position_changes": changes,
+        "turnover_per_year": changes / years if years else None,
+        "time_in_market": float(pos.mean()),
+        "costs": float(cost * changes),
+    }
 
 
 def stationary_bootstrap_indices(n: int, n_boot: int, mean_block: float, rng: np.random.Generator) -> np.ndarray:
@@ -77,8 +84,14 @@ class SharpeTest(NamedTuple):
     n_boot: int
 
 
-def sharpe_difference(a: np.ndarray, b: np.ndarray, mean_block: float = MEAN_BLOCK, n_boot: int = N_BOOT,
-                      seed: int = 0, periods_per_year: int = HOURS_PER_YEAR) -> SharpeTest:
+def sharpe_difference(
+    a: np.ndarray,
+    b: np.ndarray,
+    mean_block: float = MEAN_BLOCK,
+    n_boot: int = N_BOOT,
+    seed: int = 0,
+    periods_per_year: int = HOURS_PER_YEAR,
+) -> SharpeTest:
     """Is Sharpe(a) different from Sharpe(b)? The pairs (a_t, b_t) are resampled together by the stationary
     bootstrap, which keeps their correlation and (within blocks) their autocorrelation; the p-value is the share
     of centred resampled differences at least as far from 0 as the observed one (Ledoit and Wolf, 2008, in its

@@ -1,8 +1,8 @@
 """Which store a profile publishes to: ``publish.backend`` in the profile, and the R2 variables.
 
-    local  the folder <home>/publish (default)
-    r2     the bucket; an error naming the missing R2_* variables when they are not all set
-    auto   the bucket when any R2_* variable is set (and then all required ones must be), else the folder
+local  the folder <home>/publish (default)
+r2     the bucket; an error naming the missing R2_* variables when they are not all set
+auto   the bucket when any R2_* variable is set (and then all required ones must be), else the folder
 """
 
 from __future__ import annotations
@@ -27,8 +27,12 @@ def resolve_backend(backend: str, environ: Mapping[str, str] | None = None) -> s
     raise ValueError(f"unknown publish backend {backend!r}")
 
 
-def open_store(backend: str, local_dir: str | Path, open_bucket: Callable[[R2Config], Store],
-               environ: Mapping[str, str] | None = None) -> Store:
+def open_store(
+    backend: str,
+    local_dir: str | Path,
+    open_bucket: Callable[[R2Config], Store],
+    environ: Mapping[str, str] | None = None,
+) -> Store:
     """The folder, or the bucket that ``open_bucket`` opens for the R2 settings read from ``environ``."""
     environ = environment.r2_variables() if environ is None else environ
     if resolve_backend(backend, environ) == "local":

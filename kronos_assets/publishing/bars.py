@@ -58,11 +58,21 @@ def publish_bars(
     with warehouse.connect() as con:  # every read on one connection, closed before the uploads
         con = _Connection(con)
         updates, all_snaps, board = _gather(config, con, stored, bars_by_symbol, timeframe, log)
-        judged = [v for t in config.timeframes
-                  for v in verdicts(con, t, DM_WINDOWS[VERDICT_WINDOW], symbols=_public(config))]
+        judged = [
+            v for t in config.timeframes for v in verdicts(con, t, DM_WINDOWS[VERDICT_WINDOW], symbols=_public(config))
+        ]
     generated_at = datetime.fromisoformat(max(s["origin"] for s in all_snaps))
-    return publish_site(store, updates, all_snaps, board, config.synthetic, config.profile, generated_at,
-                        judged, inputs={timeframe: inputs} if inputs else None)
+    return publish_site(
+        store,
+        updates,
+        all_snaps,
+        board,
+        config.synthetic,
+        config.profile,
+        generated_at,
+        judged,
+        inputs={timeframe: inputs} if inputs else None,
+    )
 
 
 class _Connection:
@@ -79,9 +89,14 @@ def _public(config: PublishConfig) -> list[str] | None:
     return None if config.public_symbols is None else list(config.public_symbols)
 
 
-def _gather(config: PublishConfig, warehouse: Any, stored: dict[tuple[str, str], dict[str, Any] | None],
-            bars_by_symbol: dict[str, list[datetime]], timeframe: str,
-            log: Any) -> tuple[list[SeriesUpdate], list[dict[str, Any]], list[dict[str, Any]]]:
+def _gather(
+    config: PublishConfig,
+    warehouse: Any,
+    stored: dict[tuple[str, str], dict[str, Any] | None],
+    bars_by_symbol: dict[str, list[datetime]],
+    timeframe: str,
+    log: Any,
+) -> tuple[list[SeriesUpdate], list[dict[str, Any]], list[dict[str, Any]]]:
     step = timeframe_delta(timeframe)
     updates, current = [], {}
     public = _public(config)
@@ -95,8 +110,16 @@ def _gather(config: PublishConfig, warehouse: Any, stored: dict[tuple[str, str],
         published = stored.get((symbol, timeframe))
         snap = None
         if published is None or published.get("origin", "") <= newest:
-            snap = series_snapshot(warehouse, symbol, timeframe, datetime.fromisoformat(newest), step,
-                                   config.primary_model, config.synthetic, config.replay_exchange)
+            snap = series_snapshot(
+                warehouse,
+                symbol,
+                timeframe,
+                datetime.fromisoformat(newest),
+                step,
+                config.primary_model,
+                config.synthetic,
+                config.replay_exchange,
+            )
             if snap is None:
                 raise NothingToPublish(f"{symbol} {timeframe}: no {config.primary_model} forecast at {newest}")
             current[(symbol, timeframe)] = snap
@@ -130,4 +153,3 @@ def _stored_latest(store: Store, symbol: str, timeframe: str, log: Any = None) -
         if log is not None:
             log.warning(f"{store.location(key)} is damaged ({type(exc).__name__}: {exc}); treated as not published")
     return doc if isinstance(doc, dict) and "origin" in doc else None
-

@@ -130,5 +130,9 @@ def append_record(
         record["manifest_rebuilt"] = rebuilt
     art = Artifact.of(record_key(seq), encode(record), IMMUTABLE_CACHE)
     store.put(art)
-    return {"seq": seq, "head": art.key, "head_sha256": art.sha256,
-            "prev_manifest_sha256": record["prev_manifest_sha256"]}, art
+    return {
+        "seq": seq,
+        "head": art.key,
+        "head_sha256": art.sha256,
+        "prev_manifest_sha256": record["prev_manifest_sha256"],
+    }, art

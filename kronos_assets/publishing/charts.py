@@ -60,12 +60,18 @@ def fan_chart(snapshot: dict[str, Any]) -> go.Figure:
     )
     actual = snapshot.get("actual", [])  # candles after the origin (an ad-hoc forecast's held-out tail), hollow
     if actual:
-        fig.add_trace(go.Candlestick(
-            x=[plot_time(c["ts"]) for c in actual], open=[c["open"] for c in actual], high=[c["high"] for c in actual],
-            low=[c["low"] for c in actual], close=[c["close"] for c in actual], name="held out (what happened)",
-            increasing={"line": {"color": UP}, "fillcolor": "rgba(0,0,0,0)"},
-            decreasing={"line": {"color": DOWN}, "fillcolor": "rgba(0,0,0,0)"},
-        ))
+        fig.add_trace(
+            go.Candlestick(
+                x=[plot_time(c["ts"]) for c in actual],
+                open=[c["open"] for c in actual],
+                high=[c["high"] for c in actual],
+                low=[c["low"] for c in actual],
+                close=[c["close"] for c in actual],
+                name="held out (what happened)",
+                increasing={"line": {"color": UP}, "fillcolor": "rgba(0,0,0,0)"},
+                decreasing={"line": {"color": DOWN}, "fillcolor": "rgba(0,0,0,0)"},
+            )
+        )
     if candles:
         anchor_ts, anchor = plot_time(candles[-1]["ts"]), candles[-1]["close"]
     else:
@@ -92,8 +98,9 @@ def fan_chart(snapshot: dict[str, Any]) -> go.Figure:
             line={"color": MEDIAN, "width": 2},
             name=f"median ({snapshot['primary_model']})",
             customdata=[[None, None], *[[s["q10"], s["q90"]] for s in steps]],
-            hovertemplate=("%{x}<br>median %{y:,.6~g}<br>80 %: %{customdata[0]:,.6~g} – %{customdata[1]:,.6~g}"
-                           "<extra></extra>"),
+            hovertemplate=(
+                "%{x}<br>median %{y:,.6~g}<br>80 %: %{customdata[0]:,.6~g} – %{customdata[1]:,.6~g}<extra></extra>"
+            ),
         )
     )
     past = snapshot.get("past", [])
@@ -106,8 +113,10 @@ def fan_chart(snapshot: dict[str, Any]) -> go.Figure:
                 marker={"color": PAST, "size": 6, "symbol": "diamond-open"},
                 name=f"past forecasts (+{primary['horizon']} bars) vs what happened",
                 customdata=[[p["origin"], p["realised"], 100 * (p["median"] / p["realised"] - 1)] for p in past],
-                hovertemplate=("forecast from %{customdata[0]}<br>median %{y:,.6~g}<br>realised %{customdata[1]:,.6~g}"
-                               "<br>error %{customdata[2]:+.2f} %<extra></extra>"),
+                hovertemplate=(
+                    "forecast from %{customdata[0]}<br>median %{y:,.6~g}<br>realised %{customdata[1]:,.6~g}"
+                    "<br>error %{customdata[2]:+.2f} %<extra></extra>"
+                ),
             )
         )
     fig.add_vline(x=plot_time(snapshot["origin"]), line={"color": "#9e9e9e", "width": 1, "dash": "dot"})
@@ -117,8 +126,12 @@ def fan_chart(snapshot: dict[str, Any]) -> go.Figure:
         lows = [c["low"] for c in recent] + [s["q05"] for s in steps]
         highs = [c["high"] for c in recent] + [s["q95"] for s in steps]
         pad = 0.05 * (max(highs) - min(lows) or abs(max(highs)) or 1.0)
-        fig.update_layout(meta={"phone_xrange": [plot_time(recent[0]["ts"]), ts[-1]],
-                                "phone_yrange": [min(lows) - pad, max(highs) + pad]})
+        fig.update_layout(
+            meta={
+                "phone_xrange": [plot_time(recent[0]["ts"]), ts[-1]],
+                "phone_yrange": [min(lows) - pad, max(highs) + pad],
+            }
+        )
     fig.update_layout(
         title={"text": chart_title(snapshot), "font": {"size": 14}},
         xaxis_rangeslider_visible=False,
@@ -160,11 +173,19 @@ def fan_chart_png(snapshot: dict[str, Any], width_px: int = 1000, height_px: int
                 continue
             xs = [mdates.date2num(_t(c["ts"])) + bar_days / 2 for c in group]
             over = {"zorder": 3} if hollow else {}
-            body = {"color": "none", "edgecolor": color, "linewidth": 0.8} if hollow else {"color": color,
-                                                                                           "linewidth": 0}
+            body = (
+                {"color": "none", "edgecolor": color, "linewidth": 0.8} if hollow else {"color": color, "linewidth": 0}
+            )
             ax.vlines(xs, [c["low"] for c in group], [c["high"] for c in group], color=color, linewidth=0.8, **over)
-            ax.bar(xs, [max(abs(c["close"] - c["open"]), 1e-12) for c in group], width=bar_days * 0.7,
-                   bottom=[min(c["open"], c["close"]) for c in group], **body, **over, **label)
+            ax.bar(
+                xs,
+                [max(abs(c["close"] - c["open"]), 1e-12) for c in group],
+                width=bar_days * 0.7,
+                bottom=[min(c["open"], c["close"]) for c in group],
+                **body,
+                **over,
+                **label,
+            )
             label = {}
     if candles:
         anchor_x, anchor = mdates.date2num(_t(candles[-1]["ts"])) + bar_days / 2, candles[-1]["close"]
@@ -173,16 +194,34 @@ def fan_chart_png(snapshot: dict[str, Any], width_px: int = 1000, height_px: int
     xs = [anchor_x, *[mdates.date2num(_t(s["ts"])) + bar_days / 2 for s in steps]]
     for lo, hi, label, alpha in BANDS:
         lo_key, hi_key = _band_keys(lo, hi)
-        ax.fill_between(xs, [anchor, *[s[lo_key] for s in steps]], [anchor, *[s[hi_key] for s in steps]],
-                        color=tuple(int(v) / 255 for v in FAN.split(",")), alpha=alpha + 0.05, linewidth=0,
-                        label=f"{label} band")
-    ax.plot(xs, [anchor, *[s["q50"] for s in steps]], color=MEDIAN, linewidth=2,
-            label=f"median ({snapshot['primary_model']})")
+        ax.fill_between(
+            xs,
+            [anchor, *[s[lo_key] for s in steps]],
+            [anchor, *[s[hi_key] for s in steps]],
+            color=tuple(int(v) / 255 for v in FAN.split(",")),
+            alpha=alpha + 0.05,
+            linewidth=0,
+            label=f"{label} band",
+        )
+    ax.plot(
+        xs,
+        [anchor, *[s["q50"] for s in steps]],
+        color=MEDIAN,
+        linewidth=2,
+        label=f"median ({snapshot['primary_model']})",
+    )
     past = snapshot.get("past", [])
     if past:
-        ax.scatter([mdates.date2num(_t(p["ts"])) + bar_days / 2 for p in past], [p["median"] for p in past],
-                   marker="D", s=14, facecolors="none", edgecolors=PAST, linewidths=1,
-                   label=f"past forecasts (+{primary['horizon']} bars)")
+        ax.scatter(
+            [mdates.date2num(_t(p["ts"])) + bar_days / 2 for p in past],
+            [p["median"] for p in past],
+            marker="D",
+            s=14,
+            facecolors="none",
+            edgecolors=PAST,
+            linewidths=1,
+            label=f"past forecasts (+{primary['horizon']} bars)",
+        )
     ax.axvline(mdates.date2num(_t(snapshot["origin"])), color="#9e9e9e", linewidth=1, linestyle=":")
     ax.set_title(chart_title(snapshot, mark_synthetic=False), fontsize=11, loc="left", pad=18)
     ax.yaxis.set_major_formatter(StrMethodFormatter("{x:,.6g}"))
@@ -194,16 +233,34 @@ def fan_chart_png(snapshot: dict[str, Any], width_px: int = 1000, height_px: int
         ax.spines[side].set_visible(False)
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.1), fontsize=8, frameon=False, ncol=5)
     if snapshot.get("synthetic"):
-        fig.text(0.995, 0.995, "SYNTHETIC MARKET — demo, not real prices", ha="right", va="top", fontsize=9,
-                 color="#b71c1c", weight="bold")
+        fig.text(
+            0.995,
+            0.995,
+            "SYNTHETIC MARKET — demo, not real prices",
+            ha="right",
+            va="top",
+            fontsize=9,
+            color="#b71c1c",
+            weight="bold",
+        )
     elif snapshot.get("replay"):
-        fig.text(0.995, 0.995, f"REPLAY of real {snapshot['replay']} candles — not live", ha="right", va="top",
-                 fontsize=9, color="#b71c1c", weight="bold")
+        fig.text(
+            0.995,
+            0.995,
+            f"REPLAY of real {snapshot['replay']} candles — not live",
+            ha="right",
+            va="top",
+            fontsize=9,
+            color="#b71c1c",
+            weight="bold",
+        )
     fig.subplots_adjust(left=0.08, right=0.985, bottom=0.17, top=0.9)  # fixed margins: one draw, not two
     return palette_png(fig)
 
 
-PNG_COLOURS = 64  # a chart of a few flat colours and their anti-aliased edges: a palette keeps it sharp (64: 2 KB less than 128, no visible change)
+# A chart of a few flat colours and their anti-aliased edges: a palette keeps it sharp (64: 2 KB less than 128,
+# no visible change).
+PNG_COLOURS = 64
 
 
 def palette_png(fig: Any) -> bytes:
@@ -215,7 +272,8 @@ def palette_png(fig: Any) -> bytes:
     rgb = Image.frombuffer("RGBA", fig.canvas.get_width_height(), fig.canvas.buffer_rgba()).convert("RGB")
     buf = io.BytesIO()
     rgb.quantize(PNG_COLOURS, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE).save(
-        buf, format="png", optimize=True)
+        buf, format="png", optimize=True
+    )
     return buf.getvalue()
 
 
@@ -238,16 +296,31 @@ def reliability_chart(track_record: dict[str, Any]) -> go.Figure:
     said, labelled with the bin's count; a calibrated forecaster lies on the diagonal."""
     bins = [b for b in track_record.get("calibration", []) if b["n"]]
     fig = go.Figure()
-    fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", line={"color": "#9e9e9e", "dash": "dot"},
-                             name="calibrated", hoverinfo="skip"))
-    fig.add_trace(go.Scatter(
-        x=[b["mean_p_up"] for b in bins], y=[b["up_rate"] for b in bins], mode="markers+lines+text",
-        marker={"color": MEDIAN, "size": [8 + min(b["n"], 200) ** 0.5 for b in bins]},
-        line={"color": MEDIAN, "width": 1}, text=[f"n={b['n']}" for b in bins], textposition="top center",
-        textfont={"size": 10}, name="observed",
-        customdata=[[f"{100 * b['from']:.0f}–{100 * b['to']:.0f} %", b["n"]] for b in bins],
-        hovertemplate="P(up) %{customdata[0]}: said %{x:.0%}, rose %{y:.0%} of %{customdata[1]}<extra></extra>",
-    ))
+    fig.add_trace(
+        go.Scatter(
+            x=[0, 1],
+            y=[0, 1],
+            mode="lines",
+            line={"color": "#9e9e9e", "dash": "dot"},
+            name="calibrated",
+            hoverinfo="skip",
+        )
+    )
+    fig.add_trace(
+        go.Scatter(
+            x=[b["mean_p_up"] for b in bins],
+            y=[b["up_rate"] for b in bins],
+            mode="markers+lines+text",
+            marker={"color": MEDIAN, "size": [8 + min(b["n"], 200) ** 0.5 for b in bins]},
+            line={"color": MEDIAN, "width": 1},
+            text=[f"n={b['n']}" for b in bins],
+            textposition="top center",
+            textfont={"size": 10},
+            name="observed",
+            customdata=[[f"{100 * b['from']:.0f}–{100 * b['to']:.0f} %", b["n"]] for b in bins],
+            hovertemplate="P(up) %{customdata[0]}: said %{x:.0%}, rose %{y:.0%} of %{customdata[1]}<extra></extra>",
+        )
+    )
     n = sum(b["n"] for b in bins)
     fig = _small_layout(fig, f"Reliability of P(up) ({n} forecasts)", "P(up) forecast", "share that rose")
     fig.update_xaxes(range=[0, 1], tickformat=".0%")
@@ -261,13 +334,21 @@ def pit_chart(track_record: dict[str, Any]) -> go.Figure:
     counts = track_record.get("pit_histogram") or []
     k = len(counts) or 1
     fig = go.Figure()
-    fig.add_trace(go.Bar(x=[(i + 0.5) / k for i in range(len(counts))], y=counts, width=0.9 / k,
-                         marker={"color": "rgba(94,53,177,0.7)"}, name="PIT",
-                         hovertemplate="PIT %{x:.2f}: %{y} forecasts<extra></extra>"))
+    fig.add_trace(
+        go.Bar(
+            x=[(i + 0.5) / k for i in range(len(counts))],
+            y=counts,
+            width=0.9 / k,
+            marker={"color": "rgba(94,53,177,0.7)"},
+            name="PIT",
+            hovertemplate="PIT %{x:.2f}: %{y} forecasts<extra></extra>",
+        )
+    )
     total = sum(counts)
     if total:
         fig.add_hline(y=total / k, line={"color": "#9e9e9e", "dash": "dot"})
-    fig = _small_layout(fig, f"PIT histogram ({total} forecasts)", "where the outcome fell among the paths",
-                        "forecasts")
+    fig = _small_layout(
+        fig, f"PIT histogram ({total} forecasts)", "where the outcome fell among the paths", "forecasts"
+    )
     fig.update_xaxes(range=[0, 1])
     return fig

@@ -25,6 +25,7 @@ Instant = str  # ISO 8601 with offset: '2025-03-10T12:00:00+00:00'
 
 # ----------------------------------------------------------------------------------------------- one forecast
 
+
 class Sampling(TypedDict):
     """The sampling settings a forecast was drawn with (``forecasting.interface.Sampling``)."""
 
@@ -84,13 +85,16 @@ class HistoryDocument(TypedDict):
 
 # ------------------------------------------------------------------------------------------------ track record
 
-CalibrationBin = TypedDict("CalibrationBin", {  # 'from' is a keyword: the functional form
-    "from": float,
-    "to": float,
-    "n": int,
-    "mean_p_up": float | None,  # null: no forecast in the bin
-    "up_rate": float | None,
-})
+CalibrationBin = TypedDict(
+    "CalibrationBin",
+    {  # 'from' is a keyword: the functional form
+        "from": float,
+        "to": float,
+        "n": int,
+        "mean_p_up": float | None,  # null: no forecast in the bin
+        "up_rate": float | None,
+    },
+)
 
 
 class Skill(TypedDict):
@@ -140,6 +144,7 @@ class TrackRecord(TypedDict):
 
 # ---------------------------------------------------------------------------------------------------- verdicts
 
+
 class Comparison(TypedDict):
     """One measure's Diebold-Mariano comparison of the model with its reference (``track_record.compare_losses``)."""
 
@@ -179,6 +184,7 @@ class Verdict(TypedDict):
 
 
 # -------------------------------------------------------------------------------------------------- scoreboard
+
 
 class ScoreboardRow(TypedDict):
     """One all-time scoreboard row at the horizon's last step (``snapshots.scoreboard``). A metric that does not
@@ -241,6 +247,7 @@ class SeriesScoreboard(TypedDict):
 
 
 # ----------------------------------------------------------------------------------------------------- latest
+
 
 class Candle(TypedDict):
     ts: Instant  # open time

@@ -38,8 +38,9 @@ def series_prefix(symbol: str, timeframe: str) -> str:
 
 def series_keys(symbol: str, timeframe: str) -> dict[str, str]:
     prefix = series_prefix(symbol, timeframe)
-    return {name: f"{prefix}/{name}"
-            for name in ("latest.json", "chart.html", "chart.png", "scoreboard.json", "figures.js")}
+    return {
+        name: f"{prefix}/{name}" for name in ("latest.json", "chart.html", "chart.png", "scoreboard.json", "figures.js")
+    }
 
 
 def origin_slug(origin: str) -> str:
@@ -65,8 +66,7 @@ def version_of(key: str) -> str | None:
 def is_immutable(key: str) -> bool:
     """History, paths, plotly.js, the chain records and the versioned copies: written once, never changed, listed in
     the manifest (the index parts are immutable too, but they list the others rather than being listed)."""
-    return ("/history/" in key or "/paths/" in key or key.startswith(("assets/", "chain/"))
-            or is_versioned(key))
+    return "/history/" in key or "/paths/" in key or key.startswith(("assets/", "chain/")) or is_versioned(key)
 
 
 def history_key(symbol: str, timeframe: str, origin: str) -> str:

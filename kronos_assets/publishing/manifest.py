@@ -87,8 +87,12 @@ def empty_manifest() -> dict[str, Any]:
 
 
 def entry(art: Artifact) -> dict[str, Any]:
-    return {"sha256": art.sha256, "bytes": len(art.body), "content_type": art.content_type,
-            "cache_control": art.cache_control}
+    return {
+        "sha256": art.sha256,
+        "bytes": len(art.body),
+        "content_type": art.content_type,
+        "cache_control": art.cache_control,
+    }
 
 
 def read_manifest(store: Store) -> tuple[dict[str, Any], str | None]:
@@ -106,8 +110,11 @@ def read_manifest(store: Store) -> tuple[dict[str, Any], str | None]:
     m.setdefault("aliases", {})
     m.setdefault("retired", [])
     if m.get("format") not in (2, MANIFEST_FORMAT):  # format 1 listed latest names as objects: not immutable
-        m["objects"] = {k: v for k, v in m.get("objects", {}).items()
-                        if "/history/" in k or k.startswith("assets/") or "/paths/" in k}
+        m["objects"] = {
+            k: v
+            for k, v in m.get("objects", {}).items()
+            if "/history/" in k or k.startswith("assets/") or "/paths/" in k
+        }
     return m, None
 
 
@@ -122,8 +129,11 @@ def _check_shape(m: Any) -> None:
     if not isinstance(retired, list) or not all(isinstance(v, str) for v in retired):
         raise TypeError("'retired' is not a list of names")
     index = m.get("index")
-    if index is not None and (not isinstance(index, dict) or part_number(str(index.get("head"))) is None
-                              or not isinstance(index.get("head_sha256"), str)):
+    if index is not None and (
+        not isinstance(index, dict)
+        or part_number(str(index.get("head"))) is None
+        or not isinstance(index.get("head_sha256"), str)
+    ):
         raise TypeError("'index' does not name its newest part (head, head_sha256)")
 
 
@@ -175,8 +185,12 @@ def listed_objects(store: Store, manifest: dict[str, Any]) -> dict[str, dict[str
     for key, part, body in index_parts(store, manifest):  # newest first: a newer entry (a replacement) wins
         for k, meta in part["objects"].items():
             objects.setdefault(k, meta)
-        objects[key] = {"sha256": hashlib.sha256(body).hexdigest(), "bytes": len(body),
-                        "content_type": content_type_for(key), "cache_control": IMMUTABLE_CACHE}
+        objects[key] = {
+            "sha256": hashlib.sha256(body).hexdigest(),
+            "bytes": len(body),
+            "content_type": content_type_for(key),
+            "cache_control": IMMUTABLE_CACHE,
+        }
     return objects
 
 
@@ -191,14 +205,20 @@ def rebuild_manifest(store: Store, why: str) -> dict[str, Any]:
     """The manifest re-derived from the objects ``store`` holds (see the module docstring)."""
     listing = getattr(store, "keys", None)
     if listing is None:
-        raise ManifestError(f"{why}; {type(store).__name__} cannot list its objects to rebuild it: move the file "
-                            "aside and publish again (the new manifest then lists only what that publish writes)")
+        raise ManifestError(
+            f"{why}; {type(store).__name__} cannot list its objects to rebuild it: move the file "
+            "aside and publish again (the new manifest then lists only what that publish writes)"
+        )
     objects: dict[str, dict[str, Any]] = {}
     latest, damaged = [], []
     for key in sorted(listing()):
         name = posixpath.basename(key)
-        if (key == MANIFEST_KEY or key.startswith(INDEX_PREFIX) or name.startswith(".")
-                or posixpath.splitext(name)[1].lower() not in CONTENT_TYPES):
+        if (
+            key == MANIFEST_KEY
+            or key.startswith(INDEX_PREFIX)
+            or name.startswith(".")
+            or posixpath.splitext(name)[1].lower() not in CONTENT_TYPES
+        ):
             continue  # the index, a writer's temporary file, or nothing this publisher writes
         if not is_immutable(key):
             latest.append(key)
@@ -209,9 +229,12 @@ def rebuild_manifest(store: Store, why: str) -> dict[str, Any]:
         if st.bytes == 0 or (is_versioned(key) and st.sha256[:16] != version_of(key)):
             damaged.append(key)
             continue
-        objects[key] = {"sha256": st.sha256, "bytes": st.bytes,
-                        "content_type": st.content_type or content_type_for(key),
-                        "cache_control": st.cache_control or IMMUTABLE_CACHE}
+        objects[key] = {
+            "sha256": st.sha256,
+            "bytes": st.bytes,
+            "content_type": st.content_type or content_type_for(key),
+            "cache_control": st.cache_control or IMMUTABLE_CACHE,
+        }
     aliases = {}
     for key in latest:
         st = store.stat(key)
@@ -221,5 +244,9 @@ def rebuild_manifest(store: Store, why: str) -> dict[str, Any]:
     retired = sorted(k for k in [*objects, *damaged] if is_versioned(k) and k not in current)
     for k in retired:
         objects.pop(k, None)
-    return {"objects": objects, "aliases": aliases, "retired": retired,
-            "damaged": sorted(k for k in damaged if not is_versioned(k))}
+    return {
+        "objects": objects,
+        "aliases": aliases,
+        "retired": retired,
+        "damaged": sorted(k for k in damaged if not is_versioned(k)),
+    }

@@ -91,9 +91,12 @@ def skill_card(snap: SeriesSnapshot) -> Card:
         return Card(label, "–", "the model is itself this baseline", muted=True)
     if c["p_value"] is None or c["relative"] is None:
         return Card(label, "not yet scored", not_yet({}, c["n"], c["n_independent"]), muted=True)
-    return Card(label, f"{-100 * c['relative']:+.1f} %",
-                f"{dm_word(c)}; Diebold–Mariano test over ≈{c['n_independent']} independent horizons",
-                title="1 − CRPS(model) / CRPS(baseline) on the origins both scored; positive is better")
+    return Card(
+        label,
+        f"{-100 * c['relative']:+.1f} %",
+        f"{dm_word(c)}; Diebold–Mariano test over ≈{c['n_independent']} independent horizons",
+        title="1 − CRPS(model) / CRPS(baseline) on the origins both scored; positive is better",
+    )
 
 
 def forecast_cards(snap: SeriesSnapshot) -> list[Card]:
@@ -104,13 +107,24 @@ def forecast_cards(snap: SeriesSnapshot) -> list[Card]:
     p_note = POINT_NOTE if point else p_up_note(primary["p_up"], tr)[0]
     return [
         Card("Last price", price(last), f"close of the {utc_minute(snap['last_bar'])} UTC bar"),
-        Card(f"P(up) in {h} bars", "n/a" if point else pct(primary["p_up"]), p_note, muted=point,
-             title="share of sample paths closing above the last price at the horizon"),
-        Card(f"P(volatility amplification), {h} bars", "n/a" if primary["p_vol_amp"] is None
-             else pct(primary["p_vol_amp"]), POINT_NOTE if primary["p_vol_amp"] is None else vol_note(tr),
-             title=f"share of sample paths more volatile over the next {h} bars than the last {h} bars were"),
-        Card(f"Expected move in {h} bars (median)", f"{100 * (end['q50'] / last - 1):+.2f} %",
-             f"80 % range {100 * (end['q10'] / last - 1):+.2f} % … {100 * (end['q90'] / last - 1):+.2f} %"),
+        Card(
+            f"P(up) in {h} bars",
+            "n/a" if point else pct(primary["p_up"]),
+            p_note,
+            muted=point,
+            title="share of sample paths closing above the last price at the horizon",
+        ),
+        Card(
+            f"P(volatility amplification), {h} bars",
+            "n/a" if primary["p_vol_amp"] is None else pct(primary["p_vol_amp"]),
+            POINT_NOTE if primary["p_vol_amp"] is None else vol_note(tr),
+            title=f"share of sample paths more volatile over the next {h} bars than the last {h} bars were",
+        ),
+        Card(
+            f"Expected move in {h} bars (median)",
+            f"{100 * (end['q50'] / last - 1):+.2f} %",
+            f"80 % range {100 * (end['q10'] / last - 1):+.2f} % … {100 * (end['q90'] / last - 1):+.2f} %",
+        ),
         skill_card(snap),
     ]
 
@@ -147,15 +161,28 @@ def series_view(snap: SeriesSnapshot, board: list[ScoreboardRow], index: int) ->
     verdict, pending = verdict_sentence(snap)
     keys = series_keys(snap["symbol"], snap["timeframe"])
     paths = paths_key(snap["symbol"], snap["timeframe"], snap["origin"])
-    links = [("interactive chart", keys["chart.html"]), ("PNG", keys["chart.png"]),
-             ("latest JSON", keys["latest.json"]), ("sample paths (Parquet)", paths),
-             ("scoreboard JSON", keys["scoreboard.json"])]
+    links = [
+        ("interactive chart", keys["chart.html"]),
+        ("PNG", keys["chart.png"]),
+        ("latest JSON", keys["latest.json"]),
+        ("sample paths (Parquet)", paths),
+        ("scoreboard JSON", keys["scoreboard.json"]),
+    ]
     small = ("reliability", "pit") if tr.get("n") else ()  # as publishing.figures.series_figures draws them
     return SeriesView(
-        index=index, symbol=snap["symbol"], timeframe=snap["timeframe"], origin=snap["origin"],
-        primary_model=snap["primary_model"], bar_seconds=bar_seconds, horizon=h,
-        verdict=verdict, verdict_pending=pending, cards=forecast_cards(snap),
-        chart=Chart(f"chart-{index}", "fan"), figures_src=figures_src(snap), figures_id=script_text(series_id(snap)),
+        index=index,
+        symbol=snap["symbol"],
+        timeframe=snap["timeframe"],
+        origin=snap["origin"],
+        primary_model=snap["primary_model"],
+        bar_seconds=bar_seconds,
+        horizon=h,
+        verdict=verdict,
+        verdict_pending=pending,
+        cards=forecast_cards(snap),
+        chart=Chart(f"chart-{index}", "fan"),
+        figures_src=figures_src(snap),
+        figures_id=script_text(series_id(snap)),
         links=links,
         calibration=[Chart(f"chart-{index}-{name}", name) for name in small],
         score_header=[(label, tip) for _, label, _, tip in score_columns()],

@@ -32,20 +32,28 @@ TEMPLATES = jinja2.Environment(
 TEMPLATES.filters["script_json"] = script_json
 
 
-def dashboard_html(snapshots: list[dict[str, Any]], scoreboard: list[dict[str, Any]], generated_at: str,
-                   synthetic: bool) -> str:
+def dashboard_html(
+    snapshots: list[dict[str, Any]], scoreboard: list[dict[str, Any]], generated_at: str, synthetic: bool
+) -> str:
     """index.html: a section per snapshot, in their order, each with its series' rows of ``scoreboard``."""
     views: list[SeriesView] = []
     for i, snap in enumerate(snapshots):
         board = [r for r in scoreboard if r["symbol"] == snap["symbol"] and r["timeframe"] == snap["timeframe"]]
         views.append(series_view(snap, board, i))
     return TEMPLATES.get_template("dashboard.html.j2").render(
-        series=views, generated_at=generated_at, generated_text=utc_minute(generated_at), synthetic=synthetic,
+        series=views,
+        generated_at=generated_at,
+        generated_text=utc_minute(generated_at),
+        synthetic=synthetic,
         # synthetic, or the replay's exchange and as-of (the newest origin shown)
-        demo_banner=DEMO_BANNER if synthetic else next(
-            (market_banner(s, generated_at) for s in snapshots if s.get("replay")), None),
-        plotly_js=PLOTLY_JS_KEY, templates_js=templates_key(), min_independent=MIN_INDEPENDENT,
-        stale_bars=FRESH_WARN_BARS, slack_seconds=int(FRESHNESS_SLACK.total_seconds()),
+        demo_banner=DEMO_BANNER
+        if synthetic
+        else next((market_banner(s, generated_at) for s in snapshots if s.get("replay")), None),
+        plotly_js=PLOTLY_JS_KEY,
+        templates_js=templates_key(),
+        min_independent=MIN_INDEPENDENT,
+        stale_bars=FRESH_WARN_BARS,
+        slack_seconds=int(FRESHNESS_SLACK.total_seconds()),
     )
 
 
@@ -53,8 +61,17 @@ def chart_page(snapshot: dict[str, Any]) -> bytes:
     """A series' interactive chart: the fan chart of its figures file (publishing.figures), drawn by plotly.js
     from the site's assets, with a title and the banner."""
     depth = series_prefix(snapshot["symbol"], snapshot["timeframe"]).count("/") + 1
-    return TEMPLATES.get_template("chart_page.html.j2").render(
-        symbol=snapshot["symbol"], timeframe=snapshot["timeframe"], banner=market_banner(snapshot), up="../" * depth,
-        plotly_js=PLOTLY_JS_KEY, templates_js=templates_key(), figures_src=posixpath.basename(figures_src(snapshot)),
-        figures_id=script_text(series_id(snapshot)),
-    ).encode()
+    return (
+        TEMPLATES.get_template("chart_page.html.j2")
+        .render(
+            symbol=snapshot["symbol"],
+            timeframe=snapshot["timeframe"],
+            banner=market_banner(snapshot),
+            up="../" * depth,
+            plotly_js=PLOTLY_JS_KEY,
+            templates_js=templates_key(),
+            figures_src=posixpath.basename(figures_src(snapshot)),
+            figures_id=script_text(series_id(snapshot)),
+        )
+        .encode()
+    )

@@ -72,8 +72,9 @@ class Listing:
         return Artifact(art.key, body, art.content_type, art.cache_control) if same else None
 
 
-def seal(store: Store, objects: dict[str, dict[str, Any]], index: dict[str, Any] | None
-         ) -> tuple[dict[str, dict[str, Any]], dict[str, Any] | None, Artifact | None]:
+def seal(
+    store: Store, objects: dict[str, dict[str, Any]], index: dict[str, Any] | None
+) -> tuple[dict[str, dict[str, Any]], dict[str, Any] | None, Artifact | None]:
     """The head's objects and index after this publish: once the entries beyond the head's own fill a part (or an
     upgrade or a rebuild brings a whole history), they go to a new part, which names the one before it by sha256.
     Returns the head's objects, the index, and the part written (None: no part this time)."""
@@ -81,10 +82,19 @@ def seal(store: Store, objects: dict[str, dict[str, Any]], index: dict[str, Any]
     if len(loose) < PART_OBJECTS:
         return dict(sorted(objects.items())), index, None
     n = part_number(index["head"]) + 1 if index else next_part_number(store)  # never over an existing part
-    part = {"format": PART_FORMAT, "part": n, "prev": index["head"] if index else None,
-            "prev_sha256": index["head_sha256"] if index else None, "objects": dict(sorted(loose.items()))}
+    part = {
+        "format": PART_FORMAT,
+        "part": n,
+        "prev": index["head"] if index else None,
+        "prev_sha256": index["head_sha256"] if index else None,
+        "objects": dict(sorted(loose.items())),
+    }
     art = Artifact.of(part_key(n), encode(part), IMMUTABLE_CACHE)
     store.put(art)
-    sealed = {"head": art.key, "head_sha256": art.sha256, "parts": (index or {}).get("parts", 0) + 1,
-              "objects": (index or {}).get("objects", 0) + len(loose) + 1}  # its entries and the part itself
+    sealed = {
+        "head": art.key,
+        "head_sha256": art.sha256,
+        "parts": (index or {}).get("parts", 0) + 1,
+        "objects": (index or {}).get("objects", 0) + len(loose) + 1,
+    }  # its entries and the part itself
     return dict(sorted((k, v) for k, v in objects.items() if in_head(k))), sealed, art

@@ -79,7 +79,8 @@ def r2_config_from_env(environ: Mapping[str, str] | None = None) -> R2Config:
     missing = [v for v in required if not _value(environ, v)]
     if missing:
         raise R2ConfigError(
-            "R2 publishing needs the environment variable(s) " + ", ".join(missing)
+            "R2 publishing needs the environment variable(s) "
+            + ", ".join(missing)
             + f" (set {ACCOUNT_VAR} or {ENDPOINT_VAR}, {KEY_ID_VAR}, {SECRET_VAR}, {BUCKET_VAR}; "
             f"{PUBLIC_BASE_VAR} is optional)"
         )
@@ -121,8 +122,9 @@ class S3Store:
 
     ``connect`` builds the boto3 S3 client; it is called once, at first use, under ``r2_checksum_env``."""
 
-    def __init__(self, connect: Callable[[], Any], bucket: str, public_base: str | None = None,
-                 endpoint_url: str | None = None):
+    def __init__(
+        self, connect: Callable[[], Any], bucket: str, public_base: str | None = None, endpoint_url: str | None = None
+    ):
         self._connect = connect
         self.bucket = bucket
         self.public_base = public_base.rstrip("/") if public_base else None

@@ -10,8 +10,10 @@ from kronos_assets.publishing.snapshots import MIN_BIN, MIN_INDEPENDENT
 from kronos_assets.track_record import DM_WINDOWS, VERDICT_WINDOW, covered_days
 
 DEMO_BANNER = "SYNTHETIC MARKET — demo profile: these prices are generated, not real."
-REPLAY_BANNER = ("REPLAY of real {exchange} spot candles — demo profile: the market as of {as_of} UTC, replayed from "
-                 "files, not live prices.")
+REPLAY_BANNER = (
+    "REPLAY of real {exchange} spot candles — demo profile: the market as of {as_of} UTC, replayed from "
+    "files, not live prices."
+)
 
 
 def market_banner(snapshot: dict[str, Any], as_of: str | None = None) -> str | None:
@@ -24,6 +26,7 @@ def market_banner(snapshot: dict[str, Any], as_of: str | None = None) -> str | N
         return REPLAY_BANNER.format(exchange=snapshot["replay"], as_of=when)
     return None
 
+
 def score_columns() -> tuple[tuple[str, str, str | None, str], ...]:
     """The scoreboard table's columns (column, header, format, header tooltip): the model, how many forecasts,
     every registered metric with a dashboard column (``metrics.registry``, in its column order), the skill."""
@@ -32,8 +35,12 @@ def score_columns() -> tuple[tuple[str, str, str | None, str], ...]:
         ("model", "model", None, ""),
         ("n_forecasts", "scored", None, "forecasts scored, and about how many non-overlapping horizons they cover"),
         *((m.board, m.column.header, m.column.format, m.column.tip) for m in shown),
-        ("crps_skill_vs_rw_vol", "skill vs RW+vol", "signed_pct",
-         "1 - CRPS / CRPS of the random walk with volatility on the same origins (positive is better)"),
+        (
+            "crps_skill_vs_rw_vol",
+            "skill vs RW+vol",
+            "signed_pct",
+            "1 - CRPS / CRPS of the random walk with volatility on the same origins (positive is better)",
+        ),
     )
 
 
@@ -71,8 +78,10 @@ def not_yet(tr: dict[str, Any], n: int | None = None, k: int | None = None) -> s
     k = tr.get("n_independent", 0) if k is None else k
     if n == 0:
         return "no forecast scored yet"
-    return (f"{n} scored ≈ {k} independent horizon{'s' if k != 1 else ''}; "
-            f"needs {tr.get('min_independent', MIN_INDEPENDENT)}")
+    return (
+        f"{n} scored ≈ {k} independent horizon{'s' if k != 1 else ''}; "
+        f"needs {tr.get('min_independent', MIN_INDEPENDENT)}"
+    )
 
 
 def p_up_note(p: float, tr: dict[str, Any]) -> tuple[str, bool]:
@@ -84,8 +93,10 @@ def p_up_note(p: float, tr: dict[str, Any]) -> tuple[str, bool]:
     for b in tr.get("calibration", []):
         if b["from"] <= p < b["to"] or (b["to"] == 1.0 and p == 1.0):
             if b["n"] >= MIN_BIN:
-                parts.append(f"when it said {100 * b['from']:.0f}–{100 * b['to']:.0f} %, it rose "
-                             f"{100 * b['up_rate']:.0f} % of {b['n']} times")
+                parts.append(
+                    f"when it said {100 * b['from']:.0f}–{100 * b['to']:.0f} %, it rose "
+                    f"{100 * b['up_rate']:.0f} % of {b['n']} times"
+                )
             else:
                 parts.append(f"only {b['n']} past forecasts in the {100 * b['from']:.0f}–{100 * b['to']:.0f} % range")
     parts.append(f"Brier {tr['brier_up']:.3f} (coin flip 0.250)")
@@ -111,8 +122,9 @@ def verdict_sentence(snap: dict[str, Any]) -> tuple[str, bool]:
     verdict = snap.get("verdict")
     if verdict is None:
         h = snap["forecasts"][snap["primary_model"]]["horizon"]
-        return (f"No forecast of {snap['primary_model']} scored yet: a forecast is scored once its {h} bars "
-                "have passed."), True
+        return (
+            f"No forecast of {snap['primary_model']} scored yet: a forecast is scored once its {h} bars have passed."
+        ), True
     return verdict["sentence"], verdict["n_independent"] < verdict["min_independent"]
 
 
@@ -175,8 +187,10 @@ def verdict_span(verdict: dict[str, Any] | None) -> str:
 
 
 CONFIDENCE_HEADER = ("model", *(f"{b.replace('p_up', 'P(up)').replace(' to ', '–')}" for b in CONFIDENCE_BANDS))
-CONFIDENCE_TIP = ("how often the direction P(up) pointed to (up above 50 %, down below) was right, by how confident "
-                  "it was, at the horizon's last bar: hit rate and the number of calls")
+CONFIDENCE_TIP = (
+    "how often the direction P(up) pointed to (up above 50 %, down below) was right, by how confident "
+    "it was, at the horizon's last bar: hit rate and the number of calls"
+)
 
 
 def confidence_cells(model: str, bands: list[dict[str, Any]]) -> list[str]:

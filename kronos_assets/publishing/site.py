@@ -27,7 +27,6 @@ import polars as pl
 import pyarrow.parquet as pq
 
 from kronos_assets.publishing.chain import append_record, sha256
-from kronos_assets.publishing.figures import figures_file, templates_js, templates_key
 from kronos_assets.publishing.charts import fan_chart_png
 from kronos_assets.publishing.contract import (
     HistoryDocument,
@@ -38,6 +37,7 @@ from kronos_assets.publishing.contract import (
     SeriesSnapshot,
     Verdict,
 )
+from kronos_assets.publishing.figures import figures_file, templates_js, templates_key
 from kronos_assets.publishing.keys import (
     MANIFEST_KEY,
     PLOTLY_JS_KEY,
@@ -48,8 +48,8 @@ from kronos_assets.publishing.keys import (
     versioned_key,
 )
 from kronos_assets.publishing.manifest import MANIFEST_FORMAT, encode, entry, read_manifest
-from kronos_assets.publishing.parts import Listing, seal
 from kronos_assets.publishing.pages import chart_page, dashboard_html
+from kronos_assets.publishing.parts import Listing, seal
 from kronos_assets.publishing.public import without_local_paths
 from kronos_assets.publishing.sentences import market_banner
 from kronos_assets.publishing.store import IMMUTABLE_CACHE, LATEST_CACHE, MANIFEST_CACHE, Artifact, Store
@@ -87,8 +87,15 @@ def paths_parquet(frame: pl.DataFrame) -> bytes:
     sample paths leave half of them zero): about a tenth fewer bytes than the plain encoding, read by any reader."""
     floats = [name for name, dtype in frame.schema.items() if dtype == pl.Float64]
     buf = io.BytesIO()
-    pq.write_table(frame.to_arrow(), buf, compression="zstd", compression_level=9, use_byte_stream_split=floats,
-                   use_dictionary=[n for n, t in frame.schema.items() if t == pl.String], write_statistics=True)
+    pq.write_table(
+        frame.to_arrow(),
+        buf,
+        compression="zstd",
+        compression_level=9,
+        use_byte_stream_split=floats,
+        use_dictionary=[n for n, t in frame.schema.items() if t == pl.String],
+        write_statistics=True,
+    )
     return buf.getvalue()
 
 
@@ -113,11 +120,13 @@ def series_plan(update: SeriesUpdate, plan: SitePlan) -> None:
     for h in update.history:
         if (h["symbol"], h["timeframe"]) != (update.symbol, update.timeframe):
             raise ValueError(f"history of {h['symbol']} {h['timeframe']} handed to {update.symbol} {update.timeframe}")
-        plan.immutable.append(Artifact.of(history_key(update.symbol, update.timeframe, h["origin"]), _json(h),
-                                          IMMUTABLE_CACHE))
+        plan.immutable.append(
+            Artifact.of(history_key(update.symbol, update.timeframe, h["origin"]), _json(h), IMMUTABLE_CACHE)
+        )
     for origin, frame in sorted(update.paths.items()):
-        plan.immutable.append(Artifact.of(paths_key(update.symbol, update.timeframe, origin), paths_parquet(frame),
-                                          IMMUTABLE_CACHE))
+        plan.immutable.append(
+            Artifact.of(paths_key(update.symbol, update.timeframe, origin), paths_parquet(frame), IMMUTABLE_CACHE)
+        )
     snap = update.snapshot
     if snap is None:
         return
@@ -125,15 +134,27 @@ def series_plan(update: SeriesUpdate, plan: SitePlan) -> None:
     plan.add_latest(keys["chart.png"], fan_chart_png(snap))
     plan.add_latest(*figures_file(snap))  # before chart.html and the dashboard, which load it
     plan.add_latest(keys["chart.html"], chart_page(snap))
-    plan.add_latest(keys["scoreboard.json"], _json(SeriesScoreboard({
-        "symbol": snap["symbol"], "timeframe": snap["timeframe"], "as_of": snap["origin"],
-        "synthetic": snap.get("synthetic", False), "track_record": snap.get("track_record"),
-        "verdict": snap.get("verdict"), "rows": update.scoreboard,
-    })))
+    plan.add_latest(
+        keys["scoreboard.json"],
+        _json(
+            SeriesScoreboard(
+                {
+                    "symbol": snap["symbol"],
+                    "timeframe": snap["timeframe"],
+                    "as_of": snap["origin"],
+                    "synthetic": snap.get("synthetic", False),
+                    "track_record": snap.get("track_record"),
+                    "verdict": snap.get("verdict"),
+                    "rows": update.scoreboard,
+                }
+            )
+        ),
+    )
     plan.add_latest(keys["latest.json"], _json(latest_document(snap)))
 
 
 # ---------------------------------------------------------------------------------------------------- publishing
+
 
 @dataclass
 class PublishReport:
@@ -179,8 +200,14 @@ def publish_site(
     updates = list(updates)
     for update in updates:
         series_plan(update, plan)
-    plan.add_latest("scoreboard.json", _json(Scoreboard({"generated_at": generated, "synthetic": synthetic,
-                                                         "rows": scoreboard, "verdicts": list(verdicts)})))
+    plan.add_latest(
+        "scoreboard.json",
+        _json(
+            Scoreboard(
+                {"generated_at": generated, "synthetic": synthetic, "rows": scoreboard, "verdicts": list(verdicts)}
+            )
+        ),
+    )
     plan.add_latest("index.html", dashboard_html(all_snapshots, scoreboard, generated, synthetic).encode())
 
     previous, rebuilt = read_manifest(store)
@@ -237,17 +264,26 @@ def publish_site(
         "retired": retired,
         "inputs": dict(sorted({**previous.get("inputs", {}), **(inputs or {})}.items())),
     }
-    unchanged = all(manifest.get(k) == previous.get(k) for k in ("format", "generated_at", "profile", "synthetic",
-                                                                  "objects", "aliases", "inputs"))
+    unchanged = all(
+        manifest.get(k) == previous.get(k)
+        for k in ("format", "generated_at", "profile", "synthetic", "objects", "aliases", "inputs")
+    )
     if unchanged and not rebuilt:
         return PublishReport(previous, written, skipped, [], changed, False)
     # The chain record (publishing.chain) after the objects it lists, before the manifest that names it.
     fresh = set(written)
     docs = {history_key(u.symbol, u.timeframe, h["origin"]): h for u in updates for h in u.history}
     manifest["chain"], record = append_record(
-        store, previous, previous_body, rebuilt, generated_at,
+        store,
+        previous,
+        previous_body,
+        rebuilt,
+        generated_at,
         {a.key: a.sha256 for a in immutable if a.key in fresh},
-        {k: h for k, h in docs.items() if k in fresh}, [u.snapshot for u in updates if u.snapshot], replaced)
+        {k: h for k, h in docs.items() if k in fresh},
+        [u.snapshot for u in updates if u.snapshot],
+        replaced,
+    )
     written.append(record.key)
     objects[record.key] = entry(record)
     # The entries beyond the head's own go to a new index part once they fill one (written before the head).

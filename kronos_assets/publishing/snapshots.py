@@ -54,8 +54,9 @@ def forecast_records(wh: Warehouse, symbol: str, timeframe: str, origins: list[d
         by_key.setdefault((s.pop("origin"), s.pop("model")), []).append(s)
     records: dict[str, dict[str, Any]] = {}
     for h in json_rows(heads):
-        rec = records.setdefault(h["origin"], {"symbol": symbol, "timeframe": timeframe, "origin": h["origin"],
-                                               "forecasts": {}})
+        rec = records.setdefault(
+            h["origin"], {"symbol": symbol, "timeframe": timeframe, "origin": h["origin"], "forecasts": {}}
+        )
         model = h["model"]
         h["sampling"] = json.loads(h["sampling"])
         h["provenance"] = json.loads(h["provenance"])
@@ -67,7 +68,13 @@ def forecast_records(wh: Warehouse, symbol: str, timeframe: str, origins: list[d
 
 
 def series_snapshot(
-    wh: Warehouse, symbol: str, timeframe: str, origin: datetime, bar: timedelta, primary_model: str, synthetic: bool,
+    wh: Warehouse,
+    symbol: str,
+    timeframe: str,
+    origin: datetime,
+    bar: timedelta,
+    primary_model: str,
+    synthetic: bool,
     replay: str | None = None,
 ) -> SeriesSnapshot | None:
     """Everything the dashboard shows for a series at one origin, or None when no forecast exists there.
@@ -86,8 +93,9 @@ def series_snapshot(
         [symbol, timeframe, primary_model, origin, PAST_FORECASTS],
     ).reverse()
     horizon = records[0]["forecasts"][primary_model]["horizon"]
-    verdict = [v for v in verdicts(wh, timeframe, 30, scored_before=origin, symbols=[symbol])
-               if v["model"] == primary_model]
+    verdict = [
+        v for v in verdicts(wh, timeframe, 30, scored_before=origin, symbols=[symbol]) if v["model"] == primary_model
+    ]
     return records[0] | {
         "primary_model": primary_model,
         "synthetic": synthetic,
@@ -115,8 +123,9 @@ def _f(x: Any) -> float | None:
     return None if x is None or (isinstance(x, float) and not math.isfinite(x)) else float(x)
 
 
-def track_record(wh: Warehouse, symbol: str, timeframe: str, model: str, origin: datetime, bar: timedelta,
-                 horizon: int) -> TrackRecord:
+def track_record(
+    wh: Warehouse, symbol: str, timeframe: str, model: str, origin: datetime, bar: timedelta, horizon: int
+) -> TrackRecord:
     """What was known at ``origin`` about the model's forecasts of this series (scored before the origin).
 
     The P(up) calibration (Brier score and hit rate per probability bin), the PIT histogram, the Brier score of
@@ -157,8 +166,15 @@ def track_record(wh: Warehouse, symbol: str, timeframe: str, model: str, origin:
         for lo, hi in zip(CALIBRATION_BINS[:-1], CALIBRATION_BINS[1:]):
             sel = (p >= lo) & ((p < hi) if hi < 1 else (p <= hi))
             k = int(sel.sum())
-            bins.append({"from": lo, "to": hi, "n": k, "mean_p_up": _f(p[sel].mean()) if k else None,
-                         "up_rate": _f(up[sel].mean()) if k else None})
+            bins.append(
+                {
+                    "from": lo,
+                    "to": hi,
+                    "n": k,
+                    "mean_p_up": _f(p[sel].mean()) if k else None,
+                    "up_rate": _f(up[sel].mean()) if k else None,
+                }
+            )
         out["calibration"] = bins
         out["pit_histogram"] = pit_histogram(mine["pit"].to_numpy(), PIT_BINS).tolist()
     skills = {}
@@ -174,8 +190,7 @@ def track_record(wh: Warehouse, symbol: str, timeframe: str, model: str, origin:
         k = independent_count(pair["origin"].to_list(), span)
         base_mean = float(b.mean())
         skill = 1 - float(m.mean()) / base_mean if base_mean > 0 else None
-        skills[base] = {"n": pair.height, "n_independent": k, "enough": k >= MIN_INDEPENDENT,
-                        "crps_skill": _f(skill)}
+        skills[base] = {"n": pair.height, "n_independent": k, "enough": k >= MIN_INDEPENDENT, "crps_skill": _f(skill)}
     out["skill"] = skills
     return out
 
@@ -196,9 +211,13 @@ def path_matrices(wh: Warehouse, symbol: str, timeframe: str, origins: list[date
     )
     out = {}
     for (o,), part in df.partition_by("origin", as_dict=True, maintain_order=True).items():
-        out[_iso(o)] = part.drop("origin").with_columns(
-            pl.lit(symbol).alias("symbol"), pl.lit(timeframe).alias("timeframe"), pl.lit(o).alias("origin")
-        ).select("symbol", "timeframe", "origin", "model", "path", "step", "ts", *PATH_COLUMNS)
+        out[_iso(o)] = (
+            part.drop("origin")
+            .with_columns(
+                pl.lit(symbol).alias("symbol"), pl.lit(timeframe).alias("timeframe"), pl.lit(o).alias("origin")
+            )
+            .select("symbol", "timeframe", "origin", "model", "path", "step", "ts", *PATH_COLUMNS)
+        )
     return out
 
 
@@ -209,8 +228,11 @@ def scoreboard(wh: Warehouse, timeframe: str, symbols: list[str] | None = None) 
     if as_of is None:
         return []
     rows = board_rows(wh, timeframe, as_of)  # from the running sums: the same rows, flat in history
-    board = [r for r in rows if r["window_name"] == "all" and r["step"] == r["horizon"]
-             and (symbols is None or r["symbol"] in symbols)]
+    board = [
+        r
+        for r in rows
+        if r["window_name"] == "all" and r["step"] == r["horizon"] and (symbols is None or r["symbol"] in symbols)
+    ]
     return with_coverage_tests(wh, timeframe, board)
 
 
@@ -218,8 +240,11 @@ def with_coverage_tests(wh: Warehouse, timeframe: str, board: list[dict[str, Any
     """Adds to each all-time row the 80 % band's coverage pooled over the path (``coverage_80_path``), the test's
     p-value and its judgement (``coverage_80_flag``: 'too narrow', 'too wide' or None; kronos_assets.metrics.
     coverage); None for a point forecast (no band)."""
-    hits = wh.query(f"SELECT symbol, model, origin, hit_80, expected_80, horizon FROM {FINAL} WHERE timeframe = ? "
-                    "AND hit_80 IS NOT NULL ORDER BY symbol, model, origin", [timeframe])  # one row a forecast
+    hits = wh.query(
+        f"SELECT symbol, model, origin, hit_80, expected_80, horizon FROM {FINAL} WHERE timeframe = ? "
+        "AND hit_80 IS NOT NULL ORDER BY symbol, model, origin",
+        [timeframe],
+    )  # one row a forecast
     series = hits.partition_by("symbol", "model", as_dict=True, maintain_order=True) if hits.height else {}
     for r in board:
         part = series.get((r["symbol"], r["model"]))

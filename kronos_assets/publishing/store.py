@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Iterator, Protocol
 
 from kronos_assets.durable import fsync_dir
+
 # Cache lifetimes. Latest files (fixed names that change at every publish) are revalidated after a minute;
 # history and versioned copies never change once written; the manifest is always revalidated.
 LATEST_CACHE = "public, max-age=60, must-revalidate"

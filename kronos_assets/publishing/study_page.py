@@ -23,7 +23,11 @@ def _signed(x: float | None) -> str:
 
 def study_html(record: dict[str, Any]) -> str:
     return TEMPLATES.get_template("study.html.j2").render(
-        r=record, pct=pct, signed=_signed, p=_p, minute=utc_minute,
+        r=record,
+        pct=pct,
+        signed=_signed,
+        p=_p,
+        minute=utc_minute,
         months=lambda entry: sorted(entry["months"].items()),
     )
 

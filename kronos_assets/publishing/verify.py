@@ -37,13 +37,13 @@ import polars as pl
 
 from kronos_assets.market.timeframes import timeframe_delta
 from kronos_assets.metrics import QUANTILE_LEVELS, mean_of, skill_score
-from kronos_assets.metrics.scores import _validate as validate, _value
-from kronos_assets.metrics.registry import Inputs, aggregate, confidence_table, metrics, on_board
+from kronos_assets.metrics.registry import BASELINE, Inputs, aggregate, confidence_table, metrics, on_board
+from kronos_assets.metrics.scores import _validate as validate
+from kronos_assets.metrics.scores import _value
 from kronos_assets.publishing.chain import is_forecast_key, published_late, record_key, sha256
 from kronos_assets.publishing.keys import MANIFEST_KEY, history_key
 from kronos_assets.publishing.manifest import IndexDamage, listed_objects
 from kronos_assets.publishing.store import LocalStore, Stat, Store
-from kronos_assets.metrics.registry import BASELINE
 from kronos_assets.track_record import DM_WINDOWS, VERDICT_WINDOW, measures, verdicts
 
 REL_TOL = 1e-9
@@ -77,15 +77,18 @@ class Summary:
     not_recomputable: list[str] = field(default_factory=list)
 
     def line(self) -> str:
-        parts = [f"intact: {self.publications} publications",
-                 f"{self.forecasts} forecasts ({self.forecasts - self.late} published before their outcome, "
-                 f"{self.late} labelled backfills)",
-                 f"{self.scored} forecasts re-scored, {self.numbers} published numbers recomputed"]
+        parts = [
+            f"intact: {self.publications} publications",
+            f"{self.forecasts} forecasts ({self.forecasts - self.late} published before their outcome, "
+            f"{self.late} labelled backfills)",
+            f"{self.scored} forecasts re-scored, {self.numbers} published numbers recomputed",
+        ]
         if self.predating:
             parts.append(f"{self.predating} forecasts predate the chain (checked against the manifest only)")
         if self.replaced:
-            parts.append(f"{self.replaced} forecasts replaced after publication (declared; judged as of the "
-                         "replacement)")
+            parts.append(
+                f"{self.replaced} forecasts replaced after publication (declared; judged as of the replacement)"
+            )
         if self.rebuilt:
             parts.append(f"{self.rebuilt} publications after a rebuilt manifest")
         if self.not_recomputable:
@@ -94,6 +97,7 @@ class Summary:
 
 
 # ------------------------------------------------------------------------------------------------ opening a target
+
 
 class _Prefixed:
     """A bucket's objects under a prefix, read-only."""
@@ -105,7 +109,7 @@ class _Prefixed:
         return self.inner.get(self.prefix + key)
 
     def keys(self) -> Iterator[str]:
-        return (k[len(self.prefix):] for k in self.inner.keys() if k.startswith(self.prefix))
+        return (k[len(self.prefix) :] for k in self.inner.keys() if k.startswith(self.prefix))
 
     def stat(self, key: str) -> Stat | None:
         return self.inner.stat(self.prefix + key)
@@ -122,13 +126,21 @@ def open_target(target: str) -> Any:
         from kronos_assets import environment
         from kronos_assets.publishing.r2 import S3Store, r2_config_from_env
 
-        bucket, _, prefix = target[len("s3://"):].partition("/")
+        bucket, _, prefix = target[len("s3://") :].partition("/")
         env = dict(environment.r2_variables()) | {environment.R2_BUCKET: bucket}
         config = r2_config_from_env(env)
-        store = S3Store(lambda: boto3.client(
-            "s3", endpoint_url=config.endpoint_url, region_name="auto",
-            aws_access_key_id=env[environment.R2_KEY_ID], aws_secret_access_key=env[environment.R2_SECRET]),
-            bucket, None, config.endpoint_url)
+        store = S3Store(
+            lambda: boto3.client(
+                "s3",
+                endpoint_url=config.endpoint_url,
+                region_name="auto",
+                aws_access_key_id=env[environment.R2_KEY_ID],
+                aws_secret_access_key=env[environment.R2_SECRET],
+            ),
+            bucket,
+            None,
+            config.endpoint_url,
+        )
         return _Prefixed(store, prefix)
     if not Path(target).is_dir():
         raise FileNotFoundError(f"{target}: no such folder (give a publish folder or s3://bucket/prefix)")
@@ -136,6 +148,7 @@ def open_target(target: str) -> Any:
 
 
 # ------------------------------------------------------------------------------------------------ checks
+
 
 def _close(a: Any, b: Any) -> bool:
     if a is None or b is None:
@@ -177,23 +190,30 @@ def walk_chain(store: Store, manifest: dict[str, Any], summary: Summary) -> list
         if rec.get("seq") != seq:
             raise Mismatch(key, "seq", seq, rec.get("seq"))
         if seq and rec.get("prev_record_sha256") != prev_sha:
-            raise Mismatch(key, "prev_record_sha256", f"{prev_sha} (sha256 of {record_key(seq - 1)})",
-                           rec.get("prev_record_sha256"))
+            raise Mismatch(
+                key,
+                "prev_record_sha256",
+                f"{prev_sha} (sha256 of {record_key(seq - 1)})",
+                rec.get("prev_record_sha256"),
+            )
         if prev_as_of is not None and _ts(rec["as_of"]) < prev_as_of:
-            raise Mismatch(key, "as_of", f"no earlier than {record_key(seq - 1)}'s {prev_as_of.isoformat()}",
-                           rec["as_of"])
+            raise Mismatch(
+                key, "as_of", f"no earlier than {record_key(seq - 1)}'s {prev_as_of.isoformat()}", rec["as_of"]
+            )
         summary.rebuilt += bool(rec.get("manifest_rebuilt"))
         prev_sha, prev_as_of = sha256(body), _ts(rec["as_of"])
         records.append(rec)
     if head.get("head_sha256") != prev_sha:
-        raise Mismatch(MANIFEST_KEY, "chain.head_sha256", f"{prev_sha} (sha256 of {head['head']})",
-                       head.get("head_sha256"))
+        raise Mismatch(
+            MANIFEST_KEY, "chain.head_sha256", f"{prev_sha} (sha256 of {head['head']})", head.get("head_sha256")
+        )
     summary.publications = len(records)
     return records
 
 
-def check_files(store: Store, manifest: dict[str, Any], records: list[dict[str, Any]],
-                summary: Summary) -> dict[str, int]:
+def check_files(
+    store: Store, manifest: dict[str, Any], records: list[dict[str, Any]], summary: Summary
+) -> dict[str, int]:
     """Every forecast/paths file as the chain published it, every manifest object as listed; returns the forecast
     files' keys, each with the seq of the record that published its stored content (-1: listed by the manifest
     only). Their documents are read where they are re-scored (``rescore``), and ``check_late`` judges them."""
@@ -203,8 +223,12 @@ def check_files(store: Store, manifest: dict[str, Any], records: list[dict[str, 
         for key, digest in rec["added"].items():
             if key in first and first[key][0] != digest:
                 if replaced.get(key) != first[key][0]:
-                    raise Mismatch(key, "sha256", f"{first[key][0]} as published ({record_key(first[key][1])})",
-                                   f"{digest}, re-published by {record_key(rec['seq'])} without declaring it replaced")
+                    raise Mismatch(
+                        key,
+                        "sha256",
+                        f"{first[key][0]} as published ({record_key(first[key][1])})",
+                        f"{digest}, re-published by {record_key(rec['seq'])} without declaring it replaced",
+                    )
                 summary.replaced += is_forecast_key(key)
                 first[key] = (digest, rec["seq"])
             first.setdefault(key, (digest, rec["seq"]))
@@ -226,8 +250,9 @@ def check_files(store: Store, manifest: dict[str, Any], records: list[dict[str, 
         if sha256(body) != digest:
             raise Mismatch(key, "sha256", f"{digest} ({where})", sha256(body))
         if key in listed and listed[key]["sha256"] != digest:
-            raise Mismatch(MANIFEST_KEY, f"objects[{key!r}].sha256 (the head or an index part)", digest,
-                           listed[key]["sha256"])
+            raise Mismatch(
+                MANIFEST_KEY, f"objects[{key!r}].sha256 (the head or an index part)", digest, listed[key]["sha256"]
+            )
         if is_forecast_key(key):
             forecasts[key] = seq
             summary.predating += seq < 0
@@ -243,14 +268,16 @@ def check_files(store: Store, manifest: dict[str, Any], records: list[dict[str, 
         body = store.get(alias)
         want = listed.get(target, {}).get("sha256")
         if body is None or sha256(body) != want:
-            raise Mismatch(alias, "sha256", f"{want} (its versioned copy {target})",
-                           "missing" if body is None else sha256(body))
+            raise Mismatch(
+                alias, "sha256", f"{want} (its versioned copy {target})", "missing" if body is None else sha256(body)
+            )
     summary.forecasts = len(forecasts)
     return forecasts
 
 
-def check_late(records: list[dict[str, Any]], forecasts: dict[str, int], heads: dict[str, dict[str, Any]],
-               summary: Summary) -> None:
+def check_late(
+    records: list[dict[str, Any]], forecasts: dict[str, int], heads: dict[str, dict[str, Any]], summary: Summary
+) -> None:
     """Published before the outcome, or labelled a backfill by the record that added it (``heads``: each forecast
     file's symbol, timeframe and origin, as ``rescore`` read them)."""
     for rec in records:
@@ -261,8 +288,12 @@ def check_late(records: list[dict[str, Any]], forecasts: dict[str, int], heads: 
             if published_late(heads[key], as_of):
                 if key not in late:
                     closes_at = _ts(heads[key]["origin"]) + timeframe_delta(heads[key]["timeframe"])
-                    raise Mismatch(key, "published", f"before its first horizon bar closed ({closes_at.isoformat()}) "
-                                   "or labelled late", f"{record_key(rec['seq'])} as of {rec['as_of']}, unlabelled")
+                    raise Mismatch(
+                        key,
+                        "published",
+                        f"before its first horizon bar closed ({closes_at.isoformat()}) or labelled late",
+                        f"{record_key(rec['seq'])} as of {rec['as_of']}, unlabelled",
+                    )
                 summary.late += 1
 
 
@@ -281,6 +312,7 @@ def chain_closes(records: list[dict[str, Any]]) -> dict[str, dict[datetime, floa
 
 # ------------------------------------------------------------------------------------------------ recomputation
 
+
 def _paths_key(key: str) -> str:
     return key.replace("/history/", "/paths/")[: -len(".json")] + ".parquet"
 
@@ -295,8 +327,10 @@ def _paths(body: bytes | None) -> dict[str, np.ndarray]:
         path, step = part["path"].to_numpy(), part["step"].to_numpy()
         horizon = int(step.max())
         n_paths = part.height // horizon
-        if not (np.array_equal(step, np.tile(np.arange(1, horizon + 1), n_paths))
-                and np.array_equal(np.diff(path[::horizon]) > 0, np.ones(n_paths - 1, bool))):
+        if not (
+            np.array_equal(step, np.tile(np.arange(1, horizon + 1), n_paths))
+            and np.array_equal(np.diff(path[::horizon]) > 0, np.ones(n_paths - 1, bool))
+        ):
             part = part.sort("path", "step")  # the site writes them in this order; anything else is sorted
             n_paths = part["path"].n_unique()
         out[model] = part["close"].to_numpy().reshape(n_paths, horizon)
@@ -340,12 +374,14 @@ def check_one(item: tuple[str, dict[str, Any], bytes | None, dict[datetime, floa
                 ok = np.abs(want - got) <= ABS_TOL + REL_TOL * np.abs(got)  # nan (a null) fails it
                 if not ok.all():
                     f, i = (int(x) for x in np.argwhere(~ok)[0])
-                    raise Mismatch(key, f"forecasts.{model}.steps[{i}].{fields[f]}", float(want[f, i]),
-                                   steps[i].get(fields[f]))
+                    raise Mismatch(
+                        key, f"forecasts.{model}.steps[{i}].{fields[f]}", float(want[f, i]), steps[i].get(fields[f])
+                    )
                 summary.numbers += got.size
         if fc.get("p_up") is not None:
-            _compare(key, f"forecasts.{model}.p_up", float(np.mean(close[:, -1] > fc["last_close"])), fc["p_up"],
-                     summary)
+            _compare(
+                key, f"forecasts.{model}.p_up", float(np.mean(close[:, -1] > fc["last_close"])), fc["p_up"], summary
+            )
         want = [origin + i * bar for i in range(close.shape[1])]
         if all(t in realised_by_ts for t in want):
             out.append((model, close, np.array([realised_by_ts[t] for t in want]), fc, want[-1]))
@@ -366,18 +402,37 @@ def last_step_scores(pending: list[Pending]) -> list[dict[str, Any]]:
         by_size[close.shape[0]].append(i)
     out: list[dict[str, Any]] = [{} for _ in whole]
     for idx in by_size.values():
-        inputs = Inputs(np.column_stack([whole[i][1][:, -1] for i in idx]).astype(np.float64),
-                        np.array([whole[i][2][-1] for i in idx], dtype=np.float64),
-                        np.array([whole[i][3] for i in idx]), levels)  # type: ignore[arg-type]
-        columns = {m.name: [None if v != v else v for v in np.asarray(m.compute(inputs), dtype=np.float64).tolist()]
-                   for m in metrics() if not m.last_step_only}  # NaN: no value (p_up_hit without a call)
+        inputs = Inputs(
+            np.column_stack([whole[i][1][:, -1] for i in idx]).astype(np.float64),
+            np.array([whole[i][2][-1] for i in idx], dtype=np.float64),
+            np.array([whole[i][3] for i in idx]),
+            levels,
+        )  # type: ignore[arg-type]
+        columns = {
+            m.name: [None if v != v else v for v in np.asarray(m.compute(inputs), dtype=np.float64).tolist()]
+            for m in metrics()
+            if not m.last_step_only
+        }  # NaN: no value (p_up_hit without a call)
         for j, i in enumerate(idx):
             _, close, realised, last, p_vol_amp, recent_vol = whole[i]
             row: dict[str, Any] = {"step": close.shape[1]}
             for m in metrics():
-                row[m.name] = (columns[m.name][j] if not m.last_step_only else _value(m.compute(
-                    Inputs(close.astype(np.float64), realised.astype(np.float64), last, levels, p_vol_amp,
-                           recent_vol))))
+                row[m.name] = (
+                    columns[m.name][j]
+                    if not m.last_step_only
+                    else _value(
+                        m.compute(
+                            Inputs(
+                                close.astype(np.float64),
+                                realised.astype(np.float64),
+                                last,
+                                levels,
+                                p_vol_amp,
+                                recent_vol,
+                            )
+                        )
+                    )
+                )
             out[i] = row
     return out
 
@@ -418,8 +473,9 @@ def _realised(doc: dict[str, Any], closes: dict[str, dict[datetime, float]]) -> 
     return {t: series[t] for t in (origin + i * bar for i in range(horizon)) if t in series}
 
 
-def rescore_chunk(items: list[Item], closes: dict[str, dict[datetime, float]] | None = None
-                  ) -> list[tuple[Head, int, list[tuple[str, dict[str, Any]]]]]:
+def rescore_chunk(
+    items: list[Item], closes: dict[str, dict[datetime, float]] | None = None
+) -> list[tuple[Head, int, list[tuple[str, dict[str, Any]]]]]:
     """Forecast files read (``read_forecast``), checked (``check_one``) and scored together
     (``last_step_scores``) against ``closes`` (None: the worker's), in order: per file (its head, numbers
     compared, [(model, last step's row)])."""
@@ -432,8 +488,16 @@ def rescore_chunk(items: list[Item], closes: dict[str, dict[datetime, float]] | 
     rows = iter(last_step_scores([p for *_, pending in checked for p in pending]))
     out = []
     for head, numbers, pending in checked:
-        out.append((head, numbers, [(model, next(rows) | {"last_close": fc["last_close"], "horizon": close.shape[1],
-                                                          "scored_bar": bar}) for model, close, _, fc, bar in pending]))
+        out.append(
+            (
+                head,
+                numbers,
+                [
+                    (model, next(rows) | {"last_close": fc["last_close"], "horizon": close.shape[1], "scored_bar": bar})
+                    for model, close, _, fc, bar in pending
+                ],
+            )
+        )
     return out
 
 
@@ -442,7 +506,7 @@ CHUNK = 64  # forecast files per task: scored together (last_step_scores), and f
 
 def _chunks(store: Store, keys: list[str]) -> Iterator[list[Item]]:
     for i in range(0, len(keys), CHUNK):
-        yield [(key, store.get(key), store.get(_paths_key(key))) for key in keys[i:i + CHUNK]]
+        yield [(key, store.get(key), store.get(_paths_key(key))) for key in keys[i : i + CHUNK]]
 
 
 def _in_order(pool: Any, chunks: Iterator[list[Item]], ahead: int) -> Iterator[list]:
@@ -457,9 +521,14 @@ def _in_order(pool: Any, chunks: Iterator[list[Item]], ahead: int) -> Iterator[l
         yield waiting.popleft().result()
 
 
-def rescore(store: Store, forecasts: Iterable[str], closes: dict[str, dict[datetime, float]], summary: Summary,
-            workers: int = 1, heads: dict[str, Head] | None = None
-            ) -> dict[tuple[str, str, str], dict[datetime, dict[str, Any]]]:
+def rescore(
+    store: Store,
+    forecasts: Iterable[str],
+    closes: dict[str, dict[datetime, float]],
+    summary: Summary,
+    workers: int = 1,
+    heads: dict[str, Head] | None = None,
+) -> dict[tuple[str, str, str], dict[datetime, dict[str, Any]]]:
     """Reads each forecast file, checks its summary against its paths and scores it where the chain holds its
     realised closes (``rescore_chunk``, ``CHUNK`` files a task, in ``workers`` processes): (symbol, timeframe,
     model) -> origin -> the last step's row of ``score_paths``; each file's head into ``heads`` when given. The
@@ -472,8 +541,9 @@ def rescore(store: Store, forecasts: Iterable[str], closes: dict[str, dict[datet
         from concurrent.futures import ProcessPoolExecutor
 
         # spawn, not fork: polars' thread pool does not survive a fork
-        pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
-                                   initializer=_share_closes, initargs=(closes,))
+        pool = ProcessPoolExecutor(
+            workers, mp_context=multiprocessing.get_context("spawn"), initializer=_share_closes, initargs=(closes,)
+        )
         results = (r for chunk in _in_order(pool, chunks, 2 * workers) for r in chunk)
     else:
         pool, results = None, (r for chunk in chunks for r in rescore_chunk(chunk, closes))
@@ -511,7 +581,8 @@ def check_rows(key: str, board_rows: list[dict[str, Any]], scored: dict, summary
         if len(mine) != row.get("n_forecasts"):
             summary.not_recomputable.append(
                 f"{key} rows[{i}] ({row['symbol']} {row['model']}): {row.get('n_forecasts')} forecasts scored, "
-                f"{len(mine)} published with their realised closes")
+                f"{len(mine)} published with their realised closes"
+            )
             continue
         rows = list(mine.values())
         where = f"rows[{i}] ({row['symbol']} {row['timeframe']} {row['model']})"
@@ -549,22 +620,33 @@ class Losses:
         return pl.DataFrame() if self.con is None else self.con.execute(sql, params).pl()
 
 
-def check_verdicts(key: str, published: list[dict[str, Any]], scored: dict, summary: Summary,
-                   scored_before: datetime | None = None, field: str = "verdicts") -> None:
+def check_verdicts(
+    key: str,
+    published: list[dict[str, Any]],
+    scored: dict,
+    summary: Summary,
+    scored_before: datetime | None = None,
+    field: str = "verdicts",
+) -> None:
     """Published verdicts against ``track_record.verdicts`` over the re-scored losses (those scored before
     ``scored_before`` when given: a series' verdict as of its origin)."""
     if not published:
         return
     losses = Losses(scored)
     days = DM_WINDOWS[VERDICT_WINDOW]
-    mine = {(v["symbol"], v["timeframe"], v["model"]): v for tf in sorted({v["timeframe"] for v in published})
-            for v in verdicts(losses, tf, days, scored_before=scored_before)}
+    mine = {
+        (v["symbol"], v["timeframe"], v["model"]): v
+        for tf in sorted({v["timeframe"] for v in published})
+        for v in verdicts(losses, tf, days, scored_before=scored_before)
+    }
     for i, v in enumerate(published):
         ours = mine.get((v["symbol"], v["timeframe"], v["model"]))
         where = (f"{field}[{i}]" if field == "verdicts" else field) + f" ({v['symbol']} {v['timeframe']} {v['model']})"
         if ours is None or ours["n"] != v["n"]:
-            summary.not_recomputable.append(f"{key} {where}: {v['n']} forecasts judged, "
-                                            f"{0 if ours is None else ours['n']} published with their closes")
+            summary.not_recomputable.append(
+                f"{key} {where}: {v['n']} forecasts judged, "
+                f"{0 if ours is None else ours['n']} published with their closes"
+            )
             continue
         for measure, *_ in measures():
             a, b = ours.get(measure), v.get(measure)
@@ -603,13 +685,16 @@ def check_confidence(key: str, doc: dict[str, Any], scored: dict, summary: Summa
     for (model, metric), group in _grouped(rows).items():
         if metric not in verified:
             continue
-        mine = [r for r in scored.get((doc["symbol"], doc["timeframe"], model), {}).values()
-                if r["scored_bar"] < origin]
+        mine = [
+            r for r in scored.get((doc["symbol"], doc["timeframe"], model), {}).values() if r["scored_bar"] < origin
+        ]
         ours = confidence_table(mine, metric)
         where = f"track_record.direction_by_confidence ({model})"
         if sum(b["n"] for b in ours) != sum(b["n"] for b in group):
-            summary.not_recomputable.append(f"{key} {where}: {sum(b['n'] for b in group)} forecasts counted, "
-                                            f"{len(mine)} published with their closes")
+            summary.not_recomputable.append(
+                f"{key} {where}: {sum(b['n'] for b in group)} forecasts counted, "
+                f"{len(mine)} published with their closes"
+            )
             continue
         for a, b in zip(ours, group):
             for f in ("band", "n", "calls", "hit_rate"):
@@ -636,8 +721,14 @@ def verify(store: Any, workers: int | None = None) -> Summary:
     records = walk_chain(store, manifest, summary)
     forecasts = check_files(store, manifest, records, summary)
     heads: dict[str, Head] = {}
-    scored = rescore(store, forecasts, chain_closes(records), summary,
-                     default_workers(len(forecasts)) if workers is None else workers, heads)
+    scored = rescore(
+        store,
+        forecasts,
+        chain_closes(records),
+        summary,
+        default_workers(len(forecasts)) if workers is None else workers,
+        heads,
+    )
     check_late(records, forecasts, heads, summary)
     check_past(store, manifest, scored, summary)
     check_scoreboard(store, manifest, scored, summary)

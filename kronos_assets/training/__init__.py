@@ -12,7 +12,7 @@ from kronos_assets.training.config import RunSettings, load_training_config
 from kronos_assets.training.data import TrainingDataError, WindowSet, normalise_window, series_from_frame
 from kronos_assets.training.evaluate import HeldOut, evaluate_forecasters
 from kronos_assets.training.run import RunOutcome, train_run
-from kronos_assets.training.trainer import ResumeError, TrainEvent, Trainer, TrainResult, TrainSpec, build_scratch
+from kronos_assets.training.trainer import ResumeError, Trainer, TrainEvent, TrainResult, TrainSpec, build_scratch
 
 __all__ = [
     "HeldOut",

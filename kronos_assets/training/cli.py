@@ -24,10 +24,13 @@ from kronos_assets.training.config import SOURCES, load_training_config
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="kronos-train", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    p = argparse.ArgumentParser(
+        prog="kronos-train", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("run", nargs="?", help="name of a run in the training config")
-    p.add_argument("--config", help="training config (default: configs/training.yaml, or $KRONOS_CONFIG_DIR/training.yaml)")
+    p.add_argument(
+        "--config", help="training config (default: configs/training.yaml, or $KRONOS_CONFIG_DIR/training.yaml)"
+    )
     p.add_argument("--list", action="store_true", help="list the configured runs and exit")
     p.add_argument("--home", help="project home for the warehouse, resume state and default outputs ($KRONOS_HOME)")
     p.add_argument("--out", help="output folder (default: the run's `output`, else <KRONOS_HOME>/checkpoints/<run>)")
@@ -51,7 +54,9 @@ def _models() -> dict | None:
     try:
         return load_settings().models
     except ConfigError as exc:
-        logging.getLogger("kronos_assets.training").warning("models.yaml not loaded (%s); model-key bases unavailable", exc)
+        logging.getLogger("kronos_assets.training").warning(
+            "models.yaml not loaded (%s); model-key bases unavailable", exc
+        )
         return None
 
 
@@ -65,8 +70,12 @@ def _warehouse() -> Any:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(asctime)s %(message)s",
-                        datefmt="%H:%M:%S", stream=sys.stderr)  # fmt: skip
+    logging.basicConfig(
+        level=logging.WARNING if args.quiet else logging.INFO,
+        format="%(asctime)s %(message)s",
+        datefmt="%H:%M:%S",
+        stream=sys.stderr,
+    )
     if args.home:
         environment.export(HOME=args.home)
     config = Path(args.config) if args.config else environment.config_dir() / "training.yaml"
@@ -79,9 +88,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.list or not args.run:
         for name, r in runs.items():
             d = r.data
-            print(f"{name}: base {r.base.label()}, {', '.join(d.symbols)} {d.timeframe}, train "
-                  f"[{d.train_start.date()}, {d.train_end.date()}), held out [{d.heldout_start.date()}, "
-                  f"{d.heldout_end.date()}), {r.tokenizer.steps}+{r.predictor.steps} steps")  # fmt: skip
+            print(
+                f"{name}: base {r.base.label()}, {', '.join(d.symbols)} {d.timeframe}, train "
+                f"[{d.train_start.date()}, {d.train_end.date()}), held out [{d.heldout_start.date()}, "
+                f"{d.heldout_end.date()}), {r.tokenizer.steps}+{r.predictor.steps} steps"
+            )
         return 0 if args.list else 2
     if args.run not in runs:
         print(f"no run {args.run!r} in {config}; configured: {', '.join(runs)}", file=sys.stderr)
@@ -92,9 +103,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     from kronos_assets.training.run import train_run, with_overrides
     from kronos_assets.training.trainer import ResumeError
 
-    run = with_overrides(runs[args.run], tokenizer_steps=args.tokenizer_steps, predictor_steps=args.predictor_steps,
-                         device=args.device, threads=args.threads,
-                         output=Path(args.out).resolve() if args.out else None)  # fmt: skip
+    run = with_overrides(
+        runs[args.run],
+        tokenizer_steps=args.tokenizer_steps,
+        predictor_steps=args.predictor_steps,
+        device=args.device,
+        threads=args.threads,
+        output=Path(args.out).resolve() if args.out else None,
+    )
     command = "kronos-train " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
     try:
         warehouse = _warehouse() if (args.source or run.data.source) == "warehouse" else None
@@ -102,9 +118,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"kronos-train {args.run}: {exc}", file=sys.stderr)
         return 2
     try:
-        outcome = train_run(run, source=args.source, warehouse=warehouse, state_dir=args.state_dir,
-                            resume=args.resume, evaluate=not args.no_eval, max_steps=args.max_steps,
-                            command=".venv/bin/" + command)  # fmt: skip
+        outcome = train_run(
+            run,
+            source=args.source,
+            warehouse=warehouse,
+            state_dir=args.state_dir,
+            resume=args.resume,
+            evaluate=not args.no_eval,
+            max_steps=args.max_steps,
+            command=".venv/bin/" + command,
+        )
     except (TrainingDataError, ResumeError, KronosError, ValueError, FileNotFoundError) as exc:
         print(f"kronos-train {args.run}: {exc}", file=sys.stderr)
         return 1

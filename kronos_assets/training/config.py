@@ -25,8 +25,22 @@ from typing import Annotated, Any, Mapping
 
 from pydantic import BeforeValidator, ValidationInfo, field_validator, model_validator
 
-from kronos_assets.configuration import (ConfigError, Device, Moment, Number, OneOf, Problems, Schema, Whole, fail,
-                                         field_path, problem, read_yaml, unknown_key, validate)
+from kronos_assets.configuration import (
+    ConfigError,
+    Device,
+    Moment,
+    Number,
+    OneOf,
+    Problems,
+    Schema,
+    Whole,
+    fail,
+    field_path,
+    problem,
+    read_yaml,
+    unknown_key,
+    validate,
+)
 from kronos_assets.environment import REPO_ROOT
 from kronos_assets.forecasting.interface import MAX_PATHS
 from kronos_assets.forecasting.kinds.kronos import KronosSettings
@@ -115,10 +129,14 @@ class RunSettings:
             "data": {k: (str(v) if isinstance(v, datetime) else v) for k, v in asdict(self.data).items()},
             "tokenizer": asdict(self.tokenizer),
             "predictor": asdict(self.predictor),
-            "scratch": [asdict(self.scratch_tokenizer) if self.scratch_tokenizer else None,
-                        asdict(self.scratch_model) if self.scratch_model else None],
-            "seed": self.seed, "weight_decay": self.weight_decay, "inv_temperature": self.inv_temperature,
-        }  # fmt: skip
+            "scratch": [
+                asdict(self.scratch_tokenizer) if self.scratch_tokenizer else None,
+                asdict(self.scratch_model) if self.scratch_model else None,
+            ],
+            "seed": self.seed,
+            "weight_decay": self.weight_decay,
+            "inv_temperature": self.inv_temperature,
+        }
         d["data"].pop("files", None)  # where the CSVs lie does not change them
         return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
@@ -171,8 +189,10 @@ class _Data(Schema):
     @model_validator(mode="after")
     def _consistent(self) -> _Data:
         if self.heldout.start < self.train.end:
-            raise problem(f"{self.heldout.start} overlaps the training range (it must be >= train.end "
-                          f"{self.train.end})", at=("heldout", "start"))
+            raise problem(
+                f"{self.heldout.start} overlaps the training range (it must be >= train.end {self.train.end})",
+                at=("heldout", "start"),
+            )
         for s in self.symbols if self.source == "csv" else ():
             if s not in self.files:
                 raise problem(f"source csv needs a file path for {s}", at=("files",))
@@ -226,8 +246,9 @@ class TrainingFile(Schema):
 
 
 # -- reading -------------------------------------------------------------------------------------------------
-def _network(path: Path, cls: type, m: dict[str, Any], where: tuple[str, ...],
-             extra: dict[str, Any] | None = None) -> Any:  # fmt: skip
+def _network(
+    path: Path, cls: type, m: dict[str, Any], where: tuple[str, ...], extra: dict[str, Any] | None = None
+) -> Any:
     """A network config from a scratch entry, checked by its own schema (kronos/config.py: sizes in bounds)."""
     known = {f.name for f in fields(cls)}
     unknown = sorted(set(m) - known)
@@ -239,8 +260,9 @@ def _network(path: Path, cls: type, m: dict[str, Any], where: tuple[str, ...],
         raise ConfigError(str(exc)) from None
 
 
-def _base(path: Path, value: str, where: tuple[str, ...], models: Mapping[str, KronosSettings] | None,
-          root: Path) -> BaseSpec:  # fmt: skip
+def _base(
+    path: Path, value: str, where: tuple[str, ...], models: Mapping[str, KronosSettings] | None, root: Path
+) -> BaseSpec:
     if not value:
         raise fail(path, where, "must be 'scratch', a models.yaml key or a folder holding model/ and tokenizer/")
     if value == "scratch":
@@ -269,32 +291,61 @@ def _run(path: Path, name: str, m: _Run, models: Mapping[str, KronosSettings] | 
             raise fail(path, (*where, "scratch"), "missing (base: scratch needs the networks' sizes)")
         tok_cfg = _network(path, TokenizerConfig, m.scratch.tokenizer, (*where, "scratch", "tokenizer"))
         if tok_cfg.codebook_dim % tok_cfg.group_size:
-            raise fail(path, (*where, "scratch", "tokenizer", "group_size"),
-                       f"{tok_cfg.group_size} does not divide the codebook dim {tok_cfg.codebook_dim}")
-        model_cfg = _network(path, KronosConfig, m.scratch.model, (*where, "scratch", "model"),
-                             {"s1_bits": tok_cfg.s1_bits, "s2_bits": tok_cfg.s2_bits})  # fmt: skip
+            raise fail(
+                path,
+                (*where, "scratch", "tokenizer", "group_size"),
+                f"{tok_cfg.group_size} does not divide the codebook dim {tok_cfg.codebook_dim}",
+            )
+        model_cfg = _network(
+            path,
+            KronosConfig,
+            m.scratch.model,
+            (*where, "scratch", "model"),
+            {"s1_bits": tok_cfg.s1_bits, "s2_bits": tok_cfg.s2_bits},
+        )
         if (model_cfg.s1_bits, model_cfg.s2_bits) != (tok_cfg.s1_bits, tok_cfg.s2_bits):
             raise fail(path, (*where, "scratch", "model", "s1_bits"), "must equal the tokenizer's s1_bits/s2_bits")
     elif m.scratch is not None:
         raise fail(path, (*where, "scratch"), f"only used with base: scratch (base is {base.value!r})")
     d, stage = m.data, (lambda s: StageSettings(**s.model_dump()))
     return RunSettings(
-        name=name, base=base,
-        data=DataSettings(source=d.source, symbols=d.symbols, timeframe=d.timeframe, train_start=d.train.start,
-                          train_end=d.train.end, heldout_start=d.heldout.start, heldout_end=d.heldout.end,
-                          lookback=d.lookback, horizon=d.horizon, files=dict(d.files),
-                          synthetic_seed=d.synthetic_seed),
-        tokenizer=stage(m.tokenizer), predictor=stage(m.predictor),
+        name=name,
+        base=base,
+        data=DataSettings(
+            source=d.source,
+            symbols=d.symbols,
+            timeframe=d.timeframe,
+            train_start=d.train.start,
+            train_end=d.train.end,
+            heldout_start=d.heldout.start,
+            heldout_end=d.heldout.end,
+            lookback=d.lookback,
+            horizon=d.horizon,
+            files=dict(d.files),
+            synthetic_seed=d.synthetic_seed,
+        ),
+        tokenizer=stage(m.tokenizer),
+        predictor=stage(m.predictor),
         evaluation=EvalSettings(**m.evaluation.model_dump()),
-        scratch_tokenizer=tok_cfg, scratch_model=model_cfg, description=m.description, seed=m.seed, device=m.device,
-        threads=m.threads, weight_decay=m.weight_decay, inv_temperature=m.inv_temperature, log_every=m.log_every,
-        save_every=m.save_every, val_windows=m.val_windows,
-        output=(root / m.output).resolve() if m.output else None, source_file=path,
-    )  # fmt: skip
+        scratch_tokenizer=tok_cfg,
+        scratch_model=model_cfg,
+        description=m.description,
+        seed=m.seed,
+        device=m.device,
+        threads=m.threads,
+        weight_decay=m.weight_decay,
+        inv_temperature=m.inv_temperature,
+        log_every=m.log_every,
+        save_every=m.save_every,
+        val_windows=m.val_windows,
+        output=(root / m.output).resolve() if m.output else None,
+        source_file=path,
+    )
 
 
-def load_training_config(path: str | Path | None = None, models: Mapping[str, KronosSettings] | None = None,
-                         root: Path = REPO_ROOT) -> dict[str, RunSettings]:  # fmt: skip
+def load_training_config(
+    path: str | Path | None = None, models: Mapping[str, KronosSettings] | None = None, root: Path = REPO_ROOT
+) -> dict[str, RunSettings]:
     """Read and validate the runs of a training.yaml (default: configs/training.yaml). ``models`` (the profile's
     models.yaml entries) lets a run start from a configured model key; with None, a base that is neither "scratch"
     nor a folder is taken as a model key unchecked (loading it then fails). Relative folders resolve against

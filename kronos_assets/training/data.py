@@ -38,8 +38,9 @@ def as_utc(day_or_time: date | datetime) -> datetime:
 
 
 # -- sources -------------------------------------------------------------------------------------------------
-def frames_from_synthetic(symbols: Sequence[str], timeframe: str, start: date | datetime, end: date | datetime,
-                          seed: int = 7) -> dict[str, pl.DataFrame]:  # fmt: skip
+def frames_from_synthetic(
+    symbols: Sequence[str], timeframe: str, start: date | datetime, end: date | datetime, seed: int = 7
+) -> dict[str, pl.DataFrame]:
     """Candles of the demo market (``SyntheticMarket(seed)``) for [start, end)."""
     from kronos_assets.market.synthetic import SyntheticMarket
 
@@ -48,8 +49,9 @@ def frames_from_synthetic(symbols: Sequence[str], timeframe: str, start: date | 
     return {sym: market.fetch(sym, timeframe, s, e, e) for sym in symbols}
 
 
-def frames_from_warehouse(warehouse: Any, symbols: Sequence[str], timeframe: str, start: date | datetime,
-                          end: date | datetime) -> dict[str, pl.DataFrame]:  # fmt: skip
+def frames_from_warehouse(
+    warehouse: Any, symbols: Sequence[str], timeframe: str, start: date | datetime, end: date | datetime
+) -> dict[str, pl.DataFrame]:
     """Rows of ``clean_candles`` for each symbol and [start, end), sorted by ts."""
     out = {}
     for sym in symbols:
@@ -61,8 +63,9 @@ def frames_from_warehouse(warehouse: Any, symbols: Sequence[str], timeframe: str
     return out
 
 
-def frames_from_csv(files: Mapping[str, str | Path], start: date | datetime | None = None,
-                    end: date | datetime | None = None) -> dict[str, pl.DataFrame]:  # fmt: skip
+def frames_from_csv(
+    files: Mapping[str, str | Path], start: date | datetime | None = None, end: date | datetime | None = None
+) -> dict[str, pl.DataFrame]:
     """Candle CSVs (optionally .gz; a time column plus OHLC, volume/amount optional), cut to [start, end). A bad file
     raises TrainingDataError naming the file, the row and the problem."""
     from kronos_assets.market.files import CandleFileError, read_candle_file
@@ -91,7 +94,7 @@ def resolve_data_file(path: str | Path, root: Path) -> Path:
     is relative to ``root``."""
     text = str(path)
     if text.startswith(SHARED_PREFIX):
-        return environment.shared_dir(root.parent / "shared") / text[len(SHARED_PREFIX):]
+        return environment.shared_dir(root.parent / "shared") / text[len(SHARED_PREFIX) :]
     p = Path(text).expanduser()
     return p if p.is_absolute() else root / p
 
@@ -169,9 +172,16 @@ class WindowSet:
     not depend on what was drawn before, so a resumed run sees exactly the batches of an uninterrupted one.
     """
 
-    def __init__(self, series: Sequence[Series], lookback: int, horizon: int, *,
-                 start: date | datetime | None = None, end: date | datetime | None = None,
-                 clip: float = 5.0) -> None:  # fmt: skip
+    def __init__(
+        self,
+        series: Sequence[Series],
+        lookback: int,
+        horizon: int,
+        *,
+        start: date | datetime | None = None,
+        end: date | datetime | None = None,
+        clip: float = 5.0,
+    ) -> None:
         if lookback < 2 or horizon < 1:
             raise TrainingDataError(f"lookback must be >= 2 and horizon >= 1, got {lookback} and {horizon}")
         self.series = list(series)

@@ -22,8 +22,18 @@ from kronos_assets.forecasting.summary import summarise
 from kronos_assets.metrics import mean_of, score_paths, skill_score
 from kronos_assets.training.data import as_utc, cut
 
-SCORE_KEYS = ("crps", "pinball", "covered_50", "covered_80", "covered_90", "direction_hit", "brier_up",
-              "brier_vol_amp", "width_80", "ape")  # fmt: skip
+SCORE_KEYS = (
+    "crps",
+    "pinball",
+    "covered_50",
+    "covered_80",
+    "covered_90",
+    "direction_hit",
+    "brier_up",
+    "brier_vol_amp",
+    "width_80",
+    "ape",
+)
 REFERENCE = "random_walk_vol"
 
 
@@ -52,7 +62,10 @@ class HeldOut:
 
     def markdown(self) -> str:
         cols = ("crps", "covered_80", "covered_50", "direction_hit", "brier_up", "brier_vol_amp")
-        head = "| model | CRPS (log ret) | skill vs rw_vol | cover 80% | cover 50% | direction hit | Brier P(up) | Brier P(vol amp) |"
+        head = (
+            "| model | CRPS (log ret) | skill vs rw_vol | cover 80% | cover 50% | direction hit | Brier P(up) "
+            "| Brier P(vol amp) |"
+        )
         lines = [head, "|" + "---|" * (len(cols) + 2)]
         for model, s in self.scores.items():
             skill = f"{self.skill(model):+.3f}" if REFERENCE in self.scores else "n/a"
@@ -61,13 +74,27 @@ class HeldOut:
         return "\n".join(lines)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"scores": self.scores, "n_forecasts": self.n_forecasts, "origins": self.origins,
-                "sampling": self.sampling, "seconds": self.seconds}  # fmt: skip
+        return {
+            "scores": self.scores,
+            "n_forecasts": self.n_forecasts,
+            "origins": self.origins,
+            "sampling": self.sampling,
+            "seconds": self.seconds,
+        }
 
 
-def heldout_requests(frames: Mapping[str, pl.DataFrame], timeframe: str, start: datetime, end: datetime, *,
-                     history_bars: int, horizon: int, origins_per_symbol: int, seed: int,
-                     model_name: str = "") -> tuple[list[ForecastRequest], dict[str, np.ndarray]]:  # fmt: skip
+def heldout_requests(
+    frames: Mapping[str, pl.DataFrame],
+    timeframe: str,
+    start: datetime,
+    end: datetime,
+    *,
+    history_bars: int,
+    horizon: int,
+    origins_per_symbol: int,
+    seed: int,
+    model_name: str = "",
+) -> tuple[list[ForecastRequest], dict[str, np.ndarray]]:
     """Requests at evenly spread origins in [start, end) and the realised closes [horizon] of each (by index)."""
     reqs: list[ForecastRequest] = []
     realised: dict[str, np.ndarray] = {}
@@ -85,7 +112,9 @@ def heldout_requests(frames: Mapping[str, pl.DataFrame], timeframe: str, start: 
         ok = (bad[i + horizon] - bad[i - history_bars + 1] == 0) & (ts[i + 1] >= lo)
         valid = i[ok]
         if len(valid) == 0:
-            raise ValueError(f"{symbol}: no origin in [{start}, {end}) with {history_bars} bars before and {horizon} after")
+            raise ValueError(
+                f"{symbol}: no origin in [{start}, {end}) with {history_bars} bars before and {horizon} after"
+            )
         pick = valid[np.unique(np.linspace(0, len(valid) - 1, origins_per_symbol).round().astype(np.int64))]
         closes = f["close"].to_numpy()
         for k in pick:
@@ -95,8 +124,11 @@ def heldout_requests(frames: Mapping[str, pl.DataFrame], timeframe: str, start: 
             fut = f["ts"].slice(k + 1, horizon).to_list()
             rid = f"{symbol}|{origin.isoformat()}"
             realised[rid] = closes[k + 1 : k + 1 + horizon].astype(np.float64)
-            reqs.append(ForecastRequest(symbol, timeframe, origin, history, fut,
-                                        request_seed(seed, symbol, timeframe, origin, model_name)))  # fmt: skip
+            reqs.append(
+                ForecastRequest(
+                    symbol, timeframe, origin, history, fut, request_seed(seed, symbol, timeframe, origin, model_name)
+                )
+            )
     return reqs, realised
 
 
@@ -104,21 +136,41 @@ def _rid(req: ForecastRequest) -> str:
     return f"{req.symbol}|{req.origin.isoformat()}"
 
 
-def evaluate_forecasters(forecasters: Mapping[str, Forecaster], frames: Mapping[str, pl.DataFrame], timeframe: str,
-                         start: datetime, end: datetime, *, history_bars: int, horizon: int,
-                         origins_per_symbol: int, n_paths: int = 30, seed: int = 0, temperature: float = 1.0,
-                         top_p: float = 0.9, top_k: int = 0) -> HeldOut:  # fmt: skip
+def evaluate_forecasters(
+    forecasters: Mapping[str, Forecaster],
+    frames: Mapping[str, pl.DataFrame],
+    timeframe: str,
+    start: datetime,
+    end: datetime,
+    *,
+    history_bars: int,
+    horizon: int,
+    origins_per_symbol: int,
+    n_paths: int = 30,
+    seed: int = 0,
+    temperature: float = 1.0,
+    top_p: float = 0.9,
+    top_k: int = 0,
+) -> HeldOut:
     """Forecast and score each forecaster on the same held-out origins."""
-    sampling = Sampling(n_paths=n_paths, horizon=horizon, temperature=temperature, top_p=top_p, top_k=top_k,
-                        seed=seed)  # fmt: skip
+    sampling = Sampling(n_paths=n_paths, horizon=horizon, temperature=temperature, top_p=top_p, top_k=top_k, seed=seed)
     scores: dict[str, dict[str, float]] = {}
     seconds: dict[str, float] = {}
     per_crps: dict[str, list[float]] = {}
     origins: dict[str, list[str]] = {}
     n = 0
     for label, fc in forecasters.items():
-        reqs, realised = heldout_requests(frames, timeframe, start, end, history_bars=history_bars, horizon=horizon,
-                                          origins_per_symbol=origins_per_symbol, seed=seed, model_name=label)  # fmt: skip
+        reqs, realised = heldout_requests(
+            frames,
+            timeframe,
+            start,
+            end,
+            history_bars=history_bars,
+            horizon=horizon,
+            origins_per_symbol=origins_per_symbol,
+            seed=seed,
+            model_name=label,
+        )
         t0 = time.perf_counter()
         paths = fc.forecast_batch(reqs, sampling)
         seconds[label] = round(time.perf_counter() - t0, 2)
@@ -127,11 +179,13 @@ def evaluate_forecasters(forecasters: Mapping[str, Forecaster], frames: Mapping[
         for req, p in zip(reqs, paths):
             p = np.asarray(p, dtype=np.float64)
             hist_close = req.history["close"].to_numpy().astype(np.float64)
-            # An untrained network may emit non-positive prices: floor them so they score (very badly) instead of failing.
+            # An untrained network may emit non-positive prices: floor them so they score (very badly) instead of
+            # failing.
             close = np.maximum(np.nan_to_num(p[..., CLOSE], nan=1e-12, posinf=1e12, neginf=1e-12), 1e-12)
             summ = summarise(close, p[..., VOLUME], hist_close)
-            r = score_paths(close, realised[_rid(req)], hist_close[-1], p_vol_amp=summ.p_vol_amp,
-                            recent_vol=summ.recent_vol)  # fmt: skip
+            r = score_paths(
+                close, realised[_rid(req)], hist_close[-1], p_vol_amp=summ.p_vol_amp, recent_vol=summ.recent_vol
+            )
             rows.extend(r)
             crps_each.append(float(np.mean([x["crps"] for x in r])))
         scores[label] = {k: mean_of(rows, k) for k in SCORE_KEYS}
@@ -141,14 +195,22 @@ def evaluate_forecasters(forecasters: Mapping[str, Forecaster], frames: Mapping[
     return HeldOut(scores, n, origins, sampling.as_dict(), seconds, per_crps)
 
 
-def kronos_forecaster(model: Any, tokenizer: Any, name: str, max_context: int, device: str = "cpu",
-                      model_info: Any = None, tokenizer_info: Any = None) -> Forecaster:  # fmt: skip
+def kronos_forecaster(
+    model: Any,
+    tokenizer: Any,
+    name: str,
+    max_context: int,
+    device: str = "cpu",
+    model_info: Any = None,
+    tokenizer_info: Any = None,
+) -> Forecaster:
     """A KronosForecaster over in-memory networks (the normal inference path, fast mode)."""
     from kronos_assets.forecasting.kronos_forecaster import KronosForecaster
     from kronos_assets.kronos.predictor import KronosPredictor
 
-    pred = KronosPredictor(model, tokenizer, device=device, max_context=max_context, model_info=model_info,
-                           tokenizer_info=tokenizer_info)  # fmt: skip
+    pred = KronosPredictor(
+        model, tokenizer, device=device, max_context=max_context, model_info=model_info, tokenizer_info=tokenizer_info
+    )
     return KronosForecaster.from_predictor(pred, name=name)
 
 

@@ -13,7 +13,8 @@ head conditioned on the true next s1 (teacher forcing). The dependency layer is 
 (spec §5.5): the raw ``emb_s1`` row of the next s1 queries the normed context of positions 0..t (causal), without
 RoPE rotation, and the residual is the context row t. Both run the inference modules' own forwards
 (``KronosTokenizer.latent``/``decode_hidden``, ``Kronos.context``/``s2_logits``), so row t of the training logits
-equals what ``Kronos.s2_logits`` computes at inference for a window ending at t (the original trains with RoPE on the query
+equals what ``Kronos.s2_logits`` computes at inference for a window ending at t (the original trains with RoPE on the
+query
 positions instead, which inference never sees).
 """
 
@@ -42,8 +43,10 @@ class TokenizerLosses:
     bsq: Tensor
 
     def parts(self) -> dict[str, float]:
-        return {k: float(getattr(self, k).detach()) for k in
-                ("recon_coarse", "recon_full", "commit", "sample_entropy", "codebook_entropy", "bsq")}  # fmt: skip
+        return {
+            k: float(getattr(self, k).detach())
+            for k in ("recon_coarse", "recon_full", "commit", "sample_entropy", "codebook_entropy", "bsq")
+        }
 
 
 @dataclass
@@ -82,7 +85,9 @@ def soft_entropies(z: Tensor, q_scale: float, group_size: int, inv_temperature: 
     return sample_entropy, codebook_entropy
 
 
-def tokenizer_losses(tok: KronosTokenizer, x: Tensor, inv_temperature: float = DEFAULT_INV_TEMPERATURE) -> TokenizerLosses:
+def tokenizer_losses(
+    tok: KronosTokenizer, x: Tensor, inv_temperature: float = DEFAULT_INV_TEMPERATURE
+) -> TokenizerLosses:
     """Training forward of the tokenizer on normalised bars x [B, T, 6]."""
     c = tok.config
     z = tok.latent(x)

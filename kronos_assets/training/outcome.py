@@ -12,8 +12,8 @@ from typing import Any
 
 import torch
 
-from kronos_assets.kronos.hub import CheckpointInfo
 from kronos_assets.environment import REPO_ROOT
+from kronos_assets.kronos.hub import CheckpointInfo
 from kronos_assets.training.config import RunSettings
 from kronos_assets.training.evaluate import HeldOut
 from kronos_assets.training.trainer import TrainResult, param_count

@@ -28,8 +28,8 @@ from kronos_assets.kronos.hub import load_checkpoint, save_checkpoint
 from kronos_assets.kronos.model import Kronos
 from kronos_assets.kronos.runtime import resolve_device
 from kronos_assets.kronos.tokenizer import KronosTokenizer
+from kronos_assets.training.card import write_model_card
 from kronos_assets.training.config import RunSettings
-from kronos_assets.training.outcome import RunOutcome
 from kronos_assets.training.data import (
     TrainingDataError,
     WindowSet,
@@ -40,8 +40,8 @@ from kronos_assets.training.data import (
     resolve_data_file,
     series_from_frame,
 )
-from kronos_assets.training.card import write_model_card
 from kronos_assets.training.evaluate import HeldOut, baselines, evaluate_forecasters, kronos_forecaster
+from kronos_assets.training.outcome import RunOutcome
 from kronos_assets.training.trainer import (
     ProgressCallback,
     Trainer,
@@ -91,12 +91,15 @@ def load_base(run: RunSettings) -> tuple[Kronos, KronosTokenizer, str]:
     if b.kind == "model":
         m = b.model
         if m is None:
-            raise ValueError(f"run {run.name}: base {b.value!r} is not resolved against models.yaml; load the "
-                             "training config with the profile's models (load_training_config(path, settings.models))")
+            raise ValueError(
+                f"run {run.name}: base {b.value!r} is not resolved against models.yaml; load the "
+                "training config with the profile's models (load_training_config(path, settings.models))"
+            )
         cache = environment.hf_cache()
         model = load_checkpoint(m.model_source, kind="model", revision=m.revision, cache_dir=cache).module
-        tok = load_checkpoint(m.tokenizer_source, kind="tokenizer", revision=m.tokenizer_revision,
-                              cache_dir=cache).module  # fmt: skip
+        tok = load_checkpoint(
+            m.tokenizer_source, kind="tokenizer", revision=m.tokenizer_revision, cache_dir=cache
+        ).module
         return model, tok, f"base:{m.key}"  # type: ignore[return-value]
     model = load_checkpoint(Path(b.value) / "model", kind="model").module
     tok = load_checkpoint(Path(b.value) / "tokenizer", kind="tokenizer").module
@@ -106,9 +109,17 @@ def load_base(run: RunSettings) -> tuple[Kronos, KronosTokenizer, str]:
 def train_spec(run: RunSettings, data_digest: str = "") -> TrainSpec:
     """The loop's settings; the fingerprint (which a resume state must match) covers the run's settings and the
     candles it trains on."""
-    return TrainSpec(run.tokenizer, run.predictor, seed=run.seed, weight_decay=run.weight_decay,
-                     inv_temperature=run.inv_temperature, log_every=run.log_every, save_every=run.save_every,
-                     val_windows=run.val_windows, fingerprint=f"{run.fingerprint()}-{data_digest}")  # fmt: skip
+    return TrainSpec(
+        run.tokenizer,
+        run.predictor,
+        seed=run.seed,
+        weight_decay=run.weight_decay,
+        inv_temperature=run.inv_temperature,
+        log_every=run.log_every,
+        save_every=run.save_every,
+        val_windows=run.val_windows,
+        fingerprint=f"{run.fingerprint()}-{data_digest}",
+    )
 
 
 def data_digest(series: list) -> str:
@@ -134,11 +145,22 @@ def with_overrides(run: RunSettings, **kw: Any) -> RunSettings:
 
 
 # -- the run -------------------------------------------------------------------------------------------------
-def train_run(run: RunSettings, *, frames: Mapping[str, pl.DataFrame] | None = None, source: str | None = None,
-              warehouse: Any = None, output: str | os.PathLike[str] | None = None,
-              state_dir: str | os.PathLike[str] | None = None, resume: bool | str = False, evaluate: bool = True,
-              callback: ProgressCallback | None = None, max_steps: int | None = None,
-              write_card: bool = True, command: str | None = None, keep_state: bool = False) -> RunOutcome:  # fmt: skip
+def train_run(
+    run: RunSettings,
+    *,
+    frames: Mapping[str, pl.DataFrame] | None = None,
+    source: str | None = None,
+    warehouse: Any = None,
+    output: str | os.PathLike[str] | None = None,
+    state_dir: str | os.PathLike[str] | None = None,
+    resume: bool | str = False,
+    evaluate: bool = True,
+    callback: ProgressCallback | None = None,
+    max_steps: int | None = None,
+    write_card: bool = True,
+    command: str | None = None,
+    keep_state: bool = False,
+) -> RunOutcome:
     """Train (or resume) a run, write its checkpoint folder and score it on the held-out range.
 
     ``resume``: False starts afresh; True continues the saved state and fails (ResumeError) if it belongs to other
@@ -149,16 +171,40 @@ def train_run(run: RunSettings, *, frames: Mapping[str, pl.DataFrame] | None = N
     if run.threads:
         torch.set_num_threads(run.threads)
     try:
-        return _train_run(run, frames, source, warehouse, output, state_dir, resume, evaluate, callback, max_steps,
-                          write_card, command, keep_state)  # fmt: skip
+        return _train_run(
+            run,
+            frames,
+            source,
+            warehouse,
+            output,
+            state_dir,
+            resume,
+            evaluate,
+            callback,
+            max_steps,
+            write_card,
+            command,
+            keep_state,
+        )
     finally:
         torch.set_num_threads(threads_before)
 
 
-def _train_run(run: RunSettings, frames: Mapping[str, pl.DataFrame] | None, source: str | None, warehouse: Any,
-               output: str | os.PathLike[str] | None, state_dir: str | os.PathLike[str] | None, resume: bool | str,
-               evaluate: bool, callback: ProgressCallback | None, max_steps: int | None, write_card: bool,
-               command: str | None, keep_state: bool) -> RunOutcome:  # fmt: skip
+def _train_run(
+    run: RunSettings,
+    frames: Mapping[str, pl.DataFrame] | None,
+    source: str | None,
+    warehouse: Any,
+    output: str | os.PathLike[str] | None,
+    state_dir: str | os.PathLike[str] | None,
+    resume: bool | str,
+    evaluate: bool,
+    callback: ProgressCallback | None,
+    max_steps: int | None,
+    write_card: bool,
+    command: str | None,
+    keep_state: bool,
+) -> RunOutcome:
     seconds: dict[str, float] = {}
     device = resolve_device(run.device)
     d = run.data
@@ -166,8 +212,10 @@ def _train_run(run: RunSettings, frames: Mapping[str, pl.DataFrame] | None, sour
     frames = dict(frames) if frames is not None else load_frames(run, source=source, warehouse=warehouse)
     missing = [s for s in d.symbols if s not in frames or frames[s].height == 0]
     if missing:
-        raise TrainingDataError(f"run {run.name}: no {d.timeframe} candles for {missing} in "
-                                f"[{d.train_start.date()}, {d.heldout_end.date()}) (source {source or d.source})")  # fmt: skip
+        raise TrainingDataError(
+            f"run {run.name}: no {d.timeframe} candles for {missing} in "
+            f"[{d.train_start.date()}, {d.heldout_end.date()}) (source {source or d.source})"
+        )
     series = [series_from_frame(s, cut(frames[s], d.train_start, d.heldout_end), d.timeframe) for s in d.symbols]
     train = WindowSet(series, d.lookback, d.horizon, start=d.train_start, end=d.train_end)
     try:
@@ -177,33 +225,54 @@ def _train_run(run: RunSettings, frames: Mapping[str, pl.DataFrame] | None, sour
         val = None
     seconds["data"] = round(time.perf_counter() - t0, 2)
     data_info = {
-        "source": source or d.source, "symbols": list(d.symbols), "timeframe": d.timeframe,
+        "source": source or d.source,
+        "symbols": list(d.symbols),
+        "timeframe": d.timeframe,
         "train": [d.train_start.isoformat(), d.train_end.isoformat()],
         "heldout": [d.heldout_start.isoformat(), d.heldout_end.isoformat()],
-        "lookback": d.lookback, "horizon": d.horizon, "train_windows": train.counts(),
+        "lookback": d.lookback,
+        "horizon": d.horizon,
+        "train_windows": train.counts(),
         "heldout_windows": val.counts() if val else {},
         "bars": {s.name: len(s) for s in series},
-    }  # fmt: skip
+    }
 
     model, tok, base_label = load_base(run)
     base_copy = (copy.deepcopy(model).eval(), copy.deepcopy(tok).eval()) if evaluate else None
     state = Path(state_dir) if state_dir else default_state_dir(run)
     digest = data_digest(series)
     data_info["digest"] = digest
-    trainer = Trainer(model, tok, train, train_spec(run, digest), val=val, device=device, state_dir=state,
-                      callback=callback)  # fmt: skip
+    trainer = Trainer(
+        model, tok, train, train_spec(run, digest), val=val, device=device, state_dir=state, callback=callback
+    )
     if resume == "auto" and trainer.has_state() and not trainer.state_matches():
         log.warning("the saved state in %s belongs to other settings or candles: training afresh", state)
         resume = False
-    log.info("run %s: %s windows for training (%s), base %s, device %s, %d threads", run.name, len(train),
-             data_info["train_windows"], base_label, device, torch.get_num_threads())  # fmt: skip
+    log.info(
+        "run %s: %s windows for training (%s), base %s, device %s, %d threads",
+        run.name,
+        len(train),
+        data_info["train_windows"],
+        base_label,
+        device,
+        torch.get_num_threads(),
+    )
     t1, c1 = time.perf_counter(), time.process_time()
     result = trainer.fit(resume=bool(resume), max_steps=max_steps)
     seconds["train_this_call"] = round(time.perf_counter() - t1, 2)
     seconds["train_cpu_this_call"] = round(time.process_time() - c1, 2)  # on a shared machine, wall > CPU
     seconds["train_total"] = round(result.elapsed_s, 2)
-    outcome = RunOutcome(run, result, None, data_info, base_label, seconds=seconds, device=str(device),
-                         threads=torch.get_num_threads(), command=command)  # fmt: skip
+    outcome = RunOutcome(
+        run,
+        result,
+        None,
+        data_info,
+        base_label,
+        seconds=seconds,
+        device=str(device),
+        threads=torch.get_num_threads(),
+        command=command,
+    )
     if not result.finished:
         outcome.peak_rss_mb = _peak_rss_mb()
         return outcome
@@ -219,7 +288,6 @@ def _train_run(run: RunSettings, frames: Mapping[str, pl.DataFrame] | None, sour
     outcome.peak_rss_mb = _peak_rss_mb()
     (out / "training.json").write_text(json.dumps(outcome.summary(), indent=1, default=str) + "\n")
     if write_card:
-
         write_model_card(outcome, out / "MODEL_CARD.md")
     if not keep_state and state.exists():
         shutil.rmtree(state)
@@ -245,25 +313,42 @@ def write_checkpoint(model: Kronos, tokenizer: KronosTokenizer, out: Path) -> No
     shutil.rmtree(tmp)
 
 
-def evaluate_run(run: RunSettings, frames: Mapping[str, pl.DataFrame], checkpoint: Path,
-                 base: tuple[Kronos, KronosTokenizer] | None, base_label: str, device: str = "cpu") -> HeldOut:  # fmt: skip
+def evaluate_run(
+    run: RunSettings,
+    frames: Mapping[str, pl.DataFrame],
+    checkpoint: Path,
+    base: tuple[Kronos, KronosTokenizer] | None,
+    base_label: str,
+    device: str = "cpu",
+) -> HeldOut:
     """Held-out scores of the trained checkpoint (loaded back from its folders, the normal path), the base networks
     and the baselines, on the same origins."""
     from kronos_assets.forecasting.kronos_forecaster import KronosForecaster
 
     ev, d = run.evaluation, run.data
     forecasters: dict[str, Any] = {
-        run.name: KronosForecaster(checkpoint / "model", checkpoint / "tokenizer", device=device,
-                                   max_context=ev.max_context, name=run.name),
-    }  # fmt: skip
+        run.name: KronosForecaster(
+            checkpoint / "model", checkpoint / "tokenizer", device=device, max_context=ev.max_context, name=run.name
+        ),
+    }
     if base is not None:
         forecasters[base_label] = kronos_forecaster(base[0], base[1], base_label, ev.max_context, device)
     forecasters.update(baselines())
     return evaluate_forecasters(
-        forecasters, frames, d.timeframe, d.heldout_start, d.heldout_end, history_bars=ev.history_bars,
-        horizon=ev.horizon, origins_per_symbol=ev.origins_per_symbol, n_paths=ev.n_paths, seed=ev.seed,
-        temperature=ev.temperature, top_p=ev.top_p, top_k=ev.top_k,
-    )  # fmt: skip
+        forecasters,
+        frames,
+        d.timeframe,
+        d.heldout_start,
+        d.heldout_end,
+        history_bars=ev.history_bars,
+        horizon=ev.horizon,
+        origins_per_symbol=ev.origins_per_symbol,
+        n_paths=ev.n_paths,
+        seed=ev.seed,
+        temperature=ev.temperature,
+        top_p=ev.top_p,
+        top_k=ev.top_k,
+    )
 
 
 def _peak_rss_mb() -> float:

@@ -110,7 +110,9 @@ def init_weights(module: nn.Module, std: float = 0.02) -> None:
             nn.init.normal_(m.weight, 0.0, std)
 
 
-def build_scratch(tokenizer_config: TokenizerConfig, model_config: KronosConfig, seed: int) -> tuple[Kronos, KronosTokenizer]:
+def build_scratch(
+    tokenizer_config: TokenizerConfig, model_config: KronosConfig, seed: int
+) -> tuple[Kronos, KronosTokenizer]:
     """Fresh networks, initialised on the CPU from the seed (the same weights on every device)."""
     gen_state = torch.random.get_rng_state()
     try:
@@ -146,8 +148,12 @@ def make_optimizer(module: nn.Module, stage: StageSettings, weight_decay: float)
 def save_optimizer(opt: torch.optim.Optimizer, path: Path) -> dict[str, Any]:
     """Write the moment tensors to ``path`` (safetensors); return the JSON-able hyper-parameters."""
     sd = opt.state_dict()
-    tensors = {f"{i}.{k}": v.detach().to("cpu").contiguous()
-               for i, st in sd["state"].items() for k, v in st.items() if isinstance(v, torch.Tensor)}  # fmt: skip
+    tensors = {
+        f"{i}.{k}": v.detach().to("cpu").contiguous()
+        for i, st in sd["state"].items()
+        for k, v in st.items()
+        if isinstance(v, torch.Tensor)
+    }
     save_file(tensors, str(path))
     groups = [{k: (list(v) if isinstance(v, tuple) else v) for k, v in g.items()} for g in sd["param_groups"]]
     return {"param_groups": groups}
@@ -165,10 +171,18 @@ def load_optimizer(opt: torch.optim.Optimizer, path: Path, meta: dict[str, Any])
 
 # -- the loop ------------------------------------------------------------------------------------------------
 class Trainer:
-    def __init__(self, model: Kronos, tokenizer: KronosTokenizer, train: WindowSet, spec: TrainSpec, *,
-                 val: WindowSet | None = None, device: str | torch.device = "cpu",
-                 state_dir: str | os.PathLike[str] | None = None,
-                 callback: ProgressCallback | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        model: Kronos,
+        tokenizer: KronosTokenizer,
+        train: WindowSet,
+        spec: TrainSpec,
+        *,
+        val: WindowSet | None = None,
+        device: str | torch.device = "cpu",
+        state_dir: str | os.PathLike[str] | None = None,
+        callback: ProgressCallback | None = None,
+    ) -> None:
         if model.config.s1_bits != tokenizer.config.s1_bits or model.config.s2_bits != tokenizer.config.s2_bits:
             raise ValueError("the model's vocabularies do not match the tokenizer's bits")
         self.device = torch.device(device)
@@ -195,8 +209,11 @@ class Trainer:
 
     def _new_optimizer(self) -> None:
         stage = STAGES[self.stage_index] if self.stage_index < len(STAGES) else None
-        self.opt = None if stage is None else make_optimizer(self._trained_module(stage), self._stage_settings(stage),
-                                                              self.spec.weight_decay)  # fmt: skip
+        self.opt = (
+            None
+            if stage is None
+            else make_optimizer(self._trained_module(stage), self._stage_settings(stage), self.spec.weight_decay)
+        )
 
     def has_state(self) -> bool:
         return self.state_dir is not None and (self.state_dir / "state.json").is_file()
@@ -219,10 +236,15 @@ class Trainer:
         save_checkpoint(self.model, tmp / "model")
         opt_meta = save_optimizer(self.opt, tmp / "optimizer.safetensors") if self.opt is not None else None
         state = {
-            "version": STATE_VERSION, "fingerprint": self.spec.fingerprint, "stage_index": self.stage_index,
-            "step": self.step, "history": self.history, "acc": self.acc, "optimizer": opt_meta,
+            "version": STATE_VERSION,
+            "fingerprint": self.spec.fingerprint,
+            "stage_index": self.stage_index,
+            "step": self.step,
+            "history": self.history,
+            "acc": self.acc,
+            "optimizer": opt_meta,
             "elapsed_s": elapsed,
-        }  # fmt: skip
+        }
         (tmp / "state.json").write_text(json.dumps(state, indent=1))
         if self.state_dir.exists():  # swap in the new state whole: a crash mid-save keeps the previous one
             old = self.state_dir.with_name(self.state_dir.name + ".old")
@@ -241,7 +263,9 @@ class Trainer:
         except (OSError, json.JSONDecodeError) as exc:
             raise ResumeError(f"{self.state_dir}/state.json cannot be read: {exc}") from exc
         if state.get("version") != STATE_VERSION:
-            raise ResumeError(f"{self.state_dir}: state version {state.get('version')} (this code writes {STATE_VERSION})")
+            raise ResumeError(
+                f"{self.state_dir}: state version {state.get('version')} (this code writes {STATE_VERSION})"
+            )
         if state.get("fingerprint") != self.spec.fingerprint:
             raise ResumeError(
                 f"{self.state_dir} was written by a run with other settings (fingerprint {state.get('fingerprint')}, "
@@ -300,14 +324,23 @@ class Trainer:
     def _log(self, stage: Stage, settings: StageSettings, lr: float, elapsed: float) -> None:
         n = self.acc["n"]
         val = self.validation_loss(stage)
-        ev = TrainEvent(stage, self.step, settings.steps, self.acc["loss"] / n,
-                        {k: v / n for k, v in self.acc["parts"].items()}, lr, round(elapsed, 3), val)  # fmt: skip
+        ev = TrainEvent(
+            stage,
+            self.step,
+            settings.steps,
+            self.acc["loss"] / n,
+            {k: v / n for k, v in self.acc["parts"].items()},
+            lr,
+            round(elapsed, 3),
+            val,
+        )
         self.history.append(ev.to_dict())
         self.acc = {"n": 0, "loss": 0.0, "parts": {}}
         extra = " ".join(f"{k} {v:.4f}" for k, v in ev.parts.items())
         vtxt = "" if val is None else f" val {val:.4f}"
-        log.info("%s step %d/%d loss %.4f%s (%s) lr %.2e %.1fs", stage, ev.step, ev.steps, ev.loss, vtxt, extra,
-                 lr, elapsed)  # fmt: skip
+        log.info(
+            "%s step %d/%d loss %.4f%s (%s) lr %.2e %.1fs", stage, ev.step, ev.steps, ev.loss, vtxt, extra, lr, elapsed
+        )
         if self.callback is not None:
             self.callback(ev)
 
@@ -376,6 +409,17 @@ def param_count(module: nn.Module) -> int:
 
 
 __all__ = [
-    "ProgressCallback", "ResumeError", "TrainEvent", "TrainResult", "TrainSpec", "Trainer", "build_scratch",
-    "init_weights", "lr_at", "make_optimizer", "max_abs_diff", "param_count", "weights_equal",
-]  # fmt: skip
+    "ProgressCallback",
+    "ResumeError",
+    "TrainEvent",
+    "TrainResult",
+    "TrainSpec",
+    "Trainer",
+    "build_scratch",
+    "init_weights",
+    "lr_at",
+    "make_optimizer",
+    "max_abs_diff",
+    "param_count",
+    "weights_equal",
+]

@@ -36,7 +36,7 @@ def _cause(exc: BaseException) -> str:
     """The useful end of an attach error: PostgreSQL's own reason when there is one (DuckDB wraps it twice)."""
     text = " ".join(str(exc).split())
     if "FATAL:" in text:
-        return text[text.rindex("FATAL:"):][:300]
+        return text[text.rindex("FATAL:") :][:300]
     return text[-300:] or type(exc).__name__
 
 
@@ -91,16 +91,20 @@ class Lake:
             db.execute("SET enable_progress_bar = false")
             names = ("ducklake", "postgres") + (("httpfs",) if cfg.on_s3 else ())
             extensions.load(db, names, self.extension_dir)
-            db.execute(f"CREATE SECRET (TYPE postgres, HOST {_q(cat.host)}, PORT {cat.port}, "
-                       f"DATABASE {_q(cat.dbname)}, USER {_q(cat.user)}, "
-                       f"PASSWORD {_q(_env(PG_PASSWORD_VAR, 'catalog password'))})")
+            db.execute(
+                f"CREATE SECRET (TYPE postgres, HOST {_q(cat.host)}, PORT {cat.port}, "
+                f"DATABASE {_q(cat.dbname)}, USER {_q(cat.user)}, "
+                f"PASSWORD {_q(_env(PG_PASSWORD_VAR, 'catalog password'))})"
+            )
             if cfg.on_s3:
                 s3 = cfg.s3
                 assert s3 is not None
-                db.execute(f"CREATE SECRET kronos_lake_s3 (TYPE s3, KEY_ID {_q(_env(S3_KEY_ID_VAR, 'bucket key id'))}, "
-                           f"SECRET {_q(_env(S3_SECRET_VAR, 'bucket secret'))}, ENDPOINT {_q(s3.endpoint)}, "
-                           f"REGION {_q(s3.region)}, URL_STYLE {_q(s3.url_style)}, USE_SSL {str(s3.use_ssl).lower()}, "
-                           f"SCOPE {_q(cfg.data_path)})")
+                db.execute(
+                    f"CREATE SECRET kronos_lake_s3 (TYPE s3, KEY_ID {_q(_env(S3_KEY_ID_VAR, 'bucket key id'))}, "
+                    f"SECRET {_q(_env(S3_SECRET_VAR, 'bucket secret'))}, ENDPOINT {_q(s3.endpoint)}, "
+                    f"REGION {_q(s3.region)}, URL_STYLE {_q(s3.url_style)}, USE_SSL {str(s3.use_ssl).lower()}, "
+                    f"SCOPE {_q(cfg.data_path)})"
+                )
             elif "://" not in cfg.data_path and not self.read_only:
                 Path(cfg.data_path).mkdir(parents=True, exist_ok=True)
             target = f"ducklake:postgres:connect_timeout={cat.connect_timeout_s}"

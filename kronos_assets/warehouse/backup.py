@@ -47,9 +47,14 @@ def sha256_of(path: Path) -> str:
 
 def row_counts(con: duckdb.DuckDBPyConnection, database: str) -> dict[str, int]:
     """Rows per table of an attached database (tables outside ``main`` as schema.table)."""
-    tables = [t if s == "main" else f"{s}.{t}" for s, t in con.execute(
-        "SELECT schema_name, table_name FROM duckdb_tables() WHERE database_name = ? ORDER BY schema_name, table_name",
-        [database]).fetchall()]
+    tables = [
+        t if s == "main" else f"{s}.{t}"
+        for s, t in con.execute(
+            "SELECT schema_name, table_name FROM duckdb_tables() WHERE database_name = ? "
+            "ORDER BY schema_name, table_name",
+            [database],
+        ).fetchall()
+    ]
     return {t: con.execute(f"SELECT count(*) FROM {database}.{t}").fetchone()[0] for t in tables}
 
 
@@ -67,8 +72,10 @@ def _attach_source(con: duckdb.DuckDBPyConnection, source: Path, wait_s: float) 
             if not is_lock_conflict(exc):
                 raise BackupError(f"cannot read {source}: {' '.join(str(exc).split())[:200]}") from exc
             if time.monotonic() > deadline:
-                raise BackupError(f"{source} stayed held by a writer for {wait_s:g} s: run the backup again when "
-                                  "the runs have finished (or give it more time with --wait-s)") from exc
+                raise BackupError(
+                    f"{source} stayed held by a writer for {wait_s:g} s: run the backup again when "
+                    "the runs have finished (or give it more time with --wait-s)"
+                ) from exc
             time.sleep(delay)
             delay = min(delay * 2, 1.0)
 

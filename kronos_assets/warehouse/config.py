@@ -65,8 +65,9 @@ class WarehouseConfig(BaseModel):
                 raise ValueError(f"{', '.join(extra)} apply only to backend: ducklake (backend is embedded)")
             return self
         if self.catalog is None:
-            raise ValueError("backend ducklake needs catalog: {host, port, dbname, user} (password from "
-                             f"${PG_PASSWORD_VAR})")
+            raise ValueError(
+                f"backend ducklake needs catalog: {{host, port, dbname, user}} (password from ${PG_PASSWORD_VAR})"
+            )
         if not self.data_path:
             raise ValueError("backend ducklake needs data_path: a local folder or s3://bucket/prefix/")
         if self.on_s3 and self.s3 is None:

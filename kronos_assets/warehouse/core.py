@@ -46,8 +46,9 @@ class Warehouse:
         self._schema_ready = False
         self.found_version: int | None = None  # the schema version the first connection found (None: new)
         # DuckLake: one attached in-memory database per process, a cursor per call (extensions live beside the file).
-        self._lake = (Lake(self.config, self.path.parent / "duckdb_extensions")
-                      if self.config.backend == "ducklake" else None)
+        self._lake = (
+            Lake(self.config, self.path.parent / "duckdb_extensions") if self.config.backend == "ducklake" else None
+        )
 
     @classmethod
     def of(cls, settings: Any) -> "Warehouse":
@@ -64,7 +65,8 @@ class Warehouse:
             con.execute("SET TimeZone = 'UTC'")  # timestamps come back as UTC, whatever the machine's zone
             if not self._schema_ready:  # created, or migrated forward to this release's schema version
                 self.found_version = migrations.ensure_current(
-                    con, self.path if self._lake is None else self.config.describe(), _transaction, self._retrying)
+                    con, self.path if self._lake is None else self.config.describe(), _transaction, self._retrying
+                )
                 self._schema_ready = True
             yield con
         except duckdb.Error as exc:  # a damaged block may surface only when a query reads it
@@ -221,9 +223,11 @@ class Warehouse:
                 elapsed = time.monotonic() - start
                 if n > cfg.conflict_retries or elapsed + delay > cfg.conflict_deadline_s:
                     first = str(exc).strip().splitlines()[-1][:200]
-                    raise WarehouseConflict(f"{what}: still conflicting with other writers after {n} attempt(s) in "
-                                            f"{elapsed:.1f} s (bounds: conflict_retries {cfg.conflict_retries}, "
-                                            f"conflict_deadline_s {cfg.conflict_deadline_s:g}); last: {first}") from exc
+                    raise WarehouseConflict(
+                        f"{what}: still conflicting with other writers after {n} attempt(s) in "
+                        f"{elapsed:.1f} s (bounds: conflict_retries {cfg.conflict_retries}, "
+                        f"conflict_deadline_s {cfg.conflict_deadline_s:g}); last: {first}"
+                    ) from exc
                 time.sleep(delay * (1 + random.random()))
                 delay = min(delay * 2, 2.0)
         raise AssertionError("unreachable")

@@ -14,8 +14,11 @@ from pathlib import Path
 
 import duckdb
 
-PACKAGES = {"ducklake": "duckdb_extension_ducklake", "postgres": "duckdb_extension_postgres",
-            "httpfs": "duckdb_extension_httpfs"}
+PACKAGES = {
+    "ducklake": "duckdb_extension_ducklake",
+    "postgres": "duckdb_extension_postgres",
+    "httpfs": "duckdb_extension_httpfs",
+}
 LOCK_WAIT_S = 60.0
 
 
@@ -25,8 +28,11 @@ class ExtensionMissing(RuntimeError):
 
 def connection_config(extension_dir: Path) -> dict[str, object]:
     """duckdb.connect config: extensions only from ``extension_dir``, nothing fetched or loaded behind our back."""
-    return {"extension_directory": str(extension_dir), "autoinstall_known_extensions": False,
-            "autoload_known_extensions": False}
+    return {
+        "extension_directory": str(extension_dir),
+        "autoinstall_known_extensions": False,
+        "autoload_known_extensions": False,
+    }
 
 
 def extension_file(name: str) -> Path:
@@ -40,8 +46,9 @@ def extension_file(name: str) -> Path:
     path = root / "extensions" / f"v{duckdb.__version__}" / f"{name}.duckdb_extension"
     if not path.is_file():
         found = sorted(p.name for p in (root / "extensions").glob("v*"))
-        raise ExtensionMissing(f"{package} has no build for DuckDB {duckdb.__version__} (has {found or 'none'}): "
-                               f"pip install {wanted}")
+        raise ExtensionMissing(
+            f"{package} has no build for DuckDB {duckdb.__version__} (has {found or 'none'}): pip install {wanted}"
+        )
     return path
 
 
@@ -60,8 +67,11 @@ def load(con: duckdb.DuckDBPyConnection, names: tuple[str, ...], extension_dir: 
 
 
 def _installed(con: duckdb.DuckDBPyConnection, name: str) -> bool:
-    row = con.execute("SELECT installed, extension_version FROM duckdb_extensions() WHERE extension_name = ? "
-                      "OR list_contains(aliases, ?)", [name, name]).fetchone()
+    row = con.execute(
+        "SELECT installed, extension_version FROM duckdb_extensions() WHERE extension_name = ? "
+        "OR list_contains(aliases, ?)",
+        [name, name],
+    ).fetchone()
     return bool(row and row[0])
 
 
@@ -79,8 +89,9 @@ class _locked:
             except BlockingIOError:
                 if time.monotonic() > deadline:
                     self.fh.close()
-                    raise TimeoutError(f"{self.path} held for {LOCK_WAIT_S:.0f} s by another process installing "
-                                       "DuckDB extensions") from None
+                    raise TimeoutError(
+                        f"{self.path} held for {LOCK_WAIT_S:.0f} s by another process installing DuckDB extensions"
+                    ) from None
                 time.sleep(0.1)
 
     def __exit__(self, *exc: object) -> None:

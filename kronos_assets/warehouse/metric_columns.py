@@ -38,7 +38,8 @@ def _scored(con: Any) -> list[tuple[Any, ...]]:
         "HAVING count(*) = any_value(horizon)) "
         "SELECT e.symbol, e.timeframe, e.model, list(e.origin ORDER BY e.origin) FROM e "
         "WHERE EXISTS (SELECT 1 FROM forecast_paths p WHERE p.symbol = e.symbol AND p.timeframe = e.timeframe "
-        "AND p.origin = e.origin AND p.model = e.model) GROUP BY ALL ORDER BY ALL").fetchall()
+        "AND p.origin = e.origin AND p.model = e.model) GROUP BY ALL ORDER BY ALL"
+    ).fetchall()
 
 
 def fill(con: Any, metrics: list[Metric]) -> int:
@@ -48,7 +49,7 @@ def fill(con: Any, metrics: list[Metric]) -> int:
     filled = 0
     for symbol, timeframe, model, origins in _scored(con):
         for i in range(0, len(origins), BATCH):
-            part = origins[i:i + BATCH]
+            part = origins[i : i + BATCH]
             heads = con.execute(
                 "SELECT f.origin, f.last_close, f.p_vol_amp, f.recent_vol, "
                 "(SELECT list(p.close ORDER BY p.path) FROM forecast_paths p WHERE p.symbol = f.symbol "
@@ -57,11 +58,18 @@ def fill(con: Any, metrics: list[Metric]) -> int:
                 " AND e.timeframe = f.timeframe AND e.origin = f.origin AND e.model = f.model) AS realised "
                 "FROM forecasts f WHERE f.symbol = ? AND f.timeframe = ? AND f.model = ? "
                 "AND f.origin IN (SELECT unnest(?::TIMESTAMPTZ[]))",
-                [symbol, timeframe, model, part]).pl()
+                [symbol, timeframe, model, part],
+            ).pl()
             rows = []
             for h in heads.iter_rows(named=True):
-                scored = score_paths(np.asarray(h["close_paths"], dtype=np.float64), np.asarray(h["realised"]),
-                                     h["last_close"], QUANTILE_LEVELS, h["p_vol_amp"], h["recent_vol"])
+                scored = score_paths(
+                    np.asarray(h["close_paths"], dtype=np.float64),
+                    np.asarray(h["realised"]),
+                    h["last_close"],
+                    QUANTILE_LEVELS,
+                    h["p_vol_amp"],
+                    h["recent_vol"],
+                )
                 key = {"symbol": symbol, "timeframe": timeframe, "origin": h["origin"], "model": model}
                 rows += [key | {"step": r["step"]} | {n: r[n] for n in names} for r in scored]
             if not rows:
@@ -69,8 +77,9 @@ def fill(con: Any, metrics: list[Metric]) -> int:
             frame = pl.DataFrame(rows, schema_overrides={n: pl.Float64 for n in names}, infer_schema_length=None)
             con.register("_metric_fill", frame.to_arrow())
             on = " AND ".join(f"e.{k} = u.{k}" for k in (*KEYS, "step"))
-            con.execute(f"UPDATE evaluations e SET {', '.join(f'{n} = u.{n}' for n in names)} "
-                        f"FROM _metric_fill u WHERE {on}")
+            con.execute(
+                f"UPDATE evaluations e SET {', '.join(f'{n} = u.{n}' for n in names)} FROM _metric_fill u WHERE {on}"
+            )
             con.unregister("_metric_fill")
             filled += heads.height
     return filled

@@ -47,26 +47,38 @@ def _sql_file(name: str) -> Callable[[Any], None]:
 
 
 def _create_meta(con: Any) -> None:
-    con.execute(f"CREATE TABLE IF NOT EXISTS {META} (version INTEGER NOT NULL, name VARCHAR NOT NULL, "
-                "applied_at TIMESTAMPTZ NOT NULL)")
+    con.execute(
+        f"CREATE TABLE IF NOT EXISTS {META} (version INTEGER NOT NULL, name VARCHAR NOT NULL, "
+        "applied_at TIMESTAMPTZ NOT NULL)"
+    )
 
 
 TABLE_MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "first tables (release dbaa304)", None),
     Migration(2, "forecast_steps volume summaries nullable (release 58da6cc)", _sql_file("0002_nullable_volume.sql")),
     Migration(3, "schema_migrations: the warehouse records its schema version", _create_meta),
-    Migration(5, "forecast_paths: open, high, low, volume and amount as FLOAT (close stays DOUBLE)",
-              _sql_file("0005_float_path_fields.sql")),
-    Migration(6, "score_sums, score_months and score_bins: the track record's running aggregates, from the stored "
-              "scores",
-              score_sums.rebuilder(6)),
-    Migration(score_sums.FINAL_SINCE, "final_scores: each scored forecast's last step and its 80 % band hits pooled "
-              "over its path, for the per-series track record and the coverage test", score_sums.rebuild_finals),
+    Migration(
+        5,
+        "forecast_paths: open, high, low, volume and amount as FLOAT (close stays DOUBLE)",
+        _sql_file("0005_float_path_fields.sql"),
+    ),
+    Migration(
+        6,
+        "score_sums, score_months and score_bins: the track record's running aggregates, from the stored scores",
+        score_sums.rebuilder(6),
+    ),
+    Migration(
+        score_sums.FINAL_SINCE,
+        "final_scores: each scored forecast's last step and its 80 % band hits pooled "
+        "over its path, for the per-series track record and the coverage test",
+        score_sums.rebuild_finals,
+    ),
 )
 
 
 def _with_sums(version: int, apply: Callable[[Any], None]) -> Callable[[Any], None]:
     """A metric's migration, then the running aggregates made again with its columns (where they exist yet)."""
+
     def run(con: Any) -> None:
         apply(con)
         if score_sums.SUMS in _tables(con):
@@ -77,14 +89,25 @@ def _with_sums(version: int, apply: Callable[[Any], None]) -> Callable[[Any], No
 
 def known() -> tuple[Migration, ...]:
     """The table migrations and one per schema version that added registered metrics, in version order."""
-    steps = [*TABLE_MIGRATIONS, *(
-        Migration(v, "evaluations: " + ", ".join(m.name for m in added_since(v)) + " (metric registry), scored for "
-                  "the stored forecasts", _with_sums(v, metric_columns.migration(v)))
-        for v in column_versions() if v > metric_columns.FIRST_TABLES)]
+    steps = [
+        *TABLE_MIGRATIONS,
+        *(
+            Migration(
+                v,
+                "evaluations: " + ", ".join(m.name for m in added_since(v)) + " (metric registry), scored for "
+                "the stored forecasts",
+                _with_sums(v, metric_columns.migration(v)),
+            )
+            for v in column_versions()
+            if v > metric_columns.FIRST_TABLES
+        ),
+    ]
     steps.sort(key=lambda m: m.version)
     if [m.version for m in steps] != list(range(1, len(steps) + 1)):  # two changes took the same number
-        raise RuntimeError("schema migrations must be numbered 1, 2, 3, ... without gaps or repeats, got "
-                           f"{[m.version for m in steps]} (kronos_assets/warehouse/migrations.py, metrics/registry.py)")
+        raise RuntimeError(
+            "schema migrations must be numbered 1, 2, 3, ... without gaps or repeats, got "
+            f"{[m.version for m in steps]} (kronos_assets/warehouse/migrations.py, metrics/registry.py)"
+        )
     return tuple(steps)
 
 
@@ -98,8 +121,10 @@ class SchemaTooNew(RuntimeError):
 
     def __init__(self, where: str, found: int):
         self.where, self.found = where, found
-        super().__init__(f"warehouse {where} has schema version {found}, newer than this release knows ({NEWEST}): "
-                         "run the release that wrote it, or upgrade kronos_assets; nothing was changed")
+        super().__init__(
+            f"warehouse {where} has schema version {found}, newer than this release knows ({NEWEST}): "
+            "run the release that wrote it, or upgrade kronos_assets; nothing was changed"
+        )
 
 
 class MigrationFailed(RuntimeError):
@@ -117,8 +142,12 @@ class SchemaState:
 
 
 def _tables(con: Any) -> set[str]:
-    return {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables "
-                                      "WHERE table_catalog = current_database()").fetchall()}
+    return {
+        r[0]
+        for r in con.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_catalog = current_database()"
+        ).fetchall()
+    }
 
 
 def state(con: Any) -> SchemaState:
@@ -130,8 +159,10 @@ def state(con: Any) -> SchemaState:
             return SchemaState(int(found), True)
     if "forecast_steps" not in tables:
         return SchemaState(None, False)
-    row = con.execute("SELECT is_nullable FROM information_schema.columns WHERE table_catalog = current_database()"
-                      " AND table_name = 'forecast_steps' AND column_name = 'mean_volume'").fetchone()
+    row = con.execute(
+        "SELECT is_nullable FROM information_schema.columns WHERE table_catalog = current_database()"
+        " AND table_name = 'forecast_steps' AND column_name = 'mean_volume'"
+    ).fetchone()
     return SchemaState(1 if row and row[0] == "NO" else 2, False)
 
 
@@ -148,8 +179,9 @@ def describe(s: SchemaState) -> str:
     return f"version {s.version}{recorded}; pending, applied by the next run: {names}"
 
 
-def ensure_current(con: Any, where: str | Path, transaction: Callable[[Any], Any],
-                   retrying: Callable[[str, Callable[[], None]], None]) -> int | None:
+def ensure_current(
+    con: Any, where: str | Path, transaction: Callable[[Any], Any], retrying: Callable[[str, Callable[[], None]], None]
+) -> int | None:
     """Brings the warehouse on ``con`` to NEWEST (or creates it there); returns the version found before (None:
     it had no tables).
 
@@ -174,8 +206,9 @@ def ensure_current(con: Any, where: str | Path, transaction: Callable[[Any], Any
             retrying("creating the warehouse tables", create)
             return None
         for m in before.pending:
-            retrying(f"migrating the warehouse to schema version {m.version}", lambda m=m: _step(con, where, m,
-                                                                                                  transaction))
+            retrying(
+                f"migrating the warehouse to schema version {m.version}", lambda m=m: _step(con, where, m, transaction)
+            )
         return before.version
 
 
@@ -193,9 +226,11 @@ def _step(con: Any, where: str | Path, m: Migration, transaction: Callable[[Any]
         except duckdb.Error as exc:
             if "conflict" in str(exc).lower():  # a commit race: the caller retries the whole step
                 raise
-            raise MigrationFailed(f"warehouse {where}: migration to schema version {m.version} ({m.name}) failed "
-                                  f"and was rolled back, the warehouse is still at version {now.version}: "
-                                  f"{' '.join(str(exc).split())[:200]}") from exc
+            raise MigrationFailed(
+                f"warehouse {where}: migration to schema version {m.version} ({m.name}) failed "
+                f"and was rolled back, the warehouse is still at version {now.version}: "
+                f"{' '.join(str(exc).split())[:200]}"
+            ) from exc
         _record(con, m.version, m.name)
 
 

@@ -23,12 +23,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Callable, Sequence
 
-
 BATCH = 1000  # forecasts per transaction (30,000 path rows at 30 paths): bounds memory and the writer's hold
 KEYS = ("symbol", "timeframe", "origin", "model")
 
-_HAS_PATHS = ("EXISTS (SELECT 1 FROM forecast_paths p WHERE p.symbol = {t}.symbol AND p.timeframe = {t}.timeframe "
-              "AND p.origin = {t}.origin AND p.model = {t}.model)")
+_HAS_PATHS = (
+    "EXISTS (SELECT 1 FROM forecast_paths p WHERE p.symbol = {t}.symbol AND p.timeframe = {t}.timeframe "
+    "AND p.origin = {t}.origin AND p.model = {t}.model)"
+)
 
 # Forecasts whose paths may go: older than the days (from their series' newest origin) and scored at every step.
 _PRUNABLE = f"""
@@ -44,7 +45,9 @@ WHERE f.origin < n.newest - to_days(CAST($days AS INTEGER)) AND e.steps >= f.hor
 KEEP_SCORES_OF_PRUNED = (
     "NOT EXISTS (SELECT 1 FROM forecasts f WHERE f.symbol = evaluations.symbol AND f.timeframe = "
     "evaluations.timeframe AND f.origin = evaluations.origin AND f.model = evaluations.model AND NOT "
-    + _HAS_PATHS.format(t="f") + ")")
+    + _HAS_PATHS.format(t="f")
+    + ")"
+)
 
 
 @dataclass
@@ -57,8 +60,10 @@ class PathsPruned:
     seconds: float = 0.0
 
     def summary(self) -> str:
-        text = (f"sample paths of {self.forecasts} scored forecast(s) older than {self.days} days pruned "
-                f"({self.rows} rows, {self.batches} batch(es)) in {self.seconds:.1f} s")
+        text = (
+            f"sample paths of {self.forecasts} scored forecast(s) older than {self.days} days pruned "
+            f"({self.rows} rows, {self.batches} batch(es)) in {self.seconds:.1f} s"
+        )
         return text + (f"; {self.left} left for the next round" if self.left else "")
 
 
@@ -69,9 +74,11 @@ def prunable(wh: Any, days: int) -> int:
 
 def _prune_batch(con: Any, days: int, batch: int) -> tuple[int, int]:
     """Inside one transaction: the oldest ``batch`` prunable forecasts lose their paths; (forecasts, rows)."""
-    doomed = con.execute(f"SELECT f.symbol, f.timeframe, f.origin, f.model {_PRUNABLE} "
-                         "ORDER BY f.origin, f.symbol, f.timeframe, f.model LIMIT $batch",
-                         {"days": days, "batch": batch}).pl()
+    doomed = con.execute(
+        f"SELECT f.symbol, f.timeframe, f.origin, f.model {_PRUNABLE} "
+        "ORDER BY f.origin, f.symbol, f.timeframe, f.model LIMIT $batch",
+        {"days": days, "batch": batch},
+    ).pl()
     if doomed.height == 0:
         return 0, 0
     con.register("_doomed", doomed.to_arrow())
@@ -81,15 +88,17 @@ def _prune_batch(con: Any, days: int, batch: int) -> tuple[int, int]:
     return doomed.height, int(rows)
 
 
-def prune_paths(wh: Any, days: int, deadline_s: float, batch: int = BATCH,
-                log: Callable[[str], None] | None = None) -> PathsPruned:
+def prune_paths(
+    wh: Any, days: int, deadline_s: float, batch: int = BATCH, log: Callable[[str], None] | None = None
+) -> PathsPruned:
     """One round: batches of the oldest prunable forecasts until none is left or ``deadline_s`` has passed (the
     batch in hand is finished first)."""
     t0 = time.monotonic()
     out = PathsPruned(days=days)
     while True:
-        forecasts, rows = wh.transact(f"pruning sample paths older than {days} days",
-                                      lambda con: _prune_batch(con, days, batch))
+        forecasts, rows = wh.transact(
+            f"pruning sample paths older than {days} days", lambda con: _prune_batch(con, days, batch)
+        )
         out.forecasts += forecasts
         out.rows += rows
         if forecasts:
@@ -109,8 +118,9 @@ def pruned(wh: Any, symbol: str, timeframe: str, origins: Sequence[datetime]) ->
     """(origin, model) of the stored forecasts at ``origins`` whose paths were pruned."""
     if not origins:
         return set()
-    df = wh.query(f"SELECT origin, model FROM forecasts f WHERE symbol = ? AND timeframe = ? "
-                  f"AND origin IN (SELECT unnest(?::TIMESTAMPTZ[])) AND NOT {_HAS_PATHS.format(t='f')}",
-                  [symbol, timeframe, list(origins)])
+    df = wh.query(
+        f"SELECT origin, model FROM forecasts f WHERE symbol = ? AND timeframe = ? "
+        f"AND origin IN (SELECT unnest(?::TIMESTAMPTZ[])) AND NOT {_HAS_PATHS.format(t='f')}",
+        [symbol, timeframe, list(origins)],
+    )
     return set(zip(df["origin"].to_list(), df["model"].to_list())) if df.height else set()
-

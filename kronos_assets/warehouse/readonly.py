@@ -35,8 +35,11 @@ class ReadOnlyWarehouse:
         self.con: Any = None
         self.problem: tuple[str, str] | None = None  # (status, detail) when it could not be opened
         self.damage: str | None = None  # the file named as damaged, with what to do
-        self._lake = (Lake(self.config, self.path.parent / "duckdb_extensions", read_only=True)
-                      if self.config.backend == "ducklake" else None)
+        self._lake = (
+            Lake(self.config, self.path.parent / "duckdb_extensions", read_only=True)
+            if self.config.backend == "ducklake"
+            else None
+        )
 
     def open(self) -> tuple[str, str]:
         status_detail = self._open_lake() if self._lake is not None else self._open_file()
@@ -61,8 +64,10 @@ class ReadOnlyWarehouse:
                     time.sleep(0.25)
                     continue
                 if locked:
-                    return WARN, (f"{self.path} is held by another process for {self.lock_wait_s:.0f} s "
-                                  f"(a run writing?): {_short(exc, 120)}")
+                    return WARN, (
+                        f"{self.path} is held by another process for {self.lock_wait_s:.0f} s "
+                        f"(a run writing?): {_short(exc, 120)}"
+                    )
                 return FAIL, f"cannot open {self.path}: {_short(exc)}"
             except Exception as exc:  # permissions, a folder where the file belongs
                 return FAIL, f"cannot open {self.path}: {_short(exc)}"
@@ -81,17 +86,24 @@ class ReadOnlyWarehouse:
         """The file's own consistency, cheaply: its size as DuckDB accounts it (blocks used and free) and a row
         count of every table, which reads each table's metadata; a damaged block or catalog fails here, named."""
         if self._lake is not None:
-            return SKIP, (f"{self.config.describe()}: DuckLake keeps its own consistency in the PostgreSQL catalog "
-                          "(check it with PostgreSQL's tools)")
+            return SKIP, (
+                f"{self.config.describe()}: DuckLake keeps its own consistency in the PostgreSQL catalog "
+                "(check it with PostgreSQL's tools)"
+            )
         if self.con is None:
             return SKIP, "not checked: the warehouse was not opened (see reachable/warehouse)"
         try:
             _, _, blocks, used, free = self.con.execute(
                 "SELECT database_name, database_size, total_blocks, used_blocks, free_blocks "
-                "FROM pragma_database_size() WHERE database_name = current_database()").fetchone()
-            tables = [r[0] for r in self.con.execute(
-                "SELECT table_name FROM duckdb_tables() WHERE database_name = current_database() "
-                "ORDER BY table_name").fetchall()]
+                "FROM pragma_database_size() WHERE database_name = current_database()"
+            ).fetchone()
+            tables = [
+                r[0]
+                for r in self.con.execute(
+                    "SELECT table_name FROM duckdb_tables() WHERE database_name = current_database() "
+                    "ORDER BY table_name"
+                ).fetchall()
+            ]
             counts = {t: self.con.execute(f'SELECT count(*) FROM "{t}"').fetchone()[0] for t in tables}
         except duckdb.Error as exc:
             named = damaged(self.path, exc, opening=True)
@@ -120,8 +132,12 @@ class ReadOnlyWarehouse:
         try:
             self.con = self._lake.cursor()
             self.con.execute("SET TimeZone = 'UTC'")
-            tables = {r[0] for r in self.con.execute(
-                "SELECT table_name FROM information_schema.tables WHERE table_catalog = 'lake'").fetchall()}
+            tables = {
+                r[0]
+                for r in self.con.execute(
+                    "SELECT table_name FROM information_schema.tables WHERE table_catalog = 'lake'"
+                ).fetchall()
+            }
             snapshot = self.con.execute("SELECT max(snapshot_id) FROM ducklake_snapshots('lake')").fetchone()[0]
         except WarehouseUnavailable as exc:  # catalog unreachable, wrong password, missing variable
             self.close()

@@ -44,14 +44,25 @@ def _skilled(upto: int | None = None) -> list[str]:
 def columns(upto: int | None = None) -> list[tuple[str, str]]:
     """The aggregate table's columns after its keys, from the registry: its metrics up to schema version ``upto``
     (None: all; a migration builds the table as its version has it, before later metrics' columns exist)."""
-    cols = [("horizon", "INTEGER"), ("n", "BIGINT"), ("first_origin", "TIMESTAMPTZ"), ("last_origin", "TIMESTAMPTZ"),
-            *((f"expected_{c}", "DOUBLE") for c in NOMINALS), *((c, "BIGINT") for c in _NA_COUNT.values()),
-            ("pair_n", "BIGINT"), *((f"pair_{c}", "BIGINT") for c in _NA_COUNT.values())]
+    cols = [
+        ("horizon", "INTEGER"),
+        ("n", "BIGINT"),
+        ("first_origin", "TIMESTAMPTZ"),
+        ("last_origin", "TIMESTAMPTZ"),
+        *((f"expected_{c}", "DOUBLE") for c in NOMINALS),
+        *((c, "BIGINT") for c in _NA_COUNT.values()),
+        ("pair_n", "BIGINT"),
+        *((f"pair_{c}", "BIGINT") for c in _NA_COUNT.values()),
+    ]
     for m in _board(upto):
         cols += [(f"s_{m.name}", "DOUBLE"), (f"c_{m.name}", "BIGINT")]
     for name in _skilled(upto):
-        cols += [(f"pm_{name}", "DOUBLE"), (f"pmc_{name}", "BIGINT"), (f"pb_{name}", "DOUBLE"),
-                 (f"pbc_{name}", "BIGINT")]
+        cols += [
+            (f"pm_{name}", "DOUBLE"),
+            (f"pmc_{name}", "BIGINT"),
+            (f"pb_{name}", "DOUBLE"),
+            (f"pbc_{name}", "BIGINT"),
+        ]
     return cols
 
 
@@ -59,11 +70,15 @@ def create(con: Any, upto: int | None = None) -> None:
     """The three tables, empty (a new warehouse; ``rebuilder`` fills them)."""
     cols = ", ".join(f"{c} {t}" for c, t in columns(upto))
     for table, period in ((SUMS, "day"), (MONTHS, "month")):
-        con.execute(f"CREATE TABLE IF NOT EXISTS {table} (symbol VARCHAR NOT NULL, timeframe VARCHAR NOT NULL, "
-                    f"model VARCHAR NOT NULL, step INTEGER NOT NULL, {period} DATE NOT NULL, {cols})")
-    con.execute(f"CREATE TABLE IF NOT EXISTS {BINS} (symbol VARCHAR NOT NULL, timeframe VARCHAR NOT NULL, "
-                "model VARCHAR NOT NULL, month DATE NOT NULL, kind VARCHAR NOT NULL, bin INTEGER NOT NULL, "
-                "n BIGINT, point_n BIGINT, p_sum DOUBLE, up_n BIGINT, calls BIGINT, hits DOUBLE)")
+        con.execute(
+            f"CREATE TABLE IF NOT EXISTS {table} (symbol VARCHAR NOT NULL, timeframe VARCHAR NOT NULL, "
+            f"model VARCHAR NOT NULL, step INTEGER NOT NULL, {period} DATE NOT NULL, {cols})"
+        )
+    con.execute(
+        f"CREATE TABLE IF NOT EXISTS {BINS} (symbol VARCHAR NOT NULL, timeframe VARCHAR NOT NULL, "
+        "model VARCHAR NOT NULL, month DATE NOT NULL, kind VARCHAR NOT NULL, bin INTEGER NOT NULL, "
+        "n BIGINT, point_n BIGINT, p_sum DOUBLE, up_n BIGINT, calls BIGINT, hits DOUBLE)"
+    )
     if upto is None or upto >= FINAL_SINCE:
         con.execute(f"CREATE TABLE IF NOT EXISTS {FINAL} AS {finals_select('FALSE')}")
 
@@ -83,8 +98,10 @@ def months_select(where: str, upto: int | None = None) -> str:
     window sums a dozen rows a year per key instead of 365)."""
     combine = {"horizon": "any_value", "first_origin": "min", "last_origin": "max"}
     cols = ", ".join(f"{combine.get(c, 'sum')}({c}) AS {c}" for c, _ in columns(upto))
-    return (f"SELECT symbol, timeframe, model, step, {_MONTH_OF_DAY} AS month, {cols} "
-            f"FROM {SUMS} WHERE {where} GROUP BY ALL")
+    return (
+        f"SELECT symbol, timeframe, model, step, {_MONTH_OF_DAY} AS month, {cols} "
+        f"FROM {SUMS} WHERE {where} GROUP BY ALL"
+    )
 
 
 def ts_literal(t: datetime) -> str:
@@ -97,16 +114,25 @@ def sums_select(where: str, upto: int | None = None) -> str:
     scoreboard joins them), in ``score_sums``' column order (``columns(upto)``)."""
     na = {c: NA_WHEN[k] for k, c in _NA_COUNT.items()}
     paired = "b.origin IS NOT NULL"
-    out = ["any_value(e.horizon)", "count(*)", "min(e.origin)", "max(e.origin)",
-           *(f"sum({c / 100} * (e.n_paths - 1) / (e.n_paths + 1))" for c in NOMINALS),
-           *(f"count(*) FILTER (WHERE e.{cond})" for cond in na.values()),
-           f"count(*) FILTER (WHERE {paired})", *(f"count(*) FILTER (WHERE {paired} AND e.{cond})"
-                                                   for cond in na.values())]
+    out = [
+        "any_value(e.horizon)",
+        "count(*)",
+        "min(e.origin)",
+        "max(e.origin)",
+        *(f"sum({c / 100} * (e.n_paths - 1) / (e.n_paths + 1))" for c in NOMINALS),
+        *(f"count(*) FILTER (WHERE e.{cond})" for cond in na.values()),
+        f"count(*) FILTER (WHERE {paired})",
+        *(f"count(*) FILTER (WHERE {paired} AND e.{cond})" for cond in na.values()),
+    ]
     for m in _board(upto):
         out += [f"sum(e.{m.name})", f"count(e.{m.name})"]
     for name in _skilled(upto):
-        out += [f"sum(e.{name}) FILTER (WHERE {paired})", f"count(e.{name}) FILTER (WHERE {paired})",
-                f"sum(b.{name})", f"count(b.{name})"]
+        out += [
+            f"sum(e.{name}) FILTER (WHERE {paired})",
+            f"count(e.{name}) FILTER (WHERE {paired})",
+            f"sum(b.{name})",
+            f"count(b.{name})",
+        ]
     select = ",\n    ".join(f"{expr} AS {c}" for expr, (c, _) in zip(out, columns(upto), strict=True))
     skilled = "".join(f", {n}" for n in _skilled(upto))
     return f"""WITH e AS (
@@ -129,22 +155,35 @@ def bins_select(where: str, upto: int | None = None) -> str:
         f"count(*), count(*) FILTER (WHERE width_90 = 0), NULL, NULL, "
         f"count({m.name}) FILTER (WHERE isfinite({m.name})), sum({m.name}) FILTER (WHERE isfinite({m.name})) "
         "FROM e GROUP BY ALL"
-        for m in metrics() if m.aggregate == "by_confidence" and (upto is None or m.since <= upto))
-    return read_sql("score_bins.sql").replace("/* where */", where).replace(
-        "/* registry: by confidence */", ("UNION ALL\n" + confidence) if confidence else "")
+        for m in metrics()
+        if m.aggregate == "by_confidence" and (upto is None or m.since <= upto)
+    )
+    return (
+        read_sql("score_bins.sql")
+        .replace("/* where */", where)
+        .replace("/* registry: by confidence */", ("UNION ALL\n" + confidence) if confidence else "")
+    )
 
 
-def _origins_on(symbol: str, timeframe: str, periods: Sequence[date], length: str, on: str = "e.",
-                ) -> tuple[str, list[Any]]:
+def _origins_on(
+    symbol: str,
+    timeframe: str,
+    periods: Sequence[date],
+    length: str,
+    on: str = "e.",
+) -> tuple[str, list[Any]]:
     """A filter on ``e`` (``on``: the columns' prefix) for one series' origins in the UTC ``periods`` (days or
     months, their first days), with a constant origin range DuckDB prunes on."""
     last = max(periods)
-    end = (last + timedelta(days=1) if length == "day"
-           else date(last.year + last.month // 12, last.month % 12 + 1, 1))  # the first day of the next month
+    end = (
+        last + timedelta(days=1) if length == "day" else date(last.year + last.month // 12, last.month % 12 + 1, 1)
+    )  # the first day of the next month
     lo, hi = (datetime.combine(d, datetime.min.time(), timezone.utc) for d in (min(periods), end))
-    where = (f"{on}symbol = ? AND {on}timeframe = ? AND {on}origin >= {ts_literal(lo)} AND {on}origin < "
-             f"{ts_literal(hi)} AND CAST(date_trunc('{length}', timezone('UTC', {on}origin)) AS DATE) "
-             "IN (SELECT unnest(?::DATE[]))")
+    where = (
+        f"{on}symbol = ? AND {on}timeframe = ? AND {on}origin >= {ts_literal(lo)} AND {on}origin < "
+        f"{ts_literal(hi)} AND CAST(date_trunc('{length}', timezone('UTC', {on}origin)) AS DATE) "
+        "IN (SELECT unnest(?::DATE[]))"
+    )
     return where, [symbol, timeframe, sorted(periods)]
 
 
@@ -174,6 +213,7 @@ def refresh(con: Any, symbol: str, timeframe: str, days: Sequence[date]) -> None
 def rebuilder(version: int | None) -> Callable[[Any], None]:
     """A migration's work: both tables made again from every stored score, as schema ``version`` has them (its
     metrics' columns); inside the migration's transaction."""
+
     def rebuild(con: Any) -> None:
         for table in (SUMS, MONTHS, BINS):
             con.execute(f"DROP TABLE IF EXISTS {table}")
@@ -196,6 +236,7 @@ def rebuild_finals(con: Any) -> None:
 def board_select(parts: str) -> str:
     """The scoreboard's rows (scoreboard.sql's columns, in its order) from ``parts``: ``score_sums`` rows with a
     ``window_name``, summed per symbol, timeframe, model, window and step."""
+
     def na(applies: str, pair: bool = False) -> str:
         count = ("pair_" if pair else "") + _NA_COUNT[applies]
         return f"sum({count}) = sum({'pair_n' if pair else 'n'})"
@@ -207,8 +248,10 @@ def board_select(parts: str) -> str:
         if m.applies in _NA_COUNT:
             agg = f"CASE WHEN {na(m.applies)} THEN NULL ELSE {agg} END"
         cols.append(f"{agg} AS {m.board}")
-    cols += [f"CASE WHEN {na('probabilistic')} THEN NULL ELSE sum(expected_{c}) / sum(n) END AS expected_coverage_{c}"
-             for c in NOMINALS]
+    cols += [
+        f"CASE WHEN {na('probabilistic')} THEN NULL ELSE sum(expected_{c}) / sum(n) END AS expected_coverage_{c}"
+        for c in NOMINALS
+    ]
     for m in (m for m in metrics() if m.skill):
         own, ref = (f"sum({p}_{m.name}) / nullif(sum({p}c_{m.name}), 0)" for p in ("pm", "pb"))
         off = "sum(pair_n) = 0" + (f" OR {na(m.applies, pair=True)}" if m.applies in _NA_COUNT else "")

@@ -15,8 +15,9 @@ SQL_DIR = environment.sql_dir(Path(__file__).resolve().parents[2] / "dbt_free_sq
 
 def json_rows(df: pl.DataFrame) -> list[dict[str, Any]]:
     """Rows of a query result as dicts, timestamps as ISO strings: ready for JSON and metadata."""
-    return [{k: v.isoformat() if isinstance(v, datetime) else v for k, v in r.items()}
-            for r in df.iter_rows(named=True)]
+    return [
+        {k: v.isoformat() if isinstance(v, datetime) else v for k, v in r.items()} for r in df.iter_rows(named=True)
+    ]
 
 
 def read_sql(name: str) -> str:

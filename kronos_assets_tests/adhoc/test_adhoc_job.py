@@ -8,7 +8,6 @@ import base64
 import hashlib
 import re
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import dagster as dg
 import polars as pl
@@ -35,8 +34,9 @@ def demo(tmp_path_factory):
     defs = build_definitions(settings)
     defs.get_repository_def().load_all_definitions()  # what a code server does: names must not collide
     instance = dg.DagsterInstance.ephemeral()
-    seeded = defs.resolve_job_def("candles_1h").execute_in_process(instance=instance,
-                                                                  partition_key="2025-06-01|BTC-USDT")
+    seeded = defs.resolve_job_def("candles_1h").execute_in_process(
+        instance=instance, partition_key="2025-06-01|BTC-USDT"
+    )
     assert seeded.success
     return settings, defs, instance
 
@@ -50,7 +50,9 @@ def warehouse_state(settings) -> dict:
 def run(defs, instance, config: dict | None = None) -> dg.ExecuteInProcessResult:
     return defs.resolve_job_def(ADHOC_JOB).execute_in_process(
         run_config={"ops": {"adhoc_forecast": {"config": config}}} if config else None,
-        instance=instance, raise_on_error=False)
+        instance=instance,
+        raise_on_error=False,
+    )
 
 
 def logged(instance: dg.DagsterInstance, result: dg.ExecuteInProcessResult) -> list[str]:
@@ -110,8 +112,14 @@ def test_launch_with_no_edits_forecasts_scores_and_leaves_the_track_record_alone
     assert prov["model"] == md["model"] == "kronos-demo" and prov["model_sha256"] == weights_sha
     assert prov["model_checkpoint"] == f"{DEMO_WEIGHTS.parent.parent.name}/model"  # named, never a local path
     assert not [s for s in json_strings(prov) if is_local_path(s) or str(REPO_ROOT) in s]
-    assert prov["sampling"] == {"n_paths": 30, "horizon": 24, "temperature": 1.0, "top_p": settings.sampling.top_p, "top_k": 0,
-                                "seed": settings.sampling.seed}
+    assert prov["sampling"] == {
+        "n_paths": 30,
+        "horizon": 24,
+        "temperature": 1.0,
+        "top_p": settings.sampling.top_p,
+        "top_k": 0,
+        "seed": settings.sampling.seed,
+    }
     assert prov["source"] == {"kind": "synthetic", "symbol": "BTC/USDT", "timeframe": "1h"}
     assert prov["history"][2] == 480 and prov["held_out"][2] == 24  # lookback = the timeframe's history_bars
     assert pl.Series([prov["history"][1], prov["held_out"][0]]).str.to_datetime().diff()[1].total_seconds() == 3600
@@ -131,8 +139,13 @@ def test_the_demo_profile_forecasts_the_shipped_real_candles_at_the_replay_clock
     [mat] = result.asset_materializations_for_node("adhoc_forecast")
     prov = mat.metadata["provenance"].value
     end = ReplayMarket.from_settings(settings).data_end()  # no clock file: a look by hand stands at the data's end
-    assert prov["source"] == {"kind": "replay", "symbol": "BTC/USDT", "timeframe": "1h", "exchange": "binance",
-                              "as_of": end.isoformat()}
+    assert prov["source"] == {
+        "kind": "replay",
+        "symbol": "BTC/USDT",
+        "timeframe": "1h",
+        "exchange": "binance",
+        "as_of": end.isoformat(),
+    }
     assert prov["held_out"][1] == (end - timedelta(hours=1)).isoformat() and prov["held_out"][2] == 6
     assert not settings.replay_clock_file.exists()  # and never starts the schedules' replay walk
     [text_chart] = [m for m in logged(instance, result) if "held out" in m and "━" in m]
@@ -147,8 +160,11 @@ def test_garch_a_model_of_another_kind_forecasts_ad_hoc_next_to_the_kinds_baseli
     [mat] = result.asset_materializations_for_node("adhoc_forecast")
     md = {k: v.value for k, v in mat.metadata.items()}
     rows = [ln for ln in md["chart"].splitlines() if ln.startswith("| ") and not ln.startswith("| model")]
-    assert [r.split("|")[1].strip() for r in rows] == ["garch", *kinds.BUILTIN] == ["garch", "random_walk",
-                                                                                    "random_walk_vol"]
+    assert (
+        [r.split("|")[1].strip() for r in rows]
+        == ["garch", *kinds.BUILTIN]
+        == ["garch", "random_walk", "random_walk_vol"]
+    )
     prov = md["provenance"]
     assert md["model"] == prov["model"] == "garch" and prov["model_kind"] == "garch" and prov["device"] is None
     assert prov["garch"]["fit"] == "ok" and prov["garch"]["n_returns"] == 479  # fitted on the 480 history bars
@@ -167,13 +183,19 @@ def test_the_step_takes_its_own_pool_never_the_warehouse_writers(demo):
     assert node.definition.pool == ADHOC_POOL == "adhoc"
 
 
-@pytest.mark.parametrize(("config", "message"), [
-    ({"model": "kronos-dem"}, "unknown model (or checkpoint folder) 'kronos-dem'; did you mean 'kronos-demo'?"),
-    ({"model": "garc"}, "unknown model (or checkpoint folder) 'garc'; did you mean 'garch'? (valid: garch, kronos-demo"),
-    ({"lookback": 505}, "lookback 505 is over the model's context of 504 bars; use lookback <= 504"),
-    ({"symbol": "BTC/USD"}, "unknown symbol 'BTC/USD'; did you mean 'BTC/USDT'?"),
-    ({"file": "nope.csv"}, "file 'nope.csv' cannot be used"),
-])
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        ({"model": "kronos-dem"}, "unknown model (or checkpoint folder) 'kronos-dem'; did you mean 'kronos-demo'?"),
+        (
+            {"model": "garc"},
+            "unknown model (or checkpoint folder) 'garc'; did you mean 'garch'? (valid: garch, kronos-demo",
+        ),
+        ({"lookback": 505}, "lookback 505 is over the model's context of 504 bars; use lookback <= 504"),
+        ({"symbol": "BTC/USD"}, "unknown symbol 'BTC/USD'; did you mean 'BTC/USDT'?"),
+        ({"file": "nope.csv"}, "file 'nope.csv' cannot be used"),
+    ],
+)
 def test_bad_settings_fail_at_run_start_naming_the_cause(demo, config, message):
     _, defs, instance = demo
     assert message in failure(run(defs, instance, config))
@@ -185,9 +207,12 @@ def test_an_uploaded_file_is_validated_and_must_be_long_enough(demo):
     (settings.uploads_dir / "bad.csv").write_text("timestamp,open,high,low,close\n2025-01-01T00:00:00Z,1,0.5,0.9,1\n")
     assert re.search(r"file 'bad.csv' cannot be used: .*bad.csv", failure(run(defs, instance, {"file": "bad.csv"})))
     start = datetime(2025, 3, 1, tzinfo=UTC)
-    candles = SyntheticMarket(seed=99).fetch("MY/COIN", "1h", start, start + timedelta(hours=100), start + timedelta(days=9))
-    candles.select(pl.col("ts").dt.strftime("%Y-%m-%dT%H:%M:%SZ").alias("timestamp"), "open", "high", "low",
-                   "close", "volume").write_csv(settings.uploads_dir / "my-coin.csv")  # 100 bars
+    candles = SyntheticMarket(seed=99).fetch(
+        "MY/COIN", "1h", start, start + timedelta(hours=100), start + timedelta(days=9)
+    )
+    candles.select(
+        pl.col("ts").dt.strftime("%Y-%m-%dT%H:%M:%SZ").alias("timestamp"), "open", "high", "low", "close", "volume"
+    ).write_csv(settings.uploads_dir / "my-coin.csv")  # 100 bars
     short = failure(run(defs, instance, {"file": "my-coin.csv", "horizon": 60, "holdout": 41}))
     assert "horizon 60 + holdout 41 = 101 bars is longer than file 'my-coin.csv' (100 bars)" in short
     deep = failure(run(defs, instance, {"file": "my-coin.csv", "lookback": 90}))
@@ -197,11 +222,18 @@ def test_an_uploaded_file_is_validated_and_must_be_long_enough(demo):
     assert result.success
     [mat] = result.asset_materializations_for_node("adhoc_forecast")
     prov = mat.metadata["provenance"].value
-    assert prov["source"] == {"kind": "file", "file": "my-coin.csv", "rows": 100,
-                              "sha256": hashlib.sha256((settings.uploads_dir / "my-coin.csv").read_bytes()).hexdigest()}
+    assert prov["source"] == {
+        "kind": "file",
+        "file": "my-coin.csv",
+        "rows": 100,
+        "sha256": hashlib.sha256((settings.uploads_dir / "my-coin.csv").read_bytes()).hexdigest(),
+    }
     assert prov["history"] == [candles["ts"][24].isoformat(), candles["ts"][87].isoformat(), 64]
     assert prov["held_out"] == [candles["ts"][88].isoformat(), candles["ts"][99].isoformat(), 12]
-    assert mat.metadata["series"].value == "my-coin 1h" and mat.metadata["scores"].value["kronos-demo"]["scored_steps"] == 8
+    assert (
+        mat.metadata["series"].value == "my-coin 1h"
+        and mat.metadata["scores"].value["kronos-demo"]["scored_steps"] == 8
+    )
 
 
 def test_an_unknown_device_is_refused_by_the_config_schema(demo):
@@ -222,8 +254,10 @@ def test_a_checkpoint_folder_is_a_model_and_a_device_that_is_absent_is_named(dem
 
     (tmp_path / "model").mkdir()
     (tmp_path / "model" / "config.json").write_text("{}")
-    assert f"model folder {str(tmp_path)!r} is not a Kronos checkpoint: {tmp_path}/model/model.safetensors not found" in (
-        failure(run(defs, instance, {"model": str(tmp_path)})))
+    assert (
+        f"model folder {str(tmp_path)!r} is not a Kronos checkpoint: {tmp_path}/model/model.safetensors not found"
+        in (failure(run(defs, instance, {"model": str(tmp_path)})))
+    )
 
     import torch
 
@@ -234,11 +268,14 @@ def test_a_checkpoint_folder_is_a_model_and_a_device_that_is_absent_is_named(dem
         assert "device cuda: torch sees no CUDA GPU on this machine; use auto or cpu" in failure(cuda)
 
 
-@pytest.mark.parametrize(("config", "field", "message"), [
-    ({"top_p": 1.5}, "top_p", "Input should be less than or equal to 1"),
-    ({"n_paths": 0}, "n_paths", "Input should be greater than or equal to 1"),
-    ({"temperature": 0.0}, "temperature", "Input should be greater than 0"),
-])
+@pytest.mark.parametrize(
+    ("config", "field", "message"),
+    [
+        ({"top_p": 1.5}, "top_p", "Input should be less than or equal to 1"),
+        ({"n_paths": 0}, "n_paths", "Input should be greater than or equal to 1"),
+        ({"temperature": 0.0}, "temperature", "Input should be greater than 0"),
+    ],
+)
 def test_sampling_out_of_range_fails_at_run_start_naming_the_field(demo, config, field, message):
     _, defs, instance = demo
     result = run(defs, instance, config)

@@ -4,22 +4,33 @@ every impossible window is refused with a message that says what would work."""
 from __future__ import annotations
 
 import re
-from functools import lru_cache
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 
 import numpy as np
 import polars as pl
 import pytest
 
 from kronos_assets.forecasting import kinds
-from kronos_assets.forecasting.adhoc import (AdhocConfigError, adhoc_snapshot, context_of,
-                                             forecast_and_score, load_market, load_upload, metrics_markdown,
-                                             nearest_name, resolve_model, score, split_tail, takes_device)
-from kronos_assets.publishing.adhoc_chart import adhoc_chart
+from kronos_assets.forecasting.adhoc import (
+    AdhocConfigError,
+    adhoc_snapshot,
+    context_of,
+    forecast_and_score,
+    load_market,
+    load_upload,
+    metrics_markdown,
+    nearest_name,
+    resolve_model,
+    score,
+    split_tail,
+    takes_device,
+)
 from kronos_assets.forecasting.baselines import RandomWalkVol
 from kronos_assets.forecasting.interface import CLOSE, Sampling
 from kronos_assets.forecasting.kinds.garch import GarchSettings
 from kronos_assets.market.synthetic import SyntheticMarket
+from kronos_assets.publishing.adhoc_chart import adhoc_chart
 from kronos_assets.publishing.charts import fan_chart_png
 
 NOW = datetime(2026, 11, 21, 12, 30, tzinfo=UTC)
@@ -96,13 +107,20 @@ def test_scores_are_the_metrics_of_the_median_and_the_bands():
     assert p["mae"] == 0 and p["crps"] == 0 and p["coverage_50"] == p["coverage_90"] == 1.0
 
 
-@pytest.mark.parametrize(("rows", "kwargs", "message"), [
-    (300, {"lookback": 600, "max_context": 512}, "lookback 600 is over the model's context of 512 bars"),
-    (300, {"lookback": 10}, "lookback 10 is too short"),
-    (40, {"lookback": 32, "horizon": 30, "holdout": 20}, "horizon 30 + holdout 20 = 50 bars is longer than the file (40 bars)"),
-    (100, {"lookback": 90, "holdout": 24}, "use lookback <= 76"),
-    (100, {"horizon": 1}, "horizon must be >= 2"),
-])
+@pytest.mark.parametrize(
+    ("rows", "kwargs", "message"),
+    [
+        (300, {"lookback": 600, "max_context": 512}, "lookback 600 is over the model's context of 512 bars"),
+        (300, {"lookback": 10}, "lookback 10 is too short"),
+        (
+            40,
+            {"lookback": 32, "horizon": 30, "holdout": 20},
+            "horizon 30 + holdout 20 = 50 bars is longer than the file (40 bars)",
+        ),
+        (100, {"lookback": 90, "holdout": 24}, "use lookback <= 76"),
+        (100, {"horizon": 1}, "horizon must be >= 2"),
+    ],
+)
 def test_impossible_windows_are_refused_with_what_would_work(rows, kwargs, message):
     args = {"lookback": 64, "horizon": 24, "holdout": 24, "max_context": 512} | kwargs
     with pytest.raises(AdhocConfigError, match=re.escape(message)):
@@ -116,8 +134,11 @@ def test_an_unknown_name_is_answered_with_the_nearest_valid_one():
 
 
 def test_a_model_resolves_through_the_kinds_as_the_scheduled_graph_builds_it():
-    specs = {**kinds.BUILTIN, "rw48": kinds.ModelSpec("rw48", "random_walk", 48),
-             "garch": kinds.ModelSpec("garch", "garch", GarchSettings(window=200))}
+    specs = {
+        **kinds.BUILTIN,
+        "rw48": kinds.ModelSpec("rw48", "random_walk", 48),
+        "garch": kinds.ModelSpec("garch", "garch", GarchSettings(window=200)),
+    }
     assert resolve_model(specs, "rw48", "cuda") is specs["rw48"]  # no device to set: not asked for, not checked
     garch = kinds.build(resolve_model(specs, "garch", "cpu"))
     assert garch.name == "garch" and garch.settings.window == 200 and context_of(specs["garch"]) is None
@@ -134,19 +155,29 @@ def test_a_checkpoint_folder_is_read_by_the_kronos_kind(tmp_path):
         for name in ("config.json", "model.safetensors"):
             (tmp_path / part / name).write_text("{}")
     spec = resolve_model(kinds.BUILTIN, str(tmp_path), "cpu")
-    assert (spec.key, spec.kind, spec.options.local_dir, spec.options.device) == (tmp_path.name, "kronos", tmp_path,
-                                                                                   "cpu")
+    assert (spec.key, spec.kind, spec.options.local_dir, spec.options.device) == (
+        tmp_path.name,
+        "kronos",
+        tmp_path,
+        "cpu",
+    )
     assert takes_device(spec) and context_of(spec) == 512
     (tmp_path / "tokenizer" / "model.safetensors").unlink()
-    with pytest.raises(AdhocConfigError, match=re.escape(f"model folder {str(tmp_path)!r} is not a Kronos checkpoint: "
-                                                         f"{tmp_path}/tokenizer/model.safetensors not found")):
+    with pytest.raises(
+        AdhocConfigError,
+        match=re.escape(
+            f"model folder {str(tmp_path)!r} is not a Kronos checkpoint: "
+            f"{tmp_path}/tokenizer/model.safetensors not found"
+        ),
+    ):
         resolve_model(kinds.BUILTIN, str(tmp_path), "cpu")
 
 
 def test_uploads_are_read_and_validated_by_the_file_reader(tmp_path):
     candles = _candles(80)
-    candles.select(pl.col("ts").dt.strftime("%Y-%m-%dT%H:%M:%SZ").alias("timestamp"), "open", "high", "low",
-                   "close", "volume").write_csv(tmp_path / "coin_1h.csv")
+    candles.select(
+        pl.col("ts").dt.strftime("%Y-%m-%dT%H:%M:%SZ").alias("timestamp"), "open", "high", "low", "close", "volume"
+    ).write_csv(tmp_path / "coin_1h.csv")
     upload = load_upload(tmp_path, "coin_1h.csv")
     assert upload.profile.timeframe == "1h" and upload.candles["close"].to_list() == candles["close"].to_list()
     (tmp_path / "broken.csv").write_text("timestamp,open,high,low,close\n2025-01-01T00:00:00Z,1,0.5,0.9,1\n")

@@ -17,8 +17,7 @@ import pytest
 from kronos_assets.defs.adhoc import ADHOC_JOB
 from kronos_assets.publishing.text_chart import LEGEND
 from kronos_assets.settings import REPO_ROOT
-from kronos_assets_tests.operations.servers import (VENV_BIN, background, free_port, graphql, kronos_env,
-                                                    wait_until)
+from kronos_assets_tests.operations.servers import VENV_BIN, background, free_port, graphql, kronos_env, wait_until
 from kronos_assets_tests.publishing.cdp import Browser, find_chromium
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
@@ -67,8 +66,10 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     shutil.copytree(REPO_ROOT / "configs", root / "configs")
     home = root / "dagster_home"
     home.mkdir()
-    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\nrun_coordinator:\n"
-                                       "  module: dagster._core.run_coordinator\n  class: DefaultRunCoordinator\n")
+    (home / "dagster.yaml").write_text(
+        "telemetry:\n  enabled: false\nrun_coordinator:\n"
+        "  module: dagster._core.run_coordinator\n  class: DefaultRunCoordinator\n"
+    )
     port, log = free_port(), root / "webserver.log"
     srv = Server(port, root / "home")
 
@@ -86,8 +87,15 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         yield srv
 
 
-EDITED = {"symbol": "ETH/USDT", "model": "random_walk_vol", "horizon": 6, "holdout": 8, "lookback": 64,
-          "n_paths": 50, "seed": 1}
+EDITED = {
+    "symbol": "ETH/USDT",
+    "model": "random_walk_vol",
+    "horizon": 6,
+    "holdout": 8,
+    "lookback": 64,
+    "n_paths": 50,
+    "seed": 1,
+}
 
 
 @pytest.fixture(scope="module")
@@ -133,8 +141,9 @@ def test_launch_with_no_edits_then_with_settings_and_read_the_metadata(server: S
 def test_a_device_outside_the_list_is_refused_by_the_launchpad(server: Server):
     refused = server.launch({"device": "gpu"})
     assert refused["__typename"] == "RunConfigValidationInvalid"
-    assert refused["errors"][0]["message"] == ("Value at path root:ops:adhoc_forecast:config:device not in enum type "
-                                               "Device got gpu")
+    assert refused["errors"][0]["message"] == (
+        "Value at path root:ops:adhoc_forecast:config:device not in enum type Device got gpu"
+    )
 
 
 # The text chart's log row: its text node, whether any ancestor clips it, and how it is laid out.
@@ -159,7 +168,8 @@ CHART_ROW = """(() => {
 SKIP_DIALOG = """[...document.querySelectorAll('[role=dialog] button')].filter(b => b.innerText.trim() === 'Skip')
   .forEach(b => b.click())"""
 # The scores table of the materialisation row (the innermost table, not in a dialog).
-SCORES_TABLE = """[...document.querySelectorAll('table')].filter(t => !t.closest('[role=dialog]') && !t.querySelector('table'))
+SCORES_TABLE = """[...document.querySelectorAll('table')]
+  .filter(t => !t.closest('[role=dialog]') && !t.querySelector('table'))
   .map(t => t.innerText).filter(t => t.includes('kronos-demo') && t.includes('P(up) hit'))"""
 
 
@@ -188,10 +198,13 @@ def test_the_run_page_shows_the_chart_without_a_click(server: Server, runs: dict
         shutil.copy(shot, RESULTS / "adhoc-forecast.png")
 
         # The PNG chart stays one click away, in the materialisation's [Show Markdown].
-        browser.evaluate("[...document.querySelectorAll('button, a')].find(e => e.innerText === '[Show Markdown]')"
-                         ".click()")
-        drawn = ("[...document.querySelectorAll('[role=dialog] img')].filter(i => i.src.startsWith("
-                 "'data:image/png;base64,') && i.naturalWidth > 0).map(i => [i.naturalWidth, i.naturalHeight])")
+        browser.evaluate(
+            "[...document.querySelectorAll('button, a')].find(e => e.innerText === '[Show Markdown]').click()"
+        )
+        drawn = (
+            "[...document.querySelectorAll('[role=dialog] img')].filter(i => i.src.startsWith("
+            "'data:image/png;base64,') && i.naturalWidth > 0).map(i => [i.naturalWidth, i.naturalHeight])"
+        )
         deadline = time.monotonic() + 30
         while not (sizes := browser.evaluate(drawn)):
             assert time.monotonic() < deadline, "the PNG chart did not appear in the run page's dialog"

@@ -2,7 +2,7 @@
 
 import json
 import threading
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import dagster as dg
@@ -10,7 +10,7 @@ import pytest
 
 from kronos_assets.alerts import post_webhook
 from kronos_assets.defs.partitions import bar_key
-from kronos_assets_tests.foundation.test_assets import D, HOUR, Env, _prepare_forecasts
+from kronos_assets_tests.foundation.test_assets import HOUR, D, Env, _prepare_forecasts
 
 
 @pytest.fixture
@@ -28,7 +28,9 @@ def test_forecast_sanity_check_passes_then_blocks_a_corrupt_forecast(env):
     with env.wh.connect() as con:
         con.execute("UPDATE forecast_paths SET close = list_transform(close, x -> -x) WHERE path = 3")
     sanity = dg.define_asset_job(
-        "sanity", selection=dg.AssetSelection.checks(dg.AssetCheckKey(dg.AssetKey(["1h", "forecasts"]), "forecasts_sane")))
+        "sanity",
+        selection=dg.AssetSelection.checks(dg.AssetCheckKey(dg.AssetKey(["1h", "forecasts"]), "forecasts_sane")),
+    )
     defs = dg.Definitions.merge(env.defs, dg.Definitions(jobs=[sanity]))
     check_only = defs.resolve_job_def("sanity").execute_in_process(instance=env.instance, raise_on_error=False)
     ev = _checks(check_only)["forecasts_sane"]
@@ -53,7 +55,9 @@ def test_track_record_asset_reports_scores_and_warns_when_worse_than_baseline(en
 def test_watched_assets_carry_freshness_policies(env):
     for key in (dg.AssetKey(["1h", stage]) for stage in ("clean_candles", "forecasts", "published")):
         spec = env.defs.resolve_assets_def(key).specs_by_key[key]
-        assert spec.freshness_policy is not None and spec.freshness_policy.fail_window.to_timedelta() > timedelta(hours=3)
+        assert spec.freshness_policy is not None and spec.freshness_policy.fail_window.to_timedelta() > timedelta(
+            hours=3
+        )
     raw = dg.AssetKey(["1h", "raw_candles"])
     assert env.defs.resolve_assets_def(raw).specs_by_key[raw].freshness_policy is None
 
@@ -78,11 +82,14 @@ def test_failed_run_is_recorded_and_posted_to_the_webhook(env, monkeypatch):
     try:
         # A forecast with no candles stored fails.
         failed = env.defs.resolve_job_def("forecast_1h").execute_in_process(
-            instance=env.instance, partition_key=str(bar_key("BTC/USDT", D)), raise_on_error=False)
+            instance=env.instance, partition_key=str(bar_key("BTC/USDT", D)), raise_on_error=False
+        )
         assert not failed.success
         sensor = env.defs.resolve_sensor_def("alert_on_run_failure")
         ctx = dg.build_run_status_sensor_context(
-            sensor_name=sensor.name, dagster_instance=env.instance, dagster_run=failed.dagster_run,
+            sensor_name=sensor.name,
+            dagster_instance=env.instance,
+            dagster_run=failed.dagster_run,
             dagster_event=failed.get_run_failure_event(),
         ).for_run_failure()
         sensor(ctx)

@@ -19,8 +19,16 @@ POINT = "random_walk"  # every path the same: no P(up), no band
 MODELS = ("kronos", "kronos_small", POINT, "random_walk_vol")
 
 
-def plant(wh: Warehouse, origins: int, horizon: int, paths: int, symbols: tuple[str, ...] = ("BTC/USDT",),
-          models: tuple[str, ...] = MODELS, start: datetime = T0, seed: int = 7) -> None:
+def plant(
+    wh: Warehouse,
+    origins: int,
+    horizon: int,
+    paths: int,
+    symbols: tuple[str, ...] = ("BTC/USDT",),
+    models: tuple[str, ...] = MODELS,
+    start: datetime = T0,
+    seed: int = 7,
+) -> None:
     """Candles and forecasts at ``origins`` hourly origins from ``start`` (nothing scored)."""
     rng = np.random.default_rng(seed)
     bars = origins + horizon
@@ -34,10 +42,19 @@ def plant(wh: Warehouse, origins: int, horizon: int, paths: int, symbols: tuple[
                 spread = 0.0 if model == POINT else 0.01 * (1 + k / 4)
                 steps = rng.normal(0.0005 * (k - 1), spread, (paths, horizon)) if spread else np.zeros((paths, horizon))
                 p = last * np.exp(np.cumsum(steps, axis=1))
-                heads.append({"symbol": symbol, "origin": start + i * HOUR, "model": model, "last_close": last,
-                              "p_up": float(np.mean(p[:, -1] > last))})
-                sample += [{"symbol": symbol, "origin": start + i * HOUR, "model": model, "path": j,
-                            "close": p[j].tolist()} for j in range(paths)]
+                heads.append(
+                    {
+                        "symbol": symbol,
+                        "origin": start + i * HOUR,
+                        "model": model,
+                        "last_close": last,
+                        "p_up": float(np.mean(p[:, -1] > last)),
+                    }
+                )
+                sample += [
+                    {"symbol": symbol, "origin": start + i * HOUR, "model": model, "path": j, "close": p[j].tolist()}
+                    for j in range(paths)
+                ]
 
     def fill(con) -> None:
         con.register("_c", pl.DataFrame(candles).to_arrow())
@@ -57,12 +74,27 @@ def plant(wh: Warehouse, origins: int, horizon: int, paths: int, symbols: tuple[
     wh.transact("planted record", fill)
 
 
-def score(wh: Warehouse, symbol: str, first: int, last: int, horizon: int, start: datetime = T0,
-          models: list[str] | None = None) -> Scored:
+def score(
+    wh: Warehouse,
+    symbol: str,
+    first: int,
+    last: int,
+    horizon: int,
+    start: datetime = T0,
+    models: list[str] | None = None,
+) -> Scored:
     """Scores the forecasts made at origins ``first`` .. ``last`` (indices) of one series, in one call."""
     scored = Scored()
-    score_bars(wh, symbol, "1h", HOUR, horizon, [start + (i + horizon - 1) * HOUR for i in range(first, last + 1)],
-               scored, models=models)
+    score_bars(
+        wh,
+        symbol,
+        "1h",
+        HOUR,
+        horizon,
+        [start + (i + horizon - 1) * HOUR for i in range(first, last + 1)],
+        scored,
+        models=models,
+    )
     return scored
 
 
@@ -73,6 +105,8 @@ def replicate(con, days: int, source_day: datetime = T0) -> None:
         cols = [r[0] for r in con.execute(f"DESCRIBE {table}").fetchall()]
         shifted = {"origin", "ts", "scored_bar", "data_start", "data_end"}
         select = ", ".join(f"{c} - to_days(CAST(d AS INTEGER))" if c in shifted else c for c in cols)
-        con.execute(f"INSERT INTO {table} SELECT {select} FROM {table}, range(1, {days + 1}) r(d) "
-                    "WHERE origin >= ? AND origin < ? ORDER BY d DESC, origin",
-                    [source_day, source_day + timedelta(days=1)])
+        con.execute(
+            f"INSERT INTO {table} SELECT {select} FROM {table}, range(1, {days + 1}) r(d) "
+            "WHERE origin >= ? AND origin < ? ORDER BY d DESC, origin",
+            [source_day, source_day + timedelta(days=1)],
+        )

@@ -29,9 +29,15 @@ def _columns(path: Path) -> list[tuple[str, str, str]]:
 
 @pytest.fixture
 def toy(monkeypatch) -> Metric:
-    metric = Metric("toy_log_error", lambda i: np.abs(np.log(i.median / i.realised)),
-                    "absolute log error of the median", board="toy_log_error_mean", better="lower",
-                    not_null=False, since=migrations.NEWEST + 1)
+    metric = Metric(
+        "toy_log_error",
+        lambda i: np.abs(np.log(i.median / i.realised)),
+        "absolute log error of the median",
+        board="toy_log_error_mean",
+        better="lower",
+        not_null=False,
+        since=migrations.NEWEST + 1,
+    )
     monkeypatch.setattr(registry, "METRICS", (*registry.METRICS, metric))
     monkeypatch.setattr(migrations, "MIGRATIONS", migrations.known())
     monkeypatch.setattr(migrations, "NEWEST", migrations.MIGRATIONS[-1].version)
@@ -50,15 +56,20 @@ def test_a_registered_toy_metric_reaches_columns_scoreboard_and_json(toy: Metric
     # Filled for every stored forecast, from its paths: |log(median / realised)|.
     got = wh.query("SELECT median, realised, toy_log_error FROM evaluations")
     assert got.height > 0 and got["toy_log_error"].null_count() == 0
-    np.testing.assert_allclose(got["toy_log_error"].to_numpy(),
-                               np.abs(np.log(got["median"].to_numpy() / got["realised"].to_numpy())), rtol=1e-12)
+    np.testing.assert_allclose(
+        got["toy_log_error"].to_numpy(),
+        np.abs(np.log(got["median"].to_numpy() / got["realised"].to_numpy())),
+        rtol=1e-12,
+    )
 
     record = track_record.track_record(wh, "1h")
     rows = [r for r in record["scoreboard"] if r["window_name"] == "all" and r["step"] == r["horizon"]]
     assert rows and all("toy_log_error_mean" in r for r in rows)
     for r in rows:
-        mine = wh.query("SELECT avg(toy_log_error) AS v FROM evaluations WHERE symbol = ? AND model = ? "
-                        "AND step = horizon", [r["symbol"], r["model"]])["v"][0]
+        mine = wh.query(
+            "SELECT avg(toy_log_error) AS v FROM evaluations WHERE symbol = ? AND model = ? AND step = horizon",
+            [r["symbol"], r["model"]],
+        )["v"][0]
         assert r["toy_log_error_mean"] == pytest.approx(mine)
     assert '"toy_log_error_mean"' in json.dumps(record, default=str)
     published = snapshots.scoreboard(wh, "1h")  # scoreboard.json's rows

@@ -1,4 +1,5 @@
-"""The track record's running aggregates (warehouse/score_sums.py, and final_scores): equal to a recomputation from every stored
+"""The track record's running aggregates (warehouse/score_sums.py, and final_scores): equal to a recomputation from
+every stored
 score after scoring in several runs, after a forecast is made again and rescored, and after paths are pruned; and
 the track record computed from them equal to the one computed over every stored score (the SQL files' whole-table
 queries), windows cut mid-day included."""
@@ -13,12 +14,28 @@ from typing import Any
 import polars as pl
 import pytest
 
-from kronos_assets.track_record import (DM_WINDOWS, VERDICT_WINDOW, confidence_tables, dm_table, scoreboard_sql,
-                                        track_record, verdicts, window_floor)
+from kronos_assets.track_record import (
+    DM_WINDOWS,
+    VERDICT_WINDOW,
+    confidence_tables,
+    dm_table,
+    scoreboard_sql,
+    track_record,
+    verdicts,
+    window_floor,
+)
 from kronos_assets.warehouse import Warehouse, json_rows, read_sql
 from kronos_assets.warehouse.paths_retention import prune_paths
-from kronos_assets.warehouse.score_sums import (BINS, FINAL, MONTHS, SUMS, bins_select, finals_select, months_select,
-                                                sums_select)
+from kronos_assets.warehouse.score_sums import (
+    BINS,
+    FINAL,
+    MONTHS,
+    SUMS,
+    bins_select,
+    finals_select,
+    months_select,
+    sums_select,
+)
 from kronos_assets_tests.evaluate.planted import HOUR, T0, plant, score
 
 SYMBOLS = ("BTC/USDT", "ETH/USDT")
@@ -30,13 +47,16 @@ def whole_table(wh: Any, timeframe: str, as_of: datetime | None = None) -> dict[
     as_of = as_of or wh.query("SELECT max(origin) AS t FROM evaluations WHERE timeframe = ?", [timeframe])["t"][0]
     params = {"timeframe": timeframe}
     by_window = {w: verdicts(wh, timeframe, days) for w, days in DM_WINDOWS.items()}
-    return {"timeframe": timeframe, "as_of": as_of.isoformat(),
-            "scoreboard": json_rows(wh.query(scoreboard_sql(), params | {"as_of": as_of})),
-            "verdicts": by_window[VERDICT_WINDOW],
-            "dm_tests": [row for w, rows in by_window.items() for row in dm_table(rows, w)],
-            "reliability": json_rows(wh.query(read_sql("reliability.sql"), params)),
-            "pit_histogram": json_rows(wh.query(read_sql("pit_histogram.sql"), params)),
-            "direction_by_confidence": confidence_tables(wh, timeframe)}
+    return {
+        "timeframe": timeframe,
+        "as_of": as_of.isoformat(),
+        "scoreboard": json_rows(wh.query(scoreboard_sql(), params | {"as_of": as_of})),
+        "verdicts": by_window[VERDICT_WINDOW],
+        "dm_tests": [row for w, rows in by_window.items() for row in dm_table(rows, w)],
+        "reliability": json_rows(wh.query(read_sql("reliability.sql"), params)),
+        "pit_histogram": json_rows(wh.query(read_sql("pit_histogram.sql"), params)),
+        "direction_by_confidence": confidence_tables(wh, timeframe),
+    }
 
 
 def assert_same(got: Any, want: Any, where: str = "record") -> None:
@@ -51,16 +71,23 @@ def assert_same(got: Any, want: Any, where: str = "record") -> None:
             assert_same(g, w, f"{where}[{i}]")
     elif isinstance(want, float) and not isinstance(got, bool):
         assert isinstance(got, (float, int)), (where, got, want)
-        assert (math.isnan(got) and math.isnan(want)) or got == pytest.approx(want, rel=1e-12, abs=1e-15), \
-            (where, got, want)
+        assert (math.isnan(got) and math.isnan(want)) or got == pytest.approx(want, rel=1e-12, abs=1e-15), (
+            where,
+            got,
+            want,
+        )
     else:
         assert got == want, (where, got, want)
 
 
 def assert_fresh(wh: Warehouse) -> None:
     """The stored aggregates equal the same aggregates computed now from every stored score."""
-    for table, select in ((SUMS, sums_select("TRUE")), (BINS, bins_select("TRUE")), (MONTHS, months_select("TRUE")),
-                          (FINAL, finals_select("TRUE"))):
+    for table, select in (
+        (SUMS, sums_select("TRUE")),
+        (BINS, bins_select("TRUE")),
+        (MONTHS, months_select("TRUE")),
+        (FINAL, finals_select("TRUE")),
+    ):
         stored = wh.query(f"SELECT * FROM {table} ORDER BY ALL")
         fresh = wh.query(f"SELECT * FROM ({select}) ORDER BY ALL")
         assert stored.height > 0
@@ -89,10 +116,14 @@ def test_the_sums_follow_scoring_in_runs_a_remade_forecast_and_pruning(wh: Wareh
     origin = T0 + 45 * HOUR
 
     def remake(con) -> None:
-        con.execute("DELETE FROM evaluations WHERE symbol = ? AND origin = ? AND model = 'kronos'",
-                    [SYMBOLS[1], origin])
-        con.execute("UPDATE forecast_paths SET close = list_transform(close, c -> c * 1.02) WHERE symbol = ? "
-                    "AND origin = ? AND model = 'kronos'", [SYMBOLS[1], origin])
+        con.execute(
+            "DELETE FROM evaluations WHERE symbol = ? AND origin = ? AND model = 'kronos'", [SYMBOLS[1], origin]
+        )
+        con.execute(
+            "UPDATE forecast_paths SET close = list_transform(close, c -> c * 1.02) WHERE symbol = ? "
+            "AND origin = ? AND model = 'kronos'",
+            [SYMBOLS[1], origin],
+        )
 
     wh.transact("remade forecast", remake)
     score(wh, SYMBOLS[1], 45, 45, H, models=["kronos"])
@@ -109,8 +140,10 @@ def test_the_sums_follow_scoring_in_runs_a_remade_forecast_and_pruning(wh: Wareh
     assert_same(track_record(wh, "1h"), after)
 
 
-@pytest.mark.parametrize("as_of", [None, T0 + timedelta(days=7, hours=41, minutes=17),
-                                   T0 + timedelta(days=8), T0 + timedelta(days=30, hours=20)])
+@pytest.mark.parametrize(
+    "as_of",
+    [None, T0 + timedelta(days=7, hours=41, minutes=17), T0 + timedelta(days=8), T0 + timedelta(days=30, hours=20)],
+)
 def test_the_track_record_from_the_sums_equals_the_whole_table_one(wh: Warehouse, as_of: datetime | None):
     """Windows cut mid-day (the 7-day window of the second as_of starts at T0 + 41:17), at midnight (the third) and
     at the first origins (the fourth's 30-day window): the same rows and numbers, to 1e-12."""
@@ -151,8 +184,9 @@ def test_the_verdicts_read_only_their_window(wh: Warehouse):
     assert_same(verdicts(Spy(), "1h", 30, floor=floor), verdicts(wh, "1h", 30))
     assert seen and all(f"origin > TIMESTAMPTZ '{floor.isoformat()}'" in sql for sql in seen)
     # ... a constant DuckDB prunes row groups on: the year-old copies are filtered out while scanning
-    plan = wh.query("EXPLAIN " + seen[0].replace("$timeframe", "'1h'").replace("$scored_before", "NULL")
-                    .replace("$days", "30"))
+    plan = wh.query(
+        "EXPLAIN " + seen[0].replace("$timeframe", "'1h'").replace("$scored_before", "NULL").replace("$days", "30")
+    )
     assert "origin>" in "".join(plan.to_series(1).to_list()).replace(" ", "")
 
 
@@ -183,8 +217,13 @@ def test_the_scores_digest_follows_the_final_step_scores_through_their_monthly_s
     assert scores_digest(wh, "1h") == first
     assert scores_digest(wh, "1h", [SYMBOLS[1]]) != first
     origin = T0 + 45 * HOUR
-    wh.transact("remade", lambda con: con.execute(
-        "UPDATE forecast_paths SET close = list_transform(close, c -> c * 1.02) WHERE symbol = ? AND origin = ? "
-        "AND model = 'kronos'", [SYMBOLS[1], origin]))
+    wh.transact(
+        "remade",
+        lambda con: con.execute(
+            "UPDATE forecast_paths SET close = list_transform(close, c -> c * 1.02) WHERE symbol = ? AND origin = ? "
+            "AND model = 'kronos'",
+            [SYMBOLS[1], origin],
+        ),
+    )
     score(wh, SYMBOLS[1], 45, 45 + H, H, models=["kronos"])  # its scores change
     assert scores_digest(wh, "1h") != first

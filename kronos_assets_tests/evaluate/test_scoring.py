@@ -30,11 +30,16 @@ def warehouse(tmp_path_factory: pytest.TempPathFactory) -> tuple[Warehouse, int]
     defs = build_definitions(settings)
     instance = dg.DagsterInstance.ephemeral()
     for job, start, end, assets in (
-            ("candles_1h", day_key(BTC, FIRST - timedelta(days=3)), day_key(BTC, LAST), None),
-            ("forecast_1h", bar_key(BTC, FIRST), bar_key(BTC, LAST), [dg.AssetKey(["1h", "forecasts"])])):
-        assert defs.resolve_job_def(job).execute_in_process(
-            instance=instance, tags={RANGE_START: str(start), RANGE_END: str(end)},
-            asset_selection=assets).success
+        ("candles_1h", day_key(BTC, FIRST - timedelta(days=3)), day_key(BTC, LAST), None),
+        ("forecast_1h", bar_key(BTC, FIRST), bar_key(BTC, LAST), [dg.AssetKey(["1h", "forecasts"])]),
+    ):
+        assert (
+            defs.resolve_job_def(job)
+            .execute_in_process(
+                instance=instance, tags={RANGE_START: str(start), RANGE_END: str(end)}, asset_selection=assets
+            )
+            .success
+        )
     return Warehouse(settings.warehouse_path), settings.timeframes[0].horizon
 
 

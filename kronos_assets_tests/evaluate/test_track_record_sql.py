@@ -5,7 +5,7 @@ import pytest
 
 from kronos_assets.metrics import mae, mape, pit_histogram, reliability_table, rmse
 from kronos_assets.track_record import track_record
-from kronos_assets_tests.foundation.test_assets import D, HOUR, Env, _prepare_forecasts
+from kronos_assets_tests.foundation.test_assets import HOUR, D, Env, _prepare_forecasts
 
 
 @pytest.fixture(scope="module")
@@ -19,8 +19,11 @@ def test_scoreboard_matches_python_aggregates(scored):
     env, record = scored
     for model in ("random_walk", "random_walk_vol"):
         rows = env.wh.query("SELECT * FROM evaluations WHERE model = ? AND step = horizon", [model]).to_dicts()
-        (sql,) = [r for r in record["scoreboard"]
-                  if r["model"] == model and r["window_name"] == "all" and r["step"] == r["horizon"]]
+        (sql,) = [
+            r
+            for r in record["scoreboard"]
+            if r["model"] == model and r["window_name"] == "all" and r["step"] == r["horizon"]
+        ]
         assert sql["n_forecasts"] == len(rows) == 35  # bars D+6h .. D+40h score forecasts made from D onwards
         assert sql["mae"] == pytest.approx(mae(rows)) and sql["rmse"] == pytest.approx(rmse(rows))
         assert sql["mape"] == pytest.approx(mape(rows))
@@ -32,7 +35,8 @@ def test_reliability_and_pit_match_python(scored):
     rows = env.wh.query(
         "SELECT e.p_up, e.pit, (e.realised > f.last_close)::INTEGER AS up FROM evaluations e "
         "JOIN forecasts f USING (symbol, timeframe, origin, model) WHERE e.model = 'random_walk_vol' "
-        "AND e.step = e.horizon")
+        "AND e.step = e.horizon"
+    )
     table = [t for t in reliability_table(rows["p_up"].to_numpy(), rows["up"].to_numpy(), n_bins=10) if t["count"]]
     sql = [r for r in record["reliability"] if r["model"] == "random_walk_vol"]
     assert [r["bin"] for r in sql] == [t["bin"] for t in table]
@@ -53,8 +57,10 @@ def test_winkler_and_the_confidence_table_from_scored_forecasts(scored):
     counts the stored P(up) calls per band."""
     env, record = scored
     last = {(r["model"], r["window_name"]): r for r in record["scoreboard"] if r["step"] == r["horizon"]}
-    rows = env.wh.query("SELECT p_up, p_up_hit, winkler_80, width_80 FROM evaluations "
-                        "WHERE model = 'random_walk_vol' AND step = horizon").to_dicts()
+    rows = env.wh.query(
+        "SELECT p_up, p_up_hit, winkler_80, width_80 FROM evaluations "
+        "WHERE model = 'random_walk_vol' AND step = horizon"
+    ).to_dicts()
     assert all(r["winkler_80"] >= r["width_80"] for r in rows)
     assert last[("random_walk_vol", "all")]["winkler_80"] == pytest.approx(np.mean([r["winkler_80"] for r in rows]))
     assert last[("random_walk", "all")]["winkler_80"] is None  # a point forecast has no band

@@ -47,14 +47,63 @@ from urllib.parse import parse_qsl, urlsplit
 
 import polars as pl
 
-BINANCE_INTERVALS = {"1m": 60, "3m": 180, "5m": 300, "15m": 900, "30m": 1800, "1h": 3600, "2h": 7200,
-                     "4h": 14400, "6h": 21600, "8h": 28800, "12h": 43200, "1d": 86400}
-OKX_BARS = {"1m": "1m", "3m": "3m", "5m": "5m", "15m": "15m", "30m": "30m", "1H": "1h", "2H": "2h", "4H": "4h",
-            "6H": "6h", "12H": "12h", "1D": "1d", "6Hutc": "6h", "12Hutc": "12h", "1Dutc": "1d"}
-BYBIT_INTERVALS = {"1": "1m", "3": "3m", "5": "5m", "15": "15m", "30": "30m", "60": "1h", "120": "2h", "240": "4h",
-                   "360": "6h", "720": "12h", "D": "1d"}
-KUCOIN_TYPES = {"1min": "1m", "3min": "3m", "5min": "5m", "15min": "15m", "30min": "30m", "1hour": "1h",
-                "2hour": "2h", "4hour": "4h", "6hour": "6h", "8hour": "8h", "12hour": "12h", "1day": "1d"}
+BINANCE_INTERVALS = {
+    "1m": 60,
+    "3m": 180,
+    "5m": 300,
+    "15m": 900,
+    "30m": 1800,
+    "1h": 3600,
+    "2h": 7200,
+    "4h": 14400,
+    "6h": 21600,
+    "8h": 28800,
+    "12h": 43200,
+    "1d": 86400,
+}
+OKX_BARS = {
+    "1m": "1m",
+    "3m": "3m",
+    "5m": "5m",
+    "15m": "15m",
+    "30m": "30m",
+    "1H": "1h",
+    "2H": "2h",
+    "4H": "4h",
+    "6H": "6h",
+    "12H": "12h",
+    "1D": "1d",
+    "6Hutc": "6h",
+    "12Hutc": "12h",
+    "1Dutc": "1d",
+}
+BYBIT_INTERVALS = {
+    "1": "1m",
+    "3": "3m",
+    "5": "5m",
+    "15": "15m",
+    "30": "30m",
+    "60": "1h",
+    "120": "2h",
+    "240": "4h",
+    "360": "6h",
+    "720": "12h",
+    "D": "1d",
+}
+KUCOIN_TYPES = {
+    "1min": "1m",
+    "3min": "3m",
+    "5min": "5m",
+    "15min": "15m",
+    "30min": "30m",
+    "1hour": "1h",
+    "2hour": "2h",
+    "4hour": "4h",
+    "6hour": "6h",
+    "8hour": "8h",
+    "12hour": "12h",
+    "1day": "1d",
+}
 
 
 @dataclass(frozen=True)
@@ -64,13 +113,29 @@ class _Format:
     high_close: tuple[int, int] = (2, 4)  # indices of high and close in a row
 
 
-FORMATS: dict[str, _Format] = {"binance": _Format(()), "okx": _Format(("data",)), "bybit": _Format(("result", "list")),
-                               "kucoin": _Format(("data",), time_ms=1000, high_close=(3, 2))}
+FORMATS: dict[str, _Format] = {
+    "binance": _Format(()),
+    "okx": _Format(("data",)),
+    "bybit": _Format(("result", "list")),
+    "kucoin": _Format(("data",), time_ms=1000, high_close=(3, 2)),
+}
 KLINE_PATHS = ("/klines", "/candles", "/history-candles", "/kline")
 MARKET_PATHS = ("/exchangeInfo", "/instruments", "/instruments-info", "/symbols")
 CURSOR_PARAMS = ("startTime", "endTime", "after", "before", "start", "end", "startAt", "endAt")  # "stuck" drops them
-TF_SECONDS = {"1m": 60, "3m": 180, "5m": 300, "15m": 900, "30m": 1800, "1h": 3600, "2h": 7200, "4h": 14400,
-              "6h": 21600, "8h": 28800, "12h": 43200, "1d": 86400}
+TF_SECONDS = {
+    "1m": 60,
+    "3m": 180,
+    "5m": 300,
+    "15m": 900,
+    "30m": 1800,
+    "1h": 3600,
+    "2h": 7200,
+    "4h": 14400,
+    "6h": 21600,
+    "8h": 28800,
+    "12h": 43200,
+    "1d": 86400,
+}
 
 
 @dataclass
@@ -157,8 +222,9 @@ class FakeExchange:
         self.symbols = sorted({s for s, _ in self._series} | set(extra_symbols))
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _make_handler(self))
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
-                                        daemon=True, name=f"fake-{dialect}")
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True, name=f"fake-{dialect}"
+        )
         self._thread.start()
 
     # -- control -------------------------------------------------------------------------------------------------
@@ -235,15 +301,18 @@ class FakeExchange:
             return 200, {
                 "timezone": "UTC",
                 "serverTime": self._now(),
-                "rateLimits": [{"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1,
-                                "limit": 6000}],
+                "rateLimits": [
+                    {"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1, "limit": 6000}
+                ],
                 "exchangeFilters": [],
                 "symbols": [_binance_symbol(s) for s in self.symbols],
             }
         if path == "/api/v3/klines":
             if "symbol" not in q or "interval" not in q:
-                return 400, {"code": -1102, "msg": "Mandatory parameter 'symbol' was not sent, was empty/null, "
-                                                   "or malformed."}
+                return 400, {
+                    "code": -1102,
+                    "msg": "Mandatory parameter 'symbol' was not sent, was empty/null, or malformed.",
+                }
             symbol = next((s for s in self.symbols if s.replace("/", "") == q["symbol"]), None)
             if symbol is None:
                 return 400, {"code": -1121, "msg": "Invalid symbol."}
@@ -255,8 +324,9 @@ class FakeExchange:
             limit = min(int(q.get("limit", 500)), 1000)
             start = int(q["startTime"]) if "startTime" in q else None
             end = int(q["endTime"]) if "endTime" in q else None
-            s, i, j = self._bars(symbol, tf, start if start is not None else -(2**62), end if end is not None
-                                 else 2**62)
+            s, i, j = self._bars(
+                symbol, tf, start if start is not None else -(2**62), end if end is not None else 2**62
+            )
             if start is not None:
                 j = min(j, i + limit)
             else:
@@ -379,7 +449,7 @@ class FakeExchange:
             rows = rows.get(key) if isinstance(rows, dict) else None
         if not isinstance(rows, list):
             return payload
-        ts = (lambda r: int(r[0]) * fmt.time_ms)
+        ts = lambda r: int(r[0]) * fmt.time_ms
         if fault.action == "gap" and fault.gap is not None:
             lo, hi = (int(t.timestamp() * 1000) for t in fault.gap)
             rows = [r for r in rows if not lo <= ts(r) < hi]
@@ -407,18 +477,35 @@ class FakeExchange:
 def _binance_symbol(symbol: str) -> dict[str, Any]:
     base, quote = symbol.split("/")
     return {
-        "symbol": base + quote, "status": "TRADING", "baseAsset": base, "baseAssetPrecision": 8,
-        "quoteAsset": quote, "quotePrecision": 8, "quoteAssetPrecision": 8, "orderTypes": ["LIMIT", "MARKET"],
-        "isSpotTradingAllowed": True, "isMarginTradingAllowed": False,
+        "symbol": base + quote,
+        "status": "TRADING",
+        "baseAsset": base,
+        "baseAssetPrecision": 8,
+        "quoteAsset": quote,
+        "quotePrecision": 8,
+        "quoteAssetPrecision": 8,
+        "orderTypes": ["LIMIT", "MARKET"],
+        "isSpotTradingAllowed": True,
+        "isMarginTradingAllowed": False,
         "filters": [
-            {"filterType": "PRICE_FILTER", "minPrice": "0.00000100", "maxPrice": "1000000.00000000",
-             "tickSize": "0.00000100"},
-            {"filterType": "LOT_SIZE", "minQty": "0.00001000", "maxQty": "9000000.00000000",
-             "stepSize": "0.00001000"},
-            {"filterType": "NOTIONAL", "minNotional": "5.00000000", "applyMinToMarket": True,
-             "maxNotional": "9000000.00000000", "applyMaxToMarket": False, "avgPriceMins": 5},
+            {
+                "filterType": "PRICE_FILTER",
+                "minPrice": "0.00000100",
+                "maxPrice": "1000000.00000000",
+                "tickSize": "0.00000100",
+            },
+            {"filterType": "LOT_SIZE", "minQty": "0.00001000", "maxQty": "9000000.00000000", "stepSize": "0.00001000"},
+            {
+                "filterType": "NOTIONAL",
+                "minNotional": "5.00000000",
+                "applyMinToMarket": True,
+                "maxNotional": "9000000.00000000",
+                "applyMaxToMarket": False,
+                "avgPriceMins": 5,
+            },
         ],
-        "permissions": [], "permissionSets": [["SPOT"]],
+        "permissions": [],
+        "permissionSets": [["SPOT"]],
     }
 
 
@@ -431,29 +518,84 @@ def _with_rows(payload: Any, keys: tuple[str, ...], rows: list) -> Any:
 
 def _bybit_instrument(symbol: str) -> dict[str, Any]:
     base, quote = symbol.split("/")
-    return {"symbol": base + quote, "baseCoin": base, "quoteCoin": quote, "innovation": "0", "status": "Trading",
-            "marginTrading": "none", "stTag": "0",
-            "lotSizeFilter": {"basePrecision": "0.00001", "quotePrecision": "0.0000001", "minOrderQty": "0.00001",
-                              "maxOrderQty": "9000000", "minOrderAmt": "5", "maxOrderAmt": "9000000"},
-            "priceFilter": {"tickSize": "0.000001"}}
+    return {
+        "symbol": base + quote,
+        "baseCoin": base,
+        "quoteCoin": quote,
+        "innovation": "0",
+        "status": "Trading",
+        "marginTrading": "none",
+        "stTag": "0",
+        "lotSizeFilter": {
+            "basePrecision": "0.00001",
+            "quotePrecision": "0.0000001",
+            "minOrderQty": "0.00001",
+            "maxOrderQty": "9000000",
+            "minOrderAmt": "5",
+            "maxOrderAmt": "9000000",
+        },
+        "priceFilter": {"tickSize": "0.000001"},
+    }
 
 
 def _kucoin_symbol(symbol: str) -> dict[str, Any]:
     base, quote = symbol.split("/")
-    return {"symbol": f"{base}-{quote}", "name": f"{base}-{quote}", "baseCurrency": base, "quoteCurrency": quote,
-            "feeCurrency": quote, "market": "USDS", "baseMinSize": "0.00001", "quoteMinSize": "0.1",
-            "baseMaxSize": "10000000000", "quoteMaxSize": "99999999", "baseIncrement": "0.00001",
-            "quoteIncrement": "0.000001", "priceIncrement": "0.000001", "priceLimitRate": "0.1", "minFunds": "0.1",
-            "isMarginEnabled": False, "enableTrading": True}
+    return {
+        "symbol": f"{base}-{quote}",
+        "name": f"{base}-{quote}",
+        "baseCurrency": base,
+        "quoteCurrency": quote,
+        "feeCurrency": quote,
+        "market": "USDS",
+        "baseMinSize": "0.00001",
+        "quoteMinSize": "0.1",
+        "baseMaxSize": "10000000000",
+        "quoteMaxSize": "99999999",
+        "baseIncrement": "0.00001",
+        "quoteIncrement": "0.000001",
+        "priceIncrement": "0.000001",
+        "priceLimitRate": "0.1",
+        "minFunds": "0.1",
+        "isMarginEnabled": False,
+        "enableTrading": True,
+    }
 
 
 def _okx_instrument(symbol: str) -> dict[str, Any]:
     base, quote = symbol.split("/")
-    rec = {k: "" for k in ("alias", "ctMult", "ctType", "ctVal", "ctValCcy", "expTime", "instFamily", "lever",
-                           "optType", "settleCcy", "stk", "uly", "ruleType")}
-    rec.update({"instId": f"{base}-{quote}", "instType": "SPOT", "baseCcy": base, "quoteCcy": quote,
-                "tickSz": "0.000001", "lotSz": "0.00001", "minSz": "0.00001", "maxLmtSz": "10000000",
-                "maxMktSz": "1000000", "state": "live", "listTime": "1"})
+    rec = {
+        k: ""
+        for k in (
+            "alias",
+            "ctMult",
+            "ctType",
+            "ctVal",
+            "ctValCcy",
+            "expTime",
+            "instFamily",
+            "lever",
+            "optType",
+            "settleCcy",
+            "stk",
+            "uly",
+            "ruleType",
+        )
+    }
+    rec.update(
+        {
+            "instId": f"{base}-{quote}",
+            "instType": "SPOT",
+            "baseCcy": base,
+            "quoteCcy": quote,
+            "tickSz": "0.000001",
+            "lotSz": "0.00001",
+            "minSz": "0.00001",
+            "maxLmtSz": "10000000",
+            "maxMktSz": "1000000",
+            "state": "live",
+            "listTime": "1",
+        }
+    )
     return rec
 
 
@@ -482,8 +624,13 @@ def _make_handler(fake: FakeExchange) -> type[BaseHTTPRequestHandler]:
                     return
                 if fault is not None and fault.action in ("status", "body"):
                     status = fault.status if fault.action == "status" else 200
-                    body = fault.body if fault.body is not None else json.dumps(
-                        {"code": -1000, "msg": "An unknown error occurred while processing the request."})
+                    body = (
+                        fault.body
+                        if fault.body is not None
+                        else json.dumps(
+                            {"code": -1000, "msg": "An unknown error occurred while processing the request."}
+                        )
+                    )
                     fake.requests.append((endpoint, q, status))
                     self._send(status, body, fault.headers)
                     return
@@ -513,7 +660,7 @@ def _make_handler(fake: FakeExchange) -> type[BaseHTTPRequestHandler]:
             self.close_connection = True
             k = 0
             while not fake._closing.is_set():
-                self.wfile.write(data[k:k + 1] if not fault.endless else b" ")
+                self.wfile.write(data[k : k + 1] if not fault.endless else b" ")
                 self.wfile.flush()
                 k += 1
                 if not fault.endless and k >= len(data):

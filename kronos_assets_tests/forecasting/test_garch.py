@@ -6,10 +6,10 @@ import numpy as np
 import polars as pl
 import pytest
 
-from kronos_assets.forecasting.requests import build_requests
 from kronos_assets.forecasting.interface import CLOSE, PATH_FIELDS, ForecastRequest, Sampling, run_forecaster
 from kronos_assets.forecasting.kinds import garch
 from kronos_assets.forecasting.kinds.garch import GarchForecaster, GarchSettings, fit
+from kronos_assets.forecasting.requests import build_requests
 from kronos_assets.records import evaluation_rows, forecast_frames, load_close_paths
 from kronos_assets.settings import TimeframeSettings
 from kronos_assets.warehouse import Warehouse
@@ -34,10 +34,18 @@ def garch_returns(n: int, omega=0.05, alpha=0.1, beta=0.85, nu=6.0, seed=0) -> n
 
 def candles(closes: np.ndarray) -> pl.DataFrame:
     n = closes.size
-    return pl.DataFrame({
-        "ts": [T0 + i * HOUR for i in range(n)], "open": closes, "high": closes * 1.001, "low": closes * 0.999,
-        "close": closes, "volume": np.full(n, 10.0), "amount": closes * 10.0, "exchange": ["synthetic"] * n,
-    }).with_columns(pl.col("ts").cast(pl.Datetime("us", "UTC")))
+    return pl.DataFrame(
+        {
+            "ts": [T0 + i * HOUR for i in range(n)],
+            "open": closes,
+            "high": closes * 1.001,
+            "low": closes * 0.999,
+            "close": closes,
+            "volume": np.full(n, 10.0),
+            "amount": closes * 10.0,
+            "exchange": ["synthetic"] * n,
+        }
+    ).with_columns(pl.col("ts").cast(pl.Datetime("us", "UTC")))
 
 
 def prices(n=600, seed=0) -> np.ndarray:
@@ -109,8 +117,12 @@ def test_whatever_the_optimiser_raises_only_that_origin_falls_back(monkeypatch):
     monkeypatch.setattr(garch, "fit", flaky)
     fcs = run_forecaster(GarchForecaster("garch"), [request(good), request(bad, symbol="ETH/USDT")], SAMPLING)
     assert fcs[0].provenance["garch"]["fit"] == "ok"
-    assert fcs[1].provenance["garch"] == {"fit": "failed", "fallback": "random_walk_vol",
-                                         "reason": "LinAlgError: singular matrix", "n_returns": bad.height - 1}
+    assert fcs[1].provenance["garch"] == {
+        "fit": "failed",
+        "fallback": "random_walk_vol",
+        "reason": "LinAlgError: singular matrix",
+        "n_returns": bad.height - 1,
+    }
     assert np.isfinite(fcs[1].paths[..., CLOSE]).all()
 
 
@@ -120,8 +132,9 @@ def test_fits_see_only_bars_up_to_the_origin_and_at_most_the_window():
     reqs, skipped = build_requests(frame, "BTC/USDT", TF, bars, "garch", 5)
     assert not skipped
     # The future changes wildly: paths made at past origins do not move.
-    shocked = frame.with_columns(pl.when(pl.col("ts") > bars[1]).then(pl.col("close") * 3).otherwise(pl.col("close"))
-                                 .alias("close"))
+    shocked = frame.with_columns(
+        pl.when(pl.col("ts") > bars[1]).then(pl.col("close") * 3).otherwise(pl.col("close")).alias("close")
+    )
     reqs2, _ = build_requests(shocked, "BTC/USDT", TF, bars, "garch", 5)
     g = GarchForecaster("garch", GarchSettings(window=300))
     for r1, r2 in zip(reqs, reqs2):
@@ -133,8 +146,9 @@ def test_fits_see_only_bars_up_to_the_origin_and_at_most_the_window():
 def test_the_last_bar_before_the_origin_does_matter():
     """The check above is not vacuous: the newest bar the origin may see changes the fit and the paths."""
     frame = candles(prices())
-    moved = frame.with_columns(pl.when(pl.col("ts") == frame["ts"][-1]).then(pl.col("close") * 1.05)
-                               .otherwise(pl.col("close")).alias("close"))
+    moved = frame.with_columns(
+        pl.when(pl.col("ts") == frame["ts"][-1]).then(pl.col("close") * 1.05).otherwise(pl.col("close")).alias("close")
+    )
     g = GarchForecaster()
     a, b = (g.forecast_batch([request(f)], SAMPLING)[0][..., CLOSE] for f in (frame, moved))
     assert not np.allclose(a, b)
@@ -145,9 +159,9 @@ def test_real_hourly_bitcoin_fits_without_falling_back():
     df = real_candles("binance_BTCUSDT_1h_20200920_20250919.csv.gz")
     # early January 2025: the boundary binds
     start = df["ts"].to_list().index(datetime(2025, 1, 1, tzinfo=timezone.utc))
-    closes = df["close"].to_numpy()[start - 480:start + 168]
+    closes = df["close"].to_numpy()[start - 480 : start + 168]
     g = GarchForecaster()
-    reqs = [request(candles(closes[k - 480:k])) for k in range(480, closes.size, 8)]
+    reqs = [request(candles(closes[k - 480 : k])) for k in range(480, closes.size, 8)]
     g.forecast_batch(reqs, SAMPLING)
     fits = [g.request_provenance(r)["garch"] for r in reqs]
     assert [f for f in fits if f["fit"] != "ok"] == []
@@ -164,18 +178,22 @@ def test_an_older_warehouse_takes_null_volume_summaries_and_a_current_one_is_not
     from kronos_assets.warehouse import read_sql
 
     path = tmp_path / "old.duckdb"
-    old_schema = read_sql("schema.sql").replace("mean_volume DOUBLE, median_volume DOUBLE",
-                                                "mean_volume DOUBLE NOT NULL, median_volume DOUBLE NOT NULL")
+    old_schema = read_sql("schema.sql").replace(
+        "mean_volume DOUBLE, median_volume DOUBLE", "mean_volume DOUBLE NOT NULL, median_volume DOUBLE NOT NULL"
+    )
     assert old_schema != read_sql("schema.sql")
     with duckdb.connect(str(path)) as con:
         con.execute(old_schema)
-        con.execute("INSERT INTO forecast_steps VALUES ('X/Y', '1h', now(), 'm', 1, now(), 1, 1, 1, 1, 1, 1, 1, "
-                    "1, 1, 5, 5)")
+        con.execute(
+            "INSERT INTO forecast_steps VALUES ('X/Y', '1h', now(), 'm', 1, now(), 1, 1, 1, 1, 1, 1, 1, 1, 1, 5, 5)"
+        )
     frame = candles(prices())
     (fc,) = run_forecaster(GarchForecaster("garch"), [request(frame)], SAMPLING)
     wh = Warehouse(path)
     wh.replace_many(forecast_frames([fc], SAMPLING), "model = ?", ["garch"])
-    counts = wh.query("SELECT model, count(*) AS n, count(mean_volume) AS v FROM forecast_steps GROUP BY ALL ORDER BY 1")
+    counts = wh.query(
+        "SELECT model, count(*) AS n, count(mean_volume) AS v FROM forecast_steps GROUP BY ALL ORDER BY 1"
+    )
     assert counts.rows() == [("garch", 6, 0), ("m", 1, 1)]
 
     digest = hashlib.sha256(path.read_bytes()).hexdigest()

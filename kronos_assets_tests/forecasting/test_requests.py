@@ -3,7 +3,7 @@ bars that cannot be forecast come back with the reason. The forecasts asset read
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone
 
 import polars as pl
 

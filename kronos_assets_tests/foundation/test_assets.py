@@ -11,8 +11,8 @@ import pytest
 from kronos_assets.defs.factory import build_definitions
 from kronos_assets.defs.partitions import bar_key, day_key
 from kronos_assets.defs.resources import build_resources
-from kronos_assets.metrics import score_paths
 from kronos_assets.main_job import RANGE_END, RANGE_START
+from kronos_assets.metrics import score_paths
 from kronos_assets_tests.helpers import small_settings
 
 UTC = timezone.utc
@@ -106,7 +106,9 @@ def test_forecast_sees_no_candle_after_its_origin(env):
     before = (env.table("forecasts"), env.table("forecast_paths", "1, 2, 3, 4, 5"))
     # Corrupt every candle after the forecast's last bar, then forecast again.
     with env.wh.connect() as con:
-        n = con.execute("UPDATE clean_candles SET close = close * 10, volume = volume * 10 WHERE ts > ?", [k]).fetchone()
+        n = con.execute(
+            "UPDATE clean_candles SET close = close * 10, volume = volume * 10 WHERE ts > ?", [k]
+        ).fetchone()
     assert n[0] > 0
     env.run("forecast_1h", bar_key("BTC/USDT", k))
     after = (env.table("forecasts"), env.table("forecast_paths", "1, 2, 3, 4, 5"))
@@ -130,13 +132,19 @@ def test_evaluation_scores_realised_forecasts(env):
     ev = env.wh.query("SELECT * FROM evaluations ORDER BY model, step")
     assert ev.height == 2 * H and (ev["origin"] == f + HOUR).all() and (ev["scored_bar"] == k).all()
     assert ev["brier_vol_amp"].null_count() == 2 * (H - 1)
-    paths = env.wh.query("SELECT close FROM forecast_paths WHERE model = 'random_walk_vol' AND origin = ? ORDER BY path",
-                         [f + HOUR])
+    paths = env.wh.query(
+        "SELECT close FROM forecast_paths WHERE model = 'random_walk_vol' AND origin = ? ORDER BY path", [f + HOUR]
+    )
     realised = env.wh.query("SELECT close FROM clean_candles WHERE ts > ? AND ts <= ? ORDER BY ts", [f, k])["close"]
     last = env.wh.query("SELECT close FROM clean_candles WHERE ts = ?", [f])["close"][0]
     head = env.wh.query("SELECT p_vol_amp, recent_vol FROM forecasts WHERE model = 'random_walk_vol'")
-    expect = score_paths(np.array(paths["close"].to_list()), realised.to_numpy(), last,
-                         p_vol_amp=head["p_vol_amp"][0], recent_vol=head["recent_vol"][0])
+    expect = score_paths(
+        np.array(paths["close"].to_list()),
+        realised.to_numpy(),
+        last,
+        p_vol_amp=head["p_vol_amp"][0],
+        recent_vol=head["recent_vol"][0],
+    )
     got = ev.filter(pl.col("model") == "random_walk_vol")
     assert np.allclose(got["crps"].to_numpy(), [r["crps"] for r in expect])
     assert got["brier_vol_amp"][-1] == pytest.approx(expect[-1]["brier_vol_amp"])
@@ -151,7 +159,9 @@ def test_evaluation_waits_for_its_horizon(env):
     env.run("forecast_1h", bar_key("BTC/USDT", f))
     k = D + timedelta(days=1) + 2 * HOUR  # a bar whose candle is not in the warehouse
     result = env.defs.resolve_job_def("forecast_1h").execute_in_process(
-        instance=env.instance, partition_key=str(bar_key("BTC/USDT", k)), raise_on_error=False,
+        instance=env.instance,
+        partition_key=str(bar_key("BTC/USDT", k)),
+        raise_on_error=False,
         asset_selection=[dg.AssetKey(["1h", "evaluations"])],
     )
     assert not result.success
@@ -175,7 +185,9 @@ def test_publish_writes_series_dashboard_and_manifest_last(env):
 
     for key, meta in manifest["objects"].items():
         assert hashlib.sha256((root / key).read_bytes()).hexdigest() == meta["sha256"], key
-    assert (root / "manifest.json").stat().st_mtime_ns >= max((root / k).stat().st_mtime_ns for k in manifest["objects"])
+    assert (root / "manifest.json").stat().st_mtime_ns >= max(
+        (root / k).stat().st_mtime_ns for k in manifest["objects"]
+    )
     # Re-publishing the same partitions changes no byte.
     snapshot = {p: p.read_bytes() for p in root.rglob("*") if p.is_file()}
     env.run("forecast_1h", bar_key("BTC/USDT", f - 10 * HOUR), bar_key("BTC/USDT", f))

@@ -52,8 +52,10 @@ def test_each_timeframe_has_its_own_cadence(tmp_path):
 def _replay_defs(tmp_path):
     from kronos_assets.market.replay_data import DATA_DIR
 
-    files = {"BTC/USDT": {"1h": str(DATA_DIR / "binance_BTCUSDT_1h_20240101_20260620.csv.gz")},
-             "ETH/USDT": {"1h": str(DATA_DIR / "binance_ETHUSDT_1h_20240101_20260331.csv.gz")}}
+    files = {
+        "BTC/USDT": {"1h": str(DATA_DIR / "binance_BTCUSDT_1h_20240101_20260620.csv.gz")},
+        "ETH/USDT": {"1h": str(DATA_DIR / "binance_ETHUSDT_1h_20240101_20260331.csv.gz")},
+    }
     return _defs(tmp_path, market="replay", replay={"files": files})
 
 
@@ -67,7 +69,9 @@ def test_replay_sensor_forecasts_the_bar_of_a_successful_scheduled_candles_run(t
         defs.resolve_job_def("candles_1h"), tags={BAR_TAG: "2025-03-10-05:00", SYMBOL_TAG: "ETH-USDT"}
     )
     ctx = dg.build_run_status_sensor_context(
-        sensor_name=sensor.name, dagster_instance=instance, dagster_run=run,
+        sensor_name=sensor.name,
+        dagster_instance=instance,
+        dagster_run=run,
         dagster_event=dg.DagsterEvent(event_type_value="PIPELINE_SUCCESS", job_name="candles_1h"),
     )
     req = sensor(ctx)
@@ -75,7 +79,9 @@ def test_replay_sensor_forecasts_the_bar_of_a_successful_scheduled_candles_run(t
     assert req.partition_key == "2025-03-10-05:00|ETH-USDT"
     manual = instance.create_run_for_job(defs.resolve_job_def("candles_1h"))
     ctx = dg.build_run_status_sensor_context(
-        sensor_name=sensor.name, dagster_instance=instance, dagster_run=manual,
+        sensor_name=sensor.name,
+        dagster_instance=instance,
+        dagster_run=manual,
         dagster_event=dg.DagsterEvent(event_type_value="PIPELINE_SUCCESS", job_name="candles_1h"),
     )
     assert isinstance(sensor(ctx), dg.SkipReason)
@@ -90,18 +96,21 @@ class _Ticks:
 
     def candles_updated(self, symbol: str, day: str, asset: str = "clean_candles") -> None:
         self.instance.report_runless_asset_event(
-            dg.AssetMaterialization(asset_key=dg.AssetKey(["1h", asset]), partition=f"{day}|{symbol}"))
+            dg.AssetMaterialization(asset_key=dg.AssetKey(["1h", asset]), partition=f"{day}|{symbol}")
+        )
 
     def tick(self, when: datetime) -> dict[str, set[str]]:
         """What the tick requests: asset key -> partition keys, for the assets the chain's sensors target (the
         track record's eager condition is left to the default automation sensor, stopped unless turned on)."""
         keys = self.defs.get_repository_def().asset_graph.get_all_asset_keys()
         targeted = dg.AssetSelection.assets(*(k for k in keys if k.path[-1] != "track_record"))
-        result = dg.evaluate_automation_conditions(self.defs, self.instance, asset_selection=targeted,
-                                                   evaluation_time=when, cursor=self.cursor)
+        result = dg.evaluate_automation_conditions(
+            self.defs, self.instance, asset_selection=targeted, evaluation_time=when, cursor=self.cursor
+        )
         self.cursor = result.cursor
-        return {k.to_user_string(): set(result.get_requested_partitions(k)) for k in keys
-                if result.get_num_requested(k)}
+        return {
+            k.to_user_string(): set(result.get_requested_partitions(k)) for k in keys if result.get_num_requested(k)
+        }
 
 
 def _chain(partition: str, tf: str = "1h") -> dict[str, set[str]]:
@@ -133,7 +142,8 @@ def test_backfills_and_raw_candles_request_nothing_new(tmp_path):
     ticks.candles_updated("BTC-USDT", "2025-02-01")  # a backfill of old days: no newest bar reads them
     for bar in ("2025-02-01-05:00", "2025-02-01-06:00"):  # a backtest over past bars
         ticks.instance.report_runless_asset_event(
-            dg.AssetMaterialization(asset_key=dg.AssetKey(["1h", "forecasts"]), partition=f"{bar}|BTC-USDT"))
+            dg.AssetMaterialization(asset_key=dg.AssetKey(["1h", "forecasts"]), partition=f"{bar}|BTC-USDT")
+        )
     ticks.candles_updated("BTC-USDT", "2025-03-10", asset="raw_candles")  # clean candles not there yet
     assert ticks.tick(datetime(2025, 3, 10, 6, 6, tzinfo=UTC)) == {}
 
@@ -142,7 +152,8 @@ def test_the_four_hour_chain_follows_its_own_bars(tmp_path):
     ticks = _Ticks(_defs(tmp_path, timeframes=["1h", "4h"]))
     ticks.tick(datetime(2025, 3, 10, 8, 1, tzinfo=UTC))
     ticks.instance.report_runless_asset_event(
-        dg.AssetMaterialization(asset_key=dg.AssetKey(["4h", "clean_candles"]), partition="2025-03-10|ETH-USDT"))
+        dg.AssetMaterialization(asset_key=dg.AssetKey(["4h", "clean_candles"]), partition="2025-03-10|ETH-USDT")
+    )
     assert ticks.tick(datetime(2025, 3, 10, 8, 6, tzinfo=UTC)) == _chain("2025-03-10-04:00|ETH-USDT", "4h")
 
 

@@ -38,11 +38,22 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_dg_lists_every_asset_and_loads_a_scaffolded_one(project, tmp_path):
     home = tmp_path / "home"
-    expected = {k.to_user_string() for k in
-                build_definitions(load_settings("demo", home=home)).resolve_asset_graph().get_all_asset_keys()}
-    families = {"1h/raw_candles", "1h/clean_candles", "1h/forecasts", "1h/evaluations", "1h/published",
-                "1h/track_record", "1h/raw_candles_uploads", "1h/forecasts_uploads", "model_revision_comparison",
-                "adhoc_forecast"}
+    expected = {
+        k.to_user_string()
+        for k in build_definitions(load_settings("demo", home=home)).resolve_asset_graph().get_all_asset_keys()
+    }
+    families = {
+        "1h/raw_candles",
+        "1h/clean_candles",
+        "1h/forecasts",
+        "1h/evaluations",
+        "1h/published",
+        "1h/track_record",
+        "1h/raw_candles_uploads",
+        "1h/forecasts_uploads",
+        "model_revision_comparison",
+        "adhoc_forecast",
+    }
     assert families <= expected, expected
 
     _dg(project, home, "scaffold", "defs", "dagster.asset", "scaffolded_asset.py")

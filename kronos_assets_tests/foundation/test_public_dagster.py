@@ -31,22 +31,33 @@ def _sources() -> list[Path]:
 ALLOWED_PRIVATE = {
     # Pruning old runs without losing partition status: Dagster's delete_run drops the materialisations that the
     # status is built from, so retention deletes a run's other event rows itself, in the event log's own tables.
-    "retention.py": {"dagster._core.execution.backfill", "dagster._core.storage.event_log.schema",
-                     "dagster._core.storage.event_log.sqlite.sqlite_event_log"},
+    "retention.py": {
+        "dagster._core.execution.backfill",
+        "dagster._core.storage.event_log.schema",
+        "dagster._core.storage.event_log.sqlite.sqlite_event_log",
+    },
     # A SIGTERM that Dagster holds back while a step waits for a pool slot (no public hook; guarded by ImportError).
     "runs.py": {"dagster._utils.interrupts"},
 }
 
 
 def test_no_private_dagster_imports():
-    private = [f"{p.relative_to(PACKAGE)}: {m} {n}".strip() for p in _sources() for m, n in _imports(p)
-               if m.split(".")[0].startswith("dagster") and (any(part.startswith("_") for part in m.split("."))
-                                                            or n.startswith("_"))
-               and m not in ALLOWED_PRIVATE.get(p.relative_to(PACKAGE).as_posix(), set())]
+    private = [
+        f"{p.relative_to(PACKAGE)}: {m} {n}".strip()
+        for p in _sources()
+        for m, n in _imports(p)
+        if m.split(".")[0].startswith("dagster")
+        and (any(part.startswith("_") for part in m.split(".")) or n.startswith("_"))
+        and m not in ALLOWED_PRIVATE.get(p.relative_to(PACKAGE).as_posix(), set())
+    ]
     assert private == []
 
 
 def test_no_private_names_across_modules():
-    private = [f"{p.relative_to(PACKAGE)}: from {m} import {n}" for p in _sources() for m, n in _imports(p)
-               if m.startswith("kronos_assets") and n.startswith("_") and n != "__version__"]
+    private = [
+        f"{p.relative_to(PACKAGE)}: from {m} import {n}"
+        for p in _sources()
+        for m, n in _imports(p)
+        if m.startswith("kronos_assets") and n.startswith("_") and n != "__version__"
+    ]
     assert private == []

@@ -24,21 +24,27 @@ def test_every_dagster_home_in_the_readme_is_absolute():
     assert values, "the README shows no DAGSTER_HOME= command"
     for value in values:
         value = value.strip("`\"'")
-        assert value.startswith(("/", "$PWD/", "\"$PWD/")), value
+        assert value.startswith(("/", "$PWD/", '"$PWD/')), value
     assert "kronos-assets ui" in README
 
 
 def test_the_config_typo_message_is_what_the_command_prints(tmp_path):
-    shown = re.search(r"`(configuration error: /path/to/configs/profiles/demo\.yaml: primary_modle:[^`]*)`",
-                      README, re.S)
+    shown = re.search(
+        r"`(configuration error: /path/to/configs/profiles/demo\.yaml: primary_modle:[^`]*)`", README, re.S
+    )
     assert shown, "the README shows no config-typo message"
     cfg = tmp_path / "configs"
     shutil.copytree(REPO / "configs", cfg)
     profile = cfg / "profiles" / "demo.yaml"
     profile.write_text(profile.read_text().replace("primary_model:", "primary_modle:", 1))
-    proc = subprocess.run([str(REPO / ".venv" / "bin" / "kronos-assets"), "--profile", "demo", "check"], cwd=REPO,
-                          capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "KRONOS_CONFIG_DIR": str(cfg), "KRONOS_HOME": str(tmp_path / "home")})
+    proc = subprocess.run(
+        [str(REPO / ".venv" / "bin" / "kronos-assets"), "--profile", "demo", "check"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "KRONOS_CONFIG_DIR": str(cfg), "KRONOS_HOME": str(tmp_path / "home")},
+    )
     assert proc.returncode == 2, proc.stderr
     printed = proc.stderr.strip().replace(str(tmp_path), "/path/to")
     assert printed == _flat(shown.group(1)), (printed, shown.group(1))
@@ -46,8 +52,15 @@ def test_the_config_typo_message_is_what_the_command_prints(tmp_path):
 
 def test_home_layout_and_variables_are_documented():
     row = next(line for line in README.splitlines() if line.startswith("| where data goes |"))
-    for part in ("`warehouse.duckdb`", "`publish/`", "`dagster/`", "`logs/dagster.log`", "`adhoc/", "`uploads/`",
-                 "`alerts.jsonl`"):
+    for part in (
+        "`warehouse.duckdb`",
+        "`publish/`",
+        "`dagster/`",
+        "`logs/dagster.log`",
+        "`adhoc/",
+        "`uploads/`",
+        "`alerts.jsonl`",
+    ):
         assert part in row, part
     assert "KRONOS_CONFIG_DIR" in README and "chromium" in README.lower()
 

@@ -51,8 +51,11 @@ def test_the_assets_receive_the_library_objects_across_runs(tmp_path, monkeypatc
     instance = dg.DagsterInstance.ephemeral()
     for day in (D, D + timedelta(days=1)):
         key = f"{day:%Y-%m-%d}|BTC-USDT"
-        assert defs.resolve_job_def("candles_1h").execute_in_process(
-            instance=instance, tags={RANGE_START: key, RANGE_END: key}).success
+        assert (
+            defs.resolve_job_def("candles_1h")
+            .execute_in_process(instance=instance, tags={RANGE_START: key, RANGE_END: key})
+            .success
+        )
     warehouses = {i for name, i in built if name == "WarehouseResource"}
     assert len(warehouses) == 1 and warehouses == {id(resources["warehouse"].get())}
     assert resources["warehouse"].get().query("SELECT count(*) AS n FROM clean_candles")["n"][0] == 48

@@ -33,7 +33,8 @@ def test_repository_configs_load_for_every_profile():
     assert demo.replay and synthetic.synthetic and not live.synthetic and not live.replay
     assert [(s, t, f.name) for s, t, f in demo.replay_files] == [
         ("BTC/USDT", "1h", "binance_BTCUSDT_1h_20240101_20260620.csv.gz"),
-        ("ETH/USDT", "1h", "binance_ETHUSDT_1h_20240101_20260331.csv.gz")]
+        ("ETH/USDT", "1h", "binance_ETHUSDT_1h_20240101_20260331.csv.gz"),
+    ]
     assert all(f.is_file() for _, _, f in demo.replay_files)
     assert demo.primary_model in demo.forecasters
     assert {tf.name for tf in live.timeframes} == {"1h", "4h", "1d"}
@@ -66,22 +67,47 @@ def test_each_profile_keeps_its_own_data_under_the_home(tmp_path):
 @pytest.mark.parametrize(
     "markets, field, problem",
     [
-        (_markets(**{"timeframes.7m": {"start": "2024-01-01", "history_bars": 64, "horizon": 6}}),
-         "timeframes.7m", "unknown timeframe"),
+        (
+            _markets(**{"timeframes.7m": {"start": "2024-01-01", "history_bars": 64, "horizon": 6}}),
+            "timeframes.7m",
+            "unknown timeframe",
+        ),
         (_markets(symbols=["BTC/USDT", "btc-usdt"]), "symbols[1]", "bad symbol"),
         (_markets(**{"timeframes.1h.start": "2027-01-01"}), "timeframes.1h.start", "in the future"),
         (_markets(**{"timeframes.1h.horizon": None}), "timeframes.1h.horizon", "missing"),
         (_markets(symbols=None), "symbols", "missing"),
-        (_markets(**{"timeframes.1h.history_bars": -3}), "timeframes.1h.history_bars", "whole number in 1..20000, got -3"),
-        (_markets(**{"timeframes.1h.history_bars": 64.5}), "timeframes.1h.history_bars", "whole number in 1..20000, got 64.5"),
+        (
+            _markets(**{"timeframes.1h.history_bars": -3}),
+            "timeframes.1h.history_bars",
+            "whole number in 1..20000, got -3",
+        ),
+        (
+            _markets(**{"timeframes.1h.history_bars": 64.5}),
+            "timeframes.1h.history_bars",
+            "whole number in 1..20000, got 64.5",
+        ),
         (_markets(**{"timeframes.1h.horizon": True}), "timeframes.1h.horizon", "whole number in 1..1000, got True"),
-        (_markets(**{"timeframes.1h.horizon": None, "timeframes.1h.horizn": 6}), "timeframes.1h.horizn", "unknown key; did you mean 'horizon'?"),
-        (_markets(**{"timeframes.1h.horizon_bars": 6}), "timeframes.1h.horizon_bars", "unknown key; did you mean 'horizon'"),
+        (
+            _markets(**{"timeframes.1h.horizon": None, "timeframes.1h.horizn": 6}),
+            "timeframes.1h.horizn",
+            "unknown key; did you mean 'horizon'?",
+        ),
+        (
+            _markets(**{"timeframes.1h.horizon_bars": 6}),
+            "timeframes.1h.horizon_bars",
+            "unknown key; did you mean 'horizon'",
+        ),
         (_markets(**{"symbol": ["BTC/USDT"]}), "symbol", "unknown key; did you mean 'symbols'"),
-        (_markets(exchanges=[{"id": "binance", "base_url": None, "option": {}}]), "exchanges[0].option",
-         "did you mean 'options'"),
-        (_markets(exchanges=[{"id": "binance", "base_url": None}, {"id": "binance", "base_url": None}]),
-         "exchanges[1]", "lists exchange 'binance' twice"),
+        (
+            _markets(exchanges=[{"id": "binance", "base_url": None, "option": {}}]),
+            "exchanges[0].option",
+            "did you mean 'options'",
+        ),
+        (
+            _markets(exchanges=[{"id": "binance", "base_url": None}, {"id": "binance", "base_url": None}]),
+            "exchanges[1]",
+            "lists exchange 'binance' twice",
+        ),
         (_markets(**{"timeframes.1h.start": "first of May"}), "timeframes.1h.start", "not a date"),
         (_markets(exchanges=[{"id": "binance", "base_url": "ftp://x"}]), "exchanges[0].base_url", "http(s) URL"),
     ],
@@ -101,8 +127,11 @@ def test_bad_markets_name_file_and_field(tmp_path, markets, field, problem):
         ({"primary_model": "kronos-mini"}, "primary_model", "must be one of"),
         ({"market": "carrier-pigeon"}, "market", "unknown source"),
         ({"publish": {"backend": "ftp"}}, "publish.backend", "unknown backend"),
-        ({"forecasters": ["random_walk", "random_walk_vol", "random_walk"]}, "forecasters[2]",
-         "lists forecaster 'random_walk' twice"),
+        (
+            {"forecasters": ["random_walk", "random_walk_vol", "random_walk"]},
+            "forecasters[2]",
+            "lists forecaster 'random_walk' twice",
+        ),
         ({"timeframes": ["1h", "1h"]}, "timeframes[1]", "lists timeframe '1h' twice"),
         ({"publish": {"backend": "local", "folder": "x"}}, "publish.folder", "unknown key; valid here: backend"),
         ({"primary_modle": "random_walk"}, "primary_modle", "did you mean 'primary_model'"),
@@ -140,43 +169,85 @@ def _models(tmp_path, text):
 @pytest.mark.parametrize(
     "text, field, problem",
     [
-        ("models: {}\nsampling: {n_paths: 30, temperature: 1.0, top_p: 0.9, top_k: 0, seed: 1, n_path: 3}\n",
-         "sampling.n_path", "did you mean 'n_paths'"),
-        ("models: {}\nsampling: {n_paths: 30.0, temperature: 1.0, top_p: 0.9, top_k: 0, seed: 1}\n",
-         "sampling.n_paths", "whole number in 1..1000, got 30.0"),
-        ("models: {}\nsampling: {n_paths: 30, temperature: .nan, top_p: 0.9, top_k: 0, seed: 1}\n",
-         "sampling.temperature", "finite number > 0"),
-        ("models: {}\nsampling: {n_paths: 30, temperature: 1.0, top_p: 0.9, top_k: -1, seed: 1}\n",
-         "sampling.top_k", "whole number >= 0, got -1"),
-        ("models:\n  m: {local_dir: kronos_assets/checkpoints/demo, max_context: 504, devce: cpu}\n"
-         "sampling: {n_paths: 30, temperature: 1.0, top_p: 0.9, top_k: 0, seed: 1}\n",
-         "models.m.devce", "did you mean 'device'"),
-        ("models:\n  m: {local_dir: kronos_assets/checkpoints/demo, max_context: -5}\n"
-         "sampling: {n_paths: 30, temperature: 1.0, top_p: 0.9, top_k: 0, seed: 1}\n",
-         "models.m.max_context", "whole number >= 1, got -5"),
+        (
+            "models: {}\nsampling: {n_paths: 30, temperature: 1.0, top_p: 0.9, top_k: 0, seed: 1, n_path: 3}\n",
+            "sampling.n_path",
+            "did you mean 'n_paths'",
+        ),
+        (
+            "models: {}\nsampling: {n_paths: 30.0, temperature: 1.0, top_p: 0.9, top_k: 0, seed: 1}\n",
+            "sampling.n_paths",
+            "whole number in 1..1000, got 30.0",
+        ),
+        (
+            "models: {}\nsampling: {n_paths: 30, temperature: .nan, top_p: 0.9, top_k: 0, seed: 1}\n",
+            "sampling.temperature",
+            "finite number > 0",
+        ),
+        (
+            "models: {}\nsampling: {n_paths: 30, temperature: 1.0, top_p: 0.9, top_k: -1, seed: 1}\n",
+            "sampling.top_k",
+            "whole number >= 0, got -1",
+        ),
+        (
+            "models:\n  m: {local_dir: kronos_assets/checkpoints/demo, max_context: 504, devce: cpu}\n"
+            "sampling: {n_paths: 30, temperature: 1.0, top_p: 0.9, top_k: 0, seed: 1}\n",
+            "models.m.devce",
+            "did you mean 'device'",
+        ),
+        (
+            "models:\n  m: {local_dir: kronos_assets/checkpoints/demo, max_context: -5}\n"
+            "sampling: {n_paths: 30, temperature: 1.0, top_p: 0.9, top_k: 0, seed: 1}\n",
+            "models.m.max_context",
+            "whole number >= 1, got -5",
+        ),
         # A kind's options are validated by the kind, as strictly as the rest of the file.
-        ("models:\n  m: {kind: garh}\nsampling: {n_paths: 30, temperature: 1.0, top_p: 0.9, top_k: 0, seed: 1}\n",
-         "models.m.kind", "unknown kind 'garh'; did you mean 'garch'"),
-        ("models:\n  m: {kind: 7}\nsampling: {n_paths: 30, temperature: 1.0, top_p: 0.9, top_k: 0, seed: 1}\n",
-         "models.m.kind", "expected text, got int 7"),
-        ("models:\n  m: {kind: garch, windw: 500}\n"
-         "sampling: {n_paths: 30, temperature: 1.0, top_p: 0.9, top_k: 0, seed: 1}\n",
-         "models.m.windw", "unknown key; did you mean 'window'"),
-        ("models:\n  m: {kind: garch, window: 10}\n"
-         "sampling: {n_paths: 30, temperature: 1.0, top_p: 0.9, top_k: 0, seed: 1}\n",
-         "models.m.window", "whole number >= 50, got 10"),
-        ("models:\n  m: {kind: garch, repo: NeoQuasar/Kronos-mini}\n"
-         "sampling: {n_paths: 30, temperature: 1.0, top_p: 0.9, top_k: 0, seed: 1}\n",
-         "models.m.repo", "unknown key; valid here: "),
-        ("models:\n  m: {kind: random_walk_vol, vol_window: 1}\n"
-         "sampling: {n_paths: 30, temperature: 1.0, top_p: 0.9, top_k: 0, seed: 1}\n",
-         "models.m.vol_window", "whole number >= 2, got 1"),
-        ("models:\n  garch_vol: {kind: garch}\n  random_walk: {kind: random_walk}\n"
-         "sampling: {n_paths: 30, temperature: 1.0, top_p: 0.9, top_k: 0, seed: 1}\n",
-         "models.random_walk", "reserved for a baseline"),
-        ("models:\n  m: {repo: NeoQuasar/Kronos-mini, max_context: 512}\n"
-         "sampling: {n_paths: 30, temperature: 1.0, top_p: 0.9, top_k: 0, seed: 1}\n",
-         "models.m.revision", "missing"),
+        (
+            "models:\n  m: {kind: garh}\nsampling: {n_paths: 30, temperature: 1.0, top_p: 0.9, top_k: 0, seed: 1}\n",
+            "models.m.kind",
+            "unknown kind 'garh'; did you mean 'garch'",
+        ),
+        (
+            "models:\n  m: {kind: 7}\nsampling: {n_paths: 30, temperature: 1.0, top_p: 0.9, top_k: 0, seed: 1}\n",
+            "models.m.kind",
+            "expected text, got int 7",
+        ),
+        (
+            "models:\n  m: {kind: garch, windw: 500}\n"
+            "sampling: {n_paths: 30, temperature: 1.0, top_p: 0.9, top_k: 0, seed: 1}\n",
+            "models.m.windw",
+            "unknown key; did you mean 'window'",
+        ),
+        (
+            "models:\n  m: {kind: garch, window: 10}\n"
+            "sampling: {n_paths: 30, temperature: 1.0, top_p: 0.9, top_k: 0, seed: 1}\n",
+            "models.m.window",
+            "whole number >= 50, got 10",
+        ),
+        (
+            "models:\n  m: {kind: garch, repo: NeoQuasar/Kronos-mini}\n"
+            "sampling: {n_paths: 30, temperature: 1.0, top_p: 0.9, top_k: 0, seed: 1}\n",
+            "models.m.repo",
+            "unknown key; valid here: ",
+        ),
+        (
+            "models:\n  m: {kind: random_walk_vol, vol_window: 1}\n"
+            "sampling: {n_paths: 30, temperature: 1.0, top_p: 0.9, top_k: 0, seed: 1}\n",
+            "models.m.vol_window",
+            "whole number >= 2, got 1",
+        ),
+        (
+            "models:\n  garch_vol: {kind: garch}\n  random_walk: {kind: random_walk}\n"
+            "sampling: {n_paths: 30, temperature: 1.0, top_p: 0.9, top_k: 0, seed: 1}\n",
+            "models.random_walk",
+            "reserved for a baseline",
+        ),
+        (
+            "models:\n  m: {repo: NeoQuasar/Kronos-mini, max_context: 512}\n"
+            "sampling: {n_paths: 30, temperature: 1.0, top_p: 0.9, top_k: 0, seed: 1}\n",
+            "models.m.revision",
+            "missing",
+        ),
     ],
 )
 def test_bad_models_name_file_field_and_nearest_key(tmp_path, text, field, problem):
@@ -219,8 +290,11 @@ def test_ccxt_options_are_passed_on_unchecked(tmp_path):
         # The warehouse section is the warehouse's own schema, its errors in the same form.
         ({"warehouse": {"backnd": "ducklake"}}, "warehouse.backnd", "unknown key; did you mean 'backend'?"),
         ({"warehouse": {"backend": "ducklake"}}, "warehouse", "backend ducklake needs catalog"),
-        ({"warehouse": {"write_pool_limit": 0}}, "warehouse.write_pool_limit",
-         "input should be greater than or equal to 1, got 0"),
+        (
+            {"warehouse": {"write_pool_limit": 0}},
+            "warehouse.write_pool_limit",
+            "input should be greater than or equal to 1, got 0",
+        ),
     ],
 )
 def test_profile_types_are_strict(tmp_path, profile, field, problem):
@@ -234,15 +308,24 @@ def test_one_device_rule_for_models_and_training(tmp_path, device, ok):
     from kronos_assets.training.config import load_training_config
     from kronos_assets_tests.training.test_config import TINY_RUN, write
 
-    models = ("models:\n  m: {local_dir: kronos_assets/checkpoints/demo, max_context: 504, device: '%s'}\n"
-              "sampling: {n_paths: 30, temperature: 1.0, top_p: 0.9, top_k: 0, seed: 1}\n" % device)
+    models = (
+        "models:\n  m: {local_dir: kronos_assets/checkpoints/demo, max_context: 504, device: '%s'}\n"
+        "sampling: {n_paths: 30, temperature: 1.0, top_p: 0.9, top_k: 0, seed: 1}\n" % device
+    )
     training = write(tmp_path, {"tiny": {**TINY_RUN, "device": device}})
-    for load, field in ((lambda: load_settings("demo", config_dir=_models(tmp_path, models), home=tmp_path / "h",
-                                               today=date(2026, 11, 21)), "models.m.device"),
-                        (lambda: load_training_config(training, {}), "runs.tiny.device")):
+    for load, field in (
+        (
+            lambda: load_settings(
+                "demo", config_dir=_models(tmp_path, models), home=tmp_path / "h", today=date(2026, 11, 21)
+            ),
+            "models.m.device",
+        ),
+        (lambda: load_training_config(training, {}), "runs.tiny.device"),
+    ):
         if ok:
             load()
         else:
-            with pytest.raises(ConfigError,
-                               match=rf"{field}: unknown device '{device}'; use auto, cpu, cuda, cuda:N or mps$"):
+            with pytest.raises(
+                ConfigError, match=rf"{field}: unknown device '{device}'; use auto, cpu, cuda, cuda:N or mps$"
+            ):
                 load()

@@ -18,9 +18,15 @@ def _fetch(m, symbol, tf, start, end, now=NOW):
 
 
 def test_same_window_same_candles_alone_or_inside_a_longer_one():
-    a = _fetch(SyntheticMarket(), "BTC/USDT", "1h", datetime(2024, 3, 5, 7, tzinfo=UTC), datetime(2024, 3, 9, tzinfo=UTC))
-    longer = _fetch(SyntheticMarket(), "BTC/USDT", "1h", datetime(2024, 2, 1, tzinfo=UTC), datetime(2024, 4, 1, tzinfo=UTC))
-    inside = longer.filter((pl.col("ts") >= datetime(2024, 3, 5, 7, tzinfo=UTC)) & (pl.col("ts") < datetime(2024, 3, 9, tzinfo=UTC)))
+    a = _fetch(
+        SyntheticMarket(), "BTC/USDT", "1h", datetime(2024, 3, 5, 7, tzinfo=UTC), datetime(2024, 3, 9, tzinfo=UTC)
+    )
+    longer = _fetch(
+        SyntheticMarket(), "BTC/USDT", "1h", datetime(2024, 2, 1, tzinfo=UTC), datetime(2024, 4, 1, tzinfo=UTC)
+    )
+    inside = longer.filter(
+        (pl.col("ts") >= datetime(2024, 3, 5, 7, tzinfo=UTC)) & (pl.col("ts") < datetime(2024, 3, 9, tzinfo=UTC))
+    )
     assert a.height == 4 * 24 - 7
     assert a.equals(inside)
 
@@ -71,7 +77,11 @@ def test_candles_are_consistent_continuous_and_timeframes_agree():
     assert np.allclose(h1["open"][1:].to_numpy(), h1["close"][:-1].to_numpy())
     h4 = _fetch(m, "SOL/USDT", "4h", start, end)
     agg = h1.group_by_dynamic("ts", every="4h").agg(
-        pl.col("open").first(), pl.col("high").max(), pl.col("low").min(), pl.col("close").last(), pl.col("volume").sum()
+        pl.col("open").first(),
+        pl.col("high").max(),
+        pl.col("low").min(),
+        pl.col("close").last(),
+        pl.col("volume").sum(),
     )
     for col in ("open", "high", "low", "close", "volume"):
         assert np.allclose(agg[col].to_numpy(), h4[col].to_numpy()), col
@@ -80,7 +90,9 @@ def test_candles_are_consistent_continuous_and_timeframes_agree():
 
 def test_forming_bar_is_never_returned():
     now = datetime(2025, 5, 5, 10, 30, tzinfo=UTC)
-    df = SyntheticMarket().fetch("BTC/USDT", "1h", datetime(2025, 5, 5, tzinfo=UTC), datetime(2025, 5, 6, tzinfo=UTC), now)
+    df = SyntheticMarket().fetch(
+        "BTC/USDT", "1h", datetime(2025, 5, 5, tzinfo=UTC), datetime(2025, 5, 6, tzinfo=UTC), now
+    )
     assert df["ts"][-1] == datetime(2025, 5, 5, 9, tzinfo=UTC)  # 10:00 bar closes at 11:00
 
 
@@ -107,7 +119,9 @@ def _stats(close: np.ndarray, hours: np.ndarray, volume: np.ndarray) -> dict[str
 def test_statistics_resemble_real_btc_1h():
     real = real_candles("binance_BTCUSDT_1h_20200920_20250919.csv.gz")
     real = real.filter(pl.col("ts") >= datetime(2022, 1, 1, tzinfo=UTC))
-    syn = _fetch(SyntheticMarket(), "BTC/USDT", "1h", datetime(2022, 1, 1, tzinfo=UTC), datetime(2025, 9, 1, tzinfo=UTC))
+    syn = _fetch(
+        SyntheticMarket(), "BTC/USDT", "1h", datetime(2022, 1, 1, tzinfo=UTC), datetime(2025, 9, 1, tzinfo=UTC)
+    )
     rs = _stats(real["close"].to_numpy(), real["ts"].dt.hour().to_numpy(), real["volume"].to_numpy())
     ss = _stats(syn["close"].to_numpy(), syn["ts"].dt.hour().to_numpy(), syn["volume"].to_numpy())
     # Same order of magnitude of hourly volatility, fat tails, long-lived volatility clustering, a daily rhythm

@@ -13,15 +13,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+import dagster as dg
 import duckdb
 import pytest
 import yaml
 
-import dagster as dg
-
 from kronos_assets.forecasting import versions
-from kronos_assets.forecasting.kinds import ModelSpec
 from kronos_assets.forecasting.interface import Sampling
+from kronos_assets.forecasting.kinds import ModelSpec
 from kronos_assets.local_instance import instance_for
 from kronos_assets.main_job import MainJobResult, run_main_job
 from kronos_assets.publishing.keys import MANIFEST_KEY
@@ -148,8 +147,9 @@ def test_one_more_bar_computes_exactly_its_origin_per_model_and_series_and_the_n
     assert {k: v for k, v in _forecasts(settings).items() if k in stored} == stored  # the others untouched
     newly_scored = _scored(settings) - scored
     # the bar 10:00 closes the 6-bar horizon of the forecasts made at 05:00
-    assert newly_scored == {(s, new_origin - timedelta(hours=6), m, new_origin - timedelta(hours=1))
-                            for s in SYMBOLS for m in MODELS}
+    assert newly_scored == {
+        (s, new_origin - timedelta(hours=6), m, new_origin - timedelta(hours=1)) for s in SYMBOLS for m in MODELS
+    }
     assert later.forecasts_scored == len(newly_scored)
     assert later.published and later.track_records == 1 and later.runs == 3
 
@@ -160,13 +160,16 @@ def _recomputed(before: dict, after: dict) -> set[str]:
     return {m for _s, _o, m in changed} if changed else set()
 
 
-@pytest.mark.parametrize("cause, expected", [
-    ("model option", {"rw_vol_wide"}),
-    ("sampling", set(MODELS)),
-    ("code version of one kind", {"random_walk"}),
-    ("code version of the forecasting code", set(MODELS)),
-    ("nothing", set()),
-])
+@pytest.mark.parametrize(
+    "cause, expected",
+    [
+        ("model option", {"rw_vol_wide"}),
+        ("sampling", set(MODELS)),
+        ("code version of one kind", {"random_walk"}),
+        ("code version of the forecasting code", set(MODELS)),
+        ("nothing", set()),
+    ],
+)
 def test_a_stale_forecast_is_recomputed_for_exactly_the_cause(ran, tmp_path, monkeypatch, cause, expected):
     settings = ran
     before, scored = _forecasts(settings), _scored(settings)
@@ -200,13 +203,18 @@ def test_a_new_checkpoint_sha256_is_a_new_version_key(tmp_path):
 
     folder = tmp_path / "ckpt"
     shutil.copytree(REPO_ROOT / "kronos_assets" / "checkpoints" / "demo", folder)
-    spec = ModelSpec("kronos-demo", "kronos", KronosSettings("kronos-demo", None, None, None, None, 504, local_dir=folder))
+    spec = ModelSpec(
+        "kronos-demo", "kronos", KronosSettings("kronos-demo", None, None, None, None, 504, local_dir=folder)
+    )
     sampling = Sampling(horizon=24)
     key = versions.forecast_version(spec, sampling, 480)
     moved = tmp_path / "elsewhere"
     shutil.copytree(folder, moved)
-    spec_moved = ModelSpec("kronos-demo", "kronos", KronosSettings("kronos-demo", None, None, None, None, 504,
-                                                                   local_dir=moved, device="cpu"))
+    spec_moved = ModelSpec(
+        "kronos-demo",
+        "kronos",
+        KronosSettings("kronos-demo", None, None, None, None, 504, local_dir=moved, device="cpu"),
+    )
     assert versions.forecast_version(spec_moved, sampling, 480) == key  # where it lives and the device: no change
     weights = folder / "model" / "model.safetensors"
     data = bytearray(weights.read_bytes())

@@ -111,8 +111,9 @@ def test_a_new_day_with_a_gap_stores_what_came_and_reports_the_rest_missing(eth,
 
 def test_a_returned_bar_replaces_its_stored_copy(eth, wh):
     store_good_day(wh, eth)
-    fixed = eth.with_columns(pl.when(pl.col("ts") == DAY + 3 * H).then(pl.col("volume") + 1).otherwise(pl.col("volume"))
-                             .alias("volume"))
+    fixed = eth.with_columns(
+        pl.when(pl.col("ts") == DAY + 3 * H).then(pl.col("volume") + 1).otherwise(pl.col("volume")).alias("volume")
+    )
     with FakeExchange("binance", {"ETH/USDT": {"1h": fixed}}, NOW) as fb:
         ingest_window(source_for(fb), wh, "ETH/USDT", "1h", DAY, NEXT, NOW)
     assert_same_candles(stored(wh), window(fixed, DAY, NEXT), exchange="binance")
@@ -145,14 +146,23 @@ def test_eleven_field_kline_rows_are_refused_before_reading(eth, wh):
     assert_same_candles(stored(wh), window(eth, DAY, NEXT), exchange="okx")  # no trade count as quote volume
 
 
-@pytest.mark.parametrize("row,problem", [
-    ([1719792000000, "1", "2", "1", "1.5", "10", "1719795599999", "15", 1, "0", "0", "0"],
-     "close time is '1719795599999', expected an integer time in ms"),
-    ([1719792000000, "1", "2", "1", "1.5", "10", 1719795599999, "15", "1", "0", "0", "0"],
-     "trades is '1', expected an integer"),
-    ([1719792000000, 1, "2", "1", "1.5", "10", 1719795599999, "15", 1, "0", "0", "0"],
-     "open is 1, expected a decimal string"),
-])
+@pytest.mark.parametrize(
+    "row,problem",
+    [
+        (
+            [1719792000000, "1", "2", "1", "1.5", "10", "1719795599999", "15", 1, "0", "0", "0"],
+            "close time is '1719795599999', expected an integer time in ms",
+        ),
+        (
+            [1719792000000, "1", "2", "1", "1.5", "10", 1719795599999, "15", "1", "0", "0", "0"],
+            "trades is '1', expected an integer",
+        ),
+        (
+            [1719792000000, 1, "2", "1", "1.5", "10", 1719795599999, "15", 1, "0", "0", "0"],
+            "open is 1, expected a decimal string",
+        ),
+    ],
+)
 def test_kline_fields_of_the_wrong_type_are_refused(eth, wh, row, problem):
     before = store_good_day(wh, eth)
     with FakeExchange("binance", {"ETH/USDT": {"1h": eth}}, NOW) as fb:
@@ -170,8 +180,9 @@ def test_a_trickled_body_meets_the_request_deadline_then_the_next_exchange(eth, 
     with fakes({"ETH/USDT": eth}, NOW) as (fb, fo):
         fb.add_fault(action="trickle", delay_s=0.05, times=None)  # ~3 KB at 20 B/s: minutes without a deadline
         t0 = time.monotonic()
-        res = ingest_window(source_for(fb, fo, request_deadline_s=0.5, max_retries=1), wh, "ETH/USDT", "1h", DAY,
-                            NEXT, NOW)
+        res = ingest_window(
+            source_for(fb, fo, request_deadline_s=0.5, max_retries=1), wh, "ETH/USDT", "1h", DAY, NEXT, NOW
+        )
         took = time.monotonic() - t0
     assert took < 4 and res.fetched == 24
     assert len(fb.kline_requests()) == 2  # one try and one retry, each cut at the deadline
@@ -240,8 +251,9 @@ def test_an_error_body_without_code_is_quoted(eth, wh, body):
 
 def test_a_merge_that_fails_midway_leaves_the_stored_rows(eth, wh):
     before = store_good_day(wh, eth)
-    rows = window(eth, DAY, NEXT).with_columns(symbol=pl.lit("ETH/USDT"), timeframe=pl.lit("1h"),
-                                                exchange=pl.lit("okx"), amount=pl.lit(None, pl.Float64))
+    rows = window(eth, DAY, NEXT).with_columns(
+        symbol=pl.lit("ETH/USDT"), timeframe=pl.lit("1h"), exchange=pl.lit("okx"), amount=pl.lit(None, pl.Float64)
+    )
     bad = rows.with_columns(pl.when(pl.col("ts") == DAY + 20 * H).then(None).otherwise(pl.col("close")).alias("close"))
     with pytest.raises(Exception, match="NOT NULL"):  # the DELETE ran, the INSERT failed: all rolled back
         wh.merge("raw_candles", bad, ("symbol", "timeframe", "ts"))

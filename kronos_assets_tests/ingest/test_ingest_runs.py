@@ -30,9 +30,12 @@ def eth():
 
 class Live:
     def __init__(self, tmp_path, fake: FakeExchange):
-        markets = {**SMALL_MARKETS, "symbols": ["ETH/USDT"],
-                   "exchanges": [{"id": "binance", "base_url": fake.url, "options": {}}],
-                   "fetch": {"request_deadline_s": 2, "fetch_deadline_s": 30}}
+        markets = {
+            **SMALL_MARKETS,
+            "symbols": ["ETH/USDT"],
+            "exchanges": [{"id": "binance", "base_url": fake.url, "options": {}}],
+            "fetch": {"request_deadline_s": 2, "fetch_deadline_s": 30},
+        }
         cfg = write_configs(tmp_path, markets=markets, profile={"market": "ccxt", "symbols": ["ETH/USDT"]})
         self.settings = load_settings("demo", config_dir=cfg, home=tmp_path / "home", today=date(2026, 11, 21))
         self.resources = build_resources(self.settings)
@@ -43,15 +46,19 @@ class Live:
     def run(self, day: datetime) -> dg.ExecuteInProcessResult:
         key = str(day_key("ETH/USDT", day))
         return self.defs.resolve_job_def("candles_1h").execute_in_process(
-            instance=self.instance, tags={RANGE_START: key, RANGE_END: key}, raise_on_error=False)
+            instance=self.instance, tags={RANGE_START: key, RANGE_END: key}, raise_on_error=False
+        )
 
     def stored(self):
         return self.wh.query("SELECT ts, open, high, low, close, volume, amount, exchange FROM raw_candles ORDER BY ts")
 
 
 def raw_metadata(result: dg.ExecuteInProcessResult) -> dict:
-    (mat,) = [e.materialization for e in result.get_asset_materialization_events()
-              if e.materialization.asset_key == dg.AssetKey(["1h", "raw_candles"])]
+    (mat,) = [
+        e.materialization
+        for e in result.get_asset_materialization_events()
+        if e.materialization.asset_key == dg.AssetKey(["1h", "raw_candles"])
+    ]
     return {k: v.value for k, v in mat.metadata.items()}
 
 
@@ -98,17 +105,22 @@ def test_live_candles_job_under_exchange_faults(tmp_path, eth):
         assert short.success and raw_metadata(short)["missing_bars"] == 6
         verdict = check(short, "stored_days_complete")
         assert not verdict.passed and verdict.severity == dg.AssetCheckSeverity.WARN
-        assert verdict.metadata["missing_bars"].value == 6 and "| ETH/USDT | 2024-07-02 | 18 | 24 | 6 |" in \
-            verdict.metadata["days"].value
+        assert (
+            verdict.metadata["missing_bars"].value == 6
+            and "| ETH/USDT | 2024-07-02 | 18 | 24 | 6 |" in verdict.metadata["days"].value
+        )
         assert live.stored().height == 24 + 18
 
 
-@pytest.mark.parametrize("where,section,value,message", [
-    ("markets", "fetch", {"request_deadline_s": 0}, "fetch.request_deadline_s: must be a number > 0, got 0"),
-    ("markets", "fetch", {"fetch_deadline_s": "10m"}, "fetch.fetch_deadline_s: expected"),
-    ("profile", "uploads", {"max_decompressed_mb": -1}, "uploads.max_decompressed_mb: must be a number > 0"),
-    ("profile", "uploads", {"stable_looks": 0}, "uploads.stable_looks: must be a whole number >= 1, got 0"),
-])
+@pytest.mark.parametrize(
+    "where,section,value,message",
+    [
+        ("markets", "fetch", {"request_deadline_s": 0}, "fetch.request_deadline_s: must be a number > 0, got 0"),
+        ("markets", "fetch", {"fetch_deadline_s": "10m"}, "fetch.fetch_deadline_s: expected"),
+        ("profile", "uploads", {"max_decompressed_mb": -1}, "uploads.max_decompressed_mb: must be a number > 0"),
+        ("profile", "uploads", {"stable_looks": 0}, "uploads.stable_looks: must be a whole number >= 1, got 0"),
+    ],
+)
 def test_reliability_settings_are_validated(tmp_path, where, section, value, message):
     from kronos_assets.settings import ConfigError
 
@@ -122,8 +134,11 @@ def test_reliability_settings_reach_the_readers(tmp_path):
     from kronos_assets.defs.uploads import read_limits
     from kronos_assets.market.files import ReadLimits
 
-    cfg = write_configs(tmp_path, markets={**SMALL_MARKETS, "fetch": {"request_deadline_s": 7.5}},
-                        profile={"uploads": {"max_file_mb": 2, "max_decompressed_mb": 3, "stable_looks": 3}})
+    cfg = write_configs(
+        tmp_path,
+        markets={**SMALL_MARKETS, "fetch": {"request_deadline_s": 7.5}},
+        profile={"uploads": {"max_file_mb": 2, "max_decompressed_mb": 3, "stable_looks": 3}},
+    )
     settings = load_settings("demo", config_dir=cfg, home=tmp_path / "home", today=date(2026, 11, 21))
     assert (settings.request_deadline_s, settings.fetch_deadline_s) == (7.5, 600.0)
     assert read_limits(settings) == ReadLimits(2 << 20, 3 << 20)
@@ -138,14 +153,20 @@ def test_fresh_check_uses_the_shared_freshness_rule(tmp_path, eth):
         live = Live(tmp_path, fake)
         assert live.run(DAY).success
     newest = live.wh.query("SELECT * FROM clean_candles ORDER BY ts DESC LIMIT 1")
-    job = dg.define_asset_job("fresh_only", selection=dg.AssetSelection.checks(
-        dg.AssetCheckKey(dg.AssetKey(["1h", "clean_candles"]), "fresh")))
+    job = dg.define_asset_job(
+        "fresh_only",
+        selection=dg.AssetSelection.checks(dg.AssetCheckKey(dg.AssetKey(["1h", "clean_candles"]), "fresh")),
+    )
     defs = dg.Definitions.merge(live.defs, dg.Definitions(jobs=[job]))
     warn, _ = freshness_windows(H)  # 2 h 15 min after the newest bar closed
     for age, fresh in ((warn - timedelta(minutes=5), True), (warn + timedelta(minutes=5), False)):
         opened = datetime.now(UTC) - age - H
-        live.wh.replace("clean_candles", newest.with_columns(ts=pl.lit(opened).cast(newest["ts"].dtype)),
-                        "symbol = ? AND timeframe = ?", ["ETH/USDT", "1h"])
+        live.wh.replace(
+            "clean_candles",
+            newest.with_columns(ts=pl.lit(opened).cast(newest["ts"].dtype)),
+            "symbol = ? AND timeframe = ?",
+            ["ETH/USDT", "1h"],
+        )
         verdict = check(defs.resolve_job_def("fresh_only").execute_in_process(instance=live.instance), "fresh")
         assert verdict.passed is fresh, (age, verdict.metadata)
         assert verdict.metadata["bars_behind"].value["ETH/USDT"] == pytest.approx(age / H, abs=0.05)

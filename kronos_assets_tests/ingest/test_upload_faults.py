@@ -29,13 +29,15 @@ LINE = "2025-03-01T00:00:00Z,1.0,1.0,1.0,1.0,1.0\n"
 
 
 def candles(days: int = 3, seed: int = 5) -> pl.DataFrame:
-    return SyntheticMarket(seed=seed).fetch("MY/COIN", "1h", START, START + timedelta(days=days),
-                                           datetime(2026, 1, 1, tzinfo=UTC))
+    return SyntheticMarket(seed=seed).fetch(
+        "MY/COIN", "1h", START, START + timedelta(days=days), datetime(2026, 1, 1, tzinfo=UTC)
+    )
 
 
 def csv_text(df: pl.DataFrame) -> str:
-    return df.select(pl.col("ts").dt.strftime("%Y-%m-%dT%H:%M:%SZ").alias("timestamp"), "open", "high", "low",
-                     "close", "volume").write_csv()
+    return df.select(
+        pl.col("ts").dt.strftime("%Y-%m-%dT%H:%M:%SZ").alias("timestamp"), "open", "high", "low", "close", "volume"
+    ).write_csv()
 
 
 @pytest.fixture
@@ -101,8 +103,7 @@ def test_a_file_still_being_written_waits_until_it_is_stable(env):
     with path.open("a") as fh:
         fh.write("".join(lines[30:]))
     second = tick(env, first.cursor)
-    assert not second.run_requests and "growing_1h: waiting until its size and modification time" in \
-        second.skip_message
+    assert not second.run_requests and "growing_1h: waiting until its size and modification time" in second.skip_message
     third = tick(env, second.cursor)
     (req,) = third.run_requests
     assert req.tags["kronos/bar"] == df["ts"][-1].strftime("%Y-%m-%d-%H:%M")
@@ -168,8 +169,10 @@ except CandleFileError as exc:
     print("refused", exc.problem, exc)
 print("peak_mb", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 """
-BASELINE = "import resource, kronos_assets.market.files; print('peak_mb', " \
-           "resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)"
+BASELINE = (
+    "import resource, kronos_assets.market.files; print('peak_mb', "
+    "resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)"
+)
 
 
 def run_peak(*args: str) -> tuple[str, float]:
@@ -188,15 +191,22 @@ def test_memory_stays_bounded_for_a_6_6_mb_gzip(tmp_path):
     print(f"6.6 MB gzip bomb: refused, peak RSS above the interpreter {peak - base:.0f} MB")
 
     real = tmp_path / "real_15m.csv.gz"  # 6-7 MB of random-walk candles, about 18 MB decompressed
-    df = SyntheticMarket(seed=3).fetch("MY/COIN", "15m", datetime(2021, 7, 1, tzinfo=UTC),
-                                       datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 1, 1, tzinfo=UTC))
+    df = SyntheticMarket(seed=3).fetch(
+        "MY/COIN",
+        "15m",
+        datetime(2021, 7, 1, tzinfo=UTC),
+        datetime(2026, 1, 1, tzinfo=UTC),
+        datetime(2026, 1, 1, tzinfo=UTC),
+    )
     real.write_bytes(gzip.compress(csv_text(df).encode(), 6))
     assert 6 * MB < real.stat().st_size < 7 * MB
     out, peak = run_peak(PEAK_RSS, str(real))
     assert f"rows {df.height}" in out
     assert peak - base < 300, (peak, base)
-    print(f"{real.stat().st_size / MB:.1f} MB csv.gz, {df.height} rows: peak RSS above the interpreter "
-          f"{peak - base:.0f} MB")
+    print(
+        f"{real.stat().st_size / MB:.1f} MB csv.gz, {df.height} rows: peak RSS above the interpreter "
+        f"{peak - base:.0f} MB"
+    )
 
 
 def test_a_cursor_of_the_earlier_form_does_not_rerun_unchanged_files(env):

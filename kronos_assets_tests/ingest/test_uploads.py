@@ -16,10 +16,13 @@ UTC = timezone.utc
 
 def _write_upload(folder, name="my-coin_1h.csv", days=5):
     start = datetime(2025, 3, 1, tzinfo=UTC)
-    df = SyntheticMarket(seed=99).fetch("MY/COIN", "1h", start, start + timedelta(days=days), datetime(2026, 1, 1, tzinfo=UTC))
+    df = SyntheticMarket(seed=99).fetch(
+        "MY/COIN", "1h", start, start + timedelta(days=days), datetime(2026, 1, 1, tzinfo=UTC)
+    )
     folder.mkdir(parents=True, exist_ok=True)
-    df.select(pl.col("ts").dt.strftime("%Y-%m-%dT%H:%M:%SZ").alias("timestamp"), "open", "high", "low", "close",
-              "volume").write_csv(folder / name)
+    df.select(
+        pl.col("ts").dt.strftime("%Y-%m-%dT%H:%M:%SZ").alias("timestamp"), "open", "high", "low", "close", "volume"
+    ).write_csv(folder / name)
     return df
 
 
@@ -50,14 +53,23 @@ def test_an_uploaded_file_becomes_a_market_and_is_forecast(tmp_path, monkeypatch
 
     instance.add_dynamic_partitions(add.partitions_def_name, list(add.partition_keys))
     assert defs.resolve_job_def("candles_uploads_1h").execute_in_process(instance=instance, tags=req.tags).success
-    stored = resources["warehouse"].get().query("SELECT ts, close FROM clean_candles WHERE symbol = 'my-coin_1h' ORDER BY ts")
+    stored = (
+        resources["warehouse"]
+        .get()
+        .query("SELECT ts, close FROM clean_candles WHERE symbol = 'my-coin_1h' ORDER BY ts")
+    )
     assert stored.height == source.height and stored["close"].to_list() == source["close"].to_list()
 
     last_bar = datetime(2025, 3, 5, 23, tzinfo=UTC)
     ok = defs.resolve_job_def("forecast_uploads_1h").execute_in_process(
-        instance=instance, partition_key=str(bar_key("my-coin_1h", last_bar, UPLOADS)))
+        instance=instance, partition_key=str(bar_key("my-coin_1h", last_bar, UPLOADS))
+    )
     assert ok.success
-    fc = resources["warehouse"].get().query("SELECT model, origin FROM forecasts WHERE symbol = 'my-coin_1h' ORDER BY model")
+    fc = (
+        resources["warehouse"]
+        .get()
+        .query("SELECT model, origin FROM forecasts WHERE symbol = 'my-coin_1h' ORDER BY model")
+    )
     assert fc["model"].to_list() == ["random_walk", "random_walk_vol"]
     assert (fc["origin"] == last_bar + timedelta(hours=1)).all()
 
@@ -66,8 +78,9 @@ def test_a_bad_file_is_reported_and_nothing_runs(tmp_path):
     settings = small_settings(tmp_path)
     defs = build_definitions(settings, build_resources(settings))
     settings.uploads_dir.mkdir(parents=True)
-    (settings.uploads_dir / "broken.csv").write_text("timestamp,open,high,low,close\n2025-01-01T00:00:00Z,1,0.5,0.9,1\n"
-                                                      "2025-01-01T01:00:00Z,1,2,0.9,1\n")
+    (settings.uploads_dir / "broken.csv").write_text(
+        "timestamp,open,high,low,close\n2025-01-01T00:00:00Z,1,0.5,0.9,1\n2025-01-01T01:00:00Z,1,2,0.9,1\n"
+    )
     instance = dg.DagsterInstance.ephemeral()
     result = _tick(defs, instance, _tick(defs, instance).cursor)
     assert not result.run_requests

@@ -48,10 +48,18 @@ def candles(n: int = 120, seed: int = 0, start: datetime = START, step: timedelt
     high = np.maximum(open_, close) * (1 + rng.uniform(0, 0.005, n))
     low = np.minimum(open_, close) * (1 - rng.uniform(0, 0.005, n))
     volume = rng.uniform(10, 20, n)
-    return pl.DataFrame({
-        "ts": [start + step * i for i in range(n)], "open": open_, "high": high, "low": low, "close": close,
-        "volume": volume, "amount": volume * close, "exchange": ["synthetic"] * n,
-    }).with_columns(pl.col("ts").dt.cast_time_unit("us"))  # fmt: skip
+    return pl.DataFrame(
+        {
+            "ts": [start + step * i for i in range(n)],
+            "open": open_,
+            "high": high,
+            "low": low,
+            "close": close,
+            "volume": volume,
+            "amount": volume * close,
+            "exchange": ["synthetic"] * n,
+        }
+    ).with_columns(pl.col("ts").dt.cast_time_unit("us"))
 
 
 def future(df: pl.DataFrame, horizon: int, step: timedelta = timedelta(hours=1)) -> list[datetime]:
@@ -74,8 +82,10 @@ def predictor(networks: tuple[Kronos, KronosTokenizer]) -> KronosPredictor:
 def checkpoints(tmp_path_factory: pytest.TempPathFactory, networks: tuple[Kronos, KronosTokenizer]) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("checkpoints")
     model, tokenizer = networks
-    return {"model": save_checkpoint(model, root / "model"),
-            "tokenizer": save_checkpoint(tokenizer, root / "tokenizer")}  # fmt: skip
+    return {
+        "model": save_checkpoint(model, root / "model"),
+        "tokenizer": save_checkpoint(tokenizer, root / "tokenizer"),
+    }
 
 
 @pytest.fixture(autouse=True)

@@ -52,12 +52,14 @@ def test_grouped_sampling_draws_what_each_block_draws_alone(params: SamplingPara
     "length,horizon,max_context,policy",
     [(30, 10, 64, "exact"), (30, 10, 32, "exact"), (50, 6, 32, "trim"), (8, 8, 8, "exact")],
 )
-def test_batch_of_one_is_the_single_fast_path(networks: tuple, length: int, horizon: int, max_context: int,
-                                              policy: str) -> None:  # fmt: skip
+def test_batch_of_one_is_the_single_fast_path(
+    networks: tuple, length: int, horizon: int, max_context: int, policy: str
+) -> None:
     model, tok = networks
     hist = _histories(tok, 1, length, horizon)
-    cfg = GenerationConfig(horizon=horizon, n_paths=5, sampling=SAMPLING, max_context=max_context,
-                           context_policy=policy)  # type: ignore[arg-type]  # fmt: skip
+    cfg = GenerationConfig(
+        horizon=horizon, n_paths=5, sampling=SAMPLING, max_context=max_context, context_policy=policy
+    )  # type: ignore[arg-type]
     single = generate(model, tok, *(t[0] for t in hist), cfg, torch.Generator().manual_seed(4))
     batch = generate_batch(model, tok, *hist, cfg, _gens([4]))[0]
     assert torch.equal(single.s1, batch.s1) and torch.equal(single.s2, batch.s2)
@@ -65,12 +67,10 @@ def test_batch_of_one_is_the_single_fast_path(networks: tuple, length: int, hori
 
 
 @pytest.mark.parametrize("max_context,policy", [(64, "exact"), (32, "exact"), (32, "trim")])
-def test_a_series_draws_the_same_in_any_batch_of_the_same_size(networks: tuple, max_context: int,
-                                                               policy: str) -> None:  # fmt: skip
+def test_a_series_draws_the_same_in_any_batch_of_the_same_size(networks: tuple, max_context: int, policy: str) -> None:
     model, tok = networks
     hist = _histories(tok, 4, 30, 8)
-    cfg = GenerationConfig(horizon=8, n_paths=6, sampling=SAMPLING, max_context=max_context,
-                           context_policy=policy)  # type: ignore[arg-type]  # fmt: skip
+    cfg = GenerationConfig(horizon=8, n_paths=6, sampling=SAMPLING, max_context=max_context, context_policy=policy)  # type: ignore[arg-type]
     full = generate_batch(model, tok, *hist, cfg, _gens([10, 11, 12, 13]))
     for j in range(4):
         same_size = generate_batch(model, tok, *_pick(hist, [j, 0, 1, 2]), cfg, _gens([10 + j, 1, 2, 3]))[0]
@@ -79,8 +79,9 @@ def test_a_series_draws_the_same_in_any_batch_of_the_same_size(networks: tuple, 
         alone = generate_batch(model, tok, *_pick(hist, [j]), cfg, _gens([10 + j]))[0]
         assert torch.equal(full[j].s1, alone.s1) and torch.equal(full[j].s2, alone.s2)
         torch.testing.assert_close(full[j].bars, alone.bars, rtol=1e-5, atol=1e-5)
-        ref_cfg = GenerationConfig(horizon=8, n_paths=6, sampling=SAMPLING, max_context=max_context,
-                                   context_policy=policy, mode="reference")  # type: ignore[arg-type]  # fmt: skip
+        ref_cfg = GenerationConfig(
+            horizon=8, n_paths=6, sampling=SAMPLING, max_context=max_context, context_policy=policy, mode="reference"
+        )  # type: ignore[arg-type]
         ref = generate(model, tok, *(t[j] for t in hist), ref_cfg, torch.Generator().manual_seed(10 + j))
         assert torch.equal(full[j].s1, ref.s1) and torch.equal(full[j].s2, ref.s2)  # the reference tokens
         torch.testing.assert_close(full[j].bars, ref.bars, rtol=1e-4, atol=1e-4)
@@ -100,14 +101,22 @@ def test_generate_batch_checks_its_inputs(networks: tuple) -> None:
 def test_sample_many_does_not_depend_on_the_rest_of_the_call(networks: tuple) -> None:
     model, tok = networks
     pred = KronosPredictor(model, tok, device="cpu", max_context=64, batch_size=3, workers=2)
-    frames = [candles(40, seed=1), candles(40, seed=2), candles(75, seed=3), candles(40, seed=4),
-              candles(40, seed=5), candles(100, seed=6)]  # fmt: skip
+    frames = [
+        candles(40, seed=1),
+        candles(40, seed=2),
+        candles(75, seed=3),
+        candles(40, seed=4),
+        candles(40, seed=5),
+        candles(100, seed=6),
+    ]
     futs = [future(f, 5) for f in frames]
     seeds = [7, 8, 9, 10, 11, 12]
     together = pred.predict_paths(frames, futs, n_paths=4, seeds=seeds)
     pred.workers = 1
-    assert all(np.array_equal(a.paths, b.paths)
-               for a, b in zip(together, pred.predict_paths(frames, futs, n_paths=4, seeds=seeds)))  # fmt: skip
+    assert all(
+        np.array_equal(a.paths, b.paths)
+        for a, b in zip(together, pred.predict_paths(frames, futs, n_paths=4, seeds=seeds))
+    )
     for i in (0, 2, 4, 5):  # alone; and in another order with other company
         alone = pred.forecast(frames[i], futs[i], n_paths=4, seeds=seeds[i], keep_tokens=True)
         with_tokens = pred.predict_paths(frames, futs, n_paths=4, seeds=seeds, keep_tokens=True)[i]
@@ -124,8 +133,9 @@ def test_kronos_mini_dimensions_one_path(networks: tuple) -> None:
     """At d_model 256 MKL rounds GEMMs of a few rows differently from larger ones: a series keeps its tokens in
     any company, and its paths agree within float rounding."""
     torch.manual_seed(0)
-    pred = KronosPredictor(Kronos(KRONOS_MINI), KronosTokenizer(TOKENIZER_2K), device="cpu", max_context=64,
-                           batch_size=4, workers=1)  # fmt: skip
+    pred = KronosPredictor(
+        Kronos(KRONOS_MINI), KronosTokenizer(TOKENIZER_2K), device="cpu", max_context=64, batch_size=4, workers=1
+    )
     frames = [candles(48, seed=s) for s in (1, 2, 3)]
     futs = [future(f, 3) for f in frames]
     for n_paths in (1, 3):

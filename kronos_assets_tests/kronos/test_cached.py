@@ -33,8 +33,7 @@ def test_packed_window_pass_equals_the_modules_and_keeps_their_keys() -> None:
     torch.testing.assert_close(fast, want, rtol=1e-5, atol=1e-5)
     assert cache.prefix_len == 9 and not cache.awaiting_prefix
     assert cache.prefix_kt is not None  # kept transposed: [G*heads, hd, P]
-    torch.testing.assert_close(cache.prefix_kt, k.reshape(2 * att.n_heads, 9, -1).transpose(1, 2),
-                               rtol=1e-5, atol=1e-5)  # fmt: skip
+    torch.testing.assert_close(cache.prefix_kt, k.reshape(2 * att.n_heads, 9, -1).transpose(1, 2), rtol=1e-5, atol=1e-5)
 
 
 def test_embedding_tables_equal_the_fusion_projection() -> None:
@@ -81,13 +80,18 @@ def test_weights_frozen_trusts_a_packing_only_within_its_block() -> None:
 # -- the background decode -----------------------------------------------------------------------------------
 def _rows(seed: int, rows: int = 6, horizon: int = 11) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     g = torch.Generator().manual_seed(seed)
-    return (torch.randint(0, 1024, (2, 9), generator=g), torch.randint(0, 1024, (rows, horizon), generator=g),
-            torch.randint(0, 1024, (rows, horizon), generator=g))  # fmt: skip
+    return (
+        torch.randint(0, 1024, (2, 9), generator=g),
+        torch.randint(0, 1024, (rows, horizon), generator=g),
+        torch.randint(0, 1024, (rows, horizon), generator=g),
+    )
 
 
 def _decode(tok, prefix, s1, s2, background: bool, feed_every: int = 1, **kwargs) -> torch.Tensor:  # type: ignore[no-untyped-def]
-    with torch.inference_mode(), RowDecoder(tok, (prefix[:1], prefix[1:]), 1, s1.shape[0], s1.shape[1],
-                                            background=background, **kwargs) as dec:  # fmt: skip
+    with (
+        torch.inference_mode(),
+        RowDecoder(tok, (prefix[:1], prefix[1:]), 1, s1.shape[0], s1.shape[1], background=background, **kwargs) as dec,
+    ):
         for drawn in range(1, s1.shape[1] + 1, feed_every):
             dec.feed(s1, s2, drawn)
         return dec.finish(s1, s2)

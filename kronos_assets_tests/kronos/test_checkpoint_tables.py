@@ -37,13 +37,19 @@ def _block(prefix: str, d: int, ff: int, head_dim: int) -> dict[str, tuple[list[
 
 def tokenizer_table(group_size: int) -> dict[str, tuple[list[int], torch.dtype]]:
     t = {
-        "embed.weight": ([256, 6], F32), "embed.bias": ([256], F32),
-        "head.weight": ([6, 256], F32), "head.bias": ([6], F32),
-        "quant_embed.weight": ([20, 256], F32), "quant_embed.bias": ([20], F32),
-        "post_quant_embed_pre.weight": ([256, 10], F32), "post_quant_embed_pre.bias": ([256], F32),
-        "post_quant_embed.weight": ([256, 20], F32), "post_quant_embed.bias": ([256], F32),
-        "tokenizer.bsq.basis": ([20], I64), "tokenizer.bsq.group_basis": ([group_size], I64),
-    }  # fmt: skip
+        "embed.weight": ([256, 6], F32),
+        "embed.bias": ([256], F32),
+        "head.weight": ([6, 256], F32),
+        "head.bias": ([6], F32),
+        "quant_embed.weight": ([20, 256], F32),
+        "quant_embed.bias": ([20], F32),
+        "post_quant_embed_pre.weight": ([256, 10], F32),
+        "post_quant_embed_pre.bias": ([256], F32),
+        "post_quant_embed.weight": ([256, 20], F32),
+        "post_quant_embed.bias": ([256], F32),
+        "tokenizer.bsq.basis": ([20], I64),
+        "tokenizer.bsq.group_basis": ([group_size], I64),
+    }
     for i in range(3):
         t |= _block(f"encoder.{i}", 256, 512, 64) | _block(f"decoder.{i}", 256, 512, 64)
     return t
@@ -51,15 +57,23 @@ def tokenizer_table(group_size: int) -> dict[str, tuple[list[int], torch.dtype]]
 
 def model_table(d: int, layers: int, heads: int, ff: int) -> dict[str, tuple[list[int], torch.dtype]]:
     t = {
-        "embedding.emb_s1.weight": ([1024, d], F32), "embedding.emb_s2.weight": ([1024, d], F32),
-        "embedding.fusion_proj.weight": ([d, 2 * d], F32), "embedding.fusion_proj.bias": ([d], F32),
-        "time_emb.minute_embed.weight": ([60, d], F32), "time_emb.hour_embed.weight": ([24, d], F32),
-        "time_emb.weekday_embed.weight": ([7, d], F32), "time_emb.day_embed.weight": ([32, d], F32),
-        "time_emb.month_embed.weight": ([13, d], F32), "norm.weight": ([d], F32),
-        "dep_layer.cross_attn.rotary.inv_freq": ([d // 8], F32), "dep_layer.norm.weight": ([d], F32),
-        "head.proj_s1.weight": ([1024, d], F32), "head.proj_s1.bias": ([1024], F32),
-        "head.proj_s2.weight": ([1024, d], F32), "head.proj_s2.bias": ([1024], F32),
-    }  # fmt: skip
+        "embedding.emb_s1.weight": ([1024, d], F32),
+        "embedding.emb_s2.weight": ([1024, d], F32),
+        "embedding.fusion_proj.weight": ([d, 2 * d], F32),
+        "embedding.fusion_proj.bias": ([d], F32),
+        "time_emb.minute_embed.weight": ([60, d], F32),
+        "time_emb.hour_embed.weight": ([24, d], F32),
+        "time_emb.weekday_embed.weight": ([7, d], F32),
+        "time_emb.day_embed.weight": ([32, d], F32),
+        "time_emb.month_embed.weight": ([13, d], F32),
+        "norm.weight": ([d], F32),
+        "dep_layer.cross_attn.rotary.inv_freq": ([d // 8], F32),
+        "dep_layer.norm.weight": ([d], F32),
+        "head.proj_s1.weight": ([1024, d], F32),
+        "head.proj_s1.bias": ([1024], F32),
+        "head.proj_s2.weight": ([1024, d], F32),
+        "head.proj_s2.bias": ([1024], F32),
+    }
     for p in ("q", "k", "v", "out"):
         t[f"dep_layer.cross_attn.{p}_proj.weight"] = ([d, d], F32)
         t[f"dep_layer.cross_attn.{p}_proj.bias"] = ([d], F32)
@@ -114,8 +128,9 @@ def test_config_json_bytes_match_published_sha256(repo: str) -> None:
     assert config_from_json(text.decode()) == ck.config
 
 
-@pytest.mark.parametrize("repo", ["NeoQuasar/Kronos-mini", "NeoQuasar/Kronos-Tokenizer-base",
-                                  "NeoQuasar/Kronos-Tokenizer-2k"])
+@pytest.mark.parametrize(
+    "repo", ["NeoQuasar/Kronos-mini", "NeoQuasar/Kronos-Tokenizer-base", "NeoQuasar/Kronos-Tokenizer-2k"]
+)
 def test_saved_random_checkpoint_has_the_published_file_size(repo: str, tmp_path: Path) -> None:
     # Same size as the published file <=> same header (names, shapes, dtypes) and the complete state_dict.
     ck = OFFICIAL[repo]

@@ -14,8 +14,8 @@ import numpy as np
 import polars as pl
 import pytest
 
-from kronos_assets.forecasting.summary import summarise
 from kronos_assets.forecasting.cli import main, read_candles_csv
+from kronos_assets.forecasting.summary import summarise
 from kronos_assets.kronos.hub import install_into_cache
 
 from .conftest import candles
@@ -32,9 +32,26 @@ def csv(tmp_path: Path) -> Path:
 
 
 def _forecast(csv: Path, out: Path, ck: dict[str, Path], *extra: str) -> dict:
-    argv = [str(csv), "--model", str(ck["model"]), "--tokenizer", str(ck["tokenizer"]), "--horizon", "6",
-            "--paths", "7", "--seed", "3", "--max-context", "64", "--device", "cpu", "-o", str(out),
-            *extra]  # fmt: skip
+    argv = [
+        str(csv),
+        "--model",
+        str(ck["model"]),
+        "--tokenizer",
+        str(ck["tokenizer"]),
+        "--horizon",
+        "6",
+        "--paths",
+        "7",
+        "--seed",
+        "3",
+        "--max-context",
+        "64",
+        "--device",
+        "cpu",
+        "-o",
+        str(out),
+        *extra,
+    ]
     assert main(argv) == 0
     return json.loads(out.read_text())
 
@@ -50,31 +67,61 @@ def test_cli_forecast_writes_paths_and_summary(csv: Path, tmp_path: Path, checkp
     want = summarise(paths[..., 3], paths[..., 4], read_candles_csv(csv)["close"].to_numpy())
     assert doc["summary"]["p_up"] == want.p_up and doc["summary"]["p_vol_amp"] == want.p_vol_amp
     assert doc["summary"]["close_quantiles"]["0.5"] == want.quantiles[want.levels.index(0.5)].tolist()
-    assert doc["sampling"] == {"n_paths": 7, "horizon": 6, "temperature": 0.7, "top_k": 5, "top_p": 0.9,
-                               "seed": 3, "mode": "fast"}  # fmt: skip
+    assert doc["sampling"] == {
+        "n_paths": 7,
+        "horizon": 6,
+        "temperature": 0.7,
+        "top_k": 5,
+        "top_p": 0.9,
+        "seed": 3,
+        "mode": "fast",
+    }
     assert doc["provenance"]["model_path"] == str(checkpoints["model"])
     again = _forecast(csv, tmp_path / "b.json", checkpoints, "--top-k", "5", "--temperature", "0.7")
     assert again["paths"] == doc["paths"]  # one seed fixes the result
 
 
-def test_cli_from_offline_hub_cache(csv: Path, tmp_path: Path, checkpoints: dict[str, Path],
-                                    monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+def test_cli_from_offline_hub_cache(
+    csv: Path, tmp_path: Path, checkpoints: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
     cache = tmp_path / "hub"
     install_into_cache(checkpoints["model"], "acme/tiny-model", COMMIT, cache)
     install_into_cache(checkpoints["tokenizer"], "acme/tiny-tokenizer", COMMIT, cache)
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     out = tmp_path / "c.json"
-    argv = [str(csv), "--model", "acme/tiny-model", "--model-revision", COMMIT, "--tokenizer", "acme/tiny-tokenizer",
-            "--tokenizer-revision", "main", "--cache-dir", str(cache), "--horizon", "4", "--paths", "3",
-            "--context-policy", "exact", "--mode", "reference", "-o", str(out), "--no-paths"]  # fmt: skip
+    argv = [
+        str(csv),
+        "--model",
+        "acme/tiny-model",
+        "--model-revision",
+        COMMIT,
+        "--tokenizer",
+        "acme/tiny-tokenizer",
+        "--tokenizer-revision",
+        "main",
+        "--cache-dir",
+        str(cache),
+        "--horizon",
+        "4",
+        "--paths",
+        "3",
+        "--context-policy",
+        "exact",
+        "--mode",
+        "reference",
+        "-o",
+        str(out),
+        "--no-paths",
+    ]
     assert main(["forecast", *argv]) == 0
     doc = json.loads(out.read_text())
     assert "paths" not in doc and doc["provenance"]["model_revision"] == COMMIT
     assert doc["provenance"]["context_policy"] == "exact"
 
 
-def test_cli_download_offline_reports_and_fails_cleanly(tmp_path: Path, checkpoints: dict[str, Path],
-                                                        capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+def test_cli_download_offline_reports_and_fails_cleanly(
+    tmp_path: Path, checkpoints: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
     install_into_cache(checkpoints["model"], "acme/tiny-model", COMMIT, tmp_path)
     assert main(["download", f"acme/tiny-model@{COMMIT}", "--cache-dir", str(tmp_path), "--offline"]) == 0
     info = json.loads(capsys.readouterr().out)
@@ -84,16 +131,33 @@ def test_cli_download_offline_reports_and_fails_cleanly(tmp_path: Path, checkpoi
     assert "acme/absent" in err and "revision main" in err and "kronos-forecast download acme/absent" in err
 
 
-def test_cli_errors_and_help(csv: Path, tmp_path: Path, checkpoints: dict[str, Path],
-                             capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+def test_cli_errors_and_help(
+    csv: Path, tmp_path: Path, checkpoints: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
     bad = tmp_path / "bad.csv"
     pl.read_csv(csv).drop("close").write_csv(bad)
     assert main([str(bad), "--model", str(checkpoints["model"]), "--tokenizer", str(checkpoints["tokenizer"])]) == 2
     assert "missing columns close" in capsys.readouterr().err
-    help_text = subprocess.run([sys.executable, "-m", "kronos_assets.forecasting.cli", "forecast", "--help"],
-                               capture_output=True, text=True, check=True).stdout  # fmt: skip
-    for flag in ("--horizon", "--paths", "--temperature", "--top-k", "--top-p", "--seed", "--context-policy",
-                 "--max-context", "--device", "--model-revision", "trim", "demo"):  # fmt: skip
+    help_text = subprocess.run(
+        [sys.executable, "-m", "kronos_assets.forecasting.cli", "forecast", "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    for flag in (
+        "--horizon",
+        "--paths",
+        "--temperature",
+        "--top-k",
+        "--top-p",
+        "--seed",
+        "--context-policy",
+        "--max-context",
+        "--device",
+        "--model-revision",
+        "trim",
+        "demo",
+    ):
         assert flag in help_text
     assert "--history" in help_text and "488 with the defaults" in " ".join(help_text.split())
 
@@ -101,14 +165,24 @@ def test_cli_errors_and_help(csv: Path, tmp_path: Path, checkpoints: dict[str, P
 HEAVY = ("torch", "numpy", "polars", "huggingface_hub", "safetensors")
 
 
-@pytest.mark.parametrize("argv", [["--help"], ["forecast", "--help"], ["x.csv", "--horizon", "0"],
-                                  ["x.csv", "--paths", "many"], ["x.csv", "--context-policy", "nope"]])  # fmt: skip
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--help"],
+        ["forecast", "--help"],
+        ["x.csv", "--horizon", "0"],
+        ["x.csv", "--paths", "many"],
+        ["x.csv", "--context-policy", "nope"],
+    ],
+)
 def test_help_and_argument_errors_are_immediate(argv: list[str]) -> None:
     """Parsing needs no heavy library: help and argument errors print before torch & co. would load."""
-    code = ("import sys, time; t = time.perf_counter(); from kronos_assets.forecasting.cli import main\n"
-            "try:\n    main(sys.argv[1:])\nexcept SystemExit as e:\n    code = e.code\n"
-            f"loaded = [m for m in {HEAVY!r} if m in sys.modules]\n"
-            "print(code, loaded, time.perf_counter() - t, file=sys.stderr)")  # fmt: skip
+    code = (
+        "import sys, time; t = time.perf_counter(); from kronos_assets.forecasting.cli import main\n"
+        "try:\n    main(sys.argv[1:])\nexcept SystemExit as e:\n    code = e.code\n"
+        f"loaded = [m for m in {HEAVY!r} if m in sys.modules]\n"
+        "print(code, loaded, time.perf_counter() - t, file=sys.stderr)"
+    )
     t = time.perf_counter()
     run = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, timeout=60)
     elapsed = time.perf_counter() - t
@@ -123,18 +197,40 @@ def _write(path: Path, text: str) -> Path:
     return path
 
 
-@pytest.mark.parametrize("name,text,extra,want", [
-    ("semi.csv", "timestamp;open;high;low;close\n2024-01-01T00:00:00Z;1;2;0.5;1.5\n", [],
-     ["row 1", "separated by semicolons", "comma-separated"]),
-    ("header.csv", "timestamp,open,high,low,close,volume\n", ["--interval", "1h"], ["header.csv", "no rows"]),
-    ("lowhigh.csv", "timestamp,open,high,low,close\n2024-01-01T00:00:00Z,1,2,0.5,1.5\n"
-                    "2024-01-01T01:00:00Z,1,1.1,1.3,1.05\n", [], ["row 2", "high is below low"]),
-    ("negative.csv", "timestamp,open,high,low,close\n2024-01-01T00:00:00Z,1,2,0.5,1.5\n"
-                     "2024-01-01T01:00:00Z,-1,2,-2,1\n", [], ["row 2", "zero or negative"]),
-    ("one.csv", "timestamp,open,high,low,close\n2024-01-01T00:00:00Z,1,2,0.5,1.5\n", [], ["--interval"]),
-])  # fmt: skip
-def test_bad_files_get_one_clear_line(tmp_path: Path, checkpoints: dict[str, Path], capsys: pytest.CaptureFixture[str],
-                                      name: str, text: str, extra: list[str], want: list[str]) -> None:  # fmt: skip
+@pytest.mark.parametrize(
+    "name,text,extra,want",
+    [
+        (
+            "semi.csv",
+            "timestamp;open;high;low;close\n2024-01-01T00:00:00Z;1;2;0.5;1.5\n",
+            [],
+            ["row 1", "separated by semicolons", "comma-separated"],
+        ),
+        ("header.csv", "timestamp,open,high,low,close,volume\n", ["--interval", "1h"], ["header.csv", "no rows"]),
+        (
+            "lowhigh.csv",
+            "timestamp,open,high,low,close\n2024-01-01T00:00:00Z,1,2,0.5,1.5\n2024-01-01T01:00:00Z,1,1.1,1.3,1.05\n",
+            [],
+            ["row 2", "high is below low"],
+        ),
+        (
+            "negative.csv",
+            "timestamp,open,high,low,close\n2024-01-01T00:00:00Z,1,2,0.5,1.5\n2024-01-01T01:00:00Z,-1,2,-2,1\n",
+            [],
+            ["row 2", "zero or negative"],
+        ),
+        ("one.csv", "timestamp,open,high,low,close\n2024-01-01T00:00:00Z,1,2,0.5,1.5\n", [], ["--interval"]),
+    ],
+)
+def test_bad_files_get_one_clear_line(
+    tmp_path: Path,
+    checkpoints: dict[str, Path],
+    capsys: pytest.CaptureFixture[str],
+    name: str,
+    text: str,
+    extra: list[str],
+    want: list[str],
+) -> None:
     path = _write(tmp_path / name, text)
     argv = [str(path), "--model", str(checkpoints["model"]), "--tokenizer", str(checkpoints["tokenizer"]), *extra]
     assert main(argv) == 2
@@ -173,8 +269,10 @@ def test_shipped_demo_checkpoint_by_name_offline(csv: Path, tmp_path: Path, monk
     configured = load_settings("demo", home=tmp_path / "home").model_specs["kronos-demo"]
     assert str(configured.options.local_dir).endswith("checkpoints/real-1h")
     synthetic = tmp_path / "synthetic.json"
-    assert main([str(csv), "--model", "synthetic", "--paths", "3", "--horizon", "4", "-o", str(synthetic),
-                 "--no-paths"]) == 0
+    assert (
+        main([str(csv), "--model", "synthetic", "--paths", "3", "--horizon", "4", "-o", str(synthetic), "--no-paths"])
+        == 0
+    )
     assert json.loads(synthetic.read_text())["provenance"]["model_path"].endswith("checkpoints/demo/model")
 
 
@@ -187,8 +285,20 @@ def test_an_unreachable_hub_fails_in_seconds_saying_how_to_predownload(
     for var in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"):
         monkeypatch.delenv(var, raising=False)
     t = time.perf_counter()
-    assert main([str(csv), "--model", "acme/not-cached", "--tokenizer", "acme/not-cached-tok",
-                 "--cache-dir", str(tmp_path / "hub")]) == 2  # fmt: skip
+    assert (
+        main(
+            [
+                str(csv),
+                "--model",
+                "acme/not-cached",
+                "--tokenizer",
+                "acme/not-cached-tok",
+                "--cache-dir",
+                str(tmp_path / "hub"),
+            ]
+        )
+        == 2
+    )
     assert time.perf_counter() - t < 5
     err = capsys.readouterr().err
     assert "acme/not-cached" in err and "cannot reach the hub" in err
@@ -204,8 +314,9 @@ def test_read_candles_csv_epoch_and_naive_times(tmp_path: Path) -> None:
     assert read_candles_csv(p)["ts"].dtype == pl.Datetime("us", "UTC")
 
 
-def test_the_output_file_is_replaced_whole(csv: Path, tmp_path: Path, checkpoints: dict[str, Path],
-                                            monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+def test_the_output_file_is_replaced_whole(
+    csv: Path, tmp_path: Path, checkpoints: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A failure while writing leaves the previous forecast file intact and no temporary file behind."""
     out = tmp_path / "f.json"
     out.write_text('{"previous": true}')
@@ -216,8 +327,21 @@ def test_the_output_file_is_replaced_whole(csv: Path, tmp_path: Path, checkpoint
         raise OSError("disk full")
 
     monkeypatch.setattr(Path, "write_text", failing_write)
-    argv = [str(csv), "--model", str(checkpoints["model"]), "--tokenizer", str(checkpoints["tokenizer"]),
-            "--horizon", "3", "--paths", "2", "--max-context", "64", "-o", str(out)]  # fmt: skip
+    argv = [
+        str(csv),
+        "--model",
+        str(checkpoints["model"]),
+        "--tokenizer",
+        str(checkpoints["tokenizer"]),
+        "--horizon",
+        "3",
+        "--paths",
+        "2",
+        "--max-context",
+        "64",
+        "-o",
+        str(out),
+    ]
     assert main(argv) == 2
     monkeypatch.undo()
     assert out.read_text() == '{"previous": true}' and [p.name for p in tmp_path.iterdir()] == ["candles.csv", "f.json"]

@@ -25,8 +25,14 @@ def _request(n: int, seed: int, horizon: int = 6, data_seed: int = 0) -> Forecas
 
 @pytest.fixture(scope="module")
 def forecaster(checkpoints: dict[str, Path]) -> KronosForecaster:
-    return KronosForecaster(checkpoints["model"], checkpoints["tokenizer"], device="cpu", max_context=48,
-                            context_policy="exact", name="kronos-tiny")  # fmt: skip
+    return KronosForecaster(
+        checkpoints["model"],
+        checkpoints["tokenizer"],
+        device="cpu",
+        max_context=48,
+        context_policy="exact",
+        name="kronos-tiny",
+    )
 
 
 def test_paths_depend_only_on_the_request_and_its_seed(forecaster: KronosForecaster) -> None:
@@ -67,8 +73,15 @@ def test_a_lone_request_is_one_unpadded_batch_in_the_calling_thread(
 
     from kronos_assets.kronos import batching as batching_module
 
-    fc = KronosForecaster(checkpoints["model"], checkpoints["tokenizer"], device="cpu", max_context=48,
-                          num_threads=2, batch_size=4, workers=2)  # fmt: skip
+    fc = KronosForecaster(
+        checkpoints["model"],
+        checkpoints["tokenizer"],
+        device="cpu",
+        max_context=48,
+        num_threads=2,
+        batch_size=4,
+        workers=2,
+    )
     calls: list[tuple[int, bool, int]] = []
     real = batching_module.generate_batch
 
@@ -81,8 +94,9 @@ def test_a_lone_request_is_one_unpadded_batch_in_the_calling_thread(
     lone = fc.forecast_batch([_request(40, 1, horizon=4)], sampling)[0]
     assert calls == [(1, True, 2)]
     req = _request(40, 1, horizon=4)
-    direct = fc.predictor.sample(fc.predictor.prepare(req.history, req.future_ts), n_paths=3, seed=1,
-                                 sampling=SamplingParams())  # fmt: skip
+    direct = fc.predictor.sample(
+        fc.predictor.prepare(req.history, req.future_ts), n_paths=3, seed=1, sampling=SamplingParams()
+    )
     np.testing.assert_array_equal(lone, direct.paths)  # the same computation as the direct call
     calls.clear()
     fc.forecast_batch([_request(40, i, horizon=4, data_seed=i) for i in range(10)], sampling)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from kronos_assets.kronos.errors import HorizonTooLongError
 from kronos_assets.kronos import generate as gen_module
+from kronos_assets.kronos.errors import HorizonTooLongError
 from kronos_assets.kronos.generate import GenerationConfig, generate
 from kronos_assets.kronos.model import Kronos
 from kronos_assets.kronos.sampling import SamplingParams
@@ -63,6 +63,7 @@ def test_trim_policy_never_slides(networks: tuple, monkeypatch: pytest.MonkeyPat
     hist = _history(tok, 40, 8)
     calls = []
     real_prefill = gen_module.prefill
+
     def counting_prefill(model, s1, *a, **k):  # type: ignore[no-untyped-def]
         calls.append(s1.shape[1])
         return real_prefill(model, s1, *a, **k)

@@ -81,8 +81,9 @@ def test_offline_without_cache_names_repo_revision_and_command(tmp_path: Path, o
         load_checkpoint("NeoQuasar/Kronos-mini", cache_dir=tmp_path)
 
 
-def test_official_revision_is_checked_against_published_sha256(checkpoints: dict[str, Path], tmp_path: Path,
-                                                               offline: None) -> None:  # fmt: skip
+def test_official_revision_is_checked_against_published_sha256(
+    checkpoints: dict[str, Path], tmp_path: Path, offline: None
+) -> None:
     # Our tiny file placed under the official repo/revision must be rejected: its hash is not the published one.
     repo, rev = "NeoQuasar/Kronos-mini", OFFICIAL["NeoQuasar/Kronos-mini"].revision
     install_into_cache(checkpoints["model"], repo, rev, tmp_path)
@@ -92,8 +93,9 @@ def test_official_revision_is_checked_against_published_sha256(checkpoints: dict
         predownload(repo, cache_dir=tmp_path)
 
 
-def test_matching_sha256_marks_official(checkpoints: dict[str, Path], tmp_path: Path, offline: None,
-                                        monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+def test_matching_sha256_marks_official(
+    checkpoints: dict[str, Path], tmp_path: Path, offline: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
     folder = checkpoints["model"]
     files = {n: OfficialFile((folder / n).stat().st_size, sha256_file(folder / n)) for n in FILES}
     monkeypatch.setitem(kconfig.OFFICIAL, "acme/pinned", OfficialCheckpoint("acme/pinned", COMMIT, TINY_MODEL, files))
@@ -133,22 +135,30 @@ def _with_config(src: Path, dst: Path, **changes: object) -> Path:
     return dst
 
 
-@pytest.mark.parametrize("kind,changes,error,match", [
-    ("model", {"n_layers": 1_000_000}, CheckpointError, r"'n_layers' = 1000000 is outside the sane range 1\.\.128"),
-    ("model", {"n_layers": 3}, CheckpointShapeError, "n_layers = 3 implies 3 transformer blocks, the file holds 2"),
-    ("model", {"d_model": 32.5}, CheckpointError, "'d_model' must be a whole number, got 32.5"),
-    ("model", {"ff_dim": -64}, CheckpointError, "'ff_dim' = -64 is outside"),
-    ("model", {"n_heads": True}, CheckpointError, "'n_heads' must be a whole number"),
-    ("model", {"s1_bits": 8}, CheckpointShapeError, r"s1_bits implies size 256 for embedding\.emb_s1\.weight"),
-    ("model", {"resid_dropout_p": "0.1"}, CheckpointError, "'resid_dropout_p' must be a finite number"),
-    ("tokenizer", {"n_dec_layers": 5}, CheckpointShapeError, "n_dec_layers = 5 implies 4 decoder blocks"),
-    ("tokenizer", {"group_size": 2}, CheckpointShapeError, r"group_size implies size 2 for tokenizer\.bsq"),
-    ("tokenizer", {"d_in": 7}, CheckpointError, "'d_in' = 7 is outside the sane range 6..6"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "kind,changes,error,match",
+    [
+        ("model", {"n_layers": 1_000_000}, CheckpointError, r"'n_layers' = 1000000 is outside the sane range 1\.\.128"),
+        ("model", {"n_layers": 3}, CheckpointShapeError, "n_layers = 3 implies 3 transformer blocks, the file holds 2"),
+        ("model", {"d_model": 32.5}, CheckpointError, "'d_model' must be a whole number, got 32.5"),
+        ("model", {"ff_dim": -64}, CheckpointError, "'ff_dim' = -64 is outside"),
+        ("model", {"n_heads": True}, CheckpointError, "'n_heads' must be a whole number"),
+        ("model", {"s1_bits": 8}, CheckpointShapeError, r"s1_bits implies size 256 for embedding\.emb_s1\.weight"),
+        ("model", {"resid_dropout_p": "0.1"}, CheckpointError, "'resid_dropout_p' must be a finite number"),
+        ("tokenizer", {"n_dec_layers": 5}, CheckpointShapeError, "n_dec_layers = 5 implies 4 decoder blocks"),
+        ("tokenizer", {"group_size": 2}, CheckpointShapeError, r"group_size implies size 2 for tokenizer\.bsq"),
+        ("tokenizer", {"d_in": 7}, CheckpointError, "'d_in' = 7 is outside the sane range 6..6"),
+    ],
+)
 def test_configs_are_checked_against_bounds_and_the_weight_header_before_building(
-    checkpoints: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kind: str,
-    changes: dict[str, object], error: type[Exception], match: str,
-) -> None:  # fmt: skip
+    checkpoints: dict[str, Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    kind: str,
+    changes: dict[str, object],
+    error: type[Exception],
+    match: str,
+) -> None:
     folder = _with_config(checkpoints[kind], tmp_path / "ck", **changes)
     built: list[object] = []
     monkeypatch.setattr(hub, "build_module", lambda config: built.append(config))

@@ -1,4 +1,5 @@
-"""kronos/ is the bottom library: its modules import nothing above it but the candle rules and the environment, and training and the forecaster use only
+"""kronos/ is the bottom library: its modules import nothing above it but the candle rules and the environment, and
+training and the forecaster use only
 its public names."""
 
 from __future__ import annotations
@@ -24,9 +25,11 @@ RULES = ["kronos_assets.environment", "kronos_assets.market", "kronos_assets.mar
 
 
 def _imported_outside_kronos(modules: list[str]) -> list[str]:
-    code = (f"import json, sys\nfor m in {modules!r}: __import__(m)\n"
-            "print(json.dumps(sorted(m for m in sys.modules if m.startswith(('kronos_assets.', 'dagster')) "
-            "and not m.startswith('kronos_assets.kronos'))))")  # fmt: skip
+    code = (
+        f"import json, sys\nfor m in {modules!r}: __import__(m)\n"
+        "print(json.dumps(sorted(m for m in sys.modules if m.startswith(('kronos_assets.', 'dagster')) "
+        "and not m.startswith('kronos_assets.kronos'))))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
     return json.loads(out.stdout)
 
@@ -55,8 +58,12 @@ def _package_imports(path: Path) -> set[str]:
 
 def test_no_kronos_module_imports_the_layers_above_even_lazily() -> None:
     """The kronos-forecast command (candle files, summaries) is the forecasting layer's: kronos/ has no cli."""
-    above = {f"{path.name}: {m}" for path in (ROOT / "kronos").glob("*.py") for m in _package_imports(path)
-             if not m.startswith("kronos_assets.kronos") and m.rsplit(".", 1)[0] not in RULES and m not in RULES}
+    above = {
+        f"{path.name}: {m}"
+        for path in (ROOT / "kronos").glob("*.py")
+        for m in _package_imports(path)
+        if not m.startswith("kronos_assets.kronos") and m.rsplit(".", 1)[0] not in RULES and m not in RULES
+    }
     assert above == set()
 
 
@@ -82,10 +89,13 @@ def test_training_and_the_forecaster_use_only_public_kronos_names() -> None:
 def test_libraries_do_not_import_publishing_or_command_line_modules_even_lazily() -> None:
     """The back-arrow forecasting -> publishing (the ad-hoc chart) and the library -> CLI import (training read
     candle files through kronos-forecast's module) are gone; issue 27's whole-package layering test extends this."""
-    arrows = {f"{path.relative_to(ROOT)}: {m}" for pkg in ("forecasting", "training", "metrics", "market")
-              for path in (ROOT / pkg).rglob("*.py") for m in _package_imports(path)
-              if m.startswith("kronos_assets.publishing") or (m.endswith(".cli") or ".cli." in m)
-              and path.name != "cli.py"}
+    arrows = {
+        f"{path.relative_to(ROOT)}: {m}"
+        for pkg in ("forecasting", "training", "metrics", "market")
+        for path in (ROOT / pkg).rglob("*.py")
+        for m in _package_imports(path)
+        if m.startswith("kronos_assets.publishing") or (m.endswith(".cli") or ".cli." in m) and path.name != "cli.py"
+    }
     assert arrows == set()
 
 
@@ -99,8 +109,13 @@ def test_the_package_never_imports_the_test_runner() -> None:
     users = set()
     for path in ROOT.rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
-            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
-                [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            names = (
+                [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else [node.module or ""]
+                if isinstance(node, ast.ImportFrom)
+                else []
+            )
             users |= {str(path.relative_to(ROOT)) for n in names if n.split(".")[0] in ("pytest", "_pytest")}
     assert users == set()
 
@@ -125,9 +140,14 @@ def _imports_of(path: Path) -> set[str]:
 def test_libraries_never_import_the_profile_settings_even_lazily() -> None:
     """Libraries take plain values or their own small config types; the Dagster layer and the CLIs (the top,
     training's cli.py among them) build those from the profile's Settings."""
-    users = {f"{path.relative_to(ROOT)}: {m}" for pkg in LIBRARIES for path in (ROOT / pkg).rglob("*.py")
-             if path.name != "cli.py" for m in _imports_of(path)
-             if m == "kronos_assets.settings" or m.startswith("kronos_assets.settings.")}
+    users = {
+        f"{path.relative_to(ROOT)}: {m}"
+        for pkg in LIBRARIES
+        for path in (ROOT / pkg).rglob("*.py")
+        if path.name != "cli.py"
+        for m in _imports_of(path)
+        if m == "kronos_assets.settings" or m.startswith("kronos_assets.settings.")
+    }
     assert users == set()
 
 

@@ -80,8 +80,14 @@ def test_rmsnorm_and_rope_conventions() -> None:
     out = RotaryEmbedding.apply(q, cos, sin)
     assert torch.equal(out[0], q[0])  # position 0 is the identity
     a, b = 1.0, 0.01  # half-split: pairs are (0, 2) and (1, 3)
-    want = torch.tensor([1 * math.cos(a) - 3 * math.sin(a), 2 * math.cos(b) - 4 * math.sin(b),
-                         3 * math.cos(a) + 1 * math.sin(a), 4 * math.cos(b) + 2 * math.sin(b)])  # fmt: skip
+    want = torch.tensor(
+        [
+            1 * math.cos(a) - 3 * math.sin(a),
+            2 * math.cos(b) - 4 * math.sin(b),
+            3 * math.cos(a) + 1 * math.sin(a),
+            4 * math.cos(b) + 2 * math.sin(b),
+        ]
+    )
     torch.testing.assert_close(out[1], want)
 
 
@@ -135,9 +141,10 @@ def test_prefill_and_extend_match_the_full_window() -> None:
         model.context(new1[:, :1], new2[:, :1], rows_stamp[:, :1], state)
         model.context(new1[:, 1:], new2[:, 1:], rows_stamp[:, 1:], state)
         full = model.context(
-            torch.cat([hist1.expand(4, -1), new1], 1), torch.cat([hist2.expand(4, -1), new2], 1),
+            torch.cat([hist1.expand(4, -1), new1], 1),
+            torch.cat([hist2.expand(4, -1), new2], 1),
             torch.cat([hist_stamp, new_stamp[:1]], 1),
-        )  # fmt: skip
+        )
         torch.testing.assert_close(state.last, full[:, -1], rtol=1e-5, atol=1e-5)
         picked = torch.tensor([1, 2, 3, 4])
         cached = model.s2_logits(state.last, picked, state.dep)

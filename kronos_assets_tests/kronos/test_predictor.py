@@ -18,8 +18,8 @@ from kronos_assets.kronos.errors import (
     NonFiniteInputError,
     TimestampOrderError,
 )
-from kronos_assets.kronos.model import Kronos
 from kronos_assets.kronos.inputs import prepare_series, time_features
+from kronos_assets.kronos.model import Kronos
 from kronos_assets.kronos.predictor import KronosPredictor
 from kronos_assets.kronos.runtime import resolve_device
 
@@ -115,8 +115,7 @@ def test_a_long_history_is_cut_before_it_is_normalised(networks: tuple, policy: 
     """The model sees, and is normalised on, only the window it forecasts from: a long frame whose old bars sit
     at a far other price level gives bitwise the forecast of its last window."""
     model, tokenizer = networks
-    pred = KronosPredictor(model, tokenizer, device="cpu", max_context=64,
-                           context_policy=policy)  # type: ignore[arg-type]  # fmt: skip
+    pred = KronosPredictor(model, tokenizer, device="cpu", max_context=64, context_policy=policy)  # type: ignore[arg-type]
     recent = candles(window, seed=4, start=START + timedelta(hours=500))
     old = candles(500, seed=5).with_columns(pl.col("open", "high", "low", "close") * 10)
     long = pl.concat([old, recent])

@@ -21,8 +21,9 @@ from .test_generate import _history
 
 
 @pytest.mark.parametrize("max_context", [64, 24])  # no slide; the "exact" window slides for the last steps
-def test_steps_run_on_one_thread_windows_on_the_callers(networks: tuple, max_context: int,
-                                                        monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+def test_steps_run_on_one_thread_windows_on_the_callers(
+    networks: tuple, max_context: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
     model, tok = networks
     seen: list[tuple[int, int]] = []  # (tokens per row, threads) of every context call
     real = Kronos.context
@@ -47,10 +48,12 @@ def test_steps_run_on_one_thread_windows_on_the_callers(networks: tuple, max_con
     assert torch.equal(out.s1, again.s1) and torch.equal(out.s2, again.s2)
 
 
-@pytest.mark.parametrize("preset,expected", [({}, "10000"), ({"OMP_WAIT_POLICY": "PASSIVE"}, None),
-                                             ({"GOMP_SPINCOUNT": "50"}, "50")])  # fmt: skip
-def test_openmp_spinning_is_bounded_unless_the_user_chose(preset: dict, expected: str | None,
-                                                          monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+@pytest.mark.parametrize(
+    "preset,expected", [({}, "10000"), ({"OMP_WAIT_POLICY": "PASSIVE"}, None), ({"GOMP_SPINCOUNT": "50"}, "50")]
+)
+def test_openmp_spinning_is_bounded_unless_the_user_chose(
+    preset: dict, expected: str | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
     for name in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT"):
         monkeypatch.delenv(name, raising=False)
     for name, value in preset.items():

@@ -43,8 +43,9 @@ def assert_same_candles(got: pl.DataFrame, source: pl.DataFrame, exchange: str |
             assert ex == exchange.get(ts, default), (ts, ex)
 
 
-def source_for(*fakes: FakeExchange, page_limit: int | dict[str, int] | None = None, sleep=None,
-               **overrides: Any) -> CcxtSource:
+def source_for(
+    *fakes: FakeExchange, page_limit: int | dict[str, int] | None = None, sleep=None, **overrides: Any
+) -> CcxtSource:
     exchanges = []
     for fake in fakes:
         entry: dict[str, Any] = {"id": fake.dialect, "base_url": fake.url}
@@ -57,11 +58,18 @@ def source_for(*fakes: FakeExchange, page_limit: int | dict[str, int] | None = N
 
 
 @contextmanager
-def fakes(frame_by_symbol: dict[str, pl.DataFrame], now: datetime | None, dialects=("binance", "okx"),
-          timeframe: str = "1h", **kw: Any) -> Iterator[list[FakeExchange]]:
+def fakes(
+    frame_by_symbol: dict[str, pl.DataFrame],
+    now: datetime | None,
+    dialects=("binance", "okx"),
+    timeframe: str = "1h",
+    **kw: Any,
+) -> Iterator[list[FakeExchange]]:
     with ExitStack() as stack:
-        yield [stack.enter_context(FakeExchange(d, {s: {timeframe: f} for s, f in frame_by_symbol.items()}, now,
-                                                **kw)) for d in dialects]
+        yield [
+            stack.enter_context(FakeExchange(d, {s: {timeframe: f} for s, f in frame_by_symbol.items()}, now, **kw))
+            for d in dialects
+        ]
 
 
 def min_requests(start: datetime, end: datetime, step: timedelta, limit: int) -> int:

@@ -23,12 +23,15 @@ NOW = utc(2025, 1, 1)
 ADDED: dict[str, dict[str, str]] = {
     "bybit": {
         "envelope": '{"retCode":0,"retMsg":"OK","result":{"list":null}}',
-        "short_row": json.dumps({"retCode": 0, "retMsg": "OK",
-                                 "result": {"list": [["1719792000000", "2", "3", "1", "2", "10"]]}}),
-        "number_time": json.dumps({"retCode": 0, "retMsg": "OK",
-                                   "result": {"list": [[1719792000000, "2", "3", "1", "2", "10", "15"]]}}),
-        "high_below_low": json.dumps({"retCode": 0, "retMsg": "OK",
-                                      "result": {"list": [["1719792000000", "2", "1", "3", "2", "10", "15"]]}}),
+        "short_row": json.dumps(
+            {"retCode": 0, "retMsg": "OK", "result": {"list": [["1719792000000", "2", "3", "1", "2", "10"]]}}
+        ),
+        "number_time": json.dumps(
+            {"retCode": 0, "retMsg": "OK", "result": {"list": [[1719792000000, "2", "3", "1", "2", "10", "15"]]}}
+        ),
+        "high_below_low": json.dumps(
+            {"retCode": 0, "retMsg": "OK", "result": {"list": [["1719792000000", "2", "1", "3", "2", "10", "15"]]}}
+        ),
         "html": "<html><body>maintenance</body></html>",
     },
     "kucoin": {
@@ -91,8 +94,11 @@ def test_malformed_answer_is_a_fault_of_that_exchange(eth24, dialect, kind):
 def test_alone_it_fails_naming_the_cause(eth24, dialect):
     with FakeExchange(dialect, {"ETH/USDT": {"1h": eth24}}, NOW) as fake:
         fake.add_fault(action="body", body=ADDED[dialect]["short_row"], times=None)
-        with pytest.raises(FetchError, match=rf"^ETH/USDT 1h: no exchange could serve bars from 2024-07-01 00:00 "
-                                             rf"UTC: {dialect}: malformed payload for GET .*kline row 1 has"):
+        with pytest.raises(
+            FetchError,
+            match=rf"^ETH/USDT 1h: no exchange could serve bars from 2024-07-01 00:00 "
+            rf"UTC: {dialect}: malformed payload for GET .*kline row 1 has",
+        ):
             source_for(fake).fetch_result("ETH/USDT", "1h", utc(2024, 7, 1), utc(2024, 7, 2), NOW)
 
 

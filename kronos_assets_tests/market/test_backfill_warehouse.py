@@ -15,15 +15,19 @@ from kronos_assets_tests.fakes.fake_exchange import FakeExchange, utc
 from kronos_assets_tests.market import assert_same_candles, source_for, window
 
 
-def ingest(source: CcxtSource, wh: Warehouse, symbol: str, timeframe: str, start: datetime, end: datetime,
-           now: datetime) -> int:
+def ingest(
+    source: CcxtSource, wh: Warehouse, symbol: str, timeframe: str, start: datetime, end: datetime, now: datetime
+) -> int:
     """The raw_candles asset's path: fetch the window, then merge it in one transaction (nothing on error)."""
     return ingest_window(source, wh, symbol, timeframe, start, end, now).fetched
 
 
 def stored(wh: Warehouse, symbol: str) -> pl.DataFrame:
-    df = wh.query("SELECT epoch_ms(ts) AS ms, open, high, low, close, volume, amount, exchange FROM raw_candles "
-                  "WHERE symbol = ? ORDER BY ts", [symbol])
+    df = wh.query(
+        "SELECT epoch_ms(ts) AS ms, open, high, low, close, volume, amount, exchange FROM raw_candles "
+        "WHERE symbol = ? ORDER BY ts",
+        [symbol],
+    )
     return df.with_columns(pl.col("ms").cast(pl.Datetime("ms", "UTC")).dt.cast_time_unit("us").alias("ts"))
 
 

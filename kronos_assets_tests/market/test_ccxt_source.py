@@ -83,8 +83,9 @@ def test_forming_candle_never_returned(eth24):
             assert_same_candles(res.candles, window(eth24, start, utc(2024, 6, 3, 10)), exchange=fake.dialect)
             assert res.report.end == utc(2024, 6, 3, 10) and res.report.gaps == []
     # the fakes did serve the forming bar: close == open, a quarter of the volume (OKX: confirm "0")
-    assert fb.binance("/api/v3/klines", {"symbol": "ETHUSDT", "interval": "1h", "limit": "2"})[1][-1][0] == \
-        int(utc(2024, 6, 3, 10).timestamp() * 1000)
+    assert fb.binance("/api/v3/klines", {"symbol": "ETHUSDT", "interval": "1h", "limit": "2"})[1][-1][0] == int(
+        utc(2024, 6, 3, 10).timestamp() * 1000
+    )
     assert fo.okx("/api/v5/market/candles", {"instId": "ETH-USDT", "bar": "1H", "limit": "1"})[1]["data"][0][-1] == "0"
 
 
@@ -152,8 +153,10 @@ def test_gap_rerequests_are_bounded(btc20):
 def test_gap_on_first_exchange_refilled_from_second(eth24):
     start, end = utc(2024, 5, 1), utc(2024, 5, 10)
     outage = (pl.col("ts") >= utc(2024, 5, 4, 3)) & (pl.col("ts") < utc(2024, 5, 4, 6))
-    with FakeExchange("binance", {"ETH/USDT": {"1h": eth24.filter(~outage)}}, NOW) as fb, \
-            FakeExchange("okx", {"ETH/USDT": {"1h": eth24}}, NOW) as fo:
+    with (
+        FakeExchange("binance", {"ETH/USDT": {"1h": eth24.filter(~outage)}}, NOW) as fb,
+        FakeExchange("okx", {"ETH/USDT": {"1h": eth24}}, NOW) as fo,
+    ):
         res = source_for(fb, fo).fetch_result("ETH/USDT", "1h", start, end, NOW)
     refilled = {t: "okx" for t in (utc(2024, 5, 4, 3), utc(2024, 5, 4, 4), utc(2024, 5, 4, 5))}
     assert_same_candles(res.candles, window(eth24, start, end), exchange={"*": "binance", **refilled})
@@ -176,8 +179,13 @@ def test_429_waits_retry_after_then_retries(eth24):
     start, end = utc(2024, 7, 1), utc(2024, 7, 10)
     sleep = SleepRecorder()
     with FakeExchange("binance", {"ETH/USDT": {"1h": eth24}}, NOW) as fb:
-        fb.add_fault(status=429, headers={"Retry-After": "3"}, times=2, after=1,
-                     body=json.dumps({"code": -1003, "msg": "Too much request weight used"}))
+        fb.add_fault(
+            status=429,
+            headers={"Retry-After": "3"},
+            times=2,
+            after=1,
+            body=json.dumps({"code": -1003, "msg": "Too much request weight used"}),
+        )
         res = source_for(fb, page_limit=100, sleep=sleep).fetch_result("ETH/USDT", "1h", start, end, NOW)
     assert sleep.waits == [3.0, 3.0]
     assert res.report.retries == 2 and res.report.page_requests == 3
@@ -210,7 +218,8 @@ def test_5xx_burst_retried_with_exponential_backoff(eth24):
     with FakeExchange("binance", {"ETH/USDT": {"1h": eth24}}, NOW) as fb:
         fb.add_fault(status=503, times=3, body="<html>503 Service Unavailable</html>")
         res = source_for(fb, sleep=sleep, backoff_s=0.5, backoff_max_s=1.5).fetch_result(
-            "ETH/USDT", "1h", start, end, NOW)
+            "ETH/USDT", "1h", start, end, NOW
+        )
     assert sleep.waits == [0.5, 1.0, 1.5]
     assert_same_candles(res.candles, window(eth24, start, end), exchange="binance")
 
@@ -219,8 +228,7 @@ def test_5xx_burst_longer_than_retries_falls_back_for_that_window_only(eth24):
     start, end = utc(2024, 8, 1), utc(2024, 8, 20)
     with fakes({"ETH/USDT": eth24}, NOW) as (fb, fo):
         fb.add_fault(status=502, after=2, times=4)  # the 3rd window: 1 try + 3 retries, all 502
-        res = source_for(fb, fo, page_limit={"binance": 100, "okx": 60}).fetch_result(
-            "ETH/USDT", "1h", start, end, NOW)
+        res = source_for(fb, fo, page_limit={"binance": 100, "okx": 60}).fetch_result("ETH/USDT", "1h", start, end, NOW)
     okx_bars = {start + (200 + i) * H: "okx" for i in range(60)}
     assert_same_candles(res.candles, window(eth24, start, end), exchange={"*": "binance", **okx_bars})
     assert res.report.rows_by_exchange == {"binance": 456 - 60, "okx": 60}
@@ -250,7 +258,7 @@ MALFORMED = {
     "html": "<html><body>maintenance</body></html>",
     "truncated": '[[1719792000000,"3433.2',
     "object": '{"unexpected": true}',
-    "short_row": "[[1719792000000, \"1.0\"]]",
+    "short_row": '[[1719792000000, "1.0"]]',
     "not_a_number": json.dumps([[1719792000000, "abc", "2", "1", "1.5", "10", 1719795599999, "15", 1, "0", "0", "0"]]),
     "high_below_low": json.dumps([[1719792000000, "2", "1", "3", "2", "10", 1719795599999, "15", 1, "0", "0", "0"]]),
     "off_grid": json.dumps([[1719792000123, "2", "3", "1", "2", "10", 1719795599999, "15", 1, "0", "0", "0"]]),
@@ -289,16 +297,23 @@ def test_malformed_payload_everywhere_fails_naming_each_exchange(eth24, kind):
 def test_malformed_okx_envelope(eth24):
     with FakeExchange("okx", {"ETH/USDT": {"1h": eth24}}, NOW) as fo:
         fo.add_fault(action="body", body='{"code":"0","msg":"","data":null}', times=1)
-        with pytest.raises(FetchError, match=r"okx: malformed payload for GET .*history-candles.*'data' array, "
-                                             r"got '\{\"code\":\"0\",\"msg\":\"\",\"data\":null\}'"):
+        with pytest.raises(
+            FetchError,
+            match=r"okx: malformed payload for GET .*history-candles.*'data' array, "
+            r"got '\{\"code\":\"0\",\"msg\":\"\",\"data\":null\}'",
+        ):
             source_for(fo).fetch_result("ETH/USDT", "1h", utc(2024, 7, 1), utc(2024, 7, 2), NOW)
 
 
 def test_451_on_first_exchange_falls_back_to_second(eth24):
     start, end = utc(2024, 10, 1), utc(2024, 10, 15)
     with fakes({"ETH/USDT": eth24}, NOW) as (fb, fo):
-        fb.add_fault(endpoint="*", status=451, times=None,
-                     body='{"code":0,"msg":"Service unavailable from a restricted location."}')
+        fb.add_fault(
+            endpoint="*",
+            status=451,
+            times=None,
+            body='{"code":0,"msg":"Service unavailable from a restricted location."}',
+        )
         res = source_for(fb, fo).fetch_result("ETH/USDT", "1h", start, end, NOW)
     assert_same_candles(res.candles, window(eth24, start, end), exchange="okx")
     assert len(fb.requests) == 1 and fb.requests[0][0] == "markets"  # never asked again in this fetch
@@ -317,8 +332,10 @@ def test_451_on_klines_only(eth24):
 
 def test_bad_symbol_moves_to_next_exchange(eth24):
     start, end = utc(2024, 10, 1), utc(2024, 10, 3)
-    with FakeExchange("binance", {}, NOW, extra_symbols=("BTC/USDT",)) as fb, \
-            FakeExchange("okx", {"ETH/USDT": {"1h": eth24}}, NOW) as fo:
+    with (
+        FakeExchange("binance", {}, NOW, extra_symbols=("BTC/USDT",)) as fb,
+        FakeExchange("okx", {"ETH/USDT": {"1h": eth24}}, NOW) as fo,
+    ):
         res = source_for(fb, fo).fetch_result("ETH/USDT", "1h", start, end, NOW)
     assert_same_candles(res.candles, window(eth24, start, end), exchange="okx")
     assert fb.kline_requests() == [] and any("no spot market 'ETH/USDT'" in e for e in res.report.events)
@@ -349,8 +366,12 @@ def test_every_exchange_failing_raises_with_report(eth24):
 def test_config_passthrough_and_base_url(eth24):
     cfg = {
         "exchanges": [
-            {"id": "binance", "base_url": "http://127.0.0.1:9/prefix", "options": {"recvWindow": 1234},
-             "config": {"rateLimit": 7}},
+            {
+                "id": "binance",
+                "base_url": "http://127.0.0.1:9/prefix",
+                "options": {"recvWindow": 1234},
+                "config": {"rateLimit": 7},
+            },
             "okx",
         ],
         "timeout_ms": 4321,
@@ -398,8 +419,9 @@ def test_unreachable_exchange_falls_back(eth24):
     with FakeExchange("binance", {}, NOW) as closed:
         dead_url = closed.url  # nothing listens there once closed
     with FakeExchange("okx", {"ETH/USDT": {"1h": eth24}}, NOW) as fo:
-        src = CcxtSource({**FAST_NO_RETRY, "exchanges": [{"id": "binance", "base_url": dead_url},
-                                                         {"id": "okx", "base_url": fo.url}]})
+        src = CcxtSource(
+            {**FAST_NO_RETRY, "exchanges": [{"id": "binance", "base_url": dead_url}, {"id": "okx", "base_url": fo.url}]}
+        )
         res = src.fetch_result("ETH/USDT", "1h", utc(2024, 7, 1), utc(2024, 7, 3), NOW)
     assert_same_candles(res.candles, window(eth24, utc(2024, 7, 1), utc(2024, 7, 3)), exchange="okx")
     assert res.report.requests_by_exchange["binance"] == 1  # markets: connection refused, no retries configured
@@ -418,12 +440,21 @@ def test_from_settings_and_empty_window(eth24):
         options: dict = field(default_factory=dict)
 
     with FakeExchange("binance", {"ETH/USDT": {"1h": eth24}}, NOW) as fb:
-        src = CcxtSource.from_settings([Entry("binance", fb.url, {"recvWindow": 5000})], enable_rate_limit=False,
-                                       max_retries=1)
+        src = CcxtSource.from_settings(
+            [Entry("binance", fb.url, {"recvWindow": 5000})], enable_rate_limit=False, max_retries=1
+        )
         assert src.config.max_retries == 1 and src.exchange_ids == ["binance"]
         res = src.fetch_result("ETH/USDT", "1h", utc(2024, 7, 1), utc(2024, 7, 1), NOW)
-        assert res.candles.height == 0 and res.candles.columns == ["ts", "open", "high", "low", "close", "volume",
-                                                                   "amount", "exchange"]
+        assert res.candles.height == 0 and res.candles.columns == [
+            "ts",
+            "open",
+            "high",
+            "low",
+            "close",
+            "volume",
+            "amount",
+            "exchange",
+        ]
         assert res.report.requests == 0 and res.report.gaps == []
         df = src.fetch("ETH/USDT", "1h", utc(2024, 7, 1), utc(2024, 7, 2), utc(2024, 7, 1, 5, 59))
         assert df["ts"].to_list()[-1] == utc(2024, 7, 1, 4)  # the 05:00 bar closes at 06:00

@@ -102,11 +102,14 @@ def test_feather_with_epoch_ms_and_no_volume(tmp_path, sample):
     assert not cf.profile.has_volume and cf.profile.zero_volume_bars == 0
 
 
-@pytest.mark.parametrize("name,tf", [
-    ("binance_BTCUSDT_15m_20240101_20250827.csv.gz", "15m"),
-    ("binance_ETHUSDT_4h_20240101_20260331.csv.gz", "4h"),
-    ("binance_SOLUSDT_1d_20200920_20250918.csv.gz", "1d"),
-])
+@pytest.mark.parametrize(
+    "name,tf",
+    [
+        ("binance_BTCUSDT_15m_20240101_20250827.csv.gz", "15m"),
+        ("binance_ETHUSDT_4h_20240101_20260331.csv.gz", "4h"),
+        ("binance_SOLUSDT_1d_20200920_20250918.csv.gz", "1d"),
+    ],
+)
 def test_infers_timeframe_of_real_files(name, tf):
     assert infer_timeframe(real_candles(name)["ts"]) == tf
 
@@ -120,8 +123,11 @@ def write(tmp_path: Path, text: str, name: str = "bad.csv") -> Path:
     return path
 
 
-GOOD_ROWS = ["2024-01-01T00:00:00Z,10,12,9,11,5", "2024-01-01T01:00:00Z,11,13,10,12,6",
-             "2024-01-01T02:00:00Z,12,14,11,13,7"]
+GOOD_ROWS = [
+    "2024-01-01T00:00:00Z,10,12,9,11,5",
+    "2024-01-01T01:00:00Z,11,13,10,12,6",
+    "2024-01-01T02:00:00Z,12,14,11,13,7",
+]
 HEADER = "timestamp,open,high,low,close,volume"
 
 

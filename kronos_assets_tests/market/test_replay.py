@@ -54,7 +54,9 @@ def test_the_shipped_files_are_real_binance_spot_and_end_where_the_sources_do():
     assert btc["ts"][0] == datetime(2024, 1, 1, tzinfo=UTC) and market.series_end("BTC/USDT", "1h") == BTC_END
     assert set(btc["exchange"]) == {"binance"}
     # SOURCES.md's sanity figure: BTC's mean close over March-April 2024 is 66,746
-    spring = btc.filter((pl.col("ts") >= datetime(2024, 3, 1, tzinfo=UTC)) & (pl.col("ts") < datetime(2024, 5, 1, tzinfo=UTC)))
+    spring = btc.filter(
+        (pl.col("ts") >= datetime(2024, 3, 1, tzinfo=UTC)) & (pl.col("ts") < datetime(2024, 5, 1, tzinfo=UTC))
+    )
     assert round(spring["close"].mean()) == 66746
     # now defaults to the newest close common to both series: ETH ends first
     assert market.data_end() == ETH_END
@@ -85,12 +87,15 @@ def test_the_shipped_data_rebuilds_byte_for_byte(tmp_path):
     assert {r["source"] for r in rows} == set(FILES)
 
 
-@pytest.mark.parametrize("lines, problem, row", [
-    ([_row(T0), _row(T0 + H), _row(T0 + H), _row(T0 + 2 * H)], "duplicate_timestamp", 3),
-    ([_row(T0), _row(T0 + 2 * H), _row(T0 + H)], "unsorted", 3),
-    ([_row(T0 + i * 4 * H) for i in range(5)], "timeframe_mismatch", None),
-    ([_row(T0), _row(T0 + H), _row(datetime(2099, 1, 1, tzinfo=UTC))], "bar_after_now", 3),
-])
+@pytest.mark.parametrize(
+    "lines, problem, row",
+    [
+        ([_row(T0), _row(T0 + H), _row(T0 + H), _row(T0 + 2 * H)], "duplicate_timestamp", 3),
+        ([_row(T0), _row(T0 + 2 * H), _row(T0 + H)], "unsorted", 3),
+        ([_row(T0 + i * 4 * H) for i in range(5)], "timeframe_mismatch", None),
+        ([_row(T0), _row(T0 + H), _row(datetime(2099, 1, 1, tzinfo=UTC))], "bar_after_now", 3),
+    ],
+)
 def test_bad_replay_files_are_refused_naming_file_and_row(tmp_path, lines, problem, row):
     path = _write(tmp_path / "BTCUSDT_1h.csv.gz", lines)
     market = ReplayMarket([ReplayFile("BTC/USDT", "1h", path)])
@@ -153,8 +158,11 @@ def test_a_replay_schedule_tick_works_at_the_replay_clock(tmp_path):
     defs = build_definitions(settings, build_resources(settings))
     schedule = defs.resolve_schedule_def("candles_1h_schedule")
     wall = datetime(2026, 12, 1, 9, 5, tzinfo=UTC)
-    with dg.build_schedule_context(scheduled_execution_time=wall, repository_def=defs.get_repository_def(),
-                                   resources={"market": build_resources(settings)["market"]}) as ctx:
+    with dg.build_schedule_context(
+        scheduled_execution_time=wall,
+        repository_def=defs.get_repository_def(),
+        resources={"market": build_resources(settings)["market"]},
+    ) as ctx:
         reqs = list(schedule.evaluate_tick(ctx).run_requests or [])
     start = ETH_END - timedelta(days=7)  # the profile's lead_days
     assert {r.tags[NOW_TAG] for r in reqs} == {start.isoformat(timespec="seconds")}
@@ -166,8 +174,9 @@ def test_a_replay_schedule_tick_works_at_the_replay_clock(tmp_path):
 def _replay_settings(root: Path, **profile):
     from kronos_assets_tests.helpers import small_settings
 
-    return small_settings(root, market="replay", replay={"files": {"BTC/USDT": {"1h": str(BTC)},
-                                                                   "ETH/USDT": {"1h": str(ETH)}}}, **profile)
+    return small_settings(
+        root, market="replay", replay={"files": {"BTC/USDT": {"1h": str(BTC)}, "ETH/USDT": {"1h": str(ETH)}}}, **profile
+    )
 
 
 class _Spy:
@@ -192,8 +201,9 @@ def test_a_replay_run_stores_the_files_rows_and_no_step_sees_a_bar_after_now(tmp
     settings = _replay_settings(tmp_path, symbols=["ETH/USDT"])
     now = datetime(2026, 3, 20, 12, 40, tzinfo=UTC)
     spy = _Spy(ReplayMarket.from_settings(settings))
-    run_main_job(settings, backfill_bars=8, now=now, resources={**build_resources(settings), "market": spy},
-                 log=lambda _m: None)
+    run_main_job(
+        settings, backfill_bars=8, now=now, resources={**build_resources(settings), "market": spy}, log=lambda _m: None
+    )
     wh = Warehouse(settings.warehouse_path)
     stored = wh.query("SELECT ts, open, high, low, close, volume FROM raw_candles ORDER BY ts")
     # replay equals a backfill over the same data: the stored candles are the file's rows of the window

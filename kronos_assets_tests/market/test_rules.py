@@ -43,8 +43,11 @@ def test_sql_polars_and_one_row_renderings_agree_with_the_stated_rule():
     assert [ohlc_problem(*b) is not None for b in BARS] == want
     # each named violation is the first one the row form reports
     for b in BARS:
-        named = [name for name, expr, _ in ohlc_violation_exprs()
-                 if pl.DataFrame([b], schema=["open", "high", "low", "close"], orient="row").select(expr)[0, 0]]
+        named = [
+            name
+            for name, expr, _ in ohlc_violation_exprs()
+            if pl.DataFrame([b], schema=["open", "high", "low", "close"], orient="row").select(expr)[0, 0]
+        ]
         assert ohlc_problem(*b) == (named[0] if named else None), b
 
 
@@ -53,8 +56,19 @@ def test_every_reader_refuses_what_the_rule_refuses(bar, tmp_path):
     o, h, l, c = bar  # noqa: E741
     ts = datetime(2024, 7, 1, tzinfo=timezone.utc)
     assert ohlc_problem(o, h, l, c) is not None
-    frame = pl.DataFrame({"ts": [ts], "open": [o], "high": [h], "low": [l], "close": [c], "volume": [1.0],
-                          "amount": [None], "exchange": ["x"]}, schema_overrides={"amount": pl.Float64})
+    frame = pl.DataFrame(
+        {
+            "ts": [ts],
+            "open": [o],
+            "high": [h],
+            "low": [l],
+            "close": [c],
+            "volume": [1.0],
+            "amount": [None],
+            "exchange": ["x"],
+        },
+        schema_overrides={"amount": pl.Float64},
+    )
     with pytest.raises(CandleError):
         validate_candles(frame, "test")
     assert row_problem([int(ts.timestamp() * 1000), o, h, l, c, 1.0, None], 3_600_000) is not None
@@ -69,15 +83,29 @@ def test_every_reader_refuses_what_the_rule_refuses(bar, tmp_path):
 
 def test_negative_amount_breaks_the_schema():
     ts = datetime(2024, 7, 1, tzinfo=timezone.utc)
-    frame = pl.DataFrame({"ts": [ts], "open": [1.0], "high": [1.0], "low": [1.0], "close": [1.0], "volume": [1.0],
-                          "amount": [-1.0], "exchange": ["x"]})
+    frame = pl.DataFrame(
+        {
+            "ts": [ts],
+            "open": [1.0],
+            "high": [1.0],
+            "low": [1.0],
+            "close": [1.0],
+            "volume": [1.0],
+            "amount": [-1.0],
+            "exchange": ["x"],
+        }
+    )
     with pytest.raises(CandleError, match="negative amount"):
         validate_candles(frame, "test")
 
 
 def test_volume_and_amount():
-    prices = {"open": np.array([1.0, 2.0]), "high": np.array([3.0, 4.0]), "low": np.array([1.0, 2.0]),
-              "close": np.array([3.0, 4.0])}
+    prices = {
+        "open": np.array([1.0, 2.0]),
+        "high": np.array([3.0, 4.0]),
+        "low": np.array([1.0, 2.0]),
+        "close": np.array([3.0, 4.0]),
+    }
     for missing in (None, np.array([np.nan, np.nan])):
         vol, amt = volume_and_amount(prices, missing, np.array([5.0, 6.0]))
         assert vol.tolist() == [0.0, 0.0] and amt.tolist() == [0.0, 0.0]
@@ -92,5 +120,10 @@ def test_freshness_thresholds():
     warn, fail = freshness_windows(hour)
     assert (warn, fail) == (2 * hour + timedelta(minutes=15), 3 * hour + timedelta(minutes=15))
     tick = timedelta(seconds=1)
-    assert [freshness(age, hour) for age in (timedelta(0), warn, warn + tick, fail, fail + tick)] == \
-        ["OK", "OK", "WARN", "WARN", "FAIL"]
+    assert [freshness(age, hour) for age in (timedelta(0), warn, warn + tick, fail, fail + tick)] == [
+        "OK",
+        "OK",
+        "WARN",
+        "WARN",
+        "FAIL",
+    ]

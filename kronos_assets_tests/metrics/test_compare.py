@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from kronos_assets.metrics.compare import PERSISTENCE_LIMIT, cosine_terms
 from kronos_assets.metrics import (
     MIN_INDEPENDENT_HORIZONS,
     TooFewHorizons,
@@ -24,6 +23,7 @@ from kronos_assets.metrics import (
     score_paths,
     skill_score,
 )
+from kronos_assets.metrics.compare import PERSISTENCE_LIMIT, cosine_terms
 
 
 def test_mae_rmse_mape_from_rows() -> None:

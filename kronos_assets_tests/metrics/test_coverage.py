@@ -79,10 +79,13 @@ def test_step_weights() -> None:
 
 def test_coverage_path_sql_pools_complete_forecasts_as_step_weights_does() -> None:
     con = duckdb.connect()
-    con.execute("CREATE TABLE evaluations (symbol VARCHAR, timeframe VARCHAR, origin TIMESTAMPTZ, model VARCHAR, "
-                "step INTEGER, horizon INTEGER, covered_80 DOUBLE)")
-    con.execute("CREATE TABLE forecasts (symbol VARCHAR, timeframe VARCHAR, origin TIMESTAMPTZ, model VARCHAR, "
-                "n_paths INTEGER)")
+    con.execute(
+        "CREATE TABLE evaluations (symbol VARCHAR, timeframe VARCHAR, origin TIMESTAMPTZ, model VARCHAR, "
+        "step INTEGER, horizon INTEGER, covered_80 DOUBLE)"
+    )
+    con.execute(
+        "CREATE TABLE forecasts (symbol VARCHAR, timeframe VARCHAR, origin TIMESTAMPTZ, model VARCHAR, n_paths INTEGER)"
+    )
     rng = np.random.default_rng(0)
     t0 = datetime(2025, 1, 1, tzinfo=UTC)
     hits = (rng.random((5, 4)) < 0.7).astype(float)
@@ -90,9 +93,13 @@ def test_coverage_path_sql_pools_complete_forecasts_as_step_weights_does() -> No
         origin = t0 + timedelta(hours=i)
         con.execute("INSERT INTO forecasts VALUES ('BTC/USDT', '1h', ?, 'm', ?)", [origin, 30 if i else 10])
         steps = range(1, 5) if i != 2 else range(1, 4)  # origin 2 not fully scored: left out
-        con.executemany("INSERT INTO evaluations VALUES ('BTC/USDT', '1h', ?, 'm', ?, 4, ?)",
-                        [[origin, s, row[s - 1]] for s in steps])
-    got = con.execute(read_sql("coverage_path.sql").replace("/* where */", "e.timeframe = '1h'") + " ORDER BY origin").pl()
+        con.executemany(
+            "INSERT INTO evaluations VALUES ('BTC/USDT', '1h', ?, 'm', ?, 4, ?)",
+            [[origin, s, row[s - 1]] for s in steps],
+        )
+    got = con.execute(
+        read_sql("coverage_path.sql").replace("/* where */", "e.timeframe = '1h'") + " ORDER BY origin"
+    ).pl()
     keep = [0, 1, 3, 4]
     assert got["origin"].to_list() == [t0 + timedelta(hours=i) for i in keep]
     assert got["hit_80"].to_numpy() == pytest.approx(path_hits(hits[keep]))
@@ -100,8 +107,14 @@ def test_coverage_path_sql_pools_complete_forecasts_as_step_weights_does() -> No
 
 
 def test_the_scoreboard_cell_says_which_way_and_the_pooled_coverage() -> None:
-    row = {"model": "m", "n_forecasts": 240, "coverage_80": 0.75, "expected_coverage_80": EXPECTED,
-           "coverage_80_path": 0.641, "coverage_80_flag": "too narrow"}
+    row = {
+        "model": "m",
+        "n_forecasts": 240,
+        "coverage_80": 0.75,
+        "expected_coverage_80": EXPECTED,
+        "coverage_80_path": 0.641,
+        "coverage_80_flag": "too narrow",
+    }
     assert coverage_judgement(row) == " · too narrow (64.1 % over the path)"
     assert coverage_judgement(row | {"coverage_80_flag": None}) == ""
     cell = score_cells(row, 10)[5]

@@ -38,8 +38,11 @@ def test_p_up_hit_is_the_call_of_p_up_and_none_without_one() -> None:
 def test_confidence_table_on_a_planted_record() -> None:
     # Confident up (P(up) > 0.6): 4 calls, 3 right. Confident down (< 0.4): 2 calls, 2 right. The rest: 3 forecasts,
     # one exactly 0.5 (no call), 2 calls of which 1 right. The bounds themselves (0.6, 0.4) are "the rest".
-    planted = ([(0.9, 1.0), (0.7, 1.0), (0.61, 0.0), (0.8, 1.0)] + [(0.1, 1.0), (0.39, 1.0)]
-               + [(0.5, None), (0.6, 1.0), (0.4, 0.0)])
+    planted = (
+        [(0.9, 1.0), (0.7, 1.0), (0.61, 0.0), (0.8, 1.0)]
+        + [(0.1, 1.0), (0.39, 1.0)]
+        + [(0.5, None), (0.6, 1.0), (0.4, 0.0)]
+    )
     table = confidence_table([{"p_up": p, "p_up_hit": h} for p, h in planted])
     assert table == [
         {"band": "p_up > 0.6", "n": 4, "calls": 4, "hit_rate": 0.75},

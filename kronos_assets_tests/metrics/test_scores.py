@@ -171,8 +171,10 @@ def test_brier_vol_amp_on_last_step_only_and_consistent_with_summary() -> None:
         ({"recent_vol": 0.01}, "together"),
         ({"p_vol_amp": 1.5, "recent_vol": 0.01}, "probability"),
         ({"p_vol_amp": 0.5, "recent_vol": -0.01}, "recent_vol"),
-        ({"close_paths": np.ones((2, 1)), "realised_close": np.ones(1), "p_vol_amp": 0.5, "recent_vol": 0.1},
-         "at least 2"),
+        (
+            {"close_paths": np.ones((2, 1)), "realised_close": np.ones(1), "p_vol_amp": 0.5, "recent_vol": 0.1},
+            "at least 2",
+        ),
     ],
 )
 def test_bad_inputs_raise(kwargs: dict, message: str) -> None:

@@ -13,8 +13,17 @@ from kronos_assets.metrics import registry
 from kronos_assets.publishing import verify as v
 from kronos_assets.track_record import dm_table, measures, verdicts
 from kronos_assets.warehouse import Warehouse
-from kronos_assets_tests.metrics.verdict_record import (CASES, GOLDEN, HOUR, PINNED, T0, build, dumps, only_verdicts,
-                                                        warehouse_verdicts)
+from kronos_assets_tests.metrics.verdict_record import (
+    CASES,
+    GOLDEN,
+    HOUR,
+    PINNED,
+    T0,
+    build,
+    dumps,
+    only_verdicts,
+    warehouse_verdicts,
+)
 
 
 @pytest.fixture(scope="module")
@@ -53,14 +62,28 @@ def test_a_metric_registered_with_a_verdict_reaches_the_verdicts_and_verify(tmp_
     """Two entries added to the registry alone (no other file): one judged against the random walk with volatility's
     same loss, one (probabilistic) against a constant."""
     log_error = registry.Metric(
-        "abs_log_error", lambda i: np.abs(np.log(i.median / i.realised)), "absolute log error of the median",
-        not_null=False, since=4,
-        verdict=registry.Verdict("log_error", "random walk with volatility", 4, model=registry.BASELINE,
-                                 label="the absolute log error of its median"))
+        "abs_log_error",
+        lambda i: np.abs(np.log(i.median / i.realised)),
+        "absolute log error of the median",
+        not_null=False,
+        since=4,
+        verdict=registry.Verdict(
+            "log_error",
+            "random walk with volatility",
+            4,
+            model=registry.BASELINE,
+            label="the absolute log error of its median",
+        ),
+    )
     half_brier = registry.Metric(
-        "half_brier", lambda i: 0.5 * (i.p_up - i.went_up) ** 2, "half the Brier score of P(up)",
-        applies="probabilistic", not_null=False, since=4,
-        verdict=registry.Verdict("half_brier", "a half coin flip", 5, constant=0.125, label="half its Brier score"))
+        "half_brier",
+        lambda i: 0.5 * (i.p_up - i.went_up) ** 2,
+        "half the Brier score of P(up)",
+        applies="probabilistic",
+        not_null=False,
+        since=4,
+        verdict=registry.Verdict("half_brier", "a half coin flip", 5, constant=0.125, label="half its Brier score"),
+    )
     monkeypatch.setattr(registry, "METRICS", (*registry.METRICS, log_error, half_brier))
     wh = Warehouse(tmp_path / "warehouse.duckdb")
     scored = build(wh)

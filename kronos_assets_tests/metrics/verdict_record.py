@@ -42,19 +42,44 @@ def build(wh: Warehouse, seed: int = 26) -> Scored:
             for i in range(200, 200 + n):
                 origin = T0 + (i - 200) * HOUR
                 last = float(closes[i - 1])
-                sigma = float(np.std(np.diff(np.log(closes[i - 168:i])), ddof=1))
+                sigma = float(np.std(np.diff(np.log(closes[i - 168 : i])), ddof=1))
                 paths = last * np.exp(np.cumsum(rng.normal(0.0003 * scale, sigma * scale, (N_PATHS, H)), axis=1))
                 p_vol_amp, recent_vol = float(rng.uniform()), sigma
-                rows = score_paths(paths, closes[i:i + H], last, QUANTILE_LEVELS, p_vol_amp, recent_vol)
+                rows = score_paths(paths, closes[i : i + H], last, QUANTILE_LEVELS, p_vol_amp, recent_vol)
                 scored_bar = origin + (H - 1) * HOUR
-                evals += [{"symbol": symbol, "timeframe": "1h", "origin": origin, "model": model, "horizon": H,
-                           "scored_bar": scored_bar, "ts": origin + (r["step"] - 1) * HOUR} | r for r in rows]
-                forecasts.append({"symbol": symbol, "timeframe": "1h", "origin": origin, "model": model,
-                                  "n_paths": N_PATHS, "horizon": H, "last_close": last,
-                                  "p_up": float(np.mean(paths[:, -1] > last)), "p_vol_amp": p_vol_amp,
-                                  "recent_vol": recent_vol, "data_start": origin - 200 * HOUR,
-                                  "data_end": origin - HOUR, "exchange": "test", "seed": seed, "sampling": "{}",
-                                  "provenance": "{}"})
+                evals += [
+                    {
+                        "symbol": symbol,
+                        "timeframe": "1h",
+                        "origin": origin,
+                        "model": model,
+                        "horizon": H,
+                        "scored_bar": scored_bar,
+                        "ts": origin + (r["step"] - 1) * HOUR,
+                    }
+                    | r
+                    for r in rows
+                ]
+                forecasts.append(
+                    {
+                        "symbol": symbol,
+                        "timeframe": "1h",
+                        "origin": origin,
+                        "model": model,
+                        "n_paths": N_PATHS,
+                        "horizon": H,
+                        "last_close": last,
+                        "p_up": float(np.mean(paths[:, -1] > last)),
+                        "p_vol_amp": p_vol_amp,
+                        "recent_vol": recent_vol,
+                        "data_start": origin - 200 * HOUR,
+                        "data_end": origin - HOUR,
+                        "exchange": "test",
+                        "seed": seed,
+                        "sampling": "{}",
+                        "provenance": "{}",
+                    }
+                )
                 by_origin[origin] = rows[-1] | {"last_close": last, "horizon": H, "scored_bar": scored_bar}
     with wh.connect() as con:
         for table, rows in (("evaluations", evals), ("forecasts", forecasts)):
@@ -69,8 +94,10 @@ def build(wh: Warehouse, seed: int = 26) -> Scored:
 def only_verdicts(measures: tuple[str, ...] = PINNED) -> tuple[registry.Metric, ...]:
     """The registry with only these measures judged: a metric registered later keeps its scores, but its verdict is
     left out (for tests that pin the verdicts' output; its own test shows its verdict)."""
-    return tuple(m if m.verdict is None or m.verdict.measure in measures else dataclasses.replace(m, verdict=None)
-                 for m in registry.METRICS)
+    return tuple(
+        m if m.verdict is None or m.verdict.measure in measures else dataclasses.replace(m, verdict=None)
+        for m in registry.METRICS
+    )
 
 
 CASES = {"30d": 30, "3d": 3, "all": None}

@@ -7,9 +7,9 @@ import yaml
 from kronos_assets.defs.factory import build_definitions
 from kronos_assets.defs.model import weighted_models
 from kronos_assets.defs.resources import build_resources
+from kronos_assets.forecasting.baselines import RandomWalkVol
 from kronos_assets.forecasting.kinds import KINDS, kind_of
 from kronos_assets.forecasting.kinds.garch import GarchForecaster, GarchSettings
-from kronos_assets.forecasting.baselines import RandomWalkVol
 from kronos_assets.health import configured
 from kronos_assets.settings import load_settings
 from kronos_assets_tests.helpers import write_configs
@@ -31,12 +31,23 @@ def test_every_kind_is_registered_once_by_name():
 
 
 def test_entries_name_their_kind_and_an_entry_without_one_is_kronos(tmp_path):
-    s = _settings(tmp_path, {"tiny": HUB_SPEC, "garch-short": {"kind": "garch", "window": 200},
-                             "rw-vol-72": {"kind": "random_walk_vol", "vol_window": 72}},
-                  ["random_walk", "garch", "garch-short", "rw-vol-72", "tiny"], primary="garch")
+    s = _settings(
+        tmp_path,
+        {
+            "tiny": HUB_SPEC,
+            "garch-short": {"kind": "garch", "window": 200},
+            "rw-vol-72": {"kind": "random_walk_vol", "vol_window": 72},
+        },
+        ["random_walk", "garch", "garch-short", "rw-vol-72", "tiny"],
+        primary="garch",
+    )
     assert {k: s.model_specs[k].kind for k in s.forecasters} == {
-        "random_walk": "random_walk", "garch": "garch", "garch-short": "garch", "rw-vol-72": "random_walk_vol",
-        "tiny": "kronos"}
+        "random_walk": "random_walk",
+        "garch": "garch",
+        "garch-short": "garch",
+        "rw-vol-72": "random_walk_vol",
+        "tiny": "kronos",
+    }
     assert s.model_specs["garch-short"].options == GarchSettings(window=200)
     assert set(s.models) >= {"tiny", "kronos-mini"} and "garch" not in s.models  # the Kronos checkpoints only
     registry = build_resources(s)["forecasters"].get()
@@ -49,18 +60,25 @@ def test_weights_revisions_and_health_apply_only_to_kinds_that_have_them(tmp_pat
     s = _settings(tmp_path, {"tiny": HUB_SPEC}, ["random_walk_vol", "garch", "tiny"], primary="tiny")
     assert [m.key for m in weighted_models(s)] == ["tiny"]
     defs = build_definitions(s, build_resources(s))
-    weights = [k.to_user_string() for k in defs.resolve_asset_graph().get_all_asset_keys()
-               if k.to_user_string().startswith("kronos_weights")]
+    weights = [
+        k.to_user_string()
+        for k in defs.resolve_asset_graph().get_all_asset_keys()
+        if k.to_user_string().startswith("kronos_weights")
+    ]
     assert weights == ["kronos_weights_tiny"]
 
     import huggingface_hub
 
     asked = []
-    monkeypatch.setattr(huggingface_hub.HfApi, "model_info",
-                        lambda self, repo, revision=None: asked.append(repo) or type("I", (), {"sha": "f" * 40})())
+    monkeypatch.setattr(
+        huggingface_hub.HfApi,
+        "model_info",
+        lambda self, repo, revision=None: asked.append(repo) or type("I", (), {"sha": "f" * 40})(),
+    )
     sensor = defs.resolve_sensor_def("kronos_hub_revisions")
-    (req,) = sensor.evaluate_tick(dg.build_sensor_context(instance=dg.DagsterInstance.ephemeral(),
-                                                          repository_def=defs.get_repository_def())).run_requests
+    (req,) = sensor.evaluate_tick(
+        dg.build_sensor_context(instance=dg.DagsterInstance.ephemeral(), repository_def=defs.get_repository_def())
+    ).run_requests
     assert sorted(asked) == ["acme/Kronos-Tokenizer-tiny", "acme/Kronos-tiny"]  # garch has nothing to watch
     assert req.run_config["ops"]["model_revision_comparison"]["config"]["model"] == "tiny"
 
@@ -83,17 +101,22 @@ def test_garch_forecasts_pass_the_sanity_check_and_reach_the_dashboard(tmp_path)
     from datetime import timedelta
 
     from kronos_assets.defs.partitions import bar_key
-    from kronos_assets_tests.foundation.test_assets import D, HOUR
+    from kronos_assets_tests.foundation.test_assets import HOUR, D
 
     s = _settings(tmp_path, {}, ["random_walk", "random_walk_vol", "garch"], primary="garch")
     resources = build_resources(s)
     defs = build_definitions(s, resources)
     instance = dg.DagsterInstance.ephemeral()
-    defs.resolve_job_def("candles_1h").execute_in_process(instance=instance, tags={
-        "dagster/asset_partition_range_start": f"{(D - timedelta(days=3)):%Y-%m-%d}|BTC-USDT",
-        "dagster/asset_partition_range_end": f"{D:%Y-%m-%d}|BTC-USDT"})
+    defs.resolve_job_def("candles_1h").execute_in_process(
+        instance=instance,
+        tags={
+            "dagster/asset_partition_range_start": f"{(D - timedelta(days=3)):%Y-%m-%d}|BTC-USDT",
+            "dagster/asset_partition_range_end": f"{D:%Y-%m-%d}|BTC-USDT",
+        },
+    )
     result = defs.resolve_job_def("forecast_1h").execute_in_process(
-        instance=instance, partition_key=str(bar_key("BTC/USDT", D + 12 * HOUR)))
+        instance=instance, partition_key=str(bar_key("BTC/USDT", D + 12 * HOUR))
+    )
     assert result.success
     (check,) = [e for e in result.get_asset_check_evaluations() if e.check_name == "forecasts_sane"]
     assert check.passed, check.metadata
@@ -102,22 +125,31 @@ def test_garch_forecasts_pass_the_sanity_check_and_reach_the_dashboard(tmp_path)
     assert dict(zip(steps["model"], steps["v"])) == {"garch": 0, "random_walk": 6, "random_walk_vol": 6}
     prov = json.loads(wh.query("SELECT provenance FROM forecasts WHERE model = 'garch'")["provenance"][0])
     assert prov["garch"]["fit"] in ("ok", "failed") and prov["kind"] == "garch"
+
     def no_nan(constant):  # NaN/Infinity are not JSON: a browser would refuse the file
         raise AssertionError(f"{constant} in published JSON")
 
     latest = json.loads((s.publish_dir / "series/BTC-USDT/1h/latest.json").read_text(), parse_constant=no_nan)
-    assert latest["primary_model"] == "garch" and set(latest["forecasts"]) == {"random_walk", "random_walk_vol", "garch"}
+    assert latest["primary_model"] == "garch" and set(latest["forecasts"]) == {
+        "random_walk",
+        "random_walk_vol",
+        "garch",
+    }
 
 
 def test_a_revision_comparison_of_a_kind_without_revisions_fails_naming_the_model(tmp_path):
     s = _settings(tmp_path, {}, ["random_walk_vol", "garch"], primary="garch")
     defs = build_definitions(s, build_resources(s))
     result = defs.resolve_job_def("compare_model_revision").execute_in_process(
-        instance=dg.DagsterInstance.ephemeral(), raise_on_error=False,
-        run_config={"ops": {"model_revision_comparison": {"config": {"model": "garch"}}}})
+        instance=dg.DagsterInstance.ephemeral(),
+        raise_on_error=False,
+        run_config={"ops": {"model_revision_comparison": {"config": {"model": "garch"}}}},
+    )
     (event,) = [e for e in result.all_events if e.is_step_failure]
-    assert "'garch' is not a configured model whose kind has revisions" in \
-        event.step_failure_data.user_failure_data.description
+    assert (
+        "'garch' is not a configured model whose kind has revisions"
+        in event.step_failure_data.user_failure_data.description
+    )
 
 
 def test_a_kind_registers_itself_and_settings_hold_its_validated_options(tmp_path):
@@ -130,8 +162,13 @@ def test_a_kind_registers_itself_and_settings_hold_its_validated_options(tmp_pat
     class ToyOptions(Schema):
         window: Whole(1) = 5  # type: ignore[valid-type]
 
-    toy = Kind("toy", schema=lambda entry: ToyOptions, build=lambda key, o: RandomWalkVol(o.window, name=key),
-               describe=lambda o: f"toy of {o.window} bars", options=ToyOptions)
+    toy = Kind(
+        "toy",
+        schema=lambda entry: ToyOptions,
+        build=lambda key, o: RandomWalkVol(o.window, name=key),
+        describe=lambda o: f"toy of {o.window} bars",
+        options=ToyOptions,
+    )
     assert register(toy) is toy and register(toy) is toy  # registering the same kind again changes nothing
     try:
         with pytest.raises(ValueError, match="model kind 'toy' is registered twice"):

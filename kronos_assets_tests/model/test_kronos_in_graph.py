@@ -13,14 +13,20 @@ from kronos_assets.defs.partitions import bar_key
 from kronos_assets.defs.resources import build_resources
 from kronos_assets.kronos.hub import install_into_cache, save_checkpoint
 from kronos_assets.settings import load_settings
-from kronos_assets_tests.foundation.test_assets import D, HOUR
+from kronos_assets_tests.foundation.test_assets import HOUR, D
 from kronos_assets_tests.helpers import write_configs
 from kronos_assets_tests.kronos.conftest import tiny_networks
 
 FAKE_REV = "0123456789abcdef0123456789abcdef01234567"
 # A hub-hosted tiny model pinned at FAKE_REV, served from a pre-filled cache.
-HUB_SPEC = {"repo": "acme/Kronos-tiny", "revision": FAKE_REV, "tokenizer_repo": "acme/Kronos-Tokenizer-tiny",
-            "tokenizer_revision": FAKE_REV, "max_context": 128, "device": "cpu"}
+HUB_SPEC = {
+    "repo": "acme/Kronos-tiny",
+    "revision": FAKE_REV,
+    "tokenizer_repo": "acme/Kronos-Tokenizer-tiny",
+    "tokenizer_revision": FAKE_REV,
+    "max_context": 128,
+    "device": "cpu",
+}
 
 
 def _settings(tmp_path, model_spec):
@@ -48,8 +54,11 @@ def _save_tiny(folder):
 
 def _materialize_weights(defs, instance):
     job = dg.define_asset_job("weights", selection=["kronos_weights_tiny"])
-    return dg.Definitions.merge(defs, dg.Definitions(jobs=[job])).resolve_job_def("weights").execute_in_process(
-        instance=instance, raise_on_error=False)
+    return (
+        dg.Definitions.merge(defs, dg.Definitions(jobs=[job]))
+        .resolve_job_def("weights")
+        .execute_in_process(instance=instance, raise_on_error=False)
+    )
 
 
 def test_local_checkpoint_forecasts_through_the_graph(tmp_path):
@@ -64,11 +73,18 @@ def test_local_checkpoint_forecasts_through_the_graph(tmp_path):
     assert meta["model_parameters"].value > 0 and len(meta["model_sha256"].value) == 64
 
     k = D + 12 * HOUR
-    defs.resolve_job_def("candles_1h").execute_in_process(instance=instance, tags={
-        "dagster/asset_partition_range_start": f"{(D - timedelta(days=3)):%Y-%m-%d}|BTC-USDT",
-        "dagster/asset_partition_range_end": f"{D:%Y-%m-%d}|BTC-USDT"})
-    assert defs.resolve_job_def("forecast_1h").execute_in_process(
-        instance=instance, partition_key=str(bar_key("BTC/USDT", k))).success
+    defs.resolve_job_def("candles_1h").execute_in_process(
+        instance=instance,
+        tags={
+            "dagster/asset_partition_range_start": f"{(D - timedelta(days=3)):%Y-%m-%d}|BTC-USDT",
+            "dagster/asset_partition_range_end": f"{D:%Y-%m-%d}|BTC-USDT",
+        },
+    )
+    assert (
+        defs.resolve_job_def("forecast_1h")
+        .execute_in_process(instance=instance, partition_key=str(bar_key("BTC/USDT", k)))
+        .success
+    )
     wh = resources["warehouse"].get()
     head = wh.query("SELECT * FROM forecasts WHERE model = 'tiny'")
     assert head.height == 1
@@ -129,24 +145,34 @@ def test_new_hub_revision_is_proposed_and_compared_never_switched(tmp_path, monk
     import huggingface_hub
 
     heads = {"acme/Kronos-tiny": REV_B, "acme/Kronos-Tokenizer-tiny": FAKE_REV}
-    monkeypatch.setattr(huggingface_hub.HfApi, "model_info",
-                        lambda self, repo, revision=None: type("Info", (), {"sha": heads[repo]})())
+    monkeypatch.setattr(
+        huggingface_hub.HfApi, "model_info", lambda self, repo, revision=None: type("Info", (), {"sha": heads[repo]})()
+    )
     sensor = defs.resolve_sensor_def("kronos_hub_revisions")
     ctx = dg.build_sensor_context(instance=instance, repository_def=defs.get_repository_def())
     (req,) = sensor.evaluate_tick(ctx).run_requests
     cfg = req.run_config["ops"]["model_revision_comparison"]["config"]
     assert cfg == {"model": "tiny", "candidate_model_revision": REV_B}
-    again = sensor.evaluate_tick(dg.build_sensor_context(instance=instance, cursor=ctx.cursor,
-                                                         repository_def=defs.get_repository_def()))
+    again = sensor.evaluate_tick(
+        dg.build_sensor_context(instance=instance, cursor=ctx.cursor, repository_def=defs.get_repository_def())
+    )
     assert not again.run_requests  # proposed once
 
-    defs.resolve_job_def("candles_1h").execute_in_process(instance=instance, tags={
-        "dagster/asset_partition_range_start": f"{(D - timedelta(days=3)):%Y-%m-%d}|BTC-USDT",
-        "dagster/asset_partition_range_end": f"{D:%Y-%m-%d}|BTC-USDT"})
+    defs.resolve_job_def("candles_1h").execute_in_process(
+        instance=instance,
+        tags={
+            "dagster/asset_partition_range_start": f"{(D - timedelta(days=3)):%Y-%m-%d}|BTC-USDT",
+            "dagster/asset_partition_range_end": f"{D:%Y-%m-%d}|BTC-USDT",
+        },
+    )
     cfg["origins"] = 4
     result = defs.resolve_job_def("compare_model_revision").execute_in_process(
-        instance=instance, run_config={"ops": {"model_revision_comparison": {"config": cfg}}})
+        instance=instance, run_config={"ops": {"model_revision_comparison": {"config": cfg}}}
+    )
     meta = result.get_asset_materialization_events()[0].materialization.metadata
     assert meta["candidate"].value == f"acme/Kronos-tiny@{REV_B}" and meta["pinned"].value.endswith(FAKE_REV)
-    assert "| pinned | 4 |" in meta["scores_at_horizon_end"].value and "| candidate | 4 |" in meta["scores_at_horizon_end"].value
+    assert (
+        "| pinned | 4 |" in meta["scores_at_horizon_end"].value
+        and "| candidate | 4 |" in meta["scores_at_horizon_end"].value
+    )
     assert settings.models["tiny"].revision == FAKE_REV  # the pin is untouched

@@ -20,8 +20,11 @@ from typing import Any, Iterator, Mapping
 
 import pytest
 
-PG_BIN_DIRS = [os.environ.get("KRONOS_PG_BIN", ""), "/usr/lib/postgresql/15/bin", *sorted(
-    (str(p) for p in Path("/usr/lib/postgresql").glob("*/bin")), reverse=True)]
+PG_BIN_DIRS = [
+    os.environ.get("KRONOS_PG_BIN", ""),
+    "/usr/lib/postgresql/15/bin",
+    *sorted((str(p) for p in Path("/usr/lib/postgresql").glob("*/bin")), reverse=True),
+]
 VENV_BIN = Path(sys.executable).parent
 
 
@@ -50,8 +53,13 @@ class Postgres:
 
     def env(self) -> dict[str, str]:
         """The variables deploy/dagster.yaml reads."""
-        return {"DAGSTER_PG_HOST": self.host, "DAGSTER_PG_PORT": str(self.port), "DAGSTER_PG_USER": self.user,
-                "DAGSTER_PG_PASSWORD": self.password, "DAGSTER_PG_DB": self.db}
+        return {
+            "DAGSTER_PG_HOST": self.host,
+            "DAGSTER_PG_PORT": str(self.port),
+            "DAGSTER_PG_USER": self.user,
+            "DAGSTER_PG_PASSWORD": self.password,
+            "DAGSTER_PG_DB": self.db,
+        }
 
 
 def _as_postgres_user() -> tuple[list[str], int | None, int | None]:
@@ -65,8 +73,11 @@ def _as_postgres_user() -> tuple[list[str], int | None, int | None]:
     runuser = shutil.which("runuser") or shutil.which("setpriv")
     if runuser is None:
         pytest.skip("running as root and neither runuser nor setpriv is available to drop to 'postgres'")
-    prefix = [runuser, "-u", "postgres", "--"] if runuser.endswith("runuser") else [
-        runuser, f"--reuid={pw.pw_uid}", f"--regid={pw.pw_gid}", "--clear-groups"]
+    prefix = (
+        [runuser, "-u", "postgres", "--"]
+        if runuser.endswith("runuser")
+        else [runuser, f"--reuid={pw.pw_uid}", f"--regid={pw.pw_gid}", "--clear-groups"]
+    )
     return prefix, pw.pw_uid, pw.pw_gid
 
 
@@ -88,12 +99,45 @@ def postgres_server(db: str = "dagster", timeout_s: float = 30.0) -> Iterator[Po
         os.chown(pwfile, uid, gid)
     started = False
     try:
-        subprocess.run([*prefix, str(bindir / "initdb"), "-D", str(data), "-U", user, "--pwfile", str(pwfile),
-                        "--auth=scram-sha-256", "-E", "UTF8", "--no-sync"],
-                       check=True, capture_output=True, timeout=120)
+        subprocess.run(
+            [
+                *prefix,
+                str(bindir / "initdb"),
+                "-D",
+                str(data),
+                "-U",
+                user,
+                "--pwfile",
+                str(pwfile),
+                "--auth=scram-sha-256",
+                "-E",
+                "UTF8",
+                "--no-sync",
+            ],
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
         opts = f"-c listen_addresses=127.0.0.1 -p {port} -k {root} -c fsync=off -c full_page_writes=off"
-        proc = subprocess.run([*prefix, str(bindir / "pg_ctl"), "-D", str(data), "-l", str(log), "-o", opts,
-                               "-w", "-t", str(int(timeout_s)), "start"], capture_output=True, text=True, timeout=timeout_s + 10)
+        proc = subprocess.run(
+            [
+                *prefix,
+                str(bindir / "pg_ctl"),
+                "-D",
+                str(data),
+                "-l",
+                str(log),
+                "-o",
+                opts,
+                "-w",
+                "-t",
+                str(int(timeout_s)),
+                "start",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=timeout_s + 10,
+        )
         started = True
         if proc.returncode != 0:
             raise RuntimeError(f"pg_ctl start failed: {proc.stderr}\n{log.read_text() if log.exists() else ''}")
@@ -107,8 +151,11 @@ def postgres_server(db: str = "dagster", timeout_s: float = 30.0) -> Iterator[Po
         yield Postgres("127.0.0.1", port, user, password, db)
     finally:
         if started:
-            subprocess.run([*prefix, str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"],
-                           capture_output=True, timeout=60)
+            subprocess.run(
+                [*prefix, str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"],
+                capture_output=True,
+                timeout=60,
+            )
         shutil.rmtree(root, ignore_errors=True)
 
 
@@ -117,8 +164,9 @@ def background(args: list[str], env: Mapping[str, str], cwd: Path, log: Path) ->
     """A long-running process (daemon, webserver) in its own process group, output to ``log``; always stopped,
     with its children (code servers, run workers)."""
     with open(log, "wb") as out:
-        proc = subprocess.Popen(args, env=dict(env), cwd=cwd, stdout=out, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            args, env=dict(env), cwd=cwd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
         try:
             yield proc
         finally:
@@ -144,17 +192,25 @@ def _stop_group(proc: subprocess.Popen, grace_s: float = 15.0) -> None:
 
 def graphql(port: int, query: str, variables: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """One query to the webserver on ``port``; GraphQL errors fail the test with their text."""
-    req = urllib.request.Request(f"http://127.0.0.1:{port}/graphql",
-                                 data=json.dumps({"query": query, "variables": variables or {}}).encode(),
-                                 headers={"Content-Type": "application/json"})
+    req = urllib.request.Request(
+        f"http://127.0.0.1:{port}/graphql",
+        data=json.dumps({"query": query, "variables": variables or {}}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
     with urllib.request.urlopen(req, timeout=30) as resp:
         body = json.loads(resp.read())
     assert "errors" not in body, body["errors"]
     return body["data"]
 
 
-def wait_until(predicate, timeout_s: float, what: str, interval_s: float = 0.5, proc: subprocess.Popen | None = None,
-               log: Path | None = None):
+def wait_until(
+    predicate,
+    timeout_s: float,
+    what: str,
+    interval_s: float = 0.5,
+    proc: subprocess.Popen | None = None,
+    log: Path | None = None,
+):
     deadline = time.monotonic() + timeout_s
     while True:
         value = predicate()
@@ -173,8 +229,15 @@ def kronos_env(root: Path, dagster_home: Path, extra: Mapping[str, str] | None =
     """The environment of Dagster processes serving a small configuration: config, home and profile, a
     DAGSTER_HOME, the venv's binaries first on PATH, and nothing of the caller's KRONOS_*/R2_*/DAGSTER_* setup."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("KRONOS_", "R2_", "DAGSTER_"))}
-    env.update({"KRONOS_CONFIG_DIR": str(root / "configs"), "KRONOS_HOME": str(root / "home"),
-                "KRONOS_PROFILE": "demo", "DAGSTER_HOME": str(dagster_home),
-                "PATH": f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}", "PYTHONUNBUFFERED": "1"})
+    env.update(
+        {
+            "KRONOS_CONFIG_DIR": str(root / "configs"),
+            "KRONOS_HOME": str(root / "home"),
+            "KRONOS_PROFILE": "demo",
+            "DAGSTER_HOME": str(dagster_home),
+            "PATH": f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}",
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
     env.update(extra or {})
     return env

@@ -78,7 +78,8 @@ def _failed_run(tmp_path: Path):
     defs = build_definitions(settings, {**build_resources(settings), "market": DownMarket()})
     day = day_key("BTC/USDT", datetime(2026, 11, 20, tzinfo=timezone.utc))
     result = defs.resolve_job_def(candles_job_name("1h")).execute_in_process(
-        instance=instance, partition_key=day, raise_on_error=False)
+        instance=instance, partition_key=day, raise_on_error=False
+    )
     assert not result.success
     return settings, instance, defs, result
 
@@ -86,8 +87,11 @@ def _failed_run(tmp_path: Path):
 def _sensor(defs, instance, result) -> None:
     sensor = defs.resolve_sensor_def("alert_on_run_failure")
     ctx = dg.build_run_status_sensor_context(
-        sensor_name=sensor.name, dagster_instance=instance, dagster_run=result.dagster_run,
-        dagster_event=result.get_run_failure_event()).for_run_failure()
+        sensor_name=sensor.name,
+        dagster_instance=instance,
+        dagster_run=result.dagster_run,
+        dagster_event=result.get_run_failure_event(),
+    ).for_run_failure()
     sensor(ctx)
 
 
@@ -102,8 +106,9 @@ def test_a_failed_run_is_alerted_once_with_its_cause_however_reported(tmp_path, 
         instance.dispose()
     (alert,) = recorded_alerts(folder)
     assert alert["run_id"] == result.run_id and alert["profile"] == "demo"
-    assert alert["cause"] == ("1h__raw_candles: RuntimeError: binance, okx, bybit unreachable after 4 tries each "
-                              "(simulated)")
+    assert alert["cause"] == (
+        "1h__raw_candles: RuntimeError: binance, okx, bybit unreachable after 4 tries each (simulated)"
+    )
     assert "\n" not in alert["cause"]
     assert len(hook.posts) == 1 and hook.posts[0]["alert"]["run_id"] == result.run_id
     assert "unreachable" in hook.posts[0]["text"] and pending_alerts(folder) == []
@@ -218,8 +223,9 @@ SENSOR_INTERVAL_S = 5  # the daemon looks at its sensors every 5 s: a shorter in
 def _ticked_since(dagster_home: Path, since: float, times: int) -> bool:
     """Every sensor of SENSORS has finished ``times`` ticks that started after ``since``."""
     ticks = _ticks(dagster_home)
-    return all(sum(start >= since and end is not None for start, end in ticks.get(name, [])) >= times
-               for name in SENSORS)
+    return all(
+        sum(start >= since and end is not None for start, end in ticks.get(name, [])) >= times for name in SENSORS
+    )
 
 
 @pytest.mark.slow
@@ -234,8 +240,11 @@ def test_with_the_daemon_running_a_hanging_then_failing_webhook_delays_nothing_a
     settings = small_settings(tmp_path)
     instance_for(settings).dispose()  # writes the profile's dagster.yaml, as `kronos-assets run` does
     shutil.copy(REPO_ROOT / "workspace.yaml", tmp_path / "workspace.yaml")
-    env = kronos_env(tmp_path, settings.dagster_home, {"KRONOS_ALERT_WEBHOOK": hook.url,
-                                                      "KRONOS_SENSOR_INTERVAL_S": str(SENSOR_INTERVAL_S)})
+    env = kronos_env(
+        tmp_path,
+        settings.dagster_home,
+        {"KRONOS_ALERT_WEBHOOK": hook.url, "KRONOS_SENSOR_INTERVAL_S": str(SENSOR_INTERVAL_S)},
+    )
     log = tmp_path / "daemon.log"
     folder = settings.profile_home
     home = settings.dagster_home
@@ -249,21 +258,33 @@ def test_with_the_daemon_running_a_hanging_then_failing_webhook_delays_nothing_a
                 try:
                     defs = build_definitions(settings, {**build_resources(settings), "market": DownMarket()})
                     result = defs.resolve_job_def(candles_job_name("1h")).execute_in_process(
-                        instance=instance, raise_on_error=False,
-                        partition_key=day_key("BTC/USDT", datetime(2026, 11, day, tzinfo=timezone.utc)))
+                        instance=instance,
+                        raise_on_error=False,
+                        partition_key=day_key("BTC/USDT", datetime(2026, 11, day, tzinfo=timezone.utc)),
+                    )
                     failed.append(result.run_id)
                 finally:
                     instance.dispose()
             wait_until(lambda: len(recorded_alerts(folder)) == 3, 180, "three alerts recorded", proc=d, log=log)
             # Every sensor ticks twice more while the webhook hangs (the recovery sensor retrying the posts).
             hang_from = time.time()
-            wait_until(lambda: _ticked_since(home, hang_from, 2), 180, "two ticks of every sensor during the hang",
-                       proc=d, log=log)
+            wait_until(
+                lambda: _ticked_since(home, hang_from, 2),
+                180,
+                "two ticks of every sensor during the hang",
+                proc=d,
+                log=log,
+            )
             assert hook.posts == [] and len(pending_alerts(folder)) == 3
             hook.mode = "fail"
             fail_from = time.time()
-            wait_until(lambda: _ticked_since(home, fail_from, 1), 180, "a tick of every sensor while posts fail",
-                       proc=d, log=log)
+            wait_until(
+                lambda: _ticked_since(home, fail_from, 1),
+                180,
+                "a tick of every sensor while posts fail",
+                proc=d,
+                log=log,
+            )
             hook.mode = "ok"
             wait_until(lambda: not pending_alerts(folder), 180, "pending alerts delivered", proc=d, log=log)
             ticks = _ticks(home)

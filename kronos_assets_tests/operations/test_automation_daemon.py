@@ -43,8 +43,9 @@ def _finished_ticks(instance: dg.DagsterInstance, name: str) -> int:
 
 
 def _chain_runs(instance: dg.DagsterInstance) -> list[dg.DagsterRun]:
-    return [r for r in instance.get_runs() if r.asset_selection and
-            {k.to_user_string() for k in r.asset_selection} & CHAIN]
+    return [
+        r for r in instance.get_runs() if r.asset_selection and {k.to_user_string() for k in r.asset_selection} & CHAIN
+    ]
 
 
 def _candles(defs: dg.Definitions, instance: dg.DagsterInstance, tags: dict[str, str], **kw) -> None:
@@ -69,21 +70,40 @@ def test_the_daemon_forecasts_scores_and_publishes_the_newest_bar_once_after_its
     with dg.DagsterInstance.from_config(str(settings.dagster_home)) as instance:
         # The days before the bar's: the history its forecast reads (a candles backfill, one run).
         first, last = bar - timedelta(days=3), bar - timedelta(days=1)
-        _candles(defs, instance, {RANGE_START: f"{first:{DAY_FMT}}|{symbol}", RANGE_END: f"{last:{DAY_FMT}}|{symbol}",
-                                  **now_tag(now)})
+        _candles(
+            defs,
+            instance,
+            {RANGE_START: f"{first:{DAY_FMT}}|{symbol}", RANGE_END: f"{last:{DAY_FMT}}|{symbol}", **now_tag(now)},
+        )
         with background([str(VENV_BIN / "dagster-daemon"), "run", "-w", "workspace.yaml"], env, tmp_path, log) as d:
-            wait_until(lambda: _finished_ticks(instance, sensor) >= 1, 240, "the automation sensor's first tick",
-                       proc=d, log=log)
+            wait_until(
+                lambda: _finished_ticks(instance, sensor) >= 1,
+                240,
+                "the automation sensor's first tick",
+                proc=d,
+                log=log,
+            )
             assert _chain_runs(instance) == []  # the backfill asked for nothing: its days hold no newest bar
             # The schedule's run of the bar's day (its partition and tags), as the hourly tick launches it.
-            _candles(defs, instance, {BAR_TAG: bar.strftime(BAR_FMT), SYMBOL_TAG: symbol, **now_tag(now)},
-                     partition_key=day_key("BTC/USDT", bar))
+            _candles(
+                defs,
+                instance,
+                {BAR_TAG: bar.strftime(BAR_FMT), SYMBOL_TAG: symbol, **now_tag(now)},
+                partition_key=day_key("BTC/USDT", bar),
+            )
             ticks_before = _finished_ticks(instance, sensor)
-            runs = wait_until(lambda: [r for r in _chain_runs(instance) if r.status in FINISHED] or None, 300,
-                              "the chain run to finish", interval_s=1.0, proc=d, log=log)
+            runs = wait_until(
+                lambda: [r for r in _chain_runs(instance) if r.status in FINISHED] or None,
+                300,
+                "the chain run to finish",
+                interval_s=1.0,
+                proc=d,
+                log=log,
+            )
             # Two more ticks after it: nothing else is requested (once per update; ETH's candles did not change).
-            wait_until(lambda: _finished_ticks(instance, sensor) >= ticks_before + 3, 120, "two more ticks",
-                       proc=d, log=log)
+            wait_until(
+                lambda: _finished_ticks(instance, sensor) >= ticks_before + 3, 120, "two more ticks", proc=d, log=log
+            )
             runs = _chain_runs(instance)
     assert len(runs) == 1, [(r.run_id, r.tags.get("dagster/partition")) for r in runs]
     run = runs[0]
@@ -94,6 +114,7 @@ def test_the_daemon_forecasts_scores_and_publishes_the_newest_bar_once_after_its
     assert "dagster/backfill" not in run.tags  # a plain run: the backfill run limit is left to backtests
     origin = bar + timedelta(hours=1)
     stored = Warehouse(settings.warehouse_path).query(
-        "SELECT DISTINCT symbol, model FROM forecasts WHERE timeframe = '1h' AND origin = ?", [origin])
+        "SELECT DISTINCT symbol, model FROM forecasts WHERE timeframe = '1h' AND origin = ?", [origin]
+    )
     assert sorted(stored.iter_rows()) == [("BTC/USDT", m) for m in sorted(settings.forecasters)]
     assert (settings.publish_dir / MANIFEST_KEY).is_file()

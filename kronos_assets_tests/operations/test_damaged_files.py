@@ -52,8 +52,10 @@ def _damaged_runs_db(settings) -> Path:
     return path
 
 
-DAMAGED = {"warehouse": (_damaged_warehouse, "move it aside and restore the newest `kronos-assets backup`"),
-           "runs.db": (_damaged_runs_db, "move it aside (mv runs.db runs.db.damaged)")}
+DAMAGED = {
+    "warehouse": (_damaged_warehouse, "move it aside and restore the newest `kronos-assets backup`"),
+    "runs.db": (_damaged_runs_db, "move it aside (mv runs.db runs.db.damaged)"),
+}
 
 
 @pytest.mark.parametrize("what", list(DAMAGED))

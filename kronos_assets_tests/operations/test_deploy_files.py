@@ -13,10 +13,25 @@ import yaml
 from kronos_assets.settings import REPO_ROOT
 
 DEPLOY = REPO_ROOT / "deploy"
-PG_ENV = {"DAGSTER_PG_HOST": "db.internal", "DAGSTER_PG_PORT": "5432", "DAGSTER_PG_USER": "dagster",
-          "DAGSTER_PG_PASSWORD": "secret", "DAGSTER_PG_DB": "dagster", "KRONOS_DAGSTER_LOG_BUCKET": "logs"}
-SHARED_SECTIONS = ("storage", "run_coordinator", "concurrency", "run_monitoring", "run_retries", "sensors",
-                   "schedules", "code_servers", "telemetry")
+PG_ENV = {
+    "DAGSTER_PG_HOST": "db.internal",
+    "DAGSTER_PG_PORT": "5432",
+    "DAGSTER_PG_USER": "dagster",
+    "DAGSTER_PG_PASSWORD": "secret",
+    "DAGSTER_PG_DB": "dagster",
+    "KRONOS_DAGSTER_LOG_BUCKET": "logs",
+}
+SHARED_SECTIONS = (
+    "storage",
+    "run_coordinator",
+    "concurrency",
+    "run_monitoring",
+    "run_retries",
+    "sensors",
+    "schedules",
+    "code_servers",
+    "telemetry",
+)
 
 
 def _load(name: str) -> dict:
@@ -88,8 +103,9 @@ def test_ecs_yaml_validates_and_repeats_dagster_yaml(tmp_path, monkeypatch):
     logs = process_config(Shape(S3ComputeLogManager.config_type()), ecs["compute_logs"]["config"])
     assert logs.success, [e.message for e in logs.errors]
     # Secrets reach runs as environment variables from Secrets Manager or SSM, never as literal values.
-    assert launcher["secrets"] and all(re.match(r"arn:aws:(secretsmanager|ssm):", s["valueFrom"])
-                                       for s in launcher["secrets"])
+    assert launcher["secrets"] and all(
+        re.match(r"arn:aws:(secretsmanager|ssm):", s["valueFrom"]) for s in launcher["secrets"]
+    )
     secret_names = {s["name"] for s in launcher["secrets"]}
     assert {"DAGSTER_PG_PASSWORD", "R2_SECRET_ACCESS_KEY"} <= secret_names
     plain = {e.split("=")[0] for e in launcher["env_vars"]}
@@ -112,8 +128,13 @@ def test_k8s_values_repeat_dagster_yaml(tmp_path):
     }
     daemon = values["dagsterDaemon"]
     assert daemon["runCoordinator"]["type"] == "QueuedRunCoordinator"
-    for key in ("enabled", "start_timeout_seconds", "cancel_timeout_seconds", "poll_interval_seconds",
-                "free_slots_after_run_end_seconds"):
+    for key in (
+        "enabled",
+        "start_timeout_seconds",
+        "cancel_timeout_seconds",
+        "poll_interval_seconds",
+        "free_slots_after_run_end_seconds",
+    ):
         assert daemon["runMonitoring"][_camel(key)] == base["run_monitoring"][key]
     assert daemon["runRetries"] == {"enabled": True, "maxRetries": base["run_retries"]["max_retries"]}
     assert values["postgresql"]["postgresqlScheme"] == base["storage"]["postgres"]["postgres_db"]["scheme"]
@@ -137,9 +158,20 @@ def test_k8s_values_repeat_dagster_yaml(tmp_path):
 
 def test_readme_covers_the_files_and_its_yaml_parses():
     text = (DEPLOY / "README.md").read_text()
-    for name in ("dagster.yaml", "k8s-values.yaml", "ecs-dagster.yaml", "K8sRunLauncher", "EcsRunLauncher",
-                 "Secrets Manager", "SSM", "ReadWriteOnce", "DuckLake", "KRONOS_LAKE_PG_PASSWORD",
-                 "dagster instance concurrency set duckdb_write", "kronos-assets health"):
+    for name in (
+        "dagster.yaml",
+        "k8s-values.yaml",
+        "ecs-dagster.yaml",
+        "K8sRunLauncher",
+        "EcsRunLauncher",
+        "Secrets Manager",
+        "SSM",
+        "ReadWriteOnce",
+        "DuckLake",
+        "KRONOS_LAKE_PG_PASSWORD",
+        "dagster instance concurrency set duckdb_write",
+        "kronos-assets health",
+    ):
         assert name in text, name
     blocks = re.findall(r"```yaml\n(.*?)```", text, re.S)
     assert len(blocks) >= 2

@@ -58,7 +58,7 @@ def _rows(out: str) -> dict[str, str]:
     head = next(i for i, line in enumerate(lines) if line.startswith("SECTION"))
     i_item, i_status, i_detail = (lines[head].index(c) for c in ("ITEM", "STATUS", "DETAIL"))
     rows = {}
-    for line in lines[head + 2:]:
+    for line in lines[head + 2 :]:
         if not line.strip():
             break
         item, status = line[i_item:i_status].strip(), line[i_status:i_detail].strip()
@@ -73,9 +73,22 @@ def test_healthy_home_after_main_job(healthy_root, use_home, capsys):
     out = capsys.readouterr().out
     assert code == 0, out
     rows = _rows(out)
-    for item in ("profile", "symbols", "timeframes", "forecasters", "publish", "warehouse", "publish folder",
-                 "uploads folder", "exchanges", "BTC/USDT 1h", "ETH/USDT 1h", "publication", "runs (last 24 h)",
-                 "asset checks"):
+    for item in (
+        "profile",
+        "symbols",
+        "timeframes",
+        "forecasters",
+        "publish",
+        "warehouse",
+        "publish folder",
+        "uploads folder",
+        "exchanges",
+        "BTC/USDT 1h",
+        "ETH/USDT 1h",
+        "publication",
+        "runs (last 24 h)",
+        "asset checks",
+    ):
         assert rows.get(item) in (OK, WARN), (item, out)
     for item in ("BTC/USDT 1h", "ETH/USDT 1h", "publication", "runs (last 24 h)", "warehouse"):
         assert rows[item] == OK, (item, out)
@@ -117,7 +130,8 @@ def test_failed_run_fails_until_repaired(healthy_root, use_home, tmp_path, capsy
     try:
         broken = build_definitions(settings, {**build_resources(settings), "market": DownMarket()})
         result = broken.resolve_job_def(candles_job_name("1h")).execute_in_process(
-            instance=instance, partition_key=day, raise_on_error=False)
+            instance=instance, partition_key=day, raise_on_error=False
+        )
         assert not result.success
     finally:
         instance.dispose()
@@ -152,8 +166,9 @@ def test_failed_asset_checks_by_severity(healthy_root, use_home, tmp_path):
     def fail(key: dg.AssetCheckKey, severity: dg.AssetCheckSeverity) -> object:
         instance = instance_for(settings)
         try:
-            instance.report_runless_asset_event(dg.AssetCheckEvaluation(
-                asset_key=key.asset_key, check_name=key.name, passed=False, severity=severity))
+            instance.report_runless_asset_event(
+                dg.AssetCheckEvaluation(asset_key=key.asset_key, check_name=key.name, passed=False, severity=severity)
+            )
         finally:
             instance.dispose()
         return next(r for r in run_health(settings).rows if r.item == "asset checks")
@@ -178,8 +193,13 @@ def test_network_probes_only_with_network_flag(tmp_path, use_home):
     frame = SyntheticMarket(seed=7).fetch("BTC/USDT", "1h", now - timedelta(days=1), now, now)
     with FakeExchange("binance", {"BTC/USDT": {"1h": frame}}, now) as fake:
         dead = f"http://127.0.0.1:{free_port()}"  # nothing listens there
-        markets = {**SMALL_MARKETS, "exchanges": [{"id": "binance", "base_url": fake.url, "options": {}},
-                                                  {"id": "okx", "base_url": dead, "options": {}}]}
+        markets = {
+            **SMALL_MARKETS,
+            "exchanges": [
+                {"id": "binance", "base_url": fake.url, "options": {}},
+                {"id": "okx", "base_url": dead, "options": {}},
+            ],
+        }
         cfg = write_configs(tmp_path, markets=markets, profile={"market": "ccxt"})
         settings = load_settings("demo", config_dir=cfg, home=tmp_path / "home")
 
@@ -195,8 +215,10 @@ def test_network_probes_only_with_network_flag(tmp_path, use_home):
         assert fake.requests
 
 
-@pytest.mark.parametrize("profile, model_row", [
-    ("demo", "kronos-demo (local folder "), ("live", "kronos-mini (NeoQuasar/Kronos-mini@f4e68697d9d5)")])
+@pytest.mark.parametrize(
+    "profile, model_row",
+    [("demo", "kronos-demo (local folder "), ("live", "kronos-mini (NeoQuasar/Kronos-mini@f4e68697d9d5)")],
+)
 def test_health_works_on_every_shipped_profile(tmp_path, monkeypatch, capsys, profile, model_row):
     """The repository's own configs, a fresh home: every row renders (nothing run yet, so freshness fails)."""
     for k in [k for k in os.environ if k.startswith(ENV_PREFIXES)]:
@@ -210,8 +232,8 @@ def test_health_works_on_every_shipped_profile(tmp_path, monkeypatch, capsys, pr
 
 
 def test_model_sources_of_every_kind_are_described():
-    from kronos_assets.health import model_source
     from kronos_assets.forecasting.kinds.kronos import KronosSettings
+    from kronos_assets.health import model_source
 
     local = KronosSettings("m", None, None, None, None, 512, local_dir=Path("/models/m"))
     hub = KronosSettings("h", "org/K", "a" * 40, "org/T", "b" * 40, 512)
@@ -271,8 +293,10 @@ def test_a_check_its_run_never_evaluated_is_named_as_planned(healthy_root, use_h
     try:
         broken = build_definitions(settings, {**build_resources(settings), "market": DownMarket()})
         result = broken.resolve_job_def(candles_job_name("1h")).execute_in_process(
-            instance=instance, partition_key=day_key("BTC/USDT", datetime.now(timezone.utc) - timedelta(days=1)),
-            raise_on_error=False)
+            instance=instance,
+            partition_key=day_key("BTC/USDT", datetime.now(timezone.utc) - timedelta(days=1)),
+            raise_on_error=False,
+        )
         assert not result.success
     finally:
         instance.dispose()

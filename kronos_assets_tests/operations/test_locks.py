@@ -28,8 +28,10 @@ def test_a_second_holder_waits_its_deadline_then_names_the_lock_and_the_holder(t
 
 def test_a_killed_holder_frees_the_lock(tmp_path):
     path = tmp_path / "x.lock"
-    code = ("import sys, time; from kronos_assets.locks import file_lock\n"
-            f"with file_lock({str(path)!r}, 5.0):\n    print('held', flush=True); time.sleep(60)")
+    code = (
+        "import sys, time; from kronos_assets.locks import file_lock\n"
+        f"with file_lock({str(path)!r}, 5.0):\n    print('held', flush=True); time.sleep(60)"
+    )
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout.readline().strip() == "held"

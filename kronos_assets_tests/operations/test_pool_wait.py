@@ -64,8 +64,13 @@ def _assert_ended_and_freed(held: HeldSlot, run_id: str, statuses: set[dg.Dagste
 @pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_a_waiting_run_sleeps_and_a_signal_ends_it(held_slot, sig):
-    proc = subprocess.Popen([*_cli(held_slot.root), "--pool-wait-s", "600"], env=_env(held_slot.root),
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [*_cli(held_slot.root), "--pool-wait-s", "600"],
+        env=_env(held_slot.root),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         waiter = _waiting_run(held_slot, alive=lambda: proc.poll() is None)
         time.sleep(1.0)  # past the first looks
@@ -99,8 +104,14 @@ def test_terminating_a_waiting_run_ends_it_canceled(held_slot):
 
     def main_job() -> None:
         try:
-            run_main_job(held_slot.settings, backfill_bars=2, now=NOW, instance=held_slot.instance,
-                         log=lambda _m: None, pool_wait_s=600)
+            run_main_job(
+                held_slot.settings,
+                backfill_bars=2,
+                now=NOW,
+                instance=held_slot.instance,
+                log=lambda _m: None,
+                pool_wait_s=600,
+            )
             outcome["error"] = None
         except BaseException as exc:  # noqa: BLE001 - reported by the assertions below
             outcome["error"] = exc

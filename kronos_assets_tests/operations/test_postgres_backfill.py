@@ -43,8 +43,14 @@ def _step_windows(instance: dg.DagsterInstance, run_ids: list[str], steps: set[s
     out = []
     for run_id in run_ids:
         starts: dict[str, float] = {}
-        for entry in instance.all_logs(run_id, of_type={dg.DagsterEventType.STEP_START, dg.DagsterEventType.STEP_SUCCESS,
-                                                         dg.DagsterEventType.STEP_FAILURE}):
+        for entry in instance.all_logs(
+            run_id,
+            of_type={
+                dg.DagsterEventType.STEP_START,
+                dg.DagsterEventType.STEP_SUCCESS,
+                dg.DagsterEventType.STEP_FAILURE,
+            },
+        ):
             key = entry.step_key
             if key not in steps:
                 continue
@@ -62,7 +68,9 @@ def test_backfill_through_postgres_queue_and_daemon(tmp_path: Path, monkeypatch:
     shutil.copy(DEPLOY_YAML, home / "dagster.yaml")
     shutil.copy(REPO_ROOT / "workspace.yaml", home / "workspace.yaml")
     limits = yaml.safe_load(DEPLOY_YAML.read_text())["concurrency"]
-    backfill_limit = next(t["limit"] for t in limits["runs"]["tag_concurrency_limits"] if t["key"] == "dagster/backfill")
+    backfill_limit = next(
+        t["limit"] for t in limits["runs"]["tag_concurrency_limits"] if t["key"] == "dagster/backfill"
+    )
     assert limits["pools"]["default_limit"] == 1
 
     with postgres_server() as pg:
@@ -72,12 +80,29 @@ def test_backfill_through_postgres_queue_and_daemon(tmp_path: Path, monkeypatch:
         for k, v in pg.env().items():
             monkeypatch.setenv(k, v)
         daemon_log = tmp_path / "daemon.log"
-        with background([str(VENV_BIN / "dagster-daemon"), "run", "-w", "workspace.yaml"], env, home, daemon_log) as daemon:
+        with background(
+            [str(VENV_BIN / "dagster-daemon"), "run", "-w", "workspace.yaml"], env, home, daemon_log
+        ) as daemon:
             # `dagster job backfill` queues one run per partition (tag dagster/backfill); the daemon launches them.
             submit = subprocess.run(
-                [str(VENV_BIN / "dagster"), "job", "backfill", "-w", "workspace.yaml", "-j", "candles_1h",
-                 "--partitions", ",".join(PARTITIONS), "--noprompt"],
-                env=env, cwd=home, capture_output=True, text=True, timeout=120)
+                [
+                    str(VENV_BIN / "dagster"),
+                    "job",
+                    "backfill",
+                    "-w",
+                    "workspace.yaml",
+                    "-j",
+                    "candles_1h",
+                    "--partitions",
+                    ",".join(PARTITIONS),
+                    "--noprompt",
+                ],
+                env=env,
+                cwd=home,
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
             assert submit.returncode == 0, submit.stdout[-2000:] + submit.stderr[-4000:]
             assert "Launched backfill job" in submit.stdout, submit.stdout
 
@@ -93,8 +118,9 @@ def test_backfill_through_postgres_queue_and_daemon(tmp_path: Path, monkeypatch:
                     done = len(recs) == len(PARTITIONS) and all(r.dagster_run.status in FINISHED for r in recs)
                     return recs if done else None
 
-                records = wait_until(finished, RUNS_TIMEOUT_S, "backfill runs to finish", interval_s=1.0,
-                                     proc=daemon, log=daemon_log)
+                records = wait_until(
+                    finished, RUNS_TIMEOUT_S, "backfill runs to finish", interval_s=1.0, proc=daemon, log=daemon_log
+                )
 
                 statuses = {r.dagster_run.tags["dagster/partition"]: r.dagster_run.status for r in records}
                 assert statuses == {p: dg.DagsterRunStatus.SUCCESS for p in PARTITIONS}, daemon_log.read_text()[-4000:]
@@ -109,8 +135,9 @@ def test_backfill_through_postgres_queue_and_daemon(tmp_path: Path, monkeypatch:
                 # ... and the duckdb_write pool (limit 1 from default_limit) let one writer step run at a time.
                 pool = instance.event_log_storage.get_pool_limits()
                 assert {p.name: p.limit for p in pool}.get("duckdb_write") == 1
-                writers = _step_windows(instance, [r.dagster_run.run_id for r in records],
-                                        {"1h__raw_candles", "1h__clean_candles"})
+                writers = _step_windows(
+                    instance, [r.dagster_run.run_id for r in records], {"1h__raw_candles", "1h__clean_candles"}
+                )
                 assert len(writers) == 2 * len(PARTITIONS)
                 assert _max_overlap(writers) == 1
 

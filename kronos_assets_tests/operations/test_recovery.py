@@ -63,14 +63,25 @@ def snapshot(home: Path) -> tuple[dict, dict]:
     con = duckdb.connect(str(home / "demo" / "warehouse.duckdb"), read_only=True)
     try:
         # schema_migrations records when each migration ran: the one column two runs' warehouses may differ in
-        tables = {t: sorted(map(repr, con.execute(
-                      f"SELECT * {'EXCLUDE (applied_at)' if t == 'schema_migrations' else ''} FROM {t}").fetchall()))
-                  for (t,) in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
+        tables = {
+            t: sorted(
+                map(
+                    repr,
+                    con.execute(
+                        f"SELECT * {'EXCLUDE (applied_at)' if t == 'schema_migrations' else ''} FROM {t}"
+                    ).fetchall(),
+                )
+            )
+            for (t,) in con.execute("SELECT table_name FROM information_schema.tables").fetchall()
+        }
     finally:
         con.close()
     publish = home / "demo" / "publish"
-    files = {str(p.relative_to(publish)): hashlib.sha256(p.read_bytes()).hexdigest()
-             for p in publish.rglob("*") if p.is_file()}
+    files = {
+        str(p.relative_to(publish)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in publish.rglob("*")
+        if p.is_file()
+    }
     return tables, files
 
 
@@ -121,7 +132,8 @@ def test_kill_9_at_each_stage_then_a_plain_rerun_finishes_with_the_same_data(tmp
         assert killed.status == dg.DagsterRunStatus.FAILURE
         assert not instance.event_log_storage.get_concurrency_run_ids() or all(
             instance.get_run_by_id(r).status == dg.DagsterRunStatus.SUCCESS
-            for r in instance.event_log_storage.get_concurrency_run_ids())
+            for r in instance.event_log_storage.get_concurrency_run_ids()
+        )
     finally:
         instance.dispose()
     alerts = recorded_alerts(root / "home" / "demo")
@@ -133,9 +145,14 @@ def test_kill_9_at_each_stage_then_a_plain_rerun_finishes_with_the_same_data(tmp
 def _holder(instance: dg.DagsterInstance, pid: int, pool: str = "duckdb_write") -> str:
     """A STARTED run of process ``pid`` holding a slot of ``pool``, as a run in another process would."""
     run_id = str(uuid.uuid4())
-    instance.add_run(dg.DagsterRun(job_name="candles_1h", run_id=run_id, status=dg.DagsterRunStatus.STARTED,
-                                   tags={HOST_TAG: os.uname().nodename, PID_TAG: str(pid),
-                                         PID_START_TAG: _pid_start(pid) or ""}))
+    instance.add_run(
+        dg.DagsterRun(
+            job_name="candles_1h",
+            run_id=run_id,
+            status=dg.DagsterRunStatus.STARTED,
+            tags={HOST_TAG: os.uname().nodename, PID_TAG: str(pid), PID_START_TAG: _pid_start(pid) or ""},
+        )
+    )
     storage = instance.event_log_storage
     storage.initialize_concurrency_limit_to_default(pool)
     assert storage.claim_concurrency_slot(pool, run_id, "1h__raw_candles").is_claimed
@@ -289,10 +306,26 @@ def test_a_run_launched_outside_kronos_assets_run_also_bounds_its_wait_for_a_slo
     day = str(day_key("BTC/USDT", datetime(2026, 11, 19, tzinfo=timezone.utc)))
     tags = json.dumps({"dagster/partition": day, POOL_WAIT_TAG: "3"})
     t0 = time.monotonic()
-    done = subprocess.run([str(VENV_BIN / "dagster"), "job", "execute", "-m", "kronos_assets.definitions", "-a",
-                           "defs", "-j", "candles_1h", "--tags", tags],
-                          env=kronos_env(held_slot.root, held_slot.settings.dagster_home), cwd=held_slot.root,
-                          capture_output=True, text=True, timeout=RUN_LIMIT_S)
+    done = subprocess.run(
+        [
+            str(VENV_BIN / "dagster"),
+            "job",
+            "execute",
+            "-m",
+            "kronos_assets.definitions",
+            "-a",
+            "defs",
+            "-j",
+            "candles_1h",
+            "--tags",
+            tags,
+        ],
+        env=kronos_env(held_slot.root, held_slot.settings.dagster_home),
+        cwd=held_slot.root,
+        capture_output=True,
+        text=True,
+        timeout=RUN_LIMIT_S,
+    )
     assert time.monotonic() - t0 < RUN_LIMIT_S
     (run,) = [r for r in instance.get_runs() if r.run_id != holder]
     assert run.status == dg.DagsterRunStatus.FAILURE, done.stdout[-3000:] + done.stderr[-3000:]

@@ -41,9 +41,11 @@ def ran_root(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[tuple
     with pytest.MonkeyPatch.context() as mp:
         for k in [k for k in os.environ if k.startswith(ENV_PREFIXES)]:
             mp.delenv(k)
-        mp.setattr(main_job, "prune_instance",
-                   lambda inst, days, deadline, log: calls.append((days, deadline)) or real(inst, days, deadline,
-                                                                                             log=log))
+        mp.setattr(
+            main_job,
+            "prune_instance",
+            lambda inst, days, deadline, log: calls.append((days, deadline)) or real(inst, days, deadline, log=log),
+        )
         main_job.run_main_job(small_settings(root), backfill_bars=2, log=lambda _: None)
     return root, calls
 
@@ -79,9 +81,11 @@ def status(root: Path) -> dict[str, Any]:
         out[key.to_user_string()] = {
             "partitions": sorted(instance.get_materialized_partitions(key)) if pd else None,
             "ui": sorted(cache.deserialize_materialized_partition_subsets(pd).get_partition_keys())
-            if cache and pd else None,
+            if cache and pd
+            else None,
             "latest": (last.storage_id, last.timestamp, last.event_log_entry.asset_materialization.metadata)
-            if last else None,
+            if last
+            else None,
         }
     for check in graph.asset_check_keys:
         rec = instance.get_latest_asset_check_evaluation_record(check)
@@ -163,8 +167,9 @@ def test_kill_inside_a_pruning_round_loses_nothing_and_heals(home, point):
     before, health_before = status(home), health_rows(home, now)
     dagster_home = small_settings(home).dagster_home
     n_runs = _instance(home).get_runs_count()
-    proc = subprocess.run([sys.executable, "-c", KILLER, str(dagster_home), point], capture_output=True, text=True,
-                          timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-c", KILLER, str(dagster_home), point], capture_output=True, text=True, timeout=600
+    )
     assert proc.returncode == -signal.SIGKILL, proc.stderr[-3000:]
     # killed mid-round: some runs pruned, one cut short; nothing stored is lost and health reads the same
     assert 0 < _instance(home).get_runs_count() < n_runs

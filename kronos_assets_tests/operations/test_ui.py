@@ -84,21 +84,26 @@ def test_ui_command_is_exact_and_absolute(tmp_path, monkeypatch):
 def test_supervisor_stops_a_group_that_ignores_sigterm(tmp_path):
     """A child that ignores SIGTERM and has a grandchild that does too: both are gone within the deadline."""
     child = tmp_path / "deaf.py"
-    child.write_text(textwrap.dedent("""
+    child.write_text(
+        textwrap.dedent("""
         import signal, subprocess, sys, time
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         subprocess.Popen([sys.executable, "-c",
                           "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(600)"])
         print("ready", flush=True)
         time.sleep(600)
-    """))
+    """)
+    )
     runner = tmp_path / "run.py"
-    runner.write_text(textwrap.dedent(f"""
+    runner.write_text(
+        textwrap.dedent(f"""
         import sys
         from pathlib import Path
         from kronos_assets import ui
-        sys.exit(ui.supervise([sys.executable, {str(child)!r}], dict(__import__('os').environ), Path({str(tmp_path)!r})))
-    """))
+        sys.exit(ui.supervise([sys.executable, {str(child)!r}], dict(__import__('os').environ),
+        Path({str(tmp_path)!r})))
+    """)
+    )
     proc = subprocess.Popen([sys.executable, str(runner)], cwd=REPO, stdout=subprocess.PIPE, text=True)
     seen: set[int] = set()
     try:
@@ -129,9 +134,14 @@ def test_ui_serves_the_profile_and_stops_on_sigterm(tmp_path, inherited):
     env = {k: v for k, v in os.environ.items() if k not in ("DAGSTER_HOME", "KRONOS_PROFILE")}
     env.update(KRONOS_HOME=str(tmp_path / "home"), KRONOS_SENSOR_INTERVAL_S="5")
     log = (tmp_path / "ui.log").open("w")
-    proc = subprocess.Popen([str(VENV_BIN / "kronos-assets"), "--profile", "demo", "ui", "--port", str(port),
-                             "--host", "127.0.0.1"], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
-                            preexec_fn=_ignoring_sigint if inherited == "sigint_ignored" else None)
+    proc = subprocess.Popen(
+        [str(VENV_BIN / "kronos-assets"), "--profile", "demo", "ui", "--port", str(port), "--host", "127.0.0.1"],
+        cwd=REPO,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        preexec_fn=_ignoring_sigint if inherited == "sigint_ignored" else None,
+    )
     seen: set[int] = set()
     try:
         deadline = time.monotonic() + 300  # the code location loads in 10-40 s on a busy machine

@@ -13,8 +13,7 @@ import pytest
 from kronos_assets.defs.factory import build_definitions
 from kronos_assets.settings import REPO_ROOT
 from kronos_assets_tests.helpers import small_settings
-from kronos_assets_tests.operations.servers import (VENV_BIN, background, free_port, graphql, kronos_env,
-                                                    wait_until)
+from kronos_assets_tests.operations.servers import VENV_BIN, background, free_port, graphql, kronos_env, wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 
@@ -80,8 +79,9 @@ def test_webserver_serves_the_whole_location(tmp_path: Path):
 
         node = gql(PARTITIONS_Q, {"key": {"path": ["1h", "raw_candles"]}})["assetNodeOrError"]
         assert node["__typename"] == "AssetNode"
-        expected = graph.get(next(k for k in graph.get_all_asset_keys() if k.to_user_string() == "1h/raw_candles")
-                             ).partitions_def.get_partition_keys()
+        expected = graph.get(
+            next(k for k in graph.get_all_asset_keys() if k.to_user_string() == "1h/raw_candles")
+        ).partitions_def.get_partition_keys()
         assert node["partitionKeys"] == list(expected)
         assert node["partitionKeys"][:2] == ["2024-01-01|BTC-USDT", "2024-01-01|ETH-USDT"]
 
@@ -99,7 +99,8 @@ def test_webserver_serves_the_whole_location(tmp_path: Path):
     lower = text.lower()
     assert "pythonerror" not in lower and "traceback" not in lower, text[-4000:]
     assert "error loading" not in lower and "does not match the name" not in lower, text[-4000:]
-    location_warnings = [ln for ln in text.splitlines()
-                         if "warn" in ln.lower() and ("location" in ln.lower() or LOCATION in ln)]
+    location_warnings = [
+        ln for ln in text.splitlines() if "warn" in ln.lower() and ("location" in ln.lower() or LOCATION in ln)
+    ]
     assert not location_warnings, location_warnings
     assert load_s < 60, f"the location took {load_s:.0f} s to load"

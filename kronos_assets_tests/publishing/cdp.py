@@ -40,12 +40,28 @@ class Browser:
     def __init__(self, chromium: str, profile_dir: Path, timeout_s: float = 30.0):
         self.timeout_s = timeout_s
         self.proc = subprocess.Popen(
-            [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-             "--disable-component-update", "--disable-sync", "--no-first-run", "--no-default-browser-check",
-             "--disable-dev-shm-usage", "--hide-scrollbars", "--mute-audio",
-             f"--user-data-dir={profile_dir}", "--remote-debugging-address=127.0.0.1",
-             "--remote-debugging-port=0", "about:blank"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True,
+            [
+                chromium,
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+                "--no-default-browser-check",
+                "--disable-dev-shm-usage",
+                "--hide-scrollbars",
+                "--mute-audio",
+                f"--user-data-dir={profile_dir}",
+                "--remote-debugging-address=127.0.0.1",
+                "--remote-debugging-port=0",
+                "about:blank",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
         )
         self.stderr_lines: list[str] = []
         port = self._wait_for_port()
@@ -125,8 +141,13 @@ class Browser:
         return res["result"].get("value")
 
     def set_viewport(self, width: int, height: int, mobile: bool = False) -> None:
-        self.call("Emulation.setDeviceMetricsOverride", width=width, height=height,
-                  deviceScaleFactor=2 if mobile else 1, mobile=mobile)
+        self.call(
+            "Emulation.setDeviceMetricsOverride",
+            width=width,
+            height=height,
+            deviceScaleFactor=2 if mobile else 1,
+            mobile=mobile,
+        )
 
     def open(self, url: str, ready: str, timeout_s: float | None = None) -> None:
         """Navigate and wait (bounded) until the JavaScript expression ``ready`` is true."""
@@ -161,15 +182,20 @@ class Browser:
         return out
 
     def responses(self) -> dict[str, dict[str, Any]]:
-        return {e["params"]["response"]["url"]: e["params"]["response"] for e in self.events
-                if e["method"] == "Network.responseReceived"}
+        return {
+            e["params"]["response"]["url"]: e["params"]["response"]
+            for e in self.events
+            if e["method"] == "Network.responseReceived"
+        }
 
     def screenshot(self, path: Path, full_page: bool = True) -> None:
         params: dict[str, Any] = {"format": "png"}
         if full_page:
             size = self.call("Page.getLayoutMetrics")["cssContentSize"]
-            params |= {"captureBeyondViewport": True,
-                       "clip": {"x": 0, "y": 0, "width": size["width"], "height": size["height"], "scale": 1}}
+            params |= {
+                "captureBeyondViewport": True,
+                "clip": {"x": 0, "y": 0, "width": size["width"], "height": size["height"], "scale": 1},
+            }
         data = self.call("Page.captureScreenshot", **params)["data"]
         path.write_bytes(base64.b64decode(data))
 

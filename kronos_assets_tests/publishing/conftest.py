@@ -19,9 +19,9 @@ import pytest
 from kronos_assets.defs.factory import build_definitions
 from kronos_assets.defs.partitions import bar_key, day_key
 from kronos_assets.defs.publish import publish_config
-from kronos_assets.publishing.bars import publish_bars
 from kronos_assets.defs.resources import build_resources, r2_store
 from kronos_assets.main_job import RANGE_END, RANGE_START
+from kronos_assets.publishing.bars import publish_bars
 from kronos_assets.publishing.r2 import S3Store, r2_config_from_env
 from kronos_assets.publishing.store import Artifact
 from kronos_assets.settings import Settings
@@ -49,10 +49,13 @@ class SiteData:
         return self.settings.publish_dir
 
 
-def run_job(defs: dg.Definitions, instance: dg.DagsterInstance, job: str, start: Any, end: Any,
-            assets: list[str] | None = None) -> None:
+def run_job(
+    defs: dg.Definitions, instance: dg.DagsterInstance, job: str, start: Any, end: Any, assets: list[str] | None = None
+) -> None:
     result = defs.resolve_job_def(job).execute_in_process(
-        instance=instance, tags={RANGE_START: str(start), RANGE_END: str(end)}, raise_on_error=True,
+        instance=instance,
+        tags={RANGE_START: str(start), RANGE_END: str(end)},
+        raise_on_error=True,
         asset_selection=[dg.AssetKey.from_user_string(a) for a in assets] if assets else None,
     )
     assert result.success
@@ -70,10 +73,21 @@ def site_data(tmp_path_factory: pytest.TempPathFactory) -> SiteData:
     bars = {}
     for symbol, n in BARS.items():
         first = LAST_BAR - (n - 1) * HOUR
-        run_job(defs, instance, "candles_1h", day_key(symbol, first - timedelta(days=3)),
-                day_key(symbol, LAST_BAR + (HORIZON + 1) * HOUR))
-        run_job(defs, instance, "forecast_1h", bar_key(symbol, first), bar_key(symbol, LAST_BAR),
-                assets=["1h/forecasts", "1h/evaluations"])
+        run_job(
+            defs,
+            instance,
+            "candles_1h",
+            day_key(symbol, first - timedelta(days=3)),
+            day_key(symbol, LAST_BAR + (HORIZON + 1) * HOUR),
+        )
+        run_job(
+            defs,
+            instance,
+            "forecast_1h",
+            bar_key(symbol, first),
+            bar_key(symbol, LAST_BAR),
+            assets=["1h/forecasts", "1h/evaluations"],
+        )
         bars[symbol] = [first + i * HOUR for i in range(n)]
     warehouse = Warehouse(settings.warehouse_path)
     for symbol, symbol_bars in bars.items():
@@ -83,13 +97,19 @@ def site_data(tmp_path_factory: pytest.TempPathFactory) -> SiteData:
 
 # ------------------------------------------------------------------------------------------------------ S3 server
 
+
 @dataclass
 class S3Server:
     endpoint: str
 
     def client(self):
-        return boto3.client("s3", endpoint_url=self.endpoint, region_name="us-east-1",
-                            aws_access_key_id="admin", aws_secret_access_key="admin")
+        return boto3.client(
+            "s3",
+            endpoint_url=self.endpoint,
+            region_name="us-east-1",
+            aws_access_key_id="admin",
+            aws_secret_access_key="admin",
+        )
 
 
 @pytest.fixture(scope="session")
@@ -107,8 +127,14 @@ def s3_server():
 
 
 def set_r2_env(monkeypatch: pytest.MonkeyPatch, endpoint: str, bucket: str) -> None:
-    for var in ("R2_ACCOUNT_ID", "AWS_PROFILE", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
-                "AWS_REQUEST_CHECKSUM_CALCULATION", "AWS_RESPONSE_CHECKSUM_VALIDATION"):
+    for var in (
+        "R2_ACCOUNT_ID",
+        "AWS_PROFILE",
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_REQUEST_CHECKSUM_CALCULATION",
+        "AWS_RESPONSE_CHECKSUM_VALIDATION",
+    ):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
     monkeypatch.setenv("R2_ENDPOINT_URL", endpoint)
@@ -140,13 +166,19 @@ def bucket_objects(server: S3Server, bucket: str) -> dict[str, dict[str, Any]]:
         for item in page.get("Contents", []):
             obj = c.get_object(Bucket=bucket, Key=item["Key"])
             body = obj["Body"].read()
-            out[item["Key"]] = {"body": body, "sha256": hashlib.sha256(body).hexdigest(),
-                                "content_type": obj["ContentType"], "cache_control": obj.get("CacheControl"),
-                                "etag": obj["ETag"], "last_modified": obj["LastModified"]}
+            out[item["Key"]] = {
+                "body": body,
+                "sha256": hashlib.sha256(body).hexdigest(),
+                "content_type": obj["ContentType"],
+                "cache_control": obj.get("CacheControl"),
+                "etag": obj["ETag"],
+                "last_modified": obj["LastModified"],
+            }
     return out
 
 
 # ------------------------------------------------------------------------------------------------- store wrappers
+
 
 class InjectedFailure(RuntimeError):
     pass

@@ -15,8 +15,15 @@ import pytest
 from kronos_assets.metrics.registry import metrics
 from kronos_assets.publishing import verify as verify_module
 from kronos_assets.publishing.charts import fan_chart_png
-from kronos_assets.publishing.contract import HistoryDocument, LatestDocument, Scoreboard, ScoreboardRow
-from kronos_assets.publishing.contract import SeriesScoreboard, SeriesSnapshot, Verdict
+from kronos_assets.publishing.contract import (
+    HistoryDocument,
+    LatestDocument,
+    Scoreboard,
+    ScoreboardRow,
+    SeriesScoreboard,
+    SeriesSnapshot,
+    Verdict,
+)
 from kronos_assets.publishing.figures import series_figures
 from kronos_assets.publishing.pages import chart_page, dashboard_html
 from kronos_assets.publishing.store import LocalStore
@@ -27,6 +34,7 @@ LATEST_ONLY = ("demo_banner", "links")  # what latest_document adds to the snaps
 
 
 # ------------------------------------------------------------------------------------------------- the checker
+
 
 def problems(value: Any, tp: Any, path: str = "$") -> list[str]:
     """Where ``value`` (a JSON document) departs from the type ``tp``, recursively: a missing or undeclared key, a
@@ -112,6 +120,7 @@ def fields(tp: Any, reads: set[tuple[str, ...]]) -> set[tuple[str, ...]]:
 
 # ------------------------------------------------------------------------------------------ recording documents
 
+
 class Watched(dict):
     """A document that records the path of every key a reader asks for (``[k]``, ``.get``, ``in``)."""
 
@@ -142,11 +151,14 @@ def watched(value: Any, reads: set[tuple[str, ...]], path: tuple[str, ...] = ())
 
 # ------------------------------------------------------------------------------------------- published documents
 
+
 def published(site: Path) -> dict[str, list[Path]]:
-    docs = {"latest": sorted(site.glob("series/*/*/latest.json")),
-            "history": sorted(site.glob("series/*/*/history/*.json")),
-            "series scoreboard": sorted(site.glob("series/*/*/scoreboard.json")),
-            "scoreboard": [site / "scoreboard.json"]}
+    docs = {
+        "latest": sorted(site.glob("series/*/*/latest.json")),
+        "history": sorted(site.glob("series/*/*/history/*.json")),
+        "series scoreboard": sorted(site.glob("series/*/*/scoreboard.json")),
+        "scoreboard": [site / "scoreboard.json"],
+    }
     assert all(docs.values()), {k: len(v) for k, v in docs.items()}
     return docs
 
@@ -167,8 +179,12 @@ def record(site_data, tmp_path_factory) -> Path:
 def test_published_documents_have_exactly_the_declared_fields(which, site_data, record):
     site = site_data.publish_dir if which == "site" else record
     docs = published(site)
-    types_of = {"latest": LatestDocument, "history": HistoryDocument, "series scoreboard": SeriesScoreboard,
-                "scoreboard": Scoreboard}
+    types_of = {
+        "latest": LatestDocument,
+        "history": HistoryDocument,
+        "series scoreboard": SeriesScoreboard,
+        "scoreboard": Scoreboard,
+    }
     found = {str(p.relative_to(site)): problems(read(p), types_of[kind]) for kind, paths in docs.items() for p in paths}
     assert {k: v for k, v in found.items() if v} == {}
     # The documents reach the nullable and optional corners the checker must see.
@@ -204,6 +220,7 @@ def test_registered_metrics_columns_and_measures_are_declared():
 
 # ----------------------------------------------------------------------------------------------------- readers
 
+
 def test_every_field_the_dashboard_reads_is_declared(site_data):
     """The dashboard's readers (page_model and sentences through dashboard_html, figures and charts through the
     figures file, the chart page and the PNG) on each published snapshot, and on one with no verdict yet."""
@@ -221,8 +238,13 @@ def test_every_field_the_dashboard_reads_is_declared(site_data):
         series_figures(mine)
         fan_chart_png(mine)
     snap_fields, row_fields = fields(SeriesSnapshot, snap_reads), {p[1:] for p in row_reads}
-    for field in [("forecasts", "*", "steps", "[]", "q50"), ("track_record", "calibration", "[]", "up_rate"),
-                  ("verdict", "sentence"), ("past", "[]", "realised"), ("candles", "[]", "close")]:
+    for field in [
+        ("forecasts", "*", "steps", "[]", "q50"),
+        ("track_record", "calibration", "[]", "up_rate"),
+        ("verdict", "sentence"),
+        ("past", "[]", "realised"),
+        ("candles", "[]", "close"),
+    ]:
         assert field in snap_fields, f"the recording missed {field}: {sorted(snap_fields)}"
     assert {("model",), ("n_forecasts",), ("crps",), ("coverage_80_flag",)} <= row_fields
     assert undeclared(SeriesSnapshot, snap_reads) == [] and undeclared(ScoreboardRow, row_fields) == []
@@ -231,19 +253,28 @@ def test_every_field_the_dashboard_reads_is_declared(site_data):
 def test_every_field_verify_reads_is_declared(record, monkeypatch):
     """``verify`` over the published site, its latest.json, scoreboards and history files recording their reads
     (the manifest and the chain are the manifest's format, not this contract)."""
-    reads: dict[Any, set[tuple[str, ...]]] = {t: set() for t in (LatestDocument, SeriesScoreboard, Scoreboard,
-                                                                 HistoryDocument)}
+    reads: dict[Any, set[tuple[str, ...]]] = {
+        t: set() for t in (LatestDocument, SeriesScoreboard, Scoreboard, HistoryDocument)
+    }
     read_json, read_forecast = verify_module._json, verify_module.read_forecast
 
     def recorded_json(store: Any, key: str) -> Any:
         doc = read_json(store, key)
-        tp = (Scoreboard if key == "scoreboard.json" else SeriesScoreboard if key.endswith("/scoreboard.json")
-              else LatestDocument if key.endswith("/latest.json") else None)
+        tp = (
+            Scoreboard
+            if key == "scoreboard.json"
+            else SeriesScoreboard
+            if key.endswith("/scoreboard.json")
+            else LatestDocument
+            if key.endswith("/latest.json")
+            else None
+        )
         return doc if tp is None else watched(doc, reads[tp])
 
     monkeypatch.setattr(verify_module, "_json", recorded_json)
-    monkeypatch.setattr(verify_module, "read_forecast",
-                        lambda key, body: watched(read_forecast(key, body), reads[HistoryDocument]))
+    monkeypatch.setattr(
+        verify_module, "read_forecast", lambda key, body: watched(read_forecast(key, body), reads[HistoryDocument])
+    )
     summary = verify_module.verify(LocalStore(record), workers=1)
     assert summary.scored > 0
     seen = {tp: fields(tp, r) for tp, r in reads.items()}

@@ -22,11 +22,17 @@ from kronos_assets_tests.publishing.cdp import Browser, find_chromium
 from kronos_assets_tests.publishing.conftest import env_bucket_store
 
 CHROMIUM = find_chromium()
-pytestmark = [pytest.mark.slow, pytest.mark.skipif(
-    CHROMIUM is None, reason="chromium is not installed (apt-get install -y chromium, or set KRONOS_CHROMIUM)")]
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        CHROMIUM is None, reason="chromium is not installed (apt-get install -y chromium, or set KRONOS_CHROMIUM)"
+    ),
+]
 RESULTS = REPO_ROOT / "benchmarks" / "results"
-CHARTS_DRAWN = ("document.querySelectorAll('.chart').length > 0 && "
-                "[...document.querySelectorAll('.chart')].every(d => d.querySelector('svg.main-svg'))")
+CHARTS_DRAWN = (
+    "document.querySelectorAll('.chart').length > 0 && "
+    "[...document.querySelectorAll('.chart')].every(d => d.querySelector('svg.main-svg'))"
+)
 
 
 @pytest.fixture(scope="module")
@@ -67,8 +73,9 @@ def test_dashboard_from_the_published_folder(site_data, browser, tmp_path):
     browser.open((root / "index.html").as_uri(), CHARTS_DRAWN)
     assert browser.errors() == []
     assert browser.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1")
-    assert browser.evaluate("[...document.querySelectorAll('.chart')].every(d => d.getBoundingClientRect().width "
-                            "<= window.innerWidth)")
+    assert browser.evaluate(
+        "[...document.querySelectorAll('.chart')].every(d => d.getBoundingClientRect().width <= window.innerWidth)"
+    )
     phone = tmp_path / "dashboard-phone.png"
     browser.screenshot(phone)
     _keep(phone, "dashboard-phone.png")
@@ -130,8 +137,9 @@ def test_dashboard_from_the_bucket_alone(site_data, s3_server, bucket, browser):
         assert browser.evaluate("document.querySelectorAll('.chart svg.main-svg').length") >= 2
         types = {url.rsplit("/", 1)[-1]: r["mimeType"] for url, r in browser.responses().items()}
         assert types["index.html"] == "text/html" and any(t == "text/javascript" for t in types.values())
-        browser.open(f"{base}/{series_keys('BTC/USDT', '1h')['chart.html']}",
-                     "document.querySelector('#chart svg.main-svg')")
+        browser.open(
+            f"{base}/{series_keys('BTC/USDT', '1h')['chart.html']}", "document.querySelector('#chart svg.main-svg')"
+        )
         assert browser.errors() == []
 
 
@@ -151,7 +159,8 @@ def test_dashboard_staleness_follows_the_freshness_rule(site_data, browser):
         f"(() => {{ const o = {origins!r}; const ss = [...document.querySelectorAll('section.series')];"
         " ss.forEach((s, i) => { s.dataset.origin = o[i]; });"
         " eval([...document.scripts].find(s => s.text.includes('section.series')).text);"
-        " return ss.map(s => s.querySelector('.fresh').textContent); })()")
+        " return ss.map(s => s.querySelector('.fresh').textContent); })()"
+    )
     assert fresh[0] == "up to date" and fresh[1].startswith("stale"), fresh
     assert browser.evaluate("document.getElementById('freshness').textContent") == "some series are stale"
 
@@ -174,9 +183,11 @@ def test_dashboard_after_the_readme_command(readme_site, browser, tmp_path):
     browser.pump(0.3)
     assert browser.errors() == []
     # Each series opens with its verdict, word for word the one in its latest.json.
-    shown = browser.evaluate("[...document.querySelectorAll('section.series')].map(s => "
-                             "[s.querySelector('h2').firstChild.textContent.trim(), "
-                             "s.firstElementChild.nextElementSibling.innerText])")
+    shown = browser.evaluate(
+        "[...document.querySelectorAll('section.series')].map(s => "
+        "[s.querySelector('h2').firstChild.textContent.trim(), "
+        "s.firstElementChild.nextElementSibling.innerText])"
+    )
     assert len(shown) == 2
     for heading, sentence in shown:
         symbol = heading.split(" · ")[0]
@@ -184,11 +195,17 @@ def test_dashboard_after_the_readme_command(readme_site, browser, tmp_path):
         assert sentence == latest["verdict"]["sentence"]
         assert sentence.startswith(("Over the last 30 days", "Too few independent horizons"))
     # The calibration charts are drawn, each inside its own box.
-    assert browser.evaluate("[...document.querySelectorAll('.chart.calib')].filter(d => "
-                            "d.querySelector('svg.main-svg')).length") == 4
-    assert browser.evaluate("[...document.querySelectorAll('.chart.calib')].every(d => "
-                            "d.querySelector('svg.main-svg').getBoundingClientRect().width "
-                            "<= d.getBoundingClientRect().width + 1)")
+    assert (
+        browser.evaluate(
+            "[...document.querySelectorAll('.chart.calib')].filter(d => d.querySelector('svg.main-svg')).length"
+        )
+        == 4
+    )
+    assert browser.evaluate(
+        "[...document.querySelectorAll('.chart.calib')].every(d => "
+        "d.querySelector('svg.main-svg').getBoundingClientRect().width "
+        "<= d.getBoundingClientRect().width + 1)"
+    )
     shot = tmp_path / "dashboard-readme.png"
     browser.screenshot(shot)
     assert shot.stat().st_size > 50_000

@@ -32,8 +32,9 @@ print(json.dumps({"modules": modules, "culprit": culprit, "dagster_modules": sor
 
 @pytest.mark.parametrize("library", LIBRARIES)
 def test_library_imports_no_dagster(library):
-    proc = subprocess.run([sys.executable, "-c", PROBE, library], capture_output=True, text=True, timeout=300,
-                          cwd=REPO_ROOT)
+    proc = subprocess.run(
+        [sys.executable, "-c", PROBE, library], capture_output=True, text=True, timeout=300, cwd=REPO_ROOT
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     found = json.loads(proc.stdout.strip().splitlines()[-1])
     assert found["modules"] and found["modules"][0] == f"kronos_assets.{library}"

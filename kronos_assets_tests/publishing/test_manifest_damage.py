@@ -43,8 +43,7 @@ def assert_lists_what_is_stored(store, manifest: dict[str, Any]) -> None:
 
 
 @pytest.mark.parametrize("backend", ["local", "bucket"])
-def test_a_truncated_manifest_is_rebuilt_by_the_next_publish_and_nothing_is_lost(site_data, tmp_path, backend,
-                                                                                request):
+def test_a_truncated_manifest_is_rebuilt_by_the_next_publish_and_nothing_is_lost(site_data, tmp_path, backend, request):
     if backend == "local":
         store = LocalStore(tmp_path / "site")
     else:
@@ -58,7 +57,7 @@ def test_a_truncated_manifest_is_rebuilt_by_the_next_publish_and_nothing_is_lost
     assert rebuilt["retired"] == before["retired"] and rebuilt["damaged"] == []
 
     raw = store.get(MANIFEST_KEY)
-    from kronos_assets.publishing.store import Artifact, MANIFEST_CACHE  # the damage: a write cut short
+    from kronos_assets.publishing.store import MANIFEST_CACHE, Artifact  # the damage: a write cut short
 
     store.put(Artifact.of(MANIFEST_KEY, raw[: len(raw) // 2], MANIFEST_CACHE))
     with pytest.raises(json.JSONDecodeError):
@@ -157,8 +156,9 @@ def test_local_files_and_folders_are_synced_before_the_manifest_is_renamed(site_
         # the manifest's rename).
         assert any(j < i and path == src for j, path in synced), f"{dst} renamed before its bytes were synced"
         limit = len(events) if i == m else m
-        assert any(i < j < limit and path == str(Path(dst).parent) for j, path in synced), \
+        assert any(i < j < limit and path == str(Path(dst).parent) for j, path in synced), (
             f"{Path(dst).parent} not synced after {dst} was renamed into it"
+        )
     # Every folder the publish created is recorded in its parent before the manifest's rename.
     for folder in {Path(dst).parent for dst in files}:
         for parent in [folder, *folder.parents]:

@@ -44,7 +44,7 @@ def test_names_and_sentences_are_escaped_in_the_dashboard_and_chart_page(site_da
     assert _script_tags(page) == _script_tags(clean_page)
     assert EVIL not in page and "<img" not in page
     assert page.count("&lt;script&gt;alert(1)&lt;/script&gt;") >= 4  # heading, model, verdict, table cell
-    assert 'm&#34;&gt;&lt;img src=x onerror=alert(2)&gt;' in page
+    assert "m&#34;&gt;&lt;img src=x onerror=alert(2)&gt;" in page
     chart = chart_page(evil).decode()
     assert "<title>&lt;script&gt;alert(1)&lt;/script&gt;/USDT 1h forecast</title>" in chart
     assert EVIL not in chart

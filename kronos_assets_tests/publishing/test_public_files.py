@@ -12,8 +12,8 @@ import pytest
 
 from kronos_assets.defs.factory import build_definitions
 from kronos_assets.defs.partitions import bar_key, day_key
-from kronos_assets.defs.resources import build_resources
 from kronos_assets.defs.publish import publish_config
+from kronos_assets.defs.resources import build_resources
 from kronos_assets.publishing.bars import publish_bars
 from kronos_assets.publishing.pages import dashboard_html
 from kronos_assets.publishing.public import is_local_path, local_name, public_provenance
@@ -54,17 +54,28 @@ def local_path_hits(folder: Path, machine: list[str]) -> list[str]:
 def kronos_site(tmp_path_factory):
     """A demo-profile site whose primary model is the project's own Kronos checkpoint (a local folder)."""
     root = tmp_path_factory.mktemp("public")
-    settings = small_settings(root, forecasters=["random_walk", "random_walk_vol", "kronos-demo"],
-                              primary_model="kronos-demo")
+    settings = small_settings(
+        root, forecasters=["random_walk", "random_walk_vol", "kronos-demo"], primary_model="kronos-demo"
+    )
     resources = build_resources(settings)
     defs = build_definitions(settings, resources)
     instance = dg.DagsterInstance.ephemeral()
     first = LAST_BAR - HOUR
-    run_job(defs, instance, "candles_1h", day_key(BTC, first - timedelta(days=3)),
-            day_key(BTC, LAST_BAR + (HORIZON + 1) * HOUR))
+    run_job(
+        defs,
+        instance,
+        "candles_1h",
+        day_key(BTC, first - timedelta(days=3)),
+        day_key(BTC, LAST_BAR + (HORIZON + 1) * HOUR),
+    )
     run_job(defs, instance, "forecast_1h", bar_key(BTC, first), bar_key(BTC, LAST_BAR), assets=["1h/forecasts"])
-    publish_bars(publish_config(settings), Warehouse(settings.warehouse_path), LocalStore(settings.publish_dir),
-                 {BTC: [first, LAST_BAR]}, "1h")
+    publish_bars(
+        publish_config(settings),
+        Warehouse(settings.warehouse_path),
+        LocalStore(settings.publish_dir),
+        {BTC: [first, LAST_BAR]},
+        "1h",
+    )
     return settings, root
 
 
@@ -82,10 +93,15 @@ def test_published_files_name_checkpoints_never_paths_of_this_machine(kronos_sit
 
 
 def test_a_hub_checkpoint_is_named_by_its_repo_and_stray_paths_by_their_last_parts():
-    prov = {"model_repo": "NeoQuasar/Kronos-mini", "model_revision": "f4e6", "model_sha256": "ab" * 32,
-            "model_path": "/home/alice/.cache/huggingface/hub/models--NeoQuasar--Kronos-mini/snapshots/f4e6",
-            "tokenizer_repo": None, "tokenizer_path": "C:\\Users\\bob\\ckpt\\tokenizer",
-            "notes": {"data": "/srv/data/candles.csv", "url": "https://example.test/a", "pair": "BTC/USDT"}}
+    prov = {
+        "model_repo": "NeoQuasar/Kronos-mini",
+        "model_revision": "f4e6",
+        "model_sha256": "ab" * 32,
+        "model_path": "/home/alice/.cache/huggingface/hub/models--NeoQuasar--Kronos-mini/snapshots/f4e6",
+        "tokenizer_repo": None,
+        "tokenizer_path": "C:\\Users\\bob\\ckpt\\tokenizer",
+        "notes": {"data": "/srv/data/candles.csv", "url": "https://example.test/a", "pair": "BTC/USDT"},
+    }
     out = public_provenance(prov)
     assert out["model_checkpoint"] == "NeoQuasar/Kronos-mini" and out["tokenizer_checkpoint"] == "ckpt/tokenizer"
     assert out["notes"] == {"data": "data/candles.csv", "url": "https://example.test/a", "pair": "BTC/USDT"}

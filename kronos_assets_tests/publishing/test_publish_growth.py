@@ -49,8 +49,11 @@ def tree(root: Path) -> dict[str, tuple[int, int, int]]:
 def written(before: dict, after: dict, index: bool) -> int:
     """Bytes of the files a publish created or replaced, each stored file (inode) once: the manifest's files
     (``index`` True) or all the others."""
-    changed = {v[0]: v[1] for k, v in after.items() if before.get(k) != v
-               and (k == MANIFEST_KEY or k.startswith("index/")) == index}
+    changed = {
+        v[0]: v[1]
+        for k, v in after.items()
+        if before.get(k) != v and (k == MANIFEST_KEY or k.startswith("index/")) == index
+    }
     return sum(changed.values())
 
 
@@ -59,8 +62,14 @@ def history(origin: datetime) -> dict:
 
 
 def paths(origin: datetime) -> pl.DataFrame:
-    return pl.DataFrame({"model": ["m"] * 6, "path": [0] * 6, "step": list(range(1, 7)),
-                         "close": [100.0 + origin.hour + s for s in range(6)]})
+    return pl.DataFrame(
+        {
+            "model": ["m"] * 6,
+            "path": [0] * 6,
+            "step": list(range(1, 7)),
+            "close": [100.0 + origin.hour + s for s in range(6)],
+        }
+    )
 
 
 def grow(store: LocalStore, n: int) -> None:
@@ -68,8 +77,15 @@ def grow(store: LocalStore, n: int) -> None:
     dashboard): what a long record leaves in the store."""
     for i in range(n):
         origin = START + i * timedelta(hours=1)
-        publish_site(store, [SeriesUpdate(BTC, "1h", [history(origin)], {origin.isoformat(): paths(origin)})],
-                     [], [], True, "test", origin)
+        publish_site(
+            store,
+            [SeriesUpdate(BTC, "1h", [history(origin)], {origin.isoformat(): paths(origin)})],
+            [],
+            [],
+            True,
+            "test",
+            origin,
+        )
 
 
 def tick(store: LocalStore, snap: dict):
@@ -122,8 +138,15 @@ def test_a_publish_that_changes_nothing_writes_nothing(grown, latest):
     assert not report.manifest_written and report.changed_immutable == []
     # An old forecast re-published as it was (listed by the oldest index part, not the head): found, not re-added.
     origin = START
-    report = publish_site(store, [SeriesUpdate(BTC, "1h", [history(origin)], {origin.isoformat(): paths(origin)})],
-                          [latest], [], True, "test", datetime.fromisoformat(latest["origin"]))
+    report = publish_site(
+        store,
+        [SeriesUpdate(BTC, "1h", [history(origin)], {origin.isoformat(): paths(origin)})],
+        [latest],
+        [],
+        True,
+        "test",
+        datetime.fromisoformat(latest["origin"]),
+    )
     assert history_key(BTC, "1h", origin.isoformat()) in report.skipped
     assert not report.manifest_written and report.changed_immutable == []
     assert tree(store.root) == before  # no file created, replaced or touched

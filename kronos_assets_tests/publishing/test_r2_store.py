@@ -19,11 +19,11 @@ import pytest
 from kronos_assets.defs.factory import build_definitions
 from kronos_assets.defs.partitions import bar_key
 from kronos_assets.defs.publish import publish_config
-from kronos_assets.publishing.bars import publish_bars
 from kronos_assets.defs.resources import build_resources
 from kronos_assets.main_job import RANGE_END, RANGE_START
-from kronos_assets.publishing.r2 import S3Store
+from kronos_assets.publishing.bars import publish_bars
 from kronos_assets.publishing.keys import MANIFEST_KEY, PLOTLY_JS_KEY, series_prefix
+from kronos_assets.publishing.r2 import S3Store
 from kronos_assets.publishing.store import (
     IMMUTABLE_CACHE,
     LATEST_CACHE,
@@ -274,7 +274,8 @@ def test_r2_variables_switch_the_job_from_the_folder_to_the_bucket(site_data, s3
     instance = dg.DagsterInstance.ephemeral()
     first, last = site_data.bars[BTC][-2], site_data.bars[BTC][-1]
     result = defs.resolve_job_def("forecast_1h").execute_in_process(  # forecasts and scores are in the warehouse
-        instance=instance, tags={RANGE_START: str(bar_key(BTC, first)), RANGE_END: str(bar_key(BTC, last))},
+        instance=instance,
+        tags={RANGE_START: str(bar_key(BTC, first)), RANGE_END: str(bar_key(BTC, last))},
         asset_selection=[dg.AssetKey(["1h", "published"])],
     )
     assert result.success
@@ -283,8 +284,11 @@ def test_r2_variables_switch_the_job_from_the_folder_to_the_bucket(site_data, s3
     manifest = json.loads(objs[MANIFEST_KEY]["body"])
     assert_manifest_valid(objs, manifest)
     assert f"{series_prefix(BTC, '1h')}/latest.json" in manifest["aliases"]
-    mats = [e.event_specific_data.materialization for e in result.all_events
-            if e.event_type_value == "ASSET_MATERIALIZATION" and e.asset_key == dg.AssetKey(["1h", "published"])]
+    mats = [
+        e.event_specific_data.materialization
+        for e in result.all_events
+        if e.event_type_value == "ASSET_MATERIALIZATION" and e.asset_key == dg.AssetKey(["1h", "published"])
+    ]
     assert mats and mats[0].metadata["dashboard"].value == f"https://{bucket}.pub.example.test/index.html"
     # The secret is in no event, log line or metadata of the run.
     logs = instance.all_logs(result.run_id)
@@ -292,11 +296,16 @@ def test_r2_variables_switch_the_job_from_the_folder_to_the_bucket(site_data, s3
 
 
 def test_local_backend_ignores_r2_variables_and_r2_backend_requires_them(site_data, bucket, tmp_path, monkeypatch):
-    settings = load_settings("demo", config_dir=write_configs(tmp_path / "a"), home=tmp_path / "h",
-                             today=date(2026, 11, 21))
+    settings = load_settings(
+        "demo", config_dir=write_configs(tmp_path / "a"), home=tmp_path / "h", today=date(2026, 11, 21)
+    )
     assert isinstance(build_resources(settings)["store"].get(), LocalStore)  # explicit local wins over the variables
-    r2 = load_settings("demo", config_dir=write_configs(tmp_path / "b", profile={"publish": {"backend": "r2"}}),
-                       home=tmp_path / "h", today=date(2026, 11, 21))
+    r2 = load_settings(
+        "demo",
+        config_dir=write_configs(tmp_path / "b", profile={"publish": {"backend": "r2"}}),
+        home=tmp_path / "h",
+        today=date(2026, 11, 21),
+    )
     assert isinstance(build_resources(r2)["store"].get(), S3Store)
     monkeypatch.delenv("R2_SECRET_ACCESS_KEY")
     monkeypatch.delenv("R2_BUCKET")

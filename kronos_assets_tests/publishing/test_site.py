@@ -10,28 +10,39 @@ import re
 import pytest
 
 from kronos_assets.defs.publish import publish_config
-from kronos_assets.publishing.bars import publish_bars
 from kronos_assets.defs.resources import r2_resource, r2_store
 from kronos_assets.publishing.backend import open_store, resolve_backend
-from kronos_assets.publishing.r2 import CHECKSUM_VARS, R2ConfigError, r2_config_from_env
+from kronos_assets.publishing.bars import publish_bars
 from kronos_assets.publishing.keys import MANIFEST_KEY, is_versioned, series_keys, series_prefix, versioned_key
 from kronos_assets.publishing.pages import dashboard_html
+from kronos_assets.publishing.r2 import CHECKSUM_VARS, R2ConfigError, r2_config_from_env
 from kronos_assets.publishing.snapshots import MIN_INDEPENDENT, independent_count
 from kronos_assets.publishing.store import LocalStore, content_type_for
 from kronos_assets.settings import ConfigError
 
 BTC, ETH = "BTC/USDT", "ETH/USDT"
-FULL = {"R2_ACCOUNT_ID": "0123abcd", "R2_ACCESS_KEY_ID": "kid", "R2_SECRET_ACCESS_KEY": "s3cr3t-value",
-        "R2_BUCKET": "kronos-site", "R2_PUBLIC_BASE": "https://pub-123.r2.dev"}
+FULL = {
+    "R2_ACCOUNT_ID": "0123abcd",
+    "R2_ACCESS_KEY_ID": "kid",
+    "R2_SECRET_ACCESS_KEY": "s3cr3t-value",
+    "R2_BUCKET": "kronos-site",
+    "R2_PUBLIC_BASE": "https://pub-123.r2.dev",
+}
 
 
 def test_keys_content_types_and_versioned_names():
     assert series_prefix(BTC, "1h") == "series/BTC-USDT/1h"
-    assert (versioned_key("series/BTC-USDT/1h/latest.json", "ab" * 32)
-            == "series/BTC-USDT/1h/latest.abababababababab.json")
+    assert (
+        versioned_key("series/BTC-USDT/1h/latest.json", "ab" * 32) == "series/BTC-USDT/1h/latest.abababababababab.json"
+    )
     assert is_versioned("index.0123456789abcdef.html") and not is_versioned("history/2025-03-10T12-00-00Z.json")
-    expected = {"a.json": "application/json", "a.html": "text/html; charset=utf-8", "a.png": "image/png",
-                "a.js": "text/javascript; charset=utf-8", "a.parquet": "application/vnd.apache.parquet"}
+    expected = {
+        "a.json": "application/json",
+        "a.html": "text/html; charset=utf-8",
+        "a.png": "image/png",
+        "a.js": "text/javascript; charset=utf-8",
+        "a.parquet": "application/vnd.apache.parquet",
+    }
     assert {k: content_type_for(k) for k in expected} == expected
     with pytest.raises(ValueError, match="no content type"):
         content_type_for("notes.xyz")
@@ -114,18 +125,31 @@ def test_dashboard_says_not_yet_scored_until_the_record_means_something(site_dat
     cards = sections[BTC].split('<div class="chart"')[0]
     assert "not yet scored" not in cards and "Brier" in cards and "±" not in cards
     # 60 hourly forecasts cover 2.5 days: the sentence says so instead of "the last 30 days"
-    assert re.search(r'<p class="verdict">Over the \d+\.\d days of forecasts scored so far \(of a 30-day window\) '
-                     r'\(60 forecasts', cards), cards
+    assert re.search(
+        r'<p class="verdict">Over the \d+\.\d days of forecasts scored so far \(of a 30-day window\) '
+        r"\(60 forecasts",
+        cards,
+    ), cards
     assert 'id="chart-0-reliability"' in sections[BTC] and 'id="chart-0-pit"' in sections[BTC]
     assert "SYNTHETIC MARKET" in index and 'id="demo-banner"' in index
     assert 'src="assets/plotly-' in index and "cdn" not in index.lower()  # plotly.js beside the page
     # The same numbers with a short record: shown as not scored, the skill value hidden.
-    short_verdict = btc["verdict"] | {"n": 12, "n_independent": 2, "sentence": "Too few independent horizons.",
-                                      "crps": btc["verdict"]["crps"] and btc["verdict"]["crps"] | {
-                                          "n": 12, "n_independent": 2, "p_value": None}}
-    short = btc | {"verdict": short_verdict, "track_record": btc["track_record"] | {
-        "enough": False, "n": 12, "n_independent": 2,
-        "skill": {k: v | {"enough": False, "n_independent": 2} for k, v in btc["track_record"]["skill"].items()}}}
+    short_verdict = btc["verdict"] | {
+        "n": 12,
+        "n_independent": 2,
+        "sentence": "Too few independent horizons.",
+        "crps": btc["verdict"]["crps"] and btc["verdict"]["crps"] | {"n": 12, "n_independent": 2, "p_value": None},
+    }
+    short = btc | {
+        "verdict": short_verdict,
+        "track_record": btc["track_record"]
+        | {
+            "enough": False,
+            "n": 12,
+            "n_independent": 2,
+            "skill": {k: v | {"enough": False, "n_independent": 2} for k, v in btc["track_record"]["skill"].items()},
+        },
+    }
     html_short = _sections(dashboard_html([short], [], short["origin"], True))[BTC].split('<div class="chart"')[0]
     skill = btc["track_record"]["skill"]["random_walk"]["crps_skill"]
     assert f"{100 * skill:+.1f} %" not in html_short and html_short.count("not yet scored") >= 2

@@ -34,14 +34,29 @@ class Pairs:
         return self.frame
 
 
-def pairs(model: str, n: int, crps_model: np.ndarray, crps_ref: np.ndarray, rel_model: np.ndarray,
-          rel_ref: np.ndarray, point: bool) -> pl.DataFrame:
-    return pl.DataFrame({
-        "symbol": ["BTC/USDT"] * n, "model": [model] * n, "horizon": [24] * n,
-        "origin": [T0 + timedelta(hours=i) for i in range(n)], "point_forecast": [point] * n,
-        "crps_model": crps_model, "crps_baseline": crps_ref, "rel_error_model": rel_model,
-        "rel_error_last_price": rel_ref, "brier_model": [0.25] * n,
-    })
+def pairs(
+    model: str,
+    n: int,
+    crps_model: np.ndarray,
+    crps_ref: np.ndarray,
+    rel_model: np.ndarray,
+    rel_ref: np.ndarray,
+    point: bool,
+) -> pl.DataFrame:
+    return pl.DataFrame(
+        {
+            "symbol": ["BTC/USDT"] * n,
+            "model": [model] * n,
+            "horizon": [24] * n,
+            "origin": [T0 + timedelta(hours=i) for i in range(n)],
+            "point_forecast": [point] * n,
+            "crps_model": crps_model,
+            "crps_baseline": crps_ref,
+            "rel_error_model": rel_model,
+            "rel_error_last_price": rel_ref,
+            "brier_model": [0.25] * n,
+        }
+    )
 
 
 def test_the_random_walks_median_is_not_compared_with_itself() -> None:
@@ -61,8 +76,15 @@ def test_the_random_walks_median_is_not_compared_with_itself() -> None:
 def test_a_full_window_says_the_last_30_days() -> None:
     rng = np.random.default_rng(2)
     n = 30 * 24
-    frame = pairs("m", n, rng.exponential(size=n), rng.exponential(size=n), rng.exponential(size=n),
-                  rng.exponential(size=n), point=False)
+    frame = pairs(
+        "m",
+        n,
+        rng.exponential(size=n),
+        rng.exponential(size=n),
+        rng.exponential(size=n),
+        rng.exponential(size=n),
+        point=False,
+    )
     (v,) = verdicts(Pairs(frame), "1h", days=30)
     assert v["sentence"].startswith("Over the last 30 days (720 forecasts")
 
@@ -71,10 +93,19 @@ def test_a_drifting_difference_gets_no_verdict_and_says_why() -> None:
     n = 240
     drift = np.linspace(0.0, 2.0, n)  # the model's CRPS drifts away from the baseline's over the window
     rng = np.random.default_rng(3)
-    frame = pairs("m", n, 1.0 + drift, np.ones(n) + 0.01 * rng.standard_normal(n), rng.exponential(size=n),
-                  rng.exponential(size=n), point=False)
+    frame = pairs(
+        "m",
+        n,
+        1.0 + drift,
+        np.ones(n) + 0.01 * rng.standard_normal(n),
+        rng.exponential(size=n),
+        rng.exponential(size=n),
+        point=False,
+    )
     (v,) = verdicts(Pairs(frame), "1h", days=30)
     assert v["crps"]["p_value"] is None and v["crps"]["verdict"] == "too persistent to judge"
     assert "too persistent" in v["crps"]["why"]
-    assert ("on CRPS (no verdict: the difference drifts too slowly for this many independent horizons to tell it "
-            "from noise)") in v["sentence"]
+    assert (
+        "on CRPS (no verdict: the difference drifts too slowly for this many independent horizons to tell it "
+        "from noise)"
+    ) in v["sentence"]

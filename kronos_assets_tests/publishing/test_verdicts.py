@@ -14,15 +14,14 @@ import polars as pl
 import pytest
 
 from kronos_assets.defs.publish import publish_config
-from kronos_assets.publishing.bars import publish_bars
 from kronos_assets.market.timeframes import timeframe_delta
 from kronos_assets.metrics import TooPersistent, diebold_mariano
+from kronos_assets.publishing.bars import publish_bars
 from kronos_assets.publishing.store import LocalStore
 from kronos_assets.records import evaluation_rows, load_close_paths
 from kronos_assets.settings import ConfigError
 from kronos_assets.track_record import crps_standing, track_record
-from kronos_assets.warehouse import score_sums
-from kronos_assets.warehouse import Warehouse
+from kronos_assets.warehouse import Warehouse, score_sums
 from kronos_assets_tests.helpers import small_settings
 
 BTC = "BTC/USDT"
@@ -39,35 +38,51 @@ def copy(site_data, tmp_path):
     return settings, Warehouse(settings.warehouse_path), LocalStore(tmp_path / "site")
 
 
-def add_model(wh: Warehouse, name: str, transform: Transform, symbol: str = BTC, source: str = "random_walk_vol",
-              new_symbol: str | None = None) -> None:
+def add_model(
+    wh: Warehouse,
+    name: str,
+    transform: Transform,
+    symbol: str = BTC,
+    source: str = "random_walk_vol",
+    new_symbol: str | None = None,
+) -> None:
     """A forecaster made from ``source``'s stored forecasts: its close paths are ``transform(paths, realised,
     last_close)``; stored and scored through the same code as a real model (records.evaluation_rows)."""
     target = new_symbol or symbol
-    origins = wh.query("SELECT DISTINCT origin FROM evaluations WHERE symbol = ? AND model = ? ORDER BY origin",
-                       [symbol, source])["origin"].to_list()
+    origins = wh.query(
+        "SELECT DISTINCT origin FROM evaluations WHERE symbol = ? AND model = ? ORDER BY origin", [symbol, source]
+    )["origin"].to_list()
     heads = load_close_paths(wh, symbol, "1h", origins).filter(pl.col("model") == source)
-    realised = wh.query("SELECT ts, close FROM clean_candles WHERE symbol = ? AND timeframe = '1h' ORDER BY ts",
-                        [symbol])
+    realised = wh.query(
+        "SELECT ts, close FROM clean_candles WHERE symbol = ? AND timeframe = '1h' ORDER BY ts", [symbol]
+    )
     closes = dict(zip(realised["ts"].to_list(), realised["close"].to_list()))
     rows, paths = [], []
     for head in heads.iter_rows(named=True):
         h = head["horizon"]
         future = np.array([closes[head["origin"] + i * HOUR] for i in range(h)])
         new = transform(np.asarray(head["close_paths"], dtype=np.float64), future, head["last_close"])
-        head = head | {"model": name, "close_paths": new.tolist(),
-                       "p_up": float(np.mean(new[:, -1] > head["last_close"]))}
+        head = head | {
+            "model": name,
+            "close_paths": new.tolist(),
+            "p_up": float(np.mean(new[:, -1] > head["last_close"])),
+        }
         rows += evaluation_rows(head, realised, target, "1h", HOUR, head["origin"] + (h - 1) * HOUR)
         paths += [{"origin": head["origin"], "path": i, "close": p.tolist()} for i, p in enumerate(new)]
     with wh.connect() as con:
         for table in ("forecasts", "forecast_steps"):
-            con.execute(f"INSERT INTO {table} SELECT * REPLACE (? AS model, ? AS symbol) FROM {table} "
-                        "WHERE symbol = ? AND model = ?", [name, target, symbol, source])
+            con.execute(
+                f"INSERT INTO {table} SELECT * REPLACE (? AS model, ? AS symbol) FROM {table} "
+                "WHERE symbol = ? AND model = ?",
+                [name, target, symbol, source],
+            )
         new_paths = pl.DataFrame(paths, schema_overrides={"origin": pl.Datetime("us", "UTC")})
         con.register("new_paths", new_paths.to_arrow())
-        con.execute("INSERT INTO forecast_paths SELECT * REPLACE (? AS model, ? AS symbol, n.close AS close) "
-                    "FROM forecast_paths p JOIN new_paths n USING (origin, path) WHERE p.symbol = ? AND p.model = ?",
-                    [name, target, symbol, source])
+        con.execute(
+            "INSERT INTO forecast_paths SELECT * REPLACE (? AS model, ? AS symbol, n.close AS close) "
+            "FROM forecast_paths p JOIN new_paths n USING (origin, path) WHERE p.symbol = ? AND p.model = ?",
+            [name, target, symbol, source],
+        )
         frame = pl.DataFrame(rows, schema_overrides={"brier_vol_amp": pl.Float64}, infer_schema_length=None)
         con.register("new_rows", frame.to_arrow())
         con.execute("INSERT INTO evaluations BY NAME SELECT * FROM new_rows")
@@ -105,7 +120,8 @@ def warehouse_means(wh: Warehouse, model: str) -> dict[str, float]:
         "FROM evaluations m JOIN forecasts f USING (symbol, timeframe, origin, model) "
         "JOIN evaluations b ON b.symbol = m.symbol AND b.origin = m.origin AND b.step = m.step "
         "AND b.model = 'random_walk_vol' WHERE m.symbol = ? AND m.model = ? AND m.step = m.horizon",
-        [BTC, model]).to_dicts()[0]
+        [BTC, model],
+    ).to_dicts()[0]
 
 
 def _section(index: str, symbol: str) -> str:
@@ -124,9 +140,12 @@ def test_published_verdict_matches_the_warehouse_and_flips_when_the_model_loses(
     assert crps["model"] == pytest.approx(want["crps"]) and crps["reference"] == pytest.approx(want["crps_ref"])
     assert point["model"] == pytest.approx(want["err"]) and point["reference"] == pytest.approx(want["err_ref"])
     assert p_up["model"] == pytest.approx(want["brier"]) and p_up["reference"] == 0.25
-    losses = wh.query("SELECT m.crps AS a, b.crps AS b FROM evaluations m JOIN evaluations b USING (symbol, origin, "
-                      "step) WHERE m.symbol = ? AND m.model = ? AND b.model = 'random_walk_vol' AND m.step = m.horizon "
-                      "ORDER BY origin", [BTC, model])
+    losses = wh.query(
+        "SELECT m.crps AS a, b.crps AS b FROM evaluations m JOIN evaluations b USING (symbol, origin, "
+        "step) WHERE m.symbol = ? AND m.model = ? AND b.model = 'random_walk_vol' AND m.step = m.horizon "
+        "ORDER BY origin",
+        [BTC, model],
+    )
     sentence = verdict["sentence"]
     rel = abs(want["crps"] / want["crps_ref"] - 1)
     try:
@@ -135,11 +154,12 @@ def test_published_verdict_matches_the_warehouse_and_flips_when_the_model_loses(
     except TooPersistent:  # 10 horizons of a CRPS gap that drifts with volatility: the test withholds its verdict
         assert crps["p_value"] is None and crps["verdict"] == "too persistent to judge"
         crps_word = "no verdict: the difference drifts too slowly"
-    assert f"{model} was {100 * rel:.1f} % {side} than the random walk with volatility on CRPS ({crps_word}" \
-        in sentence
+    assert f"{model} was {100 * rel:.1f} % {side} than the random walk with volatility on CRPS ({crps_word}" in sentence
     point_side = "closer to the outcome" if side == "better" else "further off"
-    assert f"its median was {100 * abs(want['err'] / want['err_ref'] - 1):.1f} % {point_side} than the last price" \
+    assert (
+        f"its median was {100 * abs(want['err'] / want['err_ref'] - 1):.1f} % {point_side} than the last price"
         in sentence
+    )
     assert f"its P(up) did {side} than a coin flip (Brier {want['brier']:.3f} vs 0.250; significant" in sentence
     assert "60 forecasts" in sentence and "≈10 independent 6-bar horizons" in sentence
     # The same sentence at the top of the dashboard's section, and in scoreboard.json.
@@ -152,13 +172,15 @@ def test_published_verdict_matches_the_warehouse_and_flips_when_the_model_loses(
     flag = {"worse": "too narrow", "better": "too wide"}[side]
     assert f" % (74.8 %) · {flag} (" in row and " over the path)</td>" in row
     if crps_word == "significant":
-        card = {"better": "better than the baseline (significant",
-                "worse": "worse than the baseline (significant"}[side]
+        card = {"better": "better than the baseline (significant", "worse": "worse than the baseline (significant"}[
+            side
+        ]
         assert card in section and "Diebold–Mariano test over ≈10 independent horizons" in section
     assert any(v["symbol"] == BTC and v["model"] == model and v["sentence"] == sentence for v in board["verdicts"])
     # The track record's check warns on the same test's word, never on a point estimate alone.
     assert crps_standing(track_record(wh, "1h")["verdicts"], model)[BTC] == (
-        side if crps_word == "significant" else "too persistent to judge")
+        side if crps_word == "significant" else "too persistent to judge"
+    )
 
 
 def test_too_few_independent_horizons_reads_so_with_no_p_value(site_data):
@@ -190,14 +212,32 @@ def test_a_model_that_forecasts_no_move_shows_n_a(site_data):
 def test_uploaded_markets_stay_out_of_public_files_unless_published(copy):
     settings, wh, store = copy
     add_model(wh, "random_walk_vol", lambda p, f, last: p, new_symbol="my-upload")  # an uploaded market's scores
-    publish_bars(publish_config(settings), wh, store, {BTC: [wh.query("SELECT max(origin) AS o FROM forecasts")["o"][0] - HOUR]}, "1h")
-    public = b"".join(store.get(k) or b"" for k in ("scoreboard.json", "index.html",
-                                                    "series/BTC-USDT/1h/latest.json",
-                                                    "series/BTC-USDT/1h/scoreboard.json"))
+    publish_bars(
+        publish_config(settings),
+        wh,
+        store,
+        {BTC: [wh.query("SELECT max(origin) AS o FROM forecasts")["o"][0] - HOUR]},
+        "1h",
+    )
+    public = b"".join(
+        store.get(k) or b""
+        for k in (
+            "scoreboard.json",
+            "index.html",
+            "series/BTC-USDT/1h/latest.json",
+            "series/BTC-USDT/1h/scoreboard.json",
+        )
+    )
     assert b"my-upload" not in public
     assert {r["symbol"] for r in json.loads(store.get("scoreboard.json"))["rows"]} == {BTC, "ETH/USDT"}
     opened = dataclasses.replace(settings, uploads_publish=True)
-    publish_bars(publish_config(opened), wh, store, {BTC: [wh.query("SELECT max(origin) AS o FROM forecasts")["o"][0] - HOUR]}, "1h")
+    publish_bars(
+        publish_config(opened),
+        wh,
+        store,
+        {BTC: [wh.query("SELECT max(origin) AS o FROM forecasts")["o"][0] - HOUR]},
+        "1h",
+    )
     board = json.loads(store.get("scoreboard.json"))
     assert "my-upload" in {r["symbol"] for r in board["rows"]} | {v["symbol"] for v in board["verdicts"]}
 
@@ -211,6 +251,7 @@ def test_uploads_publish_setting(tmp_path):
 
 def test_the_track_record_check_reads_the_test_not_the_point_estimate():
     """A model 30 % worse on average but within noise (or on too few horizons) is not called worse."""
+
     def row(symbol: str = BTC, model: str = "m", **crps: Any) -> dict[str, Any]:
         base = {"relative": 0.3, "significant": False, "winner": None, "verdict": "too few independent horizons"}
         return {"symbol": symbol, "model": model, "crps": base | crps}

@@ -125,16 +125,18 @@ def test_each_record_names_the_previous_one_and_the_manifest_it_replaced(record,
 def test_a_changed_published_number_is_named(site, site_data, capsys):
     key = btc_history(site_data.bars[BTC][10])
     doc = json.loads((site / key).read_text())
-    doc["forecasts"]["kronos-demo" if "kronos-demo" in doc["forecasts"] else sorted(doc["forecasts"])[0]][
-        "steps"][2]["q90"] *= 1.001
+    doc["forecasts"]["kronos-demo" if "kronos-demo" in doc["forecasts"] else sorted(doc["forecasts"])[0]]["steps"][2][
+        "q90"
+    ] *= 1.001
     (site / key).write_text(json.dumps(doc, indent=1, sort_keys=True))
     line = fails(site, capsys)
     assert key in line and "sha256" in line and "published by chain/00000000.json" in line
 
 
 @pytest.mark.parametrize("field", ["crps", "winkler_80"])
-def test_a_number_published_wrong_with_consistent_hashes_is_recomputed_and_named(field, site_data, tmp_path, capsys,
-                                                                                  monkeypatch):
+def test_a_number_published_wrong_with_consistent_hashes_is_recomputed_and_named(
+    field, site_data, tmp_path, capsys, monkeypatch
+):
     """The publisher itself writes a wrong score (every hash then agrees): recomputation names the field, a
     registered metric's (the Winkler score) as much as CRPS."""
     import kronos_assets.publishing.bars as bars
@@ -209,7 +211,7 @@ def test_a_rebuilt_manifest_continues_the_chain_from_its_log(site_data, tmp_path
 def test_a_bucket_verifies_and_a_deleted_object_is_named(site_data, tmp_path, bucket, s3_server, capsys):
     store = env_bucket_store()
     wh = live_warehouse(site_data, tmp_path)
-    publish_bars(publish_config(site_data.settings), wh, store, {BTC: site_data.bars[BTC][-HORIZON * 2:]}, "1h")
+    publish_bars(publish_config(site_data.settings), wh, store, {BTC: site_data.bars[BTC][-HORIZON * 2 :]}, "1h")
     assert cli_main(["verify", f"s3://{bucket}"]) == 0
     assert "intact: 1 publications" in capsys.readouterr().out
     key = btc_history(site_data.bars[BTC][-1])
@@ -231,10 +233,12 @@ def test_worker_processes_rescore_alike_and_pass_on_the_first_mismatch(site, sit
     forecasts = v.check_files(store, m, records, summary)
     closes = v.chain_closes(records)
     heads: dict = {}
-    assert (v.rescore(store, forecasts, closes, v.Summary(), workers=2, heads=heads)
-            == v.rescore(store, forecasts, closes, v.Summary()))
-    assert sorted(heads) == sorted(forecasts) and all(btc_history(v._ts(h["origin"]) - HOUR) == k
-                                                      for k, h in heads.items() if h["symbol"] == BTC)
+    assert v.rescore(store, forecasts, closes, v.Summary(), workers=2, heads=heads) == v.rescore(
+        store, forecasts, closes, v.Summary()
+    )
+    assert sorted(heads) == sorted(forecasts) and all(
+        btc_history(v._ts(h["origin"]) - HOUR) == k for k, h in heads.items() if h["symbol"] == BTC
+    )
     key = btc_history(site_data.bars[BTC][20])
     doc = json.loads((site / key).read_text())
     fc = next(fc for fc in doc["forecasts"].values() if fc.get("steps"))
@@ -341,8 +345,9 @@ def test_a_confidence_table_published_wrong_is_recomputed_and_named(site_data, t
     assert "/latest.json: track_record.direction_by_confidence (" in line and ".hit_rate: expected" in line
 
 
-def test_a_record_in_the_one_file_layout_upgraded_verifies_and_names_tampering_on_both_sides(site_data, tmp_path,
-                                                                                            monkeypatch, capsys):
+def test_a_record_in_the_one_file_layout_upgraded_verifies_and_names_tampering_on_both_sides(
+    site_data, tmp_path, monkeypatch, capsys
+):
     """A publish folder as releases before the index parts wrote it (format 2: one manifest listing every object,
     indented JSON), then publications by this release: the old entries move to an index part, a forecast of the old
     record re-published as it was is not a new version, and verify walks both layouts as one record, naming a
@@ -368,7 +373,9 @@ def test_a_record_in_the_one_file_layout_upgraded_verifies_and_names_tampering_o
     old_key = btc_history(btc[5])
     assert old_key in m["objects"] and "index" not in m and verify(store).publications == 2
 
-    report = publish_bars(publish_config(site_data.settings), wh, store, {BTC: btc[45:]}, "1h")  # 45..49 were published before
+    report = publish_bars(
+        publish_config(site_data.settings), wh, store, {BTC: btc[45:]}, "1h"
+    )  # 45..49 were published before
     assert report.changed_immutable == [] and btc_history(btc[47]) in report.skipped
     publish_bars(publish_config(site_data.settings), wh, store, {ETH: site_data.bars[ETH]}, "1h")
     m = manifest(site)
@@ -408,8 +415,13 @@ def test_verdicts_with_no_forecast_to_re_score_are_reported_not_a_crash(site_dat
     publication of the newest bar only, from a warehouse that scored older forecasts): verify says what it could not
     recompute instead of failing inside DuckDB on an empty table."""
     store = LocalStore(tmp_path / "site")
-    publish_bars(publish_config(site_data.settings), Warehouse(site_data.settings.warehouse_path), store,
-                 {BTC: site_data.bars[BTC][-1:]}, "1h")
+    publish_bars(
+        publish_config(site_data.settings),
+        Warehouse(site_data.settings.warehouse_path),
+        store,
+        {BTC: site_data.bars[BTC][-1:]},
+        "1h",
+    )
     code = cli_main(["verify", str(tmp_path / "site")])
     out = capsys.readouterr().out.strip().splitlines()
     assert code == 0, out

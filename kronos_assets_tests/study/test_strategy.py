@@ -6,8 +6,14 @@ import numpy as np
 import pytest
 
 from benchmarks.bench_study import null_pair
-from kronos_assets.metrics.strategy import (max_drawdown, net_returns, performance, sharpe, sharpe_difference,
-                                            stationary_bootstrap_indices)
+from kronos_assets.metrics.strategy import (
+    max_drawdown,
+    net_returns,
+    performance,
+    sharpe,
+    sharpe_difference,
+    stationary_bootstrap_indices,
+)
 
 
 def test_net_returns_charge_each_position_change():

@@ -39,9 +39,11 @@ def test_numbers_recompute_from_the_warehouse(study):
     home = demo.home / "study"
     published = json.loads((home / "publish" / "study.json").read_text())
     wh = Warehouse(str(home / "warehouse.duckdb"))
-    ev = wh.query("SELECT e.model, e.origin, e.crps, e.covered_80, e.brier_up, e.abs_error, e.realised, f.last_close "
-                  "FROM evaluations e JOIN forecasts f USING (symbol, timeframe, origin, model) "
-                  "WHERE e.symbol = 'BTC/USDT' AND e.step = e.horizon ORDER BY e.model, e.origin")
+    ev = wh.query(
+        "SELECT e.model, e.origin, e.crps, e.covered_80, e.brier_up, e.abs_error, e.realised, f.last_close "
+        "FROM evaluations e JOIN forecasts f USING (symbol, timeframe, origin, model) "
+        "WHERE e.symbol = 'BTC/USDT' AND e.step = e.horizon ORDER BY e.model, e.origin"
+    )
     entry = published["symbols"]["BTC/USDT"]
     assert published["stride"] == 12 and published["origins_per_symbol"] == 4
     assert set(entry["overall"]) == set(demo.forecasters)  # every model kind, the demo's Kronos included
@@ -68,7 +70,9 @@ def test_numbers_recompute_from_the_warehouse(study):
 def test_strategy_recomputes_from_paths_and_candles(study):
     demo, result = study
     wh = Warehouse(str(demo.home / "study" / "warehouse.duckdb"))
-    strategy = json.loads((demo.home / "study" / "publish" / "study.json").read_text())["symbols"]["BTC/USDT"]["strategy"]
+    strategy = json.loads((demo.home / "study" / "publish" / "study.json").read_text())["symbols"]["BTC/USDT"][
+        "strategy"
+    ]
     closes = wh.query("SELECT ts, close FROM clean_candles WHERE symbol = 'BTC/USDT' ORDER BY ts")
     close = dict(zip(closes["ts"].to_list(), closes["close"].to_list()))
     bars = [WINDOW.first_origin + timedelta(hours=i) for i in range(48)]
@@ -76,8 +80,10 @@ def test_strategy_recomputes_from_paths_and_candles(study):
     hold = strategy["buy_and_hold"]
     entry_cost = np.r_[0.001, np.zeros(47)]  # buy-and-hold pays 10 bp once, on entry
     assert hold["total_return"] == pytest.approx(np.prod(1 + r - entry_cost) - 1)
-    paths = wh.query("SELECT p.model, p.origin, p.close, f.last_close FROM forecast_paths p JOIN forecasts f "
-                     "USING (symbol, timeframe, origin, model) WHERE p.symbol = 'BTC/USDT' ORDER BY p.model, p.origin, p.path")
+    paths = wh.query(
+        "SELECT p.model, p.origin, p.close, f.last_close FROM forecast_paths p JOIN forecasts f "
+        "USING (symbol, timeframe, origin, model) WHERE p.symbol = 'BTC/USDT' ORDER BY p.model, p.origin, p.path"
+    )
     for model in demo.forecasters:
         pos = np.zeros(48)
         for (origin,), grp in paths.filter(pl.col("model") == model).group_by("origin", maintain_order=True):
@@ -85,7 +91,7 @@ def test_strategy_recomputes_from_paths_and_candles(study):
             c = np.hstack([np.full((c.shape[0], 1), grp["last_close"][0]), c])
             up = (c[:, 1:13] > c[:, :12]).mean(axis=0)  # each of the 12 bars until the next strided origin
             i = int((origin - WINDOW.first_origin) / timedelta(hours=1))
-            pos[i:i + 12] = up > 0.5
+            pos[i : i + 12] = up > 0.5
         net = pos * r - 0.001 * np.abs(np.diff(pos, prepend=0.0))
         s = strategy[model]
         assert s["position_changes"] == int(np.abs(np.diff(pos, prepend=0.0)).sum())

@@ -15,14 +15,16 @@ from kronos_assets.training.config import StageSettings
 from kronos_assets.training.data import WindowSet, series_from_frame
 from kronos_assets.training.trainer import TrainSpec
 
-TINY_TOKENIZER = TokenizerConfig(d_model=16, n_heads=2, ff_dim=32, n_enc_layers=2, n_dec_layers=2,
-                                 s1_bits=4, s2_bits=4, group_size=4)  # fmt: skip
+TINY_TOKENIZER = TokenizerConfig(
+    d_model=16, n_heads=2, ff_dim=32, n_enc_layers=2, n_dec_layers=2, s1_bits=4, s2_bits=4, group_size=4
+)
 TINY_MODEL = KronosConfig(d_model=16, n_layers=1, n_heads=2, ff_dim=32, s1_bits=4, s2_bits=4)
 START = datetime(2024, 1, 1, tzinfo=timezone.utc)
 
 
-def gbm_candles(n: int = 600, seed: int = 0, start: datetime = START, step: timedelta = timedelta(hours=1),
-                level: float = 100.0) -> pl.DataFrame:  # fmt: skip
+def gbm_candles(
+    n: int = 600, seed: int = 0, start: datetime = START, step: timedelta = timedelta(hours=1), level: float = 100.0
+) -> pl.DataFrame:
     """Candles in the project's schema with volatility clustering (so there is something to learn)."""
     rng = np.random.default_rng(seed)
     vol = 0.01 * np.exp(np.cumsum(rng.normal(0, 0.05, n)).clip(-1, 1))
@@ -31,22 +33,36 @@ def gbm_candles(n: int = 600, seed: int = 0, start: datetime = START, step: time
     high = np.maximum(open_, close) * (1 + rng.uniform(0, 1, n) * vol)
     low = np.minimum(open_, close) * (1 - rng.uniform(0, 1, n) * vol)
     volume = rng.uniform(10, 20, n) * (1 + 50 * vol)
-    return pl.DataFrame({
-        "ts": [start + step * i for i in range(n)], "open": open_, "high": high, "low": low, "close": close,
-        "volume": volume, "amount": volume * close, "exchange": ["synthetic"] * n,
-    }).with_columns(pl.col("ts").dt.cast_time_unit("us").dt.replace_time_zone("UTC"))  # fmt: skip
+    return pl.DataFrame(
+        {
+            "ts": [start + step * i for i in range(n)],
+            "open": open_,
+            "high": high,
+            "low": low,
+            "close": close,
+            "volume": volume,
+            "amount": volume * close,
+            "exchange": ["synthetic"] * n,
+        }
+    ).with_columns(pl.col("ts").dt.cast_time_unit("us").dt.replace_time_zone("UTC"))
 
 
 def tiny_windows(n: int = 600, lookback: int = 24, horizon: int = 8, **kw) -> WindowSet:
-    series = [series_from_frame("A/USDT", gbm_candles(n, 0), "1h"), series_from_frame("B/USDT", gbm_candles(n, 1, level=5.0), "1h")]
+    series = [
+        series_from_frame("A/USDT", gbm_candles(n, 0), "1h"),
+        series_from_frame("B/USDT", gbm_candles(n, 1, level=5.0), "1h"),
+    ]
     return WindowSet(series, lookback, horizon, **kw)
 
 
 def tiny_spec(tok_steps: int = 12, pred_steps: int = 12, **kw) -> TrainSpec:
     base = dict(log_every=4, save_every=5, val_windows=0, seed=3, fingerprint="tiny")
     base.update(kw)
-    return TrainSpec(StageSettings(tok_steps, 8, 3e-3, warmup=2, grad_clip=2.0),
-                     StageSettings(pred_steps, 8, 3e-3, warmup=2, grad_clip=3.0), **base)  # fmt: skip
+    return TrainSpec(
+        StageSettings(tok_steps, 8, 3e-3, warmup=2, grad_clip=2.0),
+        StageSettings(pred_steps, 8, 3e-3, warmup=2, grad_clip=3.0),
+        **base,
+    )
 
 
 @pytest.fixture(autouse=True)

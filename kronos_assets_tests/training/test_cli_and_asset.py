@@ -23,8 +23,9 @@ from .test_config import TINY_RUN
 
 
 def _csv(frame: pl.DataFrame, path: Path) -> str:
-    frame.select(pl.col("ts").dt.strftime("%Y-%m-%dT%H:%M:%SZ").alias("timestamp"), "open", "high", "low", "close",
-                 "volume").write_csv(path)  # fmt: skip
+    frame.select(
+        pl.col("ts").dt.strftime("%Y-%m-%dT%H:%M:%SZ").alias("timestamp"), "open", "high", "low", "close", "volume"
+    ).write_csv(path)
     return str(path)
 
 
@@ -56,10 +57,14 @@ def test_cli_trains_resumes_and_writes_a_checkpoint(tmp_path: Path, capsys) -> N
 
 def _clean_rows(symbol: str, frame: pl.DataFrame) -> pl.DataFrame:
     return frame.with_columns(
-        pl.lit(symbol).alias("symbol"), pl.lit("1h").alias("timeframe"), pl.lit(None, pl.Float64).alias("log_return"),
-        (pl.col("high") / pl.col("low")).log().alias("log_range"), pl.lit(None, pl.Float64).alias("realised_vol"),
-        pl.lit(None, pl.Float64).alias("volume_z"), pl.lit(0, pl.Int32).alias("bars_missing_before"),
-    )  # fmt: skip
+        pl.lit(symbol).alias("symbol"),
+        pl.lit("1h").alias("timeframe"),
+        pl.lit(None, pl.Float64).alias("log_return"),
+        (pl.col("high") / pl.col("low")).log().alias("log_range"),
+        pl.lit(None, pl.Float64).alias("realised_vol"),
+        pl.lit(None, pl.Float64).alias("volume_z"),
+        pl.lit(0, pl.Int32).alias("bars_missing_before"),
+    )
 
 
 def test_training_asset_trains_from_the_warehouse(tmp_path: Path) -> None:
@@ -145,12 +150,27 @@ def test_cli_reads_the_profile_warehouse_that_the_library_is_handed(tmp_path: Pa
     with pytest.raises(ValueError, match="run tiny: source 'warehouse' needs the warehouse"):
         load_frames(load_training_config(cfg)["tiny"])
 
-    args = ["tiny", "--config", str(cfg), "--home", str(settings.home), "--out", str(tmp_path / "out"), "--quiet",
-            "--no-eval", "--max-steps", "2"]
+    args = [
+        "tiny",
+        "--config",
+        str(cfg),
+        "--home",
+        str(settings.home),
+        "--out",
+        str(tmp_path / "out"),
+        "--quiet",
+        "--no-eval",
+        "--max-steps",
+        "2",
+    ]
     assert main(args) == 1  # an empty warehouse: no candles, said so
     assert "no 1h candles for ['BTC/USDT']" in capsys.readouterr().err
     start = datetime(2025, 1, 1, tzinfo=timezone.utc)
-    Warehouse.of(settings).replace("clean_candles", _clean_rows("BTC/USDT", gbm_candles(1000, 3, start=start)),
-                                   "symbol = ? AND timeframe = ?", ["BTC/USDT", "1h"])
+    Warehouse.of(settings).replace(
+        "clean_candles",
+        _clean_rows("BTC/USDT", gbm_candles(1000, 3, start=start)),
+        "symbol = ? AND timeframe = ?",
+        ["BTC/USDT", "1h"],
+    )
     assert main(args) == 0
     assert "continue with --resume" in capsys.readouterr().out

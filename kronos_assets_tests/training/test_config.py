@@ -14,16 +14,32 @@ from kronos_assets_tests.helpers import small_settings
 
 TINY_RUN = {
     "base": "scratch",
-    "scratch": {"tokenizer": {"d_model": 16, "n_heads": 2, "ff_dim": 32, "n_enc_layers": 2, "n_dec_layers": 2,
-                              "s1_bits": 4, "s2_bits": 4, "group_size": 4},
-                "model": {"d_model": 16, "n_layers": 1, "n_heads": 2, "ff_dim": 32}},
-    "data": {"source": "synthetic", "symbols": ["BTC/USDT"], "timeframe": "1h",
-             "train": {"start": "2025-01-01", "end": "2025-02-01"},
-             "heldout": {"start": "2025-02-01", "end": "2025-02-15"}, "lookback": 24, "horizon": 6},
+    "scratch": {
+        "tokenizer": {
+            "d_model": 16,
+            "n_heads": 2,
+            "ff_dim": 32,
+            "n_enc_layers": 2,
+            "n_dec_layers": 2,
+            "s1_bits": 4,
+            "s2_bits": 4,
+            "group_size": 4,
+        },
+        "model": {"d_model": 16, "n_layers": 1, "n_heads": 2, "ff_dim": 32},
+    },
+    "data": {
+        "source": "synthetic",
+        "symbols": ["BTC/USDT"],
+        "timeframe": "1h",
+        "train": {"start": "2025-01-01", "end": "2025-02-01"},
+        "heldout": {"start": "2025-02-01", "end": "2025-02-15"},
+        "lookback": 24,
+        "horizon": 6,
+    },
     "tokenizer": {"steps": 4, "batch_size": 4, "lr": 0.003},
     "predictor": {"steps": 4, "batch_size": 4, "lr": 0.003},
     "evaluation": {"origins_per_symbol": 2, "history_bars": 24, "horizon": 4, "n_paths": 4, "max_context": 32},
-}  # fmt: skip
+}
 
 
 def write(tmp_path: Path, runs: dict) -> Path:

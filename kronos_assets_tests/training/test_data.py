@@ -36,7 +36,8 @@ def test_window_rows_of_the_lookback_do_not_see_the_horizon() -> None:
     x, _, ts = ws.window(10)
     s0 = int(ws.index[10, 1])
     spiked = frame.with_columns(
-        pl.when(pl.int_range(pl.len()) >= s0 + 24).then(pl.col("close") * 3).otherwise(pl.col("close")).alias("close"))
+        pl.when(pl.int_range(pl.len()) >= s0 + 24).then(pl.col("close") * 3).otherwise(pl.col("close")).alias("close")
+    )
     ws2 = WindowSet([series_from_frame("A/USDT", spiked, "1h")], 24, 8)
     x2, _, _ = ws2.window(10)
     assert np.array_equal(x[:24], x2[:24])

@@ -49,7 +49,17 @@ def test_demo_checkpoint_beats_random_weights_on_held_out_crps(demo_run) -> None
         "demo": KronosForecaster(DEMO / "model", DEMO / "tokenizer", device="cpu", max_context=ev.max_context),
         "random-weights": kronos_forecaster(model.eval(), tok.eval(), "random-weights", ev.max_context),
     }
-    held = evaluate_forecasters(forecasters, frames, d.timeframe, start, end, history_bars=ev.history_bars,
-                                horizon=ev.horizon, origins_per_symbol=6, n_paths=16, seed=3)  # fmt: skip
+    held = evaluate_forecasters(
+        forecasters,
+        frames,
+        d.timeframe,
+        start,
+        end,
+        history_bars=ev.history_bars,
+        horizon=ev.horizon,
+        origins_per_symbol=6,
+        n_paths=16,
+        seed=3,
+    )
     assert held.n_forecasts == 12
     assert held.scores["demo"]["crps"] < held.scores["random-weights"]["crps"]

@@ -76,7 +76,8 @@ def test_trained_checkpoint_loads_through_the_normal_path(tmp_path: Path) -> Non
     fc = KronosForecaster(tmp_path / "ck" / "model", tmp_path / "ck" / "tokenizer", device="cpu", max_context=64)
     frame = gbm_candles(40)
     last = frame["ts"][-1]
-    req = ForecastRequest("A/USDT", "1h", last, frame, [last + (frame["ts"][1] - frame["ts"][0]) * (i + 1)
-                                                        for i in range(4)], seed=1)  # fmt: skip
+    req = ForecastRequest(
+        "A/USDT", "1h", last, frame, [last + (frame["ts"][1] - frame["ts"][0]) * (i + 1) for i in range(4)], seed=1
+    )
     paths = fc.forecast_batch([req], Sampling(n_paths=3, horizon=4))[0]
     assert paths.shape == (3, 4, 6) and np.isfinite(paths).all()

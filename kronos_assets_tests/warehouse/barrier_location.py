@@ -10,8 +10,8 @@ import os
 import time
 from pathlib import Path
 
-from kronos_assets.defs.resources import build_resources
 from kronos_assets.definitions import code_location
+from kronos_assets.defs.resources import build_resources
 from kronos_assets.settings import load_settings
 from kronos_assets.warehouse import Warehouse
 

@@ -27,8 +27,9 @@ class LakeServers:
         import psycopg2
 
         name = f"lake_{next(_n)}"
-        con = psycopg2.connect(host=self.pg.host, port=self.pg.port, user=self.pg.user, password=self.pg.password,
-                               dbname=self.pg.db)
+        con = psycopg2.connect(
+            host=self.pg.host, port=self.pg.port, user=self.pg.user, password=self.pg.password, dbname=self.pg.db
+        )
         con.autocommit = True
         with con.cursor() as cur:
             cur.execute(f'CREATE DATABASE "{name}"')
@@ -38,9 +39,12 @@ class LakeServers:
     def config(self, **overrides) -> WarehouseConfig:
         """A fresh lake: its own catalog database and its own prefix in the bucket."""
         db = self.new_catalog()
-        fields = {"backend": "ducklake", "data_path": f"s3://{BUCKET}/{db}/",
-                  "catalog": {"host": self.pg.host, "port": self.pg.port, "dbname": db, "user": self.pg.user},
-                  "s3": {"endpoint": self.s3_endpoint, "region": "us-east-1", "url_style": "path", "use_ssl": False}}
+        fields = {
+            "backend": "ducklake",
+            "data_path": f"s3://{BUCKET}/{db}/",
+            "catalog": {"host": self.pg.host, "port": self.pg.port, "dbname": db, "user": self.pg.user},
+            "s3": {"endpoint": self.s3_endpoint, "region": "us-east-1", "url_style": "path", "use_ssl": False},
+        }
         fields.update(overrides)
         return WarehouseConfig.model_validate(fields)
 
@@ -50,8 +54,13 @@ class LakeServers:
     def parquet_keys(self, prefix: str) -> list[str]:
         import boto3
 
-        s3 = boto3.client("s3", endpoint_url=f"http://{self.s3_endpoint}", aws_access_key_id=S3_KEY_ID,
-                          aws_secret_access_key=S3_SECRET, region_name="us-east-1")
+        s3 = boto3.client(
+            "s3",
+            endpoint_url=f"http://{self.s3_endpoint}",
+            aws_access_key_id=S3_KEY_ID,
+            aws_secret_access_key=S3_SECRET,
+            region_name="us-east-1",
+        )
         pages = s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix)
         return [o["Key"] for p in pages for o in p.get("Contents", []) if o["Key"].endswith(".parquet")]
 
@@ -71,8 +80,13 @@ def lake_servers() -> Iterator[LakeServers]:
     try:
         host, port = s3.get_host_and_port()
         endpoint = f"{host}:{port}"
-        boto3.client("s3", endpoint_url=f"http://{endpoint}", aws_access_key_id=S3_KEY_ID,
-                     aws_secret_access_key=S3_SECRET, region_name="us-east-1").create_bucket(Bucket=BUCKET)
+        boto3.client(
+            "s3",
+            endpoint_url=f"http://{endpoint}",
+            aws_access_key_id=S3_KEY_ID,
+            aws_secret_access_key=S3_SECRET,
+            region_name="us-east-1",
+        ).create_bucket(Bucket=BUCKET)
         with postgres_server(db="catalogs") as pg:
             yield LakeServers(pg, endpoint)
     finally:

@@ -12,21 +12,28 @@ from pathlib import Path
 
 import polars as pl
 
-from kronos_assets.warehouse import Warehouse, WarehouseConfig
-from kronos_assets.warehouse import core
+from kronos_assets.warehouse import Warehouse, WarehouseConfig, core
 
 START = datetime(2025, 1, 1, tzinfo=timezone.utc)
 
 
 def candles(symbol: str, tag: str, rows: int) -> pl.DataFrame:
     """``rows`` hourly bars of ``symbol``; ``exchange`` carries the writer's tag so mixed versions show."""
-    return pl.DataFrame({
-        "symbol": [symbol] * rows, "timeframe": ["1h"] * rows,
-        "ts": [START + timedelta(hours=i) for i in range(rows)],
-        "open": [float(i) for i in range(rows)], "high": [i + 1.0 for i in range(rows)],
-        "low": [i - 1.0 for i in range(rows)], "close": [i + 0.5 for i in range(rows)],
-        "volume": [10.0] * rows, "amount": [None] * rows, "exchange": [tag] * rows,
-    }, schema_overrides={"amount": pl.Float64, "ts": pl.Datetime("us", "UTC")})
+    return pl.DataFrame(
+        {
+            "symbol": [symbol] * rows,
+            "timeframe": ["1h"] * rows,
+            "ts": [START + timedelta(hours=i) for i in range(rows)],
+            "open": [float(i) for i in range(rows)],
+            "high": [i + 1.0 for i in range(rows)],
+            "low": [i - 1.0 for i in range(rows)],
+            "close": [i + 0.5 for i in range(rows)],
+            "volume": [10.0] * rows,
+            "amount": [None] * rows,
+            "exchange": [tag] * rows,
+        },
+        schema_overrides={"amount": pl.Float64, "ts": pl.Datetime("us", "UTC")},
+    )
 
 
 def write(wh: Warehouse, symbol: str, tag: str, rows: int, merge: bool = False) -> None:

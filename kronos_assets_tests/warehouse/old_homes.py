@@ -66,16 +66,24 @@ def rows_lost(old: Path, new: Path) -> dict[str, int]:
     try:
         con.execute(f"ATTACH '{old}' AS old (READ_ONLY)")
         con.execute(f"ATTACH '{new}' AS new (READ_ONLY)")
-        return {t: con.execute(f"SELECT count(*) FROM (SELECT {compared(t, cols[t])} FROM old.{t} EXCEPT ALL "
-                               f"SELECT {compared(t, cols[t])} FROM new.{t})").fetchone()[0] for t in TABLES}
+        return {
+            t: con.execute(
+                f"SELECT count(*) FROM (SELECT {compared(t, cols[t])} FROM old.{t} EXCEPT ALL "
+                f"SELECT {compared(t, cols[t])} FROM new.{t})"
+            ).fetchone()[0]
+            for t in TABLES
+        }
     finally:
         con.close()
 
 
 def file_hashes(folder: Path) -> dict[str, str]:
     """Every file under ``folder`` (but the layout's empty lock file) by relative path: its sha256."""
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file() and p.name != ".layout.lock"}
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and p.name != ".layout.lock"
+    }
 
 
 KILLER = """
@@ -99,8 +107,12 @@ def killed_inside(path: Path, version: int, copy: Path) -> Path:
     """Migrates the warehouse at ``path`` in a process killed (-9) inside the migration to ``version``, after its
     work and before its commit; returns ``copy``: what the kill left (the file and its WAL), for a reader to open
     before any re-run."""
-    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(KILLER), str(path), str(version)],
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(KILLER), str(path), str(version)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == -9, proc.stderr
     shutil.copy(path, copy)
     if path.with_name(path.name + ".wal").exists():

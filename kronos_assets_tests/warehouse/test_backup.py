@@ -49,13 +49,26 @@ while not stop.exists() and time.monotonic() < end:
 
 def _day_rows(day: int, close: float) -> dict[str, pl.DataFrame]:
     ts = [DAY0 + timedelta(days=day, hours=h) for h in range(24)]
-    base = {"symbol": ["BTC/USDT"] * 24, "timeframe": ["1h"] * 24, "ts": ts, "open": [close] * 24,
-            "high": [close + 1] * 24, "low": [close - 1] * 24, "close": [close] * 24, "volume": [1.0] * 24,
-            "amount": [close] * 24, "exchange": ["test"] * 24}
+    base = {
+        "symbol": ["BTC/USDT"] * 24,
+        "timeframe": ["1h"] * 24,
+        "ts": ts,
+        "open": [close] * 24,
+        "high": [close + 1] * 24,
+        "low": [close - 1] * 24,
+        "close": [close] * 24,
+        "volume": [1.0] * 24,
+        "amount": [close] * 24,
+        "exchange": ["test"] * 24,
+    }
     raw = pl.DataFrame(base, schema_overrides={"ts": pl.Datetime("us", "UTC")})
-    clean = raw.with_columns(pl.lit(None, pl.Float64).alias("log_return"), pl.lit(0.01).alias("log_range"),
-                             pl.lit(None, pl.Float64).alias("realised_vol"), pl.lit(None, pl.Float64).alias("volume_z"),
-                             pl.lit(0, pl.Int32).alias("bars_missing_before"))
+    clean = raw.with_columns(
+        pl.lit(None, pl.Float64).alias("log_return"),
+        pl.lit(0.01).alias("log_range"),
+        pl.lit(None, pl.Float64).alias("realised_vol"),
+        pl.lit(None, pl.Float64).alias("volume_z"),
+        pl.lit(0, pl.Int32).alias("bars_missing_before"),
+    )
     return {"raw_candles": raw, "clean_candles": clean}
 
 
@@ -92,8 +105,14 @@ def _publish(folder: Path) -> dict:
         store.put(Artifact.of(key, body, "public, max-age=31536000, immutable"))
         objects[key] = {"sha256": hashlib.sha256(body).hexdigest(), "bytes": len(body)}
     store.put(Artifact.of("index.html", b"<html>dashboard</html>", "no-cache"))
-    manifest = {"format": 2, "generated_at": "2026-11-21T10:00:00+00:00", "profile": "demo", "objects": objects,
-                "aliases": {"index.html": "index.abc.html"}, "retired": []}
+    manifest = {
+        "format": 2,
+        "generated_at": "2026-11-21T10:00:00+00:00",
+        "profile": "demo",
+        "objects": objects,
+        "aliases": {"index.html": "index.abc.html"},
+        "retired": [],
+    }
     store.put(Artifact.of("manifest.json", json.dumps(manifest).encode(), "no-cache"))
     return manifest
 
@@ -122,8 +141,13 @@ def test_a_backup_taken_while_another_process_commits_is_consistent_and_restores
     manifest = _publish(settings.publish_dir)
     stop, counter = tmp_path / "stop", tmp_path / "commits"
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    writer = subprocess.Popen([sys.executable, "-c", WRITER, str(settings.warehouse_path), str(stop), str(counter)],
-                              cwd=REPO, env=env, stderr=subprocess.PIPE, text=True)
+    writer = subprocess.Popen(
+        [sys.executable, "-c", WRITER, str(settings.warehouse_path), str(stop), str(counter)],
+        cwd=REPO,
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
     def commits() -> int:
         return len(counter.read_text().splitlines()) if counter.exists() else 0
@@ -154,8 +178,11 @@ def test_a_backup_taken_while_another_process_commits_is_consistent_and_restores
 
     # Restore the first backup over a warehouse that has moved on (and whose publication was lost).
     chosen = results[0]
-    closes = duckdb.connect(str(chosen.folder / "warehouse.duckdb"), read_only=True).execute(
-        "SELECT sum(close) FROM raw_candles").fetchone()[0]
+    closes = (
+        duckdb.connect(str(chosen.folder / "warehouse.duckdb"), read_only=True)
+        .execute("SELECT sum(close) FROM raw_candles")
+        .fetchone()[0]
+    )
     for path in settings.publish_dir.rglob("*"):
         if path.is_file():
             path.unlink()
@@ -237,7 +264,13 @@ def test_restore_checks_the_backup_before_touching_anything(seeded, tmp_path):
 
 
 def test_a_ducklake_profile_is_refused_naming_its_backend(tmp_path):
-    settings = small_settings(tmp_path, warehouse={"backend": "ducklake", "data_path": str(tmp_path / "lake"),
-                                                   "catalog": {"host": "127.0.0.1", "dbname": "lake", "user": "k"}})
+    settings = small_settings(
+        tmp_path,
+        warehouse={
+            "backend": "ducklake",
+            "data_path": str(tmp_path / "lake"),
+            "catalog": {"host": "127.0.0.1", "dbname": "lake", "user": "k"},
+        },
+    )
     with pytest.raises(BackupError, match=r"DuckLake: catalog postgres://k@127.0.0.1:5432/lake.*pg_dump"):
         backup(settings, to=tmp_path / "backups")

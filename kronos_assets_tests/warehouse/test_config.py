@@ -19,17 +19,20 @@ def test_default_is_the_embedded_file_with_one_writer(tmp_path):
     assert (tmp_path / "warehouse.duckdb").is_file()
 
 
-@pytest.mark.parametrize("fields, message", [
-    ({**LAKE, "password": "x"}, "Extra inputs are not permitted"),
-    ({**LAKE, "catalog": {**LAKE["catalog"], "password": "x"}}, "Extra inputs are not permitted"),
-    ({"backend": "ducklake", "data_path": "/srv/lake"}, "needs catalog"),
-    ({**LAKE, "data_path": None}, "needs data_path"),
-    ({**LAKE, "data_path": "s3://bucket/lake/"}, "is on S3: add s3"),
-    ({**LAKE, "s3": {"endpoint": "r2.example"}}, "not an s3:// path"),
-    ({"backend": "embedded", "data_path": "/srv/lake"}, "apply only to backend: ducklake"),
-    ({"backend": "lake"}, "Input should be 'embedded' or 'ducklake'"),
-    ({**LAKE, "write_pool_limit": 0}, "greater than or equal to 1"),
-])
+@pytest.mark.parametrize(
+    "fields, message",
+    [
+        ({**LAKE, "password": "x"}, "Extra inputs are not permitted"),
+        ({**LAKE, "catalog": {**LAKE["catalog"], "password": "x"}}, "Extra inputs are not permitted"),
+        ({"backend": "ducklake", "data_path": "/srv/lake"}, "needs catalog"),
+        ({**LAKE, "data_path": None}, "needs data_path"),
+        ({**LAKE, "data_path": "s3://bucket/lake/"}, "is on S3: add s3"),
+        ({**LAKE, "s3": {"endpoint": "r2.example"}}, "not an s3:// path"),
+        ({"backend": "embedded", "data_path": "/srv/lake"}, "apply only to backend: ducklake"),
+        ({"backend": "lake"}, "Input should be 'embedded' or 'ducklake'"),
+        ({**LAKE, "write_pool_limit": 0}, "greater than or equal to 1"),
+    ],
+)
 def test_bad_settings_are_refused(fields, message):
     with pytest.raises(ValidationError, match=message):
         WarehouseConfig.model_validate(fields)
@@ -43,15 +46,18 @@ def test_ducklake_pool_limit_is_the_configured_one():
 def test_extensions_come_from_the_packages_offline(tmp_path):
     con = duckdb.connect(config=extensions.connection_config(tmp_path / "ext"))
     extensions.load(con, ("ducklake", "postgres", "httpfs"), tmp_path / "ext")
-    rows = con.execute("SELECT extension_name, loaded, install_path FROM duckdb_extensions() "
-                       "WHERE extension_name IN ('ducklake', 'postgres_scanner', 'httpfs')").fetchall()
+    rows = con.execute(
+        "SELECT extension_name, loaded, install_path FROM duckdb_extensions() "
+        "WHERE extension_name IN ('ducklake', 'postgres_scanner', 'httpfs')"
+    ).fetchall()
     assert len(rows) == 3 and all(loaded and path.startswith(str(tmp_path / "ext")) for _, loaded, path in rows)
 
 
 def test_a_missing_extension_package_is_named(monkeypatch):
     monkeypatch.setattr(extensions.importlib.util, "find_spec", lambda name: None)
-    with pytest.raises(extensions.ExtensionMissing,
-                       match=f"pip install duckdb-extension-ducklake=={duckdb.__version__}"):
+    with pytest.raises(
+        extensions.ExtensionMissing, match=f"pip install duckdb-extension-ducklake=={duckdb.__version__}"
+    ):
         extensions.extension_file("ducklake")
 
 

@@ -41,23 +41,39 @@ def _instance_home(tmp_path: Path) -> Path:
         if limit["key"] == "dagster/backfill":
             limit["limit"] = len(PARTITIONS)
     (home / "dagster.yaml").write_text(yaml.safe_dump(config))
-    (home / "workspace.yaml").write_text(yaml.safe_dump({"load_from": [{"python_module": {
-        "module_name": "kronos_assets_tests.warehouse.barrier_location", "attribute": "location",
-        "location_name": "kronos_assets", "working_directory": str(REPO_ROOT)}}]}))
+    (home / "workspace.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "load_from": [
+                    {
+                        "python_module": {
+                            "module_name": "kronos_assets_tests.warehouse.barrier_location",
+                            "attribute": "location",
+                            "location_name": "kronos_assets",
+                            "working_directory": str(REPO_ROOT),
+                        }
+                    }
+                ]
+            }
+        )
+    )
     return home
 
 
 def _cli(args: list[str], env: dict, cwd: Path) -> str:
-    proc = subprocess.run([str(VENV_BIN / "dagster"), *args], env=env, cwd=cwd, capture_output=True, text=True,
-                          timeout=120)
+    proc = subprocess.run(
+        [str(VENV_BIN / "dagster"), *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
     return proc.stdout
 
 
 def _per_partition(wh: Warehouse, table: str) -> dict[str, tuple[int, int]]:
     """day|symbol -> (rows, distinct bars): equal when no bar is stored twice."""
-    df = wh.query(f"SELECT strftime(ts, '%Y-%m-%d') || '|' || replace(symbol, '/', '-') AS p, count(*) AS n, "
-                  f"count(DISTINCT ts) AS bars FROM {table} GROUP BY p ORDER BY p")
+    df = wh.query(
+        f"SELECT strftime(ts, '%Y-%m-%d') || '|' || replace(symbol, '/', '-') AS p, count(*) AS n, "
+        f"count(DISTINCT ts) AS bars FROM {table} GROUP BY p ORDER BY p"
+    )
     return {r["p"]: (r["n"], r["bars"]) for r in df.iter_rows(named=True)}
 
 
@@ -80,10 +96,25 @@ def test_runs_write_ducklake_at_once_through_the_daemon(lake: LakeServers, tmp_p
 
     daemon_log = tmp_path / "daemon.log"
     daemon_args = [str(VENV_BIN / "dagster-daemon"), "run", "-w", "workspace.yaml"]
-    with (background(daemon_args, env, home, daemon_log) as daemon,
-          dg.DagsterInstance.from_config(str(home)) as instance):
-        out = _cli(["job", "backfill", "-w", "workspace.yaml", "-j", "candles_1h", "--partitions", ",".join(PARTITIONS),
-                    "--noprompt"], env, home)
+    with (
+        background(daemon_args, env, home, daemon_log) as daemon,
+        dg.DagsterInstance.from_config(str(home)) as instance,
+    ):
+        out = _cli(
+            [
+                "job",
+                "backfill",
+                "-w",
+                "workspace.yaml",
+                "-j",
+                "candles_1h",
+                "--partitions",
+                ",".join(PARTITIONS),
+                "--noprompt",
+            ],
+            env,
+            home,
+        )
         assert "Launched backfill job" in out, out
         backfill_id = instance.get_backfills()[0].backfill_id
 
@@ -91,8 +122,14 @@ def test_runs_write_ducklake_at_once_through_the_daemon(lake: LakeServers, tmp_p
             recs = instance.get_run_records(dg.RunsFilter(tags=tags))
             return recs if len(recs) == n and all(r.dagster_run.status in FINISHED for r in recs) else None
 
-        records = wait_until(lambda: finished({"dagster/backfill": backfill_id}, len(PARTITIONS)), RUNS_TIMEOUT_S,
-                             "backfill runs to finish", interval_s=1.0, proc=daemon, log=daemon_log)
+        records = wait_until(
+            lambda: finished({"dagster/backfill": backfill_id}, len(PARTITIONS)),
+            RUNS_TIMEOUT_S,
+            "backfill runs to finish",
+            interval_s=1.0,
+            proc=daemon,
+            log=daemon_log,
+        )
         statuses = {r.dagster_run.tags["dagster/partition"]: r.dagster_run.status for r in records}
         assert statuses == {p: dg.DagsterRunStatus.SUCCESS for p in PARTITIONS}, daemon_log.read_text()[-4000:]
         for asset in ("raw_candles", "clean_candles"):

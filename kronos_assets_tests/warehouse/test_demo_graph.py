@@ -19,17 +19,33 @@ from kronos_assets_tests.warehouse.conftest import LakeServers
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 NOW = datetime(2026, 11, 21, 12, 5, tzinfo=timezone.utc)
 BARS = 8  # horizon 6: the first forecasts are scored
-TABLES = {"raw_candles": "symbol, ts", "clean_candles": "symbol, ts", "forecasts": "symbol, origin, model",
-          "forecast_steps": "symbol, origin, model, step", "evaluations": "symbol, origin, model, step"}
+TABLES = {
+    "raw_candles": "symbol, ts",
+    "clean_candles": "symbol, ts",
+    "forecasts": "symbol, origin, model",
+    "forecast_steps": "symbol, origin, model, step",
+    "evaluations": "symbol, origin, model, step",
+}
 
 
 def _run(root: Path, warehouse: Warehouse) -> dict:
     settings = small_settings(root, symbols=["BTC/USDT"])  # one series: the whole graph, half the time
-    run_main_job(settings, backfill_bars=BARS, now=NOW, resources={**build_resources(settings), "warehouse": warehouse},
-                 log=lambda _: None)
+    run_main_job(
+        settings,
+        backfill_bars=BARS,
+        now=NOW,
+        resources={**build_resources(settings), "warehouse": warehouse},
+        log=lambda _: None,
+    )
     # provenance carries run-specific paths and times; every number and every other column must match
-    return {t: warehouse.query(f"SELECT * EXCLUDE (provenance) FROM {t} ORDER BY {k}" if t == "forecasts" else
-                               f"SELECT * FROM {t} ORDER BY {k}") for t, k in TABLES.items()}
+    return {
+        t: warehouse.query(
+            f"SELECT * EXCLUDE (provenance) FROM {t} ORDER BY {k}"
+            if t == "forecasts"
+            else f"SELECT * FROM {t} ORDER BY {k}"
+        )
+        for t, k in TABLES.items()
+    }
 
 
 def test_demo_graph_scores_the_same_on_ducklake(lake: LakeServers, tmp_path: Path, monkeypatch):

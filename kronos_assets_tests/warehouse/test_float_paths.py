@@ -27,12 +27,14 @@ def test_stored_paths_keep_close_exact_and_round_only_the_other_fields():
     assert np.array_equal(kept[..., CLOSE], paths[..., CLOSE])  # every score, quantile and P(up) unchanged
     others = [j for j, f in enumerate(PATH_FIELDS) if f != "close"]
     assert np.array_equal(kept[..., others], paths[..., others].astype(np.float32).astype(np.float64))
-    assert np.max(np.abs(kept[..., others] / paths[..., others] - 1)) <= 2.0 ** -24
+    assert np.max(np.abs(kept[..., others] / paths[..., others] - 1)) <= 2.0**-24
     last = paths[:, 0, CLOSE] / 1.001
-    before, after = summarise(paths[..., CLOSE], paths[..., VOLUME], last), summarise(
-        kept[..., CLOSE], kept[..., VOLUME], last)
+    before, after = (
+        summarise(paths[..., CLOSE], paths[..., VOLUME], last),
+        summarise(kept[..., CLOSE], kept[..., VOLUME], last),
+    )
     assert np.array_equal(before.quantiles, after.quantiles) and before.p_up == after.p_up
-    assert np.allclose(after.mean_volume, before.mean_volume, rtol=2.0 ** -24, atol=0)
+    assert np.allclose(after.mean_volume, before.mean_volume, rtol=2.0**-24, atol=0)
 
 
 def _exact(path: Path) -> tuple[str, str]:
@@ -41,8 +43,10 @@ def _exact(path: Path) -> tuple[str, str]:
     try:
         con.execute("SET TimeZone = 'UTC'")
         rows = con.execute("SELECT * FROM forecast_paths ORDER BY ALL").fetchall()
-        kind = con.execute("SELECT data_type FROM information_schema.columns WHERE table_name = 'forecast_paths' "
-                           "AND column_name = 'open'").fetchone()[0]
+        kind = con.execute(
+            "SELECT data_type FROM information_schema.columns WHERE table_name = 'forecast_paths' "
+            "AND column_name = 'open'"
+        ).fetchone()[0]
         return hashlib.sha256(repr(rows).encode()).hexdigest(), kind
     finally:
         con.close()
@@ -50,8 +54,7 @@ def _exact(path: Path) -> tuple[str, str]:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("commit", sorted(RELEASES))
-def test_kill_9_inside_the_float_migration_leaves_the_doubles_whole_and_a_rerun_converts(commit: str,
-                                                                                         tmp_path: Path):
+def test_kill_9_inside_the_float_migration_leaves_the_doubles_whole_and_a_rerun_converts(commit: str, tmp_path: Path):
     path = unpack(commit, tmp_path) / RELEASES[commit] / "warehouse.duckdb"
     exact = _exact(path)
     assert exact[1] == "DOUBLE[]"

@@ -22,15 +22,31 @@ ROWS = 300
 
 
 def _writer(cfg: WarehouseConfig, home: Path, symbol: str, tag: str, rows: int, *flags: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "kronos_assets_tests.warehouse.lake_writer", cfg.model_dump_json(),
-                             symbol, tag, str(rows), str(home), *flags], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env=dict(os.environ))
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "kronos_assets_tests.warehouse.lake_writer",
+            cfg.model_dump_json(),
+            symbol,
+            tag,
+            str(rows),
+            str(home),
+            *flags,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=dict(os.environ),
+    )
 
 
 def _versions(wh: Warehouse) -> dict[str, tuple[int, list[str]]]:
     """Per symbol: row count and the writer tags its rows carry."""
-    df = wh.query("SELECT symbol, count(*) AS n, list(DISTINCT exchange ORDER BY exchange) AS tags FROM raw_candles "
-                  "GROUP BY symbol ORDER BY symbol")
+    df = wh.query(
+        "SELECT symbol, count(*) AS n, list(DISTINCT exchange ORDER BY exchange) AS tags FROM raw_candles "
+        "GROUP BY symbol ORDER BY symbol"
+    )
     return {r["symbol"]: (r["n"], tuple(r["tags"])) for r in df.iter_rows(named=True)}
 
 
@@ -68,8 +84,9 @@ def test_two_writers_of_one_partition_leave_one_whole_version(lake: LakeServers,
     wh = Warehouse(tmp_path / "wh.duckdb", config=cfg)
     write(wh, "BTC/USDT", "old", ROWS)
     for round_ in range(1):
-        procs = [_writer(cfg, tmp_path, "BTC/USDT", f"r{round_}-{tag}", n)
-                 for tag, n in (("a", ROWS + 7), ("b", ROWS + 13))]
+        procs = [
+            _writer(cfg, tmp_path, "BTC/USDT", f"r{round_}-{tag}", n) for tag, n in (("a", ROWS + 7), ("b", ROWS + 13))
+        ]
         outs = [p.communicate(timeout=180) for p in procs]
         assert [p.returncode for p in procs] == [0, 0], [o[1][-2000:] for o in outs]
         n, tags = _versions(wh)["BTC/USDT"]

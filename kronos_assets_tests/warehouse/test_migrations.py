@@ -28,9 +28,11 @@ def _old_warehouse(commit: str, tmp_path: Path) -> Path:
 def _columns(path: Path) -> list[tuple]:
     con = duckdb.connect(str(path), read_only=True)
     try:
-        return con.execute("SELECT table_name, column_name, ordinal_position, data_type, is_nullable "
-                           "FROM information_schema.columns WHERE table_catalog = current_database() "
-                           "ORDER BY ALL").fetchall()
+        return con.execute(
+            "SELECT table_name, column_name, ordinal_position, data_type, is_nullable "
+            "FROM information_schema.columns WHERE table_catalog = current_database() "
+            "ORDER BY ALL"
+        ).fetchall()
     finally:
         con.close()
 
@@ -87,9 +89,11 @@ def test_a_newer_schema_is_refused_naming_file_and_versions(tmp_path: Path):
     before = table_digests(path)
     with pytest.raises(SchemaTooNew) as err:
         Warehouse(path).query("SELECT count(*) FROM forecasts")
-    assert str(err.value) == (f"warehouse {path} has schema version {migrations.NEWEST + 1}, newer than this release "
-                              f"knows ({migrations.NEWEST}): run the release that wrote it, or upgrade kronos_assets; "
-                              "nothing was changed")
+    assert str(err.value) == (
+        f"warehouse {path} has schema version {migrations.NEWEST + 1}, newer than this release "
+        f"knows ({migrations.NEWEST}): run the release that wrote it, or upgrade kronos_assets; "
+        "nothing was changed"
+    )
     assert table_digests(path) == before
     ro = ReadOnlyWarehouse(path)
     ro.open()
@@ -108,8 +112,11 @@ def test_a_migration_that_raises_midway_leaves_the_old_version_whole(tmp_path: P
 
     broken = tuple(replace(m, apply=half) if m.version == 2 else m for m in migrations.MIGRATIONS)
     monkeypatch.setattr(migrations, "MIGRATIONS", broken)
-    with pytest.raises(MigrationFailed, match=rf"warehouse {path}: migration to schema version 2 .* failed and was "
-                                              r"rolled back, the warehouse is still at version 1: "):
+    with pytest.raises(
+        MigrationFailed,
+        match=rf"warehouse {path}: migration to schema version 2 .* failed and was "
+        r"rolled back, the warehouse is still at version 1: ",
+    ):
         Warehouse(path).migrate()
     con = duckdb.connect(str(path), read_only=True)
     assert migrations.state(con) == migrations.SchemaState(1, False)  # not even the first ALTER stayed
@@ -143,8 +150,9 @@ Warehouse(sys.argv[1]).migrate()
 def test_kill_9_inside_a_migration_loses_nothing_and_a_rerun_heals(where: str, left_at: int, tmp_path: Path):
     path = _old_warehouse("dbaa304", tmp_path)
     before = table_digests(path)
-    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(KILLER), str(path), where], capture_output=True,
-                          text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(KILLER), str(path), where], capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == -9, proc.stderr
     copy = tmp_path / "after_kill.duckdb"  # what the kill left, opened by a reader before any re-run
     shutil.copy(path, copy)
@@ -179,14 +187,21 @@ def test_ducklake_warehouse_from_the_first_release_migrates_in_place(lake, tmp_p
     columns = table_columns(old)
 
     def lost() -> dict[str, int]:  # in the release's columns (a metric's column is added beside them)
-        return {t: con.execute(f"SELECT count(*) FROM (SELECT {compared(t, columns[t])} FROM lake.{t} EXCEPT ALL "
-                               f"SELECT {compared(t, columns[t])} FROM fx.{t})").fetchone()[0] for t in TABLES}
+        return {
+            t: con.execute(
+                f"SELECT count(*) FROM (SELECT {compared(t, columns[t])} FROM lake.{t} EXCEPT ALL "
+                f"SELECT {compared(t, columns[t])} FROM fx.{t})"
+            ).fetchone()[0]
+            for t in TABLES
+        }
 
     wh = Warehouse(tmp_path / "warehouse.duckdb", config=cfg)
     try:
         assert wh.migrate() == (1, migrations.NEWEST)
-        nullable = wh.query("SELECT is_nullable FROM information_schema.columns WHERE table_catalog = 'lake' AND "
-                            "table_name = 'forecast_steps' AND column_name = 'mean_volume'")["is_nullable"][0]
+        nullable = wh.query(
+            "SELECT is_nullable FROM information_schema.columns WHERE table_catalog = 'lake' AND "
+            "table_name = 'forecast_steps' AND column_name = 'mean_volume'"
+        )["is_nullable"][0]
         assert nullable == "YES"
         versions = wh.query("SELECT version FROM schema_migrations ORDER BY version")["version"].to_list()
         assert versions == list(range(1, migrations.NEWEST + 1))
@@ -211,7 +226,8 @@ def test_the_metric_migration_scores_the_stored_forecasts_for_the_new_columns(co
             "SELECT e.step, e.realised, e.winkler_80, e.p_up_hit, f.last_close, "
             "(SELECT list(p.close ORDER BY p.path) FROM forecast_paths p WHERE p.symbol = e.symbol "
             " AND p.timeframe = e.timeframe AND p.origin = e.origin AND p.model = e.model) AS paths "
-            "FROM evaluations e JOIN forecasts f USING (symbol, timeframe, origin, model)").fetchall()
+            "FROM evaluations e JOIN forecasts f USING (symbol, timeframe, origin, model)"
+        ).fetchall()
     finally:
         con.close()
     assert len(rows) >= 48

@@ -15,8 +15,8 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from kronos_assets.defs.maintenance import MAINTENANCE_JOB, build_maintenance
 from kronos_assets.configuration import ConfigError
+from kronos_assets.defs.maintenance import MAINTENANCE_JOB, build_maintenance
 from kronos_assets.scoring import Scored, score_bars
 from kronos_assets.settings import load_settings
 from kronos_assets.warehouse import Warehouse, WarehouseConfig
@@ -37,31 +37,48 @@ def _record(path: Path) -> Warehouse:
     wh = Warehouse(path)
 
     def fill(con) -> None:
-        con.execute(f"""
+        con.execute(
+            f"""
             INSERT INTO clean_candles (symbol, timeframe, ts, open, high, low, close, volume, amount, exchange,
                                        log_range, bars_missing_before)
             SELECT 'BTC/USDT', '1h', ?::TIMESTAMPTZ + to_hours(i), c, c, c, c, 1, c, 'x', 0, 0
-            FROM (SELECT i, 100 + sin(i) AS c FROM range({N + H}) r(i))""", [T0])
-        con.execute(f"""
+            FROM (SELECT i, 100 + sin(i) AS c FROM range({N + H}) r(i))""",
+            [T0],
+        )
+        con.execute(
+            f"""
             INSERT INTO forecasts SELECT 'BTC/USDT', '1h', ?::TIMESTAMPTZ + to_hours(i), m, {PATHS}, {H},
-                100 + sin(i - 1), 0.5, 0.5, 0.01, ?::TIMESTAMPTZ, ?::TIMESTAMPTZ + to_hours(i - 1), 'x', 7, '{{}}', '{{}}'
-            FROM range({N}) r(i), (SELECT unnest({list(MODELS)}) AS m)""", [T0, T0, T0])
+                100 + sin(i - 1), 0.5, 0.5, 0.01, ?::TIMESTAMPTZ, ?::TIMESTAMPTZ + to_hours(i - 1), 'x', 7, '{{}}',
+                '{{}}'
+            FROM range({N}) r(i), (SELECT unnest({list(MODELS)}) AS m)""",
+            [T0, T0, T0],
+        )
         steps = ", ".join(f"100 + sin(i) + {q}" for q in (-3, -2, -1, 0, 1, 2, 3))
-        con.execute(f"""
+        con.execute(
+            f"""
             INSERT INTO forecast_steps SELECT 'BTC/USDT', '1h', ?::TIMESTAMPTZ + to_hours(i), m, s,
                 ?::TIMESTAMPTZ + to_hours(i + s - 1), {steps}, 100 + sin(i), 100 + sin(i), 1.5, 1.5
-            FROM range({N}) r(i), (SELECT unnest({list(MODELS)}) AS m), (SELECT unnest([1, 2]) AS s)""", [T0, T0])
+            FROM range({N}) r(i), (SELECT unnest({list(MODELS)}) AS m), (SELECT unnest([1, 2]) AS s)""",
+            [T0, T0],
+        )
         path = "[100 + sin(i) + p * 0.5 + 0.123456789, 100 + sin(i + 1) - p * 0.5 + 0.987654321]"
-        con.execute(f"""
+        con.execute(
+            f"""
             INSERT INTO forecast_paths SELECT 'BTC/USDT', '1h', ?::TIMESTAMPTZ + to_hours(i), m, p,
                 {path}, {path}, {path}, {path}, [1.1, 2.2], [3.3, 4.4]
-            FROM range({N}) r(i), (SELECT unnest({list(MODELS)}) AS m), range({PATHS}) q(p)""", [T0])
+            FROM range({N}) r(i), (SELECT unnest({list(MODELS)}) AS m), range({PATHS}) q(p)""",
+            [T0],
+        )
 
     wh.transact("test record", fill)
     score_bars(wh, "BTC/USDT", "1h", HOUR, H, [T0 + (i + H - 1) * HOUR for i in range(SCORED)], Scored())
-    wh.transact("half-scored", lambda con: con.execute(
-        "DELETE FROM evaluations WHERE model = 'm2' AND (origin = ? OR (origin = ? AND step = 2))",
-        [T0 + 10 * HOUR, T0 + 11 * HOUR]))
+    wh.transact(
+        "half-scored",
+        lambda con: con.execute(
+            "DELETE FROM evaluations WHERE model = 'm2' AND (origin = ? OR (origin = ? AND step = 2))",
+            [T0 + 10 * HOUR, T0 + 11 * HOUR],
+        ),
+    )
     return wh
 
 
@@ -75,8 +92,10 @@ def _kept(wh: Warehouse) -> dict[str, str]:
 
 def _paths_per_forecast(wh: Warehouse) -> dict[tuple[int, str], int]:
     """(origin index, model) -> path rows stored, for every forecast (0: pruned)."""
-    df = wh.query("SELECT f.origin, f.model, count(p.path) AS n FROM forecasts f LEFT JOIN forecast_paths p "
-                  "USING (symbol, timeframe, origin, model) GROUP BY ALL")
+    df = wh.query(
+        "SELECT f.origin, f.model, count(p.path) AS n FROM forecasts f LEFT JOIN forecast_paths p "
+        "USING (symbol, timeframe, origin, model) GROUP BY ALL"
+    )
     return {(int((o - T0) / HOUR), m): n for o, m, n in df.rows()}
 
 
@@ -115,8 +134,13 @@ def test_scoring_after_pruning_keeps_the_scores_of_pruned_forecasts(tmp_path: Pa
     rows = wh.query("SELECT count(*) AS n FROM evaluations")["n"][0]
     assert rows == SCORED * len(MODELS) * H  # every forecast scored at every step: pruned ones kept theirs
     # m2's two half-scored forecasts kept their paths and are scored whole now; the rest is as it was
-    assert wh.query("SELECT count(*) AS n FROM (SELECT * FROM evaluations WHERE NOT (model = 'm2' AND origin IN "
-                    "(?, ?)))", [T0 + 10 * HOUR, T0 + 11 * HOUR])["n"][0] == rows - 2 * H
+    assert (
+        wh.query(
+            "SELECT count(*) AS n FROM (SELECT * FROM evaluations WHERE NOT (model = 'm2' AND origin IN (?, ?)))",
+            [T0 + 10 * HOUR, T0 + 11 * HOUR],
+        )["n"][0]
+        == rows - 2 * H
+    )
     assert _digest(wh, "evaluations") != before  # (the two are new)
     score_bars(wh, "BTC/USDT", "1h", HOUR, H, [T0 + (i + H - 1) * HOUR for i in range(SCORED)], Scored())
     again = _digest(wh, "evaluations")
@@ -149,8 +173,12 @@ def test_kill_9_inside_a_round_loses_nothing_that_stays_and_the_next_round_finis
     path = tmp_path / "w.duckdb"
     wh = _record(path)
     kept = _kept(wh)
-    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(KILLER), str(path), str(DAYS)],
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(KILLER), str(path), str(DAYS)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == -9, proc.stderr
     per = _paths_per_forecast(Warehouse(path))
     gone = {k for k, n in per.items() if n == 0}
@@ -182,5 +210,7 @@ def test_the_profile_sets_the_days_and_a_bad_value_is_named(tmp_path: Path):
     profile.write_text(text + "retention: {paths_days: 90}\n")
     assert load_settings("demo", config_dir=configs, home=tmp_path / "h").retention_paths_days == 90
     profile.write_text(text + "retention: {paths_days: 0}\n")
-    with pytest.raises(ConfigError, match=r"demo.yaml: retention.paths_days: must be a whole number in 1..36500, got 0"):
+    with pytest.raises(
+        ConfigError, match=r"demo.yaml: retention.paths_days: must be a whole number in 1..36500, got 0"
+    ):
         load_settings("demo", config_dir=configs, home=tmp_path / "h")

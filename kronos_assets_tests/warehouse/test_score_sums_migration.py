@@ -1,4 +1,5 @@
-"""The migrations that create the track record's running aggregates (score_sums, score_bins; final_scores) on a warehouse of an
+"""The migrations that create the track record's running aggregates (score_sums, score_bins; final_scores) on a
+warehouse of an
 older release: filled from its stored scores in one transaction, every published number the same as computed
 over every stored score, and a kill -9 inside it healed by a plain re-open."""
 
@@ -38,8 +39,9 @@ def test_the_aggregates_of_an_old_warehouse_give_the_same_record(commit: str, tm
 
 
 @pytest.mark.parametrize("version, absent", [(VERSION, (SUMS, BINS, FINAL)), (FINAL_SINCE, (FINAL,))])
-def test_kill_9_inside_the_migration_leaves_no_aggregates_and_a_rerun_fills_them(tmp_path: Path, version: int,
-                                                                                  absent: tuple[str, ...]):
+def test_kill_9_inside_the_migration_leaves_no_aggregates_and_a_rerun_fills_them(
+    tmp_path: Path, version: int, absent: tuple[str, ...]
+):
     path = _old_warehouse("58da6cc", tmp_path)
     columns = table_columns(path)
     before = table_digests(path)

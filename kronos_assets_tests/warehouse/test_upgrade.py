@@ -68,8 +68,10 @@ def test_both_layouts_holding_a_file_is_refused_with_the_command(tmp_path: Path)
     with pytest.raises(home_layout.LayoutConflict) as err:
         home_layout.adopt(home, home / "demo")
     message = str(err.value)
-    assert message.startswith(f"warehouse.duckdb exist both in {home} (the layout before per-profile folders) and in "
-                              f"{home / 'demo'}; nothing was moved.")
+    assert message.startswith(
+        f"warehouse.duckdb exist both in {home} (the layout before per-profile folders) and in "
+        f"{home / 'demo'}; nothing was moved."
+    )
     assert file_hashes(home) == before
     command = message.split("run: ", 1)[1]
     subprocess.run(command, shell=True, check=True)  # the exact command works as printed
@@ -104,8 +106,12 @@ def test_run_on_an_old_release_home_keeps_and_shows_the_old_record(commit: str, 
 
     # Both releases' demo ran the synthetic market: their record becomes the synthetic profile's (the demo now
     # replays real candles, whose price series synthetic candles would break).
-    env = {**os.environ, "KRONOS_HOME": str(home), "KRONOS_PROFILE": "synthetic",
-           "KRONOS_CONFIG_DIR": str(_release_configs(tmp_path / "configs"))}
+    env = {
+        **os.environ,
+        "KRONOS_HOME": str(home),
+        "KRONOS_PROFILE": "synthetic",
+        "KRONOS_CONFIG_DIR": str(_release_configs(tmp_path / "configs")),
+    }
     env.pop("DAGSTER_HOME", None)
     cmd = [sys.executable, "-m", "kronos_assets.cli", "run", "--backfill-bars", "1"]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
@@ -136,8 +142,7 @@ def test_run_on_an_old_release_home_keeps_and_shows_the_old_record(commit: str, 
 
 
 @pytest.mark.parametrize("commit", sorted(RELEASES))
-def test_an_old_synthetic_demo_record_goes_to_the_synthetic_profile_whichever_profile_runs(commit: str,
-                                                                                          tmp_path: Path):
+def test_an_old_synthetic_demo_record_goes_to_the_synthetic_profile_whichever_profile_runs(commit: str, tmp_path: Path):
     """Releases up to 58da6cc ran the demo on the synthetic market: a demo (replay) or live run moves that record,
     whole, to <home>/synthetic instead of mixing synthetic candles into its own record; health says so first."""
     home = unpack(commit, tmp_path)
@@ -150,7 +155,8 @@ def test_an_old_synthetic_demo_record_goes_to_the_synthetic_profile_whichever_pr
     # a demo still configured on the synthetic market keeps its record where it is
     assert home_layout.relocate_synthetic(home, "synthetic") is None
     assert "holds a record of the synthetic market" not in (
-        home_layout.pending_note(home, demo_home, "synthetic", "synthetic") or "")
+        home_layout.pending_note(home, demo_home, "synthetic", "synthetic") or ""
+    )
     moved = home_layout.relocate_synthetic(home, "replay")
     target = home_layout.destination(home, demo_home, "replay")
     names = home_layout.adopt(home, target)

@@ -7,10 +7,13 @@ A models.yaml entry names its ``kind:``; an entry without one is of ``DEFAULT_KI
 from __future__ import annotations
 
 from kronos_assets.forecasting.interface import Forecaster
+
 # The built-in kinds, each registering itself; this order is the order errors list the known kinds in.
-from kronos_assets.forecasting.kinds import baselines  # noqa: F401, I001
-from kronos_assets.forecasting.kinds import kronos  # noqa: F401
-from kronos_assets.forecasting.kinds import garch  # noqa: F401
+from kronos_assets.forecasting.kinds import (
+    baselines,  # noqa: F401, I001
+    garch,  # noqa: F401
+    kronos,  # noqa: F401
+)
 from kronos_assets.forecasting.kinds.base import KINDS, Kind, ModelSpec, register
 
 DEFAULT_KIND = "kronos"

@@ -49,8 +49,10 @@ class Kind:
         """The entry's options; raises pydantic's ValidationError (relative paths resolve against ``root``)."""
         options = self.settle(key, self.schema(entry).model_validate(dict(entry), context={"root": root}))
         if not isinstance(options, self.options):  # a kind's own bug, not the user's config
-            raise TypeError(f"kind {self.name!r} parsed {key!r} to a {type(options).__name__}, not its "
-                            f"options type {self.options.__name__}")
+            raise TypeError(
+                f"kind {self.name!r} parsed {key!r} to a {type(options).__name__}, not its "
+                f"options type {self.options.__name__}"
+            )
         return options
 
 

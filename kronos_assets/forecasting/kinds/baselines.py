@@ -16,19 +16,23 @@ class RandomWalkVolOptions(Schema):
     vol_window: Whole(2) = 168  # type: ignore[valid-type]
 
 
-RANDOM_WALK = register(Kind(
-    "random_walk",
-    schema=lambda entry: RandomWalkOptions,
-    settle=lambda key, o: o.volume_window,
-    build=lambda key, window: RandomWalk(window, name=key),
-    describe=lambda window: f"baseline: last close, volume the mean of {window} bars",
-    options=int,
-))
-RANDOM_WALK_VOL = register(Kind(
-    "random_walk_vol",
-    schema=lambda entry: RandomWalkVolOptions,
-    settle=lambda key, o: o.vol_window,
-    build=lambda key, window: RandomWalkVol(window, name=key),
-    describe=lambda window: f"baseline: Gaussian random walk at the volatility of {window} bars",
-    options=int,
-))
+RANDOM_WALK = register(
+    Kind(
+        "random_walk",
+        schema=lambda entry: RandomWalkOptions,
+        settle=lambda key, o: o.volume_window,
+        build=lambda key, window: RandomWalk(window, name=key),
+        describe=lambda window: f"baseline: last close, volume the mean of {window} bars",
+        options=int,
+    )
+)
+RANDOM_WALK_VOL = register(
+    Kind(
+        "random_walk_vol",
+        schema=lambda entry: RandomWalkVolOptions,
+        settle=lambda key, o: o.vol_window,
+        build=lambda key, window: RandomWalkVol(window, name=key),
+        describe=lambda window: f"baseline: Gaussian random walk at the volatility of {window} bars",
+        options=int,
+    )
+)

@@ -63,8 +63,15 @@ def fit(returns: np.ndarray, max_iter: int = 200) -> GarchFit:
     if res.convergence_flag != 0:
         raise FitFailed(f"the optimiser did not converge (flag {res.convergence_flag})")
     p = res.params
-    out = GarchFit(float(p["mu"]), float(p["omega"]), float(p["alpha[1]"]), float(p["beta[1]"]), float(p["nu"]),
-                   float(res.resid[-1]), float(res.conditional_volatility[-1]) ** 2)
+    out = GarchFit(
+        float(p["mu"]),
+        float(p["omega"]),
+        float(p["alpha[1]"]),
+        float(p["beta[1]"]),
+        float(p["nu"]),
+        float(res.resid[-1]),
+        float(res.conditional_volatility[-1]) ** 2,
+    )
     values = np.array(list(out.__dict__.values()))
     # alpha + beta == 1 (integrated GARCH, where arch's constraint binds on hourly crypto) simulates fine over a
     # horizon; only an explosive or a non-finite fit is refused.
@@ -99,20 +106,25 @@ class GarchForecaster:
         self._fits = {}
         out = []
         for req in requests:
-            closes = req.history["close"].to_numpy().astype(np.float64)[-(self.settings.window + 1):]
+            closes = req.history["close"].to_numpy().astype(np.float64)[-(self.settings.window + 1) :]
             if closes.size == 0:
                 raise ValueError(f"{req.symbol} @ {req.origin}: empty history")
             paths = np.full((sampling.n_paths, sampling.horizon, len(PATH_FIELDS)), np.nan)
             try:
                 f = fit(np.diff(np.log(closes)) * SCALE)
-                paths[..., CLOSE] = simulate(f, closes[-1], sampling.n_paths, sampling.horizon,
-                                             np.random.default_rng(req.seed))
+                paths[..., CLOSE] = simulate(
+                    f, closes[-1], sampling.n_paths, sampling.horizon, np.random.default_rng(req.seed)
+                )
                 record: dict[str, Any] = {"fit": "ok", "params": f.as_dict(), "n_returns": closes.size - 1}
             except Exception as exc:  # noqa: BLE001 (a third-party optimiser: whatever it raises, it falls back)
                 paths[..., CLOSE] = self._fallback.forecast_batch([req], sampling)[0][..., CLOSE]
                 reason = str(exc) if isinstance(exc, FitFailed) else f"{type(exc).__name__}: {exc}"
-                record = {"fit": "failed", "fallback": self._fallback.name, "reason": reason,
-                          "n_returns": closes.size - 1}
+                record = {
+                    "fit": "failed",
+                    "fallback": self._fallback.name,
+                    "reason": reason,
+                    "n_returns": closes.size - 1,
+                }
             self._fits[(req.symbol, req.timeframe, req.origin)] = record
             out.append(paths)
         return out
@@ -121,10 +133,21 @@ class GarchForecaster:
         return {"garch": self._fits.get((req.symbol, req.timeframe, req.origin), {})}
 
     def provenance(self) -> dict[str, Any]:
-        return {"model": self.name, "kind": "garch", "spec": "GARCH(1,1), constant mean, Student-t, log returns x100",
-                "window": self.settings.window, "fallback_vol_window": self.settings.fallback_vol_window}
+        return {
+            "model": self.name,
+            "kind": "garch",
+            "spec": "GARCH(1,1), constant mean, Student-t, log returns x100",
+            "window": self.settings.window,
+            "fallback_vol_window": self.settings.fallback_vol_window,
+        }
 
 
-KIND = register(Kind("garch", lambda entry: GarchSettings, build=lambda key, s: GarchForecaster(key, s),
-                     describe=lambda s: f"baseline: GARCH(1,1)-t refitted on the last {s.window} log returns at "
-                     "each origin", options=GarchSettings))
+KIND = register(
+    Kind(
+        "garch",
+        lambda entry: GarchSettings,
+        build=lambda key, s: GarchForecaster(key, s),
+        describe=lambda s: f"baseline: GARCH(1,1)-t refitted on the last {s.window} log returns at each origin",
+        options=GarchSettings,
+    )
+)

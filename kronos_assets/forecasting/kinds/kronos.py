@@ -80,17 +80,23 @@ class LocalCheckpoint(Schema):
 def _settle(key: str, o: HubCheckpoint | LocalCheckpoint) -> KronosSettings:
     if isinstance(o, LocalCheckpoint):
         return KronosSettings(key, None, None, None, None, o.max_context, local_dir=o.local_dir, device=o.device)
-    return KronosSettings(key, o.repo, o.revision, o.tokenizer_repo, o.tokenizer_revision, o.max_context,
-                          device=o.device)
+    return KronosSettings(
+        key, o.repo, o.revision, o.tokenizer_repo, o.tokenizer_revision, o.max_context, device=o.device
+    )
 
 
 def build(key: str, m: KronosSettings) -> Any:
     from kronos_assets.forecasting.kronos_forecaster import KronosForecaster  # torch: loaded when first asked for
 
     return KronosForecaster(
-        m.model_source, m.tokenizer_source, model_revision=m.revision, tokenizer_revision=m.tokenizer_revision,
-        device=None if m.device == "auto" else m.device, max_context=m.max_context,
-        cache_dir=environment.hf_cache(), name=key,
+        m.model_source,
+        m.tokenizer_source,
+        model_revision=m.revision,
+        tokenizer_revision=m.tokenizer_revision,
+        device=None if m.device == "auto" else m.device,
+        max_context=m.max_context,
+        cache_dir=environment.hf_cache(),
+        name=key,
     )
 
 
@@ -110,8 +116,10 @@ def weights(m: KronosSettings) -> dict[str, Any]:
     if m.local_dir:
         return {part: load_checkpoint(m.local_dir / part, kind=part).info for part in ("model", "tokenizer")}
     cache = environment.hf_cache()  # else huggingface_hub's own (HF_HOME / HF_HUB_CACHE)
-    return {"model": predownload(m.repo, m.revision, kind="model", cache_dir=cache),
-            "tokenizer": predownload(m.tokenizer_repo, m.tokenizer_revision, kind="tokenizer", cache_dir=cache)}
+    return {
+        "model": predownload(m.repo, m.revision, kind="model", cache_dir=cache),
+        "tokenizer": predownload(m.tokenizer_repo, m.tokenizer_revision, kind="tokenizer", cache_dir=cache),
+    }
 
 
 def revisions(m: KronosSettings) -> dict[str, tuple[str, str]]:
@@ -122,10 +130,21 @@ def revisions(m: KronosSettings) -> dict[str, tuple[str, str]]:
 
 
 def repin(m: KronosSettings, revs: dict[str, str]) -> KronosSettings:
-    return dataclasses.replace(m, revision=revs.get("model") or m.revision,
-                               tokenizer_revision=revs.get("tokenizer") or m.tokenizer_revision)
+    return dataclasses.replace(
+        m, revision=revs.get("model") or m.revision, tokenizer_revision=revs.get("tokenizer") or m.tokenizer_revision
+    )
 
 
-KIND = register(Kind("kronos", lambda entry: LocalCheckpoint if "local_dir" in entry else HubCheckpoint, build,
-                     describe, weights=weights, revisions=revisions, repin=repin, settle=_settle,
-                     options=KronosSettings))
+KIND = register(
+    Kind(
+        "kronos",
+        lambda entry: LocalCheckpoint if "local_dir" in entry else HubCheckpoint,
+        build,
+        describe,
+        weights=weights,
+        revisions=revisions,
+        repin=repin,
+        settle=_settle,
+        options=KronosSettings,
+    )
+)

@@ -28,8 +28,6 @@ volume columns must hold numbers (text that parses as a number is fine); boolean
 
 from __future__ import annotations
 
-from __future__ import annotations
-
 import os
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -39,8 +37,13 @@ import polars as pl
 
 from kronos_assets.market.files.columns import OPTIONAL_COLUMNS, TIMESTAMP_COLUMNS
 from kronos_assets.market.files.errors import PROBLEMS, CandleFileError, PathEscapeError
-from kronos_assets.market.files.folder import (FolderScan, market_name_from_filename, printable, resolve_in_folder,
-                                               scan_folder)
+from kronos_assets.market.files.folder import (
+    FolderScan,
+    market_name_from_filename,
+    printable,
+    resolve_in_folder,
+    scan_folder,
+)
 from kronos_assets.market.files.profile import CandleProfile, infer_timeframe, profile_candles
 from kronos_assets.market.files.reading import (
     MB,
@@ -53,14 +56,35 @@ from kronos_assets.market.files.reading import (
 from kronos_assets.market.files.validation import candles_from_raw
 from kronos_assets.market.timeframes import timeframe_seconds
 
-__all__ = ["MB", "OPTIONAL_COLUMNS", "PROBLEMS", "SUPPORTED_SUFFIXES", "TIMESTAMP_COLUMNS", "CandleFile",
-           "CandleFileError", "CandleProfile", "FileSource", "FolderScan", "PathEscapeError", "ReadLimits",
-           "file_digest", "infer_timeframe", "load_candle_file", "market_name_from_filename", "open_regular",
-           "printable", "profile_candles", "read_candle_file", "resolve_in_folder", "scan_folder"]
+__all__ = [
+    "MB",
+    "OPTIONAL_COLUMNS",
+    "PROBLEMS",
+    "SUPPORTED_SUFFIXES",
+    "TIMESTAMP_COLUMNS",
+    "CandleFile",
+    "CandleFileError",
+    "CandleProfile",
+    "FileSource",
+    "FolderScan",
+    "PathEscapeError",
+    "ReadLimits",
+    "file_digest",
+    "infer_timeframe",
+    "load_candle_file",
+    "market_name_from_filename",
+    "open_regular",
+    "printable",
+    "profile_candles",
+    "read_candle_file",
+    "resolve_in_folder",
+    "scan_folder",
+]
 
 
-def read_candle_file(path: str | os.PathLike[str], *, exchange: str | None = None,
-                     limits: ReadLimits = ReadLimits()) -> pl.DataFrame:
+def read_candle_file(
+    path: str | os.PathLike[str], *, exchange: str | None = None, limits: ReadLimits = ReadLimits()
+) -> pl.DataFrame:
     """The candles of one file as a validated candle frame (``exchange`` defaults to ``file:<market name>``)."""
     path = Path(path)
     return candles_from_raw(path, read_raw(path, limits), exchange)
@@ -74,8 +98,9 @@ class CandleFile:
     profile: CandleProfile
 
 
-def load_candle_file(path: str | os.PathLike[str], timeframe: str | None = None,
-                     limits: ReadLimits = ReadLimits()) -> CandleFile:
+def load_candle_file(
+    path: str | os.PathLike[str], timeframe: str | None = None, limits: ReadLimits = ReadLimits()
+) -> CandleFile:
     """Read (bounded by ``limits``), validate and profile one file (the timeframe is inferred unless given)."""
     path = Path(path)
     market = market_name_from_filename(path.name)
@@ -100,8 +125,9 @@ class FileSource:
         scan = scan_folder(self.folder)
         if market not in scan.files:
             why = [r for n, r in scan.skipped if market_name_from_filename(n) == market] if scan.skipped else []
-            raise FileNotFoundError(f"no candle file for market {market!r} in {self.folder}"
-                                    + (f" ({why[0]})" if why else ""))
+            raise FileNotFoundError(
+                f"no candle file for market {market!r} in {self.folder}" + (f" ({why[0]})" if why else "")
+            )
         path = scan.files[market]
         st = path.stat()
         key = (st.st_mtime, st.st_size)
@@ -114,8 +140,9 @@ class FileSource:
     def fetch(self, symbol: str, timeframe: str, start: datetime, end: datetime, now: datetime) -> pl.DataFrame:
         cf = self.load(symbol)
         if cf.profile.timeframe != timeframe:
-            raise CandleFileError(cf.path, "timeframe_mismatch",
-                                  f"holds {cf.profile.timeframe} candles, {timeframe} were asked for")
+            raise CandleFileError(
+                cf.path, "timeframe_mismatch", f"holds {cf.profile.timeframe} candles, {timeframe} were asked for"
+            )
         step = pl.duration(seconds=timeframe_seconds(timeframe))
         return cf.candles.filter(
             (pl.col("ts") >= _utc(start)) & (pl.col("ts") < _utc(end)) & (pl.col("ts") + step <= _utc(now))

@@ -26,8 +26,9 @@ def pick_columns(path: Path, df: pl.DataFrame) -> dict[str, str]:
         c for c in PRICE_COLUMNS if c not in by_lower
     ]
     if missing:
-        raise CandleFileError(path, "missing_columns",
-                              f"missing columns {', '.join(missing)}; found {', '.join(df.columns) or 'none'}")
+        raise CandleFileError(
+            path, "missing_columns", f"missing columns {', '.join(missing)}; found {', '.join(df.columns) or 'none'}"
+        )
     picked = {"ts": ts_col}
     for c in PRICE_COLUMNS + OPTIONAL_COLUMNS:
         if c in by_lower:
@@ -72,8 +73,9 @@ def parse_timestamps(path: Path, col: str, s: pl.Series) -> pl.Series:
     bad_idx = (out.is_null() & s.is_not_null()).arg_true()
     if bad_idx.len():
         i = bad_idx[0]
-        raise CandleFileError(path, "unparsable_timestamp",
-                              f"row {i + 1}: cannot parse timestamp {s[i]!r} in column {col!r}")
+        raise CandleFileError(
+            path, "unparsable_timestamp", f"row {i + 1}: cannot parse timestamp {s[i]!r} in column {col!r}"
+        )
     null_idx = out.is_null().arg_true()
     if null_idx.len():
         raise CandleFileError(path, "unparsable_timestamp", f"row {null_idx[0] + 1}: empty timestamp in {col!r}")

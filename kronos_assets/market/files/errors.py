@@ -9,10 +9,23 @@ from kronos_assets.market.rules import OHLC_VIOLATIONS
 from kronos_assets.market.schema import CandleError
 
 PROBLEMS = (
-    "unsupported_format", "unreadable", "empty", "missing_columns", "ambiguous_columns", "unparsable_timestamp",
-    "not_a_number", "missing_values", "unsorted", "duplicate_timestamp",
+    "unsupported_format",
+    "unreadable",
+    "empty",
+    "missing_columns",
+    "ambiguous_columns",
+    "unparsable_timestamp",
+    "not_a_number",
+    "missing_values",
+    "unsorted",
+    "duplicate_timestamp",
     *(name for name, _, _ in OHLC_VIOLATIONS),  # non_positive_price, high_below_low, ...
-    "negative_volume", "unknown_timeframe", "off_grid", "timeframe_mismatch", "not_a_regular_file", "too_large",
+    "negative_volume",
+    "unknown_timeframe",
+    "off_grid",
+    "timeframe_mismatch",
+    "not_a_regular_file",
+    "too_large",
     "bar_after_now",  # a replay file (market.replay) holding a bar that closes after the wall clock
 )
 

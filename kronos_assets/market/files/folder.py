@@ -109,8 +109,12 @@ def scan_folder(folder: str | os.PathLike[str]) -> FolderScan:
             continue
         if not is_utf8(entry):
             if not (root / entry).is_dir():
-                skipped.append((printable(entry), "the file name is not valid UTF-8; rename the file to have it "
-                                                  "read (skipped unread)"))
+                skipped.append(
+                    (
+                        printable(entry),
+                        "the file name is not valid UTF-8; rename the file to have it read (skipped unread)",
+                    )
+                )
             continue
         if suffix_kind(Path(entry)) is None:
             if not (root / entry).is_dir():

@@ -15,6 +15,7 @@ from kronos_assets.market.files.validation import first_true
 from kronos_assets.market.gaps import Gap, find_gaps
 from kronos_assets.market.timeframes import TIMEFRAME_SECONDS, timeframe_seconds
 
+
 def infer_timeframe(ts: pl.Series, *, path: str | os.PathLike[str] = "<candles>") -> str:
     """The supported timeframe of a sorted, unique timestamp series: its most common spacing.
 
@@ -23,14 +24,17 @@ def infer_timeframe(ts: pl.Series, *, path: str | os.PathLike[str] = "<candles>"
     """
     if ts.len() < 2:
         raise CandleFileError(path, "unknown_timeframe", "need at least two bars to infer the timeframe")
-    secs = (ts.dt.epoch("s").diff().drop_nulls())
+    secs = ts.dt.epoch("s").diff().drop_nulls()
     counts = secs.value_counts(sort=True)
     top = counts[counts.columns[1]][0]
     mode = min(v for v, n in zip(counts[counts.columns[0]], counts[counts.columns[1]]) if n == top)
     by_secs = {v: k for k, v in TIMEFRAME_SECONDS.items()}
     if mode not in by_secs:
-        raise CandleFileError(path, "unknown_timeframe",
-                              f"most common spacing is {_human(mode)}; supported: {', '.join(TIMEFRAME_SECONDS)}")
+        raise CandleFileError(
+            path,
+            "unknown_timeframe",
+            f"most common spacing is {_human(mode)}; supported: {', '.join(TIMEFRAME_SECONDS)}",
+        )
     tf = by_secs[mode]
     check_grid(ts, tf, path)
     return tf
@@ -82,8 +86,13 @@ class CandleProfile:
         }
 
 
-def profile_candles(candles: pl.DataFrame, timeframe: str | None = None, *,
-                    path: str | os.PathLike[str] = "<candles>", has_volume: bool = True) -> CandleProfile:
+def profile_candles(
+    candles: pl.DataFrame,
+    timeframe: str | None = None,
+    *,
+    path: str | os.PathLike[str] = "<candles>",
+    has_volume: bool = True,
+) -> CandleProfile:
     """Profile of a validated candle frame; the timeframe is inferred unless given (then checked)."""
     if candles.height == 0:
         raise CandleFileError(path, "empty", "no rows")

@@ -56,8 +56,13 @@ def open_regular(path: str | os.PathLike[str]) -> io.BufferedReader:
 
 
 def file_kind(mode: int) -> str:
-    for test, name in ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
-                       (stat.S_ISBLK, "a block device"), (stat.S_ISDIR, "a folder")):
+    for test, name in (
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISDIR, "a folder"),
+    ):
         if test(mode):
             return name
     return "not a plain file"
@@ -107,8 +112,9 @@ def _check_decompressed(path: Path, fh: io.BufferedReader, limits: ReadLimits) -
 def read_raw(path: Path, limits: ReadLimits = ReadLimits()) -> pl.DataFrame:
     kind = suffix_kind(path)
     if kind is None:
-        raise CandleFileError(path, "unsupported_format",
-                              f"unsupported file type; use one of {', '.join(SUPPORTED_SUFFIXES)}")
+        raise CandleFileError(
+            path, "unsupported_format", f"unsupported file type; use one of {', '.join(SUPPORTED_SUFFIXES)}"
+        )
     with open_regular(path) as fh:
         size = os.fstat(fh.fileno()).st_size
         if size > limits.max_file_bytes:
@@ -124,7 +130,9 @@ def read_raw(path: Path, limits: ReadLimits = ReadLimits()) -> pl.DataFrame:
         except CandleFileError:
             raise
         except Exception as exc:  # noqa: BLE001 - any reader failure is an unreadable file
-            raise CandleFileError(path, "unreadable", f"cannot read as {kind}: {str(exc).splitlines()[0][:200]}") from exc
+            raise CandleFileError(
+                path, "unreadable", f"cannot read as {kind}: {str(exc).splitlines()[0][:200]}"
+            ) from exc
 
 
 def _read_arrow(path: Path, fh: io.BufferedReader, kind: str, limits: ReadLimits) -> object:

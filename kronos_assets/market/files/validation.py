@@ -43,9 +43,11 @@ def candles_from_raw(path: Path, raw: pl.DataFrame, exchange: str | None) -> pl.
     step_us = df["ts"].dt.epoch("us").diff()
     i = first_true(step_us < 0)
     if i is not None:
-        raise CandleFileError(path, "unsorted",
-                              f"row {i + 1}: timestamp {df['ts'][i]} comes before the previous {df['ts'][i - 1]}; "
-                              "sort the file by time")
+        raise CandleFileError(
+            path,
+            "unsorted",
+            f"row {i + 1}: timestamp {df['ts'][i]} comes before the previous {df['ts'][i - 1]}; sort the file by time",
+        )
     i = first_true(step_us == 0)
     if i is not None:
         raise CandleFileError(path, "duplicate_timestamp", f"row {i + 1}: timestamp {df['ts'][i]} repeats row {i}")
@@ -54,8 +56,12 @@ def candles_from_raw(path: Path, raw: pl.DataFrame, exchange: str | None) -> pl.
         i = first_true(df.select(expr.alias("x"))["x"])
         if i is not None:
             r = df.row(i, named=True)
-            raise CandleFileError(path, problem, f"row {i + 1} ({r['ts']}): {text} (open {r['open']}, high "
-                                                 f"{r['high']}, low {r['low']}, close {r['close']})")
+            raise CandleFileError(
+                path,
+                problem,
+                f"row {i + 1} ({r['ts']}): {text} (open {r['open']}, high "
+                f"{r['high']}, low {r['low']}, close {r['close']})",
+            )
     for c in OPTIONAL_COLUMNS:
         if c in df.columns:
             i = first_true(df[c] < 0)

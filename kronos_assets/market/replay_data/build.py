@@ -65,16 +65,29 @@ def build(source: Path, dest: Path = DATA_DIR) -> list[dict[str, str | int]]:
         tmp.write_bytes(packed)
         os.replace(tmp, dest / out_name)  # never a half-written data file
         lines = body.splitlines()
-        rows.append({"source": src_name, "source_sha256": sha256(src_bytes), "file": out_name,
-                     "sha256": sha256(packed), "rows": len(lines) - 1, "first": lines[1][:16].decode(),
-                     "last": lines[-1][:16].decode(), "bytes": len(packed)})
+        rows.append(
+            {
+                "source": src_name,
+                "source_sha256": sha256(src_bytes),
+                "file": out_name,
+                "sha256": sha256(packed),
+                "rows": len(lines) - 1,
+                "first": lines[1][:16].decode(),
+                "last": lines[-1][:16].decode(),
+                "bytes": len(packed),
+            }
+        )
     return rows
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--source", type=Path, default=None, help="folder of the source candles "
-                        "(default $KRONOS_SHARED_DIR/data/candles or ../shared/data/candles)")
+    parser.add_argument(
+        "--source",
+        type=Path,
+        default=None,
+        help="folder of the source candles (default $KRONOS_SHARED_DIR/data/candles or ../shared/data/candles)",
+    )
     args = parser.parse_args(argv)
     try:
         rows = build(args.source or default_source())
@@ -82,8 +95,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"replay data: {exc}", file=sys.stderr)
         return 1
     for r in rows:
-        print(f"{r['file']}: {r['rows']} rows {r['first']} .. {r['last']} UTC, {r['bytes']} bytes, sha256 {r['sha256']}"
-              f" (from {r['source']}, sha256 {r['source_sha256']})")
+        print(
+            f"{r['file']}: {r['rows']} rows {r['first']} .. {r['last']} UTC, {r['bytes']} bytes, sha256 {r['sha256']}"
+            f" (from {r['source']}, sha256 {r['source_sha256']})"
+        )
     return 0
 
 
