@@ -46,7 +46,7 @@ __all__ = [
 ROW_KEYS: tuple[str, ...] = row_keys()  # as registered at import; score_paths reads the registry at call time
 
 
-def _validate(
+def validate_inputs(
     close_paths: Any,
     realised_close: Any,
     last_close: Any,
@@ -91,7 +91,8 @@ def _validate(
     return paths, realised, last, levels
 
 
-def _value(v: Any) -> float | None:
+def finite_or_none(v: Any) -> float | None:
+    """A score as stored: None for a missing or non-finite value."""
     return None if v is None or not np.isfinite(v) else float(v)
 
 
@@ -108,7 +109,7 @@ def score_paths(
     ``close_paths`` is (n_paths, H), ``realised_close`` is (H,). ``brier_vol_amp`` is set on the last step only
     and only when ``p_vol_amp`` and ``recent_vol`` are given; it is None elsewhere.
     """
-    paths, realised, last, levels = _validate(
+    paths, realised, last, levels = validate_inputs(
         close_paths, realised_close, last_close, quantile_levels, p_vol_amp, recent_vol
     )
     horizon = paths.shape[1]
@@ -116,7 +117,7 @@ def score_paths(
     rows: list[dict[str, Any]] = [{"step": k + 1} for k in range(horizon)]
     for m in metrics():
         if m.last_step_only:
-            value = _value(m.compute(inputs))
+            value = finite_or_none(m.compute(inputs))
             for k, row in enumerate(rows):
                 row[m.name] = value if k == horizon - 1 else None
             continue

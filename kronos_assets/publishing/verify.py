@@ -38,8 +38,7 @@ import polars as pl
 from kronos_assets.market.timeframes import timeframe_delta
 from kronos_assets.metrics import QUANTILE_LEVELS, mean_of, skill_score
 from kronos_assets.metrics.registry import BASELINE, Inputs, aggregate, confidence_table, metrics, on_board
-from kronos_assets.metrics.scores import _validate as validate
-from kronos_assets.metrics.scores import _value
+from kronos_assets.metrics.scores import finite_or_none, validate_inputs
 from kronos_assets.publishing.chain import is_forecast_key, published_late, record_key, sha256
 from kronos_assets.publishing.keys import MANIFEST_KEY, history_key
 from kronos_assets.publishing.manifest import IndexDamage, listed_objects
@@ -396,7 +395,7 @@ def last_step_scores(pending: list[Pending]) -> list[dict[str, Any]]:
     levels = np.asarray(QUANTILE_LEVELS, dtype=np.float64)
     whole = [(model, close, realised, float(fc["last_close"]), *_vol(fc)) for model, close, realised, fc, _ in pending]
     for _, close, realised, last, p_vol_amp, recent_vol in whole:
-        validate(close, realised, last, levels, p_vol_amp, recent_vol)
+        validate_inputs(close, realised, last, levels, p_vol_amp, recent_vol)
     by_size: dict[int, list[int]] = defaultdict(list)  # paths per forecast: columns stack only at one count
     for i, (_, close, *_rest) in enumerate(whole):
         by_size[close.shape[0]].append(i)
@@ -420,7 +419,7 @@ def last_step_scores(pending: list[Pending]) -> list[dict[str, Any]]:
                 row[m.name] = (
                     columns[m.name][j]
                     if not m.last_step_only
-                    else _value(
+                    else finite_or_none(
                         m.compute(
                             Inputs(
                                 close.astype(np.float64),
