@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from pathlib import PurePosixPath, PureWindowsPath
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 CHECKPOINT_PARTS = ("model", "tokenizer")  # the provenance prefixes of a Kronos forecaster's two checkpoints
 _ABSOLUTE = re.compile(r"^(?:file://|~[/\\]|/|[A-Za-z]:[\\/]|\\\\)")
@@ -44,13 +44,16 @@ def rounded(obj: Any, digits: int = 10) -> Any:
     means of its sample paths, which are published in full: verify recomputes them within 1e-9, and 10 digits err
     by 5e-11 at most) and the figures, in a third fewer bytes. Verdicts and scores keep every digit: verify
     recomputes them from their inputs and compares exactly."""
-    if isinstance(obj, float):
-        return float(f"{obj:.{digits}g}")
+    return _map_leaves(obj, lambda v: float(f"{v:.{digits}g}") if isinstance(v, float) else v)
+
+
+def _map_leaves(obj: Any, leaf: Callable[[Any], Any]) -> Any:
+    """``obj`` with ``leaf`` applied to every value inside its dicts, lists and tuples (tuples become lists)."""
     if isinstance(obj, dict):
-        return {k: rounded(v, digits) for k, v in obj.items()}
+        return {k: _map_leaves(v, leaf) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [rounded(v, digits) for v in obj]
-    return obj
+        return [_map_leaves(v, leaf) for v in obj]
+    return leaf(obj)
 
 
 def is_point_forecast(steps: Sequence[dict[str, Any]]) -> bool:
@@ -70,10 +73,4 @@ def public_forecast(head: dict[str, Any]) -> dict[str, Any]:
 
 def without_local_paths(obj: Any) -> Any:
     """``obj`` with every string that is a local path replaced by its last two parts (see ``local_name``)."""
-    if isinstance(obj, str):
-        return local_name(obj) if is_local_path(obj) else obj
-    if isinstance(obj, dict):
-        return {k: without_local_paths(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [without_local_paths(v) for v in obj]
-    return obj
+    return _map_leaves(obj, lambda v: local_name(v) if isinstance(v, str) and is_local_path(v) else v)
