@@ -207,6 +207,7 @@ def refresh(con: Any, symbol: str, timeframe: str, days: Sequence[date]) -> None
     con.execute(f"DELETE FROM {BINS} WHERE {keyed.format('month')}", month_params)
     con.execute(f"INSERT INTO {BINS} {bins_select(by_month)}", month_params)
     con.execute(f"DELETE FROM {FINAL} WHERE {_origins_on(symbol, timeframe, days, 'day', on='')[0]}", day_params)
+    # finals_select filters twice (its pooled-hits subquery, then the last steps): the day's parameters twice
     con.execute(f"INSERT INTO {FINAL} {finals_select(by_day)} ORDER BY origin", day_params * 2)
 
 
