@@ -152,11 +152,11 @@ def main() -> None:
         sys.exit(f"real candles not found in {SHARED}")
     import dagster as dg
 
+    from kronos_assets.configuration.settings import load_settings
     from kronos_assets.defs.factory import build_definitions
     from kronos_assets.defs.partitions import RANGE_END, RANGE_START, bar_key, day_key
     from kronos_assets.defs.resources import build_resources
-    from kronos_assets.settings import load_settings
-    from kronos_assets.track_record import track_record
+    from kronos_assets.evaluation.track_record import track_record
 
     start = date.fromisoformat(args.start)
     end = date.fromisoformat(args.end)

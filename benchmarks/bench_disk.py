@@ -96,9 +96,9 @@ def main() -> None:
     os.environ["KRONOS_PROFILE"] = "demo"
     import dagster as dg
 
-    from kronos_assets.main_job import run_main_job
-    from kronos_assets.retention import prune_instance
-    from kronos_assets.settings import load_settings
+    from kronos_assets.cli.main_job import run_main_job
+    from kronos_assets.configuration.settings import load_settings
+    from kronos_assets.orchestration.retention import prune_instance
 
     settings = load_settings()
     start = datetime.fromisoformat(args.now).replace(tzinfo=timezone.utc)

@@ -33,9 +33,9 @@ def _scenario(name: str) -> dict:
     """Runs in a child process."""
     import dagster as dg
 
+    from kronos_assets.cli.main_job import RANGE_END, RANGE_START, run_main_job
+    from kronos_assets.configuration.settings import load_settings
     from kronos_assets.defs.partitions import bar_key, day_key
-    from kronos_assets.main_job import RANGE_END, RANGE_START, run_main_job
-    from kronos_assets.settings import load_settings
 
     settings = load_settings("demo")
     t0 = time.perf_counter()

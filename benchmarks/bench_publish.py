@@ -139,9 +139,9 @@ def grow(root: Path, symbols: list[str], end: datetime, hours: int) -> None:
 def measure(home: Path, store_root: Path, bar: str) -> dict:
     """One publish of ``bar`` (a fresh process calls this): what it wrote and read, its time and peak RSS."""
     os.environ["KRONOS_HOME"], os.environ["KRONOS_PROFILE"] = str(home), "demo"
+    from kronos_assets.configuration.settings import load_settings
     from kronos_assets.publishing.bars import PublishConfig, publish_bars
     from kronos_assets.publishing.store import LocalStore
-    from kronos_assets.settings import load_settings
     from kronos_assets.warehouse import Warehouse
 
     class Counting(LocalStore):
@@ -197,8 +197,8 @@ def main() -> None:
         return
     root = Path(tempfile.mkdtemp(prefix="bench_publish_"))
     os.environ["KRONOS_HOME"], os.environ["KRONOS_PROFILE"] = str(root / "home"), "demo"
-    from kronos_assets.main_job import run_main_job
-    from kronos_assets.settings import load_settings
+    from kronos_assets.cli.main_job import run_main_job
+    from kronos_assets.configuration.settings import load_settings
 
     settings = load_settings()
     now = datetime.fromisoformat(args.now).replace(tzinfo=timezone.utc)

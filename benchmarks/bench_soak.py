@@ -19,7 +19,7 @@ steps), and the time outside the runs (process start, imports, planning, the tic
 
 The daily retention job runs every 24 ticks, on the replay clock: ``--now`` moves an hour a tick while the runs
 are stamped with the wall clock, so the round prunes the runs whose tick's ``--now`` lies more than
-``retention.run_days`` before the current one (kronos_assets.retention.prune_instance, as the daily job calls
+``retention.run_days`` before the current one (orchestration.retention.prune_instance, as the daily job calls
 it, with its deadline); its seconds are reported beside the tick it follows, not inside the tick's wall. The
 round each `kronos-assets run` does after its work finds nothing that old on the wall clock, as in an hour's life.
 
@@ -126,7 +126,7 @@ def tree_rss(pid: int) -> int:
 def home_settings(root: Path):
     """The demo profile's settings for the home at ``root`` (its warehouse, publish, instance and log paths)."""
     os.environ["KRONOS_HOME"], os.environ["KRONOS_PROFILE"] = str(root), "demo"
-    from kronos_assets.settings import load_settings
+    from kronos_assets.configuration.settings import load_settings
 
     return load_settings()
 
@@ -136,9 +136,13 @@ def warehouse_bytes(path: Path) -> int:
     return sum(p.stat().st_size for p in path.parent.glob(path.name + "*") if p.is_file())
 
 
-def cli() -> list[str]:
-    script = Path(sys.executable).parent / "kronos-assets"
-    return [str(script)] if script.exists() else [sys.executable, "-m", "kronos_assets.cli"]
+def cli(source: Path) -> list[str]:
+    """What the kronos-assets script runs, for the code under test: the entry moved from kronos_assets.cli to
+    kronos_assets.cli.main in the layer re-cut, and a soak may run a commit from before it."""
+    module = (
+        "kronos_assets.cli.main" if (source / "kronos_assets" / "cli" / "main.py").exists() else "kronos_assets.cli"
+    )
+    return [sys.executable, "-c", f"import sys; from {module} import main; sys.exit(main())"]
 
 
 _RUN_LINE = re.compile(r"^\[run \d+\] ")
@@ -173,7 +177,7 @@ def run_cli(root: Path, now: datetime, backfill_bars: int, timeout_s: float, sou
     env["PYTHONPATH"] = str(source)  # ahead of the editable install's finder: the code under test
     env["PYTHONUNBUFFERED"] = "1"  # lines arrive as printed: their times split the wall
     cmd = [
-        *cli(),
+        *cli(source),
         "--profile",
         "demo",
         "--home",
@@ -264,7 +268,7 @@ def daily_retention(dagster_home: Path, clock: ReplayClock, replay_now: datetime
     """The daily job's round (retention.prune_instance with the job's deadline) at replay time ``replay_now``."""
     import dagster as dg
 
-    from kronos_assets.retention import JOB_ROUND_S, prune_instance
+    from kronos_assets.orchestration.retention import JOB_ROUND_S, prune_instance
 
     cutoff = clock.wall_cutoff(replay_now - timedelta(days=run_days))
     if cutoff is None:
@@ -284,12 +288,12 @@ def daily_retention(dagster_home: Path, clock: ReplayClock, replay_now: datetime
 
 def _candles_run(settings, start: datetime, first_day: datetime, last_day: datetime) -> float:
     """Every symbol's candle days first_day..last_day in one run through the graph (real replayed candles)."""
+    from kronos_assets.cli.main_job import QUIET, instance_for
     from kronos_assets.defs.clock import now_tag
     from kronos_assets.defs.factory import build_definitions
     from kronos_assets.defs.names import candles_job_name
     from kronos_assets.defs.partitions import RANGE_END, RANGE_START, day_key
     from kronos_assets.defs.resources import build_resources
-    from kronos_assets.main_job import QUIET, instance_for
 
     t0 = time.perf_counter()
     defs = build_definitions(settings, build_resources(settings))

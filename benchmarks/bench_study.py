@@ -84,8 +84,8 @@ def size(reps: int, n: int, n_boot: int, seed: int, design: str, mean_block: flo
 
 
 def timing(stride: int, months: int | None, home: str | None) -> dict:
-    from kronos_assets.settings import load_settings
-    from kronos_assets.study import run_study, study_window
+    from kronos_assets.cli.study import run_study, study_window
+    from kronos_assets.configuration.settings import load_settings
 
     home = home or tempfile.mkdtemp(prefix="kronos-study-")
     window = study_window(months, stride)

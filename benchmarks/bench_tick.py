@@ -27,7 +27,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-CLI = [sys.executable, "-m", "kronos_assets.cli"]
+CLI = [sys.executable, "-m", "kronos_assets.cli.main"]
 TARGETS = {"nothing new": 15.0, "one new bar": 25.0}
 _RUN_LINE = re.compile(r"^\[run \d+\] (.*)$")
 _DONE = re.compile(r"done in ([0-9.]+) s")
@@ -74,7 +74,7 @@ def _tick(home: Path, now: str, what: str) -> dict:
 
 def _imports() -> float:
     code = (
-        "import time; t = time.perf_counter(); import kronos_assets.cli, kronos_assets.main_job; "
+        "import time; t = time.perf_counter(); import kronos_assets.cli.main, kronos_assets.cli.main_job; "
         "print(time.perf_counter() - t)"
     )
     return round(

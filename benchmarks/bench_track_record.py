@@ -61,7 +61,7 @@ def _peak_rss_mb() -> float:
 
 def measure(path: Path) -> dict:
     """In a fresh process: track_record() best of 3 with its parts, peak RSS, one bar scored again."""
-    from kronos_assets import track_record as tr
+    from kronos_assets.evaluation import track_record as tr
     from kronos_assets.warehouse import Warehouse
     from kronos_assets_tests.evaluate.planted import score
 

@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from kronos_assets.evaluation.track_record import DM_WINDOWS, VERDICT_WINDOW, verdicts
 from kronos_assets.forecasting.summary import summarise
 from kronos_assets.metrics.registry import aggregate, on_board
 from kronos_assets.publishing import verify as v
@@ -36,7 +37,6 @@ from kronos_assets.publishing.chain import append_record, sha256
 from kronos_assets.publishing.keys import MANIFEST_KEY, history_key, paths_key, versioned_key
 from kronos_assets.publishing.site import paths_parquet
 from kronos_assets.publishing.store import Artifact, LocalStore
-from kronos_assets.track_record import DM_WINDOWS, VERDICT_WINDOW, verdicts
 
 HOUR = timedelta(hours=1)
 H = 24

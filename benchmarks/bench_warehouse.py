@@ -40,9 +40,9 @@ RUNS_TIMEOUT_S = 1200
 # -- the code location the daemon loads (workspace: python_file this file, attribute location) -----------------
 def location():
     """kronos_assets' code location with the warehouse resource wrapped to time every write."""
+    from kronos_assets.configuration.settings import load_settings
     from kronos_assets.definitions import code_location
     from kronos_assets.defs.resources import build_resources
-    from kronos_assets.settings import load_settings
     from kronos_assets.warehouse import Warehouse
 
     class TimedWarehouse(Warehouse):
@@ -82,7 +82,7 @@ def _scenario(backend: str, runs: int, days: int, root: Path, pg: Any, lake: dic
     import dagster as dg
     import yaml
 
-    from kronos_assets.settings import load_settings
+    from kronos_assets.configuration.settings import load_settings
     from kronos_assets.warehouse import Warehouse
     from kronos_assets_tests.helpers import write_configs
     from kronos_assets_tests.operations.servers import VENV_BIN, background, kronos_env, wait_until

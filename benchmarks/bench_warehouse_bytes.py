@@ -52,7 +52,7 @@ def demo_home(root: Path) -> Path:
         [
             sys.executable,
             "-m",
-            "kronos_assets.cli",
+            "kronos_assets.cli.main",
             "--profile",
             "demo",
             "--home",

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from kronos_assets.forecasting.cli import read_candles_csv
+from kronos_assets.cli.forecast import read_candles_csv
 from kronos_assets.kronos.inputs import FEATURES
 from kronos_assets.kronos.predictor import KronosPredictor
 

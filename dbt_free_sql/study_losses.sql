@@ -1,4 +1,4 @@
--- The real-data study (kronos_assets/study_record.py): per series and model, at the horizon's last step, in origin
+-- The real-data study (kronos_assets/evaluation/study_record.py): per series and model, at the horizon's last step, in origin
 -- order, the losses its verdicts compare, for origins in [$first_origin, $end_origin): CRPS next to the random walk
 -- with volatility's and GARCH's on the same origin (NULL where they have none), the absolute error of the median
 -- and of the last price relative to the last close, the Brier score of P(up), 50/80/90 % coverage and the PIT.

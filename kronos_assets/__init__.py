@@ -1,10 +1,19 @@
 """kronos_assets: hourly Kronos forecasts of crypto markets with an honest, public track record.
 
-Libraries (``market``, ``forecasting``, ``kronos``, ``metrics``, ``publishing``, ``warehouse``) know nothing
-of Dagster; ``defs`` is the thin Dagster wiring over them and ``definitions`` is the code location's entry.
+The folders are the layers; each imports only from the layers below it (kronos_assets_tests/foundation/test_layers.py):
+
+    cli/             the commands (kronos-assets, kronos-forecast, kronos-train)
+    definitions.py   the code location's entry; defs/ the Dagster assets, checks, jobs, schedules, sensors
+    orchestration/   the run operations under them: runs, failures and alerts, the local instance, retention
+    configuration/   the profile's validated settings and its home folder
+    training/ publishing/ evaluation/ forecasting/ kronos/ market/ warehouse/ metrics/
+                     the libraries: plain values or their own config types in, no Dagster, no settings
+    base/            environment variables, configuration files, durable renames, locks
+
+checkpoints/ is package data: the shipped weights of the demo and real-1h models.
 """
 
-from kronos_assets import environment
+from kronos_assets.base import environment
 
 __version__ = "0.1.0"
 

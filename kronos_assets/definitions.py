@@ -8,8 +8,8 @@ from typing import Any
 
 import dagster as dg
 
+from kronos_assets.configuration.settings import Settings, load_settings
 from kronos_assets.defs.factory import build_definitions
-from kronos_assets.settings import Settings, load_settings
 
 
 def code_location(settings: Settings, resources: dict[str, Any] | None = None) -> dg.Definitions:

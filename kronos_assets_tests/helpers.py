@@ -9,7 +9,7 @@ from typing import Any
 
 import yaml
 
-from kronos_assets.settings import REPO_ROOT, Settings, load_settings
+from kronos_assets.configuration.settings import REPO_ROOT, Settings, load_settings
 
 SMALL_MARKETS = {
     "symbols": ["BTC/USDT", "ETH/USDT"],

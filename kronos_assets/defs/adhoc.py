@@ -21,6 +21,7 @@ from typing import Any, Optional
 import dagster as dg
 from pydantic import Field
 
+from kronos_assets.configuration.settings import Settings
 from kronos_assets.defs.clock import market_now
 from kronos_assets.defs.uploads import read_limits
 from kronos_assets.forecasting import kinds
@@ -47,7 +48,6 @@ from kronos_assets.publishing.charts import fan_chart_png
 from kronos_assets.publishing.public import public_provenance
 from kronos_assets.publishing.store import Artifact, LocalStore
 from kronos_assets.publishing.text_chart import fan_text
-from kronos_assets.settings import Settings
 
 ADHOC_JOB = "adhoc_forecast_job"  # not the asset's name: a job and an op may not share one
 ADHOC_POOL = "adhoc"

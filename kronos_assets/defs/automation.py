@@ -19,11 +19,11 @@ from typing import Any, Iterator
 
 import dagster as dg
 
-from kronos_assets import environment
+from kronos_assets.base import environment
+from kronos_assets.configuration.settings import Settings, TimeframeSettings, symbol_key
 from kronos_assets.defs.clock import market_now, now_tag
 from kronos_assets.defs.partitions import BAR_FMT, MARKETS, Family, day_key, parse_time
 from kronos_assets.market.timeframes import cron_for, last_closed_bar_open
-from kronos_assets.settings import Settings, TimeframeSettings, symbol_key
 
 BAR_TAG = "kronos/bar"
 SYMBOL_TAG = "kronos/symbol"

@@ -7,17 +7,17 @@ once its horizon has closed, and it reads realised candles no later than k.
 
 import dagster as dg
 
+from kronos_assets.configuration.settings import Settings, TimeframeSettings
 from kronos_assets.defs.automation import bar_chain_condition
 from kronos_assets.defs.forecast import candles_mapping, forecasts_key
 from kronos_assets.defs.ingest import clean_candles_key
 from kronos_assets.defs.metadata import md_table
 from kronos_assets.defs.names import TRACK_RECORD_INPUTS, track_record_key
 from kronos_assets.defs.partitions import BAR_FMT, MARKETS, Family, bar_partitions, times_by_symbol
-from kronos_assets.incremental import scores_digest, scores_to_make
+from kronos_assets.evaluation.scoring import HorizonNotClosed, Scored, require_closed, score_bars
+from kronos_assets.evaluation.track_record import crps_standing, track_record
 from kronos_assets.market.timeframes import timeframe_delta
-from kronos_assets.scoring import HorizonNotClosed, Scored, require_closed, score_bars
-from kronos_assets.settings import Settings, TimeframeSettings
-from kronos_assets.track_record import crps_standing, track_record
+from kronos_assets.orchestration.incremental import scores_digest, scores_to_make
 from kronos_assets.warehouse import WRITE_POOL, Warehouse
 
 

@@ -6,6 +6,7 @@ from typing import Any
 
 import dagster as dg
 
+from kronos_assets.configuration.settings import Settings, TimeframeSettings
 from kronos_assets.defs.adhoc import build_adhoc
 from kronos_assets.defs.automation import (
     bar_chain_condition,
@@ -32,8 +33,7 @@ from kronos_assets.defs.resources import build_resources
 from kronos_assets.defs.revisions import COMPARE_JOB, build_revision_comparison, build_revision_sensor
 from kronos_assets.defs.training import build_training_assets
 from kronos_assets.defs.uploads import build_uploads_sensor
-from kronos_assets.runs import in_process_bounded_pools
-from kronos_assets.settings import Settings, TimeframeSettings
+from kronos_assets.orchestration.runs import in_process_bounded_pools
 
 
 def build_timeframe(settings: Settings, tf: TimeframeSettings, family: Family = MARKETS) -> tuple[dg.Definitions, Any]:

@@ -6,18 +6,18 @@ import time
 
 import dagster as dg
 
+from kronos_assets.configuration.settings import Settings, TimeframeSettings
 from kronos_assets.defs.automation import bar_chain_condition
 from kronos_assets.defs.ingest import clean_candles_key
 from kronos_assets.defs.model import weighted_models, weights_key
 from kronos_assets.defs.partitions import BAR_FMT, MARKETS, Family, bar_partitions, on_stride, times_by_symbol
+from kronos_assets.evaluation.records import forecast_frames, store_forecasts
 from kronos_assets.forecasting.interface import run_forecaster
 from kronos_assets.forecasting.registry import ForecasterRegistry
 from kronos_assets.forecasting.requests import HISTORY_COLUMNS, build_requests, history_span
 from kronos_assets.forecasting.versions import VERSION_FIELD, forecast_versions
-from kronos_assets.incremental import forecasts_to_make
 from kronos_assets.market.timeframes import timeframe_delta
-from kronos_assets.records import forecast_frames, store_forecasts
-from kronos_assets.settings import Settings, TimeframeSettings
+from kronos_assets.orchestration.incremental import forecasts_to_make
 from kronos_assets.warehouse import WRITE_POOL, Warehouse
 
 MODEL_BATCH = 64  # requests per forecaster call

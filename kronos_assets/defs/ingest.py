@@ -5,6 +5,7 @@ from typing import Any
 
 import dagster as dg
 
+from kronos_assets.configuration.settings import Settings, TimeframeSettings
 from kronos_assets.defs.clock import run_now
 from kronos_assets.defs.metadata import md_table
 from kronos_assets.defs.partitions import DAY_FMT, MARKETS, Family, day_partitions, times_by_symbol
@@ -13,7 +14,6 @@ from kronos_assets.market.schema import validate_candles
 from kronos_assets.market.source import CandleSource
 from kronos_assets.market.store import CANDLE_WHERE, ingest_window
 from kronos_assets.market.timeframes import contiguous, timeframe_delta, timeframe_seconds
-from kronos_assets.settings import Settings, TimeframeSettings
 from kronos_assets.warehouse import WRITE_POOL, Warehouse, read_sql
 
 # The day-partitioned write covers whole days: [first day, last day + 1).

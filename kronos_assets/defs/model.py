@@ -2,8 +2,8 @@
 
 import dagster as dg
 
+from kronos_assets.configuration.settings import Settings
 from kronos_assets.forecasting.kinds import ModelSpec, kind_of
-from kronos_assets.settings import Settings
 
 
 def weights_key(model: str) -> dg.AssetKey:

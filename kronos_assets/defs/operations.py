@@ -4,16 +4,16 @@ daily retention round of the Dagster instance."""
 import dagster as dg
 import numpy as np
 
-from kronos_assets import environment
-from kronos_assets.alerts import ALERTS_FILE, deliver_pending, pending_alerts, record_alert
+from kronos_assets.base import environment
+from kronos_assets.configuration.settings import Settings, TimeframeSettings
 from kronos_assets.defs.forecast import forecasts_key
-from kronos_assets.failures import failure_alert
+from kronos_assets.evaluation.records import Q_COLS
 from kronos_assets.market.rules import freshness_windows
 from kronos_assets.market.timeframes import timeframe_delta
-from kronos_assets.records import Q_COLS
-from kronos_assets.retention import JOB_ROUND_S, prune_instance
-from kronos_assets.runs import reap_dead_runs
-from kronos_assets.settings import Settings, TimeframeSettings
+from kronos_assets.orchestration.alerts import ALERTS_FILE, deliver_pending, pending_alerts, record_alert
+from kronos_assets.orchestration.failures import failure_alert
+from kronos_assets.orchestration.retention import JOB_ROUND_S, prune_instance
+from kronos_assets.orchestration.runs import reap_dead_runs
 from kronos_assets.warehouse import Warehouse
 
 SANITY_ORIGINS = 48  # the newest forecasts each sanity check reads
@@ -147,7 +147,7 @@ RETENTION_CRON = "17 4 * * *"  # daily, off the hour (the hourly runs start at m
 
 def build_retention(settings: Settings) -> dg.Definitions:
     """A daily job pruning runs older than the profile's retention.run_days, partition and check status kept
-    (kronos_assets/retention.py); `kronos-assets run` does a shorter round after each tick as well."""
+    (kronos_assets/orchestration/retention.py); `kronos-assets run` does a shorter round after each tick as well."""
     days = settings.retention_run_days
 
     @dg.op(

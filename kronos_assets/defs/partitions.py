@@ -9,8 +9,8 @@ from typing import Iterable
 
 import dagster as dg
 
+from kronos_assets.configuration.settings import Settings, TimeframeSettings, symbol_from_key, symbol_key
 from kronos_assets.market.timeframes import timeframe_seconds
-from kronos_assets.settings import Settings, TimeframeSettings, symbol_from_key, symbol_key
 
 BAR_FMT = "%Y-%m-%d-%H:%M"
 # Run tags that make one run cover a range of partitions (what a backfill policy does).

@@ -6,16 +6,16 @@ does not know which. What is published is ``publishing.bars.publish_bars``; the 
 
 import dagster as dg
 
+from kronos_assets.configuration.settings import Settings, TimeframeSettings
 from kronos_assets.defs.automation import bar_chain_condition
 from kronos_assets.defs.evaluate import evaluations_key
 from kronos_assets.defs.forecast import forecasts_key
 from kronos_assets.defs.partitions import BAR_FMT, bar_partitions, times_by_symbol
-from kronos_assets.incremental import publish_inputs
+from kronos_assets.orchestration.incremental import publish_inputs
 from kronos_assets.publishing.bars import NothingToPublish, PublishConfig, publish_bars
 from kronos_assets.publishing.manifest import ManifestError
 from kronos_assets.publishing.site import series_keys
 from kronos_assets.publishing.store import Store
-from kronos_assets.settings import Settings, TimeframeSettings
 from kronos_assets.warehouse import Warehouse
 
 

@@ -19,13 +19,13 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import dagster as dg
 
+from kronos_assets.configuration.settings import ConfigError, Settings, load_models
 from kronos_assets.defs.uploads import read_limits
 from kronos_assets.forecasting.registry import ForecasterRegistry
 from kronos_assets.market.files import FileSource, ReadLimits
 from kronos_assets.market.replay import ReplayFile, ReplayMarket
 from kronos_assets.publishing.backend import open_store
 from kronos_assets.publishing.r2 import KEY_ID_VAR, MAX_ATTEMPTS, SECRET_VAR, R2Config, R2ConfigError, S3Store
-from kronos_assets.settings import ConfigError, Settings, load_models
 from kronos_assets.warehouse import Warehouse, WarehouseConfig
 
 if TYPE_CHECKING:

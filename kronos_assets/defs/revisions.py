@@ -8,13 +8,13 @@ import dagster as dg
 import numpy as np
 import polars as pl
 
+from kronos_assets.configuration.settings import Settings
 from kronos_assets.defs.metadata import md_table
 from kronos_assets.forecasting.interface import run_forecaster
 from kronos_assets.forecasting.kinds import Kind, ModelSpec, kind_of
 from kronos_assets.forecasting.requests import HISTORY_COLUMNS, build_requests
 from kronos_assets.market.timeframes import timeframe_delta
 from kronos_assets.metrics import score_paths
-from kronos_assets.settings import Settings
 from kronos_assets.warehouse import Warehouse
 
 COMPARE_JOB = "compare_model_revision"

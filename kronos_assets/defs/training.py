@@ -13,9 +13,9 @@ from typing import Any
 
 import dagster as dg
 
+from kronos_assets.configuration.settings import Settings
 from kronos_assets.defs.ingest import clean_candles_key
 from kronos_assets.defs.model import weighted_models, weights_key
-from kronos_assets.settings import Settings
 from kronos_assets.training.config import RunSettings, load_training_config
 from kronos_assets.warehouse import Warehouse
 

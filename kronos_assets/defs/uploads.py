@@ -19,7 +19,8 @@ from typing import Any
 
 import dagster as dg
 
-from kronos_assets import environment
+from kronos_assets.base import environment
+from kronos_assets.configuration.settings import Settings
 from kronos_assets.defs.automation import BAR_TAG, SYMBOL_TAG
 from kronos_assets.defs.partitions import BAR_FMT, RANGE_END, RANGE_START, UPLOADS, day_key, uploads_partitions_name
 from kronos_assets.market.files import (
@@ -31,7 +32,6 @@ from kronos_assets.market.files import (
     printable,
     scan_folder,
 )
-from kronos_assets.settings import Settings
 
 MAX_FILES_PER_TICK = 20
 

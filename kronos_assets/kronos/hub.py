@@ -24,7 +24,7 @@ from huggingface_hub import hf_hub_download, snapshot_download
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from kronos_assets import environment
+from kronos_assets.base import environment
 
 from .config import OFFICIAL, AnyConfig, Kind, KronosConfig, TokenizerConfig, config_from_json, header_mismatches
 from .errors import CheckpointError, CheckpointShapeError, ChecksumMismatchError, WeightsNotAvailableError

@@ -1,5 +1,5 @@
 """How configs name a market: a symbol (BASE/QUOTE in capitals) and a timeframe, as validated config types that
-the profile's files and training.yaml share (kronos_assets.configuration turns their problems into errors naming
+the profile's files and training.yaml share (kronos_assets.base.config_files turns their problems into errors naming
 the file and the field)."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 from pydantic import BeforeValidator
 
-from kronos_assets.configuration import no_repeats, problem
+from kronos_assets.base.config_files import no_repeats, problem
 from kronos_assets.market.timeframes import TIMEFRAME_SECONDS
 
 SYMBOL_RE = re.compile(r"^[A-Z0-9]{2,15}/[A-Z0-9]{2,15}$")

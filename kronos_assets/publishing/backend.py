@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable, Mapping
 
-from kronos_assets import environment
+from kronos_assets.base import environment
 from kronos_assets.publishing.r2 import R2Config, R2ConfigError, r2_config_from_env, r2_requested
 from kronos_assets.publishing.store import LocalStore, Store
 

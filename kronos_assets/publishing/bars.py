@@ -12,11 +12,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from kronos_assets.evaluation.track_record import DM_WINDOWS, VERDICT_WINDOW, verdicts
 from kronos_assets.market.timeframes import timeframe_delta
 from kronos_assets.publishing.site import SeriesUpdate, publish_site, series_keys
 from kronos_assets.publishing.snapshots import forecast_records, path_matrices, scoreboard, series_snapshot
 from kronos_assets.publishing.store import Store
-from kronos_assets.track_record import DM_WINDOWS, VERDICT_WINDOW, verdicts
 from kronos_assets.warehouse import Warehouse
 
 

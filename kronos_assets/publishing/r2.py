@@ -31,8 +31,8 @@ from typing import Any, Callable, Iterator, Mapping
 
 from botocore.exceptions import ClientError
 
-from kronos_assets import environment
-from kronos_assets.configuration import ConfigError
+from kronos_assets.base import environment
+from kronos_assets.base.config_files import ConfigError
 from kronos_assets.publishing.store import Artifact, Stat, check_key
 
 ACCOUNT_VAR, KEY_ID_VAR, SECRET_VAR = environment.R2_ACCOUNT, environment.R2_KEY_ID, environment.R2_SECRET

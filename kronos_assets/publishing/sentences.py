@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from kronos_assets.evaluation.track_record import DM_WINDOWS, VERDICT_WINDOW, covered_days
 from kronos_assets.metrics.registry import CONFIDENCE_BANDS, metrics
 from kronos_assets.publishing.snapshots import MIN_BIN, MIN_INDEPENDENT
-from kronos_assets.track_record import DM_WINDOWS, VERDICT_WINDOW, covered_days
 
 DEMO_BANNER = "SYNTHETIC MARKET — demo profile: these prices are generated, not real."
 REPLAY_BANNER = (

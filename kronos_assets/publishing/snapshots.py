@@ -9,13 +9,13 @@ from typing import Any
 
 import polars as pl
 
+from kronos_assets.evaluation.track_record import confidence_tables, newest_scored_origin, verdicts
+from kronos_assets.evaluation.track_record import scoreboard as board_rows
 from kronos_assets.forecasting.kinds import BASELINES
 from kronos_assets.metrics import MIN_INDEPENDENT_HORIZONS, pit_histogram
 from kronos_assets.metrics.coverage import coverage_test
 from kronos_assets.publishing.contract import HistoryDocument, ScoreboardRow, SeriesSnapshot, TrackRecord
 from kronos_assets.publishing.public import public_forecast, rounded
-from kronos_assets.track_record import confidence_tables, newest_scored_origin, verdicts
-from kronos_assets.track_record import scoreboard as board_rows
 from kronos_assets.warehouse import Warehouse, json_rows
 from kronos_assets.warehouse.score_sums import FINAL
 
@@ -131,7 +131,7 @@ def track_record(
     The P(up) calibration (Brier score and hit rate per probability bin), the PIT histogram, the Brier score of
     P(volatility amplification), and the CRPS skill against each baseline on the origins both scored, with the
     count of non-overlapping horizons behind it. ``enough`` says whether the numbers mean anything yet; whether a
-    difference is significant is the verdict's (``kronos_assets.track_record.verdicts``).
+    difference is significant is the verdict's (``kronos_assets.evaluation.track_record.verdicts``).
     """
     df = wh.query(  # the last steps, kept by the scoring step in final_scores: not a scan of every score
         f"SELECT origin, model, crps, p_up, brier_up, brier_vol_amp, pit, up FROM {FINAL} "

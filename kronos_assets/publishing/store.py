@@ -24,7 +24,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Iterator, Protocol
 
-from kronos_assets.durable import fsync_dir
+from kronos_assets.base.durable import fsync_dir
 
 # Cache lifetimes. Latest files (fixed names that change at every publish) are revalidated after a minute;
 # history and versioned copies never change once written; the manifest is always revalidated.

@@ -1,5 +1,5 @@
 """The real-data study's page (study.html, beside the dashboard) and its JSON (study.json), rendered from the
-record that kronos_assets/study_record.py computes from the warehouse."""
+record that kronos_assets/evaluation/study_record.py computes from the warehouse."""
 
 from __future__ import annotations
 

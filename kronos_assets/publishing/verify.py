@@ -35,6 +35,7 @@ import duckdb
 import numpy as np
 import polars as pl
 
+from kronos_assets.evaluation.track_record import DM_WINDOWS, VERDICT_WINDOW, measures, verdicts
 from kronos_assets.market.timeframes import timeframe_delta
 from kronos_assets.metrics import QUANTILE_LEVELS, mean_of, skill_score
 from kronos_assets.metrics.registry import BASELINE, Inputs, aggregate, confidence_table, metrics, on_board
@@ -43,7 +44,6 @@ from kronos_assets.publishing.chain import is_forecast_key, published_late, reco
 from kronos_assets.publishing.keys import MANIFEST_KEY, history_key
 from kronos_assets.publishing.manifest import IndexDamage, listed_objects
 from kronos_assets.publishing.store import LocalStore, Stat, Store
-from kronos_assets.track_record import DM_WINDOWS, VERDICT_WINDOW, measures, verdicts
 
 REL_TOL = 1e-9
 ABS_TOL = 1e-9
@@ -122,7 +122,7 @@ def open_target(target: str) -> Any:
     if target.startswith("s3://"):
         import boto3
 
-        from kronos_assets import environment
+        from kronos_assets.base import environment
         from kronos_assets.publishing.r2 import S3Store, r2_config_from_env
 
         bucket, _, prefix = target[len("s3://") :].partition("/")

@@ -25,7 +25,7 @@ from typing import Annotated, Any, Mapping
 
 from pydantic import BeforeValidator, ValidationInfo, field_validator, model_validator
 
-from kronos_assets.configuration import (
+from kronos_assets.base.config_files import (
     ConfigError,
     Device,
     Moment,
@@ -41,7 +41,7 @@ from kronos_assets.configuration import (
     unknown_key,
     validate,
 )
-from kronos_assets.environment import REPO_ROOT
+from kronos_assets.base.environment import REPO_ROOT
 from kronos_assets.forecasting.interface import MAX_PATHS
 from kronos_assets.forecasting.kinds.kronos import KronosSettings
 from kronos_assets.kronos.config import KronosConfig, TokenizerConfig, validate_config

@@ -20,7 +20,7 @@ import numpy as np
 import polars as pl
 import torch
 
-from kronos_assets import environment
+from kronos_assets.base import environment
 from kronos_assets.kronos.inputs import FEATURES, NORM_EPS, time_features
 from kronos_assets.market.rules import PRICE_COLUMNS, volume_and_amount
 from kronos_assets.market.timeframes import timeframe_seconds

@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from kronos_assets.environment import REPO_ROOT
+from kronos_assets.base.environment import REPO_ROOT
 from kronos_assets.kronos.hub import CheckpointInfo
 from kronos_assets.training.config import RunSettings
 from kronos_assets.training.evaluate import HeldOut

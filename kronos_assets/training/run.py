@@ -23,7 +23,7 @@ from typing import Any, Mapping
 import polars as pl
 import torch
 
-from kronos_assets import environment
+from kronos_assets.base import environment
 from kronos_assets.kronos.hub import load_checkpoint, save_checkpoint
 from kronos_assets.kronos.model import Kronos
 from kronos_assets.kronos.runtime import resolve_device

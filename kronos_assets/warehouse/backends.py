@@ -14,7 +14,7 @@ from pathlib import Path
 
 import duckdb
 
-from kronos_assets import environment
+from kronos_assets.base import environment
 from kronos_assets.warehouse import extensions
 from kronos_assets.warehouse.config import PG_PASSWORD_VAR, S3_KEY_ID_VAR, S3_SECRET_VAR, WarehouseConfig
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import duckdb
 
-from kronos_assets.durable import fsync_dir
+from kronos_assets.base.durable import fsync_dir
 from kronos_assets.warehouse.damage import damaged, is_lock_conflict
 
 WAIT_S = 120.0  # how long a backup waits for writers to leave the file (a partition write takes seconds)

@@ -8,7 +8,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from kronos_assets import environment
+from kronos_assets.base import environment
 
 # The catalog's password and the bucket's keys: read from the environment only, never stored or logged.
 PG_PASSWORD_VAR = environment.LAKE_PG_PASSWORD

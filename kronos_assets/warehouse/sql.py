@@ -8,7 +8,7 @@ from typing import Any
 
 import polars as pl
 
-from kronos_assets import environment
+from kronos_assets.base import environment
 
 SQL_DIR = environment.sql_dir(Path(__file__).resolve().parents[2] / "dbt_free_sql")
 

@@ -13,13 +13,13 @@ import dagster as dg
 import polars as pl
 import pytest
 
+from kronos_assets.configuration.settings import REPO_ROOT, load_settings
 from kronos_assets.defs.adhoc import ADHOC_JOB, ADHOC_POOL
 from kronos_assets.defs.factory import build_definitions
 from kronos_assets.forecasting import kinds
 from kronos_assets.market.replay import ReplayMarket
 from kronos_assets.market.synthetic import SyntheticMarket
 from kronos_assets.publishing.public import is_local_path
-from kronos_assets.settings import REPO_ROOT, load_settings
 from kronos_assets.warehouse import Warehouse
 
 pytestmark = pytest.mark.timeout(180)

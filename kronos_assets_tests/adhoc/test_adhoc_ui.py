@@ -14,9 +14,9 @@ from typing import Any, Iterator
 
 import pytest
 
+from kronos_assets.configuration.settings import REPO_ROOT
 from kronos_assets.defs.adhoc import ADHOC_JOB
 from kronos_assets.publishing.text_chart import LEGEND
-from kronos_assets.settings import REPO_ROOT
 from kronos_assets_tests.operations.servers import VENV_BIN, background, free_port, graphql, kronos_env, wait_until
 from kronos_assets_tests.publishing.cdp import Browser, find_chromium
 

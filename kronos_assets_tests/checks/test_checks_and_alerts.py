@@ -8,8 +8,8 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 import dagster as dg
 import pytest
 
-from kronos_assets.alerts import post_webhook
 from kronos_assets.defs.partitions import bar_key
+from kronos_assets.orchestration.alerts import post_webhook
 from kronos_assets_tests.foundation.test_assets import HOUR, D, Env, _prepare_forecasts
 
 

@@ -10,7 +10,7 @@ from datetime import datetime, timedelta, timezone
 import numpy as np
 import polars as pl
 
-from kronos_assets.scoring import Scored, score_bars
+from kronos_assets.evaluation.scoring import Scored, score_bars
 from kronos_assets.warehouse import Warehouse
 
 T0 = datetime(2026, 2, 27, tzinfo=timezone.utc)  # the record crosses a month's end

@@ -11,7 +11,7 @@ import duckdb
 import numpy as np
 import pytest
 
-from kronos_assets import track_record
+from kronos_assets.evaluation import track_record
 from kronos_assets.metrics import registry
 from kronos_assets.metrics.registry import Metric
 from kronos_assets.publishing import snapshots

@@ -14,7 +14,7 @@ from typing import Any
 import polars as pl
 import pytest
 
-from kronos_assets.track_record import (
+from kronos_assets.evaluation.track_record import (
     DM_WINDOWS,
     VERDICT_WINDOW,
     confidence_tables,
@@ -193,7 +193,7 @@ def test_the_verdicts_read_only_their_window(wh: Warehouse):
 def test_a_forecast_stored_again_leaves_no_stale_sums_before_it_is_rescored(wh: Warehouse):
     """The forecast step's write (records.store_forecasts) deletes the replaced forecasts' scores and refreshes
     their days' sums in the same transaction: a track record read before the rescoring counts no old score."""
-    from kronos_assets.records import FORECAST_TABLES, store_forecasts
+    from kronos_assets.evaluation.records import FORECAST_TABLES, store_forecasts
 
     for symbol in SYMBOLS:
         score(wh, symbol, 0, ORIGINS - 1, H)
@@ -208,7 +208,7 @@ def test_a_forecast_stored_again_leaves_no_stale_sums_before_it_is_rescored(wh: 
 
 
 def test_the_scores_digest_follows_the_final_step_scores_through_their_monthly_sums(wh: Warehouse):
-    from kronos_assets.incremental import scores_digest
+    from kronos_assets.orchestration.incremental import scores_digest
 
     for symbol in SYMBOLS:
         score(wh, symbol, 0, ORIGINS - 1, H)

@@ -1,4 +1,4 @@
-"""Scoring stored forecasts (kronos_assets.scoring, what the evaluations asset runs): each bar's forecasts are
+"""Scoring stored forecasts (evaluation.scoring, what the evaluations asset runs): each bar's forecasts are
 scored once, re-scoring replaces them, a bar whose horizon has not closed is refused with nothing written, and a
 forecast missing after the first one is reported."""
 
@@ -13,7 +13,7 @@ import pytest
 
 from kronos_assets.defs.factory import build_definitions
 from kronos_assets.defs.partitions import RANGE_END, RANGE_START, bar_key, day_key
-from kronos_assets.scoring import HorizonNotClosed, Scored, score_bars
+from kronos_assets.evaluation.scoring import HorizonNotClosed, Scored, score_bars
 from kronos_assets.warehouse import Warehouse
 from kronos_assets_tests.helpers import small_settings
 

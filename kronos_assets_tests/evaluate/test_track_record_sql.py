@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
+from kronos_assets.evaluation.track_record import track_record
 from kronos_assets.metrics import mae, mape, pit_histogram, reliability_table, rmse
-from kronos_assets.track_record import track_record
 from kronos_assets_tests.foundation.test_assets import HOUR, D, Env, _prepare_forecasts
 
 

@@ -6,12 +6,12 @@ import numpy as np
 import polars as pl
 import pytest
 
+from kronos_assets.configuration.settings import TimeframeSettings
+from kronos_assets.evaluation.records import evaluation_rows, forecast_frames, load_close_paths
 from kronos_assets.forecasting.interface import CLOSE, PATH_FIELDS, ForecastRequest, Sampling, run_forecaster
 from kronos_assets.forecasting.kinds import garch
 from kronos_assets.forecasting.kinds.garch import GarchForecaster, GarchSettings, fit
 from kronos_assets.forecasting.requests import build_requests
-from kronos_assets.records import evaluation_rows, forecast_frames, load_close_paths
-from kronos_assets.settings import TimeframeSettings
 from kronos_assets.warehouse import Warehouse
 from kronos_assets_tests.conftest import real_candles
 

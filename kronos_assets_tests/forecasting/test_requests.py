@@ -7,9 +7,9 @@ from datetime import datetime, timedelta, timezone
 
 import polars as pl
 
+from kronos_assets.configuration.settings import TimeframeSettings
 from kronos_assets.forecasting.interface import request_seed
 from kronos_assets.forecasting.requests import MIN_HISTORY, build_requests, history_span
-from kronos_assets.settings import TimeframeSettings
 
 T0 = datetime(2025, 1, 1, tzinfo=timezone.utc)
 H = timedelta(hours=1)
@@ -56,9 +56,9 @@ def test_history_span_covers_every_requests_window_and_nothing_after_the_last_ba
 def test_the_forecasts_asset_reads_candles_as_a_dependency_over_the_history_window() -> None:
     import dagster as dg
 
+    from kronos_assets.configuration.settings import load_settings
     from kronos_assets.defs.forecast import build_forecasts
     from kronos_assets.defs.ingest import clean_candles_key
-    from kronos_assets.settings import load_settings
 
     settings = load_settings()
     tf = settings.timeframes[0]

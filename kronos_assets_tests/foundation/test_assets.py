@@ -8,10 +8,10 @@ import numpy as np
 import polars as pl
 import pytest
 
+from kronos_assets.cli.main_job import RANGE_END, RANGE_START
 from kronos_assets.defs.factory import build_definitions
 from kronos_assets.defs.partitions import bar_key, day_key
 from kronos_assets.defs.resources import build_resources
-from kronos_assets.main_job import RANGE_END, RANGE_START
 from kronos_assets.metrics import score_paths
 from kronos_assets_tests.helpers import small_settings
 

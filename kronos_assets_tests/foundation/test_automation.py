@@ -171,7 +171,7 @@ def test_backfill_policies_put_many_partitions_in_one_run(tmp_path):
 
 
 def test_partition_counts_stay_under_dagsters_recommendation(tmp_path):
-    from kronos_assets.settings import load_settings
+    from kronos_assets.configuration.settings import load_settings
 
     for profile in ("demo", "live"):
         settings = load_settings(profile, home=tmp_path)

@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from kronos_assets.configuration import ConfigError
+from kronos_assets.base.config_files import ConfigError
+from kronos_assets.configuration.settings import load_settings
 from kronos_assets.kronos.config import config_from_json
 from kronos_assets.kronos.errors import CheckpointError
-from kronos_assets.settings import load_settings
 from kronos_assets.training.config import load_training_config
 from kronos_assets_tests.helpers import SMALL_MARKETS, write_configs
 

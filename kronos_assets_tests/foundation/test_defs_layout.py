@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from kronos_assets.configuration.settings import REPO_ROOT, load_settings
 from kronos_assets.defs.factory import build_definitions
-from kronos_assets.settings import REPO_ROOT, load_settings
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 DG = Path(sys.executable).parent / "dg"

@@ -1,4 +1,4 @@
-"""Environment variables are read in one module (kronos_assets/environment.py); secrets never show in reprs."""
+"""Environment variables are read in one module (kronos_assets/base/environment.py); secrets never show in reprs."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 import kronos_assets
-from kronos_assets import environment
+from kronos_assets.base import environment
 from kronos_assets.publishing.r2 import R2ConfigError, r2_config_from_env
 
 ROOT = Path(kronos_assets.__file__).parent

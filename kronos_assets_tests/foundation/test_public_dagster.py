@@ -31,13 +31,13 @@ def _sources() -> list[Path]:
 ALLOWED_PRIVATE = {
     # Pruning old runs without losing partition status: Dagster's delete_run drops the materialisations that the
     # status is built from, so retention deletes a run's other event rows itself, in the event log's own tables.
-    "retention.py": {
+    "orchestration/retention.py": {
         "dagster._core.execution.backfill",
         "dagster._core.storage.event_log.schema",
         "dagster._core.storage.event_log.sqlite.sqlite_event_log",
     },
     # A SIGTERM that Dagster holds back while a step waits for a pool slot (no public hook; guarded by ImportError).
-    "runs.py": {"dagster._utils.interrupts"},
+    "orchestration/runs.py": {"dagster._utils.interrupts"},
 }
 
 

@@ -8,13 +8,13 @@ from datetime import datetime, timedelta, timezone
 import dagster as dg
 import pytest
 
+from kronos_assets.configuration.settings import ConfigError
 from kronos_assets.defs.factory import build_definitions
 from kronos_assets.defs.partitions import RANGE_END, RANGE_START
 from kronos_assets.defs.resources import LibraryResource, build_resources, library
 from kronos_assets.forecasting.registry import ForecasterRegistry
 from kronos_assets.market.synthetic import SyntheticMarket
 from kronos_assets.publishing.r2 import KEY_ID_VAR, SECRET_VAR
-from kronos_assets.settings import ConfigError
 from kronos_assets.warehouse import Warehouse
 from kronos_assets_tests.helpers import small_settings
 

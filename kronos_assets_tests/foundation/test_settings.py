@@ -3,7 +3,7 @@ from datetime import date
 import pytest
 import yaml
 
-from kronos_assets.settings import ConfigError, load_settings
+from kronos_assets.configuration.settings import ConfigError, load_settings
 from kronos_assets_tests.helpers import SMALL_MARKETS, write_configs
 
 

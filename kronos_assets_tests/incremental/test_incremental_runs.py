@@ -18,15 +18,15 @@ import duckdb
 import pytest
 import yaml
 
+from kronos_assets.cli.main_job import MainJobResult, run_main_job
+from kronos_assets.configuration.settings import REPO_ROOT, Settings, load_settings
 from kronos_assets.forecasting import versions
 from kronos_assets.forecasting.interface import Sampling
 from kronos_assets.forecasting.kinds import ModelSpec
-from kronos_assets.local_instance import instance_for
-from kronos_assets.main_job import MainJobResult, run_main_job
+from kronos_assets.orchestration.local_instance import instance_for
 from kronos_assets.publishing.keys import MANIFEST_KEY
 from kronos_assets.publishing.manifest import listed_objects
 from kronos_assets.publishing.store import LocalStore
-from kronos_assets.settings import REPO_ROOT, Settings, load_settings
 from kronos_assets_tests.helpers import write_configs
 
 # Main-job runs in subprocesses or Dagster instances: handed out first (conftest), so the suite's tail is short.
@@ -259,8 +259,8 @@ def test_the_track_record_check_reads_the_record_its_asset_computed(first, ran):
 def test_a_failed_publish_is_made_up_by_the_next_tick(ran, monkeypatch):
     """A tick whose publish failed (or was killed) leaves its bar stored but not published; the next tick, one bar
     later, publishes both bars, not only its own."""
+    from kronos_assets.cli.main_job import MainJobFailed
     from kronos_assets.defs import publish as publish_defs
-    from kronos_assets.main_job import MainJobFailed
     from kronos_assets.publishing.keys import history_key
 
     settings = ran

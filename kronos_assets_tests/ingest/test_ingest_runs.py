@@ -9,11 +9,11 @@ import dagster as dg
 import polars as pl
 import pytest
 
+from kronos_assets.cli.main_job import RANGE_END, RANGE_START
+from kronos_assets.configuration.settings import load_settings
 from kronos_assets.defs.factory import build_definitions
 from kronos_assets.defs.partitions import day_key
 from kronos_assets.defs.resources import build_resources
-from kronos_assets.main_job import RANGE_END, RANGE_START
-from kronos_assets.settings import load_settings
 from kronos_assets_tests.conftest import real_candles
 from kronos_assets_tests.fakes.fake_exchange import FakeExchange
 from kronos_assets_tests.helpers import SMALL_MARKETS, write_configs
@@ -122,7 +122,7 @@ def test_live_candles_job_under_exchange_faults(tmp_path, eth):
     ],
 )
 def test_reliability_settings_are_validated(tmp_path, where, section, value, message):
-    from kronos_assets.settings import ConfigError
+    from kronos_assets.configuration.settings import ConfigError
 
     markets = {**SMALL_MARKETS, section: value} if where == "markets" else None
     cfg = write_configs(tmp_path, markets=markets, profile={section: value} if where == "profile" else None)

@@ -14,7 +14,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from kronos_assets.forecasting.cli import main, read_candles_csv
+from kronos_assets.cli.forecast import main, read_candles_csv
 from kronos_assets.forecasting.summary import summarise
 from kronos_assets.kronos.hub import install_into_cache
 
@@ -139,7 +139,7 @@ def test_cli_errors_and_help(
     assert main([str(bad), "--model", str(checkpoints["model"]), "--tokenizer", str(checkpoints["tokenizer"])]) == 2
     assert "missing columns close" in capsys.readouterr().err
     help_text = subprocess.run(
-        [sys.executable, "-m", "kronos_assets.forecasting.cli", "forecast", "--help"],
+        [sys.executable, "-m", "kronos_assets.cli.forecast", "forecast", "--help"],
         capture_output=True,
         text=True,
         check=True,
@@ -178,7 +178,7 @@ HEAVY = ("torch", "numpy", "polars", "huggingface_hub", "safetensors")
 def test_help_and_argument_errors_are_immediate(argv: list[str]) -> None:
     """Parsing needs no heavy library: help and argument errors print before torch & co. would load."""
     code = (
-        "import sys, time; t = time.perf_counter(); from kronos_assets.forecasting.cli import main\n"
+        "import sys, time; t = time.perf_counter(); from kronos_assets.cli.forecast import main\n"
         "try:\n    main(sys.argv[1:])\nexcept SystemExit as e:\n    code = e.code\n"
         f"loaded = [m for m in {HEAVY!r} if m in sys.modules]\n"
         "print(code, loaded, time.perf_counter() - t, file=sys.stderr)"
@@ -264,7 +264,7 @@ def test_shipped_demo_checkpoint_by_name_offline(csv: Path, tmp_path: Path, monk
     assert doc["provenance"]["model_path"].endswith("checkpoints/real-1h/model")
     assert doc["provenance"]["tokenizer_path"].endswith("checkpoints/real-1h/tokenizer")
     assert doc["provenance"]["max_context"] == 504 and doc["provenance"]["context_policy"] == "exact"
-    from kronos_assets.settings import load_settings
+    from kronos_assets.configuration.settings import load_settings
 
     configured = load_settings("demo", home=tmp_path / "home").model_specs["kronos-demo"]
     assert str(configured.options.local_dir).endswith("checkpoints/real-1h")

@@ -21,7 +21,12 @@ LIBRARY = sorted(f"kronos_assets.kronos.{m.name}" for m in pkgutil.iter_modules(
 # The candle rules (OHLC validity, volume -> amount, freshness) have one home that every reader and the model
 # input use, and the environment variables one module that reads them all (the package imports it first); both
 # are leaves, so kronos/ stays a library that needs nothing else of the package.
-RULES = ["kronos_assets.environment", "kronos_assets.market", "kronos_assets.market.rules"]
+RULES = [
+    "kronos_assets.base",
+    "kronos_assets.base.environment",
+    "kronos_assets.market",
+    "kronos_assets.market.rules",
+]
 
 
 def _imported_outside_kronos(modules: list[str]) -> list[str]:
@@ -57,7 +62,7 @@ def _package_imports(path: Path) -> set[str]:
 
 
 def test_no_kronos_module_imports_the_layers_above_even_lazily() -> None:
-    """The kronos-forecast command (candle files, summaries) is the forecasting layer's: kronos/ has no cli."""
+    """The kronos-forecast command (candle files, summaries) is cli/forecast.py: kronos/ has no cli."""
     above = {
         f"{path.name}: {m}"
         for path in (ROOT / "kronos").glob("*.py")
@@ -86,24 +91,6 @@ def test_training_and_the_forecaster_use_only_public_kronos_names() -> None:
     assert [use for f in files for use in _private_uses(f)] == []
 
 
-def test_libraries_do_not_import_publishing_or_command_line_modules_even_lazily() -> None:
-    """The back-arrow forecasting -> publishing (the ad-hoc chart) and the library -> CLI import (training read
-    candle files through kronos-forecast's module) are gone; issue 27's whole-package layering test extends this."""
-    arrows = {
-        f"{path.relative_to(ROOT)}: {m}"
-        for pkg in ("forecasting", "training", "metrics", "market")
-        for path in (ROOT / pkg).rglob("*.py")
-        for m in _package_imports(path)
-        if m.startswith("kronos_assets.publishing") or (m.endswith(".cli") or ".cli." in m) and path.name != "cli.py"
-    }
-    assert arrows == set()
-
-
-def test_the_model_card_and_the_training_run_form_no_circle() -> None:
-    card = _package_imports(ROOT / "training" / "card.py")
-    assert not any(m.startswith("kronos_assets.training.run") for m in card)
-
-
 def test_the_package_never_imports_the_test_runner() -> None:
     """pytest is in the test extra only (pyproject.toml): an installed code location must not need it."""
     users = set()
@@ -120,9 +107,6 @@ def test_the_package_never_imports_the_test_runner() -> None:
     assert users == set()
 
 
-LIBRARIES = ("market", "kronos", "forecasting", "metrics", "warehouse", "publishing", "training")
-
-
 def _imports_of(path: Path) -> set[str]:
     """Every kronos_assets module a file imports, relative imports resolved against the file's own package."""
     package = ["kronos_assets", *path.parent.relative_to(ROOT).parts]
@@ -137,26 +121,12 @@ def _imports_of(path: Path) -> set[str]:
     return {m for m in found if m.startswith("kronos_assets.")}
 
 
-def test_libraries_never_import_the_profile_settings_even_lazily() -> None:
-    """Libraries take plain values or their own small config types; the Dagster layer and the CLIs (the top,
-    training's cli.py among them) build those from the profile's Settings."""
-    users = {
-        f"{path.relative_to(ROOT)}: {m}"
-        for pkg in LIBRARIES
-        for path in (ROOT / pkg).rglob("*.py")
-        if path.name != "cli.py"
-        for m in _imports_of(path)
-        if m == "kronos_assets.settings" or m.startswith("kronos_assets.settings.")
-    }
-    assert users == set()
-
-
 def test_settings_know_no_model_kind_by_module_or_by_name() -> None:
     """Kinds register themselves (forecasting/kinds): settings.py imports the registry, never a kind's module,
     and names no kind (each forecaster's options are validated by its registered kind)."""
     from kronos_assets.forecasting import kinds
 
-    path = ROOT / "settings.py"
+    path = ROOT / "configuration" / "settings.py"
     modules = {f"kronos_assets.forecasting.kinds.{m.name}" for m in pkgutil.iter_modules(kinds.__path__)}
     assert {m for m in _imports_of(path) if m in modules} == set()
     named = {n.value for n in ast.walk(ast.parse(path.read_text())) if isinstance(n, ast.Constant)} & set(kinds.KINDS)

@@ -10,7 +10,7 @@ import sys
 import pytest
 import torch
 
-from kronos_assets import environment
+from kronos_assets.base import environment
 from kronos_assets.kronos import generate as gen
 from kronos_assets.kronos.generate import GenerationConfig, generate
 from kronos_assets.kronos.model import Kronos

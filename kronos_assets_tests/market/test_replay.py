@@ -195,8 +195,8 @@ class _Spy:
 
 
 def test_a_replay_run_stores_the_files_rows_and_no_step_sees_a_bar_after_now(tmp_path):
+    from kronos_assets.cli.main_job import run_main_job
     from kronos_assets.defs.resources import build_resources
-    from kronos_assets.main_job import run_main_job
 
     settings = _replay_settings(tmp_path, symbols=["ETH/USDT"])
     now = datetime(2026, 3, 20, 12, 40, tzinfo=UTC)
@@ -220,7 +220,7 @@ def test_a_replay_run_stores_the_files_rows_and_no_step_sees_a_bar_after_now(tmp
 
 
 def test_now_bounds_what_a_synthetic_run_stores_and_the_same_command_stores_the_same(tmp_path):
-    from kronos_assets.main_job import run_main_job
+    from kronos_assets.cli.main_job import run_main_job
     from kronos_assets_tests.helpers import small_settings
 
     now = datetime(2025, 5, 6, 7, 30, tzinfo=UTC)  # mid-day: the day partition holds bars after now
@@ -234,8 +234,8 @@ def test_now_bounds_what_a_synthetic_run_stores_and_the_same_command_stores_the_
 
 
 def test_now_outside_the_partitions_is_one_line_and_leaves_nothing_behind(tmp_path, capsys, monkeypatch):
-    from kronos_assets import cli
-    from kronos_assets.main_job import NowOutOfRange, run_main_job
+    from kronos_assets.cli import main as cli
+    from kronos_assets.cli.main_job import NowOutOfRange, run_main_job
     from kronos_assets_tests.helpers import small_settings
 
     settings = small_settings(tmp_path)  # 1h partitions from 2024-01-01

@@ -9,9 +9,9 @@ import json
 import numpy as np
 import pytest
 
+from kronos_assets.evaluation.track_record import dm_table, measures, verdicts
 from kronos_assets.metrics import registry
 from kronos_assets.publishing import verify as v
-from kronos_assets.track_record import dm_table, measures, verdicts
 from kronos_assets.warehouse import Warehouse
 from kronos_assets_tests.metrics.verdict_record import (
     CASES,

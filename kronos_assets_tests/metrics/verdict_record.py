@@ -13,8 +13,8 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from kronos_assets.evaluation.track_record import dm_table, verdicts, window_floor
 from kronos_assets.metrics import QUANTILE_LEVELS, registry, score_paths
-from kronos_assets.track_record import dm_table, verdicts, window_floor
 from kronos_assets.warehouse import Warehouse
 
 T0 = datetime(2026, 3, 1, tzinfo=timezone.utc)

@@ -4,14 +4,14 @@ forecasters resource consult the kind instead of assuming Kronos."""
 import dagster as dg
 import yaml
 
+from kronos_assets.cli.health import configured
+from kronos_assets.configuration.settings import load_settings
 from kronos_assets.defs.factory import build_definitions
 from kronos_assets.defs.model import weighted_models
 from kronos_assets.defs.resources import build_resources
 from kronos_assets.forecasting.baselines import RandomWalkVol
 from kronos_assets.forecasting.kinds import KINDS, kind_of
 from kronos_assets.forecasting.kinds.garch import GarchForecaster, GarchSettings
-from kronos_assets.health import configured
-from kronos_assets.settings import load_settings
 from kronos_assets_tests.helpers import write_configs
 from kronos_assets_tests.model.test_kronos_in_graph import HUB_SPEC
 
@@ -156,7 +156,7 @@ def test_a_kind_registers_itself_and_settings_hold_its_validated_options(tmp_pat
     """A new kind is one module that calls register(): settings.py validates its entries by the registry alone."""
     import pytest
 
-    from kronos_assets.configuration import ConfigError, Schema, Whole
+    from kronos_assets.base.config_files import ConfigError, Schema, Whole
     from kronos_assets.forecasting.kinds import Kind, register
 
     class ToyOptions(Schema):

@@ -8,11 +8,11 @@ import dagster as dg
 import pytest
 import yaml
 
+from kronos_assets.configuration.settings import load_settings
 from kronos_assets.defs.factory import build_definitions
 from kronos_assets.defs.partitions import bar_key
 from kronos_assets.defs.resources import build_resources
 from kronos_assets.kronos.hub import install_into_cache, save_checkpoint
-from kronos_assets.settings import load_settings
 from kronos_assets_tests.foundation.test_assets import HOUR, D
 from kronos_assets_tests.helpers import write_configs
 from kronos_assets_tests.kronos.conftest import tiny_networks
@@ -119,7 +119,7 @@ def test_weights_from_an_offline_hub_cache_and_a_clear_error_without_it(tmp_path
 
 
 def test_a_missing_local_checkpoint_fails_at_load(tmp_path):
-    from kronos_assets.settings import ConfigError
+    from kronos_assets.configuration.settings import ConfigError
 
     with pytest.raises(ConfigError, match=r"models.tiny.local_dir: .*(config.json|model.safetensors) not found"):
         _settings(tmp_path, {"local_dir": str(tmp_path / "nowhere"), "max_context": 128})

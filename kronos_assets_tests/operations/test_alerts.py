@@ -13,12 +13,12 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from kronos_assets.alerts import POSTED_FILE, deliver_pending, pending_alerts, recorded_alerts
 from kronos_assets.defs.factory import build_definitions, candles_job_name
 from kronos_assets.defs.partitions import day_key
 from kronos_assets.defs.resources import build_resources
-from kronos_assets.failures import alert_failed_runs
-from kronos_assets.local_instance import instance_for
+from kronos_assets.orchestration.alerts import POSTED_FILE, deliver_pending, pending_alerts, recorded_alerts
+from kronos_assets.orchestration.failures import alert_failed_runs
+from kronos_assets.orchestration.local_instance import instance_for
 from kronos_assets_tests.helpers import small_settings
 
 
@@ -142,7 +142,7 @@ def test_a_hanging_webhook_costs_seconds_and_is_retried_once_it_answers(tmp_path
 
 
 def test_a_round_of_deliveries_has_one_deadline_for_all_alerts(tmp_path, hook):
-    from kronos_assets.alerts import record_alert
+    from kronos_assets.orchestration.alerts import record_alert
 
     for i in range(5):
         record_alert(tmp_path, {"run_id": f"run-{i}", "summary": "x"})
@@ -157,7 +157,7 @@ def test_a_round_of_deliveries_has_one_deadline_for_all_alerts(tmp_path, hook):
 
 def test_a_round_tries_every_pending_alert_when_one_is_refused(tmp_path, hook):
     """The webhook rejects the oldest alert: the others are still delivered in the same round, it stays pending."""
-    from kronos_assets.alerts import record_alert
+    from kronos_assets.orchestration.alerts import record_alert
 
     for i in range(4):
         record_alert(tmp_path, {"run_id": f"run-{i}", "summary": "x"})
@@ -172,7 +172,7 @@ def test_a_round_tries_every_pending_alert_when_one_is_refused(tmp_path, hook):
 
 
 def test_cut_alert_lines_do_not_hide_the_others(tmp_path):
-    from kronos_assets.alerts import ALERTS_FILE, record_alert
+    from kronos_assets.orchestration.alerts import ALERTS_FILE, record_alert
 
     record_alert(tmp_path, {"run_id": "a"})
     with (tmp_path / ALERTS_FILE).open("a") as fh:
@@ -232,7 +232,7 @@ def _ticked_since(dagster_home: Path, since: float, times: int) -> bool:
 def test_with_the_daemon_running_a_hanging_then_failing_webhook_delays_nothing_and_duplicates_nothing(tmp_path):
     import shutil
 
-    from kronos_assets.settings import REPO_ROOT
+    from kronos_assets.configuration.settings import REPO_ROOT
     from kronos_assets_tests.operations.servers import VENV_BIN, background, kronos_env, wait_until
 
     hook = Webhook()
@@ -301,7 +301,7 @@ def test_with_the_daemon_running_a_hanging_then_failing_webhook_delays_nothing_a
 
 
 def test_a_sensor_interval_that_is_not_a_whole_number_of_seconds_names_the_variable(monkeypatch):
-    from kronos_assets import environment
+    from kronos_assets.base import environment
 
     monkeypatch.delenv(environment.SENSOR_INTERVAL, raising=False)
     assert environment.sensor_interval_s(30) == 30
@@ -314,8 +314,8 @@ def test_a_sensor_interval_that_is_not_a_whole_number_of_seconds_names_the_varia
 
 
 def test_the_next_kronos_assets_run_retries_alerts_whose_post_failed(tmp_path, hook):
-    from kronos_assets.alerts import record_alert
-    from kronos_assets.main_job import recover
+    from kronos_assets.cli.main_job import recover
+    from kronos_assets.orchestration.alerts import record_alert
     from kronos_assets.publishing.store import LocalStore
 
     settings = small_settings(tmp_path)

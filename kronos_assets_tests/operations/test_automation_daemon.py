@@ -12,16 +12,16 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from kronos_assets.configuration.settings import REPO_ROOT
 from kronos_assets.defs.automation import BAR_TAG, SYMBOL_TAG
 from kronos_assets.defs.clock import now_tag
 from kronos_assets.defs.factory import build_definitions
 from kronos_assets.defs.names import candles_job_name
 from kronos_assets.defs.partitions import BAR_FMT, DAY_FMT, RANGE_END, RANGE_START, day_key
 from kronos_assets.defs.resources import build_resources
-from kronos_assets.local_instance import instance_for
 from kronos_assets.market.timeframes import last_closed_bar_open
+from kronos_assets.orchestration.local_instance import instance_for
 from kronos_assets.publishing.keys import MANIFEST_KEY
-from kronos_assets.settings import REPO_ROOT
 from kronos_assets.warehouse import Warehouse
 from kronos_assets_tests.helpers import small_settings
 from kronos_assets_tests.operations.servers import VENV_BIN, background, kronos_env, wait_until

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from kronos_assets import cli
-from kronos_assets.local_instance import instance_for
+from kronos_assets.cli import main as cli
+from kronos_assets.orchestration.local_instance import instance_for
 from kronos_assets.warehouse import Warehouse
 from kronos_assets_tests.helpers import small_settings
 from kronos_assets_tests.warehouse.test_backup import write_day

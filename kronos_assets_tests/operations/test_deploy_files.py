@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from kronos_assets.settings import REPO_ROOT
+from kronos_assets.configuration.settings import REPO_ROOT
 
 DEPLOY = REPO_ROOT / "deploy"
 PG_ENV = {

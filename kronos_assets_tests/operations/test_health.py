@@ -10,12 +10,12 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from kronos_assets import cli
+from kronos_assets.cli import main as cli
+from kronos_assets.cli.health import FAIL, OK, WARN, run_health
+from kronos_assets.cli.main_job import instance_for, run_main_job
 from kronos_assets.defs.factory import build_definitions, candles_job_name
 from kronos_assets.defs.partitions import day_key
 from kronos_assets.defs.resources import build_resources
-from kronos_assets.health import FAIL, OK, WARN, run_health
-from kronos_assets.main_job import instance_for, run_main_job
 from kronos_assets_tests.helpers import small_settings
 
 ENV_PREFIXES = ("KRONOS_", "R2_", "DAGSTER_HOME")
@@ -182,8 +182,8 @@ def test_failed_asset_checks_by_severity(healthy_root, use_home, tmp_path):
 
 def test_network_probes_only_with_network_flag(tmp_path, use_home):
     """Exchanges are contacted only with --network; then a dead exchange behind a live one is a warning."""
+    from kronos_assets.configuration.settings import load_settings
     from kronos_assets.market.synthetic import SyntheticMarket
-    from kronos_assets.settings import load_settings
     from kronos_assets_tests.fakes.fake_exchange import FakeExchange
     from kronos_assets_tests.helpers import SMALL_MARKETS, write_configs
     from kronos_assets_tests.operations.servers import free_port
@@ -232,8 +232,8 @@ def test_health_works_on_every_shipped_profile(tmp_path, monkeypatch, capsys, pr
 
 
 def test_model_sources_of_every_kind_are_described():
+    from kronos_assets.cli.health import model_source
     from kronos_assets.forecasting.kinds.kronos import KronosSettings
-    from kronos_assets.health import model_source
 
     local = KronosSettings("m", None, None, None, None, 512, local_dir=Path("/models/m"))
     hub = KronosSettings("h", "org/K", "a" * 40, "org/T", "b" * 40, 512)
@@ -268,7 +268,7 @@ def test_health_shows_dead_runs_and_the_slots_they_hold(healthy_root, use_home, 
 
     instance = instance_for(settings)
     try:
-        from kronos_assets.runs import reap_dead_runs
+        from kronos_assets.orchestration.runs import reap_dead_runs
 
         assert list(reap_dead_runs(instance)) == [dead]
     finally:
@@ -308,7 +308,7 @@ def test_a_check_its_run_never_evaluated_is_named_as_planned(healthy_root, use_h
 
 def test_health_warns_with_the_count_of_undelivered_alerts(healthy_root, use_home, tmp_path, monkeypatch):
     """With a webhook set, alerts it has not received are a warning with their count; delivered ones are not."""
-    from kronos_assets.alerts import deliver_pending, record_alert
+    from kronos_assets.orchestration.alerts import deliver_pending, record_alert
     from kronos_assets_tests.operations.test_alerts import Webhook
 
     settings = use_home(_copy(healthy_root, tmp_path / "alerts"))

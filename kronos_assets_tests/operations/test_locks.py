@@ -1,4 +1,4 @@
-"""kronos_assets.locks: one exclusive file lock for the home layout's move and the study, freed with its process."""
+"""base.locks: one exclusive file lock for the home layout's move and the study, freed with its process."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from kronos_assets.locks import LockHeld, file_lock
+from kronos_assets.base.locks import LockHeld, file_lock
 
 
 def test_a_second_holder_waits_its_deadline_then_names_the_lock_and_the_holder(tmp_path):
@@ -29,7 +29,7 @@ def test_a_second_holder_waits_its_deadline_then_names_the_lock_and_the_holder(t
 def test_a_killed_holder_frees_the_lock(tmp_path):
     path = tmp_path / "x.lock"
     code = (
-        "import sys, time; from kronos_assets.locks import file_lock\n"
+        "import sys, time; from kronos_assets.base.locks import file_lock\n"
         f"with file_lock({str(path)!r}, 5.0):\n    print('held', flush=True); time.sleep(60)"
     )
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)

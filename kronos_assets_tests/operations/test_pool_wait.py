@@ -17,7 +17,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from kronos_assets.main_job import MainJobFailed, run_main_job
+from kronos_assets.cli.main_job import MainJobFailed, run_main_job
 from kronos_assets_tests.operations.test_recovery import RUN_LIMIT_S, HeldSlot, _cli, _env, held_slot  # noqa: F401
 
 POOL = "duckdb_write"

@@ -14,8 +14,8 @@ import dagster as dg
 import pytest
 import yaml
 
-from kronos_assets.health import run_health
-from kronos_assets.settings import REPO_ROOT, load_settings
+from kronos_assets.cli.health import run_health
+from kronos_assets.configuration.settings import REPO_ROOT, load_settings
 from kronos_assets_tests.helpers import write_configs
 from kronos_assets_tests.operations.servers import VENV_BIN, background, kronos_env, postgres_server, wait_until
 

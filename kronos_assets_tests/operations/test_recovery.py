@@ -23,11 +23,11 @@ import dagster as dg
 import duckdb
 import pytest
 
-from kronos_assets.alerts import recorded_alerts
-from kronos_assets.local_instance import instance_for
-from kronos_assets.main_job import MainJobFailed, run_main_job
-from kronos_assets.runs import HOST_TAG, PID_START_TAG, PID_TAG, _pid_start, reap_dead_runs
-from kronos_assets.settings import Settings, load_settings
+from kronos_assets.cli.main_job import MainJobFailed, run_main_job
+from kronos_assets.configuration.settings import Settings, load_settings
+from kronos_assets.orchestration.alerts import recorded_alerts
+from kronos_assets.orchestration.local_instance import instance_for
+from kronos_assets.orchestration.runs import HOST_TAG, PID_START_TAG, PID_TAG, _pid_start, reap_dead_runs
 from kronos_assets_tests.helpers import write_configs
 
 NOW = "2026-11-20T10:05"  # a fixed clock: every run computes the same bars
@@ -51,7 +51,7 @@ def _settings(root: Path) -> Settings:
 
 
 def _cli(root: Path) -> list[str]:
-    return [sys.executable, "-m", "kronos_assets.cli", "run", "--backfill-bars", "3", "--now", NOW]
+    return [sys.executable, "-m", "kronos_assets.cli.main", "run", "--backfill-bars", "3", "--now", NOW]
 
 
 def _run(root: Path) -> subprocess.CompletedProcess:
@@ -269,7 +269,7 @@ def test_a_full_disk_under_dagster_storage_ends_the_run_with_the_cause_and_the_n
 
 
 def test_stray_publish_temporaries_are_removed_only_when_nobody_publishes(tmp_path):
-    from kronos_assets.main_job import recover
+    from kronos_assets.cli.main_job import recover
     from kronos_assets.publishing.store import LocalStore
 
     root = _config(tmp_path)
@@ -298,8 +298,8 @@ def test_stray_publish_temporaries_are_removed_only_when_nobody_publishes(tmp_pa
 def test_a_run_launched_outside_kronos_assets_run_also_bounds_its_wait_for_a_slot(held_slot):
     """`dagster job execute` runs with the job's own executor, as daemon-launched runs do."""
     from kronos_assets.defs.partitions import day_key
-    from kronos_assets.failures import run_cause
-    from kronos_assets.runs import POOL_WAIT_TAG
+    from kronos_assets.orchestration.failures import run_cause
+    from kronos_assets.orchestration.runs import POOL_WAIT_TAG
     from kronos_assets_tests.operations.servers import VENV_BIN, kronos_env
 
     instance, holder = held_slot.instance, held_slot.holder

@@ -1,4 +1,4 @@
-"""Retention of the Dagster instance (kronos_assets/retention.py): runs past retention.run_days are pruned with
+"""Retention of the Dagster instance (orchestration/retention.py): runs past retention.run_days are pruned with
 partition status, check status and health unchanged, a kill -9 inside a round loses nothing and a plain re-run
 heals, and `kronos-assets run` and the daily job both prune."""
 
@@ -17,12 +17,12 @@ import dagster as dg
 import pytest
 from dagster._core.storage.partition_status_cache import _build_status_cache
 
-from kronos_assets import main_job
-from kronos_assets.configuration import ConfigError
+from kronos_assets.base.config_files import ConfigError
+from kronos_assets.cli import main_job
+from kronos_assets.cli.health import run_health
 from kronos_assets.defs.factory import build_definitions
-from kronos_assets.health import run_health
-from kronos_assets.local_instance import instance_yaml
-from kronos_assets.retention import prune_instance
+from kronos_assets.orchestration.local_instance import instance_yaml
+from kronos_assets.orchestration.retention import prune_instance
 from kronos_assets_tests.helpers import small_settings
 
 # Main-job runs in subprocesses or Dagster instances: handed out first (conftest), so the suite's tail is short.
@@ -138,8 +138,7 @@ KILLER = """
 import os, signal, sys
 from datetime import datetime, timedelta, timezone
 import dagster as dg
-from kronos_assets import retention
-
+from kronos_assets.orchestration import retention
 point = sys.argv[2]
 calls = {"n": 0}
 def die_at(name):

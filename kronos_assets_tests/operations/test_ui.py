@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from kronos_assets import ui
+from kronos_assets.cli import ui
 from kronos_assets_tests.operations.servers import free_port
 
 REPO = Path(__file__).resolve().parents[2]
@@ -99,7 +99,7 @@ def test_supervisor_stops_a_group_that_ignores_sigterm(tmp_path):
         textwrap.dedent(f"""
         import sys
         from pathlib import Path
-        from kronos_assets import ui
+        from kronos_assets.cli import ui
         sys.exit(ui.supervise([sys.executable, {str(child)!r}], dict(__import__('os').environ),
         Path({str(tmp_path)!r})))
     """)
@@ -176,7 +176,7 @@ def test_ui_serves_the_profile_and_stops_on_sigterm(tmp_path, inherited):
 
 
 def test_health_prints_the_exact_ui_command(tmp_path):
-    from kronos_assets.health import configured
+    from kronos_assets.cli.health import configured
     from kronos_assets_tests.helpers import small_settings
 
     settings = small_settings(tmp_path)

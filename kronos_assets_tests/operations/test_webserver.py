@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
+from kronos_assets.configuration.settings import REPO_ROOT
 from kronos_assets.defs.factory import build_definitions
-from kronos_assets.settings import REPO_ROOT
 from kronos_assets_tests.helpers import small_settings
 from kronos_assets_tests.operations.servers import VENV_BIN, background, free_port, graphql, kronos_env, wait_until
 

@@ -16,15 +16,15 @@ import boto3
 import dagster as dg
 import pytest
 
+from kronos_assets.cli.main_job import RANGE_END, RANGE_START
+from kronos_assets.configuration.settings import Settings
 from kronos_assets.defs.factory import build_definitions
 from kronos_assets.defs.partitions import bar_key, day_key
 from kronos_assets.defs.publish import publish_config
 from kronos_assets.defs.resources import build_resources, r2_store
-from kronos_assets.main_job import RANGE_END, RANGE_START
 from kronos_assets.publishing.bars import publish_bars
 from kronos_assets.publishing.r2 import S3Store, r2_config_from_env
 from kronos_assets.publishing.store import Artifact
-from kronos_assets.settings import Settings
 from kronos_assets.warehouse import Warehouse
 from kronos_assets_tests.helpers import small_settings
 

@@ -12,6 +12,7 @@ from typing import Any, Literal, Union, get_args, get_origin, get_type_hints, is
 
 import pytest
 
+from kronos_assets.evaluation.track_record import measures
 from kronos_assets.metrics.registry import metrics
 from kronos_assets.publishing import verify as verify_module
 from kronos_assets.publishing.charts import fan_chart_png
@@ -27,7 +28,6 @@ from kronos_assets.publishing.contract import (
 from kronos_assets.publishing.figures import series_figures
 from kronos_assets.publishing.pages import chart_page, dashboard_html
 from kronos_assets.publishing.store import LocalStore
-from kronos_assets.track_record import measures
 from kronos_assets_tests.publishing.test_verify import live_warehouse, publish_record
 
 LATEST_ONLY = ("demo_banner", "links")  # what latest_document adds to the snapshot

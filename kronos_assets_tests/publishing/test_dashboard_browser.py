@@ -14,10 +14,10 @@ from typing import Iterator
 
 import pytest
 
+from kronos_assets.configuration.settings import REPO_ROOT
 from kronos_assets.defs.publish import publish_config
 from kronos_assets.publishing.bars import publish_bars
 from kronos_assets.publishing.keys import series_keys
-from kronos_assets.settings import REPO_ROOT
 from kronos_assets_tests.publishing.cdp import Browser, find_chromium
 from kronos_assets_tests.publishing.conftest import env_bucket_store
 

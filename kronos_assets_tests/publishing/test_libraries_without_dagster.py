@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from kronos_assets.settings import REPO_ROOT
+from kronos_assets.configuration.settings import REPO_ROOT
 
 # Every library package, and warehouse (a module). All are free of Dagster today; a package that gains a Dagster
 # import fails here, naming the first module that pulled it in.

@@ -8,9 +8,9 @@ import tomllib
 from fnmatch import fnmatch
 from pathlib import Path
 
+from kronos_assets.configuration.settings import REPO_ROOT
 from kronos_assets.publishing import pages
 from kronos_assets.publishing.pages import chart_page, dashboard_html, script_json
-from kronos_assets.settings import REPO_ROOT
 
 EVIL = "<script>alert(1)</script>"
 

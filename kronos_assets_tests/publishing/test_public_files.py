@@ -10,6 +10,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from kronos_assets.configuration.settings import REPO_ROOT
 from kronos_assets.defs.factory import build_definitions
 from kronos_assets.defs.partitions import bar_key, day_key
 from kronos_assets.defs.publish import publish_config
@@ -19,7 +20,6 @@ from kronos_assets.publishing.pages import dashboard_html
 from kronos_assets.publishing.public import is_local_path, local_name, public_provenance
 from kronos_assets.publishing.sentences import NA_COLUMNS, SCORE_COLUMNS, score_cells
 from kronos_assets.publishing.store import LocalStore
-from kronos_assets.settings import REPO_ROOT
 from kronos_assets.warehouse import Warehouse
 from kronos_assets_tests.helpers import small_settings
 from kronos_assets_tests.publishing.conftest import HORIZON, HOUR, LAST_BAR, run_job

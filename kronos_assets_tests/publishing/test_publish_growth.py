@@ -153,7 +153,7 @@ def test_a_publish_that_changes_nothing_writes_nothing(grown, latest):
 
 
 def test_a_backup_copies_the_index_parts_and_every_object_they_list(grown, tmp_path):
-    from kronos_assets.backup import _copy_publication
+    from kronos_assets.orchestration.backup import _copy_publication
 
     store = grown[3 * N][0]
     manifest, copied = _copy_publication(store.root, tmp_path / "copy", time.monotonic() + 120)

@@ -16,11 +16,12 @@ import dagster as dg
 import polars as pl
 import pytest
 
+from kronos_assets.cli.main_job import RANGE_END, RANGE_START
+from kronos_assets.configuration.settings import load_settings
 from kronos_assets.defs.factory import build_definitions
 from kronos_assets.defs.partitions import bar_key
 from kronos_assets.defs.publish import publish_config
 from kronos_assets.defs.resources import build_resources
-from kronos_assets.main_job import RANGE_END, RANGE_START
 from kronos_assets.publishing.bars import publish_bars
 from kronos_assets.publishing.keys import MANIFEST_KEY, PLOTLY_JS_KEY, series_prefix
 from kronos_assets.publishing.r2 import S3Store
@@ -32,7 +33,6 @@ from kronos_assets.publishing.store import (
     LocalStore,
     content_type_for,
 )
-from kronos_assets.settings import load_settings
 from kronos_assets_tests.helpers import write_configs
 from kronos_assets_tests.publishing.conftest import (
     R2_TEST_SECRET,
@@ -309,7 +309,7 @@ def test_local_backend_ignores_r2_variables_and_r2_backend_requires_them(site_da
     assert isinstance(build_resources(r2)["store"].get(), S3Store)
     monkeypatch.delenv("R2_SECRET_ACCESS_KEY")
     monkeypatch.delenv("R2_BUCKET")
-    from kronos_assets.settings import ConfigError
+    from kronos_assets.configuration.settings import ConfigError
 
     with pytest.raises(ConfigError, match=r"r2\.yaml|demo\.yaml") as err:
         build_resources(r2)

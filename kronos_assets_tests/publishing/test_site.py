@@ -9,6 +9,7 @@ import re
 
 import pytest
 
+from kronos_assets.configuration.settings import ConfigError
 from kronos_assets.defs.publish import publish_config
 from kronos_assets.defs.resources import r2_resource, r2_store
 from kronos_assets.publishing.backend import open_store, resolve_backend
@@ -18,7 +19,6 @@ from kronos_assets.publishing.pages import dashboard_html
 from kronos_assets.publishing.r2 import CHECKSUM_VARS, R2ConfigError, r2_config_from_env
 from kronos_assets.publishing.snapshots import MIN_INDEPENDENT, independent_count
 from kronos_assets.publishing.store import LocalStore, content_type_for
-from kronos_assets.settings import ConfigError
 
 BTC, ETH = "BTC/USDT", "ETH/USDT"
 FULL = {

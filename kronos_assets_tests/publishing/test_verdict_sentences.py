@@ -10,8 +10,8 @@ import numpy as np
 import polars as pl
 import pytest
 
+from kronos_assets.evaluation.track_record import verdicts
 from kronos_assets.metrics import registry
-from kronos_assets.track_record import verdicts
 from kronos_assets_tests.metrics.verdict_record import only_verdicts
 
 T0 = datetime(2026, 3, 1, tzinfo=timezone.utc)

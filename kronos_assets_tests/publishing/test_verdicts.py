@@ -13,14 +13,14 @@ import numpy as np
 import polars as pl
 import pytest
 
+from kronos_assets.configuration.settings import ConfigError
 from kronos_assets.defs.publish import publish_config
+from kronos_assets.evaluation.records import evaluation_rows, load_close_paths
+from kronos_assets.evaluation.track_record import crps_standing, track_record
 from kronos_assets.market.timeframes import timeframe_delta
 from kronos_assets.metrics import TooPersistent, diebold_mariano
 from kronos_assets.publishing.bars import publish_bars
 from kronos_assets.publishing.store import LocalStore
-from kronos_assets.records import evaluation_rows, load_close_paths
-from kronos_assets.settings import ConfigError
-from kronos_assets.track_record import crps_standing, track_record
 from kronos_assets.warehouse import Warehouse, score_sums
 from kronos_assets_tests.helpers import small_settings
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from kronos_assets.cli import main as cli_main
+from kronos_assets.cli.main import main as cli_main
 from kronos_assets.defs.publish import publish_config
 from kronos_assets.publishing.bars import publish_bars
 from kronos_assets.publishing.chain import record_key, sha256

@@ -12,10 +12,10 @@ import numpy as np
 import polars as pl
 import pytest
 
-from kronos_assets.settings import load_settings
-from kronos_assets.study import main as study_main
-from kronos_assets.study import run_study
-from kronos_assets.study_record import StudyWindow
+from kronos_assets.cli.study import main as study_main
+from kronos_assets.cli.study import run_study
+from kronos_assets.configuration.settings import load_settings
+from kronos_assets.evaluation.study_record import StudyWindow
 from kronos_assets.warehouse import Warehouse
 
 # Main-job runs in subprocesses or Dagster instances: handed out first (conftest), so the suite's tail is short.

@@ -11,10 +11,10 @@ import numpy as np
 import polars as pl
 import yaml
 
+from kronos_assets.cli.train import main
 from kronos_assets.defs.ingest import clean_candles_key
 from kronos_assets.defs.training import build_training_assets, finetuned_key
 from kronos_assets.kronos.hub import load_checkpoint
-from kronos_assets.training.cli import main
 from kronos_assets.warehouse import Warehouse
 from kronos_assets_tests.helpers import small_settings
 
@@ -136,7 +136,7 @@ def test_cli_reads_the_profile_warehouse_that_the_library_is_handed(tmp_path: Pa
 
     import pytest
 
-    from kronos_assets import environment
+    from kronos_assets.base import environment
     from kronos_assets.training.config import load_training_config
     from kronos_assets.training.run import load_frames
 

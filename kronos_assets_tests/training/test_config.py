@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from kronos_assets.settings import REPO_ROOT, ConfigError
+from kronos_assets.configuration.settings import REPO_ROOT, ConfigError
 from kronos_assets.training.config import load_training_config
 from kronos_assets_tests.helpers import small_settings
 

@@ -7,9 +7,9 @@ from datetime import timedelta
 
 import pytest
 
+from kronos_assets.configuration.settings import REPO_ROOT
 from kronos_assets.forecasting.kronos_forecaster import KronosForecaster
 from kronos_assets.kronos.hub import load_checkpoint
-from kronos_assets.settings import REPO_ROOT
 from kronos_assets.training.config import load_training_config
 from kronos_assets.training.data import frames_from_synthetic
 from kronos_assets.training.evaluate import evaluate_forecasters, kronos_forecaster

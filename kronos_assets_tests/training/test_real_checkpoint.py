@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 from safetensors import safe_open
 
+from kronos_assets.configuration.settings import REPO_ROOT, load_settings
 from kronos_assets.forecasting.interface import CLOSE, ForecastRequest, Sampling
 from kronos_assets.kronos.hub import load_checkpoint
-from kronos_assets.settings import REPO_ROOT, load_settings
 from kronos_assets.training.config import load_training_config
 from kronos_assets.training.data import SHARED_PREFIX, WindowSet, resolve_data_file, series_from_frame
 from kronos_assets_tests.conftest import SHARED_CANDLES, real_candles

@@ -10,9 +10,9 @@ import os
 import time
 from pathlib import Path
 
+from kronos_assets.configuration.settings import load_settings
 from kronos_assets.definitions import code_location
 from kronos_assets.defs.resources import build_resources
-from kronos_assets.settings import load_settings
 from kronos_assets.warehouse import Warehouse
 
 BARRIER_DIR_VAR = "KRONOS_TEST_BARRIER_DIR"

@@ -17,7 +17,7 @@ import duckdb
 import polars as pl
 import pytest
 
-from kronos_assets.backup import BACKUP_FILE, BackupError, backup, restore
+from kronos_assets.orchestration.backup import BACKUP_FILE, BackupError, backup, restore
 from kronos_assets.publishing.store import Artifact, LocalStore
 from kronos_assets.warehouse import DamagedWarehouse, Warehouse
 from kronos_assets.warehouse.readonly import ReadOnlyWarehouse

@@ -14,7 +14,7 @@ import dagster as dg
 import pytest
 import yaml
 
-from kronos_assets.settings import REPO_ROOT, load_settings
+from kronos_assets.configuration.settings import REPO_ROOT, load_settings
 from kronos_assets.warehouse import Warehouse
 from kronos_assets_tests.helpers import write_configs
 from kronos_assets_tests.operations.servers import VENV_BIN, background, kronos_env, wait_until

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from kronos_assets.cli.main_job import run_main_job
 from kronos_assets.defs.resources import build_resources
-from kronos_assets.main_job import run_main_job
 from kronos_assets.warehouse import Warehouse
 from kronos_assets_tests.helpers import small_settings
 from kronos_assets_tests.warehouse.conftest import LakeServers

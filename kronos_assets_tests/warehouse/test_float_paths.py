@@ -10,9 +10,9 @@ import duckdb
 import numpy as np
 import pytest
 
+from kronos_assets.evaluation.records import stored_paths
 from kronos_assets.forecasting.interface import CLOSE, PATH_FIELDS, VOLUME
 from kronos_assets.forecasting.summary import summarise
-from kronos_assets.records import stored_paths
 from kronos_assets.warehouse import Warehouse, migrations
 from kronos_assets_tests.warehouse.old_homes import RELEASES, killed_inside, table_columns, table_digests, unpack
 

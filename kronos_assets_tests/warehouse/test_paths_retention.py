@@ -15,10 +15,10 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from kronos_assets.configuration import ConfigError
+from kronos_assets.base.config_files import ConfigError
+from kronos_assets.configuration.settings import load_settings
 from kronos_assets.defs.maintenance import MAINTENANCE_JOB, build_maintenance
-from kronos_assets.scoring import Scored, score_bars
-from kronos_assets.settings import load_settings
+from kronos_assets.evaluation.scoring import Scored, score_bars
 from kronos_assets.warehouse import Warehouse, WarehouseConfig
 from kronos_assets.warehouse.paths_retention import prunable, prune_paths
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from kronos_assets.local_instance import instance_for
+from kronos_assets.orchestration.local_instance import instance_for
 from kronos_assets.warehouse import WRITE_POOL
 from kronos_assets_tests.helpers import small_settings
 

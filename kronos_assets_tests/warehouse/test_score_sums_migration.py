@@ -10,7 +10,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from kronos_assets.track_record import track_record
+from kronos_assets.evaluation.track_record import track_record
 from kronos_assets.warehouse import Warehouse, migrations
 from kronos_assets.warehouse.score_sums import BINS, FINAL, FINAL_SINCE, SUMS
 from kronos_assets_tests.evaluate.test_score_sums import assert_fresh, assert_same, whole_table

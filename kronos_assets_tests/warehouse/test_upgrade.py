@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from kronos_assets import home_layout
+from kronos_assets.configuration import home_layout
 from kronos_assets.publishing.manifest import listed_objects
 from kronos_assets.publishing.store import LocalStore
 from kronos_assets_tests.conftest import REPO
@@ -113,7 +113,7 @@ def test_run_on_an_old_release_home_keeps_and_shows_the_old_record(commit: str, 
         "KRONOS_CONFIG_DIR": str(_release_configs(tmp_path / "configs")),
     }
     env.pop("DAGSTER_HOME", None)
-    cmd = [sys.executable, "-m", "kronos_assets.cli", "run", "--backfill-bars", "1"]
+    cmd = [sys.executable, "-m", "kronos_assets.cli.main", "run", "--backfill-bars", "1"]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, f"{shlex.join(cmd)}\n{proc.stdout}\n{proc.stderr}"
     if commit == "dbaa304":

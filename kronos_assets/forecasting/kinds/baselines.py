@@ -3,7 +3,7 @@ profile names without a models.yaml entry; an entry of one of these kinds change
 
 from __future__ import annotations
 
-from kronos_assets.configuration import Schema, Whole
+from kronos_assets.base.config_files import Schema, Whole
 from kronos_assets.forecasting.baselines import RandomWalk, RandomWalkVol
 from kronos_assets.forecasting.kinds.base import Kind, register
 

@@ -16,7 +16,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from kronos_assets.configuration import Schema, Whole
+from kronos_assets.base.config_files import Schema, Whole
 from kronos_assets.forecasting.baselines import RandomWalkVol
 from kronos_assets.forecasting.interface import CLOSE, PATH_FIELDS, ForecastRequest, Sampling
 from kronos_assets.forecasting.kinds.base import Kind, register

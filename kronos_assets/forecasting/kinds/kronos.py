@@ -12,8 +12,8 @@ from typing import Annotated, Any
 
 from pydantic import BeforeValidator, ValidationInfo, field_validator
 
-from kronos_assets import environment
-from kronos_assets.configuration import Device, Schema, Whole, problem
+from kronos_assets.base import environment
+from kronos_assets.base.config_files import Device, Schema, Whole, problem
 from kronos_assets.forecasting.kinds.base import Kind, register
 
 

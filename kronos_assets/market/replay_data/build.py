@@ -17,7 +17,7 @@ import os
 import sys
 from pathlib import Path
 
-from kronos_assets import environment
+from kronos_assets.base import environment
 from kronos_assets.market.replay_data import DATA_DIR
 
 FIRST_DAY = "2024-01-01"

@@ -10,8 +10,8 @@ from typing import Any
 
 import polars as pl
 
+from kronos_assets.evaluation.records import evaluation_rows, load_close_paths
 from kronos_assets.metrics.registry import metrics
-from kronos_assets.records import evaluation_rows, load_close_paths
 from kronos_assets.warehouse import Warehouse, score_sums
 from kronos_assets.warehouse.paths_retention import KEEP_SCORES_OF_PRUNED, pruned
 

@@ -1,5 +1,5 @@
 """The real-data study's numbers, recomputed from the warehouse alone: verdicts by month and overall, calibration,
-and the long/flat strategy against buy-and-hold (no Dagster here; kronos_assets/study.py runs the backfill).
+and the long/flat strategy against buy-and-hold (no Dagster here; kronos_assets/cli/study.py runs the backfill).
 
 Verdicts reuse the track record's comparison (track_record.compare_losses: means and the Diebold-Mariano test of
 metrics/compare.py). Origins of a strided study are ``stride`` bars apart, so forecasts overlap for
@@ -22,9 +22,9 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from kronos_assets.evaluation.track_record import COIN_FLIP_BRIER, SIGNIFICANCE, compare_losses
 from kronos_assets.metrics import pit_histogram, reliability_table
 from kronos_assets.metrics.strategy import COST, MEAN_BLOCK, N_BOOT, performance, sharpe_difference
-from kronos_assets.track_record import COIN_FLIP_BRIER, SIGNIFICANCE, compare_losses
 from kronos_assets.warehouse import read_sql
 
 RULE = (

@@ -9,11 +9,11 @@ from typing import Any
 
 import dagster as dg
 
-from kronos_assets import environment
-from kronos_assets.failures import run_cause
-from kronos_assets.health.rows import FAIL, OK, WARN, Row, fmt_age, fmt_time, listing, short
-from kronos_assets.runs import LIVE_STATUSES, is_local, run_label, run_process
-from kronos_assets.settings import ConfigError, Settings
+from kronos_assets.base import environment
+from kronos_assets.cli.health.rows import FAIL, OK, WARN, Row, fmt_age, fmt_time, listing, short
+from kronos_assets.configuration.settings import ConfigError, Settings
+from kronos_assets.orchestration.failures import run_cause
+from kronos_assets.orchestration.runs import LIVE_STATUSES, is_local, run_label, run_process
 
 STUCK_AFTER = timedelta(hours=2)  # no run of this project takes that long; a backfill of years might
 FIX = "`kronos-assets run` fails it and frees its slots when it starts (so does the daemon's monitoring)"

@@ -12,8 +12,8 @@ import traceback
 from datetime import datetime, timezone
 from pathlib import Path
 
-from kronos_assets import environment
-from kronos_assets.settings import PROFILES, ConfigError, Settings
+from kronos_assets.base import environment
+from kronos_assets.configuration.settings import PROFILES, ConfigError, Settings
 
 
 def _positive_int(text: str) -> int:
@@ -47,7 +47,7 @@ def _utc_time(text: str) -> datetime:
 def crash_cause(exc: BaseException, settings: Settings) -> str:
     """One line: the exception, and a full disk when that is why (SQLite says only 'disk I/O error'), or the
     damaged file and what to do (SQLite says only 'file is not a database')."""
-    from kronos_assets.instance_files import damaged_file, is_sqlite_damage
+    from kronos_assets.orchestration.instance_files import damaged_file, is_sqlite_damage
     from kronos_assets.warehouse import DamagedWarehouse
 
     if isinstance(exc, DamagedWarehouse):
@@ -147,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
         return verify_main(args.target)
     environment.export(PROFILE=args.profile, HOME=args.home)
 
-    from kronos_assets.settings import load_settings
+    from kronos_assets.configuration.settings import load_settings
 
     try:
         settings = load_settings()
@@ -156,13 +156,13 @@ def main(argv: list[str] | None = None) -> int:
             print(f"configuration error: {line}", file=sys.stderr)
         return 2
     if args.command == "health":
-        from kronos_assets.health import main as health_main
+        from kronos_assets.cli.health import main as health_main
 
         return health_main(settings, network=args.network, since_hours=args.since_hours)
     if args.command in ("run", "ui") and (refused := _upgrade(settings, warehouse=args.command == "run")):
         return refused
     if args.command == "ui":
-        from kronos_assets.ui import serve
+        from kronos_assets.cli.ui import serve
 
         code = serve(
             settings,
@@ -174,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.flush()
         os._exit(code)
     if args.command == "study":
-        from kronos_assets.study import main as study_main
+        from kronos_assets.cli.study import main as study_main
 
         return study_main(settings, stride=args.stride, months=args.months)
     if args.command == "check":
@@ -183,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
         from kronos_assets.definitions import code_location
 
         dg.Definitions.validate_loadable(code_location(settings))
-        from kronos_assets.health.stored import damaged_files
+        from kronos_assets.cli.health.stored import damaged_files
 
         damaged = damaged_files(settings)  # a damaged warehouse or run history stops every run: say so here
         for problem in damaged:
@@ -193,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"profile {settings.profile}: {len(settings.symbols)} symbols x {len(settings.timeframes)} timeframes OK")
         return 0
     if args.command in ("backup", "restore"):
-        from kronos_assets.backup import BackupError, backup, restore
+        from kronos_assets.orchestration.backup import BackupError, backup, restore
         from kronos_assets.warehouse import DamagedWarehouse
 
         try:
@@ -206,8 +206,8 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         return 0
 
+    from kronos_assets.cli.main_job import POOL_WAIT_S, MainJobFailed, resolve_now, run_main_job
     from kronos_assets.defs.resources import build_resources, library
-    from kronos_assets.main_job import POOL_WAIT_S, MainJobFailed, resolve_now, run_main_job
 
     t0 = time.perf_counter()
     try:  # the time the job works at, checked before anything is created
@@ -244,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"main job failed: {crash_cause(exc, settings)}", file=sys.stderr)
         return 1
     print(f"{result.runs} runs in {time.perf_counter() - t0:.1f} s")
-    from kronos_assets.ui import ui_command
+    from kronos_assets.cli.ui import ui_command
 
     print(f"runs in the UI: {ui_command(settings.profile, settings.home)}")
     print(f"dashboard: {result.dashboard}")
@@ -254,7 +254,7 @@ def main(argv: list[str] | None = None) -> int:
 def _upgrade(settings: Settings, warehouse: bool) -> int:
     """Moves an older release's home layout into the profile's folder (home_layout) and, before a run, brings the
     warehouse to this release's schema version (warehouse/migrations.py); 2 when either must not happen."""
-    from kronos_assets import home_layout
+    from kronos_assets.configuration import home_layout
     from kronos_assets.warehouse import DamagedWarehouse, MigrationFailed, SchemaTooNew, Warehouse
     from kronos_assets.warehouse.backends import WarehouseUnavailable
 

@@ -29,10 +29,10 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
-from kronos_assets import environment
+from kronos_assets.base import environment
 
 if TYPE_CHECKING:
-    from kronos_assets.settings import Settings
+    from kronos_assets.configuration.settings import Settings
 
 ORDERLY_S = 5.0  # dg dev's own shutdown (webserver, daemon, code servers told to stop)
 TERM_S = 2.0  # then SIGTERM to every process of the group
@@ -155,7 +155,7 @@ def serve(settings: Settings, dg_args: Sequence[str] = ()) -> int:
     """``dg dev`` from the repository root on the profile's instance (DAGSTER_HOME absolute), supervised."""
     dagster_home = dagster_home_for(settings.dagster_home)
     if not environment.dagster_home():  # our dagster.yaml (pools, run monitoring, log file) before the UI reads it
-        from kronos_assets.local_instance import instance_for
+        from kronos_assets.orchestration.local_instance import instance_for
 
         instance_for(settings).dispose()
     dagster_home.mkdir(parents=True, exist_ok=True)

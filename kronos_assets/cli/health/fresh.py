@@ -7,10 +7,10 @@ import json
 from datetime import datetime, timezone
 from typing import Any
 
-from kronos_assets.health.rows import FAIL, OK, SKIP, WARN, Row, fmt_age, fmt_time, short, worst
+from kronos_assets.cli.health.rows import FAIL, OK, SKIP, WARN, Row, fmt_age, fmt_time, short, worst
+from kronos_assets.configuration.settings import Settings
 from kronos_assets.market.rules import FRESH_FAIL_BARS, FRESH_WARN_BARS, freshness
 from kronos_assets.market.timeframes import timeframe_delta
-from kronos_assets.settings import Settings
 from kronos_assets.warehouse.readonly import ReadOnlyWarehouse
 
 

@@ -9,8 +9,8 @@ from typing import Any
 
 import dagster as dg
 
-from kronos_assets.alerts import deliver_pending, record_alert
-from kronos_assets.runs import run_label
+from kronos_assets.orchestration.alerts import deliver_pending, record_alert
+from kronos_assets.orchestration.runs import run_label
 
 MAX_CAUSE = 400  # room for a damaged file's path and what to do about it
 

@@ -3,9 +3,9 @@ the Dagster instance's SQLite files)? The same probes as health's rows, reduced 
 
 from __future__ import annotations
 
-from kronos_assets.health.reachable import open_instance
-from kronos_assets.health.report import LOCK_WAIT_S
-from kronos_assets.settings import Settings
+from kronos_assets.cli.health.reachable import open_instance
+from kronos_assets.cli.health.report import LOCK_WAIT_S
+from kronos_assets.configuration.settings import Settings
 from kronos_assets.warehouse.readonly import ReadOnlyWarehouse
 
 

@@ -8,8 +8,8 @@ import warnings
 
 import dagster as dg
 
-from kronos_assets import environment
-from kronos_assets.settings import Settings
+from kronos_assets.base import environment
+from kronos_assets.configuration.settings import Settings
 from kronos_assets.warehouse import WRITE_POOL
 
 MARKER = "# Written by kronos-assets"
@@ -18,7 +18,7 @@ MARKER = "# Written by kronos-assets"
 # watched by the daemon when one runs (`DAGSTER_HOME=<home>/<profile>/dagster dg dev`): a run that never starts is
 # failed, slots of ended runs are freed; sensors in threads so a slow webhook never delays the others; the full
 # event log in a file, not on the terminal; schedule and sensor ticks purged by the daemon after the profile's
-# retention.run_days (runs themselves are pruned by kronos_assets/retention.py: Dagster's settings cover ticks only).
+# retention.run_days (runs themselves are pruned by orchestration/retention.py: Dagster's settings cover ticks only).
 INSTANCE_YAML = """\
 {marker} for profile {profile}; it is rewritten when it differs. Use your own instance with DAGSTER_HOME.
 concurrency:

@@ -21,9 +21,9 @@ One module per job: ``rows`` (the row and its formatting), ``configured``, ``rea
 rows, rendered) and ``stored`` (the damaged-file probes ``kronos-assets check`` shares).
 """
 
-from kronos_assets.health.configured import configured, model_source
-from kronos_assets.health.report import SECTIONS, Report, main, run_health
-from kronos_assets.health.rows import FAIL, INFO, OK, SKIP, WARN, Row
+from kronos_assets.cli.health.configured import configured, model_source
+from kronos_assets.cli.health.report import SECTIONS, Report, main, run_health
+from kronos_assets.cli.health.rows import FAIL, INFO, OK, SKIP, WARN, Row
 
 __all__ = [
     "FAIL",

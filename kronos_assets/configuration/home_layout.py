@@ -22,8 +22,8 @@ import os
 import shlex
 from pathlib import Path
 
-from kronos_assets.durable import fsync_dir
-from kronos_assets.locks import file_lock
+from kronos_assets.base.durable import fsync_dir
+from kronos_assets.base.locks import file_lock
 
 # The old layout's entries, in the order they move (a WAL before its database).
 ENTRIES = (

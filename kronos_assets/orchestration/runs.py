@@ -23,7 +23,7 @@ from typing import Any, Callable
 
 import dagster as dg
 
-from kronos_assets import environment
+from kronos_assets.base import environment
 
 HOST_TAG, PID_TAG, PID_START_TAG = "kronos/host", "kronos/pid", "kronos/pid_start"
 POOL_WAIT_TAG = "kronos/pool_wait_s"

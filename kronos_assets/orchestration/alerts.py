@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from kronos_assets import environment
+from kronos_assets.base import environment
 
 WEBHOOK_ENV = environment.WEBHOOK
 ALERTS_FILE, POSTED_FILE = "alerts.jsonl", "alerts_posted.jsonl"

@@ -5,12 +5,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from kronos_assets import environment
+from kronos_assets.base import environment
+from kronos_assets.cli.health.rows import FAIL, OK, Row
+from kronos_assets.cli.ui import ui_command
+from kronos_assets.configuration.settings import BASELINES, Settings
 from kronos_assets.forecasting.kinds import kind_of
 from kronos_assets.forecasting.kinds import kronos as kronos_kind
-from kronos_assets.health.rows import FAIL, OK, Row
-from kronos_assets.settings import BASELINES, Settings
-from kronos_assets.ui import ui_command
 
 
 def publish_target(settings: Settings) -> tuple[str, str, Any]:

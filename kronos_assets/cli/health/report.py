@@ -9,13 +9,13 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Callable
 
-from kronos_assets.health.alerting import alerts_row
-from kronos_assets.health.configured import configured, publish_target
-from kronos_assets.health.fresh import fresh, publication_row
-from kronos_assets.health.reachable import bucket_row, exchange_rows, folder_row, open_instance, uploads_row
-from kronos_assets.health.rows import FAIL, OK, SKIP, WARN, Row, short
+from kronos_assets.cli.health.alerting import alerts_row
+from kronos_assets.cli.health.configured import configured, publish_target
+from kronos_assets.cli.health.fresh import fresh, publication_row
+from kronos_assets.cli.health.reachable import bucket_row, exchange_rows, folder_row, open_instance, uploads_row
+from kronos_assets.cli.health.rows import FAIL, OK, SKIP, WARN, Row, short
+from kronos_assets.configuration.settings import Settings
 from kronos_assets.market.replay import ReplayMarket
-from kronos_assets.settings import Settings
 from kronos_assets.warehouse.readonly import ReadOnlyWarehouse
 
 SECTIONS = ("configured", "reachable", "fresh", "failing")
@@ -135,7 +135,7 @@ def run_health(
         why = "no Dagster instance yet" if inst_row.status == OK else "Dagster instance not reachable"
         rows.append(Row("failing", f"runs (last {since_hours:g} h)", SKIP if inst_row.status == OK else FAIL, why))
     else:
-        from kronos_assets.health.failing import daemon_row, failed_checks, failed_runs, in_flight_runs, pool_slots
+        from kronos_assets.cli.health.failing import daemon_row, failed_checks, failed_runs, in_flight_runs, pool_slots
 
         try:
             for item, fn in (
@@ -154,7 +154,7 @@ def run_health(
 
 def schema_row(settings: Settings, wh: ReadOnlyWarehouse) -> Row:
     """The warehouse's schema version and what the next run migrates, and an older home layout it moves."""
-    from kronos_assets import home_layout
+    from kronos_assets.configuration import home_layout
 
     layout = home_layout.pending_note(
         settings.home,

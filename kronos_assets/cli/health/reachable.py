@@ -10,10 +10,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from kronos_assets import environment
-from kronos_assets.health.rows import FAIL, OK, SKIP, WARN, Row, listing, short
+from kronos_assets.base import environment
+from kronos_assets.cli.health.rows import FAIL, OK, SKIP, WARN, Row, listing, short
+from kronos_assets.configuration.settings import Settings
 from kronos_assets.market.timeframes import timeframe_delta
-from kronos_assets.settings import Settings
 
 
 def folder_row(item: str, folder: Path, missing_ok: str) -> Row:
@@ -123,7 +123,7 @@ def open_instance(settings: Settings) -> tuple[Any, Row]:
     """The Dagster instance of ``instance_for(settings)`` (or $DAGSTER_HOME's); None when none exists yet."""
     if not environment.dagster_home() and not settings.dagster_home.is_dir():
         return None, Row("reachable", "dagster instance", OK, f"none yet at {settings.dagster_home}: no run recorded")
-    from kronos_assets.local_instance import instance_for
+    from kronos_assets.orchestration.local_instance import instance_for
 
     try:
         instance = instance_for(settings)
@@ -139,7 +139,7 @@ def open_instance(settings: Settings) -> tuple[Any, Row]:
 def instance_failure(settings: Settings, exc: BaseException) -> tuple[str, bool]:
     """Why the instance could not be opened, in one line, and whether a file of it is damaged: SQLite says only
     that *a* file is, so the instance's files are looked at to name it and the fix."""
-    from kronos_assets.instance_files import damaged_file, is_sqlite_damage
+    from kronos_assets.orchestration.instance_files import damaged_file, is_sqlite_damage
 
     if is_sqlite_damage(exc):
         found = damaged_file(Path(environment.dagster_home() or settings.dagster_home))

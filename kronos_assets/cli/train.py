@@ -18,8 +18,8 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from kronos_assets import environment
-from kronos_assets.configuration import ConfigError
+from kronos_assets.base import environment
+from kronos_assets.base.config_files import ConfigError
 from kronos_assets.training.config import SOURCES, load_training_config
 
 
@@ -49,7 +49,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def _models() -> dict | None:
     """models.yaml entries of the active profile, so a run can start from a configured model key."""
-    from kronos_assets.settings import load_settings
+    from kronos_assets.configuration.settings import load_settings
 
     try:
         return load_settings().models
@@ -62,7 +62,7 @@ def _models() -> dict | None:
 
 def _warehouse() -> Any:
     """The active profile's warehouse (data source "warehouse"): the library takes it, the CLI opens it."""
-    from kronos_assets.settings import load_settings
+    from kronos_assets.configuration.settings import load_settings
     from kronos_assets.warehouse import Warehouse
 
     return Warehouse.of(load_settings(home=environment.home()))

@@ -29,29 +29,35 @@ from typing import Any, Callable
 
 import dagster as dg
 
-from kronos_assets import environment
-from kronos_assets.alerts import pending_alerts
+from kronos_assets.base import environment
+from kronos_assets.configuration.settings import Settings
 from kronos_assets.defs.clock import now_tag
 from kronos_assets.defs.names import TRACK_RECORD_INPUTS, candles_job_name, forecast_job_name, track_record_key
 from kronos_assets.defs.partitions import RANGE_END, RANGE_START, bar_key, day_key
 from kronos_assets.defs.resources import build_resources, library
-from kronos_assets.failures import alert_failed_runs, run_cause
 from kronos_assets.forecasting.versions import forecast_versions
-from kronos_assets.incremental import (
+from kronos_assets.market.schema import CandleError
+from kronos_assets.market.timeframes import last_closed_bar_open, timeframe_delta
+from kronos_assets.orchestration.alerts import pending_alerts
+from kronos_assets.orchestration.failures import alert_failed_runs, run_cause
+from kronos_assets.orchestration.incremental import (
     bars_to_score,
     candle_days_to_refresh,
     forecasts_to_make,
     publish_inputs,
     scores_digest,
 )
-from kronos_assets.local_instance import instance_for
-from kronos_assets.market.schema import CandleError
-from kronos_assets.market.timeframes import last_closed_bar_open, timeframe_delta
+from kronos_assets.orchestration.local_instance import instance_for
+from kronos_assets.orchestration.retention import RUN_ROUND_S, prune_instance
+from kronos_assets.orchestration.runs import (
+    DEFAULT_POOL_WAIT_S,
+    bounded_pool_waits,
+    held_slots,
+    process_tags,
+    reap_dead_runs,
+)
 from kronos_assets.publishing.manifest import read_manifest
 from kronos_assets.publishing.store import LocalStore
-from kronos_assets.retention import RUN_ROUND_S, prune_instance
-from kronos_assets.runs import DEFAULT_POOL_WAIT_S, bounded_pool_waits, held_slots, process_tags, reap_dead_runs
-from kronos_assets.settings import Settings
 
 __all__ = ["MainJobFailed", "MainJobResult", "instance_for", "run_main_job"]
 

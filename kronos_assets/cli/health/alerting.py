@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from kronos_assets import environment
-from kronos_assets.alerts import ALERTS_FILE, pending_alerts, recorded_alerts
-from kronos_assets.health.rows import OK, WARN, Row
-from kronos_assets.settings import Settings
+from kronos_assets.base import environment
+from kronos_assets.cli.health.rows import OK, WARN, Row
+from kronos_assets.configuration.settings import Settings
+from kronos_assets.orchestration.alerts import ALERTS_FILE, pending_alerts, recorded_alerts
 
 RETRIED_BY = "retried by the recover_dead_runs_and_deliver_alerts sensor and by `kronos-assets run`"
 

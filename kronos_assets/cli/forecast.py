@@ -20,7 +20,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
-from ..kronos.config import (
+from kronos_assets.kronos.config import (
     CONTEXT_POLICIES,
     DEFAULT_CONTEXT_POLICY,
     DEFAULT_MODEL_REPO,
@@ -28,7 +28,7 @@ from ..kronos.config import (
     NAMED_CHECKPOINTS,
     OFFICIAL,
 )
-from ..kronos.errors import KronosError, KronosInputError, TimestampOrderError
+from kronos_assets.kronos.errors import KronosError, KronosInputError, TimestampOrderError
 
 if TYPE_CHECKING:
     import polars as pl
@@ -81,7 +81,7 @@ def read_candles_csv(path: str | Path) -> "pl.DataFrame":
     reader (market.files): a time column plus open/high/low/close, volume and amount optional. Every problem
     (no rows, an unparsable value, low above high, a price <= 0, unsorted or duplicate times, ...) raises
     KronosInputError naming the file, the row and the problem. Returns a candle frame with ``ts`` in UTC."""
-    from ..market.files import CandleFileError, read_candle_file
+    from kronos_assets.market.files import CandleFileError, read_candle_file
 
     path = Path(path)
     if path.name.lower().endswith((".csv", ".csv.gz", ".txt")):
@@ -127,9 +127,9 @@ def _forecast(args: argparse.Namespace) -> int:
     last = candles["ts"][-1]
     future = [last + step * (i + 1) for i in range(args.horizon)]
 
-    from ..kronos.inputs import CLOSE, VOLUME
-    from ..kronos.predictor import KronosPredictor  # torch: only once the input is known to be good
-    from .summary import summarise
+    from kronos_assets.forecasting.summary import summarise
+    from kronos_assets.kronos.inputs import CLOSE, VOLUME
+    from kronos_assets.kronos.predictor import KronosPredictor  # torch: only once the input is known to be good
 
     predictor = KronosPredictor.from_pretrained(
         args.model,
@@ -210,7 +210,7 @@ def _write_atomically(path: Path, text: str) -> None:
 
 
 def _download(args: argparse.Namespace) -> int:
-    from ..kronos.hub import predownload
+    from kronos_assets.kronos.hub import predownload
 
     if args.revision and len(args.repos) > 1:
         raise KronosInputError("--revision applies to one repo; write REPO@REVISION for several")

@@ -31,10 +31,10 @@ from typing import Any
 
 import duckdb
 
+from kronos_assets.configuration.settings import Settings
 from kronos_assets.publishing.manifest import IndexDamage, listed_objects
 from kronos_assets.publishing.site import MANIFEST_KEY
 from kronos_assets.publishing.store import Artifact, LocalStore
-from kronos_assets.settings import Settings
 from kronos_assets.warehouse.backup import (
     WAIT_S,
     BackupError,

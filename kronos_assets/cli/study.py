@@ -25,19 +25,19 @@ from typing import Any, Callable, Iterator
 
 import dagster as dg
 
+from kronos_assets.base.locks import LockHeld, file_lock
+from kronos_assets.cli.main_job import QUIET, MainJobFailed
+from kronos_assets.configuration.settings import Settings
 from kronos_assets.defs.clock import now_tag
 from kronos_assets.defs.evaluate import evaluations_key
 from kronos_assets.defs.factory import build_definitions, candles_job_name, forecast_job_name
 from kronos_assets.defs.forecast import forecasts_key
 from kronos_assets.defs.partitions import RANGE_END, RANGE_START, bar_key, day_key, stride_tag
 from kronos_assets.defs.resources import build_resources, library
-from kronos_assets.failures import run_cause
-from kronos_assets.locks import LockHeld, file_lock
-from kronos_assets.main_job import QUIET, MainJobFailed
+from kronos_assets.evaluation.study_record import StudyWindow, study_record
+from kronos_assets.orchestration.failures import run_cause
+from kronos_assets.orchestration.runs import bounded_pool_waits, process_tags
 from kronos_assets.publishing.study_page import publish_study
-from kronos_assets.runs import bounded_pool_waits, process_tags
-from kronos_assets.settings import Settings
-from kronos_assets.study_record import StudyWindow, study_record
 
 UTC = timezone.utc
 STUDY_PROFILE = "study"

@@ -1,7 +1,7 @@
 """Configuration: configs/*.yaml read once, validated, and turned into frozen settings.
 
 The profile (``demo`` or ``live``) is chosen by ``KRONOS_PROFILE`` or the CLI's ``--profile``. Each file is
-validated against its schema below (pydantic, kronos_assets.configuration); every error names the file and the
+validated against its schema below (pydantic, kronos_assets.base.config_files); every error names the file and the
 field, and is raised when the code location loads, never halfway through a run.
 """
 
@@ -16,8 +16,8 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BeforeValidator, ValidationError, ValidationInfo, field_validator
 
-from kronos_assets import environment
-from kronos_assets.configuration import (
+from kronos_assets.base import environment
+from kronos_assets.base.config_files import (
     ConfigError,
     Day,
     Number,
@@ -267,7 +267,7 @@ class _Uploads(Schema):
 
 
 class _Retention(Schema):
-    """How long the Dagster instance keeps runs and ticks (kronos_assets/retention.py); partition status stays.
+    """How long the Dagster instance keeps runs and ticks (orchestration/retention.py); partition status stays.
     paths_days: how long the warehouse keeps scored forecasts' sample paths (warehouse/paths_retention.py);
     None: for ever. Forecasts, quantiles and scores stay whatever it says."""
 
