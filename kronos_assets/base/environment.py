@@ -39,7 +39,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]  # base/ -> kronos_assets/ -> the repository
 
 PROFILE = "KRONOS_PROFILE"
 CONFIG_DIR = "KRONOS_CONFIG_DIR"
