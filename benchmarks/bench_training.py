@@ -143,13 +143,8 @@ def case_real(args: argparse.Namespace) -> dict[str, Any]:
             data.heldout_start,
             data.heldout_end,
             history_bars=ev.history_bars,
-            horizon=ev.horizon,
             origins_per_symbol=ev.origins_per_symbol,
-            n_paths=ev.n_paths,
-            seed=ev.seed,
-            temperature=ev.temperature,
-            top_p=ev.top_p,
-            top_k=ev.top_k,
+            sampling=ev.sampling,
         )
         d["demo_checkpoint_on_real"] = {
             "scores": extra.scores,

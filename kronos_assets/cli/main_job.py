@@ -37,7 +37,6 @@ from kronos_assets.defs.partitions import RANGE_END, RANGE_START, bar_key, day_k
 from kronos_assets.defs.resources import build_resources, library
 from kronos_assets.forecasting.versions import forecast_versions
 from kronos_assets.market.schema import CandleError
-from kronos_assets.market.timeframes import last_closed_bar_open, timeframe_delta
 from kronos_assets.orchestration.alerts import pending_alerts
 from kronos_assets.orchestration.failures import alert_failed_runs, run_cause
 from kronos_assets.orchestration.incremental import (
@@ -99,11 +98,11 @@ def resolve_now(settings: Settings, now: datetime | None, market: Any) -> dateti
         )
     for tf in settings.timeframes:
         first = datetime(tf.start.year, tf.start.month, tf.start.day, tzinfo=timezone.utc)
-        if last_closed_bar_open(now, tf.name) < first:
+        if tf.bar.last_closed_open(now) < first:
             raise NowOutOfRange(
                 f"--now {_utc_minute(now)} is before the first {tf.name} bar closes (partitions "
                 f"start {tf.start}, {settings.config_dir / 'markets.yaml'} timeframes.{tf.name}.start); "
-                f"choose {_utc_minute(first + timeframe_delta(tf.name))} or later"
+                f"choose {_utc_minute(first + tf.bar.delta)} or later"
             )
     return now
 
@@ -264,8 +263,8 @@ def run_main_job(
     public = settings.public_symbols
     with bounded_pool_waits(instance, pool_wait_s, on_reap=lambda m: log(f"recovered: {m}")):
         for tf in settings.timeframes:
-            step = timeframe_delta(tf.name)
-            newest = last_closed_bar_open(now, tf.name)
+            step = tf.bar.delta
+            newest = tf.bar.last_closed_open(now)
             start = datetime(tf.start.year, tf.start.month, tf.start.day, tzinfo=timezone.utc)
             # Near the partitions' start there is less to backfill and less history: both begin at the first bar.
             first = max(newest - (backfill_bars - 1) * step, start)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import difflib
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Annotated, Any
@@ -33,8 +33,9 @@ from kronos_assets.base.config_files import (
     validate,
 )
 from kronos_assets.forecasting import kinds
-from kronos_assets.forecasting.interface import MAX_PATHS, Sampling
+from kronos_assets.forecasting.interface import MAX_PATHS, Sampling, SamplingOptions
 from kronos_assets.market.names import Symbols, TimeframeName
+from kronos_assets.market.timeframes import Timeframe
 from kronos_assets.warehouse.config import WarehouseConfig
 
 REPO_ROOT = environment.REPO_ROOT
@@ -50,10 +51,18 @@ MAX_HISTORY_BARS = 20_000
 
 @dataclass(frozen=True)
 class TimeframeSettings:
+    """One enabled timeframe: its name, parsed once into ``bar`` (length and bar arithmetic), the first day its
+    partitions cover, the bars of history a forecast reads and its horizon in bars (the one horizon: the
+    timeframe's ``Sampling`` is built from it, ``Settings.sampling_for``)."""
+
     name: str
     start: date
     history_bars: int
     horizon: int
+    bar: Timeframe = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "bar", Timeframe.parse(self.name))
 
 
 @dataclass(frozen=True)
@@ -74,7 +83,7 @@ class Settings:
     model_specs: dict[str, kinds.ModelSpec]  # every forecaster a profile may name, its options validated by its kind
     forecasters: tuple[str, ...]
     primary_model: str
-    sampling: Sampling
+    sampling: SamplingOptions  # the horizon is each timeframe's: sampling_for
     publish_backend: str
     home: Path
     config_dir: Path
@@ -157,7 +166,8 @@ class Settings:
         raise KeyError(f"timeframe {name!r} is not enabled in profile {self.profile!r}")
 
     def sampling_for(self, timeframe: str) -> Sampling:
-        return replace(self.sampling, horizon=self.timeframe(timeframe).horizon)
+        """The profile's sampling at the timeframe's horizon (markets.yaml: the one place a horizon is set)."""
+        return self.sampling.for_horizon(self.timeframe(timeframe).horizon)
 
 
 def symbol_key(symbol: str) -> str:
@@ -314,7 +324,7 @@ def _check_exchange_ids(path: Path, exchanges: tuple[ExchangeSettings, ...]) -> 
     problems.check()
 
 
-def load_models(path: Path) -> tuple[dict[str, kinds.ModelSpec], Sampling]:
+def load_models(path: Path) -> tuple[dict[str, kinds.ModelSpec], SamplingOptions]:
     """models.yaml: every forecaster a profile may name (the built-in baselines and each entry, read by its
     kind) and the sampling settings."""
     data = read_yaml(path)
@@ -355,9 +365,7 @@ def load_models(path: Path) -> tuple[dict[str, kinds.ModelSpec], Sampling]:
     problems.check()
     assert file is not None  # no problem, so the schema validated
     s = file.sampling
-    return specs, Sampling(
-        n_paths=s.n_paths, horizon=1, temperature=s.temperature, top_p=s.top_p, top_k=s.top_k, seed=s.seed
-    )
+    return specs, SamplingOptions(s.n_paths, s.temperature, s.top_p, s.top_k, s.seed)
 
 
 def load_settings(

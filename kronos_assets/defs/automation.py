@@ -23,7 +23,6 @@ from kronos_assets.base import environment
 from kronos_assets.configuration.settings import Settings, TimeframeSettings, symbol_key
 from kronos_assets.defs.clock import market_now, now_tag
 from kronos_assets.defs.partitions import BAR_FMT, MARKETS, Family, day_key, parse_time
-from kronos_assets.market.timeframes import cron_for, last_closed_bar_open
 
 BAR_TAG = "kronos/bar"
 SYMBOL_TAG = "kronos/symbol"
@@ -32,7 +31,7 @@ SYMBOL_TAG = "kronos/symbol"
 def build_candles_schedule(settings: Settings, tf: TimeframeSettings, candles_job: Any) -> dg.ScheduleDefinition:
     @dg.schedule(
         name=f"candles_{tf.name}_schedule",
-        cron_schedule=cron_for(tf.name),
+        cron_schedule=tf.bar.cron(),
         job=candles_job,
         execution_timezone="UTC",
         default_status=dg.DefaultScheduleStatus.RUNNING,
@@ -45,7 +44,7 @@ def build_candles_schedule(settings: Settings, tf: TimeframeSettings, candles_jo
         now = context.scheduled_execution_time
         if settings.replay:
             now = market_now(context.resources.market, now)
-        bar = last_closed_bar_open(now, tf.name)
+        bar = tf.bar.last_closed_open(now)
         for symbol in settings.symbols:
             yield dg.RunRequest(
                 run_key=f"candles|{tf.name}|{symbol_key(symbol)}|{bar:%Y-%m-%dT%H:%M}",

@@ -16,7 +16,6 @@ from kronos_assets.defs.names import TRACK_RECORD_INPUTS, track_record_key
 from kronos_assets.defs.partitions import BAR_FMT, MARKETS, Family, bar_partitions, times_by_symbol
 from kronos_assets.evaluation.scoring import HorizonNotClosed, Scored, require_closed, score_bars
 from kronos_assets.evaluation.track_record import crps_standing, track_record
-from kronos_assets.market.timeframes import timeframe_delta
 from kronos_assets.orchestration.incremental import scores_digest, scores_to_make
 from kronos_assets.warehouse import WRITE_POOL, Warehouse
 
@@ -26,7 +25,7 @@ def evaluations_key(tf: str, family: Family = MARKETS) -> dg.AssetKey:
 
 
 def build_evaluations(settings: Settings, tf: TimeframeSettings, family: Family = MARKETS) -> dg.AssetsDefinition:
-    step = timeframe_delta(tf.name)
+    step = tf.bar.delta
     h = tf.horizon
     forecast_mapping = dg.MultiPartitionMapping(
         {

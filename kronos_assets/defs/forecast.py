@@ -16,7 +16,6 @@ from kronos_assets.forecasting.interface import run_forecaster
 from kronos_assets.forecasting.registry import ForecasterRegistry
 from kronos_assets.forecasting.requests import HISTORY_COLUMNS, build_requests, history_span
 from kronos_assets.forecasting.versions import VERSION_FIELD, forecast_versions
-from kronos_assets.market.timeframes import timeframe_delta
 from kronos_assets.orchestration.incremental import forecasts_to_make
 from kronos_assets.warehouse import WRITE_POOL, Warehouse
 
@@ -43,7 +42,7 @@ def candles_mapping(start_offset: int) -> dg.MultiPartitionMapping:
 
 
 def build_forecasts(settings: Settings, tf: TimeframeSettings, family: Family = MARKETS) -> dg.AssetsDefinition:
-    step = timeframe_delta(tf.name)
+    step = tf.bar.delta
     sampling = settings.sampling_for(tf.name)
     versions = forecast_versions(settings.model_specs, list(settings.forecasters), sampling, tf.history_bars)
 

@@ -13,7 +13,7 @@ from kronos_assets.market.rules import NEGATIVE_VOLUME_SQL, OHLC_INVALID_SQL, fr
 from kronos_assets.market.schema import validate_candles
 from kronos_assets.market.source import CandleSource
 from kronos_assets.market.store import CANDLE_WHERE, ingest_window
-from kronos_assets.market.timeframes import contiguous, timeframe_delta, timeframe_seconds
+from kronos_assets.market.timeframes import contiguous
 from kronos_assets.warehouse import WRITE_POOL, Warehouse, read_sql
 
 # The day-partitioned write covers whole days: [first day, last day + 1).
@@ -108,7 +108,7 @@ def build_ingest(settings: Settings, tf: TimeframeSettings, family: Family = MAR
         context: dg.AssetExecutionContext, warehouse: dg.ResourceParam[Warehouse]
     ) -> dg.MaterializeResult:
         sql = read_sql("clean_candles.sql")
-        bar = timeframe_delta(tf.name)
+        bar = tf.bar.delta
         total, gaps, dropped = 0, 0, 0
         for symbol, start, end in _day_spans(context, family):
             params = {
@@ -118,7 +118,7 @@ def build_ingest(settings: Settings, tf: TimeframeSettings, family: Family = MAR
                 "end": end,
                 # 24-bar windows of log returns need 25 earlier bars to match a longer run's values exactly
                 "lookback": start - 25 * bar,
-                "bar_seconds": timeframe_seconds(tf.name),
+                "bar_seconds": tf.bar.seconds,
             }
             clean = warehouse.query(sql, params)
             raw_n = warehouse.query(
@@ -141,7 +141,7 @@ def build_ingest(settings: Settings, tf: TimeframeSettings, family: Family = MAR
 
 def build_candle_checks(settings: Settings, tf: TimeframeSettings, family: Family = MARKETS) -> list:
     raw_key, clean_key = raw_candles_key(tf.name, family), clean_candles_key(tf.name, family)
-    bar_s = timeframe_seconds(tf.name)
+    bar_s = tf.bar.seconds
     # Configured symbols and uploaded markets share the tables; each family's checks look at its own markets.
     scope = f"symbol {'IN' if family is MARKETS else 'NOT IN'} (SELECT unnest(?::VARCHAR[]))"
     symbols = list(settings.symbols)
@@ -260,7 +260,7 @@ def build_candle_checks(settings: Settings, tf: TimeframeSettings, family: Famil
             warehouse,
             "SELECT symbol, max(ts) AS newest FROM clean_candles WHERE {where} GROUP BY symbol ORDER BY symbol",
         )
-        step = timeframe_delta(tf.name)
+        step = tf.bar.delta
         ages = {r["symbol"]: now - (r["newest"] + step) for r in newest.iter_rows(named=True)}  # since it closed
         lag = {s: age / step for s, age in ages.items()}
         stale = {s for s, age in ages.items() if freshness(age, step) != "OK"}

@@ -9,7 +9,6 @@ from kronos_assets.configuration.settings import Settings, TimeframeSettings
 from kronos_assets.defs.forecast import forecasts_key
 from kronos_assets.evaluation.records import Q_COLS
 from kronos_assets.market.rules import freshness_windows
-from kronos_assets.market.timeframes import timeframe_delta
 from kronos_assets.orchestration.alerts import ALERTS_FILE, deliver_pending, pending_alerts, record_alert
 from kronos_assets.orchestration.failures import failure_alert
 from kronos_assets.orchestration.retention import JOB_ROUND_S, prune_instance
@@ -37,7 +36,7 @@ def build_forecast_checks(settings: Settings, tf: TimeframeSettings) -> list[dg.
         heads = warehouse.query(
             "SELECT symbol, origin, model, n_paths, horizon, p_up, p_vol_amp FROM forecasts WHERE timeframe = ? "
             "AND origin >= (SELECT max(origin) FROM forecasts WHERE timeframe = ?) - to_seconds(?::BIGINT)",
-            [tf.name, tf.name, SANITY_ORIGINS * int(timeframe_delta(tf.name).total_seconds())],
+            [tf.name, tf.name, SANITY_ORIGINS * int(tf.bar.delta.total_seconds())],
         )
         problems: list[str] = []
         bad = heads.filter((heads["n_paths"] != n_paths) | (heads["horizon"] != tf.horizon))
@@ -82,7 +81,7 @@ def build_forecast_checks(settings: Settings, tf: TimeframeSettings) -> list[dg.
 
 def freshness_policy(tf: TimeframeSettings) -> dg.FreshnessPolicy:
     """The freshness rule of market.rules as Dagster's policy (warn past two bars, fail past three, plus slack)."""
-    warn, fail = freshness_windows(timeframe_delta(tf.name))
+    warn, fail = freshness_windows(tf.bar.delta)
     return dg.FreshnessPolicy.time_window(fail_window=fail, warn_window=warn)
 
 

@@ -10,7 +10,6 @@ from typing import Iterable
 import dagster as dg
 
 from kronos_assets.configuration.settings import Settings, TimeframeSettings, symbol_from_key, symbol_key
-from kronos_assets.market.timeframes import timeframe_seconds
 
 BAR_FMT = "%Y-%m-%d-%H:%M"
 # Run tags that make one run cover a range of partitions (what a backfill policy does).
@@ -21,15 +20,6 @@ DAY_FMT = "%Y-%m-%d"
 # --stride): Dagster launches a scattered selection as one run per partition, so a strided backfill is launched as
 # contiguous ranges that forecast only their strided bars.
 ORIGIN_STRIDE = "kronos/origin_stride"
-
-
-def _bar_cron(timeframe: str) -> str:
-    secs = timeframe_seconds(timeframe)
-    if secs < 3600:
-        return f"*/{secs // 60} * * * *"
-    if secs < 86400:
-        return "0 * * * *" if secs == 3600 else f"0 */{secs // 3600} * * *"
-    return "0 0 * * *"
 
 
 @dataclass(frozen=True)
@@ -82,7 +72,7 @@ def bar_partitions(settings: Settings, tf: TimeframeSettings, family: Family = M
         {
             "symbol": symbols_partitions(settings, tf, family),
             "bar": dg.TimeWindowPartitionsDefinition(
-                cron_schedule=_bar_cron(tf.name),
+                cron_schedule=tf.bar.boundaries_cron,
                 start=datetime(tf.start.year, tf.start.month, tf.start.day),
                 fmt=BAR_FMT,
                 timezone="UTC",

@@ -13,7 +13,6 @@ from kronos_assets.defs.metadata import md_table
 from kronos_assets.forecasting.interface import run_forecaster
 from kronos_assets.forecasting.kinds import Kind, ModelSpec, kind_of
 from kronos_assets.forecasting.requests import HISTORY_COLUMNS, build_requests
-from kronos_assets.market.timeframes import timeframe_delta
 from kronos_assets.metrics import score_paths
 from kronos_assets.warehouse import Warehouse
 
@@ -82,7 +81,7 @@ def build_revision_comparison(settings: Settings) -> dg.AssetsDefinition:
             {"model": config.candidate_model_revision or "", "tokenizer": config.candidate_tokenizer_revision or ""},
         )
         tf = settings.timeframe(config.timeframe)
-        step = timeframe_delta(tf.name)
+        step = tf.bar.delta
         newest = warehouse.query("SELECT max(ts) AS t FROM clean_candles WHERE timeframe = ?", [tf.name])["t"][0]
         if newest is None:
             raise dg.Failure(description=f"no {tf.name} candles in the warehouse to compare on")

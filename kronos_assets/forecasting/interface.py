@@ -26,6 +26,21 @@ MAX_PATHS = 1000  # sample paths a forecast may draw (profiles, training's evalu
 
 
 @dataclass(frozen=True)
+class SamplingOptions:
+    """How a profile samples, whatever the horizon (models.yaml ``sampling``); a timeframe's horizon makes it a
+    ``Sampling``. Holding no horizon, it cannot carry a wrong one."""
+
+    n_paths: int = 30
+    temperature: float = 1.0
+    top_p: float = 0.9
+    top_k: int = 0
+    seed: int = 0
+
+    def for_horizon(self, horizon: int) -> Sampling:
+        return Sampling(self.n_paths, horizon, self.temperature, self.top_p, self.top_k, self.seed)
+
+
+@dataclass(frozen=True)
 class Sampling:
     """How many paths, how far, and how to sample them. ``seed`` is the profile's base seed."""
 

@@ -10,7 +10,7 @@ from typing import Protocol, Sequence
 import polars as pl
 
 from kronos_assets.forecasting.interface import ForecastRequest, request_seed
-from kronos_assets.market.timeframes import timeframe_delta
+from kronos_assets.market.timeframes import Timeframe
 
 MIN_HISTORY = 32  # bars a request needs at least (and horizon + 2): fewer give no usable normalisation
 HISTORY_COLUMNS = ["ts", "open", "high", "low", "close", "volume", "amount", "exchange"]
@@ -22,6 +22,8 @@ class Window(Protocol):
     @property
     def name(self) -> str: ...
     @property
+    def bar(self) -> Timeframe: ...
+    @property
     def horizon(self) -> int: ...
     @property
     def history_bars(self) -> int: ...
@@ -29,7 +31,7 @@ class Window(Protocol):
 
 def history_span(tf: Window, bars: Sequence[datetime]) -> tuple[datetime, datetime]:
     """[start, end) of the candles the requests of ``bars`` (sorted) can read: each bar's history window."""
-    step = timeframe_delta(tf.name)
+    step = tf.bar.delta
     return bars[0] - tf.history_bars * step, bars[-1] + step
 
 
@@ -38,7 +40,7 @@ def build_requests(
 ) -> tuple[list[ForecastRequest], dict[datetime, str]]:
     """One request per bar whose history (``candles`` sorted by ts) is complete up to that bar; the other bars are
     returned with the reason."""
-    step = timeframe_delta(tf.name)
+    step = tf.bar.delta
     ts = candles["ts"]
     requests, skipped = [], {}
     min_bars = max(MIN_HISTORY, tf.horizon + 2)

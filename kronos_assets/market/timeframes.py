@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
 # Seconds per bar. Every timeframe divides a UTC day evenly, so day partitions hold whole bars.
@@ -19,6 +20,47 @@ TIMEFRAME_SECONDS: dict[str, int] = {
 
 class UnknownTimeframeError(ValueError):
     pass
+
+
+@dataclass(frozen=True)
+class Timeframe:
+    """A bar length parsed once from its name ('1h' -> 3600 s), with the bar arithmetic the layers above need.
+    Stored rows and published files keep the name (``str(tf)``); settings and the Dagster layer hold this."""
+
+    name: str
+    seconds: int
+
+    @classmethod
+    def parse(cls, name: str) -> Timeframe:
+        return cls(name, timeframe_seconds(name))
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def delta(self) -> timedelta:
+        return timedelta(seconds=self.seconds)
+
+    def floor(self, ts: datetime) -> datetime:
+        """The open time of the bar that contains ``ts`` (UTC)."""
+        return floor_time(ts, self.name)
+
+    def last_closed_open(self, now: datetime) -> datetime:
+        """Open time of the newest bar that has fully closed at ``now``."""
+        return floor_time(now, self.name) - self.delta
+
+    @property
+    def boundaries_cron(self) -> str:
+        """Cron of the bars' own open times: what time-window partitions of this timeframe are cut by."""
+        if self.seconds < 3600:
+            return f"*/{self.seconds // 60} * * * *"
+        if self.seconds < 86400:
+            return "0 * * * *" if self.seconds == 3600 else f"0 */{self.seconds // 3600} * * *"
+        return "0 0 * * *"
+
+    def cron(self, minute: int = 5) -> str:
+        """Cron of the schedule: a few minutes after each bar closes."""
+        return cron_for(self.name, minute)
 
 
 def timeframe_seconds(timeframe: str) -> int:

@@ -42,7 +42,7 @@ from kronos_assets.base.config_files import (
     validate,
 )
 from kronos_assets.base.environment import REPO_ROOT
-from kronos_assets.forecasting.interface import MAX_PATHS
+from kronos_assets.forecasting.interface import MAX_PATHS, Sampling
 from kronos_assets.forecasting.kinds.kronos import KronosSettings
 from kronos_assets.kronos.config import KronosConfig, TokenizerConfig, validate_config
 from kronos_assets.kronos.errors import CheckpointError
@@ -79,15 +79,13 @@ class DataSettings:
 
 @dataclass(frozen=True)
 class EvalSettings:
+    """The held-out evaluation: where its origins lie and how much history each gets; how it samples is the
+    forecasters' own ``Sampling`` (paths, horizon, temperature, top_p, top_k, seed), embedded, not copied."""
+
     origins_per_symbol: int = 40
     history_bars: int = 256
-    horizon: int = 24
-    n_paths: int = 30
     max_context: int = 512
-    seed: int = 0
-    temperature: float = 1.0
-    top_p: float = 0.9
-    top_k: int = 0
+    sampling: Sampling = Sampling()
 
 
 @dataclass(frozen=True)
@@ -326,7 +324,14 @@ def _run(path: Path, name: str, m: _Run, models: Mapping[str, KronosSettings] | 
         ),
         tokenizer=stage(m.tokenizer),
         predictor=stage(m.predictor),
-        evaluation=EvalSettings(**m.evaluation.model_dump()),
+        evaluation=EvalSettings(
+            m.evaluation.origins_per_symbol,
+            m.evaluation.history_bars,
+            m.evaluation.max_context,
+            Sampling(
+                **m.evaluation.model_dump(include={"n_paths", "horizon", "temperature", "top_p", "top_k", "seed"})
+            ),
+        ),
         scratch_tokenizer=tok_cfg,
         scratch_model=model_cfg,
         description=m.description,

@@ -144,16 +144,12 @@ def evaluate_forecasters(
     end: datetime,
     *,
     history_bars: int,
-    horizon: int,
     origins_per_symbol: int,
-    n_paths: int = 30,
-    seed: int = 0,
-    temperature: float = 1.0,
-    top_p: float = 0.9,
-    top_k: int = 0,
+    sampling: Sampling,
 ) -> HeldOut:
-    """Forecast and score each forecaster on the same held-out origins."""
-    sampling = Sampling(n_paths=n_paths, horizon=horizon, temperature=temperature, top_p=top_p, top_k=top_k, seed=seed)
+    """Forecast and score each forecaster on the same held-out origins (the origins' spread is drawn with
+    ``sampling.seed``; each forecast is ``sampling.horizon`` bars)."""
+    horizon, seed = sampling.horizon, sampling.seed
     scores: dict[str, dict[str, float]] = {}
     seconds: dict[str, float] = {}
     per_crps: dict[str, list[float]] = {}

@@ -79,4 +79,5 @@ def _settings_dict(r: RunSettings) -> dict[str, Any]:
     for k in ("output", "source_file"):
         d[k] = repo_relative(d[k])
     d["data"]["files"] = {s: repo_relative(f) for s, f in r.data.files.items()}
+    d["evaluation"] |= d["evaluation"].pop("sampling")  # recorded flat, as training.yaml writes it
     return json.loads(json.dumps(d, default=str))

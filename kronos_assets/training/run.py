@@ -341,13 +341,8 @@ def evaluate_run(
         d.heldout_start,
         d.heldout_end,
         history_bars=ev.history_bars,
-        horizon=ev.horizon,
         origins_per_symbol=ev.origins_per_symbol,
-        n_paths=ev.n_paths,
-        seed=ev.seed,
-        temperature=ev.temperature,
-        top_p=ev.top_p,
-        top_k=ev.top_k,
+        sampling=ev.sampling,
     )
 
 

@@ -3,6 +3,7 @@ random weights on held-out demo data."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 
 import pytest
@@ -56,10 +57,8 @@ def test_demo_checkpoint_beats_random_weights_on_held_out_crps(demo_run) -> None
         start,
         end,
         history_bars=ev.history_bars,
-        horizon=ev.horizon,
         origins_per_symbol=6,
-        n_paths=16,
-        seed=3,
+        sampling=replace(ev.sampling, n_paths=16, seed=3, top_p=0.9, temperature=1.0, top_k=0),
     )
     assert held.n_forecasts == 12
     assert held.scores["demo"]["crps"] < held.scores["random-weights"]["crps"]

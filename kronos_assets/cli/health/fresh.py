@@ -10,7 +10,6 @@ from typing import Any
 from kronos_assets.cli.health.rows import FAIL, OK, SKIP, WARN, Row, fmt_age, fmt_time, short, worst
 from kronos_assets.configuration.settings import Settings
 from kronos_assets.market.rules import FRESH_FAIL_BARS, FRESH_WARN_BARS, freshness
-from kronos_assets.market.timeframes import timeframe_delta
 from kronos_assets.warehouse.readonly import ReadOnlyWarehouse
 
 
@@ -27,7 +26,7 @@ def fresh(settings: Settings, wh: ReadOnlyWarehouse, now: datetime) -> list[Row]
         ]
     rows = []
     for tf in settings.timeframes:
-        step = timeframe_delta(tf.name)
+        step = tf.bar.delta
         candles = wh.newest("clean_candles", "ts", tf.name)
         forecasts = wh.newest("forecasts", "origin", tf.name, settings.primary_model)
         for symbol in settings.symbols:
@@ -73,7 +72,7 @@ def publication_row(settings: Settings, store: Any, now: datetime, why_not: str 
         generated = datetime.fromisoformat(manifest["generated_at"]).astimezone(timezone.utc)
     except Exception as exc:
         return Row("fresh", "publication", FAIL, f"{where} unreadable: {short(exc)}")
-    step = min(timeframe_delta(tf.name) for tf in settings.timeframes)
+    step = min(tf.bar.delta for tf in settings.timeframes)
     age = now - generated
     status = freshness(age, step)
     detail = (

@@ -13,7 +13,6 @@ from typing import Any
 from kronos_assets.base import environment
 from kronos_assets.cli.health.rows import FAIL, OK, SKIP, WARN, Row, listing, short
 from kronos_assets.configuration.settings import Settings
-from kronos_assets.market.timeframes import timeframe_delta
 
 
 def folder_row(item: str, folder: Path, missing_ok: str) -> Row:
@@ -67,8 +66,8 @@ def exchange_rows(settings: Settings, network: bool, now: datetime) -> list[Row]
         ]
     from kronos_assets.market.ccxt_source import CcxtSource
 
-    tf = min(settings.timeframes, key=lambda t: timeframe_delta(t.name))
-    step = timeframe_delta(tf.name)
+    tf = min(settings.timeframes, key=lambda t: t.bar.seconds)
+    step = tf.bar.delta
     symbol = settings.symbols[0]
     rows = []
     for ex in settings.exchanges:
