@@ -14,6 +14,7 @@ from typing import Any
 
 from kronos_assets.evaluation.track_record import DM_WINDOWS, VERDICT_WINDOW, verdicts
 from kronos_assets.market.timeframes import timeframe_delta
+from kronos_assets.publishing.contract import LatestDocument
 from kronos_assets.publishing.site import SeriesUpdate, publish_site, series_keys
 from kronos_assets.publishing.snapshots import forecast_records, path_matrices, scoreboard, series_snapshot
 from kronos_assets.publishing.store import Store
@@ -139,7 +140,7 @@ def _gather(
     return updates, all_snaps, board
 
 
-def _stored_latest(store: Store, symbol: str, timeframe: str, log: Any = None) -> dict[str, Any] | None:
+def _stored_latest(store: Store, symbol: str, timeframe: str, log: Any = None) -> LatestDocument | None:
     """The published latest.json of a series; a damaged one counts as none (this publish writes it anew when it
     has the series, else the dashboard leaves the series out until it does)."""
     key = series_keys(symbol, timeframe)["latest.json"]

@@ -24,6 +24,7 @@ from datetime import datetime
 from typing import Any, Iterable
 
 from kronos_assets.market.timeframes import timeframe_delta
+from kronos_assets.publishing.contract import SeriesSnapshot
 from kronos_assets.publishing.manifest import encode
 from kronos_assets.publishing.store import IMMUTABLE_CACHE, Artifact, Store
 
@@ -71,7 +72,7 @@ def published_late(history: dict[str, Any], as_of: datetime) -> bool:
     return as_of >= _ts(history["origin"]) + timeframe_delta(history["timeframe"])
 
 
-def new_closes(snapshots: Iterable[dict[str, Any]], through: dict[str, str]) -> dict[str, list[list[Any]]]:
+def new_closes(snapshots: Iterable[SeriesSnapshot], through: dict[str, str]) -> dict[str, list[list[Any]]]:
     """The closed candles of each snapshot newer than ``through`` (per "SYMBOL tf"), oldest first."""
     out: dict[str, list[list[Any]]] = {}
     for snap in snapshots:
@@ -92,7 +93,7 @@ def append_record(
     as_of: datetime,
     added: dict[str, str],
     histories: dict[str, dict[str, Any]],
-    snapshots: Iterable[dict[str, Any]],
+    snapshots: Iterable[SeriesSnapshot],
     replaced: dict[str, str] | None = None,
 ) -> tuple[dict[str, Any], Artifact]:
     """Writes the next record; returns the manifest's ``chain`` block for it and the record (listed as an object).

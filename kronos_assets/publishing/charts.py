@@ -15,6 +15,8 @@ from typing import Any
 
 import plotly.graph_objects as go
 
+from kronos_assets.publishing.contract import SeriesSnapshot, TrackRecord
+
 BANDS = ((0.05, 0.95, "90 %", 0.12), (0.1, 0.9, "80 %", 0.2), (0.25, 0.75, "50 %", 0.3))
 UP, DOWN, FAN, MEDIAN, PAST = "#26a69a", "#ef5350", "255,152,0", "#e65100", "#5e35b1"
 PHONE_BARS = 36
@@ -24,7 +26,7 @@ def _band_keys(lo: float, hi: float) -> tuple[str, str]:
     return f"q{round(lo * 100):02d}", f"q{round(hi * 100):02d}"
 
 
-def chart_title(snapshot: dict[str, Any], mark_synthetic: bool = True) -> str:
+def chart_title(snapshot: SeriesSnapshot, mark_synthetic: bool = True) -> str:
     when = snapshot["origin"][:16].replace("T", " ")
     title = f"{snapshot['symbol']} {snapshot['timeframe']} · forecast at {when} UTC"
     if mark_synthetic and snapshot.get("synthetic"):
@@ -40,7 +42,7 @@ def plot_time(ts: str) -> str:
     return ts[:16].replace("T", " ") if ts.endswith(("+00:00", "Z")) and ts[16:19] in (":00", "") else ts
 
 
-def fan_chart(snapshot: dict[str, Any]) -> go.Figure:
+def fan_chart(snapshot: SeriesSnapshot) -> go.Figure:
     candles = snapshot["candles"]
     primary = snapshot["forecasts"][snapshot["primary_model"]]
     steps = primary["steps"]
@@ -149,7 +151,7 @@ def _t(iso: str) -> datetime:
     return datetime.fromisoformat(iso).replace(tzinfo=None)  # all times are UTC; matplotlib wants naive here
 
 
-def fan_chart_png(snapshot: dict[str, Any], width_px: int = 1000, height_px: int = 480) -> bytes:
+def fan_chart_png(snapshot: SeriesSnapshot, width_px: int = 1000, height_px: int = 480) -> bytes:
     """The fan chart as a PNG, drawn with matplotlib (Agg): same elements as the interactive chart."""
     import matplotlib.dates as mdates
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -291,7 +293,7 @@ def _small_layout(fig: go.Figure, title: str, x_title: str, y_title: str) -> go.
     return fig
 
 
-def reliability_chart(track_record: dict[str, Any]) -> go.Figure:
+def reliability_chart(track_record: TrackRecord) -> go.Figure:
     """Reliability of P(up): per probability bin, the share of forecasts that did go up against the mean P(up)
     said, labelled with the bin's count; a calibrated forecaster lies on the diagonal."""
     bins = [b for b in track_record.get("calibration", []) if b["n"]]
@@ -328,7 +330,7 @@ def reliability_chart(track_record: dict[str, Any]) -> go.Figure:
     return fig
 
 
-def pit_chart(track_record: dict[str, Any]) -> go.Figure:
+def pit_chart(track_record: TrackRecord) -> go.Figure:
     """PIT histogram at the horizon: flat for a calibrated forecaster, U-shaped when its bands are too narrow,
     hump-shaped when too wide; the dotted line is the flat count."""
     counts = track_record.get("pit_histogram") or []

@@ -20,6 +20,7 @@ import plotly.graph_objects as go
 import plotly.io as pio
 
 from kronos_assets.publishing.charts import fan_chart, pit_chart, reliability_chart
+from kronos_assets.publishing.contract import SeriesSnapshot
 from kronos_assets.publishing.keys import series_keys, versioned_key
 from kronos_assets.publishing.public import rounded
 
@@ -65,11 +66,11 @@ def figure_dict(fig: Any) -> dict[str, Any]:
     return out
 
 
-def series_id(snapshot: dict[str, Any]) -> str:
+def series_id(snapshot: SeriesSnapshot) -> str:
     return f"{snapshot['symbol']} {snapshot['timeframe']}"
 
 
-def series_figures(snapshot: dict[str, Any]) -> dict[str, dict[str, Any]]:
+def series_figures(snapshot: SeriesSnapshot) -> dict[str, dict[str, Any]]:
     """The fan chart, and the reliability and PIT charts once the track record has scored forecasts."""
     figs = {"fan": figure_dict(fan_chart(snapshot))}
     tr = snapshot.get("track_record") or {}
@@ -83,7 +84,7 @@ def script_text(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":")).replace("<", "\\u003c")
 
 
-def figures_file(snapshot: dict[str, Any]) -> tuple[str, bytes]:
+def figures_file(snapshot: SeriesSnapshot) -> tuple[str, bytes]:
     """The series' figures.js: its key and its bytes. A publish asks for it from the plan, the dashboard and the
     chart page: the figures are drawn once per snapshot."""
     return _figures_file(json.dumps(snapshot, sort_keys=True, default=str))
@@ -97,7 +98,7 @@ def _figures_file(snapshot_json: str) -> tuple[str, bytes]:
     return series_keys(snapshot["symbol"], snapshot["timeframe"])["figures.js"], text.encode()
 
 
-def figures_src(snapshot: dict[str, Any]) -> str:
+def figures_src(snapshot: SeriesSnapshot) -> str:
     """The versioned copy of the series' figures.js (from the site root): what pages load."""
     key, body = figures_file(snapshot)
     return versioned_key(key, hashlib.sha256(body).hexdigest())

@@ -4,12 +4,12 @@ with autoescaping on (every value a template prints is HTML-escaped unless it is
 from __future__ import annotations
 
 import posixpath
-from typing import Any
 
 import jinja2
 from markupsafe import Markup
 
 from kronos_assets.market.rules import FRESH_WARN_BARS, FRESHNESS_SLACK
+from kronos_assets.publishing.contract import ScoreboardRow, SeriesSnapshot
 from kronos_assets.publishing.figures import figures_src, script_text, series_id, templates_key
 from kronos_assets.publishing.keys import PLOTLY_JS_KEY, series_prefix
 from kronos_assets.publishing.page_model import SeriesView, series_view
@@ -33,7 +33,7 @@ TEMPLATES.filters["script_json"] = script_json
 
 
 def dashboard_html(
-    snapshots: list[dict[str, Any]], scoreboard: list[dict[str, Any]], generated_at: str, synthetic: bool
+    snapshots: list[SeriesSnapshot], scoreboard: list[ScoreboardRow], generated_at: str, synthetic: bool
 ) -> str:
     """index.html: a section per snapshot, in their order, each with its series' rows of ``scoreboard``."""
     views: list[SeriesView] = []
@@ -57,7 +57,7 @@ def dashboard_html(
     )
 
 
-def chart_page(snapshot: dict[str, Any]) -> bytes:
+def chart_page(snapshot: SeriesSnapshot) -> bytes:
     """A series' interactive chart: the fan chart of its figures file (publishing.figures), drawn by plotly.js
     from the site's assets, with a title and the banner."""
     depth = series_prefix(snapshot["symbol"], snapshot["timeframe"]).count("/") + 1

@@ -7,6 +7,7 @@ from typing import Any
 
 from kronos_assets.evaluation.track_record import DM_WINDOWS, VERDICT_WINDOW, covered_days
 from kronos_assets.metrics.registry import CONFIDENCE_BANDS, metrics
+from kronos_assets.publishing.contract import SeriesSnapshot
 from kronos_assets.publishing.snapshots import MIN_BIN, MIN_INDEPENDENT
 
 DEMO_BANNER = "SYNTHETIC MARKET — demo profile: these prices are generated, not real."
@@ -16,7 +17,7 @@ REPLAY_BANNER = (
 )
 
 
-def market_banner(snapshot: dict[str, Any], as_of: str | None = None) -> str | None:
+def market_banner(snapshot: SeriesSnapshot, as_of: str | None = None) -> str | None:
     """The banner a series (or the dashboard, ``as_of`` its newest origin) carries: synthetic or replayed prices;
     None for a live market."""
     if snapshot.get("synthetic"):
@@ -117,7 +118,7 @@ def dm_word(crps: dict[str, Any]) -> str:
     return f"within noise of the baseline (p = {crps['p_value']:.2f})"
 
 
-def verdict_sentence(snap: dict[str, Any]) -> tuple[str, bool]:
+def verdict_sentence(snap: SeriesSnapshot) -> tuple[str, bool]:
     """The sentence that opens a series, and whether the verdict is still pending."""
     verdict = snap.get("verdict")
     if verdict is None:

@@ -9,9 +9,8 @@ bar, on ``rows`` price levels.
 
 from __future__ import annotations
 
-from typing import Any
-
 from kronos_assets.publishing.charts import chart_title
+from kronos_assets.publishing.contract import SeriesSnapshot
 
 HISTORY, HELD_OUT, MEDIAN, BAND_50, BAND_80, ORIGIN = "·", "o", "━", "▒", "░", "┊"
 LEGEND = f"{HISTORY} history  {BAND_80} 80 % band  {BAND_50} 50 % band  {MEDIAN} median  {HELD_OUT} held out"
@@ -22,7 +21,7 @@ def _price(x: float) -> str:
     return f"{x:,.0f}" if abs(x) >= 1000 else f"{x:,.2f}" if abs(x) >= 1 else f"{x:.4g}"
 
 
-def fan_text(snapshot: dict[str, Any], rows: int = 8, history_bars: int = 48) -> str:
+def fan_text(snapshot: SeriesSnapshot, rows: int = 8, history_bars: int = 48) -> str:
     """The title, ``rows`` lines of chart with price labels, the time axis and the legend."""
     history = [c["close"] for c in snapshot["candles"][-history_bars:]]
     steps = snapshot["forecasts"][snapshot["primary_model"]]["steps"]
