@@ -1,7 +1,7 @@
 """Model kinds. A kind (one module) declares the schema of its models.yaml options and the type it validates them
 to, loads its forecaster, says where it comes from and, if it has any, fetches its weights and names the revisions
 to watch (see base.Kind); it registers itself in ``KINDS`` when imported. Importing this package imports the
-built-in kinds, so the registry is full for whoever reads it (settings.py names no kind).
+built-in kinds, so the registry is full for whoever reads it (configuration/settings.py names no kind).
 A models.yaml entry names its ``kind:``; an entry without one is of ``DEFAULT_KIND``."""
 
 from __future__ import annotations
