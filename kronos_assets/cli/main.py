@@ -255,7 +255,7 @@ def _upgrade(settings: Settings, warehouse: bool) -> int:
     """Moves an older release's home layout into the profile's folder (home_layout) and, before a run, brings the
     warehouse to this release's schema version (warehouse/migrations.py); 2 when either must not happen."""
     from kronos_assets.configuration import home_layout
-    from kronos_assets.warehouse import DamagedWarehouse, MigrationFailed, SchemaTooNew, Warehouse
+    from kronos_assets.warehouse import DamagedWarehouse, MigrationFailed, SchemaTooNew
     from kronos_assets.warehouse.backends import WarehouseUnavailable
 
     try:
@@ -274,7 +274,7 @@ def _upgrade(settings: Settings, warehouse: bool) -> int:
                 f"moved {', '.join(moved)} from {settings.home} (the layout before per-profile folders) into {target}"
             )
         if warehouse:
-            wh = Warehouse.of(settings)
+            wh = settings.open_warehouse()
             try:
                 found, now = wh.migrate()
             finally:

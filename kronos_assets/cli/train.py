@@ -63,9 +63,8 @@ def _models() -> dict | None:
 def _warehouse() -> Any:
     """The active profile's warehouse (data source "warehouse"): the library takes it, the CLI opens it."""
     from kronos_assets.configuration.settings import load_settings
-    from kronos_assets.warehouse import Warehouse
 
-    return Warehouse.of(load_settings(home=environment.home()))
+    return load_settings(home=environment.home()).open_warehouse()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

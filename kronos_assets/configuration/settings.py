@@ -10,9 +10,9 @@ from __future__ import annotations
 import difflib
 import re
 from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import AfterValidator, BeforeValidator, ValidationError, ValidationInfo, field_validator
 
@@ -37,6 +37,10 @@ from kronos_assets.forecasting.interface import MAX_PATHS, Sampling, SamplingOpt
 from kronos_assets.market.names import Symbols, TimeframeName
 from kronos_assets.market.timeframes import Timeframe
 from kronos_assets.warehouse.config import WarehouseConfig
+
+if TYPE_CHECKING:  # imported where used: duckdb and the candle files load only when a command needs them
+    from kronos_assets.market.replay import ReplayMarket
+    from kronos_assets.warehouse.core import Warehouse
 
 REPO_ROOT = environment.REPO_ROOT
 PROFILES = ("demo", "live", "synthetic")
@@ -158,6 +162,23 @@ class Settings:
     def uploads_dir(self) -> Path:
         """Folder watched for users' candle files ($KRONOS_UPLOADS_DIR, else <home>/<profile>/uploads)."""
         return environment.uploads_dir(self.profile_home / "uploads")
+
+    def open_warehouse(self) -> Warehouse:
+        """The profile's warehouse: its file and its ``warehouse:`` back end (connections open as it is used)."""
+        from kronos_assets.warehouse.core import Warehouse
+
+        return Warehouse(self.warehouse_path, config=self.warehouse)
+
+    def replay_market(self) -> ReplayMarket:
+        """The replay market of a profile of market: replay (market/replay.py), its clock in the profile's home."""
+        from kronos_assets.market.replay import ReplayFile, ReplayMarket
+
+        return ReplayMarket(
+            [ReplayFile(s, t, f) for s, t, f in self.replay_files],
+            exchange=self.replay_exchange,
+            clock_file=self.replay_clock_file,
+            lead=timedelta(days=self.replay_lead_days),
+        )
 
     def timeframe(self, name: str) -> TimeframeSettings:
         for tf in self.timeframes:

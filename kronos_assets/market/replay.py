@@ -29,7 +29,7 @@ import os
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Callable, Iterable
 
 import polars as pl
 
@@ -81,16 +81,6 @@ class ReplayMarket:
         self.wall = wall
         self.limits = limits
         self._cache: dict[Path, tuple[tuple[float, int], pl.DataFrame]] = {}
-
-    @classmethod
-    def from_settings(cls, settings: Any) -> "ReplayMarket":
-        """The replay market of a profile (``Settings`` of market: replay)."""
-        return cls(
-            [ReplayFile(s, t, f) for s, t, f in settings.replay_files],
-            exchange=settings.replay_exchange,
-            clock_file=settings.replay_clock_file,
-            lead=timedelta(days=settings.replay_lead_days),
-        )
 
     # -- the files ----------------------------------------------------------------------------------------------
     def candles(self, symbol: str, timeframe: str) -> pl.DataFrame:

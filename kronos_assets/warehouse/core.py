@@ -50,11 +50,6 @@ class Warehouse:
             Lake(self.config, self.path.parent / "duckdb_extensions") if self.config.backend == "ducklake" else None
         )
 
-    @classmethod
-    def of(cls, settings: Any) -> "Warehouse":
-        """The warehouse a profile's settings name: its file path, and its ``warehouse:`` back end."""
-        return cls(settings.warehouse_path, config=settings.warehouse)
-
     def __repr__(self) -> str:
         return f"Warehouse({self.path if self._lake is None else self.config.describe()})"
 

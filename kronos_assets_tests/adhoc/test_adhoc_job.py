@@ -17,7 +17,6 @@ from kronos_assets.configuration.settings import REPO_ROOT, load_settings
 from kronos_assets.defs.adhoc import ADHOC_JOB, ADHOC_POOL
 from kronos_assets.defs.factory import build_definitions
 from kronos_assets.forecasting import kinds
-from kronos_assets.market.replay import ReplayMarket
 from kronos_assets.market.synthetic import SyntheticMarket
 from kronos_assets.publishing.public import is_local_path
 from kronos_assets.warehouse import Warehouse
@@ -138,7 +137,7 @@ def test_the_demo_profile_forecasts_the_shipped_real_candles_at_the_replay_clock
     assert result.success, failure(result)
     [mat] = result.asset_materializations_for_node("adhoc_forecast")
     prov = mat.metadata["provenance"].value
-    end = ReplayMarket.from_settings(settings).data_end()  # no clock file: a look by hand stands at the data's end
+    end = settings.replay_market().data_end()  # no clock file: a look by hand stands at the data's end
     assert prov["source"] == {
         "kind": "replay",
         "symbol": "BTC/USDT",

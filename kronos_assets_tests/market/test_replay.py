@@ -200,7 +200,7 @@ def test_a_replay_run_stores_the_files_rows_and_no_step_sees_a_bar_after_now(tmp
 
     settings = _replay_settings(tmp_path, symbols=["ETH/USDT"])
     now = datetime(2026, 3, 20, 12, 40, tzinfo=UTC)
-    spy = _Spy(ReplayMarket.from_settings(settings))
+    spy = _Spy(settings.replay_market())
     run_main_job(
         settings, backfill_bars=8, now=now, resources={**build_resources(settings), "market": spy}, log=lambda _m: None
     )

@@ -10,7 +10,6 @@ import pytest
 
 from kronos_assets.cli import main as cli
 from kronos_assets.orchestration.local_instance import instance_for
-from kronos_assets.warehouse import Warehouse
 from kronos_assets_tests.helpers import small_settings
 from kronos_assets_tests.warehouse.test_backup import write_day
 
@@ -26,7 +25,7 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("KRONOS_CONFIG_DIR", str(tmp_path / "configs"))
     monkeypatch.setenv("KRONOS_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("KRONOS_PROFILE", "demo")
-    write_day(Warehouse.of(settings), 0, 1.0)
+    write_day(settings.open_warehouse(), 0, 1.0)
     instance = instance_for(settings)
     try:
         instance.get_runs_count()
@@ -89,7 +88,7 @@ def test_backup_and_restore_from_the_command_line(home, capsys, tmp_path):
     capsys.readouterr()
     assert cli.main(["restore", str(folder)]) == 0
     assert f"restored {home.warehouse_path} from {folder}" in capsys.readouterr().out
-    assert Warehouse.of(home).query("SELECT count(*) AS n FROM raw_candles")["n"][0] == 24
+    assert home.open_warehouse().query("SELECT count(*) AS n FROM raw_candles")["n"][0] == 24
     assert cli.main(["check"]) == 0
     report = capsys.readouterr().out
     assert "timeframes OK" in report

@@ -166,7 +166,7 @@ def test_cli_reads_the_profile_warehouse_that_the_library_is_handed(tmp_path: Pa
     assert main(args) == 1  # an empty warehouse: no candles, said so
     assert "no 1h candles for ['BTC/USDT']" in capsys.readouterr().err
     start = datetime(2025, 1, 1, tzinfo=timezone.utc)
-    Warehouse.of(settings).replace(
+    settings.open_warehouse().replace(
         "clean_candles",
         _clean_rows("BTC/USDT", gbm_candles(1000, 3, start=start)),
         "symbol = ? AND timeframe = ?",

@@ -43,4 +43,6 @@ class BarrierWarehouse(Warehouse):
 def location():
     settings = load_settings()
     resources = build_resources(settings)
-    return code_location(settings, {**resources, "warehouse": BarrierWarehouse.of(settings)})
+    return code_location(
+        settings, {**resources, "warehouse": BarrierWarehouse(settings.warehouse_path, config=settings.warehouse)}
+    )

@@ -122,7 +122,7 @@ def seeded_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A warehouse holding four consistent days, made once for the module (the migrations and commits cost
     seconds); each test works on its own copy (``seeded``)."""
     settings = small_settings(tmp_path_factory.mktemp("seeded"))
-    wh = Warehouse.of(settings)
+    wh = settings.open_warehouse()
     for day in range(4):
         write_day(wh, day, 0.5)
     return settings.warehouse_path
@@ -189,7 +189,7 @@ def test_a_backup_taken_while_another_process_commits_is_consistent_and_restores
     message = restore(settings, chosen.folder)
     assert str(settings.warehouse_path) in message and "moved aside" in message
     assert _consistent(settings.warehouse_path) == chosen.tables
-    assert Warehouse.of(settings).query("SELECT sum(close) AS s FROM raw_candles")["s"][0] == closes
+    assert settings.open_warehouse().query("SELECT sum(close) AS s FROM raw_candles")["s"][0] == closes
     assert json.loads((settings.publish_dir / "manifest.json").read_text()) == manifest
     assert (settings.publish_dir / "index.abc.html").read_bytes() == b"<html>dashboard</html>"
     assert list(settings.warehouse_path.parent.glob("warehouse.duckdb.before-restore-*"))  # kept, not deleted
@@ -220,7 +220,7 @@ def test_a_damaged_file_is_named_at_once_with_what_to_do(seeded, monkeypatch, ho
 
     monkeypatch.setattr("kronos_assets.warehouse.core.time.sleep", no_wait)
     with pytest.raises(DamagedWarehouse) as caught:
-        Warehouse.of(settings).query("SELECT count(*) FROM raw_candles")
+        settings.open_warehouse().query("SELECT count(*) FROM raw_candles")
     text = str(caught.value)
     assert str(settings.warehouse_path) in text and "move it aside" in text and "kronos-assets backup" in text
     assert "\n" not in text

@@ -15,7 +15,6 @@ from kronos_assets.cli.health.fresh import fresh, publication_row
 from kronos_assets.cli.health.reachable import bucket_row, exchange_rows, folder_row, open_instance, uploads_row
 from kronos_assets.cli.health.rows import FAIL, OK, SKIP, WARN, Row, short
 from kronos_assets.configuration.settings import Settings
-from kronos_assets.market.replay import ReplayMarket
 from kronos_assets.warehouse.readonly import ReadOnlyWarehouse
 
 SECTIONS = ("configured", "reachable", "fresh", "failing")
@@ -85,7 +84,7 @@ def run_health(
     now = now or datetime.now(timezone.utc)
     # A replay is fresh against its replay clock (read, never started here), not against the wall clock.
     try:
-        replay_now = ReplayMarket.from_settings(settings).clock_now(now, start_clock=False) if settings.replay else None
+        replay_now = settings.replay_market().clock_now(now, start_clock=False) if settings.replay else None
         rows = configured(settings, replay_now)
     except Exception as exc:  # a refused replay file: named in its row, the rest of the screen still shown
         replay_now, rows = None, configured(settings)
