@@ -156,7 +156,7 @@ def main() -> None:
     from kronos_assets.defs.factory import build_definitions
     from kronos_assets.defs.partitions import RANGE_END, RANGE_START, bar_key, day_key
     from kronos_assets.defs.resources import build_resources
-    from kronos_assets.evaluation.track_record import track_record
+    from kronos_assets.evaluation.track_record import HEADLINE_COLUMNS, track_record
 
     start = date.fromisoformat(args.start)
     end = date.fromisoformat(args.end)
@@ -270,18 +270,6 @@ def main() -> None:
         }
     (HERE / "results").mkdir(exist_ok=True)
     (HERE / "results" / args.out).write_text(json.dumps(out, indent=1, default=str))
-    cols = [
-        "symbol",
-        "model",
-        "n_forecasts",
-        "mae",
-        "mape",
-        "direction_hit_rate",
-        "crps",
-        "coverage_80",
-        "brier_up",
-        "crps_skill_vs_rw_vol",
-    ]
     print(json.dumps({k: v for k, v in out.items() if k not in ("scoreboard_horizon_end", "dm_tests")}, indent=1))
     models_min = ", ".join(f"{m} {v['seconds'] / 60:.1f} min" for m, v in per_model.items())
     print(
@@ -293,7 +281,7 @@ def main() -> None:
     if not board:  # a slice too short for any horizon to close and be scored
         print("no scores yet: no forecast's horizon closed inside the range")
         return
-    print(pl.DataFrame(board).select(cols))
+    print(pl.DataFrame(board).select(HEADLINE_COLUMNS))
     print(
         pl.DataFrame(record["dm_tests"])
         .filter(pl.col("window_name") == "all")

@@ -15,7 +15,7 @@ from kronos_assets.defs.metadata import md_table
 from kronos_assets.defs.names import TRACK_RECORD_INPUTS, track_record_key
 from kronos_assets.defs.partitions import BAR_FMT, MARKETS, Family, bar_partitions, times_by_symbol
 from kronos_assets.evaluation.scoring import HorizonNotClosed, Scored, require_closed, score_bars
-from kronos_assets.evaluation.track_record import crps_standing, track_record
+from kronos_assets.evaluation.track_record import HEADLINE_COLUMNS, crps_standing, track_record
 from kronos_assets.orchestration.incremental import scores_digest, scores_to_make
 from kronos_assets.warehouse import WRITE_POOL, Warehouse
 
@@ -131,18 +131,6 @@ def build_track_record(settings: Settings, tf: TimeframeSettings) -> dg.AssetsDe
         evaluations_digest = scores_digest(warehouse, tf.name)  # before the reads: a later write changes it
         record = track_record(warehouse, tf.name)
         horizon_all = [r for r in record["scoreboard"] if r["window_name"] == "all" and r["step"] == r["horizon"]]
-        cols = [
-            "symbol",
-            "model",
-            "n_forecasts",
-            "mae",
-            "mape",
-            "direction_hit_rate",
-            "crps",
-            "coverage_80",
-            "brier_up",
-            "crps_skill_vs_rw_vol",
-        ]
         skills = {
             f"crps_skill_30d/{r['symbol']}/{r['model']}": r["crps_skill_vs_rw_vol"]
             for r in record["scoreboard"]
@@ -165,7 +153,7 @@ def build_track_record(settings: Settings, tf: TimeframeSettings) -> dg.AssetsDe
                 # what the record was computed from: the main job computes it again only when this changes
                 TRACK_RECORD_INPUTS: evaluations_digest,
                 "as_of": record["as_of"] or "no scored forecast yet",
-                "scoreboard_all_time": dg.MetadataValue.md(md_table(horizon_all, cols)),
+                "scoreboard_all_time": dg.MetadataValue.md(md_table(horizon_all, list(HEADLINE_COLUMNS))),
                 "verdicts": dg.MetadataValue.md(
                     "\n\n".join(f"**{v['symbol']} {v['model']}**: {v['sentence']}" for v in record["verdicts"])
                     or "none yet"

@@ -44,6 +44,19 @@ BOARD_WINDOWS = {"7d": 7, "30d": 30, "90d": 90, "all": None}  # scoreboard.sql's
 DM_WINDOWS = {"30d": 30}
 VERDICT_WINDOW = "30d"  # what the dashboard, latest.json and scoreboard.json say in words
 SIGNIFICANCE = 0.05
+# The scoreboard columns a one-table summary shows (the track record asset's metadata, the backtest benchmark).
+HEADLINE_COLUMNS = (
+    "symbol",
+    "model",
+    "n_forecasts",
+    "mae",
+    "mape",
+    "direction_hit_rate",
+    "crps",
+    "coverage_80",
+    "brier_up",
+    "crps_skill_vs_rw_vol",
+)
 
 
 def measures() -> list[tuple[str, str, str | float, str]]:
