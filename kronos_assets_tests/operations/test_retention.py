@@ -112,6 +112,38 @@ def test_main_job_prunes_after_its_runs(ran_root):
     assert calls == [(14, main_job.RUN_ROUND_S)]
 
 
+def test_a_round_with_nothing_old_asks_the_run_storage_a_bounded_number_of_times(home, monkeypatch):
+    """Every tick runs a round. Its check for run files without a record (a pruning killed half-way) once asked the
+    run storage per file, a cost that grew with every run kept (found by the 720-tick soak): now one query per 500
+    files. Here 3 kept runs plus 600 stand-in files (run ids with records) take 2 queries, and no file goes."""
+    instance = _instance(home)
+    shard = small_settings(home).dagster_home / "history" / "runs"
+    kept = set(instance.get_run_ids())
+    fake = [f"{i:08d}-0000-0000-0000-000000000000" for i in range(600)]
+    for run_id in fake:
+        shutil.copy(shard / f"{next(iter(kept))}.db", shard / f"{run_id}.db")
+    real_ids = instance.get_run_ids
+    asked: list[int] = []
+
+    def get_run_ids(filters=None, cursor=None, limit=None):  # the fakes count as recorded: they are not orphans
+        asked.append(len(filters.run_ids))
+        return [i for i in filters.run_ids if i in fake] + list(real_ids(filters, cursor, limit))
+
+    real_records = instance.run_storage.get_run_records
+    records: list[Any] = []
+
+    def get_run_records(*args: Any, **kwargs: Any) -> Any:
+        records.append(args or kwargs)
+        return real_records(*args, **kwargs)
+
+    monkeypatch.setattr(instance, "get_run_ids", get_run_ids)
+    monkeypatch.setattr(instance.run_storage, "get_run_records", get_run_records)
+    outcome = prune_instance(instance, now=datetime.now(timezone.utc))
+    assert asked == [500, len(kept) + 600 - 500] and outcome.orphans == 0 and outcome.runs == 0
+    assert len(records) == 1  # the one query for runs old enough to prune
+    assert len(files(home)[0]) == len(kept) + 600
+
+
 def test_pruning_keeps_partition_status_checks_and_health(home):
     now = datetime.now(timezone.utc)
     before, health_before = status(home), health_rows(home, now)
