@@ -45,3 +45,14 @@ def write_configs(
 
 def small_settings(root: Path, today: date = date(2026, 11, 21), **profile: Any) -> Settings:
     return load_settings("demo", config_dir=write_configs(root, profile=profile), home=root / "home", today=today)
+
+
+def published_snapshot(folder: Path, symbol: str = "BTC/USDT", timeframe: str = "1h") -> dict[str, Any]:
+    """A series' published latest.json as the snapshot it was written from: its forecasts from the history file it
+    links to (``publishing.latest``)."""
+    from kronos_assets.publishing.latest import stored_snapshot
+    from kronos_assets.publishing.store import LocalStore
+
+    snap = stored_snapshot(LocalStore(folder), symbol, timeframe)
+    assert snap is not None, f"no readable latest.json for {symbol} {timeframe} under {folder}"
+    return dict(snap)

@@ -7,15 +7,14 @@ builds from the profile (defs/publish.py, ``publish_config``); tests and the ben
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from kronos_assets.evaluation.track_record import DM_WINDOWS, VERDICT_WINDOW, verdicts
 from kronos_assets.market.timeframes import timeframe_delta
-from kronos_assets.publishing.contract import LatestDocument
-from kronos_assets.publishing.site import SeriesUpdate, publish_site, series_keys
+from kronos_assets.publishing.latest import stored_snapshot
+from kronos_assets.publishing.site import SeriesUpdate, publish_site
 from kronos_assets.publishing.snapshots import forecast_records, path_matrices, scoreboard, series_snapshot
 from kronos_assets.publishing.store import Store
 from kronos_assets.warehouse import Warehouse
@@ -55,7 +54,7 @@ def publish_bars(
     """
     series = [(s, t) for t in config.timeframes for s in config.symbols]
     series += [(s, timeframe) for s in bars_by_symbol if (s, timeframe) not in series]
-    stored = {key: _stored_latest(store, *key, log) for key in series}  # before the warehouse is opened
+    stored = {key: stored_snapshot(store, *key, log) for key in series}  # before the warehouse is opened
     with warehouse.connect() as con:  # every read on one connection, closed before the uploads
         con = _Connection(con)
         updates, all_snaps, board = _gather(config, con, stored, bars_by_symbol, timeframe, log)
@@ -138,19 +137,3 @@ def _gather(
                 all_snaps.append(snap)
     board = [row for t in config.timeframes for row in (boards[t] if t in boards else scoreboard(warehouse, t, public))]
     return updates, all_snaps, board
-
-
-def _stored_latest(store: Store, symbol: str, timeframe: str, log: Any = None) -> LatestDocument | None:
-    """The published latest.json of a series; a damaged one counts as none (this publish writes it anew when it
-    has the series, else the dashboard leaves the series out until it does)."""
-    key = series_keys(symbol, timeframe)["latest.json"]
-    body = store.get(key)
-    if not body:
-        return None
-    try:
-        doc = json.loads(body)
-    except ValueError as exc:
-        doc = None
-        if log is not None:
-            log.warning(f"{store.location(key)} is damaged ({type(exc).__name__}: {exc}); treated as not published")
-    return doc if isinstance(doc, dict) and "origin" in doc else None

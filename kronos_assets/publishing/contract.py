@@ -1,8 +1,8 @@
 """The published documents' fields: what a reader of the site's JSON may rely on, and which fields may be null.
 
-    series/<S>/<tf>/latest.json            LatestDocument: the series' snapshot (SeriesSnapshot), its banner, links
+    series/<S>/<tf>/latest.json            LatestDocument: the series' snapshot less its forecasts, a banner, links
     series/<S>/<tf>/history/<origin>.json  HistoryDocument: every model's forecast at one origin (ModelForecast)
-    series/<S>/<tf>/scoreboard.json        SeriesScoreboard: the series' rows, track record and verdict
+    series/<S>/<tf>/scoreboard.json        SeriesScoreboard: the series' rows
     scoreboard.json                        Scoreboard: every series' all-time rows and verdicts
 
 The producers (``snapshots``, ``site``) return these types and the readers (the dashboard's ``page_model``,
@@ -38,7 +38,7 @@ class Sampling(TypedDict):
 
 
 class Step(TypedDict):
-    """One horizon step's summary of the sample paths (rounded to 10 significant digits: ``public.rounded``)."""
+    """One horizon step's summary of the sample paths, to 7 significant digits (``public.STEP_DIGITS``)."""
 
     step: int  # 1..horizon
     ts: Instant  # open time of the forecast bar
@@ -50,7 +50,7 @@ class Step(TypedDict):
     q90: float
     q95: float
     mean_close: float
-    median_close: float
+    median_close: NotRequired[float]  # q50 again: only in files published before latest.json's format 2
     mean_volume: float | None  # null: the model does not forecast volume
     median_volume: float | None
 
@@ -235,15 +235,16 @@ class Scoreboard(TypedDict):
 
 
 class SeriesScoreboard(TypedDict):
-    """series/<S>/<tf>/scoreboard.json: the series' rows, with its track record and verdict as of its origin."""
+    """series/<S>/<tf>/scoreboard.json: the series' rows as of its origin. Its track record and verdict are
+    latest.json's (files published before latest.json's format 2 repeated them here)."""
 
     symbol: str
     timeframe: str
     as_of: Instant
     synthetic: bool
-    track_record: TrackRecord | None
-    verdict: Verdict | None
     rows: list[ScoreboardRow]
+    track_record: NotRequired[TrackRecord | None]  # only in files published before latest.json's format 2
+    verdict: NotRequired[Verdict | None]  # the same; verify checks it where it is there
 
 
 # ----------------------------------------------------------------------------------------------------- latest
@@ -267,25 +268,34 @@ class PastForecast(TypedDict):
     realised: float
 
 
-class SeriesSnapshot(HistoryDocument):
-    """Everything the dashboard shows for a series at one origin (``snapshots.series_snapshot``)."""
+class SeriesState(TypedDict):
+    """What a series' snapshot and its latest.json share."""
 
+    symbol: str
+    timeframe: str
+    origin: Instant
     primary_model: str
     synthetic: bool
     replay: str | None  # the exchange a replay market replays; null for a live or synthetic market
     bar_seconds: int
     last_bar: Instant
-    candles: list[Candle]  # the bars before the origin
-    past: list[PastForecast]
     track_record: TrackRecord
     verdict: Verdict | None  # null: nothing scored yet
+
+
+class SeriesSnapshot(SeriesState):
+    """Everything the dashboard shows for a series at one origin (``snapshots.series_snapshot``)."""
+
+    forecasts: dict[str, ModelForecast]  # by model name: the history file of the origin
+    candles: list[Candle]  # the bars before the origin
+    past: list[PastForecast]
     actual: NotRequired[list[Candle]]  # an ad-hoc forecast's held-out bars (forecasting.adhoc); never published
 
 
 class Links(TypedDict):
     """Where the rest of the series is, relative to the site root."""
 
-    history: str
+    history: str  # the newest forecast (every model's): the history file of the origin
     paths: str
     chart: str
     chart_png: str
@@ -293,8 +303,29 @@ class Links(TypedDict):
     dashboard: str
 
 
-class LatestDocument(SeriesSnapshot):
-    """latest.json (``site.latest_document``)."""
+class CandleTable(TypedDict):
+    """The candles as a table: each row the values of ``columns`` (ts, open, high, low, close, volume)."""
 
+    columns: list[Literal["ts", "open", "high", "low", "close", "volume"]]
+    rows: list[list[Instant | float]]
+
+
+class PastTable(TypedDict):
+    """The past forecasts as a table: each row the values of ``columns`` (origin, ts, median, realised)."""
+
+    columns: list[Literal["origin", "ts", "median", "realised"]]
+    rows: list[list[Instant | float]]
+
+
+Table = CandleTable | PastTable
+
+
+class LatestDocument(SeriesState):
+    """latest.json, format 2 (``publishing.latest``): the snapshot without its forecasts (``links.history``), the
+    candles and past forecasts as tables, a banner and links."""
+
+    format: Literal[2]
+    candles: CandleTable  # the bars before the origin
+    past: PastTable
     demo_banner: str | None  # synthetic or replayed prices; null for a live market
     links: Links

@@ -1,9 +1,9 @@
 """Where each published object lives (keys inside the local folder or the bucket):
 
-    series/<SYMBOL>/<tf>/latest.json                newest forecast, track record, links  (latest: short cache)
+    series/<SYMBOL>/<tf>/latest.json                newest state, track record, links     (latest: short cache)
     series/<SYMBOL>/<tf>/chart.html                 interactive chart                     (latest)
     series/<SYMBOL>/<tf>/chart.png                  the same chart as a PNG               (latest)
-    series/<SYMBOL>/<tf>/scoreboard.json            track record of the series            (latest)
+    series/<SYMBOL>/<tf>/scoreboard.json            scoreboard rows of the series         (latest)
     series/<SYMBOL>/<tf>/figures.js                 the series' Plotly figures, for both pages (latest)
     series/<SYMBOL>/<tf>/history/<origin>.json      one file per forecast origin          (immutable: long cache)
     series/<SYMBOL>/<tf>/paths/<origin>.parquet     every model's sample paths, per origin (immutable)
@@ -11,6 +11,8 @@
     index.html                                      the dashboard                         (latest)
     assets/plotly-<version>.min.js                  plotly.js, served beside the page     (immutable)
     assets/plotly-templates-<sha16>.js              the charts' Plotly template, shared   (immutable)
+    assets/dashboard-<sha16>.css, draw_chart-<sha16>.js, freshness-<sha16>.js
+                                                    the dashboard's styles and scripts    (immutable)
     chain/<seq>.json                                one hash-chained record per publication (immutable)
     index/<n>.json                                  older entries of the manifest, in parts (immutable)
     manifest.json                                   what is published, written last       (no-cache)

@@ -26,6 +26,7 @@ from kronos_assets.publishing.manifest import (
     part_key,
     part_number,
 )
+from kronos_assets.publishing.public import same_document
 from kronos_assets.publishing.store import IMMUTABLE_CACHE, Artifact, Store
 
 
@@ -59,14 +60,15 @@ class Listing:
 
     def same_document(self, art: Artifact, known: dict[str, Any]) -> Artifact | None:
         """The stored bytes of a JSON object listed with ``known``, when they hold the same document as ``art``
-        (written by a release that indented its JSON): re-publishing it must not count as a new version."""
+        in an older encoding (indented JSON; a forecast's step summaries to more digits, with median_close):
+        re-publishing it must not count as a new version."""
         if not art.key.endswith(".json") or in_head(art.key):
             return None
         body = self.store.get(art.key)
         if not body or hashlib.sha256(body).hexdigest() != known["sha256"]:
             return None
         try:
-            same = json.loads(body) == json.loads(art.body)
+            same = same_document(json.loads(body), json.loads(art.body))
         except ValueError:
             return None
         return Artifact(art.key, body, art.content_type, art.cache_control) if same else None

@@ -39,12 +39,58 @@ def public_provenance(provenance: dict[str, Any]) -> dict[str, Any]:
     return without_local_paths(out)
 
 
-def rounded(obj: Any, digits: int = 10) -> Any:
-    """``obj`` with every float to ``digits`` significant digits: a forecast's per-step summaries (quantiles and
-    means of its sample paths, which are published in full: verify recomputes them within 1e-9, and 10 digits err
-    by 5e-11 at most) and the figures, in a third fewer bytes. Verdicts and scores keep every digit: verify
-    recomputes them from their inputs and compares exactly."""
+# Significant digits of a forecast's published per-step summaries (quantiles and means of its sample paths). The
+# paths are published in full, and verify recomputes the summaries from them within STEP_REL_TOL. Seven digits are
+# what a float32 path carries (the model draws float32), and cost a fifth fewer bytes than ten.
+STEP_DIGITS = 7
+STEP_REL_TOL = 10.0 ** (1 - STEP_DIGITS)  # twice the largest rounding error, 5e-7
+
+
+def rounded(obj: Any, digits: int = STEP_DIGITS) -> Any:
+    """``obj`` with every float to ``digits`` significant digits: a forecast's per-step summaries and the figures.
+    Verdicts and scores keep every digit: verify recomputes them from their inputs and compares them exactly."""
     return _map_leaves(obj, lambda v: float(f"{v:.{digits}g}") if isinstance(v, float) else v)
+
+
+def same_document(old: Any, new: Any) -> bool:
+    """Whether ``old`` (a published JSON document) says what ``new`` says: equal, or a forecast file of an older
+    encoding (step summaries to 10 digits, with median_close, the q50 again) whose steps round to ``new``'s and
+    whose every other field is equal."""
+    if old == new:
+        return True
+    if not (isinstance(old, dict) and isinstance(new, dict) and isinstance(old.get("forecasts"), dict)):
+        return False
+    if isinstance(new.get("forecasts"), dict) and old["forecasts"].keys() == new["forecasts"].keys():
+        pairs = [(old["forecasts"][m], new["forecasts"][m]) for m in old["forecasts"]]
+        if all(isinstance(o, dict) and isinstance(n, dict) for o, n in pairs):
+            return _without_steps(old) == _without_steps(new) and all(
+                _close_steps(o.get("steps"), n.get("steps")) for o, n in pairs
+            )
+    return False
+
+
+def _without_steps(doc: dict[str, Any]) -> dict[str, Any]:
+    return doc | {"forecasts": {m: {k: v for k, v in fc.items() if k != "steps"} for m, fc in doc["forecasts"].items()}}
+
+
+def _close_steps(old: Any, new: Any) -> bool:
+    """The same steps, ``old`` with more digits (within STEP_REL_TOL) and perhaps median_close."""
+    if not (isinstance(old, list) and isinstance(new, list) and len(old) == len(new)):
+        return False
+    for a, b in zip(old, new):
+        if not (isinstance(a, dict) and isinstance(b, dict)):
+            return False
+        a = {k: v for k, v in a.items() if k != "median_close"}
+        if a.keys() != b.keys():
+            return False
+        for k, x in a.items():
+            y = b[k]
+            if isinstance(x, float) and isinstance(y, (int, float)):
+                if abs(x - y) > STEP_REL_TOL * abs(y):
+                    return False
+            elif x != y:
+                return False
+    return True
 
 
 def _map_leaves(obj: Any, leaf: Callable[[Any], Any]) -> Any:

@@ -30,7 +30,6 @@ from kronos_assets.publishing.chain import append_record, sha256
 from kronos_assets.publishing.charts import fan_chart_png
 from kronos_assets.publishing.contract import (
     HistoryDocument,
-    LatestDocument,
     Scoreboard,
     ScoreboardRow,
     SeriesScoreboard,
@@ -47,11 +46,11 @@ from kronos_assets.publishing.keys import (
     series_keys,
     versioned_key,
 )
+from kronos_assets.publishing.latest import latest_document
 from kronos_assets.publishing.manifest import MANIFEST_FORMAT, encode, entry, read_manifest
-from kronos_assets.publishing.pages import chart_page, dashboard_html
+from kronos_assets.publishing.pages import chart_page, dashboard_assets, dashboard_html
 from kronos_assets.publishing.parts import Listing, seal
 from kronos_assets.publishing.public import without_local_paths
-from kronos_assets.publishing.sentences import market_banner
 from kronos_assets.publishing.store import IMMUTABLE_CACHE, LATEST_CACHE, MANIFEST_CACHE, Artifact, Store
 
 
@@ -99,23 +98,6 @@ def paths_parquet(frame: pl.DataFrame) -> bytes:
     return buf.getvalue()
 
 
-def latest_document(snapshot: SeriesSnapshot) -> LatestDocument:
-    """latest.json: the snapshot with the banner flag and links (relative to the site root) to the rest."""
-    symbol, timeframe, origin = snapshot["symbol"], snapshot["timeframe"], snapshot["origin"]
-    keys = series_keys(symbol, timeframe)
-    return snapshot | {
-        "demo_banner": market_banner(snapshot),
-        "links": {
-            "history": history_key(symbol, timeframe, origin),
-            "paths": paths_key(symbol, timeframe, origin),
-            "chart": keys["chart.html"],
-            "chart_png": keys["chart.png"],
-            "scoreboard": keys["scoreboard.json"],
-            "dashboard": "index.html",
-        },
-    }
-
-
 def series_plan(update: SeriesUpdate, plan: SitePlan) -> None:
     for h in update.history:
         if (h["symbol"], h["timeframe"]) != (update.symbol, update.timeframe):
@@ -143,8 +125,6 @@ def series_plan(update: SeriesUpdate, plan: SitePlan) -> None:
                     "timeframe": snap["timeframe"],
                     "as_of": snap["origin"],
                     "synthetic": snap.get("synthetic", False),
-                    "track_record": snap.get("track_record"),
-                    "verdict": snap.get("verdict"),
                     "rows": update.scoreboard,
                 }
             )
@@ -197,6 +177,7 @@ def publish_site(
     js = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
     plan.immutable.append(Artifact.of(PLOTLY_JS_KEY, js.read_bytes(), IMMUTABLE_CACHE))
     plan.immutable.append(Artifact.of(templates_key(), templates_js(), IMMUTABLE_CACHE))
+    plan.immutable += [Artifact.of(key, body, IMMUTABLE_CACHE) for key, body in dashboard_assets().values()]
     updates = list(updates)
     for update in updates:
         series_plan(update, plan)

@@ -44,8 +44,8 @@ def forecast_records(wh: Warehouse, symbol: str, timeframe: str, origins: list[d
         "ORDER BY origin, model",
         [symbol, timeframe, origins],
     )
-    steps = wh.query(
-        "SELECT * FROM forecast_steps WHERE symbol = ? AND timeframe = ? "
+    steps = wh.query(  # median_close is q50 again: the warehouse keeps it, the files do not repeat it
+        "SELECT * EXCLUDE (median_close) FROM forecast_steps WHERE symbol = ? AND timeframe = ? "
         "AND origin IN (SELECT unnest(?::TIMESTAMPTZ[])) ORDER BY origin, model, step",
         [symbol, timeframe, origins],
     )

@@ -42,7 +42,9 @@ from kronos_assets.metrics.registry import BASELINE, Inputs, aggregate, confiden
 from kronos_assets.metrics.scores import finite_or_none, validate_inputs
 from kronos_assets.publishing.chain import is_forecast_key, published_late, record_key, sha256
 from kronos_assets.publishing.keys import MANIFEST_KEY, history_key
+from kronos_assets.publishing.latest import records
 from kronos_assets.publishing.manifest import IndexDamage, listed_objects
+from kronos_assets.publishing.public import STEP_REL_TOL
 from kronos_assets.publishing.store import LocalStore, Stat, Store
 
 REL_TOL = 1e-9
@@ -370,7 +372,7 @@ def check_one(item: tuple[str, dict[str, Any], bytes | None, dict[datetime, floa
             if fields:  # one comparison per model: a year of forecasts is millions of numbers
                 want = np.vstack([w for name, w in expected if name in steps[0]])
                 got = np.array([[st.get(name) for st in steps] for name in fields], dtype=np.float64)  # null: nan
-                ok = np.abs(want - got) <= ABS_TOL + REL_TOL * np.abs(got)  # nan (a null) fails it
+                ok = np.abs(want - got) <= ABS_TOL + STEP_REL_TOL * np.abs(got)  # nan (a null) fails it
                 if not ok.all():
                     f, i = (int(x) for x in np.argwhere(~ok)[0])
                     raise Mismatch(
@@ -561,8 +563,9 @@ def rescore(
 
 
 def check_scoreboard(store: Store, manifest: dict[str, Any], scored: dict, summary: Summary) -> None:
-    """The all-time rows and the verdicts of scoreboard.json, and of each series' scoreboard.json (its verdict as
-    of its origin), against the re-scored forecasts."""
+    """The all-time rows and the verdicts of scoreboard.json, and each series' scoreboard.json rows (and its
+    verdict as of its origin, in files published before latest.json's format 2), against the re-scored
+    forecasts."""
     board = _json(store, "scoreboard.json")
     check_rows("scoreboard.json", board.get("rows", []), scored, summary)
     check_verdicts("scoreboard.json", board.get("verdicts", []), scored, summary)
@@ -663,7 +666,7 @@ def check_past(store: Store, manifest: dict[str, Any], scored: dict, summary: Su
             continue
         doc = _json(store, alias)
         mine = scored.get((doc["symbol"], doc["timeframe"], doc.get("primary_model")), {})
-        for i, p in enumerate(doc.get("past") or []):
+        for i, p in enumerate(records(doc.get("past") or [])):
             r = mine.get(_ts(p["origin"]))
             if r is None:
                 summary.not_recomputable.append(f"{alias} past[{i}] ({p['origin']}): forecast or closes not published")

@@ -13,7 +13,7 @@ from kronos_assets.defs.factory import build_definitions
 from kronos_assets.defs.partitions import bar_key, day_key
 from kronos_assets.defs.resources import build_resources
 from kronos_assets.metrics import score_paths
-from kronos_assets_tests.helpers import small_settings
+from kronos_assets_tests.helpers import published_snapshot, small_settings
 
 UTC = timezone.utc
 H = 6  # horizon of the small test config
@@ -174,7 +174,7 @@ def test_publish_writes_series_dashboard_and_manifest_last(env):
     f = D + 12 * HOUR
     _prepare_forecasts(env, "BTC/USDT", f - 10 * HOUR, f)
     root = env.settings.publish_dir
-    latest = json.loads((root / "series/BTC-USDT/1h/latest.json").read_text())
+    latest = published_snapshot(root)
     assert latest["origin"] == (f + HOUR).isoformat() and latest["synthetic"] is True
     assert set(latest["forecasts"]) == {"random_walk", "random_walk_vol"}
     assert len(list((root / "series/BTC-USDT/1h/history").glob("*.json"))) == 11

@@ -12,7 +12,7 @@ from kronos_assets.defs.resources import build_resources
 from kronos_assets.forecasting.baselines import RandomWalkVol
 from kronos_assets.forecasting.kinds import KINDS, kind_of
 from kronos_assets.forecasting.kinds.garch import GarchForecaster, GarchSettings
-from kronos_assets_tests.helpers import write_configs
+from kronos_assets_tests.helpers import published_snapshot, write_configs
 from kronos_assets_tests.model.test_kronos_in_graph import HUB_SPEC
 
 
@@ -129,7 +129,8 @@ def test_garch_forecasts_pass_the_sanity_check_and_reach_the_dashboard(tmp_path)
     def no_nan(constant):  # NaN/Infinity are not JSON: a browser would refuse the file
         raise AssertionError(f"{constant} in published JSON")
 
-    latest = json.loads((s.publish_dir / "series/BTC-USDT/1h/latest.json").read_text(), parse_constant=no_nan)
+    json.loads((s.publish_dir / "series/BTC-USDT/1h/latest.json").read_text(), parse_constant=no_nan)
+    latest = published_snapshot(s.publish_dir)
     assert latest["primary_model"] == "garch" and set(latest["forecasts"]) == {
         "random_walk",
         "random_walk_vol",

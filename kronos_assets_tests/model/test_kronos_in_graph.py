@@ -14,7 +14,7 @@ from kronos_assets.defs.partitions import bar_key
 from kronos_assets.defs.resources import build_resources
 from kronos_assets.kronos.hub import install_into_cache, save_checkpoint
 from kronos_assets_tests.foundation.test_assets import HOUR, D
-from kronos_assets_tests.helpers import write_configs
+from kronos_assets_tests.helpers import published_snapshot, write_configs
 from kronos_assets_tests.kronos.conftest import tiny_networks
 
 FAKE_REV = "0123456789abcdef0123456789abcdef01234567"
@@ -93,7 +93,7 @@ def test_local_checkpoint_forecasts_through_the_graph(tmp_path):
     paths = wh.query("SELECT close FROM forecast_paths WHERE model = 'tiny' ORDER BY path")
     assert paths.height == settings.sampling.n_paths and all(len(c) == 6 for c in paths["close"].to_list())
     # The dashboard leads with the primary model.
-    latest = json.loads((settings.publish_dir / "series/BTC-USDT/1h/latest.json").read_text())
+    latest = published_snapshot(settings.publish_dir)
     assert latest["primary_model"] == "tiny" and "tiny" in latest["forecasts"]
 
 

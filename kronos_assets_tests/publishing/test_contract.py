@@ -28,9 +28,14 @@ from kronos_assets.publishing.contract import (
 from kronos_assets.publishing.figures import series_figures
 from kronos_assets.publishing.pages import chart_page, dashboard_html
 from kronos_assets.publishing.store import LocalStore
+from kronos_assets_tests.helpers import published_snapshot
 from kronos_assets_tests.publishing.test_verify import live_warehouse, publish_record
 
-LATEST_ONLY = ("demo_banner", "links")  # what latest_document adds to the snapshot
+
+def snapshot(latest: Path) -> dict[str, Any]:
+    """The snapshot a latest.json was written from (its forecasts from the history file it links to)."""
+    doc = read(latest)
+    return published_snapshot(latest.parents[3], doc["symbol"], doc["timeframe"])
 
 
 # ------------------------------------------------------------------------------------------------- the checker
@@ -188,27 +193,36 @@ def test_published_documents_have_exactly_the_declared_fields(which, site_data, 
     found = {str(p.relative_to(site)): problems(read(p), types_of[kind]) for kind, paths in docs.items() for p in paths}
     assert {k: v for k, v in found.items() if v} == {}
     # The documents reach the nullable and optional corners the checker must see.
-    latest = [read(p) for p in docs["latest"]]
-    assert any(f["p_up"] is None for d in latest for f in d["forecasts"].values())  # a point forecast
+    latest, history = [read(p) for p in docs["latest"]], [read(p) for p in docs["history"]]
+    assert any(f["p_up"] is None for d in history for f in d["forecasts"].values())  # a point forecast
     assert any(d["verdict"] and d["verdict"]["crps"] is None for d in latest)  # the model is its own reference
     assert all("calibration" in d["track_record"] for d in latest)
+    assert all(d["format"] == 2 and d["candles"]["rows"] and d["past"]["columns"] for d in latest)
+    assert all("median_close" not in s for d in history for f in d["forecasts"].values() for s in f["steps"])
 
 
 def test_the_checker_names_a_field_added_dropped_or_of_another_type(site_data):
-    doc = read(published(site_data.publish_dir)["latest"][0])
+    docs = published(site_data.publish_dir)
+    doc, history = read(docs["latest"][0]), read(docs["history"][-1])
     model = doc["primary_model"]
-    assert problems(doc, LatestDocument) == []
+    assert problems(doc, LatestDocument) == [] and problems(history, HistoryDocument) == []
     doc["extra"] = 1
-    del doc["forecasts"][model]["recent_vol"]
-    doc["forecasts"][model]["steps"][0]["q50"] = "1.0"
     doc["track_record"]["n"] = None
-    doc["candles"][0]["close"] = True
+    doc["format"] = 3
+    del doc["links"]["paths"]
+    doc["candles"]["rows"][0][4] = None
+    del history["forecasts"][model]["recent_vol"]
+    history["forecasts"][model]["steps"][0]["q50"] = "1.0"
     assert sorted(problems(doc, LatestDocument)) == [
-        "$.candles[0].close: True (bool), declared float",
+        "$.candles.rows[0][4]: None is none of str | float",
         "$.extra: not declared in LatestDocument",
+        "$.format: 3 is not one of (2,)",
+        "$.links.paths: missing (Links requires it)",
+        "$.track_record.n: null, declared int (not nullable)",
+    ]
+    assert sorted(problems(history, HistoryDocument)) == [
         f"$.forecasts.{model}.recent_vol: missing (ModelForecast requires it)",
         f"$.forecasts.{model}.steps[0].q50: '1.0' (str), declared float",
-        "$.track_record.n: null, declared int (not nullable)",
     ]
 
 
@@ -225,7 +239,7 @@ def test_every_field_the_dashboard_reads_is_declared(site_data):
     """The dashboard's readers (page_model and sentences through dashboard_html, figures and charts through the
     figures file, the chart page and the PNG) on each published snapshot, and on one with no verdict yet."""
     docs = published(site_data.publish_dir)
-    snaps = [{k: v for k, v in read(p).items() if k not in LATEST_ONLY} for p in docs["latest"]]
+    snaps = [snapshot(p) for p in docs["latest"]]
     snaps.append(snaps[0] | {"verdict": None})
     rows = read(docs["scoreboard"][0])["rows"]
     snap_reads: set[tuple[str, ...]] = set()
@@ -279,8 +293,8 @@ def test_every_field_verify_reads_is_declared(record, monkeypatch):
     assert summary.scored > 0
     seen = {tp: fields(tp, r) for tp, r in reads.items()}
     assert ("forecasts", "*", "steps", "[]", "q50") in seen[HistoryDocument]
-    assert ("past", "[]", "median") in seen[LatestDocument]
+    assert ("past", "rows") in seen[LatestDocument] and ("verdict",) in seen[LatestDocument]
     assert ("rows", "[]", "n_forecasts") in seen[Scoreboard] and ("verdicts", "[]", "sentence") in seen[Scoreboard]
-    assert ("verdict",) in seen[SeriesScoreboard]
+    assert ("rows", "[]", "n_forecasts") in seen[SeriesScoreboard]
     wrong = {tp.__name__: undeclared(tp, r) for tp, r in reads.items()}
     assert {k: v for k, v in wrong.items() if v} == {}

@@ -11,6 +11,7 @@ from pathlib import Path
 from kronos_assets.configuration.settings import REPO_ROOT
 from kronos_assets.publishing import pages
 from kronos_assets.publishing.pages import chart_page, dashboard_html, script_json
+from kronos_assets_tests.helpers import published_snapshot
 
 EVIL = "<script>alert(1)</script>"
 
@@ -36,7 +37,7 @@ def _script_tags(page: str) -> list[str]:
 
 
 def test_names_and_sentences_are_escaped_in_the_dashboard_and_chart_page(site_data):
-    btc = json.loads((site_data.publish_dir / "series/BTC-USDT/1h/latest.json").read_text())
+    btc = published_snapshot(site_data.publish_dir)
     evil, board = _evil_snapshot(btc)
     clean_page = dashboard_html([btc], [], btc["origin"], True)
     page = dashboard_html([evil], board, evil["origin"], True)

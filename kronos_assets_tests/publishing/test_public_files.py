@@ -21,7 +21,7 @@ from kronos_assets.publishing.public import is_local_path, local_name, public_pr
 from kronos_assets.publishing.sentences import NA_COLUMNS, SCORE_COLUMNS, score_cells
 from kronos_assets.publishing.store import LocalStore
 from kronos_assets.warehouse import Warehouse
-from kronos_assets_tests.helpers import small_settings
+from kronos_assets_tests.helpers import published_snapshot, small_settings
 from kronos_assets_tests.publishing.conftest import HORIZON, HOUR, LAST_BAR, run_job
 
 BTC = "BTC/USDT"
@@ -83,7 +83,7 @@ def test_published_files_name_checkpoints_never_paths_of_this_machine(kronos_sit
     settings, root = kronos_site
     machine = [str(REPO_ROOT), str(root), str(settings.profile_home), str(Path.home())]
     assert local_path_hits(settings.publish_dir, machine) == []
-    latest = json.loads((settings.publish_dir / "series/BTC-USDT/1h/latest.json").read_text())
+    latest = published_snapshot(settings.publish_dir)
     prov = latest["forecasts"]["kronos-demo"]["provenance"]
     folder = settings.model_specs["kronos-demo"].options.local_dir  # the configured checkpoint folder
     assert prov["model_checkpoint"] == f"{Path(folder).name}/model"
@@ -111,7 +111,7 @@ def test_a_hub_checkpoint_is_named_by_its_repo_and_stray_paths_by_their_last_par
 
 def test_what_the_page_shows_as_na_is_null_in_the_json_never_zero(site_data):
     folder = site_data.publish_dir
-    latest = json.loads((folder / "series/BTC-USDT/1h/latest.json").read_text())
+    latest = published_snapshot(folder)
     # The plain random walk repeats one path: no P(up), no P(volatility amplification).
     rw, rw_vol = latest["forecasts"]["random_walk"], latest["forecasts"]["random_walk_vol"]
     assert rw["p_up"] is None and rw["p_vol_amp"] is None

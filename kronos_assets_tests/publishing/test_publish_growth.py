@@ -16,6 +16,7 @@ from kronos_assets.publishing.keys import MANIFEST_KEY, history_key
 from kronos_assets.publishing.manifest import PART_OBJECTS, listed_objects
 from kronos_assets.publishing.site import SeriesUpdate, publish_site
 from kronos_assets.publishing.store import LocalStore
+from kronos_assets_tests.helpers import published_snapshot
 
 BTC = "BTC/USDT"
 START = datetime(2025, 1, 1, tzinfo=timezone.utc)
@@ -97,7 +98,7 @@ def tick(store: LocalStore, snap: dict):
 
 @pytest.fixture(scope="module")
 def latest(site_data) -> dict:
-    return json.loads((site_data.publish_dir / "series/BTC-USDT/1h/latest.json").read_text())
+    return published_snapshot(site_data.publish_dir)
 
 
 @pytest.fixture(scope="module")

@@ -117,7 +117,8 @@ def test_publish_to_bucket_object_set_types_cache_headers_manifest_last_and_idem
     latest = json.loads(objs[f"{prefix}/latest.json"]["body"])
     paths = pl.read_parquet(io.BytesIO(objs[latest["links"]["paths"]]["body"]))
     n_paths, horizon = site_data.settings.sampling.n_paths, site_data.settings.timeframe("1h").horizon
-    assert set(paths["model"]) == set(latest["forecasts"]) == {"random_walk", "random_walk_vol"}
+    forecasts = json.loads(objs[latest["links"]["history"]]["body"])["forecasts"]  # the newest forecast
+    assert set(paths["model"]) == set(forecasts) == {"random_walk", "random_walk_vol"}
     assert paths.height == 2 * n_paths * horizon and paths["ts"].null_count() == 0
     assert sorted(paths.filter(pl.col("model") == "random_walk_vol")["path"].unique()) == list(range(n_paths))
     assert all(link in objs for link in latest["links"].values())
