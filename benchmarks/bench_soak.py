@@ -482,6 +482,19 @@ def trend_pct(values: list[float]) -> float:
     return 100 * slope(values) * (len(values) - 1) / mean if mean else 0.0
 
 
+def theil_sen_trend_pct(values: list[float]) -> float:
+    """The trend as ``trend_pct`` from the Theil-Sen slope (the median of the slopes between every two ticks): a
+    stretch of ticks slowed by other work on the machine moves it little, where it tilts the least-squares line."""
+    n = len(values)
+    if n < 2:
+        return 0.0
+    pairs = sorted((values[j] - values[i]) / (j - i) for i in range(n) for j in range(i + 1, n))
+    mid = len(pairs) // 2
+    median = pairs[mid] if len(pairs) % 2 else (pairs[mid - 1] + pairs[mid]) / 2
+    mean = sum(values) / n
+    return 100 * median * (n - 1) / mean if mean else 0.0
+
+
 def summarise(ticks: list[dict]) -> dict:
     mean = lambda k: sum(t[k] for t in ticks) / len(ticks)  # noqa: E731
     walls = [t["wall_s"] for t in ticks]
@@ -491,6 +504,7 @@ def summarise(ticks: list[dict]) -> dict:
         "wall_slope_s_per_tick": round(slope(walls), 4),
         "wall_trend_pct_of_mean": round(trend_pct(walls), 1),
         "wall_trend_ok": abs(trend_pct(walls)) < 5.0,
+        "wall_trend_pct_theil_sen": round(theil_sen_trend_pct(walls), 1),
         "wall_p50_s": round(sorted(walls)[len(walls) // 2], 2),
         "wall_max_s": round(max(walls), 2),
         # CPU seconds move less with the machine's load than the wall does: the trend without the neighbours
@@ -598,7 +612,8 @@ def report(result: dict, quiet: bool = False) -> None:
     print(
         f"\nwall: mean {summary['wall_mean_s']} s, least-squares slope {summary['wall_slope_s_per_tick']} s/tick "
         f"= {summary['wall_trend_pct_of_mean']} % of the mean over the run (target under 5 %: "
-        f"{'met' if summary['wall_trend_ok'] else 'NOT met'}); CPU s per tick {summary['cpu_mean_s']}, trend "
+        f"{'met' if summary['wall_trend_ok'] else 'NOT met'}; Theil-Sen {summary['wall_trend_pct_theil_sen']} %); "
+        f"CPU s per tick {summary['cpu_mean_s']}, trend "
         f"{summary['trend_pct_of_mean']['cpu_s']} %; load {summary['load_mean']} on {result['cores']} cores"
     )
     print("per-stage mean s: " + ", ".join(f"{k} {v}" for k, v in summary["stage_mean_s"].items()))
