@@ -43,24 +43,11 @@ def templates_key() -> str:
     return f"assets/plotly-templates-{hashlib.sha256(templates_js()).hexdigest()[:16]}.js"
 
 
-DIGITS = 7  # significant digits of a drawn number: the charts show 6 (",.6~g"), the JSON files keep them all
-
-
-def _rounded(value: Any) -> Any:
-    if isinstance(value, float):
-        return float(f"{value:.{DIGITS}g}")
-    if isinstance(value, list):
-        return [_rounded(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _rounded(v) for k, v in value.items()}
-    return value
-
-
 def figure_dict(fig: Any) -> dict[str, Any]:
     """The figure's JSON with the shared template named instead of copied, and its traces' numbers to the
     digits a chart can show (a quantile's 17 digits are a third of a figure's bytes)."""
     out = json.loads(pio.to_json(fig, validate=False))
-    out["data"] = _rounded(out.get("data", []))
+    out["data"] = rounded(out.get("data", []))  # 7 digits: the charts show 6 (",.6~g")
     if out.get("layout", {}).get("template") == _template():
         out["layout"]["template"] = TEMPLATE
     return out
