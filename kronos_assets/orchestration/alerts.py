@@ -11,40 +11,33 @@ carries a token).
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 from kronos_assets.base import environment
+from kronos_assets.base.locks import LockHeld, file_lock
 
 WEBHOOK_ENV = environment.WEBHOOK
 ALERTS_FILE, POSTED_FILE = "alerts.jsonl", "alerts_posted.jsonl"
 POST_TIMEOUT_S = 3.0  # one POST
 ROUND_DEADLINE_S = 8.0  # all POSTs of one delivery round (a sensor tick, the end of `kronos-assets run`)
+LOCK_WAIT_S = 30.0  # longer than a delivery round holds the lock
 
 
 class WebhookTimeout(RuntimeError):
     """The webhook did not answer within the POST's timeout."""
 
 
-@contextmanager
-def _locked(folder: Path) -> Iterator[None]:
+def _locked(folder: Path) -> file_lock:
     """One writer at a time across processes (the daemon's sensor and the CLI may report the same run)."""
     folder.mkdir(parents=True, exist_ok=True)
-    with (folder / ".alerts.lock").open("a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+    return file_lock(folder / ".alerts.lock", LOCK_WAIT_S, "the alerts lock")
 
 
 def _read_lines(path: Path) -> list[dict[str, Any]]:
@@ -102,6 +95,17 @@ def deliver_pending(
     host = urlsplit(url).hostname or "?"
     end = time.monotonic() + deadline_s
     sent, failed = 0, []
+    try:
+        sent = _deliver_locked(folder, url, deadline_s, timeout_s, end, failed)
+    except LockHeld as exc:  # a round stuck past its deadline (a stopped process): this one leaves them pending
+        failed.append(str(exc))
+    left_over = len(pending_alerts(folder))
+    summary = f"webhook at {host}: {sent} posted"
+    return summary + (f", {left_over} pending for the next round ({failed[-1]})" if left_over else "")
+
+
+def _deliver_locked(folder: Path, url: str, deadline_s: float, timeout_s: float, end: float, failed: list[str]) -> int:
+    sent = 0
     with _locked(folder):  # two rounds at once would post the same alert twice
         # Every pending alert gets its try, oldest first: one the webhook refuses (an HTTP error, a refused
         # connection: answered at once) must not hold back the others. A webhook that does not answer in time
@@ -121,9 +125,7 @@ def deliver_pending(
                 continue
             _append(folder / POSTED_FILE, {"run_id": alert["run_id"], "posted_at": time.time()})
             sent += 1
-    left_over = len(pending_alerts(folder))
-    summary = f"webhook at {host}: {sent} posted"
-    return summary + (f", {left_over} pending for the next round ({failed[-1]})" if left_over else "")
+    return sent
 
 
 def post_webhook(

@@ -31,6 +31,7 @@ from typing import Any
 
 import duckdb
 
+from kronos_assets.base.locks import LockHeld, file_lock
 from kronos_assets.configuration.settings import Settings
 from kronos_assets.publishing.manifest import IndexDamage, listed_objects
 from kronos_assets.publishing.site import MANIFEST_KEY
@@ -45,6 +46,7 @@ from kronos_assets.warehouse.backup import (
     sha256_of,
     verify_copy,
 )
+from kronos_assets.warehouse.core import connections_lock
 from kronos_assets.warehouse.damage import is_lock_conflict
 
 __all__ = ["BackupError", "BackupResult", "backup", "restore"]
@@ -223,9 +225,11 @@ def _refuse_if_held(live: Path) -> None:
         # damaged: nothing can hold it open; it is moved aside below
 
 
-def restore(settings: Settings, folder: Path, now: datetime | None = None) -> str:
+def restore(settings: Settings, folder: Path, now: datetime | None = None, wait_s: float = WAIT_S) -> str:
     """Puts a backup back: the warehouse file (the current one and its WAL moved aside, never deleted) and the
-    publication (its files, then its manifest last). Every file is checked against backup.json first."""
+    publication (its files, then its manifest last). Every file is checked against backup.json first. The swap
+    holds the warehouse's restore lock: it waits up to ``wait_s`` for open connections to close, and connections
+    opened meanwhile wait for the restored file."""
     _refuse_ducklake(settings, "restore")
     folder = Path(folder)
     record = _read_record(folder)
@@ -242,10 +246,16 @@ def restore(settings: Settings, folder: Path, now: datetime | None = None) -> st
             f"{record['warehouse']['rows']}: choose another backup"
         )
     live = settings.warehouse_path
-    _refuse_if_held(live)
     live.parent.mkdir(parents=True, exist_ok=True)
     stamp = (now or datetime.now(timezone.utc)).strftime("%Y%m%dT%H%M%SZ")
-    moved = put_back(folder / WAREHOUSE_FILE, live, f".before-restore-{stamp}")
+    try:  # no connection of this release opens the file until it is back (core.connections_lock)
+        with file_lock(connections_lock(live), wait_s, "the warehouse's restore lock"):
+            _refuse_if_held(live)  # a process of a release without that lock
+            moved = put_back(folder / WAREHOUSE_FILE, live, f".before-restore-{stamp}")
+    except LockHeld:
+        raise BackupError(
+            f"{live} stayed in use for {wait_s:.0f} s (a run, the daemon, the UI): stop them, then restore"
+        ) from None
     published = 0
     source = folder / PUBLISH_DIR
     if (source / MANIFEST_KEY).is_file():

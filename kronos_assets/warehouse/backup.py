@@ -132,20 +132,31 @@ def verify_copy(path: Path) -> dict[str, int]:
 
 
 def put_back(copy: Path, live: Path, aside_suffix: str) -> list[Path]:
-    """Puts the backed-up file ``copy`` in place of ``live``: the live file and its WAL are moved aside (renamed
-    with ``aside_suffix``, never deleted; a WAL left beside the restored file would be replayed into it), the
-    copy goes in under a temporary name and is renamed last. Returns what was moved aside. The caller makes
-    sure nothing writes the file meanwhile."""
+    """Puts the backed-up file ``copy`` in place of ``live`` and returns what was set aside (never deleted).
+
+    The copy goes in under a temporary name and replaces ``live`` by one rename, so a kill at any point leaves a
+    whole warehouse at ``live``, the old one or the restored one, never none (where the next run would start an
+    empty record). Before that the old file gets a second name (a hard link with ``aside_suffix``) and its WAL is
+    moved aside: a WAL left beside the restored file would be replayed into it. The caller holds the restore lock
+    and has checkpointed the WAL where it could (opening and closing the file does). A temporary copy left by a
+    killed restore is removed first."""
     live = Path(live)
+    for stale in live.parent.glob(f".{live.name}.restore-*"):
+        stale.unlink()
     tmp = live.with_name(f".{live.name}.restore-{os.getpid()}")
     shutil.copyfile(copy, tmp)
     fsync_file(tmp)
     moved = []
-    for path in (live, Path(f"{live}.wal")):
-        if path.exists():
-            aside = path.with_name(path.name + aside_suffix)
-            os.replace(path, aside)
-            moved.append(aside)
+    if live.exists():
+        aside = live.with_name(live.name + aside_suffix)
+        os.link(live, aside)
+        moved.append(aside)
+    wal = Path(f"{live}.wal")
+    if wal.exists():
+        aside = wal.with_name(wal.name + aside_suffix)
+        os.replace(wal, aside)
+        moved.append(aside)
+    fsync_dir(live.parent)
     os.replace(tmp, live)
     fsync_dir(live.parent)
     return moved

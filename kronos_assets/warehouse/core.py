@@ -7,7 +7,9 @@ lacks a stored closed bar must never remove it.
 
 embedded: one DuckDB file. Connections are opened per call and closed at once, so nothing holds the file while a
 model computes; DuckDB lets one process hold a file at a time, so opening retries with backoff while another
-process (another run) has it.
+process (another run) has it. Each connection also holds a shared flock on ``.<file>.lock`` beside it
+(``connections_lock``): a restore takes it exclusively, so that no connection opens while the file is swapped
+(one opened in between would create an empty file, or write into the one moved aside).
 
 ducklake: a PostgreSQL catalog and Parquet files (backends.Lake). Many processes write at once; a commit that
 conflicts with another one is retried as a whole transaction, a bounded number of times within a deadline. A
@@ -26,12 +28,18 @@ from typing import Any, Callable, Iterator, Sequence, TypeVar
 import duckdb
 import polars as pl
 
+from kronos_assets.base.locks import file_lock
 from kronos_assets.warehouse import migrations
 from kronos_assets.warehouse.backends import Lake, is_conflict
 from kronos_assets.warehouse.config import WarehouseConfig
 from kronos_assets.warehouse.damage import damaged, is_lock_conflict
 
 T = TypeVar("T")
+
+
+def connections_lock(path: Path) -> Path:
+    """The file whose shared flock every connection to the embedded warehouse ``path`` holds."""
+    return path.with_name(f".{path.name}.lock")
 
 
 class WarehouseConflict(RuntimeError):
@@ -55,7 +63,17 @@ class Warehouse:
 
     @contextmanager
     def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        con = self._open()
+        if self._lake is not None:
+            with self._connected(self._lake.cursor()) as con:
+                yield con
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with file_lock(connections_lock(self.path), self.lock_timeout_s, "the warehouse's restore lock", shared=True):
+            with self._connected(self._open()) as con:
+                yield con
+
+    @contextmanager
+    def _connected(self, con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnection]:
         try:
             con.execute("SET TimeZone = 'UTC'")  # timestamps come back as UTC, whatever the machine's zone
             if not self._schema_ready:  # created, or migrated forward to this release's schema version
@@ -85,9 +103,6 @@ class Warehouse:
             self._lake.close()
 
     def _open(self) -> duckdb.DuckDBPyConnection:
-        if self._lake is not None:
-            return self._lake.cursor()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         deadline = time.monotonic() + self.lock_timeout_s
         delay = 0.05
         while True:

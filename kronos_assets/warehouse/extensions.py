@@ -7,12 +7,12 @@ so nothing ever reaches the network.
 
 from __future__ import annotations
 
-import fcntl
 import importlib.util
-import time
 from pathlib import Path
 
 import duckdb
+
+from kronos_assets.base.locks import file_lock
 
 PACKAGES = {
     "ducklake": "duckdb_extension_ducklake",
@@ -58,7 +58,7 @@ def load(con: duckdb.DuckDBPyConnection, names: tuple[str, ...], extension_dir: 
     missing = [n for n in names if not _installed(con, n)]
     if missing:
         extension_dir.mkdir(parents=True, exist_ok=True)
-        with _locked(extension_dir / ".install.lock"):
+        with file_lock(extension_dir / ".install.lock", LOCK_WAIT_S, "the lock of DuckDB extensions' install"):
             for name in missing:
                 if not _installed(con, name):
                     con.execute(f"INSTALL '{extension_file(name)}'")
@@ -73,27 +73,3 @@ def _installed(con: duckdb.DuckDBPyConnection, name: str) -> bool:
         [name, name],
     ).fetchone()
     return bool(row and row[0])
-
-
-class _locked:
-    def __init__(self, path: Path):
-        self.path = path
-
-    def __enter__(self) -> None:
-        self.fh = open(self.path, "a")
-        deadline = time.monotonic() + LOCK_WAIT_S
-        while True:
-            try:
-                fcntl.flock(self.fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                return
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    self.fh.close()
-                    raise TimeoutError(
-                        f"{self.path} held for {LOCK_WAIT_S:.0f} s by another process installing DuckDB extensions"
-                    ) from None
-                time.sleep(0.1)
-
-    def __exit__(self, *exc: object) -> None:
-        fcntl.flock(self.fh, fcntl.LOCK_UN)
-        self.fh.close()

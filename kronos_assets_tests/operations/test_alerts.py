@@ -171,6 +171,25 @@ def test_a_round_tries_every_pending_alert_when_one_is_refused(tmp_path, hook):
     assert len(hook.posts) == 4  # nothing posted twice
 
 
+def test_a_round_stuck_holding_the_lock_delays_the_next_by_a_bounded_wait_and_posts_nothing_twice(
+    tmp_path, hook, monkeypatch
+):
+    """A process stopped inside its delivery round (SIGSTOP, a debugger) keeps the alerts lock: the next round
+    waits LOCK_WAIT_S, leaves the alerts pending and says why, instead of blocking the sensor for good."""
+    from kronos_assets.base.locks import file_lock
+    from kronos_assets.orchestration import alerts
+
+    alerts.record_alert(tmp_path, {"run_id": "run-0", "summary": "x"})
+    monkeypatch.setattr(alerts, "LOCK_WAIT_S", 0.5)
+    with file_lock(tmp_path / ".alerts.lock", 0.0, "the alerts lock"):
+        t0 = time.monotonic()
+        outcome = deliver_pending(tmp_path)
+        assert 0.5 <= time.monotonic() - t0 < 5
+    assert "0 posted, 1 pending for the next round" in outcome and "has held the alerts lock" in outcome, outcome
+    assert hook.posts == []
+    assert "1 posted" in deliver_pending(tmp_path) and [p["alert"]["run_id"] for p in hook.posts] == ["run-0"]
+
+
 def test_cut_alert_lines_do_not_hide_the_others(tmp_path):
     from kronos_assets.orchestration.alerts import ALERTS_FILE, record_alert
 

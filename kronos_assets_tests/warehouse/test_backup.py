@@ -263,6 +263,92 @@ def test_restore_checks_the_backup_before_touching_anything(seeded, tmp_path):
         restore(seeded, tmp_path)
 
 
+def test_restore_waits_for_an_open_connection_and_refuses_past_its_deadline(seeded, tmp_path):
+    """A run between two statements holds a connection: restore must not swap the file under it."""
+    result = backup(seeded, to=tmp_path / "backups")
+    write_day(seeded.open_warehouse(), 0, 9.0)  # the live record moved on since the backup
+    before = seeded.warehouse_path.read_bytes()
+    with seeded.open_warehouse().connect():
+        t0 = time.monotonic()
+        with pytest.raises(BackupError, match=r"stayed in use for 1 s \(a run, the daemon, the UI\)"):
+            restore(seeded, result.folder, wait_s=1.0)
+        assert time.monotonic() - t0 >= 1.0
+    assert seeded.warehouse_path.read_bytes() == before  # nothing moved aside or replaced
+    assert not list(seeded.warehouse_path.parent.glob("*.before-restore-*"))
+    restore(seeded, result.folder, wait_s=1.0)  # once the connection is closed it goes through
+    assert seeded.open_warehouse().query("SELECT max(close) AS c FROM raw_candles")["c"][0] == 0.5
+
+
+def test_a_connection_opened_while_restore_swaps_the_file_waits_and_reads_the_restored_rows(
+    seeded, tmp_path, monkeypatch
+):
+    """Without the lock, a connection opened between 'live moved aside' and 'copy renamed in' creates an empty
+    file there (or writes into the one moved aside): its rows would be lost."""
+    import threading
+
+    import kronos_assets.orchestration.backup as orchestration_backup
+
+    result = backup(seeded, to=tmp_path / "backups")
+    write_day(seeded.open_warehouse(), 0, 9.0)
+    real_put_back, seen, done = orchestration_backup.put_back, {}, threading.Event()
+
+    def reader() -> None:
+        seen["max"] = seeded.open_warehouse().query("SELECT max(close) AS c FROM raw_candles")["c"][0]
+        done.set()
+
+    def slow_put_back(copy: Path, live: Path, suffix: str) -> list[Path]:
+        thread = threading.Thread(target=reader)
+        thread.start()
+        assert not done.wait(1.0), "a connection opened while restore held the warehouse"
+        seen["thread"] = thread
+        return real_put_back(copy, live, suffix)
+
+    monkeypatch.setattr(orchestration_backup, "put_back", slow_put_back)
+    restore(seeded, result.folder)
+    seen["thread"].join(timeout=60)
+    assert done.is_set() and seen["max"] == 0.5  # it waited, then read the restored file
+
+
+KILLED_RESTORE = r"""
+import os, sys
+from pathlib import Path
+import kronos_assets.warehouse.backup as wb
+from kronos_assets.orchestration.backup import restore
+from kronos_assets_tests.helpers import small_settings
+settings, real = small_settings(Path(sys.argv[1])), os.replace
+def replace(src, dst):
+    if Path(dst) == settings.warehouse_path:  # the last step of the swap: killed just before it
+        os.kill(os.getpid(), 9)
+    real(src, dst)
+wb.os.replace = replace
+restore(settings, Path(sys.argv[2]))
+"""
+
+
+def test_a_restore_killed_before_its_last_rename_leaves_the_old_record_in_place_and_reruns(seeded, tmp_path):
+    """Moving the live file aside before the copy is in would leave no warehouse after a kill: the next run
+    would start an empty record. The swap is one rename; the old file is kept under a second name."""
+    result = backup(seeded, to=tmp_path / "backups")
+    write_day(seeded.open_warehouse(), 0, 9.0)
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    killed = subprocess.run(
+        [sys.executable, "-c", KILLED_RESTORE, str(tmp_path), str(result.folder)], env=env, cwd=REPO, timeout=120
+    )
+    assert killed.returncode == -9
+    folder = seeded.warehouse_path.parent
+    assert seeded.open_warehouse().query("SELECT max(close) AS c FROM raw_candles")["c"][0] == 9.0  # still there
+    assert list(folder.glob(".warehouse.duckdb.restore-*"))  # the killed restore's copy
+    restore(seeded, result.folder, now=datetime(2026, 12, 7, tzinfo=UTC))  # a plain re-run
+    assert seeded.open_warehouse().query("SELECT max(close) AS c FROM raw_candles")["c"][0] == 0.5
+    assert not list(folder.glob(".warehouse.duckdb.restore-*"))  # removed, not left to fill the disk
+    asides = sorted(folder.glob("warehouse.duckdb.before-restore-*"))
+    assert len(asides) == 2  # one per attempt, both the record as it was before
+    for aside in asides:
+        con = duckdb.connect(str(aside), read_only=True)
+        assert con.execute("SELECT max(close) FROM raw_candles").fetchone()[0] == 9.0
+        con.close()
+
+
 def test_a_ducklake_profile_is_refused_naming_its_backend(tmp_path):
     settings = small_settings(
         tmp_path,
