@@ -68,6 +68,17 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     items.sort(key=lambda item: _module(item.nodeid) not in slow)  # stable: the order within a module stays
 
 
+@pytest.fixture(autouse=True)
+def _sigterm_kept():
+    """A test that executes a job in this process leaves SIGTERM as it found it (orchestration.runs.sigterm_kept):
+    in a pytest started with SIGINT ignored (``pytest &`` from a script) Dagster would leave it ignored, and every
+    later child Dagster stops with SIGTERM (the compute logs' ``tail``) would cost 30 s and stay behind."""
+    from kronos_assets.orchestration.runs import sigterm_kept
+
+    with sigterm_kept():
+        yield
+
+
 @pytest.fixture
 def kronos_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     home = tmp_path / "home"

@@ -54,6 +54,7 @@ from kronos_assets.orchestration.runs import (
     held_slots,
     process_tags,
     reap_dead_runs,
+    sigterm_kept,
 )
 from kronos_assets.publishing.manifest import read_manifest
 from kronos_assets.publishing.store import LocalStore
@@ -143,16 +144,17 @@ class _Runner:
         self.done += 1
         self.log(f"[run {self.done}] {what}")
         t0 = time.perf_counter()
-        result = job.execute_in_process(
-            instance=self.instance,
-            run_config=QUIET,
-            raise_on_error=False,
-            tags={
-                **({RANGE_START: str(start), RANGE_END: str(end)} if start else {}),
-                **process_tags(),
-                **now_tag(self.now),
-            },
-        )
+        with sigterm_kept():
+            result = job.execute_in_process(
+                instance=self.instance,
+                run_config=QUIET,
+                raise_on_error=False,
+                tags={
+                    **({RANGE_START: str(start), RANGE_END: str(end)} if start else {}),
+                    **process_tags(),
+                    **now_tag(self.now),
+                },
+            )
         if not result.success:
             outcome = alert_failed_runs(
                 self.instance, [result.run_id], self.settings.profile_home, self.settings.profile

@@ -36,7 +36,7 @@ from kronos_assets.defs.partitions import RANGE_END, RANGE_START, bar_key, day_k
 from kronos_assets.defs.resources import build_resources, library
 from kronos_assets.evaluation.study_record import StudyWindow, study_record
 from kronos_assets.orchestration.failures import run_cause
-from kronos_assets.orchestration.runs import bounded_pool_waits, process_tags
+from kronos_assets.orchestration.runs import bounded_pool_waits, process_tags, sigterm_kept
 from kronos_assets.publishing.study_page import publish_study
 
 UTC = timezone.utc
@@ -114,7 +114,7 @@ def run_study(
         # forecasts on a busy disk. What the study made is in its warehouse, and a re-run continues from there.
         with contextlib.ExitStack() as stack:
             inst = instance or stack.enter_context(dg.DagsterInstance.ephemeral())
-            with bounded_pool_waits(inst, 300.0):
+            with bounded_pool_waits(inst, 300.0), sigterm_kept():
                 result = defs.resolve_job_def(job).execute_in_process(
                     instance=inst,
                     run_config=QUIET,

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import socket
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -66,6 +68,25 @@ def stop_requested(instance: dg.DagsterInstance, run_id: str) -> str | None:
     if run is not None and run.status in STOPPING:
         return f"its termination was requested (run {run.status.value})"
     return None
+
+
+@contextmanager
+def sigterm_kept() -> Iterator[None]:
+    """Puts SIGTERM's handler back as it was before an in-process run. Dagster sets SIGTERM to SIGINT's handler
+    when it swaps handlers around a run, and again when it swaps them back; in a process started with SIGINT
+    ignored (``cmd &`` from a script, cron wrappers) SIGTERM is then left ignored after the first run: the process
+    no longer stops on SIGTERM, and every child it starts inherits the 'ignore' (the compute logs' ``tail``, which
+    Dagster stops with SIGTERM, then waits 30 s for and leaves running). Signal handlers belong to the main thread:
+    elsewhere this does nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    before = signal.getsignal(signal.SIGTERM)
+    try:
+        yield
+    finally:
+        if before is not None and signal.getsignal(signal.SIGTERM) != before:
+            signal.signal(signal.SIGTERM, before)
 
 
 def _pid_start(pid: int) -> str | None:

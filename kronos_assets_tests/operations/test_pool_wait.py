@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import signal
 import subprocess
+import sys
 import threading
 import time
 from datetime import datetime, timezone
@@ -127,3 +128,43 @@ def test_terminating_a_waiting_run_ends_it_canceled(held_slot):
     assert not thread.is_alive(), f"the run still waited {STOP_LIMIT_S} s after its termination was requested"
     assert isinstance(outcome["error"], MainJobFailed), outcome
     _assert_ended_and_freed(held_slot, waiter, {dg.DagsterRunStatus.CANCELED})
+
+
+IGNORING_SIGINT = r"""
+import signal, sys
+import dagster as dg
+from kronos_assets.orchestration.runs import sigterm_kept
+
+@dg.op
+def one() -> int:
+    return 1
+
+@dg.job
+def job() -> None:
+    one()
+
+signal.signal(signal.SIGTERM, signal.SIG_DFL)  # whatever this test's process had
+signal.signal(signal.SIGINT, signal.SIG_IGN)  # as `cmd &` from a script starts it
+for _ in range(2):
+    if sys.argv[1] == "kept":
+        with sigterm_kept():
+            job.execute_in_process()
+    else:
+        job.execute_in_process()
+print("ignored" if signal.getsignal(signal.SIGTERM) == signal.SIG_IGN else "handled", flush=True)
+"""
+
+
+@pytest.mark.parametrize("kept", [True, False], ids=["kept", "dagster_alone"])
+def test_a_process_started_with_sigint_ignored_still_stops_on_sigterm_after_its_runs(kept):
+    """Dagster sets SIGTERM to SIGINT's handler around a run: with SIGINT ignored, SIGTERM was left ignored after
+    the first run, so `kronos-assets run` started in the background could no longer be stopped, and the compute
+    logs' `tail` children (stopped with SIGTERM) each cost 30 s and stayed behind."""
+    out = subprocess.run(
+        [sys.executable, "-c", IGNORING_SIGINT, "kept" if kept else "plain"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == ("handled" if kept else "ignored")
