@@ -94,18 +94,18 @@ def deliver_pending(
         return "no webhook configured"
     host = urlsplit(url).hostname or "?"
     end = time.monotonic() + deadline_s
-    sent, failed = 0, []
     try:
-        sent = _deliver_locked(folder, url, deadline_s, timeout_s, end, failed)
+        sent, failed = _deliver_locked(folder, url, deadline_s, timeout_s, end)
     except LockHeld as exc:  # a round stuck past its deadline (a stopped process): this one leaves them pending
-        failed.append(str(exc))
+        sent, failed = 0, [str(exc)]
     left_over = len(pending_alerts(folder))
     summary = f"webhook at {host}: {sent} posted"
     return summary + (f", {left_over} pending for the next round ({failed[-1]})" if left_over else "")
 
 
-def _deliver_locked(folder: Path, url: str, deadline_s: float, timeout_s: float, end: float, failed: list[str]) -> int:
-    sent = 0
+def _deliver_locked(folder: Path, url: str, deadline_s: float, timeout_s: float, end: float) -> tuple[int, list[str]]:
+    """One round under the alerts lock: how many were posted, and why the others were not."""
+    sent, failed = 0, []
     with _locked(folder):  # two rounds at once would post the same alert twice
         # Every pending alert gets its try, oldest first: one the webhook refuses (an HTTP error, a refused
         # connection: answered at once) must not hold back the others. A webhook that does not answer in time
@@ -125,7 +125,7 @@ def _deliver_locked(folder: Path, url: str, deadline_s: float, timeout_s: float,
                 continue
             _append(folder / POSTED_FILE, {"run_id": alert["run_id"], "posted_at": time.time()})
             sent += 1
-    return sent
+    return sent, failed
 
 
 def post_webhook(

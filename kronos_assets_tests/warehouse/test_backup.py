@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -17,6 +18,7 @@ import duckdb
 import polars as pl
 import pytest
 
+import kronos_assets.orchestration.backup as orchestration_backup
 from kronos_assets.orchestration.backup import BACKUP_FILE, BackupError, backup, restore
 from kronos_assets.publishing.store import Artifact, LocalStore
 from kronos_assets.warehouse import DamagedWarehouse, Warehouse
@@ -284,10 +286,6 @@ def test_a_connection_opened_while_restore_swaps_the_file_waits_and_reads_the_re
 ):
     """Without the lock, a connection opened between 'live moved aside' and 'copy renamed in' creates an empty
     file there (or writes into the one moved aside): its rows would be lost."""
-    import threading
-
-    import kronos_assets.orchestration.backup as orchestration_backup
-
     result = backup(seeded, to=tmp_path / "backups")
     write_day(seeded.open_warehouse(), 0, 9.0)
     real_put_back, seen, done = orchestration_backup.put_back, {}, threading.Event()
