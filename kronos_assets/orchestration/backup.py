@@ -46,7 +46,7 @@ from kronos_assets.warehouse.backup import (
     sha256_of,
     verify_copy,
 )
-from kronos_assets.warehouse.core import connections_lock
+from kronos_assets.warehouse.core import RESTORE_LOCK, connections_lock
 from kronos_assets.warehouse.damage import is_lock_conflict
 
 __all__ = ["BackupError", "BackupResult", "backup", "restore"]
@@ -212,7 +212,7 @@ def _read_record(folder: Path) -> dict[str, Any]:
 
 
 def _refuse_if_held(live: Path) -> None:
-    """A process writing the live file would write into the file being moved aside: restore refuses then."""
+    """A process writing the live file would write into the file being set aside: restore refuses then."""
     if not live.exists():
         return
     try:
@@ -222,7 +222,7 @@ def _refuse_if_held(live: Path) -> None:
             raise BackupError(
                 f"{live} is open in another process (a run, the daemon, the UI): stop them, then restore"
             ) from None
-        # damaged: nothing can hold it open; it is moved aside below
+        # damaged: nothing can hold it open; put_back keeps it under a second name (never deleted)
 
 
 def restore(settings: Settings, folder: Path, now: datetime | None = None, wait_s: float = WAIT_S) -> str:
@@ -249,7 +249,7 @@ def restore(settings: Settings, folder: Path, now: datetime | None = None, wait_
     live.parent.mkdir(parents=True, exist_ok=True)
     stamp = (now or datetime.now(timezone.utc)).strftime("%Y%m%dT%H%M%SZ")
     try:  # no connection of this release opens the file until it is back (core.connections_lock)
-        with file_lock(connections_lock(live), wait_s, "the warehouse's restore lock"):
+        with file_lock(connections_lock(live), wait_s, RESTORE_LOCK):
             _refuse_if_held(live)  # a process of a release without that lock
             moved = put_back(folder / WAREHOUSE_FILE, live, f".before-restore-{stamp}")
     except LockHeld:

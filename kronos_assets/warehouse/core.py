@@ -37,6 +37,9 @@ from kronos_assets.warehouse.damage import damaged, is_lock_conflict
 T = TypeVar("T")
 
 
+RESTORE_LOCK = "the warehouse's restore lock"  # what a refusal names: connections share it, a restore holds it alone
+
+
 def connections_lock(path: Path) -> Path:
     """The file whose shared flock every connection to the embedded warehouse ``path`` holds."""
     return path.with_name(f".{path.name}.lock")
@@ -68,7 +71,7 @@ class Warehouse:
                 yield con
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with file_lock(connections_lock(self.path), self.lock_timeout_s, "the warehouse's restore lock", shared=True):
+        with file_lock(connections_lock(self.path), self.lock_timeout_s, RESTORE_LOCK, shared=True):
             with self._connected(self._open()) as con:
                 yield con
 
