@@ -54,6 +54,7 @@ import math
 import os
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -467,6 +468,33 @@ def pregrow(root: Path, start: datetime, days: int, source: Path, log) -> dict:
 # ------------------------------------------------------------------------------------------------ summary
 
 
+def speed_probe(tries: int = 3) -> float:
+    """Seconds this process takes for a fixed piece of interpreted work (dicts, strings, a sort: what a tick's
+    start-up, planning and Dagster bookkeeping are made of), the mean of ``tries``, run just before each tick while
+    nothing of the soak runs. A shared machine's speed drifts over a soak of hours (on a 2-core KVM guest the same
+    work took 0.60 to 1.00 CPU s within ten minutes, while a soak's start-up, which does not grow with history,
+    slowed by 20 %): the probe says how much of a trend is the machine's."""
+    spent = 0.0
+    for _ in range(tries):
+        t0 = time.perf_counter()
+        table = {f"k{i}": i * 3 for i in range(60_000)}
+        sorted(table, key=lambda k: table[k] % 977)
+        spent += time.perf_counter() - t0
+    return spent / tries
+
+
+def _rolling_median(values: list[float], window: int) -> list[float]:
+    half = window // 2
+    return [statistics.median(values[max(0, i - half) : i + half + 1]) for i in range(len(values))]
+
+
+def at_constant_speed(walls: list[float], probes: list[float], window: int = 9) -> list[float]:
+    """Each tick's wall at the run's median machine speed: scaled by the run's median probe over the median of the
+    probes of the ``window`` ticks around it (one probe is noisy; the drift it tracks is slow)."""
+    ref = statistics.median(probes)
+    return [w * ref / p for w, p in zip(walls, _rolling_median(probes, window))]
+
+
 def slope(values: list[float]) -> float:
     """Least-squares slope per tick."""
     n = len(values)
@@ -520,6 +548,27 @@ def summarise(ticks: list[dict]) -> dict:
             for k in ("cpu_s", *(f"{s}_s" for s in PARTS), "peak_tree_rss_mb", "disk_written_mb")
         },
         "load_mean": round(mean("load"), 2),
+        **speed_summary(ticks),
+    }
+
+
+def speed_summary(ticks: list[dict]) -> dict:
+    """The machine's own drift over the run (the probe's trend) and the wall's trend at constant machine speed;
+    nothing for a soak recorded before the probe."""
+    if not ticks or any("probe_s" not in t for t in ticks):
+        return {}
+    probes, walls = [t["probe_s"] for t in ticks], [t["wall_s"] for t in ticks]
+    adjusted = at_constant_speed(walls, probes)
+    startup = _rolling_median([t["startup_s"] for t in ticks], 9)
+    return {
+        "probe_mean_s": round(sum(probes) / len(probes), 4),
+        "probe_trend_pct": round(trend_pct(_rolling_median(probes, 9)), 1),
+        # Whether the probe tracks the machine: start-up (imports, settings) does the same work on every tick
+        "probe_startup_correlation": round(statistics.correlation(_rolling_median(probes, 9), startup), 2)
+        if len(set(startup)) > 1 and len(set(probes)) > 1
+        else None,
+        "wall_trend_pct_at_constant_speed": round(trend_pct(adjusted), 1),
+        "wall_trend_pct_theil_sen_at_constant_speed": round(theil_sen_trend_pct(adjusted), 1),
     }
 
 
@@ -616,6 +665,14 @@ def report(result: dict, quiet: bool = False) -> None:
         f"CPU s per tick {summary['cpu_mean_s']}, trend "
         f"{summary['trend_pct_of_mean']['cpu_s']} %; load {summary['load_mean']} on {result['cores']} cores"
     )
+    if "probe_trend_pct" in summary:
+        print(
+            f"machine speed (the probe before each tick, mean {summary['probe_mean_s']} s): trend "
+            f"{summary['probe_trend_pct']} % over the run, correlation with the start-up's seconds "
+            f"{summary['probe_startup_correlation']}; the wall's trend at constant machine speed "
+            f"{summary['wall_trend_pct_at_constant_speed']} % (Theil-Sen "
+            f"{summary['wall_trend_pct_theil_sen_at_constant_speed']} %)"
+        )
     print("per-stage mean s: " + ", ".join(f"{k} {v}" for k, v in summary["stage_mean_s"].items()))
     print(
         f"peak RSS {summary['peak_tree_rss_mb_max']} MB; disk written {summary['disk_written_mb_mean']} MB/tick "
@@ -757,6 +814,7 @@ def main() -> None:
         for i in range(len(ticks) + 1, args.ticks + 1):
             now = start + i * HOUR
             load = os.getloadavg()[0]
+            probe = speed_probe()
             clock.mark(now)
             since = time.time()
             done = run_cli(root, now, 1, args.tick_timeout_s, source)
@@ -784,6 +842,7 @@ def main() -> None:
                 "publish_mb": round(sum(v[0] for v in pub1.values()) / 1e6, 1),  # per name: as a bucket holds it
                 "log_mb": round(size(settings.log_path.parent) / 1e6, 2),
                 "load": round(load, 1),
+                "probe_s": round(probe, 4),
                 "retention_s": 0.0,
                 "runs_pruned": 0,
             }
