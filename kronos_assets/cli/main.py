@@ -4,6 +4,7 @@ Dagster UI on the profile's runs."""
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import shutil
 import sys
@@ -297,5 +298,16 @@ def _upgrade(settings: Settings, warehouse: bool) -> int:
     return 0
 
 
+def cli() -> None:
+    """The ``kronos-assets`` console script: main's exit status, without the interpreter freeing every object one
+    by one on the way out (after a `run`, about 700,000 objects of Dagster, torch and polars: ~2 s of an hourly
+    tick's 13 s; the operating system takes the memory back at once). Nothing is left unwritten by it: each
+    warehouse connection is closed after its call, files are written whole and renamed, and the atexit handlers
+    (logging's flush, temporary folders' removal) and the flush of stdout and stderr still run."""
+    code = main()
+    gc.freeze()  # the interpreter's last collections skip every object alive now
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    cli()
