@@ -60,6 +60,7 @@ import sys
 import tempfile
 import threading
 import time
+import tomllib
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -138,12 +139,12 @@ def warehouse_bytes(path: Path) -> int:
 
 
 def cli(source: Path) -> list[str]:
-    """What the kronos-assets script runs, for the code under test: the entry moved from kronos_assets.cli to
-    kronos_assets.cli.main in the layer re-cut, and a soak may run a commit from before it."""
-    module = (
-        "kronos_assets.cli.main" if (source / "kronos_assets" / "cli" / "main.py").exists() else "kronos_assets.cli"
-    )
-    return [sys.executable, "-c", f"import sys; from {module} import main; sys.exit(main())"]
+    """What the kronos-assets console script runs, for the code under test: the entry point its pyproject.toml
+    declares (it moved from kronos_assets.cli to kronos_assets.cli.main in the layer re-cut, and the script gained
+    its own exit in cli.main.cli, which a soak must measure too)."""
+    entry = tomllib.loads((source / "pyproject.toml").read_text())["project"]["scripts"]["kronos-assets"]
+    module, function = entry.split(":")
+    return [sys.executable, "-c", f"import sys; from {module} import {function}; sys.exit({function}())"]
 
 
 _RUN_LINE = re.compile(r"^\[run \d+\] ")
