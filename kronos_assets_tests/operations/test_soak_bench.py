@@ -13,7 +13,6 @@ from benchmarks.bench_soak import (
     at_constant_speed,
     phases,
     slope,
-    speed_probe,
     speed_summary,
     stage_of,
     trend_pct,
@@ -64,52 +63,57 @@ def test_trend_is_the_least_squares_change_over_the_run_in_percent_of_the_mean()
     assert trend_pct([5.0] * 24) == 0.0
 
 
-def _run(n: int, growth: float, drift: float, rng: random.Random) -> tuple[list[float], list[float]]:
-    """A soak of n ticks: the code's own cost grows by ``growth`` over the run, the machine slows by ``drift`` (and
-    has bursts of slowness a few ticks long); the wall and the probe both move with the machine, each with its own
-    noise."""
-    walls, probes, burst = [], [], 0
+def _run(n: int, growth: float, drift: float, rng: random.Random) -> list[dict]:
+    """A soak of n ticks: the code's own cost (outside the start-up) grows by ``growth`` over the run, the machine
+    slows by ``drift`` and has bursts of slowness a few ticks long; the start-up and the rest of each tick both
+    move with the machine, each with its own noise."""
+    ticks, burst = [], 0
     for i in range(n):
         if burst == 0 and rng.random() < 0.02:
             burst = rng.randint(3, 15)
         speed = (1 + drift * i / n) * (1.4 if burst else 1.0)
         burst = max(0, burst - 1)
-        walls.append(12.0 * (1 + growth * i / n) * speed * rng.gauss(1, 0.04))
-        probes.append(0.08 * speed * rng.gauss(1, 0.06))
-    return walls, probes
+        startup = 2.0 * speed * rng.gauss(1, 0.06)
+        ticks.append(
+            {"startup_s": startup, "wall_s": startup + 10.0 * (1 + growth * i / n) * speed * rng.gauss(1, 0.04)}
+        )
+    return ticks
+
+
+def _trends(ticks: list[dict]) -> tuple[float, float]:
+    """The raw least-squares trend and the one at constant machine speed (speed_summary's, without its Theil-Sen)."""
+    walls = [t["wall_s"] for t in ticks]
+    return trend_pct(walls), trend_pct(at_constant_speed(walls, [t["startup_s"] for t in ticks]))
 
 
 def test_a_drifting_machine_is_taken_out_of_the_trend_and_the_code_s_growth_is_kept():
     rng = random.Random(25)
-    walls, probes = _run(720, growth=0.0, drift=0.3, rng=rng)
-    assert trend_pct(walls) > 20  # the raw wall blames the code for the machine
-    assert abs(trend_pct(at_constant_speed(walls, probes))) < 3
-    walls, probes = _run(720, growth=0.10, drift=0.0, rng=rng)  # bursts alone tilt the raw line either way
-    assert 7 < trend_pct(at_constant_speed(walls, probes)) < 13
-    walls, probes = _run(720, growth=0.10, drift=-0.2, rng=rng)  # a machine speeding up hides growth
-    assert trend_pct(walls) < 0 and 7 < trend_pct(at_constant_speed(walls, probes)) < 13
+    raw, adjusted = _trends(_run(720, growth=0.0, drift=0.3, rng=rng))
+    assert raw > 20 and abs(adjusted) < 3  # the raw wall blames the code for the machine
+    raw, adjusted = _trends(_run(720, growth=0.10, drift=0.0, rng=rng))  # bursts alone tilt the raw line either way
+    assert 5 < adjusted < 12  # 10 % of the 10 s outside the start-up: 8.3 % of the wall
+    raw, adjusted = _trends(_run(720, growth=0.10, drift=-0.2, rng=rng))  # a machine speeding up hides growth
+    assert raw < 0 and 5 < adjusted < 12
 
 
 def test_the_adjusted_trend_rarely_passes_5_percent_when_nothing_grows():
-    """Its false-positive rate under the null (flat code, a machine with bursts, noisy probes), by simulation."""
+    """Its false-positive rate under the null (flat code, a machine with bursts and drift), by simulation; the raw
+    trend's, for comparison."""
     rng = random.Random(7)
-    over = sum(abs(trend_pct(at_constant_speed(*_run(720, 0.0, rng.uniform(-0.3, 0.3), rng)))) >= 5 for _ in range(200))
-    assert over <= 4  # at most 2 % of flat runs would read as a trend
+    runs = [_trends(_run(720, 0.0, rng.uniform(-0.3, 0.3), rng)) for _ in range(200)]
+    assert sum(abs(adjusted) >= 5 for _, adjusted in runs) <= 4  # at most 2 % of flat runs read as a trend
+    assert sum(abs(raw) >= 5 for raw, _ in runs) >= 100  # where the raw line reads one in most
 
 
-def test_the_probe_and_the_summary_of_a_soak_with_and_without_probes():
-    assert 0 < speed_probe(tries=1) < 5
-    ticks = [{"wall_s": 10.0 + 0.01 * i, "probe_s": 0.1, "startup_s": 2.0} for i in range(100)]
+def test_the_summary_of_a_steady_machine_and_of_too_few_ticks():
+    ticks = [{"wall_s": 10.0 + 0.01 * i, "startup_s": 2.0} for i in range(100)]
     got = speed_summary(ticks)
-    assert got["probe_trend_pct"] == 0.0
+    assert got["startup_trend_pct"] == 0.0 and got["startup_rest_correlation"] is None  # nothing moved
     assert got["wall_trend_pct_at_constant_speed"] == pytest.approx(trend_pct([t["wall_s"] for t in ticks]), abs=0.1)
-    assert got["probe_startup_correlation"] is None  # nothing varied
-    slow = [
-        {"wall_s": 10.0 * (1 + i / 100), "probe_s": 0.1 * (1 + i / 100), "startup_s": 2 + i / 50} for i in range(100)
-    ]
+    slow = [{"wall_s": 12.0 * (1 + i / 100), "startup_s": 2.0 * (1 + i / 100)} for i in range(100)]
     got = speed_summary(slow)
-    assert got["probe_startup_correlation"] > 0.99 and abs(got["wall_trend_pct_at_constant_speed"]) < 1
-    assert speed_summary([{"wall_s": 10.0}]) == {}  # a soak recorded before the probe
+    assert got["startup_rest_correlation"] > 0.99 and abs(got["wall_trend_pct_at_constant_speed"]) < 1
+    assert speed_summary(ticks[:2]) == {}
 
 
 @pytest.mark.parametrize(
