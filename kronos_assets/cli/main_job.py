@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any, Callable
 
 import dagster as dg
@@ -37,6 +37,7 @@ from kronos_assets.defs.partitions import RANGE_END, RANGE_START, bar_key, day_k
 from kronos_assets.defs.resources import build_resources, library
 from kronos_assets.forecasting.versions import forecast_versions
 from kronos_assets.market.schema import CandleError
+from kronos_assets.market.timeframes import contiguous
 from kronos_assets.orchestration.alerts import pending_alerts
 from kronos_assets.orchestration.failures import alert_failed_runs, run_cause
 from kronos_assets.orchestration.incremental import (
@@ -72,6 +73,9 @@ class MainJobFailed(RuntimeError):
 
 class NowOutOfRange(MainJobFailed):
     """``now`` lies outside what the partitions (or the replay data) hold; nothing was started."""
+
+
+ONE_DAY = timedelta(days=1)
 
 
 def _utc_minute(t: datetime) -> str:
@@ -275,15 +279,18 @@ def run_main_job(
 
             days = {s: candle_days_to_refresh(warehouse, s, tf.name, step, candles_from, newest) for s in order}
             days = {s: d for s, d in days.items() if d}
-            if days:
-                lo, hi = min(d[0] for d in days.values()), max(d[-1] for d in days.values())
-                a, b = _span(list(days), order)
+            # One run per block of consecutive days that some symbol lacks: a day stored whole between two blocks
+            # (an older record's) is not fetched again, so a source that now answers otherwise cannot replace it.
+            for lo, end in contiguous(sorted({d for ds in days.values() for d in ds}), ONE_DAY):
+                need = {s: [d for d in ds if lo <= d < end] for s, ds in days.items()}
+                need = {s: d for s, d in need.items() if d}
+                a, b = _span(list(need), order)
                 runner.run(
                     jobs.get(candles_job_name(tf.name)),
-                    f"{', '.join(days)} {tf.name}: candles {lo:%Y-%m-%d}..{hi:%Y-%m-%d} "
-                    f"({sum(map(len, days.values()))} symbol-days not stored whole)",
+                    f"{', '.join(need)} {tf.name}: candles {lo:%Y-%m-%d}..{end - ONE_DAY:%Y-%m-%d} "
+                    f"({sum(map(len, need.values()))} symbol-days not stored whole)",
                     day_key(a, lo),
-                    day_key(b, hi),
+                    day_key(b, end - ONE_DAY),
                 )
 
             sampling = settings.sampling_for(tf.name)
