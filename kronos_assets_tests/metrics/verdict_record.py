@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -117,3 +118,19 @@ def warehouse_verdicts(wh: Any) -> dict[str, Any]:
 
 def dumps(doc: Any) -> str:
     return json.dumps(doc, indent=1, default=str) + "\n"
+
+
+def differences(ours: Any, golden: Any, path: str = "") -> list[str]:
+    """Where two verdict documents differ: structure, words and counts exactly, numbers to 1e-9 of their size (a
+    numpy, DuckDB or SciPy release may sum in another order: the last of 16 digits moves, the verdicts do not)."""
+    if isinstance(ours, dict) and isinstance(golden, dict):
+        if ours.keys() != golden.keys():
+            return [f"{path}: keys {sorted(ours)} != {sorted(golden)}"]
+        return [d for k in ours for d in differences(ours[k], golden[k], f"{path}/{k}")]
+    if isinstance(ours, list) and isinstance(golden, list):
+        if len(ours) != len(golden):
+            return [f"{path}: {len(ours)} items != {len(golden)}"]
+        return [d for i, (a, b) in enumerate(zip(ours, golden)) for d in differences(a, b, f"{path}[{i}]")]
+    if isinstance(ours, float) and isinstance(golden, float):
+        return [] if math.isclose(ours, golden, rel_tol=1e-9, abs_tol=1e-15) else [f"{path}: {ours!r} != {golden!r}"]
+    return [] if ours == golden and type(ours) is type(golden) else [f"{path}: {ours!r} != {golden!r}"]
