@@ -279,3 +279,43 @@ def test_a_failed_publish_is_made_up_by_the_next_tick(ran, monkeypatch):
     for hour in (11, 12):  # the failed tick's origin and the new one
         origin = datetime(2026, 11, 20, hour, tzinfo=timezone.utc).isoformat()
         assert all(history_key(s, "1h", origin) in objects for s in SYMBOLS), origin
+
+
+def test_a_day_stored_whole_between_two_days_to_fetch_is_not_fetched_again(ran):
+    """Candle days to fetch go in one run per block of consecutive days: a day stored whole between two blocks keeps
+    its bars, even where the source would now answer otherwise (a correction, another exchange, another generator)."""
+    one = timedelta(days=1)
+    day = datetime(NOW.year, NOW.month, NOW.day, tzinfo=timezone.utc) - one  # the day before NOW's
+    in_day = "date_trunc('day', ts) = ?"
+    con = duckdb.connect(str(ran.warehouse_path))
+    try:
+        con.execute("SET TimeZone = 'UTC'")
+        for table in ("raw_candles", "clean_candles"):
+            con.execute(f"DELETE FROM {table} WHERE {in_day} OR {in_day}", [day - one, day + one])
+        con.execute(f"UPDATE raw_candles SET volume = volume + 1 WHERE {in_day}", [day])  # what no source says
+        marked = con.execute(
+            f"SELECT symbol, ts, volume FROM raw_candles WHERE {in_day} ORDER BY ALL", [day]
+        ).fetchall()
+    finally:
+        con.close()
+    lines: list[str] = []
+    instance = instance_for(ran)
+    try:
+        run_main_job(ran, backfill_bars=BARS, now=NOW, instance=instance, log=lines.append)
+    finally:
+        instance.dispose()
+    assert [line.split(": ", 1)[1] for line in lines if " candles " in line] == [
+        f"candles {day - one:%Y-%m-%d}..{day - one:%Y-%m-%d} (2 symbol-days not stored whole)",
+        f"candles {day + one:%Y-%m-%d}..{day + one:%Y-%m-%d} (2 symbol-days not stored whole)",
+    ]
+    con = duckdb.connect(str(ran.warehouse_path), read_only=True)
+    try:
+        con.execute("SET TimeZone = 'UTC'")
+        kept = con.execute(f"SELECT symbol, ts, volume FROM raw_candles WHERE {in_day} ORDER BY ALL", [day]).fetchall()
+        refetched = con.execute(
+            f"SELECT count(*) FROM clean_candles WHERE {in_day} OR {in_day}", [day - one, day + one]
+        ).fetchone()[0]
+    finally:
+        con.close()
+    assert len(marked) == 2 * 24 and kept == marked
+    assert refetched == 2 * (24 + NOW.hour)  # the day before, whole, and NOW's day up to its last closed bar
