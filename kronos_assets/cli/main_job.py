@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from typing import Any, Callable
 
 import dagster as dg
@@ -33,7 +33,7 @@ from kronos_assets.base import environment
 from kronos_assets.configuration.settings import Settings
 from kronos_assets.defs.clock import now_tag
 from kronos_assets.defs.names import TRACK_RECORD_INPUTS, candles_job_name, forecast_job_name, track_record_key
-from kronos_assets.defs.partitions import RANGE_END, RANGE_START, bar_key, day_key
+from kronos_assets.defs.partitions import ONE_DAY, RANGE_END, RANGE_START, bar_key, day_key
 from kronos_assets.defs.resources import build_resources, library
 from kronos_assets.forecasting.versions import forecast_versions
 from kronos_assets.market.schema import CandleError
@@ -73,9 +73,6 @@ class MainJobFailed(RuntimeError):
 
 class NowOutOfRange(MainJobFailed):
     """``now`` lies outside what the partitions (or the replay data) hold; nothing was started."""
-
-
-ONE_DAY = timedelta(days=1)
 
 
 def _utc_minute(t: datetime) -> str:
@@ -278,12 +275,10 @@ def run_main_job(
             window = [first + i * step for i in range((newest - first) // step + 1)]
 
             days = {s: candle_days_to_refresh(warehouse, s, tf.name, step, candles_from, newest) for s in order}
-            days = {s: d for s, d in days.items() if d}
             # One run per block of consecutive days that some symbol lacks: a day stored whole between two blocks
             # (an older record's) is not fetched again, so a source that now answers otherwise cannot replace it.
             for lo, end in contiguous(sorted({d for ds in days.values() for d in ds}), ONE_DAY):
-                need = {s: [d for d in ds if lo <= d < end] for s, ds in days.items()}
-                need = {s: d for s, d in need.items() if d}
+                need = {s: block for s, ds in days.items() if (block := [d for d in ds if lo <= d < end])}
                 a, b = _span(list(need), order)
                 runner.run(
                     jobs.get(candles_job_name(tf.name)),

@@ -1,6 +1,6 @@
 """Ingest: raw candles from the market source, clean candles with features (SQL in DuckDB + polars), checks."""
 
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from typing import Any
 
 import dagster as dg
@@ -8,16 +8,13 @@ import dagster as dg
 from kronos_assets.configuration.settings import Settings, TimeframeSettings
 from kronos_assets.defs.clock import run_now
 from kronos_assets.defs.metadata import md_table
-from kronos_assets.defs.partitions import DAY_FMT, MARKETS, Family, day_partitions, times_by_symbol
+from kronos_assets.defs.partitions import DAY_FMT, MARKETS, ONE_DAY, Family, day_partitions, times_by_symbol
 from kronos_assets.market.rules import NEGATIVE_VOLUME_SQL, OHLC_INVALID_SQL, freshness
 from kronos_assets.market.schema import validate_candles
 from kronos_assets.market.source import CandleSource
 from kronos_assets.market.store import CANDLE_WHERE, ingest_window
 from kronos_assets.market.timeframes import contiguous
 from kronos_assets.warehouse import WRITE_POOL, Warehouse, read_sql
-
-# The day-partitioned write covers whole days: [first day, last day + 1).
-ONE_DAY = timedelta(days=1)
 
 
 def raw_candles_key(tf: str, family: Family = MARKETS) -> dg.AssetKey:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Iterable
 
 import dagster as dg
@@ -16,6 +16,7 @@ BAR_FMT = "%Y-%m-%d-%H:%M"
 RANGE_START = "dagster/asset_partition_range_start"
 RANGE_END = "dagster/asset_partition_range_end"
 DAY_FMT = "%Y-%m-%d"
+ONE_DAY = timedelta(days=1)  # a day partition's span: a run over days covers [first day, last day + 1)
 # A run tag "K@<bar>" that keeps every K-th bar of a run's range, counted from <bar> (the real-data study's
 # --stride): Dagster launches a scattered selection as one run per partition, so a strided backfill is launched as
 # contiguous ranges that forecast only their strided bars.
