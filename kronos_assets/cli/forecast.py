@@ -1,7 +1,7 @@
 """kronos-forecast: sample Kronos paths for a candle file, or pre-download checkpoints into the hub cache.
 
 The command is an application on top of the kronos library, the candle file reader (market/files.py) and the
-forecasting layer's path summaries (forecasting/summary.py), so it lives in the forecasting layer: kronos/ imports
+forecasting layer's path summaries (forecasting/summary.py), so it is a command above them (cli/): kronos/ imports
 nothing above it.
 
 Only argparse and the small config module load before the arguments are parsed: ``--help`` and argument errors
@@ -20,6 +20,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
+from kronos_assets.cli.script_exit import exit_without_teardown
 from kronos_assets.kronos.config import (
     CONTEXT_POLICIES,
     DEFAULT_CONTEXT_POLICY,
@@ -338,5 +339,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
 
 
+def cli() -> None:
+    """The ``kronos-forecast`` console script (cli.script_exit)."""
+    exit_without_teardown(main())
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    cli()

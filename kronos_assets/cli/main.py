@@ -4,7 +4,6 @@ Dagster UI on the profile's runs."""
 from __future__ import annotations
 
 import argparse
-import gc
 import os
 import shutil
 import sys
@@ -14,6 +13,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from kronos_assets.base import environment
+from kronos_assets.cli.script_exit import exit_without_teardown
 from kronos_assets.configuration.settings import PROFILES, ConfigError, Settings
 
 
@@ -299,14 +299,8 @@ def _upgrade(settings: Settings, warehouse: bool) -> int:
 
 
 def cli() -> None:
-    """The ``kronos-assets`` console script: main's exit status, without the interpreter freeing every object one
-    by one on the way out (after a `run`, about 700,000 objects of Dagster, torch and polars: ~2 s of an hourly
-    tick's 13 s; the operating system takes the memory back at once). Nothing is left unwritten by it: each
-    warehouse connection is closed after its call, files are written whole and renamed, and the atexit handlers
-    (logging's flush, temporary folders' removal) and the flush of stdout and stderr still run."""
-    code = main()
-    gc.freeze()  # the interpreter's last collections skip every object alive now
-    sys.exit(code)
+    """The ``kronos-assets`` console script (cli.script_exit)."""
+    exit_without_teardown(main())
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ from typing import Any, Sequence
 
 from kronos_assets.base import environment
 from kronos_assets.base.config_files import ConfigError
+from kronos_assets.cli.script_exit import exit_without_teardown
 from kronos_assets.training.config import SOURCES, load_training_config
 
 
@@ -143,5 +144,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-if __name__ == "__main__":  # pragma: no cover
-    raise SystemExit(main())
+def cli() -> None:
+    """The ``kronos-train`` console script (cli.script_exit)."""
+    exit_without_teardown(main())
+
+
+if __name__ == "__main__":
+    cli()
