@@ -165,10 +165,11 @@ def test_broken_training_yaml_is_one_line(tmp_path):
             load_training_config(path)
     proc = _cli(str(BIN / "kronos-train"), "--config", str(deep), "--list")
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
-    assert proc.stderr.strip().splitlines() == [
-        f"configuration error: {deep}: not readable as YAML: RecursionError: "
-        "maximum recursion depth exceeded while calling a Python object"
-    ], proc.stderr
+    # One line naming the file and the cause; Python words the end of the message by the frame the limit hits.
+    (line,) = proc.stderr.strip().splitlines()
+    assert line.startswith(f"configuration error: {deep}: not readable as YAML: RecursionError: maximum recursion"), (
+        line
+    )
 
 
 def test_broken_checkpoint_config_is_one_line(tmp_path):
